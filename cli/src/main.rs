@@ -1,0 +1,3 @@
+fn main() {
+    println!("manage: tenant CLI for natsd (not built yet)");
+}

@@ -1,0 +1,278 @@
+//! Typed, validated server options: what the rest of the server reads.
+//!
+//! Every field documents its default (the real nats-server's where one exists).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The account every user lands in when no `accounts` block names one.
+pub const GLOBAL_ACCOUNT: &str = "$G";
+/// The system account's name when `system_account` is not set.
+pub const DEFAULT_SYSTEM_ACCOUNT: &str = "$SYS";
+
+/// nats-server's default client port.
+pub const DEFAULT_PORT: i32 = 4222;
+/// nats-server's default monitoring port (used when `-m` / `http_port` asks for it).
+pub const DEFAULT_HTTP_PORT: i32 = 8222;
+/// nats-server's default max_payload: 1 MiB.
+pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
+/// nats-server's default max_control_line.
+pub const DEFAULT_MAX_CONTROL_LINE: usize = 4096;
+/// nats-server's default max_connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 64 * 1024;
+/// nats-server's default per-client outbound buffer limit (slow consumer above it): 64 MiB.
+pub const DEFAULT_MAX_PENDING: usize = 64 * 1024 * 1024;
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(120);
+pub const DEFAULT_PING_MAX: u32 = 2;
+pub const DEFAULT_WRITE_DEADLINE: Duration = Duration::from_secs(10);
+pub const DEFAULT_AUTH_TIMEOUT: Duration = Duration::from_secs(2);
+pub const DEFAULT_LAME_DUCK_DURATION: Duration = Duration::from_secs(120);
+pub const DEFAULT_LAME_DUCK_GRACE_PERIOD: Duration = Duration::from_secs(10);
+pub const DEFAULT_MAX_CLOSED_CLIENTS: usize = 10_000;
+/// `allow_responses: true` means one response ...
+pub const DEFAULT_ALLOW_RESPONSES_MAX: u32 = 1;
+/// ... within two minutes of the request.
+pub const DEFAULT_ALLOW_RESPONSES_EXPIRES: Duration = Duration::from_secs(120);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Options {
+    /// `host` / `net` / `-a`. Default `0.0.0.0`.
+    pub host: String,
+    /// `port` / `-p`. Default 4222; `-1` picks a random free port.
+    pub port: i32,
+    /// `server_name` / `-n`. Default: the server id.
+    pub server_name: Option<String>,
+    /// Monitoring bind host (`http: "host:port"`); default: `host`.
+    pub http_host: Option<String>,
+    /// `http` / `http_port` / `-m`. Default: monitoring off. `-1` = random port.
+    pub http_port: Option<i32>,
+    /// Separate port that serves only `/metrics` (where Surveyor stood, e.g. 7777). Default off.
+    pub metrics_port: Option<i32>,
+    /// Default 65536.
+    pub max_connections: usize,
+    /// Default 1 MiB.
+    pub max_payload: usize,
+    /// Default 4096.
+    pub max_control_line: usize,
+    /// Per-client outbound limit. Default 64 MiB.
+    pub max_pending: usize,
+    /// Server-wide max subscriptions per connection; 0 = unlimited.
+    pub max_subs: usize,
+    /// Default 2m.
+    pub ping_interval: Duration,
+    /// Default 2.
+    pub ping_max: u32,
+    /// Default 10s.
+    pub write_deadline: Duration,
+    pub pid_file: Option<PathBuf>,
+    pub log_file: Option<PathBuf>,
+    pub debug: bool,
+    pub trace: bool,
+    /// Default true.
+    pub logtime: bool,
+    /// Default 2m.
+    pub lame_duck_duration: Duration,
+    /// Default 10s.
+    pub lame_duck_grace_period: Duration,
+    /// Entries kept for `/connz?state=closed`. Default 10000.
+    pub max_closed_clients: usize,
+    pub no_header_support: bool,
+    pub auth: AuthOptions,
+    /// Accounts declared in the `accounts` block (users live in [`AuthOptions::users`]).
+    pub accounts: Vec<AccountConfig>,
+    /// `system_account` / `system`. Default `$SYS`.
+    pub system_account: Option<String>,
+    /// `jetstream` block or `-js`; `None` = disabled.
+    pub jetstream: Option<JetStreamConfig>,
+    pub tls: Option<TlsConfig>,
+    /// The file these options came from (for reload and `-t`).
+    pub config_file: Option<PathBuf>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            host: "0.0.0.0".to_string(),
+            port: DEFAULT_PORT,
+            server_name: None,
+            http_host: None,
+            http_port: None,
+            metrics_port: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_payload: DEFAULT_MAX_PAYLOAD,
+            max_control_line: DEFAULT_MAX_CONTROL_LINE,
+            max_pending: DEFAULT_MAX_PENDING,
+            max_subs: 0,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_max: DEFAULT_PING_MAX,
+            write_deadline: DEFAULT_WRITE_DEADLINE,
+            pid_file: None,
+            log_file: None,
+            debug: false,
+            trace: false,
+            logtime: true,
+            lame_duck_duration: DEFAULT_LAME_DUCK_DURATION,
+            lame_duck_grace_period: DEFAULT_LAME_DUCK_GRACE_PERIOD,
+            max_closed_clients: DEFAULT_MAX_CLOSED_CLIENTS,
+            no_header_support: false,
+            auth: AuthOptions::default(),
+            accounts: Vec::new(),
+            system_account: None,
+            jetstream: None,
+            tls: None,
+            config_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthOptions {
+    /// Every configured user, from `authorization` (account `$G`) and from each account.
+    /// User names are unique across accounts (a duplicate is a config error).
+    pub users: Vec<User>,
+    /// `authorization { token }` or `--auth`.
+    pub token: Option<String>,
+    /// `authorization { timeout }`. Default 2s.
+    pub timeout: Duration,
+    /// `no_auth_user`: who a client without credentials becomes.
+    pub no_auth_user: Option<String>,
+}
+
+impl Default for AuthOptions {
+    fn default() -> Self {
+        AuthOptions { users: Vec::new(), token: None, timeout: DEFAULT_AUTH_TIMEOUT, no_auth_user: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    /// Plain text, or a bcrypt hash (`$2a$`, `$2b$`, `$2x$`, `$2y$`).
+    pub password: String,
+    /// The account the user belongs to (`$G` for the `authorization` block).
+    pub account: String,
+    /// The user's own permissions, else the account's / block's default permissions, else none.
+    pub permissions: Option<Permissions>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permissions {
+    pub publish: Option<SubjectPermission>,
+    pub subscribe: Option<SubjectPermission>,
+    pub allow_responses: Option<ResponsePermission>,
+}
+
+/// `allow: None` means everything not denied is allowed; `Some(vec![])` allows nothing.
+/// Subscribe entries may be `"subject queue"` (allow only that queue group).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectPermission {
+    pub allow: Option<Vec<String>>,
+    pub deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResponsePermission {
+    /// Default 1.
+    pub max: u32,
+    /// Default 2m.
+    pub expires: Duration,
+}
+
+impl Default for ResponsePermission {
+    fn default() -> Self {
+        ResponsePermission { max: DEFAULT_ALLOW_RESPONSES_MAX, expires: DEFAULT_ALLOW_RESPONSES_EXPIRES }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AccountConfig {
+    pub name: String,
+    /// Per-account JetStream limits; `None` = JetStream disabled for the account.
+    pub jetstream: Option<AccountJetStreamLimits>,
+    pub limits: AccountLimits,
+    pub exports: Vec<Export>,
+    pub imports: Vec<Import>,
+}
+
+/// `-1` means unlimited, as in nats-server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountJetStreamLimits {
+    pub max_memory: i64,
+    pub max_store: i64,
+    pub max_streams: i64,
+    pub max_consumers: i64,
+}
+
+impl Default for AccountJetStreamLimits {
+    fn default() -> Self {
+        AccountJetStreamLimits { max_memory: -1, max_store: -1, max_streams: -1, max_consumers: -1 }
+    }
+}
+
+/// `-1` or absent means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountLimits {
+    pub max_connections: i64,
+    pub max_subscriptions: i64,
+    pub max_payload: i64,
+}
+
+impl Default for AccountLimits {
+    fn default() -> Self {
+        AccountLimits { max_connections: -1, max_subscriptions: -1, max_payload: -1 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportKind {
+    Stream,
+    Service,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Export {
+    pub kind: ExportKind,
+    pub subject: String,
+    /// Accounts allowed to import; empty = public.
+    pub accounts: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Import {
+    pub kind: ExportKind,
+    pub account: String,
+    pub subject: String,
+    /// Stream imports: `prefix`; service imports: `to` (local subject).
+    pub local: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JetStreamConfig {
+    /// `store_dir`; data lives in `<store_dir>/jetstream`. Default: a temp dir (with a warning).
+    pub store_dir: Option<PathBuf>,
+    /// `max_memory_store`; -1 = sized from the machine.
+    pub max_memory: i64,
+    /// `max_file_store`; -1 = sized from the disk.
+    pub max_store: i64,
+    /// `sync_interval`: `None` = the store's documented default.
+    pub sync_interval: Option<Duration>,
+    /// `sync_interval: always`.
+    pub sync_always: bool,
+}
+
+impl Default for JetStreamConfig {
+    fn default() -> Self {
+        JetStreamConfig { store_dir: None, max_memory: -1, max_store: -1, sync_interval: None, sync_always: false }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: Option<PathBuf>,
+    /// Require and verify client certificates.
+    pub verify: bool,
+    /// Handshake timeout. Default 2s (nats-server's TLS timeout default is 2s... 0.5s for handshake in some versions).
+    pub timeout: Duration,
+}

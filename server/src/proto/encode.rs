@@ -1,0 +1,1 @@
+//! Writers for server → client frames. See the module contract in `proto`.

@@ -1,0 +1,1 @@
+//! JetStream message stores. CONTRACT: see the store work's module docs.
