@@ -1,14 +1,30 @@
 //! natsd: a NATS-compatible messaging server.
 //!
 //! # Layout
+//! - [`server`]: the server: accounts, client registry, listeners, reload, lame duck, shutdown.
+//! - [`client`]: one connection: reader (parse, route) and writer (flush) tasks, slow consumers.
+//! - [`account`]: isolated subject spaces, each with its own sublist and limits.
+//! - [`auth`]: authentication (bcrypt with a verification cache) and permissions.
 //! - [`subject`]: subject validation, tokenizing, wildcard matching and subset checks.
 //! - [`sublist`]: the per-account subscription trie with its match cache.
 //! - [`proto`]: the client protocol: zero-copy parser over the read buffer and frame encoders.
 //! - [`config`]: nats.conf lexer/parser, typed [`config::Options`], command-line flags.
+//! - [`monitor`]: HTTP monitoring endpoints (`/varz`, `/healthz`, ...).
+//! - [`tls`]: rustls acceptor from the `tls {}` block.
+//! - [`signal`]: `--signal` to a running server.
+//! - [`logging`]: nats-server style log lines.
 //! - [`store`]: JetStream message stores (file and memory) behind one trait.
 
+pub mod account;
+pub mod auth;
+pub mod client;
 pub mod config;
+pub mod logging;
+pub mod monitor;
 pub mod proto;
+pub mod server;
+pub mod signal;
 pub mod store;
 pub mod subject;
 pub mod sublist;
+pub mod tls;

@@ -1,1 +1,166 @@
-fn main() {}
+//! `natsd`: command line → options → logger → server, then signals until shutdown.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use natsd::config::flags::{self, Command, FlagOptions};
+use natsd::config::{self, Options};
+use natsd::logging::{self, LogLevel};
+use natsd::server::{Server, NATSD_VERSION, NATS_COMPAT_VERSION};
+use tokio::signal::unix::{signal, SignalKind};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match flags::parse_args(&args) {
+        Ok(c) => c,
+        Err(err) => {
+            eprintln!("nats-server: {err}");
+            eprintln!("{}", flags::usage());
+            return ExitCode::from(1);
+        }
+    };
+    match command {
+        Command::Help => {
+            println!("{}", flags::usage());
+            ExitCode::SUCCESS
+        }
+        Command::Version => {
+            println!("nats-server: v{NATS_COMPAT_VERSION} (natsd {NATSD_VERSION})");
+            ExitCode::SUCCESS
+        }
+        Command::Signal { command, target } => match natsd::signal::send(&command, target.as_deref()) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("nats-server: {err}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Test(flags) => test_config(&flags),
+        Command::Run(flags) => match run(flags) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                logging::fatal(&format!("{err:#}"));
+                ExitCode::from(1)
+            }
+        },
+    }
+}
+
+/// Load the file (if any) and apply the flags: what both `-t` and a start use.
+fn load(flags: &FlagOptions) -> anyhow::Result<(Options, Vec<String>, String)> {
+    match &flags.config_file {
+        Some(path) => {
+            let loaded = config::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let mut options = loaded.options;
+            options.config_file = Some(path.clone());
+            flags.apply(&mut options);
+            Ok((options, loaded.warnings, loaded.digest))
+        }
+        None => {
+            let mut options = Options::default();
+            flags.apply(&mut options);
+            Ok((options, Vec::new(), String::new()))
+        }
+    }
+}
+
+/// `-t`: like nats-server, warnings count as errors and the verdict goes to stderr.
+fn test_config(flags: &FlagOptions) -> ExitCode {
+    let Some(path) = &flags.config_file else {
+        eprintln!("nats-server: must specify [-c, --config] option to check configuration file syntax");
+        return ExitCode::from(1);
+    };
+    match load(flags) {
+        Ok((_, warnings, digest)) if warnings.is_empty() => {
+            eprintln!("nats-server: configuration file {} is valid ({digest})", path.display());
+            ExitCode::SUCCESS
+        }
+        Ok((_, warnings, _)) => {
+            for w in warnings {
+                eprintln!("nats-server: {w}");
+            }
+            ExitCode::from(1)
+        }
+        Err(err) => {
+            eprintln!("nats-server: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(flags: FlagOptions) -> anyhow::Result<()> {
+    let (options, warnings, digest) = load(&flags)?;
+    logging::init(LogLevel { debug: options.debug, trace: options.trace }, options.logtime, options.log_file.as_deref())
+        .context("could not open log file")?;
+    for w in &warnings {
+        tracing::warn!("{}", w);
+    }
+    if let Some(pid_file) = &options.pid_file {
+        write_pid_file(pid_file)?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting runtime")?;
+    runtime.block_on(async move {
+        let overrides = {
+            let flags = flags.clone();
+            Box::new(move |o: &mut Options| flags.apply(o))
+        };
+        let server = Server::new(options, overrides, digest)?;
+        server.start().await?;
+        wait_for_signals(server).await
+    })
+}
+
+fn write_pid_file(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("Could not write pidfile: {}", path.display()))?;
+    write!(file, "{}", std::process::id()).with_context(|| format!("Could not write pidfile: {}", path.display()))
+}
+
+async fn wait_for_signals(server: Arc<Server>) -> anyhow::Result<()> {
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut usr1 = signal(SignalKind::user_defined1())?;
+    let mut usr2 = signal(SignalKind::user_defined2())?;
+    let mut stopped = server.shutdown_signal();
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                tracing::info!("Trapped \"hangup\" signal");
+                if let Err(err) = server.reload().await {
+                    tracing::error!("Failed to reload server configuration: {}", err);
+                }
+            }
+            _ = term.recv() => {
+                tracing::info!("Trapped \"terminated\" signal");
+                server.shutdown().await;
+                return Ok(());
+            }
+            _ = int.recv() => {
+                tracing::info!("Trapped \"interrupt\" signal");
+                server.shutdown().await;
+                return Ok(());
+            }
+            _ = usr1.recv() => {
+                tracing::info!("Trapped \"user defined signal 1\" signal: log file reopen is not needed by natsd (append mode)");
+            }
+            _ = usr2.recv() => {
+                tracing::info!("Trapped \"user defined signal 2\" signal");
+                let server = server.clone();
+                tokio::spawn(async move { server.lame_duck().await });
+            }
+            _ = stopped.wait_for(|s| *s) => {
+                // Lame duck finished and shut the server down.
+                return Ok(());
+            }
+        }
+    }
+}

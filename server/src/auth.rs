@@ -1,0 +1,307 @@
+//! Authentication (who is this connection, in which account) and permissions (what it may
+//! publish and subscribe to).
+//!
+//! bcrypt is deliberately slow (about 150 ms of CPU at cost 11), so a reconnect storm of a
+//! few hundred clients would pin a core. A successful verification is remembered under a
+//! SHA-256 of (user, password, stored hash): the cache never holds a password, it is keyed
+//! by the exact stored hash (a rotated password misses), and wrong passwords are never
+//! cached, so guessing still costs a full bcrypt check per attempt.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::{Options, Permissions, ResponsePermission, SubjectPermission, GLOBAL_ACCOUNT};
+use crate::subject;
+
+/// One configured user, with its permissions compiled.
+#[derive(Debug)]
+pub struct UserEntry {
+    pub name: String,
+    password: String,
+    pub account: String,
+    pub permissions: Option<Arc<ClientPermissions>>,
+}
+
+/// Who a connection authenticated as.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    /// `None` when the server requires no authentication.
+    pub user: Option<Arc<UserEntry>>,
+    pub account: String,
+}
+
+impl Identity {
+    pub fn permissions(&self) -> Option<Arc<ClientPermissions>> {
+        self.user.as_ref().and_then(|u| u.permissions.clone())
+    }
+}
+
+/// What a client presented in CONNECT.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Credentials<'a> {
+    pub user: Option<&'a str>,
+    pub pass: Option<&'a str>,
+    pub token: Option<&'a str>,
+}
+
+impl Credentials<'_> {
+    fn is_empty(&self) -> bool {
+        self.user.is_none() && self.pass.is_none() && self.token.is_none()
+    }
+}
+
+/// The authentication part of the options, compiled for lookups. Replaced whole on reload.
+#[derive(Debug, Default)]
+pub struct Authenticator {
+    users: HashMap<String, Arc<UserEntry>>,
+    token: Option<String>,
+    no_auth_user: Option<String>,
+}
+
+impl Authenticator {
+    pub fn from_options(opts: &Options) -> Authenticator {
+        let users = opts
+            .auth
+            .users
+            .iter()
+            .map(|u| {
+                let entry = UserEntry {
+                    name: u.name.clone(),
+                    password: u.password.clone(),
+                    account: if u.account.is_empty() { GLOBAL_ACCOUNT.to_string() } else { u.account.clone() },
+                    permissions: u.permissions.as_ref().map(|p| Arc::new(ClientPermissions::compile(p))),
+                };
+                (u.name.clone(), Arc::new(entry))
+            })
+            .collect();
+        Authenticator { users, token: opts.auth.token.clone(), no_auth_user: opts.auth.no_auth_user.clone() }
+    }
+
+    /// Whether clients must authenticate at all.
+    pub fn required(&self) -> bool {
+        !self.users.is_empty() || self.token.is_some()
+    }
+
+    /// `auth_required` in INFO: absent when a client without credentials is let in as `no_auth_user`.
+    pub fn advertise_required(&self) -> bool {
+        self.required() && self.no_auth_user.is_none()
+    }
+
+    pub fn user(&self, name: &str) -> Option<&Arc<UserEntry>> {
+        self.users.get(name)
+    }
+
+    pub fn users(&self) -> impl Iterator<Item = &Arc<UserEntry>> {
+        self.users.values()
+    }
+
+    /// Check credentials; `None` means `Authorization Violation`.
+    pub async fn authenticate(&self, creds: Credentials<'_>, cache: &PasswordCache) -> Option<Identity> {
+        if !self.required() {
+            return Some(Identity { user: None, account: GLOBAL_ACCOUNT.to_string() });
+        }
+        if creds.is_empty() {
+            let user = self.users.get(self.no_auth_user.as_deref()?)?;
+            return Some(Identity { user: Some(user.clone()), account: user.account.clone() });
+        }
+        if let Some(expected) = &self.token {
+            let given = creds.token.unwrap_or_default();
+            return constant_time_eq(given.as_bytes(), expected.as_bytes())
+                .then(|| Identity { user: None, account: GLOBAL_ACCOUNT.to_string() });
+        }
+        let user = self.users.get(creds.user?)?;
+        let ok = cache.verify(&user.name, creds.pass.unwrap_or_default(), &user.password).await;
+        ok.then(|| Identity { user: Some(user.clone()), account: user.account.clone() })
+    }
+}
+
+/// Remembers successful bcrypt verifications (see the module docs for why this is safe).
+#[derive(Default)]
+pub struct PasswordCache {
+    verified: Mutex<HashSet<[u8; 32]>>,
+}
+
+/// Bound on remembered logins; past it the cache starts over rather than growing.
+const PASSWORD_CACHE_MAX: usize = 65_536;
+
+impl PasswordCache {
+    pub async fn verify(&self, user: &str, given: &str, stored: &str) -> bool {
+        if !is_bcrypt(stored) {
+            return constant_time_eq(given.as_bytes(), stored.as_bytes());
+        }
+        let key = cache_key(user, given, stored);
+        if self.verified.lock().map(|set| set.contains(&key)).unwrap_or(false) {
+            return true;
+        }
+        let (given, stored) = (given.to_string(), stored.to_string());
+        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(given, &stored).unwrap_or(false))
+            .await
+            .unwrap_or(false);
+        if ok {
+            if let Ok(mut set) = self.verified.lock() {
+                if set.len() >= PASSWORD_CACHE_MAX {
+                    set.clear();
+                }
+                set.insert(key);
+            }
+        }
+        ok
+    }
+}
+
+fn cache_key(user: &str, given: &str, stored: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    for part in [user, given, stored] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    h.finalize().into()
+}
+
+/// nats-server treats `$2a$`, `$2b$`, `$2x$`, `$2y$` followed by two digits and `$` as bcrypt.
+pub fn is_bcrypt(password: &str) -> bool {
+    let b = password.as_bytes();
+    b.len() > 7
+        && b.starts_with(b"$2")
+        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A permission entry: a subject pattern, and for subscribe entries an optional queue group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rule {
+    subject: Box<[u8]>,
+    queue: Option<Box<[u8]>>,
+}
+
+impl Rule {
+    fn parse(entry: &str) -> Rule {
+        let mut parts = entry.split_whitespace();
+        let subject = parts.next().unwrap_or_default().as_bytes().into();
+        let queue = parts.next().map(|q| q.as_bytes().into());
+        Rule { subject, queue }
+    }
+
+    fn queue_applies(&self, queue: Option<&[u8]>) -> bool {
+        match &self.queue {
+            None => true,
+            Some(q) => queue == Some(&q[..]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Rules {
+    allow: Option<Vec<Rule>>,
+    deny: Vec<Rule>,
+}
+
+impl Rules {
+    fn compile(p: &SubjectPermission) -> Rules {
+        Rules {
+            allow: p.allow.as_ref().map(|a| a.iter().map(|s| Rule::parse(s)).collect()),
+            deny: p.deny.iter().map(|s| Rule::parse(s)).collect(),
+        }
+    }
+}
+
+/// The outcome of a subscribe permission check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubscribeCheck {
+    Denied,
+    /// Allowed; `filtered` when some deny pattern overlaps the subscription, so each delivery
+    /// must be checked against the deny list.
+    Allowed { filtered: bool },
+}
+
+/// A user's permissions, compiled for the checks the connection makes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientPermissions {
+    publish: Option<Rules>,
+    subscribe: Option<Rules>,
+    pub allow_responses: Option<ResponsePermission>,
+}
+
+impl ClientPermissions {
+    pub fn compile(p: &Permissions) -> ClientPermissions {
+        ClientPermissions {
+            publish: p.publish.as_ref().map(Rules::compile),
+            subscribe: p.subscribe.as_ref().map(Rules::compile),
+            allow_responses: p.allow_responses,
+        }
+    }
+
+    /// May this connection publish to `subject` (a literal subject as published)?
+    pub fn can_publish(&self, subject: &[u8]) -> bool {
+        let Some(rules) = &self.publish else { return true };
+        if rules.deny.iter().any(|r| subject::matches(&r.subject, subject)) {
+            return false;
+        }
+        match &rules.allow {
+            None => true,
+            Some(allow) => allow.iter().any(|r| subject::matches(&r.subject, subject)),
+        }
+    }
+
+    /// May this connection subscribe to `subject` (possibly a wildcard) in `queue`?
+    ///
+    /// Stricter than nats-server on purpose: a subscription is allowed only when every
+    /// subject it can match is allowed (`payments.>` is not within `payments.*`).
+    pub fn check_subscribe(&self, subject: &[u8], queue: Option<&[u8]>) -> SubscribeCheck {
+        let Some(rules) = &self.subscribe else { return SubscribeCheck::Allowed { filtered: false } };
+        if let Some(allow) = &rules.allow {
+            let allowed = allow.iter().any(|r| r.queue_applies(queue) && subject::is_subset(subject, &r.subject));
+            if !allowed {
+                return SubscribeCheck::Denied;
+            }
+        }
+        let mut filtered = false;
+        for deny in rules.deny.iter().filter(|r| r.queue_applies(queue)) {
+            if subject::is_subset(subject, &deny.subject) {
+                return SubscribeCheck::Denied;
+            }
+            filtered |= subject::collide(subject, &deny.subject);
+        }
+        SubscribeCheck::Allowed { filtered }
+    }
+
+    /// Is a delivery of the literal `subject` blocked by the subscribe deny list?
+    pub fn delivery_denied(&self, subject: &[u8], queue: Option<&[u8]>) -> bool {
+        self.subscribe.as_ref().is_some_and(|rules| {
+            rules.deny.iter().any(|r| r.queue_applies(queue) && subject::matches(&r.subject, subject))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bcrypt_detection_follows_nats_server() {
+        assert!(is_bcrypt("$2a$11$rMWCjY8x.9EQ1Byq6YIIiO8R1Ex/idX7uJJChXxmHUCZe3OhteZpK"));
+        assert!(is_bcrypt("$2y$10$abc"));
+        assert!(!is_bcrypt("$notahash"));
+        assert!(!is_bcrypt("$2c$10$abc"));
+        assert!(!is_bcrypt("plain"));
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,1115 @@
+//! One client connection: a reader task that parses and routes, a writer task that flushes.
+//!
+//! Data path: the reader parses ops in place from its read buffer; a publish is matched in
+//! the account's sublist (through a small per-connection cache keyed on the sublist's
+//! generation) and copied once into each receiver's outbound buffer under that receiver's
+//! mutex. Receivers whose buffer went from empty to non-empty are collected and woken once
+//! per read batch, and each receiver's writer task flushes everything pending in one write.
+//! A receiver whose pending bytes pass `max_pending` is cut off as a slow consumer; nobody
+//! else waits for it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use bytes::{Buf, BytesMut};
+use rustc_hash::FxHashMap;
+use serde::Deserialize;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::Notify;
+
+use crate::account::Account;
+use crate::auth::{ClientPermissions, Credentials, Identity, SubscribeCheck};
+use crate::proto::encode;
+use crate::proto::parser::{self, ClientOp, ParseLimits, Parsed, ProtoError};
+use crate::server::Server;
+use crate::subject;
+use crate::sublist::SublistResult;
+
+pub type ClientId = u64;
+
+/// Smallest read buffer; idle connections stay this small (memory per idle connection matters).
+const MIN_READ_BUFFER: usize = 512;
+/// Largest read buffer a busy connection grows to (beyond that only a big payload needs more).
+const MAX_READ_BUFFER: usize = 64 * 1024;
+/// A writer keeps its spare buffer between flushes unless it grew beyond this.
+const MAX_KEPT_WRITE_BUFFER: usize = 1024 * 1024;
+/// Entries in the per-connection subject → subscribers cache.
+const L1_CACHE_SIZE: usize = 256;
+/// Entries in the per-connection publish-permission cache.
+const PERM_CACHE_SIZE: usize = 1024;
+/// Delay of the first server PING after CONNECT (plus jitter), like nats-server.
+const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why a connection ended, as `/connz?state=closed` reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    ClientClosed,
+    AuthenticationTimeout,
+    AuthenticationViolation,
+    SlowConsumerPendingBytes,
+    SlowConsumerWriteDeadline,
+    WriteError,
+    ReadError,
+    ParseError,
+    StaleConnection,
+    ProtocolViolation,
+    BadClientProtocolVersion,
+    MaxConnectionsExceeded,
+    MaxAccountConnectionsExceeded,
+    MaxPayloadExceeded,
+    MaxControlLineExceeded,
+    AuthenticationExpired,
+    ServerShutdown,
+    LameDuckMode,
+}
+
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::ClientClosed => "Client Closed",
+            CloseReason::AuthenticationTimeout => "Authentication Timeout",
+            CloseReason::AuthenticationViolation => "Authentication Failure",
+            CloseReason::SlowConsumerPendingBytes => "Slow Consumer (Pending Bytes)",
+            CloseReason::SlowConsumerWriteDeadline => "Slow Consumer (Write Deadline)",
+            CloseReason::WriteError => "Write Error",
+            CloseReason::ReadError => "Read Error",
+            CloseReason::ParseError => "Parse Error",
+            CloseReason::StaleConnection => "Stale Connection",
+            CloseReason::ProtocolViolation => "Protocol Violation",
+            CloseReason::BadClientProtocolVersion => "Bad Client Protocol Version",
+            CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
+            CloseReason::MaxAccountConnectionsExceeded => "Maximum Account Connections Exceeded",
+            CloseReason::MaxPayloadExceeded => "Maximum Message Payload Exceeded",
+            CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
+            CloseReason::AuthenticationExpired => "Authentication Expired",
+            CloseReason::ServerShutdown => "Server Shutdown",
+            CloseReason::LameDuckMode => "Lame Duck Mode",
+        }
+    }
+
+    /// Whether what is already queued for the client should still be written before closing
+    /// (an `-ERR` explaining the close, for instance). A slow consumer gets nothing more.
+    fn flush_before_close(self) -> bool {
+        !matches!(
+            self,
+            CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline | CloseReason::WriteError
+        )
+    }
+}
+
+/// A subscription, shared between its connection and the account's sublist.
+pub struct Subscription {
+    pub client: Arc<ClientShared>,
+    pub sid: Box<[u8]>,
+    pub subject: Box<[u8]>,
+    pub queue: Option<Box<[u8]>>,
+    /// Auto-unsubscribe after this many deliveries; 0 = never.
+    max: AtomicU64,
+    delivered: AtomicU64,
+    /// Some subscribe-deny pattern overlaps this subscription: check each delivery.
+    deny_filtered: AtomicBool,
+}
+
+impl Subscription {
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+}
+
+/// Sublist item: identity is the allocation, not the contents.
+#[derive(Clone)]
+pub struct SubRef(pub Arc<Subscription>);
+
+impl PartialEq for SubRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::ops::Deref for SubRef {
+    type Target = Subscription;
+
+    fn deref(&self) -> &Subscription {
+        &self.0
+    }
+}
+
+/// Descriptive data about a connection, for monitoring.
+#[derive(Debug, Clone, Default)]
+pub struct ConnMeta {
+    pub name: String,
+    pub lang: String,
+    pub version: String,
+    pub user: Option<String>,
+    pub account: String,
+    pub tls: bool,
+}
+
+/// What a buffered delivery did to the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queued {
+    /// The buffer was empty: the receiver's writer must be woken.
+    NeedsFlush,
+    /// Already pending data: a wake-up is on its way.
+    Pending,
+    /// The receiver is closing (or just became a slow consumer): nothing queued.
+    Dropped,
+}
+
+struct Outbound {
+    buf: BytesMut,
+    out_msgs: u64,
+    out_bytes: u64,
+}
+
+/// The half of a connection that other tasks touch: its outbound buffer, its subscriptions,
+/// its counters. The reader-only state lives in [`Connection`].
+pub struct ClientShared {
+    pub cid: ClientId,
+    pub addr: SocketAddr,
+    pub start: SystemTime,
+    out: Mutex<Outbound>,
+    writer_wake: Notify,
+    reader_wake: Notify,
+    closing: AtomicBool,
+    close_reason: Mutex<Option<CloseReason>>,
+    max_pending: usize,
+    wants_headers: AtomicBool,
+    echo: AtomicBool,
+    pub subs: Mutex<FxHashMap<Box<[u8]>, SubRef>>,
+    pub meta: Mutex<ConnMeta>,
+    pub permissions: ArcSwapOption<ClientPermissions>,
+    /// Replies this client may publish to under `allow_responses`: reply → (remaining, expiry).
+    responses: Mutex<HashMap<Box<[u8]>, (u32, Instant)>>,
+    /// Written only by the connection's reader, once per read batch.
+    pub in_msgs: AtomicU64,
+    pub in_bytes: AtomicU64,
+    pub last_activity_ms: AtomicU64,
+    pub rtt_us: AtomicU64,
+    pub pings_out: AtomicU32,
+    account: ArcSwapOption<Account>,
+    /// Bumped when a reload changes this client's permissions; the reader then drops its caches.
+    permissions_generation: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks cannot leave the data inconsistent in a way
+    // that matters more than losing the connection, so keep serving.
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl ClientShared {
+    pub fn new(cid: ClientId, addr: SocketAddr, max_pending: usize) -> Arc<ClientShared> {
+        Arc::new(ClientShared {
+            cid,
+            addr,
+            start: SystemTime::now(),
+            out: Mutex::new(Outbound { buf: BytesMut::new(), out_msgs: 0, out_bytes: 0 }),
+            writer_wake: Notify::new(),
+            reader_wake: Notify::new(),
+            closing: AtomicBool::new(false),
+            close_reason: Mutex::new(None),
+            max_pending,
+            wants_headers: AtomicBool::new(false),
+            echo: AtomicBool::new(true),
+            subs: Mutex::new(FxHashMap::default()),
+            meta: Mutex::new(ConnMeta::default()),
+            permissions: ArcSwapOption::empty(),
+            responses: Mutex::new(HashMap::new()),
+            in_msgs: AtomicU64::new(0),
+            in_bytes: AtomicU64::new(0),
+            last_activity_ms: AtomicU64::new(0),
+            rtt_us: AtomicU64::new(0),
+            pings_out: AtomicU32::new(0),
+            account: ArcSwapOption::empty(),
+            permissions_generation: AtomicU64::new(0),
+        })
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    pub fn close_reason(&self) -> Option<CloseReason> {
+        *lock(&self.close_reason)
+    }
+
+    pub fn account(&self) -> Option<Arc<Account>> {
+        self.account.load_full()
+    }
+
+    /// (out_msgs, out_bytes, pending bytes)
+    pub fn out_stats(&self) -> (u64, u64, usize) {
+        let out = lock(&self.out);
+        (out.out_msgs, out.out_bytes, out.buf.len())
+    }
+
+    pub fn num_subs(&self) -> usize {
+        lock(&self.subs).len()
+    }
+
+    /// Start closing the connection: the writer flushes what is queued (when `reason` allows)
+    /// and shuts the socket; the reader stops. The first reason wins.
+    pub fn close(&self, reason: CloseReason) {
+        {
+            let mut r = lock(&self.close_reason);
+            if r.is_some() {
+                return;
+            }
+            *r = Some(reason);
+        }
+        if !reason.flush_before_close() {
+            lock(&self.out).buf.clear();
+        }
+        self.closing.store(true, Ordering::Release);
+        self.writer_wake.notify_one();
+        self.reader_wake.notify_one();
+    }
+
+    /// Wake the writer after queueing data from outside a read batch.
+    pub fn flush_soon(&self) {
+        self.writer_wake.notify_one();
+    }
+
+    /// Queue raw protocol bytes (INFO, PONG, +OK, -ERR) for this client.
+    pub fn queue_proto(&self, bytes: &[u8]) -> Queued {
+        self.queue_with(bytes.len(), None, |buf| buf.extend_from_slice(bytes))
+    }
+
+    /// Append one frame of about `size` bytes; `msg_bytes` counts it as a delivered message.
+    fn queue_with(&self, size: usize, msg_bytes: Option<usize>, write: impl FnOnce(&mut BytesMut)) -> Queued {
+        if self.is_closing() {
+            return Queued::Dropped;
+        }
+        let mut out = lock(&self.out);
+        if out.buf.len() + size > self.max_pending && !out.buf.is_empty() {
+            let pending = out.buf.len();
+            drop(out);
+            tracing::info!(
+                "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded (pending {} bytes)",
+                self.addr,
+                self.cid,
+                self.max_pending,
+                pending
+            );
+            self.close(CloseReason::SlowConsumerPendingBytes);
+            return Queued::Dropped;
+        }
+        let was_empty = out.buf.is_empty();
+        if out.buf.capacity() - out.buf.len() < size {
+            let grow = size.max(out.buf.len()).max(MIN_READ_BUFFER);
+            out.buf.reserve(grow);
+        }
+        write(&mut out.buf);
+        if let Some(bytes) = msg_bytes {
+            out.out_msgs += 1;
+            out.out_bytes += bytes as u64;
+        }
+        if was_empty {
+            Queued::NeedsFlush
+        } else {
+            Queued::Pending
+        }
+    }
+
+    /// Queue one message for subscription `sid`. Headers are dropped for a client that did not
+    /// ask for them, as nats-server does.
+    pub fn queue_msg(
+        &self,
+        subject: &[u8],
+        sid: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> Queued {
+        let headers = headers.filter(|_| self.wants_headers.load(Ordering::Relaxed));
+        let frame_len = 32 + subject.len() + sid.len() + reply.map_or(0, <[u8]>::len) + headers.map_or(0, <[u8]>::len) + payload.len();
+        let msg_bytes = headers.map_or(0, <[u8]>::len) + payload.len();
+        self.queue_with(frame_len, Some(msg_bytes), |buf| match headers {
+            Some(h) => encode::hmsg(buf, subject, sid, reply, h, payload),
+            None => encode::msg(buf, subject, sid, reply, payload),
+        })
+    }
+
+    fn record_response_permission(&self, reply: &[u8]) {
+        let Some(perms) = self.permissions.load_full() else { return };
+        let Some(rp) = perms.allow_responses else { return };
+        let mut map = lock(&self.responses);
+        map.insert(reply.into(), (rp.max.max(1), Instant::now() + rp.expires));
+    }
+
+    /// Consume one allowed response to `subject` if there is one.
+    fn take_response_permission(&self, subject: &[u8]) -> bool {
+        let mut map = lock(&self.responses);
+        let now = Instant::now();
+        map.retain(|_, (left, expires)| *left > 0 && *expires > now);
+        match map.get_mut(subject) {
+            Some((left, _)) => {
+                *left -= 1;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// CONNECT options; missing fields take nats-server's defaults (verbose and pedantic on).
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct ConnectOptions {
+    verbose: bool,
+    pedantic: bool,
+    echo: bool,
+    headers: bool,
+    no_responders: bool,
+    protocol: i64,
+    name: String,
+    lang: String,
+    version: String,
+    user: Option<String>,
+    pass: Option<String>,
+    auth_token: Option<String>,
+    account: Option<serde_json::Value>,
+    new_account: Option<serde_json::Value>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            verbose: true,
+            pedantic: true,
+            echo: true,
+            headers: false,
+            no_responders: false,
+            protocol: 0,
+            name: String::new(),
+            lang: String::new(),
+            version: String::new(),
+            user: None,
+            pass: None,
+            auth_token: None,
+            account: None,
+            new_account: None,
+        }
+    }
+}
+
+/// Reader-side state of one connection.
+struct Connection {
+    server: Arc<Server>,
+    shared: Arc<ClientShared>,
+    account: Arc<Account>,
+    permissions: Option<Arc<ClientPermissions>>,
+    /// CONNECT seen (or not needed).
+    connected: bool,
+    auth_required: bool,
+    verbose: bool,
+    pedantic: bool,
+    echo: bool,
+    headers: bool,
+    no_responders: bool,
+    protocol: i64,
+    sent_second_info: bool,
+    /// Per-connection cache of sublist matches, valid for one sublist generation.
+    l1: FxHashMap<Box<[u8]>, Arc<SublistResult<SubRef>>>,
+    l1_genid: u64,
+    pub_perm_cache: FxHashMap<Box<[u8]>, bool>,
+    permissions_generation: u64,
+    /// Receivers whose writers must be woken at the end of this read batch.
+    pending_flush: Vec<Arc<ClientShared>>,
+    self_needs_flush: bool,
+    in_msgs: u64,
+    in_bytes: u64,
+    last_ping_sent: Option<Instant>,
+    last_in: Instant,
+}
+
+/// Result of handling one op: keep going, or close with a reason (after queueing any -ERR).
+type OpResult = Result<(), CloseReason>;
+
+/// Serve one accepted connection until it closes.
+pub async fn serve<R, W>(server: Arc<Server>, shared: Arc<ClientShared>, mut reader: R, writer: W)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let opts = server.options();
+    let writer_task = tokio::spawn(write_loop(shared.clone(), writer, opts.write_deadline));
+    let auth = server.authenticator();
+    let global = server.global_account();
+    let mut conn = Connection {
+        server: server.clone(),
+        shared: shared.clone(),
+        account: global,
+        permissions: None,
+        connected: !auth.required(),
+        auth_required: auth.required(),
+        verbose: true,
+        pedantic: true,
+        echo: true,
+        headers: false,
+        no_responders: false,
+        protocol: 0,
+        sent_second_info: false,
+        l1: FxHashMap::default(),
+        l1_genid: u64::MAX,
+        pub_perm_cache: FxHashMap::default(),
+        permissions_generation: 0,
+        pending_flush: Vec::new(),
+        self_needs_flush: false,
+        in_msgs: 0,
+        in_bytes: 0,
+        last_ping_sent: None,
+        last_in: Instant::now(),
+    };
+    drop(auth);
+    if !conn.auth_required {
+        // Without authentication a client may publish before (or without) CONNECT.
+        conn.bind_account(conn.account.clone(), None);
+    }
+    let reason = conn.read_loop(&mut reader).await;
+    shared.close(reason);
+    conn.cleanup();
+    drop(reader);
+    let _ = writer_task.await;
+    server.unregister(&shared, reason);
+}
+
+impl Connection {
+    async fn read_loop<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> CloseReason {
+        let mut buf = BytesMut::with_capacity(MIN_READ_BUFFER);
+        let mut need = 0usize;
+        let auth_deadline = tokio::time::Instant::now() + self.server.options().auth.timeout;
+        let mut next_ping = tokio::time::Instant::now() + FIRST_PING_INTERVAL;
+        loop {
+            if self.shared.is_closing() {
+                return self.shared.close_reason().unwrap_or(CloseReason::ClientClosed);
+            }
+            let want = need.saturating_sub(buf.len()).max(if buf.capacity() >= MAX_READ_BUFFER { 4096 } else { MIN_READ_BUFFER / 2 });
+            if buf.capacity() - buf.len() < want {
+                buf.reserve(want);
+            }
+            let timer = if self.connected { next_ping } else { auth_deadline };
+            tokio::select! {
+                biased;
+                _ = self.shared.reader_wake.notified() => continue,
+                read = reader.read_buf(&mut buf) => {
+                    match read {
+                        Ok(0) => return CloseReason::ClientClosed,
+                        Ok(n) => {
+                            let filled = buf.capacity() == buf.len();
+                            self.last_in = Instant::now();
+                            match self.process(&mut buf).await {
+                                Ok(more) => need = more,
+                                Err(reason) => {
+                                    self.flush_batch();
+                                    return reason;
+                                }
+                            }
+                            self.flush_batch();
+                            // Grow for busy connections, shrink back when idle so idle
+                            // connections stay small.
+                            if filled && n >= MIN_READ_BUFFER / 2 && buf.capacity() < MAX_READ_BUFFER {
+                                buf.reserve(buf.capacity() * 2);
+                            } else if buf.is_empty() && buf.capacity() > MAX_READ_BUFFER * 2 {
+                                buf = BytesMut::with_capacity(MIN_READ_BUFFER);
+                            }
+                        }
+                        Err(_) => return CloseReason::ReadError,
+                    }
+                }
+                _ = tokio::time::sleep_until(timer) => {
+                    if !self.connected {
+                        self.send_err("Authentication Timeout");
+                        return CloseReason::AuthenticationTimeout;
+                    }
+                    let opts = self.server.options();
+                    if let Some(reason) = self.ping_tick(opts.ping_interval, opts.ping_max) {
+                        return reason;
+                    }
+                    next_ping = tokio::time::Instant::now() + opts.ping_interval;
+                }
+            }
+        }
+    }
+
+    /// Server-side keepalive: one PING per interval unless the client was heard from recently;
+    /// too many unanswered PINGs mean a stale connection.
+    fn ping_tick(&mut self, interval: Duration, ping_max: u32) -> Option<CloseReason> {
+        let outstanding = self.shared.pings_out.load(Ordering::Relaxed);
+        if outstanding + 1 > ping_max {
+            self.send_err("Stale Connection");
+            self.server.stats.stale_connections.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("{} - cid:{} - Stale Client Connection - Closing", self.shared.addr, self.shared.cid);
+            return Some(CloseReason::StaleConnection);
+        }
+        if outstanding == 0 && self.last_in.elapsed() < interval && self.last_ping_sent.is_some() {
+            return None;
+        }
+        self.shared.pings_out.fetch_add(1, Ordering::Relaxed);
+        self.last_ping_sent = Some(Instant::now());
+        if self.shared.queue_proto(encode::PING) == Queued::NeedsFlush {
+            self.shared.flush_soon();
+        }
+        None
+    }
+
+    /// Parse and handle every complete op in `buf`; returns how many bytes the next op needs.
+    async fn process(&mut self, buf: &mut BytesMut) -> Result<usize, CloseReason> {
+        let opts = self.server.options();
+        let limits = ParseLimits { max_control_line: opts.max_control_line, max_payload: opts.max_payload };
+        drop(opts);
+        let generation = self.shared.permissions_generation.load(Ordering::Acquire);
+        if generation != self.permissions_generation {
+            self.permissions_generation = generation;
+            self.permissions = self.shared.permissions.load_full();
+            self.pub_perm_cache.clear();
+        }
+        let mut offset = 0;
+        let result = loop {
+            match parser::parse(&buf[offset..], &limits) {
+                Ok(Parsed::Op { op, consumed }) => {
+                    offset += consumed;
+                    let handled = match op {
+                        ClientOp::Connect(json) => {
+                            let json = json.to_vec();
+                            self.process_connect(&json).await
+                        }
+                        op => self.handle(op),
+                    };
+                    if let Err(reason) = handled {
+                        break Err(reason);
+                    }
+                }
+                Ok(Parsed::NeedMore { at_least }) => break Ok(at_least),
+                Err(err) => {
+                    if let Some(text) = err.client_error() {
+                        self.send_err(text);
+                    }
+                    break Err(match err {
+                        ProtoError::MaxPayload => CloseReason::MaxPayloadExceeded,
+                        ProtoError::MaxControlLine => CloseReason::MaxControlLineExceeded,
+                        ProtoError::ClientErr => CloseReason::ClientClosed,
+                        ProtoError::UnknownOp | ProtoError::BadArgs => CloseReason::ParseError,
+                    });
+                }
+            }
+        };
+        buf.advance(offset);
+        self.shared.in_msgs.store(self.in_msgs, Ordering::Relaxed);
+        self.shared.in_bytes.store(self.in_bytes, Ordering::Relaxed);
+        result
+    }
+
+    fn handle(&mut self, op: ClientOp<'_>) -> OpResult {
+        if !self.connected {
+            // Under authentication the first op must be CONNECT.
+            self.send_err("Authorization Violation");
+            return Err(CloseReason::AuthenticationViolation);
+        }
+        match op {
+            ClientOp::Pub { subject, reply, payload } => self.process_pub(subject, reply, None, payload),
+            ClientOp::HPub { subject, reply, headers, payload } => {
+                if !self.headers {
+                    tracing::debug!("{} - cid:{} - message headers not supported", self.shared.addr, self.shared.cid);
+                    return Err(CloseReason::ProtocolViolation);
+                }
+                self.process_pub(subject, reply, Some(headers), payload)
+            }
+            ClientOp::Sub { subject, queue, sid } => self.process_sub(subject, queue, sid),
+            ClientOp::Unsub { sid, max } => self.process_unsub(sid, max),
+            ClientOp::Ping => {
+                self.queue_self(encode::PONG);
+                if self.protocol >= 1 && !self.sent_second_info {
+                    self.sent_second_info = true;
+                    let info = self.server.info_json(&self.shared, Some(&self.account));
+                    let mut frame = BytesMut::new();
+                    encode::info(&mut frame, &info);
+                    self.queue_self(&frame);
+                }
+                Ok(())
+            }
+            ClientOp::Pong => {
+                if let Some(sent) = self.last_ping_sent.take() {
+                    self.shared.rtt_us.store(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
+                }
+                self.shared.pings_out.store(0, Ordering::Relaxed);
+                Ok(())
+            }
+            ClientOp::Ignored => Ok(()),
+            ClientOp::Err => Err(CloseReason::ClientClosed),
+            ClientOp::Connect(_) => Ok(()),
+        }
+    }
+
+    async fn process_connect(&mut self, json: &[u8]) -> OpResult {
+        // Invalid JSON or a wrong value type: nats-server closes without an -ERR.
+        let Ok(opts) = serde_json::from_slice::<ConnectOptions>(json) else {
+            return Err(CloseReason::ParseError);
+        };
+        if opts.protocol < 0 || opts.protocol > 1 {
+            self.send_err("invalid client protocol");
+            return Err(CloseReason::BadClientProtocolVersion);
+        }
+        if opts.no_responders && !opts.headers {
+            self.send_err("no responders requires headers support");
+            return Err(CloseReason::ProtocolViolation);
+        }
+        if opts.account.is_some() || opts.new_account.is_some() {
+            self.send_err("Authorization Violation");
+            return Err(CloseReason::AuthenticationViolation);
+        }
+        let auth = self.server.authenticator();
+        let creds = Credentials {
+            user: opts.user.as_deref(),
+            pass: opts.pass.as_deref(),
+            token: opts.auth_token.as_deref(),
+        };
+        let identity = auth.authenticate(creds, &self.server.password_cache).await;
+        drop(auth);
+        let Some(identity) = identity else {
+            if let Some(user) = &opts.user {
+                tracing::error!("{} - cid:{} - authentication error - User {:?}", self.shared.addr, self.shared.cid, user);
+            } else {
+                tracing::error!("{} - cid:{} - authentication error", self.shared.addr, self.shared.cid);
+            }
+            self.send_err("Authorization Violation");
+            return Err(CloseReason::AuthenticationViolation);
+        };
+        let Some(account) = self.server.account(&identity.account) else {
+            self.send_err("Authorization Violation");
+            return Err(CloseReason::AuthenticationViolation);
+        };
+        self.verbose = opts.verbose;
+        self.pedantic = opts.pedantic;
+        self.echo = opts.echo;
+        self.headers = opts.headers && !self.server.options().no_header_support;
+        self.no_responders = opts.no_responders;
+        self.protocol = opts.protocol;
+        self.shared.wants_headers.store(self.headers, Ordering::Relaxed);
+        self.shared.echo.store(opts.echo, Ordering::Relaxed);
+        {
+            let mut meta = lock(&self.shared.meta);
+            meta.name = opts.name;
+            meta.lang = opts.lang;
+            meta.version = opts.version;
+            meta.user = identity.user.as_ref().map(|u| u.name.clone());
+            meta.account = account.name.clone();
+        }
+        if let Err(reason) = self.bind_identity(account, &identity) {
+            return Err(reason);
+        }
+        self.connected = true;
+        if self.verbose {
+            self.queue_self(encode::OK);
+        }
+        Ok(())
+    }
+
+    fn bind_identity(&mut self, account: Arc<Account>, identity: &Identity) -> OpResult {
+        let limits = account.settings().limits;
+        let same = Arc::ptr_eq(&account, &self.account) && self.shared.account().is_some();
+        if !same && limits.max_connections >= 0 && account.connections() as i64 >= limits.max_connections {
+            self.send_err("maximum account active connections exceeded");
+            return Err(CloseReason::MaxAccountConnectionsExceeded);
+        }
+        self.bind_account(account, identity.permissions());
+        Ok(())
+    }
+
+    fn bind_account(&mut self, account: Arc<Account>, permissions: Option<Arc<ClientPermissions>>) {
+        if let Some(previous) = self.shared.account() {
+            if !Arc::ptr_eq(&previous, &account) {
+                // A second CONNECT moving accounts: subscriptions stay with the old account's
+                // subject space, so drop them.
+                self.remove_all_subs(&previous);
+                previous.num_connections.fetch_sub(1, Ordering::Relaxed);
+                account.num_connections.fetch_add(1, Ordering::Relaxed);
+                account.stats.total_connections.fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            account.num_connections.fetch_add(1, Ordering::Relaxed);
+            account.stats.total_connections.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared.account.store(Some(account.clone()));
+        self.account = account;
+        self.shared.permissions.store(permissions.clone());
+        self.permissions = permissions;
+        self.l1.clear();
+        self.l1_genid = u64::MAX;
+        self.pub_perm_cache.clear();
+    }
+
+    fn process_pub(&mut self, subject: &[u8], reply: Option<&[u8]>, headers: Option<&[u8]>, payload: &[u8]) -> OpResult {
+        self.in_msgs += 1;
+        self.in_bytes += (headers.map_or(0, <[u8]>::len) + payload.len()) as u64;
+        if self.verbose {
+            self.queue_self(encode::OK);
+        }
+        if self.pedantic && !subject::is_valid_literal_subject(subject) {
+            self.send_err("Invalid Publish Subject");
+        }
+        if let Some(reply) = reply {
+            if reply.starts_with(b"_R_.") {
+                let text = format!("Permissions Violation for Publish with Reply of \"{}\"", String::from_utf8_lossy(reply));
+                self.send_err(&text);
+                return Ok(());
+            }
+        }
+        if self.permissions.is_some() && !self.publish_allowed(subject) {
+            tracing::error!(
+                "{} - cid:{} - \"{}\" - Publish Violation - Subject \"{}\"",
+                self.shared.addr,
+                self.shared.cid,
+                self.user_label(),
+                String::from_utf8_lossy(subject)
+            );
+            let text = format!("Permissions Violation for Publish to \"{}\"", String::from_utf8_lossy(subject));
+            self.send_err(&text);
+            return Ok(());
+        }
+        let result = self.lookup(subject);
+        if result.plain.is_empty() && result.queues.is_empty() {
+            if let Some(reply) = reply {
+                if self.no_responders {
+                    self.send_no_responders(subject, reply);
+                }
+            }
+            self.server.jetstream_capture(&self.account, subject, reply, headers, payload);
+            return Ok(());
+        }
+        for sub in &result.plain {
+            self.deliver(sub, subject, reply, headers, payload);
+        }
+        for group in &result.queues {
+            let n = group.members.len();
+            if n == 0 {
+                continue;
+            }
+            // Start at a random member and skip members that cannot take the message.
+            let start = fastrand::usize(..n);
+            for i in 0..n {
+                let sub = &group.members[(start + i) % n];
+                if self.deliver(sub, subject, reply, headers, payload) {
+                    break;
+                }
+            }
+        }
+        self.server.jetstream_capture(&self.account, subject, reply, headers, payload);
+        Ok(())
+    }
+
+    /// Deliver to one subscription; false if it could not take the message.
+    fn deliver(&mut self, sub: &SubRef, subject: &[u8], reply: Option<&[u8]>, headers: Option<&[u8]>, payload: &[u8]) -> bool {
+        let client = &sub.client;
+        if !self.echo && client.cid == self.shared.cid {
+            return false;
+        }
+        if sub.deny_filtered.load(Ordering::Relaxed) {
+            if let Some(perms) = client.permissions.load().as_ref() {
+                if perms.delivery_denied(subject, sub.queue.as_deref()) {
+                    return false;
+                }
+            }
+        }
+        let max = sub.max.load(Ordering::Relaxed);
+        if max > 0 {
+            let n = sub.delivered.fetch_add(1, Ordering::Relaxed) + 1;
+            if n > max {
+                return false;
+            }
+            if n == max {
+                self.remove_sub(sub);
+            }
+        } else {
+            sub.delivered.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(reply) = reply {
+            client.record_response_permission(reply);
+        }
+        match client.queue_msg(subject, &sub.sid, reply, headers, payload) {
+            Queued::NeedsFlush => {
+                if client.cid == self.shared.cid {
+                    self.self_needs_flush = true;
+                } else {
+                    self.pending_flush.push(client.clone());
+                }
+                true
+            }
+            Queued::Pending => true,
+            Queued::Dropped => false,
+        }
+    }
+
+    fn send_no_responders(&mut self, subject: &[u8], reply: &[u8]) {
+        let result = self.account.sublist.match_subject(reply);
+        let own = result.plain.iter().chain(result.queues.iter().flat_map(|g| g.members.iter()));
+        let Some(sub) = own.into_iter().find(|s| s.client.cid == self.shared.cid).cloned() else { return };
+        let mut headers = Vec::with_capacity(32 + subject.len());
+        headers.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
+        headers.extend_from_slice(subject);
+        headers.extend_from_slice(b"\r\n\r\n");
+        if self.shared.queue_msg(reply, &sub.sid, None, Some(&headers), b"") == Queued::NeedsFlush {
+            self.self_needs_flush = true;
+        }
+    }
+
+    fn lookup(&mut self, subject: &[u8]) -> Arc<SublistResult<SubRef>> {
+        let genid = self.account.sublist.genid();
+        if genid != self.l1_genid {
+            self.l1.clear();
+            self.l1_genid = genid;
+        } else if let Some(hit) = self.l1.get(subject) {
+            return hit.clone();
+        }
+        let result = self.account.sublist.match_subject(subject);
+        if self.l1.len() >= L1_CACHE_SIZE {
+            self.l1.clear();
+        }
+        self.l1.insert(subject.into(), result.clone());
+        result
+    }
+
+    fn publish_allowed(&mut self, subject: &[u8]) -> bool {
+        let Some(perms) = &self.permissions else { return true };
+        let allowed = match self.pub_perm_cache.get(subject) {
+            Some(&allowed) => allowed,
+            None => {
+                let allowed = perms.can_publish(subject);
+                if self.pub_perm_cache.len() >= PERM_CACHE_SIZE {
+                    self.pub_perm_cache.clear();
+                }
+                self.pub_perm_cache.insert(subject.into(), allowed);
+                allowed
+            }
+        };
+        allowed || (perms.allow_responses.is_some() && self.shared.take_response_permission(subject))
+    }
+
+    fn process_sub(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> OpResult {
+        if !subject::is_valid_subject(subject) {
+            self.send_err("Invalid Subject");
+            return Ok(());
+        }
+        let mut filtered = false;
+        if let Some(perms) = &self.permissions {
+            match perms.check_subscribe(subject, queue) {
+                SubscribeCheck::Denied => {
+                    let subj = String::from_utf8_lossy(subject);
+                    let text = match queue {
+                        Some(q) => format!(
+                            "Permissions Violation for Subscription to \"{}\" using queue \"{}\"",
+                            subj,
+                            String::from_utf8_lossy(q)
+                        ),
+                        None => format!("Permissions Violation for Subscription to \"{subj}\""),
+                    };
+                    tracing::error!(
+                        "{} - cid:{} - \"{}\" - Subscription Violation - Subject \"{}\"",
+                        self.shared.addr,
+                        self.shared.cid,
+                        self.user_label(),
+                        subj
+                    );
+                    self.send_err(&text);
+                    return Ok(());
+                }
+                SubscribeCheck::Allowed { filtered: f } => filtered = f,
+            }
+        }
+        {
+            let subs = lock(&self.shared.subs);
+            if subs.contains_key(sid) {
+                // A duplicate sid is ignored; the first subscription stays.
+                drop(subs);
+                if self.verbose {
+                    self.queue_self(encode::OK);
+                }
+                return Ok(());
+            }
+            let opts = self.server.options();
+            let limits = self.account.settings().limits;
+            let over_server = opts.max_subs > 0 && subs.len() >= opts.max_subs;
+            let over_account = limits.max_subscriptions >= 0 && self.account.sublist.count() as i64 >= limits.max_subscriptions;
+            if over_server || over_account {
+                drop(subs);
+                self.send_err("maximum subscriptions exceeded");
+                return Ok(());
+            }
+        }
+        let sub = SubRef(Arc::new(Subscription {
+            client: self.shared.clone(),
+            sid: sid.into(),
+            subject: subject.into(),
+            queue: queue.map(Into::into),
+            max: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            deny_filtered: AtomicBool::new(filtered),
+        }));
+        if self.account.sublist.insert(subject, queue, sub.clone()).is_err() {
+            self.send_err("Invalid Subject");
+            return Ok(());
+        }
+        lock(&self.shared.subs).insert(sid.into(), sub);
+        if self.verbose {
+            self.queue_self(encode::OK);
+        }
+        Ok(())
+    }
+
+    fn process_unsub(&mut self, sid: &[u8], max: Option<u64>) -> OpResult {
+        let sub = lock(&self.shared.subs).get(sid).cloned();
+        if let Some(sub) = sub {
+            match max {
+                Some(max) if max > sub.delivered() => sub.max.store(max, Ordering::Relaxed),
+                _ => self.remove_sub(&sub),
+            }
+        }
+        if self.verbose {
+            self.queue_self(encode::OK);
+        }
+        Ok(())
+    }
+
+    /// Remove a subscription from its account and from its connection. The subscription may
+    /// belong to another connection (auto-unsubscribe reached while we delivered).
+    fn remove_sub(&self, sub: &SubRef) {
+        if let Some(account) = sub.client.account() {
+            account.sublist.remove(&sub.subject, sub.queue.as_deref(), sub);
+        }
+        let mut subs = lock(&sub.client.subs);
+        if subs.get(&sub.sid).is_some_and(|s| s == sub) {
+            subs.remove(&sub.sid);
+        }
+    }
+
+    fn remove_all_subs(&self, account: &Account) {
+        let subs: Vec<SubRef> = lock(&self.shared.subs).drain().map(|(_, s)| s).collect();
+        for sub in subs {
+            account.sublist.remove(&sub.subject, sub.queue.as_deref(), &sub);
+        }
+    }
+
+    fn cleanup(&mut self) {
+        if let Some(account) = self.shared.account() {
+            self.remove_all_subs(&account);
+            account.num_connections.fetch_sub(1, Ordering::Relaxed);
+            let (out_msgs, out_bytes, _) = self.shared.out_stats();
+            account.stats.closed_in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
+            account.stats.closed_in_bytes.fetch_add(self.in_bytes, Ordering::Relaxed);
+            account.stats.closed_out_msgs.fetch_add(out_msgs, Ordering::Relaxed);
+            account.stats.closed_out_bytes.fetch_add(out_bytes, Ordering::Relaxed);
+        }
+    }
+
+    fn user_label(&self) -> String {
+        let user = lock(&self.shared.meta).user.clone().unwrap_or_default();
+        format!("{}/user:{}", self.account.name, user)
+    }
+
+    fn queue_self(&mut self, bytes: &[u8]) {
+        if self.shared.queue_proto(bytes) == Queued::NeedsFlush {
+            self.self_needs_flush = true;
+        }
+    }
+
+    fn send_err(&mut self, text: &str) {
+        let mut frame = BytesMut::with_capacity(text.len() + 10);
+        encode::err(&mut frame, text);
+        self.queue_self(&frame);
+    }
+
+    /// Wake every receiver this batch queued data for, each once.
+    fn flush_batch(&mut self) {
+        for client in self.pending_flush.drain(..) {
+            client.flush_soon();
+        }
+        if self.self_needs_flush {
+            self.self_needs_flush = false;
+            self.shared.flush_soon();
+        }
+    }
+}
+
+/// Flush the outbound buffer whenever woken, in one write per wake-up, until the connection closes.
+async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<ClientShared>, mut writer: W, deadline: Duration) {
+    let mut spare = BytesMut::new();
+    'outer: loop {
+        shared.writer_wake.notified().await;
+        loop {
+            {
+                let mut out = lock(&shared.out);
+                std::mem::swap(&mut out.buf, &mut spare);
+            }
+            if spare.is_empty() {
+                if shared.is_closing() {
+                    break 'outer;
+                }
+                break;
+            }
+            match tokio::time::timeout(deadline, writer.write_all(&spare)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    shared.close(CloseReason::WriteError);
+                    break 'outer;
+                }
+                Err(_) => {
+                    tracing::info!(
+                        "{} - cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded with {} total bytes.",
+                        shared.addr,
+                        shared.cid,
+                        deadline,
+                        spare.len()
+                    );
+                    shared.close(CloseReason::SlowConsumerWriteDeadline);
+                    break 'outer;
+                }
+            }
+            spare.clear();
+            if spare.capacity() > MAX_KEPT_WRITE_BUFFER {
+                spare = BytesMut::new();
+            }
+        }
+    }
+    let _ = writer.shutdown().await;
+}
+
+/// A reload changed a live client's permissions: swap them in, and remove (with nats-server's
+/// error) every subscription the new permissions no longer allow.
+pub(crate) fn apply_new_permissions(client: &Arc<ClientShared>, account: &Account, permissions: Option<Arc<ClientPermissions>>) {
+    client.permissions.store(permissions.clone());
+    client.permissions_generation.fetch_add(1, Ordering::AcqRel);
+    let subs: Vec<SubRef> = lock(&client.subs).values().cloned().collect();
+    let mut needs_flush = false;
+    for sub in subs {
+        let check = match &permissions {
+            None => SubscribeCheck::Allowed { filtered: false },
+            Some(p) => p.check_subscribe(&sub.subject, sub.queue.as_deref()),
+        };
+        match check {
+            SubscribeCheck::Allowed { filtered } => sub.deny_filtered.store(filtered, Ordering::Relaxed),
+            SubscribeCheck::Denied => {
+                account.sublist.remove(&sub.subject, sub.queue.as_deref(), &sub);
+                lock(&client.subs).remove(&sub.sid);
+                let text = format!(
+                    "Permissions Violation for Subscription to \"{}\" (sid \"{}\")",
+                    String::from_utf8_lossy(&sub.subject),
+                    String::from_utf8_lossy(&sub.sid)
+                );
+                let mut frame = BytesMut::new();
+                encode::err(&mut frame, &text);
+                needs_flush |= client.queue_proto(&frame) == Queued::NeedsFlush;
+            }
+        }
+    }
+    if needs_flush {
+        client.flush_soon();
+    }
+}

@@ -1,0 +1,670 @@
+//! The server: accounts, the client registry, listeners, reload, lame duck and shutdown.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use rustc_hash::FxHashMap;
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::account::{Account, AccountSettings};
+use crate::auth::{Authenticator, PasswordCache};
+use crate::client::{self, ClientId, ClientShared, CloseReason, Queued};
+use crate::config::{Options, DEFAULT_SYSTEM_ACCOUNT, GLOBAL_ACCOUNT};
+use crate::proto::encode;
+use crate::tls;
+
+/// The nats-server version whose behaviour natsd implements; clients gate features on it.
+pub const NATS_COMPAT_VERSION: &str = "2.15.1";
+/// natsd's own version.
+pub const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// JetStream API level advertised in INFO, as nats-server 2.15 does.
+const API_LEVEL: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("error resolving system account: account missing")]
+    SystemAccountMissing,
+    #[error("no_auth_user: {0:?} not present as user or nkey in authorization block or account configuration")]
+    NoAuthUserMissing(String),
+    #[error("max_payload ({0}) cannot be higher than max_pending ({1})")]
+    PayloadOverPending(usize, usize),
+    #[error("Error listening on port: {addr}, {source}")]
+    Listen { addr: String, source: std::io::Error },
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    #[error("config reload not supported for {option}: old={old}, new={new}")]
+    ReloadUnsupported { option: &'static str, old: String, new: String },
+    #[error("{0}")]
+    Config(String),
+}
+
+/// Counters for events that are rare enough to count on shared atomics.
+#[derive(Default)]
+pub struct ServerStats {
+    pub total_connections: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub stale_connections: AtomicU64,
+    closed_in_msgs: AtomicU64,
+    closed_in_bytes: AtomicU64,
+    closed_out_msgs: AtomicU64,
+    closed_out_bytes: AtomicU64,
+}
+
+/// Message totals over live and closed connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Traffic {
+    pub in_msgs: u64,
+    pub in_bytes: u64,
+    pub out_msgs: u64,
+    pub out_bytes: u64,
+}
+
+/// What `/connz?state=closed` keeps of a closed connection.
+#[derive(Debug, Clone)]
+pub struct ClosedClient {
+    pub cid: ClientId,
+    pub addr: SocketAddr,
+    pub start: SystemTime,
+    pub stop: SystemTime,
+    pub reason: CloseReason,
+    pub meta: client::ConnMeta,
+    pub traffic: Traffic,
+}
+
+/// When the configuration was last (re)loaded, for `/varz` and `manage reload`.
+#[derive(Debug, Clone)]
+pub struct ConfigState {
+    pub load_time: SystemTime,
+    pub digest: String,
+}
+
+/// Applied on top of the file on every (re)load: the command-line flags.
+pub type Overrides = Box<dyn Fn(&mut Options) + Send + Sync>;
+
+pub struct Server {
+    pub id: String,
+    opts: ArcSwap<Options>,
+    overrides: Overrides,
+    auth: ArcSwap<Authenticator>,
+    pub password_cache: PasswordCache,
+    accounts: RwLock<HashMap<String, Arc<Account>>>,
+    global: Arc<Account>,
+    clients: Mutex<FxHashMap<ClientId, Arc<ClientShared>>>,
+    closed: Mutex<VecDeque<ClosedClient>>,
+    next_cid: AtomicU64,
+    pub stats: ServerStats,
+    pub start: SystemTime,
+    config: Mutex<ConfigState>,
+    shutdown: watch::Sender<bool>,
+    lame_duck: AtomicBool,
+    client_addr: Mutex<Option<SocketAddr>>,
+    http_addr: Mutex<Option<SocketAddr>>,
+    tls: ArcSwapOption<tokio_rustls::TlsAcceptor>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+/// A 56-character id in nats-server's shape (an nkey-like base32 string starting with `N`).
+fn generate_server_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut id = String::with_capacity(56);
+    id.push('N');
+    for _ in 1..56 {
+        id.push(ALPHABET[fastrand::usize(..ALPHABET.len())] as char);
+    }
+    id
+}
+
+fn system_account_name(opts: &Options) -> String {
+    opts.system_account.clone().unwrap_or_else(|| DEFAULT_SYSTEM_ACCOUNT.to_string())
+}
+
+/// The account map a set of options describes: `$G`, the system account, and the declared ones.
+fn build_settings(opts: &Options) -> Result<HashMap<String, AccountSettings>, ServerError> {
+    let mut map = HashMap::new();
+    map.insert(GLOBAL_ACCOUNT.to_string(), AccountSettings::default());
+    for acc in &opts.accounts {
+        map.insert(acc.name.clone(), AccountSettings { limits: acc.limits, jetstream: acc.jetstream });
+    }
+    let system = system_account_name(opts);
+    if opts.system_account.is_some() && !map.contains_key(&system) {
+        return Err(ServerError::SystemAccountMissing);
+    }
+    map.entry(system).or_default();
+    Ok(map)
+}
+
+/// Start-up checks nats-server makes after parsing (so `-t` does not catch them either).
+fn validate(opts: &Options) -> Result<(), ServerError> {
+    if opts.max_payload > opts.max_pending {
+        return Err(ServerError::PayloadOverPending(opts.max_payload, opts.max_pending));
+    }
+    if let Some(user) = &opts.auth.no_auth_user {
+        if !opts.auth.users.iter().any(|u| &u.name == user) {
+            return Err(ServerError::NoAuthUserMissing(user.clone()));
+        }
+    }
+    Ok(())
+}
+
+impl Server {
+    pub fn new(mut opts: Options, overrides: Overrides, digest: String) -> Result<Arc<Server>, ServerError> {
+        overrides(&mut opts);
+        validate(&opts)?;
+        let settings = build_settings(&opts)?;
+        let accounts: HashMap<String, Arc<Account>> =
+            settings.into_iter().map(|(name, s)| (name.clone(), Account::new(&name, s))).collect();
+        let global = accounts.get(GLOBAL_ACCOUNT).cloned().unwrap_or_else(|| Account::new(GLOBAL_ACCOUNT, AccountSettings::default()));
+        let tls = match &opts.tls {
+            Some(cfg) => Some(Arc::new(tls::acceptor(cfg)?)),
+            None => None,
+        };
+        let (shutdown, _) = watch::channel(false);
+        Ok(Arc::new(Server {
+            id: generate_server_id(),
+            auth: ArcSwap::from_pointee(Authenticator::from_options(&opts)),
+            opts: ArcSwap::from_pointee(opts),
+            overrides,
+            password_cache: PasswordCache::default(),
+            accounts: RwLock::new(accounts),
+            global,
+            clients: Mutex::new(FxHashMap::default()),
+            closed: Mutex::new(VecDeque::new()),
+            next_cid: AtomicU64::new(1),
+            stats: ServerStats::default(),
+            start: SystemTime::now(),
+            config: Mutex::new(ConfigState { load_time: SystemTime::now(), digest }),
+            shutdown,
+            lame_duck: AtomicBool::new(false),
+            client_addr: Mutex::new(None),
+            http_addr: Mutex::new(None),
+            tls: ArcSwapOption::new(tls),
+            reload_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn options(&self) -> Arc<Options> {
+        self.opts.load_full()
+    }
+
+    pub fn authenticator(&self) -> Arc<Authenticator> {
+        self.auth.load_full()
+    }
+
+    pub fn name(&self) -> String {
+        self.options().server_name.clone().unwrap_or_else(|| self.id.clone())
+    }
+
+    pub fn global_account(&self) -> Arc<Account> {
+        self.global.clone()
+    }
+
+    pub fn account(&self, name: &str) -> Option<Arc<Account>> {
+        self.accounts.read().ok()?.get(name).cloned()
+    }
+
+    pub fn accounts(&self) -> Vec<Arc<Account>> {
+        let mut list: Vec<_> = self.accounts.read().map(|a| a.values().cloned().collect()).unwrap_or_default();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+
+    pub fn system_account(&self) -> String {
+        system_account_name(&self.options())
+    }
+
+    pub fn clients(&self) -> Vec<Arc<ClientShared>> {
+        let mut list: Vec<_> = lock(&self.clients).values().cloned().collect();
+        list.sort_by_key(|c| c.cid);
+        list
+    }
+
+    pub fn num_clients(&self) -> usize {
+        lock(&self.clients).len()
+    }
+
+    pub fn closed_clients(&self) -> Vec<ClosedClient> {
+        lock(&self.closed).iter().cloned().collect()
+    }
+
+    pub fn config_state(&self) -> ConfigState {
+        lock(&self.config).clone()
+    }
+
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        *lock(&self.client_addr)
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        *lock(&self.http_addr)
+    }
+
+    pub fn is_lame_duck(&self) -> bool {
+        self.lame_duck.load(Ordering::Relaxed)
+    }
+
+    /// Totals over closed and live connections, summed when asked (monitoring), never on publish.
+    pub fn traffic(&self) -> Traffic {
+        let mut t = Traffic {
+            in_msgs: self.stats.closed_in_msgs.load(Ordering::Relaxed),
+            in_bytes: self.stats.closed_in_bytes.load(Ordering::Relaxed),
+            out_msgs: self.stats.closed_out_msgs.load(Ordering::Relaxed),
+            out_bytes: self.stats.closed_out_bytes.load(Ordering::Relaxed),
+        };
+        for c in self.clients() {
+            let live = client_traffic(&c);
+            t.in_msgs += live.in_msgs;
+            t.in_bytes += live.in_bytes;
+            t.out_msgs += live.out_msgs;
+            t.out_bytes += live.out_bytes;
+        }
+        t
+    }
+
+    pub fn num_subscriptions(&self) -> usize {
+        self.accounts().iter().map(|a| a.sublist.count()).sum()
+    }
+
+    /// The INFO JSON for a client; with `account`, the second INFO (`connect_info`).
+    pub fn info_json(&self, client: &ClientShared, account: Option<&Account>) -> Vec<u8> {
+        let opts = self.options();
+        let addr = self.client_addr();
+        let auth = self.authenticator();
+        let info = Info {
+            server_id: &self.id,
+            server_name: self.name(),
+            version: NATS_COMPAT_VERSION,
+            natsd_version: NATSD_VERSION,
+            proto: 1,
+            git_commit: "",
+            go: "natsd",
+            host: addr.map(|a| a.ip().to_string()).unwrap_or_else(|| opts.host.clone()),
+            port: addr.map(|a| a.port()).unwrap_or_default(),
+            headers: !opts.no_header_support,
+            max_payload: opts.max_payload,
+            auth_required: auth.advertise_required().then_some(true),
+            tls_required: opts.tls.as_ref().map(|_| true),
+            tls_verify: opts.tls.as_ref().and_then(|t| t.verify.then_some(true)),
+            jetstream: opts.jetstream.as_ref().map(|_| true),
+            client_id: client.cid,
+            client_ip: client.addr.ip().to_string(),
+            connect_info: account.map(|_| true),
+            remote_account: account.map(|a| a.name.as_str()),
+            ldm: self.is_lame_duck().then_some(true),
+            api_lvl: API_LEVEL,
+        };
+        serde_json::to_vec(&info).unwrap_or_default()
+    }
+
+    /// Bind the client listener (and monitoring when configured) and serve until shutdown.
+    pub async fn start(self: &Arc<Self>) -> Result<(), ServerError> {
+        let opts = self.options();
+        tracing::info!("Starting nats-server");
+        tracing::info!("  Version:  {} (natsd {})", NATS_COMPAT_VERSION, NATSD_VERSION);
+        tracing::info!("  Name:     {}", self.name());
+        tracing::info!("  ID:       {}", self.id);
+        if let Some(file) = &opts.config_file {
+            tracing::info!("Using configuration file: {}", file.display());
+        }
+        if opts.auth.users.iter().any(|u| !crate::auth::is_bcrypt(&u.password)) {
+            tracing::warn!("Plaintext passwords detected, use nkeys or bcrypt");
+        }
+        if opts.jetstream.is_some() {
+            tracing::warn!("JetStream is not built in this version of natsd; -js / jetstream settings are accepted but inactive");
+        }
+        if let Some(port) = opts.http_port {
+            let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());
+            let addr = crate::monitor::start(self.clone(), &host, port, self.shutdown.subscribe()).await?;
+            *lock(&self.http_addr) = Some(addr);
+        }
+        let port = if opts.port < 0 { 0 } else { opts.port as u16 };
+        let bind = format!("{}:{}", opts.host, port);
+        let listener =
+            TcpListener::bind(&bind).await.map_err(|source| ServerError::Listen { addr: bind.clone(), source })?;
+        let local = listener.local_addr().map_err(|source| ServerError::Listen { addr: bind, source })?;
+        *lock(&self.client_addr) = Some(local);
+        tracing::info!("Listening for client connections on {}", local);
+        if opts.tls.is_some() {
+            tracing::info!("TLS required for client connections");
+        }
+        tracing::info!("Server is ready");
+        let server = self.clone();
+        tokio::spawn(async move { server.accept_loop(listener).await });
+        Ok(())
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, addr)) => {
+                        let server = self.clone();
+                        tokio::spawn(async move { server.handle_accept(stream, addr).await });
+                    }
+                    Err(err) => {
+                        tracing::error!("Error accepting client connection: {}", err);
+                        // Out of file descriptors and the like: back off instead of spinning.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                },
+                _ = shutdown.changed() => break,
+            }
+            if self.is_lame_duck() {
+                break;
+            }
+        }
+    }
+
+    async fn handle_accept(self: Arc<Self>, stream: TcpStream, addr: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let opts = self.options();
+        let cid = self.next_cid.fetch_add(1, Ordering::Relaxed);
+        let shared = ClientShared::new(cid, addr, opts.max_pending);
+        let mut info = bytes::BytesMut::new();
+        encode::info(&mut info, &self.info_json(&shared, None));
+        self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
+        let over_limit = {
+            let mut clients = lock(&self.clients);
+            let over = clients.len() >= opts.max_connections;
+            if !over {
+                clients.insert(cid, shared.clone());
+            }
+            over
+        };
+        if over_limit {
+            // nats-server sends INFO first, then the error.
+            let mut frame = info;
+            encode::err(&mut frame, "maximum connections exceeded");
+            let mut stream = stream;
+            let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, &frame).await;
+            tracing::error!("{} - cid:{} - maximum connections exceeded", addr, cid);
+            return;
+        }
+        tracing::debug!("{} - cid:{} - Client connection created", addr, cid);
+        match self.tls.load_full() {
+            None => {
+                shared.queue_proto(&info);
+                shared.flush_soon();
+                let (r, w) = stream.into_split();
+                client::serve(self.clone(), shared, r, w).await;
+            }
+            Some(acceptor) => {
+                let mut stream = stream;
+                if tokio::io::AsyncWriteExt::write_all(&mut stream, &info).await.is_err() {
+                    self.unregister(&shared, CloseReason::WriteError);
+                    return;
+                }
+                let timeout = opts.tls.as_ref().map_or(Duration::from_secs(2), |t| t.timeout);
+                match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => {
+                        lock(&shared.meta).tls = true;
+                        let (r, w) = tokio::io::split(tls_stream);
+                        client::serve(self.clone(), shared, r, w).await;
+                    }
+                    Ok(Err(err)) => {
+                        tracing::error!("{} - cid:{} - TLS handshake error: {}", addr, cid, err);
+                        self.unregister(&shared, CloseReason::ReadError);
+                    }
+                    Err(_) => {
+                        tracing::error!("{} - cid:{} - TLS handshake timeout", addr, cid);
+                        self.unregister(&shared, CloseReason::ReadError);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forget a closed connection, keeping a summary for `/connz?state=closed`.
+    pub(crate) fn unregister(&self, shared: &Arc<ClientShared>, reason: CloseReason) {
+        lock(&self.clients).remove(&shared.cid);
+        if matches!(reason, CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline) {
+            self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+        }
+        let traffic = client_traffic(shared);
+        self.stats.closed_in_msgs.fetch_add(traffic.in_msgs, Ordering::Relaxed);
+        self.stats.closed_in_bytes.fetch_add(traffic.in_bytes, Ordering::Relaxed);
+        self.stats.closed_out_msgs.fetch_add(traffic.out_msgs, Ordering::Relaxed);
+        self.stats.closed_out_bytes.fetch_add(traffic.out_bytes, Ordering::Relaxed);
+        tracing::debug!("{} - cid:{} - Client connection closed: {}", shared.addr, shared.cid, reason.as_str());
+        let max = self.options().max_closed_clients;
+        if max == 0 {
+            return;
+        }
+        let entry = ClosedClient {
+            cid: shared.cid,
+            addr: shared.addr,
+            start: shared.start,
+            stop: SystemTime::now(),
+            reason,
+            meta: lock(&shared.meta).clone(),
+            traffic,
+        };
+        let mut closed = lock(&self.closed);
+        while closed.len() >= max {
+            closed.pop_front();
+        }
+        closed.push_back(entry);
+    }
+
+    /// Re-read the configuration file and apply it (SIGHUP). All or nothing.
+    pub async fn reload(&self) -> Result<(), ServerError> {
+        let _guard = self.reload_lock.lock().await;
+        let old = self.options();
+        let Some(path) = old.config_file.clone() else {
+            return Err(ServerError::Config("no configuration file to reload".into()));
+        };
+        let loaded = crate::config::load_file(&path).map_err(|e| ServerError::Config(e.to_string()))?;
+        let mut new = loaded.options;
+        new.config_file = Some(path);
+        (self.overrides)(&mut new);
+        validate(&new)?;
+        let changes = diff_unsupported(&old, &new);
+        if let Some(err) = changes {
+            return Err(err);
+        }
+        let settings = build_settings(&new)?;
+        let tls = match &new.tls {
+            Some(cfg) => Some(Arc::new(tls::acceptor(cfg)?)),
+            None => None,
+        };
+        let authenticator = Authenticator::from_options(&new);
+
+        // From here on nothing can fail: swap everything in.
+        let removed_accounts = {
+            let mut accounts = match self.accounts.write() {
+                Ok(a) => a,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            let removed: Vec<String> = accounts.keys().filter(|k| !settings.contains_key(*k)).cloned().collect();
+            for name in &removed {
+                accounts.remove(name);
+            }
+            for (name, s) in settings {
+                match accounts.get(&name) {
+                    Some(acc) => acc.set_settings(s),
+                    None => {
+                        accounts.insert(name.clone(), Account::new(&name, s));
+                    }
+                }
+            }
+            removed
+        };
+        self.tls.store(tls);
+        self.auth.store(Arc::new(authenticator));
+        self.opts.store(Arc::new(new));
+        for name in &removed_accounts {
+            tracing::info!("Account {} removed by reload", name);
+        }
+        self.apply_auth_to_clients();
+        *lock(&self.config) = ConfigState { load_time: SystemTime::now(), digest: loaded.digest.clone() };
+        tracing::info!("Reloaded: authorization users");
+        tracing::info!("Reloaded: accounts");
+        tracing::info!("Reloaded server configuration ({})", loaded.digest);
+        Ok(())
+    }
+
+    /// After a reload: close connections whose user (or account) is gone or changed, and apply
+    /// changed permissions to the others.
+    fn apply_auth_to_clients(&self) {
+        let auth = self.authenticator();
+        for client in self.clients() {
+            let Some(account) = client.account() else { continue };
+            let user = lock(&client.meta).user.clone();
+            let current_account = self.account(&account.name);
+            let still_there = current_account.as_ref().is_some_and(|a| Arc::ptr_eq(a, &account));
+            match user {
+                None => {
+                    // Anonymous connections only exist while no authentication is required.
+                    if auth.required() || !still_there {
+                        client.close(CloseReason::ClientClosed);
+                    }
+                }
+                Some(name) => match auth.user(&name) {
+                    None => client.close(CloseReason::ClientClosed),
+                    Some(entry) if entry.account != account.name || !still_there => client.close(CloseReason::ClientClosed),
+                    Some(entry) => {
+                        let new_perms = entry.permissions.clone();
+                        let old_perms = client.permissions.load_full();
+                        if old_perms != new_perms {
+                            client::apply_new_permissions(&client, &account, new_perms);
+                        }
+                    }
+                },
+            }
+        }
+    }
+
+    /// Enter lame-duck mode: stop accepting, tell clients (INFO with `ldm`), then close them
+    /// spread over `lame_duck_duration`, then shut down.
+    pub async fn lame_duck(self: &Arc<Self>) {
+        if self.lame_duck.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let opts = self.options();
+        tracing::info!("Entering lame duck mode, stop accepting new clients");
+        let clients = self.clients();
+        for c in &clients {
+            let mut frame = bytes::BytesMut::new();
+            encode::info(&mut frame, &self.info_json(c, None));
+            if c.queue_proto(&frame) == Queued::NeedsFlush {
+                c.flush_soon();
+            }
+        }
+        tokio::time::sleep(opts.lame_duck_grace_period.min(opts.lame_duck_duration)).await;
+        let remaining = self.clients();
+        let spread = opts.lame_duck_duration.saturating_sub(opts.lame_duck_grace_period);
+        let step = if remaining.is_empty() { Duration::ZERO } else { spread / remaining.len() as u32 };
+        for c in remaining {
+            c.close(CloseReason::LameDuckMode);
+            if !step.is_zero() {
+                tokio::time::sleep(step.min(Duration::from_secs(1))).await;
+            }
+        }
+        self.shutdown().await;
+    }
+
+    /// Stop accepting and close every connection.
+    pub async fn shutdown(&self) {
+        tracing::info!("Initiating Shutdown...");
+        let _ = self.shutdown.send(true);
+        for c in self.clients() {
+            c.close(CloseReason::ServerShutdown);
+        }
+        // Give writers a moment to flush their last frames.
+        for _ in 0..50 {
+            if self.num_clients() == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tracing::info!("Server Exiting..");
+    }
+
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    /// Hook for JetStream: store what a stream captures. Not built yet.
+    #[inline]
+    pub(crate) fn jetstream_capture(
+        &self,
+        _account: &Account,
+        _subject: &[u8],
+        _reply: Option<&[u8]>,
+        _headers: Option<&[u8]>,
+        _payload: &[u8],
+    ) {
+    }
+}
+
+pub(crate) fn client_traffic(c: &ClientShared) -> Traffic {
+    let (out_msgs, out_bytes, _) = c.out_stats();
+    Traffic {
+        in_msgs: c.in_msgs.load(Ordering::Relaxed),
+        in_bytes: c.in_bytes.load(Ordering::Relaxed),
+        out_msgs,
+        out_bytes,
+    }
+}
+
+/// The first option that changed but cannot be changed by a reload, as nats-server reports it.
+fn diff_unsupported(old: &Options, new: &Options) -> Option<ServerError> {
+    let checks: [(&'static str, String, String); 7] = [
+        ("ServerName", old.server_name.clone().unwrap_or_default(), new.server_name.clone().unwrap_or_default()),
+        ("Host", old.host.clone(), new.host.clone()),
+        ("Port", old.port.to_string(), new.port.to_string()),
+        ("HTTPPort", format!("{:?}", old.http_port), format!("{:?}", new.http_port)),
+        ("MaxSubs", old.max_subs.to_string(), new.max_subs.to_string()),
+        ("MaxPending", old.max_pending.to_string(), new.max_pending.to_string()),
+        ("JetStream", format!("{:?}", old.jetstream), format!("{:?}", new.jetstream)),
+    ];
+    checks
+        .into_iter()
+        .find(|(_, a, b)| a != b)
+        .map(|(option, old, new)| ServerError::ReloadUnsupported { option, old, new })
+}
+
+#[derive(Serialize)]
+struct Info<'a> {
+    server_id: &'a str,
+    server_name: String,
+    version: &'a str,
+    natsd_version: &'a str,
+    proto: u32,
+    git_commit: &'a str,
+    go: &'a str,
+    host: String,
+    port: u16,
+    headers: bool,
+    max_payload: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_required: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_required: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tls_verify: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jetstream: Option<bool>,
+    client_id: u64,
+    client_ip: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_info: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote_account: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ldm: Option<bool>,
+    api_lvl: u32,
+}

@@ -1,0 +1,66 @@
+//! TLS for client connections (rustls). As with nats-server, the INFO line goes out in plain
+//! text first (with `tls_required`), then the client starts the handshake.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use tokio_rustls::TlsAcceptor;
+
+use crate::config::TlsConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("error parsing X509 certificate/key pair: open {path}: {source}")]
+    Open { path: String, source: std::io::Error },
+    #[error("error parsing X509 certificate/key pair: {0}: no certificates found")]
+    NoCertificates(String),
+    #[error("error parsing X509 certificate/key pair: {0}: no private key found")]
+    NoKey(String),
+    #[error("failed to parse root ca certificate in {0}")]
+    BadCa(String),
+    #[error("TLS configuration error: {0}")]
+    Config(String),
+}
+
+fn open(path: &Path) -> Result<BufReader<File>, TlsError> {
+    File::open(path)
+        .map(BufReader::new)
+        .map_err(|source| TlsError::Open { path: path.display().to_string(), source })
+}
+
+/// Build an acceptor from the `tls {}` block; every file problem is a start-up (or reload) error.
+pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let certs: Vec<_> = rustls_pemfile::certs(&mut open(&cfg.cert_file)?)
+        .collect::<Result<_, _>>()
+        .map_err(|source| TlsError::Open { path: cfg.cert_file.display().to_string(), source })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificates(cfg.cert_file.display().to_string()));
+    }
+    let key = rustls_pemfile::private_key(&mut open(&cfg.key_file)?)
+        .map_err(|source| TlsError::Open { path: cfg.key_file.display().to_string(), source })?
+        .ok_or_else(|| TlsError::NoKey(cfg.key_file.display().to_string()))?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let builder = match &cfg.ca_file {
+        Some(ca) if cfg.verify => {
+            let mut roots = RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut open(ca)?) {
+                let cert = cert.map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
+                roots.add(cert).map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    let config = builder.with_single_cert(certs, key).map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
