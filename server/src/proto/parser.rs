@@ -14,7 +14,12 @@
 //! - The first argument byte is taken even when it is CR or LF, so the line end is searched
 //!   after it (the reference server does the same: `PUB \nfoo 2` publishes to `"\nfoo"`).
 //! - A control line ends at LF. If a CR occurs anywhere in the argument part, one byte is
-//!   dropped from its end (normally that CR; this mirrors the reference server exactly).
+//!   dropped from its end (normally that CR; the reference server does this for a line that
+//!   arrives in one read). SUB and UNSUB also split arguments on CR and LF; PUB and HPUB do not.
+//! - Sizes are at most nine decimal digits; anything else (sign, tenth digit) is `BadArgs`.
+//!   A bad UNSUB max reads as `Some(0)` (unsubscribe at once), as the reference server does.
+//! - `INFO` from a client must be a JSON object or `null` (else `BadArgs`: the reference
+//!   server fails to decode it and closes silently); otherwise it is ignored.
 //! - The argument part (after the keyword and its blanks, up to the CR) may hold at most
 //!   `max_control_line` bytes. This is also enforced while the line is still incomplete, so a
 //!   client streaming an endless line is cut off as soon as it crosses the limit.
@@ -27,6 +32,9 @@
 //! bounded at [`JUNK_LIMIT_FACTOR`] × `max_control_line` (64 KiB by default) and reported as
 //! `MaxControlLine`. A `-ERR` line from a client is reported as [`ProtoError::ClientErr`]
 //! (never as [`ClientOp::Err`]) so the caller's ordinary error path closes the connection.
+//! The parser does not know whether the client enabled headers: the caller rejects `HPUB`
+//! itself (silent close). For an `HPUB` whose total exceeds `max_payload` from such a client
+//! the reference server closes silently, while this parser reports `MaxPayload` first.
 
 use memchr::memchr;
 
