@@ -261,7 +261,16 @@ impl Ctx {
     fn seconds(&mut self, e: &Entry, context: &str) -> Option<Duration> {
         match &e.value.value {
             Value::Int(i) if *i >= 0 => Some(Duration::from_secs(u64::try_from(*i).unwrap_or(0))),
-            Value::Float(f) if *f >= 0.0 && f.is_finite() => Some(Duration::from_secs_f64(*f)),
+            Value::Float(f) if *f >= 0.0 => match Duration::try_from_secs_f64(*f) {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    self.err(
+                        &e.key_span,
+                        format!("error parsing {context}, 'timeout' out of range"),
+                    );
+                    None
+                }
+            },
             Value::Str(s) => match parse_go_duration(s) {
                 Ok((false, d)) => Some(d),
                 Ok((true, _)) => {

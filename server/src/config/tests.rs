@@ -1050,3 +1050,63 @@ fn flags_override_file_values() {
     run("-js -sd /c").apply(&mut o);
     assert_eq!(o.jetstream.unwrap().store_dir, Some(PathBuf::from("/c")));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Cross-check with the real server
+
+/// The reference's §8.4 small forms and a few syntax corners: natsd must accept each, and so must
+/// nats-server when it is installed.
+#[test]
+fn small_forms_accepted_by_both() {
+    let forms = [
+        "authorization { token: \"s3cr3t\" }\n",
+        "authorization { user: a, password: b, timeout: 3 }\n",
+        "authorization { users: [ {user: a, password: b, permissions: { publish: \"foo\", subscribe: [\"bar\", \"baz\"] } } ] }\n",
+        "authorization { PERM = { publish: \"foo\" }\n users: [ {user: a, password: b, permissions: $PERM } ] }\n",
+        "jetstream: enabled\n",
+        "accounts { A { jetstream: enabled, users: [ {user: x, password: y} ] } }\n",
+        "accounts { A { limits { max_connections: 1, max_subscriptions: 1 }, users: [ {user: x, password: y} ] } }\n",
+        "port=14301;  max_payload = 2048; # c\n",
+        "Port: 4333\nMAX_PAYLOAD: 1KB\nserver_name: a#b\n",
+        "authorization\n{\n  user: a, password: b,\n}\n",
+        "max_payload: 9MB\nmax_subs: 1k\ncluster { port: 6222 }\n",
+        "jetstream { store_dir: /tmp/x, max_mem: 1G, max_file: 2G, sync_interval: always }\n",
+        "ping_interval: 10s\nwrite_deadline: \"1m30s\"\nlame_duck_duration: \"45s\"\n",
+    ];
+    let tmp = Tmp::new();
+    for (i, text) in forms.iter().enumerate() {
+        let path = tmp.write(&format!("f{i}.conf"), text);
+        let loaded = load_file(&path).unwrap_or_else(|e| panic!("natsd rejects {text:?}: {e}"));
+        assert!(
+            loaded.warnings.is_empty(),
+            "{text:?}: {:?}",
+            loaded.warnings
+        );
+        real_server_accepts(&path);
+    }
+}
+
+/// Files nats-server rejects are rejected here too.
+#[test]
+fn invalid_forms_rejected_by_both() {
+    let forms = [
+        "foo_bar: 1\n",
+        "authorization {user: a password: b}\n",
+        "max_payload: \"64KB\"\n",
+        "accounts { A { users: [{user: a, password: b}] }, B { users: [{user: a, password: c}] } }\n",
+        "authorization { user: a, password: $2b$10$abc }\n",
+    ];
+    let tmp = Tmp::new();
+    for (i, text) in forms.iter().enumerate() {
+        let path = tmp.write(&format!("bad{i}.conf"), text);
+        assert!(load_file(&path).is_err(), "natsd accepts {text:?}");
+        if let Ok(out) = std::process::Command::new("nats-server")
+            .arg("-t")
+            .arg("-c")
+            .arg(&path)
+            .output()
+        {
+            assert!(!out.status.success(), "nats-server accepts {text:?}");
+        }
+    }
+}
