@@ -33,6 +33,8 @@ pub const DEFAULT_MAX_CLOSED_CLIENTS: usize = 10_000;
 pub const DEFAULT_ALLOW_RESPONSES_MAX: u32 = 1;
 /// ... within two minutes of the request.
 pub const DEFAULT_ALLOW_RESPONSES_EXPIRES: Duration = Duration::from_secs(120);
+/// nats-server's TLS handshake timeout default (`tls { timeout }`): 2s.
+pub const DEFAULT_TLS_TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -84,6 +86,9 @@ pub struct Options {
     pub system_account: Option<String>,
     /// `jetstream` block or `-js`; `None` = disabled.
     pub jetstream: Option<JetStreamConfig>,
+    /// Top-level `store_dir` / `-sd`. Copied into [`JetStreamConfig::store_dir`] when JetStream is
+    /// on and its block names none (`-sd` always wins, as in nats-server).
+    pub store_dir: Option<PathBuf>,
     pub tls: Option<TlsConfig>,
     /// The file these options came from (for reload and `-t`).
     pub config_file: Option<PathBuf>,
@@ -119,8 +124,51 @@ impl Default for Options {
             accounts: Vec::new(),
             system_account: None,
             jetstream: None,
+            store_dir: None,
             tls: None,
             config_file: None,
+        }
+    }
+}
+
+impl Options {
+    /// Fill the JetStream store directory from the top-level `store_dir` when the `jetstream`
+    /// block did not set one.
+    pub fn resolve_store_dir(&mut self) {
+        if let (Some(js), Some(dir)) = (self.jetstream.as_mut(), self.store_dir.as_ref()) {
+            if js.store_dir.is_none() {
+                js.store_dir = Some(dir.clone());
+            }
+        }
+    }
+
+    /// Checks nats-server runs only when it starts (so `-t` passes them): `max_payload` above
+    /// `max_pending`, an undeclared `system_account`, a `no_auth_user` that names nobody.
+    /// Each message is worded like the real server's startup error.
+    pub fn check_startup(&self) -> Result<(), Vec<String>> {
+        let mut errors = Vec::new();
+        if self.max_payload > self.max_pending {
+            errors.push(format!(
+                "max_payload ({}) cannot be higher than max_pending ({})",
+                self.max_payload, self.max_pending
+            ));
+        }
+        if let Some(sys) = &self.system_account {
+            if sys != DEFAULT_SYSTEM_ACCOUNT && !self.accounts.iter().any(|a| &a.name == sys) {
+                errors.push("error resolving system account: account missing".to_string());
+            }
+        }
+        if let Some(user) = &self.auth.no_auth_user {
+            if !self.auth.users.iter().any(|u| &u.name == user) {
+                errors.push(format!(
+                    "no_auth_user: \"{user}\" not present as user or nkey in authorization block or account configuration"
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
         }
     }
 }
@@ -140,7 +188,12 @@ pub struct AuthOptions {
 
 impl Default for AuthOptions {
     fn default() -> Self {
-        AuthOptions { users: Vec::new(), token: None, timeout: DEFAULT_AUTH_TIMEOUT, no_auth_user: None }
+        AuthOptions {
+            users: Vec::new(),
+            token: None,
+            timeout: DEFAULT_AUTH_TIMEOUT,
+            no_auth_user: None,
+        }
     }
 }
 
@@ -180,7 +233,10 @@ pub struct ResponsePermission {
 
 impl Default for ResponsePermission {
     fn default() -> Self {
-        ResponsePermission { max: DEFAULT_ALLOW_RESPONSES_MAX, expires: DEFAULT_ALLOW_RESPONSES_EXPIRES }
+        ResponsePermission {
+            max: DEFAULT_ALLOW_RESPONSES_MAX,
+            expires: DEFAULT_ALLOW_RESPONSES_EXPIRES,
+        }
     }
 }
 
@@ -205,7 +261,12 @@ pub struct AccountJetStreamLimits {
 
 impl Default for AccountJetStreamLimits {
     fn default() -> Self {
-        AccountJetStreamLimits { max_memory: -1, max_store: -1, max_streams: -1, max_consumers: -1 }
+        AccountJetStreamLimits {
+            max_memory: -1,
+            max_store: -1,
+            max_streams: -1,
+            max_consumers: -1,
+        }
     }
 }
 
@@ -219,7 +280,11 @@ pub struct AccountLimits {
 
 impl Default for AccountLimits {
     fn default() -> Self {
-        AccountLimits { max_connections: -1, max_subscriptions: -1, max_payload: -1 }
+        AccountLimits {
+            max_connections: -1,
+            max_subscriptions: -1,
+            max_payload: -1,
+        }
     }
 }
 
@@ -262,7 +327,13 @@ pub struct JetStreamConfig {
 
 impl Default for JetStreamConfig {
     fn default() -> Self {
-        JetStreamConfig { store_dir: None, max_memory: -1, max_store: -1, sync_interval: None, sync_always: false }
+        JetStreamConfig {
+            store_dir: None,
+            max_memory: -1,
+            max_store: -1,
+            sync_interval: None,
+            sync_always: false,
+        }
     }
 }
 
@@ -273,6 +344,6 @@ pub struct TlsConfig {
     pub ca_file: Option<PathBuf>,
     /// Require and verify client certificates.
     pub verify: bool,
-    /// Handshake timeout. Default 2s (nats-server's TLS timeout default is 2s... 0.5s for handshake in some versions).
+    /// Handshake timeout (`tls { timeout }`, seconds or a duration string). Default 2s.
     pub timeout: Duration,
 }

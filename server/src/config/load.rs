@@ -1,0 +1,1203 @@
+//! Maps a parsed nats.conf tree onto [`Options`], collecting every error and warning in one pass
+//! with nats-server's wording and `file:line:col` positions.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::duration::{go_duration_string, parse_go_duration};
+use super::options::*;
+use super::parser::{Entry, Map, Node, Span, Value};
+
+/// Options the real server accepts at top level that natsd does not implement: accepted with a
+/// notice so configs written for nats-server still load.
+const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
+    "cluster",
+    "gateway",
+    "leafnodes",
+    "leaf",
+    "mqtt",
+    "websocket",
+    "ws",
+    "https",
+    "https_port",
+    "http_base_path",
+    "syslog",
+    "remote_syslog",
+    "syslog_name",
+    "client_advertise",
+    "ports_file_dir",
+    "prof_port",
+    "prof_block_rate",
+    "trusted",
+    "trusted_keys",
+    "operator",
+    "operators",
+    "resolver",
+    "resolver_tls",
+    "resolver_preload",
+    "resolver_pinned_accounts",
+    "no_system_account",
+    "mappings",
+    "maps",
+    "server_tags",
+    "tags",
+    "default_js_domain",
+    "ocsp",
+    "ocsp_cache",
+    "disable_short_first_ping",
+    "connect_error_reports",
+    "reconnect_error_reports",
+    "max_traced_msg_len",
+    "trace_verbose",
+    "logfile_size_limit",
+    "log_size_limit",
+    "logfile_max_num",
+    "log_max_num",
+    "disable_sublist_cache",
+    "no_sublist_cache",
+    "nkey",
+    "write_timeout",
+    "allow_non_tls",
+    "jetstream_max_memory",
+    "jetstream_max_storage",
+    "accounts_resolver",
+    "system_account_nkey",
+    "authorization_callout",
+    "no_fast_producer_stall",
+    "max_tracked_msgs",
+];
+
+const UNSUPPORTED_JETSTREAM: &[&str] = &[
+    "domain",
+    "strict",
+    "limits",
+    "max_buffered_msgs",
+    "max_buffered_size",
+    "unique_tag",
+    "max_outstanding_catchup",
+    "max_catchup",
+    "request_queue_limit",
+    "cipher",
+    "key",
+    "ek",
+    "encryption_key",
+    "prev_key",
+    "prev_ek",
+    "prev_encryption_key",
+    "compress_ok",
+    "extension_hint",
+    "tpm",
+    "max_ack_pending",
+    "max_ha_assets",
+];
+
+const UNSUPPORTED_TLS: &[&str] = &[
+    "cipher_suites",
+    "curve_preferences",
+    "insecure",
+    "verify_and_map",
+    "verify_cert_and_check_known_urls",
+    "pinned_certs",
+    "handshake_first",
+    "first",
+    "min_version",
+    "ocsp_peer",
+    "cert_store",
+    "cert_match",
+    "cert_match_by",
+    "cert_match_skip_invalid",
+    "ca_certs_match",
+    "connection_rate_limit",
+];
+
+/// What the loader produces before it becomes a [`super::Loaded`].
+pub(crate) struct Outcome {
+    pub(crate) options: Options,
+    pub(crate) errors: Vec<String>,
+    pub(crate) warnings: Vec<String>,
+    pub(crate) notices: Vec<String>,
+}
+
+struct Ctx {
+    errors: Vec<String>,
+    warnings: Vec<String>,
+    notices: Vec<String>,
+}
+
+fn lower(e: &Entry) -> String {
+    e.key.to_ascii_lowercase()
+}
+
+impl Ctx {
+    fn err(&mut self, span: &Span, msg: impl std::fmt::Display) {
+        self.errors.push(format!("{span}: {msg}"));
+    }
+
+    fn type_err(&mut self, span: &Span, node: &Node, want: &str) {
+        self.err(
+            span,
+            format!(
+                "interface conversion: interface {{}} is {}, not {want}",
+                node.value.go_type()
+            ),
+        );
+    }
+
+    /// `unknown field` unless the entry is a variable that was used.
+    fn unknown(&mut self, e: &Entry) {
+        if !e.used_as_variable {
+            self.err(&e.key_span, format!("unknown field \"{}\"", e.key));
+        }
+    }
+
+    fn unsupported(&mut self, e: &Entry, what: &str) {
+        self.notices.push(format!(
+            "{}: {what} \"{}\" is not supported by natsd and is ignored",
+            e.key_span, e.key
+        ));
+    }
+
+    fn int(&mut self, e: &Entry) -> Option<i64> {
+        match e.value.value {
+            Value::Int(i) => Some(i),
+            _ => {
+                self.type_err(&e.key_span, &e.value, "int64");
+                None
+            }
+        }
+    }
+
+    fn usize(&mut self, e: &Entry) -> Option<usize> {
+        let i = self.int(e)?;
+        match usize::try_from(i) {
+            Ok(u) => Some(u),
+            Err(_) => {
+                self.err(
+                    &e.key_span,
+                    format!("invalid value {i} for \"{}\": must not be negative", e.key),
+                );
+                None
+            }
+        }
+    }
+
+    fn i32(&mut self, e: &Entry) -> Option<i32> {
+        let i = self.int(e)?;
+        match i32::try_from(i) {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.err(
+                    &e.key_span,
+                    format!("invalid value {i} for \"{}\": out of range", e.key),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, e: &Entry) -> Option<String> {
+        match &e.value.value {
+            Value::Str(s) => Some(s.clone()),
+            _ => {
+                self.type_err(&e.key_span, &e.value, "string");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, e: &Entry) -> Option<bool> {
+        match e.value.value {
+            Value::Bool(b) => Some(b),
+            _ => {
+                self.type_err(&e.key_span, &e.value, "bool");
+                None
+            }
+        }
+    }
+
+    fn map<'n>(&mut self, e: &'n Entry) -> Option<&'n Map> {
+        match &e.value.value {
+            Value::Map(m) => Some(m),
+            _ => {
+                self.type_err(&e.key_span, &e.value, "map[string]interface {}");
+                None
+            }
+        }
+    }
+
+    /// A quoted Go duration; a bare integer means seconds, with nats-server's warning.
+    fn duration(&mut self, e: &Entry) -> Option<Duration> {
+        let name = lower(e);
+        match &e.value.value {
+            Value::Str(s) => match parse_go_duration(s) {
+                Ok((false, d)) => Some(d),
+                Ok((true, _)) => {
+                    self.err(
+                        &e.key_span,
+                        format!("error parsing {name}: negative duration \"{s}\""),
+                    );
+                    None
+                }
+                Err(err) => {
+                    self.err(&e.key_span, format!("error parsing {name}: {err}"));
+                    None
+                }
+            },
+            Value::Int(i) => {
+                self.warnings.push(format!(
+                    "{}: invalid use of field \"{name}\": {name} should be converted to a duration",
+                    e.key_span
+                ));
+                Some(Duration::from_secs(u64::try_from(*i).unwrap_or(0)))
+            }
+            _ => {
+                self.type_err(&e.key_span, &e.value, "string");
+                None
+            }
+        }
+    }
+
+    /// Seconds as an int or float, or a duration string (auth and TLS timeouts).
+    fn seconds(&mut self, e: &Entry, context: &str) -> Option<Duration> {
+        match &e.value.value {
+            Value::Int(i) if *i >= 0 => Some(Duration::from_secs(u64::try_from(*i).unwrap_or(0))),
+            Value::Float(f) if *f >= 0.0 => match Duration::try_from_secs_f64(*f) {
+                Ok(d) => Some(d),
+                Err(_) => {
+                    self.err(
+                        &e.key_span,
+                        format!("error parsing {context}, 'timeout' out of range"),
+                    );
+                    None
+                }
+            },
+            Value::Str(s) => match parse_go_duration(s) {
+                Ok((false, d)) => Some(d),
+                Ok((true, _)) => {
+                    self.err(
+                        &e.key_span,
+                        format!("error parsing {context}, 'timeout' must not be negative"),
+                    );
+                    None
+                }
+                Err(err) => {
+                    self.err(
+                        &e.key_span,
+                        format!("error parsing {context}, 'timeout' {err}"),
+                    );
+                    None
+                }
+            },
+            Value::Int(_) | Value::Float(_) => {
+                self.err(
+                    &e.key_span,
+                    format!("error parsing {context}, 'timeout' must not be negative"),
+                );
+                None
+            }
+            _ => {
+                self.type_err(&e.key_span, &e.value, "float64");
+                None
+            }
+        }
+    }
+}
+
+/// A `host:port` string, as Go's `net.SplitHostPort` reads it.
+fn split_host_port(s: &str) -> Option<(String, i32)> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let (h, p) = rest.split_once("]:")?;
+        (h, p)
+    } else {
+        let (h, p) = s.rsplit_once(':')?;
+        if h.contains(':') {
+            return None;
+        }
+        (h, p)
+    };
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+/// A small local check (the shared `crate::subject` module is built in parallel): non-empty
+/// tokens, no whitespace, and `>` only as the last token.
+fn is_valid_subject(s: &str) -> bool {
+    if s.is_empty() || s.chars().any(char::is_whitespace) {
+        return false;
+    }
+    let tokens: Vec<&str> = s.split('.').collect();
+    let last = tokens.len() - 1;
+    tokens
+        .iter()
+        .enumerate()
+        .all(|(i, t)| !t.is_empty() && (*t != ">" || i == last))
+}
+
+/// A subscribe permission entry may be `"subject queue"`.
+fn is_valid_sub_permission(s: &str) -> bool {
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    match parts.as_slice() {
+        [subject] => is_valid_subject(subject),
+        [subject, _queue] => is_valid_subject(subject),
+        _ => false,
+    }
+}
+
+pub(crate) fn is_bcrypt(password: &str) -> bool {
+    let b = password.as_bytes();
+    b.len() >= 7
+        && b.starts_with(b"$2")
+        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
+}
+
+/// Users collected before duplicate checks: the user and the span to report a duplicate at.
+struct PendingUser {
+    user: User,
+    span: Span,
+}
+
+pub(crate) fn build(root: &Map) -> Outcome {
+    let mut cx = Ctx {
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        notices: Vec::new(),
+    };
+    let mut o = Options::default();
+    let mut users: Vec<PendingUser> = Vec::new();
+    let mut store_dir: Option<PathBuf> = None;
+    let mut accounts_entry: Option<&Entry> = None;
+
+    for e in &root.entries {
+        let key = lower(e);
+        match key.as_str() {
+            "listen" => match &e.value.value {
+                Value::Int(_) => o.port = cx.i32(e).unwrap_or(o.port),
+                Value::Str(s) => match split_host_port(s) {
+                    Some((host, port)) => {
+                        if !host.is_empty() {
+                            o.host = host;
+                        }
+                        o.port = port;
+                    }
+                    None => cx.err(
+                        &e.key_span,
+                        format!("could not parse address string \"{s}\""),
+                    ),
+                },
+                _ => cx.type_err(&e.key_span, &e.value, "string"),
+            },
+            "host" | "net" => {
+                if let Some(h) = cx.string(e) {
+                    o.host = h;
+                }
+            }
+            "port" => o.port = cx.i32(e).unwrap_or(o.port),
+            "server_name" => {
+                if let Some(name) = cx.string(e) {
+                    if name.contains(' ') {
+                        cx.err(&e.key_span, "server name cannot contain spaces");
+                    } else {
+                        o.server_name = Some(name);
+                    }
+                }
+            }
+            "http" => match &e.value.value {
+                Value::Int(_) => o.http_port = cx.i32(e),
+                Value::Str(s) => match split_host_port(s) {
+                    Some((host, port)) => {
+                        o.http_host = (!host.is_empty()).then_some(host);
+                        o.http_port = Some(port);
+                    }
+                    None => cx.err(
+                        &e.key_span,
+                        format!("could not parse address string \"{s}\""),
+                    ),
+                },
+                _ => cx.type_err(&e.key_span, &e.value, "string"),
+            },
+            "http_port" | "monitor_port" => o.http_port = cx.i32(e).or(o.http_port),
+            "metrics_port" => o.metrics_port = cx.i32(e).or(o.metrics_port),
+            "max_connections" | "max_conn" => {
+                o.max_connections = cx.usize(e).unwrap_or(o.max_connections)
+            }
+            "max_payload" => {
+                if let Some(v) = cx.int(e) {
+                    if v > i64::from(i32::MAX) {
+                        cx.err(&e.key_span, "max_payload value is too big");
+                    } else if let Ok(v) = usize::try_from(v) {
+                        o.max_payload = v;
+                    } else {
+                        cx.err(
+                            &e.key_span,
+                            format!("invalid value {v} for \"max_payload\": must not be negative"),
+                        );
+                    }
+                }
+            }
+            "max_pending" => o.max_pending = cx.usize(e).unwrap_or(o.max_pending),
+            "max_control_line" => o.max_control_line = cx.usize(e).unwrap_or(o.max_control_line),
+            "max_subscriptions" | "max_subs" => o.max_subs = cx.usize(e).unwrap_or(o.max_subs),
+            "ping_interval" => o.ping_interval = cx.duration(e).unwrap_or(o.ping_interval),
+            "ping_max" => {
+                if let Some(v) = cx.int(e) {
+                    o.ping_max = u32::try_from(v).unwrap_or(0);
+                }
+            }
+            "write_deadline" => o.write_deadline = cx.duration(e).unwrap_or(o.write_deadline),
+            "pid_file" | "pidfile" => {
+                o.pid_file = cx.string(e).map(PathBuf::from).or(o.pid_file.take())
+            }
+            "log_file" | "logfile" => {
+                o.log_file = cx.string(e).map(PathBuf::from).or(o.log_file.take())
+            }
+            "debug" => o.debug = cx.boolean(e).unwrap_or(o.debug),
+            "trace" => o.trace = cx.boolean(e).unwrap_or(o.trace),
+            "logtime" => o.logtime = cx.boolean(e).unwrap_or(o.logtime),
+            "lame_duck_duration" => {
+                if let Some(s) = cx.string(e) {
+                    match parse_go_duration(&s) {
+                        Ok((neg, d)) if neg || d < Duration::from_secs(30) => cx.err(
+                            &e.key_span,
+                            format!(
+                                "invalid lame_duck_duration of {}, minimum is 30 seconds",
+                                go_duration_string(d)
+                            ),
+                        ),
+                        Ok((_, d)) => o.lame_duck_duration = d,
+                        Err(err) => cx.err(
+                            &e.key_span,
+                            format!("error parsing lame_duck_duration: {err}"),
+                        ),
+                    }
+                }
+            }
+            "lame_duck_grace_period" => {
+                if let Some(s) = cx.string(e) {
+                    match parse_go_duration(&s) {
+                        Ok((true, _)) => cx.err(
+                            &e.key_span,
+                            "invalid lame_duck_grace_period, needs to be positive",
+                        ),
+                        Ok((false, d)) => o.lame_duck_grace_period = d,
+                        Err(err) => cx.err(
+                            &e.key_span,
+                            format!("error parsing lame_duck_grace_period: {err}"),
+                        ),
+                    }
+                }
+            }
+            "max_closed_clients" => {
+                o.max_closed_clients = cx.usize(e).unwrap_or(o.max_closed_clients)
+            }
+            "no_header_support" => {
+                o.no_header_support = cx.boolean(e).unwrap_or(o.no_header_support)
+            }
+            "authorization" => {
+                if let Some(m) = cx.map(e) {
+                    authorization(&mut cx, e, m, &mut o.auth, &mut users);
+                }
+            }
+            "accounts" => accounts_entry = Some(e),
+            "no_auth_user" => o.auth.no_auth_user = cx.string(e).or(o.auth.no_auth_user.take()),
+            "system_account" | "system" => {
+                o.system_account = cx.string(e).or(o.system_account.take())
+            }
+            "jetstream" => o.jetstream = jetstream(&mut cx, e),
+            "store_dir" => store_dir = cx.string(e).map(PathBuf::from),
+            "tls" => {
+                if let Some(m) = cx.map(e) {
+                    o.tls = tls(&mut cx, e, m);
+                }
+            }
+            k if UNSUPPORTED_TOP_LEVEL.contains(&k) => cx.unsupported(e, "option"),
+            _ => cx.unknown(e),
+        }
+    }
+
+    if let Some(e) = accounts_entry {
+        o.accounts = accounts(&mut cx, e, &mut users);
+    }
+
+    let mut seen: Vec<&str> = Vec::new();
+    for pending in &users {
+        if seen.contains(&pending.user.name.as_str()) {
+            cx.err(
+                &pending.span,
+                format!("Duplicate user \"{}\" detected", pending.user.name),
+            );
+        } else {
+            seen.push(&pending.user.name);
+        }
+    }
+    if users.iter().any(|p| !is_bcrypt(&p.user.password)) {
+        cx.notices
+            .push("Plaintext passwords detected, use nkeys or bcrypt".to_string());
+    }
+    o.auth.users = users.into_iter().map(|p| p.user).collect();
+
+    if o.max_payload > 8 * 1024 * 1024 {
+        cx.notices.push(
+            "Maximum payloads over 8.00 MB are generally discouraged and could lead to poor performance".to_string(),
+        );
+    }
+    o.store_dir = store_dir;
+    o.resolve_store_dir();
+
+    Outcome {
+        options: o,
+        errors: cx.errors,
+        warnings: cx.warnings,
+        notices: cx.notices,
+    }
+}
+
+fn authorization(
+    cx: &mut Ctx,
+    block: &Entry,
+    m: &Map,
+    auth: &mut AuthOptions,
+    users: &mut Vec<PendingUser>,
+) {
+    let mut single_user: Option<String> = None;
+    let mut single_pass = String::new();
+    let mut users_entry: Option<&Entry> = None;
+    let mut default_perms: Option<Permissions> = None;
+    for e in &m.entries {
+        match lower(e).as_str() {
+            "user" | "username" => single_user = cx.string(e),
+            "password" | "pass" => single_pass = cx.string(e).unwrap_or_default(),
+            "token" => auth.token = cx.string(e),
+            "timeout" => {
+                auth.timeout = cx
+                    .seconds(e, "authorization config")
+                    .unwrap_or(auth.timeout)
+            }
+            "users" => users_entry = Some(e),
+            "permissions" | "default_permissions" => default_perms = permissions(cx, &e.value),
+            "auth_callout" | "callout" => cx.unsupported(e, "authorization option"),
+            _ => cx.unknown(e),
+        }
+    }
+    let mut block_users = Vec::new();
+    if let Some(e) = users_entry {
+        block_users = user_list(cx, e, GLOBAL_ACCOUNT, default_perms.as_ref());
+    }
+    if auth.token.is_some() && !block_users.is_empty() {
+        cx.err(&block.key_span, "Can not have a token and a users array");
+    }
+    if let Some(name) = single_user {
+        if auth.token.is_some() {
+            cx.err(&block.key_span, "Cannot have a user/pass and token");
+        }
+        if !block_users.is_empty() {
+            cx.err(
+                &block.key_span,
+                "Can not have a single user/pass and a users array",
+            );
+        }
+        block_users.push(PendingUser {
+            user: User {
+                name,
+                password: single_pass,
+                account: GLOBAL_ACCOUNT.to_string(),
+                permissions: default_perms.clone(),
+            },
+            span: block.key_span.clone(),
+        });
+    }
+    users.extend(block_users);
+}
+
+/// A `users: [...]` array. Users without their own permissions get `defaults`.
+fn user_list(
+    cx: &mut Ctx,
+    e: &Entry,
+    account: &str,
+    defaults: Option<&Permissions>,
+) -> Vec<PendingUser> {
+    let items = match &e.value.value {
+        Value::Array(items) => items,
+        _ => {
+            cx.type_err(&e.key_span, &e.value, "[]interface {}");
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Value::Map(m) = &item.value else {
+            cx.err(
+                &item.span,
+                format!(
+                    "Expected user entry to be a map/struct, got {}",
+                    item.value.go_type()
+                ),
+            );
+            continue;
+        };
+        let mut name = None;
+        let mut password = String::new();
+        let mut perms = None;
+        let mut nkey = false;
+        for ue in &m.entries {
+            match lower(ue).as_str() {
+                "user" | "username" => name = cx.string(ue),
+                "password" | "pass" => password = cx.string(ue).unwrap_or_default(),
+                "permissions" | "permission" | "authorization" => {
+                    perms = permissions(cx, &ue.value)
+                }
+                "nkey" => {
+                    nkey = true;
+                    cx.unsupported(ue, "user option");
+                }
+                "allowed_connection_types" | "connection_types" | "clients" | "proxy_required" => {
+                    cx.unsupported(ue, "user option")
+                }
+                _ => cx.unknown(ue),
+            }
+        }
+        match name {
+            Some(name) => out.push(PendingUser {
+                user: User {
+                    name,
+                    password,
+                    account: account.to_string(),
+                    permissions: perms.or_else(|| defaults.cloned()),
+                },
+                span: e.key_span.clone(),
+            }),
+            None if nkey => {}
+            None => cx.err(&item.span, "User entry requires a user"),
+        }
+    }
+    out
+}
+
+fn permissions(cx: &mut Ctx, node: &Node) -> Option<Permissions> {
+    let Value::Map(m) = &node.value else {
+        cx.err(
+            &node.span,
+            format!(
+                "Expected permissions to be a map/struct, got {}",
+                node.value.go_type()
+            ),
+        );
+        return None;
+    };
+    let mut p = Permissions::default();
+    for e in &m.entries {
+        match lower(e).as_str() {
+            "publish" | "pub" | "import" => p.publish = subject_permission(cx, e, false),
+            "subscribe" | "sub" | "export" => p.subscribe = subject_permission(cx, e, true),
+            "allow_responses" | "publish_allow_responses" => {
+                p.allow_responses = allow_responses(cx, e)
+            }
+            _ if e.used_as_variable => {}
+            _ => cx.err(
+                &e.key_span,
+                format!("Unknown field \"{}\" parsing permissions", e.key),
+            ),
+        }
+    }
+    Some(p)
+}
+
+fn subject_permission(cx: &mut Ctx, e: &Entry, subscribe: bool) -> Option<SubjectPermission> {
+    match &e.value.value {
+        Value::Map(m) => {
+            let mut sp = SubjectPermission::default();
+            for pe in &m.entries {
+                match lower(pe).as_str() {
+                    "allow" => sp.allow = subject_list(cx, &pe.value, subscribe),
+                    "deny" => sp.deny = subject_list(cx, &pe.value, subscribe).unwrap_or_default(),
+                    _ => cx.err(
+                        &pe.key_span,
+                        format!(
+                            "Unknown field name \"{}\" parsing subject permissions, only 'allow' or 'deny' are permitted",
+                            pe.key
+                        ),
+                    ),
+                }
+            }
+            Some(sp)
+        }
+        _ => subject_list(cx, &e.value, subscribe).map(|allow| SubjectPermission {
+            allow: Some(allow),
+            deny: Vec::new(),
+        }),
+    }
+}
+
+fn subject_list(cx: &mut Ctx, node: &Node, subscribe: bool) -> Option<Vec<String>> {
+    let check = |cx: &mut Ctx, n: &Node| -> Option<String> {
+        let Value::Str(s) = &n.value else {
+            cx.err(
+                &n.span,
+                format!("Expected subject to be a string, got {}", n.value.go_type()),
+            );
+            return None;
+        };
+        let valid = if subscribe {
+            is_valid_sub_permission(s)
+        } else {
+            is_valid_subject(s)
+        };
+        if !valid {
+            cx.err(&n.span, format!("subject \"{s}\" is not a valid subject"));
+            return None;
+        }
+        Some(s.clone())
+    };
+    match &node.value {
+        Value::Array(items) => Some(items.iter().filter_map(|n| check(cx, n)).collect()),
+        Value::Str(_) => check(cx, node).map(|s| vec![s]),
+        other => {
+            cx.err(
+                &node.span,
+                format!(
+                    "Expected subject permissions to be a subject, or array of subjects, got {}",
+                    other.go_type()
+                ),
+            );
+            None
+        }
+    }
+}
+
+fn allow_responses(cx: &mut Ctx, e: &Entry) -> Option<ResponsePermission> {
+    match &e.value.value {
+        Value::Bool(true) => Some(ResponsePermission::default()),
+        Value::Bool(false) => None,
+        Value::Map(m) => {
+            let mut rp = ResponsePermission::default();
+            for re in &m.entries {
+                match lower(re).as_str() {
+                    "max" | "max_msgs" | "max_messages" | "max_responses" => {
+                        if let Some(v) = cx.int(re) {
+                            rp.max = u32::try_from(v).unwrap_or(0);
+                        }
+                    }
+                    "expires" | "expiration" | "ttl" => match &re.value.value {
+                        Value::Str(s) => match parse_go_duration(s) {
+                            Ok((false, d)) => rp.expires = d,
+                            _ => cx.err(
+                                &re.key_span,
+                                format!("error parsing expires: invalid duration \"{s}\""),
+                            ),
+                        },
+                        _ => cx.err(&re.key_span, "error parsing expires, not a duration string"),
+                    },
+                    _ => cx.err(
+                        &re.key_span,
+                        format!("Unknown field \"{}\" parsing permissions", re.key),
+                    ),
+                }
+            }
+            Some(rp)
+        }
+        _ => {
+            cx.type_err(&e.key_span, &e.value, "bool");
+            None
+        }
+    }
+}
+
+fn accounts(cx: &mut Ctx, e: &Entry, users: &mut Vec<PendingUser>) -> Vec<AccountConfig> {
+    let Some(m) = cx.map(e) else {
+        return Vec::new();
+    };
+    let names: Vec<&str> = m.entries.iter().map(|a| a.key.as_str()).collect();
+    let mut out = Vec::new();
+    for ae in &m.entries {
+        if ae.key == GLOBAL_ACCOUNT {
+            cx.err(
+                &ae.key_span,
+                format!("\"{}\" is a Reserved Account", ae.key),
+            );
+            continue;
+        }
+        let Value::Map(am) = &ae.value.value else {
+            if !ae.used_as_variable {
+                cx.err(&ae.key_span, "Expected map entries for accounts");
+            }
+            continue;
+        };
+        let mut acc = AccountConfig {
+            name: ae.key.clone(),
+            ..AccountConfig::default()
+        };
+        let mut users_entry = None;
+        let mut default_perms = None;
+        for k in &am.entries {
+            match lower(k).as_str() {
+                "users" => users_entry = Some(k),
+                "jetstream" => acc.jetstream = account_jetstream(cx, k),
+                "default_permissions" => default_perms = permissions(cx, &k.value),
+                "limits" => acc.limits = account_limits(cx, k),
+                "exports" => acc.exports = exports(cx, k),
+                "imports" => acc.imports = imports(cx, k, &names),
+                "mappings"
+                | "maps"
+                | "nkey"
+                | "msg_trace"
+                | "trace_dest"
+                | "trace_dest_sampling" => cx.unsupported(k, "account option"),
+                _ => cx.unknown(k),
+            }
+        }
+        if let Some(ue) = users_entry {
+            users.extend(user_list(cx, ue, &acc.name, default_perms.as_ref()));
+        }
+        out.push(acc);
+    }
+    out
+}
+
+fn account_jetstream(cx: &mut Ctx, e: &Entry) -> Option<AccountJetStreamLimits> {
+    match &e.value.value {
+        Value::Bool(true) => Some(AccountJetStreamLimits::default()),
+        Value::Bool(false) => None,
+        Value::Str(s) => match s.to_ascii_lowercase().as_str() {
+            "enabled" | "enable" => Some(AccountJetStreamLimits::default()),
+            "disabled" | "disable" => None,
+            _ => {
+                cx.err(
+                    &e.key_span,
+                    format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
+                );
+                None
+            }
+        },
+        Value::Map(m) => {
+            let mut l = AccountJetStreamLimits::default();
+            for k in &m.entries {
+                match lower(k).as_str() {
+                    "max_memory" | "max_mem" | "mem" | "memory" => {
+                        l.max_memory = cx.int(k).unwrap_or(l.max_memory)
+                    }
+                    "max_store" | "max_file" | "max_disk" | "store" | "disk" => {
+                        l.max_store = cx.int(k).unwrap_or(l.max_store)
+                    }
+                    "max_streams" | "streams" => l.max_streams = cx.int(k).unwrap_or(l.max_streams),
+                    "max_consumers" | "consumers" => {
+                        l.max_consumers = cx.int(k).unwrap_or(l.max_consumers)
+                    }
+                    "max_bytes_required" | "max_stream_bytes" | "max_bytes" => {
+                        cx.boolean(k);
+                        cx.unsupported(k, "account jetstream option");
+                    }
+                    "mem_max_stream_bytes"
+                    | "disk_max_stream_bytes"
+                    | "store_max_stream_bytes"
+                    | "max_ack_pending" => {
+                        cx.int(k);
+                        cx.unsupported(k, "account jetstream option");
+                    }
+                    "cluster_traffic" | "tiers" => cx.unsupported(k, "account jetstream option"),
+                    _ => cx.unknown(k),
+                }
+            }
+            Some(l)
+        }
+        _ => {
+            cx.type_err(&e.key_span, &e.value, "map[string]interface {}");
+            None
+        }
+    }
+}
+
+fn account_limits(cx: &mut Ctx, e: &Entry) -> AccountLimits {
+    let mut l = AccountLimits::default();
+    let Some(m) = cx.map(e) else { return l };
+    for k in &m.entries {
+        match lower(k).as_str() {
+            "max_connections" | "max_conn" => {
+                l.max_connections = cx.int(k).unwrap_or(l.max_connections)
+            }
+            "max_subscriptions" | "max_subs" => {
+                l.max_subscriptions = cx.int(k).unwrap_or(l.max_subscriptions)
+            }
+            "max_payload" | "max_pay" => l.max_payload = cx.int(k).unwrap_or(l.max_payload),
+            "max_leafnodes" | "max_leafs" => {
+                cx.int(k);
+                cx.unsupported(k, "account limit");
+            }
+            _ => cx.err(
+                &k.key_span,
+                format!("Unknown field \"{}\" parsing account limits", k.key),
+            ),
+        }
+    }
+    l
+}
+
+fn string_list(cx: &mut Ctx, e: &Entry) -> Vec<String> {
+    match &e.value.value {
+        Value::Str(s) => vec![s.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|n| match &n.value {
+                Value::Str(s) => Some(s.clone()),
+                other => {
+                    cx.err(
+                        &n.span,
+                        format!(
+                            "interface conversion: interface {{}} is {}, not string",
+                            other.go_type()
+                        ),
+                    );
+                    None
+                }
+            })
+            .collect(),
+        _ => {
+            cx.type_err(&e.key_span, &e.value, "[]interface {}");
+            Vec::new()
+        }
+    }
+}
+
+fn exports(cx: &mut Ctx, e: &Entry) -> Vec<Export> {
+    let Value::Array(items) = &e.value.value else {
+        cx.type_err(&e.key_span, &e.value, "[]interface {}");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Value::Map(m) = &item.value else {
+            cx.err(
+                &item.span,
+                format!(
+                    "Export Items should be a map with type entry, got {}",
+                    item.value.go_type()
+                ),
+            );
+            continue;
+        };
+        let mut kind = None;
+        let mut subject = String::new();
+        let mut accounts = Vec::new();
+        for k in &m.entries {
+            match lower(k).as_str() {
+                "stream" | "service" => {
+                    if kind.is_some() {
+                        cx.err(
+                            &k.key_span,
+                            "Detected stream and service in the same export",
+                        );
+                    }
+                    kind = Some(if lower(k) == "stream" {
+                        ExportKind::Stream
+                    } else {
+                        ExportKind::Service
+                    });
+                    subject = cx.string(k).unwrap_or_default();
+                }
+                "accounts" => accounts = string_list(cx, k),
+                "response"
+                | "response_type"
+                | "threshold"
+                | "response_threshold"
+                | "latency"
+                | "account_token_position"
+                | "advertise"
+                | "allow_trace" => {}
+                _ => cx.unknown(k),
+            }
+        }
+        match kind {
+            Some(kind) => out.push(Export {
+                kind,
+                subject,
+                accounts,
+            }),
+            None => cx.err(&item.span, "Export Items should be a map with type entry"),
+        }
+    }
+    out
+}
+
+fn imports(cx: &mut Ctx, e: &Entry, accounts: &[&str]) -> Vec<Import> {
+    let Value::Array(items) = &e.value.value else {
+        cx.type_err(&e.key_span, &e.value, "[]interface {}");
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Value::Map(m) = &item.value else {
+            cx.err(
+                &item.span,
+                format!(
+                    "Import Items should be a map with type entry, got {}",
+                    item.value.go_type()
+                ),
+            );
+            continue;
+        };
+        let mut import: Option<Import> = None;
+        let mut local = None;
+        for k in &m.entries {
+            match lower(k).as_str() {
+                key @ ("stream" | "service") => {
+                    let kind = if key == "stream" {
+                        ExportKind::Stream
+                    } else {
+                        ExportKind::Service
+                    };
+                    let Some(src) = cx.map(k) else { continue };
+                    let mut account = String::new();
+                    let mut subject = String::new();
+                    for s in &src.entries {
+                        match lower(s).as_str() {
+                            "account" => account = cx.string(s).unwrap_or_default(),
+                            "subject" => subject = cx.string(s).unwrap_or_default(),
+                            _ => cx.unknown(s),
+                        }
+                    }
+                    if !accounts.contains(&account.as_str()) {
+                        cx.err(
+                            &k.key_span,
+                            format!("\"{account}\" account not defined for {key} import"),
+                        );
+                    }
+                    import = Some(Import {
+                        kind,
+                        account,
+                        subject,
+                        local: None,
+                    });
+                }
+                "prefix" | "to" => local = cx.string(k),
+                "share" | "allow_trace" => {}
+                _ => cx.unknown(k),
+            }
+        }
+        match import {
+            Some(mut i) => {
+                i.local = local;
+                out.push(i);
+            }
+            None => cx.err(&item.span, "Import Items should be a map with type entry"),
+        }
+    }
+    out
+}
+
+fn jetstream(cx: &mut Ctx, e: &Entry) -> Option<JetStreamConfig> {
+    match &e.value.value {
+        Value::Bool(true) => Some(JetStreamConfig::default()),
+        Value::Bool(false) => None,
+        Value::Str(s) => match s.to_ascii_lowercase().as_str() {
+            "enabled" | "enable" => Some(JetStreamConfig::default()),
+            "disabled" | "disable" => None,
+            _ => {
+                cx.err(
+                    &e.key_span,
+                    format!("Expected 'enabled' or 'disabled' for string value, got '{s}'"),
+                );
+                None
+            }
+        },
+        Value::Map(m) => {
+            let mut js = JetStreamConfig::default();
+            let mut enabled = true;
+            for k in &m.entries {
+                let key = lower(k);
+                match key.as_str() {
+                    "enabled" | "enable" => enabled = cx.boolean(k).unwrap_or(enabled),
+                    "store_dir" | "store" | "storedir" => {
+                        js.store_dir = cx.string(k).map(PathBuf::from)
+                    }
+                    "max_memory_store" | "max_mem_store" | "max_mem" => {
+                        js.max_memory = cx.int(k).unwrap_or(js.max_memory)
+                    }
+                    "max_file_store" | "max_file" => {
+                        js.max_store = cx.int(k).unwrap_or(js.max_store)
+                    }
+                    "sync_interval" | "sync" => match &k.value.value {
+                        Value::Str(s) if s.eq_ignore_ascii_case("always") => {
+                            js.sync_always = true;
+                            js.sync_interval = None;
+                        }
+                        _ => js.sync_interval = cx.duration(k),
+                    },
+                    k2 if UNSUPPORTED_JETSTREAM.contains(&k2) => {
+                        cx.unsupported(k, "jetstream option")
+                    }
+                    _ => cx.unknown(k),
+                }
+            }
+            enabled.then_some(js)
+        }
+        _ => {
+            cx.type_err(&e.key_span, &e.value, "map[string]interface {}");
+            None
+        }
+    }
+}
+
+fn tls(cx: &mut Ctx, block: &Entry, m: &Map) -> Option<TlsConfig> {
+    let mut cert = None;
+    let mut key = None;
+    let mut ca = None;
+    let mut verify = false;
+    let mut timeout = DEFAULT_TLS_TIMEOUT;
+    for e in &m.entries {
+        match lower(e).as_str() {
+            "cert_file" => cert = cx.string(e).map(PathBuf::from),
+            "key_file" => key = cx.string(e).map(PathBuf::from),
+            "ca_file" => ca = cx.string(e).map(PathBuf::from),
+            "verify" => verify = cx.boolean(e).unwrap_or(false),
+            "timeout" => timeout = cx.seconds(e, "tls config").unwrap_or(timeout),
+            k if UNSUPPORTED_TLS.contains(&k) => cx.unsupported(e, "tls option"),
+            _ => cx.unknown(e),
+        }
+    }
+    let Some(cert_file) = cert else {
+        cx.err(&block.key_span, "missing 'cert_file' in TLS configuration");
+        return None;
+    };
+    let Some(key_file) = key else {
+        cx.err(&block.key_span, "missing 'key_file' in TLS configuration");
+        return None;
+    };
+    // nats-server loads the pair while parsing; we at least report unreadable files at load time.
+    for path in [&cert_file, &key_file] {
+        if let Err(err) = std::fs::metadata(path) {
+            let reason = if err.kind() == std::io::ErrorKind::NotFound {
+                "no such file or directory".to_string()
+            } else {
+                err.to_string()
+            };
+            cx.err(
+                &block.key_span,
+                format!(
+                    "error parsing X509 certificate/key pair: open {}: {reason}",
+                    path.display()
+                ),
+            );
+            return None;
+        }
+    }
+    if let Some(ca_path) = &ca {
+        if std::fs::metadata(ca_path).is_err() {
+            cx.err(
+                &block.key_span,
+                format!(
+                    "failed reading root ca file: open {}: no such file or directory",
+                    ca_path.display()
+                ),
+            );
+            return None;
+        }
+    }
+    Some(TlsConfig {
+        cert_file,
+        key_file,
+        ca_file: ca,
+        verify,
+        timeout,
+    })
+}
