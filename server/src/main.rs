@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use natsd::config::flags::{self, Command, FlagOptions};
-use natsd::config::{self, Options};
+use natsd::config::{self, Loaded, Options};
 use natsd::logging::{self, LogLevel};
 use natsd::server::{Server, NATSD_VERSION, NATS_COMPAT_VERSION};
 use tokio::signal::unix::{signal, SignalKind};
@@ -29,7 +29,7 @@ fn main() -> ExitCode {
             println!("nats-server: v{NATS_COMPAT_VERSION} (natsd {NATSD_VERSION})");
             ExitCode::SUCCESS
         }
-        Command::Signal { command, target } => match natsd::signal::send(&command, target.as_deref()) {
+        Command::Signal { command, target } => match natsd::signal::send(command, target.as_deref()) {
             Ok(_) => ExitCode::SUCCESS,
             Err(err) => {
                 eprintln!("nats-server: {err}");
@@ -48,21 +48,21 @@ fn main() -> ExitCode {
 }
 
 /// Load the file (if any) and apply the flags: what both `-t` and a start use.
-fn load(flags: &FlagOptions) -> anyhow::Result<(Options, Vec<String>, String)> {
-    match &flags.config_file {
+fn load(flags: &FlagOptions) -> anyhow::Result<Loaded> {
+    let mut loaded = match &flags.config_file {
         Some(path) => {
-            let loaded = config::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let mut options = loaded.options;
-            options.config_file = Some(path.clone());
-            flags.apply(&mut options);
-            Ok((options, loaded.warnings, loaded.digest))
+            let mut loaded = config::load_file(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+            loaded.options.config_file = Some(path.clone());
+            loaded
         }
-        None => {
-            let mut options = Options::default();
-            flags.apply(&mut options);
-            Ok((options, Vec::new(), String::new()))
-        }
+        None => Loaded { options: Options::default(), warnings: Vec::new(), notices: Vec::new(), digest: String::new() },
+    };
+    flags.apply(&mut loaded.options);
+    loaded.options.resolve_store_dir();
+    for flag in &flags.not_built {
+        loaded.notices.push(format!("flag {flag} is accepted but not built in natsd (no clustering, leafnodes or syslog): ignored"));
     }
+    Ok(loaded)
 }
 
 /// `-t`: like nats-server, warnings count as errors and the verdict goes to stderr.
@@ -72,12 +72,12 @@ fn test_config(flags: &FlagOptions) -> ExitCode {
         return ExitCode::from(1);
     };
     match load(flags) {
-        Ok((_, warnings, digest)) if warnings.is_empty() => {
-            eprintln!("nats-server: configuration file {} is valid ({digest})", path.display());
+        Ok(loaded) if loaded.warnings.is_empty() => {
+            eprintln!("nats-server: configuration file {} is valid ({})", path.display(), loaded.digest);
             ExitCode::SUCCESS
         }
-        Ok((_, warnings, _)) => {
-            for w in warnings {
+        Ok(loaded) => {
+            for w in loaded.warnings {
                 eprintln!("nats-server: {w}");
             }
             ExitCode::from(1)
@@ -90,10 +90,10 @@ fn test_config(flags: &FlagOptions) -> ExitCode {
 }
 
 fn run(flags: FlagOptions) -> anyhow::Result<()> {
-    let (options, warnings, digest) = load(&flags)?;
+    let Loaded { options, warnings, notices, digest } = load(&flags)?;
     logging::init(LogLevel { debug: options.debug, trace: options.trace }, options.logtime, options.log_file.as_deref())
         .context("could not open log file")?;
-    for w in &warnings {
+    for w in warnings.iter().chain(&notices) {
         tracing::warn!("{}", w);
     }
     if let Some(pid_file) = &options.pid_file {

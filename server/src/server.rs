@@ -30,10 +30,6 @@ const API_LEVEL: u32 = 5;
 pub enum ServerError {
     #[error("error resolving system account: account missing")]
     SystemAccountMissing,
-    #[error("no_auth_user: {0:?} not present as user or nkey in authorization block or account configuration")]
-    NoAuthUserMissing(String),
-    #[error("max_payload ({0}) cannot be higher than max_pending ({1})")]
-    PayloadOverPending(usize, usize),
     #[error("Error listening on port: {addr}, {source}")]
     Listen { addr: String, source: std::io::Error },
     #[error("{0}")]
@@ -148,15 +144,7 @@ fn build_settings(opts: &Options) -> Result<HashMap<String, AccountSettings>, Se
 
 /// Start-up checks nats-server makes after parsing (so `-t` does not catch them either).
 fn validate(opts: &Options) -> Result<(), ServerError> {
-    if opts.max_payload > opts.max_pending {
-        return Err(ServerError::PayloadOverPending(opts.max_payload, opts.max_pending));
-    }
-    if let Some(user) = &opts.auth.no_auth_user {
-        if !opts.auth.users.iter().any(|u| &u.name == user) {
-            return Err(ServerError::NoAuthUserMissing(user.clone()));
-        }
-    }
-    Ok(())
+    opts.check_startup().map_err(|errors| ServerError::Config(errors.join("\n")))
 }
 
 impl Server {

@@ -6,10 +6,10 @@ use std::path::Path;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::config::flags::SignalCommand;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
-    #[error("unknown signal {0:?}")]
-    UnknownCommand(String),
     #[error("could not read pid from {path}: {reason}")]
     BadPidFile { path: String, reason: String },
     #[error("no natsd process running")]
@@ -18,19 +18,6 @@ pub enum SignalError {
     Ambiguous(String),
     #[error("failed to signal process {pid}: {source}")]
     Kill { pid: i32, source: nix::Error },
-}
-
-/// The signal a `--signal` command sends (as nats-server: `stop` is SIGKILL).
-pub fn signal_for(command: &str) -> Result<Signal, SignalError> {
-    Ok(match command {
-        "stop" => Signal::SIGKILL,
-        "quit" => Signal::SIGINT,
-        "term" => Signal::SIGTERM,
-        "reload" => Signal::SIGHUP,
-        "reopen" => Signal::SIGUSR1,
-        "ldm" => Signal::SIGUSR2,
-        other => return Err(SignalError::UnknownCommand(other.to_string())),
-    })
 }
 
 /// Resolve a `=<pid|pidfile>` target; without one, the single running natsd process.
@@ -69,9 +56,9 @@ fn find_processes(name: &str) -> Vec<i32> {
         .collect()
 }
 
-/// Send `command` to the target process.
-pub fn send(command: &str, target: Option<&str>) -> Result<i32, SignalError> {
-    let signal = signal_for(command)?;
+/// Send `command`'s signal to the target process (as nats-server: `stop` is SIGKILL).
+pub fn send(command: SignalCommand, target: Option<&str>) -> Result<i32, SignalError> {
+    let signal = Signal::try_from(command.signal()).map_err(|source| SignalError::Kill { pid: 0, source })?;
     let pid = resolve_pid(target)?;
     kill(Pid::from_raw(pid), signal).map_err(|source| SignalError::Kill { pid, source })?;
     Ok(pid)
