@@ -140,7 +140,12 @@ pub struct AuthOptions {
 
 impl Default for AuthOptions {
     fn default() -> Self {
-        AuthOptions { users: Vec::new(), token: None, timeout: DEFAULT_AUTH_TIMEOUT, no_auth_user: None }
+        AuthOptions {
+            users: Vec::new(),
+            token: None,
+            timeout: DEFAULT_AUTH_TIMEOUT,
+            no_auth_user: None,
+        }
     }
 }
 
@@ -180,7 +185,10 @@ pub struct ResponsePermission {
 
 impl Default for ResponsePermission {
     fn default() -> Self {
-        ResponsePermission { max: DEFAULT_ALLOW_RESPONSES_MAX, expires: DEFAULT_ALLOW_RESPONSES_EXPIRES }
+        ResponsePermission {
+            max: DEFAULT_ALLOW_RESPONSES_MAX,
+            expires: DEFAULT_ALLOW_RESPONSES_EXPIRES,
+        }
     }
 }
 
@@ -205,7 +213,12 @@ pub struct AccountJetStreamLimits {
 
 impl Default for AccountJetStreamLimits {
     fn default() -> Self {
-        AccountJetStreamLimits { max_memory: -1, max_store: -1, max_streams: -1, max_consumers: -1 }
+        AccountJetStreamLimits {
+            max_memory: -1,
+            max_store: -1,
+            max_streams: -1,
+            max_consumers: -1,
+        }
     }
 }
 
@@ -219,7 +232,11 @@ pub struct AccountLimits {
 
 impl Default for AccountLimits {
     fn default() -> Self {
-        AccountLimits { max_connections: -1, max_subscriptions: -1, max_payload: -1 }
+        AccountLimits {
+            max_connections: -1,
+            max_subscriptions: -1,
+            max_payload: -1,
+        }
     }
 }
 
@@ -262,7 +279,13 @@ pub struct JetStreamConfig {
 
 impl Default for JetStreamConfig {
     fn default() -> Self {
-        JetStreamConfig { store_dir: None, max_memory: -1, max_store: -1, sync_interval: None, sync_always: false }
+        JetStreamConfig {
+            store_dir: None,
+            max_memory: -1,
+            max_store: -1,
+            sync_interval: None,
+            sync_always: false,
+        }
     }
 }
 
