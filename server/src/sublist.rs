@@ -613,6 +613,7 @@ impl<T: Clone + PartialEq + Send + Sync> Sublist<T> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
     use proptest::prelude::*;
@@ -623,8 +624,10 @@ mod tests {
         v
     }
 
-    /// The result as comparable sorted data: (plain, [(queue, members)]).
-    fn normalize(r: &SublistResult<u32>) -> (Vec<u32>, Vec<(Vec<u8>, Vec<u32>)>) {
+    /// A result as comparable sorted data: (plain, [(queue, members)]).
+    type Normalized = (Vec<u32>, Vec<(Vec<u8>, Vec<u32>)>);
+
+    fn normalize(r: &SublistResult<u32>) -> Normalized {
         let mut queues: Vec<(Vec<u8>, Vec<u32>)> = r
             .queues
             .iter()
