@@ -140,12 +140,7 @@ pub struct AuthOptions {
 
 impl Default for AuthOptions {
     fn default() -> Self {
-        AuthOptions {
-            users: Vec::new(),
-            token: None,
-            timeout: DEFAULT_AUTH_TIMEOUT,
-            no_auth_user: None,
-        }
+        AuthOptions { users: Vec::new(), token: None, timeout: DEFAULT_AUTH_TIMEOUT, no_auth_user: None }
     }
 }
 
@@ -185,10 +180,7 @@ pub struct ResponsePermission {
 
 impl Default for ResponsePermission {
     fn default() -> Self {
-        ResponsePermission {
-            max: DEFAULT_ALLOW_RESPONSES_MAX,
-            expires: DEFAULT_ALLOW_RESPONSES_EXPIRES,
-        }
+        ResponsePermission { max: DEFAULT_ALLOW_RESPONSES_MAX, expires: DEFAULT_ALLOW_RESPONSES_EXPIRES }
     }
 }
 
@@ -213,12 +205,7 @@ pub struct AccountJetStreamLimits {
 
 impl Default for AccountJetStreamLimits {
     fn default() -> Self {
-        AccountJetStreamLimits {
-            max_memory: -1,
-            max_store: -1,
-            max_streams: -1,
-            max_consumers: -1,
-        }
+        AccountJetStreamLimits { max_memory: -1, max_store: -1, max_streams: -1, max_consumers: -1 }
     }
 }
 
@@ -232,11 +219,7 @@ pub struct AccountLimits {
 
 impl Default for AccountLimits {
     fn default() -> Self {
-        AccountLimits {
-            max_connections: -1,
-            max_subscriptions: -1,
-            max_payload: -1,
-        }
+        AccountLimits { max_connections: -1, max_subscriptions: -1, max_payload: -1 }
     }
 }
 
@@ -279,13 +262,7 @@ pub struct JetStreamConfig {
 
 impl Default for JetStreamConfig {
     fn default() -> Self {
-        JetStreamConfig {
-            store_dir: None,
-            max_memory: -1,
-            max_store: -1,
-            sync_interval: None,
-            sync_always: false,
-        }
+        JetStreamConfig { store_dir: None, max_memory: -1, max_store: -1, sync_interval: None, sync_always: false }
     }
 }
 

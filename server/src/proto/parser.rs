@@ -13,28 +13,12 @@ pub struct ParseLimits {
 #[derive(Debug, PartialEq, Eq)]
 pub enum ClientOp<'a> {
     Connect(&'a [u8]),
-    Pub {
-        subject: &'a [u8],
-        reply: Option<&'a [u8]>,
-        payload: &'a [u8],
-    },
+    Pub { subject: &'a [u8], reply: Option<&'a [u8]>, payload: &'a [u8] },
     /// `headers` is the header block including its final blank line; `payload` follows it.
-    HPub {
-        subject: &'a [u8],
-        reply: Option<&'a [u8]>,
-        headers: &'a [u8],
-        payload: &'a [u8],
-    },
-    Sub {
-        subject: &'a [u8],
-        queue: Option<&'a [u8]>,
-        sid: &'a [u8],
-    },
+    HPub { subject: &'a [u8], reply: Option<&'a [u8]>, headers: &'a [u8], payload: &'a [u8] },
+    Sub { subject: &'a [u8], queue: Option<&'a [u8]>, sid: &'a [u8] },
     /// `max` is `Some(n)` for `UNSUB sid n`; a non-numeric max parses as `Some(0)` (unsubscribe now).
-    Unsub {
-        sid: &'a [u8],
-        max: Option<u64>,
-    },
+    Unsub { sid: &'a [u8], max: Option<u64> },
     Ping,
     Pong,
     /// `+OK` and `INFO` from a client are ignored.
