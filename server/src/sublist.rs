@@ -40,6 +40,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use bytes::Bytes;
 use rustc_hash::FxHasher;
 
 use crate::subject::{self, Tokens, FULL_WILDCARD, SINGLE_WILDCARD};
@@ -64,8 +65,9 @@ pub enum SublistError {
 /// The subscriptions of one queue group that match a subject; one member gets each message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueueGroup<T> {
-    /// The queue group name as given in SUB (not validated by the protocol).
-    pub name: Box<[u8]>,
+    /// The queue group name as given in SUB (not validated by the protocol). `Bytes` so
+    /// that building a result shares the name instead of copying it.
+    pub name: Bytes,
     /// Every matching subscription in the group (a subscription matching twice is listed twice).
     pub members: Vec<T>,
 }
@@ -108,7 +110,7 @@ impl<T: Clone + PartialEq> SublistResult<T> {
             Some(name) => match self.queues.iter_mut().find(|g| &*g.name == name) {
                 Some(group) => group.members.push(item),
                 None => self.queues.push(QueueGroup {
-                    name: name.into(),
+                    name: Bytes::copy_from_slice(name),
                     members: vec![item],
                 }),
             },
@@ -292,7 +294,7 @@ impl<T: Clone + PartialEq> Trie<T> {
                 Some(name) => match node.queues.iter_mut().find(|g| &*g.name == name) {
                     Some(group) => group.members.push(item),
                     None => node.queues.push(QueueGroup {
-                        name: name.into(),
+                        name: Bytes::copy_from_slice(name),
                         members: vec![item],
                     }),
                 },
@@ -423,10 +425,11 @@ impl<T: Clone + PartialEq> MatchCache<T> {
     fn store(&mut self, literal: &[u8], result: Arc<SublistResult<T>>) {
         if self.entries.len() >= CACHE_MAX {
             // The map's iteration order follows the hash, so this drops an arbitrary sample.
-            let victims: Vec<Box<[u8]>> = self.entries.keys().take(CACHE_SWEEP).cloned().collect();
-            for key in victims {
-                self.entries.remove(&key);
-            }
+            let mut seen = 0;
+            self.entries.retain(|_, _| {
+                seen += 1;
+                seen > CACHE_SWEEP
+            });
         }
         self.entries.insert(literal.into(), result);
     }
@@ -457,7 +460,8 @@ pub struct Sublist<T> {
     inserts: AtomicU64,
     removes: AtomicU64,
     matches: AtomicU64,
-    cache_hits: AtomicU64,
+    /// Misses rather than hits are counted so that a cache hit touches one shared counter.
+    cache_misses: AtomicU64,
 }
 
 impl<T: Clone + PartialEq + Send + Sync> Default for Sublist<T> {
@@ -489,7 +493,7 @@ impl<T: Clone + PartialEq + Send + Sync> Sublist<T> {
             inserts: AtomicU64::new(0),
             removes: AtomicU64::new(0),
             matches: AtomicU64::new(0),
-            cache_hits: AtomicU64::new(0),
+            cache_misses: AtomicU64::new(0),
         }
     }
 
@@ -541,9 +545,9 @@ impl<T: Clone + PartialEq + Send + Sync> Sublist<T> {
     pub fn match_subject(&self, literal: &[u8]) -> Arc<SublistResult<T>> {
         self.matches.fetch_add(1, Ordering::Relaxed);
         if let Some(hit) = read(&self.cache).entries.get(literal) {
-            self.cache_hits.fetch_add(1, Ordering::Relaxed);
             return Arc::clone(hit);
         }
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
         let tokens: Tokens<'_> = subject::tokenize(literal);
         if tokens.iter().any(|t| t.is_empty()) {
             // Not cached: junk subjects must not evict useful entries.
@@ -590,7 +594,7 @@ impl<T: Clone + PartialEq + Send + Sync> Sublist<T> {
             (cache.entries.len(), max, total)
         };
         let num_matches = self.matches.load(Ordering::Relaxed);
-        let hits = self.cache_hits.load(Ordering::Relaxed);
+        let hits = num_matches.saturating_sub(self.cache_misses.load(Ordering::Relaxed));
         SublistStats {
             num_subscriptions: u32::try_from(self.count()).unwrap_or(u32::MAX),
             num_cache: u32::try_from(num_cache).unwrap_or(u32::MAX),
@@ -787,7 +791,7 @@ mod tests {
         list.insert(b"_INBOX.abc", None, 2).unwrap();
         assert!(list.remove(b"_INBOX.abc", None, &2));
         assert_eq!(list.stats().num_cache, 2);
-        let hits_before = list.cache_hits.load(Ordering::Relaxed);
+        let misses_before = list.cache_misses.load(Ordering::Relaxed);
         assert!(
             Arc::ptr_eq(&orders, &list.match_subject(b"orders.new")),
             "entry kept as is"
@@ -796,7 +800,11 @@ mod tests {
         list.insert(b"*.new", None, 3).unwrap();
         assert_eq!(sorted(&list.match_subject(b"orders.new").plain), vec![1, 3]);
         assert_eq!(list.match_subject(b"payments.new").plain, vec![3]);
-        assert_eq!(list.cache_hits.load(Ordering::Relaxed), hits_before + 3);
+        assert_eq!(
+            list.cache_misses.load(Ordering::Relaxed),
+            misses_before,
+            "all hits"
+        );
         assert_eq!(
             orders.plain,
             vec![1],
