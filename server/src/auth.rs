@@ -70,13 +70,24 @@ impl Authenticator {
                 let entry = UserEntry {
                     name: u.name.clone(),
                     password: u.password.clone(),
-                    account: if u.account.is_empty() { GLOBAL_ACCOUNT.to_string() } else { u.account.clone() },
-                    permissions: u.permissions.as_ref().map(|p| Arc::new(ClientPermissions::compile(p))),
+                    account: if u.account.is_empty() {
+                        GLOBAL_ACCOUNT.to_string()
+                    } else {
+                        u.account.clone()
+                    },
+                    permissions: u
+                        .permissions
+                        .as_ref()
+                        .map(|p| Arc::new(ClientPermissions::compile(p))),
                 };
                 (u.name.clone(), Arc::new(entry))
             })
             .collect();
-        Authenticator { users, token: opts.auth.token.clone(), no_auth_user: opts.auth.no_auth_user.clone() }
+        Authenticator {
+            users,
+            token: opts.auth.token.clone(),
+            no_auth_user: opts.auth.no_auth_user.clone(),
+        }
     }
 
     /// Whether clients must authenticate at all.
@@ -98,22 +109,39 @@ impl Authenticator {
     }
 
     /// Check credentials; `None` means `Authorization Violation`.
-    pub async fn authenticate(&self, creds: Credentials<'_>, cache: &PasswordCache) -> Option<Identity> {
+    pub async fn authenticate(
+        &self,
+        creds: Credentials<'_>,
+        cache: &PasswordCache,
+    ) -> Option<Identity> {
         if !self.required() {
-            return Some(Identity { user: None, account: GLOBAL_ACCOUNT.to_string() });
+            return Some(Identity {
+                user: None,
+                account: GLOBAL_ACCOUNT.to_string(),
+            });
         }
         if creds.is_empty() {
             let user = self.users.get(self.no_auth_user.as_deref()?)?;
-            return Some(Identity { user: Some(user.clone()), account: user.account.clone() });
+            return Some(Identity {
+                user: Some(user.clone()),
+                account: user.account.clone(),
+            });
         }
         if let Some(expected) = &self.token {
             let given = creds.token.unwrap_or_default();
-            return constant_time_eq(given.as_bytes(), expected.as_bytes())
-                .then(|| Identity { user: None, account: GLOBAL_ACCOUNT.to_string() });
+            return constant_time_eq(given.as_bytes(), expected.as_bytes()).then(|| Identity {
+                user: None,
+                account: GLOBAL_ACCOUNT.to_string(),
+            });
         }
         let user = self.users.get(creds.user?)?;
-        let ok = cache.verify(&user.name, creds.pass.unwrap_or_default(), &user.password).await;
-        ok.then(|| Identity { user: Some(user.clone()), account: user.account.clone() })
+        let ok = cache
+            .verify(&user.name, creds.pass.unwrap_or_default(), &user.password)
+            .await;
+        ok.then(|| Identity {
+            user: Some(user.clone()),
+            account: user.account.clone(),
+        })
     }
 }
 
@@ -132,13 +160,19 @@ impl PasswordCache {
             return constant_time_eq(given.as_bytes(), stored.as_bytes());
         }
         let key = cache_key(user, given, stored);
-        if self.verified.lock().map(|set| set.contains(&key)).unwrap_or(false) {
+        if self
+            .verified
+            .lock()
+            .map(|set| set.contains(&key))
+            .unwrap_or(false)
+        {
             return true;
         }
         let (given, stored) = (given.to_string(), stored.to_string());
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(given, &stored).unwrap_or(false))
-            .await
-            .unwrap_or(false);
+        let ok =
+            tokio::task::spawn_blocking(move || bcrypt::verify(given, &stored).unwrap_or(false))
+                .await
+                .unwrap_or(false);
         if ok {
             if let Ok(mut set) = self.verified.lock() {
                 if set.len() >= PASSWORD_CACHE_MAX {
@@ -211,7 +245,10 @@ struct Rules {
 impl Rules {
     fn compile(p: &SubjectPermission) -> Rules {
         Rules {
-            allow: p.allow.as_ref().map(|a| a.iter().map(|s| Rule::parse(s)).collect()),
+            allow: p
+                .allow
+                .as_ref()
+                .map(|a| a.iter().map(|s| Rule::parse(s)).collect()),
             deny: p.deny.iter().map(|s| Rule::parse(s)).collect(),
         }
     }
@@ -223,7 +260,9 @@ pub enum SubscribeCheck {
     Denied,
     /// Allowed; `filtered` when some deny pattern overlaps the subscription, so each delivery
     /// must be checked against the deny list.
-    Allowed { filtered: bool },
+    Allowed {
+        filtered: bool,
+    },
 }
 
 /// A user's permissions, compiled for the checks the connection makes.
@@ -245,8 +284,14 @@ impl ClientPermissions {
 
     /// May this connection publish to `subject` (a literal subject as published)?
     pub fn can_publish(&self, subject: &[u8]) -> bool {
-        let Some(rules) = &self.publish else { return true };
-        if rules.deny.iter().any(|r| subject::matches(&r.subject, subject)) {
+        let Some(rules) = &self.publish else {
+            return true;
+        };
+        if rules
+            .deny
+            .iter()
+            .any(|r| subject::matches(&r.subject, subject))
+        {
             return false;
         }
         match &rules.allow {
@@ -260,9 +305,13 @@ impl ClientPermissions {
     /// Stricter than nats-server on purpose: a subscription is allowed only when every
     /// subject it can match is allowed (`payments.>` is not within `payments.*`).
     pub fn check_subscribe(&self, subject: &[u8], queue: Option<&[u8]>) -> SubscribeCheck {
-        let Some(rules) = &self.subscribe else { return SubscribeCheck::Allowed { filtered: false } };
+        let Some(rules) = &self.subscribe else {
+            return SubscribeCheck::Allowed { filtered: false };
+        };
         if let Some(allow) = &rules.allow {
-            let allowed = allow.iter().any(|r| r.queue_applies(queue) && subject::is_subset(subject, &r.subject));
+            let allowed = allow
+                .iter()
+                .any(|r| r.queue_applies(queue) && subject::is_subset(subject, &r.subject));
             if !allowed {
                 return SubscribeCheck::Denied;
             }
@@ -280,7 +329,10 @@ impl ClientPermissions {
     /// Is a delivery of the literal `subject` blocked by the subscribe deny list?
     pub fn delivery_denied(&self, subject: &[u8], queue: Option<&[u8]>) -> bool {
         self.subscribe.as_ref().is_some_and(|rules| {
-            rules.deny.iter().any(|r| r.queue_applies(queue) && subject::matches(&r.subject, subject))
+            rules
+                .deny
+                .iter()
+                .any(|r| r.queue_applies(queue) && subject::matches(&r.subject, subject))
         })
     }
 }
@@ -291,7 +343,9 @@ mod tests {
 
     #[test]
     fn bcrypt_detection_follows_nats_server() {
-        assert!(is_bcrypt("$2a$11$rMWCjY8x.9EQ1Byq6YIIiO8R1Ex/idX7uJJChXxmHUCZe3OhteZpK"));
+        assert!(is_bcrypt(
+            "$2a$11$rMWCjY8x.9EQ1Byq6YIIiO8R1Ex/idX7uJJChXxmHUCZe3OhteZpK"
+        ));
         assert!(is_bcrypt("$2y$10$abc"));
         assert!(!is_bcrypt("$notahash"));
         assert!(!is_bcrypt("$2c$10$abc"));

@@ -96,7 +96,9 @@ impl CloseReason {
     fn flush_before_close(self) -> bool {
         !matches!(
             self,
-            CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline | CloseReason::WriteError
+            CloseReason::SlowConsumerPendingBytes
+                | CloseReason::SlowConsumerWriteDeadline
+                | CloseReason::WriteError
         )
     }
 }
@@ -184,7 +186,7 @@ pub struct ClientShared {
     pub meta: Mutex<ConnMeta>,
     pub permissions: ArcSwapOption<ClientPermissions>,
     /// Replies this client may publish to under `allow_responses`: reply → (remaining, expiry).
-    responses: Mutex<HashMap<Box<[u8]>, (u32, Instant)>>,
+    responses: Mutex<HashMap<Box<[u8]>, ResponseAllowance>>,
     /// Written only by the connection's reader, once per read batch.
     pub in_msgs: AtomicU64,
     pub in_bytes: AtomicU64,
@@ -211,7 +213,11 @@ impl ClientShared {
             cid,
             addr,
             start: SystemTime::now(),
-            out: Mutex::new(Outbound { buf: BytesMut::new(), out_msgs: 0, out_bytes: 0 }),
+            out: Mutex::new(Outbound {
+                buf: BytesMut::new(),
+                out_msgs: 0,
+                out_bytes: 0,
+            }),
             writer_wake: Notify::new(),
             reader_wake: Notify::new(),
             closing: AtomicBool::new(false),
@@ -284,7 +290,12 @@ impl ClientShared {
     }
 
     /// Append one frame of about `size` bytes; `msg_bytes` counts it as a delivered message.
-    fn queue_with(&self, size: usize, msg_bytes: Option<usize>, write: impl FnOnce(&mut BytesMut)) -> Queued {
+    fn queue_with(
+        &self,
+        size: usize,
+        msg_bytes: Option<usize>,
+        write: impl FnOnce(&mut BytesMut),
+    ) -> Queued {
         if self.is_closing() {
             return Queued::Dropped;
         }
@@ -330,7 +341,12 @@ impl ClientShared {
         payload: &[u8],
     ) -> Queued {
         let headers = headers.filter(|_| self.wants_headers.load(Ordering::Relaxed));
-        let frame_len = 32 + subject.len() + sid.len() + reply.map_or(0, <[u8]>::len) + headers.map_or(0, <[u8]>::len) + payload.len();
+        let frame_len = 32
+            + subject.len()
+            + sid.len()
+            + reply.map_or(0, <[u8]>::len)
+            + headers.map_or(0, <[u8]>::len)
+            + payload.len();
         let msg_bytes = headers.map_or(0, <[u8]>::len) + payload.len();
         self.queue_with(frame_len, Some(msg_bytes), |buf| match headers {
             Some(h) => encode::hmsg(buf, subject, sid, reply, h, payload),
@@ -339,8 +355,12 @@ impl ClientShared {
     }
 
     fn record_response_permission(&self, reply: &[u8]) {
-        let Some(perms) = self.permissions.load_full() else { return };
-        let Some(rp) = perms.allow_responses else { return };
+        let Some(perms) = self.permissions.load_full() else {
+            return;
+        };
+        let Some(rp) = perms.allow_responses else {
+            return;
+        };
         let mut map = lock(&self.responses);
         map.insert(reply.into(), (rp.max.max(1), Instant::now() + rp.expires));
     }
@@ -359,6 +379,9 @@ impl ClientShared {
         }
     }
 }
+
+/// How many more replies may go to one reply subject, and until when.
+type ResponseAllowance = (u32, Instant);
 
 /// CONNECT options; missing fields take nats-server's defaults (verbose and pedantic on).
 #[derive(Debug, Deserialize)]
@@ -490,13 +513,26 @@ impl Connection {
         let mut next_ping = tokio::time::Instant::now() + FIRST_PING_INTERVAL;
         loop {
             if self.shared.is_closing() {
-                return self.shared.close_reason().unwrap_or(CloseReason::ClientClosed);
+                return self
+                    .shared
+                    .close_reason()
+                    .unwrap_or(CloseReason::ClientClosed);
             }
-            let want = need.saturating_sub(buf.len()).max(if buf.capacity() >= MAX_READ_BUFFER { 4096 } else { MIN_READ_BUFFER / 2 });
+            let want = need
+                .saturating_sub(buf.len())
+                .max(if buf.capacity() >= MAX_READ_BUFFER {
+                    4096
+                } else {
+                    MIN_READ_BUFFER / 2
+                });
             if buf.capacity() - buf.len() < want {
                 buf.reserve(want);
             }
-            let timer = if self.connected { next_ping } else { auth_deadline };
+            let timer = if self.connected {
+                next_ping
+            } else {
+                auth_deadline
+            };
             tokio::select! {
                 biased;
                 _ = self.shared.reader_wake.notified() => continue,
@@ -546,8 +582,15 @@ impl Connection {
         let outstanding = self.shared.pings_out.load(Ordering::Relaxed);
         if outstanding + 1 > ping_max {
             self.send_err("Stale Connection");
-            self.server.stats.stale_connections.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!("{} - cid:{} - Stale Client Connection - Closing", self.shared.addr, self.shared.cid);
+            self.server
+                .stats
+                .stale_connections
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                "{} - cid:{} - Stale Client Connection - Closing",
+                self.shared.addr,
+                self.shared.cid
+            );
             return Some(CloseReason::StaleConnection);
         }
         if outstanding == 0 && self.last_in.elapsed() < interval && self.last_ping_sent.is_some() {
@@ -564,7 +607,10 @@ impl Connection {
     /// Parse and handle every complete op in `buf`; returns how many bytes the next op needs.
     async fn process(&mut self, buf: &mut BytesMut) -> Result<usize, CloseReason> {
         let opts = self.server.options();
-        let limits = ParseLimits { max_control_line: opts.max_control_line, max_payload: opts.max_payload };
+        let limits = ParseLimits {
+            max_control_line: opts.max_control_line,
+            max_payload: opts.max_payload,
+        };
         drop(opts);
         let generation = self.shared.permissions_generation.load(Ordering::Acquire);
         if generation != self.permissions_generation {
@@ -615,15 +661,32 @@ impl Connection {
             return Err(CloseReason::AuthenticationViolation);
         }
         match op {
-            ClientOp::Pub { subject, reply, payload } => self.process_pub(subject, reply, None, payload),
-            ClientOp::HPub { subject, reply, headers, payload } => {
+            ClientOp::Pub {
+                subject,
+                reply,
+                payload,
+            } => self.process_pub(subject, reply, None, payload),
+            ClientOp::HPub {
+                subject,
+                reply,
+                headers,
+                payload,
+            } => {
                 if !self.headers {
-                    tracing::debug!("{} - cid:{} - message headers not supported", self.shared.addr, self.shared.cid);
+                    tracing::debug!(
+                        "{} - cid:{} - message headers not supported",
+                        self.shared.addr,
+                        self.shared.cid
+                    );
                     return Err(CloseReason::ProtocolViolation);
                 }
                 self.process_pub(subject, reply, Some(headers), payload)
             }
-            ClientOp::Sub { subject, queue, sid } => self.process_sub(subject, queue, sid),
+            ClientOp::Sub {
+                subject,
+                queue,
+                sid,
+            } => self.process_sub(subject, queue, sid),
             ClientOp::Unsub { sid, max } => self.process_unsub(sid, max),
             ClientOp::Ping => {
                 self.queue_self(encode::PONG);
@@ -638,7 +701,9 @@ impl Connection {
             }
             ClientOp::Pong => {
                 if let Some(sent) = self.last_ping_sent.take() {
-                    self.shared.rtt_us.store(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    self.shared
+                        .rtt_us
+                        .store(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
                 }
                 self.shared.pings_out.store(0, Ordering::Relaxed);
                 Ok(())
@@ -676,9 +741,18 @@ impl Connection {
         drop(auth);
         let Some(identity) = identity else {
             if let Some(user) = &opts.user {
-                tracing::error!("{} - cid:{} - authentication error - User {:?}", self.shared.addr, self.shared.cid, user);
+                tracing::error!(
+                    "{} - cid:{} - authentication error - User {:?}",
+                    self.shared.addr,
+                    self.shared.cid,
+                    user
+                );
             } else {
-                tracing::error!("{} - cid:{} - authentication error", self.shared.addr, self.shared.cid);
+                tracing::error!(
+                    "{} - cid:{} - authentication error",
+                    self.shared.addr,
+                    self.shared.cid
+                );
             }
             self.send_err("Authorization Violation");
             return Err(CloseReason::AuthenticationViolation);
@@ -693,7 +767,9 @@ impl Connection {
         self.headers = opts.headers && !self.server.options().no_header_support;
         self.no_responders = opts.no_responders;
         self.protocol = opts.protocol;
-        self.shared.wants_headers.store(self.headers, Ordering::Relaxed);
+        self.shared
+            .wants_headers
+            .store(self.headers, Ordering::Relaxed);
         self.shared.echo.store(opts.echo, Ordering::Relaxed);
         {
             let mut meta = lock(&self.shared.meta);
@@ -703,9 +779,7 @@ impl Connection {
             meta.user = identity.user.as_ref().map(|u| u.name.clone());
             meta.account = account.name.clone();
         }
-        if let Err(reason) = self.bind_identity(account, &identity) {
-            return Err(reason);
-        }
+        self.bind_identity(account, &identity)?;
         self.connected = true;
         if self.verbose {
             self.queue_self(encode::OK);
@@ -716,7 +790,10 @@ impl Connection {
     fn bind_identity(&mut self, account: Arc<Account>, identity: &Identity) -> OpResult {
         let limits = account.settings().limits;
         let same = Arc::ptr_eq(&account, &self.account) && self.shared.account().is_some();
-        if !same && limits.max_connections >= 0 && account.connections() as i64 >= limits.max_connections {
+        if !same
+            && limits.max_connections >= 0
+            && account.connections() as i64 >= limits.max_connections
+        {
             self.send_err("maximum account active connections exceeded");
             return Err(CloseReason::MaxAccountConnectionsExceeded);
         }
@@ -732,11 +809,17 @@ impl Connection {
                 self.remove_all_subs(&previous);
                 previous.num_connections.fetch_sub(1, Ordering::Relaxed);
                 account.num_connections.fetch_add(1, Ordering::Relaxed);
-                account.stats.total_connections.fetch_add(1, Ordering::Relaxed);
+                account
+                    .stats
+                    .total_connections
+                    .fetch_add(1, Ordering::Relaxed);
             }
         } else {
             account.num_connections.fetch_add(1, Ordering::Relaxed);
-            account.stats.total_connections.fetch_add(1, Ordering::Relaxed);
+            account
+                .stats
+                .total_connections
+                .fetch_add(1, Ordering::Relaxed);
         }
         self.shared.account.store(Some(account.clone()));
         self.account = account;
@@ -747,7 +830,13 @@ impl Connection {
         self.pub_perm_cache.clear();
     }
 
-    fn process_pub(&mut self, subject: &[u8], reply: Option<&[u8]>, headers: Option<&[u8]>, payload: &[u8]) -> OpResult {
+    fn process_pub(
+        &mut self,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> OpResult {
         self.in_msgs += 1;
         self.in_bytes += (headers.map_or(0, <[u8]>::len) + payload.len()) as u64;
         if self.verbose {
@@ -758,7 +847,10 @@ impl Connection {
         }
         if let Some(reply) = reply {
             if reply.starts_with(b"_R_.") {
-                let text = format!("Permissions Violation for Publish with Reply of \"{}\"", String::from_utf8_lossy(reply));
+                let text = format!(
+                    "Permissions Violation for Publish with Reply of \"{}\"",
+                    String::from_utf8_lossy(reply)
+                );
                 self.send_err(&text);
                 return Ok(());
             }
@@ -771,7 +863,10 @@ impl Connection {
                 self.user_label(),
                 String::from_utf8_lossy(subject)
             );
-            let text = format!("Permissions Violation for Publish to \"{}\"", String::from_utf8_lossy(subject));
+            let text = format!(
+                "Permissions Violation for Publish to \"{}\"",
+                String::from_utf8_lossy(subject)
+            );
             self.send_err(&text);
             return Ok(());
         }
@@ -782,7 +877,8 @@ impl Connection {
                     self.send_no_responders(subject, reply);
                 }
             }
-            self.server.jetstream_capture(&self.account, subject, reply, headers, payload);
+            self.server
+                .jetstream_capture(&self.account, subject, reply, headers, payload);
             return Ok(());
         }
         for sub in &result.plain {
@@ -802,12 +898,20 @@ impl Connection {
                 }
             }
         }
-        self.server.jetstream_capture(&self.account, subject, reply, headers, payload);
+        self.server
+            .jetstream_capture(&self.account, subject, reply, headers, payload);
         Ok(())
     }
 
     /// Deliver to one subscription; false if it could not take the message.
-    fn deliver(&mut self, sub: &SubRef, subject: &[u8], reply: Option<&[u8]>, headers: Option<&[u8]>, payload: &[u8]) -> bool {
+    fn deliver(
+        &mut self,
+        sub: &SubRef,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) -> bool {
         let client = &sub.client;
         if !self.echo && client.cid == self.shared.cid {
             return false;
@@ -850,13 +954,26 @@ impl Connection {
 
     fn send_no_responders(&mut self, subject: &[u8], reply: &[u8]) {
         let result = self.account.sublist.match_subject(reply);
-        let own = result.plain.iter().chain(result.queues.iter().flat_map(|g| g.members.iter()));
-        let Some(sub) = own.into_iter().find(|s| s.client.cid == self.shared.cid).cloned() else { return };
+        let own = result
+            .plain
+            .iter()
+            .chain(result.queues.iter().flat_map(|g| g.members.iter()));
+        let Some(sub) = own
+            .into_iter()
+            .find(|s| s.client.cid == self.shared.cid)
+            .cloned()
+        else {
+            return;
+        };
         let mut headers = Vec::with_capacity(32 + subject.len());
         headers.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
         headers.extend_from_slice(subject);
         headers.extend_from_slice(b"\r\n\r\n");
-        if self.shared.queue_msg(reply, &sub.sid, None, Some(&headers), b"") == Queued::NeedsFlush {
+        if self
+            .shared
+            .queue_msg(reply, &sub.sid, None, Some(&headers), b"")
+            == Queued::NeedsFlush
+        {
             self.self_needs_flush = true;
         }
     }
@@ -878,7 +995,9 @@ impl Connection {
     }
 
     fn publish_allowed(&mut self, subject: &[u8]) -> bool {
-        let Some(perms) = &self.permissions else { return true };
+        let Some(perms) = &self.permissions else {
+            return true;
+        };
         let allowed = match self.pub_perm_cache.get(subject) {
             Some(&allowed) => allowed,
             None => {
@@ -890,7 +1009,8 @@ impl Connection {
                 allowed
             }
         };
-        allowed || (perms.allow_responses.is_some() && self.shared.take_response_permission(subject))
+        allowed
+            || (perms.allow_responses.is_some() && self.shared.take_response_permission(subject))
     }
 
     fn process_sub(&mut self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> OpResult {
@@ -937,7 +1057,8 @@ impl Connection {
             let opts = self.server.options();
             let limits = self.account.settings().limits;
             let over_server = opts.max_subs > 0 && subs.len() >= opts.max_subs;
-            let over_account = limits.max_subscriptions >= 0 && self.account.sublist.count() as i64 >= limits.max_subscriptions;
+            let over_account = limits.max_subscriptions >= 0
+                && self.account.sublist.count() as i64 >= limits.max_subscriptions;
             if over_server || over_account {
                 drop(subs);
                 self.send_err("maximum subscriptions exceeded");
@@ -953,7 +1074,12 @@ impl Connection {
             delivered: AtomicU64::new(0),
             deny_filtered: AtomicBool::new(filtered),
         }));
-        if self.account.sublist.insert(subject, queue, sub.clone()).is_err() {
+        if self
+            .account
+            .sublist
+            .insert(subject, queue, sub.clone())
+            .is_err()
+        {
             self.send_err("Invalid Subject");
             return Ok(());
         }
@@ -982,7 +1108,9 @@ impl Connection {
     /// belong to another connection (auto-unsubscribe reached while we delivered).
     fn remove_sub(&self, sub: &SubRef) {
         if let Some(account) = sub.client.account() {
-            account.sublist.remove(&sub.subject, sub.queue.as_deref(), sub);
+            account
+                .sublist
+                .remove(&sub.subject, sub.queue.as_deref(), sub);
         }
         let mut subs = lock(&sub.client.subs);
         if subs.get(&sub.sid).is_some_and(|s| s == sub) {
@@ -993,7 +1121,9 @@ impl Connection {
     fn remove_all_subs(&self, account: &Account) {
         let subs: Vec<SubRef> = lock(&self.shared.subs).drain().map(|(_, s)| s).collect();
         for sub in subs {
-            account.sublist.remove(&sub.subject, sub.queue.as_deref(), &sub);
+            account
+                .sublist
+                .remove(&sub.subject, sub.queue.as_deref(), &sub);
         }
     }
 
@@ -1002,10 +1132,22 @@ impl Connection {
             self.remove_all_subs(&account);
             account.num_connections.fetch_sub(1, Ordering::Relaxed);
             let (out_msgs, out_bytes, _) = self.shared.out_stats();
-            account.stats.closed_in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
-            account.stats.closed_in_bytes.fetch_add(self.in_bytes, Ordering::Relaxed);
-            account.stats.closed_out_msgs.fetch_add(out_msgs, Ordering::Relaxed);
-            account.stats.closed_out_bytes.fetch_add(out_bytes, Ordering::Relaxed);
+            account
+                .stats
+                .closed_in_msgs
+                .fetch_add(self.in_msgs, Ordering::Relaxed);
+            account
+                .stats
+                .closed_in_bytes
+                .fetch_add(self.in_bytes, Ordering::Relaxed);
+            account
+                .stats
+                .closed_out_msgs
+                .fetch_add(out_msgs, Ordering::Relaxed);
+            account
+                .stats
+                .closed_out_bytes
+                .fetch_add(out_bytes, Ordering::Relaxed);
         }
     }
 
@@ -1039,7 +1181,11 @@ impl Connection {
 }
 
 /// Flush the outbound buffer whenever woken, in one write per wake-up, until the connection closes.
-async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<ClientShared>, mut writer: W, deadline: Duration) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    shared: Arc<ClientShared>,
+    mut writer: W,
+    deadline: Duration,
+) {
     let mut spare = BytesMut::new();
     'outer: loop {
         shared.writer_wake.notified().await;
@@ -1083,7 +1229,11 @@ async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<ClientShared>, mut writer
 
 /// A reload changed a live client's permissions: swap them in, and remove (with nats-server's
 /// error) every subscription the new permissions no longer allow.
-pub(crate) fn apply_new_permissions(client: &Arc<ClientShared>, account: &Account, permissions: Option<Arc<ClientPermissions>>) {
+pub(crate) fn apply_new_permissions(
+    client: &Arc<ClientShared>,
+    account: &Account,
+    permissions: Option<Arc<ClientPermissions>>,
+) {
     client.permissions.store(permissions.clone());
     client.permissions_generation.fetch_add(1, Ordering::AcqRel);
     let subs: Vec<SubRef> = lock(&client.subs).values().cloned().collect();
@@ -1094,9 +1244,13 @@ pub(crate) fn apply_new_permissions(client: &Arc<ClientShared>, account: &Accoun
             Some(p) => p.check_subscribe(&sub.subject, sub.queue.as_deref()),
         };
         match check {
-            SubscribeCheck::Allowed { filtered } => sub.deny_filtered.store(filtered, Ordering::Relaxed),
+            SubscribeCheck::Allowed { filtered } => {
+                sub.deny_filtered.store(filtered, Ordering::Relaxed)
+            }
             SubscribeCheck::Denied => {
-                account.sublist.remove(&sub.subject, sub.queue.as_deref(), &sub);
+                account
+                    .sublist
+                    .remove(&sub.subject, sub.queue.as_deref(), &sub);
                 lock(&client.subs).remove(&sub.sid);
                 let text = format!(
                     "Permissions Violation for Subscription to \"{}\" (sid \"{}\")",

@@ -44,10 +44,19 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result {
         write!(writer, "[{}] ", self.pid)?;
         if self.logtime {
-            write!(writer, "{} ", chrono::Local::now().format("%Y/%m/%d %H:%M:%S%.6f"))?;
+            write!(
+                writer,
+                "{} ",
+                chrono::Local::now().format("%Y/%m/%d %H:%M:%S%.6f")
+            )?;
         }
         write!(writer, "{} ", level_tag(*event.metadata().level()))?;
         ctx.field_format().format_fields(writer.by_ref(), event)?;
@@ -108,12 +117,17 @@ impl<'a> MakeWriter<'a> for Sink {
 /// is a fatal start-up error for the caller to report.
 pub fn init(level: LogLevel, logtime: bool, log_file: Option<&Path>) -> std::io::Result<()> {
     let sink = match log_file {
-        Some(path) => Sink::File(Arc::new(Mutex::new(OpenOptions::new().create(true).append(true).open(path)?))),
+        Some(path) => Sink::File(Arc::new(Mutex::new(
+            OpenOptions::new().create(true).append(true).open(path)?,
+        ))),
         None => Sink::Stderr,
     };
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(level.max_level())
-        .event_format(NatsFormat { pid: std::process::id(), logtime })
+        .event_format(NatsFormat {
+            pid: std::process::id(),
+            logtime,
+        })
         .with_writer(sink)
         .finish();
     // A second init (tests starting several servers in one process) keeps the first logger.

@@ -29,13 +29,15 @@ fn main() -> ExitCode {
             println!("nats-server: v{NATS_COMPAT_VERSION} (natsd {NATSD_VERSION})");
             ExitCode::SUCCESS
         }
-        Command::Signal { command, target } => match natsd::signal::send(command, target.as_deref()) {
-            Ok(_) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("nats-server: {err}");
-                ExitCode::from(1)
+        Command::Signal { command, target } => {
+            match natsd::signal::send(command, target.as_deref()) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("nats-server: {err}");
+                    ExitCode::from(1)
+                }
             }
-        },
+        }
         Command::Test(flags) => test_config(&flags),
         Command::Run(flags) => match run(flags) {
             Ok(()) => ExitCode::SUCCESS,
@@ -55,7 +57,12 @@ fn load(flags: &FlagOptions) -> anyhow::Result<Loaded> {
             loaded.options.config_file = Some(path.clone());
             loaded
         }
-        None => Loaded { options: Options::default(), warnings: Vec::new(), notices: Vec::new(), digest: String::new() },
+        None => Loaded {
+            options: Options::default(),
+            warnings: Vec::new(),
+            notices: Vec::new(),
+            digest: String::new(),
+        },
     };
     flags.apply(&mut loaded.options);
     loaded.options.resolve_store_dir();
@@ -68,12 +75,18 @@ fn load(flags: &FlagOptions) -> anyhow::Result<Loaded> {
 /// `-t`: like nats-server, warnings count as errors and the verdict goes to stderr.
 fn test_config(flags: &FlagOptions) -> ExitCode {
     let Some(path) = &flags.config_file else {
-        eprintln!("nats-server: must specify [-c, --config] option to check configuration file syntax");
+        eprintln!(
+            "nats-server: must specify [-c, --config] option to check configuration file syntax"
+        );
         return ExitCode::from(1);
     };
     match load(flags) {
         Ok(loaded) if loaded.warnings.is_empty() => {
-            eprintln!("nats-server: configuration file {} is valid ({})", path.display(), loaded.digest);
+            eprintln!(
+                "nats-server: configuration file {} is valid ({})",
+                path.display(),
+                loaded.digest
+            );
             ExitCode::SUCCESS
         }
         Ok(loaded) => {
@@ -90,16 +103,31 @@ fn test_config(flags: &FlagOptions) -> ExitCode {
 }
 
 fn run(flags: FlagOptions) -> anyhow::Result<()> {
-    let Loaded { options, warnings, notices, digest } = load(&flags)?;
-    logging::init(LogLevel { debug: options.debug, trace: options.trace }, options.logtime, options.log_file.as_deref())
-        .context("could not open log file")?;
+    let Loaded {
+        options,
+        warnings,
+        notices,
+        digest,
+    } = load(&flags)?;
+    logging::init(
+        LogLevel {
+            debug: options.debug,
+            trace: options.trace,
+        },
+        options.logtime,
+        options.log_file.as_deref(),
+    )
+    .context("could not open log file")?;
     for w in warnings.iter().chain(&notices) {
         tracing::warn!("{}", w);
     }
     if let Some(pid_file) = &options.pid_file {
         write_pid_file(pid_file)?;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting runtime")?;
     runtime.block_on(async move {
         let overrides = {
             let flags = flags.clone();
@@ -121,7 +149,8 @@ fn write_pid_file(path: &std::path::Path) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("Could not write pidfile: {}", path.display()))?;
-    write!(file, "{}", std::process::id()).with_context(|| format!("Could not write pidfile: {}", path.display()))
+    write!(file, "{}", std::process::id())
+        .with_context(|| format!("Could not write pidfile: {}", path.display()))
 }
 
 async fn wait_for_signals(server: Arc<Server>) -> anyhow::Result<()> {

@@ -38,21 +38,35 @@ pub async fn start(
     let bind = format!("{host}:{port}");
     let listener = tokio::net::TcpListener::bind(&bind)
         .await
-        .map_err(|source| ServerError::Listen { addr: bind.clone(), source })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Listen { addr: bind, source })?;
+        .map_err(|source| ServerError::Listen {
+            addr: bind.clone(),
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen { addr: bind, source })?;
     tracing::info!("Starting http monitor on {}", addr);
-    let state = Arc::new(MonitorState { server, requests: Mutex::new(BTreeMap::new()) });
+    let state = Arc::new(MonitorState {
+        server,
+        requests: Mutex::new(BTreeMap::new()),
+    });
     let app = Router::new()
         .route("/", get(root))
         .route("/healthz", get(healthz))
         .route("/varz", get(varz).post(varz))
-        .layer(middleware::from_fn_with_state(state.clone(), count_and_headers))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_and_headers,
+        ))
         .with_state(state);
     tokio::spawn(async move {
         let stop = async move {
             let _ = shutdown.wait_for(|stopped| *stopped).await;
         };
-        if let Err(err) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(stop)
+            .await
+        {
             tracing::error!("Error serving http monitor: {}", err);
         }
     });
@@ -66,7 +80,10 @@ async fn count_and_headers(State(state): State<Shared>, req: Request, next: Next
         *counts.entry(path).or_default() += 1;
     }
     let mut resp = next.run(req).await;
-    resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     resp
 }
 
@@ -90,7 +107,11 @@ async fn root() -> Html<&'static str> {
 }
 
 async fn healthz() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
 }
 
 async fn varz(State(state): State<Shared>) -> Response {
@@ -124,7 +145,11 @@ pub fn go_duration(d: Duration) -> String {
 /// Resident set size of this process in bytes.
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     pages * page_size()
 }
 
@@ -138,8 +163,14 @@ fn cpu_percent(uptime: Duration) -> f64 {
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = fields
+        .get(11)
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        + fields
+            .get(12)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
     let secs = uptime.as_secs_f64();
     if secs <= 0.0 {
         return 0.0;
@@ -226,7 +257,12 @@ pub struct KindStats {
 
 impl KindStats {
     fn clients(n: u64) -> KindStats {
-        KindStats { clients: n, routes: 0, gateways: 0, leafs: 0 }
+        KindStats {
+            clients: n,
+            routes: 0,
+            gateways: 0,
+            leafs: 0,
+        }
     }
 }
 
@@ -239,7 +275,9 @@ pub fn build_varz(server: &Server, http_req_stats: BTreeMap<String, u64>) -> Var
     let config = server.config_state();
     let addr = server.client_addr();
     let http = server.http_addr();
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let slow = server.stats.slow_consumers.load(Relaxed);
     let stale = server.stats.stale_connections.load(Relaxed);
     Varz {
@@ -250,7 +288,9 @@ pub fn build_varz(server: &Server, http_req_stats: BTreeMap<String, u64>) -> Var
         proto: 1,
         git_commit: "",
         go: "natsd",
-        host: addr.map(|a| a.ip().to_string()).unwrap_or_else(|| opts.host.clone()),
+        host: addr
+            .map(|a| a.ip().to_string())
+            .unwrap_or_else(|| opts.host.clone()),
         port: addr.map(|a| a.port()).unwrap_or_default(),
         auth_required: server.authenticator().advertise_required().then_some(true),
         tls_required: opts.tls.as_ref().map(|_| true),
@@ -316,7 +356,10 @@ mod tests {
         assert_eq!(go_duration(Duration::from_secs(3)), "3s");
         assert_eq!(go_duration(Duration::from_secs(303)), "5m3s");
         assert_eq!(go_duration(Duration::from_secs(3600 + 2)), "1h2s");
-        assert_eq!(go_duration(Duration::from_secs(2 * 86_400 + 3 * 3600)), "2d3h0s");
+        assert_eq!(
+            go_duration(Duration::from_secs(2 * 86_400 + 3 * 3600)),
+            "2d3h0s"
+        );
     }
 
     #[test]

@@ -31,11 +31,18 @@ pub enum ServerError {
     #[error("error resolving system account: account missing")]
     SystemAccountMissing,
     #[error("Error listening on port: {addr}, {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
     #[error("config reload not supported for {option}: old={old}, new={new}")]
-    ReloadUnsupported { option: &'static str, old: String, new: String },
+    ReloadUnsupported {
+        option: &'static str,
+        old: String,
+        new: String,
+    },
     #[error("{0}")]
     Config(String),
 }
@@ -124,7 +131,9 @@ fn generate_server_id() -> String {
 }
 
 fn system_account_name(opts: &Options) -> String {
-    opts.system_account.clone().unwrap_or_else(|| DEFAULT_SYSTEM_ACCOUNT.to_string())
+    opts.system_account
+        .clone()
+        .unwrap_or_else(|| DEFAULT_SYSTEM_ACCOUNT.to_string())
 }
 
 /// The account map a set of options describes: `$G`, the system account, and the declared ones.
@@ -132,7 +141,13 @@ fn build_settings(opts: &Options) -> Result<HashMap<String, AccountSettings>, Se
     let mut map = HashMap::new();
     map.insert(GLOBAL_ACCOUNT.to_string(), AccountSettings::default());
     for acc in &opts.accounts {
-        map.insert(acc.name.clone(), AccountSettings { limits: acc.limits, jetstream: acc.jetstream });
+        map.insert(
+            acc.name.clone(),
+            AccountSettings {
+                limits: acc.limits,
+                jetstream: acc.jetstream,
+            },
+        );
     }
     let system = system_account_name(opts);
     if opts.system_account.is_some() && !map.contains_key(&system) {
@@ -144,17 +159,27 @@ fn build_settings(opts: &Options) -> Result<HashMap<String, AccountSettings>, Se
 
 /// Start-up checks nats-server makes after parsing (so `-t` does not catch them either).
 fn validate(opts: &Options) -> Result<(), ServerError> {
-    opts.check_startup().map_err(|errors| ServerError::Config(errors.join("\n")))
+    opts.check_startup()
+        .map_err(|errors| ServerError::Config(errors.join("\n")))
 }
 
 impl Server {
-    pub fn new(mut opts: Options, overrides: Overrides, digest: String) -> Result<Arc<Server>, ServerError> {
+    pub fn new(
+        mut opts: Options,
+        overrides: Overrides,
+        digest: String,
+    ) -> Result<Arc<Server>, ServerError> {
         overrides(&mut opts);
         validate(&opts)?;
         let settings = build_settings(&opts)?;
-        let accounts: HashMap<String, Arc<Account>> =
-            settings.into_iter().map(|(name, s)| (name.clone(), Account::new(&name, s))).collect();
-        let global = accounts.get(GLOBAL_ACCOUNT).cloned().unwrap_or_else(|| Account::new(GLOBAL_ACCOUNT, AccountSettings::default()));
+        let accounts: HashMap<String, Arc<Account>> = settings
+            .into_iter()
+            .map(|(name, s)| (name.clone(), Account::new(&name, s)))
+            .collect();
+        let global = accounts
+            .get(GLOBAL_ACCOUNT)
+            .cloned()
+            .unwrap_or_else(|| Account::new(GLOBAL_ACCOUNT, AccountSettings::default()));
         let tls = match &opts.tls {
             Some(cfg) => Some(Arc::new(tls::acceptor(cfg)?)),
             None => None,
@@ -173,7 +198,10 @@ impl Server {
             next_cid: AtomicU64::new(1),
             stats: ServerStats::default(),
             start: SystemTime::now(),
-            config: Mutex::new(ConfigState { load_time: SystemTime::now(), digest }),
+            config: Mutex::new(ConfigState {
+                load_time: SystemTime::now(),
+                digest,
+            }),
             shutdown,
             lame_duck: AtomicBool::new(false),
             client_addr: Mutex::new(None),
@@ -192,7 +220,10 @@ impl Server {
     }
 
     pub fn name(&self) -> String {
-        self.options().server_name.clone().unwrap_or_else(|| self.id.clone())
+        self.options()
+            .server_name
+            .clone()
+            .unwrap_or_else(|| self.id.clone())
     }
 
     pub fn global_account(&self) -> Arc<Account> {
@@ -204,7 +235,11 @@ impl Server {
     }
 
     pub fn accounts(&self) -> Vec<Arc<Account>> {
-        let mut list: Vec<_> = self.accounts.read().map(|a| a.values().cloned().collect()).unwrap_or_default();
+        let mut list: Vec<_> = self
+            .accounts
+            .read()
+            .map(|a| a.values().cloned().collect())
+            .unwrap_or_default();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }
@@ -278,7 +313,9 @@ impl Server {
             proto: 1,
             git_commit: "",
             go: "natsd",
-            host: addr.map(|a| a.ip().to_string()).unwrap_or_else(|| opts.host.clone()),
+            host: addr
+                .map(|a| a.ip().to_string())
+                .unwrap_or_else(|| opts.host.clone()),
             port: addr.map(|a| a.port()).unwrap_or_default(),
             headers: !opts.no_header_support,
             max_payload: opts.max_payload,
@@ -300,13 +337,22 @@ impl Server {
     pub async fn start(self: &Arc<Self>) -> Result<(), ServerError> {
         let opts = self.options();
         tracing::info!("Starting nats-server");
-        tracing::info!("  Version:  {} (natsd {})", NATS_COMPAT_VERSION, NATSD_VERSION);
+        tracing::info!(
+            "  Version:  {} (natsd {})",
+            NATS_COMPAT_VERSION,
+            NATSD_VERSION
+        );
         tracing::info!("  Name:     {}", self.name());
         tracing::info!("  ID:       {}", self.id);
         if let Some(file) = &opts.config_file {
             tracing::info!("Using configuration file: {}", file.display());
         }
-        if opts.auth.users.iter().any(|u| !crate::auth::is_bcrypt(&u.password)) {
+        if opts
+            .auth
+            .users
+            .iter()
+            .any(|u| !crate::auth::is_bcrypt(&u.password))
+        {
             tracing::warn!("Plaintext passwords detected, use nkeys or bcrypt");
         }
         if opts.jetstream.is_some() {
@@ -314,14 +360,21 @@ impl Server {
         }
         if let Some(port) = opts.http_port {
             let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());
-            let addr = crate::monitor::start(self.clone(), &host, port, self.shutdown.subscribe()).await?;
+            let addr =
+                crate::monitor::start(self.clone(), &host, port, self.shutdown.subscribe()).await?;
             *lock(&self.http_addr) = Some(addr);
         }
         let port = if opts.port < 0 { 0 } else { opts.port as u16 };
         let bind = format!("{}:{}", opts.host, port);
-        let listener =
-            TcpListener::bind(&bind).await.map_err(|source| ServerError::Listen { addr: bind.clone(), source })?;
-        let local = listener.local_addr().map_err(|source| ServerError::Listen { addr: bind, source })?;
+        let listener = TcpListener::bind(&bind)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: bind.clone(),
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Listen { addr: bind, source })?;
         *lock(&self.client_addr) = Some(local);
         tracing::info!("Listening for client connections on {}", local);
         if opts.tls.is_some() {
@@ -391,11 +444,17 @@ impl Server {
             }
             Some(acceptor) => {
                 let mut stream = stream;
-                if tokio::io::AsyncWriteExt::write_all(&mut stream, &info).await.is_err() {
+                if tokio::io::AsyncWriteExt::write_all(&mut stream, &info)
+                    .await
+                    .is_err()
+                {
                     self.unregister(&shared, CloseReason::WriteError);
                     return;
                 }
-                let timeout = opts.tls.as_ref().map_or(Duration::from_secs(2), |t| t.timeout);
+                let timeout = opts
+                    .tls
+                    .as_ref()
+                    .map_or(Duration::from_secs(2), |t| t.timeout);
                 match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => {
                         lock(&shared.meta).tls = true;
@@ -418,15 +477,31 @@ impl Server {
     /// Forget a closed connection, keeping a summary for `/connz?state=closed`.
     pub(crate) fn unregister(&self, shared: &Arc<ClientShared>, reason: CloseReason) {
         lock(&self.clients).remove(&shared.cid);
-        if matches!(reason, CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline) {
+        if matches!(
+            reason,
+            CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline
+        ) {
             self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
         }
         let traffic = client_traffic(shared);
-        self.stats.closed_in_msgs.fetch_add(traffic.in_msgs, Ordering::Relaxed);
-        self.stats.closed_in_bytes.fetch_add(traffic.in_bytes, Ordering::Relaxed);
-        self.stats.closed_out_msgs.fetch_add(traffic.out_msgs, Ordering::Relaxed);
-        self.stats.closed_out_bytes.fetch_add(traffic.out_bytes, Ordering::Relaxed);
-        tracing::debug!("{} - cid:{} - Client connection closed: {}", shared.addr, shared.cid, reason.as_str());
+        self.stats
+            .closed_in_msgs
+            .fetch_add(traffic.in_msgs, Ordering::Relaxed);
+        self.stats
+            .closed_in_bytes
+            .fetch_add(traffic.in_bytes, Ordering::Relaxed);
+        self.stats
+            .closed_out_msgs
+            .fetch_add(traffic.out_msgs, Ordering::Relaxed);
+        self.stats
+            .closed_out_bytes
+            .fetch_add(traffic.out_bytes, Ordering::Relaxed);
+        tracing::debug!(
+            "{} - cid:{} - Client connection closed: {}",
+            shared.addr,
+            shared.cid,
+            reason.as_str()
+        );
         let max = self.options().max_closed_clients;
         if max == 0 {
             return;
@@ -452,9 +527,12 @@ impl Server {
         let _guard = self.reload_lock.lock().await;
         let old = self.options();
         let Some(path) = old.config_file.clone() else {
-            return Err(ServerError::Config("no configuration file to reload".into()));
+            return Err(ServerError::Config(
+                "no configuration file to reload".into(),
+            ));
         };
-        let loaded = crate::config::load_file(&path).map_err(|e| ServerError::Config(e.to_string()))?;
+        let loaded =
+            crate::config::load_file(&path).map_err(|e| ServerError::Config(e.to_string()))?;
         let mut new = loaded.options;
         new.config_file = Some(path);
         (self.overrides)(&mut new);
@@ -476,7 +554,11 @@ impl Server {
                 Ok(a) => a,
                 Err(poisoned) => poisoned.into_inner(),
             };
-            let removed: Vec<String> = accounts.keys().filter(|k| !settings.contains_key(*k)).cloned().collect();
+            let removed: Vec<String> = accounts
+                .keys()
+                .filter(|k| !settings.contains_key(*k))
+                .cloned()
+                .collect();
             for name in &removed {
                 accounts.remove(name);
             }
@@ -497,7 +579,10 @@ impl Server {
             tracing::info!("Account {} removed by reload", name);
         }
         self.apply_auth_to_clients();
-        *lock(&self.config) = ConfigState { load_time: SystemTime::now(), digest: loaded.digest.clone() };
+        *lock(&self.config) = ConfigState {
+            load_time: SystemTime::now(),
+            digest: loaded.digest.clone(),
+        };
         tracing::info!("Reloaded: authorization users");
         tracing::info!("Reloaded: accounts");
         tracing::info!("Reloaded server configuration ({})", loaded.digest);
@@ -509,10 +594,14 @@ impl Server {
     fn apply_auth_to_clients(&self) {
         let auth = self.authenticator();
         for client in self.clients() {
-            let Some(account) = client.account() else { continue };
+            let Some(account) = client.account() else {
+                continue;
+            };
             let user = lock(&client.meta).user.clone();
             let current_account = self.account(&account.name);
-            let still_there = current_account.as_ref().is_some_and(|a| Arc::ptr_eq(a, &account));
+            let still_there = current_account
+                .as_ref()
+                .is_some_and(|a| Arc::ptr_eq(a, &account));
             match user {
                 None => {
                     // Anonymous connections only exist while no authentication is required.
@@ -522,7 +611,9 @@ impl Server {
                 }
                 Some(name) => match auth.user(&name) {
                     None => client.close(CloseReason::ClientClosed),
-                    Some(entry) if entry.account != account.name || !still_there => client.close(CloseReason::ClientClosed),
+                    Some(entry) if entry.account != account.name || !still_there => {
+                        client.close(CloseReason::ClientClosed)
+                    }
                     Some(entry) => {
                         let new_perms = entry.permissions.clone();
                         let old_perms = client.permissions.load_full();
@@ -553,8 +644,14 @@ impl Server {
         }
         tokio::time::sleep(opts.lame_duck_grace_period.min(opts.lame_duck_duration)).await;
         let remaining = self.clients();
-        let spread = opts.lame_duck_duration.saturating_sub(opts.lame_duck_grace_period);
-        let step = if remaining.is_empty() { Duration::ZERO } else { spread / remaining.len() as u32 };
+        let spread = opts
+            .lame_duck_duration
+            .saturating_sub(opts.lame_duck_grace_period);
+        let step = if remaining.is_empty() {
+            Duration::ZERO
+        } else {
+            spread / remaining.len() as u32
+        };
         for c in remaining {
             c.close(CloseReason::LameDuckMode);
             if !step.is_zero() {
@@ -611,13 +708,33 @@ pub(crate) fn client_traffic(c: &ClientShared) -> Traffic {
 /// The first option that changed but cannot be changed by a reload, as nats-server reports it.
 fn diff_unsupported(old: &Options, new: &Options) -> Option<ServerError> {
     let checks: [(&'static str, String, String); 7] = [
-        ("ServerName", old.server_name.clone().unwrap_or_default(), new.server_name.clone().unwrap_or_default()),
+        (
+            "ServerName",
+            old.server_name.clone().unwrap_or_default(),
+            new.server_name.clone().unwrap_or_default(),
+        ),
         ("Host", old.host.clone(), new.host.clone()),
         ("Port", old.port.to_string(), new.port.to_string()),
-        ("HTTPPort", format!("{:?}", old.http_port), format!("{:?}", new.http_port)),
-        ("MaxSubs", old.max_subs.to_string(), new.max_subs.to_string()),
-        ("MaxPending", old.max_pending.to_string(), new.max_pending.to_string()),
-        ("JetStream", format!("{:?}", old.jetstream), format!("{:?}", new.jetstream)),
+        (
+            "HTTPPort",
+            format!("{:?}", old.http_port),
+            format!("{:?}", new.http_port),
+        ),
+        (
+            "MaxSubs",
+            old.max_subs.to_string(),
+            new.max_subs.to_string(),
+        ),
+        (
+            "MaxPending",
+            old.max_pending.to_string(),
+            new.max_pending.to_string(),
+        ),
+        (
+            "JetStream",
+            format!("{:?}", old.jetstream),
+            format!("{:?}", new.jetstream),
+        ),
     ];
     checks
         .into_iter()

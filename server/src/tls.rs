@@ -15,7 +15,10 @@ use crate::config::TlsConfig;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("error parsing X509 certificate/key pair: open {path}: {source}")]
-    Open { path: String, source: std::io::Error },
+    Open {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("error parsing X509 certificate/key pair: {0}: no certificates found")]
     NoCertificates(String),
     #[error("error parsing X509 certificate/key pair: {0}: no private key found")]
@@ -29,7 +32,10 @@ pub enum TlsError {
 fn open(path: &Path) -> Result<BufReader<File>, TlsError> {
     File::open(path)
         .map(BufReader::new)
-        .map_err(|source| TlsError::Open { path: path.display().to_string(), source })
+        .map_err(|source| TlsError::Open {
+            path: path.display().to_string(),
+            source,
+        })
 }
 
 /// Build an acceptor from the `tls {}` block; every file problem is a start-up (or reload) error.
@@ -37,12 +43,20 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs: Vec<_> = rustls_pemfile::certs(&mut open(&cfg.cert_file)?)
         .collect::<Result<_, _>>()
-        .map_err(|source| TlsError::Open { path: cfg.cert_file.display().to_string(), source })?;
+        .map_err(|source| TlsError::Open {
+            path: cfg.cert_file.display().to_string(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(TlsError::NoCertificates(cfg.cert_file.display().to_string()));
+        return Err(TlsError::NoCertificates(
+            cfg.cert_file.display().to_string(),
+        ));
     }
     let key = rustls_pemfile::private_key(&mut open(&cfg.key_file)?)
-        .map_err(|source| TlsError::Open { path: cfg.key_file.display().to_string(), source })?
+        .map_err(|source| TlsError::Open {
+            path: cfg.key_file.display().to_string(),
+            source,
+        })?
         .ok_or_else(|| TlsError::NoKey(cfg.key_file.display().to_string()))?;
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -52,7 +66,9 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
             let mut roots = RootCertStore::empty();
             for cert in rustls_pemfile::certs(&mut open(ca)?) {
                 let cert = cert.map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
-                roots.add(cert).map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
+                roots
+                    .add(cert)
+                    .map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()
@@ -61,6 +77,8 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
         }
         _ => builder.with_no_client_auth(),
     };
-    let config = builder.with_single_cert(certs, key).map_err(|e| TlsError::Config(e.to_string()))?;
+    let config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
