@@ -33,7 +33,11 @@ struct CompareArgs {
     #[arg(long, value_name = "PATH", default_value_os_t = default_natsd())]
     natsd: PathBuf,
     /// nats-server binary (looked up on PATH by default).
-    #[arg(long = "nats-server", value_name = "PATH", default_value = "nats-server")]
+    #[arg(
+        long = "nats-server",
+        value_name = "PATH",
+        default_value = "nats-server"
+    )]
     nats_server: PathBuf,
     /// Rounds per scenario (default 5, or 3 with --quick).
     #[arg(long, value_name = "N")]
@@ -100,7 +104,10 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
         .filter(|s| args.only.is_empty() || args.only.iter().any(|o| s.name().contains(o.as_str())))
         .collect();
     if scenarios.is_empty() {
-        bail!("no scenario matches --only {:?} (see `bench list`)", args.only);
+        bail!(
+            "no scenario matches --only {:?} (see `bench list`)",
+            args.only
+        );
     }
 
     sys::raise_open_file_limit().context("raise the open-file limit")?;

@@ -19,6 +19,10 @@ const MAX_CONTROL_LINE: usize = 64 * 1024;
 /// kernel holds, keeping the subscriber ahead of the publisher.
 pub const DEFAULT_READ_BUFFER: usize = 1024 * 1024;
 
+/// Read and write timeout on every connection: a stalled or broken server
+/// ends a run with an error instead of hanging the bench.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What went wrong while reading or speaking the protocol.
 #[derive(Debug, Error)]
 pub enum ProtoError {
@@ -87,13 +91,19 @@ pub fn parse_frame(buf: &[u8]) -> Result<Option<(Frame<'_>, usize)>, ProtoError>
     let after_line = nl + 1;
     let simple = |frame| Ok(Some((frame, after_line)));
     match line.first().map(u8::to_ascii_uppercase) {
-        Some(b'M') if starts_with_ci(line, b"MSG ") => parse_msg(buf, &line[4..], after_line, false),
-        Some(b'H') if starts_with_ci(line, b"HMSG ") => parse_msg(buf, &line[5..], after_line, true),
+        Some(b'M') if starts_with_ci(line, b"MSG ") => {
+            parse_msg(buf, &line[4..], after_line, false)
+        }
+        Some(b'H') if starts_with_ci(line, b"HMSG ") => {
+            parse_msg(buf, &line[5..], after_line, true)
+        }
         Some(b'P') if line.eq_ignore_ascii_case(b"PING") => simple(Frame::Ping),
         Some(b'P') if line.eq_ignore_ascii_case(b"PONG") => simple(Frame::Pong),
         Some(b'+') if line.eq_ignore_ascii_case(b"+OK") => simple(Frame::Ok),
         Some(b'-') if starts_with_ci(line, b"-ERR") => simple(Frame::Err(trim_spaces(&line[4..]))),
-        Some(b'I') if starts_with_ci(line, b"INFO ") => simple(Frame::Info(trim_spaces(&line[5..]))),
+        Some(b'I') if starts_with_ci(line, b"INFO ") => {
+            simple(Frame::Info(trim_spaces(&line[5..])))
+        }
         _ => Err(unexpected(line)),
     }
 }
@@ -155,8 +165,7 @@ fn parse_size(digits: &[u8]) -> Option<usize> {
         return None;
     }
     digits.iter().try_fold(0usize, |acc, d| {
-        d.is_ascii_digit()
-            .then(|| acc * 10 + usize::from(d - b'0'))
+        d.is_ascii_digit().then(|| acc * 10 + usize::from(d - b'0'))
     })
 }
 
@@ -319,6 +328,8 @@ impl ClientConn {
     ) -> Result<Self, ProtoError> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(IO_TIMEOUT))?;
+        stream.set_write_timeout(Some(IO_TIMEOUT))?;
         let mut conn = Self {
             writer: stream.try_clone()?,
             reader: FrameReader::new(stream, read_buffer),
@@ -468,13 +479,16 @@ mod tests {
         PONG\r\n";
 
     fn expected() -> Vec<Owned> {
-        let msg = |subject: &[u8], sid: &[u8], reply: Option<&[u8]>, headers: &[u8], payload: &[u8]| Owned::Msg {
-            subject: subject.to_vec(),
-            sid: sid.to_vec(),
-            reply: reply.map(<[u8]>::to_vec),
-            headers: headers.to_vec(),
-            payload: payload.to_vec(),
-        };
+        let msg =
+            |subject: &[u8], sid: &[u8], reply: Option<&[u8]>, headers: &[u8], payload: &[u8]| {
+                Owned::Msg {
+                    subject: subject.to_vec(),
+                    sid: sid.to_vec(),
+                    reply: reply.map(<[u8]>::to_vec),
+                    headers: headers.to_vec(),
+                    payload: payload.to_vec(),
+                }
+            };
         vec![
             Owned::Info(b"{\"server_id\":\"x\"}".to_vec()),
             msg(b"foo", b"1", None, b"", b"hello"),
@@ -527,7 +541,9 @@ mod tests {
         assert!(parse_frame(b"MSG foo 1 5\r\nhel").unwrap().is_none());
         assert!(parse_frame(b"MSG foo 1 5\r\nhello\r").unwrap().is_none());
         assert!(parse_frame(b"PIN").unwrap().is_none());
-        let (frame, used) = parse_frame(b"MSG foo 1 5\r\nhello\r\nPING").unwrap().unwrap();
+        let (frame, used) = parse_frame(b"MSG foo 1 5\r\nhello\r\nPING")
+            .unwrap()
+            .unwrap();
         assert_eq!(used, 20);
         assert!(matches!(frame, Frame::Msg(m) if m.payload == b"hello"));
     }

@@ -69,8 +69,12 @@ impl ScenarioResults {
         let slot = self.of_mut(kind);
         slot.runs.push(output.metrics);
         let mut anomalies = output.anomalies;
-        anomalies.errors.retain(|e| !slot.anomalies.errors.contains(e));
-        anomalies.errors.truncate(MAX_ERRORS_KEPT.saturating_sub(slot.anomalies.errors.len()));
+        anomalies
+            .errors
+            .retain(|e| !slot.anomalies.errors.contains(e));
+        anomalies
+            .errors
+            .truncate(MAX_ERRORS_KEPT.saturating_sub(slot.anomalies.errors.len()));
         slot.anomalies.absorb(anomalies);
     }
 
@@ -248,7 +252,10 @@ impl Report {
                     Better::Higher => "↑",
                     Better::Lower => "↓",
                 };
-                let value = |s: &Series| s.median.map_or("error".into(), |v| format_value(v, &row.unit));
+                let value = |s: &Series| {
+                    s.median
+                        .map_or("error".into(), |v| format_value(v, &row.unit))
+                };
                 let spread = |s: &Series| s.spread_pct.map_or("-".into(), |p| format!("{p:.0}%"));
                 [
                     row.scenario.clone(),
@@ -362,7 +369,11 @@ impl Report {
             let a = &p.anomalies;
             let _ = write!(out, "  {} on {}:", p.scenario, p.server.label());
             if a.slow_consumers > 0 {
-                let _ = write!(out, " {} subscriber disconnects (slow consumer?);", a.slow_consumers);
+                let _ = write!(
+                    out,
+                    " {} subscriber disconnects (slow consumer?);",
+                    a.slow_consumers
+                );
             }
             if a.lost > 0 {
                 let _ = write!(out, " {} msgs lost;", a.lost);
@@ -436,7 +447,10 @@ mod tests {
 
     fn output(rate: f64, cpu: f64) -> RunOutput {
         RunOutput {
-            metrics: vec![Metric::higher("msgs/s", "msg/s", rate), Metric::lower("CPU/msg", "µs", cpu)],
+            metrics: vec![
+                Metric::higher("msgs/s", "msg/s", rate),
+                Metric::lower("CPU/msg", "µs", cpu),
+            ],
             anomalies: Anomalies::default(),
         }
     }
@@ -456,7 +470,10 @@ mod tests {
         assert_eq!(report.rows[1].ratio, Some(0.5));
         assert!(report.problems.is_empty());
         let md = report.to_markdown();
-        assert!(md.contains("| pub 16B | msgs/s ↑ | 200 msg/s | 200 msg/s | 1.00 |"), "{md}");
+        assert!(
+            md.contains("| pub 16B | msgs/s ↑ | 200 msg/s | 200 msg/s | 1.00 |"),
+            "{md}"
+        );
     }
 
     #[test]

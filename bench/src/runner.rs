@@ -81,7 +81,11 @@ impl<'a> Runner<'a> {
                                 .map(|m| format!("{} {:.3} {}", m.name, m.value, m.unit))
                                 .collect::<Vec<_>>()
                                 .join(", ");
-                            let flag = if output.anomalies.is_clean() { "" } else { "  [anomalies]" };
+                            let flag = if output.anomalies.is_clean() {
+                                ""
+                            } else {
+                                "  [anomalies]"
+                            };
                             outcome.record(kind, output);
                             format!("{summary}{flag}")
                         }

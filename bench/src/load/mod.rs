@@ -6,12 +6,6 @@ pub mod publisher;
 pub mod reqrep;
 pub mod subscriber;
 
-use std::time::Duration;
-
-/// Read timeout on load-generator sockets: a stalled server ends a run with an
-/// error instead of hanging the bench.
-pub const STALL_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Writes the message's sequence number into the first bytes of its payload
 /// so receivers can check exactly-once delivery.
 pub fn stamp_sequence(payload: &mut [u8], seq: u64) {

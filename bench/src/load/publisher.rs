@@ -2,6 +2,7 @@
 //! socket takes them, optionally held back by a [`LagGate`] so subscribers are
 //! never pushed into slow-consumer territory.
 
+use std::cell::Cell;
 use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -35,11 +36,17 @@ pub enum Combine {
     Total,
 }
 
+/// Receivers that make no progress for this long are taken as dead (for
+/// example disconnected as slow consumers); the gate then opens for good so
+/// the run ends and reports the loss instead of hanging.
+const STALLED_RECEIVERS: Duration = Duration::from_secs(5);
+
 /// Bounds how far the publisher may run ahead of its receivers.
 pub struct LagGate {
     counters: Vec<Arc<AtomicU64>>,
     combine: Combine,
     max_lag_msgs: u64,
+    abandoned: Cell<bool>,
 }
 
 impl LagGate {
@@ -49,6 +56,7 @@ impl LagGate {
             counters,
             combine,
             max_lag_msgs: max_lag_msgs.max(1),
+            abandoned: Cell::new(false),
         }
     }
 
@@ -70,7 +78,18 @@ impl LagGate {
     /// more messages are sent after `sent`. Returns the time spent waiting.
     fn wait_for_room(&self, sent: u64, next: u64) -> Duration {
         let started = Instant::now();
-        while (sent + next).saturating_sub(self.consumed()) > self.max_lag_msgs {
+        let (mut last_seen, mut last_progress) = (self.consumed(), started);
+        while !self.abandoned.get() {
+            let consumed = self.consumed();
+            if (sent + next).saturating_sub(consumed) <= self.max_lag_msgs {
+                break;
+            }
+            let now = Instant::now();
+            if consumed != last_seen {
+                (last_seen, last_progress) = (consumed, now);
+            } else if now.duration_since(last_progress) > STALLED_RECEIVERS {
+                self.abandoned.set(true);
+            }
             // Sleeping (rather than spinning) leaves the CPU to the server and
             // the receivers on a 2-core machine; the budget is megabytes, so
             // the wake-up latency never starves the pipe.

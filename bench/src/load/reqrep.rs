@@ -8,8 +8,6 @@ use std::time::Instant;
 
 use crate::proto::{ClientConn, Credentials, Frame, FrameReader, ProtoError, DEFAULT_READ_BUFFER};
 
-use super::STALL_TIMEOUT;
-
 /// A responder answering every request on `subject` with the same payload.
 pub struct Responder {
     writer: TcpStream,
@@ -21,7 +19,6 @@ impl Responder {
     pub fn start(addr: SocketAddr, creds: &Credentials, subject: &str) -> Result<Self, ProtoError> {
         let mut conn = ClientConn::connect(addr, creds, DEFAULT_READ_BUFFER)?;
         conn.subscribe(subject, None, 1)?;
-        conn.reader.get_ref().set_read_timeout(Some(STALL_TIMEOUT))?;
         let reply_writer = conn.writer.try_clone()?;
         let thread = std::thread::Builder::new()
             .name("bench-responder".into())
@@ -101,7 +98,6 @@ pub fn timed_requests(
     let mut conn = ClientConn::connect(addr, creds, DEFAULT_READ_BUFFER)?;
     let inbox = format!("_INBOX.bench.{}", std::process::id());
     conn.subscribe(&inbox, None, 1)?;
-    conn.reader.get_ref().set_read_timeout(Some(STALL_TIMEOUT))?;
     let mut request = format!("PUB {subject} {inbox} {payload_len}\r\n").into_bytes();
     request.resize(request.len() + payload_len, b'r');
     request.extend_from_slice(b"\r\n");

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::proto::{ClientConn, Credentials, Frame, FrameReader, ProtoError, DEFAULT_READ_BUFFER};
 
-use super::{read_sequence, STALL_TIMEOUT};
+use super::read_sequence;
 
 /// What to subscribe to.
 #[derive(Debug, Clone)]
@@ -55,7 +55,9 @@ pub struct SubReport {
 pub struct Subscriber {
     received: Arc<AtomicU64>,
     writer: TcpStream,
-    thread: JoinHandle<SubReport>,
+    /// Taken by [`Subscriber::finish`]; still present on drop means the run
+    /// was abandoned and the reader must be woken by closing the socket.
+    thread: Option<JoinHandle<SubReport>>,
 }
 
 impl Subscriber {
@@ -68,7 +70,6 @@ impl Subscriber {
     ) -> Result<Self, ProtoError> {
         let mut conn = ClientConn::connect(addr, creds, DEFAULT_READ_BUFFER)?;
         conn.subscribe(&plan.subject, plan.queue.as_deref(), 1)?;
-        conn.reader.get_ref().set_read_timeout(Some(STALL_TIMEOUT))?;
         let received = Arc::new(AtomicU64::new(0));
         let counter = Arc::clone(&received);
         let pong_writer = conn.writer.try_clone()?;
@@ -79,7 +80,7 @@ impl Subscriber {
         Ok(Self {
             received,
             writer: conn.writer,
-            thread,
+            thread: Some(thread),
         })
     }
 
@@ -93,9 +94,9 @@ impl Subscriber {
     pub fn finish(mut self) -> SubReport {
         // If the write fails the connection is gone and the reader ends on its own.
         let _ = self.writer.write_all(b"PING\r\n");
-        match self.thread.join() {
-            Ok(report) => report,
-            Err(_) => SubReport {
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(report)) => report,
+            Some(Err(_)) | None => SubReport {
                 received: self.received.load(Ordering::Relaxed),
                 last_msg_at: None,
                 end: SubEnd::Failed("reader thread panicked".into()),
@@ -103,6 +104,16 @@ impl Subscriber {
                 seen: None,
                 duplicates: 0,
             },
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            // The reader owns a clone of the socket; shutting it down makes
+            // its blocked read return so the thread ends now.
+            let _ = self.writer.shutdown(std::net::Shutdown::Both);
         }
     }
 }
@@ -214,7 +225,10 @@ mod tests {
 
     #[test]
     fn exactly_once_detects_missing_and_duplicated() {
-        let complete = [report_with(&[0, 2, 64], 70), report_with(&[1, 3, 65, 66, 67, 68, 69], 70)];
+        let complete = [
+            report_with(&[0, 2, 64], 70),
+            report_with(&[1, 3, 65, 66, 67, 68, 69], 70),
+        ];
         assert_eq!(exactly_once_check(&complete, 70).1, 0);
         let all: Vec<u64> = (0..70).collect();
         assert_eq!(exactly_once_check(&[report_with(&all, 70)], 70), (0, 0));

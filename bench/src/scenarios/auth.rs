@@ -5,7 +5,9 @@ use crate::load::conns::connect_storm;
 use crate::proto::Credentials;
 
 use super::core::{deliver, Receivers};
-use super::{payload_label, Anomalies, Metric, RunContext, RunOutput, Scenario, ScenarioError, ServerSetup};
+use super::{
+    payload_label, Anomalies, Metric, RunContext, RunOutput, Scenario, ScenarioError, ServerSetup,
+};
 
 /// bcrypt cost of the storm user's hash, as `nats server passwd` produces.
 const BCRYPT_COST: u32 = 11;
@@ -123,8 +125,24 @@ impl Scenario for PermissionsPubSub {
         let count = ctx.settings.msgs_for(self.payload);
         let subject = format!("bench.perm.{}", ctx.run_id);
         let one = Receivers::FanOut(1);
-        let open = deliver(ctx, &ctx.auth.open, &ctx.auth.open, &subject, self.payload, count, one)?;
-        let limited = deliver(ctx, &ctx.auth.limited, &ctx.auth.limited, &subject, self.payload, count, one)?;
+        let open = deliver(
+            ctx,
+            &ctx.auth.open,
+            &ctx.auth.open,
+            &subject,
+            self.payload,
+            count,
+            one,
+        )?;
+        let limited = deliver(
+            ctx,
+            &ctx.auth.limited,
+            &ctx.auth.limited,
+            &subject,
+            self.payload,
+            count,
+            one,
+        )?;
         let mut anomalies = open.anomalies.clone();
         anomalies.absorb(limited.anomalies.clone());
         Ok(RunOutput {

@@ -100,7 +100,9 @@ pub fn deliver(
     for report in &reports {
         if report.end != SubEnd::Flushed {
             anomalies.slow_consumers += 1;
-            anomalies.errors.push(format!("subscriber ended: {:?}", report.end));
+            anomalies
+                .errors
+                .push(format!("subscriber ended: {:?}", report.end));
         }
         anomalies.duplicates += report.duplicates;
         anomalies.errors.extend(report.errors.iter().cloned());
@@ -139,7 +141,11 @@ impl Scenario for PubOnly {
 
     fn run(&self, ctx: &RunContext<'_>) -> Result<RunOutput, ScenarioError> {
         let count = ctx.settings.msgs_for(self.payload);
-        let mut conn = ClientConn::connect(ctx.server.addr(), &Credentials::default(), DEFAULT_READ_BUFFER)?;
+        let mut conn = ClientConn::connect(
+            ctx.server.addr(),
+            &Credentials::default(),
+            DEFAULT_READ_BUFFER,
+        )?;
         let plan = PublishPlan {
             subject: subject_for("pub", ctx),
             payload_len: self.payload,
@@ -174,7 +180,15 @@ impl Scenario for PubSub {
         let creds = Credentials::default();
         let count = ctx.settings.msgs_for(self.payload);
         let subject = subject_for("pubsub", ctx);
-        let d = deliver(ctx, &creds, &creds, &subject, self.payload, count, Receivers::FanOut(1))?;
+        let d = deliver(
+            ctx,
+            &creds,
+            &creds,
+            &subject,
+            self.payload,
+            count,
+            Receivers::FanOut(1),
+        )?;
         Ok(RunOutput {
             metrics: vec![
                 Metric::higher("msgs/s", "msg/s", d.rate()),
@@ -195,17 +209,30 @@ pub struct FanOut {
 
 impl Scenario for FanOut {
     fn name(&self) -> String {
-        format!("fan-out 1→{} {}", self.subscribers, payload_label(self.payload))
+        format!(
+            "fan-out 1→{} {}",
+            self.subscribers,
+            payload_label(self.payload)
+        )
     }
 
     fn run(&self, ctx: &RunContext<'_>) -> Result<RunOutput, ScenarioError> {
         let creds = Credentials::default();
         // Keep deliveries per run near twice the 1:1 count so a run takes
         // about as long as the others.
-        let count = (ctx.settings.msgs_for(self.payload) * 2 / self.subscribers.max(1) as u64).max(1);
+        let count =
+            (ctx.settings.msgs_for(self.payload) * 2 / self.subscribers.max(1) as u64).max(1);
         let subject = subject_for("fanout", ctx);
         let receivers = Receivers::FanOut(self.subscribers);
-        let d = deliver(ctx, &creds, &creds, &subject, self.payload, count, receivers)?;
+        let d = deliver(
+            ctx,
+            &creds,
+            &creds,
+            &subject,
+            self.payload,
+            count,
+            receivers,
+        )?;
         Ok(RunOutput {
             metrics: vec![
                 Metric::higher("deliveries/s", "msg/s", d.rate()),
@@ -234,7 +261,15 @@ impl Scenario for QueueGroup {
         let count = ctx.settings.msgs_for(self.payload);
         let subject = subject_for("queue", ctx);
         let receivers = Receivers::Queue(self.members);
-        let d = deliver(ctx, &creds, &creds, &subject, self.payload, count, receivers)?;
+        let d = deliver(
+            ctx,
+            &creds,
+            &creds,
+            &subject,
+            self.payload,
+            count,
+            receivers,
+        )?;
         Ok(RunOutput {
             metrics: vec![
                 Metric::higher("msgs/s", "msg/s", d.rate()),
@@ -262,7 +297,14 @@ impl Scenario for RequestReply {
         let responder = Responder::start(ctx.server.addr(), &creds, &subject)?;
         let (warmup, count) = (ctx.settings.request_warmup, ctx.settings.requests);
         let cpu_before = ctx.server.cpu_time()?;
-        let samples = timed_requests(ctx.server.addr(), &creds, &subject, self.payload, warmup, count)?;
+        let samples = timed_requests(
+            ctx.server.addr(),
+            &creds,
+            &subject,
+            self.payload,
+            warmup,
+            count,
+        )?;
         let cpu = ctx.server.cpu_time()?.saturating_sub(cpu_before);
         let mut anomalies = Anomalies::default();
         if let Err(e) = responder.stop() {
@@ -273,7 +315,11 @@ impl Scenario for RequestReply {
             metrics: vec![
                 Metric::lower("p50", "µs", micros(50.0)),
                 Metric::lower("p99", "µs", micros(99.0)),
-                Metric::lower("CPU/req", "µs", cpu.as_secs_f64() * 1e6 / (warmup + count) as f64),
+                Metric::lower(
+                    "CPU/req",
+                    "µs",
+                    cpu.as_secs_f64() * 1e6 / (warmup + count) as f64,
+                ),
             ],
             anomalies,
         })
@@ -310,7 +356,11 @@ impl Scenario for IdleConnections {
         Ok(RunOutput {
             metrics: vec![
                 Metric::lower("RSS/conn", "KiB", per_conn),
-                Metric::higher("connects/s", "conn/s", self.count as f64 / elapsed.as_secs_f64()),
+                Metric::higher(
+                    "connects/s",
+                    "conn/s",
+                    self.count as f64 / elapsed.as_secs_f64(),
+                ),
             ],
             anomalies: Anomalies::default(),
         })
