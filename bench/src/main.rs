@@ -9,7 +9,7 @@ use bench::report::{BinaryInfo, Meta, Report};
 use bench::runner::{Binaries, Runner};
 use bench::scenarios::jetstream::JetStreamScenario;
 use bench::scenarios::{catalog, AuthFixture, Scenario, Settings};
-use bench::server::version_of;
+use bench::server::{remove_stale_workdirs, version_of};
 use bench::sys;
 
 #[derive(Parser)]
@@ -111,6 +111,7 @@ fn compare(args: CompareArgs) -> anyhow::Result<()> {
     }
 
     sys::raise_open_file_limit().context("raise the open-file limit")?;
+    remove_stale_workdirs();
     let auth = AuthFixture::generate().context("hash the bcrypt password")?;
     let binaries = Binaries {
         natsd: args.natsd,

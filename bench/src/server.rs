@@ -270,10 +270,34 @@ fn free_port() -> io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
+const WORKDIR_PREFIX: &str = "natsd-bench-";
+
 fn unique_workdir() -> PathBuf {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("natsd-bench-{}-{n}", std::process::id()))
+    std::env::temp_dir().join(format!("{WORKDIR_PREFIX}{}-{n}", std::process::id()))
+}
+
+/// Removes server work directories left by bench processes that no longer
+/// run (killed by a signal, so their destructors never ran). Returns how
+/// many were removed.
+pub fn remove_stale_workdirs() -> usize {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            let name = entry.file_name();
+            let owner = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(WORKDIR_PREFIX))
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(pid, _)| pid.parse::<u32>().ok());
+            owner.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists())
+        })
+        .filter(|entry| fs::remove_dir_all(entry.path()).is_ok())
+        .count()
 }
 
 /// utime + stime (clock ticks) from the text of /proc/<pid>/stat.
@@ -315,6 +339,20 @@ mod tests {
         let status = "Name:\tnats-server\nVmPeak:\t  9000 kB\nVmRSS:\t   12345 kB\nThreads:\t9\n";
         assert_eq!(parse_vm_rss_kib(status), Some(12345));
         assert_eq!(parse_vm_rss_kib("Name: x\n"), None);
+    }
+
+    #[test]
+    fn stale_workdirs_of_dead_processes_are_removed() {
+        let tmp = std::env::temp_dir();
+        // Above the kernel's maximum pid, so never a live process.
+        let dead = tmp.join(format!("{WORKDIR_PREFIX}4294967294-0"));
+        let live = tmp.join(format!("{WORKDIR_PREFIX}{}-999999", std::process::id()));
+        fs::create_dir_all(&dead).unwrap();
+        fs::create_dir_all(&live).unwrap();
+        remove_stale_workdirs();
+        assert!(!dead.exists());
+        assert!(live.exists());
+        fs::remove_dir_all(&live).unwrap();
     }
 
     #[test]

@@ -178,8 +178,8 @@ impl Settings {
     /// Reduced counts for `--quick`.
     pub fn quick() -> Self {
         Self {
-            small_msgs: 400_000,
-            large_msgs: 50_000,
+            small_msgs: 800_000,
+            large_msgs: 80_000,
             requests: 2_000,
             request_warmup: 200,
             storm_connects: 50,
