@@ -1,5 +1,9 @@
 //! Runs the load generators against the real nats-server (on PATH) with
 //! small counts, checking that every message is accounted for.
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers panic on failure by design"
+)]
 
 use std::path::Path;
 
