@@ -148,3 +148,38 @@ pub fn publish(
         gated,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counters(values: &[u64]) -> Vec<Arc<AtomicU64>> {
+        values
+            .iter()
+            .map(|v| Arc::new(AtomicU64::new(*v)))
+            .collect()
+    }
+
+    #[test]
+    fn fan_out_progress_is_the_slowest_and_queue_progress_the_sum() {
+        let fan = LagGate::new(counters(&[10, 4, 7]), Combine::Slowest, 100);
+        assert_eq!(fan.consumed(), 4);
+        let queue = LagGate::new(counters(&[10, 4, 7]), Combine::Total, 100);
+        assert_eq!(queue.consumed(), 21);
+    }
+
+    #[test]
+    fn gate_lets_a_batch_through_within_budget() {
+        let gate = LagGate::new(counters(&[1_000]), Combine::Slowest, 500);
+        // 1,000 consumed, 1,400 sent + 100 more = 500 in flight: allowed.
+        assert!(gate.wait_for_room(1_400, 100) < Duration::from_millis(50));
+        assert!(!gate.abandoned.get());
+    }
+
+    #[test]
+    fn lag_budget_in_messages_scales_with_payload() {
+        assert_eq!(LagGate::msgs_for_bytes(5_600, 16), 100);
+        assert!(LagGate::msgs_for_bytes(16 << 20, 1024) < LagGate::msgs_for_bytes(16 << 20, 16));
+        assert_eq!(LagGate::msgs_for_bytes(0, 16), 1);
+    }
+}

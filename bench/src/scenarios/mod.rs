@@ -180,7 +180,7 @@ impl Settings {
         Self {
             small_msgs: 800_000,
             large_msgs: 80_000,
-            requests: 2_000,
+            requests: 5_000,
             request_warmup: 200,
             storm_connects: 50,
             ..Self::full()
