@@ -1,0 +1,120 @@
+//! Differential tests: the same raw-socket scenarios against the server under test and
+//! the reference nats-server, comparing normalised frame sequences and whether the
+//! connection closed. INFO bodies are dropped (ids and ports differ by nature).
+
+use std::time::Duration;
+
+use crate::common::{Frame, RawClient, ServerSpec, TestServer};
+
+/// Quiet time after which a scenario's output is taken as complete.
+const QUIET: Duration = Duration::from_millis(800);
+
+/// (name, bytes sent right after the server's INFO)
+const SCENARIOS: &[(&str, &str)] = &[
+    ("plain pub/sub", "CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nPUB foo 2\r\nhi\r\nPING\r\n"),
+    ("verbose default", "CONNECT {}\r\nSUB foo 1\r\nPUB foo 2\r\nhi\r\nUNSUB 1\r\nPING\r\n"),
+    ("no connect", "SUB foo 1\r\nPUB foo 1\r\nx\r\nPING\r\n"),
+    ("pedantic wildcard publish", "CONNECT {\"verbose\":false}\r\nSUB > 1\r\nPUB foo.* 2\r\nhi\r\nPING\r\n"),
+    ("non pedantic wildcard publish", "CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB > 1\r\nPUB foo.* 2\r\nhi\r\nPUB a..b 1\r\nx\r\nPING\r\n"),
+    ("wildcard matrix foo.bar.baz", "CONNECT {\"verbose\":false}\r\nSUB foo.*.baz 6\r\nSUB foo.> 1\r\nSUB foo.* 2\r\nPUB foo.bar.baz 1\r\nx\r\nPUB foo 1\r\ny\r\nPING\r\n"),
+    ("reply subject", "CONNECT {\"verbose\":false}\r\nSUB a 1\r\nPUB a r.1 2\r\nhi\r\nPING\r\n"),
+    ("auto unsubscribe", "CONNECT {\"verbose\":false}\r\nSUB a 1\r\nUNSUB 1 2\r\nPUB a 1\r\n1\r\nPUB a 1\r\n2\r\nPUB a 1\r\n3\r\nPING\r\n"),
+    ("unsub max not a number", "CONNECT {\"verbose\":false}\r\nSUB a 1\r\nUNSUB 1 x\r\nPUB a 1\r\n1\r\nPING\r\n"),
+    ("duplicate sid", "CONNECT {\"verbose\":false}\r\nSUB a 1\r\nSUB b 1\r\nPUB b 1\r\nb\r\nPUB a 1\r\na\r\nPING\r\n"),
+    ("echo false", "CONNECT {\"verbose\":false,\"echo\":false}\r\nSUB a 1\r\nPUB a 1\r\nx\r\nPING\r\n"),
+    ("headers", "CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB h 1\r\nHPUB h 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n"),
+    ("unchecked header block", "CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB h 1\r\nHPUB h 7 7\r\nXXXXX\r\n\r\nPING\r\n"),
+    ("headers stripped", "CONNECT {\"verbose\":false}\r\nSUB h 1\r\nPING\r\n"),
+    ("no responders", "CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nSUB _INBOX.a 9\r\nPUB svc _INBOX.a 0\r\n\r\nPING\r\n"),
+    ("no responders without own sub", "CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nPUB svc _INBOX.a 0\r\n\r\nPING\r\n"),
+    ("ping variants", "PING x\r\nPINGX\r\nPONGX\r\n+OK\r\nINFO {}\r\nping\r\n"),
+    ("tabs and bare lf", "CONNECT {\"verbose\":false}\r\nSUB\tfoo   1\nPUB foo 1\nx\r\nPING\n"),
+    ("second info", "CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\nPING\r\n"),
+    ("second connect", "CONNECT {\"verbose\":false}\r\nCONNECT {\"verbose\":true}\r\nPING\r\n"),
+    ("invalid subject kept", "CONNECT {\"verbose\":false}\r\nSUB foo..bar 1\r\nSUB foo. 2\r\nPING\r\n"),
+    ("reserved reply", "CONNECT {\"verbose\":false}\r\nSUB a 1\r\nPUB a _R_.x 1\r\nx\r\nPING\r\n"),
+    ("queue names unchecked", "CONNECT {\"verbose\":false}\r\nSUB a g.x.y 1\r\nSUB a g* 2\r\nPUB a 1\r\nx\r\nPING\r\n"),
+    ("garbage", "CONNECT {\"verbose\":false}\r\nFOO\r\n"),
+    ("empty line", "\r\n"),
+    ("leading space", " PING\r\n"),
+    ("PUB no space", "PUB\r\n"),
+    ("PUB one arg", "PUB foo\r\n"),
+    ("PUB negative", "PUB foo -1\r\n"),
+    ("payload too long", "CONNECT {\"verbose\":false}\r\nPUB foo 2\r\nhello\r\n"),
+    ("MSG from client", "MSG foo 1 2\r\nhi\r\n"),
+    ("ERR from client", "-ERR 'x'\r\n"),
+    ("bad json", "CONNECT {nope\r\n"),
+    ("wrong type", "CONNECT {\"verbose\":\"yes\"}\r\n"),
+    ("protocol 2", "CONNECT {\"protocol\":2}\r\n"),
+    ("no responders needs headers", "CONNECT {\"no_responders\":true}\r\n"),
+    ("hpub without headers", "CONNECT {\"verbose\":false}\r\nHPUB foo 12 12\r\nNATS/1.0\r\n\r\n\r\n"),
+    ("header size above total", "CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB foo 13 12\r\n"),
+    ("oversize payload", "CONNECT {\"verbose\":false}\r\nPUB foo 1048577\r\n"),
+];
+
+/// What a scenario showed: the frames (INFO bodies dropped) and whether it closed.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    frames: Vec<Frame>,
+    closed: bool,
+}
+
+async fn run(server: &TestServer, input: &str) -> Observed {
+    let mut c = RawClient::connect(&server.addr()).await;
+    // The server may close mid-send; that is part of what is observed.
+    c.try_send(input).await;
+    let frames = c
+        .frames_available(QUIET)
+        .await
+        .into_iter()
+        .map(|f| match f {
+            Frame::Info(_) => Frame::Info(String::new()),
+            other => other,
+        })
+        .collect();
+    Observed {
+        frames,
+        closed: c.is_closed(),
+    }
+}
+
+/// Scenarios on one server run one after another (a `SUB >` would see a neighbour's
+/// publishes); this many server pairs share the table to keep the wall time down.
+const SERVER_PAIRS: usize = 6;
+
+#[tokio::test]
+async fn raw_scenarios_match_reference() {
+    if crate::common::reference_bin().is_none() {
+        TestServer::reference(ServerSpec::new()); // prints the loud skip notice
+        return;
+    }
+    let chunk_size = SCENARIOS.len().div_ceil(SERVER_PAIRS);
+    let chunks = SCENARIOS.chunks(chunk_size).map(|chunk| async move {
+        let subject = TestServer::plain();
+        let reference = TestServer::reference(ServerSpec::new()).unwrap();
+        let mut results = Vec::new();
+        for (name, input) in chunk {
+            let (got, want) = tokio::join!(run(&subject, input), run(&reference, input));
+            results.push((*name, got, want));
+        }
+        subject.assert_alive().await;
+        reference.assert_alive().await;
+        results
+    });
+    let results = futures::future::join_all(chunks).await;
+    let mut mismatches = Vec::new();
+    for (name, got, want) in results.into_iter().flatten() {
+        if got != want {
+            mismatches.push(format!(
+                "{name}:\n  server under test: {got:?}\n  reference:         {want:?}"
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} scenarios differ:\n{}",
+        mismatches.len(),
+        SCENARIOS.len(),
+        mismatches.join("\n")
+    );
+}
