@@ -70,7 +70,7 @@ if [ "$ready" != yes ]; then
 else
     export NATS_URL="nats://127.0.0.1:$PORT"
     step "pytest tests/interop ($NATS_URL)"
-    if ! "$VENV/bin/python" -m pytest -q "$INTEROP"; then
+    if ! "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$INTEROP"; then
         failed+=("python interop")
     fi
     step "node --test tests/interop ($NATS_URL)"

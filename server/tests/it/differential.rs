@@ -10,7 +10,7 @@ use crate::common::{Frame, RawClient, ServerSpec, TestServer};
 const QUIET: Duration = Duration::from_millis(800);
 
 /// (name, bytes sent right after the server's INFO)
-const SCENARIOS: &[(&str, &str)] = &[
+const FIXED_SCENARIOS: &[(&str, &str)] = &[
     ("plain pub/sub", "CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nPUB foo 2\r\nhi\r\nPING\r\n"),
     ("verbose default", "CONNECT {}\r\nSUB foo 1\r\nPUB foo 2\r\nhi\r\nUNSUB 1\r\nPING\r\n"),
     ("no connect", "SUB foo 1\r\nPUB foo 1\r\nx\r\nPING\r\n"),
@@ -24,7 +24,14 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("echo false", "CONNECT {\"verbose\":false,\"echo\":false}\r\nSUB a 1\r\nPUB a 1\r\nx\r\nPING\r\n"),
     ("headers", "CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB h 1\r\nHPUB h 12 14\r\nNATS/1.0\r\n\r\nhi\r\nPING\r\n"),
     ("unchecked header block", "CONNECT {\"verbose\":false,\"headers\":true}\r\nSUB h 1\r\nHPUB h 7 7\r\nXXXXX\r\n\r\nPING\r\n"),
-    ("headers stripped", "CONNECT {\"verbose\":false}\r\nSUB h 1\r\nPING\r\n"),
+    ("case insensitive ops", "connect {\"verbose\":false}\r\nsub a 1\r\nPub a 1\r\nx\r\nunsub 1\r\npub a 1\r\ny\r\nPing\r\n"),
+    ("many matching subs", "CONNECT {\"verbose\":false}\r\nSUB a.> 1\r\nSUB > 2\r\nSUB a.* 3\r\nSUB a.b 4\r\nSUB a.b q 5\r\nPUB a.b 1\r\nx\r\nPING\r\n"),
+    ("utf8 subject", "CONNECT {\"verbose\":false}\r\nSUB f\u{f6}\u{f6}.b\u{e4}r 1\r\nPUB f\u{f6}\u{f6}.b\u{e4}r 1\r\nx\r\nPING\r\n"),
+    ("SUB extra arg", "CONNECT {\"verbose\":false}\r\nSUB foo q 1 extra\r\n"),
+    ("UNSUB three args", "CONNECT {\"verbose\":false}\r\nUNSUB 1 2 3\r\n"),
+    ("PUB bad size", "CONNECT {\"verbose\":false}\r\nPUB foo x\r\n"),
+    ("PUB too many args", "CONNECT {\"verbose\":false}\r\nPUB foo a b 2\r\n"),
+    ("LF payload end", "CONNECT {\"verbose\":false}\r\nPUB foo 2\r\nhi\n"),
     ("no responders", "CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nSUB _INBOX.a 9\r\nPUB svc _INBOX.a 0\r\n\r\nPING\r\n"),
     ("no responders without own sub", "CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nPUB svc _INBOX.a 0\r\n\r\nPING\r\n"),
     ("ping variants", "PING x\r\nPINGX\r\nPONGX\r\n+OK\r\nINFO {}\r\nping\r\n"),
@@ -51,6 +58,28 @@ const SCENARIOS: &[(&str, &str)] = &[
     ("header size above total", "CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB foo 13 12\r\n"),
     ("oversize payload", "CONNECT {\"verbose\":false}\r\nPUB foo 1048577\r\n"),
 ];
+
+/// The fixed table plus scenarios whose input is generated (long control lines).
+fn scenarios() -> Vec<(&'static str, String)> {
+    let mut all: Vec<(&'static str, String)> = FIXED_SCENARIOS
+        .iter()
+        .map(|(name, input)| (*name, input.to_string()))
+        .collect();
+    let at_limit = "a".repeat(4094);
+    all.push((
+        "control line of 4096 argument bytes",
+        format!("CONNECT {{\"verbose\":false}}\r\nSUB {at_limit} 1\r\nPUB {at_limit} 1\r\nx\r\nPING\r\n"),
+    ));
+    all.push((
+        "control line of 4097 argument bytes",
+        format!("CONNECT {{\"verbose\":false}}\r\nSUB {}a 1\r\n", at_limit),
+    ));
+    all.push((
+        "huge CONNECT",
+        format!("CONNECT {{\"name\":\"{}\"}}\r\n", "n".repeat(5000)),
+    ));
+    all
+}
 
 /// What a scenario showed: the frames (INFO bodies dropped) and whether it closed.
 #[derive(Debug, PartialEq)]
@@ -88,8 +117,9 @@ async fn raw_scenarios_match_reference() {
         TestServer::reference(ServerSpec::new()); // prints the loud skip notice
         return;
     }
-    let chunk_size = SCENARIOS.len().div_ceil(SERVER_PAIRS);
-    let chunks = SCENARIOS.chunks(chunk_size).map(|chunk| async move {
+    let scenarios = scenarios();
+    let chunk_size = scenarios.len().div_ceil(SERVER_PAIRS);
+    let chunks = scenarios.chunks(chunk_size).map(|chunk| async move {
         let subject = TestServer::plain();
         let reference = TestServer::reference(ServerSpec::new()).unwrap();
         let mut results = Vec::new();
@@ -102,8 +132,31 @@ async fn raw_scenarios_match_reference() {
         results
     });
     let results = futures::future::join_all(chunks).await;
+    let results: Vec<_> = results.into_iter().flatten().collect();
+    // Guard the harness itself: two reference outcomes known from protocol.md.
+    let reference_of = |wanted: &str| {
+        &results
+            .iter()
+            .find(|(name, _, _)| *name == wanted)
+            .unwrap()
+            .2
+    };
+    assert_eq!(
+        reference_of("plain pub/sub"),
+        &Observed {
+            frames: vec![crate::common::msg("foo", "1", b"hi"), Frame::Pong],
+            closed: false
+        }
+    );
+    assert_eq!(
+        reference_of("garbage"),
+        &Observed {
+            frames: vec![Frame::Err("Unknown Protocol Operation".into())],
+            closed: true
+        }
+    );
     let mut mismatches = Vec::new();
-    for (name, got, want) in results.into_iter().flatten() {
+    for (name, got, want) in &results {
         if got != want {
             mismatches.push(format!(
                 "{name}:\n  server under test: {got:?}\n  reference:         {want:?}"
@@ -114,7 +167,7 @@ async fn raw_scenarios_match_reference() {
         mismatches.is_empty(),
         "{} of {} scenarios differ:\n{}",
         mismatches.len(),
-        SCENARIOS.len(),
+        scenarios.len(),
         mismatches.join("\n")
     );
 }

@@ -176,8 +176,9 @@ impl TestServer {
             std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
             cmd.arg("-c").arg(&config_path);
         }
-        if spec.monitor {
-            cmd.arg("-m").arg(free_port().to_string());
+        let monitor_port = spec.monitor.then(free_port);
+        if let Some(monitor_port) = monitor_port {
+            cmd.arg("-m").arg(monitor_port.to_string());
         }
         if spec.pid_file {
             cmd.arg("-P").arg(&pid_path);
@@ -200,7 +201,7 @@ impl TestServer {
         let mut server = TestServer {
             child: Some(child),
             port,
-            monitor_port: None,
+            monitor_port,
             dir,
             pid_path,
             config_path,
@@ -215,8 +216,10 @@ impl TestServer {
                     if let Some(p) = port_after(&line, "Listening for client connections on ") {
                         server.port = p;
                     }
-                    if let Some(p) = port_after(&line, "Starting http monitor on ") {
-                        server.monitor_port = Some(p);
+                    if server.monitor_port.is_some() {
+                        if let Some(p) = port_after(&line, "Starting http monitor on ") {
+                            server.monitor_port = Some(p);
+                        }
                     }
                     if line.contains("Server is ready") {
                         return Ok(server);
@@ -261,7 +264,7 @@ impl TestServer {
     pub fn monitor_url(&self) -> String {
         let port = self
             .monitor_port
-            .expect("monitor not enabled or its port not logged");
+            .expect("monitor not enabled in the ServerSpec");
         format!("http://127.0.0.1:{port}")
     }
 
