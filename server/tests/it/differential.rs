@@ -88,19 +88,41 @@ struct Observed {
     closed: bool,
 }
 
+/// Drops INFO bodies and stably sorts each run of consecutive MSG/HMSG frames by sid:
+/// the order in which one publish reaches several matching subscriptions is not part of
+/// the protocol, but the order of messages on one subscription is.
+fn normalise(frames: Vec<Frame>) -> Vec<Frame> {
+    let mut out: Vec<Frame> = Vec::with_capacity(frames.len());
+    let mut run_start = 0;
+    for frame in frames {
+        let is_msg = matches!(frame, Frame::Msg { .. } | Frame::HMsg { .. });
+        if !is_msg {
+            out[run_start..].sort_by(|a, b| sid_of(a).cmp(sid_of(b)));
+        }
+        out.push(match frame {
+            Frame::Info(_) => Frame::Info(String::new()),
+            other => other,
+        });
+        if !is_msg {
+            run_start = out.len();
+        }
+    }
+    out[run_start..].sort_by(|a, b| sid_of(a).cmp(sid_of(b)));
+    out
+}
+
+fn sid_of(frame: &Frame) -> &str {
+    match frame {
+        Frame::Msg { sid, .. } | Frame::HMsg { sid, .. } => sid,
+        _ => "",
+    }
+}
+
 async fn run(server: &TestServer, input: &str) -> Observed {
     let mut c = RawClient::connect(&server.addr()).await;
     // The server may close mid-send; that is part of what is observed.
     c.try_send(input).await;
-    let frames = c
-        .frames_available(QUIET)
-        .await
-        .into_iter()
-        .map(|f| match f {
-            Frame::Info(_) => Frame::Info(String::new()),
-            other => other,
-        })
-        .collect();
+    let frames = normalise(c.frames_available(QUIET).await);
     Observed {
         frames,
         closed: c.is_closed(),
