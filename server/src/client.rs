@@ -393,9 +393,9 @@ struct ConnectOptions {
     headers: bool,
     no_responders: bool,
     protocol: i64,
-    name: String,
-    lang: String,
-    version: String,
+    name: Option<String>,
+    lang: Option<String>,
+    version: Option<String>,
     user: Option<String>,
     pass: Option<String>,
     auth_token: Option<String>,
@@ -412,9 +412,9 @@ impl Default for ConnectOptions {
             headers: false,
             no_responders: false,
             protocol: 0,
-            name: String::new(),
-            lang: String::new(),
-            version: String::new(),
+            name: None,
+            lang: None,
+            version: None,
             user: None,
             pass: None,
             auth_token: None,
@@ -773,9 +773,9 @@ impl Connection {
         self.shared.echo.store(opts.echo, Ordering::Relaxed);
         {
             let mut meta = lock(&self.shared.meta);
-            meta.name = opts.name;
-            meta.lang = opts.lang;
-            meta.version = opts.version;
+            meta.name = opts.name.unwrap_or_default();
+            meta.lang = opts.lang.unwrap_or_default();
+            meta.version = opts.version.unwrap_or_default();
             meta.user = identity.user.as_ref().map(|u| u.name.clone());
             meta.account = account.name.clone();
         }
@@ -839,12 +839,25 @@ impl Connection {
     ) -> OpResult {
         self.in_msgs += 1;
         self.in_bytes += (headers.map_or(0, <[u8]>::len) + payload.len()) as u64;
-        if self.verbose {
-            self.queue_self(encode::OK);
-        }
+        // Same order as nats-server: the pedantic check and +OK answer the control line,
+        // routing (and its permission errors) follows.
         if self.pedantic && !subject::is_valid_literal_subject(subject) {
             self.send_err("Invalid Publish Subject");
         }
+        if self.verbose {
+            self.queue_self(encode::OK);
+        }
+        self.route_pub(subject, reply, headers, payload);
+        Ok(())
+    }
+
+    fn route_pub(
+        &mut self,
+        subject: &[u8],
+        reply: Option<&[u8]>,
+        headers: Option<&[u8]>,
+        payload: &[u8],
+    ) {
         if let Some(reply) = reply {
             if reply.starts_with(b"_R_.") {
                 let text = format!(
@@ -852,7 +865,7 @@ impl Connection {
                     String::from_utf8_lossy(reply)
                 );
                 self.send_err(&text);
-                return Ok(());
+                return;
             }
         }
         if self.permissions.is_some() && !self.publish_allowed(subject) {
@@ -868,7 +881,7 @@ impl Connection {
                 String::from_utf8_lossy(subject)
             );
             self.send_err(&text);
-            return Ok(());
+            return;
         }
         let result = self.lookup(subject);
         if result.plain.is_empty() && result.queues.is_empty() {
@@ -879,7 +892,7 @@ impl Connection {
             }
             self.server
                 .jetstream_capture(&self.account, subject, reply, headers, payload);
-            return Ok(());
+            return;
         }
         for sub in &result.plain {
             self.deliver(sub, subject, reply, headers, payload);
@@ -900,7 +913,6 @@ impl Connection {
         }
         self.server
             .jetstream_capture(&self.account, subject, reply, headers, payload);
-        Ok(())
     }
 
     /// Deliver to one subscription; false if it could not take the message.
