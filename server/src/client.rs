@@ -25,6 +25,7 @@ use crate::account::Account;
 use crate::auth::{ClientPermissions, Credentials, Identity, SubscribeCheck};
 use crate::proto::encode;
 use crate::proto::parser::{self, ClientOp, ParseLimits, Parsed, ProtoError};
+use crate::route::{self, FlushSet, InternalHandler};
 use crate::server::Server;
 use crate::subject;
 use crate::sublist::SublistResult;
@@ -110,10 +111,12 @@ pub struct Subscription {
     pub subject: Box<[u8]>,
     pub queue: Option<Box<[u8]>>,
     /// Auto-unsubscribe after this many deliveries; 0 = never.
-    max: AtomicU64,
-    delivered: AtomicU64,
+    pub(crate) max: AtomicU64,
+    pub(crate) delivered: AtomicU64,
     /// Some subscribe-deny pattern overlaps this subscription: check each delivery.
-    deny_filtered: AtomicBool,
+    pub(crate) deny_filtered: AtomicBool,
+    /// A server subsystem (JetStream) instead of a connection receives the messages.
+    pub(crate) internal: Option<Arc<dyn InternalHandler>>,
 }
 
 impl Subscription {
@@ -354,7 +357,15 @@ impl ClientShared {
         })
     }
 
-    fn record_response_permission(&self, reply: &[u8]) {
+    /// Drop `sub` from this connection's sid map (if it is still the one under its sid).
+    pub(crate) fn forget_sub(&self, sub: &SubRef) {
+        let mut subs = lock(&self.subs);
+        if subs.get(&sub.sid).is_some_and(|s| s == sub) {
+            subs.remove(&sub.sid);
+        }
+    }
+
+    pub(crate) fn record_response_permission(&self, reply: &[u8]) {
         let Some(perms) = self.permissions.load_full() else {
             return;
         };
@@ -446,8 +457,7 @@ struct Connection {
     pub_perm_cache: FxHashMap<Box<[u8]>, bool>,
     permissions_generation: u64,
     /// Receivers whose writers must be woken at the end of this read batch.
-    pending_flush: Vec<Arc<ClientShared>>,
-    self_needs_flush: bool,
+    pending_flush: FlushSet,
     in_msgs: u64,
     in_bytes: u64,
     last_ping_sent: Option<Instant>,
@@ -485,8 +495,7 @@ where
         l1_genid: u64::MAX,
         pub_perm_cache: FxHashMap::default(),
         permissions_generation: 0,
-        pending_flush: Vec::new(),
-        self_needs_flush: false,
+        pending_flush: FlushSet::default(),
         in_msgs: 0,
         in_bytes: 0,
         last_ping_sent: None,
@@ -890,78 +899,18 @@ impl Connection {
                     self.send_no_responders(subject, reply);
                 }
             }
-            self.server
-                .jetstream_capture(&self.account, subject, reply, headers, payload);
             return;
         }
-        for sub in &result.plain {
-            self.deliver(sub, subject, reply, headers, payload);
-        }
-        for group in &result.queues {
-            let n = group.members.len();
-            if n == 0 {
-                continue;
-            }
-            // Start at a random member and skip members that cannot take the message.
-            let start = fastrand::usize(..n);
-            for i in 0..n {
-                let sub = &group.members[(start + i) % n];
-                if self.deliver(sub, subject, reply, headers, payload) {
-                    break;
-                }
-            }
-        }
-        self.server
-            .jetstream_capture(&self.account, subject, reply, headers, payload);
-    }
-
-    /// Deliver to one subscription; false if it could not take the message.
-    fn deliver(
-        &mut self,
-        sub: &SubRef,
-        subject: &[u8],
-        reply: Option<&[u8]>,
-        headers: Option<&[u8]>,
-        payload: &[u8],
-    ) -> bool {
-        let client = &sub.client;
-        if !self.echo && client.cid == self.shared.cid {
-            return false;
-        }
-        if sub.deny_filtered.load(Ordering::Relaxed) {
-            if let Some(perms) = client.permissions.load().as_ref() {
-                if perms.delivery_denied(subject, sub.queue.as_deref()) {
-                    return false;
-                }
-            }
-        }
-        let max = sub.max.load(Ordering::Relaxed);
-        if max > 0 {
-            let n = sub.delivered.fetch_add(1, Ordering::Relaxed) + 1;
-            if n > max {
-                return false;
-            }
-            if n == max {
-                self.remove_sub(sub);
-            }
-        } else {
-            sub.delivered.fetch_add(1, Ordering::Relaxed);
-        }
-        if let Some(reply) = reply {
-            client.record_response_permission(reply);
-        }
-        match client.queue_msg(subject, &sub.sid, reply, headers, payload) {
-            Queued::NeedsFlush => {
-                if client.cid == self.shared.cid {
-                    self.self_needs_flush = true;
-                } else {
-                    self.pending_flush.push(client.clone());
-                }
-                true
-            }
-            Queued::Pending => true,
-            Queued::Dropped => false,
-        }
+        let skip = (!self.echo).then_some(self.shared.cid);
+        route::deliver_all(
+            &result,
+            skip,
+            subject,
+            reply,
+            headers,
+            payload,
+            &mut self.pending_flush,
+        );
     }
 
     fn send_no_responders(&mut self, subject: &[u8], reply: &[u8]) {
@@ -986,7 +935,7 @@ impl Connection {
             .queue_msg(reply, &sub.sid, None, Some(&headers), b"")
             == Queued::NeedsFlush
         {
-            self.self_needs_flush = true;
+            self.pending_flush.push(&self.shared);
         }
     }
 
@@ -1085,6 +1034,7 @@ impl Connection {
             max: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             deny_filtered: AtomicBool::new(filtered),
+            internal: None,
         }));
         if self
             .account
@@ -1107,27 +1057,13 @@ impl Connection {
         if let Some(sub) = sub {
             match max {
                 Some(max) if max > sub.delivered() => sub.max.store(max, Ordering::Relaxed),
-                _ => self.remove_sub(&sub),
+                _ => route::remove_subscription(&sub),
             }
         }
         if self.verbose {
             self.queue_self(encode::OK);
         }
         Ok(())
-    }
-
-    /// Remove a subscription from its account and from its connection. The subscription may
-    /// belong to another connection (auto-unsubscribe reached while we delivered).
-    fn remove_sub(&self, sub: &SubRef) {
-        if let Some(account) = sub.client.account() {
-            account
-                .sublist
-                .remove(&sub.subject, sub.queue.as_deref(), sub);
-        }
-        let mut subs = lock(&sub.client.subs);
-        if subs.get(&sub.sid).is_some_and(|s| s == sub) {
-            subs.remove(&sub.sid);
-        }
     }
 
     fn remove_all_subs(&self, account: &Account) {
@@ -1170,7 +1106,7 @@ impl Connection {
 
     fn queue_self(&mut self, bytes: &[u8]) {
         if self.shared.queue_proto(bytes) == Queued::NeedsFlush {
-            self.self_needs_flush = true;
+            self.pending_flush.push(&self.shared);
         }
     }
 
@@ -1182,13 +1118,7 @@ impl Connection {
 
     /// Wake every receiver this batch queued data for, each once.
     fn flush_batch(&mut self) {
-        for client in self.pending_flush.drain(..) {
-            client.flush_soon();
-        }
-        if self.self_needs_flush {
-            self.self_needs_flush = false;
-            self.shared.flush_soon();
-        }
+        self.pending_flush.flush();
     }
 }
 

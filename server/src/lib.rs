@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`server`]: the server: accounts, client registry, listeners, reload, lame duck, shutdown.
 //! - [`client`]: one connection: reader (parse, route) and writer (flush) tasks, slow consumers.
+//! - [`route`]: delivery to matched subscriptions, server publishes, internal subscriptions.
 //! - [`account`]: isolated subject spaces, each with its own sublist and limits.
 //! - [`auth`]: authentication (bcrypt with a verification cache) and permissions.
 //! - [`subject`]: subject validation, tokenizing, wildcard matching and subset checks.
@@ -22,6 +23,7 @@ pub mod config;
 pub mod logging;
 pub mod monitor;
 pub mod proto;
+pub mod route;
 pub mod server;
 pub mod signal;
 pub mod store;

@@ -681,18 +681,6 @@ impl Server {
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
-
-    /// Hook for JetStream: store what a stream captures. Not built yet.
-    #[inline]
-    pub(crate) fn jetstream_capture(
-        &self,
-        _account: &Account,
-        _subject: &[u8],
-        _reply: Option<&[u8]>,
-        _headers: Option<&[u8]>,
-        _payload: &[u8],
-    ) {
-    }
 }
 
 pub(crate) fn client_traffic(c: &ClientShared) -> Traffic {
