@@ -435,6 +435,24 @@ impl Default for ConnectOptions {
     }
 }
 
+/// CONNECT JSON for the trace log, with secrets replaced as nats-server does.
+fn redact_connect(json: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            for key in ["pass", "auth_token", "sig", "jwt"] {
+                if map.get(key).is_some_and(|v| !v.is_null()) {
+                    map.insert(
+                        key.to_string(),
+                        serde_json::Value::String("[REDACTED]".into()),
+                    );
+                }
+            }
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => String::from_utf8_lossy(json).into_owned(),
+    }
+}
+
 /// Reader-side state of one connection.
 struct Connection {
     server: Arc<Server>,
@@ -725,6 +743,12 @@ impl Connection {
 
     async fn process_connect(&mut self, json: &[u8]) -> OpResult {
         // Invalid JSON or a wrong value type: nats-server closes without an -ERR.
+        tracing::trace!(
+            "{} - cid:{} - <<- [CONNECT {}]",
+            self.shared.addr,
+            self.shared.cid,
+            redact_connect(json)
+        );
         let Ok(opts) = serde_json::from_slice::<ConnectOptions>(json) else {
             return Err(CloseReason::ParseError);
         };

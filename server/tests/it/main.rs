@@ -5,6 +5,7 @@
 // A test binary has no public API, and tests may unwrap (HELPERS.md).
 #![allow(unreachable_pub, clippy::unwrap_used)]
 
+mod cmdline;
 mod common;
 
 mod differential;
