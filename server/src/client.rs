@@ -1042,8 +1042,9 @@ impl Connection {
             let opts = self.server.options();
             let limits = self.account.settings().limits;
             let over_server = opts.max_subs > 0 && subs.len() >= opts.max_subs;
-            let over_account = limits.max_subscriptions >= 0
-                && self.account.sublist.count() as i64 >= limits.max_subscriptions;
+            // Like nats-server, an account's max_subscriptions caps each of its connections.
+            let over_account =
+                limits.max_subscriptions >= 0 && subs.len() as i64 >= limits.max_subscriptions;
             if over_server || over_account {
                 drop(subs);
                 self.send_err("maximum subscriptions exceeded");
