@@ -123,6 +123,11 @@ impl Subscription {
     pub fn delivered(&self) -> u64 {
         self.delivered.load(Ordering::Relaxed)
     }
+
+    /// The auto-unsubscribe limit (`UNSUB sid max`); 0 when there is none.
+    pub fn max(&self) -> u64 {
+        self.max.load(Ordering::Relaxed)
+    }
 }
 
 /// Sublist item: identity is the allocation, not the contents.
@@ -152,6 +157,10 @@ pub struct ConnMeta {
     pub user: Option<String>,
     pub account: String,
     pub tls: bool,
+    /// Negotiated TLS version as nats-server names it (`"1.3"`); empty without TLS.
+    pub tls_version: String,
+    /// Negotiated cipher suite as Go names it (`"TLS_AES_128_GCM_SHA256"`); empty without TLS.
+    pub tls_cipher: String,
 }
 
 /// What a buffered delivery did to the receiver.
@@ -193,12 +202,15 @@ pub struct ClientShared {
     /// Written only by the connection's reader, once per read batch.
     pub in_msgs: AtomicU64,
     pub in_bytes: AtomicU64,
+    /// Unix milliseconds of the last read batch or flush; 0 until the first one.
     pub last_activity_ms: AtomicU64,
     pub rtt_us: AtomicU64,
     pub pings_out: AtomicU32,
     account: ArcSwapOption<Account>,
     /// Bumped when a reload changes this client's permissions; the reader then drops its caches.
     permissions_generation: AtomicU64,
+    /// The subscriptions held when the connection closed, for `/connz?state=closed`.
+    closed_subs: Mutex<Vec<crate::server::ClosedSub>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -239,6 +251,7 @@ impl ClientShared {
             pings_out: AtomicU32::new(0),
             account: ArcSwapOption::empty(),
             permissions_generation: AtomicU64::new(0),
+            closed_subs: Mutex::new(Vec::new()),
         })
     }
 
@@ -262,6 +275,32 @@ impl ClientShared {
 
     pub fn num_subs(&self) -> usize {
         lock(&self.subs).len()
+    }
+
+    /// When the connection last read or flushed anything (its start before that).
+    pub fn last_activity(&self) -> SystemTime {
+        match self.last_activity_ms.load(Ordering::Relaxed) {
+            0 => self.start,
+            ms => SystemTime::UNIX_EPOCH + Duration::from_millis(ms),
+        }
+    }
+
+    /// Round-trip time of the last answered server PING; zero before the first.
+    pub fn rtt(&self) -> Duration {
+        Duration::from_micros(self.rtt_us.load(Ordering::Relaxed))
+    }
+
+    /// The subscriptions this connection held when it closed (empty while open).
+    pub fn take_closed_subs(&self) -> Vec<crate::server::ClosedSub> {
+        std::mem::take(&mut *lock(&self.closed_subs))
+    }
+
+    /// Record now as the last activity; called once per read batch or flush, never per message.
+    fn touch(&self) {
+        let ms = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_activity_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Start closing the connection: the writer flushes what is queued (when `reason` allows)
@@ -678,6 +717,7 @@ impl Connection {
         buf.advance(offset);
         self.shared.in_msgs.store(self.in_msgs, Ordering::Relaxed);
         self.shared.in_bytes.store(self.in_bytes, Ordering::Relaxed);
+        self.shared.touch();
         result
     }
 
@@ -1091,18 +1131,23 @@ impl Connection {
         Ok(())
     }
 
-    fn remove_all_subs(&self, account: &Account) {
+    fn remove_all_subs(&self, account: &Account) -> Vec<SubRef> {
         let subs: Vec<SubRef> = lock(&self.shared.subs).drain().map(|(_, s)| s).collect();
-        for sub in subs {
+        for sub in &subs {
             account
                 .sublist
-                .remove(&sub.subject, sub.queue.as_deref(), &sub);
+                .remove(&sub.subject, sub.queue.as_deref(), sub);
         }
+        subs
     }
 
     fn cleanup(&mut self) {
         if let Some(account) = self.shared.account() {
-            self.remove_all_subs(&account);
+            let subs = self.remove_all_subs(&account);
+            if self.server.options().max_closed_clients > 0 {
+                *lock(&self.shared.closed_subs) =
+                    subs.iter().map(crate::server::ClosedSub::of).collect();
+            }
             account.num_connections.fetch_sub(1, Ordering::Relaxed);
             let (out_msgs, out_bytes, _) = self.shared.out_stats();
             account
@@ -1168,7 +1213,7 @@ async fn write_loop<W: AsyncWrite + Unpin>(
                 break;
             }
             match tokio::time::timeout(deadline, writer.write_all(&spare)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => shared.touch(),
                 Ok(Err(_)) => {
                     shared.close(CloseReason::WriteError);
                     break 'outer;

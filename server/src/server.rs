@@ -78,6 +78,35 @@ pub struct ClosedClient {
     pub reason: CloseReason,
     pub meta: client::ConnMeta,
     pub traffic: Traffic,
+    pub last_activity: SystemTime,
+    pub rtt: Duration,
+    pub pending_bytes: usize,
+    pub subs: Vec<ClosedSub>,
+}
+
+/// A subscription a closed connection held, as `/connz?state=closed&subs=detail` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClosedSub {
+    pub subject: String,
+    pub queue: Option<String>,
+    pub sid: String,
+    pub msgs: u64,
+    pub max: u64,
+}
+
+impl ClosedSub {
+    pub(crate) fn of(sub: &client::SubRef) -> ClosedSub {
+        ClosedSub {
+            subject: String::from_utf8_lossy(&sub.subject).into_owned(),
+            queue: sub
+                .queue
+                .as_deref()
+                .map(|q| String::from_utf8_lossy(q).into_owned()),
+            sid: String::from_utf8_lossy(&sub.sid).into_owned(),
+            msgs: sub.delivered(),
+            max: sub.max(),
+        }
+    }
 }
 
 /// When the configuration was last (re)loaded, for `/varz` and `manage reload`.
@@ -358,11 +387,20 @@ impl Server {
         if opts.jetstream.is_some() {
             tracing::warn!("JetStream is not built in this version of natsd; -js / jetstream settings are accepted but inactive");
         }
-        if let Some(port) = opts.http_port {
+        if opts.http_port.is_some() || opts.metrics_port.is_some() {
+            let monitor = crate::monitor::Monitor::new(self.clone());
             let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());
-            let addr =
-                crate::monitor::start(self.clone(), &host, port, self.shutdown.subscribe()).await?;
-            *lock(&self.http_addr) = Some(addr);
+            if let Some(port) = opts.http_port {
+                let addr = monitor
+                    .serve_http(&host, port, self.shutdown.subscribe())
+                    .await?;
+                *lock(&self.http_addr) = Some(addr);
+            }
+            if let Some(port) = opts.metrics_port {
+                monitor
+                    .serve_metrics(&host, port, self.shutdown.subscribe())
+                    .await?;
+            }
         }
         let port = if opts.port < 0 { 0 } else { opts.port as u16 };
         let bind = format!("{}:{}", opts.host, port);
@@ -457,7 +495,15 @@ impl Server {
                     .map_or(Duration::from_secs(2), |t| t.timeout);
                 match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => {
-                        lock(&shared.meta).tls = true;
+                        {
+                            let session = tls_stream.get_ref().1;
+                            let mut meta = lock(&shared.meta);
+                            meta.tls = true;
+                            meta.tls_version =
+                                crate::monitor::tls_version_name(session.protocol_version());
+                            meta.tls_cipher =
+                                crate::monitor::tls_cipher_name(session.negotiated_cipher_suite());
+                        }
                         let (r, w) = tokio::io::split(tls_stream);
                         client::serve(self.clone(), shared, r, w).await;
                     }
@@ -514,6 +560,10 @@ impl Server {
             reason,
             meta: lock(&shared.meta).clone(),
             traffic,
+            last_activity: shared.last_activity(),
+            rtt: shared.rtt(),
+            pending_bytes: shared.out_stats().2,
+            subs: shared.take_closed_subs(),
         };
         let mut closed = lock(&self.closed);
         while closed.len() >= max {
