@@ -623,12 +623,10 @@ async fn two_tenants_are_reported_apart() {
         .all(|s| s["acc"] != "A"));
 }
 
-/// Found while writing the tests above: with async-nats clients in two accounts, the second
-/// account's subscriber sometimes gets nothing (`sent` stays 0 in `/accstatz`) although its
-/// SUB was flushed before the publishes. Python clients do not show it. Not a monitoring bug:
-/// the delivery never reaches the subscriber's buffer.
+/// Each tenant's subscriber receives exactly its own tenant's message, and `/connz` counts
+/// it. async-nats `flush()` is not a server round trip, so the test waits for the message
+/// itself (and a self-addressed round trip on the subscriber) before reading `/connz`.
 #[tokio::test]
-#[ignore = "routing bug in the core (second account's delivery lost), see the doc comment"]
 async fn second_tenant_deliveries_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("tenants.conf");
@@ -639,14 +637,30 @@ async fn second_tenant_deliveries_are_counted() {
         let a_pub = tenant(ours.client_port, "a", "pa", "a-pub").await;
         let b_sub = tenant(ours.client_port, "b", "pb", "b-sub").await;
         let b_pub = tenant(ours.client_port, "b", "pb", "b-pub").await;
-        let _a_in = a_sub.subscribe("work").await.unwrap();
-        let _b_in = b_sub.subscribe("work").await.unwrap();
-        a_sub.flush().await.unwrap();
-        b_sub.flush().await.unwrap();
+        let mut a_in = a_sub.subscribe("work").await.unwrap();
+        let mut b_in = b_sub.subscribe("work").await.unwrap();
+        round_trip(&a_sub).await;
+        round_trip(&b_sub).await;
         a_pub.publish("work", "12345678".into()).await.unwrap();
         b_pub.publish("work", "123".into()).await.unwrap();
-        a_pub.flush().await.unwrap();
-        b_pub.flush().await.unwrap();
+        let got_a = tokio::time::timeout(Duration::from_secs(5), a_in.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let got_b = tokio::time::timeout(Duration::from_secs(5), b_in.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            &got_a.payload[..],
+            b"12345678",
+            "round {round}: A gets A's message"
+        );
+        assert_eq!(
+            &got_b.payload[..],
+            b"123",
+            "round {round}: B gets B's message"
+        );
         let connz = get_json(ours.http_port, "/connz?auth=1").await;
         let b = connz["connections"]
             .as_array()
@@ -655,9 +669,23 @@ async fn second_tenant_deliveries_are_counted() {
             .find(|c| c["name"] == "b-sub")
             .cloned()
             .unwrap();
-        assert_eq!(b["out_msgs"], 1, "round {round}: {b}");
+        assert_eq!(
+            b["out_msgs"], 2,
+            "round {round}: the message and the round trip: {b}"
+        );
         for c in [a_sub, a_pub, b_sub, b_pub] {
             c.drain().await.unwrap();
         }
     }
+}
+
+/// A full server round trip: a message to a fresh inbox of this client comes back.
+async fn round_trip(client: &async_nats::Client) {
+    let inbox = client.new_inbox();
+    let mut sub = client.subscribe(inbox.clone()).await.unwrap();
+    client.publish(inbox, "".into()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .unwrap()
+        .unwrap();
 }
