@@ -24,6 +24,14 @@ pub struct UserEntry {
     pub permissions: Option<Arc<ClientPermissions>>,
 }
 
+impl UserEntry {
+    /// Whether `other` still accepts exactly the password this entry accepted (a reload that
+    /// changes it invalidates connections made with the old one).
+    pub fn same_password(&self, other: &UserEntry) -> bool {
+        self.password == other.password
+    }
+}
+
 /// Who a connection authenticated as.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -98,6 +106,15 @@ impl Authenticator {
     /// `auth_required` in INFO: absent when a client without credentials is let in as `no_auth_user`.
     pub fn advertise_required(&self) -> bool {
         self.required() && self.no_auth_user.is_none()
+    }
+
+    /// Whether a connection admitted without a user (no auth, or by token) under `self` is
+    /// still admitted under `new`.
+    pub fn anonymous_still_valid(&self, new: &Authenticator) -> bool {
+        if !new.required() {
+            return true;
+        }
+        new.token.is_some() && self.token == new.token
     }
 
     pub fn user(&self, name: &str) -> Option<&Arc<UserEntry>> {
@@ -275,8 +292,18 @@ pub struct ClientPermissions {
 
 impl ClientPermissions {
     pub fn compile(p: &Permissions) -> ClientPermissions {
+        // Like nats-server, `allow_responses` without publish rules means the user may publish
+        // nothing but responses.
+        let publish = match (&p.publish, p.allow_responses) {
+            (Some(rules), _) => Some(Rules::compile(rules)),
+            (None, Some(_)) => Some(Rules {
+                allow: Some(Vec::new()),
+                deny: Vec::new(),
+            }),
+            (None, None) => None,
+        };
         ClientPermissions {
-            publish: p.publish.as_ref().map(Rules::compile),
+            publish,
             subscribe: p.subscribe.as_ref().map(Rules::compile),
             allow_responses: p.allow_responses,
         }

@@ -715,8 +715,15 @@ impl Connection {
     }
 
     async fn process_connect(&mut self, json: &[u8]) -> OpResult {
-        // Invalid JSON or a wrong value type: nats-server closes without an -ERR.
-        let Ok(opts) = serde_json::from_slice::<ConnectOptions>(json) else {
+        // Invalid JSON or a wrong value type: nats-server closes without an -ERR. A `null`
+        // leaves the field at its default, as Go's decoder does (async-nats sends `"name":null`).
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(json) else {
+            return Err(CloseReason::ParseError);
+        };
+        if let Some(fields) = value.as_object_mut() {
+            fields.retain(|_, v| !v.is_null());
+        }
+        let Ok(opts) = ConnectOptions::deserialize(value) else {
             return Err(CloseReason::ParseError);
         };
         if opts.protocol < 0 || opts.protocol > 1 {
