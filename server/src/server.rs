@@ -716,7 +716,11 @@ fn reject_credentials(client: &ClientShared, user: Option<&str>) {
             client.cid,
             user
         ),
-        None => tracing::error!("{} - cid:{} - authentication error", client.addr, client.cid),
+        None => tracing::error!(
+            "{} - cid:{} - authentication error",
+            client.addr,
+            client.cid
+        ),
     }
     let mut frame = bytes::BytesMut::new();
     encode::err(&mut frame, "Authorization Violation");

@@ -3,6 +3,8 @@
 //!
 //! `TENANCY_SHOW_LOG=1` echoes the servers' logs.
 
+#![allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
+
 #[path = "tenancy/harness.rs"]
 mod harness;
 

@@ -51,10 +51,10 @@ async fn wrong_or_unknown_login_is_refused_and_closed() {
     for kind in impls() {
         let p = Proc::start(kind, &configs::base()).await;
         for (user, pass) in [
-            ("shop", "wrong"),       // bcrypt user, wrong password
-            ("blog", "wrong"),       // plain user, wrong password
-            ("nobody", "x"),         // unknown user
-            ("order-service", ""),   // empty password
+            ("shop", "wrong"),     // bcrypt user, wrong password
+            ("blog", "wrong"),     // plain user, wrong password
+            ("nobody", "x"),       // unknown user
+            ("order-service", ""), // empty password
         ] {
             match Raw::login(p.port, user, pass).await {
                 Login::Ok(_) => panic!("{kind:?}: {user}/{pass} was let in"),
@@ -74,7 +74,9 @@ async fn wrong_or_unknown_login_is_refused_and_closed() {
             .await
             .expect_err("bad password accepted");
         assert!(
-            err.to_string().to_lowercase().contains("authorization violation"),
+            err.to_string()
+                .to_lowercase()
+                .contains("authorization violation"),
             "{kind:?}: {err}"
         );
     }
@@ -85,10 +87,10 @@ async fn bcrypt_2a_2b_2y_and_plain_users_log_in() {
     for kind in impls() {
         let p = Proc::start(kind, &configs::base()).await;
         for (user, pass, account) in [
-            ("shop", "shoppw", "SHOP"),            // $2a$
-            ("order-service", "pw2", "SHOP"),      // $2b$
-            ("auditor", "auditpw", "SHOP"),        // $2y$
-            ("blog", "blogpw", "BLOG"),            // plain
+            ("shop", "shoppw", "SHOP"),       // $2a$
+            ("order-service", "pw2", "SHOP"), // $2b$
+            ("auditor", "auditpw", "SHOP"),   // $2y$
+            ("blog", "blogpw", "BLOG"),       // plain
         ] {
             let raw = Raw::user(p.port, user, pass).await;
             let info = raw.connect_info.as_ref().unwrap();
@@ -177,7 +179,11 @@ asyncio.run(main())
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("LOGIN-ERR True"), "{stdout}");
     assert!(
         stdout.contains("ERR nats: permissions violation for publish to \"payments.x\""),

@@ -55,6 +55,7 @@ pub(crate) fn shop_users(extra: &str) -> String {
         user: quoter, password: quoterpw
         permissions: {{ publish: {{ deny: [">"] }}, subscribe: "quote.>", allow_responses: {{ max: 2, expires: "1m" }} }}
       }}
+      {{ user: slow, password: slowpw, permissions: {{ subscribe: "slow.>", allow_responses: {{ max: 5, expires: "300ms" }} }} }}
       {extra}
 "#,
         shop = h.shop,

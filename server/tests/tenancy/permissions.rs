@@ -167,8 +167,12 @@ async fn allow_responses_lets_a_responder_reply_once() {
         pricing.send("SUB pricing.> 1\r\n").await;
         assert!(pricing.sync().await.is_empty());
         let mut requester = Raw::user(p.port, "shop", "shoppw").await;
-        requester.send("SUB _INBOX.r1 9\r\nSUB _INBOX.other 8\r\n").await;
-        requester.publish("pricing.get", Some("_INBOX.r1"), "q").await;
+        requester
+            .send("SUB _INBOX.r1 9\r\nSUB _INBOX.other 8\r\n")
+            .await;
+        requester
+            .publish("pricing.get", Some("_INBOX.r1"), "q")
+            .await;
         requester.sync().await;
         assert_eq!(
             pricing.sync().await,
@@ -193,9 +197,14 @@ async fn allow_responses_lets_a_responder_reply_once() {
         let mut quoter = Raw::user(p.port, "quoter", "quoterpw").await;
         quoter.send("SUB quote.> 1\r\n").await;
         quoter.sync().await;
-        requester.publish("quote.get", Some("_INBOX.other"), "q").await;
+        requester
+            .publish("quote.get", Some("_INBOX.other"), "q")
+            .await;
         requester.sync().await;
-        assert_eq!(quoter.sync().await, strs(&["MSG quote.get 1 _INBOX.other q"]));
+        assert_eq!(
+            quoter.sync().await,
+            strs(&["MSG quote.get 1 _INBOX.other q"])
+        );
         for n in ["1", "2", "3"] {
             quoter.publish("_INBOX.other", None, n).await;
         }
@@ -223,6 +232,45 @@ async fn allow_responses_without_publish_rules_denies_other_publishes() {
         assert_eq!(
             pricing.sync().await,
             vec![pub_violation("anything.else")],
+            "{kind:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_responses_expire() {
+    for kind in impls() {
+        let p = Proc::start(kind, &configs::base()).await;
+        let mut slow = Raw::user(p.port, "slow", "slowpw").await;
+        slow.send("SUB slow.> 1\r\n").await;
+        slow.sync().await;
+        let mut requester = Raw::user(p.port, "shop", "shoppw").await;
+        requester
+            .send("SUB _INBOX.late 9\r\nSUB _INBOX.quick 8\r\n")
+            .await;
+        requester.publish("slow.a", Some("_INBOX.late"), "q1").await;
+        requester.sync().await;
+        assert_eq!(slow.sync().await.len(), 1);
+        // The allowance (300ms) runs out: what is being tested here is elapsed time itself.
+        tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+        slow.publish("_INBOX.late", None, "too-late").await;
+        assert_eq!(
+            slow.sync().await,
+            vec![pub_violation("_INBOX.late")],
+            "{kind:?}"
+        );
+        // A fresh request may be answered at once, several times (max 5).
+        requester
+            .publish("slow.b", Some("_INBOX.quick"), "q2")
+            .await;
+        requester.sync().await;
+        assert_eq!(slow.sync().await.len(), 1);
+        slow.publish("_INBOX.quick", None, "a").await;
+        slow.publish("_INBOX.quick", None, "b").await;
+        assert!(slow.sync().await.is_empty(), "{kind:?}");
+        assert_eq!(
+            requester.sync().await,
+            strs(&["MSG _INBOX.quick 8 a", "MSG _INBOX.quick 8 b"]),
             "{kind:?}"
         );
     }

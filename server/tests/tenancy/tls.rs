@@ -21,7 +21,10 @@ fn write_pki(dir: &Path) -> Pki {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca = ca_params.self_signed(&ca_key).unwrap();
 
     let server_key = KeyPair::generate().unwrap();
@@ -75,12 +78,13 @@ async fn tls_server_cert_with_custom_root() {
         assert_eq!(raw.info["tls_required"], true, "{kind:?}");
         assert!(raw.info.get("tls_verify").is_none(), "{kind:?}");
 
-        let client = async_nats::ConnectOptions::with_user_and_password("shop".into(), "shoppw".into())
-            .add_root_certificates(pki.ca.clone())
-            .require_tls(true)
-            .connect(format!("tls://127.0.0.1:{}", p.port))
-            .await
-            .unwrap_or_else(|e| panic!("{kind:?}: TLS connect failed: {e}"));
+        let client =
+            async_nats::ConnectOptions::with_user_and_password("shop".into(), "shoppw".into())
+                .add_root_certificates(pki.ca.clone())
+                .require_tls(true)
+                .connect(format!("tls://127.0.0.1:{}", p.port))
+                .await
+                .unwrap_or_else(|e| panic!("{kind:?}: TLS connect failed: {e}"));
         let mut sub = client.subscribe("secure").await.unwrap();
         client.publish("secure", "over-tls".into()).await.unwrap();
         let msg = tokio::time::timeout(crate::harness::WAIT, futures::StreamExt::next(&mut sub))
@@ -96,7 +100,12 @@ async fn tls_server_cert_with_custom_root() {
             .connect(format!("tls://127.0.0.1:{}", p.port))
             .await
             .expect_err("bad password over TLS accepted");
-        assert!(err.to_string().to_lowercase().contains("authorization violation"), "{err}");
+        assert!(
+            err.to_string()
+                .to_lowercase()
+                .contains("authorization violation"),
+            "{err}"
+        );
     }
 }
 
@@ -107,13 +116,14 @@ async fn tls_verify_requires_a_client_certificate() {
         let raw = Raw::open(p.port).await;
         assert_eq!(raw.info["tls_verify"], true, "{kind:?}");
 
-        let client = async_nats::ConnectOptions::with_user_and_password("shop".into(), "shoppw".into())
-            .add_root_certificates(pki.ca.clone())
-            .add_client_certificate(pki.client_cert.clone(), pki.client_key.clone())
-            .require_tls(true)
-            .connect(format!("tls://127.0.0.1:{}", p.port))
-            .await
-            .unwrap_or_else(|e| panic!("{kind:?}: mutual TLS failed: {e}"));
+        let client =
+            async_nats::ConnectOptions::with_user_and_password("shop".into(), "shoppw".into())
+                .add_root_certificates(pki.ca.clone())
+                .add_client_certificate(pki.client_cert.clone(), pki.client_key.clone())
+                .require_tls(true)
+                .connect(format!("tls://127.0.0.1:{}", p.port))
+                .await
+                .unwrap_or_else(|e| panic!("{kind:?}: mutual TLS failed: {e}"));
         client.flush().await.unwrap();
 
         let without = tokio::time::timeout(
@@ -125,6 +135,9 @@ async fn tls_verify_requires_a_client_certificate() {
         )
         .await
         .expect("connect without client cert hung");
-        assert!(without.is_err(), "{kind:?}: connected without a client certificate");
+        assert!(
+            without.is_err(),
+            "{kind:?}: connected without a client certificate"
+        );
     }
 }
