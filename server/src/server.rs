@@ -327,6 +327,9 @@ impl Server {
             client_ip: client.addr.ip().to_string(),
             connect_info: account.map(|_| true),
             remote_account: account.map(|a| a.name.as_str()),
+            acc_is_sys: account
+                .filter(|a| a.name == system_account_name(&opts))
+                .map(|_| true),
             ldm: self.is_lame_duck().then_some(true),
             api_lvl: API_LEVEL,
         };
@@ -802,6 +805,8 @@ struct Info<'a> {
     connect_info: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     remote_account: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acc_is_sys: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ldm: Option<bool>,
     api_lvl: u32,

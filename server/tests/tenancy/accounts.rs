@@ -115,6 +115,18 @@ async fn system_account_users_connect() {
         let p = Proc::start(kind, &configs::base()).await;
         let raw = Raw::user(p.port, "sys", "syspw").await;
         assert_eq!(raw.connect_info.as_ref().unwrap()["remote_account"], "SYS");
+        assert_eq!(
+            raw.connect_info.as_ref().unwrap()["acc_is_sys"],
+            true,
+            "{kind:?}"
+        );
+        let raw = Raw::user(p.port, "blog", "blogpw").await;
+        assert!(raw
+            .connect_info
+            .as_ref()
+            .unwrap()
+            .get("acc_is_sys")
+            .is_none());
         let sys = client(&p, "sys", "syspw").await;
         sys.flush().await.unwrap();
         drop(p);
@@ -129,6 +141,11 @@ async fn system_account_users_connect() {
         assert_eq!(
             raw.connect_info.as_ref().unwrap()["remote_account"],
             "$SYS",
+            "{kind:?}"
+        );
+        assert_eq!(
+            raw.connect_info.as_ref().unwrap()["acc_is_sys"],
+            true,
             "{kind:?}"
         );
         let raw = Raw::user(p.port, "app", "apppw").await;

@@ -186,6 +186,18 @@ impl Proc {
     /// (`Reloaded server configuration ...` or `Failed to reload server configuration: ...`).
     pub(crate) async fn reload_with(&mut self, conf: &str) -> String {
         std::fs::write(&self.conf, conf).expect("write conf");
+        // natsd -t and nats-server -t must agree on every file these tests reload, good or bad.
+        let verdicts: Vec<(Impl, bool, String)> = impls()
+            .into_iter()
+            .map(|k| {
+                let (ok, err) = check_config(k, &self.conf);
+                (k, ok, err)
+            })
+            .collect();
+        assert!(
+            verdicts.windows(2).all(|w| w[0].1 == w[1].1),
+            "-t verdicts differ: {verdicts:?}"
+        );
         let from = self.log_len();
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.pid() as i32),
