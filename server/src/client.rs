@@ -738,14 +738,20 @@ impl Connection {
             self.send_err("Authorization Violation");
             return Err(CloseReason::AuthenticationViolation);
         }
-        let auth = self.server.authenticator();
         let creds = Credentials {
             user: opts.user.as_deref(),
             pass: opts.pass.as_deref(),
             token: opts.auth_token.as_deref(),
         };
-        let identity = auth.authenticate(creds, &self.server.password_cache).await;
-        drop(auth);
+        // A reload during the (slow) bcrypt check would not see this connection yet, so check
+        // again against the configuration that is current once the check is done.
+        let identity = loop {
+            let auth = self.server.authenticator();
+            let identity = auth.authenticate(creds, &self.server.password_cache).await;
+            if Arc::ptr_eq(&auth, &self.server.authenticator()) {
+                break identity;
+            }
+        };
         let Some(identity) = identity else {
             if let Some(user) = &opts.user {
                 tracing::error!(

@@ -275,3 +275,48 @@ async fn allow_responses_expire() {
         );
     }
 }
+
+/// The official Rust client reports violations as server errors and stays connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_nats_reports_violations_and_stays_connected() {
+    for kind in impls() {
+        let p = Proc::start(kind, &configs::base()).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let client = async_nats::ConnectOptions::with_user_and_password(
+            "order-service".into(),
+            "pw2".into(),
+        )
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(err) = event {
+                    let _ = tx.send(err.to_string());
+                }
+            }
+        })
+        .connect(p.url())
+        .await
+        .unwrap();
+        let mut watcher = Raw::user(p.port, "shop", "shoppw").await;
+        watcher.send("SUB > 1\r\n").await;
+        watcher.sync().await;
+        client.publish("payments.x", "no".into()).await.unwrap();
+        client.flush().await.unwrap();
+        let err = tokio::time::timeout(crate::harness::WAIT, rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            err.to_lowercase()
+                .contains("permissions violation for publish to \"payments.x\""),
+            "{kind:?}: {err}"
+        );
+        client.publish("orders.ok", "yes".into()).await.unwrap();
+        client.flush().await.unwrap();
+        assert_eq!(
+            watcher.sync().await,
+            strs(&["MSG orders.ok 1 yes"]),
+            "{kind:?}"
+        );
+    }
+}

@@ -77,6 +77,14 @@ async fn tls_server_cert_with_custom_root() {
         let raw = Raw::open(p.port).await;
         assert_eq!(raw.info["tls_required"], true, "{kind:?}");
         assert!(raw.info.get("tls_verify").is_none(), "{kind:?}");
+        // A client that never starts the handshake is dropped after `timeout` (2s).
+        let mut idle = raw;
+        let started = std::time::Instant::now();
+        assert!(idle.until_closed().await.is_empty(), "{kind:?}");
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(1500),
+            "{kind:?}"
+        );
 
         let client =
             async_nats::ConnectOptions::with_user_and_password("shop".into(), "shoppw".into())
