@@ -342,3 +342,24 @@ async fn reload_keeps_token_clients_unless_the_token_changes() {
         assert_eq!(raw.until_closed().await, vec![AUTH_VIOLATION], "{kind:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_turning_auth_on_rejects_anonymous_clients() {
+    for kind in impls() {
+        let mut p = Proc::start(kind, configs::HEADER).await;
+        let mut anon = Raw::open(p.port).await;
+        anon.send("CONNECT {\"verbose\":false}\r\n").await;
+        assert!(anon.sync().await.is_empty());
+        let conf = format!(
+            "{}authorization {{ users: [ {{ user: a, password: a }} ] }}\n",
+            configs::HEADER
+        );
+        let outcome = p.reload_with(&conf).await;
+        assert!(
+            outcome.contains("Reloaded server configuration"),
+            "{kind:?}: {outcome}"
+        );
+        assert_eq!(anon.until_closed().await, vec![AUTH_VIOLATION], "{kind:?}");
+        Raw::user(p.port, "a", "a").await;
+    }
+}
