@@ -368,6 +368,18 @@ impl Raw {
         }
     }
 
+    /// Round trips until `n` entries arrived: for traffic from a client whose `flush` only
+    /// empties its socket buffer (async-nats), which is no barrier at the server.
+    pub(crate) async fn sync_until(&mut self, n: usize) -> Vec<String> {
+        let deadline = Instant::now() + WAIT;
+        let mut out = Vec::new();
+        while out.len() < n {
+            assert!(Instant::now() < deadline, "only {out:?} arrived");
+            out.extend(self.sync().await);
+        }
+        out
+    }
+
     /// Everything the server sends until it closes the connection.
     pub(crate) async fn until_closed(&mut self) -> Vec<String> {
         let mut out = Vec::new();

@@ -314,7 +314,7 @@ async fn async_nats_reports_violations_and_stays_connected() {
         client.publish("orders.ok", "yes".into()).await.unwrap();
         client.flush().await.unwrap();
         assert_eq!(
-            watcher.sync().await,
+            watcher.sync_until(1).await,
             strs(&["MSG orders.ok 1 yes"]),
             "{kind:?}"
         );
