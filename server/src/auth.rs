@@ -24,6 +24,14 @@ pub struct UserEntry {
     pub permissions: Option<Arc<ClientPermissions>>,
 }
 
+impl UserEntry {
+    /// Whether `other` still accepts exactly the password this entry accepted (a reload that
+    /// changes it invalidates connections made with the old one).
+    pub fn same_password(&self, other: &UserEntry) -> bool {
+        self.password == other.password
+    }
+}
+
 /// Who a connection authenticated as.
 #[derive(Debug, Clone)]
 pub struct Identity {
@@ -100,6 +108,15 @@ impl Authenticator {
         self.required() && self.no_auth_user.is_none()
     }
 
+    /// Whether a connection admitted without a user (no auth, or by token) under `self` is
+    /// still admitted under `new`.
+    pub fn anonymous_still_valid(&self, new: &Authenticator) -> bool {
+        if !new.required() {
+            return true;
+        }
+        new.token.is_some() && self.token == new.token
+    }
+
     pub fn user(&self, name: &str) -> Option<&Arc<UserEntry>> {
         self.users.get(name)
     }
@@ -145,53 +162,90 @@ impl Authenticator {
     }
 }
 
-/// Remembers successful bcrypt verifications (see the module docs for why this is safe).
-#[derive(Default)]
+/// Remembers successful bcrypt verifications (see the module docs for why this is safe), and
+/// runs concurrent checks of the same (user, password, hash) once: after a restart a whole
+/// fleet reconnects with the same credentials at the same moment.
 pub struct PasswordCache {
+    /// Per-process secret mixed into every key, so keys from one process (a memory dump, say)
+    /// cannot be matched against precomputed password tables.
+    secret: [u8; 32],
     verified: Mutex<HashSet<[u8; 32]>>,
+    in_flight: Mutex<HashMap<[u8; 32], Arc<tokio::sync::OnceCell<bool>>>>,
+}
+
+impl Default for PasswordCache {
+    fn default() -> Self {
+        PasswordCache {
+            secret: rand::random(),
+            verified: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for PasswordCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordCache").finish_non_exhaustive()
+    }
 }
 
 /// Bound on remembered logins; past it the cache starts over rather than growing.
 const PASSWORD_CACHE_MAX: usize = 65_536;
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
 impl PasswordCache {
+    /// Does `given` match the configured password `stored` (plain text or bcrypt) of `user`?
     pub async fn verify(&self, user: &str, given: &str, stored: &str) -> bool {
         if !is_bcrypt(stored) {
             return constant_time_eq(given.as_bytes(), stored.as_bytes());
         }
-        let key = cache_key(user, given, stored);
-        if self
-            .verified
-            .lock()
-            .map(|set| set.contains(&key))
-            .unwrap_or(false)
-        {
+        let key = self.key(user, given, stored);
+        if lock(&self.verified).contains(&key) {
             return true;
         }
-        let (given, stored) = (given.to_string(), stored.to_string());
-        let ok =
-            tokio::task::spawn_blocking(move || bcrypt::verify(given, &stored).unwrap_or(false))
-                .await
-                .unwrap_or(false);
-        if ok {
-            if let Ok(mut set) = self.verified.lock() {
-                if set.len() >= PASSWORD_CACHE_MAX {
-                    set.clear();
+        let cell = lock(&self.in_flight).entry(key).or_default().clone();
+        let ok = *cell
+            .get_or_init(|| {
+                let (given, stored) = (given.to_string(), stored.to_string());
+                async move {
+                    tokio::task::spawn_blocking(move || {
+                        bcrypt::verify(given, &stored).unwrap_or(false)
+                    })
+                    .await
+                    .unwrap_or(false)
                 }
-                set.insert(key);
+            })
+            .await;
+        if ok {
+            let mut set = lock(&self.verified);
+            if set.len() >= PASSWORD_CACHE_MAX {
+                set.clear();
             }
+            set.insert(key);
+        }
+        // Later attempts go through `verified` (a success) or check again (a failure).
+        let mut in_flight = lock(&self.in_flight);
+        if in_flight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+            in_flight.remove(&key);
         }
         ok
     }
-}
 
-fn cache_key(user: &str, given: &str, stored: &str) -> [u8; 32] {
-    let mut h = Sha256::new();
-    for part in [user, given, stored] {
-        h.update((part.len() as u64).to_le_bytes());
-        h.update(part.as_bytes());
+    fn key(&self, user: &str, given: &str, stored: &str) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        for part in [user, given, stored] {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        h.finalize().into()
     }
-    h.finalize().into()
 }
 
 /// nats-server treats `$2a$`, `$2b$`, `$2x$`, `$2y$` followed by two digits and `$` as bcrypt.
@@ -275,8 +329,18 @@ pub struct ClientPermissions {
 
 impl ClientPermissions {
     pub fn compile(p: &Permissions) -> ClientPermissions {
+        // Like nats-server, `allow_responses` without publish rules means the user may publish
+        // nothing but responses.
+        let publish = match (&p.publish, p.allow_responses) {
+            (Some(rules), _) => Some(Rules::compile(rules)),
+            (None, Some(_)) => Some(Rules {
+                allow: Some(Vec::new()),
+                deny: Vec::new(),
+            }),
+            (None, None) => None,
+        };
         ClientPermissions {
-            publish: p.publish.as_ref().map(Rules::compile),
+            publish,
             subscribe: p.subscribe.as_ref().map(Rules::compile),
             allow_responses: p.allow_responses,
         }
@@ -338,6 +402,7 @@ impl ClientPermissions {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
 mod tests {
     use super::*;
 
@@ -357,5 +422,51 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+
+    #[tokio::test]
+    async fn password_cache_remembers_only_exact_successes() {
+        let cache = PasswordCache::default();
+        let stored = bcrypt::hash("right", 4).unwrap();
+        let rotated = bcrypt::hash("right", 4).unwrap();
+        assert!(cache.verify("u", "right", &stored).await);
+        assert!(cache.verify("u", "right", &stored).await);
+        assert!(!cache.verify("u", "wrong", &stored).await);
+        assert!(!cache.verify("u", "", &stored).await);
+        // Another user with the same hash, or a new hash, is verified afresh.
+        assert!(cache.verify("v", "right", &stored).await);
+        assert!(cache.verify("u", "right", &rotated).await);
+        assert!(
+            !cache
+                .verify(
+                    "u",
+                    "right",
+                    "$2a$04$notavalidhashatallxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+                )
+                .await
+        );
+        assert_eq!(lock(&cache.verified).len(), 3);
+        assert!(lock(&cache.in_flight).is_empty());
+        // Plain-text passwords never touch the cache.
+        assert!(cache.verify("p", "plain", "plain").await);
+        assert!(!cache.verify("p", "plainx", "plain").await);
+        assert_eq!(lock(&cache.verified).len(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_identical_logins_share_one_check() {
+        let cache = Arc::new(PasswordCache::default());
+        let stored = bcrypt::hash("pw", 6).unwrap();
+        let checks: Vec<_> = (0..16)
+            .map(|_| {
+                let (cache, stored) = (cache.clone(), stored.clone());
+                tokio::spawn(async move { cache.verify("u", "pw", &stored).await })
+            })
+            .collect();
+        for c in checks {
+            assert!(c.await.unwrap());
+        }
+        assert_eq!(lock(&cache.verified).len(), 1);
+        assert!(lock(&cache.in_flight).is_empty());
     }
 }

@@ -782,14 +782,21 @@ impl Connection {
     }
 
     async fn process_connect(&mut self, json: &[u8]) -> OpResult {
-        // Invalid JSON or a wrong value type: nats-server closes without an -ERR.
         tracing::trace!(
             "{} - cid:{} - <<- [CONNECT {}]",
             self.shared.addr,
             self.shared.cid,
             redact_connect(json)
         );
-        let Ok(opts) = serde_json::from_slice::<ConnectOptions>(json) else {
+        // Invalid JSON or a wrong value type: nats-server closes without an -ERR. A `null`
+        // leaves the field at its default, as Go's decoder does (async-nats sends `"name":null`).
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(json) else {
+            return Err(CloseReason::ParseError);
+        };
+        if let Some(fields) = value.as_object_mut() {
+            fields.retain(|_, v| !v.is_null());
+        }
+        let Ok(opts) = ConnectOptions::deserialize(value) else {
             return Err(CloseReason::ParseError);
         };
         if opts.protocol < 0 || opts.protocol > 1 {
@@ -804,14 +811,20 @@ impl Connection {
             self.send_err("Authorization Violation");
             return Err(CloseReason::AuthenticationViolation);
         }
-        let auth = self.server.authenticator();
         let creds = Credentials {
             user: opts.user.as_deref(),
             pass: opts.pass.as_deref(),
             token: opts.auth_token.as_deref(),
         };
-        let identity = auth.authenticate(creds, &self.server.password_cache).await;
-        drop(auth);
+        // A reload during the (slow) bcrypt check would not see this connection yet, so check
+        // again against the configuration that is current once the check is done.
+        let identity = loop {
+            let auth = self.server.authenticator();
+            let identity = auth.authenticate(creds, &self.server.password_cache).await;
+            if Arc::ptr_eq(&auth, &self.server.authenticator()) {
+                break identity;
+            }
+        };
         let Some(identity) = identity else {
             if let Some(user) = &opts.user {
                 tracing::error!(

@@ -356,6 +356,9 @@ impl Server {
             client_ip: client.addr.ip().to_string(),
             connect_info: account.map(|_| true),
             remote_account: account.map(|a| a.name.as_str()),
+            acc_is_sys: account
+                .filter(|a| a.name == system_account_name(&opts))
+                .map(|_| true),
             ldm: self.is_lame_duck().then_some(true),
             api_lvl: API_LEVEL,
         };
@@ -623,12 +626,12 @@ impl Server {
             removed
         };
         self.tls.store(tls);
-        self.auth.store(Arc::new(authenticator));
+        let old_auth = self.auth.swap(Arc::new(authenticator));
         self.opts.store(Arc::new(new));
         for name in &removed_accounts {
             tracing::info!("Account {} removed by reload", name);
         }
-        self.apply_auth_to_clients();
+        self.apply_auth_to_clients(&old_auth);
         *lock(&self.config) = ConfigState {
             load_time: SystemTime::now(),
             digest: loaded.digest.clone(),
@@ -640,8 +643,10 @@ impl Server {
     }
 
     /// After a reload: close connections whose user (or account) is gone or changed, and apply
-    /// changed permissions to the others.
-    fn apply_auth_to_clients(&self) {
+    /// changed permissions to the others. As in nats-server, a removed user (or account) is
+    /// closed silently, while credentials that no longer match (a changed password or token)
+    /// get `Authorization Violation` first.
+    fn apply_auth_to_clients(&self, old_auth: &Authenticator) {
         let auth = self.authenticator();
         for client in self.clients() {
             let Some(account) = client.account() else {
@@ -652,17 +657,27 @@ impl Server {
             let still_there = current_account
                 .as_ref()
                 .is_some_and(|a| Arc::ptr_eq(a, &account));
+            if !still_there {
+                client.close(CloseReason::ClientClosed);
+                continue;
+            }
             match user {
                 None => {
-                    // Anonymous connections only exist while no authentication is required.
-                    if auth.required() || !still_there {
-                        client.close(CloseReason::ClientClosed);
+                    if !old_auth.anonymous_still_valid(&auth) {
+                        reject_credentials(&client, None);
                     }
                 }
                 Some(name) => match auth.user(&name) {
                     None => client.close(CloseReason::ClientClosed),
-                    Some(entry) if entry.account != account.name || !still_there => {
+                    Some(entry) if entry.account != account.name => {
                         client.close(CloseReason::ClientClosed)
+                    }
+                    Some(entry)
+                        if old_auth
+                            .user(&name)
+                            .is_some_and(|old| !old.same_password(entry)) =>
+                    {
+                        reject_credentials(&client, Some(&name));
                     }
                     Some(entry) => {
                         let new_perms = entry.permissions.clone();
@@ -731,6 +746,27 @@ impl Server {
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
+}
+
+/// Close a live connection whose credentials a reload invalidated, as nats-server does.
+fn reject_credentials(client: &ClientShared, user: Option<&str>) {
+    match user {
+        Some(user) => tracing::error!(
+            "{} - cid:{} - authentication error - User {:?}",
+            client.addr,
+            client.cid,
+            user
+        ),
+        None => tracing::error!(
+            "{} - cid:{} - authentication error",
+            client.addr,
+            client.cid
+        ),
+    }
+    let mut frame = bytes::BytesMut::new();
+    encode::err(&mut frame, "Authorization Violation");
+    client.queue_proto(&frame);
+    client.close(CloseReason::AuthenticationViolation);
 }
 
 pub(crate) fn client_traffic(c: &ClientShared) -> Traffic {
@@ -807,6 +843,8 @@ struct Info<'a> {
     connect_info: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     remote_account: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    acc_is_sys: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     ldm: Option<bool>,
     api_lvl: u32,

@@ -1,0 +1,27 @@
+//! Tenancy: accounts, authentication, permissions, hot reload and TLS, exercised against a
+//! natsd process (and against the real nats-server when it is on PATH, as a differential check).
+//!
+//! `TENANCY_SHOW_LOG=1` echoes the servers' logs.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
+
+#[path = "tenancy/harness.rs"]
+mod harness;
+
+#[path = "tenancy/configs.rs"]
+mod configs;
+
+#[path = "tenancy/accounts.rs"]
+mod accounts;
+
+#[path = "tenancy/permissions.rs"]
+mod permissions;
+
+#[path = "tenancy/reload.rs"]
+mod reload;
+
+#[path = "tenancy/tls.rs"]
+mod tls;
+
+#[path = "tenancy/bench.rs"]
+mod bench;
