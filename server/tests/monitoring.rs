@@ -156,6 +156,13 @@ fn same_shape(path: &str, ours: &Value, theirs: &Value, ignore: &[&str], diffs: 
             }
         }
         (Value::Array(a), Value::Array(b)) => {
+            // Subscription lists come in map order on both servers: compare them by sid.
+            let by_sid = |list: &Vec<Value>| {
+                let mut list = list.clone();
+                list.sort_by_key(|v| v["sid"].as_str().unwrap_or_default().to_string());
+                list
+            };
+            let (a, b) = (by_sid(a), by_sid(b));
             if let (Some(x), Some(y)) = (a.first(), b.first()) {
                 same_shape(&format!("{path}[0]"), x, y, ignore, diffs);
             }
@@ -280,10 +287,14 @@ async fn endpoints_have_nats_server_shapes_and_counters() {
         ] {
             assert_eq!(x[key], y[key], "/connz {key}");
         }
+        // Both servers list a connection's subscriptions in map order: compare them by sid.
         let strip_cid = |v: &Value| {
             let mut v = v.clone();
             for s in v.as_array_mut().into_iter().flatten() {
                 s.as_object_mut().unwrap().remove("cid");
+            }
+            if let Some(list) = v.as_array_mut() {
+                list.sort_by_key(|s| s["sid"].as_str().unwrap_or_default().to_string());
             }
             v
         };
