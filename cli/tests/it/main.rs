@@ -1,0 +1,2 @@
+//! End-to-end tests of the `manage` binary.
+mod common;
