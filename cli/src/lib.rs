@@ -24,7 +24,6 @@ pub mod settings;
 pub mod tenant;
 
 use std::io::IsTerminal as _;
-use std::path::PathBuf;
 
 use anyhow::Context as _;
 
@@ -100,9 +99,7 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
             .map(|cwd| cwd.join(&root))
             .unwrap_or(root)
     };
-    let paths = Paths {
-        root: PathBuf::from(root),
-    };
+    let paths = Paths { root };
     let settings = Settings::load(&paths)?;
     let mut ctx = Context {
         paths,

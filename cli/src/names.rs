@@ -231,6 +231,7 @@ impl fmt::Display for Size {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -347,6 +347,7 @@ pub fn millis_since(start: Instant) -> f64 {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
 

@@ -114,6 +114,7 @@ impl Tenant {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::names::{Size, TenantName, UserName};

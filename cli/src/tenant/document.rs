@@ -146,6 +146,7 @@ impl std::fmt::Display for TenantDoc {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
     use crate::tenant::model::parse_tenant;
