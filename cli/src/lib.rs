@@ -1,1 +1,145 @@
-//! manage
+//! manage: the tenant CLI for natsd.
+//!
+//! # Layout
+//! - `cli`: clap definitions (one Args struct per command).
+//! - `commands`: one file per command, plus `apply` (render, validate, reload).
+//! - `tenant`: the tenant file model (`model`), editing (`document`), files (`repo`).
+//! - `render`: generated `auth.conf` and credentials `.env` files, from `templates/`.
+//! - `server`: server binary, `-t` validation, pid file and signals, monitoring API.
+//! - `client`: a minimal blocking NATS client for `manage test`.
+//! - `settings`: `.env` plus environment, deployment paths.
+//! - `names`: validated tenant/user names, subjects, sizes.
+//! - `printer`: output (text, JSON, spinners). `fs`: atomic writes, the deployment lock.
+
+pub mod cli;
+pub mod client;
+pub mod commands;
+pub mod error;
+pub mod fs;
+pub mod names;
+pub mod printer;
+pub mod render;
+pub mod server;
+pub mod settings;
+pub mod tenant;
+
+use std::io::IsTerminal as _;
+
+use anyhow::Context as _;
+
+use crate::cli::{Cli, ColorChoice, Command};
+use crate::commands::ExitStatus;
+use crate::error::ManageError;
+use crate::printer::{style, Mode, Printer};
+use crate::settings::{Paths, Settings};
+
+/// What every command gets.
+#[derive(Debug)]
+pub struct Context {
+    /// Where the deployment's files are.
+    pub paths: Paths,
+    /// `.env` plus the environment.
+    pub settings: Settings,
+    /// `--yes`
+    pub yes: bool,
+}
+
+impl Context {
+    /// Re-read `.env` after `init` changed it.
+    pub fn reload_settings(&mut self) -> anyhow::Result<()> {
+        self.settings = Settings::load(&self.paths)?;
+        Ok(())
+    }
+}
+
+fn configure_colors(choice: ColorChoice) {
+    let enabled = match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stdout().is_terminal()
+        }
+    };
+    console::set_colors_enabled(enabled);
+    console::set_colors_enabled_stderr(
+        enabled && (choice == ColorChoice::Always || std::io::stderr().is_terminal()),
+    );
+}
+
+/// Run one command; errors are printed here, once.
+pub fn run(cli: Cli) -> ExitStatus {
+    configure_colors(cli.global.color);
+    let mode = if cli.global.json {
+        Mode::Json
+    } else if cli.global.quiet {
+        Mode::Quiet
+    } else {
+        Mode::Human
+    };
+    let printer = Printer::new(mode, !cli.global.no_progress);
+    match dispatch(cli, printer) {
+        Ok(status) => status,
+        Err(error) => {
+            report(&error, printer);
+            ExitStatus::Failure
+        }
+    }
+}
+
+fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let root = match cli.global.config_dir {
+        Some(dir) => dir,
+        None => std::env::current_dir().context("failed to read the current directory")?,
+    };
+    let root = if root.is_absolute() {
+        root
+    } else {
+        std::env::current_dir()
+            .map(|cwd| cwd.join(&root))
+            .unwrap_or(root)
+    };
+    let paths = Paths { root };
+    let settings = Settings::load(&paths)?;
+    let mut ctx = Context {
+        paths,
+        settings,
+        yes: cli.global.yes,
+    };
+    use crate::commands as c;
+    match cli.command {
+        Command::Init => c::init::init(&mut ctx, printer),
+        Command::Up => c::server_up::up(&mut ctx, printer),
+        Command::Down => c::server_up::down(&ctx, printer),
+        Command::Status => c::server_up::status(&ctx, printer),
+        Command::AddTenant(args) => c::tenant_add::tenant_add(&args, &mut ctx, printer),
+        Command::AddUser(args) => c::user_add::user_add(&args, &mut ctx, printer),
+        Command::List => c::tenant_list::tenant_list(&ctx, printer),
+        Command::Show(args) => c::show::show(&args, &ctx, printer),
+        Command::RemoveUser(args) => c::remove::user_remove(&args, &mut ctx, printer),
+        Command::RemoveTenant(args) => c::remove::tenant_remove(&args, &mut ctx, printer),
+        Command::Test(args) => c::test::test(&args, &ctx, printer),
+        Command::Reload => c::reload::reload(&mut ctx, printer),
+        Command::Rotate(args) => c::rotate::rotate(&args, &mut ctx, printer),
+    }
+}
+
+fn report(error: &anyhow::Error, printer: Printer) {
+    let mut chain = error.chain();
+    let head = chain.next().map(ToString::to_string).unwrap_or_default();
+    let causes: Vec<String> = chain.map(ToString::to_string).collect();
+    if printer.is_json() {
+        printer.json(&serde_json::json!({ "ok": false, "error": head, "causes": causes }));
+    }
+    eprintln!("{} {head}", style::error().apply_to("error:"));
+    for cause in &causes {
+        eprintln!("  caused by: {cause}");
+    }
+    if let Some(ManageError::OverLimit { .. }) = error.downcast_ref::<ManageError>() {
+        eprintln!(
+            "{} reduce per-tenant limits (./manage add-tenant smallapp 32MB 1GB) or increase the \
+             global limit in config/nats.conf; ./manage list shows current tenant limits",
+            style::warning().apply_to("hint:")
+        );
+    }
+}

@@ -1,3 +1,6 @@
-fn main() {
-    println!("manage: tenant CLI for natsd (not built yet)");
+//! `manage`: tenant CLI for natsd.
+use clap::Parser as _;
+
+fn main() -> std::process::ExitCode {
+    manage::run(manage::cli::Cli::parse()).into()
 }

@@ -1,0 +1,168 @@
+//! Command-line interface (clap derive). Doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::names::{parse_subject_list, Size, SubjectPattern, TenantName, UserName};
+
+/// Tenant management for natsd: accounts, users, permissions and credentials.
+#[derive(Debug, Parser)]
+#[command(
+    name = "manage",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Deployment root holding config/, .credentials/ and .env (default: current directory).
+    #[arg(long, global = true, env = "MANAGE_DIR", value_name = "DIR")]
+    pub config_dir: Option<PathBuf>,
+    /// Print one JSON document on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true, conflicts_with = "json")]
+    pub quiet: bool,
+    /// Answer yes to confirmations (for scripts).
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+    /// When to use colours (NO_COLOR is honoured in `auto`).
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    /// Hide spinners.
+    #[arg(long, global = true)]
+    pub no_progress: bool,
+}
+
+/// `--color`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colours on a terminal unless NO_COLOR is set.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// First-time setup: config/nats.conf, .env with a generated NATS_SYS_PASSWORD,
+    /// .credentials/, the system account. Never overwrites an existing secret.
+    Init,
+    /// Start natsd in the background and wait until it is healthy.
+    Up,
+    /// Stop natsd.
+    Down,
+    /// Whether natsd runs: pid, version, uptime, connections, tenants.
+    Status,
+    /// Create a tenant (account + admin user) with JetStream limits (default 64MB, 5GB).
+    AddTenant(AddTenantArgs),
+    /// Add a user to a tenant; without lists it has full access inside the tenant.
+    AddUser(AddUserArgs),
+    /// List tenants, users and permissions (with live usage when natsd runs).
+    List,
+    /// Show connection details of a tenant's admin user, or of one user.
+    Show(TenantUserArgs),
+    /// Remove a user from a tenant (closes its connections).
+    RemoveUser(RemoveUserArgs),
+    /// Remove a tenant and all its users.
+    RemoveTenant(TenantArgs),
+    /// Connect with the stored credentials and check every permission.
+    Test(TenantUserArgs),
+    /// Rebuild config/auth.conf, validate it, and reload the running natsd.
+    Reload,
+    /// Give a user a new password; the old one stops working at once.
+    Rotate(TenantUserArgs),
+}
+
+/// `add-tenant`
+#[derive(Debug, Args)]
+pub struct AddTenantArgs {
+    /// Tenant name (lower-case letters, digits, `_`, `-`); its account is the upper-case name.
+    #[arg(value_parser = TenantName::new)]
+    pub name: TenantName,
+    /// JetStream memory limit (64MB, 128MB, 1GB, ...).
+    #[arg(value_parser = Size::parse, default_value = "64MB")]
+    pub memory: Size,
+    /// JetStream file storage limit (5GB, 10GB, ...).
+    #[arg(value_parser = Size::parse, default_value = "5GB")]
+    pub storage: Size,
+}
+
+/// A comma-separated subject list.
+#[derive(Debug, Clone)]
+pub struct SubjectList(pub Vec<SubjectPattern>);
+
+fn subject_list(text: &str) -> Result<SubjectList, String> {
+    parse_subject_list(text).map(SubjectList)
+}
+
+/// `add-user`
+#[derive(Debug, Args)]
+pub struct AddUserArgs {
+    /// The tenant.
+    #[arg(value_parser = TenantName::new)]
+    pub tenant: TenantName,
+    /// The new user's name (unique across all tenants).
+    #[arg(value_parser = UserName::new)]
+    pub user: UserName,
+    /// Subjects the user may publish to, comma-separated ("orders.*,events.order.*").
+    #[arg(short = 'p', long, value_parser = subject_list, value_name = "SUBJECTS")]
+    pub publish: Vec<SubjectList>,
+    /// Subjects the user may subscribe to, comma-separated ("payments.*,inventory.*").
+    #[arg(short = 's', long, value_parser = subject_list, value_name = "SUBJECTS")]
+    pub subscribe: Vec<SubjectList>,
+    /// Subjects the user may never publish to.
+    #[arg(long, value_parser = subject_list, value_name = "SUBJECTS")]
+    pub deny_publish: Vec<SubjectList>,
+    /// Subjects the user may never subscribe to.
+    #[arg(long, value_parser = subject_list, value_name = "SUBJECTS")]
+    pub deny_subscribe: Vec<SubjectList>,
+    /// Let the user publish replies to requests it received.
+    #[arg(long)]
+    pub allow_responses: bool,
+}
+
+/// `<tenant> [user]`
+#[derive(Debug, Args)]
+pub struct TenantUserArgs {
+    /// The tenant.
+    #[arg(value_parser = TenantName::new)]
+    pub tenant: TenantName,
+    /// A user of the tenant (default: the tenant's admin user).
+    #[arg(value_parser = UserName::new)]
+    pub user: Option<UserName>,
+}
+
+/// `remove-user`
+#[derive(Debug, Args)]
+pub struct RemoveUserArgs {
+    /// The tenant.
+    #[arg(value_parser = TenantName::new)]
+    pub tenant: TenantName,
+    /// The user to remove.
+    #[arg(value_parser = UserName::new)]
+    pub user: UserName,
+}
+
+/// `<tenant>`
+#[derive(Debug, Args)]
+pub struct TenantArgs {
+    /// The tenant.
+    #[arg(value_parser = TenantName::new)]
+    pub tenant: TenantName,
+}

@@ -1,0 +1,121 @@
+//! `manage init`: first-time setup of a deployment. Idempotent; never replaces a secret.
+
+use std::fs;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::commands::{apply, generate_password, lock, report_reload, ExitStatus};
+use crate::fs::{ensure_dir, write_atomic, CONFIG_FILE_MODE, SECRET_DIR_MODE, SECRET_FILE_MODE};
+use crate::printer::Printer;
+use crate::render::NATS_CONF_TEMPLATE;
+use crate::Context;
+
+/// `.env.example`, the starting point of `.env`.
+const ENV_TEMPLATE: &str = include_str!("../../../.env.example");
+
+/// Keeps everything in `.credentials/` out of git, including if the root .gitignore is lost.
+const CREDENTIALS_GITIGNORE: &str = "# Generated credentials: never commit.\n*\n";
+
+/// Create what is missing; returns the paths created, for reporting.
+pub fn ensure(ctx: &mut Context) -> anyhow::Result<Vec<String>> {
+    let paths = ctx.paths.clone();
+    let mut created = Vec::new();
+    for dir in [paths.config_dir(), paths.tenants_dir(), paths.data_dir()] {
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir)
+                .with_context(|| format!("failed to create {}", dir.display()))?;
+            created.push(paths.display(&dir));
+        }
+    }
+    let credentials = paths.credentials_dir();
+    if !credentials.is_dir() {
+        created.push(paths.display(&credentials));
+    }
+    ensure_dir(&credentials, SECRET_DIR_MODE)?;
+    let ignore = credentials.join(".gitignore");
+    if !ignore.exists() {
+        write_atomic(&ignore, CREDENTIALS_GITIGNORE, CONFIG_FILE_MODE)?;
+    }
+    let nats_conf = paths.nats_conf();
+    if !nats_conf.exists() {
+        write_atomic(&nats_conf, NATS_CONF_TEMPLATE, CONFIG_FILE_MODE)?;
+        created.push(paths.display(&nats_conf));
+    }
+    let env_path = paths.env_file();
+    let existing = match fs::read_to_string(&env_path) {
+        Ok(text) => Some(text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", env_path.display())),
+    };
+    let has_secret = existing
+        .as_deref()
+        .map(crate::settings::parse_env)
+        .and_then(|vars| vars.get("NATS_SYS_PASSWORD").cloned())
+        .is_some_and(|v| !v.is_empty());
+    if !has_secret {
+        let password = generate_password();
+        let text = match existing {
+            Some(text) => {
+                let kept: Vec<&str> = text
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("NATS_SYS_PASSWORD="))
+                    .collect();
+                format!(
+                    "{}\nNATS_SYS_PASSWORD={password}\n",
+                    kept.join("\n").trim_end()
+                )
+            }
+            None => fresh_env(ctx, &password),
+        };
+        write_atomic(&env_path, &text, SECRET_FILE_MODE)?;
+        created.push(format!("{} (NATS_SYS_PASSWORD)", paths.display(&env_path)));
+        ctx.reload_settings()?;
+    }
+    Ok(created)
+}
+
+/// `.env` from the example, with the effective name and ports so a deployment started
+/// with NATS_PORT=... in the environment keeps them.
+fn fresh_env(ctx: &Context, password: &str) -> String {
+    let s = &ctx.settings;
+    let values = [
+        ("NATS_SERVER_NAME", s.server_name.clone()),
+        ("NATS_HOST", s.host.clone()),
+        ("NATS_PORT", s.port.to_string()),
+        ("NATS_HTTP_PORT", s.http_port.to_string()),
+        ("NATS_SYS_PASSWORD", password.to_owned()),
+    ];
+    let mut out = String::new();
+    for line in ENV_TEMPLATE.lines() {
+        let replaced = values
+            .iter()
+            .find(|(key, _)| line.starts_with(&format!("{key}=")))
+            .map(|(key, value)| format!("{key}={value}"));
+        out.push_str(&replaced.unwrap_or_else(|| line.to_owned()));
+        out.push('\n');
+    }
+    out
+}
+
+/// `manage init`
+pub fn init(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let created = ensure(ctx)?;
+    let _lock = lock(ctx)?;
+    let applied = apply(ctx, printer, false)?;
+    for path in &created {
+        printer.status("Created", path);
+    }
+    if applied.changed {
+        printer.status("Generated", ctx.paths.display(&ctx.paths.auth_conf()));
+    }
+    if created.is_empty() && !applied.changed {
+        printer.status(
+            "Ready",
+            format!("{} is already set up", ctx.paths.root.display()),
+        );
+    }
+    report_reload(&applied, printer);
+    printer.json(&json!({ "ok": true, "created": created, "apply": applied.to_json() }));
+    Ok(ExitStatus::Success)
+}

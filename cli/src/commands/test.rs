@@ -1,0 +1,292 @@
+//! `manage test <tenant> [user]`: connect with the stored credentials and check each
+//! permission on one concrete subject both ways. The tenant's admin user (full access in
+//! the same account) is the observer that publishes to or receives from the tested user.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::cli::TenantUserArgs;
+use crate::client::{Client, ClientError};
+use crate::commands::ExitStatus;
+use crate::error::ManageError;
+use crate::names::SubjectPattern;
+use crate::printer::{style, Printer};
+use crate::render::env_file;
+use crate::tenant::{repo, Permissions};
+use crate::Context;
+
+/// How long each step may take; the server is local.
+const STEP_TIMEOUT: Duration = Duration::from_secs(3);
+
+struct Check {
+    name: String,
+    ok: bool,
+    detail: String,
+    rtt: Option<Duration>,
+}
+
+struct Session {
+    user: Client,
+    observer: Client,
+    nonce: String,
+    next_sid: u32,
+}
+
+impl Session {
+    fn sid(&mut self) -> String {
+        self.next_sid += 1;
+        self.next_sid.to_string()
+    }
+
+    /// An allowed publish must reach a subscriber.
+    fn publish_allowed(&mut self, subject: &str) -> Check {
+        let name = format!("publish {subject}");
+        let sid = self.sid();
+        if let Err(e) = self.observer.subscribe(subject, &sid) {
+            return fail(name, format!("observer could not subscribe: {e}"));
+        }
+        let start = Instant::now();
+        let payload = format!("manage test {}", self.nonce);
+        if let Err(e) = self.user.publish(subject, payload.as_bytes()) {
+            return fail(name, format!("refused: {e}"));
+        }
+        match self.observer.next_message(&sid, STEP_TIMEOUT) {
+            Ok(_) => pass(name, "received".into(), Some(start.elapsed())),
+            Err(e) => fail(name, format!("not received: {e}")),
+        }
+    }
+
+    /// An allowed subscription must receive what is published.
+    fn subscribe_allowed(&mut self, subject: &str) -> Check {
+        let name = format!("subscribe {subject}");
+        let sid = self.sid();
+        if let Err(e) = self.user.subscribe(subject, &sid) {
+            return fail(name, format!("refused: {e}"));
+        }
+        let start = Instant::now();
+        if let Err(e) = self.observer.publish(subject, self.nonce.as_bytes()) {
+            return fail(name, format!("observer could not publish: {e}"));
+        }
+        match self.user.next_message(&sid, STEP_TIMEOUT) {
+            Ok(_) => pass(name, "received".into(), Some(start.elapsed())),
+            Err(e) => fail(name, format!("not received: {e}")),
+        }
+    }
+
+    fn publish_denied(&mut self, subject: &str) -> Check {
+        let name = format!("publish {subject}");
+        let start = Instant::now();
+        match self.user.publish(subject, b"denied") {
+            Err(ClientError::Denied(_)) => pass(
+                name,
+                "refused (permissions violation)".into(),
+                Some(start.elapsed()),
+            ),
+            Ok(()) => fail(name, "accepted, but it should be refused".into()),
+            Err(e) => fail(name, e.to_string()),
+        }
+    }
+
+    fn subscribe_denied(&mut self, subject: &str) -> Check {
+        let name = format!("subscribe {subject}");
+        let sid = self.sid();
+        let start = Instant::now();
+        match self.user.subscribe(subject, &sid) {
+            Err(ClientError::Denied(_)) => pass(
+                name,
+                "refused (permissions violation)".into(),
+                Some(start.elapsed()),
+            ),
+            Ok(()) => fail(name, "accepted, but it should be refused".into()),
+            Err(e) => fail(name, e.to_string()),
+        }
+    }
+}
+
+fn pass(name: String, detail: String, rtt: Option<Duration>) -> Check {
+    Check {
+        name,
+        ok: true,
+        detail,
+        rtt,
+    }
+}
+
+fn fail(name: String, detail: String) -> Check {
+    Check {
+        name,
+        ok: false,
+        detail,
+        rtt: None,
+    }
+}
+
+/// A literal subject outside every allow list, for the "refused" checks.
+fn outside(allow: &[SubjectPattern], deny: &[SubjectPattern], nonce: &str) -> Option<String> {
+    if let Some(denied) = deny.first() {
+        return Some(denied.example(nonce));
+    }
+    let candidate = format!("manage-test.denied.{nonce}");
+    (!allow.is_empty() && !allow.iter().any(|p| p.matches(&candidate))).then_some(candidate)
+}
+
+fn plan(permissions: &Permissions, nonce: &str) -> Vec<(bool, bool, String)> {
+    // (is_publish, expect_allowed, subject)
+    let mut steps = Vec::new();
+    if permissions.publish.is_empty() && permissions.deny_publish.is_empty() {
+        steps.push((true, true, format!("manage-test.pub.{nonce}")));
+    }
+    for p in &permissions.publish {
+        let subject = p.example(nonce);
+        if permissions.may_publish(&subject) {
+            steps.push((true, true, subject));
+        }
+    }
+    if let Some(subject) = outside(&permissions.publish, &permissions.deny_publish, nonce) {
+        steps.push((true, false, subject));
+    }
+    if permissions.subscribe.is_empty() && permissions.deny_subscribe.is_empty() {
+        steps.push((false, true, format!("manage-test.sub.{nonce}")));
+    }
+    for p in &permissions.subscribe {
+        let subject = p.example(nonce);
+        if permissions.may_subscribe(&subject) {
+            steps.push((false, true, subject));
+        }
+    }
+    if let Some(subject) = outside(&permissions.subscribe, &permissions.deny_subscribe, nonce) {
+        steps.push((false, false, subject));
+    }
+    steps
+}
+
+/// Run the checks; exit 1 when any fails.
+pub fn test(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let tenant = repo::load(&ctx.paths, &args.tenant)?;
+    let user_name = args
+        .user
+        .clone()
+        .unwrap_or_else(|| args.tenant.admin_user());
+    let user = tenant
+        .user(user_name.as_str())
+        .ok_or_else(|| ManageError::UserNotFound {
+            tenant: args.tenant.to_string(),
+            user: user_name.to_string(),
+        })?;
+    let read_credentials = |name: &str| -> anyhow::Result<env_file::Credentials> {
+        let path = ctx.paths.credentials_file(args.tenant.as_str(), name);
+        env_file::read(&path)?.ok_or_else(|| {
+            ManageError::MissingCredentials {
+                tenant: args.tenant.to_string(),
+                user: name.to_owned(),
+                path,
+            }
+            .into()
+        })
+    };
+    let credentials = read_credentials(user_name.as_str())?;
+    let observer_name = if tenant.user(args.tenant.as_str()).is_some() {
+        args.tenant.as_str()
+    } else {
+        user_name.as_str()
+    };
+    let observer_credentials = read_credentials(observer_name)?;
+    let addr = ctx.settings.client_addr();
+    let nonce = format!(
+        "t{}",
+        crate::commands::generate_password()
+            .get(..10)
+            .unwrap_or("x")
+    );
+
+    let mut checks = Vec::new();
+    let spinner = printer.spinner(format!("Testing {user_name} on {addr}…"));
+    let start = Instant::now();
+    let connected = Client::connect(
+        &addr,
+        &credentials.user,
+        &credentials.password,
+        STEP_TIMEOUT,
+    );
+    let connect_rtt = start.elapsed();
+    match connected {
+        Err(e) => checks.push(fail(
+            format!("connect as {}", credentials.user),
+            format!("{e} ({addr})"),
+        )),
+        Ok(user_client) => {
+            checks.push(pass(
+                format!("connect as {}", credentials.user),
+                format!("nats://{addr}"),
+                Some(connect_rtt),
+            ));
+            match Client::connect(
+                &addr,
+                &observer_credentials.user,
+                &observer_credentials.password,
+                STEP_TIMEOUT,
+            ) {
+                Err(e) => checks.push(fail(
+                    format!("connect observer {}", observer_credentials.user),
+                    e.to_string(),
+                )),
+                Ok(observer) => {
+                    let mut session = Session {
+                        user: user_client,
+                        observer,
+                        nonce: nonce.clone(),
+                        next_sid: 0,
+                    };
+                    for (publish, allowed, subject) in plan(&user.permissions, &nonce) {
+                        checks.push(match (publish, allowed) {
+                            (true, true) => session.publish_allowed(&subject),
+                            (true, false) => session.publish_denied(&subject),
+                            (false, true) => session.subscribe_allowed(&subject),
+                            (false, false) => session.subscribe_denied(&subject),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    spinner.finish_and_clear();
+
+    let all_ok = checks.iter().all(|c| c.ok);
+    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let mut body = Vec::new();
+    for check in &checks {
+        let mark = if check.ok {
+            style::ok().apply_to("✓")
+        } else {
+            style::error().apply_to("✗")
+        };
+        let rtt = check
+            .rtt
+            .map(|d| format!("{:>8.2} ms", d.as_secs_f64() * 1000.0))
+            .unwrap_or_default();
+        body.push(format!(
+            "  {mark} {:<width$}  {:<34} {rtt}",
+            check.name, check.detail
+        ));
+    }
+    body.push(String::new());
+    let passed = checks.iter().filter(|c| c.ok).count();
+    body.push(format!("  {passed}/{} checks passed", checks.len()));
+    printer.boxed(
+        &format!("Testing {} in tenant {}", user_name, args.tenant),
+        &body,
+    );
+    printer.json(&json!({
+        "ok": all_ok, "tenant": args.tenant.as_str(), "user": user_name.as_str(), "address": addr,
+        "checks": checks.iter().map(|c| json!({
+            "check": c.name, "ok": c.ok, "detail": c.detail,
+            "rtt_ms": c.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        })).collect::<Vec<_>>(),
+    }));
+    Ok(if all_ok {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}

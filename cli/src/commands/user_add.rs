@@ -1,0 +1,92 @@
+//! `manage add-user <tenant> <user> [-p subjects] [-s subjects]`
+
+use serde_json::json;
+
+use crate::cli::{AddUserArgs, SubjectList};
+use crate::commands::{
+    apply, credentials_box, generate_password, hash_password, init, lock, report_reload, url_for,
+    write_credentials, ExitStatus,
+};
+use crate::fs::remove_if_exists;
+use crate::names::SubjectPattern;
+use crate::printer::Printer;
+use crate::tenant::{repo, Permissions};
+use crate::Context;
+
+fn flatten(lists: &[SubjectList]) -> Vec<SubjectPattern> {
+    let mut all: Vec<SubjectPattern> = Vec::new();
+    for pattern in lists.iter().flat_map(|l| l.0.iter()) {
+        if !all.contains(pattern) {
+            all.push(pattern.clone());
+        }
+    }
+    all
+}
+
+/// Add a user with permissions to an existing tenant.
+pub fn user_add(
+    args: &AddUserArgs,
+    ctx: &mut Context,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    init::ensure(ctx)?;
+    let permissions = Permissions {
+        publish: flatten(&args.publish),
+        subscribe: flatten(&args.subscribe),
+        deny_publish: flatten(&args.deny_publish),
+        deny_subscribe: flatten(&args.deny_subscribe),
+        allow_responses: args.allow_responses,
+    };
+    // Fail fast (before hashing) on a missing tenant or a taken name; re-checked under the lock.
+    let tenant = repo::load(&ctx.paths, &args.tenant)?;
+    repo::ensure_user_free(&repo::load_all(&ctx.paths)?, &args.user)?;
+    let password = generate_password();
+    let hash = hash_password(&password, printer)?;
+
+    let _lock = lock(ctx)?;
+    let tenants = repo::load_all(&ctx.paths)?;
+    repo::ensure_user_free(&tenants, &args.user)?;
+    let path = ctx.paths.tenant_file(args.tenant.as_str());
+    let mut doc = repo::load_doc(&ctx.paths, &args.tenant)?;
+    let before = doc.clone();
+    doc.add_user(&path, &args.user, &hash, &permissions)?;
+    repo::save_doc(&ctx.paths, &args.tenant, &doc)?;
+    let written = write_credentials(ctx, &tenant, args.user.as_str(), &password)
+        .and_then(|file| apply(ctx, printer, false).map(|applied| (file, applied)));
+    let (file, applied) = match written {
+        Ok(done) => done,
+        Err(error) => {
+            repo::save_doc(&ctx.paths, &args.tenant, &before)?;
+            remove_if_exists(
+                &ctx.paths
+                    .credentials_file(args.tenant.as_str(), args.user.as_str()),
+            )?;
+            return Err(error);
+        }
+    };
+    printer.status(
+        "Added",
+        format!(
+            "user `{}` to tenant `{}` ({})",
+            args.user,
+            args.tenant,
+            permissions.summary()
+        ),
+    );
+    report_reload(&applied, printer);
+    let url = url_for(ctx, args.user.as_str(), &password);
+    let extra = vec![format!("  Access:   {}", permissions.summary())];
+    credentials_box(printer, args.user.as_str(), &password, &url, &file, &extra);
+    let list = |l: &[SubjectPattern]| l.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>();
+    printer.json(&json!({
+        "ok": true, "tenant": args.tenant.as_str(), "account": args.tenant.account(), "user": args.user.as_str(),
+        "password": password, "url": url, "credentials_file": file,
+        "permissions": {
+            "publish": list(&permissions.publish), "subscribe": list(&permissions.subscribe),
+            "deny_publish": list(&permissions.deny_publish), "deny_subscribe": list(&permissions.deny_subscribe),
+            "allow_responses": permissions.allow_responses, "full_access": permissions.is_full_access(),
+        },
+        "apply": applied.to_json(),
+    }));
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,243 @@
+//! Deployment settings: the `.env` file, overridden by the process environment, and the
+//! paths of a deployment root (`config/`, `.credentials/`, `data/`).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+/// Default server name (`NATS_SERVER_NAME`).
+pub const DEFAULT_SERVER_NAME: &str = "nats-1";
+/// Default bind address (`NATS_HOST`): local only.
+pub const DEFAULT_HOST: &str = "127.0.0.1";
+/// Default client port (`NATS_PORT`).
+pub const DEFAULT_PORT: u16 = 4222;
+/// Default monitoring port (`NATS_HTTP_PORT`).
+pub const DEFAULT_HTTP_PORT: u16 = 8222;
+/// Default host in printed URLs (`NATS_URL_HOST`).
+pub const DEFAULT_URL_HOST: &str = "localhost";
+
+/// Where each file of a deployment lives.
+#[derive(Debug, Clone)]
+pub struct Paths {
+    /// The deployment root (holds `config/`, `.credentials/`, `.env`).
+    pub root: PathBuf,
+}
+
+impl Paths {
+    /// `config/`
+    pub fn config_dir(&self) -> PathBuf {
+        self.root.join("config")
+    }
+    /// `config/nats.conf`
+    pub fn nats_conf(&self) -> PathBuf {
+        self.config_dir().join("nats.conf")
+    }
+    /// `config/auth.conf` (generated)
+    pub fn auth_conf(&self) -> PathBuf {
+        self.config_dir().join("auth.conf")
+    }
+    /// `config/tenants/`
+    pub fn tenants_dir(&self) -> PathBuf {
+        self.config_dir().join("tenants")
+    }
+    /// `config/tenants/<tenant>.toml`
+    pub fn tenant_file(&self, tenant: &str) -> PathBuf {
+        self.tenants_dir().join(format!("{tenant}.toml"))
+    }
+    /// `.credentials/`
+    pub fn credentials_dir(&self) -> PathBuf {
+        self.root.join(".credentials")
+    }
+    /// `.credentials/<tenant>.env` for the admin user, `<tenant>_<user>.env` for others.
+    pub fn credentials_file(&self, tenant: &str, user: &str) -> PathBuf {
+        if tenant == user {
+            self.credentials_dir().join(format!("{tenant}.env"))
+        } else {
+            self.credentials_dir().join(format!("{tenant}_{user}.env"))
+        }
+    }
+    /// The cached bcrypt hash of the system password (so renders never re-hash).
+    pub fn sys_hash_file(&self) -> PathBuf {
+        self.credentials_dir().join("sys.bcrypt")
+    }
+    /// `.env`
+    pub fn env_file(&self) -> PathBuf {
+        self.root.join(".env")
+    }
+    /// `data/` (JetStream store, pid file, log)
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+    /// The server's pid file, as `pid_file` in `config/nats.conf` names it.
+    pub fn pid_file(&self) -> PathBuf {
+        self.data_dir().join("natsd.pid")
+    }
+    /// Where `manage up` sends the server's output.
+    pub fn log_file(&self) -> PathBuf {
+        self.data_dir().join("natsd.log")
+    }
+    /// The lock that serialises mutating commands.
+    pub fn lock_file(&self) -> PathBuf {
+        self.data_dir().join("manage.lock")
+    }
+    /// A path relative to the root, for messages (`.credentials/myapp.env`).
+    pub fn display(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .display()
+            .to_string()
+    }
+}
+
+/// How `reload` reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadMode {
+    /// SIGHUP to the pid in the pid file.
+    Signal,
+    /// `docker compose kill -s HUP nats`.
+    Compose,
+}
+
+/// Settings resolved from `.env` and the environment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `.env` merged with the process environment (the latter wins), `NATS_*` keys only.
+    pub vars: BTreeMap<String, String>,
+    /// `NATS_SERVER_NAME`
+    pub server_name: String,
+    /// `NATS_HOST`
+    pub host: String,
+    /// `NATS_PORT`
+    pub port: u16,
+    /// `NATS_HTTP_PORT`
+    pub http_port: u16,
+    /// `NATS_URL_HOST`
+    pub url_host: String,
+    /// `NATS_SYS_PASSWORD`, when set.
+    pub sys_password: Option<String>,
+    /// `NATS_RELOAD`
+    pub reload: ReloadMode,
+    /// `NATSD_BIN`
+    pub natsd_bin: Option<String>,
+}
+
+impl Settings {
+    /// Read `.env` under `paths.root` (missing is fine) and apply the process environment.
+    pub fn load(paths: &Paths) -> anyhow::Result<Self> {
+        let mut vars = match fs::read_to_string(paths.env_file()) {
+            Ok(text) => parse_env(&text),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => BTreeMap::new(),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("failed to read {}", paths.env_file().display()))
+            }
+        };
+        for (key, value) in std::env::vars() {
+            if key.starts_with("NATS_") || key == "NATSD_BIN" {
+                vars.insert(key, value);
+            }
+        }
+        let text = |key: &str, default: &str| {
+            vars.get(key)
+                .filter(|v| !v.is_empty())
+                .cloned()
+                .unwrap_or_else(|| default.to_owned())
+        };
+        let port = |key: &str, default: u16| -> anyhow::Result<u16> {
+            match vars.get(key).filter(|v| !v.is_empty()) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse()
+                    .with_context(|| format!("{key}={v} is not a port number")),
+            }
+        };
+        let reload = match text("NATS_RELOAD", "signal").as_str() {
+            "signal" => ReloadMode::Signal,
+            "compose" => ReloadMode::Compose,
+            other => anyhow::bail!("NATS_RELOAD={other}: expected `signal` or `compose`"),
+        };
+        Ok(Self {
+            server_name: text("NATS_SERVER_NAME", DEFAULT_SERVER_NAME),
+            host: text("NATS_HOST", DEFAULT_HOST),
+            port: port("NATS_PORT", DEFAULT_PORT)?,
+            http_port: port("NATS_HTTP_PORT", DEFAULT_HTTP_PORT)?,
+            url_host: text("NATS_URL_HOST", DEFAULT_URL_HOST),
+            sys_password: vars
+                .get("NATS_SYS_PASSWORD")
+                .filter(|v| !v.is_empty())
+                .cloned(),
+            natsd_bin: vars.get("NATSD_BIN").filter(|v| !v.is_empty()).cloned(),
+            reload,
+            vars,
+        })
+    }
+
+    /// The variables `config/nats.conf` refers to, for the server's environment.
+    pub fn server_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("NATS_SERVER_NAME".into(), self.server_name.clone()),
+            ("NATS_HOST".into(), self.host.clone()),
+            ("NATS_PORT".into(), self.port.to_string()),
+            ("NATS_HTTP_PORT".into(), self.http_port.to_string()),
+        ]
+    }
+
+    /// Base URL of the monitoring API, as seen from this machine.
+    pub fn monitor_url(&self) -> String {
+        let host = if self.host == "0.0.0.0" || self.host.is_empty() {
+            "127.0.0.1"
+        } else {
+            self.host.as_str()
+        };
+        format!("http://{host}:{}", self.http_port)
+    }
+
+    /// The address clients connect to, as seen from this machine.
+    pub fn client_addr(&self) -> String {
+        let host = if self.host == "0.0.0.0" {
+            "127.0.0.1"
+        } else {
+            &self.host
+        };
+        format!("{host}:{}", self.port)
+    }
+}
+
+/// Parse `KEY=VALUE` lines; `#` comments, `export ` prefixes and quotes are allowed.
+pub fn parse_env(text: &str) -> BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|line| {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                return None;
+            }
+            let line = line.strip_prefix("export ").unwrap_or(line);
+            let (key, value) = line.split_once('=')?;
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(value);
+            Some((key.trim().to_owned(), value.to_owned()))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_parsing() {
+        let vars = parse_env("# c\nA=1\nexport B=\"two words\"\nC='x'\n\nbad line\n");
+        assert_eq!(vars.get("A").map(String::as_str), Some("1"));
+        assert_eq!(vars.get("B").map(String::as_str), Some("two words"));
+        assert_eq!(vars.get("C").map(String::as_str), Some("x"));
+        assert_eq!(vars.len(), 3);
+    }
+}

@@ -1,0 +1,281 @@
+//! The read-only view of a tenant file, validated, with every error pointing at a line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::error::ManageError;
+use crate::names::{Size, SubjectPattern, TenantName, UserName};
+
+/// Publish/subscribe rules of one user. Empty lists on a side leave that side unrestricted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permissions {
+    /// Subjects the user may publish to.
+    pub publish: Vec<SubjectPattern>,
+    /// Subjects the user may subscribe to.
+    pub subscribe: Vec<SubjectPattern>,
+    /// Subjects the user may never publish to.
+    pub deny_publish: Vec<SubjectPattern>,
+    /// Subjects the user may never subscribe to.
+    pub deny_subscribe: Vec<SubjectPattern>,
+    /// May publish replies to requests it received (`allow_responses: true`).
+    pub allow_responses: bool,
+}
+
+impl Permissions {
+    /// No restriction at all within the tenant.
+    pub fn is_full_access(&self) -> bool {
+        self.publish.is_empty()
+            && self.subscribe.is_empty()
+            && self.deny_publish.is_empty()
+            && self.deny_subscribe.is_empty()
+            && !self.allow_responses
+    }
+
+    /// Whether publishing to the literal `subject` is allowed.
+    pub fn may_publish(&self, subject: &str) -> bool {
+        allowed(&self.publish, &self.deny_publish, subject)
+    }
+
+    /// Whether subscribing to the literal `subject` is allowed.
+    pub fn may_subscribe(&self, subject: &str) -> bool {
+        allowed(&self.subscribe, &self.deny_subscribe, subject)
+    }
+
+    /// One-line summary for `list` (`publish: orders.*; subscribe: payments.*`).
+    pub fn summary(&self) -> String {
+        if self.is_full_access() {
+            return "full access".into();
+        }
+        let join = |l: &[SubjectPattern]| {
+            l.iter()
+                .map(SubjectPattern::as_str)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let mut parts = Vec::new();
+        for (label, list) in [
+            ("publish", &self.publish),
+            ("subscribe", &self.subscribe),
+            ("deny publish", &self.deny_publish),
+            ("deny subscribe", &self.deny_subscribe),
+        ] {
+            if !list.is_empty() {
+                parts.push(format!("{label}: {}", join(list)));
+            }
+        }
+        if self.allow_responses {
+            parts.push("allow responses".into());
+        }
+        parts.join("; ")
+    }
+}
+
+fn allowed(allow: &[SubjectPattern], deny: &[SubjectPattern], subject: &str) -> bool {
+    (allow.is_empty() || allow.iter().any(|p| p.matches(subject)))
+        && !deny.iter().any(|p| p.matches(subject))
+}
+
+/// A user of a tenant.
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The user name (global across tenants).
+    pub name: UserName,
+    /// bcrypt hash of the password.
+    pub password_hash: String,
+    /// What the user may do.
+    pub permissions: Permissions,
+}
+
+/// A tenant and its users, sorted by name.
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    /// The tenant name; the account is its upper-case form.
+    pub name: TenantName,
+    /// JetStream memory limit.
+    pub memory: Size,
+    /// JetStream file storage limit.
+    pub storage: Size,
+    /// Users sorted by name.
+    pub users: Vec<User>,
+}
+
+impl Tenant {
+    /// The user named `user`, if any.
+    pub fn user(&self, user: &str) -> Option<&User> {
+        self.users.iter().find(|u| u.name.as_str() == user)
+    }
+}
+
+#[derive(Deserialize)]
+struct RawTenant {
+    memory: Spanned<String>,
+    storage: Spanned<String>,
+    #[serde(default)]
+    users: BTreeMap<String, Spanned<RawUser>>,
+}
+
+#[derive(Deserialize)]
+struct RawUser {
+    password_hash: Spanned<String>,
+    #[serde(default)]
+    publish: Vec<Spanned<String>>,
+    #[serde(default)]
+    subscribe: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny_publish: Vec<Spanned<String>>,
+    #[serde(default)]
+    deny_subscribe: Vec<Spanned<String>>,
+    #[serde(default)]
+    allow_responses: bool,
+}
+
+/// Line and column (1-based) of a byte offset.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+/// Parse and validate the text of `config/tenants/<name>.toml`.
+pub fn parse_tenant(path: &Path, name: &TenantName, text: &str) -> Result<Tenant, ManageError> {
+    let malformed = |offset: usize, message: String| {
+        let (line, column) = line_col(text, offset);
+        ManageError::Malformed {
+            path: path.to_owned(),
+            line,
+            column,
+            message,
+        }
+    };
+    let raw: RawTenant = toml::from_str(text).map_err(|e| {
+        malformed(
+            e.span().map_or(0, |s| s.start),
+            e.message().trim().to_owned(),
+        )
+    })?;
+    let size = |field: &Spanned<String>, key: &str| {
+        Size::parse(field.get_ref())
+            .map_err(|e| malformed(field.span().start, format!("{key}: {e}")))
+    };
+    let subjects = |list: &[Spanned<String>], key: &str| {
+        list.iter()
+            .map(|s| {
+                SubjectPattern::new(s.get_ref())
+                    .map_err(|e| malformed(s.span().start, format!("{key}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let mut users = Vec::with_capacity(raw.users.len());
+    for (user_name, raw_user) in &raw.users {
+        let at = raw_user.span().start;
+        let name = UserName::new(user_name).map_err(|e| malformed(at, e))?;
+        let raw_user = raw_user.get_ref();
+        let hash = raw_user.password_hash.get_ref();
+        if !is_bcrypt(hash) {
+            return Err(malformed(
+                raw_user.password_hash.span().start,
+                format!(
+                    "password_hash of `{name}` is not a bcrypt hash; run ./manage rotate {} {name}",
+                    name_for_hint(path)
+                ),
+            ));
+        }
+        users.push(User {
+            name,
+            password_hash: hash.clone(),
+            permissions: Permissions {
+                publish: subjects(&raw_user.publish, "publish")?,
+                subscribe: subjects(&raw_user.subscribe, "subscribe")?,
+                deny_publish: subjects(&raw_user.deny_publish, "deny_publish")?,
+                deny_subscribe: subjects(&raw_user.deny_subscribe, "deny_subscribe")?,
+                allow_responses: raw_user.allow_responses,
+            },
+        });
+    }
+    Ok(Tenant {
+        name: name.clone(),
+        memory: size(&raw.memory, "memory")?,
+        storage: size(&raw.storage, "storage")?,
+        users,
+    })
+}
+
+fn name_for_hint(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// bcrypt as nats-server detects it: `$2a$`, `$2b$`, `$2x$`, `$2y$` then a two-digit cost.
+pub fn is_bcrypt(hash: &str) -> bool {
+    let bytes = hash.as_bytes();
+    bytes.len() > 7
+        && hash.starts_with("$2")
+        && matches!(bytes[2], b'a' | b'b' | b'x' | b'y')
+        && bytes[3] == b'$'
+        && bytes[4].is_ascii_digit()
+        && bytes[5].is_ascii_digit()
+        && bytes[6] == b'$'
+        && hash
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    const HASH: &str = "$2b$11$rMWCjY8x.9EQ1Byq6YIIiO8R1Ex/idX7uJJChXxmHUCZe3OhteZpK";
+
+    fn parse(text: &str) -> Result<Tenant, ManageError> {
+        let name = TenantName::new("t").unwrap();
+        parse_tenant(Path::new("t.toml"), &name, text)
+    }
+
+    #[test]
+    fn reads_users_and_limits() {
+        let text = format!(
+            "memory = \"64MB\"\nstorage = \"5GB\"\n[users.t]\npassword_hash = \"{HASH}\"\n\
+             [users.svc]\npassword_hash = \"{HASH}\"\npublish = [\"orders.*\"]\n"
+        );
+        let t = parse(&text).unwrap();
+        assert_eq!(t.memory.bytes(), 64 << 20);
+        assert_eq!(t.users.len(), 2);
+        assert!(t.user("t").unwrap().permissions.is_full_access());
+        let svc = &t.user("svc").unwrap().permissions;
+        assert!(svc.may_publish("orders.x") && !svc.may_publish("other"));
+        assert!(svc.may_subscribe("anything"));
+    }
+
+    #[test]
+    fn errors_point_at_the_line() {
+        let err = parse("memory = \"64MB\"\nstorage = \"5GB\"\n[users.t\n").unwrap_err();
+        assert!(
+            matches!(err, ManageError::Malformed { line: 3, .. }),
+            "{err}"
+        );
+        let err = parse("memory = \"64MB\"\nstorage = \"5XB\"\n").unwrap_err();
+        assert!(
+            matches!(err, ManageError::Malformed { line: 2, .. }),
+            "{err}"
+        );
+        let text = format!("memory = \"1MB\"\nstorage = \"1MB\"\n[users.t]\npassword_hash = \"{HASH}\"\npublish = [\"a..b\"]\n");
+        let err = parse(&text).unwrap_err();
+        assert!(
+            matches!(err, ManageError::Malformed { line: 5, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bcrypt_detection() {
+        assert!(is_bcrypt(HASH));
+        assert!(!is_bcrypt("plain"));
+        assert!(!is_bcrypt("$2c$11$abc"));
+    }
+}

@@ -1,0 +1,8 @@
+#![allow(clippy::unwrap_used, reason = "tests fail loudly")]
+//! End-to-end tests: the real `manage` binary in temp deployments, with the real
+//! server binary (`NATSD_BIN`, default `nats-server`) where a server is needed.
+
+mod common;
+mod errors;
+mod server;
+mod tenants;
