@@ -108,11 +108,16 @@ impl Client {
     pub fn ping(&mut self) -> Result<(), ClientError> {
         self.send("PING\r\n".into())?;
         let deadline = Instant::now() + self.timeout;
+        // Read up to this PING's PONG even after an -ERR: a PONG left unread would be taken
+        // as the answer to the next PING, before the server has seen what came with it.
+        let mut error = None;
         loop {
             match self.next_event(deadline)? {
-                Event::Pong => return Ok(()),
+                Event::Pong => return error.map_or(Ok(()), Err),
                 Event::Msg(msg) => self.pending.push_back(msg),
-                Event::Err(text) => return Err(classify(text)),
+                Event::Err(text) => {
+                    error.get_or_insert(classify(text));
+                }
             }
         }
     }

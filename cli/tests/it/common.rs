@@ -9,11 +9,21 @@ use std::process::{Command, Output, Stdio};
 /// A precomputed bcrypt hash (password "s3cret", from reference/config.md) for tenant files written directly by tests.
 pub(crate) const TEST_HASH: &str = "$2a$11$rMWCjY8x.9EQ1Byq6YIIiO8R1Ex/idX7uJJChXxmHUCZe3OhteZpK";
 
-/// The server binary the tests use, if any (`NATSD_BIN`, else `nats-server` on PATH).
+/// The server binary the tests use, if any: `NATSD_BIN`, else the natsd built beside this
+/// manage binary (`cargo test --workspace` builds it), else `nats-server` on PATH.
 pub(crate) fn server_binary() -> Option<String> {
     if let Ok(bin) = std::env::var("NATSD_BIN") {
         return Some(bin);
     }
+    let natsd = Path::new(env!("CARGO_BIN_EXE_manage")).with_file_name("natsd");
+    if natsd.is_file() {
+        return Some(natsd.display().to_string());
+    }
+    reference_server()
+}
+
+/// The real nats-server on PATH, for the scale-out journey.
+pub(crate) fn reference_server() -> Option<String> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .any(|dir| dir.join("nats-server").is_file())
         .then(|| "nats-server".to_owned())
@@ -44,6 +54,7 @@ pub(crate) struct TestContext {
     pub(crate) port: u16,
     pub(crate) http_port: u16,
     started: bool,
+    server: Option<String>,
 }
 
 impl TestContext {
@@ -53,7 +64,14 @@ impl TestContext {
             port: free_port(),
             http_port: free_port(),
             started: false,
+            server: server_binary(),
         }
+    }
+
+    /// The same deployment driven against another server binary.
+    pub(crate) fn with_server(mut self, bin: String) -> Self {
+        self.server = Some(bin);
+        self
     }
 
     pub(crate) fn root(&self) -> &Path {
@@ -76,7 +94,7 @@ impl TestContext {
             .env_remove("NATS_RELOAD")
             .env_remove("NATS_URL_HOST")
             .stdin(Stdio::null());
-        if let Some(bin) = server_binary() {
+        if let Some(bin) = &self.server {
             cmd.env("NATSD_BIN", bin);
         }
         cmd
