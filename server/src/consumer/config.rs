@@ -472,8 +472,7 @@ impl ConsumerConfig {
                 ));
             }
         }
-        if stream.max_ack_pending_limit > 0 && self.max_ack_pending > stream.max_ack_pending_limit
-        {
+        if stream.max_ack_pending_limit > 0 && self.max_ack_pending > stream.max_ack_pending_limit {
             return Err(ConsumerError::new(
                 400,
                 10121,

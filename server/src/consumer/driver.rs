@@ -315,8 +315,12 @@ impl Task {
         let saved = tokio::task::spawn_blocking(move || cs.save(&name, &blob)).await;
         match saved {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(consumer = %self.consumer.name(), "saving consumer state: {e}"),
-            Err(e) => tracing::warn!(consumer = %self.consumer.name(), "saving consumer state: {e}"),
+            Ok(Err(e)) => {
+                tracing::warn!(consumer = %self.consumer.name(), "saving consumer state: {e}")
+            }
+            Err(e) => {
+                tracing::warn!(consumer = %self.consumer.name(), "saving consumer state: {e}")
+            }
         }
     }
 

@@ -329,7 +329,11 @@ impl Consumer {
         created: u64,
         state: ConsumerState,
     ) -> Consumer {
-        let filters = config.filters().into_iter().map(String::into_bytes).collect();
+        let filters = config
+            .filters()
+            .into_iter()
+            .map(String::into_bytes)
+            .collect();
         let backoff: Vec<u64> = config.backoff.iter().map(|&b| b.max(0) as u64).collect();
         let max_ack_pending = if config.ack_policy == AckPolicy::None {
             0
@@ -624,7 +628,10 @@ impl Consumer {
         let mut reply = Vec::with_capacity(self.ack_prefix.len() + 64);
         reply.extend_from_slice(&self.ack_prefix);
         let mut buf = itoa::Buffer::new();
-        for (i, n) in [deliveries, sseq, cseq, ts, pending].into_iter().enumerate() {
+        for (i, n) in [deliveries, sseq, cseq, ts, pending]
+            .into_iter()
+            .enumerate()
+        {
             if i > 0 {
                 reply.push(b'.');
             }
@@ -680,7 +687,10 @@ impl Consumer {
         self.dirty = true;
         let reply = self.build_reply(deliveries, sseq, cseq, msg.ts, self.num_pending);
         let (headers, payload) = if self.config.headers_only {
-            (Some(headers_only(msg.headers.as_deref(), msg.payload.len())), Bytes::new())
+            (
+                Some(headers_only(msg.headers.as_deref(), msg.payload.len())),
+                Bytes::new(),
+            )
         } else {
             (msg.headers, msg.payload)
         };
@@ -918,8 +928,7 @@ impl Consumer {
             self.last_push_activity = now;
             if self.config.flow_control {
                 self.flow.pending_bytes += size;
-                if self.flow.outstanding.is_none()
-                    && self.flow.pending_bytes > self.flow.window / 2
+                if self.flow.outstanding.is_none() && self.flow.pending_bytes > self.flow.window / 2
                 {
                     let fc = self.new_flow_control_subject();
                     self.flow.outstanding = Some(fc.clone());
@@ -989,10 +998,7 @@ impl Consumer {
                 let reason = if reason.is_empty() {
                     String::new()
                 } else {
-                    format!(
-                        ",\"reason\":{}",
-                        json_str(&String::from_utf8_lossy(reason))
-                    )
+                    format!(",\"reason\":{}", json_str(&String::from_utf8_lossy(reason)))
                 };
                 out.push(self.advisory(
                     "MSG_TERMINATED",

@@ -1,3 +1,6 @@
+//! Consumer state machine tests against a MemStore, and driver tests on paused tokio time.
+#![allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
+
 use bytes::Bytes;
 
 use super::config::{check_workqueue_partition, StreamContext};
@@ -10,8 +13,13 @@ const T0: u64 = 1_700_000_000 * SEC;
 fn store_with(subjects: &[&str]) -> MemStore {
     let s = MemStore::new(StoreLimits::default());
     for (i, subj) in subjects.iter().enumerate() {
-        s.store_msg(subj.as_bytes(), None, format!("m{}", i + 1).as_bytes(), T0 + i as u64)
-            .unwrap();
+        s.store_msg(
+            subj.as_bytes(),
+            None,
+            format!("m{}", i + 1).as_bytes(),
+            T0 + i as u64,
+        )
+        .unwrap();
     }
     s
 }
@@ -260,10 +268,17 @@ fn deliver_new_sees_later_messages_and_counts_pending() {
     let out = fetch(&mut c, &s, "1", T0);
     let d = msgs(&out)[0];
     assert_eq!(d.stream_seq, 3);
-    assert!(String::from_utf8_lossy(&d.reply).ends_with(".1"), "pending 1 after this");
+    assert!(
+        String::from_utf8_lossy(&d.reply).ends_with(".1"),
+        "pending 1 after this"
+    );
     let info = c.info(&s, T0);
     assert_eq!(
-        (info.num_pending, info.num_ack_pending, info.delivered.stream_seq),
+        (
+            info.num_pending,
+            info.num_ack_pending,
+            info.delivered.stream_seq
+        ),
         (1, 1, 3)
     );
 }
@@ -275,7 +290,10 @@ fn pull_batch_no_wait_and_max_bytes() {
     let out = fetch(&mut c, &s, r#"{"batch":5,"no_wait":true}"#, T0);
     assert_eq!(msgs(&out).len(), 3);
     assert_eq!(statuses(&out), vec!["NATS/1.0 404 No Messages\r\n\r\n"]);
-    assert!(matches!(out.last(), Some(Outbound::Status { .. })), "404 comes last");
+    assert!(
+        matches!(out.last(), Some(Outbound::Status { .. })),
+        "404 comes last"
+    );
     assert_eq!(c.num_waiting(), 0);
     // Nothing left: immediate 404, nothing queued.
     let out = fetch(&mut c, &s, r#"{"batch":1,"no_wait":true}"#, T0);
@@ -313,7 +331,12 @@ fn pull_expires_gives_408_with_pending_counts() {
         vec!["NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 2\r\nNats-Pending-Bytes: 0\r\n\r\n"]
     );
     // no_wait + expires with nothing available waits for expiry, then 408.
-    let out = fetch(&mut c, &s, r#"{"batch":1,"no_wait":true,"expires":300000000}"#, T0);
+    let out = fetch(
+        &mut c,
+        &s,
+        r#"{"batch":1,"no_wait":true,"expires":300000000}"#,
+        T0,
+    );
     assert!(out.is_empty());
     assert_eq!(c.num_waiting(), 1);
     // Negative expires: immediate 408.
@@ -334,12 +357,21 @@ fn pull_request_limits_give_409() {
     cfg.max_expires = SEC as i64;
     let mut c = Consumer::new("S", "c", cfg, &s, T0);
     let out = fetch(&mut c, &s, "3", T0);
-    assert_eq!(statuses(&out), vec!["NATS/1.0 409 Exceeded MaxRequestBatch of 2\r\n\r\n"]);
+    assert_eq!(
+        statuses(&out),
+        vec!["NATS/1.0 409 Exceeded MaxRequestBatch of 2\r\n\r\n"]
+    );
     let out = fetch(&mut c, &s, r#"{"expires":2000000000}"#, T0);
-    assert_eq!(statuses(&out), vec!["NATS/1.0 409 Exceeded MaxRequestExpires of 1s\r\n\r\n"]);
+    assert_eq!(
+        statuses(&out),
+        vec!["NATS/1.0 409 Exceeded MaxRequestExpires of 1s\r\n\r\n"]
+    );
     assert!(fetch(&mut c, &s, "1", T0).is_empty());
     let out = fetch(&mut c, &s, "1", T0);
-    assert_eq!(statuses(&out), vec!["NATS/1.0 409 Exceeded MaxWaiting\r\n\r\n"]);
+    assert_eq!(
+        statuses(&out),
+        vec!["NATS/1.0 409 Exceeded MaxWaiting\r\n\r\n"]
+    );
 }
 
 #[test]
@@ -357,7 +389,13 @@ fn ack_nak_term_progress_and_floor() {
     assert_eq!(c.state().ack_floor.stream_seq, 0);
     let o = ack(&mut c, &d[0], "", T0);
     assert_eq!(o.acked.as_slice(), &[1]);
-    assert_eq!(c.state().ack_floor, SeqPair { consumer_seq: 2, stream_seq: 2 });
+    assert_eq!(
+        c.state().ack_floor,
+        SeqPair {
+            consumer_seq: 2,
+            stream_seq: 2
+        }
+    );
     // A repeated ack is harmless and still gets its reply.
     let o = ack(&mut c, &d[0], "+ACK", T0);
     assert!(o.acked.is_empty() && o.reply);
@@ -607,7 +645,10 @@ fn push_flow_control_and_heartbeat() {
     assert_eq!(fc.len(), 1);
     assert!(fc[0].starts_with(b"$JS.FC.S.pc."));
     let delivered = msgs(&out).len();
-    assert!(delivered > 16 && delivered < 40, "stalled after the window: {delivered}");
+    assert!(
+        delivered > 16 && delivered < 40,
+        "stalled after the window: {delivered}"
+    );
 
     // Stalled: heartbeat carries the stall marker.
     let mut out = Vec::new();
@@ -665,4 +706,201 @@ fn go_duration_format() {
     assert_eq!(config::go_duration(1_500_000_000), "1.5s");
     assert_eq!(config::go_duration(90 * SEC as i64), "1m30s");
     assert_eq!(config::go_duration(500_000_000), "500ms");
+}
+
+mod driver_tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use super::*;
+    use crate::account::{Account, AccountSettings};
+    use crate::consumer::driver::{self, ConsumerHost};
+    use crate::route::{self, InternalHandler, InternalMsg};
+
+    /// subject, reply, headers, payload
+    type Captured = (String, Option<String>, Option<String>, Vec<u8>);
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<Captured>>);
+    impl InternalHandler for Collect {
+        fn deliver(&self, m: &InternalMsg<'_>) {
+            let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            self.0.lock().unwrap().push((
+                s(m.subject),
+                m.reply.map(s),
+                m.headers.map(s),
+                m.payload.to_vec(),
+            ));
+        }
+    }
+
+    #[derive(Default)]
+    struct Host {
+        acked: Mutex<Vec<u64>>,
+        inactive: Mutex<Vec<String>>,
+    }
+    impl ConsumerHost for Host {
+        fn acked(&self, _consumer: &str, seqs: &[u64]) {
+            self.acked.lock().unwrap().extend_from_slice(seqs);
+        }
+        fn inactive(&self, consumer: &str) {
+            self.inactive.lock().unwrap().push(consumer.to_string());
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pull_ack_and_expiry_through_the_account() {
+        let account = Account::new("A", AccountSettings::default());
+        let store: Arc<dyn MessageStore> = Arc::new(store_with(&["orders.1", "orders.2"]));
+        let host = Arc::new(Host::default());
+        let inbox = Arc::new(Collect::default());
+        route::subscribe_internal(&account, b"_INBOX.p", None, inbox.clone()).unwrap();
+        let c = Consumer::new(
+            "ORDERS",
+            "w",
+            pull_cfg(AckPolicy::Explicit),
+            &*store,
+            crate::store::now_ns(),
+        );
+        let handle = driver::spawn(c, account.clone(), store.clone(), host.clone()).unwrap();
+
+        route::publish(
+            &account,
+            b"$JS.API.CONSUMER.MSG.NEXT.ORDERS.w",
+            Some(b"_INBOX.p"),
+            None,
+            br#"{"batch":3,"expires":1000000000}"#,
+        );
+        settle().await;
+        let got = inbox.0.lock().unwrap().clone();
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].0, "_INBOX.p");
+        assert_eq!(got[0].3, b"m1");
+        let reply = got[0].1.clone().unwrap();
+        assert!(reply.starts_with("$JS.ACK.ORDERS.w.1.1.1."), "{reply}");
+
+        // Ack with a reply subject: the double-ack answer is an empty message.
+        let ack_inbox = Arc::new(Collect::default());
+        route::subscribe_internal(&account, b"_INBOX.ack", None, ack_inbox.clone()).unwrap();
+        route::publish(
+            &account,
+            reply.as_bytes(),
+            Some(b"_INBOX.ack"),
+            None,
+            b"+ACK",
+        );
+        settle().await;
+        assert_eq!(ack_inbox.0.lock().unwrap().len(), 1);
+        assert!(ack_inbox.0.lock().unwrap()[0].3.is_empty());
+        assert_eq!(*host.acked.lock().unwrap(), vec![1]);
+
+        // The request expires after 1s with one message still owed.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        settle().await;
+        let got = inbox.0.lock().unwrap().clone();
+        assert_eq!(got.len(), 3);
+        assert_eq!(
+            got[2].2.as_deref(),
+            Some("NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 1\r\nNats-Pending-Bytes: 0\r\n\r\n")
+        );
+
+        // A new message wakes a waiting request once the stream pokes the consumer.
+        route::publish(
+            &account,
+            b"$JS.API.CONSUMER.MSG.NEXT.ORDERS.w",
+            Some(b"_INBOX.p"),
+            None,
+            b"",
+        );
+        settle().await;
+        assert_eq!(inbox.0.lock().unwrap().len(), 3);
+        store.store_msg(b"orders.3", None, b"m3", 0).unwrap();
+        handle.notify();
+        settle().await;
+        assert_eq!(inbox.0.lock().unwrap().last().unwrap().3, b"m3");
+
+        let info = handle.info().await.unwrap();
+        assert_eq!(info.delivered.stream_seq, 3);
+        assert_eq!(info.num_ack_pending, 2);
+
+        // Unacked messages come back after ack_wait (30s).
+        route::publish(
+            &account,
+            b"$JS.API.CONSUMER.MSG.NEXT.ORDERS.w",
+            Some(b"_INBOX.p"),
+            None,
+            b"5",
+        );
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        settle().await;
+        let got = inbox.0.lock().unwrap().clone();
+        let redelivered: Vec<_> = got
+            .iter()
+            .filter_map(|m| m.1.clone())
+            .filter(|r| r.starts_with("$JS.ACK.ORDERS.w.2."))
+            .collect();
+        assert_eq!(redelivered.len(), 2, "{got:?}");
+
+        let consumer = handle.stop().await.unwrap();
+        assert_eq!(consumer.state().delivered.consumer_seq, 5);
+        let saved = store.consumer_store().load("w").unwrap().unwrap();
+        assert_eq!(
+            ConsumerState::decode(&saved, 0)
+                .unwrap()
+                .delivered
+                .consumer_seq,
+            5
+        );
+        // Unsubscribed: nobody answers MSG.NEXT any more.
+        assert_eq!(
+            route::publish(
+                &account,
+                b"$JS.API.CONSUMER.MSG.NEXT.ORDERS.w",
+                Some(b"_INBOX.p"),
+                None,
+                b""
+            ),
+            0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn push_heartbeat_and_inactive_ephemeral() {
+        let account = Account::new("A", AccountSettings::default());
+        let store: Arc<dyn MessageStore> = Arc::new(store_with(&["a"]));
+        let host = Arc::new(Host::default());
+        let mut cfg = ConsumerConfig {
+            deliver_subject: "dlv".into(),
+            idle_heartbeat: 1_000_000_000,
+            ..Default::default()
+        };
+        cfg.apply_defaults(0);
+        let c = Consumer::new("S", "eph", cfg, &*store, crate::store::now_ns());
+        let inbox = Arc::new(Collect::default());
+        let sub = route::subscribe_internal(&account, b"dlv", None, inbox.clone()).unwrap();
+        let handle = driver::spawn(c, account.clone(), store.clone(), host.clone()).unwrap();
+        handle.notify();
+        settle().await;
+        assert_eq!(inbox.0.lock().unwrap().len(), 1);
+        tokio::time::sleep(Duration::from_millis(1050)).await;
+        settle().await;
+        let got = inbox.0.lock().unwrap().clone();
+        assert_eq!(
+            got.last().unwrap().2.as_deref(),
+            Some("NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 1\r\nNats-Last-Stream: 1\r\n\r\n")
+        );
+        // Subscriber gone: after the 5s inactive threshold the host is told to delete it.
+        route::unsubscribe_internal(&account, &sub);
+        handle.notify();
+        settle().await;
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        settle().await;
+        assert_eq!(*host.inactive.lock().unwrap(), vec!["eph".to_string()]);
+    }
 }
