@@ -15,11 +15,13 @@
 //! - [`signal`]: `--signal` to a running server.
 //! - [`logging`]: nats-server style log lines.
 //! - [`store`]: JetStream message stores (file and memory) behind one trait.
+//! - [`consumer`]: JetStream consumers: delivery state machine, pull/push, acks, driver task.
 
 pub mod account;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod consumer;
 pub mod logging;
 pub mod monitor;
 pub mod proto;

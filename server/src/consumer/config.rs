@@ -1,0 +1,855 @@
+//! Consumer configuration as clients send it (`ConsumerConfig` JSON), nats-server's
+//! server-filled defaults, validation with the real error codes, and the info types
+//! (`ConsumerInfo`, `SequenceInfo`) the API replies carry.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::subject;
+
+/// Default `ack_wait`: 30 s in ns.
+pub const DEFAULT_ACK_WAIT: i64 = 30_000_000_000;
+/// Default `max_ack_pending` when acks are on.
+pub const DEFAULT_MAX_ACK_PENDING: i64 = 1000;
+/// Default `max_waiting` for pull consumers.
+pub const DEFAULT_MAX_WAITING: i64 = 512;
+/// Default `inactive_threshold` for ephemeral (and named non-durable) consumers: 5 s.
+pub const DEFAULT_INACTIVE_THRESHOLD: i64 = 5_000_000_000;
+/// Longest consumer name nats-server accepts.
+pub const MAX_NAME_LEN: usize = 255;
+/// Longest description.
+pub const MAX_DESCRIPTION_LEN: usize = 4096;
+/// Metadata size limit (keys + values).
+pub const MAX_METADATA_LEN: usize = 128 * 1024;
+
+/// `deliver_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverPolicy {
+    /// From the first message.
+    #[default]
+    All,
+    /// The last message (of the filter).
+    Last,
+    /// Only messages stored after creation.
+    New,
+    /// From `opt_start_seq`.
+    ByStartSequence,
+    /// From the first message at or after `opt_start_time`.
+    ByStartTime,
+    /// The last message of every subject matching the filter, then new ones.
+    LastPerSubject,
+}
+
+/// `ack_policy`. Left out of a request it is `none` (Go's zero value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AckPolicy {
+    /// No acks: delivered means done.
+    #[default]
+    None,
+    /// An ack acknowledges every lower sequence too.
+    All,
+    /// Every message is acked by itself.
+    Explicit,
+}
+
+/// `replay_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplayPolicy {
+    /// As fast as possible.
+    #[default]
+    Instant,
+    /// At the pace the messages were stored.
+    Original,
+}
+
+fn is_zero_i64(v: &i64) -> bool {
+    *v == 0
+}
+fn is_zero_u64(v: &u64) -> bool {
+    *v == 0
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// A consumer's configuration, in nats-server's field order so replies read the same.
+/// Durations are integers in nanoseconds, as on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ConsumerConfig {
+    /// Durable name (set for durables only).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub durable_name: String,
+    /// Name (durables: equal to `durable_name`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// Where delivery starts.
+    #[serde(default)]
+    pub deliver_policy: DeliverPolicy,
+    /// Start sequence for `by_start_sequence`.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub opt_start_seq: u64,
+    /// Start time (RFC 3339) for `by_start_time`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    /// How messages are acknowledged.
+    #[serde(default)]
+    pub ack_policy: AckPolicy,
+    /// Redelivery delay for unacked messages, ns.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub ack_wait: i64,
+    /// Delivery attempts per message; -1 unlimited.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_deliver: i64,
+    /// Redelivery delays per attempt, ns (overrides `ack_wait`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backoff: Vec<i64>,
+    /// One filter subject.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter_subject: String,
+    /// Several non-overlapping filter subjects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filter_subjects: Vec<String>,
+    /// Replay pace.
+    #[serde(default)]
+    pub replay_policy: ReplayPolicy,
+    /// Push rate limit, bits per second.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub rate_limit_bps: u64,
+    /// Ack sampling (`"50%"`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sample_freq: String,
+    /// Pull: most waiting requests.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_waiting: i64,
+    /// Most unacknowledged messages in flight; -1 unlimited.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_ack_pending: i64,
+    /// Push: flow control.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub flow_control: bool,
+    /// Deliver headers only, with `Nats-Msg-Size`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub headers_only: bool,
+    /// Pull: largest batch per request.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_batch: i64,
+    /// Pull: longest `expires` per request, ns.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_expires: i64,
+    /// Pull: largest `max_bytes` per request.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_bytes: i64,
+    /// Push: where messages go.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deliver_subject: String,
+    /// Push: queue group of the subscribers.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deliver_group: String,
+    /// Push: idle heartbeat interval, ns.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub idle_heartbeat: i64,
+    /// Delete after this long without interest, ns.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub inactive_threshold: i64,
+    /// Replicas (always shown).
+    #[serde(default)]
+    pub num_replicas: i64,
+    /// Keep state in memory.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mem_storage: bool,
+    /// Internal direct consumer (sourcing).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub direct: bool,
+    /// User and server metadata.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    /// Paused until this time (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_until: Option<String>,
+    /// Pull priority groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priority_groups: Vec<String>,
+    /// Priority policy (`none`, `overflow`, `pinned_client`, `prioritized`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub priority_policy: String,
+    /// Pinned client TTL, ns.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub priority_timeout: i64,
+}
+
+/// A JetStream API error as replies carry it (`{"code","err_code","description"}`); the
+/// stream layer maps it onto its own API error type field by field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{description} ({err_code})")]
+pub struct ConsumerError {
+    /// HTTP-like status.
+    pub code: u16,
+    /// Stable JetStream code.
+    pub err_code: u32,
+    /// Text.
+    pub description: String,
+}
+
+impl ConsumerError {
+    /// An error with an explicit description.
+    pub fn new(code: u16, err_code: u32, description: impl Into<String>) -> Self {
+        ConsumerError {
+            code,
+            err_code,
+            description: description.into(),
+        }
+    }
+    /// 10012: generic create failure (e.g. `ack policy can not be updated`).
+    pub fn create(err: impl Into<String>) -> Self {
+        Self::new(500, 10012, err)
+    }
+    /// 10014.
+    pub fn not_found() -> Self {
+        Self::new(404, 10014, "consumer not found")
+    }
+    /// 10052: invalid config (bad names, bad subjects).
+    pub fn invalid_config(err: impl Into<String>) -> Self {
+        Self::new(500, 10052, err)
+    }
+    /// 10094: deliver policy / start position conflicts.
+    pub fn invalid_policy(err: impl Into<String>) -> Self {
+        Self::new(400, 10094, err)
+    }
+}
+
+/// What validation needs to know about the parent stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamContext<'a> {
+    /// The stream's subjects (not enforced: nats-server 2.15 accepts any filter).
+    pub subjects: &'a [String],
+    /// Work-queue retention.
+    pub workqueue: bool,
+    /// Interest or work-queue retention (replicas must match the stream's).
+    pub interest_or_workqueue: bool,
+    /// The stream's `num_replicas`.
+    pub replicas: i64,
+    /// Account/server `max_ack_pending` limit (0 = none).
+    pub max_ack_pending_limit: i64,
+}
+
+impl ConsumerConfig {
+    /// Is this a pull consumer?
+    pub fn is_pull(&self) -> bool {
+        self.deliver_subject.is_empty()
+    }
+
+    /// Durable: has a durable name.
+    pub fn is_durable(&self) -> bool {
+        !self.durable_name.is_empty()
+    }
+
+    /// The filters as one list (empty = the whole stream).
+    pub fn filters(&self) -> Vec<String> {
+        if !self.filter_subject.is_empty() {
+            vec![self.filter_subject.clone()]
+        } else {
+            self.filter_subjects.clone()
+        }
+    }
+
+    /// Fills in what nats-server fills in (`setConsumerConfigDefaults`), plus the 5 s
+    /// `inactive_threshold` of non-durables. Call before [`ConsumerConfig::validate`].
+    pub fn apply_defaults(&mut self, max_ack_pending_limit: i64) {
+        if self.max_deliver == 0 || self.max_deliver < -1 {
+            self.max_deliver = -1;
+        }
+        self.max_waiting = self.max_waiting.max(0);
+        if self.max_ack_pending < -1 {
+            self.max_ack_pending = -1;
+        }
+        self.max_batch = self.max_batch.max(0);
+        self.max_expires = self.max_expires.max(0);
+        self.max_bytes = self.max_bytes.max(0);
+        self.idle_heartbeat = self.idle_heartbeat.max(0);
+        self.inactive_threshold = self.inactive_threshold.max(0);
+        if self.is_pull() && self.max_waiting == 0 {
+            self.max_waiting = DEFAULT_MAX_WAITING;
+        }
+        if self.ack_wait == 0 && self.ack_policy != AckPolicy::None {
+            self.ack_wait = DEFAULT_ACK_WAIT;
+        }
+        if let Some(&first) = self.backoff.first() {
+            self.ack_wait = first;
+        }
+        if self.max_ack_pending == 0 && self.ack_policy != AckPolicy::None {
+            self.max_ack_pending = if max_ack_pending_limit > 0 {
+                DEFAULT_MAX_ACK_PENDING.min(max_ack_pending_limit)
+            } else {
+                DEFAULT_MAX_ACK_PENDING
+            };
+        }
+        if !self.is_durable() && self.inactive_threshold == 0 {
+            self.inactive_threshold = DEFAULT_INACTIVE_THRESHOLD;
+        }
+    }
+
+    /// Adds the `_nats.*` metadata nats-server 2.15 shows in replies.
+    pub fn set_server_metadata(&mut self, server_version: &str) {
+        let req_level = if self.pause_until.is_some() || !self.priority_groups.is_empty() {
+            "1"
+        } else {
+            "0"
+        };
+        self.metadata.insert("_nats.level".into(), "5".into());
+        self.metadata
+            .insert("_nats.req.level".into(), req_level.into());
+        self.metadata
+            .insert("_nats.ver".into(), server_version.into());
+    }
+
+    /// nats-server's `checkConsumerCfg` and the work-queue checks of `addConsumer` that
+    /// need only this consumer (see [`check_workqueue_partition`] for the others).
+    pub fn validate(&self, stream: &StreamContext<'_>) -> Result<(), ConsumerError> {
+        let bad_name = |n: &str| !is_valid_name(n);
+        if !self.name.is_empty() && bad_name(&self.name) {
+            return Err(ConsumerError::invalid_config(
+                "consumer name can not contain '.', '*', '>', '\\', '/'",
+            ));
+        }
+        if self.is_durable() && bad_name(&self.durable_name) {
+            return Err(ConsumerError::invalid_config(
+                "consumer durable name can not contain '.', '*', '>', '\\', '/'",
+            ));
+        }
+        if self.durable_name.len() > MAX_NAME_LEN || self.name.len() > MAX_NAME_LEN {
+            return Err(ConsumerError::new(
+                400,
+                10102,
+                format!("consumer name is too long, maximum allowed is {MAX_NAME_LEN}"),
+            ));
+        }
+        if self.num_replicas > 0 && self.num_replicas > stream.replicas {
+            return Err(ConsumerError::new(
+                400,
+                10126,
+                "consumer config replica count exceeds parent stream",
+            ));
+        }
+        if self.num_replicas < 0 {
+            return Err(ConsumerError::new(
+                400,
+                10133,
+                "replicas count cannot be negative",
+            ));
+        }
+        if stream.interest_or_workqueue
+            && self.num_replicas != 0
+            && self.num_replicas != stream.replicas
+        {
+            return Err(ConsumerError::new(
+                400,
+                10134,
+                "consumer config replicas must match interest retention stream's replicas",
+            ));
+        }
+        if self.backoff.iter().any(|&b| b < 0) {
+            return Err(ConsumerError::new(
+                400,
+                10184,
+                "consumer backoff needs to be positive",
+            ));
+        }
+        if self.ack_wait < 0 {
+            return Err(ConsumerError::new(
+                400,
+                10183,
+                "consumer ack wait needs to be positive",
+            ));
+        }
+        if !self.backoff.is_empty()
+            && self.max_deliver != -1
+            && self.backoff.len() as i64 > self.max_deliver
+        {
+            return Err(ConsumerError::new(
+                400,
+                10116,
+                "max deliver is required to be > length of backoff values",
+            ));
+        }
+        if self.description.len() > MAX_DESCRIPTION_LEN {
+            return Err(ConsumerError::new(
+                400,
+                10107,
+                format!(
+                    "consumer description is too long, maximum allowed is {MAX_DESCRIPTION_LEN}"
+                ),
+            ));
+        }
+        if !self.is_pull() {
+            let ds = self.deliver_subject.as_bytes();
+            if !subject::is_literal(ds) {
+                return Err(ConsumerError::new(
+                    400,
+                    10079,
+                    "consumer deliver subject has wildcards",
+                ));
+            }
+            if !subject::is_valid_subject(ds) {
+                return Err(ConsumerError::new(
+                    400,
+                    10112,
+                    "invalid push consumer deliver subject",
+                ));
+            }
+            if stream
+                .subjects
+                .iter()
+                .any(|s| subject::matches(s.as_bytes(), ds))
+            {
+                return Err(ConsumerError::new(
+                    400,
+                    10081,
+                    "consumer deliver subject forms a cycle",
+                ));
+            }
+            if self.max_waiting != 0 {
+                return Err(ConsumerError::new(
+                    400,
+                    10080,
+                    "consumer in push mode can not set max waiting",
+                ));
+            }
+            if self.max_ack_pending > 0 && self.ack_policy == AckPolicy::None {
+                return Err(ConsumerError::new(
+                    400,
+                    10082,
+                    "consumer requires ack policy for max ack pending",
+                ));
+            }
+            if self.idle_heartbeat > 0 && self.idle_heartbeat < 100_000_000 {
+                return Err(ConsumerError::new(
+                    400,
+                    10083,
+                    "consumer idle heartbeat needs to be >= 100ms",
+                ));
+            }
+        } else {
+            if self.ack_policy == AckPolicy::None && stream.workqueue {
+                return Err(ConsumerError::new(
+                    400,
+                    10084,
+                    "consumer in pull mode requires explicit ack policy on workqueue stream",
+                ));
+            }
+            if self.rate_limit_bps > 0 {
+                return Err(ConsumerError::new(
+                    400,
+                    10086,
+                    "consumer in pull mode can not have rate limit set",
+                ));
+            }
+            if self.idle_heartbeat > 0 {
+                return Err(ConsumerError::new(
+                    400,
+                    10088,
+                    "consumer idle heartbeat requires a push based consumer",
+                ));
+            }
+            if self.flow_control {
+                return Err(ConsumerError::new(
+                    400,
+                    10089,
+                    "consumer flow control requires a push based consumer",
+                ));
+            }
+            if self.max_expires != 0 && self.max_expires < 1_000_000 {
+                return Err(ConsumerError::new(
+                    400,
+                    10115,
+                    "consumer max request expires needs to be >= 1ms",
+                ));
+            }
+        }
+        if stream.max_ack_pending_limit > 0 && self.max_ack_pending > stream.max_ack_pending_limit {
+            return Err(ConsumerError::new(
+                400,
+                10121,
+                format!(
+                    "consumer max ack pending exceeds system limit of {}",
+                    stream.max_ack_pending_limit
+                ),
+            ));
+        }
+        if self.direct {
+            if self.is_pull() {
+                return Err(ConsumerError::new(
+                    400,
+                    10090,
+                    "consumer direct requires a push based consumer",
+                ));
+            }
+            if self.is_durable() {
+                return Err(ConsumerError::new(
+                    400,
+                    10091,
+                    "consumer direct requires an ephemeral consumer",
+                ));
+            }
+        }
+        if !self.filter_subject.is_empty() && !self.filter_subjects.is_empty() {
+            return Err(ConsumerError::new(
+                400,
+                10136,
+                "consumer cannot have both FilterSubject and FilterSubjects specified",
+            ));
+        }
+        if self.filter_subjects.iter().any(String::is_empty) {
+            return Err(ConsumerError::new(
+                400,
+                10139,
+                "consumer filter in FilterSubjects cannot be empty",
+            ));
+        }
+        let filters = self.filters();
+        for (i, f) in filters.iter().enumerate() {
+            if !subject::is_valid_subject(f.as_bytes()) {
+                return Err(ConsumerError::invalid_config("invalid subject"));
+            }
+            for (j, g) in filters.iter().enumerate() {
+                if i != j && subject::is_subset(f.as_bytes(), g.as_bytes()) {
+                    return Err(ConsumerError::new(
+                        400,
+                        10138,
+                        "consumer subject filters cannot overlap",
+                    ));
+                }
+            }
+        }
+        self.validate_start(!filters.is_empty())?;
+        if !self.sample_freq.is_empty() {
+            let s = self.sample_freq.trim_end_matches('%');
+            if s.parse::<u32>().is_err() {
+                return Err(ConsumerError::new(
+                    400,
+                    10095,
+                    format!(
+                        "failed to parse consumer sampling configuration: invalid value {:?}",
+                        self.sample_freq
+                    ),
+                ));
+            }
+        }
+        if self.flow_control && self.idle_heartbeat == 0 {
+            return Err(ConsumerError::new(
+                400,
+                10108,
+                "consumer with flow control also needs heartbeats",
+            ));
+        }
+        if self.is_durable() && !self.name.is_empty() && self.name != self.durable_name {
+            return Err(ConsumerError::new(
+                400,
+                10132,
+                "Consumer Durable and Name have to be equal if both are provided",
+            ));
+        }
+        let meta_len: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if meta_len > MAX_METADATA_LEN {
+            return Err(ConsumerError::new(
+                400,
+                10135,
+                "consumer metadata exceeds maximum size of 128KB",
+            ));
+        }
+        if stream.workqueue && !self.direct {
+            if self.ack_policy != AckPolicy::Explicit {
+                return Err(ConsumerError::new(
+                    400,
+                    10098,
+                    "workqueue stream requires explicit ack",
+                ));
+            }
+            if self.deliver_policy != DeliverPolicy::All {
+                return Err(ConsumerError::new(
+                    400,
+                    10101,
+                    "consumer must be deliver all on workqueue stream",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_start(&self, filtered: bool) -> Result<(), ConsumerError> {
+        let bad_start = |dp: &str, start: &str| {
+            ConsumerError::invalid_policy(format!(
+                "consumer delivery policy is deliver {dp}, but optional start {start} is also set"
+            ))
+        };
+        let not_set = |dp: &str, what: &str| {
+            ConsumerError::invalid_policy(format!(
+                "consumer delivery policy is deliver {dp}, but optional {what} is not set"
+            ))
+        };
+        let seq = self.opt_start_seq > 0;
+        let time = self.opt_start_time.is_some();
+        let simple = |dp: &str| {
+            if seq {
+                Err(bad_start(dp, "sequence"))
+            } else if time {
+                Err(bad_start(dp, "time"))
+            } else {
+                Ok(())
+            }
+        };
+        match self.deliver_policy {
+            DeliverPolicy::All => simple("all"),
+            DeliverPolicy::Last => simple("last"),
+            DeliverPolicy::New => simple("new"),
+            DeliverPolicy::LastPerSubject => {
+                simple("last per subject")?;
+                if !filtered {
+                    return Err(not_set("last per subject", "filter subject"));
+                }
+                Ok(())
+            }
+            DeliverPolicy::ByStartSequence => {
+                if !seq {
+                    return Err(not_set("by start sequence", "start sequence"));
+                }
+                if time {
+                    return Err(bad_start("by start sequence", "time"));
+                }
+                Ok(())
+            }
+            DeliverPolicy::ByStartTime => {
+                if !time {
+                    return Err(not_set("by start time", "start time"));
+                }
+                if seq {
+                    return Err(bad_start("by start time", "start sequence"));
+                }
+                if self.start_time_ns().is_none() {
+                    return Err(ConsumerError::invalid_policy("invalid start time"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// `opt_start_time` in ns since the epoch.
+    pub fn start_time_ns(&self) -> Option<u64> {
+        let t = self.opt_start_time.as_deref()?;
+        let dt = chrono::DateTime::parse_from_rfc3339(t).ok()?;
+        Some(dt.timestamp_nanos_opt()?.max(0) as u64)
+    }
+
+    /// The fields an update may not change, as nats-server's error text names them
+    /// (`500 10012 <field> can not be updated`). `self` is the existing config.
+    pub fn check_update(&self, new: &ConsumerConfig) -> Result<(), ConsumerError> {
+        let err = |what: &str| Err(ConsumerError::create(format!("{what} can not be updated")));
+        if self.deliver_policy != new.deliver_policy {
+            return err("deliver policy");
+        }
+        if self.opt_start_seq != new.opt_start_seq {
+            return err("start sequence");
+        }
+        if self.opt_start_time != new.opt_start_time {
+            return err("start time");
+        }
+        if self.ack_policy != new.ack_policy {
+            return err("ack policy");
+        }
+        if self.replay_policy != new.replay_policy {
+            return err("replay policy");
+        }
+        if self.rate_limit_bps != new.rate_limit_bps {
+            return err("rate limit");
+        }
+        if self.flow_control != new.flow_control {
+            return err("flow control");
+        }
+        if self.is_pull() != new.is_pull() {
+            return Err(ConsumerError::create(
+                "can not update push consumer to pull based",
+            ));
+        }
+        if self.mem_storage != new.mem_storage {
+            return err("memory storage");
+        }
+        Ok(())
+    }
+}
+
+/// Stream/consumer names: no `.`, `*`, `>`, `\`, `/`, whitespace or control characters.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name
+            .bytes()
+            .any(|b| matches!(b, b'.' | b'*' | b'>' | b'\\' | b'/') || b <= b' ' || b == 0x7f)
+}
+
+/// Work-queue streams: a new consumer's filters must not overlap any other consumer's, and
+/// only one unfiltered consumer may exist (10099 / 10100). `others` excludes the one being
+/// updated.
+pub fn check_workqueue_partition(
+    new: &ConsumerConfig,
+    others: &[&ConsumerConfig],
+) -> Result<(), ConsumerError> {
+    if others.is_empty() {
+        return Ok(());
+    }
+    let mine = new.filters();
+    if mine.is_empty() {
+        return Err(ConsumerError::new(
+            400,
+            10099,
+            "multiple non-filtered consumers not allowed on workqueue stream",
+        ));
+    }
+    for other in others {
+        let theirs = other.filters();
+        let overlap = theirs.is_empty()
+            || mine.iter().any(|m| {
+                theirs
+                    .iter()
+                    .any(|t| subject::collide(m.as_bytes(), t.as_bytes()))
+            });
+        if overlap {
+            return Err(ConsumerError::new(
+                400,
+                10100,
+                "filtered consumer not unique on workqueue stream",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A random 8-character ephemeral name (nats-server hashes a NUID to 8 characters).
+pub fn generate_name() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    (0..8)
+        .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// `delivered` / `ack_floor` in consumer info.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SequenceInfo {
+    /// Consumer sequence.
+    pub consumer_seq: u64,
+    /// Stream sequence.
+    pub stream_seq: u64,
+    /// Last activity, RFC 3339 (omitted when never active).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_active: Option<String>,
+}
+
+/// Consumer info: create replies, `CONSUMER.INFO`, `CONSUMER.LIST` items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerInfo {
+    /// Parent stream.
+    pub stream_name: String,
+    /// Consumer name.
+    pub name: String,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Effective config.
+    pub config: ConsumerConfig,
+    /// Last delivered.
+    pub delivered: SequenceInfo,
+    /// Everything at or below is acknowledged.
+    pub ack_floor: SequenceInfo,
+    /// Delivered, not yet acknowledged.
+    pub num_ack_pending: u64,
+    /// Messages delivered more than once and still tracked.
+    pub num_redelivered: u64,
+    /// Waiting pull requests.
+    pub num_waiting: u64,
+    /// Messages not yet delivered.
+    pub num_pending: u64,
+    /// Push consumer with interest on its deliver subject.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub push_bound: bool,
+    /// When this info was taken, RFC 3339.
+    pub ts: String,
+}
+
+/// RFC 3339 with nanoseconds in UTC, as Go prints `time.Time` (`0001-01-01T00:00:00Z` for 0).
+pub fn rfc3339_ns(ns: u64) -> String {
+    if ns == 0 {
+        return "0001-01-01T00:00:00Z".to_string();
+    }
+    let secs = (ns / 1_000_000_000) as i64;
+    let nanos = (ns % 1_000_000_000) as u32;
+    match chrono::DateTime::from_timestamp(secs, nanos) {
+        Some(dt) => dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+        None => "0001-01-01T00:00:00Z".to_string(),
+    }
+}
+
+/// A duration the way Go's `%v` prints it (`1s`, `1.5s`, `2m0s`, `500ms`), for the
+/// `409 Exceeded MaxRequestExpires of <d>` status text.
+pub fn go_duration(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let neg = ns < 0;
+    let n = ns.unsigned_abs();
+    let mut out = String::new();
+    if neg {
+        out.push('-');
+    }
+    let frac = |v: u64, unit: u64| {
+        let whole = v / unit;
+        let rem = v % unit;
+        if rem == 0 {
+            whole.to_string()
+        } else {
+            let digits = unit.trailing_zeros_base10();
+            let s = format!("{whole}.{rem:0width$}", width = digits);
+            s.trim_end_matches('0').to_string()
+        }
+    };
+    if n < 1_000 {
+        out.push_str(&format!("{n}ns"));
+    } else if n < 1_000_000 {
+        out.push_str(&format!("{}µs", frac(n, 1_000)));
+    } else if n < 1_000_000_000 {
+        out.push_str(&format!("{}ms", frac(n, 1_000_000)));
+    } else {
+        let total_s = n / 1_000_000_000;
+        let sub = n % 1_000_000_000;
+        let h = total_s / 3600;
+        let m = (total_s % 3600) / 60;
+        let s = total_s % 60;
+        if h > 0 {
+            out.push_str(&format!("{h}h"));
+        }
+        if h > 0 || m > 0 {
+            out.push_str(&format!("{m}m"));
+        }
+        out.push_str(&frac(s * 1_000_000_000 + sub, 1_000_000_000));
+        out.push('s');
+    }
+    out
+}
+
+trait TrailingZerosBase10 {
+    fn trailing_zeros_base10(self) -> usize;
+}
+
+impl TrailingZerosBase10 for u64 {
+    fn trailing_zeros_base10(self) -> usize {
+        let mut v = self;
+        let mut n = 0;
+        while v >= 10 && v % 10 == 0 {
+            v /= 10;
+            n += 1;
+        }
+        n
+    }
+}

@@ -1,0 +1,473 @@
+//! The tokio task that runs one [`Consumer`] inside an account: it receives pull requests
+//! (`$JS.API.CONSUMER.MSG.NEXT.<stream>.<consumer>`), acks (`$JS.ACK.<stream>.<consumer>.>`)
+//! and flow-control answers (`$JS.FC.<stream>.<consumer>.>`) through internal
+//! subscriptions, wakes on new stream messages ([`ConsumerHandle::notify`]) and on timers,
+//! and publishes deliveries, status frames and advisories with [`route::publish`].
+//!
+//! Subscription handlers run on the publisher's task, so they only parse the ack tokens
+//! (no allocation for a plain `+ACK` without reply) and push an event on a channel.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::time::Instant;
+
+use super::{
+    parse_ack_body, parse_ack_subject, AckKind, AckTokens, Consumer, ConsumerInfo, Outbound,
+    PullRequest,
+};
+use crate::account::Account;
+use crate::client::SubRef;
+use crate::route::{self, InternalHandler, InternalMsg};
+use crate::store::MessageStore;
+use crate::sublist::SublistError;
+
+/// Events drained per wake-up before delivering, so acks are applied in batches.
+const EVENTS_PER_TURN: usize = 512;
+/// How often dirty state is saved to the consumer store.
+const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the stream layer provides to a running consumer.
+pub trait ConsumerHost: Send + Sync + 'static {
+    /// `consumer` no longer needs these stream sequences (acked or terminated): work-queue
+    /// streams remove them, interest streams remove them once no consumer needs them.
+    fn acked(&self, consumer: &str, stream_seqs: &[u64]);
+    /// `consumer` has had no interest for `inactive_threshold`: the host should delete it
+    /// (the driver has already stopped and saved nothing further).
+    fn inactive(&self, consumer: &str);
+}
+
+#[derive(Debug)]
+enum Event {
+    Pull {
+        reply: Bytes,
+        body: Bytes,
+    },
+    Ack {
+        tokens: AckTokens,
+        kind: OwnedAck,
+        reply: Option<Bytes>,
+    },
+    FlowControl(Bytes),
+    Info(oneshot::Sender<ConsumerInfo>),
+    Stop(oneshot::Sender<Consumer>),
+}
+
+#[derive(Debug)]
+enum OwnedAck {
+    Ack,
+    Nak(Option<u64>),
+    Progress,
+    Term(Bytes),
+    Next(Bytes),
+    Unknown,
+}
+
+impl OwnedAck {
+    fn borrow(&self) -> AckKind<'_> {
+        match self {
+            OwnedAck::Ack => AckKind::Ack,
+            OwnedAck::Nak(d) => AckKind::Nak(*d),
+            OwnedAck::Progress => AckKind::Progress,
+            OwnedAck::Term(r) => AckKind::Term(r),
+            OwnedAck::Next(r) => AckKind::Next(r),
+            OwnedAck::Unknown => AckKind::Unknown,
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum InboxKind {
+    Next,
+    Ack,
+    FlowControl,
+}
+
+struct Inbox {
+    tx: mpsc::UnboundedSender<Event>,
+    kind: InboxKind,
+}
+
+impl InternalHandler for Inbox {
+    fn deliver(&self, msg: &InternalMsg<'_>) {
+        let event = match self.kind {
+            InboxKind::Next => {
+                let Some(reply) = msg.reply else { return };
+                Event::Pull {
+                    reply: Bytes::copy_from_slice(reply),
+                    body: Bytes::copy_from_slice(msg.payload),
+                }
+            }
+            InboxKind::Ack => {
+                let Some(tokens) = parse_ack_subject(msg.subject) else {
+                    return;
+                };
+                let kind = match parse_ack_body(msg.payload) {
+                    AckKind::Ack => OwnedAck::Ack,
+                    AckKind::Nak(d) => OwnedAck::Nak(d),
+                    AckKind::Progress => OwnedAck::Progress,
+                    AckKind::Term(r) => OwnedAck::Term(Bytes::copy_from_slice(r)),
+                    AckKind::Next(r) => OwnedAck::Next(Bytes::copy_from_slice(r)),
+                    AckKind::Unknown => OwnedAck::Unknown,
+                };
+                Event::Ack {
+                    tokens,
+                    kind,
+                    reply: msg.reply.map(Bytes::copy_from_slice),
+                }
+            }
+            InboxKind::FlowControl => Event::FlowControl(Bytes::copy_from_slice(msg.subject)),
+        };
+        // A closed channel means the consumer stopped; the message has nowhere to go.
+        let _ = self.tx.send(event);
+    }
+}
+
+/// Control of a running consumer.
+#[derive(Debug)]
+pub struct ConsumerHandle {
+    tx: mpsc::UnboundedSender<Event>,
+    notify: Arc<Notify>,
+    name: String,
+}
+
+impl ConsumerHandle {
+    /// The stream stored a message: wake the consumer (cheap; coalesces).
+    pub fn notify(&self) {
+        self.notify.notify_one();
+    }
+
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Current info; `None` if the consumer has stopped.
+    pub async fn info(&self) -> Option<ConsumerInfo> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Event::Info(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Stops the task (unsubscribing, saving state) and returns the consumer.
+    pub async fn stop(&self) -> Option<Consumer> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Event::Stop(tx)).ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Wall clock that follows tokio's (paused-able) clock: ns since the epoch.
+#[derive(Clone, Copy)]
+struct Clock {
+    base_ns: u64,
+    base: Instant,
+}
+
+impl Clock {
+    fn new() -> Self {
+        Clock {
+            base_ns: crate::store::now_ns(),
+            base: Instant::now(),
+        }
+    }
+    fn now(&self) -> u64 {
+        self.base_ns + self.base.elapsed().as_nanos() as u64
+    }
+    fn instant_at(&self, ns: u64) -> Instant {
+        self.base + Duration::from_nanos(ns.saturating_sub(self.base_ns))
+    }
+}
+
+/// Starts `consumer` in `account`: subscribes its API, ack and flow-control subjects and
+/// spawns its task on the current tokio runtime.
+pub fn spawn(
+    consumer: Consumer,
+    account: Arc<Account>,
+    store: Arc<dyn MessageStore>,
+    host: Arc<dyn ConsumerHost>,
+) -> Result<ConsumerHandle, SublistError> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stream = consumer.stream().to_string();
+    let name = consumer.name().to_string();
+    let subscriptions = [
+        (
+            format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"),
+            InboxKind::Next,
+        ),
+        (format!("$JS.ACK.{stream}.{name}.>"), InboxKind::Ack),
+        (format!("$JS.FC.{stream}.{name}.>"), InboxKind::FlowControl),
+    ];
+    let mut subs = Vec::with_capacity(subscriptions.len());
+    for (subject, kind) in subscriptions {
+        let inbox = Arc::new(Inbox {
+            tx: tx.clone(),
+            kind,
+        });
+        match route::subscribe_internal(&account, subject.as_bytes(), None, inbox) {
+            Ok(sub) => subs.push(sub),
+            Err(e) => {
+                for sub in &subs {
+                    route::unsubscribe_internal(&account, sub);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let notify = Arc::new(Notify::new());
+    let task = Task {
+        consumer,
+        account,
+        store,
+        host,
+        subs,
+        rx,
+        notify: notify.clone(),
+        clock: Clock::new(),
+        out: Vec::with_capacity(256),
+        acked: Vec::new(),
+        inactive_since: None,
+        last_save: Instant::now(),
+    };
+    tokio::spawn(task.run());
+    Ok(ConsumerHandle { tx, notify, name })
+}
+
+struct Task {
+    consumer: Consumer,
+    account: Arc<Account>,
+    store: Arc<dyn MessageStore>,
+    host: Arc<dyn ConsumerHost>,
+    subs: Vec<SubRef>,
+    rx: mpsc::UnboundedReceiver<Event>,
+    notify: Arc<Notify>,
+    clock: Clock,
+    out: Vec<Outbound>,
+    acked: Vec<u64>,
+    inactive_since: Option<u64>,
+    last_save: Instant,
+}
+
+enum Control {
+    Continue,
+    Stop(oneshot::Sender<Consumer>),
+}
+
+impl Task {
+    async fn run(mut self) {
+        let stop_reply = loop {
+            let wake = self.next_wake();
+            let first = tokio::select! {
+                ev = self.rx.recv() => match ev {
+                    Some(ev) => Some(ev),
+                    None => break None,
+                },
+                _ = self.notify.notified() => None,
+                _ = sleep_until_opt(wake) => None,
+            };
+            let now = self.clock.now();
+            let mut control = Control::Continue;
+            if let Some(ev) = first {
+                control = self.handle(ev, now);
+                let mut n = 1;
+                while matches!(control, Control::Continue) && n < EVENTS_PER_TURN {
+                    match self.rx.try_recv() {
+                        Ok(ev) => control = self.handle(ev, now),
+                        Err(_) => break,
+                    }
+                    n += 1;
+                }
+            }
+            self.turn(now);
+            if let Control::Stop(reply) = control {
+                break Some(reply);
+            }
+            if self.check_inactive(now) {
+                self.shutdown();
+                self.host.inactive(self.consumer.name());
+                return;
+            }
+            if self.consumer.is_dirty() && self.last_save.elapsed() >= SAVE_INTERVAL {
+                self.save().await;
+            }
+        };
+        self.shutdown();
+        self.save().await;
+        if let Some(reply) = stop_reply {
+            let _ = reply.send(self.consumer);
+        }
+    }
+
+    fn shutdown(&mut self) {
+        for sub in &self.subs {
+            route::unsubscribe_internal(&self.account, sub);
+        }
+        self.subs.clear();
+    }
+
+    async fn save(&mut self) {
+        self.last_save = Instant::now();
+        let blob = self.consumer.encode_state();
+        let cs = self.store.consumer_store();
+        let name = self.consumer.name().to_string();
+        let saved = tokio::task::spawn_blocking(move || cs.save(&name, &blob)).await;
+        match saved {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(consumer = %self.consumer.name(), "saving consumer state: {e}")
+            }
+            Err(e) => {
+                tracing::warn!(consumer = %self.consumer.name(), "saving consumer state: {e}")
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let mut t = self.consumer.next_wakeup();
+        let threshold = self.consumer.config().inactive_threshold.max(0) as u64;
+        if let (Some(since), true) = (self.inactive_since, threshold > 0) {
+            let at = since.saturating_add(threshold);
+            t = Some(t.map_or(at, |x| x.min(at)));
+        }
+        if self.consumer.is_dirty() {
+            let at = self.clock.now() + SAVE_INTERVAL.as_nanos() as u64;
+            t = Some(t.map_or(at, |x| x.min(at)));
+        }
+        t.map(|ns| self.clock.instant_at(ns))
+    }
+
+    fn handle(&mut self, ev: Event, now: u64) -> Control {
+        match ev {
+            Event::Pull { reply, body } => {
+                self.add_pull(reply, &body, now);
+            }
+            Event::Ack {
+                tokens,
+                kind,
+                reply,
+            } => {
+                let outcome =
+                    self.consumer
+                        .process_ack(&tokens, &kind.borrow(), now, &mut self.out);
+                self.acked.extend_from_slice(&outcome.acked);
+                if outcome.reply {
+                    if let Some(reply) = reply.as_ref() {
+                        route::publish(&self.account, reply, None, None, b"");
+                    }
+                }
+                if let (OwnedAck::Next(body), Some(reply)) = (&kind, reply) {
+                    self.add_pull(reply, body, now);
+                }
+            }
+            Event::FlowControl(subject) => self.consumer.process_flow_control(&subject),
+            Event::Info(tx) => {
+                self.update_push_interest();
+                let info = self.consumer.info(&*self.store, now);
+                let _ = tx.send(info);
+            }
+            Event::Stop(tx) => return Control::Stop(tx),
+        }
+        Control::Continue
+    }
+
+    fn add_pull(&mut self, reply: Bytes, body: &[u8], now: u64) {
+        match PullRequest::parse(reply.clone(), body, now) {
+            Ok(req) => self
+                .consumer
+                .add_pull_request(req, &*self.store, now, &mut self.out),
+            Err(headers) => self.out.push(Outbound::Status {
+                to: reply,
+                reply: None,
+                headers,
+            }),
+        }
+    }
+
+    fn update_push_interest(&mut self) {
+        let cfg = self.consumer.config();
+        if cfg.is_pull() {
+            return;
+        }
+        let active = !self
+            .account
+            .sublist
+            .match_subject(cfg.deliver_subject.as_bytes())
+            .is_empty();
+        self.consumer.set_push_active(active);
+    }
+
+    /// Timers, then deliveries until the consumer has nothing more, publishing as it goes.
+    fn turn(&mut self, now: u64) {
+        self.update_push_interest();
+        self.consumer.check_timers(now, &mut self.out);
+        loop {
+            let more = self.consumer.next_batch(&*self.store, now, &mut self.out);
+            self.publish_out();
+            if !more {
+                break;
+            }
+        }
+        if !self.acked.is_empty() {
+            self.host.acked(self.consumer.name(), &self.acked);
+            self.acked.clear();
+        }
+    }
+
+    fn publish_out(&mut self) {
+        for frame in self.out.drain(..) {
+            match frame {
+                Outbound::Msg(d) => {
+                    route::publish(
+                        &self.account,
+                        &d.deliver_to,
+                        Some(&d.reply),
+                        d.headers.as_deref(),
+                        &d.payload,
+                    );
+                }
+                Outbound::Status { to, reply, headers } => {
+                    route::publish(&self.account, &to, reply.as_deref(), Some(&headers), b"");
+                }
+                Outbound::Advisory { subject, payload } => {
+                    route::publish(&self.account, subject.as_bytes(), None, None, &payload);
+                }
+            }
+        }
+    }
+
+    /// Interest for ephemerals: push needs a subscriber on the deliver subject, pull needs
+    /// waiting requests or recent activity.
+    fn check_inactive(&mut self, now: u64) -> bool {
+        let threshold = self.consumer.config().inactive_threshold.max(0) as u64;
+        if threshold == 0 {
+            return false;
+        }
+        let interested = if self.consumer.config().is_pull() {
+            self.consumer.num_waiting() > 0
+        } else {
+            self.consumer.push_active()
+        };
+        if interested {
+            self.inactive_since = None;
+            return false;
+        }
+        let since = if self.consumer.config().is_pull() {
+            self.consumer
+                .last_activity()
+                .max(self.inactive_since.unwrap_or(now))
+        } else {
+            self.inactive_since.unwrap_or(now)
+        };
+        self.inactive_since = Some(since);
+        now >= since.saturating_add(threshold)
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,1256 @@
+//! JetStream consumers: the delivery state machine ([`Consumer`], no I/O), its config and
+//! info types ([`config`]), persisted state ([`state`]), pull requests and status frames
+//! ([`pull`]), and the tokio task that runs one consumer inside an account ([`driver`]).
+//!
+//! # How the stream layer plugs it in
+//! 1. Create: parse the request's `config`, call [`ConsumerConfig::apply_defaults`],
+//!    [`ConsumerConfig::validate`] (and [`config::check_workqueue_partition`] on
+//!    work-queue streams), then [`Consumer::new`] (or [`Consumer::restore`] with the blob
+//!    from the stream's [`crate::store::ConsumerStore`]) and [`driver::spawn`].
+//! 2. After every stored message: [`driver::ConsumerHandle::notify`].
+//! 3. INFO/LIST: [`driver::ConsumerHandle::info`]. DELETE: [`driver::ConsumerHandle::stop`]
+//!    then `ConsumerStore::remove`.
+//! 4. Work-queue / interest retention: the driver reports acknowledged stream sequences
+//!    through [`driver::ConsumerHost::acked`]; [`Consumer::has_acked`] answers "may this
+//!    consumer's interest in `seq` be dropped".
+//!
+//! # Time
+//! Every method takes `now` in ns since the Unix epoch, so tests drive time by hand.
+//!
+//! # Hot path
+//! A delivery costs one store lookup, one `BTreeMap` insert (pending) and the formatted
+//! `$JS.ACK` reply; subject, headers and payload are shared `Bytes`. An ack parses the
+//! reply tokens (no JSON) and removes one map entry. `num_pending` is kept incrementally.
+
+pub mod config;
+pub mod driver;
+pub mod pull;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+use smallvec::SmallVec;
+
+use crate::store::{MessageStore, StoreError, StoredMsg};
+pub use config::{
+    AckPolicy, ConsumerConfig, ConsumerError, ConsumerInfo, DeliverPolicy, ReplayPolicy,
+    SequenceInfo, StreamContext,
+};
+pub use pull::PullRequest;
+pub use state::{ConsumerState, Pending, SeqPair};
+
+/// Most frames [`Consumer::next_batch`] emits per call, so the driver interleaves acks.
+const MAX_FRAMES_PER_BATCH: usize = 1024;
+/// Flow control window: nats-server starts at 32 MB / 16 and doubles per answered request.
+const FC_MAX_PENDING: u64 = 32 * 1024 * 1024;
+
+/// One message to publish to a consumer's client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The message's original subject.
+    pub subject: Bytes,
+    /// The `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` reply.
+    pub reply: Vec<u8>,
+    /// Original headers (headers-only: plus `Nats-Msg-Size`).
+    pub headers: Option<Bytes>,
+    /// Payload (empty for headers-only).
+    pub payload: Bytes,
+    /// Pull request reply subject, or the push deliver subject.
+    pub deliver_to: Bytes,
+    /// Stream sequence.
+    pub stream_seq: u64,
+    /// Consumer sequence of this delivery.
+    pub consumer_seq: u64,
+    /// Delivery count (1 = first delivery).
+    pub deliveries: u64,
+}
+
+/// Something the consumer wants published into its account, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outbound {
+    /// A message.
+    Msg(Delivery),
+    /// A header-only status frame (`NATS/1.0 404 No Messages`, heartbeats, flow control).
+    Status {
+        /// Subject to publish on.
+        to: Bytes,
+        /// Reply subject (flow-control requests only).
+        reply: Option<Bytes>,
+        /// The header block.
+        headers: Vec<u8>,
+    },
+    /// An advisory (`$JS.EVENT.ADVISORY.CONSUMER...`) with its JSON body.
+    Advisory {
+        /// Subject.
+        subject: String,
+        /// JSON body.
+        payload: Vec<u8>,
+    },
+}
+
+/// The numbers in an ack reply subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AckTokens {
+    /// Delivery count.
+    pub deliveries: u64,
+    /// Stream sequence.
+    pub stream_seq: u64,
+    /// Consumer sequence.
+    pub consumer_seq: u64,
+    /// Message timestamp, ns.
+    pub timestamp: u64,
+    /// Pending count at delivery.
+    pub pending: u64,
+}
+
+/// Parses `$JS.ACK.<stream>.<consumer>.<dc>.<sseq>.<cseq>.<ts>.<pending>` (9 tokens) or the
+/// 12-token v2 form `$JS.ACK.<domain>.<acchash>.<stream>.<consumer>.<dc>.<sseq>.<cseq>.<ts>.<pending>.<rand>`.
+pub fn parse_ack_subject(subject: &[u8]) -> Option<AckTokens> {
+    let mut toks: SmallVec<[&[u8]; 12]> = SmallVec::new();
+    for t in subject.split(|&b| b == b'.') {
+        if toks.len() == 12 {
+            return None;
+        }
+        toks.push(t);
+    }
+    let first = match toks.len() {
+        9 => 4,
+        12 => 6,
+        _ => return None,
+    };
+    if toks[0] != b"$JS" || toks[1] != b"ACK" {
+        return None;
+    }
+    let num = |t: &[u8]| -> Option<u64> {
+        if t.is_empty() || t.len() > 20 {
+            return None;
+        }
+        t.iter().try_fold(0u64, |acc, &b| {
+            b.is_ascii_digit()
+                .then(|| acc.checked_mul(10)?.checked_add(u64::from(b - b'0')))
+                .flatten()
+        })
+    };
+    Some(AckTokens {
+        deliveries: num(toks[first])?,
+        stream_seq: num(toks[first + 1])?,
+        consumer_seq: num(toks[first + 2])?,
+        timestamp: num(toks[first + 3])?,
+        pending: num(toks[first + 4])?,
+    })
+}
+
+/// What an ack body asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AckKind<'a> {
+    /// Empty, `+ACK` or `+OK`.
+    Ack,
+    /// `-NAK`, with an optional delay in ns (`{"delay":ns}` or a Go duration like `5s`).
+    Nak(Option<u64>),
+    /// `+WPI`: still working, restart the ack wait.
+    Progress,
+    /// `+TERM [reason]`: never redeliver.
+    Term(&'a [u8]),
+    /// `+NXT [pull request]`: ack, then pull with the ack's reply subject.
+    Next(&'a [u8]),
+    /// Anything else (ignored, but a reply is still sent).
+    Unknown,
+}
+
+/// Classifies an ack body as nats-server's `processAck` does.
+pub fn parse_ack_body(body: &[u8]) -> AckKind<'_> {
+    if body.is_empty() || body == b"+ACK" || body == b"+OK" {
+        AckKind::Ack
+    } else if let Some(rest) = body.strip_prefix(b"+NXT") {
+        AckKind::Next(rest)
+    } else if let Some(rest) = body.strip_prefix(b"-NAK") {
+        AckKind::Nak(parse_nak_delay(rest.trim_ascii()))
+    } else if body == b"+WPI" {
+        AckKind::Progress
+    } else if let Some(rest) = body.strip_prefix(b"+TERM") {
+        AckKind::Term(rest.trim_ascii())
+    } else {
+        AckKind::Unknown
+    }
+}
+
+fn parse_nak_delay(arg: &[u8]) -> Option<u64> {
+    if arg.is_empty() {
+        return None;
+    }
+    if arg[0] == b'{' {
+        #[derive(serde::Deserialize)]
+        struct NakOptions {
+            #[serde(default)]
+            delay: i64,
+        }
+        let opts: NakOptions = serde_json::from_slice(arg).ok()?;
+        return Some(opts.delay.max(0) as u64);
+    }
+    parse_go_duration(std::str::from_utf8(arg).ok()?)
+}
+
+/// Go's `time.ParseDuration` for the common forms (`1.5s`, `2m30s`, `500ms`).
+fn parse_go_duration(s: &str) -> Option<u64> {
+    if s == "0" {
+        return Some(0);
+    }
+    let mut rest = s;
+    let mut total = 0f64;
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_end == 0 {
+            return None;
+        }
+        let value: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        total += value * unit;
+        rest = &rest[unit_end..];
+    }
+    Some(total as u64)
+}
+
+/// What an ack did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AckOutcome {
+    /// Stream sequences this consumer no longer needs (acked or terminated), for
+    /// work-queue/interest retention.
+    pub acked: SmallVec<[u64; 2]>,
+    /// An empty reply must go to the ack's reply subject (every kind but `+NXT`).
+    pub reply: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Source {
+    Redelivery,
+    LastPerSubject,
+    New,
+}
+
+#[derive(Debug, Default)]
+struct FlowControl {
+    pending_bytes: u64,
+    window: u64,
+    outstanding: Option<Bytes>,
+    outstanding_size: u64,
+}
+
+/// A consumer's delivery state machine. Not thread-safe by itself: one driver owns it.
+#[derive(Debug)]
+pub struct Consumer {
+    stream: String,
+    name: String,
+    config: ConsumerConfig,
+    created: u64,
+    filters: Vec<Vec<u8>>,
+    state: ConsumerState,
+    ack_wait: u64,
+    backoff: Vec<u64>,
+    max_deliver: u64,
+    max_ack_pending: usize,
+    ack_prefix: Vec<u8>,
+    deliver_subject: Bytes,
+    redeliver_queue: VecDeque<u64>,
+    waiting: VecDeque<PullRequest>,
+    last_per_subject: VecDeque<u64>,
+    last_per_subject_max: u64,
+    num_pending: u64,
+    num_pending_valid: bool,
+    num_pending_last_seq: u64,
+    num_pending_first_seq: u64,
+    ack_deadline_hint: u64,
+    push_active: bool,
+    flow: FlowControl,
+    last_push_activity: u64,
+    last_delivery: u64,
+    last_ack: u64,
+    dirty: bool,
+}
+
+impl Consumer {
+    /// A new consumer positioned per its deliver policy. `config` must have been through
+    /// [`ConsumerConfig::apply_defaults`] and [`ConsumerConfig::validate`].
+    pub fn new(
+        stream: &str,
+        name: &str,
+        config: ConsumerConfig,
+        store: &dyn MessageStore,
+        now: u64,
+    ) -> Consumer {
+        let mut c = Consumer::bare(stream, name, config, now, ConsumerState::default());
+        c.position(store);
+        c
+    }
+
+    /// A consumer resumed from saved state (after a restart). `created` is the original
+    /// creation time, ns.
+    pub fn restore(
+        stream: &str,
+        name: &str,
+        config: ConsumerConfig,
+        created: u64,
+        state: ConsumerState,
+    ) -> Consumer {
+        let mut c = Consumer::bare(stream, name, config, created, state);
+        c.ack_deadline_hint = c
+            .state
+            .pending
+            .values()
+            .map(|p| p.deadline)
+            .min()
+            .unwrap_or(u64::MAX);
+        c
+    }
+
+    fn bare(
+        stream: &str,
+        name: &str,
+        config: ConsumerConfig,
+        created: u64,
+        state: ConsumerState,
+    ) -> Consumer {
+        let filters = config
+            .filters()
+            .into_iter()
+            .map(String::into_bytes)
+            .collect();
+        let backoff: Vec<u64> = config.backoff.iter().map(|&b| b.max(0) as u64).collect();
+        let max_ack_pending = if config.ack_policy == AckPolicy::None {
+            0
+        } else {
+            config.max_ack_pending.max(0) as usize
+        };
+        let ack_prefix = format!("$JS.ACK.{stream}.{name}.").into_bytes();
+        Consumer {
+            stream: stream.to_string(),
+            name: name.to_string(),
+            filters,
+            ack_wait: config.ack_wait.max(0) as u64,
+            backoff,
+            max_deliver: config.max_deliver.max(0) as u64,
+            max_ack_pending,
+            ack_prefix,
+            deliver_subject: Bytes::from(config.deliver_subject.clone().into_bytes()),
+            config,
+            created,
+            state,
+            redeliver_queue: VecDeque::new(),
+            waiting: VecDeque::new(),
+            last_per_subject: VecDeque::new(),
+            last_per_subject_max: 0,
+            num_pending: 0,
+            num_pending_valid: false,
+            num_pending_last_seq: 0,
+            num_pending_first_seq: 0,
+            ack_deadline_hint: u64::MAX,
+            push_active: false,
+            flow: FlowControl {
+                window: FC_MAX_PENDING / 16,
+                ..FlowControl::default()
+            },
+            last_push_activity: created,
+            last_delivery: 0,
+            last_ack: 0,
+            dirty: true,
+        }
+    }
+
+    fn position(&mut self, store: &dyn MessageStore) {
+        let st = store.state();
+        let start = match self.config.deliver_policy {
+            DeliverPolicy::All => st.first_seq.max(1),
+            DeliverPolicy::New => st.last_seq + 1,
+            DeliverPolicy::ByStartSequence => self.config.opt_start_seq.max(st.first_seq),
+            DeliverPolicy::Last => {
+                let last = if self.filters.is_empty() {
+                    store.load_last_msg(b"").ok().map(|m| m.seq)
+                } else {
+                    self.filters
+                        .iter()
+                        .filter_map(|f| store.load_last_msg(f).ok().map(|m| m.seq))
+                        .max()
+                };
+                last.unwrap_or(st.last_seq + 1)
+            }
+            DeliverPolicy::ByStartTime => {
+                let t = self.config.start_time_ns().unwrap_or(0);
+                first_seq_at_or_after(store, t, st.first_seq, st.last_seq)
+            }
+            DeliverPolicy::LastPerSubject => {
+                let mut seqs: Vec<u64> = self
+                    .filters
+                    .iter()
+                    .flat_map(|f| store.subjects_state(f))
+                    .map(|s| s.last_seq)
+                    .collect();
+                seqs.sort_unstable();
+                seqs.dedup();
+                let start = seqs.first().copied().unwrap_or(st.last_seq + 1);
+                self.last_per_subject_max = seqs.last().copied().unwrap_or(0);
+                self.last_per_subject = seqs.into();
+                start
+            }
+        };
+        let floor = start.saturating_sub(1);
+        self.state.delivered.stream_seq = floor;
+        self.state.ack_floor.stream_seq = floor;
+    }
+
+    /// The consumer's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The parent stream's name.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+
+    /// The effective config.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    /// Creation time, ns.
+    pub fn created(&self) -> u64 {
+        self.created
+    }
+
+    /// Delivery state.
+    pub fn state(&self) -> &ConsumerState {
+        &self.state
+    }
+
+    /// The state blob for [`crate::store::ConsumerStore::save`]; clears the dirty flag.
+    pub fn encode_state(&mut self) -> Vec<u8> {
+        self.dirty = false;
+        self.state.encode()
+    }
+
+    /// Changed since the last [`Consumer::encode_state`].
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// Waiting pull requests.
+    pub fn num_waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// Applies an allowed config update (the caller ran [`ConsumerConfig::check_update`]).
+    pub fn update_config(&mut self, config: ConsumerConfig) {
+        let state = std::mem::take(&mut self.state);
+        let mut next = Consumer::bare(&self.stream, &self.name, config, self.created, state);
+        next.redeliver_queue = std::mem::take(&mut self.redeliver_queue);
+        next.waiting = std::mem::take(&mut self.waiting);
+        next.last_per_subject = std::mem::take(&mut self.last_per_subject);
+        next.last_per_subject_max = self.last_per_subject_max;
+        next.ack_deadline_hint = 0;
+        next.push_active = self.push_active;
+        *self = next;
+    }
+
+    /// Does `subject` pass this consumer's filters?
+    pub fn matches_filter(&self, subject: &[u8]) -> bool {
+        self.filters.is_empty()
+            || self
+                .filters
+                .iter()
+                .any(|f| crate::subject::matches(f, subject))
+    }
+
+    /// Is `stream_seq` done for this consumer (acked, terminated, dropped after
+    /// max_deliver, or delivered with ack none)? Interest retention removes a message
+    /// once every interested consumer says so.
+    pub fn has_acked(&self, stream_seq: u64) -> bool {
+        if stream_seq <= self.state.ack_floor.stream_seq {
+            return true;
+        }
+        if self.config.ack_policy == AckPolicy::None {
+            return stream_seq <= self.state.delivered.stream_seq;
+        }
+        stream_seq <= self.state.delivered.stream_seq
+            && !self.state.pending.contains_key(&stream_seq)
+    }
+
+    /// Push consumers: whether anyone subscribes to the deliver subject (the driver checks).
+    pub fn set_push_active(&mut self, active: bool) {
+        self.push_active = active;
+    }
+
+    /// Push consumers with interest.
+    pub fn push_active(&self) -> bool {
+        self.push_active
+    }
+
+    fn deliveries(&self, stream_seq: u64) -> u64 {
+        self.state
+            .redelivered
+            .get(&stream_seq)
+            .copied()
+            .unwrap_or(1)
+    }
+
+    fn wait_for(&self, deliveries: u64) -> u64 {
+        if self.backoff.is_empty() {
+            return self.ack_wait;
+        }
+        let i = (deliveries.max(1) - 1) as usize;
+        self.backoff[i.min(self.backoff.len() - 1)]
+    }
+
+    /// Messages not yet delivered (plus last-per-subject starts still owed).
+    pub fn num_pending(&mut self, store: &dyn MessageStore) -> u64 {
+        self.refresh_num_pending(store);
+        self.num_pending
+    }
+
+    /// Forces a full recount of `num_pending` (after a purge or message delete).
+    pub fn reset_pending_count(&mut self) {
+        self.num_pending_valid = false;
+    }
+
+    fn count_from(&self, store: &dyn MessageStore, start: u64) -> u64 {
+        if self.filters.is_empty() {
+            store.num_pending(b"", start)
+        } else {
+            self.filters
+                .iter()
+                .map(|f| store.num_pending(f, start))
+                .sum()
+        }
+    }
+
+    fn refresh_num_pending(&mut self, store: &dyn MessageStore) {
+        let st = store.state();
+        let next = self.state.delivered.stream_seq + 1;
+        let purged_ahead = st.first_seq != self.num_pending_first_seq && st.first_seq > next;
+        if !self.num_pending_valid || purged_ahead || st.last_seq < self.num_pending_last_seq {
+            let from = next.max(if self.last_per_subject.is_empty() {
+                0
+            } else {
+                self.last_per_subject_max + 1
+            });
+            self.num_pending = self.last_per_subject.len() as u64 + self.count_from(store, from);
+            self.num_pending_valid = true;
+        } else if st.last_seq > self.num_pending_last_seq {
+            let from = (self.num_pending_last_seq + 1).max(next);
+            self.num_pending += self.count_from(store, from);
+        }
+        self.num_pending_last_seq = st.last_seq;
+        self.num_pending_first_seq = st.first_seq;
+    }
+
+    fn load_next(&self, store: &dyn MessageStore, start: u64) -> Result<StoredMsg, StoreError> {
+        match self.filters.len() {
+            0 => store.load_next_msg(b"", start),
+            1 => store.load_next_msg(&self.filters[0], start),
+            _ => self
+                .filters
+                .iter()
+                .filter_map(|f| store.load_next_msg(f, start).ok())
+                .min_by_key(|m| m.seq)
+                .ok_or(StoreError::NotFound),
+        }
+    }
+
+    /// The next message to deliver, without consuming it. Drops stale redelivery entries
+    /// and messages past max_deliver on the way.
+    fn peek(
+        &mut self,
+        store: &dyn MessageStore,
+        out: &mut Vec<Outbound>,
+    ) -> Option<(StoredMsg, Source)> {
+        while let Some(&seq) = self.redeliver_queue.front() {
+            let queued = self
+                .state
+                .pending
+                .get(&seq)
+                .is_some_and(|p| p.deadline == u64::MAX);
+            if !queued {
+                self.redeliver_queue.pop_front();
+                continue;
+            }
+            if self.max_deliver > 0 && self.deliveries(seq) >= self.max_deliver {
+                self.redeliver_queue.pop_front();
+                self.drop_max_delivered(seq, out);
+                continue;
+            }
+            match store.load_msg(seq) {
+                Ok(m) => return Some((m, Source::Redelivery)),
+                Err(StoreError::NotFound) => {
+                    // Removed from the stream meanwhile: nothing left to redeliver.
+                    self.redeliver_queue.pop_front();
+                    self.state.pending.remove(&seq);
+                    self.state.redelivered.remove(&seq);
+                    self.advance_ack_floor();
+                }
+                Err(_) => return None,
+            }
+        }
+        if self.max_ack_pending > 0 && self.state.pending.len() >= self.max_ack_pending {
+            return None;
+        }
+        while let Some(&seq) = self.last_per_subject.front() {
+            match store.load_msg(seq) {
+                Ok(m) => return Some((m, Source::LastPerSubject)),
+                Err(_) => {
+                    self.last_per_subject.pop_front();
+                    self.num_pending = self.num_pending.saturating_sub(1);
+                }
+            }
+        }
+        let start = self.state.delivered.stream_seq + 1;
+        self.load_next(store, start).ok().map(|m| (m, Source::New))
+    }
+
+    fn build_reply(&self, deliveries: u64, sseq: u64, cseq: u64, ts: u64, pending: u64) -> Vec<u8> {
+        let mut reply = Vec::with_capacity(self.ack_prefix.len() + 64);
+        reply.extend_from_slice(&self.ack_prefix);
+        let mut buf = itoa::Buffer::new();
+        for (i, n) in [deliveries, sseq, cseq, ts, pending]
+            .into_iter()
+            .enumerate()
+        {
+            if i > 0 {
+                reply.push(b'.');
+            }
+            reply.extend_from_slice(buf.format(n).as_bytes());
+        }
+        reply
+    }
+
+    /// Consumes a peeked message: assigns the consumer sequence, tracks it as pending and
+    /// builds the delivery.
+    fn commit(&mut self, msg: StoredMsg, source: Source, deliver_to: Bytes, now: u64) -> Delivery {
+        let sseq = msg.seq;
+        let deliveries = match source {
+            Source::Redelivery => {
+                self.redeliver_queue.pop_front();
+                let dc = self.state.redelivered.entry(sseq).or_insert(1);
+                *dc += 1;
+                *dc
+            }
+            Source::LastPerSubject => {
+                self.last_per_subject.pop_front();
+                self.num_pending = self.num_pending.saturating_sub(1);
+                self.state.delivered.stream_seq = self.state.delivered.stream_seq.max(sseq);
+                1
+            }
+            Source::New => {
+                self.num_pending = self.num_pending.saturating_sub(1);
+                self.state.delivered.stream_seq = sseq;
+                1
+            }
+        };
+        self.state.delivered.consumer_seq += 1;
+        let cseq = self.state.delivered.consumer_seq;
+        if self.config.ack_policy == AckPolicy::None {
+            self.state.ack_floor = self.state.delivered;
+        } else {
+            let deadline = now.saturating_add(self.wait_for(deliveries));
+            self.ack_deadline_hint = self.ack_deadline_hint.min(deadline);
+            self.state
+                .pending
+                .entry(sseq)
+                .and_modify(|p| {
+                    p.timestamp = now;
+                    p.deadline = deadline;
+                })
+                .or_insert(Pending {
+                    consumer_seq: cseq,
+                    timestamp: now,
+                    deadline,
+                });
+        }
+        self.last_delivery = now;
+        self.dirty = true;
+        let reply = self.build_reply(deliveries, sseq, cseq, msg.ts, self.num_pending);
+        let (headers, payload) = if self.config.headers_only {
+            (
+                Some(headers_only(msg.headers.as_deref(), msg.payload.len())),
+                Bytes::new(),
+            )
+        } else {
+            (msg.headers, msg.payload)
+        };
+        Delivery {
+            subject: msg.subject,
+            reply,
+            headers,
+            payload,
+            deliver_to,
+            stream_seq: sseq,
+            consumer_seq: cseq,
+            deliveries,
+        }
+    }
+
+    fn advance_ack_floor(&mut self) {
+        match self.state.pending.first_key_value() {
+            None => self.state.ack_floor = self.state.delivered,
+            Some((&sseq, p)) => {
+                let floor = SeqPair {
+                    consumer_seq: p.consumer_seq.saturating_sub(1),
+                    stream_seq: sseq - 1,
+                };
+                if floor.stream_seq > self.state.ack_floor.stream_seq {
+                    self.state.ack_floor = floor;
+                }
+            }
+        }
+    }
+
+    fn drop_max_delivered(&mut self, seq: u64, out: &mut Vec<Outbound>) {
+        let deliveries = self.deliveries(seq);
+        self.state.redelivered.insert(seq, deliveries);
+        if self.state.pending.remove(&seq).is_some() {
+            self.advance_ack_floor();
+            self.dirty = true;
+        }
+        out.push(self.advisory(
+            "MAX_DELIVERIES",
+            format!(
+                "{{\"type\":\"io.nats.jetstream.advisory.v1.max_deliver\",{},\"stream\":{},\"consumer\":{},\"stream_seq\":{seq},\"deliveries\":{deliveries}}}",
+                advisory_header(),
+                json_str(&self.stream),
+                json_str(&self.name),
+            ),
+        ));
+    }
+
+    fn advisory(&self, kind: &str, payload: String) -> Outbound {
+        Outbound::Advisory {
+            subject: format!(
+                "$JS.EVENT.ADVISORY.CONSUMER.{kind}.{}.{}",
+                self.stream, self.name
+            ),
+            payload: payload.into_bytes(),
+        }
+    }
+
+    /// Queues a pull request (after nats-server's checks, whose refusals are status frames
+    /// in `out`). Call [`Consumer::next_batch`] afterwards to serve it.
+    pub fn add_pull_request(
+        &mut self,
+        req: PullRequest,
+        store: &dyn MessageStore,
+        now: u64,
+        out: &mut Vec<Outbound>,
+    ) {
+        let refuse = |out: &mut Vec<Outbound>, headers: Vec<u8>| {
+            out.push(Outbound::Status {
+                to: req.reply.clone(),
+                reply: None,
+                headers,
+            });
+        };
+        self.last_ack = self.last_ack.max(now);
+        if !self.config.is_pull() {
+            return refuse(out, pull::status(409, "Consumer is push based"));
+        }
+        let cfg = &self.config;
+        if cfg.max_batch > 0 && req.batch > cfg.max_batch as u64 {
+            let text = format!("Exceeded MaxRequestBatch of {}", cfg.max_batch);
+            return refuse(out, pull::status(409, &text));
+        }
+        if let Some(exp) = req.expires {
+            if cfg.max_expires > 0 && exp > now.saturating_add(cfg.max_expires as u64) {
+                let text = format!(
+                    "Exceeded MaxRequestExpires of {}",
+                    config::go_duration(cfg.max_expires)
+                );
+                return refuse(out, pull::status(409, &text));
+            }
+        }
+        if cfg.max_bytes > 0 && req.max_bytes > cfg.max_bytes as u64 {
+            let text = format!("Exceeded MaxRequestMaxBytes of {}", cfg.max_bytes);
+            return refuse(out, pull::status(409, &text));
+        }
+        if req.expired_on_arrival {
+            return refuse(out, pull::request_timeout(req.batch, req.max_bytes));
+        }
+        if req.no_wait && req.expires.is_none() {
+            let available = self.num_pending(store) + self.redeliver_queue.len() as u64;
+            if available == 0 {
+                return refuse(out, pull::no_messages());
+            }
+        }
+        if self.waiting.len() >= self.config.max_waiting.max(1) as usize {
+            self.expire_pull_requests(now, out);
+            if self.waiting.len() >= self.config.max_waiting.max(1) as usize {
+                return refuse(out, pull::status(409, "Exceeded MaxWaiting"));
+            }
+        }
+        self.waiting.push_back(req);
+    }
+
+    /// Delivers what can be delivered now: redeliveries first, then new messages, to the
+    /// waiting pull requests in order (pull) or to the deliver subject (push, when it has
+    /// interest and flow control allows). Returns true when it stopped only because of
+    /// its per-call frame cap (call again).
+    pub fn next_batch(
+        &mut self,
+        store: &dyn MessageStore,
+        now: u64,
+        out: &mut Vec<Outbound>,
+    ) -> bool {
+        self.refresh_num_pending(store);
+        if self.config.is_pull() {
+            self.next_pull_batch(store, now, out)
+        } else {
+            self.next_push_batch(store, now, out)
+        }
+    }
+
+    fn next_pull_batch(
+        &mut self,
+        store: &dyn MessageStore,
+        now: u64,
+        out: &mut Vec<Outbound>,
+    ) -> bool {
+        let mut frames = 0;
+        let mut exhausted = false;
+        while !self.waiting.is_empty() {
+            if frames >= MAX_FRAMES_PER_BATCH {
+                return true;
+            }
+            let Some((msg, source)) = self.peek(store, out) else {
+                exhausted = true;
+                break;
+            };
+            let Some(req) = self.waiting.front() else {
+                break;
+            };
+            // Size as nats-server counts it: subject + reply + headers + payload (the
+            // reply's numbers are estimated, the real ones are not known yet).
+            let size = (msg.subject.len()
+                + self.ack_prefix.len()
+                + 40
+                + msg.headers.as_ref().map_or(0, |h| h.len())
+                + msg.payload.len()) as u64;
+            if req.max_bytes > 0 && size > req.max_bytes {
+                let req = self.waiting.pop_front().unwrap_or_else(|| unreachable!());
+                out.push(Outbound::Status {
+                    to: req.reply,
+                    reply: None,
+                    headers: pull::max_bytes_exceeded(req.batch, req.max_bytes),
+                });
+                frames += 1;
+                continue;
+            }
+            let deliver_to = req.reply.clone();
+            let delivery = self.commit(msg, source, deliver_to, now);
+            out.push(Outbound::Msg(delivery));
+            frames += 1;
+            let Some(req) = self.waiting.front_mut() else {
+                break;
+            };
+            req.batch -= 1;
+            req.delivered += 1;
+            if req.heartbeat > 0 {
+                req.next_heartbeat = now.saturating_add(req.heartbeat);
+            }
+            let bytes_done = req.max_bytes > 0 && {
+                req.max_bytes -= size;
+                req.max_bytes == 0
+            };
+            if req.batch == 0 || bytes_done {
+                self.waiting.pop_front();
+            }
+        }
+        if exhausted {
+            // End of the stream for now: no-wait requests are answered (nats-server's
+            // processWaiting with eos).
+            let mut i = 0;
+            while i < self.waiting.len() {
+                let r = &self.waiting[i];
+                if r.no_wait && (r.expires.is_none() || r.delivered > 0) {
+                    if let Some(r) = self.waiting.remove(i) {
+                        out.push(Outbound::Status {
+                            to: r.reply,
+                            reply: None,
+                            headers: pull::no_messages(),
+                        });
+                    }
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        false
+    }
+
+    fn next_push_batch(
+        &mut self,
+        store: &dyn MessageStore,
+        now: u64,
+        out: &mut Vec<Outbound>,
+    ) -> bool {
+        let mut frames = 0;
+        while self.push_active {
+            if self.config.flow_control && self.flow.pending_bytes > self.flow.window {
+                return false;
+            }
+            if frames >= MAX_FRAMES_PER_BATCH {
+                return true;
+            }
+            let Some((msg, source)) = self.peek(store, out) else {
+                return false;
+            };
+            let delivery = self.commit(msg, source, self.deliver_subject.clone(), now);
+            let size = (delivery.subject.len()
+                + delivery.reply.len()
+                + delivery.headers.as_ref().map_or(0, |h| h.len())
+                + delivery.payload.len()) as u64;
+            out.push(Outbound::Msg(delivery));
+            frames += 1;
+            self.last_push_activity = now;
+            if self.config.flow_control {
+                self.flow.pending_bytes += size;
+                if self.flow.outstanding.is_none() && self.flow.pending_bytes > self.flow.window / 2
+                {
+                    let fc = self.new_flow_control_subject();
+                    self.flow.outstanding = Some(fc.clone());
+                    self.flow.outstanding_size = self.flow.pending_bytes;
+                    out.push(Outbound::Status {
+                        to: self.deliver_subject.clone(),
+                        reply: Some(fc),
+                        headers: pull::flow_control_request(),
+                    });
+                }
+            }
+        }
+        false
+    }
+
+    fn new_flow_control_subject(&self) -> Bytes {
+        let rand: String = (0..4).map(|_| fastrand::alphanumeric()).collect();
+        Bytes::from(format!("$JS.FC.{}.{}.{rand}", self.stream, self.name))
+    }
+
+    /// The subject prefix flow-control answers arrive on (`$JS.FC.<stream>.<consumer>.`).
+    pub fn flow_control_prefix(&self) -> String {
+        format!("$JS.FC.{}.{}.", self.stream, self.name)
+    }
+
+    /// A client answered a flow-control request on `subject`: widen the window and resume.
+    pub fn process_flow_control(&mut self, subject: &[u8]) {
+        if self.flow.outstanding.as_deref() != Some(subject) {
+            return;
+        }
+        self.flow.window = (self.flow.window * 2).min(FC_MAX_PENDING);
+        self.flow.pending_bytes = self
+            .flow
+            .pending_bytes
+            .saturating_sub(self.flow.outstanding_size);
+        self.flow.outstanding = None;
+        self.flow.outstanding_size = 0;
+    }
+
+    /// Applies an ack. `tokens` come from [`parse_ack_subject`], `kind` from
+    /// [`parse_ack_body`]; advisories (nak, term) go to `out`. For `+NXT` the caller then
+    /// parses the rest as a pull request whose reply is the ack message's reply subject.
+    pub fn process_ack(
+        &mut self,
+        tokens: &AckTokens,
+        kind: &AckKind<'_>,
+        now: u64,
+        out: &mut Vec<Outbound>,
+    ) -> AckOutcome {
+        let mut outcome = AckOutcome {
+            acked: SmallVec::new(),
+            reply: !matches!(kind, AckKind::Next(_)),
+        };
+        self.last_ack = now;
+        if self.config.ack_policy == AckPolicy::None {
+            return outcome;
+        }
+        let sseq = tokens.stream_seq;
+        match kind {
+            AckKind::Ack | AckKind::Next(_) => self.ack(sseq, &mut outcome),
+            AckKind::Term(reason) => {
+                let Some(p) = self.state.pending.get(&sseq).copied() else {
+                    return outcome;
+                };
+                let deliveries = self.deliveries(sseq);
+                self.remove_pending(sseq, &mut outcome);
+                let reason = if reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(",\"reason\":{}", json_str(&String::from_utf8_lossy(reason)))
+                };
+                out.push(self.advisory(
+                    "MSG_TERMINATED",
+                    format!(
+                        "{{\"type\":\"io.nats.jetstream.advisory.v1.terminated\",{},\"stream\":{},\"consumer\":{},\"consumer_seq\":{},\"stream_seq\":{sseq},\"deliveries\":{deliveries}{reason}}}",
+                        advisory_header(),
+                        json_str(&self.stream),
+                        json_str(&self.name),
+                        tokens.consumer_seq.max(p.consumer_seq),
+                    ),
+                ));
+            }
+            AckKind::Nak(delay) => {
+                if !self.state.pending.contains_key(&sseq) {
+                    return outcome;
+                }
+                let deliveries = self.deliveries(sseq);
+                out.push(self.advisory(
+                    "MSG_NAKED",
+                    format!(
+                        "{{\"type\":\"io.nats.jetstream.advisory.v1.nak\",{},\"stream\":{},\"consumer\":{},\"consumer_seq\":{},\"stream_seq\":{sseq},\"deliveries\":{deliveries}}}",
+                        advisory_header(),
+                        json_str(&self.stream),
+                        json_str(&self.name),
+                        tokens.consumer_seq,
+                    ),
+                ));
+                let Some(p) = self.state.pending.get_mut(&sseq) else {
+                    return outcome;
+                };
+                match delay {
+                    Some(d) if *d > 0 => {
+                        p.deadline = now.saturating_add(*d);
+                        self.ack_deadline_hint = self.ack_deadline_hint.min(p.deadline);
+                    }
+                    _ => {
+                        if p.deadline != u64::MAX {
+                            p.deadline = u64::MAX;
+                            self.redeliver_queue.push_back(sseq);
+                        }
+                    }
+                }
+                self.dirty = true;
+            }
+            AckKind::Progress => {
+                let wait = self.wait_for(self.deliveries(sseq));
+                if let Some(p) = self.state.pending.get_mut(&sseq) {
+                    p.timestamp = now;
+                    if p.deadline != u64::MAX {
+                        p.deadline = now.saturating_add(wait);
+                    }
+                    self.dirty = true;
+                }
+            }
+            AckKind::Unknown => {}
+        }
+        outcome
+    }
+
+    fn ack(&mut self, sseq: u64, outcome: &mut AckOutcome) {
+        if self.config.ack_policy == AckPolicy::All {
+            if sseq <= self.state.ack_floor.stream_seq {
+                return;
+            }
+            let rest = self.state.pending.split_off(&(sseq + 1));
+            let done = std::mem::replace(&mut self.state.pending, rest);
+            for seq in done.into_keys() {
+                self.state.redelivered.remove(&seq);
+                outcome.acked.push(seq);
+            }
+            if self.state.pending.is_empty() {
+                self.state.ack_floor = self.state.delivered;
+            } else {
+                self.advance_ack_floor();
+            }
+            self.dirty = true;
+            return;
+        }
+        self.remove_pending(sseq, outcome);
+    }
+
+    fn remove_pending(&mut self, sseq: u64, outcome: &mut AckOutcome) {
+        if self.state.pending.remove(&sseq).is_some() {
+            self.state.redelivered.remove(&sseq);
+            outcome.acked.push(sseq);
+            self.advance_ack_floor();
+            self.dirty = true;
+        }
+    }
+
+    /// Timers: moves messages whose ack wait (or backoff, or nak delay) ran out to the
+    /// redelivery queue (dropping those at max_deliver, with an advisory), expires pull
+    /// requests (408) and sends due heartbeats.
+    pub fn check_timers(&mut self, now: u64, out: &mut Vec<Outbound>) {
+        if now >= self.ack_deadline_hint {
+            let mut due: Vec<u64> = Vec::new();
+            let mut next = u64::MAX;
+            for (&seq, p) in &self.state.pending {
+                if p.deadline <= now {
+                    due.push(seq);
+                } else if p.deadline != u64::MAX {
+                    next = next.min(p.deadline);
+                }
+            }
+            self.ack_deadline_hint = next;
+            for seq in due {
+                if self.max_deliver > 0 && self.deliveries(seq) >= self.max_deliver {
+                    self.drop_max_delivered(seq, out);
+                } else if let Some(p) = self.state.pending.get_mut(&seq) {
+                    p.deadline = u64::MAX;
+                    self.redeliver_queue.push_back(seq);
+                }
+            }
+        }
+        self.expire_pull_requests(now, out);
+        let hb = self.config.idle_heartbeat.max(0) as u64;
+        if !self.config.is_pull()
+            && hb > 0
+            && self.push_active
+            && now >= self.last_push_activity.saturating_add(hb)
+        {
+            self.last_push_activity = now;
+            out.push(Outbound::Status {
+                to: self.deliver_subject.clone(),
+                reply: None,
+                headers: pull::idle_heartbeat(
+                    self.state.delivered.consumer_seq,
+                    self.state.delivered.stream_seq,
+                    self.flow.outstanding.as_deref(),
+                ),
+            });
+        }
+    }
+
+    /// Answers expired pull requests with `408 Request Timeout` and sends due pull
+    /// heartbeats.
+    pub fn expire_pull_requests(&mut self, now: u64, out: &mut Vec<Outbound>) {
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let r = &mut self.waiting[i];
+            if r.expires.is_some_and(|e| e <= now) {
+                if let Some(r) = self.waiting.remove(i) {
+                    out.push(Outbound::Status {
+                        to: r.reply,
+                        reply: None,
+                        headers: pull::request_timeout(r.batch, r.max_bytes),
+                    });
+                }
+                continue;
+            }
+            if r.heartbeat > 0 && r.next_heartbeat <= now {
+                r.next_heartbeat = now.saturating_add(r.heartbeat);
+                out.push(Outbound::Status {
+                    to: r.reply.clone(),
+                    reply: None,
+                    headers: pull::idle_heartbeat(
+                        self.state.delivered.consumer_seq,
+                        self.state.delivered.stream_seq,
+                        None,
+                    ),
+                });
+            }
+            i += 1;
+        }
+    }
+
+    /// The earliest time [`Consumer::check_timers`] has something to do, ns.
+    pub fn next_wakeup(&self) -> Option<u64> {
+        let mut t = self.ack_deadline_hint;
+        for r in &self.waiting {
+            if let Some(e) = r.expires {
+                t = t.min(e);
+            }
+            if r.heartbeat > 0 {
+                t = t.min(r.next_heartbeat);
+            }
+        }
+        let hb = self.config.idle_heartbeat.max(0) as u64;
+        if !self.config.is_pull() && hb > 0 && self.push_active {
+            t = t.min(self.last_push_activity.saturating_add(hb));
+        }
+        (t != u64::MAX).then_some(t)
+    }
+
+    /// Time of the last pull request or ack, ns (inactivity of pull consumers).
+    pub fn last_activity(&self) -> u64 {
+        self.last_ack.max(self.last_delivery)
+    }
+
+    /// Consumer info as the API replies it.
+    pub fn info(&mut self, store: &dyn MessageStore, now: u64) -> ConsumerInfo {
+        let num_pending = self.num_pending(store);
+        let active = |t: u64| (t > 0).then(|| config::rfc3339_ns(t));
+        ConsumerInfo {
+            stream_name: self.stream.clone(),
+            name: self.name.clone(),
+            created: config::rfc3339_ns(self.created),
+            config: self.config.clone(),
+            delivered: SequenceInfo {
+                consumer_seq: self.state.delivered.consumer_seq,
+                stream_seq: self.state.delivered.stream_seq,
+                last_active: active(self.last_delivery),
+            },
+            ack_floor: SequenceInfo {
+                consumer_seq: self.state.ack_floor.consumer_seq,
+                stream_seq: self.state.ack_floor.stream_seq,
+                last_active: active(self.last_ack),
+            },
+            num_ack_pending: self.state.pending.len() as u64,
+            num_redelivered: self.state.redelivered.len() as u64,
+            num_waiting: self.waiting.len() as u64,
+            num_pending,
+            push_bound: !self.config.is_pull() && self.push_active,
+            ts: config::rfc3339_ns(now),
+        }
+    }
+}
+
+/// Smallest sequence whose timestamp is at or after `t` (timestamps grow with sequences).
+fn first_seq_at_or_after(store: &dyn MessageStore, t: u64, first: u64, last: u64) -> u64 {
+    let (mut lo, mut hi) = (first.max(1), last + 1);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        match store.load_next_msg(b"", mid) {
+            Ok(m) if m.seq < hi && m.ts < t => lo = m.seq + 1,
+            _ => hi = mid,
+        }
+    }
+    lo
+}
+
+fn headers_only(headers: Option<&[u8]>, size: usize) -> Bytes {
+    let mut h = Vec::with_capacity(headers.map_or(10, <[u8]>::len) + 32);
+    match headers {
+        Some(orig) if orig.ends_with(b"\r\n\r\n") => h.extend_from_slice(&orig[..orig.len() - 2]),
+        _ => h.extend_from_slice(b"NATS/1.0\r\n"),
+    }
+    h.extend_from_slice(b"Nats-Msg-Size: ");
+    h.extend_from_slice(itoa::Buffer::new().format(size).as_bytes());
+    h.extend_from_slice(b"\r\n\r\n");
+    Bytes::from(h)
+}
+
+fn advisory_header() -> String {
+    let id: String = (0..22).map(|_| fastrand::alphanumeric()).collect();
+    let now = crate::store::now_ns();
+    format!(
+        "\"id\":\"{id}\",\"timestamp\":\"{}\"",
+        config::rfc3339_ns(now)
+    )
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
+}
