@@ -251,7 +251,7 @@ impl PasswordCache {
 /// nats-server treats `$2a$`, `$2b$`, `$2x$`, `$2y$` followed by two digits and `$` as bcrypt.
 pub fn is_bcrypt(password: &str) -> bool {
     let b = password.as_bytes();
-    b.len() > 7
+    b.len() >= 7
         && b.starts_with(b"$2")
         && matches!(b[2], b'a' | b'b' | b'x' | b'y')
         && b[3] == b'$'

@@ -329,13 +329,10 @@ impl Server {
         self.accounts().iter().map(|a| a.sublist.count()).sum()
     }
 
-    /// The INFO JSON for a client; with `account`, the second INFO (`connect_info`).
-    pub fn info_json(&self, client: &ClientShared, account: Option<&Account>) -> Vec<u8> {
-        let opts = self.options();
+    pub fn identity(&self) -> ServerIdentity {
         let addr = self.client_addr();
-        let auth = self.authenticator();
-        let info = Info {
-            server_id: &self.id,
+        ServerIdentity {
+            server_id: self.id.clone(),
             server_name: self.name(),
             version: NATS_COMPAT_VERSION,
             natsd_version: NATSD_VERSION,
@@ -344,8 +341,17 @@ impl Server {
             go: "natsd",
             host: addr
                 .map(|a| a.ip().to_string())
-                .unwrap_or_else(|| opts.host.clone()),
+                .unwrap_or_else(|| self.options().host.clone()),
             port: addr.map(|a| a.port()).unwrap_or_default(),
+        }
+    }
+
+    /// The INFO JSON for a client; with `account`, the second INFO (`connect_info`).
+    pub fn info_json(&self, client: &ClientShared, account: Option<&Account>) -> Vec<u8> {
+        let opts = self.options();
+        let auth = self.authenticator();
+        let info = Info {
+            identity: self.identity(),
             headers: !opts.no_header_support,
             max_payload: opts.max_payload,
             auth_required: auth.advertise_required().then_some(true),
@@ -816,17 +822,26 @@ fn diff_unsupported(old: &Options, new: &Options) -> Option<ServerError> {
         .map(|(option, old, new)| ServerError::ReloadUnsupported { option, old, new })
 }
 
+/// The fields INFO and `/varz` both open with: who this server is and where it listens.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerIdentity {
+    pub server_id: String,
+    pub server_name: String,
+    /// The nats-server version whose behaviour natsd implements.
+    pub version: &'static str,
+    /// natsd's own version (not in nats-server's output).
+    pub natsd_version: &'static str,
+    pub proto: u32,
+    pub git_commit: &'static str,
+    pub go: &'static str,
+    pub host: String,
+    pub port: u16,
+}
+
 #[derive(Serialize)]
 struct Info<'a> {
-    server_id: &'a str,
-    server_name: String,
-    version: &'a str,
-    natsd_version: &'a str,
-    proto: u32,
-    git_commit: &'a str,
-    go: &'a str,
-    host: String,
-    port: u16,
+    #[serde(flatten)]
+    identity: ServerIdentity,
     headers: bool,
     max_payload: usize,
     #[serde(skip_serializing_if = "Option::is_none")]

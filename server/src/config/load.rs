@@ -318,18 +318,8 @@ fn split_host_port(s: &str) -> Option<(String, i32)> {
     Some((host.to_string(), port.parse().ok()?))
 }
 
-/// A small local check (the shared `crate::subject` module is built in parallel): non-empty
-/// tokens, no whitespace, and `>` only as the last token.
 fn is_valid_subject(s: &str) -> bool {
-    if s.is_empty() || s.chars().any(char::is_whitespace) {
-        return false;
-    }
-    let tokens: Vec<&str> = s.split('.').collect();
-    let last = tokens.len() - 1;
-    tokens
-        .iter()
-        .enumerate()
-        .all(|(i, t)| !t.is_empty() && (*t != ">" || i == last))
+    crate::subject::is_valid_subject(s.as_bytes())
 }
 
 /// A subscribe permission entry may be `"subject queue"`.
@@ -340,17 +330,6 @@ fn is_valid_sub_permission(s: &str) -> bool {
         [subject, _queue] => is_valid_subject(subject),
         _ => false,
     }
-}
-
-pub(crate) fn is_bcrypt(password: &str) -> bool {
-    let b = password.as_bytes();
-    b.len() >= 7
-        && b.starts_with(b"$2")
-        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
-        && b[3] == b'$'
-        && b[4].is_ascii_digit()
-        && b[5].is_ascii_digit()
-        && b[6] == b'$'
 }
 
 /// Users collected before duplicate checks: the user and the span to report a duplicate at.
@@ -532,7 +511,10 @@ pub(crate) fn build(root: &Map) -> Outcome {
             seen.push(&pending.user.name);
         }
     }
-    if users.iter().any(|p| !is_bcrypt(&p.user.password)) {
+    if users
+        .iter()
+        .any(|p| !crate::auth::is_bcrypt(&p.user.password))
+    {
         cx.notices
             .push("Plaintext passwords detected, use nkeys or bcrypt".to_string());
     }

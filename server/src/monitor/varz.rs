@@ -7,20 +7,12 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::{go_uptime, jsz, rfc3339, rss_bytes, Monitor};
-use crate::server::{Server, NATSD_VERSION, NATS_COMPAT_VERSION};
+use crate::server::{Server, ServerIdentity};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Varz {
-    pub server_id: String,
-    pub server_name: String,
-    pub version: &'static str,
-    /// natsd's own version (not in nats-server's `/varz`).
-    pub natsd_version: &'static str,
-    pub proto: u32,
-    pub git_commit: &'static str,
-    pub go: &'static str,
-    pub host: String,
-    pub port: u16,
+    #[serde(flatten)]
+    pub identity: ServerIdentity,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_required: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -140,7 +132,6 @@ pub fn varz(server: &Server, http_req_stats: BTreeMap<String, u64>) -> Varz {
     let uptime = now.duration_since(server.start).unwrap_or_default();
     let traffic = server.traffic();
     let config = server.config_state();
-    let addr = server.client_addr();
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -155,17 +146,7 @@ pub fn varz(server: &Server, http_req_stats: BTreeMap<String, u64>) -> Varz {
         }
     };
     Varz {
-        server_id: server.id.clone(),
-        server_name: server.name(),
-        version: NATS_COMPAT_VERSION,
-        natsd_version: NATSD_VERSION,
-        proto: 1,
-        git_commit: "",
-        go: "natsd",
-        host: addr
-            .map(|a| a.ip().to_string())
-            .unwrap_or_else(|| opts.host.clone()),
-        port: addr.map(|a| a.port()).unwrap_or_default(),
+        identity: server.identity(),
         auth_required: server.authenticator().advertise_required().then_some(true),
         tls_required: opts.tls.as_ref().map(|_| true),
         tls_verify: opts.tls.as_ref().and_then(|t| t.verify.then_some(true)),
