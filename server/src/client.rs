@@ -574,6 +574,10 @@ where
 impl Connection {
     async fn read_loop<R: AsyncRead + Unpin>(&mut self, reader: &mut R) -> CloseReason {
         let mut buf = BytesMut::with_capacity(MIN_READ_BUFFER);
+        // How much one read asks for: doubled while reads fill it, halved while they use less
+        // than half (as nats-server sizes its read buffer), so busy connections read in large
+        // chunks and idle ones stay small.
+        let mut read_size = MIN_READ_BUFFER;
         let mut need = 0usize;
         let auth_deadline = tokio::time::Instant::now() + self.server.options().auth.timeout;
         let mut next_ping = tokio::time::Instant::now() + FIRST_PING_INTERVAL;
@@ -584,16 +588,11 @@ impl Connection {
                     .close_reason()
                     .unwrap_or(CloseReason::ClientClosed);
             }
-            let want = need
-                .saturating_sub(buf.len())
-                .max(if buf.capacity() >= MAX_READ_BUFFER {
-                    4096
-                } else {
-                    MIN_READ_BUFFER / 2
-                });
+            let want = need.saturating_sub(buf.len()).max(read_size);
             if buf.capacity() - buf.len() < want {
                 buf.reserve(want);
             }
+            let spare = buf.capacity() - buf.len();
             let timer = if self.connected {
                 next_ping
             } else {
@@ -606,7 +605,11 @@ impl Connection {
                     match read {
                         Ok(0) => return CloseReason::ClientClosed,
                         Ok(n) => {
-                            let filled = buf.capacity() == buf.len();
+                            if n >= spare.min(read_size) && read_size < MAX_READ_BUFFER {
+                                read_size *= 2;
+                            } else if n < read_size / 2 && read_size > MIN_READ_BUFFER {
+                                read_size /= 2;
+                            }
                             self.last_in = Instant::now();
                             match self.process(&mut buf).await {
                                 Ok(more) => need = more,
@@ -616,12 +619,9 @@ impl Connection {
                                 }
                             }
                             self.flush_batch();
-                            // Grow for busy connections, shrink back when idle so idle
-                            // connections stay small.
-                            if filled && n >= MIN_READ_BUFFER / 2 && buf.capacity() < MAX_READ_BUFFER {
-                                buf.reserve(buf.capacity() * 2);
-                            } else if buf.is_empty() && buf.capacity() > MAX_READ_BUFFER * 2 {
-                                buf = BytesMut::with_capacity(MIN_READ_BUFFER);
+                            // Give memory back after a burst or a large payload.
+                            if buf.is_empty() && buf.capacity() > read_size * 4 {
+                                buf = BytesMut::with_capacity(read_size);
                             }
                         }
                         Err(_) => return CloseReason::ReadError,
