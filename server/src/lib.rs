@@ -14,12 +14,14 @@
 //! - [`tls`]: rustls acceptor from the `tls {}` block.
 //! - [`signal`]: `--signal` to a running server.
 //! - [`logging`]: nats-server style log lines.
+//! - [`jetstream`]: JetStream streams and the `$JS.API` over the stores.
 //! - [`store`]: JetStream message stores (file and memory) behind one trait.
 
 pub mod account;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod jetstream;
 pub mod logging;
 pub mod monitor;
 pub mod proto;

@@ -110,6 +110,7 @@ pub struct Server {
     http_addr: Mutex<Option<SocketAddr>>,
     tls: ArcSwapOption<tokio_rustls::TlsAcceptor>,
     reload_lock: tokio::sync::Mutex<()>,
+    jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -208,7 +209,13 @@ impl Server {
             http_addr: Mutex::new(None),
             tls: ArcSwapOption::new(tls),
             reload_lock: tokio::sync::Mutex::new(()),
+            jetstream: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The JetStream engine, when `-js` / `jetstream {}` enabled it.
+    pub fn jetstream(&self) -> Option<&Arc<crate::jetstream::JetStream>> {
+        self.jetstream.get()
     }
 
     pub fn options(&self) -> Arc<Options> {
@@ -356,7 +363,9 @@ impl Server {
             tracing::warn!("Plaintext passwords detected, use nkeys or bcrypt");
         }
         if opts.jetstream.is_some() {
-            tracing::warn!("JetStream is not built in this version of natsd; -js / jetstream settings are accepted but inactive");
+            let js = crate::jetstream::JetStream::start(self)
+                .map_err(|e| ServerError::Config(e.to_string()))?;
+            let _ = self.jetstream.set(js);
         }
         if let Some(port) = opts.http_port {
             let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());
@@ -578,6 +587,9 @@ impl Server {
         for name in &removed_accounts {
             tracing::info!("Account {} removed by reload", name);
         }
+        if let Some(js) = self.jetstream() {
+            js.sync_accounts(self);
+        }
         self.apply_auth_to_clients();
         *lock(&self.config) = ConfigState {
             load_time: SystemTime::now(),
@@ -674,6 +686,9 @@ impl Server {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Some(js) = self.jetstream() {
+            js.shutdown();
         }
         tracing::info!("Server Exiting..");
     }
