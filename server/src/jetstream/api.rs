@@ -123,7 +123,8 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
 type ApiResult = Result<Vec<u8>, ApiError>;
 
 fn is_empty_body(payload: &[u8]) -> bool {
-    payload.iter().all(u8::is_ascii_whitespace)
+    let trimmed = payload.trim_ascii();
+    trimmed.is_empty() || trimmed == b"null"
 }
 
 fn parse<T: for<'de> Deserialize<'de> + Default>(payload: &[u8]) -> Result<T, ApiError> {
@@ -224,7 +225,8 @@ pub(crate) fn state_json(stream: &Stream) -> StateJson {
     StateJson {
         messages: st.msgs,
         bytes: st.bytes,
-        first_seq: st.first_seq,
+        // A stream that never held a message reports 0, not last_seq + 1.
+        first_seq: if st.last_seq == 0 && st.msgs == 0 { 0 } else { st.first_seq },
         first_ts: format_ts(st.first_ts),
         last_seq: st.last_seq,
         last_ts: format_ts(st.last_ts),
@@ -246,7 +248,8 @@ struct CreateResponse<'a> {
     config: StreamConfig,
     created: String,
     state: StateJson,
-    cluster: Cluster<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<Cluster<'a>>,
     ts: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     did_create: Option<bool>,
@@ -277,9 +280,10 @@ fn info_body<'a>(
         config: stream.config().for_reply(true),
         created: format_ts(stream.created),
         state: state_json(stream),
-        cluster: Cluster {
+        // nats-server names the leader in info and list replies, not in create/update.
+        cluster: did_create.is_none().then_some(Cluster {
             leader: &js.server_name,
-        },
+        }),
         ts: now(),
         did_create,
     }
@@ -619,6 +623,10 @@ fn msg_delete(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
     }
     if cfg.sealed {
         return Err(ApiError::stream_sealed());
+    }
+    if req.seq > stream.store.state().last_seq {
+        // Past the end nats-server's store reports EOF rather than "not found".
+        return Err(ApiError::msg_delete_failed("stream store EOF"));
     }
     if !stream.delete_msg(req.seq, !req.no_erase)? {
         return Err(ApiError::sequence_not_found(req.seq));
