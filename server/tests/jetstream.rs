@@ -1,6 +1,9 @@
 //! JetStream stream API tests against a natsd process (and the real nats-server for the
 //! differential checks). Each test starts its own server on a free port with its own store.
 
+// A test binary has no public API, and tests may unwrap (HELPERS.md).
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -59,10 +62,7 @@ fn spawn(bin: &str, args: &[String]) -> Server {
         let line = rx
             .recv_timeout(left)
             .unwrap_or_else(|_| panic!("server did not become ready: {log:#?}"));
-        if let Some(addr) = line
-            .split("Listening for client connections on ")
-            .nth(1)
-        {
+        if let Some(addr) = line.split("Listening for client connections on ").nth(1) {
             port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
         }
         let ready = line.contains("Server is ready");
@@ -171,8 +171,16 @@ async fn orders_stream_publish_get_purge_delete() {
     let mut stream = js.create_stream(orders_config()).await.unwrap();
     let mut pending = Vec::new();
     for i in 0..10_000u32 {
-        let subject = if i % 2 == 0 { "orders.new" } else { "orders.paid" };
-        pending.push(js.publish(subject, format!("order {i}").into()).await.unwrap());
+        let subject = if i % 2 == 0 {
+            "orders.new"
+        } else {
+            "orders.paid"
+        };
+        pending.push(
+            js.publish(subject, format!("order {i}").into())
+                .await
+                .unwrap(),
+        );
         if pending.len() == 256 {
             for ack in pending.drain(..) {
                 ack.await.unwrap();
@@ -201,7 +209,10 @@ async fn orders_stream_publish_get_purge_delete() {
     assert!(js.delete_stream("ORDERS").await.unwrap().success);
     let gone = api(&nc, "$JS.API.STREAM.INFO.ORDERS", Value::Null).await;
     assert_eq!(err_code(&gone), Some(10059));
-    assert_eq!(gone["type"], "io.nats.jetstream.api.v1.stream_info_response");
+    assert_eq!(
+        gone["type"],
+        "io.nats.jetstream.api.v1.stream_info_response"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +239,10 @@ async fn limits_retention() {
             .unwrap();
     }
     let st = capped.info().await.unwrap().state.clone();
-    assert_eq!((st.messages, st.first_sequence, st.last_sequence), (5, 8, 12));
+    assert_eq!(
+        (st.messages, st.first_sequence, st.last_sequence),
+        (5, 8, 12)
+    );
 
     let mut per_subject = js
         .create_stream(stream::Config {
@@ -239,7 +253,9 @@ async fn limits_retention() {
         })
         .await
         .unwrap();
-    for subj in ["per.a", "per.a", "per.a", "per.b", "per.b", "per.b", "per.c"] {
+    for subj in [
+        "per.a", "per.a", "per.a", "per.b", "per.b", "per.b", "per.c",
+    ] {
         js.publish(subj, "x".into()).await.unwrap().await.unwrap();
     }
     assert_eq!(per_subject.info().await.unwrap().state.messages, 5);
@@ -294,14 +310,21 @@ async fn dedupe_and_expected_headers() {
     let a = publish_raw(&nc, "e.a", &[("Nats-Msg-Id", "m1")], "1").await;
     assert_eq!(a, json!({"stream":"E","seq":1}));
     let dup = nc
-        .request_with_headers("e.a", {
-            let mut h = HeaderMap::new();
-            h.insert("Nats-Msg-Id", "m1");
-            h
-        }, "1".into())
+        .request_with_headers(
+            "e.a",
+            {
+                let mut h = HeaderMap::new();
+                h.insert("Nats-Msg-Id", "m1");
+                h
+            },
+            "1".into(),
+        )
         .await
         .unwrap();
-    assert_eq!(&dup.payload[..], br#"{"stream":"E","seq":1,"duplicate": true}"#);
+    assert_eq!(
+        &dup.payload[..],
+        br#"{"stream":"E","seq":1,"duplicate": true}"#
+    );
     // Header names are case-sensitive: this one is not a Msg-Id.
     let other = publish_raw(&nc, "e.a", &[("nats-msg-id", "m1")], "1").await;
     assert_eq!(other["seq"], 2);
@@ -312,10 +335,21 @@ async fn dedupe_and_expected_headers() {
     assert_eq!(wrong["error"]["description"], "wrong last sequence: 2");
     let ok = publish_raw(&nc, "e.b", &[("Nats-Expected-Last-Sequence", "2")], "1").await;
     assert_eq!(ok["seq"], 3);
-    let ok = publish_raw(&nc, "e.c", &[("Nats-Expected-Last-Subject-Sequence", "0")], "1").await;
+    let ok = publish_raw(
+        &nc,
+        "e.c",
+        &[("Nats-Expected-Last-Subject-Sequence", "0")],
+        "1",
+    )
+    .await;
     assert_eq!(ok["seq"], 4);
-    let wrong =
-        publish_raw(&nc, "e.c", &[("Nats-Expected-Last-Subject-Sequence", "0")], "1").await;
+    let wrong = publish_raw(
+        &nc,
+        "e.c",
+        &[("Nats-Expected-Last-Subject-Sequence", "0")],
+        "1",
+    )
+    .await;
     assert_eq!(wrong["error"]["description"], "wrong last sequence: 4");
     let wrong = publish_raw(&nc, "e.c", &[("Nats-Expected-Last-Msg-Id", "zz")], "1").await;
     assert_eq!(err_code(&wrong), Some(10070));
@@ -356,11 +390,20 @@ async fn tenants_are_isolated_and_limited() {
     publish_raw(&b, "s.x", &[], "from b").await;
     let ia = api(&a, "$JS.API.STREAM.INFO.S", Value::Null).await;
     let ib = api(&b, "$JS.API.STREAM.INFO.S", Value::Null).await;
-    assert_eq!((ia["state"]["messages"].as_u64(), ib["state"]["messages"].as_u64()), (Some(0), Some(1)));
+    assert_eq!(
+        (
+            ia["state"]["messages"].as_u64(),
+            ib["state"]["messages"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
     let rc = api(&c, "$JS.API.STREAM.CREATE.S", cfg.clone()).await;
     assert_eq!(err_code(&rc), Some(10039));
     let info = api(&c, "$JS.API.INFO", Value::Null).await;
-    assert_eq!(info["error"]["description"], "JetStream not enabled for account");
+    assert_eq!(
+        info["error"]["description"],
+        "JetStream not enabled for account"
+    );
 
     // A: 4KB of file storage. Three 1000-byte messages fit (3 x 1032), the fourth does not.
     let big = "x".repeat(1000);
@@ -377,7 +420,10 @@ async fn tenants_are_isolated_and_limited() {
     )
     .await;
     assert_eq!(err_code(&reserve), Some(10028));
-    assert_eq!(reserve["error"]["description"], "insufficient memory resources available");
+    assert_eq!(
+        reserve["error"]["description"],
+        "insufficient memory resources available"
+    );
     let file_reserve = api(
         &a,
         "$JS.API.STREAM.CREATE.F",
@@ -389,7 +435,12 @@ async fn tenants_are_isolated_and_limited() {
     assert!(second["error"].is_null(), "{second}");
     let third = api(&a, "$JS.API.STREAM.CREATE.U", json!({"name":"U"})).await;
     assert_eq!(err_code(&third), Some(10027));
-    let overlap = api(&b, "$JS.API.STREAM.CREATE.O", json!({"name":"O","subjects":["s.*"]})).await;
+    let overlap = api(
+        &b,
+        "$JS.API.STREAM.CREATE.O",
+        json!({"name":"O","subjects":["s.*"]}),
+    )
+    .await;
     assert_eq!(err_code(&overlap), Some(10065));
     let names = api(&b, "$JS.API.STREAM.NAMES", Value::Null).await;
     assert_eq!(names["streams"], json!(["S"]));
@@ -417,9 +468,10 @@ async fn acked_messages_survive_kill_9() {
             js.get_stream("DUR").await.unwrap()
         };
         for (seq, payload) in &acked {
-            let m = stream.get_raw_message(*seq).await.unwrap_or_else(|e| {
-                panic!("round {round}: acked seq {seq} lost: {e}")
-            });
+            let m = stream
+                .get_raw_message(*seq)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: acked seq {seq} lost: {e}"));
             assert_eq!(&m.payload[..], payload.as_bytes());
         }
         let last = stream.info().await.unwrap().state.last_sequence;
@@ -432,7 +484,10 @@ async fn acked_messages_survive_kill_9() {
         while got < target {
             let payload = format!("r{round}-{i}");
             i += 1;
-            inflight.push_back((payload.clone(), js.publish("dur.x", payload.into()).await.unwrap()));
+            inflight.push_back((
+                payload.clone(),
+                js.publish("dur.x", payload.into()).await.unwrap(),
+            ));
             if inflight.len() >= 32 {
                 let (p, fut) = inflight.pop_front().unwrap();
                 let ack = fut.await.unwrap();
@@ -454,7 +509,12 @@ async fn streams_recover_after_restart() {
     {
         let s = start_js(dir.path());
         let nc = connect(&s).await;
-        let r = api(&nc, "$JS.API.STREAM.CREATE.R", json!({"name":"R","subjects":["r.>"],"max_msgs": 10})).await;
+        let r = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.R",
+            json!({"name":"R","subjects":["r.>"],"max_msgs": 10}),
+        )
+        .await;
         assert!(r["error"].is_null());
         for _ in 0..3 {
             publish_raw(&nc, "r.a", &[("Nats-Msg-Id", "same")], "x").await;
@@ -503,15 +563,36 @@ jetstream { store_dir: "@DIR@" }
     let requests: Vec<(&str, Value)> = vec![
         ("$JS.API.STREAM.CREATE.S1", json!({"name":"S1"})),
         ("$JS.API.STREAM.CREATE.S1", json!({"name":"S1"})),
-        ("$JS.API.STREAM.CREATE.S1", json!({"name":"S1","max_msgs":5})),
+        (
+            "$JS.API.STREAM.CREATE.S1",
+            json!({"name":"S1","max_msgs":5}),
+        ),
         ("$JS.API.STREAM.CREATE.S2", json!({"name":"S3"})),
         ("$JS.API.STREAM.CREATE.S2", Value::Null),
-        ("$JS.API.STREAM.CREATE.S2", json!({"name":"S2","subjects":["S1"]})),
-        ("$JS.API.STREAM.CREATE.S4", json!({"name":"S4","max_age":1000})),
-        ("$JS.API.STREAM.CREATE.S5", json!({"name":"S5","num_replicas":3})),
-        ("$JS.API.STREAM.CREATE.S6", json!({"name":"S6","subjects":["m.*"],"max_age":30_000_000_000u64,"deny_purge":true,"deny_delete":true})),
-        ("$JS.API.STREAM.UPDATE.S1", json!({"name":"S1","max_msgs":7})),
-        ("$JS.API.STREAM.UPDATE.S1", json!({"name":"S1","storage":"memory"})),
+        (
+            "$JS.API.STREAM.CREATE.S2",
+            json!({"name":"S2","subjects":["S1"]}),
+        ),
+        (
+            "$JS.API.STREAM.CREATE.S4",
+            json!({"name":"S4","max_age":1000}),
+        ),
+        (
+            "$JS.API.STREAM.CREATE.S5",
+            json!({"name":"S5","num_replicas":3}),
+        ),
+        (
+            "$JS.API.STREAM.CREATE.S6",
+            json!({"name":"S6","subjects":["m.*"],"max_age":30_000_000_000u64,"deny_purge":true,"deny_delete":true}),
+        ),
+        (
+            "$JS.API.STREAM.UPDATE.S1",
+            json!({"name":"S1","max_msgs":7}),
+        ),
+        (
+            "$JS.API.STREAM.UPDATE.S1",
+            json!({"name":"S1","storage":"memory"}),
+        ),
         ("$JS.API.STREAM.UPDATE.NOPE", json!({"name":"NOPE"})),
         ("$JS.API.STREAM.INFO.S1", Value::Null),
         ("$JS.API.STREAM.INFO.NOPE", Value::Null),
@@ -534,7 +615,14 @@ jetstream { store_dir: "@DIR@" }
         assert_eq!(x["type"], y["type"], "{what}");
         assert_eq!(x["error"]["err_code"], y["error"]["err_code"], "{what}");
         assert_eq!(x["error"]["code"], y["error"]["code"], "{what}");
-        for key in ["success", "purged", "did_create", "total", "limit", "streams"] {
+        for key in [
+            "success",
+            "purged",
+            "did_create",
+            "total",
+            "limit",
+            "streams",
+        ] {
             if key == "streams" && x["streams"].is_array() && x["streams"][0].is_object() {
                 continue;
             }
@@ -563,7 +651,16 @@ async fn acked_publish_throughput() {
     let d2 = tempfile::tempdir().unwrap();
     let mut servers = vec![("natsd", start_js(d1.path()))];
     if let Some(real) = real {
-        let args = ["-a", "127.0.0.1", "-p", &free_port().to_string(), "-js", "-sd", d2.path().to_str().unwrap()].map(String::from);
+        let args = [
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-js",
+            "-sd",
+            d2.path().to_str().unwrap(),
+        ]
+        .map(String::from);
         servers.push(("nats-server", spawn(real.to_str().unwrap(), &args)));
     }
     for (name, s) in &servers {
@@ -579,7 +676,11 @@ async fn acked_publish_throughput() {
         let n = 20_000;
         let start = Instant::now();
         for _ in 0..n {
-            js.publish("bench.s", vec![0u8; 128].into()).await.unwrap().await.unwrap();
+            js.publish("bench.s", vec![0u8; 128].into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
         }
         let seq_rate = n as f64 / start.elapsed().as_secs_f64();
         let n = 200_000;

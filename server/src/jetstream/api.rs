@@ -226,7 +226,11 @@ pub(crate) fn state_json(stream: &Stream) -> StateJson {
         messages: st.msgs,
         bytes: st.bytes,
         // A stream that never held a message reports 0, not last_seq + 1.
-        first_seq: if st.last_seq == 0 && st.msgs == 0 { 0 } else { st.first_seq },
+        first_seq: if st.last_seq == 0 && st.msgs == 0 {
+            0
+        } else {
+            st.first_seq
+        },
         first_ts: format_ts(st.first_ts),
         last_seq: st.last_seq,
         last_ts: format_ts(st.last_ts),
@@ -799,6 +803,7 @@ fn base64(data: &[u8]) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
