@@ -699,3 +699,138 @@ async fn acked_publish_throughput() {
         println!("{name}: sequential {seq_rate:.0} msgs/s, 256 in flight {par_rate:.0} msgs/s");
     }
 }
+
+const RELOAD_BEFORE: &str = r#"
+host: 127.0.0.1
+port: @PORT@
+jetstream { store_dir: "@DIR@" }
+accounts {
+  A { jetstream { max_file: 4KB }, users = [ { user: a, password: pw } ] }
+  B { jetstream: enabled, users = [ { user: b, password: pw } ] }
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_streams_applies_limits_and_keeps_removed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_conf(natsd(), RELOAD_BEFORE, dir.path());
+    let a = connect_user(&s, "a").await;
+    let b = connect_user(&s, "b").await;
+    for nc in [&a, &b] {
+        let r = api(
+            nc,
+            "$JS.API.STREAM.CREATE.S",
+            json!({"name":"S","subjects":["s.>"]}),
+        )
+        .await;
+        assert!(r["error"].is_null(), "{r}");
+    }
+    let big = "x".repeat(1000);
+    for _ in 0..3 {
+        publish_raw(&a, "s.t", &[], &big).await;
+    }
+    publish_raw(&b, "s.t", &[], "kept").await;
+    assert_eq!(
+        err_code(&publish_raw(&a, "s.t", &[], &big).await),
+        Some(10002)
+    );
+    let conf = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "conf"))
+        .unwrap();
+    let port = s.port;
+    let after = format!(
+        "host: 127.0.0.1\nport: {port}\njetstream {{ store_dir: \"{}\" }}\naccounts {{\n  A {{ jetstream {{ max_file: 1MB }}, users = [ {{ user: a, password: pw }} ] }}\n}}\n",
+        dir.path().display()
+    );
+    std::fs::write(&conf, after).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = api(&a, "$JS.API.INFO", Value::Null).await;
+        if info["limits"]["max_storage"] == 1024 * 1024 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reload not applied: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ack = publish_raw(&a, "s.t", &[], &big).await;
+    assert_eq!(ack["seq"], 4, "{ack}");
+    let info = api(&a, "$JS.API.STREAM.INFO.S", Value::Null).await;
+    assert_eq!(info["state"]["messages"], 4);
+    // B is gone from the config: its stream data stays on disk.
+    let b_stream = dir.path().join("jetstream/B/streams/S/meta.json");
+    assert!(b_stream.is_file(), "removed account's data must be kept");
+}
+
+fn python_with_nats() -> Option<String> {
+    ["/work/main/.venv/bin/python", "python3"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import nats"])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(String::from)
+}
+
+const NATS_PY: &str = r#"
+import asyncio, sys, nats
+from nats.js.errors import BadRequestError
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    js = nc.jetstream()
+    await js.add_stream(name="PY", subjects=["py.>"], max_msgs_per_subject=3)
+    for i in range(10):
+        ack = await js.publish("py.a", str(i).encode(), headers={"Nats-Msg-Id": str(i % 5)})
+    assert ack.seq == 5 and ack.duplicate, ack
+    info = await js.stream_info("PY")
+    assert info.state.messages == 3, info.state
+    last = await js.get_last_msg("PY", "py.a")
+    assert last.data == b"4", last
+    kv = await js.create_key_value(bucket="cfg", history=3)
+    await kv.put("a.b", b"v1")
+    rev = await kv.update("a.b", b"v2", last=1)
+    assert (await kv.get("a.b")).value == b"v2" and rev == 2
+    try:
+        await kv.create("a.b", b"x")
+        raise SystemExit("create over an existing key must fail")
+    except nats.js.errors.KeyWrongLastSequenceError:
+        pass
+    await js.purge_stream("PY")
+    assert (await js.stream_info("PY")).state.messages == 0
+    await js.delete_stream("PY")
+    print("nats-py ok")
+    await nc.close()
+asyncio.run(main())
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_py_jetstream_api() {
+    let Some(python) = python_with_nats() else {
+        eprintln!("no python with nats-py; skipping");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_js(dir.path());
+    let script = dir.path().join("js.py");
+    std::fs::write(&script, NATS_PY).unwrap();
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(format!("nats://127.0.0.1:{}", s.port))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
