@@ -14,6 +14,7 @@
 //! - [`tls`]: rustls acceptor from the `tls {}` block.
 //! - [`signal`]: `--signal` to a running server.
 //! - [`logging`]: nats-server style log lines.
+//! - [`jetstream`]: JetStream streams and the `$JS.API` over the stores.
 //! - [`store`]: JetStream message stores (file and memory) behind one trait.
 //! - [`consumer`]: JetStream consumers: delivery state machine, pull/push, acks, driver task.
 
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod client;
 pub mod config;
 pub mod consumer;
+pub mod jetstream;
 pub mod logging;
 pub mod monitor;
 pub mod proto;

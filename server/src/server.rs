@@ -139,6 +139,7 @@ pub struct Server {
     http_addr: Mutex<Option<SocketAddr>>,
     tls: ArcSwapOption<tokio_rustls::TlsAcceptor>,
     reload_lock: tokio::sync::Mutex<()>,
+    jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -237,7 +238,13 @@ impl Server {
             http_addr: Mutex::new(None),
             tls: ArcSwapOption::new(tls),
             reload_lock: tokio::sync::Mutex::new(()),
+            jetstream: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// The JetStream engine, when `-js` / `jetstream {}` enabled it.
+    pub fn jetstream(&self) -> Option<&Arc<crate::jetstream::JetStream>> {
+        self.jetstream.get()
     }
 
     pub fn options(&self) -> Arc<Options> {
@@ -394,7 +401,9 @@ impl Server {
             tracing::warn!("Plaintext passwords detected, use nkeys or bcrypt");
         }
         if opts.jetstream.is_some() {
-            tracing::warn!("JetStream is not built in this version of natsd; -js / jetstream settings are accepted but inactive");
+            let js = crate::jetstream::JetStream::start(self)
+                .map_err(|e| ServerError::Config(e.to_string()))?;
+            let _ = self.jetstream.set(js);
         }
         if opts.http_port.is_some() || opts.metrics_port.is_some() {
             let monitor = crate::monitor::Monitor::new(self.clone());
@@ -637,6 +646,9 @@ impl Server {
         for name in &removed_accounts {
             tracing::info!("Account {} removed by reload", name);
         }
+        if let Some(js) = self.jetstream() {
+            js.sync_accounts(self);
+        }
         self.apply_auth_to_clients(&old_auth);
         *lock(&self.config) = ConfigState {
             load_time: SystemTime::now(),
@@ -745,6 +757,9 @@ impl Server {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if let Some(js) = self.jetstream() {
+            js.shutdown();
         }
         tracing::info!("Server Exiting..");
     }

@@ -1,0 +1,835 @@
+//! `$JS.API.*` request handling. Every reply is one JSON message of type
+//! `io.nats.jetstream.api.v1.<kind>_response` (direct get replies with the raw message).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use super::config::{format_ts, Storage, StreamConfig};
+use super::errors::ApiError;
+use super::stream::Stream;
+use super::{ApiRequest, JetStream, JsAccount};
+use crate::store::{PurgeRequest, StoreError, StoredMsg};
+
+/// Default page sizes, as nats-server.
+const NAMES_LIMIT: usize = 1024;
+const LIST_LIMIT: usize = 256;
+const SUBJECTS_LIMIT: u64 = 100_000;
+
+/// A reply: optional header block and body.
+pub(crate) type Reply = (Option<Vec<u8>>, Vec<u8>);
+
+/// Serialises `body` with `"type"` as its first field, keeping the struct's field order.
+fn typed<T: Serialize>(kind: &str, body: &T) -> Vec<u8> {
+    let json = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
+    let rest = json.strip_prefix('{').unwrap_or("}");
+    let sep = if rest == "}" { "" } else { "," };
+    format!("{{\"type\":\"io.nats.jetstream.api.v1.{kind}_response\"{sep}{rest}").into_bytes()
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a ApiError,
+    #[serde(flatten)]
+    extra: BTreeMap<&'static str, u64>,
+}
+
+fn error_reply(kind: &str, err: &ApiError) -> Vec<u8> {
+    let mut extra = BTreeMap::new();
+    match kind {
+        "stream_info" => {
+            extra.insert("total", 0);
+            extra.insert("offset", 0);
+            extra.insert("limit", 0);
+        }
+        "stream_purge" => {
+            extra.insert("purged", 0);
+        }
+        _ => {}
+    }
+    typed(kind, &ErrorBody { error: err, extra })
+}
+
+/// The API kind (reply type) of a request subject, and what follows the operation.
+fn classify(op: &str) -> Option<(&'static str, &str)> {
+    const OPS: [(&str, &str); 10] = [
+        ("STREAM.CREATE.", "stream_create"),
+        ("STREAM.UPDATE.", "stream_update"),
+        ("STREAM.INFO.", "stream_info"),
+        ("STREAM.DELETE.", "stream_delete"),
+        ("STREAM.PURGE.", "stream_purge"),
+        ("STREAM.MSG.GET.", "stream_msg_get"),
+        ("STREAM.MSG.DELETE.", "stream_msg_delete"),
+        ("DIRECT.GET.", "direct_get"),
+        ("STREAM.NAMES", "stream_names"),
+        ("STREAM.LIST", "stream_list"),
+    ];
+    if op == "INFO" {
+        return Some(("account_info", ""));
+    }
+    for (prefix, kind) in OPS {
+        if prefix.ends_with('.') {
+            if let Some(rest) = op.strip_prefix(prefix) {
+                if !rest.is_empty() {
+                    return Some((kind, rest));
+                }
+            }
+        } else if op == prefix {
+            return Some((kind, ""));
+        }
+    }
+    None
+}
+
+/// Handles one request; `None` means no reply (unknown API, as nats-server).
+pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
+    let op = req.subject.strip_prefix("$JS.API.")?;
+    let (kind, arg) = classify(op)?;
+    let jsa = &req.account;
+    js.api_total.fetch_add(1, Ordering::Relaxed);
+    jsa.api_total.fetch_add(1, Ordering::Relaxed);
+    if kind == "direct_get" {
+        return Some(direct_get(jsa, arg, &req.payload));
+    }
+    let result = if jsa.limits().is_none() {
+        Err(ApiError::not_enabled_for_account())
+    } else {
+        match kind {
+            "account_info" => Ok(account_info(js, jsa)),
+            "stream_create" => stream_create(js, jsa, arg, &req.payload),
+            "stream_update" => stream_update(js, jsa, arg, &req.payload),
+            "stream_info" => stream_info(js, jsa, arg, &req.payload),
+            "stream_delete" => stream_delete(jsa, arg),
+            "stream_purge" => stream_purge(jsa, arg, &req.payload),
+            "stream_msg_get" => msg_get(jsa, arg, &req.payload),
+            "stream_msg_delete" => msg_delete(jsa, arg, &req.payload),
+            "stream_names" => stream_names(jsa, &req.payload, false, js),
+            "stream_list" => stream_names(jsa, &req.payload, true, js),
+            _ => return None,
+        }
+    };
+    Some(match result {
+        Ok(body) => (None, body),
+        Err(err) => {
+            js.api_errors.fetch_add(1, Ordering::Relaxed);
+            jsa.api_errors.fetch_add(1, Ordering::Relaxed);
+            (None, error_reply(kind, &err))
+        }
+    })
+}
+
+type ApiResult = Result<Vec<u8>, ApiError>;
+
+fn is_empty_body(payload: &[u8]) -> bool {
+    let trimmed = payload.trim_ascii();
+    trimmed.is_empty() || trimmed == b"null"
+}
+
+fn parse<T: for<'de> Deserialize<'de> + Default>(payload: &[u8]) -> Result<T, ApiError> {
+    if is_empty_body(payload) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(payload).map_err(ApiError::invalid_json)
+}
+
+#[derive(Serialize)]
+struct ApiStats {
+    level: u32,
+    total: u64,
+    errors: u64,
+}
+
+#[derive(Serialize)]
+struct AccountLimitsJson {
+    max_memory: i64,
+    max_storage: i64,
+    max_streams: i64,
+    max_consumers: i64,
+    max_ack_pending: i64,
+    memory_max_stream_bytes: i64,
+    storage_max_stream_bytes: i64,
+    max_bytes_required: bool,
+}
+
+#[derive(Serialize)]
+struct AccountInfo {
+    memory: u64,
+    storage: u64,
+    reserved_memory: u64,
+    reserved_storage: u64,
+    streams: usize,
+    consumers: u64,
+    limits: AccountLimitsJson,
+    api: ApiStats,
+}
+
+fn account_info(_js: &JetStream, jsa: &JsAccount) -> Vec<u8> {
+    let limits = jsa.limits().unwrap_or_default();
+    let (memory, storage) = jsa.usage.used();
+    typed(
+        "account_info",
+        &AccountInfo {
+            memory,
+            storage,
+            reserved_memory: jsa.reserved(Storage::Memory),
+            reserved_storage: jsa.reserved(Storage::File),
+            streams: jsa.streams().len(),
+            consumers: 0,
+            limits: AccountLimitsJson {
+                max_memory: limits.max_memory,
+                max_storage: limits.max_store,
+                max_streams: limits.max_streams,
+                max_consumers: limits.max_consumers,
+                max_ack_pending: -1,
+                memory_max_stream_bytes: -1,
+                storage_max_stream_bytes: -1,
+                max_bytes_required: false,
+            },
+            api: ApiStats {
+                level: 5,
+                total: jsa.api_total.load(Ordering::Relaxed),
+                errors: jsa.api_errors.load(Ordering::Relaxed),
+            },
+        },
+    )
+}
+
+/// Stream state as the API shows it.
+#[derive(Serialize)]
+pub struct StateJson {
+    pub messages: u64,
+    pub bytes: u64,
+    pub first_seq: u64,
+    pub first_ts: String,
+    pub last_seq: u64,
+    pub last_ts: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub num_subjects: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subjects: Option<BTreeMap<String, u64>>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub num_deleted: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deleted: Option<Vec<u64>>,
+    pub consumer_count: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+pub(crate) fn state_json(stream: &Stream) -> StateJson {
+    let st = stream.store.state();
+    StateJson {
+        messages: st.msgs,
+        bytes: st.bytes,
+        // A stream that never held a message reports 0, not last_seq + 1.
+        first_seq: if st.last_seq == 0 && st.msgs == 0 {
+            0
+        } else {
+            st.first_seq
+        },
+        first_ts: format_ts(st.first_ts),
+        last_seq: st.last_seq,
+        last_ts: format_ts(st.last_ts),
+        num_subjects: st.num_subjects,
+        subjects: None,
+        num_deleted: st.num_deleted,
+        deleted: None,
+        consumer_count: 0,
+    }
+}
+
+#[derive(Serialize)]
+struct Cluster<'a> {
+    leader: &'a str,
+}
+
+#[derive(Serialize)]
+struct CreateResponse<'a> {
+    config: StreamConfig,
+    created: String,
+    state: StateJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<Cluster<'a>>,
+    ts: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    did_create: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct InfoResponse<'a> {
+    total: u64,
+    offset: u64,
+    limit: u64,
+    config: StreamConfig,
+    created: String,
+    state: StateJson,
+    cluster: Cluster<'a>,
+    ts: String,
+}
+
+fn now() -> String {
+    format_ts(crate::store::now_ns())
+}
+
+fn info_body<'a>(
+    js: &'a JetStream,
+    stream: &Stream,
+    did_create: Option<bool>,
+) -> CreateResponse<'a> {
+    CreateResponse {
+        config: stream.config().for_reply(true),
+        created: format_ts(stream.created),
+        state: state_json(stream),
+        // nats-server names the leader in info and list replies, not in create/update.
+        cluster: did_create.is_none().then_some(Cluster {
+            leader: &js.server_name,
+        }),
+        ts: now(),
+        did_create,
+    }
+}
+
+fn parse_config(name: &str, payload: &[u8]) -> Result<StreamConfig, ApiError> {
+    if is_empty_body(payload) {
+        return Err(ApiError::stream_name_mismatch());
+    }
+    let mut cfg: StreamConfig = serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
+    if cfg.name.is_empty() || cfg.name != name {
+        return Err(ApiError::stream_name_mismatch());
+    }
+    cfg.normalize()?;
+    Ok(cfg)
+}
+
+fn overlaps(jsa: &JsAccount, cfg: &StreamConfig) -> bool {
+    jsa.streams()
+        .iter()
+        .filter(|s| s.name != cfg.name)
+        .any(|s| {
+            let other = s.config();
+            other.subjects.iter().any(|a| {
+                cfg.subjects
+                    .iter()
+                    .any(|b| crate::subject::collide(a.as_bytes(), b.as_bytes()))
+            })
+        })
+}
+
+/// Checks that a stream may reserve `max_bytes` (beyond what `current` already holds).
+fn check_reservation(
+    js: &JetStream,
+    jsa: &JsAccount,
+    cfg: &StreamConfig,
+    current: u64,
+) -> Result<(), ApiError> {
+    let exceeded = || match cfg.storage {
+        Storage::Memory => ApiError::memory_resources_exceeded(),
+        Storage::File => ApiError::storage_resources_exceeded(),
+    };
+    let limits = jsa.limits().unwrap_or_default();
+    let account_limit = match cfg.storage {
+        Storage::Memory => limits.max_memory,
+        Storage::File => limits.max_store,
+    };
+    let want = cfg.max_bytes.max(0) as u64;
+    if account_limit >= 0 {
+        if want > 0 && jsa.reserved(cfg.storage) - current + want > account_limit as u64 {
+            return Err(exceeded());
+        }
+        // Accounts with limits reserved their whole quota from the server when enabled.
+        return Ok(());
+    }
+    if want > 0 {
+        let (res_mem, res_file) = js.reserved();
+        let (server_max, reserved) = match cfg.storage {
+            Storage::Memory => (js.usage.max_memory, res_mem),
+            Storage::File => (js.usage.max_store, res_file),
+        };
+        if reserved - current + want > server_max.max(0) as u64 {
+            return Err(exceeded());
+        }
+    }
+    Ok(())
+}
+
+fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
+    let cfg = parse_config(name, payload)?;
+    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(existing) = jsa.stream(name) {
+        if *existing.config() == cfg {
+            return Ok(typed(
+                "stream_create",
+                &info_body(js, &existing, Some(true)),
+            ));
+        }
+        return Err(ApiError::stream_name_in_use());
+    }
+    let limits = jsa.limits().unwrap_or_default();
+    if limits.max_streams >= 0 && jsa.streams().len() as i64 >= limits.max_streams {
+        return Err(ApiError::max_streams());
+    }
+    if overlaps(jsa, &cfg) {
+        return Err(ApiError::subjects_overlap());
+    }
+    check_reservation(js, jsa, &cfg, 0)?;
+    if cfg.storage == Storage::Memory && limits.max_memory == 0 {
+        return Err(ApiError::memory_resources_exceeded());
+    }
+    if cfg.storage == Storage::File && limits.max_store == 0 {
+        return Err(ApiError::storage_resources_exceeded());
+    }
+    if cfg.storage == Storage::File {
+        // A leftover directory (a stream deleted while its account was unloaded, or a crash
+        // mid-delete) must not resurrect old messages under a new stream.
+        let dir = js.stream_dir(&jsa.name, &cfg.name);
+        if dir.exists() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+    let stream = js.open_stream(jsa, cfg, crate::store::now_ns())?;
+    if let Err(e) = js.save_meta(&stream) {
+        let _ = stream.delete();
+        return Err(e);
+    }
+    if let Ok(mut streams) = jsa.streams.write() {
+        streams.insert(name.to_string(), stream.clone());
+    }
+    tracing::debug!("JetStream stream '{} > {}' created", jsa.name, name);
+    Ok(typed("stream_create", &info_body(js, &stream, Some(true))))
+}
+
+fn stream_update(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
+    let cfg = parse_config(name, payload)?;
+    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    let stream = jsa.stream(name).ok_or_else(ApiError::stream_not_found)?;
+    let old = stream.config();
+    if old.storage != cfg.storage {
+        return Err(ApiError::stream_config(
+            "stream configuration update can not change storage type",
+        ));
+    }
+    if old.sealed && !cfg.sealed {
+        return Err(ApiError::stream_config(
+            "stream configuration update can not unseal a sealed stream",
+        ));
+    }
+    if overlaps(jsa, &cfg) {
+        return Err(ApiError::subjects_overlap());
+    }
+    check_reservation(js, jsa, &cfg, old.max_bytes.max(0) as u64)?;
+    let allow_direct = cfg.allow_direct;
+    stream.update(cfg)?;
+    stream.set_direct(allow_direct.then(|| jsa.direct_handler()));
+    js.save_meta(&stream)?;
+    Ok(typed("stream_update", &info_body(js, &stream, None)))
+}
+
+#[derive(Deserialize, Default)]
+struct InfoRequest {
+    #[serde(default)]
+    subjects_filter: Option<String>,
+    #[serde(default)]
+    deleted_details: bool,
+    #[serde(default)]
+    offset: u64,
+}
+
+fn stream_info(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
+    let req: InfoRequest = parse(payload)?;
+    let stream = jsa.stream(name).ok_or_else(ApiError::stream_not_found)?;
+    let mut state = state_json(&stream);
+    let mut total = 0;
+    let mut limit = 0;
+    if let Some(filter) = req.subjects_filter.filter(|f| !f.is_empty()) {
+        let all = stream.store.subjects_state(filter.as_bytes());
+        total = all.len() as u64;
+        limit = SUBJECTS_LIMIT;
+        state.subjects = Some(
+            all.into_iter()
+                .skip(req.offset as usize)
+                .take(SUBJECTS_LIMIT as usize)
+                .map(|s| (String::from_utf8_lossy(&s.subject).into_owned(), s.msgs))
+                .collect(),
+        );
+    }
+    if req.deleted_details {
+        state.deleted = Some(stream.store.deleted_seqs());
+    }
+    Ok(typed(
+        "stream_info",
+        &InfoResponse {
+            total,
+            offset: req.offset,
+            limit,
+            config: stream.config().for_reply(true),
+            created: format_ts(stream.created),
+            state,
+            cluster: Cluster {
+                leader: &js.server_name,
+            },
+            ts: now(),
+        },
+    ))
+}
+
+#[derive(Serialize)]
+struct Success {
+    success: bool,
+}
+
+fn stream_delete(jsa: &JsAccount, name: &str) -> ApiResult {
+    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    let stream = match jsa.streams.write() {
+        Ok(mut s) => s.remove(name),
+        Err(_) => None,
+    }
+    .ok_or_else(ApiError::stream_not_found)?;
+    stream.delete()?;
+    Ok(typed("stream_delete", &Success { success: true }))
+}
+
+#[derive(Deserialize, Default)]
+struct PurgeBody {
+    #[serde(default)]
+    filter: Option<String>,
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    keep: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct PurgeResponse {
+    success: bool,
+    purged: u64,
+}
+
+fn stream_purge(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
+    let body: PurgeBody = parse(payload)?;
+    let stream = jsa.stream(name).ok_or_else(ApiError::stream_not_found)?;
+    let cfg = stream.config();
+    if cfg.deny_purge {
+        return Err(ApiError::purge_failed("stream purge not permitted"));
+    }
+    if cfg.sealed {
+        return Err(ApiError::stream_sealed());
+    }
+    if body.seq.is_some() && body.keep.is_some() {
+        return Err(ApiError::bad_request());
+    }
+    let req = PurgeRequest {
+        filter: body
+            .filter
+            .filter(|f| !f.is_empty() && f != ">")
+            .map(String::into_bytes),
+        seq: body.seq.filter(|s| *s > 0),
+        keep: body.keep.filter(|k| *k > 0),
+    };
+    let purged = stream.purge(&req)?;
+    Ok(typed(
+        "stream_purge",
+        &PurgeResponse {
+            success: true,
+            purged,
+        },
+    ))
+}
+
+#[derive(Deserialize, Default)]
+struct MsgGetRequest {
+    #[serde(default)]
+    seq: Option<u64>,
+    #[serde(default)]
+    last_by_subj: Option<String>,
+    #[serde(default)]
+    next_by_subj: Option<String>,
+    #[serde(default)]
+    batch: Option<u64>,
+    #[serde(default)]
+    multi_last: Option<Vec<String>>,
+}
+
+#[derive(Serialize)]
+struct MsgJson {
+    subject: String,
+    seq: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hdrs: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<String>,
+    time: String,
+}
+
+#[derive(Serialize)]
+struct MsgGetResponse {
+    message: MsgJson,
+}
+
+fn load(stream: &Stream, req: &MsgGetRequest) -> Result<StoredMsg, ApiError> {
+    let store = &stream.store;
+    let res = if let Some(subj) = req.last_by_subj.as_deref().filter(|s| !s.is_empty()) {
+        store.load_last_msg(subj.as_bytes())
+    } else if let Some(subj) = req.next_by_subj.as_deref().filter(|s| !s.is_empty()) {
+        store.load_next_msg(subj.as_bytes(), req.seq.unwrap_or(0))
+    } else if let Some(seq) = req.seq {
+        store.load_msg(seq)
+    } else {
+        return Err(ApiError::bad_request());
+    };
+    res.map_err(|e| match e {
+        StoreError::NotFound => ApiError::no_message_found(),
+        other => ApiError::internal(other),
+    })
+}
+
+fn msg_get(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
+    let stream = jsa.stream(name).ok_or_else(ApiError::stream_not_found)?;
+    if is_empty_body(payload) {
+        return Err(ApiError::bad_request());
+    }
+    let req: MsgGetRequest = parse(payload)?;
+    let msg = load(&stream, &req)?;
+    Ok(typed(
+        "stream_msg_get",
+        &MsgGetResponse {
+            message: MsgJson {
+                subject: String::from_utf8_lossy(&msg.subject).into_owned(),
+                seq: msg.seq,
+                hdrs: msg.headers.as_deref().map(base64),
+                data: (!msg.payload.is_empty()).then(|| base64(&msg.payload)),
+                time: format_ts(msg.ts),
+            },
+        },
+    ))
+}
+
+#[derive(Deserialize, Default)]
+struct MsgDeleteRequest {
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    no_erase: bool,
+}
+
+fn msg_delete(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
+    let stream = jsa.stream(name).ok_or_else(ApiError::stream_not_found)?;
+    if is_empty_body(payload) {
+        return Err(ApiError::bad_request());
+    }
+    let req: MsgDeleteRequest = parse(payload)?;
+    let cfg = stream.config();
+    if cfg.deny_delete {
+        return Err(ApiError::msg_delete_failed("message delete not permitted"));
+    }
+    if cfg.sealed {
+        return Err(ApiError::stream_sealed());
+    }
+    if req.seq > stream.store.state().last_seq {
+        // Past the end nats-server's store reports EOF rather than "not found".
+        return Err(ApiError::msg_delete_failed("stream store EOF"));
+    }
+    if !stream.delete_msg(req.seq, !req.no_erase)? {
+        return Err(ApiError::sequence_not_found(req.seq));
+    }
+    Ok(typed("stream_msg_delete", &Success { success: true }))
+}
+
+#[derive(Deserialize, Default)]
+struct NamesRequest {
+    #[serde(default)]
+    offset: usize,
+    #[serde(default)]
+    subject: Option<String>,
+}
+
+#[derive(Serialize)]
+struct NamesResponse {
+    total: usize,
+    offset: usize,
+    limit: usize,
+    streams: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ListResponse<'a> {
+    total: usize,
+    offset: usize,
+    limit: usize,
+    streams: Vec<CreateResponse<'a>>,
+}
+
+fn stream_names(jsa: &JsAccount, payload: &[u8], list: bool, js: &JetStream) -> ApiResult {
+    let req: NamesRequest = parse(payload)?;
+    let streams: Vec<Arc<Stream>> = jsa
+        .streams()
+        .into_iter()
+        .filter(|s| match req.subject.as_deref().filter(|f| !f.is_empty()) {
+            None => true,
+            Some(filter) => s
+                .config()
+                .subjects
+                .iter()
+                .any(|subj| crate::subject::collide(subj.as_bytes(), filter.as_bytes())),
+        })
+        .collect();
+    let total = streams.len();
+    if list {
+        let page = streams
+            .iter()
+            .skip(req.offset)
+            .take(LIST_LIMIT)
+            .map(|s| {
+                let mut info = info_body(js, s, None);
+                info.config = s.config().for_reply(false);
+                info
+            })
+            .collect();
+        return Ok(typed(
+            "stream_list",
+            &ListResponse {
+                total,
+                offset: req.offset,
+                limit: LIST_LIMIT,
+                streams: page,
+            },
+        ));
+    }
+    Ok(typed(
+        "stream_names",
+        &NamesResponse {
+            total,
+            offset: req.offset,
+            limit: NAMES_LIMIT,
+            streams: streams
+                .iter()
+                .skip(req.offset)
+                .take(NAMES_LIMIT)
+                .map(|s| s.name.clone())
+                .collect(),
+        },
+    ))
+}
+
+fn status(code: u16, text: &str) -> Reply {
+    (
+        Some(format!("NATS/1.0 {code} {text}\r\n\r\n").into_bytes()),
+        Vec::new(),
+    )
+}
+
+fn direct_headers(stream: &str, msg: &StoredMsg, extra: &[(&str, String)]) -> Vec<u8> {
+    let mut h = match msg.headers.as_deref() {
+        Some(stored) if stored.ends_with(b"\r\n\r\n") => stored[..stored.len() - 2].to_vec(),
+        _ => b"NATS/1.0\r\n".to_vec(),
+    };
+    let subject = String::from_utf8_lossy(&msg.subject);
+    h.extend_from_slice(
+        format!(
+            "Nats-Stream: {stream}\r\nNats-Subject: {subject}\r\nNats-Sequence: {}\r\nNats-Time-Stamp: {}\r\n",
+            msg.seq,
+            format_ts(msg.ts)
+        )
+        .as_bytes(),
+    );
+    for (k, v) in extra {
+        h.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
+    h.extend_from_slice(b"\r\n");
+    h
+}
+
+/// `$JS.API.DIRECT.GET.<stream>[.<subject>]`: the raw message with `Nats-*` headers.
+fn direct_get(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Reply {
+    let (name, subject) = match arg.split_once('.') {
+        Some((n, s)) => (n, Some(s)),
+        None => (arg, None),
+    };
+    let Some(stream) = jsa.stream(name).filter(|s| s.config().allow_direct) else {
+        return status(404, "Message Not Found");
+    };
+    let req = match subject {
+        Some(s) => MsgGetRequest {
+            last_by_subj: Some(s.to_string()),
+            ..MsgGetRequest::default()
+        },
+        None if is_empty_body(payload) => return status(408, "Empty Request"),
+        None => match serde_json::from_slice::<MsgGetRequest>(payload) {
+            Ok(r) => r,
+            Err(_) => return status(408, "Bad Request"),
+        },
+    };
+    if req.multi_last.is_some() || req.batch.is_some_and(|b| b > 1) {
+        // Batched forms are answered with the first message only; see the module report.
+        return match load(&stream, &req) {
+            Ok(msg) => (Some(direct_headers(name, &msg, &[])), msg.payload.to_vec()),
+            Err(_) => status(404, "Message Not Found"),
+        };
+    }
+    match load(&stream, &req) {
+        Ok(msg) => (Some(direct_headers(name, &msg, &[])), msg.payload.to_vec()),
+        Err(_) => status(404, "Message Not Found"),
+    }
+}
+
+/// Standard base64 with padding (what Go's `[]byte` JSON encoding produces).
+fn base64(data: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        out.push(TABLE[(n >> 18) as usize & 63] as char);
+        out.push(TABLE[(n >> 12) as usize & 63] as char);
+        out.push(if chunk.len() > 1 {
+            TABLE[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            TABLE[n as usize & 63] as char
+        } else {
+            '='
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_reference_samples() {
+        assert_eq!(base64(b"v1"), "djE=");
+        assert_eq!(
+            base64(b"NATS/1.0\r\nX-Foo: bar\r\n\r\n"),
+            "TkFUUy8xLjANClgtRm9vOiBiYXINCg0K"
+        );
+    }
+
+    #[test]
+    fn typed_puts_type_first() {
+        let body = typed("stream_delete", &Success { success: true });
+        assert_eq!(
+            body,
+            br#"{"type":"io.nats.jetstream.api.v1.stream_delete_response","success":true}"#
+        );
+        let err = error_reply(
+            "stream_purge",
+            &ApiError::purge_failed("stream purge not permitted"),
+        );
+        assert_eq!(
+            String::from_utf8(err).unwrap(),
+            r#"{"type":"io.nats.jetstream.api.v1.stream_purge_response","error":{"code":500,"err_code":10110,"description":"stream purge not permitted"},"purged":0}"#
+        );
+    }
+}

@@ -1,0 +1,701 @@
+//! JetStream: persistent streams on top of the message stores.
+//!
+//! # Layout
+//! - [`JetStream`]: the server-wide engine: store directory, server limits, one
+//!   [`JsAccount`] per account, the API thread.
+//! - [`api`]: `$JS.API.*` request handling (streams, account info, message get/delete,
+//!   direct get).
+//! - [`stream`]: one stream: its store, internal subscriptions and ingest worker.
+//! - [`config`]: the stream configuration JSON with nats-server's defaults.
+//! - [`errors`]: API error objects with the real codes.
+//! - [`monitor`]: `/jsz` and the `/varz` `jetstream` section.
+//!
+//! # Threads
+//! Nothing here runs on the client tasks except the hand-off: internal subscriptions copy a
+//! message into a bounded queue and return. API requests go to one API thread (requests are
+//! handled in arrival order, like nats-server's API queue); each stream has a worker thread
+//! that stores its messages and publishes the PubAcks.
+//!
+//! # On disk
+//! `<store_dir>/jetstream/<account>/streams/<stream>/` holds the file store and `meta.json`
+//! (config + creation time) with `meta.sum` (its SHA-256), both replaced atomically. Memory
+//! streams are not persisted (as in nats-server, they are gone after a restart).
+
+pub mod api;
+pub mod config;
+pub mod errors;
+pub mod monitor;
+pub mod stream;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+pub use monitor::{jsz, varz_section, Jsz, JszOptions};
+
+use crate::account::Account;
+use crate::client::SubRef;
+use crate::config::{AccountJetStreamLimits, JetStreamConfig, Options, GLOBAL_ACCOUNT};
+use crate::route::{self, InternalHandler, InternalMsg};
+use crate::server::Server;
+use crate::store::{FileStore, FileStoreConfig, MemStore, MessageStore, StorageType, SyncPolicy};
+use config::{Storage, StreamConfig};
+use errors::ApiError;
+use stream::Stream;
+
+/// API requests waiting for the API thread before new ones are dropped (as nats-server does
+/// when its API queue is full: the client times out).
+const API_QUEUE: usize = 65_536;
+
+/// JetStream start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum JetStreamError {
+    /// The store directory could not be created.
+    #[error("could not create storage directory {path}: {source}")]
+    StoreDir {
+        /// Directory.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A thread could not be started.
+    #[error("could not start JetStream thread: {0}")]
+    Thread(std::io::Error),
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Usage across the whole server, checked against `max_memory_store` / `max_file_store`.
+#[derive(Debug, Default)]
+pub struct ServerUsage {
+    mem: AtomicI64,
+    file: AtomicI64,
+    /// Resolved `max_memory_store`.
+    pub max_memory: i64,
+    /// Resolved `max_file_store`.
+    pub max_store: i64,
+}
+
+/// One account's usage and limits, shared by its streams' workers.
+#[derive(Debug)]
+pub struct Usage {
+    mem: AtomicI64,
+    file: AtomicI64,
+    limits: ArcSwapOption<AccountJetStreamLimits>,
+    server: Arc<ServerUsage>,
+}
+
+impl Usage {
+    fn add(&self, storage: StorageType, delta: i64) {
+        match storage {
+            StorageType::Memory => {
+                self.mem.fetch_add(delta, Ordering::Relaxed);
+                self.server.mem.fetch_add(delta, Ordering::Relaxed);
+            }
+            StorageType::File => {
+                self.file.fetch_add(delta, Ordering::Relaxed);
+                self.server.file.fetch_add(delta, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Bytes in use: (memory, file).
+    pub fn used(&self) -> (u64, u64) {
+        (
+            self.mem.load(Ordering::Relaxed).max(0) as u64,
+            self.file.load(Ordering::Relaxed).max(0) as u64,
+        )
+    }
+
+    fn has_limits(&self) -> bool {
+        self.limits
+            .load()
+            .as_ref()
+            .is_some_and(|l| l.max_memory >= 0 || l.max_store >= 0)
+    }
+
+    /// May a message of `size` accounted bytes be added?
+    fn check(&self, storage: StorageType, size: i64) -> Result<(), ApiError> {
+        let (used, server_used, server_max) = match storage {
+            StorageType::Memory => (&self.mem, &self.server.mem, self.server.max_memory),
+            StorageType::File => (&self.file, &self.server.file, self.server.max_store),
+        };
+        if let Some(limits) = self.limits.load().as_ref() {
+            let limit = match storage {
+                StorageType::Memory => limits.max_memory,
+                StorageType::File => limits.max_store,
+            };
+            if limit >= 0 && used.load(Ordering::Relaxed) + size > limit {
+                return Err(ApiError::account_resources_exceeded());
+            }
+        }
+        if server_max >= 0 && server_used.load(Ordering::Relaxed) + size > server_max {
+            return Err(ApiError::insufficient_resources());
+        }
+        Ok(())
+    }
+}
+
+/// One account as JetStream sees it (present for every account, enabled or not).
+pub struct JsAccount {
+    /// Account name.
+    pub name: String,
+    pub(crate) account: Arc<Account>,
+    pub(crate) usage: Arc<Usage>,
+    pub(crate) streams: RwLock<BTreeMap<String, Arc<Stream>>>,
+    api_handler: Arc<ApiHandler>,
+    api_subs: Mutex<Vec<SubRef>>,
+    pub(crate) api_total: AtomicU64,
+    pub(crate) api_errors: AtomicU64,
+    /// Serialises creates/updates/deletes so limit and overlap checks see a stable picture.
+    pub(crate) admin: Mutex<()>,
+}
+
+impl JsAccount {
+    /// The account's JetStream limits; `None` when JetStream is disabled for it.
+    pub fn limits(&self) -> Option<AccountJetStreamLimits> {
+        self.usage.limits.load().as_deref().copied()
+    }
+
+    /// Streams by name (sorted).
+    pub fn streams(&self) -> Vec<Arc<Stream>> {
+        self.streams
+            .read()
+            .map(|s| s.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// One stream.
+    pub fn stream(&self, name: &str) -> Option<Arc<Stream>> {
+        self.streams.read().ok()?.get(name).cloned()
+    }
+
+    pub(crate) fn direct_handler(&self) -> Arc<dyn InternalHandler> {
+        self.api_handler.clone()
+    }
+
+    /// Sum of `max_bytes` of this account's streams of `storage` (their reservations).
+    pub(crate) fn reserved(&self, storage: Storage) -> u64 {
+        self.streams()
+            .iter()
+            .map(|s| s.config())
+            .filter(|c| c.storage == storage && c.max_bytes > 0)
+            .map(|c| c.max_bytes as u64)
+            .sum()
+    }
+}
+
+/// An API request copied off the publisher's task.
+pub(crate) struct ApiRequest {
+    pub(crate) account: Arc<JsAccount>,
+    pub(crate) subject: String,
+    pub(crate) reply: Vec<u8>,
+    pub(crate) payload: Vec<u8>,
+}
+
+struct ApiHandler {
+    tx: SyncSender<ApiRequest>,
+    account: Mutex<Weak<JsAccount>>,
+}
+
+impl InternalHandler for ApiHandler {
+    fn deliver(&self, msg: &InternalMsg<'_>) {
+        // A request without a reply subject gets no answer, so it is not worth queueing.
+        let Some(reply) = msg.reply else { return };
+        let Some(account) = lock(&self.account).upgrade() else {
+            return;
+        };
+        let req = ApiRequest {
+            account,
+            subject: String::from_utf8_lossy(msg.subject).into_owned(),
+            reply: reply.to_vec(),
+            payload: msg.payload.to_vec(),
+        };
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(req) {
+            tracing::warn!("JetStream API queue full, dropping request");
+        }
+    }
+}
+
+/// The server-wide JetStream engine.
+pub struct JetStream {
+    /// `<store_dir>/jetstream`.
+    pub store_dir: PathBuf,
+    /// The configuration it was started with.
+    pub config: JetStreamConfig,
+    pub(crate) usage: Arc<ServerUsage>,
+    accounts: Mutex<HashMap<String, Arc<JsAccount>>>,
+    api_tx: SyncSender<ApiRequest>,
+    pub(crate) server_name: String,
+    pub(crate) api_total: AtomicU64,
+    pub(crate) api_errors: AtomicU64,
+}
+
+/// 75% of physical memory, as nats-server sizes an unset `max_memory_store`.
+fn default_max_memory() -> i64 {
+    let total_kb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
+        });
+    match total_kb {
+        Some(kb) => kb.saturating_mul(1024) / 4 * 3,
+        None => 256 * 1024 * 1024,
+    }
+}
+
+/// 75% of the free space under the store directory.
+fn default_max_store(dir: &Path) -> i64 {
+    match fs4::available_space(dir) {
+        Ok(n) => (n / 4 * 3) as i64,
+        Err(_) => 1024 * 1024 * 1024 * 1024,
+    }
+}
+
+fn human(bytes: i64) -> String {
+    const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < UNITS.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.2} {}", UNITS[i])
+    }
+}
+
+/// The account's JetStream limits under `opts`, `None` when it has no JetStream. As in
+/// nats-server, the global account gets unlimited JetStream when it is the only account.
+pub fn account_limits(
+    opts: &Options,
+    account: &Account,
+    system: &str,
+) -> Option<AccountJetStreamLimits> {
+    if account.name == system {
+        return None;
+    }
+    if let Some(l) = account.settings().jetstream {
+        return Some(l);
+    }
+    let global_only = opts.accounts.iter().all(|a| a.name == system);
+    (account.name == GLOBAL_ACCOUNT && global_only).then(AccountJetStreamLimits::default)
+}
+
+/// Account names become directory names: keep the readable ones, hex-encode the rest.
+fn account_dir_name(name: &str) -> String {
+    let plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'$' | b'.'));
+    if plain {
+        name.to_string()
+    } else {
+        format!("hex-{}", hex::encode(name))
+    }
+}
+
+/// What `meta.json` holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StreamMeta {
+    pub(crate) config: StreamConfig,
+    pub(crate) created: String,
+}
+
+/// Writes `meta.json` and `meta.sum` atomically (temp file, fsync, rename, fsync dir).
+fn write_meta(dir: &Path, meta: &StreamMeta) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let body = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
+    let sum = hex::encode(Sha256::digest(&body));
+    for (name, data) in [("meta.json", body.as_slice()), ("meta.sum", sum.as_bytes())] {
+        let tmp = dir.join(format!("{name}.tmp"));
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))?;
+    }
+    std::fs::File::open(dir)?.sync_all()
+}
+
+fn read_meta(dir: &Path) -> Result<StreamMeta, String> {
+    let body = std::fs::read(dir.join("meta.json")).map_err(|e| e.to_string())?;
+    let sum = std::fs::read_to_string(dir.join("meta.sum")).map_err(|e| e.to_string())?;
+    if hex::encode(Sha256::digest(&body)) != sum.trim() {
+        return Err("meta.json checksum mismatch".into());
+    }
+    serde_json::from_slice(&body).map_err(|e| e.to_string())
+}
+
+impl JetStream {
+    /// Starts JetStream for `server`: store directory, API thread, and every account's
+    /// streams recovered from disk. Logs as nats-server does.
+    pub fn start(server: &Server) -> Result<Arc<JetStream>, JetStreamError> {
+        let opts = server.options();
+        let config = opts.jetstream.clone().unwrap_or_default();
+        let base = match &config.store_dir {
+            Some(dir) => dir.clone(),
+            None => {
+                tracing::warn!(
+                    "Temporary storage directory used, data could be lost on system reboot"
+                );
+                std::env::temp_dir().join("nats")
+            }
+        };
+        let store_dir = base.join("jetstream");
+        std::fs::create_dir_all(&store_dir).map_err(|source| JetStreamError::StoreDir {
+            path: store_dir.clone(),
+            source,
+        })?;
+        let max_memory = if config.max_memory >= 0 {
+            config.max_memory
+        } else {
+            default_max_memory()
+        };
+        let max_store = if config.max_store >= 0 {
+            config.max_store
+        } else {
+            default_max_store(&store_dir)
+        };
+        tracing::info!("Starting JetStream");
+        tracing::info!("---------------- JETSTREAM ----------------");
+        tracing::info!("  Max Memory:      {}", human(max_memory));
+        tracing::info!("  Max Storage:     {}", human(max_store));
+        tracing::info!("  Store Directory: \"{}\"", store_dir.display());
+        tracing::info!("-------------------------------------------");
+        let (api_tx, api_rx) = std::sync::mpsc::sync_channel(API_QUEUE);
+        let js = Arc::new(JetStream {
+            store_dir,
+            config,
+            usage: Arc::new(ServerUsage {
+                max_memory,
+                max_store,
+                ..ServerUsage::default()
+            }),
+            accounts: Mutex::new(HashMap::new()),
+            api_tx,
+            server_name: server.name(),
+            api_total: AtomicU64::new(0),
+            api_errors: AtomicU64::new(0),
+        });
+        let api_js = js.clone();
+        std::thread::Builder::new()
+            .name("js-api".into())
+            .spawn(move || api_js.api_loop(api_rx))
+            .map_err(JetStreamError::Thread)?;
+        js.sync_accounts(server);
+        tracing::info!("JetStream started");
+        Ok(js)
+    }
+
+    fn api_loop(self: Arc<Self>, rx: Receiver<ApiRequest>) {
+        while let Ok(req) = rx.recv() {
+            if let Some((headers, body)) = api::handle(&self, &req) {
+                route::publish(
+                    &req.account.account,
+                    &req.reply,
+                    None,
+                    headers.as_deref(),
+                    &body,
+                );
+            }
+        }
+    }
+
+    /// Brings the JetStream view in line with the server's accounts: new accounts get the
+    /// API subscription (and their streams recovered), changed limits apply at once, and an
+    /// account that is gone (or lost JetStream) is unloaded with its data kept on disk.
+    pub fn sync_accounts(&self, server: &Server) {
+        let opts = server.options();
+        let system = server.system_account();
+        let accounts = server.accounts();
+        let mut map = lock(&self.accounts);
+        let live: HashMap<&str, &Arc<Account>> =
+            accounts.iter().map(|a| (a.name.as_str(), a)).collect();
+        let gone: Vec<String> = map
+            .iter()
+            .filter(|(name, jsa)| {
+                live.get(name.as_str())
+                    .is_none_or(|a| !Arc::ptr_eq(a, &jsa.account))
+            })
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in gone {
+            if let Some(jsa) = map.remove(&name) {
+                self.unload(&jsa, "account removed");
+            }
+        }
+        // Server-wide reservations of account limits are checked in a stable order.
+        let mut reserved_mem = 0i64;
+        let mut reserved_file = 0i64;
+        for account in &accounts {
+            let mut limits = account_limits(&opts, account, &system);
+            if let Some(l) = limits {
+                let mem = reserved_mem + l.max_memory.max(0);
+                let file = reserved_file + l.max_store.max(0);
+                if mem > self.usage.max_memory || file > self.usage.max_store {
+                    tracing::error!(
+                        "Error enabling JetStream for account '{}': insufficient resources",
+                        account.name
+                    );
+                    limits = None;
+                } else {
+                    reserved_mem = mem;
+                    reserved_file = file;
+                }
+            }
+            let jsa = match map.get(&account.name) {
+                Some(jsa) => jsa.clone(),
+                None => {
+                    let jsa = self.new_account(account);
+                    map.insert(account.name.clone(), jsa.clone());
+                    jsa
+                }
+            };
+            let was_enabled = jsa.limits().is_some();
+            jsa.usage.limits.store(limits.map(Arc::new));
+            match (was_enabled, limits.is_some()) {
+                (false, true) => self.recover_account(&jsa),
+                (true, false) => self.unload(&jsa, "JetStream disabled for account"),
+                _ => {}
+            }
+        }
+    }
+
+    fn new_account(&self, account: &Arc<Account>) -> Arc<JsAccount> {
+        let handler = Arc::new(ApiHandler {
+            tx: self.api_tx.clone(),
+            account: Mutex::new(Weak::new()),
+        });
+        let jsa = Arc::new(JsAccount {
+            name: account.name.clone(),
+            account: account.clone(),
+            usage: Arc::new(Usage {
+                mem: AtomicI64::new(0),
+                file: AtomicI64::new(0),
+                limits: ArcSwapOption::empty(),
+                server: self.usage.clone(),
+            }),
+            streams: RwLock::new(BTreeMap::new()),
+            api_handler: handler.clone(),
+            api_subs: Mutex::new(Vec::new()),
+            api_total: AtomicU64::new(0),
+            api_errors: AtomicU64::new(0),
+            admin: Mutex::new(()),
+        });
+        *lock(&handler.account) = Arc::downgrade(&jsa);
+        let mut subs = lock(&jsa.api_subs);
+        for subject in ["$JS.API.INFO", "$JS.API.STREAM.>"] {
+            let h: Arc<dyn InternalHandler> = handler.clone();
+            match route::subscribe_internal(account, subject.as_bytes(), None, h) {
+                Ok(sub) => subs.push(sub),
+                Err(e) => tracing::error!("JetStream API subscription {}: {}", subject, e),
+            }
+        }
+        drop(subs);
+        jsa
+    }
+
+    fn unload(&self, jsa: &JsAccount, why: &str) {
+        let streams: Vec<Arc<Stream>> = match jsa.streams.write() {
+            Ok(mut s) => std::mem::take(&mut *s).into_values().collect(),
+            Err(_) => Vec::new(),
+        };
+        if !streams.is_empty() {
+            tracing::warn!(
+                "JetStream account '{}' unloaded ({}): {} stream(s) kept on disk under {}",
+                jsa.name,
+                why,
+                streams.len(),
+                self.account_dir(&jsa.name).display()
+            );
+        }
+        for s in streams {
+            s.stop();
+        }
+        if why == "account removed" {
+            for sub in lock(&jsa.api_subs).drain(..) {
+                route::unsubscribe_internal(&jsa.account, &sub);
+            }
+        }
+    }
+
+    fn account_dir(&self, account: &str) -> PathBuf {
+        self.store_dir
+            .join(account_dir_name(account))
+            .join("streams")
+    }
+
+    pub(crate) fn stream_dir(&self, account: &str, stream: &str) -> PathBuf {
+        self.account_dir(account).join(stream)
+    }
+
+    fn sync_policy(&self) -> (SyncPolicy, bool) {
+        if self.config.sync_always {
+            // The worker fsyncs once per batch (group commit), so the store itself need not.
+            (SyncPolicy::Interval(Duration::from_secs(1)), true)
+        } else {
+            (
+                SyncPolicy::Interval(self.config.sync_interval.unwrap_or(Duration::from_secs(1))),
+                false,
+            )
+        }
+    }
+
+    /// Opens the store for `cfg` and starts the stream (not yet registered in the account).
+    pub(crate) fn open_stream(
+        &self,
+        jsa: &JsAccount,
+        cfg: StreamConfig,
+        created: u64,
+    ) -> Result<Arc<Stream>, ApiError> {
+        let (policy, sync_always) = self.sync_policy();
+        let (store, dir): (Arc<dyn MessageStore>, Option<PathBuf>) = match cfg.storage {
+            Storage::Memory => (Arc::new(MemStore::new(cfg.store_limits())), None),
+            Storage::File => {
+                let dir = self.stream_dir(&jsa.name, &cfg.name);
+                let mut fc = FileStoreConfig::new(&dir);
+                fc.limits = cfg.store_limits();
+                fc.sync = policy;
+                let store = FileStore::open(fc).map_err(ApiError::internal)?;
+                (Arc::new(store), Some(dir))
+            }
+        };
+        let allow_direct = cfg.allow_direct;
+        let stream = Stream::start(
+            cfg,
+            created,
+            store,
+            jsa.account.clone(),
+            jsa.usage.clone(),
+            dir,
+            sync_always,
+        )?;
+        if allow_direct {
+            stream.set_direct(Some(jsa.direct_handler()));
+        }
+        Ok(stream)
+    }
+
+    /// Persists a file stream's metadata.
+    pub(crate) fn save_meta(&self, stream: &Stream) -> Result<(), ApiError> {
+        let Some(dir) = &stream.dir else {
+            return Ok(());
+        };
+        let meta = StreamMeta {
+            config: (*stream.config()).clone(),
+            created: config::format_ts(stream.created),
+        };
+        write_meta(dir, &meta).map_err(ApiError::internal)
+    }
+
+    /// Loads every persisted stream of an account that (now) has JetStream.
+    fn recover_account(&self, jsa: &JsAccount) {
+        let dir = self.account_dir(&jsa.name);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        let mut names: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        names.sort();
+        for path in names {
+            if !path.is_dir() {
+                continue;
+            }
+            let meta = match read_meta(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(
+                        "JetStream: skipping stream directory {}: {}",
+                        path.display(),
+                        e
+                    );
+                    continue;
+                }
+            };
+            let name = meta.config.name.clone();
+            if path.file_name().and_then(|n| n.to_str()) != Some(name.as_str()) {
+                tracing::warn!(
+                    "JetStream: stream directory {} holds stream '{}', skipping",
+                    path.display(),
+                    name
+                );
+                continue;
+            }
+            let created = config::parse_ts(&meta.created).unwrap_or(0);
+            match self.open_stream(jsa, meta.config, created) {
+                Ok(stream) => {
+                    let st = stream.store.state();
+                    tracing::info!(
+                        "  Restored {} messages for stream '{} > {}'",
+                        st.msgs,
+                        jsa.name,
+                        name
+                    );
+                    if let Ok(mut s) = jsa.streams.write() {
+                        s.insert(name, stream);
+                    }
+                }
+                Err(e) => tracing::error!(
+                    "JetStream: could not restore stream '{} > {}': {}",
+                    jsa.name,
+                    name,
+                    e.description
+                ),
+            }
+        }
+    }
+
+    /// The JetStream view of an account.
+    pub fn account(&self, name: &str) -> Option<Arc<JsAccount>> {
+        lock(&self.accounts).get(name).cloned()
+    }
+
+    /// Every account JetStream knows, sorted by name.
+    pub fn accounts(&self) -> Vec<Arc<JsAccount>> {
+        let mut v: Vec<_> = lock(&self.accounts).values().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    /// Total reservations of stream `max_bytes` across accounts: (memory, file).
+    pub(crate) fn reserved(&self) -> (u64, u64) {
+        self.accounts().iter().fold((0, 0), |(m, f), a| {
+            (
+                m + a.reserved(Storage::Memory),
+                f + a.reserved(Storage::File),
+            )
+        })
+    }
+
+    /// Server-wide usage: (memory, file).
+    pub fn used(&self) -> (u64, u64) {
+        (
+            self.usage.mem.load(Ordering::Relaxed).max(0) as u64,
+            self.usage.file.load(Ordering::Relaxed).max(0) as u64,
+        )
+    }
+
+    /// Flushes and closes every stream (orderly shutdown).
+    pub fn shutdown(&self) {
+        for jsa in self.accounts() {
+            for s in jsa.streams() {
+                s.stop();
+            }
+        }
+    }
+}

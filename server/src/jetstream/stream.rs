@@ -1,0 +1,629 @@
+//! One stream: its store, the internal subscriptions that capture its subjects, and the
+//! worker thread that stores what they capture.
+//!
+//! The publisher's task only copies a captured message into a bounded queue
+//! ([`IngestHandler`]); the stream's worker thread drains the queue in batches, runs the
+//! header checks (dedupe, expected-*), stores each message, then — once the whole batch is in
+//! the store (and fsynced when `sync_interval: always`) — publishes the PubAcks. So one
+//! fsync covers every message that was waiting (group commit) and an ack always means the
+//! message is in the store.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::config::{Retention, StreamConfig};
+use super::errors::ApiError;
+use super::Usage;
+use crate::account::Account;
+use crate::client::SubRef;
+use crate::route::{self, InternalHandler, InternalMsg};
+use crate::store::{MessageStore, PurgeRequest, StorageType, StoreError};
+
+/// Captured messages a stream may have waiting before new ones are refused.
+const INGEST_QUEUE: usize = 65_536;
+/// Messages stored per batch before the acks go out.
+const MAX_BATCH: usize = 1024;
+
+/// A captured publish, copied out of the publisher's read buffer in one allocation.
+pub(crate) struct Inbound {
+    buf: Box<[u8]>,
+    subject_len: usize,
+    reply_len: Option<usize>,
+    headers_len: Option<usize>,
+}
+
+impl Inbound {
+    fn copy(msg: &InternalMsg<'_>) -> Inbound {
+        let total = msg.subject.len()
+            + msg.reply.map_or(0, <[u8]>::len)
+            + msg.headers.map_or(0, <[u8]>::len)
+            + msg.payload.len();
+        let mut buf = Vec::with_capacity(total);
+        buf.extend_from_slice(msg.subject);
+        if let Some(r) = msg.reply {
+            buf.extend_from_slice(r);
+        }
+        if let Some(h) = msg.headers {
+            buf.extend_from_slice(h);
+        }
+        buf.extend_from_slice(msg.payload);
+        Inbound {
+            buf: buf.into_boxed_slice(),
+            subject_len: msg.subject.len(),
+            reply_len: msg.reply.map(<[u8]>::len),
+            headers_len: msg.headers.map(<[u8]>::len),
+        }
+    }
+    fn subject(&self) -> &[u8] {
+        &self.buf[..self.subject_len]
+    }
+    fn reply(&self) -> Option<&[u8]> {
+        let start = self.subject_len;
+        self.reply_len.map(|n| &self.buf[start..start + n])
+    }
+    fn headers(&self) -> Option<&[u8]> {
+        let start = self.subject_len + self.reply_len.unwrap_or(0);
+        self.headers_len.map(|n| &self.buf[start..start + n])
+    }
+    fn payload(&self) -> &[u8] {
+        let start = self.subject_len + self.reply_len.unwrap_or(0) + self.headers_len.unwrap_or(0);
+        &self.buf[start..]
+    }
+}
+
+pub(crate) enum Work {
+    Msg(Inbound),
+    Stop,
+}
+
+/// The internal-subscription handler: a non-blocking hand-off to the worker.
+pub(crate) struct IngestHandler {
+    tx: SyncSender<Work>,
+    stream: String,
+    dropped: AtomicU64,
+}
+
+impl InternalHandler for IngestHandler {
+    fn deliver(&self, msg: &InternalMsg<'_>) {
+        match self.tx.try_send(Work::Msg(Inbound::copy(msg))) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                // The publisher gets no ack and retries; blocking here would stall its connection.
+                if self.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
+                    tracing::warn!(
+                        "JetStream stream '{}' ingest queue full, dropping messages",
+                        self.stream
+                    );
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => {}
+        }
+    }
+}
+
+/// One stream.
+pub struct Stream {
+    /// Stream name.
+    pub name: String,
+    /// Creation time, ns since the epoch.
+    pub created: u64,
+    config: ArcSwap<StreamConfig>,
+    pub(crate) store: Arc<dyn MessageStore>,
+    account: Arc<Account>,
+    usage: Arc<Usage>,
+    /// Bytes this stream last reported into `usage`.
+    accounted: AtomicI64,
+    tx: SyncSender<Work>,
+    ingest: Arc<IngestHandler>,
+    subs: Mutex<Vec<SubRef>>,
+    direct_subs: Mutex<Vec<SubRef>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    /// Where its metadata lives (file streams only).
+    pub(crate) dir: Option<PathBuf>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Stream {
+    /// Wraps an opened store, starts the worker and subscribes the stream's subjects.
+    pub(crate) fn start(
+        config: StreamConfig,
+        created: u64,
+        store: Arc<dyn MessageStore>,
+        account: Arc<Account>,
+        usage: Arc<Usage>,
+        dir: Option<PathBuf>,
+        sync_always: bool,
+    ) -> Result<Arc<Stream>, ApiError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(INGEST_QUEUE);
+        let ingest = Arc::new(IngestHandler {
+            tx: tx.clone(),
+            stream: config.name.clone(),
+            dropped: AtomicU64::new(0),
+        });
+        let stream = Arc::new(Stream {
+            name: config.name.clone(),
+            created,
+            config: ArcSwap::from_pointee(config),
+            store,
+            account,
+            usage,
+            accounted: AtomicI64::new(0),
+            tx,
+            ingest,
+            subs: Mutex::new(Vec::new()),
+            direct_subs: Mutex::new(Vec::new()),
+            worker: Mutex::new(None),
+            dir,
+        });
+        stream.refresh_usage();
+        let worker_stream = stream.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("js-{}", stream.name))
+            .spawn(move || Worker::new(worker_stream, sync_always).run(rx))
+            .map_err(ApiError::internal)?;
+        *lock(&stream.worker) = Some(handle);
+        stream.subscribe()?;
+        Ok(stream)
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> Arc<StreamConfig> {
+        self.config.load_full()
+    }
+
+    fn subscribe(&self) -> Result<(), ApiError> {
+        let cfg = self.config();
+        let mut subs = lock(&self.subs);
+        for sub in subs.drain(..) {
+            route::unsubscribe_internal(&self.account, &sub);
+        }
+        for subject in &cfg.subjects {
+            let handler: Arc<dyn InternalHandler> = self.ingest.clone();
+            let sub = route::subscribe_internal(&self.account, subject.as_bytes(), None, handler)
+                .map_err(|e| ApiError::stream_config(format!("invalid subject: {e}")))?;
+            subs.push(sub);
+        }
+        Ok(())
+    }
+
+    /// Subscribes (or drops) `$JS.API.DIRECT.GET.<name>` per `allow_direct`.
+    pub(crate) fn set_direct(&self, handler: Option<Arc<dyn InternalHandler>>) {
+        let mut subs = lock(&self.direct_subs);
+        for sub in subs.drain(..) {
+            route::unsubscribe_internal(&self.account, &sub);
+        }
+        let Some(handler) = handler else { return };
+        for subject in [
+            format!("$JS.API.DIRECT.GET.{}", self.name),
+            format!("$JS.API.DIRECT.GET.{}.>", self.name),
+        ] {
+            if let Ok(sub) =
+                route::subscribe_internal(&self.account, subject.as_bytes(), None, handler.clone())
+            {
+                subs.push(sub);
+            }
+        }
+    }
+
+    /// Applies an (already validated) new configuration.
+    pub(crate) fn update(&self, cfg: StreamConfig) -> Result<(), ApiError> {
+        self.store
+            .update_config(&cfg.store_limits())
+            .map_err(ApiError::internal)?;
+        let resubscribe = cfg.subjects != self.config().subjects;
+        self.config.store(Arc::new(cfg));
+        if resubscribe {
+            self.subscribe()?;
+        }
+        self.refresh_usage();
+        Ok(())
+    }
+
+    /// Re-reads the store's byte count into the account and server usage.
+    pub(crate) fn refresh_usage(&self) {
+        let bytes = self.store.state().bytes as i64;
+        let old = self.accounted.swap(bytes, Ordering::Relaxed);
+        let delta = bytes - old;
+        if delta != 0 {
+            self.usage.add(self.store.storage_type(), delta);
+        }
+    }
+
+    /// Stops the worker and unsubscribes; the store is left open for the caller.
+    fn stop_worker(&self) {
+        for sub in lock(&self.subs).drain(..) {
+            route::unsubscribe_internal(&self.account, &sub);
+        }
+        self.set_direct(None);
+        let _ = self.tx.send(Work::Stop);
+        if let Some(handle) = lock(&self.worker).take() {
+            let _ = handle.join();
+        }
+    }
+
+    /// Stops the stream and closes its store, keeping its data.
+    pub(crate) fn stop(&self) {
+        self.stop_worker();
+        if let Err(e) = self.store.stop() {
+            tracing::warn!("JetStream stream '{}' stop: {}", self.name, e);
+        }
+        let old = self.accounted.swap(0, Ordering::Relaxed);
+        self.usage.add(self.store.storage_type(), -old);
+    }
+
+    /// Stops the stream and removes its data.
+    pub(crate) fn delete(&self) -> Result<(), ApiError> {
+        self.stop_worker();
+        let old = self.accounted.swap(0, Ordering::Relaxed);
+        self.usage.add(self.store.storage_type(), -old);
+        self.store.delete().map_err(ApiError::internal)?;
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        Ok(())
+    }
+
+    /// Purge through the API.
+    pub(crate) fn purge(&self, req: &PurgeRequest) -> Result<u64, ApiError> {
+        let n = self.store.purge(req).map_err(ApiError::internal)?;
+        self.refresh_usage();
+        Ok(n)
+    }
+
+    /// Message delete through the API.
+    pub(crate) fn delete_msg(&self, seq: u64, erase: bool) -> Result<bool, ApiError> {
+        let res = if erase {
+            self.store.erase_msg(seq)
+        } else {
+            self.store.remove_msg(seq)
+        };
+        let found = res.map_err(ApiError::internal)?;
+        self.refresh_usage();
+        Ok(found)
+    }
+
+    /// Bytes currently counted for this stream.
+    pub fn bytes(&self) -> u64 {
+        self.accounted.load(Ordering::Relaxed).max(0) as u64
+    }
+}
+
+/// Headers the server acts on; names are case-sensitive, as in nats-server.
+#[derive(Default)]
+struct JsHeaders<'a> {
+    msg_id: Option<&'a str>,
+    expected_stream: Option<&'a str>,
+    expected_last_seq: Option<&'a str>,
+    expected_last_subject_seq: Option<&'a str>,
+    expected_last_msg_id: Option<&'a str>,
+    rollup: Option<&'a str>,
+}
+
+fn parse_headers(block: &[u8]) -> JsHeaders<'_> {
+    let mut h = JsHeaders::default();
+    let Ok(text) = std::str::from_utf8(block) else {
+        return h;
+    };
+    for line in text.split("\r\n").skip(1) {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let value = value.trim();
+        match key {
+            "Nats-Msg-Id" => h.msg_id = Some(value),
+            "Nats-Expected-Stream" => h.expected_stream = Some(value),
+            "Nats-Expected-Last-Sequence" => h.expected_last_seq = Some(value),
+            "Nats-Expected-Last-Subject-Sequence" => h.expected_last_subject_seq = Some(value),
+            "Nats-Expected-Last-Msg-Id" => h.expected_last_msg_id = Some(value),
+            "Nats-Rollup" => h.rollup = Some(value),
+            _ => {}
+        }
+    }
+    h
+}
+
+/// The PubAck bytes nats-server sends (note the space in `"duplicate": true`).
+fn pub_ack(stream: &str, seq: u64, duplicate: bool) -> Vec<u8> {
+    let name = serde_json::to_string(stream).unwrap_or_default();
+    let mut out = format!("{{\"stream\":{name},\"seq\":{seq}");
+    if duplicate {
+        out.push_str(",\"duplicate\": true");
+    }
+    out.push('}');
+    out.into_bytes()
+}
+
+fn pub_error(stream: &str, err: &ApiError) -> Vec<u8> {
+    let name = serde_json::to_string(stream).unwrap_or_default();
+    let err = serde_json::to_string(err).unwrap_or_default();
+    format!("{{\"error\":{err},\"stream\":{name},\"seq\":0}}").into_bytes()
+}
+
+/// State the worker thread owns.
+struct Worker {
+    stream: Arc<Stream>,
+    sync_always: bool,
+    /// Msg-Id → (seq, ts) inside the duplicate window.
+    dedupe: HashMap<String, (u64, u64)>,
+    dedupe_order: VecDeque<(u64, String)>,
+    last_msg_id: Option<String>,
+}
+
+impl Worker {
+    fn new(stream: Arc<Stream>, sync_always: bool) -> Worker {
+        let mut w = Worker {
+            stream,
+            sync_always,
+            dedupe: HashMap::new(),
+            dedupe_order: VecDeque::new(),
+            last_msg_id: None,
+        };
+        w.rebuild_dedupe();
+        w
+    }
+
+    /// After a restart, re-learn the Msg-Ids stored inside the duplicate window.
+    fn rebuild_dedupe(&mut self) {
+        let cfg = self.stream.config();
+        let window = cfg.duplicate_window.max(0) as u64;
+        let state = self.stream.store.state();
+        if state.msgs == 0 || window == 0 {
+            return;
+        }
+        let cutoff = crate::store::now_ns().saturating_sub(window);
+        let mut found = Vec::new();
+        let mut seq = state.last_seq;
+        let mut scanned = 0;
+        while seq >= state.first_seq && seq > 0 && scanned < 1_000_000 {
+            scanned += 1;
+            if let Ok(m) = self.stream.store.load_msg(seq) {
+                if m.ts < cutoff {
+                    break;
+                }
+                if let Some(h) = &m.headers {
+                    if let Some(id) = parse_headers(h).msg_id {
+                        found.push((m.ts, id.to_string(), m.seq));
+                    }
+                }
+            }
+            seq -= 1;
+        }
+        if let Some((_, id, _)) = found.first() {
+            self.last_msg_id = Some(id.clone());
+        }
+        for (ts, id, seq) in found.into_iter().rev() {
+            self.dedupe.insert(id.clone(), (seq, ts));
+            self.dedupe_order.push_back((ts, id));
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Work>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut acks: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(MAX_BATCH);
+        loop {
+            let tick = self.expire_tick();
+            match rx.recv_timeout(tick) {
+                Ok(w) => batch.push(w),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.expire();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(w) => batch.push(w),
+                    Err(_) => break,
+                }
+            }
+            let cfg = self.stream.config();
+            let mut stop = false;
+            let mut stored_any = false;
+            for work in batch.drain(..) {
+                match work {
+                    Work::Stop => stop = true,
+                    Work::Msg(_) if stop => {}
+                    Work::Msg(msg) => {
+                        let result = self.process(&cfg, &msg);
+                        stored_any |= matches!(result, Ok((_, false)));
+                        if let Some(reply) = msg.reply() {
+                            let body = match &result {
+                                Ok((seq, dup)) => pub_ack(&cfg.name, *seq, *dup),
+                                Err(e) => pub_error(&cfg.name, e),
+                            };
+                            acks.push((reply.to_vec(), body));
+                        }
+                    }
+                }
+            }
+            if stored_any && self.sync_always {
+                if let Err(e) = self.stream.store.flush() {
+                    tracing::error!("JetStream stream '{}' sync failed: {}", cfg.name, e);
+                    // Not durable as promised: answer with errors instead of acks.
+                    let err = ApiError::internal(e);
+                    for (_, body) in acks.iter_mut() {
+                        *body = pub_error(&cfg.name, &err);
+                    }
+                }
+            }
+            self.stream.refresh_usage();
+            for (reply, body) in acks.drain(..) {
+                route::publish(&self.stream.account, &reply, None, None, &body);
+            }
+            if stop {
+                return;
+            }
+        }
+    }
+
+    fn expire_tick(&self) -> Duration {
+        let cfg = self.stream.config();
+        if cfg.max_age > 0 {
+            Duration::from_nanos((cfg.max_age as u64 / 10).clamp(50_000_000, 1_000_000_000))
+        } else {
+            Duration::from_secs(1)
+        }
+    }
+
+    fn expire(&mut self) {
+        let cfg = self.stream.config();
+        if cfg.max_age > 0 {
+            match self.stream.store.expire(crate::store::now_ns()) {
+                Ok(n) if n > 0 => self.stream.refresh_usage(),
+                Ok(_) => {}
+                Err(e) => tracing::warn!("JetStream stream '{}' expire: {}", cfg.name, e),
+            }
+        }
+        self.prune_dedupe(&cfg);
+    }
+
+    fn prune_dedupe(&mut self, cfg: &StreamConfig) {
+        let cutoff = crate::store::now_ns().saturating_sub(cfg.duplicate_window.max(0) as u64);
+        while let Some((ts, _)) = self.dedupe_order.front() {
+            if *ts >= cutoff {
+                break;
+            }
+            if let Some((_, id)) = self.dedupe_order.pop_front() {
+                if self.dedupe.get(&id).is_some_and(|(_, t)| *t < cutoff) {
+                    self.dedupe.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// Checks and stores one message: `(seq, duplicate)` or the error for the PubAck.
+    fn process(&mut self, cfg: &StreamConfig, msg: &Inbound) -> Result<(u64, bool), ApiError> {
+        let stream = Arc::clone(&self.stream);
+        let store = &stream.store;
+        let subject = msg.subject();
+        let headers = msg.headers();
+        let payload = msg.payload();
+        let js = headers.map(parse_headers).unwrap_or_default();
+        if cfg.sealed {
+            return Err(ApiError::stream_sealed());
+        }
+        if let Some(expected) = js.expected_stream {
+            if expected != cfg.name {
+                return Err(ApiError::expected_stream_mismatch());
+            }
+        }
+        if let Some(id) = js.msg_id {
+            if !self.dedupe_order.is_empty() {
+                self.prune_dedupe(cfg);
+            }
+            if let Some((seq, _)) = self.dedupe.get(id) {
+                return Ok((*seq, true));
+            }
+        }
+        if let Some(expected) = js.expected_last_seq {
+            let last = store.state().last_seq;
+            if expected.parse::<u64>().ok() != Some(last) {
+                return Err(ApiError::wrong_last_sequence(last));
+            }
+        }
+        if let Some(expected) = js.expected_last_subject_seq {
+            let last = match store.load_last_msg(subject) {
+                Ok(m) => m.seq,
+                Err(StoreError::NotFound) => 0,
+                Err(e) => return Err(ApiError::internal(e)),
+            };
+            if expected.parse::<u64>().ok() != Some(last) {
+                return Err(ApiError::wrong_last_sequence(last));
+            }
+        }
+        if let Some(expected) = js.expected_last_msg_id {
+            let last = self.last_msg_id.as_deref().unwrap_or("");
+            if expected != last {
+                return Err(ApiError::wrong_last_msg_id(last));
+            }
+        }
+        let rollup_all = match js.rollup {
+            None => None,
+            Some(_) if !cfg.allow_rollup_hdrs => {
+                return Err(ApiError::rollup_failed("rollup not permitted"))
+            }
+            Some("sub") => Some(false),
+            Some("all") => Some(true),
+            Some(other) => {
+                return Err(ApiError::rollup_failed(format!(
+                    "rollup value invalid: {other:?}"
+                )))
+            }
+        };
+        let size = store.stored_size(subject, headers, payload);
+        if cfg.max_bytes <= 0 {
+            self.stream.usage.check(store.storage_type(), size as i64)?;
+        }
+        let (seq, ts) =
+            store
+                .store_msg(subject, headers, payload, 0)
+                .map_err(|e| match e.js_error() {
+                    Some((code, err_code, desc)) if err_code != 10037 => {
+                        ApiError::new(code, err_code, desc)
+                    }
+                    _ => ApiError::internal(e),
+                })?;
+        if store.storage_type() == StorageType::Memory || self.stream.usage.has_limits() {
+            self.stream.refresh_usage();
+        }
+        if let Some(id) = js.msg_id {
+            self.dedupe.insert(id.to_string(), (seq, ts));
+            self.dedupe_order.push_back((ts, id.to_string()));
+            self.last_msg_id = Some(id.to_string());
+        }
+        if let Some(all) = rollup_all {
+            let req = PurgeRequest {
+                filter: (!all).then(|| subject.to_vec()),
+                seq: None,
+                keep: Some(1),
+            };
+            if let Err(e) = store.purge(&req) {
+                tracing::warn!("JetStream stream '{}' rollup: {}", cfg.name, e);
+            }
+        }
+        if cfg.retention == Retention::Interest {
+            // Without consumers nobody is interested: acked, then dropped at once (as observed).
+            let _ = store.remove_msg(seq);
+        }
+        Ok((seq, false))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_names_are_case_sensitive() {
+        let h = parse_headers(b"NATS/1.0\r\nnats-msg-id: a\r\nNats-Rollup: sub\r\n\r\n");
+        assert!(h.msg_id.is_none());
+        assert_eq!(h.rollup, Some("sub"));
+    }
+
+    #[test]
+    fn pub_ack_bytes_match_nats_server() {
+        assert_eq!(
+            pub_ack("ORDERS", 1, false),
+            br#"{"stream":"ORDERS","seq":1}"#
+        );
+        assert_eq!(
+            pub_ack("ORDERS", 1, true),
+            br#"{"stream":"ORDERS","seq":1,"duplicate": true}"#
+        );
+        assert_eq!(
+            pub_error("E", &ApiError::expected_stream_mismatch()),
+            br#"{"error":{"code":400,"err_code":10060,"description":"expected stream does not match"},"stream":"E","seq":0}"#
+        );
+    }
+}

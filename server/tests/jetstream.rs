@@ -1,0 +1,836 @@
+//! JetStream stream API tests against a natsd process (and the real nats-server for the
+//! differential checks). Each test starts its own server on a free port with its own store.
+
+// A test binary has no public API, and tests may unwrap (HELPERS.md).
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, stream};
+use async_nats::HeaderMap;
+use serde_json::{json, Value};
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn natsd() -> &'static str {
+    env!("CARGO_BIN_EXE_natsd")
+}
+
+/// Starts `bin` with `args` and waits for `Server is ready`; the port comes from the log.
+fn spawn(bin: &str, args: &[String]) -> Server {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start server");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut port = None;
+    let mut log = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("server did not become ready: {log:#?}"));
+        if let Some(addr) = line.split("Listening for client connections on ").nth(1) {
+            port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
+        }
+        let ready = line.contains("Server is ready");
+        log.push(line);
+        if ready {
+            break;
+        }
+    }
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || while rx.recv().is_ok() {});
+    Server {
+        child,
+        port: port.expect("listen line"),
+    }
+}
+
+fn start_js(dir: &Path) -> Server {
+    let args = [
+        "-a",
+        "127.0.0.1",
+        "-p",
+        &free_port().to_string(),
+        "-js",
+        "-sd",
+        dir.to_str().unwrap(),
+    ]
+    .map(String::from);
+    spawn(natsd(), &args)
+}
+
+fn start_conf(bin: &str, conf: &str, dir: &Path) -> Server {
+    let port = free_port();
+    let text = conf
+        .replace("@PORT@", &port.to_string())
+        .replace("@DIR@", dir.to_str().unwrap());
+    let path = dir.join(format!("server-{port}.conf"));
+    std::fs::write(&path, text).unwrap();
+    spawn(bin, &["-c".to_string(), path.to_str().unwrap().to_string()])
+}
+
+async fn connect(s: &Server) -> async_nats::Client {
+    async_nats::connect(format!("127.0.0.1:{}", s.port))
+        .await
+        .unwrap()
+}
+
+async fn connect_user(s: &Server, user: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::with_user_and_password(user.into(), "pw".into())
+        .connect(format!("127.0.0.1:{}", s.port))
+        .await
+        .unwrap()
+}
+
+async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
+    let payload = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(&body).unwrap()
+    };
+    let msg = nc
+        .request(subject.to_string(), payload.into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&msg.payload).unwrap()
+}
+
+async fn publish_raw(
+    nc: &async_nats::Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: &str,
+) -> Value {
+    let mut h = HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(*k, *v);
+    }
+    let msg = nc
+        .request_with_headers(subject.to_string(), h, payload.to_string().into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&msg.payload).unwrap()
+}
+
+fn err_code(v: &Value) -> Option<u64> {
+    v["error"]["err_code"].as_u64()
+}
+
+fn orders_config() -> stream::Config {
+    stream::Config {
+        name: "ORDERS".into(),
+        subjects: vec!["orders.*".into()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        max_messages: 100_000,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_stream_publish_get_purge_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_js(dir.path());
+    let nc = connect(&s).await;
+    let js = jetstream::new(nc.clone());
+    let mut stream = js.create_stream(orders_config()).await.unwrap();
+    let mut pending = Vec::new();
+    for i in 0..10_000u32 {
+        let subject = if i % 2 == 0 {
+            "orders.new"
+        } else {
+            "orders.paid"
+        };
+        pending.push(
+            js.publish(subject, format!("order {i}").into())
+                .await
+                .unwrap(),
+        );
+        if pending.len() == 256 {
+            for ack in pending.drain(..) {
+                ack.await.unwrap();
+            }
+        }
+    }
+    for ack in pending.drain(..) {
+        ack.await.unwrap();
+    }
+    let info = stream.info().await.unwrap().clone();
+    assert_eq!(info.state.messages, 10_000);
+    assert_eq!(info.state.last_sequence, 10_000);
+    assert_eq!(info.config.max_messages, 100_000);
+    let first = stream.get_raw_message(1).await.unwrap();
+    assert_eq!(&first.payload[..], b"order 0");
+    let last = stream
+        .get_last_raw_message_by_subject("orders.new")
+        .await
+        .unwrap();
+    assert_eq!(last.sequence, 9_999);
+    let purged = stream.purge().filter("orders.paid").await.unwrap();
+    assert_eq!(purged.purged, 5_000);
+    assert_eq!(stream.info().await.unwrap().state.messages, 5_000);
+    let missing = api(&nc, "$JS.API.STREAM.MSG.GET.ORDERS", json!({"seq": 2})).await;
+    assert_eq!(err_code(&missing), Some(10037));
+    assert!(js.delete_stream("ORDERS").await.unwrap().success);
+    let gone = api(&nc, "$JS.API.STREAM.INFO.ORDERS", Value::Null).await;
+    assert_eq!(err_code(&gone), Some(10059));
+    assert_eq!(
+        gone["type"],
+        "io.nats.jetstream.api.v1.stream_info_response"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_retention() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_js(dir.path());
+    let nc = connect(&s).await;
+    let js = jetstream::new(nc.clone());
+
+    let mut capped = js
+        .create_stream(stream::Config {
+            name: "CAP".into(),
+            subjects: vec!["cap.>".into()],
+            max_messages: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..12 {
+        js.publish("cap.x", format!("{i}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let st = capped.info().await.unwrap().state.clone();
+    assert_eq!(
+        (st.messages, st.first_sequence, st.last_sequence),
+        (5, 8, 12)
+    );
+
+    let mut per_subject = js
+        .create_stream(stream::Config {
+            name: "PER".into(),
+            subjects: vec!["per.*".into()],
+            max_messages_per_subject: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for subj in [
+        "per.a", "per.a", "per.a", "per.b", "per.b", "per.b", "per.c",
+    ] {
+        js.publish(subj, "x".into()).await.unwrap().await.unwrap();
+    }
+    assert_eq!(per_subject.info().await.unwrap().state.messages, 5);
+
+    let created = api(
+        &nc,
+        "$JS.API.STREAM.CREATE.NEW",
+        json!({"name":"NEW","subjects":["new.>"],"max_msgs":2,"discard":"new"}),
+    )
+    .await;
+    assert!(created["error"].is_null(), "{created}");
+    for _ in 0..2 {
+        let ack = publish_raw(&nc, "new.a", &[], "x").await;
+        assert!(ack["seq"].as_u64().unwrap() > 0);
+    }
+    let refused = publish_raw(&nc, "new.a", &[], "x").await;
+    assert_eq!(err_code(&refused), Some(10077), "{refused}");
+    assert_eq!(refused["error"]["description"], "maximum messages exceeded");
+
+    let aged = api(
+        &nc,
+        "$JS.API.STREAM.CREATE.AGED",
+        json!({"name":"AGED","subjects":["aged.>"],"max_age": 300_000_000u64}),
+    )
+    .await;
+    assert_eq!(aged["config"]["duplicate_window"], 300_000_000u64);
+    publish_raw(&nc, "aged.a", &[], "x").await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let info = api(&nc, "$JS.API.STREAM.INFO.AGED", Value::Null).await;
+        if info["state"]["messages"] == 0 {
+            assert_eq!(info["state"]["first_seq"], 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "max_age never expired: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedupe_and_expected_headers() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_js(dir.path());
+    let nc = connect(&s).await;
+    let r = api(
+        &nc,
+        "$JS.API.STREAM.CREATE.E",
+        json!({"name":"E","subjects":["e.>"],"allow_rollup_hdrs":true}),
+    )
+    .await;
+    assert!(r["error"].is_null(), "{r}");
+    let a = publish_raw(&nc, "e.a", &[("Nats-Msg-Id", "m1")], "1").await;
+    assert_eq!(a, json!({"stream":"E","seq":1}));
+    let dup = nc
+        .request_with_headers(
+            "e.a",
+            {
+                let mut h = HeaderMap::new();
+                h.insert("Nats-Msg-Id", "m1");
+                h
+            },
+            "1".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        &dup.payload[..],
+        br#"{"stream":"E","seq":1,"duplicate": true}"#
+    );
+    // Header names are case-sensitive: this one is not a Msg-Id.
+    let other = publish_raw(&nc, "e.a", &[("nats-msg-id", "m1")], "1").await;
+    assert_eq!(other["seq"], 2);
+    let wrong = publish_raw(&nc, "e.b", &[("Nats-Expected-Stream", "X")], "1").await;
+    assert_eq!(err_code(&wrong), Some(10060));
+    let wrong = publish_raw(&nc, "e.b", &[("Nats-Expected-Last-Sequence", "1")], "1").await;
+    assert_eq!(err_code(&wrong), Some(10071));
+    assert_eq!(wrong["error"]["description"], "wrong last sequence: 2");
+    let ok = publish_raw(&nc, "e.b", &[("Nats-Expected-Last-Sequence", "2")], "1").await;
+    assert_eq!(ok["seq"], 3);
+    let ok = publish_raw(
+        &nc,
+        "e.c",
+        &[("Nats-Expected-Last-Subject-Sequence", "0")],
+        "1",
+    )
+    .await;
+    assert_eq!(ok["seq"], 4);
+    let wrong = publish_raw(
+        &nc,
+        "e.c",
+        &[("Nats-Expected-Last-Subject-Sequence", "0")],
+        "1",
+    )
+    .await;
+    assert_eq!(wrong["error"]["description"], "wrong last sequence: 4");
+    let wrong = publish_raw(&nc, "e.c", &[("Nats-Expected-Last-Msg-Id", "zz")], "1").await;
+    assert_eq!(err_code(&wrong), Some(10070));
+    assert_eq!(wrong["error"]["description"], "wrong last msg ID: m1");
+    let bad = publish_raw(&nc, "e.c", &[("Nats-Rollup", "xyz")], "1").await;
+    assert_eq!(bad["error"]["description"], "rollup value invalid: \"xyz\"");
+    let rolled = publish_raw(&nc, "e.a", &[("Nats-Rollup", "sub")], "r").await;
+    assert_eq!(rolled["seq"], 5);
+    let info = api(&nc, "$JS.API.STREAM.INFO.E", json!({"subjects_filter":">"})).await;
+    assert_eq!(info["state"]["subjects"]["e.a"], 1, "{info}");
+    assert_eq!(info["state"]["messages"], 3);
+}
+
+const TENANTS: &str = r#"
+host: 127.0.0.1
+port: @PORT@
+jetstream { store_dir: "@DIR@", max_memory_store: 64MB, max_file_store: 256MB }
+accounts {
+  A { jetstream { max_mem: 1MB, max_file: 4KB, max_streams: 2, max_consumers: 10 }
+      users = [ { user: a, password: pw } ] }
+  B { jetstream: enabled
+      users = [ { user: b, password: pw } ] }
+  C { users = [ { user: c, password: pw } ] }
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_are_isolated_and_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_conf(natsd(), TENANTS, dir.path());
+    let a = connect_user(&s, "a").await;
+    let b = connect_user(&s, "b").await;
+    let c = connect_user(&s, "c").await;
+    let cfg = json!({"name":"S","subjects":["s.>"]});
+    let ra = api(&a, "$JS.API.STREAM.CREATE.S", cfg.clone()).await;
+    let rb = api(&b, "$JS.API.STREAM.CREATE.S", cfg.clone()).await;
+    assert!(ra["error"].is_null() && rb["error"].is_null(), "{ra} {rb}");
+    publish_raw(&b, "s.x", &[], "from b").await;
+    let ia = api(&a, "$JS.API.STREAM.INFO.S", Value::Null).await;
+    let ib = api(&b, "$JS.API.STREAM.INFO.S", Value::Null).await;
+    assert_eq!(
+        (
+            ia["state"]["messages"].as_u64(),
+            ib["state"]["messages"].as_u64()
+        ),
+        (Some(0), Some(1))
+    );
+    let rc = api(&c, "$JS.API.STREAM.CREATE.S", cfg.clone()).await;
+    assert_eq!(err_code(&rc), Some(10039));
+    let info = api(&c, "$JS.API.INFO", Value::Null).await;
+    assert_eq!(
+        info["error"]["description"],
+        "JetStream not enabled for account"
+    );
+
+    // A: 4KB of file storage. Three 1000-byte messages fit (3 x 1032), the fourth does not.
+    let big = "x".repeat(1000);
+    for _ in 0..3 {
+        let ack = publish_raw(&a, "s.t", &[], &big).await;
+        assert!(ack["error"].is_null(), "{ack}");
+    }
+    let over = publish_raw(&a, "s.t", &[], &big).await;
+    assert_eq!(err_code(&over), Some(10002), "{over}");
+    let reserve = api(
+        &a,
+        "$JS.API.STREAM.CREATE.M",
+        json!({"name":"M","subjects":["m.>"],"storage":"memory","max_bytes": 2_000_000}),
+    )
+    .await;
+    assert_eq!(err_code(&reserve), Some(10028));
+    assert_eq!(
+        reserve["error"]["description"],
+        "insufficient memory resources available"
+    );
+    let file_reserve = api(
+        &a,
+        "$JS.API.STREAM.CREATE.F",
+        json!({"name":"F","subjects":["f.>"],"max_bytes": 1_000_000}),
+    )
+    .await;
+    assert_eq!(err_code(&file_reserve), Some(10047));
+    let second = api(&a, "$JS.API.STREAM.CREATE.T", json!({"name":"T"})).await;
+    assert!(second["error"].is_null(), "{second}");
+    let third = api(&a, "$JS.API.STREAM.CREATE.U", json!({"name":"U"})).await;
+    assert_eq!(err_code(&third), Some(10027));
+    let overlap = api(
+        &b,
+        "$JS.API.STREAM.CREATE.O",
+        json!({"name":"O","subjects":["s.*"]}),
+    )
+    .await;
+    assert_eq!(err_code(&overlap), Some(10065));
+    let names = api(&b, "$JS.API.STREAM.NAMES", Value::Null).await;
+    assert_eq!(names["streams"], json!(["S"]));
+}
+
+/// kill -9 during a publish loop; after a restart every acked message is there and the
+/// stream continues. 20 short rounds on one store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acked_messages_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut acked: Vec<(u64, String)> = Vec::new();
+    for round in 0..20u32 {
+        let mut s = start_js(dir.path());
+        let nc = connect(&s).await;
+        let js = jetstream::new(nc.clone());
+        let mut stream = if round == 0 {
+            js.create_stream(stream::Config {
+                name: "DUR".into(),
+                subjects: vec!["dur.>".into()],
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+        } else {
+            js.get_stream("DUR").await.unwrap()
+        };
+        for (seq, payload) in &acked {
+            let m = stream
+                .get_raw_message(*seq)
+                .await
+                .unwrap_or_else(|e| panic!("round {round}: acked seq {seq} lost: {e}"));
+            assert_eq!(&m.payload[..], payload.as_bytes());
+        }
+        let last = stream.info().await.unwrap().state.last_sequence;
+        assert!(last >= acked.last().map_or(0, |a| a.0));
+        // Publish with 32 in flight; kill once enough acks came back.
+        let target = 50 + (round as usize * 7) % 60;
+        let mut got = 0;
+        let mut inflight = std::collections::VecDeque::new();
+        let mut i = 0u64;
+        while got < target {
+            let payload = format!("r{round}-{i}");
+            i += 1;
+            inflight.push_back((
+                payload.clone(),
+                js.publish("dur.x", payload.into()).await.unwrap(),
+            ));
+            if inflight.len() >= 32 {
+                let (p, fut) = inflight.pop_front().unwrap();
+                let ack = fut.await.unwrap();
+                assert!(ack.sequence > last, "sequences continue");
+                acked.push((ack.sequence, p));
+                got += 1;
+            }
+        }
+        s.child.kill().unwrap();
+        s.child.wait().unwrap();
+        // Acks not yet seen promise nothing; only the acked set is checked.
+        drop(inflight);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_recover_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = start_js(dir.path());
+        let nc = connect(&s).await;
+        let r = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.R",
+            json!({"name":"R","subjects":["r.>"],"max_msgs": 10}),
+        )
+        .await;
+        assert!(r["error"].is_null());
+        for _ in 0..3 {
+            publish_raw(&nc, "r.a", &[("Nats-Msg-Id", "same")], "x").await;
+        }
+    }
+    let s = start_js(dir.path());
+    let nc = connect(&s).await;
+    let info = api(&nc, "$JS.API.STREAM.INFO.R", Value::Null).await;
+    assert_eq!(info["config"]["max_msgs"], 10);
+    assert_eq!(info["state"]["messages"], 1);
+    // The duplicate window survives the restart.
+    let dup = publish_raw(&nc, "r.a", &[("Nats-Msg-Id", "same")], "x").await;
+    assert_eq!(dup["duplicate"], true);
+    let next = publish_raw(&nc, "r.a", &[], "y").await;
+    assert_eq!(next["seq"], 2);
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(bin))
+            .find(|p| p.is_file())
+    })
+}
+
+/// The same requests against natsd and nats-server: reply types, error codes and the
+/// stream config defaults must agree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differential_against_nats_server() {
+    let Some(real) = which("nats-server") else {
+        eprintln!("nats-server not on PATH; skipping");
+        return;
+    };
+    let conf = r#"
+host: 127.0.0.1
+port: @PORT@
+server_name: js1
+jetstream { store_dir: "@DIR@" }
+"#;
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let ours = start_conf(natsd(), conf, d1.path());
+    let theirs = start_conf(real.to_str().unwrap(), conf, d2.path());
+    let a = connect(&ours).await;
+    let b = connect(&theirs).await;
+    let requests: Vec<(&str, Value)> = vec![
+        ("$JS.API.STREAM.CREATE.S1", json!({"name":"S1"})),
+        ("$JS.API.STREAM.CREATE.S1", json!({"name":"S1"})),
+        (
+            "$JS.API.STREAM.CREATE.S1",
+            json!({"name":"S1","max_msgs":5}),
+        ),
+        ("$JS.API.STREAM.CREATE.S2", json!({"name":"S3"})),
+        ("$JS.API.STREAM.CREATE.S2", Value::Null),
+        (
+            "$JS.API.STREAM.CREATE.S2",
+            json!({"name":"S2","subjects":["S1"]}),
+        ),
+        (
+            "$JS.API.STREAM.CREATE.S4",
+            json!({"name":"S4","max_age":1000}),
+        ),
+        (
+            "$JS.API.STREAM.CREATE.S5",
+            json!({"name":"S5","num_replicas":3}),
+        ),
+        (
+            "$JS.API.STREAM.CREATE.S6",
+            json!({"name":"S6","subjects":["m.*"],"max_age":30_000_000_000u64,"deny_purge":true,"deny_delete":true}),
+        ),
+        (
+            "$JS.API.STREAM.UPDATE.S1",
+            json!({"name":"S1","max_msgs":7}),
+        ),
+        (
+            "$JS.API.STREAM.UPDATE.S1",
+            json!({"name":"S1","storage":"memory"}),
+        ),
+        ("$JS.API.STREAM.UPDATE.NOPE", json!({"name":"NOPE"})),
+        ("$JS.API.STREAM.INFO.S1", Value::Null),
+        ("$JS.API.STREAM.INFO.NOPE", Value::Null),
+        ("$JS.API.STREAM.NAMES", Value::Null),
+        ("$JS.API.STREAM.LIST", Value::Null),
+        ("$JS.API.STREAM.MSG.GET.S1", json!({"seq":1})),
+        ("$JS.API.STREAM.MSG.GET.S1", Value::Null),
+        ("$JS.API.STREAM.MSG.DELETE.S1", json!({"seq":9})),
+        ("$JS.API.STREAM.MSG.DELETE.S6", json!({"seq":1})),
+        ("$JS.API.STREAM.PURGE.S6", Value::Null),
+        ("$JS.API.STREAM.PURGE.S1", Value::Null),
+        ("$JS.API.STREAM.DELETE.S1", Value::Null),
+        ("$JS.API.STREAM.DELETE.S1", Value::Null),
+        ("$JS.API.INFO", Value::Null),
+    ];
+    for (subject, body) in requests {
+        let x = api(&a, subject, body.clone()).await;
+        let y = api(&b, subject, body.clone()).await;
+        let what = format!("{subject} {body}\n natsd: {x}\n nats-server: {y}");
+        assert_eq!(x["type"], y["type"], "{what}");
+        assert_eq!(x["error"]["err_code"], y["error"]["err_code"], "{what}");
+        assert_eq!(x["error"]["code"], y["error"]["code"], "{what}");
+        for key in [
+            "success",
+            "purged",
+            "did_create",
+            "total",
+            "limit",
+            "streams",
+        ] {
+            if key == "streams" && x["streams"].is_array() && x["streams"][0].is_object() {
+                continue;
+            }
+            assert_eq!(x[key], y[key], "{key}: {what}");
+        }
+        if y["config"].is_object() {
+            let mut cx = x["config"].clone();
+            let mut cy = y["config"].clone();
+            for c in [&mut cx, &mut cy] {
+                c.as_object_mut().unwrap().remove("metadata");
+            }
+            assert_eq!(cx, cy, "{what}");
+            for key in ["messages", "bytes", "first_seq", "last_seq"] {
+                assert_eq!(x["state"][key], y["state"][key], "{key}: {what}");
+            }
+        }
+    }
+}
+
+/// Throughput against both servers: `cargo test --release --test jetstream -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn acked_publish_throughput() {
+    let real = which("nats-server");
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let mut servers = vec![("natsd", start_js(d1.path()))];
+    if let Some(real) = real {
+        let args = [
+            "-a",
+            "127.0.0.1",
+            "-p",
+            &free_port().to_string(),
+            "-js",
+            "-sd",
+            d2.path().to_str().unwrap(),
+        ]
+        .map(String::from);
+        servers.push(("nats-server", spawn(real.to_str().unwrap(), &args)));
+    }
+    for (name, s) in &servers {
+        let nc = connect(s).await;
+        let js = jetstream::new(nc.clone());
+        js.create_stream(stream::Config {
+            name: "BENCH".into(),
+            subjects: vec!["bench.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let n = 20_000;
+        let start = Instant::now();
+        for _ in 0..n {
+            js.publish("bench.s", vec![0u8; 128].into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+        let seq_rate = n as f64 / start.elapsed().as_secs_f64();
+        let n = 200_000;
+        let start = Instant::now();
+        let mut inflight = std::collections::VecDeque::new();
+        for _ in 0..n {
+            inflight.push_back(js.publish("bench.p", vec![0u8; 128].into()).await.unwrap());
+            if inflight.len() >= 256 {
+                inflight.pop_front().unwrap().await.unwrap();
+            }
+        }
+        for f in inflight {
+            f.await.unwrap();
+        }
+        let par_rate = n as f64 / start.elapsed().as_secs_f64();
+        println!("{name}: sequential {seq_rate:.0} msgs/s, 256 in flight {par_rate:.0} msgs/s");
+    }
+}
+
+const RELOAD_BEFORE: &str = r#"
+host: 127.0.0.1
+port: @PORT@
+jetstream { store_dir: "@DIR@" }
+accounts {
+  A { jetstream { max_file: 4KB }, users = [ { user: a, password: pw } ] }
+  B { jetstream: enabled, users = [ { user: b, password: pw } ] }
+}
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_streams_applies_limits_and_keeps_removed_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_conf(natsd(), RELOAD_BEFORE, dir.path());
+    let a = connect_user(&s, "a").await;
+    let b = connect_user(&s, "b").await;
+    for nc in [&a, &b] {
+        let r = api(
+            nc,
+            "$JS.API.STREAM.CREATE.S",
+            json!({"name":"S","subjects":["s.>"]}),
+        )
+        .await;
+        assert!(r["error"].is_null(), "{r}");
+    }
+    let big = "x".repeat(1000);
+    for _ in 0..3 {
+        publish_raw(&a, "s.t", &[], &big).await;
+    }
+    publish_raw(&b, "s.t", &[], "kept").await;
+    assert_eq!(
+        err_code(&publish_raw(&a, "s.t", &[], &big).await),
+        Some(10002)
+    );
+    let conf = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "conf"))
+        .unwrap();
+    let port = s.port;
+    let after = format!(
+        "host: 127.0.0.1\nport: {port}\njetstream {{ store_dir: \"{}\" }}\naccounts {{\n  A {{ jetstream {{ max_file: 1MB }}, users = [ {{ user: a, password: pw }} ] }}\n}}\n",
+        dir.path().display()
+    );
+    std::fs::write(&conf, after).unwrap();
+    let status = Command::new("kill")
+        .args(["-HUP", &s.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = api(&a, "$JS.API.INFO", Value::Null).await;
+        if info["limits"]["max_storage"] == 1024 * 1024 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "reload not applied: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ack = publish_raw(&a, "s.t", &[], &big).await;
+    assert_eq!(ack["seq"], 4, "{ack}");
+    let info = api(&a, "$JS.API.STREAM.INFO.S", Value::Null).await;
+    assert_eq!(info["state"]["messages"], 4);
+    // B is gone from the config: its stream data stays on disk.
+    let b_stream = dir.path().join("jetstream/B/streams/S/meta.json");
+    assert!(b_stream.is_file(), "removed account's data must be kept");
+}
+
+fn python_with_nats() -> Option<String> {
+    ["/work/main/.venv/bin/python", "python3"]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import nats"])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(String::from)
+}
+
+const NATS_PY: &str = r#"
+import asyncio, sys, nats
+from nats.js.errors import BadRequestError
+async def main():
+    nc = await nats.connect(sys.argv[1])
+    js = nc.jetstream()
+    await js.add_stream(name="PY", subjects=["py.>"], max_msgs_per_subject=3)
+    for i in range(10):
+        ack = await js.publish("py.a", str(i).encode(), headers={"Nats-Msg-Id": str(i % 5)})
+    assert ack.seq == 5 and ack.duplicate, ack
+    info = await js.stream_info("PY")
+    assert info.state.messages == 3, info.state
+    last = await js.get_last_msg("PY", "py.a")
+    assert last.data == b"4", last
+    kv = await js.create_key_value(bucket="cfg", history=3)
+    await kv.put("a.b", b"v1")
+    rev = await kv.update("a.b", b"v2", last=1)
+    assert (await kv.get("a.b")).value == b"v2" and rev == 2
+    try:
+        await kv.create("a.b", b"x")
+        raise SystemExit("create over an existing key must fail")
+    except nats.js.errors.KeyWrongLastSequenceError:
+        pass
+    await js.purge_stream("PY")
+    assert (await js.stream_info("PY")).state.messages == 0
+    await js.delete_stream("PY")
+    print("nats-py ok")
+    await nc.close()
+asyncio.run(main())
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_py_jetstream_api() {
+    let Some(python) = python_with_nats() else {
+        eprintln!("no python with nats-py; skipping");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_js(dir.path());
+    let script = dir.path().join("js.py");
+    std::fs::write(&script, NATS_PY).unwrap();
+    let out = Command::new(python)
+        .arg(&script)
+        .arg(format!("nats://127.0.0.1:{}", s.port))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
