@@ -8,7 +8,7 @@
 //! - [`stream`]: one stream: its store, internal subscriptions and ingest worker.
 //! - [`config`]: the stream configuration JSON with nats-server's defaults.
 //! - [`errors`]: API error objects with the real codes.
-//! - [`monitor`]: `/jsz` and the `/varz` `jetstream` section.
+//! - [`monitor`]: read-only figures for the HTTP monitoring (`/jsz`, `/varz`, metrics).
 //!
 //! # Threads
 //! Nothing here runs on the client tasks except the hand-off: internal subscriptions copy a
@@ -37,8 +37,6 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-
-pub use monitor::{jsz, varz_section, Jsz, JszOptions};
 
 use crate::account::Account;
 use crate::client::SubRef;
