@@ -78,7 +78,12 @@ pub struct JszOptions {
 impl JszOptions {
     pub fn from_params(p: &Params) -> Result<JszOptions, MonitorError> {
         // Parsed only so a malformed value is rejected as nats-server does.
-        for ignored in ["leader-only", "raft", "stream-leader-only", "direct-consumers"] {
+        for ignored in [
+            "leader-only",
+            "raft",
+            "stream-leader-only",
+            "direct-consumers",
+        ] {
             p.bool(ignored)?;
         }
         Ok(JszOptions {
@@ -234,9 +239,7 @@ fn stream_detail(js: &JetStream, stream: StreamFigures, opts: &JszOptions) -> Js
         cluster: JszCluster {
             leader: js.leader_name().to_string(),
         },
-        config: opts
-            .config
-            .then(|| stream.stream.config().for_reply(true)),
+        config: opts.config.then(|| stream.stream.config().for_reply(true)),
         state: stream.state,
         consumer_detail: Vec::new(),
     }
@@ -275,13 +278,8 @@ pub fn jsz(server: &Server, opts: &JszOptions) -> Jsz {
     let now = rfc3339(SystemTime::now());
     let Some(js) = server.jetstream() else {
         return Jsz {
-            stats: JszStats {
-                api: JszApi {
-                    level: API_LEVEL,
-                    ..JszApi::default()
-                },
-                ..JszStats::default()
-            },
+            // nats-server reports API level 0 while JetStream is off.
+            stats: JszStats::default(),
             server_id: server.id.clone(),
             now,
             disabled: true,
