@@ -7,7 +7,6 @@ use clap::{Args, Parser, Subcommand};
 
 use bench::report::{BinaryInfo, Meta, Report};
 use bench::runner::{Binaries, Runner};
-use bench::scenarios::jetstream::JetStreamScenario;
 use bench::scenarios::{catalog, AuthFixture, Scenario, Settings};
 use bench::server::{remove_stale_workdirs, version_of};
 use bench::sys;
@@ -73,9 +72,6 @@ fn main() -> anyhow::Result<()> {
         Command::List => {
             for scenario in catalog(&Settings::full()) {
                 println!("{}", scenario.name());
-            }
-            for planned in JetStreamScenario::PLANNED {
-                println!("{} (planned, not implemented)", planned.name());
             }
             Ok(())
         }

@@ -178,6 +178,14 @@ impl<'a> Runner<'a> {
                 let args = ["-js".to_owned(), "-sd".to_owned(), "js".to_owned()];
                 ServerProcess::start(kind, binary, None, &args)
             }
+            ServerSetup::Monitored => {
+                let port = crate::server::free_port().map_err(|source| ServerError::Io {
+                    context: "find a free monitoring port".into(),
+                    source,
+                })?;
+                let args = ["-m".to_owned(), port.to_string()];
+                ServerProcess::start(kind, binary, None, &args)
+            }
         }
     }
 }

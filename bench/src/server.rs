@@ -6,6 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -86,11 +87,15 @@ fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> ServerErr
 /// A running server bound to a free loopback port. Killed on drop.
 pub struct ServerProcess {
     kind: ServerKind,
-    child: Child,
+    /// Behind a lock so a scenario holding `&ServerProcess` can restart it.
+    child: Mutex<Child>,
     addr: SocketAddr,
     workdir: PathBuf,
     log_path: PathBuf,
     ticks_per_second: u64,
+    /// How it was started, so [`ServerProcess::restart`] can start it again.
+    binary: PathBuf,
+    args: Vec<String>,
 }
 
 impl ServerProcess {
@@ -110,38 +115,61 @@ impl ServerProcess {
         let log = File::create(&log_path).map_err(io_context("create server log"))?;
         let log_err = log.try_clone().map_err(io_context("clone server log"))?;
 
-        let mut command = Command::new(binary);
-        command
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .current_dir(&workdir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log_err);
+        let mut args: Vec<String> = ["-a", "127.0.0.1", "-p", &port.to_string()]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
         if let Some(text) = config {
             let conf = workdir.join("server.conf");
             fs::write(&conf, text).map_err(io_context("write server config"))?;
-            command.arg("-c").arg(conf);
+            args.push("-c".into());
+            args.push(conf.display().to_string());
         }
-        command.args(extra_args);
-        sys::kill_child_with_parent(&mut command);
-        let child = command.spawn().map_err(|source| ServerError::Spawn {
-            binary: binary.display().to_string(),
-            source,
-        })?;
+        args.extend(extra_args.iter().cloned());
+        let child = spawn_logged(binary, &args, &workdir, log, log_err)?;
 
-        let mut server = Self {
+        let server = Self {
             kind,
-            child,
+            child: Mutex::new(child),
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
             workdir,
             log_path,
             ticks_per_second: sys::clock_ticks_per_second(),
+            binary: binary.to_path_buf(),
+            args,
         };
         server.wait_ready()?;
         Ok(server)
     }
 
-    fn wait_ready(&mut self) -> Result<(), ServerError> {
+    /// Stops the server with SIGTERM (an orderly shutdown that flushes its stores), starts
+    /// it again with the same arguments, work directory and port, and returns the time from
+    /// the new process's spawn until it greets a client with INFO.
+    pub fn restart(&self) -> Result<Duration, ServerError> {
+        let mut child = lock(&self.child);
+        sys::terminate(child.id()).map_err(io_context("signal server"))?;
+        // An error means the process is already gone, which is what we want.
+        let _ = child.wait();
+        let log = fs::OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .map_err(io_context("open server log"))?;
+        let log_err = log.try_clone().map_err(io_context("clone server log"))?;
+        let started = Instant::now();
+        *child = spawn_logged(&self.binary, &self.args, &self.workdir, log, log_err)?;
+        drop(child);
+        self.wait_ready()?;
+        Ok(started.elapsed())
+    }
+
+    /// The HTTP monitoring address, when the server was started with `-m <port>`.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        let at = self.args.iter().position(|a| a == "-m")?;
+        let port = self.args.get(at + 1)?.parse().ok()?;
+        Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+    }
+
+    fn wait_ready(&self) -> Result<(), ServerError> {
         let deadline = Instant::now() + READY_TIMEOUT;
         while Instant::now() < deadline {
             self.check_running()?;
@@ -169,12 +197,12 @@ impl ServerProcess {
 
     /// Process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        lock(&self.child).id()
     }
 
     /// Errors with the log tail if the process has exited.
-    pub fn check_running(&mut self) -> Result<(), ServerError> {
-        match self.child.try_wait() {
+    pub fn check_running(&self) -> Result<(), ServerError> {
+        match lock(&self.child).try_wait() {
             Ok(None) => Ok(()),
             Ok(Some(status)) => Err(ServerError::Exited {
                 kind: self.kind.label(),
@@ -227,10 +255,36 @@ impl ServerProcess {
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         // A failure here means the process is already gone.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let mut child = lock(&self.child);
+        let _ = child.kill();
+        let _ = child.wait();
         let _ = fs::remove_dir_all(&self.workdir);
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn spawn_logged(
+    binary: &Path,
+    args: &[String],
+    workdir: &Path,
+    log: File,
+    log_err: File,
+) -> Result<Child, ServerError> {
+    let mut command = Command::new(binary);
+    command
+        .args(args)
+        .current_dir(workdir)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_err);
+    sys::kill_child_with_parent(&mut command);
+    command.spawn().map_err(|source| ServerError::Spawn {
+        binary: binary.display().to_string(),
+        source,
+    })
 }
 
 /// Output of `binary --version`, for the report header.
@@ -265,7 +319,7 @@ fn greets_with_info(addr: SocketAddr) -> bool {
     stream.read_exact(&mut head).is_ok() && head.eq_ignore_ascii_case(b"INFO ")
 }
 
-fn free_port() -> io::Result<u16> {
+pub fn free_port() -> io::Result<u16> {
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
     Ok(listener.local_addr()?.port())
 }

@@ -366,3 +366,113 @@ impl Scenario for IdleConnections {
         })
     }
 }
+
+/// One HTTP/1.0 GET; returns the bytes of the whole response.
+fn http_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<usize> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    stream.write_all(format!("GET {path} HTTP/1.0\r\nHost: bench\r\n\r\n").as_bytes())?;
+    let mut body = Vec::new();
+    stream.read_to_end(&mut body)?;
+    Ok(body.len())
+}
+
+/// A thread that GETs `/metrics` and `/connz` every `every` until stopped.
+struct Scraper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, Vec<String>)>,
+}
+
+impl Scraper {
+    fn start(addr: std::net::SocketAddr, every: Duration) -> Result<Self, ScenarioError> {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("scraper".into())
+            .spawn(move || {
+                let (mut scrapes, mut errors) = (0u64, Vec::new());
+                while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    for path in ["/metrics", "/connz"] {
+                        match http_get(addr, path) {
+                            Ok(_) => scrapes += 1,
+                            Err(e) if errors.is_empty() => errors.push(format!("GET {path}: {e}")),
+                            Err(_) => {}
+                        }
+                    }
+                    // The scrape interval itself, not a synchronisation.
+                    std::thread::sleep(every);
+                }
+                (scrapes, errors)
+            })?;
+        Ok(Self { stop, thread })
+    }
+
+    fn stop(self) -> (u64, Vec<String>) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| (0, vec!["scraper thread panicked".into()]))
+    }
+}
+
+/// 1:1 pub→sub while `/metrics` and `/connz` are scraped every 100 ms, against the same run
+/// without scraping on the same (monitored) server: the cost of being watched.
+pub struct ScrapedPubSub {
+    /// Payload bytes.
+    pub payload: usize,
+}
+
+impl Scenario for ScrapedPubSub {
+    fn name(&self) -> String {
+        format!("pub→sub {} + scrape", payload_label(self.payload))
+    }
+
+    fn setup(&self) -> super::ServerSetup {
+        super::ServerSetup::Monitored
+    }
+
+    fn run(&self, ctx: &RunContext<'_>) -> Result<RunOutput, ScenarioError> {
+        let http = ctx
+            .server
+            .http_addr()
+            .ok_or_else(|| ScenarioError::Invalid("server has no monitoring port".into()))?;
+        let creds = Credentials::default();
+        let count = ctx.settings.msgs_for(self.payload);
+        let one = |tag: &str| {
+            deliver(
+                ctx,
+                &creds,
+                &creds,
+                &subject_for(tag, ctx),
+                self.payload,
+                count,
+                Receivers::FanOut(1),
+            )
+        };
+        let plain = one("plain")?;
+        let scraper = Scraper::start(http, Duration::from_millis(100))?;
+        let scraped = one("scraped");
+        let (scrapes, errors) = scraper.stop();
+        let scraped = scraped?;
+        let (rate, ratio, cpu) = (
+            scraped.rate(),
+            scraped.rate() / plain.rate(),
+            scraped.cpu_us_per_msg(),
+        );
+        let mut anomalies = plain.anomalies;
+        anomalies.absorb(scraped.anomalies);
+        anomalies.errors.extend(errors);
+        if scrapes == 0 {
+            anomalies.errors.push("no scrape completed".into());
+        }
+        Ok(RunOutput {
+            metrics: vec![
+                Metric::higher("msgs/s", "msg/s", rate),
+                Metric::higher("scraped/plain", "×", ratio),
+                Metric::lower("CPU/msg", "µs", cpu),
+            ],
+            anomalies,
+        })
+    }
+}

@@ -4,7 +4,7 @@
 //! Adding a scenario: implement [`Scenario`] (pick a [`ServerSetup`], return
 //! [`Metric`]s with a unit and a direction), and push it in [`catalog`]. The
 //! runner handles rounds, alternation between servers, medians and output.
-//! JetStream scenarios are planned in [`jetstream`].
+//! JetStream scenarios are in [`jetstream`].
 
 pub mod auth;
 pub mod core;
@@ -28,9 +28,11 @@ pub enum ServerSetup {
     Plain,
     /// The users of [`AuthFixture`] (bcrypt user, open user, restricted user).
     Auth,
-    /// JetStream enabled with its store under the server's work directory.
-    /// Extension point for the scenarios in [`jetstream`].
+    /// JetStream enabled with its store under the server's work directory
+    /// (the scenarios in [`jetstream`]).
     JetStream,
+    /// HTTP monitoring on (`-m <port>`), for runs that scrape it.
+    Monitored,
 }
 
 /// Which way a metric improves.
@@ -261,6 +263,10 @@ pub fn catalog(settings: &Settings) -> Vec<Box<dyn Scenario>> {
         connects: settings.storm_connects,
     }));
     list.push(Box::new(auth::PermissionsPubSub { payload: 16 }));
+    list.push(Box::new(self::core::ScrapedPubSub { payload: 16 }));
+    for scenario in jetstream::JetStreamScenario::ALL {
+        list.push(Box::new(scenario));
+    }
     list
 }
 
