@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{format_ts, Storage, StreamConfig};
 use super::errors::ApiError;
+use super::consumers;
 use super::stream::Stream;
 use super::{ApiRequest, JetStream, JsAccount};
 use crate::store::{PurgeRequest, StoreError, StoredMsg};
@@ -22,7 +23,7 @@ const SUBJECTS_LIMIT: u64 = 100_000;
 pub(crate) type Reply = (Option<Vec<u8>>, Vec<u8>);
 
 /// Serialises `body` with `"type"` as its first field, keeping the struct's field order.
-fn typed<T: Serialize>(kind: &str, body: &T) -> Vec<u8> {
+pub(crate) fn typed<T: Serialize>(kind: &str, body: &T) -> Vec<u8> {
     let json = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
     let rest = json.strip_prefix('{').unwrap_or("}");
     let sep = if rest == "}" { "" } else { "," };
@@ -54,7 +55,13 @@ fn error_reply(kind: &str, err: &ApiError) -> Vec<u8> {
 
 /// The API kind (reply type) of a request subject, and what follows the operation.
 fn classify(op: &str) -> Option<(&'static str, &str)> {
-    const OPS: [(&str, &str); 10] = [
+    const OPS: [(&str, &str); 16] = [
+        ("CONSUMER.DURABLE.CREATE.", "consumer_durable_create"),
+        ("CONSUMER.CREATE.", "consumer_create"),
+        ("CONSUMER.INFO.", "consumer_info"),
+        ("CONSUMER.DELETE.", "consumer_delete"),
+        ("CONSUMER.NAMES.", "consumer_names"),
+        ("CONSUMER.LIST.", "consumer_list"),
         ("STREAM.CREATE.", "stream_create"),
         ("STREAM.UPDATE.", "stream_update"),
         ("STREAM.INFO.", "stream_info"),
@@ -107,6 +114,12 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
             "stream_msg_delete" => msg_delete(jsa, arg, &req.payload),
             "stream_names" => stream_names(jsa, &req.payload, false, js),
             "stream_list" => stream_names(jsa, &req.payload, true, js),
+            "consumer_create" => consumers::create(js, jsa, arg, &req.payload, false),
+            "consumer_durable_create" => consumers::create(js, jsa, arg, &req.payload, true),
+            "consumer_info" => consumers::info(jsa, arg),
+            "consumer_delete" => consumers::delete(jsa, arg),
+            "consumer_names" => consumers::names(jsa, arg, &req.payload, false),
+            "consumer_list" => consumers::names(jsa, arg, &req.payload, true),
             _ => return None,
         }
     };
@@ -115,6 +128,11 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
         Err(err) => {
             js.api_errors.fetch_add(1, Ordering::Relaxed);
             jsa.api_errors.fetch_add(1, Ordering::Relaxed);
+            let kind = if kind == "consumer_durable_create" {
+                "consumer_create"
+            } else {
+                kind
+            };
             (None, error_reply(kind, &err))
         }
     })
@@ -125,6 +143,13 @@ type ApiResult = Result<Vec<u8>, ApiError>;
 fn is_empty_body(payload: &[u8]) -> bool {
     let trimmed = payload.trim_ascii();
     trimmed.is_empty() || trimmed == b"null"
+}
+
+/// Parses a request body; an empty body is the type's default.
+pub(crate) fn parse_body<T: for<'de> Deserialize<'de> + Default>(
+    payload: &[u8],
+) -> Result<T, ApiError> {
+    parse(payload)
 }
 
 fn parse<T: for<'de> Deserialize<'de> + Default>(payload: &[u8]) -> Result<T, ApiError> {
@@ -176,7 +201,7 @@ fn account_info(_js: &JetStream, jsa: &JsAccount) -> Vec<u8> {
             reserved_memory: jsa.reserved(Storage::Memory),
             reserved_storage: jsa.reserved(Storage::File),
             streams: jsa.streams().len(),
-            consumers: 0,
+            consumers: consumers::consumer_count(jsa) as u64,
             limits: AccountLimitsJson {
                 max_memory: limits.max_memory,
                 max_storage: limits.max_store,
@@ -238,7 +263,7 @@ pub(crate) fn state_json(stream: &Stream) -> StateJson {
         subjects: None,
         num_deleted: st.num_deleted,
         deleted: None,
-        consumer_count: 0,
+        consumer_count: stream.consumers.count() as u64,
     }
 }
 
