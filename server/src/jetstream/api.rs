@@ -12,6 +12,7 @@ use super::errors::ApiError;
 use super::consumers;
 use super::stream::Stream;
 use super::{ApiRequest, JetStream, JsAccount};
+use crate::route;
 use crate::store::{PurgeRequest, StoreError, StoredMsg};
 
 /// Default page sizes, as nats-server.
@@ -98,7 +99,7 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
     js.api_total.fetch_add(1, Ordering::Relaxed);
     jsa.api_total.fetch_add(1, Ordering::Relaxed);
     if kind == "direct_get" {
-        return Some(direct_get(jsa, arg, &req.payload));
+        return Some(direct_get(jsa, arg, &req.payload, &req.reply));
     }
     let result = if jsa.limits().is_none() {
         Err(ApiError::not_enabled_for_account())
@@ -768,7 +769,7 @@ fn direct_headers(stream: &str, msg: &StoredMsg, extra: &[(&str, String)]) -> Ve
 }
 
 /// `$JS.API.DIRECT.GET.<stream>[.<subject>]`: the raw message with `Nats-*` headers.
-fn direct_get(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Reply {
+fn direct_get(jsa: &JsAccount, arg: &str, payload: &[u8], reply_to: &[u8]) -> Reply {
     let (name, subject) = match arg.split_once('.') {
         Some((n, s)) => (n, Some(s)),
         None => (arg, None),
@@ -788,16 +789,85 @@ fn direct_get(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Reply {
         },
     };
     if req.multi_last.is_some() || req.batch.is_some_and(|b| b > 1) {
-        // Batched forms are answered with the first message only; see the module report.
-        return match load(&stream, &req) {
-            Ok(msg) => (Some(direct_headers(name, &msg, &[])), msg.payload.to_vec()),
-            Err(_) => status(404, "Message Not Found"),
-        };
+        return direct_batch(jsa, &stream, name, &req, reply_to);
     }
     match load(&stream, &req) {
         Ok(msg) => (Some(direct_headers(name, &msg, &[])), msg.payload.to_vec()),
         Err(_) => status(404, "Message Not Found"),
     }
+}
+
+/// Batched direct gets: every message but the last goes out here, each with
+/// `Nats-Num-Pending` / `Nats-Last-Sequence`; the returned reply is the `204 EOB` frame.
+fn direct_batch(
+    jsa: &JsAccount,
+    stream: &Stream,
+    name: &str,
+    req: &MsgGetRequest,
+    reply_to: &[u8],
+) -> Reply {
+    let store = &stream.store;
+    let limit = req.batch.filter(|b| *b > 0).unwrap_or(u64::MAX);
+    let mut msgs: Vec<StoredMsg> = Vec::new();
+    let mut up_to = None;
+    let filter = req.next_by_subj.as_deref().unwrap_or("").as_bytes().to_vec();
+    if let Some(filters) = &req.multi_last {
+        let last = store.state().last_seq;
+        up_to = Some(last);
+        let mut seqs: Vec<u64> = filters
+            .iter()
+            .flat_map(|f| store.subjects_state(f.as_bytes()))
+            .map(|s| s.last_seq)
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        msgs.extend(
+            seqs.into_iter()
+                .take(limit.min(1024) as usize)
+                .filter_map(|seq| store.load_msg(seq).ok()),
+        );
+    } else {
+        let mut seq = req.seq.unwrap_or(0).max(1);
+        while (msgs.len() as u64) < limit {
+            match store.load_next_msg(&filter, seq) {
+                Ok(m) => {
+                    seq = m.seq + 1;
+                    msgs.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    if msgs.is_empty() {
+        return status(404, "Message Not Found");
+    }
+    let mut last_seq = 0;
+    let mut pending = 0;
+    for m in &msgs {
+        pending = if up_to.is_some() {
+            0
+        } else {
+            store.num_pending(&filter, m.seq + 1)
+        };
+        let h = direct_headers(
+            name,
+            m,
+            &[
+                ("Nats-Num-Pending", pending.to_string()),
+                ("Nats-Last-Sequence", last_seq.to_string()),
+            ],
+        );
+        route::publish(&jsa.account, reply_to, None, Some(&h), &m.payload);
+        last_seq = m.seq;
+    }
+    let mut eob = format!(
+        "NATS/1.0 204 EOB\r\nNats-Num-Pending: {pending}\r\nNats-Last-Sequence: {last_seq}\r\n"
+    );
+    if let Some(up_to) = up_to {
+        eob.push_str(&format!("Nats-UpTo-Sequence: {up_to}\r\n"));
+    }
+    eob.push_str("\r\n");
+    (Some(eob.into_bytes()), Vec::new())
 }
 
 /// Standard base64 with padding (what Go's `[]byte` JSON encoding produces).
