@@ -431,15 +431,21 @@ impl Task {
     }
 
     fn publish_out(&mut self) {
+        let mut flush = route::FlushSet::default();
         for frame in self.out.drain(..) {
             match frame {
                 Outbound::Msg(d) => {
-                    route::publish(
-                        &self.account,
-                        &d.deliver_to,
+                    // Routed by the deliver subject, but the client sees the message's own
+                    // subject (as nats-server delivers: `HMSG orders.a <sid> $JS.ACK...`).
+                    let result = self.account.sublist.match_subject(&d.deliver_to);
+                    route::deliver_all(
+                        &result,
+                        None,
+                        &d.subject,
                         Some(&d.reply),
                         d.headers.as_deref(),
                         &d.payload,
+                        &mut flush,
                     );
                 }
                 Outbound::Status { to, reply, headers } => {
@@ -450,6 +456,7 @@ impl Task {
                 }
             }
         }
+        flush.flush();
     }
 
     /// Interest for ephemerals: push needs a subscriber on the deliver subject, pull needs

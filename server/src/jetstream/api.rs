@@ -843,9 +843,10 @@ fn direct_batch(
     }
     let mut last_seq = 0;
     let mut pending = 0;
-    for m in &msgs {
+    let count = msgs.len();
+    for (i, m) in msgs.iter().enumerate() {
         pending = if up_to.is_some() {
-            0
+            (count - i - 1) as u64
         } else {
             store.num_pending(&filter, m.seq + 1)
         };
