@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::config::{format_ts, Storage, StreamConfig};
-use super::errors::ApiError;
 use super::consumers;
+use super::errors::ApiError;
 use super::stream::Stream;
 use super::{ApiRequest, JetStream, JsAccount};
 use crate::route;
@@ -810,7 +810,12 @@ fn direct_batch(
     let limit = req.batch.filter(|b| *b > 0).unwrap_or(u64::MAX);
     let mut msgs: Vec<StoredMsg> = Vec::new();
     let mut up_to = None;
-    let filter = req.next_by_subj.as_deref().unwrap_or("").as_bytes().to_vec();
+    let filter = req
+        .next_by_subj
+        .as_deref()
+        .unwrap_or("")
+        .as_bytes()
+        .to_vec();
     if let Some(filters) = &req.multi_last {
         let last = store.state().last_seq;
         up_to = Some(last);

@@ -343,7 +343,11 @@ fn start(
     .map_err(ApiError::internal)?;
     let entry = Arc::new(ConsumerEntry {
         handle,
-        filters: config.filters().into_iter().map(String::into_bytes).collect(),
+        filters: config
+            .filters()
+            .into_iter()
+            .map(String::into_bytes)
+            .collect(),
         config: Mutex::new(config),
     });
     if let Ok(mut m) = stream.consumers.map.write() {
@@ -376,10 +380,9 @@ pub(crate) fn recover(stream: &Arc<Stream>, jsa: &Arc<JsAccount>) {
                     Some(meta) => {
                         metas.insert(name, meta);
                     }
-                    None => tracing::warn!(
-                        "JetStream: unreadable consumer config {}",
-                        path.display()
-                    ),
+                    None => {
+                        tracing::warn!("JetStream: unreadable consumer config {}", path.display())
+                    }
                 }
             }
         }
@@ -419,7 +422,12 @@ pub(crate) fn recover(stream: &Arc<Stream>, jsa: &Arc<JsAccount>) {
                 name.clone(),
                 consumer.state().ack_floor.stream_seq,
                 consumer.state().delivered.stream_seq,
-                consumer.state().pending.keys().copied().collect::<Vec<u64>>(),
+                consumer
+                    .state()
+                    .pending
+                    .keys()
+                    .copied()
+                    .collect::<Vec<u64>>(),
             ));
         }
         if let Err(e) = start(stream, jsa, consumer) {
@@ -520,7 +528,9 @@ pub(crate) fn create(
         return Err(ApiError::stream_name_mismatch());
     }
     let mut config = req.config.unwrap_or_default();
-    let stream = jsa.stream(stream_name).ok_or_else(ApiError::stream_not_found)?;
+    let stream = jsa
+        .stream(stream_name)
+        .ok_or_else(ApiError::stream_not_found)?;
     let name = if legacy_durable {
         let durable = subject_name.unwrap_or("");
         if config.durable_name.is_empty() || config.durable_name != durable {
@@ -678,7 +688,10 @@ pub(crate) fn delete(jsa: &JsAccount, arg: &str) -> Result<Vec<u8>, ApiError> {
     block_on(&stream.consumers.rt, entry.handle.stop());
     forget(&stream, name);
     advisory(jsa, &stream.name, name, "delete");
-    Ok(typed("consumer_delete", &serde_json::json!({"success": true})))
+    Ok(typed(
+        "consumer_delete",
+        &serde_json::json!({"success": true}),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -716,11 +729,7 @@ pub(crate) fn names(
                 Err(_) => out.extend_from_slice(b"null"),
             }
         } else {
-            out.extend_from_slice(
-                serde_json::to_string(name)
-                    .unwrap_or_default()
-                    .as_bytes(),
-            );
+            out.extend_from_slice(serde_json::to_string(name).unwrap_or_default().as_bytes());
         }
     }
     out.extend_from_slice(b"]}");

@@ -138,6 +138,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Stream {
     /// Wraps an opened store, starts the worker and subscribes the stream's subjects.
+    // One caller (`JetStream::open_stream`), which holds every piece already.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         config: StreamConfig,
         created: u64,
