@@ -53,6 +53,8 @@ enum Event {
     FlowControl(Bytes),
     Info(oneshot::Sender<ConsumerInfo>),
     Stop(oneshot::Sender<Consumer>),
+    ResetPending,
+    Update(Box<super::ConsumerConfig>),
 }
 
 #[derive(Debug)]
@@ -149,6 +151,17 @@ impl ConsumerHandle {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Event::Info(tx)).ok()?;
         rx.await.ok()
+    }
+
+    /// The stream was purged or lost messages: recount `num_pending`.
+    pub fn reset_pending(&self) {
+        let _ = self.tx.send(Event::ResetPending);
+    }
+
+    /// Applies a config update the caller checked with
+    /// [`super::ConsumerConfig::check_update`].
+    pub fn update(&self, config: super::ConsumerConfig) {
+        let _ = self.tx.send(Event::Update(Box::new(config)));
     }
 
     /// Stops the task (unsubscribing, saving state) and returns the consumer.
@@ -368,6 +381,8 @@ impl Task {
                 let _ = tx.send(info);
             }
             Event::Stop(tx) => return Control::Stop(tx),
+            Event::ResetPending => self.consumer.reset_pending_count(),
+            Event::Update(config) => self.consumer.update_config(*config),
         }
         Control::Continue
     }
@@ -416,15 +431,21 @@ impl Task {
     }
 
     fn publish_out(&mut self) {
+        let mut flush = route::FlushSet::default();
         for frame in self.out.drain(..) {
             match frame {
                 Outbound::Msg(d) => {
-                    route::publish(
-                        &self.account,
-                        &d.deliver_to,
+                    // Routed by the deliver subject, but the client sees the message's own
+                    // subject (as nats-server delivers: `HMSG orders.a <sid> $JS.ACK...`).
+                    let result = self.account.sublist.match_subject(&d.deliver_to);
+                    route::deliver_all(
+                        &result,
+                        None,
+                        &d.subject,
                         Some(&d.reply),
                         d.headers.as_deref(),
                         &d.payload,
+                        &mut flush,
                     );
                 }
                 Outbound::Status { to, reply, headers } => {
@@ -435,6 +456,7 @@ impl Task {
                 }
             }
         }
+        flush.flush();
     }
 
     /// Interest for ephemerals: push needs a subscriber on the deliver subject, pull needs

@@ -780,7 +780,8 @@ mod driver_tests {
         settle().await;
         let got = inbox.0.lock().unwrap().clone();
         assert_eq!(got.len(), 2);
-        assert_eq!(got[0].0, "_INBOX.p");
+        // Routed to the request's inbox, shown with the message's own subject (nats-server).
+        assert_eq!(got[0].0, "orders.1");
         assert_eq!(got[0].3, b"m1");
         let reply = got[0].1.clone().unwrap();
         assert!(reply.starts_with("$JS.ACK.ORDERS.w.1.1.1."), "{reply}");

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::config::{format_ts, Storage, StreamConfig};
+use super::consumers;
 use super::errors::ApiError;
 use super::stream::Stream;
 use super::{ApiRequest, JetStream, JsAccount};
+use crate::route;
 use crate::store::{PurgeRequest, StoreError, StoredMsg};
 
 /// Default page sizes, as nats-server.
@@ -22,7 +24,7 @@ const SUBJECTS_LIMIT: u64 = 100_000;
 pub(crate) type Reply = (Option<Vec<u8>>, Vec<u8>);
 
 /// Serialises `body` with `"type"` as its first field, keeping the struct's field order.
-fn typed<T: Serialize>(kind: &str, body: &T) -> Vec<u8> {
+pub(crate) fn typed<T: Serialize>(kind: &str, body: &T) -> Vec<u8> {
     let json = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
     let rest = json.strip_prefix('{').unwrap_or("}");
     let sep = if rest == "}" { "" } else { "," };
@@ -54,7 +56,13 @@ fn error_reply(kind: &str, err: &ApiError) -> Vec<u8> {
 
 /// The API kind (reply type) of a request subject, and what follows the operation.
 fn classify(op: &str) -> Option<(&'static str, &str)> {
-    const OPS: [(&str, &str); 10] = [
+    const OPS: [(&str, &str); 16] = [
+        ("CONSUMER.DURABLE.CREATE.", "consumer_durable_create"),
+        ("CONSUMER.CREATE.", "consumer_create"),
+        ("CONSUMER.INFO.", "consumer_info"),
+        ("CONSUMER.DELETE.", "consumer_delete"),
+        ("CONSUMER.NAMES.", "consumer_names"),
+        ("CONSUMER.LIST.", "consumer_list"),
         ("STREAM.CREATE.", "stream_create"),
         ("STREAM.UPDATE.", "stream_update"),
         ("STREAM.INFO.", "stream_info"),
@@ -91,7 +99,7 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
     js.api_total.fetch_add(1, Ordering::Relaxed);
     jsa.api_total.fetch_add(1, Ordering::Relaxed);
     if kind == "direct_get" {
-        return Some(direct_get(jsa, arg, &req.payload));
+        return Some(direct_get(jsa, arg, &req.payload, &req.reply));
     }
     let result = if jsa.limits().is_none() {
         Err(ApiError::not_enabled_for_account())
@@ -107,6 +115,12 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
             "stream_msg_delete" => msg_delete(jsa, arg, &req.payload),
             "stream_names" => stream_names(jsa, &req.payload, false, js),
             "stream_list" => stream_names(jsa, &req.payload, true, js),
+            "consumer_create" => consumers::create(js, jsa, arg, &req.payload, false),
+            "consumer_durable_create" => consumers::create(js, jsa, arg, &req.payload, true),
+            "consumer_info" => consumers::info(jsa, arg),
+            "consumer_delete" => consumers::delete(jsa, arg),
+            "consumer_names" => consumers::names(jsa, arg, &req.payload, false),
+            "consumer_list" => consumers::names(jsa, arg, &req.payload, true),
             _ => return None,
         }
     };
@@ -115,6 +129,11 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
         Err(err) => {
             js.api_errors.fetch_add(1, Ordering::Relaxed);
             jsa.api_errors.fetch_add(1, Ordering::Relaxed);
+            let kind = if kind == "consumer_durable_create" {
+                "consumer_create"
+            } else {
+                kind
+            };
             (None, error_reply(kind, &err))
         }
     })
@@ -125,6 +144,13 @@ type ApiResult = Result<Vec<u8>, ApiError>;
 fn is_empty_body(payload: &[u8]) -> bool {
     let trimmed = payload.trim_ascii();
     trimmed.is_empty() || trimmed == b"null"
+}
+
+/// Parses a request body; an empty body is the type's default.
+pub(crate) fn parse_body<T: for<'de> Deserialize<'de> + Default>(
+    payload: &[u8],
+) -> Result<T, ApiError> {
+    parse(payload)
 }
 
 fn parse<T: for<'de> Deserialize<'de> + Default>(payload: &[u8]) -> Result<T, ApiError> {
@@ -176,7 +202,7 @@ fn account_info(_js: &JetStream, jsa: &JsAccount) -> Vec<u8> {
             reserved_memory: jsa.reserved(Storage::Memory),
             reserved_storage: jsa.reserved(Storage::File),
             streams: jsa.streams().len(),
-            consumers: 0,
+            consumers: consumers::consumer_count(jsa) as u64,
             limits: AccountLimitsJson {
                 max_memory: limits.max_memory,
                 max_storage: limits.max_store,
@@ -238,7 +264,7 @@ pub(crate) fn state_json(stream: &Stream) -> StateJson {
         subjects: None,
         num_deleted: st.num_deleted,
         deleted: None,
-        consumer_count: 0,
+        consumer_count: stream.consumers.count() as u64,
     }
 }
 
@@ -743,7 +769,7 @@ fn direct_headers(stream: &str, msg: &StoredMsg, extra: &[(&str, String)]) -> Ve
 }
 
 /// `$JS.API.DIRECT.GET.<stream>[.<subject>]`: the raw message with `Nats-*` headers.
-fn direct_get(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Reply {
+fn direct_get(jsa: &JsAccount, arg: &str, payload: &[u8], reply_to: &[u8]) -> Reply {
     let (name, subject) = match arg.split_once('.') {
         Some((n, s)) => (n, Some(s)),
         None => (arg, None),
@@ -763,16 +789,91 @@ fn direct_get(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Reply {
         },
     };
     if req.multi_last.is_some() || req.batch.is_some_and(|b| b > 1) {
-        // Batched forms are answered with the first message only; see the module report.
-        return match load(&stream, &req) {
-            Ok(msg) => (Some(direct_headers(name, &msg, &[])), msg.payload.to_vec()),
-            Err(_) => status(404, "Message Not Found"),
-        };
+        return direct_batch(jsa, &stream, name, &req, reply_to);
     }
     match load(&stream, &req) {
         Ok(msg) => (Some(direct_headers(name, &msg, &[])), msg.payload.to_vec()),
         Err(_) => status(404, "Message Not Found"),
     }
+}
+
+/// Batched direct gets: every message but the last goes out here, each with
+/// `Nats-Num-Pending` / `Nats-Last-Sequence`; the returned reply is the `204 EOB` frame.
+fn direct_batch(
+    jsa: &JsAccount,
+    stream: &Stream,
+    name: &str,
+    req: &MsgGetRequest,
+    reply_to: &[u8],
+) -> Reply {
+    let store = &stream.store;
+    let limit = req.batch.filter(|b| *b > 0).unwrap_or(u64::MAX);
+    let mut msgs: Vec<StoredMsg> = Vec::new();
+    let mut up_to = None;
+    let filter = req
+        .next_by_subj
+        .as_deref()
+        .unwrap_or("")
+        .as_bytes()
+        .to_vec();
+    if let Some(filters) = &req.multi_last {
+        let last = store.state().last_seq;
+        up_to = Some(last);
+        let mut seqs: Vec<u64> = filters
+            .iter()
+            .flat_map(|f| store.subjects_state(f.as_bytes()))
+            .map(|s| s.last_seq)
+            .collect();
+        seqs.sort_unstable();
+        seqs.dedup();
+        msgs.extend(
+            seqs.into_iter()
+                .take(limit.min(1024) as usize)
+                .filter_map(|seq| store.load_msg(seq).ok()),
+        );
+    } else {
+        let mut seq = req.seq.unwrap_or(0).max(1);
+        while (msgs.len() as u64) < limit {
+            match store.load_next_msg(&filter, seq) {
+                Ok(m) => {
+                    seq = m.seq + 1;
+                    msgs.push(m);
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    if msgs.is_empty() {
+        return status(404, "Message Not Found");
+    }
+    let mut last_seq = 0;
+    let mut pending = 0;
+    let count = msgs.len();
+    for (i, m) in msgs.iter().enumerate() {
+        pending = if up_to.is_some() {
+            (count - i - 1) as u64
+        } else {
+            store.num_pending(&filter, m.seq + 1)
+        };
+        let h = direct_headers(
+            name,
+            m,
+            &[
+                ("Nats-Num-Pending", pending.to_string()),
+                ("Nats-Last-Sequence", last_seq.to_string()),
+            ],
+        );
+        route::publish(&jsa.account, reply_to, None, Some(&h), &m.payload);
+        last_seq = m.seq;
+    }
+    let mut eob = format!(
+        "NATS/1.0 204 EOB\r\nNats-Num-Pending: {pending}\r\nNats-Last-Sequence: {last_seq}\r\n"
+    );
+    if let Some(up_to) = up_to {
+        eob.push_str(&format!("Nats-UpTo-Sequence: {up_to}\r\n"));
+    }
+    eob.push_str("\r\n");
+    (Some(eob.into_bytes()), Vec::new())
 }
 
 /// Standard base64 with padding (what Go's `[]byte` JSON encoding produces).

@@ -23,6 +23,7 @@
 
 pub mod api;
 pub mod config;
+pub mod consumers;
 pub mod errors;
 pub mod monitor;
 pub mod stream;
@@ -236,6 +237,8 @@ pub struct JetStream {
     pub(crate) server_name: String,
     pub(crate) api_total: AtomicU64,
     pub(crate) api_errors: AtomicU64,
+    /// The runtime consumers run on (API requests arrive on a plain thread).
+    pub(crate) rt: tokio::runtime::Handle,
 }
 
 /// 75% of physical memory, as nats-server sizes an unset `max_memory_store`.
@@ -390,6 +393,7 @@ impl JetStream {
             server_name: server.name(),
             api_total: AtomicU64::new(0),
             api_errors: AtomicU64::new(0),
+            rt: tokio::runtime::Handle::current(),
         });
         let api_js = js.clone();
         std::thread::Builder::new()
@@ -498,7 +502,16 @@ impl JetStream {
         });
         *lock(&handler.account) = Arc::downgrade(&jsa);
         let mut subs = lock(&jsa.api_subs);
-        for subject in ["$JS.API.INFO", "$JS.API.STREAM.>"] {
+        for subject in [
+            "$JS.API.INFO",
+            "$JS.API.STREAM.>",
+            "$JS.API.CONSUMER.CREATE.>",
+            "$JS.API.CONSUMER.DURABLE.CREATE.>",
+            "$JS.API.CONSUMER.INFO.>",
+            "$JS.API.CONSUMER.DELETE.>",
+            "$JS.API.CONSUMER.NAMES.>",
+            "$JS.API.CONSUMER.LIST.>",
+        ] {
             let h: Arc<dyn InternalHandler> = handler.clone();
             match route::subscribe_internal(account, subject.as_bytes(), None, h) {
                 Ok(sub) => subs.push(sub),
@@ -583,6 +596,7 @@ impl JetStream {
             jsa.usage.clone(),
             dir,
             sync_always,
+            self.rt.clone(),
         )?;
         if allow_direct {
             stream.set_direct(Some(jsa.direct_handler()));
@@ -603,7 +617,7 @@ impl JetStream {
     }
 
     /// Loads every persisted stream of an account that (now) has JetStream.
-    fn recover_account(&self, jsa: &JsAccount) {
+    fn recover_account(&self, jsa: &Arc<JsAccount>) {
         let dir = self.account_dir(&jsa.name);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
@@ -645,8 +659,9 @@ impl JetStream {
                         name
                     );
                     if let Ok(mut s) = jsa.streams.write() {
-                        s.insert(name, stream);
+                        s.insert(name, stream.clone());
                     }
+                    consumers::recover(&stream, jsa);
                 }
                 Err(e) => tracing::error!(
                     "JetStream: could not restore stream '{} > {}': {}",

@@ -19,6 +19,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 
 use super::config::{Retention, StreamConfig};
+use super::consumers::Consumers;
 use super::errors::ApiError;
 use super::Usage;
 use crate::account::Account;
@@ -127,6 +128,8 @@ pub struct Stream {
     worker: Mutex<Option<JoinHandle<()>>>,
     /// Where its metadata lives (file streams only).
     pub(crate) dir: Option<PathBuf>,
+    /// Its consumers.
+    pub(crate) consumers: Consumers,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -135,6 +138,8 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Stream {
     /// Wraps an opened store, starts the worker and subscribes the stream's subjects.
+    // One caller (`JetStream::open_stream`), which holds every piece already.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn start(
         config: StreamConfig,
         created: u64,
@@ -143,7 +148,9 @@ impl Stream {
         usage: Arc<Usage>,
         dir: Option<PathBuf>,
         sync_always: bool,
+        rt: tokio::runtime::Handle,
     ) -> Result<Arc<Stream>, ApiError> {
+        let consumers = Consumers::new(rt, dir.as_deref());
         let (tx, rx) = std::sync::mpsc::sync_channel(INGEST_QUEUE);
         let ingest = Arc::new(IngestHandler {
             tx: tx.clone(),
@@ -164,6 +171,7 @@ impl Stream {
             direct_subs: Mutex::new(Vec::new()),
             worker: Mutex::new(None),
             dir,
+            consumers,
         });
         stream.refresh_usage();
         let worker_stream = stream.clone();
@@ -253,6 +261,7 @@ impl Stream {
 
     /// Stops the stream and closes its store, keeping its data.
     pub(crate) fn stop(&self) {
+        self.consumers.stop_all();
         self.stop_worker();
         if let Err(e) = self.store.stop() {
             tracing::warn!("JetStream stream '{}' stop: {}", self.name, e);
@@ -263,6 +272,7 @@ impl Stream {
 
     /// Stops the stream and removes its data.
     pub(crate) fn delete(&self) -> Result<(), ApiError> {
+        self.consumers.stop_all();
         self.stop_worker();
         let old = self.accounted.swap(0, Ordering::Relaxed);
         self.usage.add(self.store.storage_type(), -old);
@@ -277,6 +287,7 @@ impl Stream {
     pub(crate) fn purge(&self, req: &PurgeRequest) -> Result<u64, ApiError> {
         let n = self.store.purge(req).map_err(ApiError::internal)?;
         self.refresh_usage();
+        self.after_removal();
         Ok(n)
     }
 
@@ -289,7 +300,15 @@ impl Stream {
         };
         let found = res.map_err(ApiError::internal)?;
         self.refresh_usage();
+        self.after_removal();
         Ok(found)
+    }
+
+    fn after_removal(&self) {
+        let first = self.store.state().first_seq;
+        let store = &self.store;
+        self.consumers
+            .reset_pending(first, |seq| store.load_msg(seq).is_ok());
     }
 
     /// Bytes currently counted for this stream.
@@ -457,6 +476,9 @@ impl Worker {
                 }
             }
             self.stream.refresh_usage();
+            if stored_any {
+                self.stream.consumers.notify_all();
+            }
             for (reply, body) in acks.drain(..) {
                 route::publish(&self.stream.account, &reply, None, None, &body);
             }
@@ -564,15 +586,20 @@ impl Worker {
         if cfg.max_bytes <= 0 {
             self.stream.usage.check(store.storage_type(), size as i64)?;
         }
-        let (seq, ts) =
-            store
-                .store_msg(subject, headers, payload, 0)
-                .map_err(|e| match e.js_error() {
-                    Some((code, err_code, desc)) if err_code != 10037 => {
-                        ApiError::new(code, err_code, desc)
-                    }
-                    _ => ApiError::internal(e),
-                })?;
+        let do_store = || store.store_msg(subject, headers, payload, 0);
+        let (stored, interested) = if cfg.retention == Retention::Interest {
+            stream
+                .consumers
+                .record_interest(subject, do_store, |r| r.as_ref().ok().map(|(seq, _)| *seq))
+        } else {
+            (do_store(), true)
+        };
+        let (seq, ts) = stored.map_err(|e| match e.js_error() {
+            Some((code, err_code, desc)) if err_code != 10037 => {
+                ApiError::new(code, err_code, desc)
+            }
+            _ => ApiError::internal(e),
+        })?;
         if store.storage_type() == StorageType::Memory || self.stream.usage.has_limits() {
             self.stream.refresh_usage();
         }
@@ -591,8 +618,8 @@ impl Worker {
                 tracing::warn!("JetStream stream '{}' rollup: {}", cfg.name, e);
             }
         }
-        if cfg.retention == Retention::Interest {
-            // Without consumers nobody is interested: acked, then dropped at once (as observed).
+        if !interested {
+            // Nobody is interested: acked, then dropped at once (as observed on nats-server).
             let _ = store.remove_msg(seq);
         }
         Ok((seq, false))

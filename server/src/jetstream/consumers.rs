@@ -1,0 +1,737 @@
+//! A stream's consumers: the running engines ([`crate::consumer::driver`]), retention by
+//! acknowledgement (work-queue and interest streams), persistence of durable consumers'
+//! configs next to their state blobs, and the `$JS.API.CONSUMER.*` requests.
+//!
+//! # Interest retention
+//! When an interest stream stores a message it records which consumers' filters match it
+//! (none: the message is removed at once, as nats-server does). Each ack removes that
+//! consumer from the message's set; an empty set removes the message. Deleting a consumer
+//! drops it from every set. After a restart the sets are rebuilt from the restored
+//! consumers' ack state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
+use tokio::runtime::Handle;
+
+use super::api::{parse_body, typed};
+use super::config::Retention;
+use super::errors::ApiError;
+use super::stream::Stream;
+use super::{JetStream, JsAccount};
+use crate::consumer::config::{check_workqueue_partition, generate_name, rfc3339_ns};
+use crate::consumer::driver::{self, ConsumerHandle, ConsumerHost};
+use crate::consumer::{Consumer, ConsumerConfig, ConsumerError, ConsumerState, StreamContext};
+
+const NAMES_LIMIT: usize = 1024;
+const LIST_LIMIT: usize = 256;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` to completion from synchronous code: the API thread (outside the runtime)
+/// blocks on the runtime; a multi-threaded runtime worker steps aside first.
+pub(crate) fn block_on<F: Future>(rt: &Handle, f: F) -> Option<F::Output> {
+    match Handle::try_current() {
+        Err(_) => Some(rt.block_on(f)),
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            Some(tokio::task::block_in_place(|| h.block_on(f)))
+        }
+        // A current-thread runtime cannot block on its own tasks.
+        Ok(_) => None,
+    }
+}
+
+impl From<ConsumerError> for ApiError {
+    fn from(e: ConsumerError) -> Self {
+        ApiError::new(e.code, e.err_code, e.description)
+    }
+}
+
+/// One running consumer as the stream sees it.
+pub(crate) struct ConsumerEntry {
+    pub(crate) handle: ConsumerHandle,
+    pub(crate) config: Mutex<ConsumerConfig>,
+    filters: Vec<Vec<u8>>,
+}
+
+impl ConsumerEntry {
+    fn matches(&self, subject: &[u8]) -> bool {
+        self.filters.is_empty()
+            || self
+                .filters
+                .iter()
+                .any(|f| crate::subject::matches(f, subject))
+    }
+}
+
+type InterestSet = SmallVec<[Arc<str>; 2]>;
+
+/// A stream's consumers.
+pub(crate) struct Consumers {
+    rt: Handle,
+    map: RwLock<BTreeMap<String, Arc<ConsumerEntry>>>,
+    /// Interest streams: stream sequence → consumers that still need it.
+    interest: Mutex<HashMap<u64, InterestSet>>,
+    /// `<stream dir>/cmeta` for file streams.
+    meta_dir: Option<PathBuf>,
+}
+
+/// What `cmeta/<name>.json` holds for a durable consumer.
+#[derive(Serialize, Deserialize)]
+struct ConsumerMeta {
+    config: ConsumerConfig,
+    created: u64,
+}
+
+impl Consumers {
+    pub(crate) fn new(rt: Handle, stream_dir: Option<&Path>) -> Consumers {
+        Consumers {
+            rt,
+            map: RwLock::new(BTreeMap::new()),
+            interest: Mutex::new(HashMap::new()),
+            meta_dir: stream_dir.map(|d| d.join("cmeta")),
+        }
+    }
+
+    /// How many consumers the stream has.
+    pub(crate) fn count(&self) -> usize {
+        self.map.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    fn entries(&self) -> Vec<(String, Arc<ConsumerEntry>)> {
+        self.map
+            .read()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<ConsumerEntry>> {
+        self.map.read().ok()?.get(name).cloned()
+    }
+
+    /// Wakes every consumer (after the worker stored a batch).
+    pub(crate) fn notify_all(&self) {
+        if let Ok(m) = self.map.read() {
+            for e in m.values() {
+                e.handle.notify();
+            }
+        }
+    }
+
+    /// After a purge or message delete: recount pending and forget removed sequences.
+    pub(crate) fn reset_pending(&self, first_seq: u64, still_stored: impl Fn(u64) -> bool) {
+        if let Ok(m) = self.map.read() {
+            for e in m.values() {
+                e.handle.reset_pending();
+            }
+        }
+        lock(&self.interest).retain(|&seq, _| seq >= first_seq && still_stored(seq));
+    }
+
+    /// Interest streams, called by the worker with `store` storing the message: records
+    /// which consumers need it. Returns false when none does (the caller removes it).
+    pub(crate) fn record_interest<T>(
+        &self,
+        subject: &[u8],
+        store: impl FnOnce() -> T,
+        seq_of: impl Fn(&T) -> Option<u64>,
+    ) -> (T, bool) {
+        // Held across the store so an ack cannot arrive before the set exists.
+        let mut interest = lock(&self.interest);
+        let set: InterestSet = self
+            .map
+            .read()
+            .map(|m| {
+                m.iter()
+                    .filter(|(_, e)| e.matches(subject))
+                    .map(|(k, _)| Arc::from(k.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let out = store();
+        let Some(seq) = seq_of(&out) else {
+            return (out, true);
+        };
+        if set.is_empty() {
+            return (out, false);
+        }
+        interest.insert(seq, set);
+        (out, true)
+    }
+
+    /// Stops every consumer, keeping their state (stream stop / server shutdown).
+    pub(crate) fn stop_all(&self) {
+        let entries = match self.map.write() {
+            Ok(mut m) => std::mem::take(&mut *m),
+            Err(_) => return,
+        };
+        for e in entries.values() {
+            block_on(&self.rt, e.handle.stop());
+        }
+    }
+
+    fn meta_path(&self, name: &str) -> Option<PathBuf> {
+        self.meta_dir
+            .as_ref()
+            .map(|d| d.join(format!("{name}.json")))
+    }
+
+    fn save_meta(&self, name: &str, meta: &ConsumerMeta) -> Result<(), ApiError> {
+        let Some(path) = self.meta_path(name) else {
+            return Ok(());
+        };
+        let write = || -> std::io::Result<()> {
+            use std::io::Write;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let body = serde_json::to_vec(meta).map_err(std::io::Error::other)?;
+            let tmp = path.with_extension("json.tmp");
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&body)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            if let Some(dir) = path.parent() {
+                std::fs::File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        write().map_err(ApiError::internal)
+    }
+
+    fn remove_meta(&self, name: &str) {
+        if let Some(path) = self.meta_path(name) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The [`ConsumerHost`] of one stream.
+struct StreamHost {
+    stream: Weak<Stream>,
+    jsa: Weak<JsAccount>,
+}
+
+impl ConsumerHost for StreamHost {
+    fn acked(&self, consumer: &str, stream_seqs: &[u64]) {
+        let Some(stream) = self.stream.upgrade() else {
+            return;
+        };
+        let cfg = stream.config();
+        match cfg.retention {
+            Retention::Limits => return,
+            Retention::Workqueue => {
+                for &seq in stream_seqs {
+                    let _ = stream.store.remove_msg(seq);
+                }
+            }
+            Retention::Interest => {
+                let mut interest = lock(&stream.consumers.interest);
+                for &seq in stream_seqs {
+                    let Some(set) = interest.get_mut(&seq) else {
+                        continue;
+                    };
+                    set.retain(|c| &**c != consumer);
+                    if set.is_empty() {
+                        interest.remove(&seq);
+                        let _ = stream.store.remove_msg(seq);
+                    }
+                }
+            }
+        }
+        stream.refresh_usage();
+    }
+
+    fn inactive(&self, consumer: &str) {
+        let (Some(stream), Some(jsa)) = (self.stream.upgrade(), self.jsa.upgrade()) else {
+            return;
+        };
+        let removed = stream
+            .consumers
+            .map
+            .write()
+            .ok()
+            .and_then(|mut m| m.remove(consumer));
+        if removed.is_some() {
+            forget(&stream, consumer);
+            advisory(&jsa, &stream.name, consumer, "delete");
+        }
+    }
+}
+
+/// Removes a stopped consumer's persisted state and its interest.
+fn forget(stream: &Stream, name: &str) {
+    let _ = stream.store.consumer_store().remove(name);
+    stream.consumers.remove_meta(name);
+    if stream.config().retention == Retention::Interest {
+        let mut gone = Vec::new();
+        let mut interest = lock(&stream.consumers.interest);
+        interest.retain(|&seq, set| {
+            set.retain(|c| &**c != name);
+            if set.is_empty() {
+                gone.push(seq);
+                false
+            } else {
+                true
+            }
+        });
+        drop(interest);
+        for seq in gone {
+            let _ = stream.store.remove_msg(seq);
+        }
+        stream.refresh_usage();
+    }
+}
+
+#[derive(Serialize)]
+struct ActionAdvisory<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: String,
+    timestamp: String,
+    stream: &'a str,
+    consumer: &'a str,
+    action: &'a str,
+}
+
+fn advisory(jsa: &JsAccount, stream: &str, consumer: &str, action: &str) {
+    let event = if action == "create" {
+        "CREATED"
+    } else {
+        "DELETED"
+    };
+    let body = ActionAdvisory {
+        kind: "io.nats.jetstream.advisory.v1.consumer_action",
+        id: generate_name() + &generate_name() + &generate_name(),
+        timestamp: rfc3339_ns(crate::store::now_ns()),
+        stream,
+        consumer,
+        action,
+    };
+    let payload = serde_json::to_vec(&body).unwrap_or_default();
+    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.{event}.{stream}.{consumer}");
+    crate::route::publish(&jsa.account, subject.as_bytes(), None, None, &payload);
+}
+
+fn host(stream: &Arc<Stream>, jsa: &Arc<JsAccount>) -> Arc<dyn ConsumerHost> {
+    Arc::new(StreamHost {
+        stream: Arc::downgrade(stream),
+        jsa: Arc::downgrade(jsa),
+    })
+}
+
+fn start(
+    stream: &Arc<Stream>,
+    jsa: &Arc<JsAccount>,
+    consumer: Consumer,
+) -> Result<Arc<ConsumerEntry>, ApiError> {
+    let config = consumer.config().clone();
+    let name = consumer.name().to_string();
+    let _guard = stream.consumers.rt.enter();
+    let handle = driver::spawn(
+        consumer,
+        jsa.account.clone(),
+        stream.store.clone(),
+        host(stream, jsa),
+    )
+    .map_err(ApiError::internal)?;
+    let entry = Arc::new(ConsumerEntry {
+        handle,
+        filters: config
+            .filters()
+            .into_iter()
+            .map(String::into_bytes)
+            .collect(),
+        config: Mutex::new(config),
+    });
+    if let Ok(mut m) = stream.consumers.map.write() {
+        m.insert(name, entry.clone());
+    }
+    Ok(entry)
+}
+
+/// Restarts a recovered stream's durable consumers; ephemerals' leftovers are removed.
+pub(crate) fn recover(stream: &Arc<Stream>, jsa: &Arc<JsAccount>) {
+    let cs = stream.store.consumer_store();
+    let mut metas: BTreeMap<String, ConsumerMeta> = BTreeMap::new();
+    if let Some(dir) = &stream.consumers.meta_dir {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                let path = e.path();
+                let Some(name) = path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(|n| n.strip_suffix(".json"))
+                    .map(str::to_string)
+                else {
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                };
+                match std::fs::read(&path)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<ConsumerMeta>(&b).ok())
+                {
+                    Some(meta) => {
+                        metas.insert(name, meta);
+                    }
+                    None => {
+                        tracing::warn!("JetStream: unreadable consumer config {}", path.display())
+                    }
+                }
+            }
+        }
+    }
+    for name in cs.list().unwrap_or_default() {
+        if !metas.contains_key(&name) {
+            let _ = cs.remove(&name);
+        }
+    }
+    let interest = stream.config().retention == Retention::Interest;
+    let mut restored = Vec::new();
+    for (name, meta) in metas {
+        let state = match cs.load(&name) {
+            Ok(Some(blob)) => ConsumerState::decode(&blob, meta.config.ack_wait.max(0) as u64)
+                .map_err(|e| tracing::warn!("JetStream: consumer '{name}' state: {e}"))
+                .ok(),
+            _ => None,
+        };
+        let consumer = match state {
+            Some(state) => Consumer::restore(&stream.name, &name, meta.config, meta.created, state),
+            None => Consumer::new(
+                &stream.name,
+                &name,
+                meta.config,
+                &*stream.store,
+                meta.created,
+            ),
+        };
+        if interest {
+            restored.push((
+                consumer
+                    .config()
+                    .filters()
+                    .into_iter()
+                    .map(String::into_bytes)
+                    .collect::<Vec<_>>(),
+                name.clone(),
+                consumer.state().ack_floor.stream_seq,
+                consumer.state().delivered.stream_seq,
+                consumer
+                    .state()
+                    .pending
+                    .keys()
+                    .copied()
+                    .collect::<Vec<u64>>(),
+            ));
+        }
+        if let Err(e) = start(stream, jsa, consumer) {
+            tracing::error!("JetStream: could not restart consumer '{name}': {e:?}");
+        }
+    }
+    if interest {
+        rebuild_interest(stream, &restored);
+    }
+}
+
+type RestoredInterest = (Vec<Vec<u8>>, String, u64, u64, Vec<u64>);
+
+/// Interest sets after a restart: a consumer still needs a message it matches and has not
+/// acknowledged (above its ack floor and either undelivered or pending).
+fn rebuild_interest(stream: &Stream, restored: &[RestoredInterest]) {
+    let st = stream.store.state();
+    let mut interest = lock(&stream.consumers.interest);
+    let mut seq = st.first_seq.max(1);
+    while seq <= st.last_seq {
+        let Ok(msg) = stream.store.load_next_msg(b"", seq) else {
+            break;
+        };
+        seq = msg.seq + 1;
+        let set: InterestSet = restored
+            .iter()
+            .filter(|(filters, _, floor, delivered, pending)| {
+                let matches = filters.is_empty()
+                    || filters
+                        .iter()
+                        .any(|f| crate::subject::matches(f, &msg.subject));
+                matches && msg.seq > *floor && (msg.seq > *delivered || pending.contains(&msg.seq))
+            })
+            .map(|(_, name, ..)| Arc::from(name.as_str()))
+            .collect();
+        if set.is_empty() {
+            let _ = stream.store.remove_msg(msg.seq);
+        } else {
+            interest.insert(msg.seq, set);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// API
+
+#[derive(Deserialize, Default)]
+struct CreateRequest {
+    #[serde(default)]
+    stream_name: String,
+    #[serde(default)]
+    config: Option<ConsumerConfig>,
+    #[serde(default)]
+    action: String,
+}
+
+fn account_consumers(jsa: &JsAccount) -> usize {
+    jsa.streams().iter().map(|s| s.consumers.count()).sum()
+}
+
+/// Consumers across an account (for `$JS.API.INFO` and monitoring).
+pub fn consumer_count(jsa: &JsAccount) -> usize {
+    account_consumers(jsa)
+}
+
+fn info_json(stream: &Stream, entry: &ConsumerEntry) -> Result<Vec<u8>, ApiError> {
+    let info = block_on(&stream.consumers.rt, entry.handle.info())
+        .flatten()
+        .ok_or_else(ConsumerError::not_found)?;
+    serde_json::to_vec(&info).map_err(ApiError::internal)
+}
+
+fn typed_raw(kind: &str, info_json: &[u8]) -> Vec<u8> {
+    let rest = info_json.strip_prefix(b"{").unwrap_or(b"}");
+    let mut out = format!("{{\"type\":\"io.nats.jetstream.api.v1.{kind}_response\"").into_bytes();
+    if rest != b"}" {
+        out.push(b',');
+    }
+    out.extend_from_slice(rest);
+    out
+}
+
+/// `$JS.API.CONSUMER.CREATE.<stream>[.<name>[.<filter>]]` and
+/// `$JS.API.CONSUMER.DURABLE.CREATE.<stream>.<durable>`.
+pub(crate) fn create(
+    js: &JetStream,
+    jsa: &Arc<JsAccount>,
+    arg: &str,
+    payload: &[u8],
+    legacy_durable: bool,
+) -> Result<Vec<u8>, ApiError> {
+    let mut parts = arg.splitn(3, '.');
+    let stream_name = parts.next().unwrap_or("");
+    let subject_name = parts.next().filter(|n| !n.is_empty());
+    let subject_filter = parts.next();
+    let req: CreateRequest = parse_body(payload)?;
+    if req.stream_name != stream_name {
+        return Err(ApiError::stream_name_mismatch());
+    }
+    let mut config = req.config.unwrap_or_default();
+    let stream = jsa
+        .stream(stream_name)
+        .ok_or_else(ApiError::stream_not_found)?;
+    let name = if legacy_durable {
+        let durable = subject_name.unwrap_or("");
+        if config.durable_name.is_empty() || config.durable_name != durable {
+            return Err(ApiError::new(
+                400,
+                10016,
+                "consumer name in subject does not match durable name in request",
+            ));
+        }
+        config.name = durable.to_string();
+        durable.to_string()
+    } else if let Some(name) = subject_name {
+        if let Some(filter) = subject_filter {
+            if config.filter_subject != filter {
+                return Err(ApiError::new(
+                    400,
+                    10131,
+                    "Consumer create request did not match filtered subject from create subject",
+                ));
+            }
+        }
+        if !config.durable_name.is_empty() && config.durable_name != name {
+            return Err(ApiError::new(
+                400,
+                10016,
+                "consumer name in subject does not match durable name in request",
+            ));
+        }
+        config.name = name.to_string();
+        name.to_string()
+    } else {
+        if !config.durable_name.is_empty() {
+            return Err(ApiError::new(
+                400,
+                10020,
+                "consumer expected to be ephemeral but a durable name was set in request",
+            ));
+        }
+        let name = generate_name();
+        config.name = name.clone();
+        name
+    };
+    let limits = jsa.limits().unwrap_or_default();
+    config.apply_defaults(-1);
+    config.set_server_metadata(crate::server::NATS_COMPAT_VERSION);
+    let scfg = stream.config();
+    let workqueue = scfg.retention == Retention::Workqueue;
+    config.validate(&StreamContext {
+        subjects: &scfg.subjects,
+        workqueue,
+        interest_or_workqueue: scfg.retention != Retention::Limits,
+        replicas: scfg.num_replicas,
+        max_ack_pending_limit: 0,
+    })?;
+    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(existing) = stream.consumers.get(&name) {
+        if req.action == "create" {
+            let same = *lock(&existing.config) == config;
+            if !same {
+                return Err(ApiError::new(400, 10148, "consumer already exists"));
+            }
+        }
+        let old = lock(&existing.config).clone();
+        if old != config {
+            old.check_update(&config)?;
+            existing.handle.update(config.clone());
+            *lock(&existing.config) = config.clone();
+            if config.is_durable() {
+                let created = created_of(&stream, &existing);
+                stream
+                    .consumers
+                    .save_meta(&name, &ConsumerMeta { config, created })?;
+            }
+        }
+        return Ok(typed_raw(
+            "consumer_create",
+            &info_json(&stream, &existing)?,
+        ));
+    }
+    if req.action == "update" {
+        return Err(ApiError::new(400, 10149, "consumer does not exist"));
+    }
+    let full = ApiError::new(400, 10026, "maximum consumers limit reached");
+    if limits.max_consumers > 0 && account_consumers(jsa) as i64 >= limits.max_consumers {
+        return Err(full);
+    }
+    if scfg.max_consumers > 0 && stream.consumers.count() as i64 >= scfg.max_consumers {
+        return Err(full);
+    }
+    if workqueue {
+        let others: Vec<ConsumerConfig> = stream
+            .consumers
+            .entries()
+            .iter()
+            .map(|(_, e)| lock(&e.config).clone())
+            .collect();
+        let refs: Vec<&ConsumerConfig> = others.iter().collect();
+        check_workqueue_partition(&config, &refs)?;
+    }
+    let now = crate::store::now_ns();
+    if config.is_durable() {
+        stream.consumers.save_meta(
+            &name,
+            &ConsumerMeta {
+                config: config.clone(),
+                created: now,
+            },
+        )?;
+    }
+    let consumer = Consumer::new(stream_name, &name, config, &*stream.store, now);
+    let entry = start(&stream, jsa, consumer)?;
+    let _ = js;
+    advisory(jsa, stream_name, &name, "create");
+    Ok(typed_raw("consumer_create", &info_json(&stream, &entry)?))
+}
+
+fn created_of(stream: &Stream, entry: &ConsumerEntry) -> u64 {
+    block_on(&stream.consumers.rt, entry.handle.info())
+        .flatten()
+        .and_then(|i| chrono::DateTime::parse_from_rfc3339(&i.created).ok())
+        .and_then(|t| t.timestamp_nanos_opt())
+        .map_or_else(crate::store::now_ns, |n| n.max(0) as u64)
+}
+
+fn stream_and_consumer<'a>(
+    jsa: &JsAccount,
+    arg: &'a str,
+) -> Result<(Arc<Stream>, &'a str), ApiError> {
+    let (stream, consumer) = arg.split_once('.').ok_or_else(ApiError::bad_request)?;
+    let stream = jsa.stream(stream).ok_or_else(ApiError::stream_not_found)?;
+    Ok((stream, consumer))
+}
+
+/// `$JS.API.CONSUMER.INFO.<stream>.<consumer>`.
+pub(crate) fn info(jsa: &JsAccount, arg: &str) -> Result<Vec<u8>, ApiError> {
+    let (stream, name) = stream_and_consumer(jsa, arg)?;
+    let entry = stream
+        .consumers
+        .get(name)
+        .ok_or_else(ConsumerError::not_found)?;
+    Ok(typed_raw("consumer_info", &info_json(&stream, &entry)?))
+}
+
+/// `$JS.API.CONSUMER.DELETE.<stream>.<consumer>`.
+pub(crate) fn delete(jsa: &JsAccount, arg: &str) -> Result<Vec<u8>, ApiError> {
+    let (stream, name) = stream_and_consumer(jsa, arg)?;
+    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = stream
+        .consumers
+        .map
+        .write()
+        .ok()
+        .and_then(|mut m| m.remove(name))
+        .ok_or_else(ConsumerError::not_found)?;
+    block_on(&stream.consumers.rt, entry.handle.stop());
+    forget(&stream, name);
+    advisory(jsa, &stream.name, name, "delete");
+    Ok(typed(
+        "consumer_delete",
+        &serde_json::json!({"success": true}),
+    ))
+}
+
+#[derive(Deserialize, Default)]
+struct PageRequest {
+    #[serde(default)]
+    offset: usize,
+}
+
+/// `$JS.API.CONSUMER.NAMES.<stream>` / `$JS.API.CONSUMER.LIST.<stream>`.
+pub(crate) fn names(
+    jsa: &JsAccount,
+    stream: &str,
+    payload: &[u8],
+    list: bool,
+) -> Result<Vec<u8>, ApiError> {
+    let req: PageRequest = parse_body(payload)?;
+    let stream = jsa.stream(stream).ok_or_else(ApiError::stream_not_found)?;
+    let entries = stream.consumers.entries();
+    let total = entries.len();
+    let limit = if list { LIST_LIMIT } else { NAMES_LIMIT };
+    let page = entries.iter().skip(req.offset).take(limit);
+    let mut out = format!(
+        "{{\"type\":\"io.nats.jetstream.api.v1.consumer_{}_response\",\"total\":{total},\"offset\":{},\"limit\":{limit},\"consumers\":[",
+        if list { "list" } else { "names" },
+        req.offset
+    )
+    .into_bytes();
+    for (i, (name, entry)) in page.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        if list {
+            match info_json(&stream, entry) {
+                Ok(j) => out.extend_from_slice(&j),
+                Err(_) => out.extend_from_slice(b"null"),
+            }
+        } else {
+            out.extend_from_slice(serde_json::to_string(name).unwrap_or_default().as_bytes());
+        }
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
+}
