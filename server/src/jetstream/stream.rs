@@ -10,8 +10,9 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -84,18 +85,60 @@ pub(crate) enum Work {
     Stop,
 }
 
-/// The internal-subscription handler: a non-blocking hand-off to the worker.
+/// The internal-subscription handler: stores inline when the stream is idle, else hands the
+/// message to the worker without blocking.
+///
+/// A sequential publisher (one message, wait for the PubAck, next) would otherwise pay two
+/// thread wake-ups per message; when nothing is queued and the worker state is free, the
+/// publisher's own task stores the message and publishes the ack. Messages still queued for
+/// the worker keep the inline path closed, so per-publisher order holds. With
+/// `sync_interval: always` every store ends in an fsync, which must not run on a runtime
+/// thread, so that mode always goes through the worker.
 pub(crate) struct IngestHandler {
     tx: SyncSender<Work>,
     stream: String,
     dropped: AtomicU64,
+    /// Messages sent to the worker and not yet stored (decremented under the worker lock).
+    queued: AtomicUsize,
+    worker: OnceLock<Arc<Mutex<Worker>>>,
+    sync_always: bool,
+}
+
+impl IngestHandler {
+    fn try_store_inline(&self, msg: &InternalMsg<'_>) -> bool {
+        if self.sync_always {
+            return false;
+        }
+        let Some(worker) = self.worker.get() else {
+            return false;
+        };
+        let Ok(mut worker) = worker.try_lock() else {
+            return false;
+        };
+        if self.queued.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let mut acks = Vec::new();
+        worker.store_batch(std::iter::once(Work::Msg(Inbound::copy(msg))), &mut acks);
+        let account = worker.stream.account.clone();
+        drop(worker);
+        for (reply, body) in acks {
+            route::publish(&account, &reply, None, None, &body);
+        }
+        true
+    }
 }
 
 impl InternalHandler for IngestHandler {
     fn deliver(&self, msg: &InternalMsg<'_>) {
+        if self.try_store_inline(msg) {
+            return;
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
         match self.tx.try_send(Work::Msg(Inbound::copy(msg))) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
                 // The publisher gets no ack and retries; blocking here would stall its connection.
                 if self.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
                     tracing::warn!(
@@ -104,7 +147,9 @@ impl InternalHandler for IngestHandler {
                     );
                 }
             }
-            Err(TrySendError::Disconnected(_)) => {}
+            Err(TrySendError::Disconnected(_)) => {
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -156,6 +201,9 @@ impl Stream {
             tx: tx.clone(),
             stream: config.name.clone(),
             dropped: AtomicU64::new(0),
+            queued: AtomicUsize::new(0),
+            worker: OnceLock::new(),
+            sync_always,
         });
         let stream = Arc::new(Stream {
             name: config.name.clone(),
@@ -174,10 +222,12 @@ impl Stream {
             consumers,
         });
         stream.refresh_usage();
-        let worker_stream = stream.clone();
+        let worker = Arc::new(Mutex::new(Worker::new(stream.clone(), sync_always)));
+        let _ = stream.ingest.worker.set(worker.clone());
+        let ingest = stream.ingest.clone();
         let handle = std::thread::Builder::new()
             .name(format!("js-{}", stream.name))
-            .spawn(move || Worker::new(worker_stream, sync_always).run(rx))
+            .spawn(move || Worker::run(&worker, &ingest, rx))
             .map_err(ApiError::internal)?;
         *lock(&stream.worker) = Some(handle);
         stream.subscribe()?;
@@ -426,15 +476,16 @@ impl Worker {
         }
     }
 
-    fn run(mut self, rx: Receiver<Work>) {
+    /// The worker thread: store what the handler queued, in batches, until told to stop.
+    fn run(worker: &Mutex<Worker>, ingest: &IngestHandler, rx: Receiver<Work>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut acks: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(MAX_BATCH);
         loop {
-            let tick = self.expire_tick();
+            let tick = lock(worker).expire_tick();
             match rx.recv_timeout(tick) {
                 Ok(w) => batch.push(w),
                 Err(RecvTimeoutError::Timeout) => {
-                    self.expire();
+                    lock(worker).expire();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -445,47 +496,65 @@ impl Worker {
                     Err(_) => break,
                 }
             }
-            let cfg = self.stream.config();
-            let mut stop = false;
-            let mut stored_any = false;
-            for work in batch.drain(..) {
-                match work {
-                    Work::Stop => stop = true,
-                    Work::Msg(_) if stop => {}
-                    Work::Msg(msg) => {
-                        let result = self.process(&cfg, &msg);
-                        stored_any |= matches!(result, Ok((_, false)));
-                        if let Some(reply) = msg.reply() {
-                            let body = match &result {
-                                Ok((seq, dup)) => pub_ack(&cfg.name, *seq, *dup),
-                                Err(e) => pub_error(&cfg.name, e),
-                            };
-                            acks.push((reply.to_vec(), body));
-                        }
-                    }
-                }
-            }
-            if stored_any && self.sync_always {
-                if let Err(e) = self.stream.store.flush() {
-                    tracing::error!("JetStream stream '{}' sync failed: {}", cfg.name, e);
-                    // Not durable as promised: answer with errors instead of acks.
-                    let err = ApiError::internal(e);
-                    for (_, body) in acks.iter_mut() {
-                        *body = pub_error(&cfg.name, &err);
-                    }
-                }
-            }
-            self.stream.refresh_usage();
-            if stored_any {
-                self.stream.consumers.notify_all();
-            }
+            let msgs = batch.iter().filter(|w| matches!(w, Work::Msg(_))).count();
+            let mut w = lock(worker);
+            let stop = w.store_batch(batch.drain(..), &mut acks);
+            // Still under the lock: the inline path must not overtake what was queued.
+            ingest.queued.fetch_sub(msgs, Ordering::AcqRel);
+            let account = w.stream.account.clone();
+            drop(w);
             for (reply, body) in acks.drain(..) {
-                route::publish(&self.stream.account, &reply, None, None, &body);
+                route::publish(&account, &reply, None, None, &body);
             }
             if stop {
                 return;
             }
         }
+    }
+
+    /// Store a batch and prepare its PubAcks (published by the caller once the worker lock is
+    /// released); true when the batch held the stop signal.
+    fn store_batch(
+        &mut self,
+        batch: impl Iterator<Item = Work>,
+        acks: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> bool {
+        let cfg = self.stream.config();
+        let mut stop = false;
+        let mut stored_any = false;
+        let first_ack = acks.len();
+        for work in batch {
+            match work {
+                Work::Stop => stop = true,
+                Work::Msg(_) if stop => {}
+                Work::Msg(msg) => {
+                    let result = self.process(&cfg, &msg);
+                    stored_any |= matches!(result, Ok((_, false)));
+                    if let Some(reply) = msg.reply() {
+                        let body = match &result {
+                            Ok((seq, dup)) => pub_ack(&cfg.name, *seq, *dup),
+                            Err(e) => pub_error(&cfg.name, e),
+                        };
+                        acks.push((reply.to_vec(), body));
+                    }
+                }
+            }
+        }
+        if stored_any && self.sync_always {
+            if let Err(e) = self.stream.store.flush() {
+                tracing::error!("JetStream stream '{}' sync failed: {}", cfg.name, e);
+                // Not durable as promised: answer with errors instead of acks.
+                let err = ApiError::internal(e);
+                for (_, body) in acks[first_ack..].iter_mut() {
+                    *body = pub_error(&cfg.name, &err);
+                }
+            }
+        }
+        self.stream.refresh_usage();
+        if stored_any {
+            self.stream.consumers.notify_all();
+        }
+        stop
     }
 
     fn expire_tick(&self) -> Duration {
