@@ -8,8 +8,8 @@ ITER=${1:-200}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 NATSD=${NATSD:-$ROOT/target/debug/natsd}
 PYTHON=${PYTHON:-python3}
-if [ -x /work/main/.venv/bin/python ] && ! "$PYTHON" -c "import nats" 2>/dev/null; then
-  PYTHON=/work/main/.venv/bin/python
+if [ -x "$ROOT/.venv/bin/python" ] && ! "$PYTHON" -c "import nats" 2>/dev/null; then
+  PYTHON="$ROOT/.venv/bin/python"
 fi
 WORK=$(mktemp -d)
 PID=""
