@@ -17,9 +17,7 @@ use super::consumer::FileConsumerStore;
 use super::fs::{Fs, FsFile, StdFs};
 use super::index::{Index, Removed};
 use super::memstore::{purge_victims, PurgeVictims};
-use super::record::{
-    self, DecodeError, RecordKind, BLOCK_HEADER_LEN, MAX_RECORD_LEN, MIN_RECORD_LEN,
-};
+use super::record::{self, BlockFormat, DecodeError, RecordKind, BLOCK_HEADER_LEN, MAX_RECORD_LEN};
 use super::{
     file_msg_size, now_ns, ConsumerStore, MessageStore, PurgeRequest, StorageType, StoreError,
     StoreLimits, StoreState, StoredMsg, SubjectState,
@@ -121,6 +119,8 @@ struct Loc {
 #[derive(Debug)]
 struct Block {
     first_seq: u64,
+    /// Header fields the block's records are encoded against.
+    fmt: BlockFormat,
     path: PathBuf,
     file: Arc<dyn FsFile>,
     len: u64,
@@ -348,21 +348,31 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
         let file = fs.open(&path).map_err(io_err(&path))?;
         let id = inner.next_block_id;
         inner.next_block_id += 1;
-        match record::decode_block_header(&data) {
-            Ok(s) if s == first_seq => {}
+        let fmt = match record::decode_block_header(&data) {
+            Ok(f) if f.first_seq == first_seq => f,
+            Err(DecodeError::UnsupportedVersion(v)) => {
+                // A newer format: refuse rather than misread or "repair" it.
+                return Err(corrupt(
+                    &path,
+                    0,
+                    &format!("unsupported block format version {v}"),
+                ));
+            }
             Ok(_) | Err(_) if is_last && data.len() < BLOCK_HEADER_LEN => {
                 // A block created just before a crash; rewrite its header.
                 if mode == RecoveryMode::AbsoluteConsistency {
                     return Err(corrupt(&path, 0, "torn block header"));
                 }
+                let fmt = BlockFormat::new(first_seq, now_ns());
                 file.set_len(0).map_err(io_err(&path))?;
-                file.write_all_at(&record::encode_block_header(first_seq), 0)
+                file.write_all_at(&fmt.encode_header(), 0)
                     .map_err(io_err(&path))?;
                 file.sync_data().map_err(io_err(&path))?;
                 inner
                     .report
                     .truncated
                     .push((path.clone(), BLOCK_HEADER_LEN as u64));
+                fmt
             }
             _ => {
                 if mode == RecoveryMode::AbsoluteConsistency {
@@ -377,28 +387,30 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
                 });
                 continue;
             }
-        }
+        };
         inner.index.bump_last_seq(first_seq.saturating_sub(1), None);
+        let header_len = fmt.header_len();
         let mut block = Block {
             first_seq,
+            fmt,
             path: path.clone(),
             file,
-            len: data.len().max(BLOCK_HEADER_LEN) as u64,
+            len: data.len().max(header_len) as u64,
             live_msgs: 0,
             live_bytes: 0,
             dead: Vec::new(),
             tombs: Vec::new(),
         };
-        let mut off = BLOCK_HEADER_LEN;
+        let mut off = header_len;
         while off < data.len() {
-            let rec = match record::decode(&data[off..]) {
+            let rec = match fmt.decode(&data[off..]) {
                 Ok(rec) => rec,
                 Err(err) => {
-                    let claimed = record::peek_len(&data[off..]).unwrap_or(0);
+                    let claimed = fmt.peek_len(&data[off..]).unwrap_or(0);
                     let skippable = !matches!(err, DecodeError::Truncated { .. })
-                        && (MIN_RECORD_LEN..=MAX_RECORD_LEN).contains(&claimed)
+                        && (fmt.min_record_len()..=MAX_RECORD_LEN).contains(&claimed)
                         && off + claimed < data.len()
-                        && record::decode(&data[off + claimed..]).is_ok();
+                        && fmt.decode(&data[off + claimed..]).is_ok();
                     if mode == RecoveryMode::AbsoluteConsistency {
                         return Err(corrupt(&path, off as u64, &err.to_string()));
                     }
@@ -449,7 +461,7 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
                     });
                 }
                 RecordKind::Tombstone => {
-                    let scrubbed = rec.len > MIN_RECORD_LEN;
+                    let scrubbed = rec.has_body();
                     if !scrubbed {
                         block.tombs.push(rec.seq);
                     }
@@ -537,9 +549,10 @@ fn create_block(
     first_seq: u64,
 ) -> Result<u32, StoreError> {
     let path = msgs_dir.join(block_name(first_seq));
+    let fmt = BlockFormat::new(first_seq, now_ns());
     let file = fs.open(&path).map_err(io_err(&path))?;
     file.set_len(0).map_err(io_err(&path))?;
-    file.write_all_at(&record::encode_block_header(first_seq), 0)
+    file.write_all_at(&fmt.encode_header(), 0)
         .map_err(io_err(&path))?;
     fs.sync_dir(msgs_dir).map_err(io_err(msgs_dir))?;
     let id = inner.next_block_id;
@@ -548,6 +561,7 @@ fn create_block(
         id,
         Block {
             first_seq,
+            fmt,
             path,
             file,
             len: BLOCK_HEADER_LEN as u64,
@@ -572,10 +586,18 @@ impl Shared {
         Ok(g)
     }
 
-    /// Appends `bytes` (whole records) to the tail, rolling first when the tail is full.
-    /// Returns the (block, offset) written. Any failure poisons the store.
-    fn append(&self, g: &mut Inner, bytes: &[u8], roll_ok: bool) -> Result<(u32, u64), StoreError> {
-        let res = self.append_inner(g, bytes, roll_ok);
+    /// Appends the whole records `encode` writes (against the format of the block they
+    /// land in) to the tail, rolling first when the tail is full or still in an old
+    /// format. `buf` is scratch space and holds the encoded bytes afterwards. Returns the
+    /// (block, offset) written. Any failure poisons the store.
+    fn append(
+        &self,
+        g: &mut Inner,
+        buf: &mut Vec<u8>,
+        roll_ok: bool,
+        encode: impl Fn(&BlockFormat, &mut Vec<u8>),
+    ) -> Result<(u32, u64), StoreError> {
+        let res = self.append_inner(g, buf, roll_ok, encode);
         if res.is_err() {
             g.poisoned = true;
         }
@@ -585,27 +607,35 @@ impl Shared {
     fn append_inner(
         &self,
         g: &mut Inner,
-        bytes: &[u8],
+        buf: &mut Vec<u8>,
         roll_ok: bool,
+        encode: impl Fn(&BlockFormat, &mut Vec<u8>),
     ) -> Result<(u32, u64), StoreError> {
         let next_seq = g.index.last_seq() + 1;
         let tail = g.blocks.get(&g.tail).ok_or(StoreError::Poisoned)?;
-        let full = tail.len > BLOCK_HEADER_LEN as u64
-            && tail.len + bytes.len() as u64 > self.block_size
+        buf.clear();
+        encode(&tail.fmt, buf);
+        let has_records = tail.len > tail.fmt.header_len() as u64;
+        let full = has_records
+            && (tail.len + buf.len() as u64 > self.block_size || !tail.fmt.is_current())
             && tail.first_seq != next_seq;
         if roll_ok && full {
             // Sealed blocks are fsynced once, here, so later syncs only need the tail.
             tail.file.sync_data().map_err(io_err(&tail.path))?;
             let id = create_block(&*self.fs, &self.msgs_dir, g, next_seq)?;
             g.tail = id;
+            if let Some(t) = g.blocks.get(&id) {
+                buf.clear();
+                encode(&t.fmt, buf);
+            }
         }
         let tail_id = g.tail;
         let tail = g.blocks.get_mut(&tail_id).ok_or(StoreError::Poisoned)?;
         let off = tail.len;
         tail.file
-            .write_all_at(bytes, off)
+            .write_all_at(buf, off)
             .map_err(io_err(&tail.path))?;
-        tail.len += bytes.len() as u64;
+        tail.len += buf.len() as u64;
         g.written_gen += 1;
         Ok((tail_id, off))
     }
@@ -623,7 +653,6 @@ impl Shared {
             return Ok(());
         }
         let mut touched: FxHashSet<u32> = FxHashSet::default();
-        let mut tomb_buf = Vec::new();
         let mut tomb_seqs = Vec::new();
         let ts = now_ns();
         for r in &removed {
@@ -636,12 +665,16 @@ impl Shared {
             }
             g.dead_at.insert(r.seq, loc.block);
             if explicit || !r.head {
-                record::encode_tombstone(&mut tomb_buf, r.seq, ts);
                 tomb_seqs.push(r.seq);
             }
         }
-        if !tomb_buf.is_empty() {
-            let (id, _) = self.append(g, &tomb_buf, true)?;
+        if !tomb_seqs.is_empty() {
+            let mut buf = Vec::new();
+            let (id, _) = self.append(g, &mut buf, true, |f, out| {
+                for &s in &tomb_seqs {
+                    f.encode_tombstone(out, s, ts);
+                }
+            })?;
             if let Some(b) = g.blocks.get_mut(&id) {
                 b.tombs.extend(tomb_seqs);
             }
@@ -663,7 +696,7 @@ impl Shared {
                 continue;
             }
             let Some(b) = g.blocks.get(&id) else { continue };
-            let used = b.len.saturating_sub(BLOCK_HEADER_LEN as u64);
+            let used = b.len.saturating_sub(b.fmt.header_len() as u64);
             if b.live_msgs == 0 {
                 self.remove_block(g, id)?;
             } else {
@@ -679,7 +712,7 @@ impl Shared {
         let tail = g.tail;
         let next_seq = g.index.last_seq() + 1;
         if let Some(b) = g.blocks.get(&tail) {
-            if b.live_msgs == 0 && b.first_seq != next_seq && b.len > BLOCK_HEADER_LEN as u64 {
+            if b.live_msgs == 0 && b.first_seq != next_seq && b.len > b.fmt.header_len() as u64 {
                 let id = create_block(&*self.fs, &self.msgs_dir, g, next_seq)
                     .inspect_err(|_| g.poisoned = true)?;
                 g.tail = id;
@@ -695,22 +728,26 @@ impl Shared {
         let Some(b) = g.blocks.get(&id) else {
             return Ok(());
         };
-        let mut buf = Vec::new();
         let mut seqs = Vec::new();
         let ts = now_ns();
         for &t in &b.tombs {
             if t >= g.persisted_floor && g.dead_at.get(&t).is_some_and(|&blk| blk != id) {
-                record::encode_tombstone(&mut buf, t, ts);
                 seqs.push(t);
             }
         }
         let floor =
             (g.floor_block == Some(id) && g.persisted_floor > 0).then_some(g.persisted_floor);
-        if let Some(f) = floor {
-            record::encode_floor(&mut buf, f, g.index.state().last_ts);
-        }
-        if !buf.is_empty() {
-            let (tail, _) = self.append(g, &buf, false)?;
+        if !seqs.is_empty() || floor.is_some() {
+            let last_ts = g.index.state().last_ts;
+            let mut buf = Vec::new();
+            let (tail, _) = self.append(g, &mut buf, false, |f, out| {
+                for &s in &seqs {
+                    f.encode_tombstone(out, s, ts);
+                }
+                if let Some(fl) = floor {
+                    f.encode_floor(out, fl, last_ts);
+                }
+            })?;
             if let Some(t) = g.blocks.get_mut(&tail) {
                 t.tombs.extend(seqs);
             }
@@ -747,14 +784,16 @@ impl Shared {
             return Ok(());
         };
         let path = b.path.clone();
+        let fmt = b.fmt;
         let data = self.fs.read(&path).map_err(io_err(&path))?;
-        let mut out = record::encode_block_header(b.first_seq).to_vec();
+        // Same header (same bases), so surviving records are copied byte for byte.
+        let mut out = fmt.encode_header();
         let mut moves: Vec<(u64, u32)> = Vec::new();
         let mut tombs = Vec::new();
         let mut kept_floor = false;
-        let mut off = BLOCK_HEADER_LEN;
+        let mut off = fmt.header_len();
         while off < data.len() {
-            let Ok(rec) = record::decode(&data[off..]) else {
+            let Ok(rec) = fmt.decode(&data[off..]) else {
                 break;
             };
             let raw = &data[off..off + rec.len];
@@ -769,7 +808,7 @@ impl Shared {
                         out.extend_from_slice(raw);
                     }
                 }
-                RecordKind::Tombstone if rec.len == MIN_RECORD_LEN => {
+                RecordKind::Tombstone if !rec.has_body() => {
                     let t = rec.seq;
                     if t >= g.persisted_floor && g.dead_at.get(&t).is_some_and(|&blk| blk != id) {
                         tombs.push(t);
@@ -825,9 +864,11 @@ impl Shared {
     }
 
     fn write_floor(&self, g: &mut Inner, floor: u64) -> Result<(), StoreError> {
-        let mut buf = Vec::with_capacity(MIN_RECORD_LEN);
-        record::encode_floor(&mut buf, floor, g.index.state().last_ts);
-        let (id, _) = self.append(g, &buf, false)?;
+        let last_ts = g.index.state().last_ts;
+        let mut buf = Vec::new();
+        let (id, _) = self.append(g, &mut buf, false, |f, out| {
+            f.encode_floor(out, floor, last_ts)
+        })?;
         g.persisted_floor = floor;
         g.floor_block = Some(id);
         Ok(())
@@ -913,7 +954,9 @@ impl Shared {
         b.file
             .read_exact_at(&mut buf, u64::from(loc.offset))
             .map_err(io_err(&b.path))?;
-        let rec = record::decode(&buf)
+        let rec = b
+            .fmt
+            .decode(&buf)
             .map_err(|err| corrupt(&b.path, u64::from(loc.offset), &err.to_string()))?;
         if rec.seq != seq || rec.kind != RecordKind::Msg {
             return Err(corrupt(
@@ -922,12 +965,13 @@ impl Shared {
                 "index points at wrong record",
             ));
         }
+        // Body fields are contiguous: subject, headers, payload.
+        let subj_start = rec.subject.as_ptr() as usize - buf.as_ptr() as usize;
         let subj_len = rec.subject.len();
         let hdr = rec.headers.map(<[u8]>::len);
         let payload_len = rec.payload.len();
         let ts = rec.ts;
         let all = Bytes::from(buf);
-        let subj_start = record::RECORD_HEADER_LEN;
         let hdr_start = subj_start + subj_len;
         let pay_start = hdr_start + hdr.unwrap_or(0);
         Ok(StoredMsg {
@@ -955,8 +999,9 @@ impl MessageStore for FileStore {
             return Err(StoreError::SubjectTooLong);
         }
         let hdr_len = headers.map(<[u8]>::len);
-        let rec_len = record::record_len(subject.len(), hdr_len.unwrap_or(0), payload.len());
-        if rec_len > MAX_RECORD_LEN {
+        if record::max_record_len(subject.len(), hdr_len.unwrap_or(0), payload.len())
+            > MAX_RECORD_LEN
+        {
             return Err(StoreError::MsgTooLarge);
         }
         let size = file_msg_size(subject.len(), hdr_len, payload.len());
@@ -969,9 +1014,10 @@ impl MessageStore for FileStore {
         };
         let seq = g.index.last_seq() + 1;
         let mut buf = std::mem::take(&mut g.buf);
-        buf.clear();
-        record::encode_msg(&mut buf, seq, ts, subject, headers, payload);
-        let res = sh.append(g, &buf, true);
+        let res = sh.append(g, &mut buf, true, |f, out| {
+            f.encode_msg(out, seq, ts, subject, headers, payload)
+        });
+        let rec_len = buf.len();
         g.buf = buf;
         let (block, off) = res?;
         if let Some(b) = g.blocks.get_mut(&block) {
@@ -1044,11 +1090,11 @@ impl MessageStore for FileStore {
         let Some(b) = g.blocks.get(&loc.block) else {
             return Ok(false);
         };
-        let (file, path) = (b.file.clone(), b.path.clone());
+        let (file, path, fmt) = (b.file.clone(), b.path.clone(), b.fmt);
         let mut rec = vec![0u8; loc.len as usize];
         file.read_exact_at(&mut rec, u64::from(loc.offset))
             .map_err(io_err(&path))?;
-        if !record::scrub_in_place(&mut rec, || fastrand::u8(..)) {
+        if !fmt.scrub_in_place(&mut rec, || fastrand::u8(..)) {
             return Err(corrupt(
                 &path,
                 u64::from(loc.offset),
