@@ -1091,10 +1091,16 @@ async fn max_deliveries_advisory() {
             .unwrap();
         let mut v: Value = serde_json::from_slice(&a.payload).unwrap();
         for volatile in ["id", "timestamp"] {
-            assert!(v.get(volatile).is_some(), "{name}: {volatile} missing in {v}");
+            assert!(
+                v.get(volatile).is_some(),
+                "{name}: {volatile} missing in {v}"
+            );
             v.as_object_mut().unwrap().remove(volatile);
         }
-        assert_eq!(v["type"], "io.nats.jetstream.advisory.v1.max_deliver", "{name}");
+        assert_eq!(
+            v["type"], "io.nats.jetstream.advisory.v1.max_deliver",
+            "{name}"
+        );
         assert_eq!(v["stream"], "MD", "{name}");
         assert_eq!(v["consumer"], "c", "{name}");
         assert_eq!(v["stream_seq"], 1, "{name}");
@@ -1112,7 +1118,10 @@ async fn max_deliveries_advisory() {
         advisories.push((v, format!("{state:?}")));
     }
     if advisories.len() == 2 {
-        assert_eq!(advisories[0], advisories[1], "advisory and state natsd vs nats-server");
+        assert_eq!(
+            advisories[0], advisories[1],
+            "advisory and state natsd vs nats-server"
+        );
     }
 }
 
@@ -1202,7 +1211,11 @@ async fn msg_next_for_missing_consumer_is_no_responders() {
                 .await
                 .unwrap()
                 .unwrap();
-            assert_eq!(m.status, Some(async_nats::StatusCode::NO_RESPONDERS), "{name}");
+            assert_eq!(
+                m.status,
+                Some(async_nats::StatusCode::NO_RESPONDERS),
+                "{name}"
+            );
             assert!(m.payload.is_empty(), "{name}");
         }
     }

@@ -620,11 +620,7 @@ pub(crate) fn create(
         max_consumers = limits.max_consumers;
     }
     if max_consumers > 0 && stream.consumers.count() as i64 >= max_consumers {
-        return Err(ApiError::new(
-            400,
-            10026,
-            "maximum consumers limit reached",
-        ));
+        return Err(ApiError::new(400, 10026, "maximum consumers limit reached"));
     }
     if workqueue {
         let others: Vec<ConsumerConfig> = stream
