@@ -4,7 +4,8 @@
 #   2. npm dependencies of the Node interop tests;
 #   3. cargo test --workspace (unit tests, and integration tests against natsd with
 #      differential checks against the reference nats-server);
-#   4. the Python and Node interop smoke tests against a server started here.
+#   4. the Python and Node interop tests (core and JetStream) against a server started
+#      here with JetStream on.
 # The server under test is target/debug/natsd unless NATSD_TEST_BIN names another
 # (NATSD_TEST_BIN=nats-server runs everything against the reference server).
 # Exits non-zero if any stage fails; every stage runs regardless so one report shows all.
@@ -52,10 +53,12 @@ if ! command -v "$BIN" >/dev/null 2>&1; then
     cargo build -p natsd --bin natsd || true
 fi
 LOG="$(mktemp -t natsd-interop.XXXXXX.log)"
+STORE="$(mktemp -d -t natsd-interop-js.XXXXXX)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-"$BIN" -a 127.0.0.1 -p "$PORT" >"$LOG" 2>&1 &
+# JetStream on, with a throw-away store, for the JetStream interop tests.
+"$BIN" -a 127.0.0.1 -p "$PORT" -js -sd "$STORE" >"$LOG" 2>&1 &
 SERVER_PID=$!
-trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null' EXIT
+trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; rm -rf "$STORE"' EXIT
 
 ready=no
 for _ in $(seq 1 200); do # up to 20 s
@@ -74,7 +77,7 @@ else
         failed+=("python interop")
     fi
     step "node --test tests/interop ($NATS_URL)"
-    if ! (cd "$INTEROP" && node --test seed_node.test.mjs); then
+    if ! (cd "$INTEROP" && node --test seed_node.test.mjs jetstream_node.test.mjs); then
         failed+=("node interop")
     fi
 fi

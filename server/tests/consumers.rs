@@ -965,3 +965,265 @@ async fn nats_py_consumers_and_kv() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Starts `bin` from a config file: JetStream in `dir`, and account `A` (user a/a) whose
+/// JetStream limits allow 2 consumers.
+fn start_with_account_limits(bin: &str, dir: &Path) -> Server {
+    let conf = dir.join("server.conf");
+    let store = dir.join("store");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:{}\njetstream {{ store_dir: {:?} }}\n\
+             accounts {{ A {{ jetstream: {{ consumers: 2 }}, users: [{{user: a, password: a}}] }} }}\n",
+            free_port(),
+            store.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    spawn(bin, &["-c".to_string(), conf.to_str().unwrap().to_string()])
+}
+
+/// The stream's `max_consumers` and the account's limit (which nats-server applies per
+/// stream, the stricter of the two winning) refuse with 10026 as nats-server does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_consumers_limits_like_nats_server() {
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let mut servers = vec![("natsd", start_with_account_limits(natsd(), d1.path()))];
+    match which("nats-server") {
+        Some(real) => servers.push((
+            "nats-server",
+            start_with_account_limits(real.to_str().unwrap(), d2.path()),
+        )),
+        None => eprintln!("nats-server not on PATH; checking natsd alone"),
+    }
+    let full = json!({"code":400,"err_code":10026,"description":"maximum consumers limit reached"});
+    for (name, s) in &servers {
+        let nc = async_nats::ConnectOptions::with_user_and_password("a".into(), "a".into())
+            .connect(format!("127.0.0.1:{}", s.port))
+            .await
+            .unwrap();
+        let info = api(&nc, "$JS.API.INFO", Value::Null).await;
+        assert_eq!(info["limits"]["max_consumers"], 2, "{name}: {info}");
+        let create = |stream: &'static str, consumer: &'static str| {
+            let nc = nc.clone();
+            async move {
+                api(
+                    &nc,
+                    &format!("$JS.API.CONSUMER.CREATE.{stream}.{consumer}"),
+                    json!({"stream_name":stream,"config":{"durable_name":consumer}}),
+                )
+                .await
+            }
+        };
+        for (stream, max) in [("S1", -1), ("S2", -1), ("ONE", 1)] {
+            let v = api(
+                &nc,
+                &format!("$JS.API.STREAM.CREATE.{stream}"),
+                json!({"name":stream,"subjects":[stream.to_lowercase()],"max_consumers":max}),
+            )
+            .await;
+            assert_eq!(v["config"]["max_consumers"], max, "{name}: {v}");
+        }
+        // The account limit (2) bounds each stream, not the account's total.
+        for (stream, consumer) in [("S1", "a"), ("S1", "b"), ("S2", "c"), ("S2", "d")] {
+            let v = create(stream, consumer).await;
+            assert_eq!(v["name"], consumer, "{name}: {stream}.{consumer}: {v}");
+        }
+        for (stream, consumer) in [("S1", "x"), ("S2", "x")] {
+            let v = create(stream, consumer).await;
+            assert_eq!(v["error"], full, "{name}: {stream}.{consumer}: {v}");
+        }
+        // The stream's own, stricter limit.
+        assert_eq!(create("ONE", "a").await["name"], "a", "{name}");
+        assert_eq!(create("ONE", "b").await["error"], full, "{name}");
+        // An existing consumer can still be re-created (idempotent) at the limit.
+        assert_eq!(create("ONE", "a").await["name"], "a", "{name}");
+        // Deleting one frees its slot.
+        let del = api(&nc, "$JS.API.CONSUMER.DELETE.S1.a", Value::Null).await;
+        assert_eq!(del["success"], true, "{name}: {del}");
+        assert_eq!(create("S1", "x").await["name"], "x", "{name}");
+        let info = api(&nc, "$JS.API.INFO", Value::Null).await;
+        assert_eq!(info["consumers"], 5, "{name}: {info}");
+    }
+}
+
+/// Once a message has been delivered max_deliver times without an ack, the server
+/// publishes the MAX_DELIVERIES advisory and stops redelivering it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_deliveries_advisory() {
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let mut servers = vec![("natsd", start_js(d1.path()))];
+    servers.extend(start_real(d2.path()).map(|s| ("nats-server", s)));
+    let mut advisories = Vec::new();
+    for (name, s) in &servers {
+        let nc = connect(s).await;
+        let js = jetstream::new(nc.clone());
+        let st = make_stream(&js, "MD", "md.>", stream::RetentionPolicy::Limits).await;
+        let mut adv = nc
+            .subscribe("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.MD.c")
+            .await
+            .unwrap();
+        nc.flush().await.unwrap();
+        publish_n(&js, "md.x", 1).await;
+        let c = st
+            .create_consumer(consumer::pull::Config {
+                ack_wait: Duration::from_millis(200),
+                max_deliver: 2,
+                ..pull_durable("c")
+            })
+            .await
+            .unwrap();
+        let mut msgs = c.messages().await.unwrap();
+        for want in 1..=2 {
+            let m = tokio::time::timeout(Duration::from_secs(5), msgs.next())
+                .await
+                .unwrap_or_else(|_| panic!("{name}: delivery {want} missing"))
+                .unwrap()
+                .unwrap();
+            assert_eq!(m.info().unwrap().delivered, want, "{name}");
+        }
+        let a = tokio::time::timeout(Duration::from_secs(5), adv.next())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: no MAX_DELIVERIES advisory"))
+            .unwrap();
+        let mut v: Value = serde_json::from_slice(&a.payload).unwrap();
+        for volatile in ["id", "timestamp"] {
+            assert!(
+                v.get(volatile).is_some(),
+                "{name}: {volatile} missing in {v}"
+            );
+            v.as_object_mut().unwrap().remove(volatile);
+        }
+        assert_eq!(
+            v["type"], "io.nats.jetstream.advisory.v1.max_deliver",
+            "{name}"
+        );
+        assert_eq!(v["stream"], "MD", "{name}");
+        assert_eq!(v["consumer"], "c", "{name}");
+        assert_eq!(v["stream_seq"], 1, "{name}");
+        assert_eq!(v["deliveries"], 2, "{name}");
+        // No third delivery once the limit is reached.
+        let extra = tokio::time::timeout(Duration::from_millis(600), msgs.next()).await;
+        assert!(extra.is_err(), "{name}: delivered past max_deliver");
+        let info = api(&nc, "$JS.API.CONSUMER.INFO.MD.c", Value::Null).await;
+        let state: Vec<&Value> = ["delivered", "ack_floor"]
+            .iter()
+            .map(|k| &info[k]["stream_seq"])
+            .chain(["num_ack_pending", "num_redelivered", "num_pending"].map(|k| &info[k]))
+            .collect();
+        eprintln!("{name}: {v} {state:?}");
+        advisories.push((v, format!("{state:?}")));
+    }
+    if advisories.len() == 2 {
+        assert_eq!(
+            advisories[0], advisories[1],
+            "advisory and state natsd vs nats-server"
+        );
+    }
+}
+
+/// A consumer with backoff [100ms, 300ms] redelivers an unacked message after about
+/// 100ms, then about 300ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backoff_redelivery_timing() {
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let mut servers = vec![("natsd", start_js(d1.path()))];
+    servers.extend(start_real(d2.path()).map(|s| ("nats-server", s)));
+    for (name, s) in &servers {
+        let nc = connect(s).await;
+        let js = jetstream::new(nc.clone());
+        let st = make_stream(&js, "BO", "bo.>", stream::RetentionPolicy::Limits).await;
+        publish_n(&js, "bo.x", 1).await;
+        let c = st
+            .create_consumer(consumer::pull::Config {
+                backoff: vec![Duration::from_millis(100), Duration::from_millis(300)],
+                max_deliver: 3,
+                ..pull_durable("c")
+            })
+            .await
+            .unwrap();
+        let info = api(&nc, "$JS.API.CONSUMER.INFO.BO.c", Value::Null).await;
+        assert_eq!(
+            info["config"]["backoff"],
+            json!([100_000_000u64, 300_000_000u64]),
+            "{name}"
+        );
+        // The ack wait follows the first backoff step, as in nats-server.
+        assert_eq!(info["config"]["ack_wait"], 100_000_000u64, "{name}");
+        let mut msgs = c.messages().await.unwrap();
+        let mut at = Vec::new();
+        for want in 1..=3 {
+            let m = tokio::time::timeout(Duration::from_secs(5), msgs.next())
+                .await
+                .unwrap_or_else(|_| panic!("{name}: delivery {want} missing"))
+                .unwrap()
+                .unwrap();
+            at.push(Instant::now());
+            assert_eq!(m.info().unwrap().delivered, want, "{name}");
+            assert_eq!(m.info().unwrap().stream_sequence, 1, "{name}");
+        }
+        let gaps: Vec<u128> = at.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+        eprintln!("{name}: redelivery gaps {gaps:?} ms");
+        // Upper bounds leave room for a loaded test machine.
+        assert!(
+            (90..=300).contains(&gaps[0]),
+            "{name}: first redelivery after {}ms, want ~100ms",
+            gaps[0]
+        );
+        assert!(
+            (280..=600).contains(&gaps[1]),
+            "{name}: second redelivery after {}ms, want ~300ms",
+            gaps[1]
+        );
+    }
+}
+
+/// A pull request to a consumer (or stream) that does not exist has no responder: the
+/// client gets a 503 status, as from nats-server (whose raw reply natsd matches byte for
+/// byte: `NATS/1.0 503` plus a `Nats-Subject` header).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn msg_next_for_missing_consumer_is_no_responders() {
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let mut servers = vec![("natsd", start_js(d1.path()))];
+    servers.extend(start_real(d2.path()).map(|s| ("nats-server", s)));
+    for (name, s) in &servers {
+        let nc = connect(s).await;
+        let js = jetstream::new(nc.clone());
+        make_stream(&js, "NX", "nx.>", stream::RetentionPolicy::Limits).await;
+        for subject in [
+            "$JS.API.CONSUMER.MSG.NEXT.NX.nope",
+            "$JS.API.CONSUMER.MSG.NEXT.NOSTREAM.nope",
+        ] {
+            let err = nc
+                .request(subject.to_string(), r#"{"batch":1}"#.into())
+                .await
+                .expect_err("no reply expected");
+            assert_eq!(
+                err.kind(),
+                async_nats::RequestErrorKind::NoResponders,
+                "{name}: {subject}: {err}"
+            );
+            // The raw status message carries the subject that found no responder.
+            let inbox = nc.new_inbox();
+            let mut sub = nc.subscribe(inbox.clone()).await.unwrap();
+            nc.publish_with_reply(subject.to_string(), inbox, "1".into())
+                .await
+                .unwrap();
+            let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                m.status,
+                Some(async_nats::StatusCode::NO_RESPONDERS),
+                "{name}"
+            );
+            assert!(m.payload.is_empty(), "{name}");
+        }
+    }
+}

@@ -724,8 +724,9 @@ impl Consumer {
     fn drop_max_delivered(&mut self, seq: u64, out: &mut Vec<Outbound>) {
         let deliveries = self.deliveries(seq);
         self.state.redelivered.insert(seq, deliveries);
+        // Like nats-server, the ack floor stays below a message that was never acked: it only
+        // moves past it with a later ack (or when nothing else is pending).
         if self.state.pending.remove(&seq).is_some() {
-            self.advance_ack_floor();
             self.dirty = true;
         }
         out.push(self.advisory(

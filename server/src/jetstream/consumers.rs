@@ -613,12 +613,14 @@ pub(crate) fn create(
     if req.action == "update" {
         return Err(ApiError::new(400, 10149, "consumer does not exist"));
     }
-    let full = ApiError::new(400, 10026, "maximum consumers limit reached");
-    if limits.max_consumers > 0 && account_consumers(jsa) as i64 >= limits.max_consumers {
-        return Err(full);
+    // Like nats-server, the account's max_consumers bounds each stream (the stricter of the
+    // two limits applies), not the account's total.
+    let mut max_consumers = scfg.max_consumers;
+    if max_consumers <= 0 || (limits.max_consumers > 0 && limits.max_consumers < max_consumers) {
+        max_consumers = limits.max_consumers;
     }
-    if scfg.max_consumers > 0 && stream.consumers.count() as i64 >= scfg.max_consumers {
-        return Err(full);
+    if max_consumers > 0 && stream.consumers.count() as i64 >= max_consumers {
+        return Err(ApiError::new(400, 10026, "maximum consumers limit reached"));
     }
     if workqueue {
         let others: Vec<ConsumerConfig> = stream
