@@ -173,7 +173,7 @@ fn same_shape(path: &str, ours: &Value, theirs: &Value, ignore: &[&str], diffs: 
 
 /// Two clients (one named subscriber with a plain and a queue subscription, one publisher),
 /// three messages delivered.
-async fn scenario(port: u16) -> (async_nats::Client, async_nats::Client) {
+async fn scenario(port: u16, http_port: u16) -> (async_nats::Client, async_nats::Client) {
     let url = format!("nats://127.0.0.1:{port}");
     let sub_client = async_nats::ConnectOptions::new()
         .name("c1")
@@ -185,7 +185,14 @@ async fn scenario(port: u16) -> (async_nats::Client, async_nats::Client) {
         .queue_subscribe("bar", "q1".to_string())
         .await
         .unwrap();
-    sub_client.flush().await.unwrap();
+    // async-nats `flush()` is no server round trip: wait until the server holds both.
+    wait_for_json(http_port, "/connz?subs=1", |v| {
+        v["connections"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["name"] == "c1" && c["subscriptions"] == 2)
+        })
+    })
+    .await;
     let publisher = async_nats::connect(&url).await.unwrap();
     for _ in 0..3 {
         publisher.publish("foo.x", "hello".into()).await.unwrap();
@@ -209,8 +216,8 @@ async fn endpoints_have_nats_server_shapes_and_counters() {
         return;
     };
     let ours = natsd(&[]);
-    let _ours_clients = scenario(ours.client_port).await;
-    let _real_clients = scenario(real.client_port).await;
+    let _ours_clients = scenario(ours.client_port, ours.http_port).await;
+    let _real_clients = scenario(real.client_port, real.http_port).await;
 
     // Keys nats-server has that natsd legitimately lacks (or the reverse), per endpoint.
     let cases: &[(&str, &[&str])] = &[
@@ -476,18 +483,19 @@ async fn two_tenants_are_reported_apart() {
     let b_pub = tenant(ours.client_port, "b", "pb", "b-pub").await;
     let a_in = a_sub.subscribe("work").await.unwrap();
     let _b_in = b_sub.subscribe("work").await.unwrap();
-    a_sub.flush().await.unwrap();
-    b_sub.flush().await.unwrap();
+    // async-nats `flush()` is no server round trip: wait until the server shows both
+    // subscriptions, then until it has counted every publish.
+    wait_for_json(ours.http_port, "/subsz", |v| v["num_subscriptions"] == 2).await;
     for _ in 0..5 {
         a_pub.publish("work", "12345678".into()).await.unwrap();
     }
     for _ in 0..2 {
         b_pub.publish("work", "123".into()).await.unwrap();
     }
-    // A flush returns once the server has handled the publishes before it, which is when
-    // both the publish and the delivery counters move (deliveries count when queued).
-    a_pub.flush().await.unwrap();
-    b_pub.flush().await.unwrap();
+    wait_for_json(ours.http_port, "/varz", |v| {
+        v["in_msgs"] == 7 && v["out_msgs"] == 7
+    })
+    .await;
 
     let connz = get_json(ours.http_port, "/connz?auth=true").await;
     let conns = connz["connections"].as_array().unwrap();
@@ -538,8 +546,7 @@ async fn two_tenants_are_reported_apart() {
     assert_eq!(stat("A")["received"]["bytes"], 40);
     assert_eq!(stat("A")["sent"]["msgs"], 5);
     assert_eq!(stat("B")["received"]["msgs"], 2);
-    // B's deliveries (`sent`) are checked in `second_tenant_deliveries_are_counted`, ignored
-    // until the routing bug it shows is fixed.
+    assert_eq!(stat("B")["sent"]["msgs"], 2);
 
     // Both ports serve the same parseable metrics; the metrics port serves nothing else.
     for port in [ours.http_port, metrics_port] {
@@ -922,4 +929,17 @@ async fn jetstream_figures_match_nats_server() {
         let (sb, _, bb) = get(real.http_port, path).await;
         assert_eq!((sa, &ba), (sb, &bb), "{path}");
     }
+}
+
+/// Poll a monitoring endpoint until `ready` holds (the server-side readiness check), or fail.
+async fn wait_for_json(port: u16, path: &str, ready: impl Fn(&Value) -> bool) {
+    let mut last = Value::Null;
+    for _ in 0..250 {
+        last = get_json(port, path).await;
+        if ready(&last) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{path} never got ready: {last}");
 }
