@@ -4,94 +4,17 @@
 // A test binary has no public API, and tests may unwrap (HELPERS.md).
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use serde_json::{json, Value};
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn natsd() -> &'static str {
-    env!("CARGO_BIN_EXE_natsd")
-}
-
-/// Starts `bin` with `args` and waits for `Server is ready`; the port comes from the log.
-fn spawn(bin: &str, args: &[String]) -> Server {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start server");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut port = None;
-    let mut log = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("server did not become ready: {log:#?}"));
-        if let Some(addr) = line.split("Listening for client connections on ").nth(1) {
-            port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
-        }
-        let ready = line.contains("Server is ready");
-        log.push(line);
-        if ready {
-            break;
-        }
-    }
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    Server {
-        child,
-        port: port.expect("listen line"),
-    }
-}
-
-fn start_js(dir: &Path) -> Server {
-    let args = [
-        "-a",
-        "127.0.0.1",
-        "-p",
-        &free_port().to_string(),
-        "-js",
-        "-sd",
-        dir.to_str().unwrap(),
-    ]
-    .map(String::from);
-    spawn(natsd(), &args)
-}
+#[path = "support/js_server.rs"]
+mod js_server;
+use js_server::{free_port, natsd, spawn, start_js, Server};
 
 fn start_conf(bin: &str, conf: &str, dir: &Path) -> Server {
     let port = free_port();
