@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 #[path = "support/js_server.rs"]
 mod js_server;
-use js_server::{free_port, natsd, spawn, start_js, Server};
+use js_server::{free_port, natsd, run_nats_py, spawn, start_js, Server};
 
 async fn connect(s: &Server) -> async_nats::Client {
     async_nats::connect(format!("127.0.0.1:{}", s.port))
@@ -804,18 +804,6 @@ async fn pull_consume_throughput() {
     }
 }
 
-fn python_with_nats() -> Option<String> {
-    ["/work/main/.venv/bin/python", "python3"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", "import nats"])
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .map(String::from)
-}
-
 /// nats-py: pull fetch + ack with metadata, ordered push consumer, KV keys/history/watch/purge.
 const NATS_PY: &str = r#"
 import asyncio, sys, nats
@@ -868,25 +856,9 @@ asyncio.run(main())
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_py_consumers_and_kv() {
-    let Some(python) = python_with_nats() else {
-        eprintln!("no python with nats-py; skipping");
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let s = start_js(dir.path());
-    let script = dir.path().join("consumers.py");
-    std::fs::write(&script, NATS_PY).unwrap();
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(format!("nats://127.0.0.1:{}", s.port))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_nats_py(NATS_PY, &s, dir.path());
 }
 
 /// Starts `bin` from a config file: JetStream in `dir`, and account `A` (user a/a) whose

@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 #[path = "support/js_server.rs"]
 mod js_server;
-use js_server::{free_port, natsd, spawn, start_js, Server};
+use js_server::{free_port, natsd, run_nats_py, spawn, start_js, Server};
 
 fn start_conf(bin: &str, conf: &str, dir: &Path) -> Server {
     let port = free_port();
@@ -692,18 +692,6 @@ async fn reload_keeps_streams_applies_limits_and_keeps_removed_data() {
     assert!(b_stream.is_file(), "removed account's data must be kept");
 }
 
-fn python_with_nats() -> Option<String> {
-    ["/work/main/.venv/bin/python", "python3"]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", "import nats"])
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-        .map(String::from)
-}
-
 const NATS_PY: &str = r#"
 import asyncio, sys, nats
 from nats.js.errors import BadRequestError
@@ -737,23 +725,7 @@ asyncio.run(main())
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nats_py_jetstream_api() {
-    let Some(python) = python_with_nats() else {
-        eprintln!("no python with nats-py; skipping");
-        return;
-    };
     let dir = tempfile::tempdir().unwrap();
     let s = start_js(dir.path());
-    let script = dir.path().join("js.py");
-    std::fs::write(&script, NATS_PY).unwrap();
-    let out = Command::new(python)
-        .arg(&script)
-        .arg(format!("nats://127.0.0.1:{}", s.port))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_nats_py(NATS_PY, &s, dir.path());
 }

@@ -85,3 +85,39 @@ pub fn start_js(dir: &Path) -> Server {
     .map(String::from);
     spawn(natsd(), &args)
 }
+
+/// A Python with nats-py: the repository's `.venv` (scripts/test.sh creates it before the
+/// cargo tests run), else `python3` from PATH.
+pub fn python_with_nats() -> Option<String> {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
+    [venv.display().to_string(), "python3".to_string()]
+        .into_iter()
+        .find(|p| {
+            Command::new(p)
+                .args(["-c", "import nats"])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+}
+
+/// Run a nats-py `script` (it gets the server URL as its argument) and assert it succeeds;
+/// skipped, loudly, when no Python with nats-py is found.
+pub fn run_nats_py(script: &str, server: &Server, dir: &Path) {
+    let Some(python) = python_with_nats() else {
+        eprintln!("SKIPPED: no python with nats-py (scripts/test.sh installs it in .venv)");
+        return;
+    };
+    let path = dir.join("script.py");
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new(python)
+        .arg(&path)
+        .arg(format!("nats://127.0.0.1:{}", server.port))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
