@@ -19,6 +19,7 @@ use bytes::{Buf, BytesMut};
 use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::Notify;
 
 use crate::account::Account;
@@ -211,6 +212,9 @@ pub struct ClientShared {
     permissions_generation: AtomicU64,
     /// The subscriptions held when the connection closed, for `/connz?state=closed`.
     closed_subs: Mutex<Vec<crate::server::ClosedSub>>,
+    /// Someone (the writer task, or the reader writing its own replies) is writing to the
+    /// socket; whoever holds it writes the outbound buffer in order.
+    writing: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -252,6 +256,7 @@ impl ClientShared {
             account: ArcSwapOption::empty(),
             permissions_generation: AtomicU64::new(0),
             closed_subs: Mutex::new(Vec::new()),
+            writing: AtomicBool::new(false),
         })
     }
 
@@ -519,19 +524,34 @@ struct Connection {
     in_bytes: u64,
     last_ping_sent: Option<Instant>,
     last_in: Instant,
+    /// The shared TCP write half, for writing this connection's own replies directly.
+    direct: Option<Arc<OwnedWriteHalf>>,
+    direct_buf: BytesMut,
 }
 
 /// Result of handling one op: keep going, or close with a reason (after queueing any -ERR).
 type OpResult = Result<(), CloseReason>;
 
+/// The socket's write side. A plain TCP socket is shared, so the reader can write its own
+/// connection's replies (PONG, +OK, PubAcks, requests answered in the same batch) right at the
+/// end of a read batch instead of waking the writer task: one thread hop less on every round
+/// trip. A TLS stream is written by the writer task only.
+pub enum Outlet {
+    Tcp(Arc<OwnedWriteHalf>),
+    Stream(Box<dyn AsyncWrite + Unpin + Send>),
+}
+
 /// Serve one accepted connection until it closes.
-pub async fn serve<R, W>(server: Arc<Server>, shared: Arc<ClientShared>, mut reader: R, writer: W)
+pub async fn serve<R>(server: Arc<Server>, shared: Arc<ClientShared>, mut reader: R, outlet: Outlet)
 where
     R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
 {
     let opts = server.options();
-    let writer_task = tokio::spawn(write_loop(shared.clone(), writer, opts.write_deadline));
+    let direct = match &outlet {
+        Outlet::Tcp(tcp) => Some(tcp.clone()),
+        Outlet::Stream(_) => None,
+    };
+    let writer_task = tokio::spawn(write_loop(shared.clone(), outlet, opts.write_deadline));
     let auth = server.authenticator();
     let global = server.global_account();
     let mut conn = Connection {
@@ -557,6 +577,8 @@ where
         in_bytes: 0,
         last_ping_sent: None,
         last_in: Instant::now(),
+        direct,
+        direct_buf: BytesMut::new(),
     };
     drop(auth);
     if !conn.auth_required {
@@ -1201,45 +1223,118 @@ impl Connection {
 
     /// Wake every receiver this batch queued data for, each once.
     fn flush_batch(&mut self) {
+        if self.direct.is_some() && self.pending_flush.take(&self.shared) && !self.write_direct() {
+            self.shared.flush_soon();
+        }
         self.pending_flush.flush();
+    }
+
+    /// Write this connection's pending bytes from the reader task without blocking; true when
+    /// nothing is left for the writer task (which is then not woken).
+    fn write_direct(&mut self) -> bool {
+        let Some(tcp) = &self.direct else {
+            return false;
+        };
+        let shared = &self.shared;
+        if shared
+            .writing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return false;
+        }
+        std::mem::swap(&mut lock(&shared.out).buf, &mut self.direct_buf);
+        let mut written = 0;
+        let mut failed = false;
+        while written < self.direct_buf.len() {
+            match tcp.try_write(&self.direct_buf[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let done = {
+            let mut out = lock(&shared.out);
+            if written < self.direct_buf.len() && !failed {
+                // The socket is full: what is left goes back in front of anything queued
+                // meanwhile, and the writer task carries on (with the write deadline).
+                let rest = &self.direct_buf[written..];
+                if out.buf.is_empty() {
+                    out.buf.extend_from_slice(rest);
+                } else {
+                    let mut joined = BytesMut::with_capacity(rest.len() + out.buf.len());
+                    joined.extend_from_slice(rest);
+                    joined.extend_from_slice(&out.buf);
+                    out.buf = joined;
+                }
+            }
+            shared.writing.store(false, Ordering::Release);
+            out.buf.is_empty()
+        };
+        self.direct_buf.clear();
+        if self.direct_buf.capacity() > MAX_KEPT_WRITE_BUFFER {
+            self.direct_buf = BytesMut::new();
+        }
+        if failed {
+            shared.close(CloseReason::WriteError);
+            return true;
+        }
+        if written > 0 {
+            shared.touch();
+        }
+        done
     }
 }
 
 /// Flush the outbound buffer whenever woken, in one write per wake-up, until the connection closes.
-async fn write_loop<W: AsyncWrite + Unpin>(
-    shared: Arc<ClientShared>,
-    mut writer: W,
-    deadline: Duration,
-) {
+async fn write_loop(shared: Arc<ClientShared>, mut outlet: Outlet, deadline: Duration) {
     let mut spare = BytesMut::new();
     'outer: loop {
         shared.writer_wake.notified().await;
         loop {
+            if shared
+                .writing
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
             {
-                let mut out = lock(&shared.out);
-                std::mem::swap(&mut out.buf, &mut spare);
+                // The reader is writing directly; it wakes us again if it leaves anything.
+                break;
             }
+            std::mem::swap(&mut lock(&shared.out).buf, &mut spare);
             if spare.is_empty() {
+                shared.writing.store(false, Ordering::Release);
                 if shared.is_closing() {
                     break 'outer;
                 }
                 break;
             }
-            match tokio::time::timeout(deadline, writer.write_all(&spare)).await {
-                Ok(Ok(())) => shared.touch(),
-                Ok(Err(_)) => {
-                    shared.close(CloseReason::WriteError);
-                    break 'outer;
+            let written = match &mut outlet {
+                Outlet::Tcp(tcp) => write_all_tcp(tcp, &spare, deadline).await,
+                Outlet::Stream(stream) => {
+                    match tokio::time::timeout(deadline, stream.write_all(&spare)).await {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(_)) => Err(CloseReason::WriteError),
+                        Err(_) => Err(CloseReason::SlowConsumerWriteDeadline),
+                    }
                 }
-                Err(_) => {
-                    tracing::info!(
-                        "{} - cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded with {} total bytes.",
-                        shared.addr,
-                        shared.cid,
-                        deadline,
-                        spare.len()
-                    );
-                    shared.close(CloseReason::SlowConsumerWriteDeadline);
+            };
+            shared.writing.store(false, Ordering::Release);
+            match written {
+                Ok(()) => shared.touch(),
+                Err(reason) => {
+                    if reason == CloseReason::SlowConsumerWriteDeadline {
+                        tracing::info!(
+                            "{} - cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded with {} total bytes.",
+                            shared.addr,
+                            shared.cid,
+                            deadline,
+                            spare.len()
+                        );
+                    }
+                    shared.close(reason);
                     break 'outer;
                 }
             }
@@ -1249,7 +1344,34 @@ async fn write_loop<W: AsyncWrite + Unpin>(
             }
         }
     }
-    let _ = writer.shutdown().await;
+    // Dropping a TCP write half shuts the write direction down; the last owner drops it.
+    if let Outlet::Stream(mut stream) = outlet {
+        let _ = stream.shutdown().await;
+    }
+}
+
+/// Write all of `buf` to a shared TCP write half within `deadline`.
+async fn write_all_tcp(
+    tcp: &OwnedWriteHalf,
+    buf: &[u8],
+    deadline: Duration,
+) -> Result<(), CloseReason> {
+    let until = tokio::time::Instant::now() + deadline;
+    let mut written = 0;
+    while written < buf.len() {
+        match tcp.try_write(&buf[written..]) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout_at(until, tcp.writable()).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Err(CloseReason::WriteError),
+                    Err(_) => return Err(CloseReason::SlowConsumerWriteDeadline),
+                }
+            }
+            Err(_) => return Err(CloseReason::WriteError),
+        }
+    }
+    Ok(())
 }
 
 /// A reload changed a live client's permissions: swap them in, and remove (with nats-server's

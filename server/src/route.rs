@@ -36,6 +36,13 @@ impl FlushSet {
         self.clients.push(client.clone());
     }
 
+    /// Remove `client` from the set; true if it was there.
+    pub fn take(&mut self, client: &Arc<ClientShared>) -> bool {
+        let before = self.clients.len();
+        self.clients.retain(|c| !Arc::ptr_eq(c, client));
+        self.clients.len() != before
+    }
+
     /// Wake every collected writer (a duplicate wake-up is harmless).
     pub fn flush(&mut self) {
         for client in self.clients.drain(..) {

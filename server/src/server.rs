@@ -496,7 +496,7 @@ impl Server {
                 shared.queue_proto(&info);
                 shared.flush_soon();
                 let (r, w) = stream.into_split();
-                client::serve(self.clone(), shared, r, w).await;
+                client::serve(self.clone(), shared, r, client::Outlet::Tcp(Arc::new(w))).await;
             }
             Some(acceptor) => {
                 let mut stream = stream;
@@ -523,7 +523,8 @@ impl Server {
                                 crate::monitor::tls_cipher_name(session.negotiated_cipher_suite());
                         }
                         let (r, w) = tokio::io::split(tls_stream);
-                        client::serve(self.clone(), shared, r, w).await;
+                        client::serve(self.clone(), shared, r, client::Outlet::Stream(Box::new(w)))
+                            .await;
                     }
                     Ok(Err(err)) => {
                         tracing::error!("{} - cid:{} - TLS handshake error: {}", addr, cid, err);
