@@ -497,6 +497,46 @@ fn redact_connect(json: &[u8]) -> String {
     }
 }
 
+/// Publish-permission decisions of one connection. A publisher usually repeats one subject,
+/// so the last decision is checked first (a byte comparison), then a bounded map.
+#[derive(Default)]
+struct PublishPermissionCache {
+    /// The last subject checked (its buffer is reused, so no allocation per change).
+    last: Vec<u8>,
+    last_allowed: Option<bool>,
+    seen: FxHashMap<Box<[u8]>, bool>,
+}
+
+impl PublishPermissionCache {
+    fn check(&mut self, subject: &[u8], decide: impl FnOnce(&[u8]) -> bool) -> bool {
+        if let Some(allowed) = self.last_allowed {
+            if self.last == subject {
+                return allowed;
+            }
+        }
+        let allowed = match self.seen.get(subject) {
+            Some(&allowed) => allowed,
+            None => {
+                let allowed = decide(subject);
+                if self.seen.len() >= PERM_CACHE_SIZE {
+                    self.seen.clear();
+                }
+                self.seen.insert(subject.into(), allowed);
+                allowed
+            }
+        };
+        self.last.clear();
+        self.last.extend_from_slice(subject);
+        self.last_allowed = Some(allowed);
+        allowed
+    }
+
+    fn clear(&mut self) {
+        self.last_allowed = None;
+        self.seen.clear();
+    }
+}
+
 /// Reader-side state of one connection.
 struct Connection {
     server: Arc<Server>,
@@ -516,7 +556,7 @@ struct Connection {
     /// Per-connection cache of sublist matches, valid for one sublist generation.
     l1: FxHashMap<Box<[u8]>, Arc<SublistResult<SubRef>>>,
     l1_genid: u64,
-    pub_perm_cache: FxHashMap<Box<[u8]>, bool>,
+    pub_perm_cache: PublishPermissionCache,
     permissions_generation: u64,
     /// Receivers whose writers must be woken at the end of this read batch.
     pending_flush: FlushSet,
@@ -570,7 +610,7 @@ where
         sent_second_info: false,
         l1: FxHashMap::default(),
         l1_genid: u64::MAX,
-        pub_perm_cache: FxHashMap::default(),
+        pub_perm_cache: PublishPermissionCache::default(),
         permissions_generation: 0,
         pending_flush: FlushSet::default(),
         in_msgs: 0,
@@ -1058,17 +1098,7 @@ impl Connection {
         let Some(perms) = &self.permissions else {
             return true;
         };
-        let allowed = match self.pub_perm_cache.get(subject) {
-            Some(&allowed) => allowed,
-            None => {
-                let allowed = perms.can_publish(subject);
-                if self.pub_perm_cache.len() >= PERM_CACHE_SIZE {
-                    self.pub_perm_cache.clear();
-                }
-                self.pub_perm_cache.insert(subject.into(), allowed);
-                allowed
-            }
-        };
+        let allowed = self.pub_perm_cache.check(subject, |s| perms.can_publish(s));
         allowed
             || (perms.allow_responses.is_some() && self.shared.take_response_permission(subject))
     }
@@ -1412,5 +1442,32 @@ pub(crate) fn apply_new_permissions(
     }
     if needs_flush {
         client.flush_soon();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_permission_cache_decides_once_per_subject_until_cleared() {
+        let mut cache = PublishPermissionCache::default();
+        let mut decisions = 0;
+        let mut check = |cache: &mut PublishPermissionCache, subject: &[u8]| {
+            cache.check(subject, |s| {
+                decisions += 1;
+                s.starts_with(b"orders.")
+            })
+        };
+        assert!(check(&mut cache, b"orders.new"));
+        assert!(!check(&mut cache, b"blog.x"));
+        assert!(check(&mut cache, b"orders.new"));
+        assert!(!check(&mut cache, b"blog.x"));
+        cache.clear();
+        assert!(check(&mut cache, b"orders.new"));
+        assert_eq!(
+            decisions, 3,
+            "two subjects decided once each, then once more after clear"
+        );
     }
 }
