@@ -14,30 +14,7 @@ use serde_json::{json, Value};
 
 #[path = "support/js_server.rs"]
 mod js_server;
-use js_server::{free_port, natsd, run_nats_py, spawn, start_js, Server};
-
-async fn connect(s: &Server) -> async_nats::Client {
-    async_nats::connect(format!("127.0.0.1:{}", s.port))
-        .await
-        .unwrap()
-}
-
-async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
-    let payload = if body.is_null() {
-        Vec::new()
-    } else {
-        serde_json::to_vec(&body).unwrap()
-    };
-    let msg = nc
-        .request(subject.to_string(), payload.into())
-        .await
-        .unwrap();
-    serde_json::from_slice(&msg.payload).unwrap()
-}
-
-fn err_code(v: &Value) -> Option<u64> {
-    v["error"]["err_code"].as_u64()
-}
+use js_server::{api, connect, err_code, free_port, natsd, run_nats_py, spawn, start_js, Server};
 
 fn which(bin: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {

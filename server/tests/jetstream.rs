@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 #[path = "support/js_server.rs"]
 mod js_server;
-use js_server::{free_port, natsd, run_nats_py, spawn, start_js, Server};
+use js_server::{api, connect, err_code, free_port, natsd, run_nats_py, spawn, start_js, Server};
 
 fn start_conf(bin: &str, conf: &str, dir: &Path) -> Server {
     let port = free_port();
@@ -26,30 +26,11 @@ fn start_conf(bin: &str, conf: &str, dir: &Path) -> Server {
     spawn(bin, &["-c".to_string(), path.to_str().unwrap().to_string()])
 }
 
-async fn connect(s: &Server) -> async_nats::Client {
-    async_nats::connect(format!("127.0.0.1:{}", s.port))
-        .await
-        .unwrap()
-}
-
 async fn connect_user(s: &Server, user: &str) -> async_nats::Client {
     async_nats::ConnectOptions::with_user_and_password(user.into(), "pw".into())
         .connect(format!("127.0.0.1:{}", s.port))
         .await
         .unwrap()
-}
-
-async fn api(nc: &async_nats::Client, subject: &str, body: Value) -> Value {
-    let payload = if body.is_null() {
-        Vec::new()
-    } else {
-        serde_json::to_vec(&body).unwrap()
-    };
-    let msg = nc
-        .request(subject.to_string(), payload.into())
-        .await
-        .unwrap();
-    serde_json::from_slice(&msg.payload).unwrap()
 }
 
 async fn publish_raw(
@@ -67,10 +48,6 @@ async fn publish_raw(
         .await
         .unwrap();
     serde_json::from_slice(&msg.payload).unwrap()
-}
-
-fn err_code(v: &Value) -> Option<u64> {
-    v["error"]["err_code"].as_u64()
 }
 
 fn orders_config() -> stream::Config {

@@ -168,27 +168,22 @@ impl Ctx {
     }
 
     fn usize(&mut self, e: &Entry) -> Option<usize> {
-        let i = self.int(e)?;
-        match usize::try_from(i) {
-            Ok(u) => Some(u),
-            Err(_) => {
-                self.err(
-                    &e.key_span,
-                    format!("invalid value {i} for \"{}\": must not be negative", e.key),
-                );
-                None
-            }
-        }
+        self.int_as(e, "must not be negative")
     }
 
     fn i32(&mut self, e: &Entry) -> Option<i32> {
+        self.int_as(e, "out of range")
+    }
+
+    /// An integer option narrowed to `T`; `problem` says why a value does not fit.
+    fn int_as<T: TryFrom<i64>>(&mut self, e: &Entry, problem: &str) -> Option<T> {
         let i = self.int(e)?;
-        match i32::try_from(i) {
+        match T::try_from(i) {
             Ok(v) => Some(v),
             Err(_) => {
                 self.err(
                     &e.key_span,
-                    format!("invalid value {i} for \"{}\": out of range", e.key),
+                    format!("invalid value {i} for \"{}\": {problem}", e.key),
                 );
                 None
             }

@@ -365,16 +365,6 @@ async fn serve(
     Ok(addr)
 }
 
-/// Bind the monitoring listener for `server` alone (no separate metrics port).
-pub async fn start(
-    server: Arc<Server>,
-    host: &str,
-    port: i32,
-    shutdown: watch::Receiver<bool>,
-) -> Result<SocketAddr, ServerError> {
-    Monitor::new(server).serve_http(host, port, shutdown).await
-}
-
 /// The paths `http_req_stats` counts.
 const ENDPOINTS: &[&str] = &[
     "/",

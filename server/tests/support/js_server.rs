@@ -121,3 +121,33 @@ pub fn run_nats_py(script: &str, server: &Server, dir: &Path) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A client connection without credentials.
+pub async fn connect(s: &Server) -> async_nats::Client {
+    async_nats::connect(format!("127.0.0.1:{}", s.port))
+        .await
+        .unwrap()
+}
+
+/// A `$JS.API` request; a null body sends an empty payload.
+pub async fn api(
+    nc: &async_nats::Client,
+    subject: &str,
+    body: serde_json::Value,
+) -> serde_json::Value {
+    let payload = if body.is_null() {
+        Vec::new()
+    } else {
+        serde_json::to_vec(&body).unwrap()
+    };
+    let msg = nc
+        .request(subject.to_string(), payload.into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&msg.payload).unwrap()
+}
+
+/// The `err_code` of an API error reply.
+pub fn err_code(v: &serde_json::Value) -> Option<u64> {
+    v["error"]["err_code"].as_u64()
+}
