@@ -643,6 +643,10 @@ impl Connection {
         let mut need = 0usize;
         let auth_deadline = tokio::time::Instant::now() + self.server.options().auth.timeout;
         let mut next_ping = tokio::time::Instant::now() + FIRST_PING_INTERVAL;
+        // One timer for the connection's life, moved only when its deadline changes: a fresh
+        // `sleep_until` per read would register and cancel a timer entry on every read.
+        let timer = tokio::time::sleep_until(auth_deadline);
+        tokio::pin!(timer);
         loop {
             if self.shared.is_closing() {
                 return self
@@ -655,11 +659,14 @@ impl Connection {
                 buf.reserve(want);
             }
             let spare = buf.capacity() - buf.len();
-            let timer = if self.connected {
+            let deadline = if self.connected {
                 next_ping
             } else {
                 auth_deadline
             };
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 biased;
                 _ = self.shared.reader_wake.notified() => continue,
@@ -689,7 +696,7 @@ impl Connection {
                         Err(_) => return CloseReason::ReadError,
                     }
                 }
-                _ = tokio::time::sleep_until(timer) => {
+                _ = &mut timer => {
                     if !self.connected {
                         self.send_err("Authentication Timeout");
                         return CloseReason::AuthenticationTimeout;
@@ -1251,8 +1258,10 @@ impl Connection {
         self.queue_self(&frame);
     }
 
-    /// Wake every receiver this batch queued data for, each once.
+    /// Complete deferred work (streams write and ack what this batch stored), then wake
+    /// every receiver this batch queued data for, each once.
     fn flush_batch(&mut self) {
+        self.pending_flush.complete_deferred();
         if self.direct.is_some() && self.pending_flush.take(&self.shared) && !self.write_direct() {
             self.shared.flush_soon();
         }

@@ -13,7 +13,16 @@ use crate::sublist::{SublistError, SublistResult};
 /// A server subsystem receiving messages through a subscription. Called on the publisher's
 /// task: implementations must only hand the message off (copy it into a queue), never block.
 pub trait InternalHandler: Send + Sync {
-    fn deliver(&self, msg: &InternalMsg<'_>);
+    /// Takes one message; work that is cheaper done once per batch goes into
+    /// [`FlushSet::defer`].
+    fn deliver(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet);
+}
+
+/// Work an internal subscriber put off until the end of the current batch of deliveries
+/// (a stream writes all the messages one read brought with one write, then acks them).
+pub trait Deferred: Send + Sync {
+    /// Finishes the work; whatever it publishes goes through `flush`.
+    fn complete(&self, flush: &mut FlushSet);
 }
 
 /// A message as an internal subscription receives it.
@@ -25,13 +34,42 @@ pub struct InternalMsg<'a> {
     pub payload: &'a [u8],
 }
 
-/// Receivers whose writers must be woken once the current batch of deliveries is done.
+/// Receivers whose writers must be woken once the current batch of deliveries is done, and
+/// deferred work to complete before that. Dropping it flushes, so nothing is left behind
+/// when a batch ends early.
 #[derive(Default)]
 pub struct FlushSet {
     clients: Vec<Arc<ClientShared>>,
+    deferred: Vec<Arc<dyn Deferred>>,
+}
+
+impl Drop for FlushSet {
+    fn drop(&mut self) {
+        self.flush();
+    }
 }
 
 impl FlushSet {
+    /// Run `work` once before this batch is flushed (a second registration is ignored).
+    pub fn defer(&mut self, work: Arc<dyn Deferred>) {
+        if !self
+            .deferred
+            .iter()
+            .any(|d| std::ptr::addr_eq(Arc::as_ptr(d), Arc::as_ptr(&work)))
+        {
+            self.deferred.push(work);
+        }
+    }
+
+    /// Complete the deferred work (which may defer more, or queue data for receivers).
+    pub fn complete_deferred(&mut self) {
+        while !self.deferred.is_empty() {
+            for work in std::mem::take(&mut self.deferred) {
+                work.complete(self);
+            }
+        }
+    }
+
     pub fn push(&mut self, client: &Arc<ClientShared>) {
         self.clients.push(client.clone());
     }
@@ -43,8 +81,10 @@ impl FlushSet {
         self.clients.len() != before
     }
 
-    /// Wake every collected writer (a duplicate wake-up is harmless).
+    /// Complete the deferred work, then wake every collected writer (a duplicate wake-up is
+    /// harmless).
     pub fn flush(&mut self) {
+        self.complete_deferred();
         for client in self.clients.drain(..) {
             client.flush_soon();
         }
@@ -62,12 +102,15 @@ pub(crate) fn deliver(
     flush: &mut FlushSet,
 ) -> bool {
     if let Some(handler) = &sub.internal {
-        handler.deliver(&InternalMsg {
-            subject,
-            reply,
-            headers,
-            payload,
-        });
+        handler.deliver(
+            &InternalMsg {
+                subject,
+                reply,
+                headers,
+                payload,
+            },
+            flush,
+        );
         sub.delivered.fetch_add(1, Ordering::Relaxed);
         return true;
     }
@@ -148,11 +191,23 @@ pub fn publish(
     headers: Option<&[u8]>,
     payload: &[u8],
 ) -> usize {
-    let result = account.sublist.match_subject(subject);
     let mut flush = FlushSet::default();
-    let n = deliver_all(&result, None, subject, reply, headers, payload, &mut flush);
+    let n = publish_into(account, subject, reply, headers, payload, &mut flush);
     flush.flush();
     n
+}
+
+/// [`publish`] as part of a caller's batch: receivers are woken when `flush` is.
+pub fn publish_into(
+    account: &Account,
+    subject: &[u8],
+    reply: Option<&[u8]>,
+    headers: Option<&[u8]>,
+    payload: &[u8],
+    flush: &mut FlushSet,
+) -> usize {
+    let result = account.sublist.match_subject(subject);
+    deliver_all(&result, None, subject, reply, headers, payload, flush)
 }
 
 /// Remove a subscription from its account and from its connection. The subscription may

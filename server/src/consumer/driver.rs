@@ -93,7 +93,7 @@ struct Inbox {
 }
 
 impl InternalHandler for Inbox {
-    fn deliver(&self, msg: &InternalMsg<'_>) {
+    fn deliver(&self, msg: &InternalMsg<'_>, _flush: &mut route::FlushSet) {
         let event = match self.kind {
             InboxKind::Next => {
                 let Some(reply) = msg.reply else { return };

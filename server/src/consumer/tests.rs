@@ -725,7 +725,7 @@ mod driver_tests {
     #[derive(Default)]
     struct Collect(Mutex<Vec<Captured>>);
     impl InternalHandler for Collect {
-        fn deliver(&self, m: &InternalMsg<'_>) {
+        fn deliver(&self, m: &InternalMsg<'_>, _flush: &mut crate::route::FlushSet) {
             let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
             self.0.lock().unwrap().push((
                 s(m.subject),

@@ -207,7 +207,7 @@ struct ApiHandler {
 }
 
 impl InternalHandler for ApiHandler {
-    fn deliver(&self, msg: &InternalMsg<'_>) {
+    fn deliver(&self, msg: &InternalMsg<'_>, _flush: &mut route::FlushSet) {
         // A request without a reply subject gets no answer, so it is not worth queueing.
         let Some(reply) = msg.reply else { return };
         let Some(account) = lock(&self.account).upgrade() else {

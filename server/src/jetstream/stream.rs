@@ -25,7 +25,7 @@ use super::errors::ApiError;
 use super::Usage;
 use crate::account::Account;
 use crate::client::SubRef;
-use crate::route::{self, InternalHandler, InternalMsg};
+use crate::route::{self, Deferred, FlushSet, InternalHandler, InternalMsg};
 use crate::store::{MessageStore, PurgeRequest, StorageType, StoreError};
 
 /// Captured messages a stream may have waiting before new ones are refused.
@@ -105,33 +105,44 @@ pub(crate) struct IngestHandler {
 }
 
 impl IngestHandler {
-    fn try_store_inline(&self, msg: &InternalMsg<'_>) -> bool {
+    /// Stores on the caller's task, holding the write until the caller's batch is flushed:
+    /// all the messages one read brought then cost one write, and their acks follow it.
+    fn try_store_inline(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet) -> bool {
         if self.sync_always {
             return false;
         }
         let Some(worker) = self.worker.get() else {
             return false;
         };
-        let Ok(mut worker) = worker.try_lock() else {
+        let Ok(mut guard) = worker.try_lock() else {
             return false;
         };
         if self.queued.load(Ordering::Acquire) != 0 {
             return false;
         }
-        let mut acks = Vec::new();
-        worker.store_batch(std::iter::once(Work::Msg(Inbound::copy(msg))), &mut acks);
-        let account = worker.stream.account.clone();
-        drop(worker);
-        for (reply, body) in acks {
-            route::publish(&account, &reply, None, None, &body);
-        }
+        guard.store_batch(std::iter::once(Work::Msg(Inbound::copy(msg))));
+        drop(guard);
+        flush.defer(worker.clone());
         true
     }
 }
 
+impl Deferred for Mutex<Worker> {
+    fn complete(&self, flush: &mut FlushSet) {
+        let mut acks = Vec::new();
+        let mut worker = lock(self);
+        worker.commit(&mut acks);
+        let account = worker.stream.account.clone();
+        drop(worker);
+        for (reply, body) in acks {
+            route::publish_into(&account, &reply, None, None, &body, flush);
+        }
+    }
+}
+
 impl InternalHandler for IngestHandler {
-    fn deliver(&self, msg: &InternalMsg<'_>) {
-        if self.try_store_inline(msg) {
+    fn deliver(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet) {
+        if self.try_store_inline(msg, flush) {
             return;
         }
         self.queued.fetch_add(1, Ordering::AcqRel);
@@ -402,14 +413,23 @@ fn parse_headers(block: &[u8]) -> JsHeaders<'_> {
 }
 
 /// The PubAck bytes nats-server sends (note the space in `"duplicate": true`).
-fn pub_ack(stream: &str, seq: u64, duplicate: bool) -> Vec<u8> {
-    let name = serde_json::to_string(stream).unwrap_or_default();
-    let mut out = format!("{{\"stream\":{name},\"seq\":{seq}");
+fn pub_ack(prefix: &[u8], seq: u64, duplicate: bool) -> Vec<u8> {
+    let mut digits = itoa::Buffer::new();
+    let seq = digits.format(seq).as_bytes();
+    let mut out = Vec::with_capacity(prefix.len() + seq.len() + 20);
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(seq);
     if duplicate {
-        out.push_str(",\"duplicate\": true");
+        out.extend_from_slice(b",\"duplicate\": true");
     }
-    out.push('}');
-    out.into_bytes()
+    out.push(b'}');
+    out
+}
+
+/// The constant start of a stream's PubAcks, up to the sequence.
+fn pub_ack_prefix(stream: &str) -> Vec<u8> {
+    let name = serde_json::to_string(stream).unwrap_or_default();
+    format!("{{\"stream\":{name},\"seq\":").into_bytes()
 }
 
 fn pub_error(stream: &str, err: &ApiError) -> Vec<u8> {
@@ -426,16 +446,27 @@ struct Worker {
     dedupe: HashMap<String, (u64, u64)>,
     dedupe_order: VecDeque<(u64, String)>,
     last_msg_id: Option<String>,
+    /// (reply, body) of PubAcks for messages stored since the last commit: the store may
+    /// still hold their records, so they wait for [`Worker::commit`].
+    unacked: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Something was stored since the last commit.
+    stored_since_commit: bool,
+    /// The constant start of this stream's PubAcks.
+    ack_prefix: Vec<u8>,
 }
 
 impl Worker {
     fn new(stream: Arc<Stream>, sync_always: bool) -> Worker {
+        let ack_prefix = pub_ack_prefix(&stream.name);
         let mut w = Worker {
             stream,
             sync_always,
             dedupe: HashMap::new(),
             dedupe_order: VecDeque::new(),
             last_msg_id: None,
+            unacked: Vec::new(),
+            stored_since_commit: false,
+            ack_prefix,
         };
         w.rebuild_dedupe();
         w
@@ -498,7 +529,8 @@ impl Worker {
             }
             let msgs = batch.iter().filter(|w| matches!(w, Work::Msg(_))).count();
             let mut w = lock(worker);
-            let stop = w.store_batch(batch.drain(..), &mut acks);
+            let stop = w.store_batch(batch.drain(..));
+            w.commit(&mut acks);
             // Still under the lock: the inline path must not overtake what was queued.
             ingest.queued.fetch_sub(msgs, Ordering::AcqRel);
             let account = w.stream.account.clone();
@@ -512,49 +544,54 @@ impl Worker {
         }
     }
 
-    /// Store a batch and prepare its PubAcks (published by the caller once the worker lock is
-    /// released); true when the batch held the stop signal.
-    fn store_batch(
-        &mut self,
-        batch: impl Iterator<Item = Work>,
-        acks: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> bool {
+    /// Stores a batch with the store holding its writes; the PubAcks wait in `unacked` for
+    /// [`Worker::commit`]. True when the batch held the stop signal.
+    fn store_batch(&mut self, batch: impl Iterator<Item = Work>) -> bool {
         let cfg = self.stream.config();
+        self.stream.store.hold_writes();
         let mut stop = false;
-        let mut stored_any = false;
-        let first_ack = acks.len();
         for work in batch {
             match work {
                 Work::Stop => stop = true,
                 Work::Msg(_) if stop => {}
                 Work::Msg(msg) => {
                     let result = self.process(&cfg, &msg);
-                    stored_any |= matches!(result, Ok((_, false)));
+                    self.stored_since_commit |= matches!(result, Ok((_, false)));
                     if let Some(reply) = msg.reply() {
                         let body = match &result {
-                            Ok((seq, dup)) => pub_ack(&cfg.name, *seq, *dup),
+                            Ok((seq, dup)) => pub_ack(&self.ack_prefix, *seq, *dup),
                             Err(e) => pub_error(&cfg.name, e),
                         };
-                        acks.push((reply.to_vec(), body));
+                        self.unacked.push((reply.to_vec(), body));
                     }
                 }
             }
         }
-        if stored_any && self.sync_always {
-            if let Err(e) = self.stream.store.flush() {
-                tracing::error!("JetStream stream '{}' sync failed: {}", cfg.name, e);
-                // Not durable as promised: answer with errors instead of acks.
-                let err = ApiError::internal(e);
-                for (_, body) in acks[first_ack..].iter_mut() {
-                    *body = pub_error(&cfg.name, &err);
-                }
+        stop
+    }
+
+    /// Writes what the store holds (and fsyncs with `sync_interval: always`), then moves the
+    /// waiting PubAcks to `acks` for the caller to publish once the worker lock is released.
+    fn commit(&mut self, acks: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+        let store = &self.stream.store;
+        let mut res = store.commit();
+        if res.is_ok() && self.stored_since_commit && self.sync_always {
+            res = store.flush();
+        }
+        if let Err(e) = res {
+            let name = &self.stream.name;
+            tracing::error!("JetStream stream '{}' write or sync failed: {}", name, e);
+            // Not durable as promised: answer with errors instead of acks.
+            let err = ApiError::internal(e);
+            for (_, body) in self.unacked.iter_mut() {
+                *body = pub_error(name, &err);
             }
         }
+        acks.append(&mut self.unacked);
         self.stream.refresh_usage();
-        if stored_any {
+        if std::mem::take(&mut self.stored_since_commit) {
             self.stream.consumers.notify_all();
         }
-        stop
     }
 
     fn expire_tick(&self) -> Duration {
@@ -710,11 +747,11 @@ mod tests {
     #[test]
     fn pub_ack_bytes_match_nats_server() {
         assert_eq!(
-            pub_ack("ORDERS", 1, false),
+            pub_ack(&pub_ack_prefix("ORDERS"), 1, false),
             br#"{"stream":"ORDERS","seq":1}"#
         );
         assert_eq!(
-            pub_ack("ORDERS", 1, true),
+            pub_ack(&pub_ack_prefix("ORDERS"), 1, true),
             br#"{"stream":"ORDERS","seq":1,"duplicate": true}"#
         );
         assert_eq!(

@@ -148,6 +148,10 @@ struct Inner {
     closed: bool,
     report: RecoveryReport,
     buf: Vec<u8>,
+    /// Appended records not yet written to the tail file (see [`MessageStore::hold_writes`]):
+    /// always the last `held.len()` bytes of the tail's `len`.
+    held: Vec<u8>,
+    holding: bool,
     lock_file: Option<std::fs::File>,
 }
 
@@ -237,7 +241,7 @@ impl FileStore {
             let Inner { index, limits, .. } = &mut *g;
             let mut removed = Vec::new();
             index.enforce(limits, None, Some(now_ns()), &mut removed);
-            shared.apply_removals(&mut g, removed, false)?;
+            shared.apply_removals(&mut g, removed, false, false)?;
         }
         let flusher = match cfg.sync {
             SyncPolicy::Always => None,
@@ -338,6 +342,8 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
         closed: false,
         report,
         buf: Vec::new(),
+        held: Vec::new(),
+        holding: false,
         lock_file: None,
     };
     let count = names.len();
@@ -542,12 +548,50 @@ fn mark_dead(inner: &mut Inner, current: &mut Block, current_id: u32, r: &Remove
     inner.dead_at.insert(r.seq, r.entry.data.block);
 }
 
+/// Writes the held tail bytes out (one write for all of them). A failure poisons the store.
+fn write_held(inner: &mut Inner) -> Result<(), StoreError> {
+    if inner.held.is_empty() {
+        return Ok(());
+    }
+    let res = match inner.blocks.get(&inner.tail) {
+        Some(tail) => tail
+            .file
+            .write_all_at(&inner.held, tail.len - inner.held.len() as u64)
+            .map_err(io_err(&tail.path)),
+        None => Err(StoreError::Poisoned),
+    };
+    inner.held.clear();
+    if inner.held.capacity() > MAX_HELD_BYTES {
+        inner.held = Vec::new();
+    }
+    if res.is_err() {
+        inner.poisoned = true;
+    }
+    res
+}
+
+/// Held bytes are written early past this size, so a batch of large messages does not
+/// sit in memory twice.
+const MAX_HELD_BYTES: usize = 1 << 20;
+
+/// True when the record at `loc` is still only in the held buffer.
+fn is_held(inner: &Inner, loc: Loc) -> bool {
+    !inner.held.is_empty()
+        && loc.block == inner.tail
+        && inner
+            .blocks
+            .get(&inner.tail)
+            .is_some_and(|t| u64::from(loc.offset) >= t.len - inner.held.len() as u64)
+}
+
 fn create_block(
     fs: &dyn Fs,
     msgs_dir: &Path,
     inner: &mut Inner,
     first_seq: u64,
 ) -> Result<u32, StoreError> {
+    // Held bytes belong to the current tail, which stops being the tail here.
+    write_held(inner)?;
     let path = msgs_dir.join(block_name(first_seq));
     let fmt = BlockFormat::new(first_seq, now_ns());
     let file = fs.open(&path).map_err(io_err(&path))?;
@@ -589,15 +633,18 @@ impl Shared {
     /// Appends the whole records `encode` writes (against the format of the block they
     /// land in) to the tail, rolling first when the tail is full or still in an old
     /// format. `buf` is scratch space and holds the encoded bytes afterwards. Returns the
-    /// (block, offset) written. Any failure poisons the store.
+    /// (block, offset) written. With `may_hold` (a store and what it evicts) the bytes stay
+    /// in memory while the store is holding writes; anything else is written at once, after
+    /// whatever is held. Any failure poisons the store.
     fn append(
         &self,
         g: &mut Inner,
         buf: &mut Vec<u8>,
         roll_ok: bool,
+        may_hold: bool,
         encode: impl Fn(&BlockFormat, &mut Vec<u8>),
     ) -> Result<(u32, u64), StoreError> {
-        let res = self.append_inner(g, buf, roll_ok, encode);
+        let res = self.append_inner(g, buf, roll_ok, may_hold, encode);
         if res.is_err() {
             g.poisoned = true;
         }
@@ -609,6 +656,7 @@ impl Shared {
         g: &mut Inner,
         buf: &mut Vec<u8>,
         roll_ok: bool,
+        may_hold: bool,
         encode: impl Fn(&BlockFormat, &mut Vec<u8>),
     ) -> Result<(u32, u64), StoreError> {
         let next_seq = g.index.last_seq() + 1;
@@ -620,6 +668,8 @@ impl Shared {
             && (tail.len + buf.len() as u64 > self.block_size || !tail.fmt.is_current())
             && tail.first_seq != next_seq;
         if roll_ok && full {
+            write_held(g)?;
+            let tail = g.blocks.get(&g.tail).ok_or(StoreError::Poisoned)?;
             // Sealed blocks are fsynced once, here, so later syncs only need the tail.
             tail.file.sync_data().map_err(io_err(&tail.path))?;
             let id = create_block(&*self.fs, &self.msgs_dir, g, next_seq)?;
@@ -629,14 +679,26 @@ impl Shared {
                 encode(&t.fmt, buf);
             }
         }
+        let holding = may_hold && g.holding;
+        if !holding {
+            write_held(g)?;
+        }
         let tail_id = g.tail;
         let tail = g.blocks.get_mut(&tail_id).ok_or(StoreError::Poisoned)?;
         let off = tail.len;
-        tail.file
-            .write_all_at(buf, off)
-            .map_err(io_err(&tail.path))?;
+        if !holding {
+            tail.file
+                .write_all_at(buf, off)
+                .map_err(io_err(&tail.path))?;
+        }
         tail.len += buf.len() as u64;
         g.written_gen += 1;
+        if holding {
+            g.held.extend_from_slice(buf);
+            if g.held.len() >= MAX_HELD_BYTES {
+                write_held(g)?;
+            }
+        }
         Ok((tail_id, off))
     }
 
@@ -648,6 +710,7 @@ impl Shared {
         g: &mut Inner,
         removed: Vec<Removed<Loc>>,
         explicit: bool,
+        may_hold: bool,
     ) -> Result<(), StoreError> {
         if removed.is_empty() {
             return Ok(());
@@ -670,7 +733,7 @@ impl Shared {
         }
         if !tomb_seqs.is_empty() {
             let mut buf = Vec::new();
-            let (id, _) = self.append(g, &mut buf, true, |f, out| {
+            let (id, _) = self.append(g, &mut buf, true, may_hold, |f, out| {
                 for &s in &tomb_seqs {
                     f.encode_tombstone(out, s, ts);
                 }
@@ -740,7 +803,7 @@ impl Shared {
         if !seqs.is_empty() || floor.is_some() {
             let last_ts = g.index.state().last_ts;
             let mut buf = Vec::new();
-            let (tail, _) = self.append(g, &mut buf, false, |f, out| {
+            let (tail, _) = self.append(g, &mut buf, false, false, |f, out| {
                 for &s in &seqs {
                     f.encode_tombstone(out, s, ts);
                 }
@@ -866,7 +929,7 @@ impl Shared {
     fn write_floor(&self, g: &mut Inner, floor: u64) -> Result<(), StoreError> {
         let last_ts = g.index.state().last_ts;
         let mut buf = Vec::new();
-        let (id, _) = self.append(g, &mut buf, false, |f, out| {
+        let (id, _) = self.append(g, &mut buf, false, false, |f, out| {
             f.encode_floor(out, floor, last_ts)
         })?;
         g.persisted_floor = floor;
@@ -886,13 +949,14 @@ impl Shared {
                 s.syncing = true;
                 drop(s);
                 let (file, path, target, poisoned) = {
-                    let g = lock(&self.inner);
+                    let mut g = lock(&self.inner);
+                    let held_failed = write_held(&mut g).is_err();
                     let tail = g.blocks.get(&g.tail);
                     (
                         tail.map(|b| b.file.clone()),
                         tail.map(|b| b.path.clone()).unwrap_or_default(),
                         g.written_gen,
-                        g.poisoned,
+                        g.poisoned || held_failed,
                     )
                 };
                 let res = match (poisoned, file) {
@@ -936,7 +1000,14 @@ impl Shared {
         self.sync_to(gen)
     }
 
-    fn read_msg(&self, g: &Inner, seq: u64) -> Result<StoredMsg, StoreError> {
+    /// Reads a live message; a record still held is written out first, so nothing is
+    /// served that a crash could take back.
+    fn read_msg(&self, g: &mut Inner, seq: u64) -> Result<StoredMsg, StoreError> {
+        if let Some(e) = g.index.get(seq) {
+            if is_held(g, e.data) {
+                write_held(g)?;
+            }
+        }
         let Some(e) = g.index.get(seq) else {
             if let Some(r) = g
                 .report
@@ -1014,7 +1085,7 @@ impl MessageStore for FileStore {
         };
         let seq = g.index.last_seq() + 1;
         let mut buf = std::mem::take(&mut g.buf);
-        let res = sh.append(g, &mut buf, true, |f, out| {
+        let res = sh.append(g, &mut buf, true, true, |f, out| {
             f.encode_msg(out, seq, ts, subject, headers, payload)
         });
         let rec_len = buf.len();
@@ -1034,7 +1105,7 @@ impl MessageStore for FileStore {
         let now = g.limits.max_age.map(|_| now_ns());
         let Inner { index, limits, .. } = &mut *g;
         index.enforce(limits, Some(subject), now, &mut removed);
-        sh.apply_removals(g, removed, false)?;
+        sh.apply_removals(g, removed, false, true)?;
         let gen = g.written_gen;
         drop(guard);
         sh.after_write(gen)?;
@@ -1042,23 +1113,23 @@ impl MessageStore for FileStore {
     }
 
     fn load_msg(&self, seq: u64) -> Result<StoredMsg, StoreError> {
-        let g = lock(&self.shared.inner);
-        self.shared.read_msg(&g, seq)
+        let mut g = lock(&self.shared.inner);
+        self.shared.read_msg(&mut g, seq)
     }
 
     fn load_last_msg(&self, filter: &[u8]) -> Result<StoredMsg, StoreError> {
-        let g = lock(&self.shared.inner);
+        let mut g = lock(&self.shared.inner);
         let seq = g.index.last_match(filter).ok_or(StoreError::NotFound)?;
-        self.shared.read_msg(&g, seq)
+        self.shared.read_msg(&mut g, seq)
     }
 
     fn load_next_msg(&self, filter: &[u8], start_seq: u64) -> Result<StoredMsg, StoreError> {
-        let g = lock(&self.shared.inner);
+        let mut g = lock(&self.shared.inner);
         let seq = g
             .index
             .next_match(filter, start_seq)
             .ok_or(StoreError::NotFound)?;
-        self.shared.read_msg(&g, seq)
+        self.shared.read_msg(&mut g, seq)
     }
 
     fn num_pending(&self, filter: &[u8], start_seq: u64) -> u64 {
@@ -1073,7 +1144,7 @@ impl MessageStore for FileStore {
         let Some(r) = g.index.remove(seq) else {
             return Ok(false);
         };
-        sh.apply_removals(&mut g, vec![r], true)?;
+        sh.apply_removals(&mut g, vec![r], true, false)?;
         let gen = g.written_gen;
         drop(g);
         sh.after_write(gen)?;
@@ -1084,6 +1155,8 @@ impl MessageStore for FileStore {
         let sh = &*self.shared;
         let mut guard = sh.writable()?;
         let g = &mut *guard;
+        // The record is overwritten in place, so it must be in the file first.
+        write_held(g)?;
         let Some(loc) = g.index.get(seq).map(|e| e.data) else {
             return Ok(false);
         };
@@ -1136,7 +1209,7 @@ impl MessageStore for FileStore {
             PurgeVictims::Seqs(seqs) => {
                 let removed: Vec<_> = seqs.into_iter().filter_map(|s| g.index.remove(s)).collect();
                 let n = removed.len() as u64;
-                sh.apply_removals(&mut g, removed, true)?;
+                sh.apply_removals(&mut g, removed, true, false)?;
                 n
             }
         };
@@ -1166,7 +1239,7 @@ impl MessageStore for FileStore {
         let mut removed = Vec::new();
         g.index.enforce(&age_only, None, Some(now), &mut removed);
         let n = removed.len() as u64;
-        sh.apply_removals(&mut g, removed, false)?;
+        sh.apply_removals(&mut g, removed, false, false)?;
         Ok(n)
     }
 
@@ -1196,7 +1269,7 @@ impl MessageStore for FileStore {
         let mut removed = Vec::new();
         let Inner { index, limits, .. } = &mut *g;
         index.enforce(limits, None, Some(now_ns()), &mut removed);
-        sh.apply_removals(g, removed, false)?;
+        sh.apply_removals(g, removed, false, false)?;
         let gen = g.written_gen;
         drop(guard);
         sh.sync_to(gen)
@@ -1204,6 +1277,19 @@ impl MessageStore for FileStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.shared.flush()
+    }
+
+    fn hold_writes(&self) {
+        lock(&self.shared.inner).holding = true;
+    }
+
+    fn commit(&self) -> Result<(), StoreError> {
+        let mut g = lock(&self.shared.inner);
+        g.holding = false;
+        if g.poisoned {
+            return Err(StoreError::Poisoned);
+        }
+        write_held(&mut g)
     }
 
     fn stop(&self) -> Result<(), StoreError> {
@@ -1255,6 +1341,6 @@ fn floor_to(sh: &Shared, g: &mut Inner, seq: u64) -> Result<u64, StoreError> {
     if floor > g.persisted_floor && (n > 0 || seq > 1) {
         sh.write_floor(g, floor)?;
     }
-    sh.apply_removals(g, removed, false)?;
+    sh.apply_removals(g, removed, false, false)?;
     Ok(n)
 }

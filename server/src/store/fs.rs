@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// An open file used with positional I/O, so readers and the appender never share a cursor.
@@ -111,6 +111,8 @@ pub struct FaultFs {
     pub fail_sync: Arc<AtomicBool>,
     /// Every rename fails while set.
     pub fail_rename: Arc<AtomicBool>,
+    /// File writes attempted so far.
+    pub writes: Arc<AtomicU64>,
 }
 
 #[derive(Debug)]
@@ -118,6 +120,7 @@ struct FaultFile {
     inner: Arc<dyn FsFile>,
     fail_writes: Arc<AtomicBool>,
     fail_sync: Arc<AtomicBool>,
+    writes: Arc<AtomicU64>,
 }
 
 fn injected() -> io::Error {
@@ -126,6 +129,7 @@ fn injected() -> io::Error {
 
 impl FsFile for FaultFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.writes.fetch_add(1, Ordering::SeqCst);
         if self.fail_writes.load(Ordering::SeqCst) {
             // Model a torn write: half the bytes reach the file, then the error.
             let _ = self.inner.write_all_at(&buf[..buf.len() / 2], offset);
@@ -159,6 +163,7 @@ impl Fs for FaultFs {
             inner: StdFs.open(path)?,
             fail_writes: self.fail_writes.clone(),
             fail_sync: self.fail_sync.clone(),
+            writes: self.writes.clone(),
         }))
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {

@@ -260,6 +260,15 @@ pub trait MessageStore: Send + Sync {
     fn update_config(&self, limits: &StoreLimits) -> Result<(), StoreError>;
     /// Forces everything written so far to stable storage.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Lets the following stores keep their records in memory until [`Self::commit`], so a
+    /// batch of messages costs one write. Reading a held record, `flush` and `stop` write
+    /// it out; a crash loses held records, so nothing may be acknowledged before `commit`.
+    fn hold_writes(&self) {}
+    /// Writes what [`Self::hold_writes`] kept back (into the OS, not fsynced) and stops
+    /// holding. An error means the held messages may be lost (the store is poisoned).
+    fn commit(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Flushes and closes; later calls fail with [`StoreError::Closed`].
     fn stop(&self) -> Result<(), StoreError>;
     /// Stops and removes all the store's files.

@@ -671,6 +671,119 @@ fn io_failure_poisons_until_reopen() {
     fault.fail_sync.store(false, Ordering::SeqCst);
 }
 
+/// A file store that syncs only when told, on a fault-injecting file system.
+fn open_unsynced(dir: &Path) -> (FileStore, Arc<FaultFs>) {
+    let fault = Arc::new(FaultFs::default());
+    let mut cfg = FileStoreConfig::new(dir);
+    cfg.sync = SyncPolicy::Interval(Duration::from_secs(3600));
+    cfg.fs = fault.clone();
+    (FileStore::open(cfg).unwrap(), fault)
+}
+
+fn block_file_len(dir: &Path) -> u64 {
+    std::fs::metadata(dir.join("msgs").join(format!("{:016}.blk", 1)))
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn held_writes_cost_one_write_per_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, fault) = open_unsynced(dir.path());
+    let empty = block_file_len(dir.path());
+    let writes = || fault.writes.load(Ordering::SeqCst);
+    let before = writes();
+    s.hold_writes();
+    for i in 0..100 {
+        put(&s, &format!("h.{}", i % 3), &i.to_string());
+    }
+    assert_eq!(writes(), before, "held stores must not write");
+    assert_eq!(block_file_len(dir.path()), empty);
+    s.commit().unwrap();
+    assert_eq!(writes(), before + 1);
+    assert!(block_file_len(dir.path()) > empty);
+    // No longer holding: each store writes at once.
+    put(&s, "h.0", "after");
+    assert_eq!(writes(), before + 2);
+    drop(s);
+    let (s, _) = open_unsynced(dir.path());
+    let msgs = all_msgs(&s);
+    assert_eq!(msgs.len(), 101);
+    assert_eq!(&msgs[41].payload[..], b"41");
+}
+
+#[test]
+fn held_records_are_written_before_reads_deletes_and_stop() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = open_unsynced(dir.path());
+    let empty = block_file_len(dir.path());
+    s.hold_writes();
+    put(&s, "r", "one");
+    put(&s, "r", "two");
+    // A reader (a consumer) may only see what a crash cannot take back.
+    assert_eq!(&s.load_msg(2).unwrap().payload[..], b"two");
+    assert!(block_file_len(dir.path()) > empty);
+    put(&s, "r", "three");
+    put(&s, "r", "four");
+    // A tombstone lands after the held records, never before them.
+    assert!(s.remove_msg(3).unwrap());
+    put(&s, "r", "five");
+    assert!(s.erase_msg(4).unwrap());
+    put(&s, "r", "six");
+    // Not committed: stopping still writes it.
+    s.stop().unwrap();
+    let (s, _) = open_unsynced(dir.path());
+    let payloads: Vec<_> = all_msgs(&s).iter().map(|m| m.payload.to_vec()).collect();
+    assert_eq!(
+        payloads,
+        [&b"one"[..], b"two", b"five", b"six"].map(<[u8]>::to_vec)
+    );
+    assert_eq!(s.state().last_seq, 6);
+}
+
+#[test]
+fn held_records_roll_into_new_blocks_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let fault = Arc::new(FaultFs::default());
+    let mut cfg = FileStoreConfig::new(dir.path());
+    cfg.sync = SyncPolicy::Interval(Duration::from_secs(3600));
+    cfg.block_size = 4096;
+    cfg.fs = fault.clone();
+    let s = FileStore::open(cfg.clone()).unwrap();
+    s.hold_writes();
+    let body = "x".repeat(300);
+    for i in 0..100 {
+        put(&s, "roll", &format!("{i}{body}"));
+    }
+    s.commit().unwrap();
+    assert!(s.block_count() > 5);
+    drop(s);
+    let s = FileStore::open(cfg).unwrap();
+    let msgs = all_msgs(&s);
+    assert_eq!(msgs.len(), 100);
+    for (i, m) in msgs.iter().enumerate() {
+        assert!(m.payload.starts_with(format!("{i}x").as_bytes()));
+    }
+}
+
+#[test]
+fn failed_commit_poisons_and_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, fault) = open_unsynced(dir.path());
+    put(&s, "f", "kept");
+    s.hold_writes();
+    put(&s, "f", "held");
+    fault.fail_writes.store(true, Ordering::SeqCst);
+    assert!(matches!(s.commit(), Err(StoreError::Io { .. })));
+    fault.fail_writes.store(false, Ordering::SeqCst);
+    assert!(s.is_poisoned());
+    assert!(matches!(s.commit(), Err(StoreError::Poisoned)));
+    drop(s);
+    let (s, _) = open_unsynced(dir.path());
+    assert_eq!(s.state().msgs, 1);
+    assert_eq!(&s.load_msg(1).unwrap().payload[..], b"kept");
+}
+
 #[test]
 fn group_commit_many_writers() {
     let dir = tempfile::tempdir().unwrap();
