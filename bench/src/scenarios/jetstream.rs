@@ -3,7 +3,10 @@
 //!
 //! * `js_pub`: sequential `PUB` with a reply inbox to a file stream, waiting for each PubAck
 //!   (acks/s, p50/p99).
-//! * `js_pub_256`: the same with 256 publishes in flight.
+//! * `js_pub_256`: the same with 256 publishes in flight; the replacements for the acks one
+//!   read brought go out in one write, as the official clients buffer them.
+//! * `js_pub_256_async_nats`: 256 in flight through the official async-nats client's
+//!   JetStream API, as a check that the raw client above behaves like a real one.
 //! * `js_consume`: drain a pre-filled stream through a durable pull consumer, batches of 100,
 //!   each message acked with `+ACK` (msgs/s).
 //! * `kv_put_get`: KV bucket put then direct get of the same key, sequential (p50s, ops/s).
@@ -39,6 +42,8 @@ pub enum JetStreamScenario {
     PubSequential,
     /// Publishes with this many acks outstanding.
     PubInFlight(usize),
+    /// The same through async-nats.
+    PubInFlightAsyncNats(usize),
     /// Pull-consumer drain of a filled stream.
     Consume,
     /// KV put then get.
@@ -49,9 +54,10 @@ pub enum JetStreamScenario {
 
 impl JetStreamScenario {
     /// Every variant, in run order.
-    pub const ALL: [JetStreamScenario; 5] = [
+    pub const ALL: [JetStreamScenario; 6] = [
         JetStreamScenario::PubSequential,
         JetStreamScenario::PubInFlight(256),
+        JetStreamScenario::PubInFlightAsyncNats(256),
         JetStreamScenario::Consume,
         JetStreamScenario::KvPutGet,
         JetStreamScenario::Recovery,
@@ -63,6 +69,7 @@ impl Scenario for JetStreamScenario {
         match self {
             JetStreamScenario::PubSequential => "js_pub".into(),
             JetStreamScenario::PubInFlight(n) => format!("js_pub_{n}"),
+            JetStreamScenario::PubInFlightAsyncNats(n) => format!("js_pub_{n}_async_nats"),
             JetStreamScenario::Consume => "js_consume".into(),
             JetStreamScenario::KvPutGet => "kv_put_get".into(),
             JetStreamScenario::Recovery => "js_recovery".into(),
@@ -81,6 +88,7 @@ impl Scenario for JetStreamScenario {
         match self {
             JetStreamScenario::PubSequential => pub_sequential(ctx),
             JetStreamScenario::PubInFlight(n) => pub_in_flight(ctx, *n),
+            JetStreamScenario::PubInFlightAsyncNats(n) => pub_in_flight_async_nats(ctx, *n),
             JetStreamScenario::Consume => consume(ctx),
             JetStreamScenario::KvPutGet => kv_put_get(ctx),
             JetStreamScenario::Recovery => recovery(ctx),
@@ -203,7 +211,9 @@ impl JsClient {
     }
 
     /// Publishes `count` messages with at most `window` PubAcks outstanding; returns the
-    /// acks that carried an error.
+    /// acks that carried an error. Like the official clients (which buffer what is published
+    /// while their last write is in progress), it takes every ack one read brought before it
+    /// writes their replacements, in one write.
     fn publish_acked(
         &mut self,
         subject: &str,
@@ -220,10 +230,15 @@ impl JsClient {
             if !self.out.is_empty() {
                 self.send()?;
             }
-            let payload = self.next_reply()?.payload;
-            acked += 1;
-            if memchr::memmem::find(&payload, b"\"error\"").is_some() {
-                failed += 1;
+            loop {
+                let payload = self.next_reply()?.payload;
+                acked += 1;
+                if memchr::memmem::find(&payload, b"\"error\"").is_some() {
+                    failed += 1;
+                }
+                if acked >= count || self.conn.reader.buffered() == 0 {
+                    break;
+                }
             }
         }
         Ok(failed)
@@ -289,6 +304,68 @@ fn pub_in_flight(ctx: &RunContext<'_>, window: usize) -> Result<RunOutput, Scena
     let elapsed = started.elapsed();
     let cpu = ctx.server.cpu_time()?.saturating_sub(cpu_before);
     client.delete_stream(&stream)?;
+    Ok(RunOutput {
+        metrics: vec![
+            Metric::higher("acks/s", "ack/s", count as f64 / elapsed.as_secs_f64()),
+            Metric::lower("CPU/msg", "µs", cpu.as_secs_f64() * 1e6 / count as f64),
+        ],
+        anomalies: failed_acks(failed),
+    })
+}
+
+fn pub_in_flight_async_nats(
+    ctx: &RunContext<'_>,
+    window: usize,
+) -> Result<RunOutput, ScenarioError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let count = ctx.settings.requests * 20;
+    let invalid = |what: &str, e: &dyn std::fmt::Display| {
+        ScenarioError::Invalid(format!("async-nats {what}: {e}"))
+    };
+    let stream = stream_name(ctx);
+    let subject = format!("js.{}.x", ctx.run_id);
+    let (elapsed, cpu, failed) = runtime.block_on(async {
+        let client = async_nats::connect(ctx.server.addr().to_string())
+            .await
+            .map_err(|e| invalid("connect", &e))?;
+        let js = async_nats::jetstream::new(client);
+        js.create_stream(async_nats::jetstream::stream::Config {
+            name: stream.clone(),
+            subjects: vec![format!("js.{}.>", ctx.run_id)],
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| invalid("create stream", &e))?;
+        let payload = bytes::Bytes::from_static(PAYLOAD);
+        let mut in_flight = std::collections::VecDeque::with_capacity(window);
+        let mut failed = 0u64;
+        let cpu_before = ctx.server.cpu_time()?;
+        let started = Instant::now();
+        for _ in 0..count {
+            if in_flight.len() >= window {
+                if let Some(ack) = in_flight.pop_front() {
+                    let ack: async_nats::jetstream::context::PublishAckFuture = ack;
+                    failed += u64::from(ack.await.is_err());
+                }
+            }
+            let ack = js
+                .publish(subject.clone(), payload.clone())
+                .await
+                .map_err(|e| invalid("publish", &e))?;
+            in_flight.push_back(ack);
+        }
+        for ack in in_flight {
+            failed += u64::from(ack.await.is_err());
+        }
+        let elapsed = started.elapsed();
+        let cpu = ctx.server.cpu_time()?.saturating_sub(cpu_before);
+        js.delete_stream(&stream)
+            .await
+            .map_err(|e| invalid("delete stream", &e))?;
+        Ok::<_, ScenarioError>((elapsed, cpu, failed))
+    })?;
     Ok(RunOutput {
         metrics: vec![
             Metric::higher("acks/s", "ack/s", count as f64 / elapsed.as_secs_f64()),
