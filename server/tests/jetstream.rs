@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
+use futures::StreamExt;
 use serde_json::{json, Value};
 
 #[path = "support/js_server.rs"]
@@ -543,60 +544,73 @@ jetstream { store_dir: "@DIR@" }
 }
 
 /// Throughput against both servers: `cargo test --release --test jetstream -- --ignored --nocapture`.
+/// A burst of acked publishes in one write is stored with one file write and acked after it:
+/// every ack arrives, in publish order, and a consumer reading meanwhile sees all of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore]
-async fn acked_publish_throughput() {
-    let real = which("nats-server");
-    let d1 = tempfile::tempdir().unwrap();
-    let d2 = tempfile::tempdir().unwrap();
-    let mut servers = vec![("natsd", start_js(d1.path()))];
-    if let Some(real) = real {
-        let args = [
-            "-a",
-            "127.0.0.1",
-            "-p",
-            &free_port().to_string(),
-            "-js",
-            "-sd",
-            d2.path().to_str().unwrap(),
-        ]
-        .map(String::from);
-        servers.push(("nats-server", spawn(real.to_str().unwrap(), &args)));
-    }
-    for (name, s) in &servers {
-        let nc = connect(s).await;
-        let js = jetstream::new(nc.clone());
-        js.create_stream(stream::Config {
-            name: "BENCH".into(),
-            subjects: vec!["bench.>".into()],
+async fn a_burst_in_one_write_is_stored_and_acked_in_order() {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_js(dir.path());
+    let nc = connect(&s).await;
+    let js = jetstream::new(nc.clone());
+    let stream = js
+        .create_stream(stream::Config {
+            name: "BURST".into(),
+            subjects: vec!["burst.>".into()],
             ..Default::default()
         })
         .await
         .unwrap();
-        let n = 20_000;
-        let start = Instant::now();
-        for _ in 0..n {
-            js.publish("bench.s", vec![0u8; 128].into())
-                .await
-                .unwrap()
-                .await
-                .unwrap();
-        }
-        let seq_rate = n as f64 / start.elapsed().as_secs_f64();
-        let n = 200_000;
-        let start = Instant::now();
-        let mut inflight = std::collections::VecDeque::new();
-        for _ in 0..n {
-            inflight.push_back(js.publish("bench.p", vec![0u8; 128].into()).await.unwrap());
-            if inflight.len() >= 256 {
-                inflight.pop_front().unwrap().await.unwrap();
-            }
-        }
-        for f in inflight {
-            f.await.unwrap();
-        }
-        let par_rate = n as f64 / start.elapsed().as_secs_f64();
-        println!("{name}: sequential {seq_rate:.0} msgs/s, 256 in flight {par_rate:.0} msgs/s");
+    let consumer: jetstream::consumer::PullConsumer = stream
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("reader".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+
+    let n = 2_000;
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", s.port))
+        .await
+        .unwrap();
+    let (read, mut write) = tcp.into_split();
+    let mut read = BufReader::new(read);
+    let mut line = String::new();
+    read.read_line(&mut line).await.unwrap();
+    assert!(line.starts_with("INFO "), "{line}");
+    let mut burst = String::from("CONNECT {\"verbose\":false}\r\nSUB acks.> 1\r\n");
+    for i in 0..n {
+        let body = format!("m{i}");
+        burst.push_str(&format!(
+            "PUB burst.x acks.{i} {}\r\n{body}\r\n",
+            body.len()
+        ));
+    }
+    write.write_all(burst.as_bytes()).await.unwrap();
+    for i in 0..n {
+        line.clear();
+        read.read_line(&mut line).await.unwrap();
+        let head: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            head[..3],
+            ["MSG", &format!("acks.{i}"), "1"],
+            "ack {i} out of order"
+        );
+        let len: usize = head[3].parse().unwrap();
+        let mut body = vec![0u8; len + 2];
+        read.read_exact(&mut body).await.unwrap();
+        let ack: Value = serde_json::from_slice(&body[..len]).unwrap();
+        assert_eq!(ack, json!({"stream": "BURST", "seq": i + 1}));
+    }
+    for i in 0..n {
+        let m = tokio::time::timeout(Duration::from_secs(10), messages.next())
+            .await
+            .expect("consumer stalled")
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.payload, format!("m{i}").as_bytes());
+        m.ack().await.unwrap();
     }
 }
 

@@ -476,34 +476,22 @@ impl Worker {
     fn rebuild_dedupe(&mut self) {
         let cfg = self.stream.config();
         let window = cfg.duplicate_window.max(0) as u64;
-        let state = self.stream.store.state();
-        if state.msgs == 0 || window == 0 {
+        if window == 0 || self.stream.store.state().msgs == 0 {
             return;
         }
         let cutoff = crate::store::now_ns().saturating_sub(window);
         let mut found = Vec::new();
-        let mut seq = state.last_seq;
-        let mut scanned = 0;
-        while seq >= state.first_seq && seq > 0 && scanned < 1_000_000 {
-            scanned += 1;
-            if let Ok(m) = self.stream.store.load_msg(seq) {
-                if m.ts < cutoff {
-                    break;
+        self.stream
+            .store
+            .visit_headers_since(cutoff, &mut |seq, ts, headers| {
+                if let Some(id) = parse_headers(headers).msg_id {
+                    found.push((seq, ts, id.to_string()));
                 }
-                if let Some(h) = &m.headers {
-                    if let Some(id) = parse_headers(h).msg_id {
-                        found.push((m.ts, id.to_string(), m.seq));
-                    }
-                }
-            }
-            seq -= 1;
-        }
-        if let Some((_, id, _)) = found.first() {
-            self.last_msg_id = Some(id.clone());
-        }
-        for (ts, id, seq) in found.into_iter().rev() {
+            });
+        for (seq, ts, id) in found {
             self.dedupe.insert(id.clone(), (seq, ts));
-            self.dedupe_order.push_back((ts, id));
+            self.dedupe_order.push_back((ts, id.clone()));
+            self.last_msg_id = Some(id);
         }
     }
 

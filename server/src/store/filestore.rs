@@ -1279,6 +1279,55 @@ impl MessageStore for FileStore {
         self.shared.flush()
     }
 
+    /// Reads each block from the window's start once instead of one read per message.
+    fn visit_headers_since(&self, min_ts: u64, visit: &mut dyn FnMut(u64, u64, &[u8])) {
+        let sh = &*self.shared;
+        let mut g = lock(&sh.inner);
+        if write_held(&mut g).is_err() {
+            return;
+        }
+        let state = g.index.state();
+        let mut start = state.last_seq + 1;
+        while start > state.first_seq && start > 1 {
+            match g.index.get(start - 1) {
+                Some(e) if e.ts < min_ts => break,
+                _ => start -= 1,
+            }
+        }
+        let Some(first_block) = (start..=state.last_seq)
+            .find_map(|seq| g.index.get(seq))
+            .map(|e| e.data.block)
+        else {
+            return;
+        };
+        for (&id, block) in g.blocks.range(first_block..) {
+            let data = match sh.fs.read(&block.path) {
+                Ok(d) => d,
+                Err(e) => {
+                    tracing::warn!(file = %block.path.display(), error = %e, "reading block for Msg-Ids");
+                    continue;
+                }
+            };
+            let mut off = block.fmt.header_len();
+            while off < data.len().min(block.len as usize) {
+                let Ok(rec) = block.fmt.decode(&data[off..]) else {
+                    break;
+                };
+                let live = rec.kind == RecordKind::Msg
+                    && rec.seq >= start
+                    && g.index
+                        .get(rec.seq)
+                        .is_some_and(|e| e.data.block == id && e.data.offset as usize == off);
+                if live {
+                    if let Some(h) = rec.headers {
+                        visit(rec.seq, rec.ts, h);
+                    }
+                }
+                off += rec.len;
+            }
+        }
+    }
+
     fn hold_writes(&self) {
         lock(&self.shared.inner).holding = true;
     }

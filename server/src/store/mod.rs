@@ -260,6 +260,30 @@ pub trait MessageStore: Send + Sync {
     fn update_config(&self, limits: &StoreLimits) -> Result<(), StoreError>;
     /// Forces everything written so far to stable storage.
     fn flush(&self) -> Result<(), StoreError>;
+    /// Calls `visit(seq, ts, headers)` for every live message with headers stored at or
+    /// after `min_ts`, in sequence order (the de-duplication window's Msg-Ids after a
+    /// restart).
+    fn visit_headers_since(&self, min_ts: u64, visit: &mut dyn FnMut(u64, u64, &[u8])) {
+        let state = self.state();
+        let mut seq = state.last_seq;
+        let mut found = Vec::new();
+        while seq >= state.first_seq && seq > 0 {
+            if let Ok(m) = self.load_msg(seq) {
+                if m.ts < min_ts {
+                    break;
+                }
+                if m.headers.is_some() {
+                    found.push(m);
+                }
+            }
+            seq -= 1;
+        }
+        for m in found.iter().rev() {
+            if let Some(h) = &m.headers {
+                visit(m.seq, m.ts, h);
+            }
+        }
+    }
     /// Lets the following stores keep their records in memory until [`Self::commit`], so a
     /// batch of messages costs one write. Reading a held record, `flush` and `stop` write
     /// it out; a crash loses held records, so nothing may be acknowledged before `commit`.

@@ -671,6 +671,50 @@ fn io_failure_poisons_until_reopen() {
     fault.fail_sync.store(false, Ordering::SeqCst);
 }
 
+#[test]
+fn headers_visited_from_a_time_in_sequence_order() {
+    both(StoreLimits::default(), |s| {
+        let id = b"NATS/1.0\r\nNats-Msg-Id: x\r\n\r\n";
+        s.store_msg(b"a", Some(HDR), b"too old", 1_000).unwrap();
+        s.store_msg(b"a", None, b"no headers", 2_000).unwrap();
+        s.store_msg(b"a", Some(id), b"p", 3_000).unwrap();
+        s.store_msg(b"b", Some(HDR), b"deleted", 4_000).unwrap();
+        s.store_msg(b"b", Some(HDR), b"kept", 5_000).unwrap();
+        assert!(s.remove_msg(4).unwrap());
+        let mut seen = Vec::new();
+        s.visit_headers_since(2_500, &mut |seq, ts, h| seen.push((seq, ts, h.to_vec())));
+        assert_eq!(
+            seen,
+            vec![(3, 3_000, id.to_vec()), (5, 5_000, HDR.to_vec())]
+        );
+    });
+}
+
+#[test]
+fn headers_visited_across_blocks_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = file_cfg(dir.path());
+    cfg.block_size = 4096;
+    let s = FileStore::open(cfg.clone()).unwrap();
+    let body = vec![b'z'; 200];
+    for i in 1..=200u64 {
+        let hdr = format!("NATS/1.0\r\nNats-Msg-Id: m{i}\r\n\r\n");
+        let hdr = (i % 2 == 0).then_some(hdr.as_bytes());
+        s.store_msg(b"blk", hdr, &body, i * 1_000).unwrap();
+    }
+    assert!(s.remove_msg(150).unwrap());
+    drop(s);
+    let s = FileStore::open(cfg).unwrap();
+    assert!(s.block_count() > 5);
+    let mut seqs = Vec::new();
+    s.visit_headers_since(101_000, &mut |seq, _, h| {
+        assert!(h.ends_with(format!("m{seq}\r\n\r\n").as_bytes()));
+        seqs.push(seq);
+    });
+    let expected: Vec<u64> = (102..=200).step_by(2).filter(|&q| q != 150).collect();
+    assert_eq!(seqs, expected);
+}
+
 /// A file store that syncs only when told, on a fault-injecting file system.
 fn open_unsynced(dir: &Path) -> (FileStore, Arc<FaultFs>) {
     let fault = Arc::new(FaultFs::default());
