@@ -1,12 +1,12 @@
 //! One stream: its store, the internal subscriptions that capture its subjects, and the
 //! worker thread that stores what they capture.
 //!
-//! The publisher's task only copies a captured message into a bounded queue
-//! ([`IngestHandler`]); the stream's worker thread drains the queue in batches, runs the
-//! header checks (dedupe, expected-*), stores each message, then — once the whole batch is in
-//! the store (and fsynced when `sync_interval: always`) — publishes the PubAcks. So one
-//! fsync covers every message that was waiting (group commit) and an ack always means the
-//! message is in the store.
+//! A captured message is stored on the publisher's own task when the stream is idle, else
+//! queued to the stream's worker thread (`IngestHandler`). Either way the store holds the
+//! writes of a batch (the messages of one read, or up to 1,024 queued ones) after the header
+//! checks (dedupe, expected-*), and `Worker::commit` writes them with one write (and fsyncs
+//! when `sync_interval: always`) before the PubAcks are published. So an ack always means the
+//! message is in the store, and one write (or fsync) covers the whole batch.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
