@@ -48,12 +48,14 @@ async def main():
         assert m.data.decode() == payload, (seq, payload, m.data)
     last = (await js.stream_info("SOAK")).state.last_seq
     assert last >= (acked[-1][0] if acked else 0)
-    for i in range(n):
-        payload = f"{len(acked)}-{i}"
-        ack = await js.publish("soak.x", payload.encode())
-        assert ack.seq > last
-        acked.append([ack.seq, payload])
-        # Record after every ack so a kill at any point leaves a consistent list.
+    # 32 publishes in flight, so the server stores and acks them in batches.
+    for i in range(0, n, 32):
+        payloads = [f"{len(acked)}-{i + j}" for j in range(32)]
+        acks = await asyncio.gather(*(js.publish("soak.x", p.encode()) for p in payloads))
+        for ack, payload in zip(acks, payloads):
+            assert ack.seq > last
+            acked.append([ack.seq, payload])
+        # Record after every batch so a kill at any point leaves a consistent list.
         with open(state_file + ".tmp", "w") as f:
             json.dump(acked, f)
         os.replace(state_file + ".tmp", state_file)

@@ -27,6 +27,8 @@ pub enum TlsError {
     BadCa(String),
     #[error("TLS configuration error: {0}")]
     Config(String),
+    #[error("tls verify without ca_file: no system root certificates could be loaded")]
+    NoSystemRoots,
 }
 
 fn open(path: &Path) -> Result<BufReader<File>, TlsError> {
@@ -36,6 +38,18 @@ fn open(path: &Path) -> Result<BufReader<File>, TlsError> {
             path: path.display().to_string(),
             source,
         })
+}
+
+/// `verify` without `ca_file` checks client certificates against the system's roots, as
+/// nats-server does; certificates the system store holds but rustls cannot parse are skipped.
+fn system_roots() -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    let certs = rustls_native_certs::load_native_certs().map_err(|_| TlsError::NoSystemRoots)?;
+    let (added, _unparsable) = roots.add_parsable_certificates(certs);
+    if added == 0 {
+        return Err(TlsError::NoSystemRoots);
+    }
+    Ok(roots)
 }
 
 /// Build an acceptor from the `tls {}` block; every file problem is a start-up (or reload) error.
@@ -61,21 +75,26 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let builder = match &cfg.ca_file {
-        Some(ca) if cfg.verify => {
-            let mut roots = RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut open(ca)?) {
-                let cert = cert.map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
+    let builder = if cfg.verify {
+        let roots = match &cfg.ca_file {
+            Some(ca) => {
+                let mut roots = RootCertStore::empty();
+                for cert in rustls_pemfile::certs(&mut open(ca)?) {
+                    let cert = cert.map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
+                    roots
+                        .add(cert)
+                        .map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
+                }
                 roots
-                    .add(cert)
-                    .map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
             }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| TlsError::Config(e.to_string()))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-        _ => builder.with_no_client_auth(),
+            None => system_roots()?,
+        };
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
     };
     let config = builder
         .with_single_cert(certs, key)

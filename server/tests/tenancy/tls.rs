@@ -52,22 +52,70 @@ fn write_pki(dir: &Path) -> Pki {
     }
 }
 
-fn tls_conf(pki: &Pki, verify: bool) -> String {
+fn tls_conf(pki: &Pki, verify: bool, with_ca_file: bool) -> String {
+    let ca_file = if with_ca_file {
+        format!("  ca_file: \"{}\"\n", pki.ca.display())
+    } else {
+        String::new()
+    };
     format!(
-        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: {verify}\n  timeout: 2\n}}\n{}",
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n{ca_file}  verify: {verify}\n  timeout: 2\n}}\n{}",
         pki.server_cert.display(),
         pki.server_key.display(),
-        pki.ca.display(),
         configs::base()
     )
 }
 
-async fn start(kind: crate::harness::Impl, verify: bool) -> (Proc, Pki) {
+async fn start_with(kind: crate::harness::Impl, verify: bool, with_ca_file: bool) -> (Proc, Pki) {
     let dir = tempfile::tempdir().unwrap();
     let pki = write_pki(dir.path());
     let path = dir.path().join("nats.conf");
-    std::fs::write(&path, tls_conf(&pki, verify)).unwrap();
+    std::fs::write(&path, tls_conf(&pki, verify, with_ca_file)).unwrap();
     (Proc::start_in(kind, dir, path).await, pki)
+}
+
+async fn start(kind: crate::harness::Impl, verify: bool) -> (Proc, Pki) {
+    start_with(kind, verify, true).await
+}
+
+async fn connect_tls(
+    port: u16,
+    pki: &Pki,
+    client_cert: bool,
+) -> Result<async_nats::Client, async_nats::ConnectError> {
+    let mut opts =
+        async_nats::ConnectOptions::with_user_and_password("shop".into(), "shoppw".into())
+            .add_root_certificates(pki.ca.clone())
+            .require_tls(true)
+            .max_reconnects(Some(0));
+    if client_cert {
+        opts = opts.add_client_certificate(pki.client_cert.clone(), pki.client_key.clone());
+    }
+    tokio::time::timeout(
+        crate::harness::WAIT,
+        opts.connect(format!("tls://127.0.0.1:{port}")),
+    )
+    .await
+    .expect("TLS connect hung")
+}
+
+/// With `verify` and no `ca_file`, client certificates are checked against the system's
+/// roots: one from a private CA is refused, as is a client without any.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_verify_without_ca_file_uses_system_roots() {
+    for kind in impls() {
+        let (p, pki) = start_with(kind, true, false).await;
+        let raw = Raw::open(p.port).await;
+        assert_eq!(raw.info["tls_verify"], true, "{kind:?}");
+        assert!(
+            connect_tls(p.port, &pki, true).await.is_err(),
+            "{kind:?}: a private-CA client certificate was accepted"
+        );
+        assert!(
+            connect_tls(p.port, &pki, false).await.is_err(),
+            "{kind:?}: connected without a client certificate"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
