@@ -443,6 +443,92 @@ fn which(bin: &str) -> Option<PathBuf> {
 
 /// The same requests against natsd and nats-server: reply types, error codes and the
 /// stream config defaults must agree.
+/// Create, update, add a consumer, delete: the same advisories, in the same order, as
+/// nats-server (the API audit advisory aside).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lifecycle_advisories_match_nats_server() {
+    let conf = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
+    let mut bins = vec![natsd().to_string()];
+    bins.extend(which("nats-server").map(|p| p.display().to_string()));
+    for bin in bins {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, conf, dir.path());
+        let nc = connect(&s).await;
+        let mut advisories = nc.subscribe("$JS.EVENT.ADVISORY.>").await.unwrap();
+        nc.flush().await.unwrap();
+        let js = jetstream::new(nc.clone());
+        let mut cfg = stream::Config {
+            name: "ADV".into(),
+            subjects: vec!["adv.>".into()],
+            ..Default::default()
+        };
+        let stream = js.create_stream(cfg.clone()).await.unwrap();
+        // Creating it again unchanged is not a new stream.
+        js.create_stream(cfg.clone()).await.unwrap();
+        cfg.max_messages = 10;
+        js.update_stream(cfg).await.unwrap();
+        stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                durable_name: Some("c1".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        js.delete_stream("ADV").await.unwrap();
+        let mut seen = Vec::new();
+        while seen.last().map(|(s, _): &(String, Value)| s.as_str())
+            != Some("$JS.EVENT.ADVISORY.STREAM.DELETED.ADV")
+        {
+            let m = tokio::time::timeout(Duration::from_secs(5), advisories.next())
+                .await
+                .unwrap_or_else(|_| panic!("{bin}: advisories stopped at {seen:?}"))
+                .unwrap();
+            if m.subject.as_str() == "$JS.EVENT.ADVISORY.API" {
+                continue;
+            }
+            let body: Value = serde_json::from_slice(&m.payload).unwrap();
+            assert!(
+                body["id"].as_str().is_some_and(|id| !id.is_empty()),
+                "{body}"
+            );
+            assert!(
+                body["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')),
+                "{body}"
+            );
+            let kept = json!({
+                "type": body["type"], "stream": body["stream"],
+                "consumer": body["consumer"], "action": body["action"],
+            });
+            seen.push((m.subject.to_string(), kept));
+        }
+        let stream_action = |event: &str, action: &str| {
+            (
+                format!("$JS.EVENT.ADVISORY.STREAM.{event}.ADV"),
+                json!({"type": "io.nats.jetstream.advisory.v1.stream_action",
+                       "stream": "ADV", "consumer": null, "action": action}),
+            )
+        };
+        let consumer_action = |event: &str, action: &str| {
+            (
+                format!("$JS.EVENT.ADVISORY.CONSUMER.{event}.ADV.c1"),
+                json!({"type": "io.nats.jetstream.advisory.v1.consumer_action",
+                       "stream": "ADV", "consumer": "c1", "action": action}),
+            )
+        };
+        assert_eq!(
+            seen,
+            vec![
+                stream_action("CREATED", "create"),
+                stream_action("UPDATED", "modify"),
+                consumer_action("CREATED", "create"),
+                consumer_action("DELETED", "delete"),
+                stream_action("DELETED", "delete"),
+            ],
+            "{bin}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_against_nats_server() {
     let Some(real) = which("nats-server") else {

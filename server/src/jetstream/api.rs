@@ -425,6 +425,7 @@ fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
         streams.insert(name.to_string(), stream.clone());
     }
     tracing::debug!("JetStream stream '{} > {}' created", jsa.name, name);
+    super::action_advisory(jsa, name, None, "create");
     Ok(typed("stream_create", &info_body(js, &stream, Some(true))))
 }
 
@@ -451,6 +452,7 @@ fn stream_update(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
     stream.update(cfg)?;
     stream.set_direct(allow_direct.then(|| jsa.direct_handler()));
     js.save_meta(&stream)?;
+    super::action_advisory(jsa, name, None, "modify");
     Ok(typed("stream_update", &info_body(js, &stream, None)))
 }
 
@@ -514,7 +516,12 @@ fn stream_delete(jsa: &JsAccount, name: &str) -> ApiResult {
         Err(_) => None,
     }
     .ok_or_else(ApiError::stream_not_found)?;
+    let consumers = stream.consumers.names();
     stream.delete()?;
+    for consumer in &consumers {
+        super::action_advisory(jsa, name, Some(consumer), "delete");
+    }
+    super::action_advisory(jsa, name, None, "delete");
     Ok(typed("stream_delete", &Success { success: true }))
 }
 

@@ -22,8 +22,8 @@ use super::api::{parse_body, typed};
 use super::config::Retention;
 use super::errors::ApiError;
 use super::stream::Stream;
-use super::{JetStream, JsAccount};
-use crate::consumer::config::{check_workqueue_partition, generate_name, rfc3339_ns};
+use super::{action_advisory, JetStream, JsAccount};
+use crate::consumer::config::{check_workqueue_partition, generate_name};
 use crate::consumer::driver::{self, ConsumerHandle, ConsumerHost};
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerError, ConsumerState, StreamContext};
 
@@ -100,6 +100,14 @@ impl Consumers {
     }
 
     /// How many consumers the stream has.
+    /// The consumers' names, sorted.
+    pub(crate) fn names(&self) -> Vec<String> {
+        self.map
+            .read()
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn count(&self) -> usize {
         self.map.read().map(|m| m.len()).unwrap_or(0)
     }
@@ -260,7 +268,7 @@ impl ConsumerHost for StreamHost {
             .and_then(|mut m| m.remove(consumer));
         if removed.is_some() {
             forget(&stream, consumer);
-            advisory(&jsa, &stream.name, consumer, "delete");
+            action_advisory(&jsa, &stream.name, Some(consumer), "delete");
         }
     }
 }
@@ -287,36 +295,6 @@ fn forget(stream: &Stream, name: &str) {
         }
         stream.refresh_usage();
     }
-}
-
-#[derive(Serialize)]
-struct ActionAdvisory<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    id: String,
-    timestamp: String,
-    stream: &'a str,
-    consumer: &'a str,
-    action: &'a str,
-}
-
-fn advisory(jsa: &JsAccount, stream: &str, consumer: &str, action: &str) {
-    let event = if action == "create" {
-        "CREATED"
-    } else {
-        "DELETED"
-    };
-    let body = ActionAdvisory {
-        kind: "io.nats.jetstream.advisory.v1.consumer_action",
-        id: generate_name() + &generate_name() + &generate_name(),
-        timestamp: rfc3339_ns(crate::store::now_ns()),
-        stream,
-        consumer,
-        action,
-    };
-    let payload = serde_json::to_vec(&body).unwrap_or_default();
-    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.{event}.{stream}.{consumer}");
-    crate::route::publish(&jsa.account, subject.as_bytes(), None, None, &payload);
 }
 
 fn host(stream: &Arc<Stream>, jsa: &Arc<JsAccount>) -> Arc<dyn ConsumerHost> {
@@ -645,7 +623,7 @@ pub(crate) fn create(
     let consumer = Consumer::new(stream_name, &name, config, &*stream.store, now);
     let entry = start(&stream, jsa, consumer)?;
     let _ = js;
-    advisory(jsa, stream_name, &name, "create");
+    action_advisory(jsa, stream_name, Some(&name), "create");
     Ok(typed_raw("consumer_create", &info_json(&stream, &entry)?))
 }
 
@@ -689,7 +667,7 @@ pub(crate) fn delete(jsa: &JsAccount, arg: &str) -> Result<Vec<u8>, ApiError> {
         .ok_or_else(ConsumerError::not_found)?;
     block_on(&stream.consumers.rt, entry.handle.stop());
     forget(&stream, name);
-    advisory(jsa, &stream.name, name, "delete");
+    action_advisory(jsa, &stream.name, Some(name), "delete");
     Ok(typed(
         "consumer_delete",
         &serde_json::json!({"success": true}),

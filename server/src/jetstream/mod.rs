@@ -712,3 +712,46 @@ impl JetStream {
         }
     }
 }
+
+#[derive(serde::Serialize)]
+struct ActionAdvisory<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: String,
+    timestamp: String,
+    stream: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consumer: Option<&'a str>,
+    action: &'a str,
+}
+
+/// Announces a stream or consumer being created, modified or deleted, on the subjects and
+/// with the bodies nats-server uses (`$JS.EVENT.ADVISORY.STREAM.CREATED.<stream>`, ...).
+pub(crate) fn action_advisory(jsa: &JsAccount, stream: &str, consumer: Option<&str>, action: &str) {
+    use crate::consumer::config::{generate_name, rfc3339_ns};
+    let event = match action {
+        "create" => "CREATED",
+        "modify" => "UPDATED",
+        _ => "DELETED",
+    };
+    let (kind, subject) = match consumer {
+        Some(c) => (
+            "io.nats.jetstream.advisory.v1.consumer_action",
+            format!("$JS.EVENT.ADVISORY.CONSUMER.{event}.{stream}.{c}"),
+        ),
+        None => (
+            "io.nats.jetstream.advisory.v1.stream_action",
+            format!("$JS.EVENT.ADVISORY.STREAM.{event}.{stream}"),
+        ),
+    };
+    let body = ActionAdvisory {
+        kind,
+        id: generate_name() + &generate_name() + &generate_name(),
+        timestamp: rfc3339_ns(crate::store::now_ns()),
+        stream,
+        consumer,
+        action,
+    };
+    let payload = serde_json::to_vec(&body).unwrap_or_default();
+    route::publish(&jsa.account, subject.as_bytes(), None, None, &payload);
+}
