@@ -443,6 +443,40 @@ fn which(bin: &str) -> Option<PathBuf> {
 
 /// The same requests against natsd and nats-server: reply types, error codes and the
 /// stream config defaults must agree.
+/// Mirrors, sources, republish and subject transforms are not implemented: asking for one is
+/// refused with a clear error instead of creating a stream that silently lacks it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsupported_stream_features_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_js(dir.path());
+    let nc = connect(&s).await;
+    let base = json!({"name": "SRC", "subjects": ["src.>"]});
+    assert!(api(&nc, "$JS.API.STREAM.CREATE.SRC", base.clone()).await["error"].is_null());
+    // Empty or null settings are what clients send when the feature is unused.
+    let empty = json!({"name": "E", "subjects": ["e.>"], "sources": [], "mirror": null});
+    assert!(api(&nc, "$JS.API.STREAM.CREATE.E", empty).await["error"].is_null());
+    for (field, value) in [
+        ("mirror", json!({"name": "SRC"})),
+        ("sources", json!([{"name": "SRC"}])),
+        ("republish", json!({"src": ">", "dest": "copy.>"})),
+        ("subject_transform", json!({"src": "m.>", "dest": "n.>"})),
+    ] {
+        let mut cfg = json!({"name": "M", "subjects": ["m.>"]});
+        cfg[field] = value;
+        let r = api(&nc, "$JS.API.STREAM.CREATE.M", cfg.clone()).await;
+        assert_eq!(err_code(&r), Some(10052), "{field}: {r}");
+        let text = r["error"]["description"].as_str().unwrap();
+        assert!(text.contains(field), "{field}: {text}");
+        // Nor can an existing stream be updated to use it.
+        let mut update = base.clone();
+        update[field] = cfg[field].clone();
+        let r = api(&nc, "$JS.API.STREAM.UPDATE.SRC", update).await;
+        assert_eq!(err_code(&r), Some(10052), "{field}: {r}");
+    }
+    let names = api(&nc, "$JS.API.STREAM.NAMES", Value::Null).await;
+    assert_eq!(names["streams"], json!(["E", "SRC"]));
+}
+
 /// Create, update, add a consumer, delete: the same advisories, in the same order, as
 /// nats-server (the API audit advisory aside).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

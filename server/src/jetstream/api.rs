@@ -328,7 +328,32 @@ fn parse_config(name: &str, payload: &[u8]) -> Result<StreamConfig, ApiError> {
         return Err(ApiError::stream_name_mismatch());
     }
     cfg.normalize()?;
+    refuse_unsupported(&cfg)?;
     Ok(cfg)
+}
+
+/// Features kept in the configuration but not acted on are refused when set, so a stream
+/// never silently lacks the copies or republished messages its creator asked for.
+fn refuse_unsupported(cfg: &StreamConfig) -> Result<(), ApiError> {
+    use serde_json::Value;
+    let set = |v: &Option<Value>| match v {
+        None | Some(Value::Null) => false,
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(o)) => o.values().any(|f| !f.is_null() && f != "" && f != false),
+        Some(_) => true,
+    };
+    let unsupported = [
+        ("mirror", &cfg.mirror),
+        ("sources", &cfg.sources),
+        ("republish", &cfg.republish),
+        ("subject_transform", &cfg.subject_transform),
+    ];
+    match unsupported.iter().find(|(_, v)| set(v)) {
+        Some((what, _)) => Err(ApiError::stream_config(format!(
+            "stream {what} is not supported by natsd"
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn overlaps(jsa: &JsAccount, cfg: &StreamConfig) -> bool {
