@@ -1,10 +1,15 @@
 //! A tiny blocking NATS client over `TcpStream`, enough for `manage test`: CONNECT with
-//! user and password, SUB, PUB, PING/PONG, MSG, and `-ERR` for permission violations.
+//! user and password, SUB, PUB, PING/PONG, MSG, and `-ERR` for permission violations. When
+//! the server's INFO asks for TLS, the connection is upgraded (rustls) before CONNECT.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::ServerName;
 
 /// What went wrong talking to the server.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +32,86 @@ pub enum ClientError {
     /// The server spoke something unexpected.
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// TLS could not be set up or the handshake failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+}
+
+/// How to trust a server that requires TLS.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    /// PEM file with the CA certificates that signed the server's certificate, trusted in
+    /// addition to the system's roots (`NATS_TLS_CA`).
+    pub ca_file: Option<PathBuf>,
+    /// Name to check the server's certificate against instead of the host connected to
+    /// (`NATS_TLS_SERVER_NAME`).
+    pub server_name: Option<String>,
+}
+
+impl TlsSettings {
+    fn client_config(&self) -> Result<rustls::ClientConfig, ClientError> {
+        let mut roots = rustls::RootCertStore::empty();
+        if let Ok(native) = rustls_native_certs::load_native_certs() {
+            roots.add_parsable_certificates(native);
+        }
+        if let Some(path) = &self.ca_file {
+            let file = std::fs::File::open(path)
+                .map_err(|e| ClientError::Tls(format!("NATS_TLS_CA {}: {e}", path.display())))?;
+            for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
+                let cert = cert.map_err(|e| {
+                    ClientError::Tls(format!("NATS_TLS_CA {}: {e}", path.display()))
+                })?;
+                roots.add(cert).map_err(|e| {
+                    ClientError::Tls(format!("NATS_TLS_CA {}: {e}", path.display()))
+                })?;
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| ClientError::Tls(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth())
+    }
+}
+
+/// The byte stream under the protocol: plain TCP, or TLS over it.
+enum Transport {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Transport {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Transport::Plain(tcp) => tcp,
+            Transport::Tls(tls) => &tls.sock,
+        }
+    }
+}
+
+impl Read for Transport {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(tcp) => tcp.read(buf),
+            Transport::Tls(tls) => tls.read(buf),
+        }
+    }
+}
+
+impl Write for Transport {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Transport::Plain(tcp) => tcp.write(buf),
+            Transport::Tls(tls) => tls.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Transport::Plain(tcp) => tcp.flush(),
+            Transport::Tls(tls) => tls.flush(),
+        }
+    }
 }
 
 /// A message received on a subscription.
@@ -48,10 +133,11 @@ enum Event {
 
 /// A connected client.
 pub struct Client {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
+    stream: BufReader<Transport>,
     pending: VecDeque<Message>,
     timeout: Duration,
+    /// Whether the connection was upgraded to TLS.
+    pub tls: bool,
 }
 
 impl Client {
@@ -61,29 +147,38 @@ impl Client {
         user: &str,
         password: &str,
         timeout: Duration,
+        tls: &TlsSettings,
     ) -> Result<Self, ClientError> {
         let socket = addr
             .to_socket_addrs()?
             .next()
             .ok_or_else(|| ClientError::Protocol(format!("cannot resolve {addr}")))?;
-        let stream = TcpStream::connect_timeout(&socket, timeout)?;
-        stream.set_read_timeout(Some(timeout))?;
-        stream.set_nodelay(true)?;
-        let writer = stream.try_clone()?;
+        let tcp = TcpStream::connect_timeout(&socket, timeout)?;
+        tcp.set_read_timeout(Some(timeout))?;
+        tcp.set_write_timeout(Some(timeout))?;
+        tcp.set_nodelay(true)?;
+        let info = read_info(&tcp, timeout)?;
+        let transport = if info["tls_required"] == true {
+            if info["tls_verify"] == true {
+                return Err(ClientError::Tls(
+                    "the server requires client certificates (tls verify), which manage test \
+                     cannot present"
+                        .into(),
+                ));
+            }
+            let host = addr.rsplit_once(':').map_or(addr, |(host, _)| host);
+            Transport::Tls(Box::new(tls_handshake(tcp, tls, host)?))
+        } else {
+            Transport::Plain(tcp)
+        };
         let mut client = Self {
-            reader: BufReader::new(stream),
-            writer,
+            tls: matches!(transport, Transport::Tls(_)),
+            stream: BufReader::new(transport),
             pending: VecDeque::new(),
             timeout,
         };
-        let info = client.read_line()?;
-        if !info.starts_with("INFO ") {
-            return Err(ClientError::Protocol(format!(
-                "expected INFO, got {info:?}"
-            )));
-        }
         let connect = serde_json::json!({
-            "verbose": false, "pedantic": false, "tls_required": false,
+            "verbose": false, "pedantic": false, "tls_required": client.tls,
             "name": "manage-test", "lang": "manage", "version": env!("CARGO_PKG_VERSION"),
             "protocol": 1, "echo": true, "headers": false,
             "user": user, "pass": password,
@@ -100,7 +195,13 @@ impl Client {
     }
 
     fn send(&mut self, text: String) -> Result<(), ClientError> {
-        self.writer.write_all(text.as_bytes())?;
+        self.write_all(text.as_bytes())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        let out = self.stream.get_mut();
+        out.write_all(bytes)?;
+        out.flush()?;
         Ok(())
     }
 
@@ -133,7 +234,7 @@ impl Client {
         let mut frame = format!("PUB {subject} {}\r\n", payload.len()).into_bytes();
         frame.extend_from_slice(payload);
         frame.extend_from_slice(b"\r\n");
-        self.writer.write_all(&frame)?;
+        self.write_all(&frame)?;
         self.ping()
     }
 
@@ -157,7 +258,7 @@ impl Client {
 
     fn read_line(&mut self) -> Result<String, ClientError> {
         let mut line = String::new();
-        match self.reader.read_line(&mut line) {
+        match self.stream.read_line(&mut line) {
             Ok(0) => Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into())),
             Ok(_) => Ok(line.trim_end_matches(['\r', '\n']).to_owned()),
             Err(e)
@@ -178,7 +279,7 @@ impl Client {
             if left.is_zero() {
                 return Err(ClientError::Timeout(self.timeout));
             }
-            self.reader.get_ref().set_read_timeout(Some(left))?;
+            self.stream.get_ref().tcp().set_read_timeout(Some(left))?;
             let line = self.read_line()?;
             let (op, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
             match op.to_ascii_uppercase().as_str() {
@@ -202,7 +303,7 @@ impl Client {
             .parse()
             .map_err(|_| ClientError::Protocol(format!("bad MSG size {len:?}")))?;
         let mut payload = vec![0; len + 2];
-        self.reader.read_exact(&mut payload)?;
+        self.stream.read_exact(&mut payload)?;
         payload.truncate(len);
         Ok(Message {
             subject: subject.to_owned(),
@@ -210,6 +311,66 @@ impl Client {
             payload,
         })
     }
+}
+
+/// The server's INFO, read straight off the socket: nothing else arrives before the client
+/// speaks (or starts TLS), so no bytes are left behind in a buffer.
+fn read_info(tcp: &TcpStream, timeout: Duration) -> Result<serde_json::Value, ClientError> {
+    let mut reader = BufReader::new(tcp);
+    let mut line = String::new();
+    match reader.read_line(&mut line) {
+        Ok(0) => return Err(ClientError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            return Err(ClientError::Timeout(timeout))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    if !reader.buffer().is_empty() {
+        return Err(ClientError::Protocol("unexpected data after INFO".into()));
+    }
+    let line = line.trim_end_matches(['\r', '\n']);
+    let Some(json) = line.strip_prefix("INFO ") else {
+        return Err(ClientError::Protocol(format!(
+            "expected INFO, got {line:?}"
+        )));
+    };
+    serde_json::from_str(json).map_err(|e| ClientError::Protocol(format!("bad INFO: {e}")))
+}
+
+/// TLS handshake right after INFO, checking the certificate against `host` (or the
+/// configured server name).
+fn tls_handshake(
+    tcp: TcpStream,
+    tls: &TlsSettings,
+    host: &str,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, ClientError> {
+    let name = tls.server_name.as_deref().unwrap_or(host);
+    let server_name = ServerName::try_from(name.to_owned())
+        .map_err(|_| ClientError::Tls(format!("{name:?} is not a valid server name")))?;
+    let conn = rustls::ClientConnection::new(Arc::new(tls.client_config()?), server_name)
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let mut stream = rustls::StreamOwned::new(conn, tcp);
+    while stream.conn.is_handshaking() {
+        stream.conn.complete_io(&mut stream.sock).map_err(|e| {
+            let text = e.to_string();
+            let hint = if text.contains("UnknownIssuer") {
+                ": the server's certificate is not signed by a CA this machine trusts; set \
+                 NATS_TLS_CA in .env to the CA file (the tls ca_file)"
+            } else if text.contains("NotValidForName") {
+                ": set NATS_TLS_SERVER_NAME in .env to a name the certificate holds"
+            } else {
+                ""
+            };
+            ClientError::Tls(format!("handshake with {name} failed: {text}{hint}"))
+        })?;
+    }
+    Ok(stream)
 }
 
 fn classify(text: String) -> ClientError {

@@ -122,6 +122,10 @@ pub struct Settings {
     pub reload: ReloadMode,
     /// `NATSD_BIN`
     pub natsd_bin: Option<String>,
+    /// `NATS_TLS_CA`: CA file `manage test` trusts when the server requires TLS.
+    pub tls_ca: Option<String>,
+    /// `NATS_TLS_SERVER_NAME`: the name the server's certificate is checked against.
+    pub tls_server_name: Option<String>,
 }
 
 impl Settings {
@@ -170,6 +174,11 @@ impl Settings {
                 .filter(|v| !v.is_empty())
                 .cloned(),
             natsd_bin: vars.get("NATSD_BIN").filter(|v| !v.is_empty()).cloned(),
+            tls_ca: vars.get("NATS_TLS_CA").filter(|v| !v.is_empty()).cloned(),
+            tls_server_name: vars
+                .get("NATS_TLS_SERVER_NAME")
+                .filter(|v| !v.is_empty())
+                .cloned(),
             reload,
             vars,
         })

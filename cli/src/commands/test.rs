@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::cli::TenantUserArgs;
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, TlsSettings};
 use crate::commands::ExitStatus;
 use crate::error::ManageError;
 use crate::names::SubjectPattern;
@@ -193,6 +193,11 @@ pub fn test(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
     };
     let observer_credentials = read_credentials(observer_name)?;
     let addr = ctx.settings.client_addr();
+    let tls = TlsSettings {
+        // Relative to the project directory, like every other path manage reads.
+        ca_file: ctx.settings.tls_ca.as_ref().map(|p| ctx.paths.root.join(p)),
+        server_name: ctx.settings.tls_server_name.clone(),
+    };
     let nonce = format!(
         "t{}",
         crate::commands::generate_password()
@@ -208,6 +213,7 @@ pub fn test(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
         &credentials.user,
         &credentials.password,
         STEP_TIMEOUT,
+        &tls,
     );
     let connect_rtt = start.elapsed();
     match connected {
@@ -218,7 +224,7 @@ pub fn test(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
         Ok(user_client) => {
             checks.push(pass(
                 format!("connect as {}", credentials.user),
-                format!("nats://{addr}"),
+                format!("{}://{addr}", if user_client.tls { "tls" } else { "nats" }),
                 Some(connect_rtt),
             ));
             match Client::connect(
@@ -226,6 +232,7 @@ pub fn test(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
                 &observer_credentials.user,
                 &observer_credentials.password,
                 STEP_TIMEOUT,
+                &tls,
             ) {
                 Err(e) => checks.push(fail(
                     format!("connect observer {}", observer_credentials.user),

@@ -293,3 +293,66 @@ async fn scale_out_journey_on_real_nats_server() {
         .await
         .expect("order-service connects to nats-server");
 }
+
+/// A CA and a server certificate for localhost / 127.0.0.1, written under `dir`.
+fn write_certs(dir: &std::path::Path) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, KeyUsagePurpose};
+    std::fs::create_dir_all(dir).unwrap();
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    std::fs::write(dir.join("server.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
+}
+
+#[test]
+fn test_command_speaks_tls_when_the_server_requires_it() {
+    require_server!();
+    let mut ctx = TestContext::new();
+    ctx.ok(&["init"]);
+    write_certs(&ctx.path("config/certs"));
+    // Uncomment the TLS block the template ships, as the seed's security advice says.
+    let conf = ctx.read("config/nats.conf");
+    let enabled: String = conf
+        .lines()
+        .map(|line| match line.strip_prefix("# ") {
+            Some(rest)
+                if rest.starts_with("tls {")
+                    || rest.starts_with("    cert_file")
+                    || rest.starts_with("    key_file")
+                    || rest.starts_with("    timeout")
+                    || rest == "}" =>
+            {
+                rest.to_string()
+            }
+            _ => line.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(enabled.contains("\ntls {"), "{enabled}");
+    std::fs::write(ctx.path("config/nats.conf"), enabled).unwrap();
+    ctx.up();
+    ctx.ok(&["add-tenant", "shop", "16MB", "1GB"]);
+
+    // The private CA is not trusted yet: a clear failure that says what to set.
+    let out = ctx.run(&["test", "shop"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("✗ connect as shop"), "{stdout}");
+    assert!(stdout.contains("NATS_TLS_CA"), "{stdout}");
+
+    let env = ctx.path(".env");
+    let mut text = std::fs::read_to_string(&env).unwrap_or_default();
+    text.push_str("\nNATS_TLS_CA=config/certs/ca.pem\n");
+    std::fs::write(&env, text).unwrap();
+    let out = ctx.ok(&["test", "shop"]);
+    assert!(out.contains("checks passed"), "{out}");
+    assert!(out.contains("tls://127.0.0.1:"), "{out}");
+}
