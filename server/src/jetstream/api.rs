@@ -801,7 +801,7 @@ fn direct_headers(stream: &str, msg: &StoredMsg, extra: &[(&str, String)]) -> Ve
 }
 
 /// `$JS.API.DIRECT.GET.<stream>[.<subject>]`: the raw message with `Nats-*` headers.
-fn direct_get(jsa: &JsAccount, arg: &str, payload: &[u8], reply_to: &[u8]) -> Reply {
+pub(crate) fn direct_get(jsa: &JsAccount, arg: &str, payload: &[u8], reply_to: &[u8]) -> Reply {
     let (name, subject) = match arg.split_once('.') {
         Some((n, s)) => (n, Some(s)),
         None => (arg, None),

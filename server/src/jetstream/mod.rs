@@ -204,15 +204,37 @@ pub(crate) struct ApiRequest {
 struct ApiHandler {
     tx: SyncSender<ApiRequest>,
     account: Mutex<Weak<JsAccount>>,
+    server_api_total: Arc<AtomicU64>,
 }
 
 impl InternalHandler for ApiHandler {
-    fn deliver(&self, msg: &InternalMsg<'_>, _flush: &mut route::FlushSet) {
+    fn deliver(&self, msg: &InternalMsg<'_>, flush: &mut route::FlushSet) {
         // A request without a reply subject gets no answer, so it is not worth queueing.
         let Some(reply) = msg.reply else { return };
         let Some(account) = lock(&self.account).upgrade() else {
             return;
         };
+        if let Some(arg) = msg
+            .subject
+            .strip_prefix(b"$JS.API.DIRECT.GET.".as_slice())
+            .filter(|arg| !arg.is_empty())
+        {
+            // A direct get only reads the store: answered on the requester's own task, its
+            // reply leaves with the requester's batch (no API-thread or writer wake-up).
+            self.server_api_total.fetch_add(1, Ordering::Relaxed);
+            account.api_total.fetch_add(1, Ordering::Relaxed);
+            let arg = String::from_utf8_lossy(arg);
+            let (headers, body) = api::direct_get(&account, &arg, msg.payload, reply);
+            route::publish_into(
+                &account.account,
+                reply,
+                None,
+                headers.as_deref(),
+                &body,
+                flush,
+            );
+            return;
+        }
         let req = ApiRequest {
             account,
             subject: String::from_utf8_lossy(msg.subject).into_owned(),
@@ -235,7 +257,8 @@ pub struct JetStream {
     accounts: Mutex<HashMap<String, Arc<JsAccount>>>,
     api_tx: SyncSender<ApiRequest>,
     pub(crate) server_name: String,
-    pub(crate) api_total: AtomicU64,
+    /// Shared with the accounts' API handlers, which answer direct gets themselves.
+    pub(crate) api_total: Arc<AtomicU64>,
     pub(crate) api_errors: AtomicU64,
     /// The runtime consumers run on (API requests arrive on a plain thread).
     pub(crate) rt: tokio::runtime::Handle,
@@ -391,7 +414,7 @@ impl JetStream {
             accounts: Mutex::new(HashMap::new()),
             api_tx,
             server_name: server.name(),
-            api_total: AtomicU64::new(0),
+            api_total: Arc::new(AtomicU64::new(0)),
             api_errors: AtomicU64::new(0),
             rt: tokio::runtime::Handle::current(),
         });
@@ -483,6 +506,7 @@ impl JetStream {
         let handler = Arc::new(ApiHandler {
             tx: self.api_tx.clone(),
             account: Mutex::new(Weak::new()),
+            server_api_total: self.api_total.clone(),
         });
         let jsa = Arc::new(JsAccount {
             name: account.name.clone(),
