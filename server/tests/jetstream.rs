@@ -443,6 +443,36 @@ fn which(bin: &str) -> Option<PathBuf> {
 
 /// The same requests against natsd and nats-server: reply types, error codes and the
 /// stream config defaults must agree.
+/// `first_seq` starts a new stream's sequences there, on both servers, and survives a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_seq_starts_the_sequence() {
+    let conf = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
+    let mut bins = vec![natsd().to_string()];
+    bins.extend(which("nats-server").map(|p| p.display().to_string()));
+    for bin in bins {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = start_conf(&bin, conf, dir.path());
+        let nc = connect(&s).await;
+        let cfg = json!({"name": "FS", "subjects": ["fs.>"], "first_seq": 100});
+        let created = api(&nc, "$JS.API.STREAM.CREATE.FS", cfg).await;
+        assert_eq!(created["state"]["first_seq"], 100, "{bin}: {created}");
+        assert_eq!(created["state"]["last_seq"], 99, "{bin}: {created}");
+        assert_eq!(created["config"]["first_seq"], 100, "{bin}: {created}");
+        let ack = publish_raw(&nc, "fs.a", &[], "x").await;
+        assert_eq!(ack["seq"], 100, "{bin}: {ack}");
+        if bin == natsd() {
+            s.child.kill().unwrap();
+            s.child.wait().unwrap();
+            let s = start_conf(&bin, conf, dir.path());
+            let nc = connect(&s).await;
+            let ack = publish_raw(&nc, "fs.b", &[], "y").await;
+            assert_eq!(ack["seq"], 101, "{ack}");
+            let info = api(&nc, "$JS.API.STREAM.INFO.FS", Value::Null).await;
+            assert_eq!(info["state"]["first_seq"], 100, "{info}");
+        }
+    }
+}
+
 /// Mirrors, sources, republish and subject transforms are not implemented: asking for one is
 /// refused with a clear error instead of creating a stream that silently lacks it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

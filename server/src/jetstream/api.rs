@@ -441,8 +441,19 @@ fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
             let _ = std::fs::remove_dir_all(&dir);
         }
     }
+    let first_seq = cfg.first_seq.unwrap_or(0);
     let stream = js.open_stream(jsa, cfg, crate::store::now_ns())?;
-    if let Err(e) = js.save_meta(&stream) {
+    // `first_seq`: the new stream's first message gets this sequence (a floor, kept on disk).
+    let started = if first_seq > 1 {
+        stream
+            .store
+            .compact(first_seq)
+            .map(|_| ())
+            .map_err(ApiError::internal)
+    } else {
+        Ok(())
+    };
+    if let Err(e) = started.and_then(|()| js.save_meta(&stream)) {
         let _ = stream.delete();
         return Err(e);
     }

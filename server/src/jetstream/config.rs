@@ -150,7 +150,8 @@ pub struct StreamConfig {
     /// User metadata (the server adds `_nats.*` keys in replies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Features this server does not act on are kept verbatim so they read back unchanged.
+    /// Features this server does not act on are kept verbatim so they read back unchanged;
+    /// `mirror`, `sources`, `republish` and `subject_transform` are refused when set (api.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placement: Option<serde_json::Value>,
     /// Kept verbatim.
@@ -165,7 +166,7 @@ pub struct StreamConfig {
     /// Kept verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject_transform: Option<serde_json::Value>,
-    /// Kept verbatim.
+    /// The sequence a new stream starts at (applied at creation only, as nats-server does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_seq: Option<u64>,
 }
