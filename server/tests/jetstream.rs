@@ -443,6 +443,118 @@ fn which(bin: &str) -> Option<PathBuf> {
 
 /// The same requests against natsd and nats-server: reply types, error codes and the
 /// stream config defaults must agree.
+/// Per-message TTL (`Nats-TTL`): refused unless the stream allows it, validated as nats-server
+/// does, and expired messages disappear (polled, not slept for).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_message_ttl_matches_nats_server() {
+    let conf = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
+    let mut bins = vec![natsd().to_string()];
+    bins.extend(which("nats-server").map(|p| p.display().to_string()));
+    for bin in bins {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, conf, dir.path());
+        let nc = connect(&s).await;
+        let plain = json!({"name": "NT", "subjects": ["nt.>"]});
+        assert!(api(&nc, "$JS.API.STREAM.CREATE.NT", plain).await["error"].is_null());
+        let refused = publish_raw(&nc, "nt.a", &[("Nats-TTL", "1s")], "x").await;
+        assert_eq!(err_code(&refused), Some(10166), "{bin}: {refused}");
+        let cfg = json!({"name": "T", "subjects": ["t.>"], "allow_msg_ttl": true});
+        assert!(api(&nc, "$JS.API.STREAM.CREATE.T", cfg).await["error"].is_null());
+        let mut seqs = Vec::new();
+        for ttl in ["1s", "2", "0.5s", "abc", "never", "-1", "0"] {
+            let ack = publish_raw(&nc, "t.a", &[("Nats-TTL", ttl)], "x").await;
+            seqs.push((ttl, ack["seq"].as_u64(), err_code(&ack)));
+        }
+        assert_eq!(
+            seqs,
+            vec![
+                ("1s", Some(1), None),
+                ("2", Some(2), None),
+                ("0.5s", Some(0), Some(10165)),
+                ("abc", Some(0), Some(10165)),
+                ("never", Some(3), None),
+                ("-1", Some(0), Some(10165)),
+                ("0", Some(0), Some(10165)),
+            ],
+            "{bin}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let state = loop {
+            let info = api(&nc, "$JS.API.STREAM.INFO.T", Value::Null).await;
+            if info["state"]["messages"] == 1 || Instant::now() > deadline {
+                break info["state"].clone();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(state["messages"], 1, "{bin}: {state}");
+        assert_eq!(state["first_seq"], 3, "{bin}: {state}");
+    }
+}
+
+/// `no_ack`: messages are stored and no PubAck is sent, on both servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_ack_streams_store_silently() {
+    let conf = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
+    let mut bins = vec![natsd().to_string()];
+    bins.extend(which("nats-server").map(|p| p.display().to_string()));
+    for bin in bins {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, conf, dir.path());
+        let nc = connect(&s).await;
+        let cfg = json!({"name": "NA", "subjects": ["na.>"], "no_ack": true});
+        let created = api(&nc, "$JS.API.STREAM.CREATE.NA", cfg).await;
+        assert_eq!(created["config"]["no_ack"], true, "{bin}: {created}");
+        let mut replies = nc.subscribe("na-acks").await.unwrap();
+        nc.publish_with_reply("na.x", "na-acks", "1".into())
+            .await
+            .unwrap();
+        // nats-server stores behind its API: poll until the message is in.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let info = api(&nc, "$JS.API.STREAM.INFO.NA", Value::Null).await;
+            if info["state"]["messages"] == 1 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{bin}: not stored: {info}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let ack = tokio::time::timeout(Duration::from_millis(300), replies.next()).await;
+        assert!(ack.is_err(), "{bin}: a no_ack stream sent a PubAck");
+        let plain = json!({"name": "P", "subjects": ["p.>"]});
+        let created = api(&nc, "$JS.API.STREAM.CREATE.P", plain).await;
+        assert!(
+            created["config"].get("no_ack").is_none(),
+            "{bin}: {created}"
+        );
+    }
+}
+
+/// A TTL outlives a restart: the expiry is re-learnt from the stored headers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_message_ttl_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_js(dir.path());
+    let nc = connect(&s).await;
+    let cfg = json!({"name": "T", "subjects": ["t.>"], "allow_msg_ttl": true});
+    assert!(api(&nc, "$JS.API.STREAM.CREATE.T", cfg).await["error"].is_null());
+    publish_raw(&nc, "t.a", &[("Nats-TTL", "2s")], "short").await;
+    publish_raw(&nc, "t.b", &[], "kept").await;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    let s = start_js(dir.path());
+    let nc = connect(&s).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = api(&nc, "$JS.API.STREAM.INFO.T", Value::Null).await;
+        if info["state"]["messages"] == 1 {
+            assert_eq!(info["state"]["first_seq"], 2, "{info}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "TTL message not expired: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// `first_seq` starts a new stream's sequences there, on both servers, and survives a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_seq_starts_the_sequence() {

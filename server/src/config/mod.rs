@@ -23,7 +23,7 @@ pub use options::*;
 
 pub mod flags;
 
-mod duration;
+pub(crate) mod duration;
 mod load;
 mod parser;
 

@@ -141,9 +141,12 @@ pub struct StreamConfig {
     /// Defaults for consumers (kept as given).
     #[serde(default = "empty_object")]
     pub consumer_limits: serde_json::Value,
-    /// Per-message TTLs (accepted and kept).
+    /// Per-message TTLs (`Nats-TTL`).
     #[serde(default)]
     pub allow_msg_ttl: bool,
+    /// Store without sending PubAcks.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_ack: bool,
     /// With discard new: refuse per subject.
     #[serde(default, skip_serializing_if = "is_false")]
     pub discard_new_per_subject: bool,
@@ -261,7 +264,7 @@ impl StreamConfig {
             if self.subjects[..i].iter().any(|o| o == s) {
                 return Err(ApiError::stream_config("duplicate subjects detected"));
             }
-            if crate::subject::collide(s.as_bytes(), b"$JS.API.>") {
+            if !self.no_ack && crate::subject::collide(s.as_bytes(), b"$JS.API.>") {
                 return Err(ApiError::stream_config(
                     "subjects that overlap with jetstream api require no-ack to be true",
                 ));

@@ -96,6 +96,14 @@ impl ApiError {
     pub fn subjects_overlap() -> Self {
         Self::new(400, 10065, "subjects overlap with an existing stream")
     }
+    /// 10165.
+    pub fn msg_ttl_invalid() -> Self {
+        Self::new(400, 10165, "invalid per-message TTL")
+    }
+    /// 10166.
+    pub fn msg_ttl_disabled() -> Self {
+        Self::new(400, 10166, "per-message TTL is disabled")
+    }
     /// 10070.
     pub fn wrong_last_msg_id(id: &str) -> Self {
         Self::new(400, 10070, format!("wrong last msg ID: {id}"))

@@ -8,7 +8,8 @@
 //! when `sync_interval: always`) before the PubAcks are published. So an ack always means the
 //! message is in the store, and one write (or fsync) covers the whole batch.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -387,6 +388,7 @@ struct JsHeaders<'a> {
     expected_last_subject_seq: Option<&'a str>,
     expected_last_msg_id: Option<&'a str>,
     rollup: Option<&'a str>,
+    ttl: Option<&'a str>,
 }
 
 fn parse_headers(block: &[u8]) -> JsHeaders<'_> {
@@ -406,10 +408,30 @@ fn parse_headers(block: &[u8]) -> JsHeaders<'_> {
             "Nats-Expected-Last-Subject-Sequence" => h.expected_last_subject_seq = Some(value),
             "Nats-Expected-Last-Msg-Id" => h.expected_last_msg_id = Some(value),
             "Nats-Rollup" => h.rollup = Some(value),
+            "Nats-TTL" => h.ttl = Some(value),
             _ => {}
         }
     }
     h
+}
+
+/// A `Nats-TTL` value: `Ok(None)` for `never`, else the TTL in ns. Whole seconds or a Go
+/// duration, at least one second (as nats-server accepts them).
+fn parse_msg_ttl(value: &str) -> Result<Option<u64>, ApiError> {
+    if value == "never" {
+        return Ok(None);
+    }
+    let ns = match value.parse::<u64>() {
+        Ok(secs) => secs.saturating_mul(1_000_000_000),
+        Err(_) => match crate::config::duration::parse_go_duration(value) {
+            Ok((false, d)) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            _ => 0,
+        },
+    };
+    if ns < 1_000_000_000 {
+        return Err(ApiError::msg_ttl_invalid());
+    }
+    Ok(Some(ns))
 }
 
 /// The PubAck bytes nats-server sends (note the space in `"duplicate": true`).
@@ -453,6 +475,8 @@ struct Worker {
     stored_since_commit: bool,
     /// The constant start of this stream's PubAcks.
     ack_prefix: Vec<u8>,
+    /// Messages with a `Nats-TTL`: (expiry ns, seq), soonest first.
+    ttls: BinaryHeap<Reverse<(u64, u64)>>,
 }
 
 impl Worker {
@@ -467,8 +491,10 @@ impl Worker {
             unacked: Vec::new(),
             stored_since_commit: false,
             ack_prefix,
+            ttls: BinaryHeap::new(),
         };
         w.rebuild_dedupe();
+        w.rebuild_ttls();
         w
     }
 
@@ -492,6 +518,42 @@ impl Worker {
             self.dedupe.insert(id.clone(), (seq, ts));
             self.dedupe_order.push_back((ts, id.clone()));
             self.last_msg_id = Some(id);
+        }
+    }
+
+    /// After a restart, re-learn when the messages with a `Nats-TTL` expire.
+    fn rebuild_ttls(&mut self) {
+        if !self.stream.config().allow_msg_ttl {
+            return;
+        }
+        let ttls = &mut self.ttls;
+        self.stream
+            .store
+            .visit_headers_since(0, &mut |seq, ts, headers| {
+                if let Some(Ok(Some(ns))) = parse_headers(headers).ttl.map(parse_msg_ttl) {
+                    ttls.push(Reverse((ts.saturating_add(ns), seq)));
+                }
+            });
+    }
+
+    /// Removes the messages whose `Nats-TTL` ran out.
+    fn expire_ttls(&mut self, now: u64) {
+        let mut removed = false;
+        while let Some(&Reverse((at, seq))) = self.ttls.peek() {
+            if at > now {
+                break;
+            }
+            self.ttls.pop();
+            match self.stream.store.remove_msg(seq) {
+                Ok(found) => removed |= found,
+                Err(e) => {
+                    tracing::warn!("JetStream stream '{}' TTL expiry: {}", self.stream.name, e)
+                }
+            }
+        }
+        if removed {
+            self.stream.refresh_usage();
+            self.stream.after_removal();
         }
     }
 
@@ -545,7 +607,7 @@ impl Worker {
                 Work::Msg(msg) => {
                     let result = self.process(&cfg, &msg);
                     self.stored_since_commit |= matches!(result, Ok((_, false)));
-                    if let Some(reply) = msg.reply() {
+                    if let Some(reply) = msg.reply().filter(|_| !cfg.no_ack) {
                         let body = match &result {
                             Ok((seq, dup)) => pub_ack(&self.ack_prefix, *seq, *dup),
                             Err(e) => pub_error(&cfg.name, e),
@@ -576,6 +638,14 @@ impl Worker {
             }
         }
         acks.append(&mut self.unacked);
+        // Under steady load the worker's timer never fires: TTLs are checked here as well.
+        if self
+            .ttls
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= crate::store::now_ns())
+        {
+            self.expire_ttls(crate::store::now_ns());
+        }
         self.stream.refresh_usage();
         if std::mem::take(&mut self.stored_since_commit) {
             self.stream.consumers.notify_all();
@@ -584,14 +654,22 @@ impl Worker {
 
     fn expire_tick(&self) -> Duration {
         let cfg = self.stream.config();
-        if cfg.max_age > 0 {
+        let tick = if cfg.max_age > 0 {
             Duration::from_nanos((cfg.max_age as u64 / 10).clamp(50_000_000, 1_000_000_000))
         } else {
             Duration::from_secs(1)
+        };
+        match self.ttls.peek() {
+            Some(Reverse((at, _))) => {
+                let until = Duration::from_nanos(at.saturating_sub(crate::store::now_ns()));
+                tick.min(until.max(Duration::from_millis(10)))
+            }
+            None => tick,
         }
     }
 
     fn expire(&mut self) {
+        self.expire_ttls(crate::store::now_ns());
         let cfg = self.stream.config();
         if cfg.max_age > 0 {
             match self.stream.store.expire(crate::store::now_ns()) {
@@ -633,6 +711,11 @@ impl Worker {
                 return Err(ApiError::expected_stream_mismatch());
             }
         }
+        let ttl = match js.ttl {
+            None => None,
+            Some(_) if !cfg.allow_msg_ttl => return Err(ApiError::msg_ttl_disabled()),
+            Some(value) => parse_msg_ttl(value)?,
+        };
         if let Some(id) = js.msg_id {
             if !self.dedupe_order.is_empty() {
                 self.prune_dedupe(cfg);
@@ -697,6 +780,9 @@ impl Worker {
         if store.storage_type() == StorageType::Memory || self.stream.usage.has_limits() {
             self.stream.refresh_usage();
         }
+        if let Some(ns) = ttl {
+            self.ttls.push(Reverse((ts.saturating_add(ns), seq)));
+        }
         if let Some(id) = js.msg_id {
             self.dedupe.insert(id.to_string(), (seq, ts));
             self.dedupe_order.push_back((ts, id.to_string()));
@@ -724,6 +810,17 @@ impl Worker {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn msg_ttl_values() {
+        assert_eq!(parse_msg_ttl("never").unwrap(), None);
+        assert_eq!(parse_msg_ttl("2").unwrap(), Some(2_000_000_000));
+        assert_eq!(parse_msg_ttl("1m30s").unwrap(), Some(90_000_000_000));
+        assert_eq!(parse_msg_ttl("1.5s").unwrap(), Some(1_500_000_000));
+        for bad in ["0", "-1", "0.5s", "999ms", "abc", "", "-5s"] {
+            assert!(parse_msg_ttl(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn header_names_are_case_sensitive() {
