@@ -190,44 +190,10 @@ fn parse_nak_delay(arg: &[u8]) -> Option<u64> {
         let opts: NakOptions = serde_json::from_slice(arg).ok()?;
         return Some(opts.delay.max(0) as u64);
     }
-    parse_go_duration(std::str::from_utf8(arg).ok()?)
-}
-
-/// Go's `time.ParseDuration` for the common forms (`1.5s`, `2m30s`, `500ms`).
-fn parse_go_duration(s: &str) -> Option<u64> {
-    if s == "0" {
-        return Some(0);
+    match crate::config::duration::parse_go_duration(std::str::from_utf8(arg).ok()?) {
+        Ok((false, d)) => u64::try_from(d.as_nanos()).ok(),
+        _ => None,
     }
-    let mut rest = s;
-    let mut total = 0f64;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        if num_end == 0 {
-            return None;
-        }
-        let value: f64 = rest[..num_end].parse().ok()?;
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_end] {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        total += value * unit;
-        rest = &rest[unit_end..];
-    }
-    Some(total as u64)
 }
 
 /// What an ack did.
