@@ -1099,3 +1099,107 @@ async fn msg_next_for_missing_consumer_is_no_responders() {
         }
     }
 }
+
+/// `CONSUMER.PAUSE`: a paused pull consumer delivers nothing until it is resumed; replies,
+/// info and advisories as nats-server gives them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_a_consumer() {
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let mut servers = vec![("natsd", start_js(d1.path()))];
+    servers.extend(start_real(d2.path()).map(|s| ("nats-server", s)));
+    for (name, s) in &servers {
+        let nc = connect(s).await;
+        let mut advisories = nc
+            .subscribe("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.>")
+            .await
+            .unwrap();
+        let created = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.P",
+            json!({"name": "P", "subjects": ["p.>"]}),
+        )
+        .await;
+        assert!(created["error"].is_null(), "{name}: {created}");
+        let cfg =
+            json!({"stream_name": "P", "config": {"durable_name": "c", "ack_policy": "explicit"}});
+        assert!(api(&nc, "$JS.API.CONSUMER.CREATE.P.c", cfg).await["error"].is_null());
+        nc.publish("p.x", "1".into()).await.unwrap();
+
+        let until = (chrono::Utc::now() + chrono::Duration::seconds(30))
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let paused = api(
+            &nc,
+            "$JS.API.CONSUMER.PAUSE.P.c",
+            json!({"pause_until": until}),
+        )
+        .await;
+        assert_eq!(
+            paused["type"],
+            "io.nats.jetstream.api.v1.consumer_pause_response"
+        );
+        assert_eq!(paused["paused"], true, "{name}: {paused}");
+        assert!(
+            paused["pause_remaining"].as_u64().unwrap() > 20_000_000_000,
+            "{paused}"
+        );
+        let info = api(&nc, "$JS.API.CONSUMER.INFO.P.c", Value::Null).await;
+        assert_eq!(info["paused"], true, "{name}: {info}");
+        assert!(info["config"]["pause_until"].is_string(), "{name}: {info}");
+
+        // A pull request on the paused consumer gets no message, only its timeout.
+        let inbox = nc.new_inbox();
+        let mut replies = nc.subscribe(inbox.clone()).await.unwrap();
+        let next = json!({"batch": 1, "expires": 300_000_000}).to_string();
+        nc.publish_with_reply(
+            "$JS.API.CONSUMER.MSG.NEXT.P.c",
+            inbox.clone(),
+            next.clone().into(),
+        )
+        .await
+        .unwrap();
+        let first = tokio::time::timeout(Duration::from_secs(5), replies.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(first.payload.is_empty(), "{name}: delivered while paused");
+        assert_eq!(first.status.map(u16::from), Some(408), "{name}");
+
+        let resumed = api(&nc, "$JS.API.CONSUMER.PAUSE.P.c", Value::Null).await;
+        assert_eq!(resumed["paused"], false, "{name}: {resumed}");
+        assert_eq!(
+            resumed["pause_until"], "0001-01-01T00:00:00Z",
+            "{name}: {resumed}"
+        );
+        let info = api(&nc, "$JS.API.CONSUMER.INFO.P.c", Value::Null).await;
+        assert!(info.get("paused").is_none(), "{name}: {info}");
+        nc.publish_with_reply("$JS.API.CONSUMER.MSG.NEXT.P.c", inbox.clone(), next.into())
+            .await
+            .unwrap();
+        let msg = tokio::time::timeout(Duration::from_secs(5), replies.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&msg.payload[..], b"1", "{name}");
+
+        let missing = api(&nc, "$JS.API.CONSUMER.PAUSE.P.zz", Value::Null).await;
+        assert_eq!(err_code(&missing), Some(10014), "{name}: {missing}");
+
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let m = tokio::time::timeout(Duration::from_secs(5), advisories.next())
+                .await
+                .unwrap()
+                .unwrap();
+            let body: Value = serde_json::from_slice(&m.payload).unwrap();
+            assert_eq!(body["type"], "io.nats.jetstream.advisory.v1.consumer_pause");
+            seen.push((m.subject.to_string(), body["paused"].clone()));
+        }
+        let subject = "$JS.EVENT.ADVISORY.CONSUMER.PAUSE.P.c".to_string();
+        assert_eq!(
+            seen,
+            vec![(subject.clone(), json!(true)), (subject, json!(false))],
+            "{name}"
+        );
+    }
+}

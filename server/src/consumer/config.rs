@@ -641,9 +641,12 @@ impl ConsumerConfig {
 
     /// `opt_start_time` in ns since the epoch.
     pub fn start_time_ns(&self) -> Option<u64> {
-        let t = self.opt_start_time.as_deref()?;
-        let dt = chrono::DateTime::parse_from_rfc3339(t).ok()?;
-        Some(dt.timestamp_nanos_opt()?.max(0) as u64)
+        parse_rfc3339_ns(self.opt_start_time.as_deref()?)
+    }
+
+    /// `pause_until` in ns since the epoch.
+    pub fn pause_until_ns(&self) -> Option<u64> {
+        parse_rfc3339_ns(self.pause_until.as_deref()?)
     }
 
     /// The fields an update may not change, as nats-server's error text names them
@@ -774,8 +777,20 @@ pub struct ConsumerInfo {
     /// Push consumer with interest on its deliver subject.
     #[serde(default, skip_serializing_if = "is_false")]
     pub push_bound: bool,
+    /// Deliveries are paused (`pause_until` is in the future).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub paused: bool,
+    /// ns until the pause ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause_remaining: Option<u64>,
     /// When this info was taken, RFC 3339.
     pub ts: String,
+}
+
+/// An RFC 3339 time as ns since the epoch (times before 1970 count as 0).
+pub fn parse_rfc3339_ns(t: &str) -> Option<u64> {
+    let dt = chrono::DateTime::parse_from_rfc3339(t).ok()?;
+    Some(dt.timestamp_nanos_opt()?.max(0) as u64)
 }
 
 /// RFC 3339 with nanoseconds in UTC, as Go prints `time.Time` (`0001-01-01T00:00:00Z` for 0).

@@ -245,6 +245,8 @@ pub struct Consumer {
     num_pending_last_seq: u64,
     num_pending_first_seq: u64,
     ack_deadline_hint: u64,
+    /// End of the current pause (`pause_until` in the future), as of the last batch.
+    pause_end: Option<u64>,
     push_active: bool,
     flow: FlowControl,
     last_push_activity: u64,
@@ -329,6 +331,7 @@ impl Consumer {
             num_pending_last_seq: 0,
             num_pending_first_seq: 0,
             ack_deadline_hint: u64::MAX,
+            pause_end: None,
             push_active: false,
             flow: FlowControl {
                 window: FC_MAX_PENDING / 16,
@@ -783,6 +786,14 @@ impl Consumer {
         out: &mut Vec<Outbound>,
     ) -> bool {
         self.refresh_num_pending(store);
+        // Paused: pull requests wait (and still expire), nothing is delivered.
+        self.pause_end = match self.config.pause_until.is_some() {
+            true => self.config.pause_until_ns().filter(|&t| t > now),
+            false => None,
+        };
+        if self.pause_end.is_some() {
+            return false;
+        }
         if self.config.is_pull() {
             self.next_pull_batch(store, now, out)
         } else {
@@ -1147,6 +1158,9 @@ impl Consumer {
         if !self.config.is_pull() && hb > 0 && self.push_active {
             t = t.min(self.last_push_activity.saturating_add(hb));
         }
+        if let Some(end) = self.pause_end {
+            t = t.min(end);
+        }
         (t != u64::MAX).then_some(t)
     }
 
@@ -1159,6 +1173,11 @@ impl Consumer {
     pub fn info(&mut self, store: &dyn MessageStore, now: u64) -> ConsumerInfo {
         let num_pending = self.num_pending(store);
         let active = |t: u64| (t > 0).then(|| config::rfc3339_ns(t));
+        let pause_remaining = self
+            .config
+            .pause_until_ns()
+            .filter(|&t| t > now)
+            .map(|t| t - now);
         ConsumerInfo {
             stream_name: self.stream.clone(),
             name: self.name.clone(),
@@ -1179,6 +1198,8 @@ impl Consumer {
             num_waiting: self.waiting.len() as u64,
             num_pending,
             push_bound: !self.config.is_pull() && self.push_active,
+            paused: pause_remaining.is_some(),
+            pause_remaining,
             ts: config::rfc3339_ns(now),
         }
     }

@@ -56,13 +56,14 @@ fn error_reply(kind: &str, err: &ApiError) -> Vec<u8> {
 
 /// The API kind (reply type) of a request subject, and what follows the operation.
 fn classify(op: &str) -> Option<(&'static str, &str)> {
-    const OPS: [(&str, &str); 16] = [
+    const OPS: [(&str, &str); 17] = [
         ("CONSUMER.DURABLE.CREATE.", "consumer_durable_create"),
         ("CONSUMER.CREATE.", "consumer_create"),
         ("CONSUMER.INFO.", "consumer_info"),
         ("CONSUMER.DELETE.", "consumer_delete"),
         ("CONSUMER.NAMES.", "consumer_names"),
         ("CONSUMER.LIST.", "consumer_list"),
+        ("CONSUMER.PAUSE.", "consumer_pause"),
         ("STREAM.CREATE.", "stream_create"),
         ("STREAM.UPDATE.", "stream_update"),
         ("STREAM.INFO.", "stream_info"),
@@ -121,6 +122,7 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
             "consumer_delete" => consumers::delete(jsa, arg),
             "consumer_names" => consumers::names(jsa, arg, &req.payload, false),
             "consumer_list" => consumers::names(jsa, arg, &req.payload, true),
+            "consumer_pause" => consumers::pause(jsa, arg, &req.payload),
             _ => return None,
         }
     };

@@ -23,7 +23,9 @@ use super::config::Retention;
 use super::errors::ApiError;
 use super::stream::Stream;
 use super::{action_advisory, JetStream, JsAccount};
-use crate::consumer::config::{check_workqueue_partition, generate_name};
+use crate::consumer::config::{
+    check_workqueue_partition, generate_name, parse_rfc3339_ns, rfc3339_ns,
+};
 use crate::consumer::driver::{self, ConsumerHandle, ConsumerHost};
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerError, ConsumerState, StreamContext};
 
@@ -624,6 +626,15 @@ pub(crate) fn create(
     let entry = start(&stream, jsa, consumer)?;
     let _ = js;
     action_advisory(jsa, stream_name, Some(&name), "create");
+    if let Some(until) = entry
+        .config
+        .lock()
+        .ok()
+        .and_then(|c| c.pause_until_ns())
+        .filter(|&t| t > now)
+    {
+        pause_advisory(jsa, stream_name, &name, Some(until));
+    }
     Ok(typed_raw("consumer_create", &info_json(&stream, &entry)?))
 }
 
@@ -652,6 +663,74 @@ pub(crate) fn info(jsa: &JsAccount, arg: &str) -> Result<Vec<u8>, ApiError> {
         .get(name)
         .ok_or_else(ConsumerError::not_found)?;
     Ok(typed_raw("consumer_info", &info_json(&stream, &entry)?))
+}
+
+#[derive(Deserialize, Default)]
+struct PauseRequest {
+    #[serde(default)]
+    pause_until: Option<String>,
+}
+
+/// `$JS.API.CONSUMER.PAUSE.<stream>.<consumer>`: pause deliveries until a time (a missing or
+/// past time resumes), kept in the consumer's `pause_until`.
+pub(crate) fn pause(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: PauseRequest = parse_body(payload)?;
+    let (stream, name) = stream_and_consumer(jsa, arg)?;
+    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    let entry = stream
+        .consumers
+        .get(name)
+        .ok_or_else(ConsumerError::not_found)?;
+    let now = crate::store::now_ns();
+    let until = match req.pause_until.as_deref() {
+        None => None,
+        Some(t) => Some(
+            parse_rfc3339_ns(t)
+                .ok_or_else(|| ApiError::invalid_json(format!("invalid pause_until {t:?}")))?,
+        ),
+    }
+    .filter(|&t| t > now);
+    let old = lock(&entry.config).clone();
+    let mut config = old.clone();
+    config.pause_until = until.map(rfc3339_ns);
+    if config != old {
+        entry.handle.update(config.clone());
+        *lock(&entry.config) = config.clone();
+        if config.is_durable() {
+            let created = created_of(&stream, &entry);
+            stream
+                .consumers
+                .save_meta(name, &ConsumerMeta { config, created })?;
+        }
+    }
+    let was_paused = old.pause_until_ns().is_some_and(|t| t > now);
+    if until.is_some() || was_paused {
+        pause_advisory(jsa, &stream.name, name, until);
+    }
+    let mut body = serde_json::json!({
+        "paused": until.is_some(),
+        "pause_until": rfc3339_ns(until.unwrap_or(0)),
+    });
+    if let Some(t) = until {
+        body["pause_remaining"] = (t - now).into();
+    }
+    Ok(typed("consumer_pause", &body))
+}
+
+/// `$JS.EVENT.ADVISORY.CONSUMER.PAUSE.<stream>.<consumer>`, as nats-server sends it.
+fn pause_advisory(jsa: &JsAccount, stream: &str, consumer: &str, until: Option<u64>) {
+    let body = serde_json::json!({
+        "type": "io.nats.jetstream.advisory.v1.consumer_pause",
+        "id": generate_name() + &generate_name() + &generate_name(),
+        "timestamp": rfc3339_ns(crate::store::now_ns()),
+        "stream": stream,
+        "consumer": consumer,
+        "paused": until.is_some(),
+        "pause_until": rfc3339_ns(until.unwrap_or(0)),
+    });
+    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.{stream}.{consumer}");
+    let payload = serde_json::to_vec(&body).unwrap_or_default();
+    crate::route::publish(&jsa.account, subject.as_bytes(), None, None, &payload);
 }
 
 /// `$JS.API.CONSUMER.DELETE.<stream>.<consumer>`.

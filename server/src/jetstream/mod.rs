@@ -535,6 +535,7 @@ impl JetStream {
             "$JS.API.CONSUMER.DELETE.>",
             "$JS.API.CONSUMER.NAMES.>",
             "$JS.API.CONSUMER.LIST.>",
+            "$JS.API.CONSUMER.PAUSE.>",
         ] {
             let h: Arc<dyn InternalHandler> = handler.clone();
             match route::subscribe_internal(account, subject.as_bytes(), None, h) {
