@@ -488,6 +488,9 @@ async fn per_message_ttl_matches_nats_server() {
         };
         assert_eq!(state["messages"], 1, "{bin}: {state}");
         assert_eq!(state["first_seq"], 3, "{bin}: {state}");
+        let off = json!({"name": "T", "subjects": ["t.>"], "allow_msg_ttl": false});
+        let refused = api(&nc, "$JS.API.STREAM.UPDATE.T", off).await;
+        assert_eq!(err_code(&refused), Some(10052), "{bin}: {refused}");
     }
 }
 

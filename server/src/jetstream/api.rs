@@ -482,6 +482,12 @@ fn stream_update(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
             "stream configuration update can not unseal a sealed stream",
         ));
     }
+    if old.allow_msg_ttl && !cfg.allow_msg_ttl {
+        // Stored TTLs would silently stop being honoured.
+        return Err(ApiError::stream_config(
+            "message TTL status can not be disabled",
+        ));
+    }
     if overlaps(jsa, &cfg) {
         return Err(ApiError::subjects_overlap());
     }
