@@ -405,6 +405,7 @@ impl Server {
                 .map_err(|e| ServerError::Config(e.to_string()))?;
             let _ = self.jetstream.set(js);
         }
+        crate::monitor::sysreq::install(self);
         if opts.http_port.is_some() || opts.metrics_port.is_some() {
             let monitor = crate::monitor::Monitor::new(self.clone());
             let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());

@@ -943,3 +943,102 @@ async fn wait_for_json(port: u16, path: &str, ready: impl Fn(&Value) -> bool) {
     }
     panic!("{path} never got ready: {last}");
 }
+
+const SYSTEM: &str = r#"
+server_name: sys-test
+accounts {
+  SYS { users = [ { user: sys, password: psys } ] }
+  A { users = [ { user: a, password: pa } ] }
+}
+system_account: SYS
+"#;
+
+/// A request to the system account's server endpoints, by the system user.
+async fn sys_request(client: &async_nats::Client, subject: &str, body: &str) -> Value {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.request(subject.to_string(), body.to_string().into()),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("{subject}: no reply"))
+    .unwrap_or_else(|e| panic!("{subject}: {e}"));
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+/// `$SYS.REQ.SERVER.PING[.<endpoint>]` and `$SYS.REQ.SERVER.<id>.<endpoint>`: what
+/// `nats server list / report` read, shaped as nats-server's; other accounts cannot ask.
+#[tokio::test]
+async fn system_account_server_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("system.conf");
+    std::fs::write(&conf, SYSTEM).unwrap();
+    let conf = conf.to_str().unwrap().to_string();
+    let mut servers = vec![("natsd", natsd(&["-c", &conf]))];
+    if nats_server().is_some() {
+        servers.push((
+            "nats-server",
+            spawn(
+                "nats-server",
+                &["-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-c", &conf],
+            ),
+        ));
+    }
+    let mut replies = Vec::new();
+    for (name, p) in &servers {
+        let sys = tenant(p.client_port, "sys", "psys", "sys-client").await;
+        let _other = tenant(p.client_port, "a", "pa", "a-client").await;
+        let id = sys.server_info().server_id;
+
+        let ping = sys_request(&sys, "$SYS.REQ.SERVER.PING", "").await;
+        assert_eq!(ping["server"]["name"], "sys-test", "{name}: {ping}");
+        assert_eq!(ping["server"]["id"], id.as_str(), "{name}: {ping}");
+        assert!(
+            ping["statsz"]["connections"].as_u64().unwrap() >= 2,
+            "{name}: {ping}"
+        );
+
+        let varz = sys_request(&sys, "$SYS.REQ.SERVER.PING.VARZ", "").await;
+        assert_eq!(varz["data"]["server_name"], "sys-test", "{name}: {varz}");
+        let connz = sys_request(&sys, &format!("$SYS.REQ.SERVER.{id}.CONNZ"), "{}").await;
+        assert!(
+            connz["data"]["num_connections"].as_u64().unwrap() >= 2,
+            "{name}: {connz}"
+        );
+        let only_a = sys_request(&sys, "$SYS.REQ.SERVER.PING.CONNZ", r#"{"acc":"A"}"#).await;
+        assert_eq!(only_a["data"]["num_connections"], 1, "{name}: {only_a}");
+        let health = sys_request(&sys, "$SYS.REQ.SERVER.PING.HEALTHZ", "").await;
+        assert_eq!(health["data"]["status"], "ok", "{name}: {health}");
+
+        // Another account has no such responders.
+        let a = tenant(p.client_port, "a", "pa", "a-asker").await;
+        let refused = a.request("$SYS.REQ.SERVER.PING", "".into()).await;
+        assert!(
+            refused.is_err(),
+            "{name}: account A reached the system endpoints"
+        );
+        replies.push((ping, varz, connz));
+    }
+    if let [(ping, varz, connz), (their_ping, their_varz, their_connz)] = &replies[..] {
+        let mut diffs = Vec::new();
+        same_shape(
+            "server",
+            &ping["server"],
+            &their_ping["server"],
+            &["feature_flags"],
+            &mut diffs,
+        );
+        same_shape(
+            "statsz",
+            &ping["statsz"],
+            &their_ping["statsz"],
+            &[],
+            &mut diffs,
+        );
+        assert!(varz["data"].is_object() && their_varz["data"].is_object());
+        assert!(
+            connz["data"]["connections"].is_array()
+                && their_connz["data"]["connections"].is_array()
+        );
+        assert!(diffs.is_empty(), "{diffs:#?}");
+    }
+}

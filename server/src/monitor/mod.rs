@@ -12,6 +12,7 @@ pub mod connz;
 pub mod jsz;
 pub mod metrics;
 pub mod subsz;
+pub mod sysreq;
 pub mod varz;
 
 use std::collections::{BTreeMap, HashMap};
