@@ -441,18 +441,44 @@ fn which(bin: &str) -> Option<PathBuf> {
     })
 }
 
-/// The same requests against natsd and nats-server: reply types, error codes and the
-/// stream config defaults must agree.
+/// A JetStream configuration both servers take (`start_conf`).
+const JS_CONF: &str = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
+
+/// natsd, then nats-server when it is on PATH: the servers a differential test runs.
+fn natsd_and_reference() -> Vec<String> {
+    let mut bins = vec![natsd().to_string()];
+    bins.extend(which("nats-server").map(|p| p.display().to_string()));
+    bins
+}
+
+/// `stream`'s state, polled until `ready` holds; fails after `within`.
+async fn stream_state_when(
+    nc: &async_nats::Client,
+    stream: &str,
+    within: Duration,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let info = api(nc, &format!("$JS.API.STREAM.INFO.{stream}"), Value::Null).await;
+        if ready(&info["state"]) {
+            return info["state"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stream} never got ready: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Per-message TTL (`Nats-TTL`): refused unless the stream allows it, validated as nats-server
 /// does, and expired messages disappear (polled, not slept for).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_message_ttl_matches_nats_server() {
-    let conf = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
-    let mut bins = vec![natsd().to_string()];
-    bins.extend(which("nats-server").map(|p| p.display().to_string()));
-    for bin in bins {
+    for bin in natsd_and_reference() {
         let dir = tempfile::tempdir().unwrap();
-        let s = start_conf(&bin, conf, dir.path());
+        let s = start_conf(&bin, JS_CONF, dir.path());
         let nc = connect(&s).await;
         let plain = json!({"name": "NT", "subjects": ["nt.>"]});
         assert!(api(&nc, "$JS.API.STREAM.CREATE.NT", plain).await["error"].is_null());
@@ -478,15 +504,8 @@ async fn per_message_ttl_matches_nats_server() {
             ],
             "{bin}"
         );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let state = loop {
-            let info = api(&nc, "$JS.API.STREAM.INFO.T", Value::Null).await;
-            if info["state"]["messages"] == 1 || Instant::now() > deadline {
-                break info["state"].clone();
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        assert_eq!(state["messages"], 1, "{bin}: {state}");
+        let state =
+            stream_state_when(&nc, "T", Duration::from_secs(10), |st| st["messages"] == 1).await;
         assert_eq!(state["first_seq"], 3, "{bin}: {state}");
         let off = json!({"name": "T", "subjects": ["t.>"], "allow_msg_ttl": false});
         let refused = api(&nc, "$JS.API.STREAM.UPDATE.T", off).await;
@@ -497,12 +516,9 @@ async fn per_message_ttl_matches_nats_server() {
 /// `no_ack`: messages are stored and no PubAck is sent, on both servers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_ack_streams_store_silently() {
-    let conf = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
-    let mut bins = vec![natsd().to_string()];
-    bins.extend(which("nats-server").map(|p| p.display().to_string()));
-    for bin in bins {
+    for bin in natsd_and_reference() {
         let dir = tempfile::tempdir().unwrap();
-        let s = start_conf(&bin, conf, dir.path());
+        let s = start_conf(&bin, JS_CONF, dir.path());
         let nc = connect(&s).await;
         let cfg = json!({"name": "NA", "subjects": ["na.>"], "no_ack": true});
         let created = api(&nc, "$JS.API.STREAM.CREATE.NA", cfg).await;
@@ -512,15 +528,7 @@ async fn no_ack_streams_store_silently() {
             .await
             .unwrap();
         // nats-server stores behind its API: poll until the message is in.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let info = api(&nc, "$JS.API.STREAM.INFO.NA", Value::Null).await;
-            if info["state"]["messages"] == 1 {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{bin}: not stored: {info}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        stream_state_when(&nc, "NA", Duration::from_secs(5), |st| st["messages"] == 1).await;
         let ack = tokio::time::timeout(Duration::from_millis(300), replies.next()).await;
         assert!(ack.is_err(), "{bin}: a no_ack stream sent a PubAck");
         let plain = json!({"name": "P", "subjects": ["p.>"]});
@@ -546,27 +554,17 @@ async fn per_message_ttl_survives_a_restart() {
     s.child.wait().unwrap();
     let s = start_js(dir.path());
     let nc = connect(&s).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let info = api(&nc, "$JS.API.STREAM.INFO.T", Value::Null).await;
-        if info["state"]["messages"] == 1 {
-            assert_eq!(info["state"]["first_seq"], 2, "{info}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "TTL message not expired: {info}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let state =
+        stream_state_when(&nc, "T", Duration::from_secs(10), |st| st["messages"] == 1).await;
+    assert_eq!(state["first_seq"], 2, "{state}");
 }
 
 /// `first_seq` starts a new stream's sequences there, on both servers, and survives a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_seq_starts_the_sequence() {
-    let conf = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
-    let mut bins = vec![natsd().to_string()];
-    bins.extend(which("nats-server").map(|p| p.display().to_string()));
-    for bin in bins {
+    for bin in natsd_and_reference() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = start_conf(&bin, conf, dir.path());
+        let mut s = start_conf(&bin, JS_CONF, dir.path());
         let nc = connect(&s).await;
         let cfg = json!({"name": "FS", "subjects": ["fs.>"], "first_seq": 100});
         let created = api(&nc, "$JS.API.STREAM.CREATE.FS", cfg).await;
@@ -578,7 +576,7 @@ async fn first_seq_starts_the_sequence() {
         if bin == natsd() {
             s.child.kill().unwrap();
             s.child.wait().unwrap();
-            let s = start_conf(&bin, conf, dir.path());
+            let s = start_conf(&bin, JS_CONF, dir.path());
             let nc = connect(&s).await;
             let ack = publish_raw(&nc, "fs.b", &[], "y").await;
             assert_eq!(ack["seq"], 101, "{ack}");
@@ -626,12 +624,9 @@ async fn unsupported_stream_features_are_refused() {
 /// nats-server (the API audit advisory aside).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lifecycle_advisories_match_nats_server() {
-    let conf = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
-    let mut bins = vec![natsd().to_string()];
-    bins.extend(which("nats-server").map(|p| p.display().to_string()));
-    for bin in bins {
+    for bin in natsd_and_reference() {
         let dir = tempfile::tempdir().unwrap();
-        let s = start_conf(&bin, conf, dir.path());
+        let s = start_conf(&bin, JS_CONF, dir.path());
         let nc = connect(&s).await;
         let mut advisories = nc.subscribe("$JS.EVENT.ADVISORY.>").await.unwrap();
         nc.flush().await.unwrap();
@@ -715,6 +710,8 @@ async fn lifecycle_advisories_match_nats_server() {
     }
 }
 
+/// The same requests against natsd and nats-server: reply types, error codes and the
+/// stream config defaults must agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_against_nats_server() {
     let Some(real) = which("nats-server") else {
