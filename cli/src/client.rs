@@ -50,22 +50,12 @@ pub struct TlsSettings {
 
 impl TlsSettings {
     fn client_config(&self) -> Result<rustls::ClientConfig, ClientError> {
-        let mut roots = rustls::RootCertStore::empty();
-        if let Ok(native) = rustls_native_certs::load_native_certs() {
-            roots.add_parsable_certificates(native);
-        }
-        if let Some(path) = &self.ca_file {
-            let file = std::fs::File::open(path)
-                .map_err(|e| ClientError::Tls(format!("NATS_TLS_CA {}: {e}", path.display())))?;
-            for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
-                let cert = cert.map_err(|e| {
-                    ClientError::Tls(format!("NATS_TLS_CA {}: {e}", path.display()))
-                })?;
-                roots.add(cert).map_err(|e| {
-                    ClientError::Tls(format!("NATS_TLS_CA {}: {e}", path.display()))
-                })?;
-            }
-        }
+        let roots = match natsd::tls::root_store(self.ca_file.as_deref(), true) {
+            Ok(roots) => roots,
+            // No system roots and no NATS_TLS_CA: the handshake says what to set.
+            Err(natsd::tls::TlsError::NoSystemRoots) => rustls::RootCertStore::empty(),
+            Err(e) => return Err(ClientError::Tls(format!("NATS_TLS_CA: {e}"))),
+        };
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         Ok(rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()

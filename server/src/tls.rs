@@ -40,13 +40,24 @@ fn open(path: &Path) -> Result<BufReader<File>, TlsError> {
         })
 }
 
-/// `verify` without `ca_file` checks client certificates against the system's roots, as
-/// nats-server does; certificates the system store holds but rustls cannot parse are skipped.
-fn system_roots() -> Result<RootCertStore, TlsError> {
+/// Trust anchors: the system's roots when `system` (certificates rustls cannot parse are
+/// skipped), plus every certificate in `ca_file`. [`TlsError::NoSystemRoots`] when only the
+/// system's were asked for and none could be loaded.
+pub fn root_store(ca_file: Option<&Path>, system: bool) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    let certs = rustls_native_certs::load_native_certs().map_err(|_| TlsError::NoSystemRoots)?;
-    let (added, _unparsable) = roots.add_parsable_certificates(certs);
-    if added == 0 {
+    if system {
+        if let Ok(certs) = rustls_native_certs::load_native_certs() {
+            roots.add_parsable_certificates(certs);
+        }
+    }
+    if let Some(ca) = ca_file {
+        for cert in rustls_pemfile::certs(&mut open(ca)?) {
+            let cert = cert.map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
+        }
+    } else if roots.is_empty() {
         return Err(TlsError::NoSystemRoots);
     }
     Ok(roots)
@@ -76,19 +87,9 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Config(e.to_string()))?;
     let builder = if cfg.verify {
-        let roots = match &cfg.ca_file {
-            Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                for cert in rustls_pemfile::certs(&mut open(ca)?) {
-                    let cert = cert.map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
-                    roots
-                        .add(cert)
-                        .map_err(|_| TlsError::BadCa(ca.display().to_string()))?;
-                }
-                roots
-            }
-            None => system_roots()?,
-        };
+        // Without `ca_file`, client certificates are checked against the system's roots, as
+        // nats-server does.
+        let roots = root_store(cfg.ca_file.as_deref(), cfg.ca_file.is_none())?;
         let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
             .build()
             .map_err(|e| TlsError::Config(e.to_string()))?;

@@ -22,7 +22,7 @@ use super::api::{parse_body, typed};
 use super::config::Retention;
 use super::errors::ApiError;
 use super::stream::Stream;
-use super::{action_advisory, JetStream, JsAccount};
+use super::{action_advisory, pause_advisory, JetStream, JsAccount};
 use crate::consumer::config::{
     check_workqueue_partition, generate_name, parse_rfc3339_ns, rfc3339_ns,
 };
@@ -576,14 +576,7 @@ pub(crate) fn create(
         let old = lock(&existing.config).clone();
         if old != config {
             old.check_update(&config)?;
-            existing.handle.update(config.clone());
-            *lock(&existing.config) = config.clone();
-            if config.is_durable() {
-                let created = created_of(&stream, &existing);
-                stream
-                    .consumers
-                    .save_meta(&name, &ConsumerMeta { config, created })?;
-            }
+            apply_config(&stream, &existing, &name, config)?;
         }
         return Ok(typed_raw(
             "consumer_create",
@@ -636,6 +629,24 @@ pub(crate) fn create(
         pause_advisory(jsa, stream_name, &name, Some(until));
     }
     Ok(typed_raw("consumer_create", &info_json(&stream, &entry)?))
+}
+
+/// Gives a running consumer a new configuration, and persists it for a durable one.
+fn apply_config(
+    stream: &Stream,
+    entry: &ConsumerEntry,
+    name: &str,
+    config: ConsumerConfig,
+) -> Result<(), ApiError> {
+    entry.handle.update(config.clone());
+    *lock(&entry.config) = config.clone();
+    if config.is_durable() {
+        let created = created_of(stream, entry);
+        stream
+            .consumers
+            .save_meta(name, &ConsumerMeta { config, created })?;
+    }
+    Ok(())
 }
 
 fn created_of(stream: &Stream, entry: &ConsumerEntry) -> u64 {
@@ -694,14 +705,7 @@ pub(crate) fn pause(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8
     let mut config = old.clone();
     config.pause_until = until.map(rfc3339_ns);
     if config != old {
-        entry.handle.update(config.clone());
-        *lock(&entry.config) = config.clone();
-        if config.is_durable() {
-            let created = created_of(&stream, &entry);
-            stream
-                .consumers
-                .save_meta(name, &ConsumerMeta { config, created })?;
-        }
+        apply_config(&stream, &entry, name, config)?;
     }
     let was_paused = old.pause_until_ns().is_some_and(|t| t > now);
     if until.is_some() || was_paused {
@@ -715,22 +719,6 @@ pub(crate) fn pause(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8
         body["pause_remaining"] = (t - now).into();
     }
     Ok(typed("consumer_pause", &body))
-}
-
-/// `$JS.EVENT.ADVISORY.CONSUMER.PAUSE.<stream>.<consumer>`, as nats-server sends it.
-fn pause_advisory(jsa: &JsAccount, stream: &str, consumer: &str, until: Option<u64>) {
-    let body = serde_json::json!({
-        "type": "io.nats.jetstream.advisory.v1.consumer_pause",
-        "id": generate_name() + &generate_name() + &generate_name(),
-        "timestamp": rfc3339_ns(crate::store::now_ns()),
-        "stream": stream,
-        "consumer": consumer,
-        "paused": until.is_some(),
-        "pause_until": rfc3339_ns(until.unwrap_or(0)),
-    });
-    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.{stream}.{consumer}");
-    let payload = serde_json::to_vec(&body).unwrap_or_default();
-    crate::route::publish(&jsa.account, subject.as_bytes(), None, None, &payload);
 }
 
 /// `$JS.API.CONSUMER.DELETE.<stream>.<consumer>`.

@@ -753,7 +753,7 @@ struct ActionAdvisory<'a> {
 /// Announces a stream or consumer being created, modified or deleted, on the subjects and
 /// with the bodies nats-server uses (`$JS.EVENT.ADVISORY.STREAM.CREATED.<stream>`, ...).
 pub(crate) fn action_advisory(jsa: &JsAccount, stream: &str, consumer: Option<&str>, action: &str) {
-    use crate::consumer::config::{generate_name, rfc3339_ns};
+    use crate::consumer::config::rfc3339_ns;
     let event = match action {
         "create" => "CREATED",
         "modify" => "UPDATED",
@@ -771,7 +771,7 @@ pub(crate) fn action_advisory(jsa: &JsAccount, stream: &str, consumer: Option<&s
     };
     let body = ActionAdvisory {
         kind,
-        id: generate_name() + &generate_name() + &generate_name(),
+        id: advisory_id(),
         timestamp: rfc3339_ns(crate::store::now_ns()),
         stream,
         consumer,
@@ -779,4 +779,27 @@ pub(crate) fn action_advisory(jsa: &JsAccount, stream: &str, consumer: Option<&s
     };
     let payload = serde_json::to_vec(&body).unwrap_or_default();
     route::publish(&jsa.account, subject.as_bytes(), None, None, &payload);
+}
+
+/// `$JS.EVENT.ADVISORY.CONSUMER.PAUSE.<stream>.<consumer>`, as nats-server sends it.
+pub(crate) fn pause_advisory(jsa: &JsAccount, stream: &str, consumer: &str, until: Option<u64>) {
+    use crate::consumer::config::rfc3339_ns;
+    let body = serde_json::json!({
+        "type": "io.nats.jetstream.advisory.v1.consumer_pause",
+        "id": advisory_id(),
+        "timestamp": rfc3339_ns(crate::store::now_ns()),
+        "stream": stream,
+        "consumer": consumer,
+        "paused": until.is_some(),
+        "pause_until": rfc3339_ns(until.unwrap_or(0)),
+    });
+    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.{stream}.{consumer}");
+    let payload = serde_json::to_vec(&body).unwrap_or_default();
+    route::publish(&jsa.account, subject.as_bytes(), None, None, &payload);
+}
+
+/// An advisory's `id`: random, nuid-length like nats-server's.
+fn advisory_id() -> String {
+    use crate::consumer::config::generate_name;
+    generate_name() + &generate_name() + &generate_name()
 }

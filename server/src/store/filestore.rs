@@ -548,6 +548,15 @@ fn mark_dead(inner: &mut Inner, current: &mut Block, current_id: u32, r: &Remove
     inner.dead_at.insert(r.seq, r.entry.data.block);
 }
 
+impl Inner {
+    /// The index points at this record for `seq`: the live copy, not an older dead one.
+    fn indexes_at(&self, seq: u64, block: u32, offset: usize) -> bool {
+        self.index
+            .get(seq)
+            .is_some_and(|e| e.data.block == block && e.data.offset as usize == offset)
+    }
+}
+
 /// Writes the held tail bytes out (one write for all of them). A failure poisons the store.
 fn write_held(inner: &mut Inner) -> Result<(), StoreError> {
     if inner.held.is_empty() {
@@ -862,11 +871,7 @@ impl Shared {
             let raw = &data[off..off + rec.len];
             match rec.kind {
                 RecordKind::Msg => {
-                    let here = g
-                        .index
-                        .get(rec.seq)
-                        .is_some_and(|e| e.data.block == id && e.data.offset as usize == off);
-                    if here {
+                    if g.indexes_at(rec.seq, id, off) {
                         moves.push((rec.seq, out.len() as u32));
                         out.extend_from_slice(raw);
                     }
@@ -1315,9 +1320,7 @@ impl MessageStore for FileStore {
                 };
                 let live = rec.kind == RecordKind::Msg
                     && rec.seq >= start
-                    && g.index
-                        .get(rec.seq)
-                        .is_some_and(|e| e.data.block == id && e.data.offset as usize == off);
+                    && g.indexes_at(rec.seq, id, off);
                 if live {
                     if let Some(h) = rec.headers {
                         visit(rec.seq, rec.ts, h);
