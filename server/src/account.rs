@@ -34,6 +34,8 @@ pub struct AccountStats {
     pub closed_out_msgs: AtomicU64,
     pub closed_out_bytes: AtomicU64,
     pub total_connections: AtomicU64,
+    /// Connections of this account cut off as slow consumers.
+    pub slow_consumers: AtomicU64,
 }
 
 impl Account {

@@ -5,8 +5,14 @@
 //! generation) and copied once into each receiver's outbound buffer under that receiver's
 //! mutex. Receivers whose buffer went from empty to non-empty are collected and woken once
 //! per read batch, and each receiver's writer task flushes everything pending in one write.
-//! A receiver whose pending bytes pass `max_pending` is cut off as a slow consumer; nobody
-//! else waits for it.
+//!
+//! Flow control (as nats-server's "stall" of fast producers, see docs/architecture.md): a
+//! receiver whose pending bytes reach three quarters of `max_pending` holds back the client
+//! publishers that feed it: each waits at the end of its read batch, without reading more,
+//! until the receiver drains below that mark. A receiver whose socket has taken nothing for
+//! [`STOPPED_RECEIVER_AFTER`] counts as stopped and holds nobody back; it is cut off as a slow
+//! consumer once its pending bytes pass `max_pending` or its socket has taken nothing for
+//! `write_deadline`.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -45,6 +51,20 @@ const L1_CACHE_SIZE: usize = 256;
 const PERM_CACHE_SIZE: usize = 1024;
 /// Delay of the first server PING after CONNECT (plus jitter), like nats-server.
 const FIRST_PING_INTERVAL: Duration = Duration::from_secs(2);
+/// A receiver whose socket has accepted no byte for this long, while it has data pending, has
+/// stopped reading (or its host is gone) rather than reading slowly: publishers stop waiting
+/// for it. Long enough for a live reader's pauses (a garbage collection, a scheduler hiccup,
+/// a TCP retransmission), short enough that one stuck subscriber costs its publishers at most
+/// this once. Never longer than the `write_deadline`, which cuts such a receiver off anyway.
+pub const STOPPED_RECEIVER_AFTER: Duration = Duration::from_secs(1);
+
+/// Milliseconds on a monotonic clock shared by all connections (progress stamps).
+fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    // Never 0, so 0 can mean "no stamp yet".
+    start.elapsed().as_millis() as u64 + 1
+}
 
 /// Why a connection ended, as `/connz?state=closed` reports it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,14 +191,57 @@ pub enum Queued {
     NeedsFlush,
     /// Already pending data: a wake-up is on its way.
     Pending,
-    /// The receiver is closing (or just became a slow consumer): nothing queued.
+    /// Queued, and the receiver is now behind (pending bytes at or above its stall mark): a
+    /// publisher that holds back should wait for it before publishing more.
+    Stalled,
+    /// The receiver is closing (or just became a slow consumer), or it is behind and the
+    /// publisher drops rather than waits: nothing queued.
     Dropped,
+}
+
+/// What a publisher does about a receiver that is behind (pending bytes at or above three
+/// quarters of its `max_pending`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backpressure {
+    /// Queue anyway; the receiver is cut off once past `max_pending`. The server's own
+    /// publishers (JetStream, the system account), which must never wait for a client.
+    #[default]
+    Queue,
+    /// Queue, and wait at the end of the read batch until the receiver has drained: client
+    /// publishers, as nats-server stalls fast producers.
+    HoldPublisher,
+    /// Do not queue the message for that receiver (`no_fast_producer_stall: true`, as in
+    /// nats-server 2.11+).
+    DropMessage,
+}
+
+/// How a wait for a receiver that was behind ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Room {
+    /// Below its stall mark again, or closed.
+    Drained,
+    /// Its socket has taken nothing for a while: waiting longer would hold the publisher for
+    /// a reader that is not reading.
+    Stopped,
 }
 
 struct Outbound {
     buf: BytesMut,
+    /// Bytes the writer took out of `buf` and has not written yet: pending too.
+    in_flight: usize,
+    /// A publisher may be waiting for this receiver to drain below its stall mark.
+    stall_gate: bool,
+    /// When the current stall began (monotonic ms), so a receiver that was idle for long is
+    /// not taken as stopped the moment it falls behind.
+    stall_since_ms: u64,
     out_msgs: u64,
     out_bytes: u64,
+}
+
+impl Outbound {
+    fn pending(&self) -> usize {
+        self.buf.len() + self.in_flight
+    }
 }
 
 /// The half of a connection that other tasks touch: its outbound buffer, its subscriptions,
@@ -193,6 +256,15 @@ pub struct ClientShared {
     closing: AtomicBool,
     close_reason: Mutex<Option<CloseReason>>,
     max_pending: usize,
+    /// Pending bytes at which client publishers are held back: three quarters of
+    /// `max_pending`, nats-server's mark.
+    stall_threshold: usize,
+    /// Woken when the receiver drains below `stall_threshold` or closes.
+    drained: Notify,
+    /// Monotonic ms of the last time the socket accepted bytes or the writer took new work.
+    progress_ms: AtomicU64,
+    /// Times a publisher waited for this receiver (`/connz` `stalls`).
+    pub stalls: AtomicU64,
     wants_headers: AtomicBool,
     echo: AtomicBool,
     pub subs: Mutex<FxHashMap<Box<[u8]>, SubRef>>,
@@ -234,6 +306,9 @@ impl ClientShared {
             start: SystemTime::now(),
             out: Mutex::new(Outbound {
                 buf: BytesMut::new(),
+                in_flight: 0,
+                stall_gate: false,
+                stall_since_ms: 0,
                 out_msgs: 0,
                 out_bytes: 0,
             }),
@@ -242,6 +317,10 @@ impl ClientShared {
             closing: AtomicBool::new(false),
             close_reason: Mutex::new(None),
             max_pending,
+            stall_threshold: max_pending / 4 * 3,
+            drained: Notify::new(),
+            progress_ms: AtomicU64::new(0),
+            stalls: AtomicU64::new(0),
             wants_headers: AtomicBool::new(false),
             echo: AtomicBool::new(true),
             subs: Mutex::new(FxHashMap::default()),
@@ -275,7 +354,7 @@ impl ClientShared {
     /// (out_msgs, out_bytes, pending bytes)
     pub fn out_stats(&self) -> (u64, u64, usize) {
         let out = lock(&self.out);
-        (out.out_msgs, out.out_bytes, out.buf.len())
+        (out.out_msgs, out.out_bytes, out.pending())
     }
 
     pub fn num_subs(&self) -> usize {
@@ -324,6 +403,68 @@ impl ClientShared {
         self.closing.store(true, Ordering::Release);
         self.writer_wake.notify_one();
         self.reader_wake.notify_one();
+        // Publishers waiting for this receiver to drain stop waiting.
+        self.drained.notify_waiters();
+    }
+
+    /// The writer took `chunk` bytes out of the buffer to write them (or found it empty).
+    fn took_for_writing(&self, out: &mut Outbound, chunk: usize) -> bool {
+        out.in_flight = chunk;
+        if chunk > 0 {
+            self.progress_ms.store(monotonic_ms(), Ordering::Relaxed);
+        }
+        self.gate_opens(out)
+    }
+
+    /// The socket accepted `n` bytes of the chunk in flight.
+    fn wrote(&self, n: usize) {
+        self.progress_ms.store(monotonic_ms(), Ordering::Relaxed);
+        let opened = {
+            let mut out = lock(&self.out);
+            out.in_flight = out.in_flight.saturating_sub(n);
+            self.gate_opens(&mut out)
+        };
+        if opened {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Close the stall gate once the receiver is below its mark; true if waiters must be woken.
+    fn gate_opens(&self, out: &mut Outbound) -> bool {
+        if out.stall_gate && out.pending() < self.stall_threshold {
+            out.stall_gate = false;
+            return true;
+        }
+        false
+    }
+
+    /// Wait until this receiver has drained below its stall mark, has closed, or has stopped
+    /// draining: its socket took nothing for `stopped_after` (counted from the later of its
+    /// last progress and the start of the stall). Never takes more than one lock per wake-up.
+    pub async fn wait_for_room(&self, stopped_after: Duration) -> Room {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let since_progress = {
+                let out = lock(&self.out);
+                if out.pending() < self.stall_threshold || self.is_closing() {
+                    return Room::Drained;
+                }
+                let last = self
+                    .progress_ms
+                    .load(Ordering::Relaxed)
+                    .max(out.stall_since_ms);
+                Duration::from_millis(monotonic_ms().saturating_sub(last))
+            };
+            if since_progress >= stopped_after {
+                return Room::Stopped;
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = tokio::time::sleep(stopped_after - since_progress) => {}
+            }
+        }
     }
 
     /// Wake the writer after queueing data from outside a read batch.
@@ -333,7 +474,9 @@ impl ClientShared {
 
     /// Queue raw protocol bytes (INFO, PONG, +OK, -ERR) for this client.
     pub fn queue_proto(&self, bytes: &[u8]) -> Queued {
-        self.queue_with(bytes.len(), None, |buf| buf.extend_from_slice(bytes))
+        self.queue_with(bytes.len(), None, Backpressure::Queue, |buf| {
+            buf.extend_from_slice(bytes)
+        })
     }
 
     /// Append one frame of about `size` bytes; `msg_bytes` counts it as a delivered message.
@@ -341,23 +484,26 @@ impl ClientShared {
         &self,
         size: usize,
         msg_bytes: Option<usize>,
+        backpressure: Backpressure,
         write: impl FnOnce(&mut BytesMut),
     ) -> Queued {
         if self.is_closing() {
             return Queued::Dropped;
         }
         let mut out = lock(&self.out);
-        if out.buf.len() + size > self.max_pending && !out.buf.is_empty() {
-            let pending = out.buf.len();
+        let pending = out.pending();
+        if pending + size > self.max_pending && pending > 0 {
             drop(out);
             tracing::info!(
-                "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded (pending {} bytes)",
+                "{} - cid:{} - Slow Consumer Detected: MaxPending of {} Exceeded",
                 self.addr,
                 self.cid,
-                self.max_pending,
-                pending
+                self.max_pending
             );
             self.close(CloseReason::SlowConsumerPendingBytes);
+            return Queued::Dropped;
+        }
+        if pending >= self.stall_threshold && backpressure == Backpressure::DropMessage {
             return Queued::Dropped;
         }
         let was_empty = out.buf.is_empty();
@@ -369,6 +515,13 @@ impl ClientShared {
         if let Some(bytes) = msg_bytes {
             out.out_msgs += 1;
             out.out_bytes += bytes as u64;
+        }
+        if backpressure == Backpressure::HoldPublisher && out.pending() >= self.stall_threshold {
+            if !out.stall_gate {
+                out.stall_gate = true;
+                out.stall_since_ms = monotonic_ms();
+            }
+            return Queued::Stalled;
         }
         if was_empty {
             Queued::NeedsFlush
@@ -386,6 +539,7 @@ impl ClientShared {
         reply: Option<&[u8]>,
         headers: Option<&[u8]>,
         payload: &[u8],
+        backpressure: Backpressure,
     ) -> Queued {
         let headers = headers.filter(|_| self.wants_headers.load(Ordering::Relaxed));
         let frame_len = 32
@@ -395,10 +549,15 @@ impl ClientShared {
             + headers.map_or(0, <[u8]>::len)
             + payload.len();
         let msg_bytes = headers.map_or(0, <[u8]>::len) + payload.len();
-        self.queue_with(frame_len, Some(msg_bytes), |buf| match headers {
-            Some(h) => encode::hmsg(buf, subject, sid, reply, h, payload),
-            None => encode::msg(buf, subject, sid, reply, payload),
-        })
+        self.queue_with(
+            frame_len,
+            Some(msg_bytes),
+            backpressure,
+            |buf| match headers {
+                Some(h) => encode::hmsg(buf, subject, sid, reply, h, payload),
+                None => encode::msg(buf, subject, sid, reply, payload),
+            },
+        )
     }
 
     /// Drop `sub` from this connection's sid map (if it is still the one under its sid).
@@ -560,6 +719,8 @@ struct Connection {
     permissions_generation: u64,
     /// Receivers whose writers must be woken at the end of this read batch.
     pending_flush: FlushSet,
+    /// [`STOPPED_RECEIVER_AFTER`], or the write deadline when that is shorter.
+    stopped_receiver_after: Duration,
     in_msgs: u64,
     in_bytes: u64,
     last_ping_sent: Option<Instant>,
@@ -613,6 +774,7 @@ where
         pub_perm_cache: PublishPermissionCache::default(),
         permissions_generation: 0,
         pending_flush: FlushSet::default(),
+        stopped_receiver_after: STOPPED_RECEIVER_AFTER,
         in_msgs: 0,
         in_bytes: 0,
         last_ping_sent: None,
@@ -688,6 +850,7 @@ impl Connection {
                                 }
                             }
                             self.flush_batch();
+                            self.hold_back().await;
                             // Give memory back after a burst or a large payload.
                             if buf.is_empty() && buf.capacity() > read_size * 4 {
                                 buf = BytesMut::with_capacity(read_size);
@@ -746,6 +909,13 @@ impl Connection {
             max_control_line: opts.max_control_line,
             max_payload: opts.max_payload,
         };
+        self.pending_flush
+            .set_backpressure(if opts.no_fast_producer_stall {
+                Backpressure::DropMessage
+            } else {
+                Backpressure::HoldPublisher
+            });
+        self.stopped_receiver_after = STOPPED_RECEIVER_AFTER.min(opts.write_deadline);
         drop(opts);
         let generation = self.shared.permissions_generation.load(Ordering::Acquire);
         if generation != self.permissions_generation {
@@ -1076,10 +1246,14 @@ impl Connection {
         headers.extend_from_slice(b"NATS/1.0 503\r\nNats-Subject: ");
         headers.extend_from_slice(subject);
         headers.extend_from_slice(b"\r\n\r\n");
-        if self
-            .shared
-            .queue_msg(reply, &sub.sid, None, Some(&headers), b"")
-            == Queued::NeedsFlush
+        if self.shared.queue_msg(
+            reply,
+            &sub.sid,
+            None,
+            Some(&headers),
+            b"",
+            Backpressure::Queue,
+        ) == Queued::NeedsFlush
         {
             self.pending_flush.push(&self.shared);
         }
@@ -1268,6 +1442,37 @@ impl Connection {
         self.pending_flush.flush();
     }
 
+    /// Hold this publisher back (it reads nothing more meanwhile, so TCP slows the client
+    /// down) until every receiver its last batch left behind has drained, closed or stopped.
+    /// The wait is asynchronous: the runtime's threads keep serving everyone else.
+    async fn hold_back(&mut self) {
+        let stalled = self.pending_flush.take_stalled();
+        for receiver in stalled {
+            receiver.stalls.fetch_add(1, Ordering::Relaxed);
+            self.server
+                .stats
+                .stalled_clients
+                .fetch_add(1, Ordering::Relaxed);
+            tokio::select! {
+                biased;
+                // Closing this connection (shutdown, reload, lame duck) ends the wait; the
+                // read loop then sees why.
+                () = self.shared.reader_wake.notified() => return,
+                room = receiver.wait_for_room(self.stopped_receiver_after) => {
+                    if room == Room::Stopped {
+                        tracing::debug!(
+                            "{} - cid:{} - Not holding back for cid:{}: it has written nothing for {:?}",
+                            self.shared.addr,
+                            self.shared.cid,
+                            receiver.cid,
+                            self.stopped_receiver_after
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// Write this connection's pending bytes from the reader task without blocking; true when
     /// nothing is left for the writer task (which is then not woken).
     fn write_direct(&mut self) -> bool {
@@ -1295,7 +1500,7 @@ impl Connection {
                 }
             }
         }
-        let done = {
+        let (done, opened) = {
             let mut out = lock(&shared.out);
             if written < self.direct_buf.len() && !failed {
                 // The socket is full: what is left goes back in front of anything queued
@@ -1311,8 +1516,11 @@ impl Connection {
                 }
             }
             shared.writing.store(false, Ordering::Release);
-            out.buf.is_empty()
+            (out.buf.is_empty(), shared.gate_opens(&mut out))
         };
+        if opened {
+            shared.drained.notify_waiters();
+        }
         self.direct_buf.clear();
         if self.direct_buf.capacity() > MAX_KEPT_WRITE_BUFFER {
             self.direct_buf = BytesMut::new();
@@ -1322,6 +1530,7 @@ impl Connection {
             return true;
         }
         if written > 0 {
+            shared.progress_ms.store(monotonic_ms(), Ordering::Relaxed);
             shared.touch();
         }
         done
@@ -1333,16 +1542,25 @@ async fn write_loop(shared: Arc<ClientShared>, mut outlet: Outlet, deadline: Dur
     let mut spare = BytesMut::new();
     'outer: loop {
         shared.writer_wake.notified().await;
+        if shared
+            .writing
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            // The reader is writing directly; it wakes us again if it leaves anything.
+            continue;
+        }
+        // The flag stays ours until the buffer is found empty, so the bytes in flight are
+        // always those of the chunk this loop is writing.
         loop {
-            if shared
-                .writing
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-            {
-                // The reader is writing directly; it wakes us again if it leaves anything.
-                break;
+            let opened = {
+                let mut out = lock(&shared.out);
+                std::mem::swap(&mut out.buf, &mut spare);
+                shared.took_for_writing(&mut out, spare.len())
+            };
+            if opened {
+                shared.drained.notify_waiters();
             }
-            std::mem::swap(&mut lock(&shared.out).buf, &mut spare);
             if spare.is_empty() {
                 shared.writing.store(false, Ordering::Release);
                 if shared.is_closing() {
@@ -1351,25 +1569,19 @@ async fn write_loop(shared: Arc<ClientShared>, mut outlet: Outlet, deadline: Dur
                 break;
             }
             let written = match &mut outlet {
-                Outlet::Tcp(tcp) => write_all_tcp(tcp, &spare, deadline).await,
-                Outlet::Stream(stream) => {
-                    match tokio::time::timeout(deadline, stream.write_all(&spare)).await {
-                        Ok(Ok(())) => Ok(()),
-                        Ok(Err(_)) => Err(CloseReason::WriteError),
-                        Err(_) => Err(CloseReason::SlowConsumerWriteDeadline),
-                    }
-                }
+                Outlet::Tcp(tcp) => write_all_tcp(&shared, tcp, &spare, deadline).await,
+                Outlet::Stream(stream) => write_all_stream(&shared, stream, &spare, deadline).await,
             };
-            shared.writing.store(false, Ordering::Release);
             match written {
                 Ok(()) => shared.touch(),
                 Err(reason) => {
+                    shared.writing.store(false, Ordering::Release);
                     if reason == CloseReason::SlowConsumerWriteDeadline {
                         tracing::info!(
-                            "{} - cid:{} - Slow Consumer Detected: WriteDeadline of {:?} exceeded with {} total bytes.",
+                            "{} - cid:{} - Slow Consumer Detected: WriteDeadline of {} exceeded with 1 chunks of {} total bytes.",
                             shared.addr,
                             shared.cid,
-                            deadline,
+                            crate::config::duration::go_duration_string(deadline),
                             spare.len()
                         );
                     }
@@ -1389,19 +1601,26 @@ async fn write_loop(shared: Arc<ClientShared>, mut outlet: Outlet, deadline: Dur
     }
 }
 
-/// Write all of `buf` to a shared TCP write half within `deadline`.
+/// Write all of `buf` to a shared TCP write half. The write deadline is the time the socket
+/// may take no byte at all (a slow reader that keeps reading is not cut off); progress is
+/// reported to `shared` whenever the socket fills, so held-back publishers see it.
 async fn write_all_tcp(
+    shared: &ClientShared,
     tcp: &OwnedWriteHalf,
     buf: &[u8],
     deadline: Duration,
 ) -> Result<(), CloseReason> {
-    let until = tokio::time::Instant::now() + deadline;
     let mut written = 0;
+    let mut reported = 0;
     while written < buf.len() {
         match tcp.try_write(&buf[written..]) {
             Ok(n) => written += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout_at(until, tcp.writable()).await {
+                if written > reported {
+                    shared.wrote(written - reported);
+                    reported = written;
+                }
+                match tokio::time::timeout(deadline, tcp.writable()).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Err(CloseReason::WriteError),
                     Err(_) => return Err(CloseReason::SlowConsumerWriteDeadline),
@@ -1411,6 +1630,33 @@ async fn write_all_tcp(
         }
     }
     Ok(())
+}
+
+/// [`write_all_tcp`] for a TLS stream: each write may take up to the deadline.
+async fn write_all_stream(
+    shared: &ClientShared,
+    stream: &mut (dyn AsyncWrite + Unpin + Send),
+    buf: &[u8],
+    deadline: Duration,
+) -> Result<(), CloseReason> {
+    let mut written = 0;
+    while written < buf.len() {
+        match tokio::time::timeout(deadline, stream.write(&buf[written..])).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return Err(CloseReason::WriteError),
+            Ok(Ok(n)) => {
+                written += n;
+                if written < buf.len() {
+                    shared.wrote(n);
+                }
+            }
+            Err(_) => return Err(CloseReason::SlowConsumerWriteDeadline),
+        }
+    }
+    match tokio::time::timeout(deadline, stream.flush()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(CloseReason::WriteError),
+        Err(_) => Err(CloseReason::SlowConsumerWriteDeadline),
+    }
 }
 
 /// A reload changed a live client's permissions: swap them in, and remove (with nats-server's
@@ -1477,6 +1723,121 @@ mod tests {
         assert_eq!(
             decisions, 3,
             "two subjects decided once each, then once more after clear"
+        );
+    }
+
+    fn receiver(max_pending: usize) -> Arc<ClientShared> {
+        ClientShared::new(1, SocketAddr::from(([127, 0, 0, 1], 1)), max_pending)
+    }
+
+    fn queue(client: &ClientShared, len: usize, backpressure: Backpressure) -> Queued {
+        client.queue_msg(b"s", b"1", None, None, &vec![b'x'; len], backpressure)
+    }
+
+    #[test]
+    fn a_receiver_behind_its_mark_stalls_holders_drops_for_droppers_and_queues_for_the_server() {
+        let client = receiver(4000);
+        assert_eq!(
+            queue(&client, 1000, Backpressure::HoldPublisher),
+            Queued::NeedsFlush
+        );
+        assert_eq!(
+            queue(&client, 1000, Backpressure::HoldPublisher),
+            Queued::Pending
+        );
+        // Past three quarters of max_pending (3000 bytes with the frame overhead).
+        assert_eq!(
+            queue(&client, 1000, Backpressure::HoldPublisher),
+            Queued::Stalled
+        );
+        let pending = client.out_stats().2;
+        assert!(pending >= 3000, "{pending}");
+        assert_eq!(
+            queue(&client, 10, Backpressure::DropMessage),
+            Queued::Dropped
+        );
+        assert_eq!(
+            client.out_stats().2,
+            pending,
+            "a dropped message is not queued"
+        );
+        assert!(!client.is_closing(), "dropping is not a disconnect");
+        assert_eq!(queue(&client, 10, Backpressure::Queue), Queued::Pending);
+        // Past max_pending: cut off whatever the publisher's policy.
+        assert_eq!(queue(&client, 1000, Backpressure::Queue), Queued::Dropped);
+        assert_eq!(
+            client.close_reason(),
+            Some(CloseReason::SlowConsumerPendingBytes)
+        );
+    }
+
+    #[test]
+    fn bytes_in_flight_count_as_pending_until_written() {
+        let client = receiver(4000);
+        queue(&client, 2000, Backpressure::HoldPublisher);
+        let chunk = {
+            let mut out = lock(&client.out);
+            let chunk = out.buf.split();
+            client.took_for_writing(&mut out, chunk.len());
+            chunk
+        };
+        assert_eq!(client.out_stats().2, chunk.len());
+        assert_eq!(
+            queue(&client, 1000, Backpressure::HoldPublisher),
+            Queued::Stalled
+        );
+        client.wrote(chunk.len());
+        assert!(client.out_stats().2 < 1100);
+    }
+
+    #[tokio::test]
+    async fn a_held_publisher_is_released_when_the_receiver_drains() {
+        let client = receiver(4000);
+        queue(&client, 3500, Backpressure::HoldPublisher);
+        let waiter = tokio::spawn({
+            let client = client.clone();
+            async move { client.wait_for_room(Duration::from_secs(30)).await }
+        });
+        // The writer takes the data and the socket accepts it bit by bit.
+        let len = {
+            let mut out = lock(&client.out);
+            let len = out.buf.split().len();
+            client.took_for_writing(&mut out, len);
+            len
+        };
+        client.wrote(10);
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiter.is_finished(), "still above the mark: keeps waiting");
+        client.wrote(len - 10);
+        let room = tokio::time::timeout(Duration::from_secs(5), waiter)
+            .await
+            .expect("released without waiting for the stopped-receiver timeout")
+            .expect("waiter task");
+        assert_eq!(room, Room::Drained);
+    }
+
+    #[tokio::test]
+    async fn a_receiver_whose_socket_takes_nothing_counts_as_stopped() {
+        let client = receiver(4000);
+        queue(&client, 3500, Backpressure::HoldPublisher);
+        let started = Instant::now();
+        let room = client.wait_for_room(Duration::from_millis(200)).await;
+        assert_eq!(room, Room::Stopped);
+        assert!(started.elapsed() >= Duration::from_millis(150));
+        // Later publishers do not wait again while it stays stopped.
+        let again = Instant::now();
+        assert_eq!(
+            client.wait_for_room(Duration::from_millis(200)).await,
+            Room::Stopped
+        );
+        assert!(again.elapsed() < Duration::from_millis(100));
+        // Closing releases anyone waiting.
+        client.close(CloseReason::SlowConsumerWriteDeadline);
+        assert_eq!(
+            client.wait_for_room(Duration::from_secs(30)).await,
+            Room::Drained
         );
     }
 }

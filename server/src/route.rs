@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::account::Account;
-use crate::client::{ClientShared, Queued, SubRef, Subscription};
+use crate::client::{Backpressure, ClientShared, Queued, SubRef, Subscription};
 use crate::sublist::{SublistError, SublistResult};
 
 /// A server subsystem receiving messages through a subscription. Called on the publisher's
@@ -41,6 +41,10 @@ pub struct InternalMsg<'a> {
 pub struct FlushSet {
     clients: Vec<Arc<ClientShared>>,
     deferred: Vec<Arc<dyn Deferred>>,
+    /// What deliveries in this batch do about a receiver that is behind.
+    backpressure: Backpressure,
+    /// Receivers that fell behind in this batch, for a publisher that holds back.
+    stalled: Vec<Arc<ClientShared>>,
 }
 
 impl Drop for FlushSet {
@@ -50,6 +54,25 @@ impl Drop for FlushSet {
 }
 
 impl FlushSet {
+    /// How deliveries in this batch treat a receiver that is behind (default: queue anyway).
+    pub fn set_backpressure(&mut self, backpressure: Backpressure) {
+        self.backpressure = backpressure;
+    }
+
+    /// The receivers this batch left behind (each once); the publisher waits for them.
+    pub fn take_stalled(&mut self) -> Vec<Arc<ClientShared>> {
+        std::mem::take(&mut self.stalled)
+    }
+
+    fn stalled(&mut self, client: &Arc<ClientShared>) {
+        if !self.stalled.iter().any(|c| Arc::ptr_eq(c, client)) {
+            // Its writer is busy with the data that put it behind, but the first stalled
+            // delivery may also have been the one that filled an empty buffer.
+            self.clients.push(client.clone());
+            self.stalled.push(client.clone());
+        }
+    }
+
     /// Run `work` once before this batch is flushed (a second registration is ignored).
     pub fn defer(&mut self, work: Arc<dyn Deferred>) {
         if !self
@@ -137,12 +160,23 @@ pub(crate) fn deliver(
     if let Some(reply) = reply {
         client.record_response_permission(reply);
     }
-    match client.queue_msg(subject, &sub.sid, reply, headers, payload) {
+    match client.queue_msg(
+        subject,
+        &sub.sid,
+        reply,
+        headers,
+        payload,
+        flush.backpressure,
+    ) {
         Queued::NeedsFlush => {
             flush.push(client);
             true
         }
         Queued::Pending => true,
+        Queued::Stalled => {
+            flush.stalled(client);
+            true
+        }
         Queued::Dropped => false,
     }
 }

@@ -52,6 +52,8 @@ pub enum ServerError {
 pub struct ServerStats {
     pub total_connections: AtomicU64,
     pub slow_consumers: AtomicU64,
+    /// Times a client publisher waited for a receiver that was behind (`/varz` `stalled_clients`).
+    pub stalled_clients: AtomicU64,
     pub stale_connections: AtomicU64,
     closed_in_msgs: AtomicU64,
     closed_in_bytes: AtomicU64,
@@ -81,6 +83,7 @@ pub struct ClosedClient {
     pub last_activity: SystemTime,
     pub rtt: Duration,
     pub pending_bytes: usize,
+    pub stalls: u64,
     pub subs: Vec<ClosedSub>,
 }
 
@@ -548,6 +551,9 @@ impl Server {
             CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline
         ) {
             self.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            if let Some(account) = shared.account() {
+                account.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
+            }
         }
         let traffic = client_traffic(shared);
         self.stats
@@ -583,6 +589,7 @@ impl Server {
             last_activity: shared.last_activity(),
             rtt: shared.rtt(),
             pending_bytes: shared.out_stats().2,
+            stalls: shared.stalls.load(Ordering::Relaxed),
             subs: shared.take_closed_subs(),
         };
         let mut closed = lock(&self.closed);

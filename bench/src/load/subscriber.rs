@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::proto::{ClientConn, Credentials, Frame, FrameReader, ProtoError, DEFAULT_READ_BUFFER};
 
@@ -21,6 +21,9 @@ pub struct SubscribePlan {
     pub queue: Option<String>,
     /// When set, record which sequence numbers (below this bound) arrived.
     pub track_sequences: Option<u64>,
+    /// When set, read no faster than this many bytes per second (a slow consumer that
+    /// keeps draining, like a Python worker behind a Go producer).
+    pub drain_bytes_per_sec: Option<u64>,
 }
 
 /// Why the reader thread stopped.
@@ -74,9 +77,10 @@ impl Subscriber {
         let counter = Arc::clone(&received);
         let pong_writer = conn.writer.try_clone()?;
         let track = plan.track_sequences;
+        let pace = plan.drain_bytes_per_sec;
         let thread = std::thread::Builder::new()
             .name("bench-sub".into())
-            .spawn(move || drain(conn.reader, pong_writer, &counter, track))?;
+            .spawn(move || drain(conn.reader, pong_writer, &counter, track, pace))?;
         Ok(Self {
             received,
             writer: conn.writer,
@@ -123,7 +127,10 @@ fn drain(
     mut pong_writer: TcpStream,
     counter: &AtomicU64,
     track: Option<u64>,
+    pace: Option<u64>,
 ) -> SubReport {
+    let started = Instant::now();
+    let mut bytes_read = 0u64;
     let mut seen = track.map(|bound| vec![0u64; bound.div_ceil(64) as usize]);
     let mut report = SubReport {
         received: 0,
@@ -171,9 +178,16 @@ fn drain(
             report.last_msg_at = Some(Instant::now());
             counter.store(received, Ordering::Relaxed);
         }
+        if let Some(rate) = pace {
+            // Sleeping is the point here: this reader is slow on purpose.
+            let due = Duration::from_secs_f64(bytes_read as f64 / rate as f64);
+            if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
         match reader.fill() {
             Ok(0) => break SubEnd::Closed,
-            Ok(_) => {}
+            Ok(n) => bytes_read += n as u64,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => break SubEnd::Failed(e.to_string()),
         }

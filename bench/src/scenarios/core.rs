@@ -67,6 +67,7 @@ pub fn deliver(
         subject: subject.to_owned(),
         track_sequences: queue.is_some().then_some(count),
         queue,
+        drain_bytes_per_sec: None,
     };
     let subscribers = (0..n)
         .map(|_| Subscriber::start(addr, sub_creds, &plan))
@@ -124,7 +125,7 @@ pub fn deliver(
     })
 }
 
-fn subject_for(kind: &str, ctx: &RunContext<'_>) -> String {
+pub(crate) fn subject_for(kind: &str, ctx: &RunContext<'_>) -> String {
     format!("bench.{kind}.{}", ctx.run_id)
 }
 

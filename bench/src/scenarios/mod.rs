@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod core;
+pub mod flow;
 pub mod jetstream;
 
 use serde::Serialize;
@@ -264,6 +265,8 @@ pub fn catalog(settings: &Settings) -> Vec<Box<dyn Scenario>> {
     }));
     list.push(Box::new(auth::PermissionsPubSub { payload: 16 }));
     list.push(Box::new(self::core::ScrapedPubSub { payload: 16 }));
+    list.push(Box::new(flow::SlowSubscriber { payload: 1024 }));
+    list.push(Box::new(flow::StuckPlusLive { payload: 1024 }));
     for scenario in jetstream::JetStreamScenario::ALL {
         list.push(Box::new(scenario));
     }

@@ -63,7 +63,6 @@ const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
     "accounts_resolver",
     "system_account_nkey",
     "authorization_callout",
-    "no_fast_producer_stall",
     "max_tracked_msgs",
 ];
 
@@ -421,6 +420,9 @@ pub(crate) fn build(root: &Map) -> Outcome {
                 }
             }
             "write_deadline" => o.write_deadline = cx.duration(e).unwrap_or(o.write_deadline),
+            "no_fast_producer_stall" => {
+                o.no_fast_producer_stall = cx.boolean(e).unwrap_or(o.no_fast_producer_stall)
+            }
             "pid_file" | "pidfile" => {
                 o.pid_file = cx.string(e).map(PathBuf::from).or(o.pid_file.take())
             }

@@ -64,8 +64,11 @@ pub struct Options {
     pub ping_interval: Duration,
     /// Default 2.
     pub ping_max: u32,
-    /// Default 10s.
+    /// Default 10s. natsd applies it to the time a socket accepts no byte at all.
     pub write_deadline: Duration,
+    /// Drop messages for a receiver that is behind instead of holding its publishers back
+    /// (nats-server 2.11+'s option). Default false.
+    pub no_fast_producer_stall: bool,
     pub pid_file: Option<PathBuf>,
     pub log_file: Option<PathBuf>,
     pub debug: bool,
@@ -111,6 +114,7 @@ impl Default for Options {
             ping_interval: DEFAULT_PING_INTERVAL,
             ping_max: DEFAULT_PING_MAX,
             write_deadline: DEFAULT_WRITE_DEADLINE,
+            no_fast_producer_stall: false,
             pid_file: None,
             log_file: None,
             debug: false,

@@ -274,7 +274,10 @@ pub fn accstatz(monitor: &Monitor, opts: &AccountStatzOptions) -> AccountStatz {
             num_subscriptions: account.sublist.count(),
             sent: DataStats::of(t.out_msgs, t.out_bytes),
             received: DataStats::of(t.in_msgs, t.in_bytes),
-            slow_consumers: 0,
+            slow_consumers: account
+                .stats
+                .slow_consumers
+                .load(std::sync::atomic::Ordering::Relaxed),
         });
     }
     AccountStatz {

@@ -174,6 +174,9 @@ pub struct ConnInfo {
     pub out_msgs: u64,
     pub in_bytes: u64,
     pub out_bytes: u64,
+    /// Times a publisher waited for this connection to drain.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub stalls: u64,
     pub subscriptions: usize,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -223,6 +226,7 @@ struct Snapshot {
     in_bytes: u64,
     out_msgs: u64,
     out_bytes: u64,
+    stalls: u64,
     meta: crate::client::ConnMeta,
     subs: Vec<ClosedSub>,
 }
@@ -258,6 +262,7 @@ impl Snapshot {
                 in_bytes: c.in_bytes.load(Relaxed),
                 out_msgs,
                 out_bytes,
+                stalls: c.stalls.load(Relaxed),
                 meta,
                 subs,
             },
@@ -280,6 +285,7 @@ impl Snapshot {
                 in_bytes: c.traffic.in_bytes,
                 out_msgs: c.traffic.out_msgs,
                 out_bytes: c.traffic.out_bytes,
+                stalls: c.stalls,
                 meta: c.meta.clone(),
                 subs: c.subs.clone(),
             },
@@ -354,6 +360,7 @@ impl Snapshot {
             out_msgs: self.out_msgs,
             in_bytes: self.in_bytes,
             out_bytes: self.out_bytes,
+            stalls: self.stalls,
             subscriptions: num_subs,
             name: self.meta.name,
             lang: self.meta.lang,

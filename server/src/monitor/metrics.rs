@@ -233,7 +233,14 @@ fn collect(monitor: &Monitor) -> Snapshot {
                 "subscriptions",
                 account.sublist.count() as f64,
             ),
-            ("gnatsd_accstatz_slow_consumers", "slow consumers", 0.0),
+            (
+                "gnatsd_accstatz_slow_consumers",
+                "slow consumers",
+                account
+                    .stats
+                    .slow_consumers
+                    .load(std::sync::atomic::Ordering::Relaxed) as f64,
+            ),
             (
                 "gnatsd_accstatz_sent_messages",
                 "messages delivered to the account's clients",

@@ -198,7 +198,7 @@ pub fn varz(server: &Server, http_req_stats: BTreeMap<String, u64>) -> Varz {
         out_client_bytes: traffic.out_bytes,
         slow_consumers: slow,
         stale_connections: stale,
-        stalled_clients: 0,
+        stalled_clients: server.stats.stalled_clients.load(Relaxed),
         subscriptions: server.num_subscriptions(),
         http_req_stats,
         config_load_time: rfc3339(config.load_time),

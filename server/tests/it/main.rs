@@ -9,6 +9,7 @@ mod cmdline;
 mod common;
 
 mod differential;
+mod flow_control;
 mod limits;
 mod malformed;
 mod monitor;
