@@ -159,7 +159,7 @@ fn parse<T: for<'de> Deserialize<'de> + Default>(payload: &[u8]) -> Result<T, Ap
     if is_empty_body(payload) {
         return Ok(T::default());
     }
-    serde_json::from_slice(payload).map_err(ApiError::invalid_json)
+    crate::json::from_request(payload).map_err(ApiError::invalid_json)
 }
 
 #[derive(Serialize)]
@@ -325,7 +325,8 @@ fn parse_config(name: &str, payload: &[u8]) -> Result<StreamConfig, ApiError> {
     if is_empty_body(payload) {
         return Err(ApiError::stream_name_mismatch());
     }
-    let mut cfg: StreamConfig = serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
+    let mut cfg: StreamConfig =
+        crate::json::from_request(payload).map_err(ApiError::invalid_json)?;
     if cfg.name.is_empty() || cfg.name != name {
         return Err(ApiError::stream_name_mismatch());
     }
@@ -834,7 +835,7 @@ pub(crate) fn direct_get(jsa: &JsAccount, arg: &str, payload: &[u8], reply_to: &
             ..MsgGetRequest::default()
         },
         None if is_empty_body(payload) => return status(408, "Empty Request"),
-        None => match serde_json::from_slice::<MsgGetRequest>(payload) {
+        None => match crate::json::from_request::<MsgGetRequest>(payload) {
             Ok(r) => r,
             Err(_) => return status(408, "Bad Request"),
         },

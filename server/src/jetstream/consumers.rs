@@ -549,9 +549,11 @@ pub(crate) fn create(
                 "consumer expected to be ephemeral but a durable name was set in request",
             ));
         }
-        let name = generate_name();
-        config.name = name.clone();
-        name
+        // The legacy ephemeral form takes the name from the config, else makes one up.
+        if config.name.is_empty() {
+            config.name = generate_name();
+        }
+        config.name.clone()
     };
     let limits = jsa.limits().unwrap_or_default();
     config.apply_defaults(-1);
