@@ -14,6 +14,7 @@
 //! - [`tls`]: rustls acceptor from the `tls {}` block.
 //! - [`signal`]: `--signal` to a running server.
 //! - [`logging`]: nats-server style log lines.
+//! - [`js_errors`]: the one table of named JetStream API errors (nats-server's `errors.json`).
 //! - `json`: request bodies decoded with Go's meaning of `null` (not set).
 //! - [`jetstream`]: JetStream streams and the `$JS.API` over the stores.
 //! - [`store`]: JetStream message stores (file and memory) behind one trait.
@@ -25,6 +26,7 @@ pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod jetstream;
+pub mod js_errors;
 pub(crate) mod json;
 pub mod logging;
 pub mod monitor;

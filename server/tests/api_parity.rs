@@ -6,6 +6,7 @@
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 
@@ -266,4 +267,74 @@ async fn null_config_members_are_not_set() {
             .unwrap();
         assert_eq!(reply.status.map(|s| s.as_u16()), Some(404), "{reply:?}");
     }
+}
+
+/// A request's reply, or `None` when none comes within half a second (an API subject
+/// neither server serves).
+async fn reply_to(nc: &async_nats::Client, subject: &str, body: &Value) -> Option<Value> {
+    let payload = serde_json::to_vec(body).unwrap();
+    let request = nc.request(subject.to_string(), payload.into());
+    match tokio::time::timeout(Duration::from_millis(500), request).await {
+        Ok(reply) => Some(serde_json::from_slice(&reply.unwrap().payload).unwrap()),
+        Err(_) => None,
+    }
+}
+
+/// Sends each request to both servers and asserts the replies carry the same error (code,
+/// err_code and description) or both none, or that neither server answers.
+async fn same_errors(pair: &Pair, requests: &[(String, Value)]) {
+    let a = connect(&pair.ours).await;
+    let b = connect(&pair.theirs).await;
+    for (subject, body) in requests {
+        let ours = reply_to(&a, subject, body).await;
+        let theirs = reply_to(&b, subject, body).await;
+        let what = format!("{subject} {body}\n natsd: {ours:?}\n nats-server: {theirs:?}");
+        match (ours, theirs) {
+            (Some(ours), Some(theirs)) => {
+                assert_eq!(ours["error"], theirs["error"], "{what}");
+                assert_eq!(ours["type"], theirs["type"], "{what}");
+            }
+            (None, None) => {}
+            _ => panic!("one server answered: {what}"),
+        }
+    }
+}
+
+/// The consumer create subjects (legacy ephemeral, legacy durable, named, named with a
+/// filter) refused with nats-server's error for each mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_create_subject_errors() {
+    let pair = start_pair();
+    let create = |subject: &str, stream: &str, config: Value| {
+        (
+            format!("$JS.API.CONSUMER.{subject}"),
+            json!({"stream_name": stream, "config": config}),
+        )
+    };
+    let requests = vec![
+        (
+            "$JS.API.STREAM.CREATE.S".to_string(),
+            json!({"name": "S", "subjects": ["s.>"]}),
+        ),
+        create("DURABLE.CREATE.S", "S", json!({"durable_name": "d"})),
+        create("DURABLE.CREATE.S.d.x", "S", json!({"durable_name": "d"})),
+        create("DURABLE.CREATE.S.d", "S", json!({})),
+        create("DURABLE.CREATE.S.d", "S", json!({"durable_name": "e"})),
+        create("DURABLE.CREATE.S.d", "T", json!({"durable_name": "d"})),
+        create("DURABLE.CREATE.S.d", "S", json!({"durable_name": "d"})),
+        create("CREATE.S.n", "S", json!({"durable_name": "m"})),
+        create("CREATE.S.a/b", "S", json!({})),
+        create("CREATE.S", "S", json!({"durable_name": "x"})),
+        create("CREATE.S", "S", json!({"name": "x.y"})),
+        create("CREATE.S.f.s.a", "S", json!({"filter_subject": "s.b"})),
+        create(
+            "CREATE.S.f.s.a",
+            "S",
+            json!({"filter_subjects": ["s.a", "s.b"]}),
+        ),
+        create("CREATE.S.f.s.a", "S", json!({"filter_subject": "s.a"})),
+        create("CREATE.S.r", "S", json!({"num_replicas": 3})),
+        create("CREATE.NOPE.n", "NOPE", json!({})),
+    ];
+    same_errors(&pair, &requests).await;
 }

@@ -36,8 +36,8 @@ use smallvec::SmallVec;
 
 use crate::store::{MessageStore, StoreError, StoredMsg};
 pub use config::{
-    AckPolicy, ConsumerConfig, ConsumerError, ConsumerInfo, DeliverPolicy, ReplayPolicy,
-    SequenceInfo, StreamContext,
+    AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy, SequenceInfo,
+    StreamContext,
 };
 pub use pull::PullRequest;
 pub use state::{ConsumerState, Pending, SeqPair};
