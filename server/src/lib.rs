@@ -14,6 +14,8 @@
 //! - [`tls`]: rustls acceptor from the `tls {}` block.
 //! - [`signal`]: `--signal` to a running server.
 //! - [`logging`]: nats-server style log lines.
+//! - [`js_errors`]: the one table of named JetStream API errors (nats-server's `errors.json`).
+//! - `json`: request bodies decoded with Go's meaning of `null` (not set).
 //! - [`jetstream`]: JetStream streams and the `$JS.API` over the stores.
 //! - [`store`]: JetStream message stores (file and memory) behind one trait.
 //! - [`consumer`]: JetStream consumers: delivery state machine, pull/push, acks, driver task.
@@ -24,6 +26,8 @@ pub mod client;
 pub mod config;
 pub mod consumer;
 pub mod jetstream;
+pub mod js_errors;
+pub(crate) mod json;
 pub mod logging;
 pub mod monitor;
 pub mod proto;

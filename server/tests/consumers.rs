@@ -14,7 +14,9 @@ use serde_json::{json, Value};
 
 #[path = "support/js_server.rs"]
 mod js_server;
-use js_server::{api, connect, err_code, free_port, natsd, run_nats_py, spawn, start_js, Server};
+use js_server::{
+    api, connect, err_code, free_port, natsd, run_nats_py, spawn, start_js, start_js_with, Server,
+};
 
 fn which(bin: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
@@ -26,17 +28,7 @@ fn which(bin: &str) -> Option<PathBuf> {
 
 fn start_real(dir: &Path) -> Option<Server> {
     let real = which("nats-server")?;
-    let args = [
-        "-a",
-        "127.0.0.1",
-        "-p",
-        &free_port().to_string(),
-        "-js",
-        "-sd",
-        dir.to_str().unwrap(),
-    ]
-    .map(String::from);
-    Some(spawn(real.to_str().unwrap(), &args))
+    Some(start_js_with(real.to_str().unwrap(), dir))
 }
 
 async fn make_stream(

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::js_errors::{ApiError, JsError};
 use crate::subject;
 
 /// Default `ack_wait`: 30 s in ns.
@@ -184,46 +185,6 @@ pub struct ConsumerConfig {
     pub priority_timeout: i64,
 }
 
-/// A JetStream API error as replies carry it (`{"code","err_code","description"}`); the
-/// stream layer maps it onto its own API error type field by field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
-#[error("{description} ({err_code})")]
-pub struct ConsumerError {
-    /// HTTP-like status.
-    pub code: u16,
-    /// Stable JetStream code.
-    pub err_code: u32,
-    /// Text.
-    pub description: String,
-}
-
-impl ConsumerError {
-    /// An error with an explicit description.
-    pub fn new(code: u16, err_code: u32, description: impl Into<String>) -> Self {
-        ConsumerError {
-            code,
-            err_code,
-            description: description.into(),
-        }
-    }
-    /// 10012: generic create failure (e.g. `ack policy can not be updated`).
-    pub fn create(err: impl Into<String>) -> Self {
-        Self::new(500, 10012, err)
-    }
-    /// 10014.
-    pub fn not_found() -> Self {
-        Self::new(404, 10014, "consumer not found")
-    }
-    /// 10052: invalid config (bad names, bad subjects).
-    pub fn invalid_config(err: impl Into<String>) -> Self {
-        Self::new(500, 10052, err)
-    }
-    /// 10094: deliver policy / start position conflicts.
-    pub fn invalid_policy(err: impl Into<String>) -> Self {
-        Self::new(400, 10094, err)
-    }
-}
-
 /// What validation needs to know about the parent stream.
 #[derive(Debug, Clone, Copy)]
 pub struct StreamContext<'a> {
@@ -311,219 +272,112 @@ impl ConsumerConfig {
 
     /// nats-server's `checkConsumerCfg` and the work-queue checks of `addConsumer` that
     /// need only this consumer (see [`check_workqueue_partition`] for the others).
-    pub fn validate(&self, stream: &StreamContext<'_>) -> Result<(), ConsumerError> {
+    pub fn validate(&self, stream: &StreamContext<'_>) -> Result<(), ApiError> {
         let bad_name = |n: &str| !is_valid_name(n);
         if !self.name.is_empty() && bad_name(&self.name) {
-            return Err(ConsumerError::invalid_config(
-                "consumer name can not contain '.', '*', '>', '\\', '/'",
-            ));
+            return Err(JsError::StreamInvalidConfig
+                .with("consumer name can not contain '.', '*', '>', '\\', '/'"));
         }
         if self.is_durable() && bad_name(&self.durable_name) {
-            return Err(ConsumerError::invalid_config(
-                "consumer durable name can not contain '.', '*', '>', '\\', '/'",
-            ));
+            return Err(JsError::StreamInvalidConfig
+                .with("consumer durable name can not contain '.', '*', '>', '\\', '/'"));
         }
         if self.durable_name.len() > MAX_NAME_LEN || self.name.len() > MAX_NAME_LEN {
-            return Err(ConsumerError::new(
-                400,
-                10102,
-                format!("consumer name is too long, maximum allowed is {MAX_NAME_LEN}"),
-            ));
+            return Err(JsError::ConsumerNameTooLong.with(MAX_NAME_LEN));
         }
         if self.num_replicas > 0 && self.num_replicas > stream.replicas {
-            return Err(ConsumerError::new(
-                400,
-                10126,
-                "consumer config replica count exceeds parent stream",
-            ));
+            return Err(JsError::ConsumerReplicasExceedsStream.into());
         }
         if self.num_replicas < 0 {
-            return Err(ConsumerError::new(
-                400,
-                10133,
-                "replicas count cannot be negative",
-            ));
+            return Err(JsError::ReplicasCountCannotBeNegative.into());
         }
         if stream.interest_or_workqueue
             && self.num_replicas != 0
             && self.num_replicas != stream.replicas
         {
-            return Err(ConsumerError::new(
-                400,
-                10134,
-                "consumer config replicas must match interest retention stream's replicas",
-            ));
+            return Err(JsError::ConsumerReplicasShouldMatchStream.into());
         }
         if self.backoff.iter().any(|&b| b < 0) {
-            return Err(ConsumerError::new(
-                400,
-                10184,
-                "consumer backoff needs to be positive",
-            ));
+            return Err(JsError::ConsumerBackOffNegative.into());
         }
         if self.ack_wait < 0 {
-            return Err(ConsumerError::new(
-                400,
-                10183,
-                "consumer ack wait needs to be positive",
-            ));
+            return Err(JsError::ConsumerAckWaitNegative.into());
         }
         if !self.backoff.is_empty()
             && self.max_deliver != -1
             && self.backoff.len() as i64 > self.max_deliver
         {
-            return Err(ConsumerError::new(
-                400,
-                10116,
-                "max deliver is required to be > length of backoff values",
-            ));
+            return Err(JsError::ConsumerMaxDeliverBackoff.into());
         }
         if self.description.len() > MAX_DESCRIPTION_LEN {
-            return Err(ConsumerError::new(
-                400,
-                10107,
-                format!(
-                    "consumer description is too long, maximum allowed is {MAX_DESCRIPTION_LEN}"
-                ),
-            ));
+            return Err(JsError::ConsumerDescriptionTooLong.with(MAX_DESCRIPTION_LEN));
         }
         if !self.is_pull() {
             let ds = self.deliver_subject.as_bytes();
             if !subject::is_literal(ds) {
-                return Err(ConsumerError::new(
-                    400,
-                    10079,
-                    "consumer deliver subject has wildcards",
-                ));
+                return Err(JsError::ConsumerDeliverToWildcards.into());
             }
             if !subject::is_valid_subject(ds) {
-                return Err(ConsumerError::new(
-                    400,
-                    10112,
-                    "invalid push consumer deliver subject",
-                ));
+                return Err(JsError::ConsumerInvalidDeliverSubject.into());
             }
             if stream
                 .subjects
                 .iter()
                 .any(|s| subject::matches(s.as_bytes(), ds))
             {
-                return Err(ConsumerError::new(
-                    400,
-                    10081,
-                    "consumer deliver subject forms a cycle",
-                ));
+                return Err(JsError::ConsumerDeliverCycle.into());
             }
             if self.max_waiting != 0 {
-                return Err(ConsumerError::new(
-                    400,
-                    10080,
-                    "consumer in push mode can not set max waiting",
-                ));
+                return Err(JsError::ConsumerPushMaxWaiting.into());
             }
             if self.max_ack_pending > 0 && self.ack_policy == AckPolicy::None {
-                return Err(ConsumerError::new(
-                    400,
-                    10082,
-                    "consumer requires ack policy for max ack pending",
-                ));
+                return Err(JsError::ConsumerMaxPendingAckPolicyRequired.into());
             }
             if self.idle_heartbeat > 0 && self.idle_heartbeat < 100_000_000 {
-                return Err(ConsumerError::new(
-                    400,
-                    10083,
-                    "consumer idle heartbeat needs to be >= 100ms",
-                ));
+                return Err(JsError::ConsumerSmallHeartbeat.into());
             }
         } else {
             if self.ack_policy == AckPolicy::None && stream.workqueue {
-                return Err(ConsumerError::new(
-                    400,
-                    10084,
-                    "consumer in pull mode requires explicit ack policy on workqueue stream",
-                ));
+                return Err(JsError::ConsumerPullRequiresAck.into());
             }
             if self.rate_limit_bps > 0 {
-                return Err(ConsumerError::new(
-                    400,
-                    10086,
-                    "consumer in pull mode can not have rate limit set",
-                ));
+                return Err(JsError::ConsumerPullWithRateLimit.into());
             }
             if self.idle_heartbeat > 0 {
-                return Err(ConsumerError::new(
-                    400,
-                    10088,
-                    "consumer idle heartbeat requires a push based consumer",
-                ));
+                return Err(JsError::ConsumerHBRequiresPush.into());
             }
             if self.flow_control {
-                return Err(ConsumerError::new(
-                    400,
-                    10089,
-                    "consumer flow control requires a push based consumer",
-                ));
+                return Err(JsError::ConsumerFCRequiresPush.into());
             }
             if self.max_expires != 0 && self.max_expires < 1_000_000 {
-                return Err(ConsumerError::new(
-                    400,
-                    10115,
-                    "consumer max request expires needs to be >= 1ms",
-                ));
+                return Err(JsError::ConsumerMaxRequestExpiresTooSmall.into());
             }
         }
         if stream.max_ack_pending_limit > 0 && self.max_ack_pending > stream.max_ack_pending_limit {
-            return Err(ConsumerError::new(
-                400,
-                10121,
-                format!(
-                    "consumer max ack pending exceeds system limit of {}",
-                    stream.max_ack_pending_limit
-                ),
-            ));
+            return Err(JsError::ConsumerMaxPendingAckExcess.with(stream.max_ack_pending_limit));
         }
         if self.direct {
             if self.is_pull() {
-                return Err(ConsumerError::new(
-                    400,
-                    10090,
-                    "consumer direct requires a push based consumer",
-                ));
+                return Err(JsError::ConsumerDirectRequiresPush.into());
             }
             if self.is_durable() {
-                return Err(ConsumerError::new(
-                    400,
-                    10091,
-                    "consumer direct requires an ephemeral consumer",
-                ));
+                return Err(JsError::ConsumerDirectRequiresEphemeral.into());
             }
         }
         if !self.filter_subject.is_empty() && !self.filter_subjects.is_empty() {
-            return Err(ConsumerError::new(
-                400,
-                10136,
-                "consumer cannot have both FilterSubject and FilterSubjects specified",
-            ));
+            return Err(JsError::ConsumerDuplicateFilterSubjects.into());
         }
         if self.filter_subjects.iter().any(String::is_empty) {
-            return Err(ConsumerError::new(
-                400,
-                10139,
-                "consumer filter in FilterSubjects cannot be empty",
-            ));
+            return Err(JsError::ConsumerEmptyFilter.into());
         }
         let filters = self.filters();
         for (i, f) in filters.iter().enumerate() {
             if !subject::is_valid_subject(f.as_bytes()) {
-                return Err(ConsumerError::invalid_config("invalid subject"));
+                return Err(JsError::StreamInvalidConfig.with("invalid subject"));
             }
             for (j, g) in filters.iter().enumerate() {
                 if i != j && subject::is_subset(f.as_bytes(), g.as_bytes()) {
-                    return Err(ConsumerError::new(
-                        400,
-                        10138,
-                        "consumer subject filters cannot overlap",
-                    ));
+                    return Err(JsError::ConsumerOverlappingSubjectFilters.into());
                 }
             }
         }
@@ -531,65 +385,45 @@ impl ConsumerConfig {
         if !self.sample_freq.is_empty() {
             let s = self.sample_freq.trim_end_matches('%');
             if s.parse::<u32>().is_err() {
-                return Err(ConsumerError::new(
-                    400,
-                    10095,
-                    format!(
-                        "failed to parse consumer sampling configuration: invalid value {:?}",
-                        self.sample_freq
-                    ),
-                ));
+                return Err(JsError::ConsumerInvalidSampling
+                    .with(format_args!("strconv.Atoi: parsing {s:?}: invalid syntax")));
             }
         }
         if self.flow_control && self.idle_heartbeat == 0 {
-            return Err(ConsumerError::new(
-                400,
-                10108,
-                "consumer with flow control also needs heartbeats",
+            return Err(ApiError::from(
+                JsError::ConsumerWithFlowControlNeedsHeartbeats,
             ));
         }
         if self.is_durable() && !self.name.is_empty() && self.name != self.durable_name {
-            return Err(ConsumerError::new(
-                400,
-                10132,
-                "Consumer Durable and Name have to be equal if both are provided",
+            return Err(ApiError::from(
+                JsError::ConsumerCreateDurableAndNameMismatch,
             ));
         }
         let meta_len: usize = self.metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
         if meta_len > MAX_METADATA_LEN {
-            return Err(ConsumerError::new(
-                400,
-                10135,
-                "consumer metadata exceeds maximum size of 128KB",
-            ));
+            return Err(
+                JsError::ConsumerMetadataLength.with(format_args!("{}KB", MAX_METADATA_LEN / 1024))
+            );
         }
         if stream.workqueue && !self.direct {
             if self.ack_policy != AckPolicy::Explicit {
-                return Err(ConsumerError::new(
-                    400,
-                    10098,
-                    "workqueue stream requires explicit ack",
-                ));
+                return Err(JsError::ConsumerWQRequiresExplicitAck.into());
             }
             if self.deliver_policy != DeliverPolicy::All {
-                return Err(ConsumerError::new(
-                    400,
-                    10101,
-                    "consumer must be deliver all on workqueue stream",
-                ));
+                return Err(JsError::ConsumerWQConsumerNotDeliverAll.into());
             }
         }
         Ok(())
     }
 
-    fn validate_start(&self, filtered: bool) -> Result<(), ConsumerError> {
+    fn validate_start(&self, filtered: bool) -> Result<(), ApiError> {
         let bad_start = |dp: &str, start: &str| {
-            ConsumerError::invalid_policy(format!(
+            JsError::ConsumerInvalidPolicy.with(format!(
                 "consumer delivery policy is deliver {dp}, but optional start {start} is also set"
             ))
         };
         let not_set = |dp: &str, what: &str| {
-            ConsumerError::invalid_policy(format!(
+            JsError::ConsumerInvalidPolicy.with(format!(
                 "consumer delivery policy is deliver {dp}, but optional {what} is not set"
             ))
         };
@@ -632,7 +466,7 @@ impl ConsumerConfig {
                     return Err(bad_start("by start time", "start sequence"));
                 }
                 if self.start_time_ns().is_none() {
-                    return Err(ConsumerError::invalid_policy("invalid start time"));
+                    return Err(JsError::ConsumerInvalidPolicy.with("invalid start time"));
                 }
                 Ok(())
             }
@@ -651,8 +485,9 @@ impl ConsumerConfig {
 
     /// The fields an update may not change, as nats-server's error text names them
     /// (`500 10012 <field> can not be updated`). `self` is the existing config.
-    pub fn check_update(&self, new: &ConsumerConfig) -> Result<(), ConsumerError> {
-        let err = |what: &str| Err(ConsumerError::create(format!("{what} can not be updated")));
+    pub fn check_update(&self, new: &ConsumerConfig) -> Result<(), ApiError> {
+        let err =
+            |what: &str| Err(JsError::ConsumerCreate.with(format!("{what} can not be updated")));
         if self.deliver_policy != new.deliver_policy {
             return err("deliver policy");
         }
@@ -675,9 +510,7 @@ impl ConsumerConfig {
             return err("flow control");
         }
         if self.is_pull() != new.is_pull() {
-            return Err(ConsumerError::create(
-                "can not update push consumer to pull based",
-            ));
+            return Err(JsError::ConsumerCreate.with("can not update push consumer to pull based"));
         }
         if self.mem_storage != new.mem_storage {
             return err("memory storage");
@@ -700,17 +533,13 @@ pub fn is_valid_name(name: &str) -> bool {
 pub fn check_workqueue_partition(
     new: &ConsumerConfig,
     others: &[&ConsumerConfig],
-) -> Result<(), ConsumerError> {
+) -> Result<(), ApiError> {
     if others.is_empty() {
         return Ok(());
     }
     let mine = new.filters();
     if mine.is_empty() {
-        return Err(ConsumerError::new(
-            400,
-            10099,
-            "multiple non-filtered consumers not allowed on workqueue stream",
-        ));
+        return Err(JsError::ConsumerWQMultipleUnfiltered.into());
     }
     for other in others {
         let theirs = other.filters();
@@ -721,11 +550,7 @@ pub fn check_workqueue_partition(
                     .any(|t| subject::collide(m.as_bytes(), t.as_bytes()))
             });
         if overlap {
-            return Err(ConsumerError::new(
-                400,
-                10100,
-                "filtered consumer not unique on workqueue stream",
-            ));
+            return Err(JsError::ConsumerWQConsumerNotUnique.into());
         }
     }
     Ok(())

@@ -36,8 +36,8 @@ use smallvec::SmallVec;
 
 use crate::store::{MessageStore, StoreError, StoredMsg};
 pub use config::{
-    AckPolicy, ConsumerConfig, ConsumerError, ConsumerInfo, DeliverPolicy, ReplayPolicy,
-    SequenceInfo, StreamContext,
+    AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy, SequenceInfo,
+    StreamContext,
 };
 pub use pull::PullRequest;
 pub use state::{ConsumerState, Pending, SeqPair};
@@ -187,7 +187,7 @@ fn parse_nak_delay(arg: &[u8]) -> Option<u64> {
             #[serde(default)]
             delay: i64,
         }
-        let opts: NakOptions = serde_json::from_slice(arg).ok()?;
+        let opts: NakOptions = crate::json::from_request(arg).ok()?;
         return Some(opts.delay.max(0) as u64);
     }
     match crate::config::duration::parse_go_duration(std::str::from_utf8(arg).ok()?) {

@@ -68,8 +68,8 @@ impl PullRequest {
             req.batch = n.max(1) as u64;
             return Ok(req);
         }
-        let parsed: PullBody =
-            serde_json::from_slice(body).map_err(|e| status(400, &format!("Bad Request - {e}")))?;
+        let parsed: PullBody = crate::json::from_request(body)
+            .map_err(|e| status(400, &format!("Bad Request - {e}")))?;
         req.batch = parsed.batch.max(1) as u64;
         req.max_bytes = parsed.max_bytes.max(0) as u64;
         req.no_wait = parsed.no_wait;

@@ -9,11 +9,11 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{format_ts, Storage, StreamConfig};
 use super::consumers;
-use super::errors::ApiError;
 use super::stream::Stream;
 use super::{ApiRequest, JetStream, JsAccount};
+use crate::js_errors::{ApiError, JsError};
 use crate::route;
-use crate::store::{PurgeRequest, StoreError, StoredMsg};
+use crate::store::{PurgeRequest, StoredMsg};
 
 /// Default page sizes, as nats-server.
 const NAMES_LIMIT: usize = 1024;
@@ -54,42 +54,39 @@ fn error_reply(kind: &str, err: &ApiError) -> Vec<u8> {
     typed(kind, &ErrorBody { error: err, extra })
 }
 
-/// The API kind (reply type) of a request subject, and what follows the operation.
+/// The API kind (reply type) of a request subject, and what follows the operation's fixed
+/// tokens. The patterns are the subjects nats-server subscribes, so a request with the wrong
+/// number of tokens gets no reply from either server.
 fn classify(op: &str) -> Option<(&'static str, &str)> {
-    const OPS: [(&str, &str); 17] = [
-        ("CONSUMER.DURABLE.CREATE.", "consumer_durable_create"),
-        ("CONSUMER.CREATE.", "consumer_create"),
-        ("CONSUMER.INFO.", "consumer_info"),
-        ("CONSUMER.DELETE.", "consumer_delete"),
-        ("CONSUMER.NAMES.", "consumer_names"),
-        ("CONSUMER.LIST.", "consumer_list"),
-        ("CONSUMER.PAUSE.", "consumer_pause"),
-        ("STREAM.CREATE.", "stream_create"),
-        ("STREAM.UPDATE.", "stream_update"),
-        ("STREAM.INFO.", "stream_info"),
-        ("STREAM.DELETE.", "stream_delete"),
-        ("STREAM.PURGE.", "stream_purge"),
-        ("STREAM.MSG.GET.", "stream_msg_get"),
-        ("STREAM.MSG.DELETE.", "stream_msg_delete"),
-        ("DIRECT.GET.", "direct_get"),
+    const OPS: [(&str, &str); 20] = [
+        ("INFO", "account_info"),
+        ("CONSUMER.DURABLE.CREATE.*.*", "consumer_durable_create"),
+        ("CONSUMER.CREATE.*", "consumer_create"),
+        ("CONSUMER.CREATE.*.>", "consumer_create"),
+        ("CONSUMER.INFO.*.*", "consumer_info"),
+        ("CONSUMER.DELETE.*.*", "consumer_delete"),
+        ("CONSUMER.NAMES.*", "consumer_names"),
+        ("CONSUMER.LIST.*", "consumer_list"),
+        ("CONSUMER.PAUSE.*.*", "consumer_pause"),
+        ("STREAM.CREATE.*", "stream_create"),
+        ("STREAM.UPDATE.*", "stream_update"),
+        ("STREAM.INFO.*", "stream_info"),
+        ("STREAM.DELETE.*", "stream_delete"),
+        ("STREAM.PURGE.*", "stream_purge"),
+        ("STREAM.MSG.GET.*", "stream_msg_get"),
+        ("STREAM.MSG.DELETE.*", "stream_msg_delete"),
+        ("DIRECT.GET.*", "direct_get"),
+        ("DIRECT.GET.*.>", "direct_get"),
         ("STREAM.NAMES", "stream_names"),
         ("STREAM.LIST", "stream_list"),
     ];
-    if op == "INFO" {
-        return Some(("account_info", ""));
-    }
-    for (prefix, kind) in OPS {
-        if prefix.ends_with('.') {
-            if let Some(rest) = op.strip_prefix(prefix) {
-                if !rest.is_empty() {
-                    return Some((kind, rest));
-                }
-            }
-        } else if op == prefix {
-            return Some((kind, ""));
+    OPS.iter().find_map(|&(pattern, kind)| {
+        if !crate::subject::matches(pattern.as_bytes(), op.as_bytes()) {
+            return None;
         }
-    }
-    None
+        let fixed = pattern.find(['*', '>']).unwrap_or(pattern.len());
+        Some((kind, op.get(fixed..).unwrap_or("")))
+    })
 }
 
 /// Handles one request; `None` means no reply (unknown API, as nats-server).
@@ -103,7 +100,7 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
         return Some(direct_get(jsa, arg, &req.payload, &req.reply));
     }
     let result = if jsa.limits().is_none() {
-        Err(ApiError::not_enabled_for_account())
+        Err(JsError::NotEnabledForAccount.into())
     } else {
         match kind {
             "account_info" => Ok(account_info(js, jsa)),
@@ -159,7 +156,7 @@ fn parse<T: for<'de> Deserialize<'de> + Default>(payload: &[u8]) -> Result<T, Ap
     if is_empty_body(payload) {
         return Ok(T::default());
     }
-    serde_json::from_slice(payload).map_err(ApiError::invalid_json)
+    crate::json::from_request(payload).map_err(|e| JsError::InvalidJSON.with(e))
 }
 
 #[derive(Serialize)]
@@ -323,11 +320,12 @@ fn info_body<'a>(
 
 fn parse_config(name: &str, payload: &[u8]) -> Result<StreamConfig, ApiError> {
     if is_empty_body(payload) {
-        return Err(ApiError::stream_name_mismatch());
+        return Err(JsError::StreamMismatch.into());
     }
-    let mut cfg: StreamConfig = serde_json::from_slice(payload).map_err(ApiError::invalid_json)?;
+    let mut cfg: StreamConfig =
+        crate::json::from_request(payload).map_err(|e| JsError::InvalidJSON.with(e))?;
     if cfg.name.is_empty() || cfg.name != name {
-        return Err(ApiError::stream_name_mismatch());
+        return Err(JsError::StreamMismatch.into());
     }
     cfg.normalize()?;
     refuse_unsupported(&cfg)?;
@@ -351,9 +349,10 @@ fn refuse_unsupported(cfg: &StreamConfig) -> Result<(), ApiError> {
         ("subject_transform", &cfg.subject_transform),
     ];
     match unsupported.iter().find(|(_, v)| set(v)) {
-        Some((what, _)) => Err(ApiError::stream_config(format!(
-            "stream {what} is not supported by natsd"
-        ))),
+        Some((what, _)) => {
+            Err(JsError::StreamInvalidConfig
+                .with(format!("stream {what} is not supported by natsd")))
+        }
         None => Ok(()),
     }
 }
@@ -380,8 +379,8 @@ fn check_reservation(
     current: u64,
 ) -> Result<(), ApiError> {
     let exceeded = || match cfg.storage {
-        Storage::Memory => ApiError::memory_resources_exceeded(),
-        Storage::File => ApiError::storage_resources_exceeded(),
+        Storage::Memory => ApiError::from(JsError::MemoryResourcesExceeded),
+        Storage::File => ApiError::from(JsError::StorageResourcesExceeded),
     };
     let limits = jsa.limits().unwrap_or_default();
     let account_limit = match cfg.storage {
@@ -419,21 +418,21 @@ fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
                 &info_body(js, &existing, Some(true)),
             ));
         }
-        return Err(ApiError::stream_name_in_use());
+        return Err(JsError::StreamNameExist.into());
     }
     let limits = jsa.limits().unwrap_or_default();
     if limits.max_streams >= 0 && jsa.streams().len() as i64 >= limits.max_streams {
-        return Err(ApiError::max_streams());
+        return Err(JsError::MaximumStreamsLimit.into());
     }
     if overlaps(jsa, &cfg) {
-        return Err(ApiError::subjects_overlap());
+        return Err(JsError::StreamSubjectOverlap.into());
     }
     check_reservation(js, jsa, &cfg, 0)?;
     if cfg.storage == Storage::Memory && limits.max_memory == 0 {
-        return Err(ApiError::memory_resources_exceeded());
+        return Err(JsError::MemoryResourcesExceeded.into());
     }
     if cfg.storage == Storage::File && limits.max_store == 0 {
-        return Err(ApiError::storage_resources_exceeded());
+        return Err(JsError::StorageResourcesExceeded.into());
     }
     if cfg.storage == Storage::File {
         // A leftover directory (a stream deleted while its account was unloaded, or a crash
@@ -470,26 +469,22 @@ fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
 fn stream_update(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
     let cfg = parse_config(name, payload)?;
     let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
-    let stream = jsa.stream(name).ok_or_else(ApiError::stream_not_found)?;
+    let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
     let old = stream.config();
     if old.storage != cfg.storage {
-        return Err(ApiError::stream_config(
-            "stream configuration update can not change storage type",
-        ));
+        return Err(JsError::StreamInvalidConfig
+            .with("stream configuration update can not change storage type"));
     }
     if old.sealed && !cfg.sealed {
-        return Err(ApiError::stream_config(
-            "stream configuration update can not unseal a sealed stream",
-        ));
+        return Err(JsError::StreamInvalidConfig
+            .with("stream configuration update can not unseal a sealed stream"));
     }
     if old.allow_msg_ttl && !cfg.allow_msg_ttl {
         // Stored TTLs would silently stop being honoured.
-        return Err(ApiError::stream_config(
-            "message TTL status can not be disabled",
-        ));
+        return Err(JsError::StreamInvalidConfig.with("message TTL status can not be disabled"));
     }
     if overlaps(jsa, &cfg) {
-        return Err(ApiError::subjects_overlap());
+        return Err(JsError::StreamSubjectOverlap.into());
     }
     check_reservation(js, jsa, &cfg, old.max_bytes.max(0) as u64)?;
     let allow_direct = cfg.allow_direct;
@@ -512,7 +507,7 @@ struct InfoRequest {
 
 fn stream_info(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
     let req: InfoRequest = parse(payload)?;
-    let stream = jsa.stream(name).ok_or_else(ApiError::stream_not_found)?;
+    let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
     let mut state = state_json(&stream);
     let mut total = 0;
     let mut limit = 0;
@@ -559,7 +554,7 @@ fn stream_delete(jsa: &JsAccount, name: &str) -> ApiResult {
         Ok(mut s) => s.remove(name),
         Err(_) => None,
     }
-    .ok_or_else(ApiError::stream_not_found)?;
+    .ok_or(JsError::StreamNotFound)?;
     let consumers = stream.consumers.names();
     stream.delete()?;
     for consumer in &consumers {
@@ -587,16 +582,16 @@ struct PurgeResponse {
 
 fn stream_purge(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
     let body: PurgeBody = parse(payload)?;
-    let stream = jsa.stream(name).ok_or_else(ApiError::stream_not_found)?;
+    let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
     let cfg = stream.config();
     if cfg.deny_purge {
-        return Err(ApiError::purge_failed("stream purge not permitted"));
+        return Err(JsError::StreamPurgeFailed.with("stream purge not permitted"));
     }
     if cfg.sealed {
-        return Err(ApiError::stream_sealed());
+        return Err(JsError::StreamSealed.into());
     }
     if body.seq.is_some() && body.keep.is_some() {
-        return Err(ApiError::bad_request());
+        return Err(JsError::BadRequest.into());
     }
     let req = PurgeRequest {
         filter: body
@@ -655,18 +650,15 @@ fn load(stream: &Stream, req: &MsgGetRequest) -> Result<StoredMsg, ApiError> {
     } else if let Some(seq) = req.seq {
         store.load_msg(seq)
     } else {
-        return Err(ApiError::bad_request());
+        return Err(JsError::BadRequest.into());
     };
-    res.map_err(|e| match e {
-        StoreError::NotFound => ApiError::no_message_found(),
-        other => ApiError::internal(other),
-    })
+    res.map_err(super::store_error)
 }
 
 fn msg_get(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let stream = jsa.stream(name).ok_or_else(ApiError::stream_not_found)?;
+    let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
     if is_empty_body(payload) {
-        return Err(ApiError::bad_request());
+        return Err(JsError::BadRequest.into());
     }
     let req: MsgGetRequest = parse(payload)?;
     let msg = load(&stream, &req)?;
@@ -693,24 +685,24 @@ struct MsgDeleteRequest {
 }
 
 fn msg_delete(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let stream = jsa.stream(name).ok_or_else(ApiError::stream_not_found)?;
+    let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
     if is_empty_body(payload) {
-        return Err(ApiError::bad_request());
+        return Err(JsError::BadRequest.into());
     }
     let req: MsgDeleteRequest = parse(payload)?;
     let cfg = stream.config();
     if cfg.deny_delete {
-        return Err(ApiError::msg_delete_failed("message delete not permitted"));
+        return Err(JsError::StreamMsgDeleteFailed.with("message delete not permitted"));
     }
     if cfg.sealed {
-        return Err(ApiError::stream_sealed());
+        return Err(JsError::StreamSealed.into());
     }
     if req.seq > stream.store.state().last_seq {
         // Past the end nats-server's store reports EOF rather than "not found".
-        return Err(ApiError::msg_delete_failed("stream store EOF"));
+        return Err(JsError::StreamMsgDeleteFailed.with("stream store EOF"));
     }
     if !stream.delete_msg(req.seq, !req.no_erase)? {
-        return Err(ApiError::sequence_not_found(req.seq));
+        return Err(JsError::SequenceNotFound.with(req.seq));
     }
     Ok(typed("stream_msg_delete", &Success { success: true }))
 }
@@ -834,7 +826,7 @@ pub(crate) fn direct_get(jsa: &JsAccount, arg: &str, payload: &[u8], reply_to: &
             ..MsgGetRequest::default()
         },
         None if is_empty_body(payload) => return status(408, "Empty Request"),
-        None => match serde_json::from_slice::<MsgGetRequest>(payload) {
+        None => match crate::json::from_request::<MsgGetRequest>(payload) {
             Ok(r) => r,
             Err(_) => return status(408, "Bad Request"),
         },
@@ -977,7 +969,7 @@ mod tests {
         );
         let err = error_reply(
             "stream_purge",
-            &ApiError::purge_failed("stream purge not permitted"),
+            &JsError::StreamPurgeFailed.with("stream purge not permitted"),
         );
         assert_eq!(
             String::from_utf8(err).unwrap(),

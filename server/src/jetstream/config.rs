@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::errors::ApiError;
+use crate::js_errors::{ApiError, JsError};
 use crate::store::{Discard, StorageType, StoreLimits};
 
 /// Default `duplicate_window`: two minutes.
@@ -194,18 +194,17 @@ impl StreamConfig {
     /// Applies nats-server's defaults and checks the config, as on create and update.
     pub fn normalize(&mut self) -> Result<(), ApiError> {
         if !valid_stream_name(&self.name) {
-            return Err(ApiError::stream_config(
-                "stream name is required and can not contain '.', '*', '>', '\\', '/'",
-            ));
+            return Err(JsError::StreamInvalidConfig
+                .with("stream name is required and can not contain '.', '*', '>', '\\', '/'"));
         }
         if self.num_replicas == 0 {
             self.num_replicas = 1;
         }
         if self.num_replicas > 1 {
-            return Err(ApiError::replicas_not_supported());
+            return Err(JsError::StreamReplicasNotSupported.into());
         }
         if self.num_replicas < 0 {
-            return Err(ApiError::stream_config("replicas must be 1"));
+            return Err(JsError::StreamInvalidConfig.with("replicas must be 1"));
         }
         for v in [
             &mut self.max_msgs,
@@ -222,15 +221,13 @@ impl StreamConfig {
             }
         }
         if self.max_age < 0 {
-            return Err(ApiError::stream_config("max age needs to be >= 100ms"));
+            return Err(JsError::StreamInvalidConfig.with("max age needs to be >= 100ms"));
         }
         if self.max_age != 0 && self.max_age < 100_000_000 {
-            return Err(ApiError::stream_config("max age needs to be >= 100ms"));
+            return Err(JsError::StreamInvalidConfig.with("max age needs to be >= 100ms"));
         }
         if self.duplicate_window < 0 {
-            return Err(ApiError::stream_config(
-                "duplicates window must be positive",
-            ));
+            return Err(JsError::StreamInvalidConfig.with("duplicates window must be positive"));
         }
         if self.duplicate_window == 0 {
             self.duplicate_window =
@@ -241,42 +238,38 @@ impl StreamConfig {
                 };
         }
         if self.max_age != 0 && self.duplicate_window > self.max_age {
-            return Err(ApiError::stream_config(
-                "duplicates window can not be larger then max age",
-            ));
+            return Err(JsError::StreamInvalidConfig
+                .with("duplicates window can not be larger then max age"));
         }
         if self.compression.is_empty() {
             self.compression = compression_none();
         }
         if self.compression != "none" && self.compression != "s2" {
-            return Err(ApiError::invalid_json(format!(
-                "can not unmarshal {:?}",
-                self.compression
-            )));
+            return Err(
+                JsError::InvalidJSON.with(format!("can not unmarshal {:?}", self.compression))
+            );
         }
         if self.subjects.is_empty() && self.mirror.is_none() {
             self.subjects = vec![self.name.clone()];
         }
         for (i, s) in self.subjects.iter().enumerate() {
             if !crate::subject::is_valid_subject(s.as_bytes()) {
-                return Err(ApiError::stream_config(format!("invalid subject: {s}")));
+                return Err(JsError::StreamInvalidConfig.with(format!("invalid subject: {s}")));
             }
             if self.subjects[..i].iter().any(|o| o == s) {
-                return Err(ApiError::stream_config("duplicate subjects detected"));
+                return Err(JsError::StreamInvalidConfig.with("duplicate subjects detected"));
             }
             if !self.no_ack && crate::subject::collide(s.as_bytes(), b"$JS.API.>") {
-                return Err(ApiError::stream_config(
-                    "subjects that overlap with jetstream api require no-ack to be true",
-                ));
+                return Err(JsError::StreamInvalidConfig
+                    .with("subjects that overlap with jetstream api require no-ack to be true"));
             }
         }
         if self.max_msgs_per_subject != -1
             && self.discard_new_per_subject
             && self.discard != DiscardPolicy::New
         {
-            return Err(ApiError::stream_config(
-                "discard new per subject requires discard new policy to be set",
-            ));
+            return Err(JsError::StreamInvalidConfig
+                .with("discard new per subject requires discard new policy to be set"));
         }
         if let Some(md) = &mut self.metadata {
             md.retain(|k, _| !k.starts_with("_nats."));

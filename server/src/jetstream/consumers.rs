@@ -20,14 +20,14 @@ use tokio::runtime::Handle;
 
 use super::api::{parse_body, typed};
 use super::config::Retention;
-use super::errors::ApiError;
 use super::stream::Stream;
 use super::{action_advisory, pause_advisory, JetStream, JsAccount};
 use crate::consumer::config::{
     check_workqueue_partition, generate_name, parse_rfc3339_ns, rfc3339_ns,
 };
 use crate::consumer::driver::{self, ConsumerHandle, ConsumerHost};
-use crate::consumer::{Consumer, ConsumerConfig, ConsumerError, ConsumerState, StreamContext};
+use crate::consumer::{Consumer, ConsumerConfig, ConsumerState, StreamContext};
+use crate::js_errors::{ApiError, JsError};
 
 const NAMES_LIMIT: usize = 1024;
 const LIST_LIMIT: usize = 256;
@@ -46,12 +46,6 @@ pub(crate) fn block_on<F: Future>(rt: &Handle, f: F) -> Option<F::Output> {
         }
         // A current-thread runtime cannot block on its own tasks.
         Ok(_) => None,
-    }
-}
-
-impl From<ConsumerError> for ApiError {
-    fn from(e: ConsumerError) -> Self {
-        ApiError::new(e.code, e.err_code, e.description)
     }
 }
 
@@ -476,7 +470,7 @@ pub fn consumer_count(jsa: &JsAccount) -> usize {
 fn info_json(stream: &Stream, entry: &ConsumerEntry) -> Result<Vec<u8>, ApiError> {
     let info = block_on(&stream.consumers.rt, entry.handle.info())
         .flatten()
-        .ok_or_else(ConsumerError::not_found)?;
+        .ok_or(JsError::ConsumerNotFound)?;
     serde_json::to_vec(&info).map_err(ApiError::internal)
 }
 
@@ -504,55 +498,51 @@ pub(crate) fn create(
     let subject_name = parts.next().filter(|n| !n.is_empty());
     let subject_filter = parts.next();
     let req: CreateRequest = parse_body(payload)?;
+    // nats-server's order of checks (`jsConsumerCreateRequest`).
+    if legacy_durable && (subject_name.is_none() || subject_filter.is_some()) {
+        return Err(JsError::ConsumerDurableNameNotInSubject.into());
+    }
     if req.stream_name != stream_name {
-        return Err(ApiError::stream_name_mismatch());
+        return Err(JsError::StreamMismatch.into());
+    }
+    if subject_name.is_some_and(|n| n.contains(['\\', '/'])) {
+        return Err(JsError::ConsumerNameContainsPathSeparators.into());
     }
     let mut config = req.config.unwrap_or_default();
-    let stream = jsa
-        .stream(stream_name)
-        .ok_or_else(ApiError::stream_not_found)?;
-    let name = if legacy_durable {
-        let durable = subject_name.unwrap_or("");
-        if config.durable_name.is_empty() || config.durable_name != durable {
-            return Err(ApiError::new(
-                400,
-                10016,
-                "consumer name in subject does not match durable name in request",
-            ));
-        }
-        config.name = durable.to_string();
-        durable.to_string()
-    } else if let Some(name) = subject_name {
-        if let Some(filter) = subject_filter {
-            if config.filter_subject != filter {
-                return Err(ApiError::new(
-                    400,
-                    10131,
-                    "Consumer create request did not match filtered subject from create subject",
-                ));
+    let name = match subject_name {
+        Some(name) => {
+            if legacy_durable && config.durable_name.is_empty() {
+                return Err(JsError::ConsumerDurableNameNotSet.into());
             }
+            if !config.durable_name.is_empty() && config.durable_name != name {
+                return Err(JsError::ConsumerDurableNameNotMatchSubject.into());
+            }
+            config.name = name.to_string();
+            name.to_string()
         }
-        if !config.durable_name.is_empty() && config.durable_name != name {
-            return Err(ApiError::new(
-                400,
-                10016,
-                "consumer name in subject does not match durable name in request",
-            ));
+        None => {
+            if !config.durable_name.is_empty() {
+                return Err(JsError::ConsumerEphemeralWithDurableName.into());
+            }
+            // The legacy ephemeral form takes the name from the config, else makes one up.
+            if config.name.is_empty() {
+                config.name = generate_name();
+            }
+            config.name.clone()
         }
-        config.name = name.to_string();
-        name.to_string()
-    } else {
-        if !config.durable_name.is_empty() {
-            return Err(ApiError::new(
-                400,
-                10020,
-                "consumer expected to be ephemeral but a durable name was set in request",
-            ));
-        }
-        let name = generate_name();
-        config.name = name.clone();
-        name
     };
+    if let Some(filter) = subject_filter.filter(|_| !legacy_durable) {
+        if !config.filter_subjects.is_empty() {
+            return Err(JsError::ConsumerMultipleFiltersNotAllowed.into());
+        }
+        if config.filter_subject != filter {
+            return Err(JsError::ConsumerCreateFilterSubjectMismatch.into());
+        }
+    }
+    if config.num_replicas > 1 {
+        return Err(JsError::StreamReplicasNotSupported.into());
+    }
+    let stream = jsa.stream(stream_name).ok_or(JsError::StreamNotFound)?;
     let limits = jsa.limits().unwrap_or_default();
     config.apply_defaults(-1);
     config.set_server_metadata(crate::server::NATS_COMPAT_VERSION);
@@ -570,7 +560,7 @@ pub(crate) fn create(
         if req.action == "create" {
             let same = *lock(&existing.config) == config;
             if !same {
-                return Err(ApiError::new(400, 10148, "consumer already exists"));
+                return Err(JsError::ConsumerAlreadyExists.into());
             }
         }
         let old = lock(&existing.config).clone();
@@ -584,7 +574,7 @@ pub(crate) fn create(
         ));
     }
     if req.action == "update" {
-        return Err(ApiError::new(400, 10149, "consumer does not exist"));
+        return Err(JsError::ConsumerDoesNotExist.into());
     }
     // Like nats-server, the account's max_consumers bounds each stream (the stricter of the
     // two limits applies), not the account's total.
@@ -593,7 +583,7 @@ pub(crate) fn create(
         max_consumers = limits.max_consumers;
     }
     if max_consumers > 0 && stream.consumers.count() as i64 >= max_consumers {
-        return Err(ApiError::new(400, 10026, "maximum consumers limit reached"));
+        return Err(JsError::MaximumConsumersLimit.into());
     }
     if workqueue {
         let others: Vec<ConsumerConfig> = stream
@@ -661,8 +651,8 @@ fn stream_and_consumer<'a>(
     jsa: &JsAccount,
     arg: &'a str,
 ) -> Result<(Arc<Stream>, &'a str), ApiError> {
-    let (stream, consumer) = arg.split_once('.').ok_or_else(ApiError::bad_request)?;
-    let stream = jsa.stream(stream).ok_or_else(ApiError::stream_not_found)?;
+    let (stream, consumer) = arg.split_once('.').ok_or(JsError::BadRequest)?;
+    let stream = jsa.stream(stream).ok_or(JsError::StreamNotFound)?;
     Ok((stream, consumer))
 }
 
@@ -672,7 +662,7 @@ pub(crate) fn info(jsa: &JsAccount, arg: &str) -> Result<Vec<u8>, ApiError> {
     let entry = stream
         .consumers
         .get(name)
-        .ok_or_else(ConsumerError::not_found)?;
+        .ok_or(JsError::ConsumerNotFound)?;
     Ok(typed_raw("consumer_info", &info_json(&stream, &entry)?))
 }
 
@@ -691,13 +681,13 @@ pub(crate) fn pause(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8
     let entry = stream
         .consumers
         .get(name)
-        .ok_or_else(ConsumerError::not_found)?;
+        .ok_or(JsError::ConsumerNotFound)?;
     let now = crate::store::now_ns();
     let until = match req.pause_until.as_deref() {
         None => None,
         Some(t) => Some(
             parse_rfc3339_ns(t)
-                .ok_or_else(|| ApiError::invalid_json(format!("invalid pause_until {t:?}")))?,
+                .ok_or_else(|| JsError::InvalidJSON.with(format!("invalid pause_until {t:?}")))?,
         ),
     }
     .filter(|&t| t > now);
@@ -731,7 +721,7 @@ pub(crate) fn delete(jsa: &JsAccount, arg: &str) -> Result<Vec<u8>, ApiError> {
         .write()
         .ok()
         .and_then(|mut m| m.remove(name))
-        .ok_or_else(ConsumerError::not_found)?;
+        .ok_or(JsError::ConsumerNotFound)?;
     block_on(&stream.consumers.rt, entry.handle.stop());
     forget(&stream, name);
     action_advisory(jsa, &stream.name, Some(name), "delete");
@@ -755,7 +745,7 @@ pub(crate) fn names(
     list: bool,
 ) -> Result<Vec<u8>, ApiError> {
     let req: PageRequest = parse_body(payload)?;
-    let stream = jsa.stream(stream).ok_or_else(ApiError::stream_not_found)?;
+    let stream = jsa.stream(stream).ok_or(JsError::StreamNotFound)?;
     let entries = stream.consumers.entries();
     let total = entries.len();
     let limit = if list { LIST_LIMIT } else { NAMES_LIMIT };

@@ -24,7 +24,6 @@
 pub mod api;
 pub mod config;
 pub mod consumers;
-pub mod errors;
 pub mod monitor;
 pub mod stream;
 
@@ -42,11 +41,13 @@ use sha2::{Digest, Sha256};
 use crate::account::Account;
 use crate::client::SubRef;
 use crate::config::{AccountJetStreamLimits, JetStreamConfig, Options, GLOBAL_ACCOUNT};
+use crate::js_errors::{ApiError, JsError};
 use crate::route::{self, InternalHandler, InternalMsg};
 use crate::server::Server;
-use crate::store::{FileStore, FileStoreConfig, MemStore, MessageStore, StorageType, SyncPolicy};
+use crate::store::{
+    FileStore, FileStoreConfig, MemStore, MessageStore, StorageType, StoreError, SyncPolicy,
+};
 use config::{Storage, StreamConfig};
-use errors::ApiError;
 use stream::Stream;
 
 /// API requests waiting for the API thread before new ones are dropped (as nats-server does
@@ -134,11 +135,11 @@ impl Usage {
                 StorageType::File => limits.max_store,
             };
             if limit >= 0 && used.load(Ordering::Relaxed) + size > limit {
-                return Err(ApiError::account_resources_exceeded());
+                return Err(JsError::AccountResourcesExceeded.into());
             }
         }
         if server_max >= 0 && server_used.load(Ordering::Relaxed) + size > server_max {
-            return Err(ApiError::insufficient_resources());
+            return Err(JsError::InsufficientResources.into());
         }
         Ok(())
     }
@@ -752,6 +753,19 @@ struct ActionAdvisory<'a> {
 
 /// Announces a stream or consumer being created, modified or deleted, on the subjects and
 /// with the bodies nats-server uses (`$JS.EVENT.ADVISORY.STREAM.CREATED.<stream>`, ...).
+/// A store's refusal as the API reports it (nats-server's texts for the limits are the
+/// store errors' own).
+pub(crate) fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::MaxMsgs | StoreError::MaxBytes | StoreError::MaxMsgsPerSubject => {
+            JsError::StreamStoreFailed.with(e)
+        }
+        StoreError::MsgTooLarge => JsError::StreamMessageExceedsMaximum.into(),
+        StoreError::NotFound => JsError::NoMessageFound.into(),
+        other => ApiError::internal(other),
+    }
+}
+
 pub(crate) fn action_advisory(jsa: &JsAccount, stream: &str, consumer: Option<&str>, action: &str) {
     use crate::consumer::config::rfc3339_ns;
     let event = match action {

@@ -22,10 +22,10 @@ use arc_swap::ArcSwap;
 
 use super::config::{Retention, StreamConfig};
 use super::consumers::Consumers;
-use super::errors::ApiError;
 use super::Usage;
 use crate::account::Account;
 use crate::client::SubRef;
+use crate::js_errors::{ApiError, JsError};
 use crate::route::{self, Deferred, FlushSet, InternalHandler, InternalMsg};
 use crate::store::{MessageStore, PurgeRequest, StorageType, StoreError};
 
@@ -260,7 +260,9 @@ impl Stream {
         for subject in &cfg.subjects {
             let handler: Arc<dyn InternalHandler> = self.ingest.clone();
             let sub = route::subscribe_internal(&self.account, subject.as_bytes(), None, handler)
-                .map_err(|e| ApiError::stream_config(format!("invalid subject: {e}")))?;
+                .map_err(|e| {
+                JsError::StreamInvalidConfig.with(format!("invalid subject: {e}"))
+            })?;
             subs.push(sub);
         }
         Ok(())
@@ -429,7 +431,7 @@ fn parse_msg_ttl(value: &str) -> Result<Option<u64>, ApiError> {
         },
     };
     if ns < 1_000_000_000 {
-        return Err(ApiError::msg_ttl_invalid());
+        return Err(JsError::MessageTTLInvalid.into());
     }
     Ok(Some(ns))
 }
@@ -704,16 +706,16 @@ impl Worker {
         let payload = msg.payload();
         let js = headers.map(parse_headers).unwrap_or_default();
         if cfg.sealed {
-            return Err(ApiError::stream_sealed());
+            return Err(JsError::StreamSealed.into());
         }
         if let Some(expected) = js.expected_stream {
             if expected != cfg.name {
-                return Err(ApiError::expected_stream_mismatch());
+                return Err(JsError::StreamNotMatch.into());
             }
         }
         let ttl = match js.ttl {
             None => None,
-            Some(_) if !cfg.allow_msg_ttl => return Err(ApiError::msg_ttl_disabled()),
+            Some(_) if !cfg.allow_msg_ttl => return Err(JsError::MessageTTLDisabled.into()),
             Some(value) => parse_msg_ttl(value)?,
         };
         if let Some(id) = js.msg_id {
@@ -727,7 +729,7 @@ impl Worker {
         if let Some(expected) = js.expected_last_seq {
             let last = store.state().last_seq;
             if expected.parse::<u64>().ok() != Some(last) {
-                return Err(ApiError::wrong_last_sequence(last));
+                return Err(JsError::StreamWrongLastSequence.with(last));
             }
         }
         if let Some(expected) = js.expected_last_subject_seq {
@@ -737,26 +739,26 @@ impl Worker {
                 Err(e) => return Err(ApiError::internal(e)),
             };
             if expected.parse::<u64>().ok() != Some(last) {
-                return Err(ApiError::wrong_last_sequence(last));
+                return Err(JsError::StreamWrongLastSequence.with(last));
             }
         }
         if let Some(expected) = js.expected_last_msg_id {
             let last = self.last_msg_id.as_deref().unwrap_or("");
             if expected != last {
-                return Err(ApiError::wrong_last_msg_id(last));
+                return Err(JsError::StreamWrongLastMsgID.with(last));
             }
         }
         let rollup_all = match js.rollup {
             None => None,
             Some(_) if !cfg.allow_rollup_hdrs => {
-                return Err(ApiError::rollup_failed("rollup not permitted"))
+                return Err(JsError::StreamRollupFailed.with("rollup not permitted"))
             }
             Some("sub") => Some(false),
             Some("all") => Some(true),
             Some(other) => {
-                return Err(ApiError::rollup_failed(format!(
-                    "rollup value invalid: {other:?}"
-                )))
+                return Err(
+                    JsError::StreamRollupFailed.with(format!("rollup value invalid: {other:?}"))
+                )
             }
         };
         let size = store.stored_size(subject, headers, payload);
@@ -771,12 +773,7 @@ impl Worker {
         } else {
             (do_store(), true)
         };
-        let (seq, ts) = stored.map_err(|e| match e.js_error() {
-            Some((code, err_code, desc)) if err_code != 10037 => {
-                ApiError::new(code, err_code, desc)
-            }
-            _ => ApiError::internal(e),
-        })?;
+        let (seq, ts) = stored.map_err(super::store_error)?;
         if store.storage_type() == StorageType::Memory || self.stream.usage.has_limits() {
             self.stream.refresh_usage();
         }
@@ -840,7 +837,7 @@ mod tests {
             br#"{"stream":"ORDERS","seq":1,"duplicate": true}"#
         );
         assert_eq!(
-            pub_error("E", &ApiError::expected_stream_mismatch()),
+            pub_error("E", &ApiError::from(JsError::StreamNotMatch)),
             br#"{"error":{"code":400,"err_code":10060,"description":"expected stream does not match"},"stream":"E","seq":0}"#
         );
     }

@@ -9,8 +9,8 @@
 //! which the owner calls periodically, and on every store), `max_msgs_per_subject`,
 //! `max_msg_size` and the discard policy. With [`Discard::New`] a store past a limit
 //! fails with [`StoreError::MaxMsgs`]/[`StoreError::MaxBytes`]/
-//! [`StoreError::MaxMsgsPerSubject`]; [`StoreError::js_error`] maps them to the
-//! JetStream API codes (10077, 10054).
+//! [`StoreError::MaxMsgsPerSubject`] (the JetStream API layer maps store errors onto its
+//! error codes; the store knows none).
 //!
 //! # Byte accounting
 //! `bytes` in [`StoreState`] matches nats-server: a file-store message counts
@@ -200,22 +200,6 @@ pub enum StoreError {
         /// Underlying error.
         source: std::io::Error,
     },
-}
-
-impl StoreError {
-    /// `(code, err_code, description)` for errors the JetStream API reports as such.
-    pub fn js_error(&self) -> Option<(u16, u32, &'static str)> {
-        match self {
-            StoreError::MaxMsgs => Some((503, 10077, "maximum messages exceeded")),
-            StoreError::MaxBytes => Some((503, 10077, "maximum bytes exceeded")),
-            StoreError::MaxMsgsPerSubject => {
-                Some((503, 10077, "maximum messages per subject exceeded"))
-            }
-            StoreError::MsgTooLarge => Some((400, 10054, "message size exceeds maximum allowed")),
-            StoreError::NotFound => Some((404, 10037, "no message found")),
-            _ => None,
-        }
-    }
 }
 
 /// Storage for one stream's messages. Object safe: the stream layer holds a

@@ -159,10 +159,7 @@ fn limit_max_msgs_discard_old_and_new() {
             put(s, "a", "2");
             let err = s.store_msg(b"a", None, b"3", 0).unwrap_err();
             assert!(matches!(err, StoreError::MaxMsgs));
-            assert_eq!(
-                err.js_error(),
-                Some((503, 10077, "maximum messages exceeded"))
-            );
+            assert_eq!(err.to_string(), "maximum messages exceeded");
             assert_eq!(s.state().last_seq, 2);
         },
     );
@@ -197,7 +194,7 @@ fn limit_max_bytes_discard_old_and_new() {
         s.update_config(&l).unwrap();
         let err = s.store_msg(b"a", None, b"xx", 0).unwrap_err();
         assert!(matches!(err, StoreError::MaxBytes), "{err}");
-        assert_eq!(err.js_error().map(|e| e.2), Some("maximum bytes exceeded"));
+        assert_eq!(err.to_string(), "maximum bytes exceeded");
     });
 }
 
@@ -271,10 +268,7 @@ fn limit_per_subject_and_msg_size() {
         |s| {
             s.store_msg(b"a", Some(b"12"), b"34", 0).unwrap();
             let err = s.store_msg(b"a", Some(b"12"), b"345", 0).unwrap_err();
-            assert_eq!(
-                err.js_error(),
-                Some((400, 10054, "message size exceeds maximum allowed"))
-            );
+            assert!(matches!(err, StoreError::MsgTooLarge), "{err}");
         },
     );
 }

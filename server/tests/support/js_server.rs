@@ -73,6 +73,11 @@ pub fn spawn(bin: &str, args: &[String]) -> Server {
 }
 
 pub fn start_js(dir: &Path) -> Server {
+    start_js_with(natsd(), dir)
+}
+
+/// `bin` (natsd or nats-server) on a free loopback port with JetStream storing in `dir`.
+pub fn start_js_with(bin: &str, dir: &Path) -> Server {
     let args = [
         "-a",
         "127.0.0.1",
@@ -83,7 +88,7 @@ pub fn start_js(dir: &Path) -> Server {
         dir.to_str().unwrap(),
     ]
     .map(String::from);
-    spawn(natsd(), &args)
+    spawn(bin, &args)
 }
 
 /// A Python with nats-py: the repository's `.venv` (scripts/test.sh creates it before the

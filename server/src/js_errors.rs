@@ -1,0 +1,310 @@
+//! JetStream API errors: ONE table of the named errors natsd answers with, each as
+//! nats-server's `server/errors.json` names it (its constant in the variant's doc, the
+//! HTTP-like `code`, the stable `err_code` clients match on, and the description, where
+//! `{name}` marks a part filled in per error). Nothing else in the server writes an
+//! `err_code`: an error is `JsError::StreamNotFound.into()`, or `JsError::X.with(detail)`
+//! for a description with a placeholder. Stores return their own errors
+//! ([`crate::store::StoreError`]); the API layer maps them onto this table.
+//!
+//! Codes are never reused for something else: a retired error stays out of the table, and a
+//! test checks that each `err_code` appears once.
+
+use std::fmt::Display;
+
+use serde::Serialize;
+
+/// One API error as it appears in a reply's `error` field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[error("{description} ({err_code})")]
+pub struct ApiError {
+    /// HTTP-like status.
+    pub code: u16,
+    /// Stable JetStream error code.
+    pub err_code: u32,
+    /// Human-readable text.
+    pub description: String,
+}
+
+impl ApiError {
+    /// Anything unexpected, from the store or the file system: nats-server reports such
+    /// failures as 10077 with the underlying error's text.
+    pub fn internal(err: impl Display) -> Self {
+        JsError::StreamStoreFailed.with(err)
+    }
+}
+
+macro_rules! js_errors {
+    ($( $(#[$doc:meta])* $name:ident = ($code:expr, $err_code:expr, $text:expr); )*) => {
+        /// A named JetStream API error (see the module documentation).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum JsError {
+            $( $(#[$doc])* $name, )*
+        }
+
+        impl JsError {
+            /// Every error of the table.
+            pub const ALL: &'static [JsError] = &[$(JsError::$name),*];
+
+            /// `(code, err_code, description)`.
+            const fn entry(self) -> (u16, u32, &'static str) {
+                match self {
+                    $( JsError::$name => ($code, $err_code, $text), )*
+                }
+            }
+        }
+    };
+}
+
+impl JsError {
+    /// HTTP-like status.
+    pub const fn code(self) -> u16 {
+        self.entry().0
+    }
+
+    /// Stable JetStream error code.
+    pub const fn err_code(self) -> u32 {
+        self.entry().1
+    }
+
+    /// The description, placeholders (`{err}`, `{seq}`, ...) unfilled.
+    pub const fn description(self) -> &'static str {
+        self.entry().2
+    }
+
+    /// The error with its one placeholder filled with `detail` (a description without a
+    /// placeholder is kept as it is).
+    pub fn with(self, detail: impl Display) -> ApiError {
+        let template = self.description();
+        let description = match (template.find('{'), template.find('}')) {
+            (Some(open), Some(close)) if open < close => {
+                format!("{}{detail}{}", &template[..open], &template[close + 1..])
+            }
+            _ => template.to_string(),
+        };
+        ApiError {
+            code: self.code(),
+            err_code: self.err_code(),
+            description,
+        }
+    }
+}
+
+impl From<JsError> for ApiError {
+    fn from(e: JsError) -> Self {
+        ApiError {
+            code: e.code(),
+            err_code: e.err_code(),
+            description: e.description().to_string(),
+        }
+    }
+}
+
+js_errors! {
+    /// `JSAccountResourcesExceededErr`
+    AccountResourcesExceeded = (400, 10002, "resource limits exceeded for account");
+    /// `JSBadRequestErr`
+    BadRequest = (400, 10003, "bad request");
+    /// `JSConsumerCreateErrF`
+    ConsumerCreate = (500, 10012, "{err}");
+    /// `JSConsumerNotFoundErr`
+    ConsumerNotFound = (404, 10014, "consumer not found");
+    /// `JSConsumerDurableNameNotInSubjectErr`
+    ConsumerDurableNameNotInSubject = (400, 10016, "consumer expected to be durable but no durable name set in subject");
+    /// `JSConsumerDurableNameNotMatchSubjectErr`
+    ConsumerDurableNameNotMatchSubject = (400, 10017, "consumer name in subject does not match durable name in request");
+    /// `JSConsumerDurableNameNotSetErr`
+    ConsumerDurableNameNotSet = (400, 10018, "consumer expected to be durable but a durable name was not set");
+    /// `JSConsumerEphemeralWithDurableInSubjectErr`
+    ConsumerEphemeralWithDurableInSubject = (400, 10019, "consumer expected to be ephemeral but detected a durable name set in subject");
+    /// `JSConsumerEphemeralWithDurableNameErr`
+    ConsumerEphemeralWithDurableName = (400, 10020, "consumer expected to be ephemeral but a durable name was set in request");
+    /// `JSInsufficientResourcesErr`
+    InsufficientResources = (503, 10023, "insufficient resources");
+    /// `JSInvalidJSONErr`
+    InvalidJSON = (400, 10025, "invalid JSON: {err}");
+    /// `JSMaximumConsumersLimitErr`
+    MaximumConsumersLimit = (400, 10026, "maximum consumers limit reached");
+    /// `JSMaximumStreamsLimitErr`
+    MaximumStreamsLimit = (400, 10027, "maximum number of streams reached");
+    /// `JSMemoryResourcesExceededErr`
+    MemoryResourcesExceeded = (500, 10028, "insufficient memory resources available");
+    /// `JSNoMessageFoundErr`
+    NoMessageFound = (404, 10037, "no message found");
+    /// `JSNotEnabledForAccountErr`
+    NotEnabledForAccount = (503, 10039, "JetStream not enabled for account");
+    /// `JSSequenceNotFoundErrF`
+    SequenceNotFound = (400, 10043, "sequence {seq} not found");
+    /// `JSStorageResourcesExceededErr`
+    StorageResourcesExceeded = (500, 10047, "insufficient storage resources available");
+    /// `JSStreamInvalidConfigF`
+    StreamInvalidConfig = (500, 10052, "{err}");
+    /// `JSStreamMessageExceedsMaximumErr`
+    StreamMessageExceedsMaximum = (400, 10054, "message size exceeds maximum allowed");
+    /// `JSStreamMismatchErr`
+    StreamMismatch = (400, 10056, "stream name in subject does not match request");
+    /// `JSStreamMsgDeleteFailedF`
+    StreamMsgDeleteFailed = (500, 10057, "{err}");
+    /// `JSStreamNameExistErr`
+    StreamNameExist = (400, 10058, "stream name already in use with a different configuration");
+    /// `JSStreamNotFoundErr`
+    StreamNotFound = (404, 10059, "stream not found");
+    /// `JSStreamNotMatchErr`
+    StreamNotMatch = (400, 10060, "expected stream does not match");
+    /// `JSStreamSubjectOverlapErr`
+    StreamSubjectOverlap = (400, 10065, "subjects overlap with an existing stream");
+    /// `JSStreamWrongLastMsgIDErrF`
+    StreamWrongLastMsgID = (400, 10070, "wrong last msg ID: {id}");
+    /// `JSStreamWrongLastSequenceErrF`
+    StreamWrongLastSequence = (400, 10071, "wrong last sequence: {seq}");
+    /// `JSStreamReplicasNotSupportedErr`
+    StreamReplicasNotSupported = (500, 10074, "replicas > 1 not supported in non-clustered mode");
+    /// `JSStreamStoreFailedF`
+    StreamStoreFailed = (503, 10077, "{err}");
+    /// `JSConsumerDeliverToWildcardsErr`
+    ConsumerDeliverToWildcards = (400, 10079, "consumer deliver subject has wildcards");
+    /// `JSConsumerPushMaxWaitingErr`
+    ConsumerPushMaxWaiting = (400, 10080, "consumer in push mode can not set max waiting");
+    /// `JSConsumerDeliverCycleErr`
+    ConsumerDeliverCycle = (400, 10081, "consumer deliver subject forms a cycle");
+    /// `JSConsumerMaxPendingAckPolicyRequiredErr`
+    ConsumerMaxPendingAckPolicyRequired = (400, 10082, "consumer requires ack policy for max ack pending");
+    /// `JSConsumerSmallHeartbeatErr`
+    ConsumerSmallHeartbeat = (400, 10083, "consumer idle heartbeat needs to be >= 100ms");
+    /// `JSConsumerPullRequiresAckErr`
+    ConsumerPullRequiresAck = (400, 10084, "consumer in pull mode requires explicit ack policy on workqueue stream");
+    /// `JSConsumerPullWithRateLimitErr`
+    ConsumerPullWithRateLimit = (400, 10086, "consumer in pull mode can not have rate limit set");
+    /// `JSConsumerHBRequiresPushErr`
+    ConsumerHBRequiresPush = (400, 10088, "consumer idle heartbeat requires a push based consumer");
+    /// `JSConsumerFCRequiresPushErr`
+    ConsumerFCRequiresPush = (400, 10089, "consumer flow control requires a push based consumer");
+    /// `JSConsumerDirectRequiresPushErr`
+    ConsumerDirectRequiresPush = (400, 10090, "consumer direct requires a push based consumer");
+    /// `JSConsumerDirectRequiresEphemeralErr`
+    ConsumerDirectRequiresEphemeral = (400, 10091, "consumer direct requires an ephemeral consumer");
+    /// `JSConsumerInvalidPolicyErrF`
+    ConsumerInvalidPolicy = (400, 10094, "{err}");
+    /// `JSConsumerInvalidSamplingErrF`
+    ConsumerInvalidSampling = (400, 10095, "failed to parse consumer sampling configuration: {err}");
+    /// `JSConsumerWQRequiresExplicitAckErr`
+    ConsumerWQRequiresExplicitAck = (400, 10098, "workqueue stream requires explicit ack");
+    /// `JSConsumerWQMultipleUnfilteredErr`
+    ConsumerWQMultipleUnfiltered = (400, 10099, "multiple non-filtered consumers not allowed on workqueue stream");
+    /// `JSConsumerWQConsumerNotUniqueErr`
+    ConsumerWQConsumerNotUnique = (400, 10100, "filtered consumer not unique on workqueue stream");
+    /// `JSConsumerWQConsumerNotDeliverAllErr`
+    ConsumerWQConsumerNotDeliverAll = (400, 10101, "consumer must be deliver all on workqueue stream");
+    /// `JSConsumerNameTooLongErrF`
+    ConsumerNameTooLong = (400, 10102, "consumer name is too long, maximum allowed is {max}");
+    /// `JSConsumerBadDurableNameErr`
+    ConsumerBadDurableName = (400, 10103, "durable name can not contain '.', '*', '>'");
+    /// `JSConsumerExistingActiveErr`
+    ConsumerExistingActive = (400, 10105, "consumer already exists and is still active");
+    /// `JSConsumerDescriptionTooLongErrF`
+    ConsumerDescriptionTooLong = (400, 10107, "consumer description is too long, maximum allowed is {max}");
+    /// `JSConsumerWithFlowControlNeedsHeartbeats`
+    ConsumerWithFlowControlNeedsHeartbeats = (400, 10108, "consumer with flow control also needs heartbeats");
+    /// `JSStreamSealedErr`
+    StreamSealed = (400, 10109, "invalid operation on sealed stream");
+    /// `JSStreamPurgeFailedF`
+    StreamPurgeFailed = (500, 10110, "{err}");
+    /// `JSStreamRollupFailedF`
+    StreamRollupFailed = (500, 10111, "{err}");
+    /// `JSConsumerInvalidDeliverSubject`
+    ConsumerInvalidDeliverSubject = (400, 10112, "invalid push consumer deliver subject");
+    /// `JSConsumerMaxRequestBatchNegativeErr`
+    ConsumerMaxRequestBatchNegative = (400, 10114, "consumer max request batch needs to be > 0");
+    /// `JSConsumerMaxRequestExpiresTooSmall`
+    ConsumerMaxRequestExpiresTooSmall = (400, 10115, "consumer max request expires needs to be >= 1ms");
+    /// `JSConsumerMaxDeliverBackoffErr`
+    ConsumerMaxDeliverBackoff = (400, 10116, "max deliver is required to be > length of backoff values");
+    /// `JSConsumerMaxPendingAckExcessErrF`
+    ConsumerMaxPendingAckExcess = (400, 10121, "consumer max ack pending exceeds system limit of {limit}");
+    /// `JSConsumerReplicasExceedsStream`
+    ConsumerReplicasExceedsStream = (400, 10126, "consumer config replica count exceeds parent stream");
+    /// `JSConsumerNameContainsPathSeparatorsErr`
+    ConsumerNameContainsPathSeparators = (400, 10127, "Consumer name can not contain path separators");
+    /// `JSStreamNameContainsPathSeparatorsErr`
+    StreamNameContainsPathSeparators = (400, 10128, "Stream name can not contain path separators");
+    /// `JSConsumerCreateFilterSubjectMismatchErr`
+    ConsumerCreateFilterSubjectMismatch = (400, 10131, "Consumer create request did not match filtered subject from create subject");
+    /// `JSConsumerCreateDurableAndNameMismatch`
+    ConsumerCreateDurableAndNameMismatch = (400, 10132, "Consumer Durable and Name have to be equal if both are provided");
+    /// `JSReplicasCountCannotBeNegative`
+    ReplicasCountCannotBeNegative = (400, 10133, "replicas count cannot be negative");
+    /// `JSConsumerReplicasShouldMatchStream`
+    ConsumerReplicasShouldMatchStream = (400, 10134, "consumer config replicas must match interest retention stream's replicas");
+    /// `JSConsumerMetadataLengthErrF`
+    ConsumerMetadataLength = (400, 10135, "consumer metadata exceeds maximum size of {limit}");
+    /// `JSConsumerDuplicateFilterSubjects`
+    ConsumerDuplicateFilterSubjects = (400, 10136, "consumer cannot have both FilterSubject and FilterSubjects specified");
+    /// `JSConsumerMultipleFiltersNotAllowed`
+    ConsumerMultipleFiltersNotAllowed = (400, 10137, "consumer with multiple subject filters cannot use subject based API");
+    /// `JSConsumerOverlappingSubjectFilters`
+    ConsumerOverlappingSubjectFilters = (400, 10138, "consumer subject filters cannot overlap");
+    /// `JSConsumerEmptyFilter`
+    ConsumerEmptyFilter = (400, 10139, "consumer filter in FilterSubjects cannot be empty");
+    /// `JSConsumerAlreadyExists`
+    ConsumerAlreadyExists = (400, 10148, "consumer already exists");
+    /// `JSConsumerDoesNotExist`
+    ConsumerDoesNotExist = (400, 10149, "consumer does not exist");
+    /// `JSConsumerInactiveThresholdExcess`
+    ConsumerInactiveThresholdExcess = (400, 10153, "consumer inactive threshold exceeds system limit of {limit}");
+    /// `JSConsumerPriorityPolicyWithoutGroup`
+    ConsumerPriorityPolicyWithoutGroup = (400, 10159, "Setting PriorityPolicy requires at least one PriorityGroup to be set");
+    /// `JSConsumerInvalidPriorityGroupErr`
+    ConsumerInvalidPriorityGroup = (400, 10160, "Provided priority group does not exist for this consumer");
+    /// `JSConsumerEmptyGroupName`
+    ConsumerEmptyGroupName = (400, 10161, "Group name cannot be an empty string");
+    /// `JSConsumerInvalidGroupNameErr`
+    ConsumerInvalidGroupName = (400, 10162, "Valid priority group name must match A-Z, a-z, 0-9, -_/=)+ and may not exceed 16 characters");
+    /// `JSMessageTTLInvalidErr`
+    MessageTTLInvalid = (400, 10165, "invalid per-message TTL");
+    /// `JSMessageTTLDisabledErr`
+    MessageTTLDisabled = (400, 10166, "per-message TTL is disabled");
+    /// `JSConsumerPushWithPriorityGroupErr`
+    ConsumerPushWithPriorityGroup = (400, 10178, "priority groups can not be used with push consumers");
+    /// `JSConsumerAckWaitNegativeErr`
+    ConsumerAckWaitNegative = (400, 10183, "consumer ack wait needs to be positive");
+    /// `JSConsumerBackOffNegativeErr`
+    ConsumerBackOffNegative = (400, 10184, "consumer backoff needs to be positive");
+    /// `JSConsumerPriorityGroupWithPolicyNone`
+    ConsumerPriorityGroupWithPolicyNone = (400, 10196, "consumer can not have priority groups when policy is none");
+    /// `JSConsumerPinnedTTLWithoutPriorityPolicyNone`
+    ConsumerPinnedTTLWithoutPriorityPolicyNone = (400, 10197, "PinnedTTL cannot be set when PriorityPolicy is none");
+    /// `JSConsumerInvalidResetErr`
+    ConsumerInvalidReset = (400, 10204, "invalid reset: {err}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_err_code_appears_once() {
+        let mut codes: Vec<u32> = JsError::ALL.iter().map(|e| e.err_code()).collect();
+        let n = codes.len();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), n, "an err_code is in the table twice");
+    }
+
+    #[test]
+    fn placeholders_are_filled() {
+        let e = JsError::SequenceNotFound.with(7);
+        assert_eq!((e.code, e.err_code), (400, 10043));
+        assert_eq!(e.description, "sequence 7 not found");
+        let e = JsError::StreamInvalidConfig.with("bad");
+        assert_eq!(e.description, "bad");
+        let plain = ApiError::from(JsError::StreamNotFound);
+        assert_eq!(plain.to_string(), "stream not found (10059)");
+    }
+
+    #[test]
+    fn only_templates_have_braces_in_pairs() {
+        for e in JsError::ALL {
+            let d = e.description();
+            assert_eq!(d.matches('{').count(), d.matches('}').count(), "{e:?}");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! JSON request bodies read the way nats-server reads them.
+//!
+//! nats-server decodes every JetStream request with Go's `encoding/json`, where a `null`
+//! member leaves the field as it was: `{"max_msgs": null}` means "not set", exactly like
+//! leaving the member out. Clients rely on it (nats.py's current generation sends `null` for
+//! every unset number in a stream or consumer config). serde would instead refuse `null`
+//! for a plain `u64`, so every request body goes through [`from_request`], which applies that
+//! one rule to every member at every depth instead of marking fields one by one.
+
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+/// Decodes a request body with Go's meaning of `null`: a `null` member is the same as an
+/// absent one, and a body that is only `null` sets nothing at all.
+pub(crate) fn from_request<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_json::Error> {
+    // Most bodies hold no `null`: decode them directly, without the intermediate tree.
+    if memchr::memmem::find(body, b"null").is_none() {
+        return serde_json::from_slice(body);
+    }
+    let mut value: Value = serde_json::from_slice(body)?;
+    if value.is_null() {
+        value = Value::Object(serde_json::Map::new());
+    }
+    drop_null_members(&mut value);
+    T::deserialize(value)
+}
+
+/// Removes every `null` object member, at any depth (array elements are left alone: Go
+/// zeroes those, and no request carries one).
+fn drop_null_members(value: &mut Value) {
+    match value {
+        Value::Object(members) => {
+            members.retain(|_, v| !v.is_null());
+            members.values_mut().for_each(drop_null_members);
+        }
+        Value::Array(items) => items.iter_mut().for_each(drop_null_members),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+
+    #[derive(Debug, Deserialize, PartialEq, Default)]
+    struct Inner {
+        #[serde(default)]
+        n: u64,
+    }
+
+    #[derive(Debug, Deserialize, PartialEq, Default)]
+    struct Outer {
+        #[serde(default = "seven")]
+        n: i64,
+        #[serde(default)]
+        s: String,
+        #[serde(default)]
+        inner: Inner,
+        #[serde(default)]
+        list: Vec<Inner>,
+    }
+
+    fn seven() -> i64 {
+        7
+    }
+
+    #[test]
+    fn null_members_are_unset_at_every_depth() {
+        let v: Outer =
+            from_request(br#"{"n":null,"s":null,"inner":{"n":null},"list":[{"n":null}]}"#).unwrap();
+        assert_eq!(
+            v,
+            Outer {
+                n: 7,
+                s: String::new(),
+                inner: Inner { n: 0 },
+                list: vec![Inner { n: 0 }],
+            }
+        );
+    }
+
+    #[test]
+    fn a_null_body_sets_nothing() {
+        let v: Outer = from_request(b" null ").unwrap();
+        assert_eq!(v.n, 7);
+    }
+
+    #[test]
+    fn null_inside_a_string_is_just_text() {
+        let v: Outer = from_request(br#"{"s":"null"}"#).unwrap();
+        assert_eq!(v.s, "null");
+    }
+
+    #[test]
+    fn wrong_types_are_still_refused() {
+        assert!(from_request::<Outer>(br#"{"n":"x","s":null}"#).is_err());
+        assert!(from_request::<Outer>(br#"{"n":"x"}"#).is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! JetStream API parity with nats-server, request by request: natsd and the reference server
+//! get the same requests and must answer alike. These tests need the reference (`nats-server`
+//! on PATH, as scripts/test.sh arranges): without it they fail rather than pass untested.
+
+// A test binary has no public API, and tests may unwrap (HELPERS.md).
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+#[path = "support/js_server.rs"]
+#[allow(
+    dead_code,
+    reason = "shared by several test binaries, each using a part"
+)]
+mod js_server;
+use js_server::{api, connect, start_js, start_js_with, Server};
+
+fn reference_bin() -> PathBuf {
+    std::env::var_os("PATH")
+        .and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|p| p.join("nats-server"))
+                .find(|p| p.is_file())
+        })
+        .expect("the reference nats-server must be on PATH (scripts/test.sh puts .venv/bin first)")
+}
+
+/// natsd and nats-server, each with its own store (the directories live as long as the servers).
+struct Pair {
+    ours: Server,
+    theirs: Server,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+fn start_pair() -> Pair {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    Pair {
+        ours: start_js(dirs[0].path()),
+        theirs: start_js_with(reference_bin().to_str().unwrap(), dirs[1].path()),
+        _dirs: dirs,
+    }
+}
+
+/// Every member of nats-server 2.15's `StreamConfig` (its JSON names).
+const STREAM_FIELDS: &[&str] = &[
+    "description",
+    "subjects",
+    "retention",
+    "max_consumers",
+    "max_msgs",
+    "max_bytes",
+    "max_age",
+    "max_msgs_per_subject",
+    "max_msg_size",
+    "discard",
+    "storage",
+    "num_replicas",
+    "no_ack",
+    "duplicate_window",
+    "placement",
+    "mirror",
+    "sources",
+    "compression",
+    "first_seq",
+    "subject_transform",
+    "republish",
+    "allow_direct",
+    "mirror_direct",
+    "discard_new_per_subject",
+    "sealed",
+    "deny_delete",
+    "deny_purge",
+    "allow_rollup_hdrs",
+    "consumer_limits",
+    "allow_msg_ttl",
+    "subject_delete_marker_ttl",
+    "allow_msg_counter",
+    "allow_atomic",
+    "allow_msg_schedules",
+    "persist_mode",
+    "allow_batched",
+    "metadata",
+];
+
+/// Every member of nats-server 2.15's `ConsumerConfig`.
+const CONSUMER_FIELDS: &[&str] = &[
+    "durable_name",
+    "name",
+    "description",
+    "deliver_policy",
+    "opt_start_seq",
+    "opt_start_time",
+    "ack_policy",
+    "ack_wait",
+    "max_deliver",
+    "backoff",
+    "filter_subject",
+    "filter_subjects",
+    "replay_policy",
+    "rate_limit_bps",
+    "sample_freq",
+    "max_waiting",
+    "max_ack_pending",
+    "flow_control",
+    "headers_only",
+    "max_batch",
+    "max_expires",
+    "max_bytes",
+    "deliver_subject",
+    "deliver_group",
+    "idle_heartbeat",
+    "inactive_threshold",
+    "num_replicas",
+    "mem_storage",
+    "direct",
+    "sourcing",
+    "metadata",
+    "pause_until",
+    "priority_groups",
+    "priority_policy",
+    "priority_timeout",
+];
+
+/// Fields whose Go type decodes JSON itself and refuses `null` (nats-server answers 10025);
+/// natsd reads `null` there as "not set" too (docs/differences.md).
+const REFERENCE_REFUSES_NULL: &[&str] = &[
+    "retention",
+    "discard",
+    "storage",
+    "compression",
+    "persist_mode",
+    "deliver_policy",
+    "ack_policy",
+    "replay_policy",
+    "priority_policy",
+];
+
+/// The config of a create reply without what differs by server or by time.
+fn config_of(reply: &Value) -> Value {
+    let mut cfg = reply["config"].clone();
+    if let Some(c) = cfg.as_object_mut() {
+        c.remove("metadata");
+        c.remove("name");
+        c.remove("subjects");
+    }
+    cfg
+}
+
+/// natsd took `field: null` as unset (`expected`); nats-server did too, or refused it where
+/// its Go type decodes `null` itself.
+fn check_null_member(field: &str, ours: &Value, theirs: &Value, expected: &Value) {
+    assert!(ours["error"].is_null(), "natsd, {field}: null: {ours}");
+    assert_eq!(&config_of(ours), expected, "natsd, {field}: null");
+    if REFERENCE_REFUSES_NULL.contains(&field) {
+        assert_eq!(theirs["error"]["err_code"], 10025, "{field}: {theirs}");
+    } else {
+        assert_eq!(&config_of(theirs), expected, "nats-server, {field}: null");
+    }
+}
+
+fn with_nulls(base: Value, fields: &[&str], skip: &[&str]) -> Value {
+    let mut obj: Map<String, Value> = base.as_object().unwrap().clone();
+    for f in fields.iter().filter(|f| !skip.contains(f)) {
+        obj.entry(f.to_string()).or_insert(Value::Null);
+    }
+    Value::Object(obj)
+}
+
+/// `null` means "not set" in every stream and consumer config member, as Go decodes it: each
+/// member sent as `null` alone gives the same config as leaving it out, on both servers; and
+/// natsd takes a request with every member `null` at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_config_members_are_not_set() {
+    let pair = start_pair();
+    let a = connect(&pair.ours).await;
+    let b = connect(&pair.theirs).await;
+    let mut n = 0;
+    let mut stream = |extra: Option<&str>| {
+        n += 1;
+        let name = format!("S{n}");
+        let mut cfg = json!({"name": name, "subjects": [format!("s{n}.>")]});
+        if let Some(f) = extra {
+            cfg[f] = Value::Null;
+        }
+        (name, cfg)
+    };
+    let (plain_name, plain) = stream(None);
+    let subject = format!("$JS.API.STREAM.CREATE.{plain_name}");
+    let plain_ours = config_of(&api(&a, &subject, plain.clone()).await);
+    assert_eq!(plain_ours, config_of(&api(&b, &subject, plain).await));
+    for field in STREAM_FIELDS {
+        let (name, cfg) = stream(Some(field));
+        let subject = format!("$JS.API.STREAM.CREATE.{name}");
+        let ours = api(&a, &subject, cfg.clone()).await;
+        let theirs = api(&b, &subject, cfg.clone()).await;
+        check_null_member(field, &ours, &theirs, &plain_ours);
+    }
+    let (name, base) = stream(None);
+    let all = with_nulls(base.clone(), STREAM_FIELDS, &[]);
+    let ours = api(&a, &format!("$JS.API.STREAM.CREATE.{name}"), all).await;
+    assert_eq!(
+        config_of(&ours),
+        plain_ours,
+        "every stream member null: {ours}"
+    );
+    let (name, base) = stream(None);
+    let accepted = with_nulls(base, STREAM_FIELDS, REFERENCE_REFUSES_NULL);
+    let subject = format!("$JS.API.STREAM.CREATE.{name}");
+    assert_eq!(
+        config_of(&api(&b, &subject, accepted.clone()).await),
+        config_of(&api(&a, &subject, accepted).await),
+        "every member nats-server takes as null"
+    );
+
+    let consumer = |cfg: Value| json!({"stream_name": plain_name, "config": cfg});
+    let create = format!("$JS.API.CONSUMER.CREATE.{plain_name}");
+    let base = json!({"ack_policy": "explicit", "inactive_threshold": 60_000_000_000u64});
+    let plain_ours = config_of(&api(&a, &create, consumer(base.clone())).await);
+    assert_eq!(
+        plain_ours,
+        config_of(&api(&b, &create, consumer(base.clone())).await)
+    );
+    for field in CONSUMER_FIELDS {
+        let mut cfg = base.clone();
+        let expected = if base.get(field).is_some() {
+            cfg.as_object_mut().unwrap().remove(*field);
+            config_of(&api(&a, &create, consumer(cfg.clone())).await)
+        } else {
+            plain_ours.clone()
+        };
+        cfg[*field] = Value::Null;
+        let ours = api(&a, &create, consumer(cfg.clone())).await;
+        let theirs = api(&b, &create, consumer(cfg)).await;
+        check_null_member(field, &ours, &theirs, &expected);
+    }
+    let all = with_nulls(base.clone(), CONSUMER_FIELDS, &[]);
+    let ours = api(&a, &create, consumer(all)).await;
+    assert_eq!(
+        config_of(&ours),
+        plain_ours,
+        "every consumer member null: {ours}"
+    );
+    let accepted = with_nulls(base, CONSUMER_FIELDS, REFERENCE_REFUSES_NULL);
+    assert_eq!(
+        config_of(&api(&b, &create, consumer(accepted.clone())).await),
+        config_of(&api(&a, &create, consumer(accepted)).await),
+        "every member nats-server takes as null"
+    );
+
+    // A pull request's members too: a no-wait fetch of an empty stream answers 404 on both.
+    for nc in [&a, &b] {
+        let created = api(
+            nc,
+            &create,
+            consumer(json!({"name": "pull", "ack_policy": "explicit"})),
+        )
+        .await;
+        assert!(created["error"].is_null(), "{created}");
+        let next = format!("$JS.API.CONSUMER.MSG.NEXT.{plain_name}.pull");
+        let body = json!({"batch": 1, "no_wait": true, "expires": null, "max_bytes": null, "idle_heartbeat": null});
+        let reply = nc
+            .request(next, serde_json::to_vec(&body).unwrap().into())
+            .await
+            .unwrap();
+        assert_eq!(reply.status.map(|s| s.as_u16()), Some(404), "{reply:?}");
+    }
+}
+
+/// A request's reply, or `None` when none comes within half a second (an API subject
+/// neither server serves).
+async fn reply_to(nc: &async_nats::Client, subject: &str, body: &Value) -> Option<Value> {
+    let payload = serde_json::to_vec(body).unwrap();
+    let request = nc.request(subject.to_string(), payload.into());
+    match tokio::time::timeout(Duration::from_millis(500), request).await {
+        Ok(reply) => Some(serde_json::from_slice(&reply.unwrap().payload).unwrap()),
+        Err(_) => None,
+    }
+}
+
+/// Sends each request to both servers and asserts the replies carry the same error (code,
+/// err_code and description) or both none, or that neither server answers.
+async fn same_errors(pair: &Pair, requests: &[(String, Value)]) {
+    let a = connect(&pair.ours).await;
+    let b = connect(&pair.theirs).await;
+    for (subject, body) in requests {
+        let ours = reply_to(&a, subject, body).await;
+        let theirs = reply_to(&b, subject, body).await;
+        let what = format!("{subject} {body}\n natsd: {ours:?}\n nats-server: {theirs:?}");
+        match (ours, theirs) {
+            (Some(ours), Some(theirs)) => {
+                assert_eq!(ours["error"], theirs["error"], "{what}");
+                assert_eq!(ours["type"], theirs["type"], "{what}");
+            }
+            (None, None) => {}
+            _ => panic!("one server answered: {what}"),
+        }
+    }
+}
+
+/// The consumer create subjects (legacy ephemeral, legacy durable, named, named with a
+/// filter) refused with nats-server's error for each mismatch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_create_subject_errors() {
+    let pair = start_pair();
+    let create = |subject: &str, stream: &str, config: Value| {
+        (
+            format!("$JS.API.CONSUMER.{subject}"),
+            json!({"stream_name": stream, "config": config}),
+        )
+    };
+    let requests = vec![
+        (
+            "$JS.API.STREAM.CREATE.S".to_string(),
+            json!({"name": "S", "subjects": ["s.>"]}),
+        ),
+        create("DURABLE.CREATE.S", "S", json!({"durable_name": "d"})),
+        create("DURABLE.CREATE.S.d.x", "S", json!({"durable_name": "d"})),
+        create("DURABLE.CREATE.S.d", "S", json!({})),
+        create("DURABLE.CREATE.S.d", "S", json!({"durable_name": "e"})),
+        create("DURABLE.CREATE.S.d", "T", json!({"durable_name": "d"})),
+        create("DURABLE.CREATE.S.d", "S", json!({"durable_name": "d"})),
+        create("CREATE.S.n", "S", json!({"durable_name": "m"})),
+        create("CREATE.S.a/b", "S", json!({})),
+        create("CREATE.S", "S", json!({"durable_name": "x"})),
+        create("CREATE.S", "S", json!({"name": "x.y"})),
+        create("CREATE.S.f.s.a", "S", json!({"filter_subject": "s.b"})),
+        create(
+            "CREATE.S.f.s.a",
+            "S",
+            json!({"filter_subjects": ["s.a", "s.b"]}),
+        ),
+        create("CREATE.S.f.s.a", "S", json!({"filter_subject": "s.a"})),
+        create("CREATE.S.r", "S", json!({"num_replicas": 3})),
+        create("CREATE.NOPE.n", "NOPE", json!({})),
+    ];
+    same_errors(&pair, &requests).await;
+}
