@@ -338,7 +338,8 @@ async fn very_slow_subscriber_gets_every_message_on_natsd() {
     };
     let count = 5_000;
     let sub = PySubscriber::start(&server.url(), None, "flood", pace, count).await;
-    let took = blast(&server, "flood", count).await;
+    let publisher = connect(&server, None).await;
+    let took = publish_flood(&publisher, "flood", count).await;
     let outcome = sub.finish().await;
     assert_eq!(
         outcome.received, count,
