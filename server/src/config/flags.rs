@@ -117,6 +117,8 @@ pub enum FlagError {
     UnknownSignal(String),
     #[error("unexpected argument \"{0}\"")]
     UnexpectedArgument(String),
+    #[error("flag -{flag} ({what}) is not supported by natsd")]
+    Refused { flag: String, what: &'static str },
 }
 
 #[derive(Clone, Copy)]
@@ -136,8 +138,6 @@ const NOT_BUILT: &[(&str, Kind)] = &[
     ("connect_retries", Kind::Value),
     ("leafnodes", Kind::Value),
     ("leafnode_remote", Kind::Value),
-    ("ms", Kind::Value),
-    ("https_port", Kind::Value),
     ("s", Kind::Bool),
     ("syslog", Kind::Bool),
     ("r", Kind::Value),
@@ -147,7 +147,13 @@ const NOT_BUILT: &[(&str, Kind)] = &[
     ("profile", Kind::Value),
     ("log_size_limit", Kind::Value),
     ("max_traced_msg_len", Kind::Value),
-    ("user_nkey", Kind::Value),
+];
+
+/// Flags nats-server accepts that natsd does not build and that bear on security: a command
+/// line with one is refused rather than run without it (as the same options in a file are).
+const REFUSED: &[(&str, &str)] = &[
+    ("ms", "monitoring over TLS"),
+    ("https_port", "monitoring over TLS"),
 ];
 
 fn kind_of(name: &str) -> Option<Kind> {
@@ -211,6 +217,12 @@ pub fn parse_args(args: &[String]) -> Result<Command, FlagError> {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (stripped, None),
         };
+        if let Some((_, what)) = REFUSED.iter().find(|(n, _)| *n == name) {
+            return Err(FlagError::Refused {
+                flag: name.to_string(),
+                what,
+            });
+        }
         let kind = kind_of(name).ok_or_else(|| FlagError::Unknown(name.to_string()))?;
         let value = match (kind, inline) {
             (Kind::Bool, Some(v)) => Some(parse_bool(name, &v)?.to_string()),

@@ -8,106 +8,261 @@ use super::duration::{go_duration_string, parse_go_duration};
 use super::options::*;
 use super::parser::{Entry, Map, Node, Span, Value};
 
-/// Options the real server accepts at top level that natsd does not implement: accepted with a
-/// notice so configs written for nats-server still load.
-const UNSUPPORTED_TOP_LEVEL: &[&str] = &[
-    "cluster",
-    "gateway",
-    "leafnodes",
-    "leaf",
-    "mqtt",
-    "websocket",
-    "ws",
-    "https",
-    "https_port",
-    "http_base_path",
-    "syslog",
-    "remote_syslog",
-    "syslog_name",
-    "client_advertise",
-    "ports_file_dir",
-    "prof_port",
-    "prof_block_rate",
-    "trusted",
-    "trusted_keys",
-    "operator",
-    "operators",
-    "resolver",
-    "resolver_tls",
-    "resolver_preload",
-    "resolver_pinned_accounts",
-    "no_system_account",
-    "mappings",
-    "maps",
-    "server_tags",
-    "tags",
-    "default_js_domain",
-    "ocsp",
-    "ocsp_cache",
-    "disable_short_first_ping",
-    "connect_error_reports",
-    "reconnect_error_reports",
-    "max_traced_msg_len",
-    "trace_verbose",
-    "logfile_size_limit",
-    "log_size_limit",
-    "logfile_max_num",
-    "log_max_num",
-    "disable_sublist_cache",
-    "no_sublist_cache",
-    "nkey",
-    "write_timeout",
-    "allow_non_tls",
-    "jetstream_max_memory",
-    "jetstream_max_storage",
-    "accounts_resolver",
-    "system_account_nkey",
-    "authorization_callout",
-    "max_tracked_msgs",
+/// What natsd does with an option nats-server accepts but natsd does not implement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Treatment {
+    /// It bears on security or on what is stored: the configuration is refused (a start fails
+    /// with `[FTL]`, `-t` fails, a reload is refused), since running without it would leave
+    /// access wider or data less safe than the file says.
+    Refused,
+    /// Harmless on a single natsd node: a warning at start, nothing else.
+    Ignored,
+}
+
+/// A group of option names (aliases included) that nats-server 2.15 accepts in one context and
+/// natsd does not implement, with what natsd does about them and why.
+#[derive(Debug)]
+pub(crate) struct Unsupported {
+    pub(crate) keys: &'static [&'static str],
+    /// What the option is for, in the message.
+    pub(crate) what: &'static str,
+    pub(crate) treatment: Treatment,
+}
+
+const fn refused(keys: &'static [&'static str], what: &'static str) -> Unsupported {
+    Unsupported {
+        keys,
+        what,
+        treatment: Treatment::Refused,
+    }
+}
+
+const fn ignored(keys: &'static [&'static str], what: &'static str) -> Unsupported {
+    Unsupported {
+        keys,
+        what,
+        treatment: Treatment::Ignored,
+    }
+}
+
+/// The contexts the unsupported options appear in, each with its table; docs/differences.md
+/// lists them all and a test keeps the two in step.
+pub(crate) const UNSUPPORTED: &[(&str, &[Unsupported])] = &[
+    ("top level", TOP_LEVEL),
+    ("authorization", AUTHORIZATION),
+    ("user", USER),
+    ("account", ACCOUNT),
+    ("account jetstream", ACCOUNT_JETSTREAM),
+    ("account limits", ACCOUNT_LIMITS),
+    ("jetstream", JETSTREAM),
+    ("tls", TLS),
 ];
 
-const UNSUPPORTED_JETSTREAM: &[&str] = &[
-    "domain",
-    "strict",
-    "limits",
-    "max_buffered_msgs",
-    "max_buffered_size",
-    "unique_tag",
-    "max_outstanding_catchup",
-    "max_catchup",
-    "request_queue_limit",
-    "cipher",
-    "key",
-    "ek",
-    "encryption_key",
-    "prev_key",
-    "prev_ek",
-    "prev_encryption_key",
-    "compress_ok",
-    "extension_hint",
-    "tpm",
-    "max_ack_pending",
-    "max_ha_assets",
+const TOP_LEVEL: &[Unsupported] = &[
+    refused(
+        &[
+            "operator",
+            "operators",
+            "root",
+            "roots",
+            "root_operator",
+            "root_operators",
+        ],
+        "JWT operator mode",
+    ),
+    refused(
+        &[
+            "resolver",
+            "account_resolver",
+            "accounts_resolver",
+            "resolver_tls",
+            "resolver_preload",
+            "resolver_pinned_accounts",
+        ],
+        "JWT account resolver",
+    ),
+    refused(&["trusted", "trusted_keys"], "JWT trusted keys"),
+    refused(&["default_sentinel"], "JWT default sentinel"),
+    refused(&["mappings", "maps"], "subject mappings"),
+    refused(&["websocket", "ws"], "WebSocket listener"),
+    refused(&["mqtt"], "MQTT listener"),
+    refused(&["https", "https_port"], "monitoring over TLS"),
+    refused(&["http_base_path"], "monitoring base path"),
+    refused(&["ocsp", "ocsp_cache"], "OCSP"),
+    refused(&["allow_non_tls"], "plain clients beside TLS"),
+    refused(&["proxy_protocol", "proxies"], "trusted proxies"),
+    refused(
+        &["max_sub_tokens", "max_subscription_tokens"],
+        "subscription token limit",
+    ),
+    refused(&["feature_flags"], "feature flags"),
+    ignored(
+        &[
+            "cluster",
+            "gateway",
+            "leaf",
+            "leafnodes",
+            "client_advertise",
+            "connect_error_reports",
+            "reconnect_error_reports",
+            "server_tags",
+            "default_js_domain",
+        ],
+        "clustering; natsd runs a single node",
+    ),
+    ignored(
+        &[
+            "syslog",
+            "remote_syslog",
+            "logfile_size_limit",
+            "log_size_limit",
+            "logfile_max_num",
+            "log_max_num",
+            "logtime_utc",
+            "trace_verbose",
+            "trace_headers",
+            "max_traced_msg_len",
+        ],
+        "logging",
+    ),
+    ignored(
+        &[
+            "ports_file_dir",
+            "prof_port",
+            "prof_block_rate",
+            "server_metadata",
+        ],
+        "diagnostics",
+    ),
+    ignored(
+        &[
+            "disable_sublist_cache",
+            "no_sublist_cache",
+            "write_timeout",
+        ],
+        "performance tuning",
+    ),
+    ignored(
+        &["no_system_account", "no_system", "no_sys_acc"],
+        "natsd always has a system account; nobody can log in to it without a user there",
+    ),
 ];
 
-const UNSUPPORTED_TLS: &[&str] = &[
-    "cipher_suites",
-    "curve_preferences",
-    "insecure",
-    "verify_and_map",
-    "verify_cert_and_check_known_urls",
-    "pinned_certs",
-    "handshake_first",
-    "first",
-    "min_version",
-    "ocsp_peer",
-    "cert_store",
-    "cert_match",
-    "cert_match_by",
-    "cert_match_skip_invalid",
-    "ca_certs_match",
-    "connection_rate_limit",
+const AUTHORIZATION: &[Unsupported] = &[
+    refused(&["auth_callout", "auth_hook"], "authorization callout"),
+    refused(&["proxy_required"], "trusted proxies"),
 ];
+
+const USER: &[Unsupported] = &[
+    refused(&["nkey"], "NKEY users"),
+    refused(
+        &["allowed_connection_types", "connection_types", "clients"],
+        "connection type restrictions",
+    ),
+    refused(&["proxy_required"], "trusted proxies"),
+];
+
+const ACCOUNT: &[Unsupported] = &[
+    refused(&["nkey"], "account NKEYs"),
+    refused(&["mappings", "maps"], "subject mappings"),
+    refused(
+        &["imports", "exports"],
+        "imports and exports between accounts",
+    ),
+    ignored(&["msg_trace", "trace_dest"], "message tracing"),
+];
+
+const ACCOUNT_JETSTREAM: &[Unsupported] = &[
+    refused(
+        &[
+            "max_bytes_required",
+            "max_stream_bytes",
+            "max_bytes",
+            "mem_max_stream_bytes",
+            "memory_max_stream_bytes",
+            "disk_max_stream_bytes",
+            "store_max_stream_bytes",
+            "max_ack_pending",
+        ],
+        "account JetStream limit",
+    ),
+    ignored(&["cluster_traffic"], "clustering; natsd runs a single node"),
+];
+
+const ACCOUNT_LIMITS: &[Unsupported] = &[ignored(
+    &["max_leafnodes", "max_leafs"],
+    "leafnode limit; natsd has no leafnodes, so it always holds",
+)];
+
+const JETSTREAM: &[Unsupported] = &[
+    refused(&["strict"], "JetStream API strictness"),
+    refused(&["domain"], "JetStream domains"),
+    refused(
+        &[
+            "key",
+            "ek",
+            "encryption_key",
+            "prev_key",
+            "prev_ek",
+            "prev_encryption_key",
+            "cipher",
+            "tpm",
+        ],
+        "encryption at rest",
+    ),
+    refused(&["extension_hint"], "storage extension hint"),
+    refused(
+        &[
+            "limits",
+            "max_buffered_size",
+            "max_buffered_msgs",
+            "request_queue_limit",
+            "info_queue_limit",
+            "max_concurrent_io",
+        ],
+        "JetStream limit",
+    ),
+    ignored(
+        &[
+            "unique_tag",
+            "max_outstanding_catchup",
+            "meta_compact",
+            "meta_compact_size",
+            "meta_compact_sync",
+        ],
+        "clustering; natsd runs a single node",
+    ),
+];
+
+const TLS: &[Unsupported] = &[refused(
+    &[
+        "insecure",
+        "verify_and_map",
+        "verify_cert_and_check_known_urls",
+        "allow_insecure_cipher_suites",
+        "cipher_suites",
+        "curve_preferences",
+        "connection_rate_limit",
+        "pinned_certs",
+        "cert_store",
+        "cert_match_by",
+        "cert_match",
+        "ca_certs_match",
+        "cert_match_skip_invalid",
+        "handshake_first",
+        "first",
+        "immediate",
+        "ocsp_peer",
+        "certs",
+        "certificates",
+        "min_version",
+    ],
+    "TLS option",
+)];
+
+fn find_unsupported(table: &'static [Unsupported], key: &str) -> Option<&'static Unsupported> {
+    table.iter().find(|u| u.keys.contains(&key))
+}
 
 /// What the loader produces before it becomes a [`super::Loaded`].
 pub(crate) struct Outcome {
@@ -149,11 +304,25 @@ impl Ctx {
         }
     }
 
-    fn unsupported(&mut self, e: &Entry, what: &str) {
-        self.notices.push(format!(
-            "{}: {what} \"{}\" is not supported by natsd and is ignored",
-            e.key_span, e.key
-        ));
+    /// Refuse or ignore (with a warning) an option `table` lists; false when it lists none.
+    fn unsupported(&mut self, e: &Entry, table: &'static [Unsupported]) -> bool {
+        let Some(u) = find_unsupported(table, &lower(e)) else {
+            return false;
+        };
+        match u.treatment {
+            Treatment::Refused => self.err(
+                &e.key_span,
+                format!(
+                    "option \"{}\" ({}) is not supported by natsd; refusing the configuration",
+                    e.key, u.what
+                ),
+            ),
+            Treatment::Ignored => self.notices.push(format!(
+                "{}: option \"{}\" ({}) is not supported by natsd and is ignored",
+                e.key_span, e.key, u.what
+            )),
+        }
+        true
     }
 
     fn int(&mut self, e: &Entry) -> Option<i64> {
@@ -161,6 +330,24 @@ impl Ctx {
             Value::Int(i) => Some(i),
             _ => {
                 self.type_err(&e.key_span, &e.value, "int64");
+                None
+            }
+        }
+    }
+
+    /// The server's JetStream limits: a size, or nats-server's quoted form (`"1G"`, binary).
+    fn storage_size(&mut self, e: &Entry, name: &str) -> Option<i64> {
+        match &e.value.value {
+            Value::Int(i) => Some(*i),
+            Value::Str(s) => match super::size::parse_storage_string(s) {
+                Ok(n) => Some(n),
+                Err(why) => {
+                    self.err(&e.key_span, format!("{name} {why}"));
+                    None
+                }
+            },
+            _ => {
+                self.err(&e.key_span, format!("{name} must be int64 or string"));
                 None
             }
         }
@@ -488,7 +675,7 @@ pub(crate) fn build(root: &Map) -> Outcome {
                     o.tls = tls(&mut cx, e, m);
                 }
             }
-            k if UNSUPPORTED_TOP_LEVEL.contains(&k) => cx.unsupported(e, "option"),
+            _ if cx.unsupported(e, TOP_LEVEL) => {}
             _ => cx.unknown(e),
         }
     }
@@ -555,8 +742,10 @@ fn authorization(
                     .unwrap_or(auth.timeout)
             }
             "users" => users_entry = Some(e),
-            "permissions" | "default_permissions" => default_perms = permissions(cx, &e.value),
-            "auth_callout" | "callout" => cx.unsupported(e, "authorization option"),
+            "permissions" | "default_permissions" | "default_permission" => {
+                default_perms = permissions(cx, &e.value)
+            }
+            _ if cx.unsupported(e, AUTHORIZATION) => {}
             _ => cx.unknown(e),
         }
     }
@@ -629,11 +818,9 @@ fn user_list(
                 }
                 "nkey" => {
                     nkey = true;
-                    cx.unsupported(ue, "user option");
+                    cx.unsupported(ue, USER);
                 }
-                "allowed_connection_types" | "connection_types" | "clients" | "proxy_required" => {
-                    cx.unsupported(ue, "user option")
-                }
+                _ if cx.unsupported(ue, USER) => {}
                 _ => cx.unknown(ue),
             }
         }
@@ -815,14 +1002,17 @@ fn accounts(cx: &mut Ctx, e: &Entry, users: &mut Vec<PendingUser>) -> Vec<Accoun
                 "jetstream" => acc.jetstream = account_jetstream(cx, k),
                 "default_permissions" => default_perms = permissions(cx, &k.value),
                 "limits" => acc.limits = account_limits(cx, k),
-                "exports" => acc.exports = exports(cx, k),
-                "imports" => acc.imports = imports(cx, k, &names),
-                "mappings"
-                | "maps"
-                | "nkey"
-                | "msg_trace"
-                | "trace_dest"
-                | "trace_dest_sampling" => cx.unsupported(k, "account option"),
+                // Checked for nats-server's errors first, then refused: natsd does not route
+                // between accounts.
+                "exports" => {
+                    acc.exports = exports(cx, k);
+                    cx.unsupported(k, ACCOUNT);
+                }
+                "imports" => {
+                    acc.imports = imports(cx, k, &names);
+                    cx.unsupported(k, ACCOUNT);
+                }
+                _ if cx.unsupported(k, ACCOUNT) => {}
                 _ => cx.unknown(k),
             }
         }
@@ -863,18 +1053,7 @@ fn account_jetstream(cx: &mut Ctx, e: &Entry) -> Option<AccountJetStreamLimits> 
                     "max_consumers" | "consumers" => {
                         l.max_consumers = cx.int(k).unwrap_or(l.max_consumers)
                     }
-                    "max_bytes_required" | "max_stream_bytes" | "max_bytes" => {
-                        cx.boolean(k);
-                        cx.unsupported(k, "account jetstream option");
-                    }
-                    "mem_max_stream_bytes"
-                    | "disk_max_stream_bytes"
-                    | "store_max_stream_bytes"
-                    | "max_ack_pending" => {
-                        cx.int(k);
-                        cx.unsupported(k, "account jetstream option");
-                    }
-                    "cluster_traffic" | "tiers" => cx.unsupported(k, "account jetstream option"),
+                    _ if cx.unsupported(k, ACCOUNT_JETSTREAM) => {}
                     _ => cx.unknown(k),
                 }
             }
@@ -899,10 +1078,7 @@ fn account_limits(cx: &mut Ctx, e: &Entry) -> AccountLimits {
                 l.max_subscriptions = cx.int(k).unwrap_or(l.max_subscriptions)
             }
             "max_payload" | "max_pay" => l.max_payload = cx.int(k).unwrap_or(l.max_payload),
-            "max_leafnodes" | "max_leafs" => {
-                cx.int(k);
-                cx.unsupported(k, "account limit");
-            }
+            _ if cx.unsupported(k, ACCOUNT_LIMITS) => {}
             _ => cx.err(
                 &k.key_span,
                 format!("Unknown field \"{}\" parsing account limits", k.key),
@@ -1090,10 +1266,10 @@ fn jetstream(cx: &mut Ctx, e: &Entry) -> Option<JetStreamConfig> {
                         js.store_dir = cx.string(k).map(PathBuf::from)
                     }
                     "max_memory_store" | "max_mem_store" | "max_mem" => {
-                        js.max_memory = cx.int(k).unwrap_or(js.max_memory)
+                        js.max_memory = cx.storage_size(k, "max_mem_store").unwrap_or(js.max_memory)
                     }
                     "max_file_store" | "max_file" => {
-                        js.max_store = cx.int(k).unwrap_or(js.max_store)
+                        js.max_store = cx.storage_size(k, "max_file_store").unwrap_or(js.max_store)
                     }
                     "sync_interval" | "sync" => match &k.value.value {
                         Value::Str(s) if s.eq_ignore_ascii_case("always") => {
@@ -1102,9 +1278,7 @@ fn jetstream(cx: &mut Ctx, e: &Entry) -> Option<JetStreamConfig> {
                         }
                         _ => js.sync_interval = cx.duration(k),
                     },
-                    k2 if UNSUPPORTED_JETSTREAM.contains(&k2) => {
-                        cx.unsupported(k, "jetstream option")
-                    }
+                    _ if cx.unsupported(k, JETSTREAM) => {}
                     _ => cx.unknown(k),
                 }
             }
@@ -1130,7 +1304,7 @@ fn tls(cx: &mut Ctx, block: &Entry, m: &Map) -> Option<TlsConfig> {
             "ca_file" => ca = cx.string(e).map(PathBuf::from),
             "verify" => verify = cx.boolean(e).unwrap_or(false),
             "timeout" => timeout = cx.seconds(e, "tls config").unwrap_or(timeout),
-            k if UNSUPPORTED_TLS.contains(&k) => cx.unsupported(e, "tls option"),
+            _ if cx.unsupported(e, TLS) => {}
             _ => cx.unknown(e),
         }
     }

@@ -2,20 +2,26 @@
 //!
 //! CONTRACT (implemented by the config work):
 //! - `load_file(path) -> Result<Loaded, ConfigErrors>` parses a nats.conf (with includes and
-//!   variables) into [`Options`] plus warnings, and the file's `sha256:<hex>` digest.
+//!   variables) into [`Options`] plus warnings, and the configuration's digest as nats-server
+//!   computes it (`sha256:<hex>`).
 //! - `flags::parse_args(args) -> Result<flags::Command, flags::FlagError>` reads nats-server style
 //!   command lines; flags override the file (and are re-applied on every reload).
 //!
 //! # natsd extensions and limits
 //! - `metrics_port: 7777` (top level, natsd only): a separate HTTP port serving only `/metrics`
 //!   (Prometheus). nats-server itself rejects this key.
-//! - Options nats-server knows but natsd does not implement (`cluster`, `gateway`, `leafnodes`,
-//!   `mqtt`, `websocket`, nkeys, ...) are accepted and reported in [`Loaded::notices`], so a file
-//!   valid for nats-server stays valid here.
+//! - Options nats-server knows but natsd does not implement fall in two sets (tables in
+//!   `load.rs`, listed in docs/differences.md): those that bear on security or on what is
+//!   stored (auth of any kind, TLS options, limits, JetStream options, imports and exports)
+//!   **refuse** the configuration, so a start fails with `[FTL]` and a reload is refused; the
+//!   ones that are harmless on a single node (clustering, logging niceties) are ignored with a
+//!   warning in [`Loaded::notices`].
 //!
 //! # Layout
 //! - `parser`: lexer + parser (text → spanned tree; includes and variables resolved).
 //! - `load`: tree → [`Options`], with every error and warning collected in one pass.
+//! - `digest`: nats-server's `config_digest` of the tree.
+//! - `size`: nats.conf sizes (`1G`, `64MB`), shared with `manage`.
 //! - `duration`: Go duration strings.
 
 pub mod options;
@@ -23,16 +29,20 @@ pub use options::*;
 
 pub mod flags;
 
+mod digest;
 pub(crate) mod duration;
 mod load;
 mod parser;
+mod size;
+
+pub use size::{parse_size, SizeError};
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unsupported_tests;
 
 use std::path::Path;
-
-use sha2::{Digest, Sha256};
 
 /// A parsed and validated configuration file.
 #[derive(Debug, Clone)]
@@ -44,7 +54,8 @@ pub struct Loaded {
     /// Log-only notices that never fail `-t` (nats-server passes `-t` with them too):
     /// plaintext passwords, `max_payload` over 8 MB, options natsd accepts but ignores.
     pub notices: Vec<String>,
-    /// `sha256:<hex>` of the main file, as `/varz` `config_digest` shows it.
+    /// `sha256:<hex>` of the parsed configuration, computed as nats-server computes the
+    /// `config_digest` of `/varz` (see `digest.rs`).
     pub digest: String,
 }
 
@@ -60,13 +71,24 @@ pub struct ConfigErrors {
 /// Parse errors (syntax, variables, includes) stop at the first one, as in nats-server; option
 /// errors are all collected. `options.config_file` is set to `path`.
 pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
+    load_file_with_env(path, &|name| std::env::var(name).ok())
+}
+
+/// [`load_file`] with `$NAME` references that the file does not define looked up in `env`
+/// instead of the process environment (`manage` passes the deployment's settings, which are
+/// what the server it starts sees).
+pub fn load_file_with_env(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Loaded, ConfigErrors> {
     let bytes = std::fs::read(path).map_err(|e| ConfigErrors {
         errors: vec![format!("open {}: {}", path.display(), io_reason(&e))],
     })?;
     let text = String::from_utf8_lossy(&bytes);
     let dir = path.parent().map(Path::to_path_buf);
-    let tree = parser::parse_text(&text, &path.display().to_string(), dir, 0)
+    let tree = parser::parse_text(&text, &path.display().to_string(), dir, 0, env)
         .map_err(|e| ConfigErrors { errors: vec![e] })?;
+    let digest = digest::digest(&tree);
     let outcome = load::build(&tree);
     if !outcome.errors.is_empty() {
         return Err(ConfigErrors {
@@ -79,7 +101,35 @@ pub fn load_file(path: &Path) -> Result<Loaded, ConfigErrors> {
         options,
         warnings: outcome.warnings,
         notices: outcome.notices,
-        digest: format!("sha256:{}", hex::encode(Sha256::digest(&bytes))),
+        digest,
+    })
+}
+
+/// An option nats-server accepts that natsd does not implement, and what natsd does with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnsupportedOption {
+    /// Where it appears: `top level`, `authorization`, `user`, `account`, `account jetstream`,
+    /// `account limits`, `jetstream` or `tls`.
+    pub context: &'static str,
+    /// The option's name (one line per alias).
+    pub key: &'static str,
+    /// What it is for, as the messages say.
+    pub what: &'static str,
+    /// Refused (the configuration does not load) rather than ignored with a warning.
+    pub refused: bool,
+}
+
+/// Every option natsd refuses or ignores (docs/differences.md lists the same).
+pub fn unsupported_options() -> impl Iterator<Item = UnsupportedOption> {
+    load::UNSUPPORTED.iter().flat_map(|(context, table)| {
+        table.iter().flat_map(move |u| {
+            u.keys.iter().map(move |key| UnsupportedOption {
+                context,
+                key,
+                what: u.what,
+                refused: u.treatment == load::Treatment::Refused,
+            })
+        })
     })
 }
 

@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::size::size_multiplier;
+
 /// Where a key or value starts. `col` follows nats-server's arithmetic so error positions match
 /// its output byte for byte: 0-based on line 1, and counted from the preceding newline (so
 /// effectively 1-based) on later lines.
@@ -83,12 +85,17 @@ impl Map {
 /// Limits runaway recursion through `include` cycles and self-referencing environment variables.
 const MAX_NESTING: usize = 16;
 
+/// Where a `$NAME` that no enclosing map defines is looked up: the process environment for the
+/// server, the deployment's settings for `manage`.
+pub(crate) type Env<'e> = &'e dyn Fn(&str) -> Option<String>;
+
 /// Parse text; `dir` resolves relative includes (`None`: relative to the working directory).
 pub(crate) fn parse_text(
     text: &str,
     file: &str,
     dir: Option<PathBuf>,
     depth: usize,
+    env: Env<'_>,
 ) -> Result<Map, String> {
     if depth > MAX_NESTING {
         return Err("too many nested includes or variable expansions".to_string());
@@ -104,6 +111,7 @@ pub(crate) fn parse_text(
         dir,
         depth,
         scopes: vec![Map::default()],
+        env,
     };
     p.top()?;
     Ok(p.scopes.pop().unwrap_or_default())
@@ -469,25 +477,6 @@ impl Lexer<'_> {
     }
 }
 
-/// nats-server's size suffixes: the bare letter is decimal, `b`/`i`/`ib` variants are binary.
-pub(crate) fn size_multiplier(suffix: &str) -> Option<i64> {
-    let (letter, rest) = suffix.split_at(suffix.len().min(1));
-    let power: u32 = match letter {
-        "k" => 1,
-        "m" => 2,
-        "g" => 3,
-        "t" => 4,
-        "p" => 5,
-        "e" => 6,
-        _ => return None,
-    };
-    match rest {
-        "" => Some(1000i64.pow(power)),
-        "b" | "i" | "ib" => Some(1024i64.pow(power)),
-        _ => None,
-    }
-}
-
 fn is_zulu_date(s: &str) -> bool {
     let b = s.as_bytes();
     let shape = b"dddd-dd-ddTdd:dd:ddZ";
@@ -504,16 +493,17 @@ fn is_zulu_date(s: &str) -> bool {
 // ---------------------------------------------------------------------------------------------
 // Parser: structure, includes, variables.
 
-struct Parser<'a> {
+struct Parser<'a, 'e> {
     lx: Lexer<'a>,
     file: Arc<str>,
     dir: Option<PathBuf>,
     depth: usize,
     /// Maps under construction, outermost first: the scopes variables are looked up in.
     scopes: Vec<Map>,
+    env: Env<'e>,
 }
 
-impl Parser<'_> {
+impl Parser<'_, '_> {
     fn span(&self, line: u32, col: u32) -> Span {
         Span {
             file: self.file.clone(),
@@ -605,6 +595,7 @@ impl Parser<'_> {
             &path.display().to_string(),
             path.parent().map(Path::to_path_buf),
             self.depth + 1,
+            self.env,
         )
         .map_err(|e| format!("error parsing include file '{target}', {e}"))?;
         if let Some(scope) = self.scopes.last_mut() {
@@ -652,13 +643,14 @@ impl Parser<'_> {
                 });
             }
         }
-        if let Ok(env) = std::env::var(name) {
+        if let Some(env) = (self.env)(name) {
             // The environment value is read as a config value, so `PORT=4222` is an integer.
             let parsed = parse_text(
                 &format!("pk={env}"),
                 &self.file,
                 self.dir.clone(),
                 self.depth + 1,
+                self.env,
             )?;
             if let Some(entry) = parsed.entries.into_iter().find(|e| e.key == "pk") {
                 return Ok(Node {

@@ -364,15 +364,14 @@ fn defaults_without_keys() {
 }
 
 #[test]
-fn digest_is_sha256_of_main_file() {
-    let tmp = Tmp::new();
-    let text = "port: 4222\n";
-    let p = tmp.write("d.conf", text);
-    let want = format!(
-        "sha256:{}",
-        hex::encode(sha2::Sha256::digest(text.as_bytes()))
-    );
-    assert_eq!(load_file(&p).unwrap().digest, want);
+fn digest_is_of_the_parsed_tree_not_the_bytes() {
+    // Comments, spacing, order and how a value is spelled do not change it; values do.
+    let a = load("port: 4222\nmax_payload: 1MB\n").unwrap().digest;
+    let b = load("# c\nmax_payload = 1048576;   port 4222 // c\n")
+        .unwrap()
+        .digest;
+    assert_eq!(a, b);
+    assert_ne!(a, load("port: 4223\nmax_payload: 1MB\n").unwrap().digest);
 }
 
 #[test]
@@ -499,7 +498,7 @@ fn notices_do_not_fail_test_mode() {
     assert!(l
         .notices
         .iter()
-        .any(|n| n.contains("\"cluster\" is not supported by natsd")));
+        .any(|n| n.contains("option \"cluster\" (clustering; natsd runs a single node) is not supported by natsd and is ignored")));
 }
 
 #[test]
@@ -887,7 +886,17 @@ fn example_8_2_jetstream() {
 #[test]
 fn example_8_3_include_variables_exports_imports() {
     let path = fixtures().join("ex3.conf");
-    let o = load_file(&path).unwrap().options;
+    // natsd does not route between accounts, so it refuses the example's imports and exports
+    // (nats-server accepts them); without them the rest loads as nats-server reads it.
+    let errors = load_file(&path).unwrap_err().errors;
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(errors.iter().all(|e| e.contains(
+        "(imports and exports between accounts) is not supported by natsd; refusing the configuration"
+    )));
+    let (tree, digest) = parse_fixture_tree(&path);
+    let outcome = super::load::build(&tree);
+    assert!(!digest.is_empty());
+    let o = outcome.options;
     assert_eq!(
         (o.host.as_str(), o.port, o.http_port),
         ("127.0.0.1", 14262, Some(14862))
@@ -937,6 +946,21 @@ fn example_8_3_include_variables_exports_imports() {
         ]
     );
     real_server_accepts(&path);
+}
+
+/// The parsed tree of a fixture and its digest, for tests that look past a refusal.
+fn parse_fixture_tree(path: &Path) -> (super::parser::Map, String) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let tree = super::parser::parse_text(
+        &text,
+        &path.display().to_string(),
+        path.parent().map(Path::to_path_buf),
+        0,
+        &|name| std::env::var(name).ok(),
+    )
+    .unwrap();
+    let digest = super::digest::digest(&tree);
+    (tree, digest)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1033,6 +1057,18 @@ fn flags_errors_and_not_built() {
     assert_eq!(f.not_built, ["--cluster", "--routes", "--cluster_name"]);
     assert_eq!(f.port, Some(5));
     assert!(flags::usage().contains("--signal"));
+    // Monitoring over TLS is not built and bears on security: refused, not ignored.
+    for flag in ["-ms 8443", "--https_port=8443"] {
+        let error = parse_args(&args(flag)).unwrap_err();
+        assert!(matches!(error, FlagError::Refused { .. }), "{flag}");
+        assert!(error
+            .to_string()
+            .contains("(monitoring over TLS) is not supported by natsd"));
+    }
+    assert_eq!(
+        parse_args(&args("--user_nkey U")).unwrap_err(),
+        FlagError::Unknown("user_nkey".into())
+    );
 }
 
 #[test]

@@ -4,6 +4,15 @@
 //! `SUBSZ`, `JSZ`, `ACCOUNTZ`, `HEALTHZ` and `STATSZ`. Replies are
 //! `{"server": {...}, "data": {...}}` (`"statsz"` for the statistics); a request body may
 //! carry the endpoint's options as a JSON object with the HTTP query parameters' names.
+//! An endpoint nats-server does not serve has no subscription (the requester sees no
+//! responders).
+//!
+//! `$SYS.REQ.SERVER.<id>.RELOAD` reloads the configuration file (as SIGHUP does) and answers
+//! once the reload is done: `{"server": {...}}`, or with `"error": {"code": 500,
+//! "description": <why>}` when it was refused (nothing changed then). As in nats-server there
+//! is no `PING` form, a body that is not a JSON object gets code 400, and a body whose
+//! `server_name` / `host` / `cluster` / `tags` / `domain` filter does not match this server
+//! gets no reply. Only users of the system account can send it: the subscription lives there.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +27,8 @@ use crate::server::Server;
 /// Answers the requests; holds the server weakly (the server owns the subscription).
 struct SysRequests {
     server: Weak<Server>,
-    seq: AtomicU64,
+    /// `seq` of the replies' server block; shared with the tasks that answer reloads.
+    seq: Arc<AtomicU64>,
 }
 
 /// Subscribe the system account to the server requests.
@@ -28,14 +38,18 @@ pub fn install(server: &Arc<Server>) {
     };
     let handler = Arc::new(SysRequests {
         server: Arc::downgrade(server),
-        seq: AtomicU64::new(0),
+        seq: Arc::new(AtomicU64::new(0)),
     });
     let id = server.identity().server_id;
-    for subject in [
-        "$SYS.REQ.SERVER.PING".to_string(),
-        "$SYS.REQ.SERVER.PING.*".to_string(),
-        format!("$SYS.REQ.SERVER.{id}.*"),
-    ] {
+    // One subscription per endpoint, as nats-server has, so a request for an endpoint it does
+    // not serve (or `PING.RELOAD`) finds no responders instead of waiting for a reply.
+    let mut subjects = vec!["$SYS.REQ.SERVER.PING".to_string()];
+    for endpoint in ENDPOINTS {
+        subjects.push(format!("$SYS.REQ.SERVER.PING.{endpoint}"));
+        subjects.push(format!("$SYS.REQ.SERVER.{id}.{endpoint}"));
+    }
+    subjects.push(format!("$SYS.REQ.SERVER.{id}.RELOAD"));
+    for subject in subjects {
         if let Err(e) =
             route::subscribe_internal(&account, subject.as_bytes(), None, handler.clone())
         {
@@ -135,6 +149,98 @@ impl SysRequests {
     }
 }
 
+/// The endpoints answered besides `RELOAD`.
+const ENDPOINTS: &[&str] = &[
+    "VARZ", "CONNZ", "SUBSZ", "JSZ", "ACCOUNTZ", "HEALTHZ", "STATSZ",
+];
+
+/// nats-server's `EventFilterOptions`: which servers a request is meant for.
+#[derive(Debug, Default, serde::Deserialize)]
+struct EventFilter {
+    #[serde(default, rename = "server_name")]
+    name: String,
+    #[serde(default)]
+    cluster: String,
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    domain: String,
+    #[serde(default)]
+    exact_match: bool,
+}
+
+impl EventFilter {
+    /// Whether this server is one the filter names. natsd has no cluster, tags or domain, so
+    /// a filter on any of those matches nothing, as on a nats-server without them.
+    fn matches(&self, name: &str, host: &str) -> bool {
+        let field = |want: &str, have: &str| {
+            want.is_empty()
+                || if self.exact_match {
+                    want == have
+                } else {
+                    have.contains(want)
+                }
+        };
+        field(&self.name, name)
+            && field(&self.host, host)
+            && field(&self.cluster, "")
+            && self.tags.is_empty()
+            && self.domain.is_empty()
+    }
+}
+
+impl SysRequests {
+    /// `$SYS.REQ.SERVER.<id>.RELOAD`: reload on a task of its own (a reload waits for other
+    /// reloads and must not hold up the requester's connection), then answer.
+    fn reload(&self, server: &Arc<Server>, reply: &[u8], payload: &[u8]) {
+        let mut refused = None;
+        if !payload.is_empty() {
+            match serde_json::from_slice::<EventFilter>(payload) {
+                Err(e) => refused = Some((400, e.to_string())),
+                Ok(filter) => {
+                    let id = server.identity();
+                    if !filter.matches(&id.server_name, &id.host) {
+                        return;
+                    }
+                }
+            }
+        }
+        let handler = SysRequests {
+            server: self.server.clone(),
+            seq: self.seq.clone(),
+        };
+        let server = server.clone();
+        let reply = reply.to_vec();
+        tokio::spawn(async move {
+            let error = match refused {
+                Some(error) => Some(error),
+                None => match server.reload().await {
+                    Ok(()) => None,
+                    Err(e) => {
+                        tracing::error!("Failed to reload server configuration: {}", e);
+                        Some((500, e.to_string()))
+                    }
+                },
+            };
+            let server_block = handler.server_block(&server);
+            let body = match error {
+                None => json!({ "server": server_block }),
+                Some((code, description)) => json!({
+                    "server": server_block,
+                    "error": { "code": code, "description": description },
+                }),
+            };
+            // The system account as the reload left it: the old one may have been replaced.
+            if let Some(account) = server.account(&server.system_account()) {
+                let payload = serde_json::to_vec(&body).unwrap_or_default();
+                route::publish(&account, &reply, None, None, &payload);
+            }
+        });
+    }
+}
+
 impl InternalHandler for SysRequests {
     fn deliver(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet) {
         let Some(reply) = msg.reply else { return };
@@ -150,6 +256,10 @@ impl InternalHandler for SysRequests {
             Some((_, last)) => last,
             None => return,
         };
+        if endpoint == "RELOAD" {
+            self.reload(&server, reply, msg.payload);
+            return;
+        }
         let server_block = self.server_block(&server);
         let body = match self.data(&server, endpoint, &params(msg.payload)) {
             Ok(data) if endpoint == "STATSZ" => json!({"server": server_block, "statsz": data}),

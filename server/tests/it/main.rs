@@ -15,3 +15,5 @@ mod malformed;
 mod monitor;
 mod proto;
 mod pubsub;
+mod reload_request;
+mod unsupported;

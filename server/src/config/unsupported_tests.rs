@@ -1,0 +1,187 @@
+//! Options natsd does not implement (docs/differences.md lists every one; the integration test
+//! `it::unsupported` starts and reloads a server with each), NKEY-only users, and
+//! `config_digest` as nats-server computes it. The comparisons with nats-server fail, not skip,
+//! when it is missing.
+
+#![allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::*;
+
+/// The reference nats-server: `NATS_SERVER_BIN`, `nats-server` on PATH, or the repository's
+/// `.venv` (which `scripts/test.sh` creates). Panics when there is none: a comparison that
+/// cannot run must not pass.
+fn reference() -> PathBuf {
+    if let Some(bin) = std::env::var_os("NATS_SERVER_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
+    on_path
+        .or_else(|| venv.is_file().then_some(venv))
+        .expect("the reference nats-server is needed: run scripts/test.sh once (it installs it into .venv) or set NATS_SERVER_BIN")
+}
+
+/// `nats-server -t` on `text`: (success, stderr).
+fn reference_test(dir: &Path, text: &str) -> (bool, String) {
+    let path = dir.join("ref.conf");
+    std::fs::write(&path, text).unwrap();
+    let out = Command::new(reference())
+        .arg("-t")
+        .arg("-c")
+        .arg(&path)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn load_text(dir: &Path, text: &str) -> Result<Loaded, ConfigErrors> {
+    let path = dir.join("t.conf");
+    std::fs::write(&path, text).unwrap();
+    load_file(&path)
+}
+
+#[test]
+fn differences_md_lists_every_unsupported_option() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/differences.md"),
+    )
+    .unwrap();
+    for option in unsupported_options() {
+        let (context, key) = (option.context, option.key);
+        let row = doc
+            .lines()
+            .find(|l| l.starts_with(&format!("| {context} |")) && l.contains(&format!("`{key}`")))
+            .unwrap_or_else(|| {
+                panic!("docs/differences.md has no `| {context} |` row naming `{key}`")
+            });
+        let verdict = if option.refused {
+            "| refused |"
+        } else {
+            "| ignored |"
+        };
+        assert!(row.contains(verdict), "{context} {key}: {row}");
+    }
+}
+
+/// The NKEY-only configurations nats-server deployments commonly have never load: there is no
+/// way for natsd to start (or reload) into a server without authentication from them.
+#[test]
+fn nkey_only_users_are_refused_not_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let nkey = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4";
+    for text in [
+        format!("authorization {{ users: [ {{ nkey: {nkey} }} ] }}\n"),
+        format!("accounts {{ A {{ users: [ {{ nkey: {nkey} }} ] }} }}\n"),
+        format!(
+            "accounts {{ A {{ users: [ {{ user: a, password: b }}, {{ nkey: {nkey}, permissions: {{ publish: \"x\" }} }} ] }} }}\n"
+        ),
+    ] {
+        let errors = load_text(dir.path(), &text).unwrap_err().errors;
+        assert!(
+            errors.iter().any(|e| e.contains("option \"nkey\" (NKEY users)")),
+            "{text}: {errors:?}"
+        );
+        let (ok, stderr) = reference_test(dir.path(), &text);
+        assert!(ok, "nats-server accepts {text}: {stderr}");
+    }
+}
+
+/// Each pair was checked against `nats-server -t`, which prints the digest it also shows in
+/// `/varz`: includes merged, variables and environment substituted, keys sorted, Go's escaping.
+#[test]
+fn config_digest_matches_nats_server() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("inc.conf"),
+        "PW: \"s<e>c&ret\"\naccounts { A { users: [ { user: a, password: $PW, permissions: { publish: { allow: [\"a.>\", \"b.*\"] }, allow_responses: { max: 2, expires: \"1m\" } } } ] } }\n",
+    )
+    .unwrap();
+    for text in [
+        "port: 4222\n".to_string(),
+        "Port: 4333\nmax_payload: 1MB\nmax_pending: 64kb\ndebug: yes\nserver_name: \"a\\tb\"\n"
+            .to_string(),
+        "include ./inc.conf\nping_interval: \"1m30s\"\nauthorization { timeout: 1.5 }\n"
+            .to_string(),
+        "max_payload: 100\nmax_payload: 200\nhttp_port: $H12_TEST_PORT\n".to_string(),
+        format!(
+            "jetstream {{ store_dir: \"{}\", max_memory_store: \"1G\", max_file_store: 10GB }}\n",
+            dir.path().join("js").display()
+        ),
+    ] {
+        let path = dir.path().join("d.conf");
+        std::fs::write(&path, &text).unwrap();
+        let env = |name: &str| (name == "H12_TEST_PORT").then(|| "8999".to_string());
+        let ours = load_file_with_env(&path, &env).unwrap().digest;
+        let out = Command::new(reference())
+            .arg("-t")
+            .arg("-c")
+            .arg(&path)
+            .env("H12_TEST_PORT", "8999")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{text}: {stderr}");
+        assert!(
+            stderr.contains(&format!("({ours})")),
+            "{text}: natsd {ours}, nats-server: {stderr}"
+        );
+    }
+}
+
+/// The environment a config is read with decides its `$NAME`s, and so its digest.
+#[test]
+fn load_with_an_environment_of_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("e.conf");
+    std::fs::write(&path, "port: $H12_ONLY_HERE\n").unwrap();
+    assert!(load_file(&path).is_err());
+    let env = |name: &str| (name == "H12_ONLY_HERE").then(|| "4333".to_string());
+    let a = load_file_with_env(&path, &env).unwrap();
+    assert_eq!(a.options.port, 4333);
+    let env = |name: &str| (name == "H12_ONLY_HERE").then(|| "4334".to_string());
+    assert_ne!(load_file_with_env(&path, &env).unwrap().digest, a.digest);
+}
+
+/// The quoted JetStream sizes nats-server accepts (binary, upper-case unit only).
+#[test]
+fn jetstream_limits_take_nats_servers_quoted_sizes() {
+    let dir = tempfile::tempdir().unwrap();
+    let js = dir.path().join("js");
+    let text = format!(
+        "jetstream {{ store_dir: \"{}\", max_memory_store: \"1G\", max_file_store: \"2T\" }}\n",
+        js.display()
+    );
+    let o = load_text(dir.path(), &text).unwrap().options;
+    let js_opts = o.jetstream.unwrap();
+    assert_eq!((js_opts.max_memory, js_opts.max_store), (1 << 30, 2 << 40));
+    for (value, why) in [
+        (
+            "1g",
+            "max_mem_store sizes defined as strings must end in K, M, G, T",
+        ),
+        (
+            "1GB",
+            "max_mem_store strconv.ParseInt: parsing \"1G\": invalid syntax",
+        ),
+    ] {
+        let text = format!(
+            "jetstream {{ store_dir: \"{}\", max_memory_store: \"{value}\" }}\n",
+            js.display()
+        );
+        let errors = load_text(dir.path(), &text).unwrap_err().errors;
+        assert!(errors[0].ends_with(why), "{errors:?}");
+        let (ok, stderr) = reference_test(dir.path(), &text);
+        assert!(!ok && stderr.contains(why), "{stderr}");
+    }
+}
