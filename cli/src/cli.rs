@@ -87,6 +87,18 @@ pub enum Command {
     Reload,
     /// Give a user a new password; the old one stops working at once.
     Rotate(TenantUserArgs),
+    /// Check the deployment after a crash or a hand edit: tenant files, credentials, auth.conf,
+    /// the running server's configuration, file modes, leftovers. Exit 1 on problems.
+    Check(CheckArgs),
+}
+
+/// `check`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Repair what can be repaired (modes, auth.conf, the server's configuration, leftovers,
+    /// stray credentials files).
+    #[arg(long)]
+    pub fix: bool,
 }
 
 /// `add-tenant`
@@ -95,10 +107,10 @@ pub struct AddTenantArgs {
     /// Tenant name (lower-case letters, digits, `_`, `-`); its account is the upper-case name.
     #[arg(value_parser = TenantName::new)]
     pub name: TenantName,
-    /// JetStream memory limit (64MB, 128MB, 1GB, ...).
+    /// JetStream memory limit, in nats.conf units: 64MB, 128MB, 1GB (binary), 1G (10^9 bytes).
     #[arg(value_parser = Size::parse, default_value = "64MB")]
     pub memory: Size,
-    /// JetStream file storage limit (5GB, 10GB, ...).
+    /// JetStream file storage limit, in nats.conf units: 5GB, 10GB (binary), 5G (decimal).
     #[arg(value_parser = Size::parse, default_value = "5GB")]
     pub storage: Size,
 }

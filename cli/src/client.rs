@@ -1,6 +1,7 @@
-//! A tiny blocking NATS client over `TcpStream`, enough for `manage test`: CONNECT with
-//! user and password, SUB, PUB, PING/PONG, MSG, and `-ERR` for permission violations. When
-//! the server's INFO asks for TLS, the connection is upgraded (rustls) before CONNECT.
+//! A tiny blocking NATS client over `TcpStream`, enough for `manage test` and for the system
+//! account's requests (reload, varz): CONNECT with user and password, SUB, PUB, request/reply,
+//! PING/PONG, MSG, and `-ERR` for permission violations. When the server's INFO asks for TLS,
+//! the connection is upgraded (rustls) before CONNECT.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -126,18 +127,34 @@ pub struct Client {
     stream: BufReader<Transport>,
     pending: VecDeque<Message>,
     timeout: Duration,
+    next_sid: u64,
     /// Whether the connection was upgraded to TLS.
     pub tls: bool,
+    /// The server's INFO (`server_id`, `server_name`, ...).
+    pub info: serde_json::Value,
 }
 
 impl Client {
-    /// Connect and authenticate; returns once the server answered the first PING.
+    /// Connect and authenticate as `manage test`; returns once the server answered the first
+    /// PING.
     pub fn connect(
         addr: &str,
         user: &str,
         password: &str,
         timeout: Duration,
         tls: &TlsSettings,
+    ) -> Result<Self, ClientError> {
+        Self::connect_named(addr, user, password, timeout, tls, "manage-test")
+    }
+
+    /// [`Client::connect`] with the connection name the server shows in `/connz`.
+    pub fn connect_named(
+        addr: &str,
+        user: &str,
+        password: &str,
+        timeout: Duration,
+        tls: &TlsSettings,
+        name: &str,
     ) -> Result<Self, ClientError> {
         let socket = addr
             .to_socket_addrs()?
@@ -166,10 +183,12 @@ impl Client {
             stream: BufReader::new(transport),
             pending: VecDeque::new(),
             timeout,
+            next_sid: 0,
+            info,
         };
         let connect = serde_json::json!({
             "verbose": false, "pedantic": false, "tls_required": client.tls,
-            "name": "manage-test", "lang": "manage", "version": env!("CARGO_PKG_VERSION"),
+            "name": name, "lang": "manage", "version": env!("CARGO_PKG_VERSION"),
             "protocol": 1, "echo": true, "headers": false,
             "user": user, "pass": password,
         });
@@ -226,6 +245,24 @@ impl Client {
         frame.extend_from_slice(b"\r\n");
         self.write_all(&frame)?;
         self.ping()
+    }
+
+    /// Send `payload` to `subject` and wait up to `timeout` for the first reply.
+    pub fn request(
+        &mut self,
+        subject: &str,
+        payload: &[u8],
+        timeout: Duration,
+    ) -> Result<Message, ClientError> {
+        self.next_sid += 1;
+        let sid = format!("r{}", self.next_sid);
+        let inbox = format!("_INBOX.manage.{}", crate::commands::generate_password());
+        self.send(format!("SUB {inbox} {sid}\r\nUNSUB {sid} 1\r\n"))?;
+        let mut frame = format!("PUB {subject} {inbox} {}\r\n", payload.len()).into_bytes();
+        frame.extend_from_slice(payload);
+        frame.extend_from_slice(b"\r\n");
+        self.write_all(&frame)?;
+        self.next_message(&sid, timeout)
     }
 
     /// Wait for the next message on `sid`.

@@ -1,4 +1,5 @@
-//! Domain errors: each names the thing and, where it helps, what to do about it.
+//! Domain errors: each names the thing and, where it helps, what to do about it. Every error has
+//! a stable [`ManageError::code`] that `--json` output carries (docs/manage.md lists them).
 
 use std::path::PathBuf;
 
@@ -19,9 +20,6 @@ pub enum ManageError {
         "user `{user}` already exists in tenant `{owner}` (user names are global across tenants)"
     )]
     UserTaken { user: String, owner: String },
-    /// A name the system account owns.
-    #[error("`{name}` is reserved for the system account")]
-    Reserved { name: String },
     /// The admin user goes with its tenant.
     #[error("`{user}` is the admin user of tenant `{tenant}`; remove the tenant instead (./manage remove-tenant {tenant})")]
     AdminUser { tenant: String, user: String },
@@ -42,9 +40,10 @@ pub enum ManageError {
         wanted: String,
         allowed: String,
     },
-    /// The server binary rejected the generated configuration.
-    #[error("the generated configuration is invalid ({} -t):\n{output}", binary.display())]
-    InvalidConfig { binary: PathBuf, output: String },
+    /// The server configuration (nats.conf with the generated auth.conf) is refused, by
+    /// natsd's own loader or by the server binary's `-t`.
+    #[error("the configuration is invalid ({checker}):\n{output}")]
+    InvalidConfig { checker: String, output: String },
     /// A credentials file is missing or incomplete.
     #[error("no credentials for `{user}` in {}; run ./manage rotate {tenant} {user} to create new ones", path.display())]
     MissingCredentials {
@@ -52,12 +51,36 @@ pub enum ManageError {
         user: String,
         path: PathBuf,
     },
+    /// A credentials file holds another user's credentials.
+    #[error("{} holds the credentials of `{found}`, not of `{user}`; run ./manage check", path.display())]
+    WrongCredentials {
+        path: PathBuf,
+        user: String,
+        found: String,
+    },
     /// The deployment has no `.env` system password yet.
     #[error("the deployment in {} is not initialised; run ./manage init", root.display())]
     NotInitialised { root: PathBuf },
-    /// The server did not confirm the reload.
-    #[error("natsd did not load the new configuration within {seconds}s; see {}", log.display())]
-    ReloadNotConfirmed { seconds: u64, log: PathBuf },
+    /// The server did not show the new configuration in time, or shows another one.
+    #[error("natsd did not confirm the new configuration: {reason}; the files are saved, run ./manage reload (see {})", log.display())]
+    ReloadNotConfirmed { reason: String, log: PathBuf },
+    /// The server refused to reload (it keeps its previous configuration).
+    #[error("natsd refused to reload: {reason}")]
+    ReloadFailed { reason: String },
+    /// Something answers on the server's address, but manage cannot reach it as this
+    /// deployment's system user, nor find its process.
+    #[error("{reason}")]
+    ServerUnreachable { reason: String },
+    /// A pid that cannot be shown to be this deployment's server: never signalled.
+    #[error("{} names pid {pid}, which cannot be verified as this deployment's natsd ({reason}); not signalling it", pid_file.display())]
+    UnverifiedProcess {
+        pid_file: PathBuf,
+        pid: u32,
+        reason: String,
+    },
+    /// The port the server would listen on is taken by something else.
+    #[error("{addr} is already in use by a process that is not this deployment's natsd; not starting a second server (set NATS_PORT / NATS_HTTP_PORT in .env to use other ports)")]
+    PortInUse { addr: String },
     /// No server binary was found.
     #[error(
         "no server binary found: set NATSD_BIN, or build natsd (cargo build --release -p natsd)"
@@ -66,4 +89,53 @@ pub enum ManageError {
     /// The server started but never became healthy.
     #[error("natsd did not become healthy: {reason}\n{log_tail}")]
     StartFailed { reason: String, log_tail: String },
+    /// `manage check` found problems.
+    #[error("{count} problem(s) found; ./manage check --fix repairs what can be repaired")]
+    CheckFailed { count: usize },
+    /// A previous command's record of changes cannot be read, so manage cannot roll it back.
+    #[error("{} cannot be read ({reason}); restore the files it names by hand, then delete it", path.display())]
+    BrokenJournal { path: PathBuf, reason: String },
+}
+
+impl ManageError {
+    /// The stable code `--json` errors carry.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TenantNotFound { .. } => "tenant_not_found",
+            Self::TenantExists { .. } => "tenant_exists",
+            Self::UserNotFound { .. } => "user_not_found",
+            Self::UserTaken { .. } => "user_exists",
+            Self::AdminUser { .. } => "admin_user",
+            Self::Malformed { .. } => "malformed_tenant_file",
+            Self::OverLimit { .. } => "limit_exceeded",
+            Self::InvalidConfig { .. } => "invalid_config",
+            Self::MissingCredentials { .. } => "missing_credentials",
+            Self::WrongCredentials { .. } => "wrong_credentials",
+            Self::NotInitialised { .. } => "not_initialised",
+            Self::ReloadNotConfirmed { .. } => "reload_not_confirmed",
+            Self::ReloadFailed { .. } => "reload_failed",
+            Self::ServerUnreachable { .. } => "server_unreachable",
+            Self::UnverifiedProcess { .. } => "unverified_process",
+            Self::PortInUse { .. } => "port_in_use",
+            Self::NoServerBinary => "no_server_binary",
+            Self::StartFailed { .. } => "start_failed",
+            Self::CheckFailed { .. } => "check_failed",
+            Self::BrokenJournal { .. } => "broken_journal",
+        }
+    }
+}
+
+/// The code for any error: the domain error's, else `io_error` for a file system failure,
+/// else `internal`.
+pub fn code_of(error: &anyhow::Error) -> &'static str {
+    if let Some(e) = error.downcast_ref::<ManageError>() {
+        return e.code();
+    }
+    if error
+        .chain()
+        .any(|c| c.downcast_ref::<std::io::Error>().is_some())
+    {
+        return "io_error";
+    }
+    "internal"
 }

@@ -8,12 +8,16 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-/// Mode for files holding secrets (`.credentials/*.env`, `.env`).
+/// Mode for files holding secrets (`.credentials/*.env`, `.env`, the journal) and for the
+/// tenant files (bcrypt hashes; only manage reads them).
 pub const SECRET_FILE_MODE: u32 = 0o600;
 /// Mode for `.credentials/`.
 pub const SECRET_DIR_MODE: u32 = 0o700;
-/// Mode for the generated config (hashes only, but no reason to share them).
-pub const CONFIG_FILE_MODE: u32 = 0o644;
+/// Mode for `config/auth.conf`: bcrypt hashes, readable by the owner and the file's group so
+/// a server running under that group (the compose container, `NATS_GID`) can read it.
+pub const AUTH_CONF_MODE: u32 = 0o640;
+/// Mode for files without secrets (`config/nats.conf` from the template, `.gitignore`).
+pub const PUBLIC_FILE_MODE: u32 = 0o644;
 
 /// Write `contents` to `path` via a temp file in the same directory, fsync, then rename.
 pub fn write_atomic(path: &Path, contents: &str, mode: u32) -> anyhow::Result<()> {
@@ -48,6 +52,38 @@ pub fn ensure_dir(dir: &Path, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("failed to set permissions on {}", dir.display()))
 }
 
+/// Create the directory `path` lives in, if needed.
+pub fn ensure_parent(path: &Path) -> anyhow::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => {
+            fs::create_dir_all(dir).with_context(|| format!("failed to create {}", dir.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Give `path` exactly `mode`; `Ok(true)` when it had another one. A missing file is fine.
+pub fn fix_mode(path: &Path, mode: u32) -> anyhow::Result<bool> {
+    let current = match fs::metadata(path) {
+        Ok(meta) => meta.permissions().mode() & 0o777,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", path.display())),
+    };
+    if current == mode {
+        return Ok(false);
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("failed to set permissions on {}", path.display()))?;
+    Ok(true)
+}
+
+/// The mode bits of `path`, if it exists.
+pub fn mode_of(path: &Path) -> Option<u32> {
+    fs::metadata(path)
+        .ok()
+        .map(|m| m.permissions().mode() & 0o777)
+}
+
 /// Remove a file; a missing file is fine.
 pub fn remove_if_exists(path: &Path) -> anyhow::Result<bool> {
     match fs::remove_file(path) {
@@ -74,7 +110,7 @@ impl DeploymentLock {
             .create(true)
             .truncate(false)
             .write(true)
-            .mode(CONFIG_FILE_MODE)
+            .mode(SECRET_FILE_MODE)
             .open(path)
             .with_context(|| format!("failed to open the lock file {}", path.display()))?;
         fs4::fs_std::FileExt::lock_exclusive(&file)

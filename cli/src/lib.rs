@@ -5,17 +5,22 @@
 //! - `commands`: one file per command, plus `apply` (render, validate, reload).
 //! - `tenant`: the tenant file model (`model`), editing (`document`), files (`repo`).
 //! - `render`: generated `auth.conf` and credentials `.env` files, from `templates/`.
-//! - `server`: server binary, `-t` validation, pid file and signals, monitoring API.
-//! - `client`: a minimal blocking NATS client for `manage test`.
+//! - `server`: server binary, its configuration (natsd's loader), the verified process,
+//!   the system account over NATS, the monitoring API; bringing the server to the files.
+//! - `client`: a minimal blocking NATS client for `manage test` and system requests.
+//! - `journal`: all-or-nothing changes to the deployment's files.
+//! - `credentials`: users' credentials files, checked to belong to their user.
 //! - `settings`: `.env` plus environment, deployment paths.
-//! - `names`: validated tenant/user names, subjects, sizes.
-//! - `printer`: output (text, JSON, spinners). `fs`: atomic writes, the deployment lock.
+//! - `names`: validated tenant/user names, subjects, sizes (by the server's rules).
+//! - `printer`: output (text, JSON, spinners). `fs`: atomic writes, modes, the deployment lock.
 
 pub mod cli;
 pub mod client;
 pub mod commands;
+pub mod credentials;
 pub mod error;
 pub mod fs;
+pub mod journal;
 pub mod names;
 pub mod printer;
 pub mod render;
@@ -87,6 +92,42 @@ pub fn run(cli: Cli) -> ExitStatus {
     }
 }
 
+/// A command line clap refused: its message on stderr and, with `--json` among the arguments,
+/// a JSON document with code `usage` on stdout. Exit 2 (0 for `--help` / `--version`).
+pub fn usage_error(error: &clap::Error, args: &[std::ffi::OsString]) -> ExitStatus {
+    use clap::error::ErrorKind;
+    if matches!(
+        error.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) && error.exit_code() == 0
+    {
+        let _ = error.print();
+        return ExitStatus::Success;
+    }
+    if args.iter().any(|a| a == "--json") {
+        let message = error.kind().as_str().map_or_else(
+            || {
+                error
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            },
+            str::to_owned,
+        );
+        let detail = error.to_string();
+        Printer::new(Mode::Json, false).json(&serde_json::json!({
+            "ok": false, "code": "usage", "error": message,
+            "causes": [detail.lines().next().unwrap_or_default().trim_start_matches("error: ")],
+        }));
+    }
+    let _ = error.print();
+    ExitStatus::Usage
+}
+
 fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
     let root = match cli.global.config_dir {
         Some(dir) => dir,
@@ -101,6 +142,12 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
     };
     let paths = Paths { root };
     let settings = Settings::load(&paths)?;
+    // The server runs in the deployment root and reads relative paths (certificates, includes
+    // of includes, the store) from there: manage reads its configuration from there too.
+    if paths.root.is_dir() {
+        std::env::set_current_dir(&paths.root)
+            .with_context(|| format!("failed to enter {}", paths.root.display()))?;
+    }
     let mut ctx = Context {
         paths,
         settings,
@@ -121,25 +168,34 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         Command::Test(args) => c::test::test(&args, &ctx, printer),
         Command::Reload => c::reload::reload(&mut ctx, printer),
         Command::Rotate(args) => c::rotate::rotate(&args, &mut ctx, printer),
+        Command::Check(args) => c::check::check(&args, &mut ctx, printer),
     }
 }
 
 fn report(error: &anyhow::Error, printer: Printer) {
+    if printer.is_json() {
+        let mut chain = error.chain();
+        let head = chain.next().map(ToString::to_string).unwrap_or_default();
+        let causes: Vec<String> = chain.map(ToString::to_string).collect();
+        printer.json(&serde_json::json!({
+            "ok": false, "code": error::code_of(error), "error": head, "causes": causes,
+        }));
+    }
+    report_human(error);
+}
+
+/// `error: ...` and its causes on stderr, with a hint where one helps.
+pub fn report_human(error: &anyhow::Error) {
     let mut chain = error.chain();
     let head = chain.next().map(ToString::to_string).unwrap_or_default();
-    let causes: Vec<String> = chain.map(ToString::to_string).collect();
-    if printer.is_json() {
-        printer.json(&serde_json::json!({ "ok": false, "error": head, "causes": causes }));
-    }
     eprintln!("{} {head}", style::error().apply_to("error:"));
-    for cause in &causes {
+    for cause in chain {
         eprintln!("  caused by: {cause}");
     }
     if let Some(ManageError::OverLimit { .. }) = error.downcast_ref::<ManageError>() {
-        eprintln!(
-            "{} reduce per-tenant limits (./manage add-tenant smallapp 32MB 1GB) or increase the \
+        crate::commands::hint(
+            "reduce per-tenant limits (./manage add-tenant smallapp 32MB 1GB) or increase the \
              global limit in config/nats.conf; ./manage list shows current tenant limits",
-            style::warning().apply_to("hint:")
         );
     }
 }

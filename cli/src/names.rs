@@ -1,13 +1,17 @@
 //! Validated newtypes for what the user types: names, subjects and sizes.
-//! Construction validates; everything downstream takes the newtype.
+//! Construction validates; everything downstream takes the newtype. Subjects and sizes follow
+//! the server's own rules (`natsd::subject`, `natsd::config::parse_size`), so manage and the
+//! server never disagree about what a permission or a limit means.
 
 use std::fmt;
 
 /// Longest tenant or user name accepted.
 pub const MAX_NAME_LEN: usize = 64;
 
-/// Names the system account owns (`SYS` account, `sys` user).
-const RESERVED_NAMES: &[&str] = &["sys"];
+/// The system account every deployment has (`system_account` in auth.conf).
+pub const SYSTEM_ACCOUNT: &str = "SYS";
+/// The system account's user; its password is `NATS_SYS_PASSWORD` in `.env`.
+pub const SYSTEM_USER: &str = "sys";
 
 fn validate_name(kind: &str, name: &str) -> Result<(), String> {
     let mut chars = name.chars();
@@ -22,7 +26,8 @@ fn validate_name(kind: &str, name: &str) -> Result<(), String> {
              starting with a letter or digit, at most {MAX_NAME_LEN} characters"
         ));
     }
-    if RESERVED_NAMES.contains(&name) {
+    // A tenant `sys` would be account SYS with admin user sys: the system account's own.
+    if name == SYSTEM_USER || name.to_ascii_uppercase() == SYSTEM_ACCOUNT {
         return Err(format!("`{name}` is reserved for the system account"));
     }
     Ok(())
@@ -78,34 +83,23 @@ impl fmt::Display for UserName {
     }
 }
 
-/// A subject or subject pattern for a permission list (`orders.*`, `events.>`).
+/// A subject or subject pattern for a permission list (`orders.*`, `events.>`), valid by the
+/// server's rules: non-empty tokens, no whitespace, `>` only as the last token. As in NATS, a
+/// `*` or `>` inside a token (`orders*`) is a literal character, not a wildcard.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SubjectPattern(String);
 
 impl SubjectPattern {
-    /// Tokens separated by `.`, none empty; `*` and `>` only as whole tokens, `>` only last;
-    /// no whitespace or control characters.
+    /// Validate with `natsd::subject::is_valid_subject`.
     pub fn new(subject: &str) -> Result<Self, String> {
-        let bad = |why: &str| Err(format!("invalid subject `{subject}`: {why}"));
-        if subject.is_empty() {
-            return bad("empty subject");
+        if natsd::subject::is_valid_subject(subject.as_bytes()) {
+            Ok(Self(subject.to_owned()))
+        } else {
+            Err(format!(
+                "invalid subject `{subject}`: tokens separated by `.` must not be empty or \
+                 contain whitespace, and `>` may only be the last token"
+            ))
         }
-        if subject.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return bad("whitespace is not allowed");
-        }
-        let tokens: Vec<&str> = subject.split('.').collect();
-        for (i, token) in tokens.iter().enumerate() {
-            if token.is_empty() {
-                return bad("empty token (check for `..` or a leading/trailing `.`)");
-            }
-            if token.len() > 1 && (token.contains('*') || token.contains('>')) {
-                return bad("`*` and `>` must be whole tokens (`orders.*`, not `orders*`)");
-            }
-            if *token == ">" && i + 1 != tokens.len() {
-                return bad("`>` must be the last token");
-            }
-        }
-        Ok(Self(subject.to_owned()))
     }
 
     /// The pattern as written.
@@ -113,19 +107,9 @@ impl SubjectPattern {
         &self.0
     }
 
-    /// Whether the literal `subject` matches this pattern.
+    /// Whether the literal `subject` matches this pattern (`natsd::subject::matches`).
     pub fn matches(&self, subject: &str) -> bool {
-        let mut pattern = self.0.split('.');
-        let mut literal = subject.split('.');
-        loop {
-            match (pattern.next(), literal.next()) {
-                (Some(">"), Some(_)) => return true,
-                (Some("*"), Some(_)) => {}
-                (Some(p), Some(l)) if p == l => {}
-                (None, None) => return true,
-                _ => return false,
-            }
-        }
+        natsd::subject::matches(self.0.as_bytes(), subject.as_bytes())
     }
 
     /// One literal subject this pattern matches, for `manage test`.
@@ -158,37 +142,22 @@ pub fn parse_subject_list(list: &str) -> Result<Vec<SubjectPattern>, String> {
         .collect()
 }
 
-/// A byte size such as `64MB`, `5GB` or `1048576` (units are binary: 1KB = 1024 bytes,
-/// as in nats.conf's `KB`/`MB`/`GB`).
+/// A byte size such as `64MB`, `5GB`, `1G` or `1048576`, read with nats.conf's rules (the
+/// server's own parser): `KB`/`MB`/`GB`/`TB` are binary (1MB = 1048576), a bare `K`/`M`/`G`/`T`
+/// is decimal (1G = 1000000000), as nats-server reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Size(u64);
 
 impl Size {
-    /// Parse `<number>[unit]` with units B, K/KB/KiB, M/MB/MiB, G/GB/GiB, T/TB/TiB
-    /// (case-insensitive). Zero is refused: it would disable the tenant's JetStream.
+    /// Parse a positive nats.conf size. Zero is refused (it would disable the tenant's
+    /// JetStream), and so is anything the server could not hold (over an int64).
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || {
-            format!("invalid size `{text}`: use a number with a unit, such as 64MB, 512KB or 10GB")
-        };
         let trimmed = text.trim();
-        let split = trimmed
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(trimmed.len());
-        let (digits, unit) = trimmed.split_at(split);
-        let number: u64 = digits.parse().map_err(|_| bad())?;
-        let shift = match unit.trim().to_ascii_lowercase().as_str() {
-            "" | "b" => 0,
-            "k" | "kb" | "kib" => 10,
-            "m" | "mb" | "mib" => 20,
-            "g" | "gb" | "gib" => 30,
-            "t" | "tb" | "tib" => 40,
-            _ => return Err(bad()),
-        };
-        let bytes = number.checked_mul(1u64 << shift).ok_or_else(bad)?;
-        if bytes == 0 {
-            return Err(format!("invalid size `{text}`: must be more than zero"));
+        match natsd::config::parse_size(trimmed) {
+            Ok(n) if n > 0 => Ok(Self(n.unsigned_abs())),
+            Ok(_) => Err(format!("invalid size `{text}`: must be more than zero")),
+            Err(e) => Err(e.to_string()),
         }
-        Ok(Self(bytes))
     }
 
     /// Wrap a byte count.
@@ -201,7 +170,7 @@ impl Size {
         self.0
     }
 
-    /// Human form used in messages (`1.5GB`, `64MB`, `12B`).
+    /// Human form used in messages (`1.5GB`, `64MB`, `12B`), in binary units.
     pub fn human(self) -> String {
         const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
         let mut value = self.0 as f64;
@@ -219,14 +188,26 @@ impl Size {
 }
 
 impl fmt::Display for Size {
-    /// The canonical form stored in tenant files: the largest exact unit (`128MB`).
+    /// The canonical form stored in tenant files, which reads back to the same bytes: the
+    /// largest exact binary unit (`128MB`), else the largest exact decimal one (`1G`), else
+    /// the plain number.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (shift, unit) in [(40, "TB"), (30, "GB"), (20, "MB"), (10, "KB")] {
             if self.0 % (1u64 << shift) == 0 {
                 return write!(f, "{}{unit}", self.0 >> shift);
             }
         }
-        write!(f, "{}B", self.0)
+        for (factor, unit) in [
+            (1_000_000_000_000u64, "T"),
+            (1_000_000_000, "G"),
+            (1_000_000, "M"),
+            (1_000, "K"),
+        ] {
+            if self.0 % factor == 0 {
+                return write!(f, "{}{unit}", self.0 / factor);
+            }
+        }
+        write!(f, "{}", self.0)
     }
 }
 
@@ -259,13 +240,13 @@ mod tests {
     }
 
     #[test]
-    fn subjects() {
+    fn subjects_follow_the_server() {
         for good in [
-            "orders", "orders.*", "orders.>", "*.x", ">", "a.*.c", "_INBOX.>",
+            "orders", "orders.*", "orders.>", "*.x", ">", "a.*.c", "_INBOX.>", "orders*", "a.x>",
         ] {
             assert!(SubjectPattern::new(good).is_ok(), "{good}");
         }
-        for bad in ["", "a..b", ".a", "a.", "orders*", "a.>.b", "a b", "a.x>"] {
+        for bad in ["", "a..b", ".a", "a.", "a.>.b", "a b", "a\tb"] {
             assert!(SubjectPattern::new(bad).is_err(), "{bad}");
         }
         assert!(parse_subject_list("a.*,,b").is_err());
@@ -280,19 +261,46 @@ mod tests {
         let p = SubjectPattern::new("orders.>").unwrap();
         assert!(p.matches("orders.x.y"));
         assert!(!p.matches("orders"));
+        assert!(
+            !p.matches("orders."),
+            "an empty token matches nothing, not even >"
+        );
         assert_eq!(p.example("t"), "orders.t");
+        let literal = SubjectPattern::new("orders*").unwrap();
+        assert!(literal.matches("orders*") && !literal.matches("ordersx"));
     }
 
     #[test]
-    fn sizes() {
+    fn sizes_follow_nats_conf() {
         assert_eq!(Size::parse("64MB").map(Size::bytes), Ok(64 << 20));
         assert_eq!(Size::parse("5gb").map(Size::bytes), Ok(5 << 30));
+        assert_eq!(Size::parse("1G").map(Size::bytes), Ok(1_000_000_000));
+        assert_eq!(Size::parse("64k").map(Size::bytes), Ok(64_000));
         assert_eq!(Size::parse("1024").map(Size::bytes), Ok(1024));
         assert_eq!(
             Size::parse("10GiB").map(|s| s.to_string()),
             Ok("10GB".into())
         );
-        for bad in ["", "MB", "-1MB", "1.5GB", "12XB", "0", "99999999999TB"] {
+        for (text, shown) in [("1G", "1G"), ("1500", "1500"), ("3M", "3M"), ("2KB", "2KB")] {
+            let size = Size::parse(text).unwrap();
+            assert_eq!(size.to_string(), shown);
+            assert_eq!(
+                Size::parse(&size.to_string()),
+                Ok(size),
+                "round trip {text}"
+            );
+        }
+        for bad in [
+            "",
+            "MB",
+            "-1MB",
+            "1.5GB",
+            "12XB",
+            "0",
+            "64B",
+            "99999999999TB",
+            "18446744073709551615",
+        ] {
             assert!(Size::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(Size::from_bytes(1536).human(), "1.5KB");

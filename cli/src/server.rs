@@ -1,20 +1,34 @@
-//! Talking to the server process: finding its binary, validating a config with it,
-//! the pid file and signals, and the HTTP monitoring API.
+//! Talking to this deployment's server: its binary, its configuration (read with natsd's own
+//! loader), its process (verified before it is ever signalled), the system account over NATS,
+//! and the HTTP monitoring API.
+//!
+//! A change reaches the running server through the system account first
+//! (`$SYS.REQ.SERVER.<id>.RELOAD`, answered once the reload is done, by natsd and nats-server
+//! alike, wherever the server runs), and only when that cannot connect through a signal to a
+//! process verified as this deployment's server. Either way it is confirmed by the server's
+//! `config_digest`: the digest natsd's loader computes for the files manage wrote.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 use serde_json::Value;
 
+use crate::client::{Client, ClientError, TlsSettings};
 use crate::error::ManageError;
+use crate::names::SYSTEM_USER;
 use crate::settings::{Paths, ReloadMode, Settings};
 
-/// How long `reload` waits for `/varz` to show a new `config_load_time`.
+/// How long a reload may take to show the new digest.
 pub const RELOAD_TIMEOUT: Duration = Duration::from_secs(10);
-/// Timeout of one monitoring request; the server is local, so anything slower is a failure.
-const HTTP_TIMEOUT: Duration = Duration::from_secs(3);
+/// Timeout of one monitoring request or system-account request; the server is local, so
+/// anything slower is a failure.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long connecting as the system user may take (bcrypt on the server's side included).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often to poll while waiting on the server.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
@@ -40,7 +54,39 @@ fn search_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Outcome of [`validate_config`].
+/// `config/nats.conf` (with what it includes) as natsd reads it, with the environment the
+/// server gets from manage: includes, variables and units by the server's own rules, every
+/// refusal and `-t` warning an error, and the checks a start makes. Its `digest` is the
+/// `config_digest` a server that loaded these files shows.
+pub fn load_config(
+    settings: &Settings,
+    paths: &Paths,
+) -> Result<natsd::config::Loaded, ManageError> {
+    let env = settings.server_env();
+    let lookup = |name: &str| {
+        env.iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.clone())
+            .or_else(|| std::env::var(name).ok())
+    };
+    let invalid = |output: String| ManageError::InvalidConfig {
+        checker: "natsd's configuration loader".into(),
+        output,
+    };
+    let path = paths.nats_conf();
+    let loaded =
+        natsd::config::load_file_with_env(&path, &lookup).map_err(|e| invalid(e.to_string()))?;
+    if !loaded.warnings.is_empty() {
+        return Err(invalid(loaded.warnings.join("\n")));
+    }
+    loaded
+        .options
+        .check_startup()
+        .map_err(|errors| invalid(errors.join("\n")))?;
+    Ok(loaded)
+}
+
+/// Outcome of [`validate_with_binary`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Validation {
     /// The server binary accepted the configuration.
@@ -49,9 +95,10 @@ pub enum Validation {
     Skipped,
 }
 
-/// Validate `config/nats.conf` (and what it includes) with the server's own parser,
-/// by running `<server> -t -c <file>` with the deployment's environment.
-pub fn validate_config(settings: &Settings, paths: &Paths) -> anyhow::Result<Validation> {
+/// Validate `config/nats.conf` (and what it includes) with the server binary that runs it
+/// (`<server> -t -c <file>`, with the deployment's environment): the real nats-server when
+/// `NATSD_BIN` names it.
+pub fn validate_with_binary(settings: &Settings, paths: &Paths) -> anyhow::Result<Validation> {
     let Some(binary) = find_binary(settings) else {
         return Ok(Validation::Skipped);
     };
@@ -69,35 +116,67 @@ pub fn validate_config(settings: &Settings, paths: &Paths) -> anyhow::Result<Val
         let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
         text.push_str(&String::from_utf8_lossy(&output.stdout));
         Err(ManageError::InvalidConfig {
-            binary,
+            checker: format!("{} -t", binary.display()),
             output: text.trim().to_owned(),
         }
         .into())
     }
 }
 
-/// Send `signal` to `pid`.
-#[allow(
-    unsafe_code,
-    reason = "std has no safe wrapper for kill(2); the call has no memory effects"
-)]
-pub fn send_signal(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
-    let pid = libc::pid_t::try_from(pid)
-        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
-    // SAFETY: kill(2) only reads its two integer arguments.
-    let rc = unsafe { libc::kill(pid, signal) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+// ---------------------------------------------------------------------------------------------
+// The server process: found and verified through /proc, signalled only when verified.
+
+/// What the pid file (or, without one, a look through /proc) says about the server process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Process {
+    /// No pid file and no process of this deployment's server.
+    None,
+    /// A live process verified as this deployment's server: a `natsd` or `nats-server`
+    /// executable started with this deployment's `config/nats.conf`.
+    Ours {
+        /// Its pid.
+        pid: u32,
+        /// Whether the pid file names it (else it was found through /proc).
+        from_pid_file: bool,
+    },
+    /// The pid file names a process that is gone or is something else: it is ignored.
+    Stale {
+        /// The pid in the file.
+        pid: u32,
+        /// Why it is not this deployment's server.
+        reason: String,
+    },
+    /// The pid file names a live process whose executable or configuration cannot be read:
+    /// it is never signalled, and nothing is started beside it.
+    Unverified {
+        /// The pid in the file.
+        pid: u32,
+        /// What could not be read.
+        reason: String,
+    },
 }
 
-/// Whether `pid` is a live process (a zombie counts as gone).
+/// What one pid is.
+enum Verdict {
+    Ours,
+    NotOurs(String),
+    Unknown(String),
+}
+
+/// Send `signal` to `pid`.
+pub fn send_signal(pid: u32, signal: Signal) -> nix::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| nix::errno::Errno::EINVAL)?;
+    nix::sys::signal::kill(Pid::from_raw(pid), signal)
+}
+
+/// Whether `pid` is a live process (a zombie counts as gone; one of another user counts).
 pub fn is_alive(pid: u32) -> bool {
-    match send_signal(pid, 0) {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    match nix::sys::signal::kill(Pid::from_raw(raw), None) {
         Ok(()) => !is_zombie(pid),
-        Err(e) => e.raw_os_error() == Some(libc::EPERM),
+        Err(e) => e == nix::errno::Errno::EPERM,
     }
 }
 
@@ -111,22 +190,242 @@ fn is_zombie(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// The pid in the pid file when that process is alive and runs in this deployment
-/// (checked through /proc where available, so a stale file with a reused pid is ignored).
-pub fn running_pid(paths: &Paths) -> Option<u32> {
-    let text = std::fs::read_to_string(paths.pid_file()).ok()?;
-    let pid: u32 = text.trim().parse().ok()?;
-    if !is_alive(pid) {
-        return None;
+/// The executables a server of this deployment runs as.
+fn server_names(settings: &Settings) -> Vec<String> {
+    let mut names = vec!["natsd".to_owned(), "nats-server".to_owned()];
+    if let Some(name) =
+        find_binary(settings).and_then(|b| b.file_name().map(|n| n.to_string_lossy().into_owned()))
+    {
+        names.push(name);
     }
-    match (
-        std::fs::read_link(format!("/proc/{pid}/cwd")),
-        paths.root.canonicalize(),
-    ) {
-        (Ok(cwd), Ok(root)) if cwd != root => None,
-        _ => Some(pid),
+    names
+}
+
+/// The `-c` / `--config` argument of a command line.
+fn config_argument(args: &[String]) -> Option<&str> {
+    let mut iter = args.iter().skip(1);
+    while let Some(arg) = iter.next() {
+        for flag in ["-c", "--c", "-config", "--config"] {
+            if arg == flag {
+                return iter.next().map(String::as_str);
+            }
+            if let Some(value) = arg.strip_prefix(flag).and_then(|v| v.strip_prefix('=')) {
+                return Some(value);
+            }
+        }
+    }
+    None
+}
+
+/// Verify that `pid` runs a server executable with this deployment's `config/nats.conf`.
+fn verify(pid: u32, names: &[String], config: &Path) -> Verdict {
+    if !is_alive(pid) {
+        return Verdict::NotOurs(format!("no process {pid} is running"));
+    }
+    let exe = match std::fs::read_link(format!("/proc/{pid}/exe")) {
+        Ok(exe) => exe,
+        Err(e) => return Verdict::Unknown(format!("cannot read /proc/{pid}/exe: {e}")),
+    };
+    // A binary rebuilt while it runs shows as "<path> (deleted)".
+    let exe_text = exe.to_string_lossy();
+    let exe_name = Path::new(exe_text.trim_end_matches(" (deleted)"))
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !names.contains(&exe_name) {
+        return Verdict::NotOurs(format!("pid {pid} is {exe_text}, not a NATS server"));
+    }
+    let cmdline = match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(bytes) => bytes,
+        Err(e) => return Verdict::Unknown(format!("cannot read /proc/{pid}/cmdline: {e}")),
+    };
+    let args: Vec<String> = cmdline
+        .split(|&b| b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let Some(arg) = config_argument(&args) else {
+        return Verdict::NotOurs(format!("pid {pid} runs without a configuration file"));
+    };
+    let arg = Path::new(arg);
+    let path = if arg.is_absolute() {
+        arg.to_path_buf()
+    } else {
+        match std::fs::read_link(format!("/proc/{pid}/cwd")) {
+            Ok(cwd) => cwd.join(arg),
+            Err(e) => return Verdict::Unknown(format!("cannot read /proc/{pid}/cwd: {e}")),
+        }
+    };
+    match (path.canonicalize(), config.canonicalize()) {
+        (Ok(theirs), Ok(ours)) if theirs == ours => Verdict::Ours,
+        (Ok(theirs), _) => Verdict::NotOurs(format!(
+            "pid {pid} runs with {}, not this deployment's {}",
+            theirs.display(),
+            config.display()
+        )),
+        (Err(e), _) => Verdict::NotOurs(format!(
+            "pid {pid} runs with {}, which does not exist here ({e})",
+            path.display()
+        )),
     }
 }
+
+/// A process of this deployment's server found through /proc (when the pid file is gone).
+fn scan_proc(names: &[String], config: &Path) -> Option<u32> {
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .find(|&pid| matches!(verify(pid, names, config), Verdict::Ours))
+}
+
+/// The server process of this deployment, verified.
+pub fn local_process(settings: &Settings, paths: &Paths) -> Process {
+    let names = server_names(settings);
+    let config = paths.nats_conf();
+    let found = |stale: Process| match scan_proc(&names, &config) {
+        Some(pid) => Process::Ours {
+            pid,
+            from_pid_file: false,
+        },
+        None => stale,
+    };
+    let text = match std::fs::read_to_string(paths.pid_file()) {
+        Ok(text) => text,
+        Err(_) => return found(Process::None),
+    };
+    let Ok(pid) = text.trim().parse::<u32>() else {
+        return found(Process::Stale {
+            pid: 0,
+            reason: format!("{:?} is not a process id", text.trim()),
+        });
+    };
+    match verify(pid, &names, &config) {
+        Verdict::Ours => Process::Ours {
+            pid,
+            from_pid_file: true,
+        },
+        Verdict::NotOurs(reason) => found(Process::Stale { pid, reason }),
+        Verdict::Unknown(reason) => Process::Unverified { pid, reason },
+    }
+}
+
+/// Signal `pid` only if it is still this deployment's server (pids are reused).
+pub fn signal_verified(
+    settings: &Settings,
+    paths: &Paths,
+    pid: u32,
+    signal: Signal,
+) -> anyhow::Result<()> {
+    match verify(pid, &server_names(settings), &paths.nats_conf()) {
+        Verdict::Ours => send_signal(pid, signal)
+            .with_context(|| format!("failed to send {signal} to natsd (pid {pid})")),
+        Verdict::NotOurs(reason) | Verdict::Unknown(reason) => {
+            Err(ManageError::UnverifiedProcess {
+                pid_file: paths.pid_file(),
+                pid,
+                reason,
+            }
+            .into())
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The system account over NATS.
+
+/// A connection as the system user (`sys`, `NATS_SYS_PASSWORD`).
+pub struct SysClient {
+    client: Client,
+    server_id: String,
+}
+
+/// Why [`SysClient::connect`] did not connect.
+#[derive(Debug)]
+pub enum SysUnavailable {
+    /// Nothing accepts connections on the client address.
+    NotListening,
+    /// Something is there but did not let the system user in, or did not speak NATS.
+    Refused(String),
+}
+
+impl SysClient {
+    /// Connect to the client address of `settings`.
+    pub fn connect(settings: &Settings, paths: &Paths) -> Result<Self, SysUnavailable> {
+        let Some(password) = settings.sys_password.as_deref() else {
+            return Err(SysUnavailable::Refused(
+                "NATS_SYS_PASSWORD is not set".into(),
+            ));
+        };
+        let tls = TlsSettings {
+            ca_file: settings.tls_ca.as_ref().map(|p| paths.root.join(p)),
+            server_name: settings.tls_server_name.clone(),
+        };
+        let addr = settings.client_addr();
+        match Client::connect_named(
+            &addr,
+            SYSTEM_USER,
+            password,
+            CONNECT_TIMEOUT,
+            &tls,
+            "manage",
+        ) {
+            Ok(client) => {
+                let server_id = client.info["server_id"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                Ok(Self { client, server_id })
+            }
+            Err(ClientError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+                ) =>
+            {
+                Err(SysUnavailable::NotListening)
+            }
+            Err(ClientError::Authorization) => Err(SysUnavailable::Refused(format!(
+                "the server on {addr} does not accept the system user `{SYSTEM_USER}` with \
+                 NATS_SYS_PASSWORD from .env"
+            ))),
+            Err(e) => Err(SysUnavailable::Refused(format!("{addr}: {e}"))),
+        }
+    }
+
+    /// The server's id (from INFO).
+    pub fn server_id(&self) -> &str {
+        &self.server_id
+    }
+
+    fn request(&mut self, endpoint: &str, timeout: Duration) -> anyhow::Result<Value> {
+        let subject = format!("$SYS.REQ.SERVER.{}.{endpoint}", self.server_id);
+        let reply = self
+            .client
+            .request(&subject, b"", timeout)
+            .with_context(|| format!("no answer to {subject}"))?;
+        serde_json::from_slice(&reply.payload).with_context(|| format!("{subject}: not JSON"))
+    }
+
+    /// The server's `/varz`, over NATS.
+    pub fn varz(&mut self) -> anyhow::Result<Value> {
+        let reply = self.request("VARZ", REQUEST_TIMEOUT)?;
+        Ok(reply["data"].clone())
+    }
+
+    /// Ask the server to reload; `Err` carries its reason when it refused.
+    pub fn reload(&mut self) -> anyhow::Result<Result<(), String>> {
+        let reply = self.request("RELOAD", RELOAD_TIMEOUT)?;
+        Ok(match reply["error"]["description"].as_str() {
+            Some(reason) => Err(reason.trim_end().to_owned()),
+            None => Ok(()),
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP monitoring.
 
 /// A client for the monitoring API.
 #[derive(Debug)]
@@ -139,7 +438,7 @@ impl Monitor {
     /// Talk to the monitoring port from `settings`.
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
         let client = reqwest::blocking::Client::builder()
-            .timeout(HTTP_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
             .no_proxy()
             .build()
             .context("failed to create an HTTP client")?;
@@ -177,80 +476,138 @@ impl Monitor {
             .map(|v| v.get("status").and_then(Value::as_str) == Some("ok"))
             .unwrap_or(false)
     }
-
-    /// `config_load_time` from `/varz`.
-    pub fn config_load_time(&self) -> anyhow::Result<String> {
-        let varz = self.get("/varz")?;
-        varz.get("config_load_time")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .context("/varz has no config_load_time")
-    }
 }
 
-/// Whether a server of this deployment runs, and how to reach it.
+/// `config_digest` and `config_load_time` of a `/varz`.
+fn loaded(varz: &Value) -> (String, String) {
+    let field = |key: &str| varz[key].as_str().unwrap_or_default().to_owned();
+    (field("config_digest"), field("config_load_time"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bringing the running server to the files.
+
+/// How the server was reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ServerState {
-    /// Nothing to reload.
-    NotRunning,
-    /// A local process (pid file) or, in compose mode, whatever answers /healthz.
-    Running {
-        /// The process id, when known.
-        pid: Option<u32>,
-    },
+pub enum Via {
+    /// `$SYS.REQ.SERVER.<id>.RELOAD` as the system user.
+    SystemAccount,
+    /// SIGHUP to the verified process, confirmed on `/varz`.
+    Signal,
+    /// `docker compose kill -s HUP nats`, confirmed on `/varz`.
+    Compose,
 }
 
-/// Find out whether the server runs.
-pub fn detect(settings: &Settings, paths: &Paths, monitor: &Monitor) -> ServerState {
-    match settings.reload {
-        ReloadMode::Signal => match running_pid(paths) {
-            Some(pid) => ServerState::Running { pid: Some(pid) },
-            None => ServerState::NotRunning,
-        },
-        ReloadMode::Compose => {
-            if monitor.healthy() {
-                ServerState::Running { pid: None }
-            } else {
-                ServerState::NotRunning
-            }
+impl Via {
+    /// For messages and JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Via::SystemAccount => "system_account",
+            Via::Signal => "signal",
+            Via::Compose => "compose",
         }
     }
 }
 
-/// What a reload did.
+/// What [`sync`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
     /// No server runs; the files are ready for the next start.
     NotRunning,
-    /// The server reloaded; `/varz` shows the new load time.
+    /// The server already ran this configuration; nothing was sent.
+    InSync {
+        /// Its `config_digest`.
+        digest: String,
+    },
+    /// The server reloaded and shows the expected digest.
     Confirmed {
+        /// The new `config_digest`.
+        digest: String,
         /// The new `config_load_time`.
         load_time: String,
-        /// From signal to confirmation.
+        /// From request to confirmation.
         took: Duration,
-    },
-    /// Signalled, but `/varz` could not be read to confirm.
-    Unconfirmed {
-        /// Why it could not be confirmed.
-        reason: String,
+        /// How it was asked.
+        via: Via,
     },
 }
 
-/// Signal the running server to reload and wait until `/varz` confirms it.
-pub fn reload(
+/// Bring the running server to `expected` (the digest of the files on disk): reload it unless
+/// it already shows that digest (or `force`), and confirm by the digest. Errors when the server
+/// refuses, cannot be confirmed, or cannot be reached safely.
+pub fn sync(
     settings: &Settings,
     paths: &Paths,
-    monitor: &Monitor,
+    expected: &str,
+    force: bool,
 ) -> anyhow::Result<ReloadOutcome> {
-    let state = detect(settings, paths, monitor);
-    let ServerState::Running { pid } = state else {
-        return Ok(ReloadOutcome::NotRunning);
+    let unconfirmed = |reason: String| ManageError::ReloadNotConfirmed {
+        reason,
+        log: paths.log_file(),
     };
-    let before = monitor.config_load_time();
+    let refused = match SysClient::connect(settings, paths) {
+        Ok(mut sys) => {
+            let (digest, _) = loaded(&sys.varz()?);
+            if digest == expected && !force {
+                return Ok(ReloadOutcome::InSync { digest });
+            }
+            let started = Instant::now();
+            sys.reload()?
+                .map_err(|reason| ManageError::ReloadFailed { reason })?;
+            let (digest, load_time) = loaded(&sys.varz()?);
+            if digest != expected {
+                return Err(unconfirmed(format!(
+                    "it runs configuration {digest}, but the files here are {expected} (is it \
+                     started with another environment or from another directory?)"
+                ))
+                .into());
+            }
+            return Ok(ReloadOutcome::Confirmed {
+                digest,
+                load_time,
+                took: started.elapsed(),
+                via: Via::SystemAccount,
+            });
+        }
+        Err(SysUnavailable::NotListening) => None,
+        Err(SysUnavailable::Refused(reason)) => Some(reason),
+    };
+    let monitor = Monitor::new(settings)?;
+    let via = match settings.reload {
+        ReloadMode::Compose => {
+            if !monitor.healthy() {
+                return not_running(refused);
+            }
+            Via::Compose
+        }
+        ReloadMode::Signal => match local_process(settings, paths) {
+            Process::Ours { .. } => Via::Signal,
+            Process::Unverified { pid, reason } => {
+                return Err(ManageError::UnverifiedProcess {
+                    pid_file: paths.pid_file(),
+                    pid,
+                    reason,
+                }
+                .into())
+            }
+            Process::Stale { .. } | Process::None => return not_running(refused),
+        },
+    };
+    let before = monitor.get("/varz").map(|v| loaded(&v)).map_err(|e| {
+        unconfirmed(format!(
+            "the system account cannot connect ({}) and /varz cannot be read ({e:#})",
+            refused.clone().unwrap_or_else(|| "nothing listens".into())
+        ))
+    })?;
+    if before.0 == expected && !force {
+        return Ok(ReloadOutcome::InSync { digest: before.0 });
+    }
     let started = Instant::now();
-    match (settings.reload, pid) {
-        (ReloadMode::Signal, Some(pid)) => send_signal(pid, libc::SIGHUP)
-            .with_context(|| format!("failed to send SIGHUP to natsd (pid {pid})"))?,
+    match via {
+        Via::Signal => match local_process(settings, paths) {
+            Process::Ours { pid, .. } => signal_verified(settings, paths, pid, Signal::SIGHUP)?,
+            _ => return Err(unconfirmed("the server process went away".into()).into()),
+        },
         _ => {
             let status = Command::new("docker")
                 .args(["compose", "kill", "-s", "HUP", "nats"])
@@ -263,30 +620,52 @@ pub fn reload(
             );
         }
     }
-    let before = match before {
-        Ok(before) => before,
-        Err(e) => {
-            return Ok(ReloadOutcome::Unconfirmed {
-                reason: format!("{e:#}"),
-            })
-        }
-    };
+    let mut last = before.clone();
     while started.elapsed() < RELOAD_TIMEOUT {
-        if let Ok(now) = monitor.config_load_time() {
-            if now != before {
+        if let Ok(varz) = monitor.get("/varz") {
+            last = loaded(&varz);
+            // A forced reload of an unchanged configuration shows only in the load time.
+            if last.0 == expected && (last.1 != before.1 || before.0 != expected) {
                 return Ok(ReloadOutcome::Confirmed {
-                    load_time: now,
+                    digest: last.0,
+                    load_time: last.1,
                     took: started.elapsed(),
+                    via,
                 });
             }
         }
         std::thread::sleep(POLL_INTERVAL);
     }
-    Err(ManageError::ReloadNotConfirmed {
-        seconds: RELOAD_TIMEOUT.as_secs(),
-        log: paths.log_file(),
-    }
+    Err(unconfirmed(format!(
+        "after {}s it still runs configuration {} (expected {expected}); a refused reload is in its log",
+        RELOAD_TIMEOUT.as_secs(),
+        last.0
+    ))
     .into())
+}
+
+/// No server to reach: fine when nothing listens, an error when something does that manage
+/// cannot confirm is this deployment's server.
+fn not_running(refused: Option<String>) -> anyhow::Result<ReloadOutcome> {
+    match refused {
+        None => Ok(ReloadOutcome::NotRunning),
+        Some(reason) => Err(ManageError::ServerUnreachable {
+            reason: format!("{reason}, and no process of this deployment's server was found: the change is saved but not applied to that server"),
+        }
+        .into()),
+    }
+}
+
+/// Whether this deployment's server runs, as far as manage can tell: reachable as the system
+/// user, a verified local process, or (compose) a healthy monitoring port.
+pub fn is_running(settings: &Settings, paths: &Paths) -> bool {
+    if SysClient::connect(settings, paths).is_ok() {
+        return true;
+    }
+    match settings.reload {
+        ReloadMode::Signal => matches!(local_process(settings, paths), Process::Ours { .. }),
+        ReloadMode::Compose => Monitor::new(settings).is_ok_and(|m| m.healthy()),
+    }
 }
 
 /// The last `lines` lines of a file, for error messages.
@@ -294,4 +673,30 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_argument_forms() {
+        let args = |s: &str| s.split(' ').map(str::to_owned).collect::<Vec<_>>();
+        assert_eq!(config_argument(&args("natsd -c /a.conf")), Some("/a.conf"));
+        assert_eq!(
+            config_argument(&args("natsd -p 1 --config x.conf")),
+            Some("x.conf")
+        );
+        assert_eq!(
+            config_argument(&args("natsd --config=y.conf")),
+            Some("y.conf")
+        );
+        assert_eq!(
+            config_argument(&args("natsd -config z.conf")),
+            Some("z.conf")
+        );
+        assert_eq!(config_argument(&args("natsd -p 4222")), None);
+        assert_eq!(config_argument(&args("natsd -c")), None);
+    }
 }

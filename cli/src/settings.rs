@@ -52,12 +52,32 @@ impl Paths {
         self.root.join(".credentials")
     }
     /// `.credentials/<tenant>.env` for the admin user, `<tenant>_<user>.env` for others.
+    ///
+    /// A `_` in the tenant name is written twice, so no two (tenant, user) pairs share a file:
+    /// tenant `p` with user `q` is `p_q.env`, the admin of tenant `p_q` is `p__q.env`. The
+    /// single `_` separates tenant from user, and names never start with `_`, so a file name
+    /// reads back to exactly one pair ([`credentials_owner`]). Names without `_` in the tenant
+    /// (the usual case) keep the seed's `<tenant>_<user>.env`.
     pub fn credentials_file(&self, tenant: &str, user: &str) -> PathBuf {
+        self.credentials_dir()
+            .join(format!("{}.env", credentials_stem(tenant, user)))
+    }
+
+    /// Where manage wrote the credentials before tenant names were escaped: the same as
+    /// [`Paths::credentials_file`] unless the tenant name has a `_`.
+    pub fn legacy_credentials_file(&self, tenant: &str, user: &str) -> PathBuf {
         if tenant == user {
             self.credentials_dir().join(format!("{tenant}.env"))
         } else {
             self.credentials_dir().join(format!("{tenant}_{user}.env"))
         }
+    }
+
+    /// The record of a change in progress (`data/manage.journal`, 0600: it can hold new
+    /// passwords): while it exists, the last mutating command did not finish and the next
+    /// one rolls its files back first.
+    pub fn journal_file(&self) -> PathBuf {
+        self.data_dir().join("manage.journal")
     }
     /// The cached bcrypt hash of the system password (so renders never re-hash).
     pub fn sys_hash_file(&self) -> PathBuf {
@@ -90,6 +110,34 @@ impl Paths {
             .display()
             .to_string()
     }
+}
+
+/// The file stem of a user's credentials (see [`Paths::credentials_file`]).
+pub fn credentials_stem(tenant: &str, user: &str) -> String {
+    let escaped = tenant.replace('_', "__");
+    if tenant == user {
+        escaped
+    } else {
+        format!("{escaped}_{user}")
+    }
+}
+
+/// The (tenant, user) a credentials file stem belongs to: the inverse of [`credentials_stem`].
+pub fn credentials_owner(stem: &str) -> Option<(String, String)> {
+    let mut tenant = String::new();
+    let mut chars = stem.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '_' {
+            tenant.push(c);
+        } else if chars.peek() == Some(&'_') {
+            chars.next();
+            tenant.push('_');
+        } else {
+            let user: String = chars.collect();
+            return (!user.is_empty() && !tenant.is_empty()).then_some((tenant, user));
+        }
+    }
+    (!tenant.is_empty()).then(|| (tenant.clone(), tenant))
 }
 
 /// How `reload` reaches the server.
@@ -173,7 +221,17 @@ impl Settings {
                 .get("NATS_SYS_PASSWORD")
                 .filter(|v| !v.is_empty())
                 .cloned(),
-            natsd_bin: vars.get("NATSD_BIN").filter(|v| !v.is_empty()).cloned(),
+            // A relative path names a file from where manage was started (it then works in the
+            // deployment root).
+            natsd_bin: vars.get("NATSD_BIN").filter(|v| !v.is_empty()).map(|bin| {
+                if bin.contains('/') && Path::new(bin).is_relative() {
+                    std::env::current_dir()
+                        .map(|cwd| cwd.join(bin).display().to_string())
+                        .unwrap_or_else(|_| bin.clone())
+                } else {
+                    bin.clone()
+                }
+            }),
             tls_ca: vars.get("NATS_TLS_CA").filter(|v| !v.is_empty()).cloned(),
             tls_server_name: vars
                 .get("NATS_TLS_SERVER_NAME")
@@ -184,13 +242,20 @@ impl Settings {
         })
     }
 
-    /// The variables `config/nats.conf` refers to, for the server's environment.
+    /// The variables `config/nats.conf` refers to, as the server sees them: what `manage up`
+    /// gives natsd, or with `NATS_RELOAD=compose` what docker-compose.yml's `environment:`
+    /// gives the container (it listens on all interfaces and the default ports inside, behind
+    /// the ports .env maps). Validation and the expected `config_digest` use the same values.
     pub fn server_env(&self) -> Vec<(String, String)> {
+        let (host, port, http_port) = match self.reload {
+            ReloadMode::Signal => (self.host.clone(), self.port, self.http_port),
+            ReloadMode::Compose => ("0.0.0.0".to_owned(), DEFAULT_PORT, DEFAULT_HTTP_PORT),
+        };
         vec![
             ("NATS_SERVER_NAME".into(), self.server_name.clone()),
-            ("NATS_HOST".into(), self.host.clone()),
-            ("NATS_PORT".into(), self.port.to_string()),
-            ("NATS_HTTP_PORT".into(), self.http_port.to_string()),
+            ("NATS_HOST".into(), host),
+            ("NATS_PORT".into(), port.to_string()),
+            ("NATS_HTTP_PORT".into(), http_port.to_string()),
         ]
     }
 
@@ -240,6 +305,40 @@ pub fn parse_env(text: &str) -> BTreeMap<String, String> {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_names_never_collide() {
+        let pairs = [
+            ("p", "p"),
+            ("p", "q"),
+            ("p_q", "p_q"),
+            ("p", "q_r"),
+            ("p_q", "r"),
+            ("p_q_r", "p_q_r"),
+            ("p_", "p_"),
+            ("p_", "q"),
+            ("p__q", "r"),
+            ("p", "q__r"),
+        ];
+        let stems: Vec<String> = pairs.iter().map(|(t, u)| credentials_stem(t, u)).collect();
+        for (i, a) in stems.iter().enumerate() {
+            for b in &stems[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        for ((tenant, user), stem) in pairs.iter().zip(&stems) {
+            assert_eq!(
+                credentials_owner(stem),
+                Some(((*tenant).to_owned(), (*user).to_owned())),
+                "{stem}"
+            );
+        }
+        assert_eq!(
+            credentials_stem("myapp", "order-service"),
+            "myapp_order-service"
+        );
+        assert_eq!(credentials_stem("myapp", "myapp"), "myapp");
+    }
 
     #[test]
     fn env_parsing() {

@@ -5,8 +5,10 @@ use std::fs;
 use anyhow::Context as _;
 use serde_json::json;
 
-use crate::commands::{apply, generate_password, lock, report_reload, ExitStatus};
-use crate::fs::{ensure_dir, write_atomic, CONFIG_FILE_MODE, SECRET_DIR_MODE, SECRET_FILE_MODE};
+use crate::commands::{apply, begin, ExitStatus};
+use crate::fs::{
+    ensure_dir, fix_mode, write_atomic, PUBLIC_FILE_MODE, SECRET_DIR_MODE, SECRET_FILE_MODE,
+};
 use crate::printer::Printer;
 use crate::render::NATS_CONF_TEMPLATE;
 use crate::Context;
@@ -17,8 +19,9 @@ const ENV_TEMPLATE: &str = include_str!("../../../.env.example");
 /// Keeps everything in `.credentials/` out of git, including if the root .gitignore is lost.
 const CREDENTIALS_GITIGNORE: &str = "# Generated credentials: never commit.\n*\n";
 
-/// Create what is missing; returns the paths created, for reporting.
-pub fn ensure(ctx: &mut Context) -> anyhow::Result<Vec<String>> {
+/// Create what is missing and narrow what is too open; returns the paths created, for
+/// reporting. Call with the deployment lock held ([`begin`] does).
+pub fn ensure(ctx: &mut Context, printer: Printer) -> anyhow::Result<Vec<String>> {
     let paths = ctx.paths.clone();
     let mut created = Vec::new();
     for dir in [paths.config_dir(), paths.tenants_dir(), paths.data_dir()] {
@@ -35,11 +38,11 @@ pub fn ensure(ctx: &mut Context) -> anyhow::Result<Vec<String>> {
     ensure_dir(&credentials, SECRET_DIR_MODE)?;
     let ignore = credentials.join(".gitignore");
     if !ignore.exists() {
-        write_atomic(&ignore, CREDENTIALS_GITIGNORE, CONFIG_FILE_MODE)?;
+        write_atomic(&ignore, CREDENTIALS_GITIGNORE, PUBLIC_FILE_MODE)?;
     }
     let nats_conf = paths.nats_conf();
     if !nats_conf.exists() {
-        write_atomic(&nats_conf, NATS_CONF_TEMPLATE, CONFIG_FILE_MODE)?;
+        write_atomic(&nats_conf, NATS_CONF_TEMPLATE, PUBLIC_FILE_MODE)?;
         created.push(paths.display(&nats_conf));
     }
     let env_path = paths.env_file();
@@ -48,13 +51,20 @@ pub fn ensure(ctx: &mut Context) -> anyhow::Result<Vec<String>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).with_context(|| format!("failed to read {}", env_path.display())),
     };
+    // .env holds the system password: nobody but its owner reads it.
+    if existing.is_some() && fix_mode(&env_path, SECRET_FILE_MODE)? {
+        printer.warn(format!(
+            "{} was readable by others; it holds NATS_SYS_PASSWORD, so it is now 0600",
+            paths.display(&env_path)
+        ));
+    }
     let has_secret = existing
         .as_deref()
         .map(crate::settings::parse_env)
         .and_then(|vars| vars.get("NATS_SYS_PASSWORD").cloned())
         .is_some_and(|v| !v.is_empty());
     if !has_secret {
-        let password = generate_password();
+        let password = crate::commands::generate_password();
         let text = match existing {
             Some(text) => {
                 let kept: Vec<&str> = text
@@ -76,15 +86,21 @@ pub fn ensure(ctx: &mut Context) -> anyhow::Result<Vec<String>> {
 }
 
 /// `.env` from the example, with the effective name and ports so a deployment started
-/// with NATS_PORT=... in the environment keeps them.
+/// with NATS_PORT=... in the environment keeps them, and the group docker compose runs the
+/// server in (the group of this directory, so the container can read auth.conf).
 fn fresh_env(ctx: &Context, password: &str) -> String {
+    use std::os::unix::fs::MetadataExt as _;
     let s = &ctx.settings;
+    let gid = fs::metadata(&ctx.paths.root)
+        .map(|m| m.gid().to_string())
+        .unwrap_or_else(|_| "0".into());
     let values = [
         ("NATS_SERVER_NAME", s.server_name.clone()),
         ("NATS_HOST", s.host.clone()),
         ("NATS_PORT", s.port.to_string()),
         ("NATS_HTTP_PORT", s.http_port.to_string()),
         ("NATS_SYS_PASSWORD", password.to_owned()),
+        ("NATS_GID", gid),
     ];
     let mut out = String::new();
     for line in ENV_TEMPLATE.lines() {
@@ -100,22 +116,12 @@ fn fresh_env(ctx: &Context, password: &str) -> String {
 
 /// `manage init`
 pub fn init(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let created = ensure(ctx)?;
-    let _lock = lock(ctx)?;
+    let _lock = begin(ctx, printer)?;
     let applied = apply(ctx, printer, false)?;
-    for path in &created {
-        printer.status("Created", path);
-    }
     if applied.changed {
         printer.status("Generated", ctx.paths.display(&ctx.paths.auth_conf()));
+    } else {
+        printer.status("Ready", format!("{} is set up", ctx.paths.root.display()));
     }
-    if created.is_empty() && !applied.changed {
-        printer.status(
-            "Ready",
-            format!("{} is already set up", ctx.paths.root.display()),
-        );
-    }
-    report_reload(&applied, printer);
-    printer.json(&json!({ "ok": true, "created": created, "apply": applied.to_json() }));
-    Ok(ExitStatus::Success)
+    Ok(applied.finish(printer, json!({})))
 }

@@ -1,6 +1,9 @@
-//! One file per command, and what they share: [`apply`] (render auth.conf, validate it
-//! with the server, reload the running server), passwords, and limit checks.
+//! One file per command, and what they share: [`begin`] (the deployment lock, first-time setup,
+//! rolling back an interrupted command), [`Change`] (a change to tenant files and credentials,
+//! applied all or nothing together with the auth.conf it renders, then brought to the running
+//! server), passwords, and limit checks.
 
+pub mod check;
 pub mod init;
 pub mod reload;
 pub mod remove;
@@ -13,22 +16,20 @@ pub mod test;
 pub mod user_add;
 
 use std::fs;
-use std::time::Instant;
 
 use anyhow::Context as _;
 use rand::Rng as _;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
-use crate::error::ManageError;
-use crate::fs::{
-    remove_if_exists, write_atomic, DeploymentLock, CONFIG_FILE_MODE, SECRET_FILE_MODE,
-};
-use crate::names::Size;
-use crate::printer::Printer;
+use crate::error::{code_of, ManageError};
+use crate::fs::{write_atomic, DeploymentLock, AUTH_CONF_MODE, SECRET_FILE_MODE};
+use crate::journal::{self, Transaction};
+use crate::names::{Size, TenantName};
+use crate::printer::{style, Printer};
 use crate::render::{auth_conf, env_file};
-use crate::server::{self, Monitor, ReloadOutcome, Validation};
-use crate::tenant::{repo, Tenant};
+use crate::server::{self, ReloadOutcome, Validation};
+use crate::tenant::{model::parse_tenant, repo, Tenant, TenantDoc};
 use crate::Context;
 
 /// bcrypt cost for every password hash. 11 is what `nats server passwd` uses: about
@@ -45,7 +46,7 @@ pub const PASSWORD_LEN: usize = 32;
 pub enum ExitStatus {
     /// Exit 0.
     Success,
-    /// Exit 1: the command could not do what was asked (nothing was changed).
+    /// Exit 1: the command could not do what was asked.
     Failure,
     /// Exit 2: the command line was wrong.
     Usage,
@@ -78,9 +79,34 @@ pub fn hash_password(password: &str, printer: Printer) -> anyhow::Result<String>
     Ok(hash)
 }
 
-/// Take the deployment lock: mutating commands run one at a time.
-pub fn lock(ctx: &Context) -> anyhow::Result<DeploymentLock> {
-    DeploymentLock::acquire(&ctx.paths.lock_file())
+/// Start a command that changes the deployment: take the deployment lock (mutating commands
+/// run one at a time), set the deployment up if needed (under the lock, so parallel first
+/// runs agree on one system password), roll back whatever an interrupted command left, and
+/// move credentials files older versions named ambiguously.
+pub fn begin(ctx: &mut Context, printer: Printer) -> anyhow::Result<DeploymentLock> {
+    let lock = DeploymentLock::acquire(&ctx.paths.lock_file())?;
+    for path in init::ensure(ctx, printer)? {
+        printer.status("Created", path);
+    }
+    if let Some(command) = journal::recover(&ctx.paths)? {
+        printer.warn(format!(
+            "an interrupted `{command}` left its changes half done; they were rolled back"
+        ));
+    }
+    // nats.conf includes auth.conf, so the configuration cannot be read before it exists.
+    if !ctx.paths.auth_conf().exists() {
+        let text = auth_conf::render(&repo::load_all(&ctx.paths)?, &sys_hash(ctx, printer)?);
+        write_atomic(&ctx.paths.auth_conf(), &text, AUTH_CONF_MODE)?;
+    }
+    if let Ok(tenants) = repo::load_all(&ctx.paths) {
+        for (from, to) in crate::credentials::migrate(&ctx.paths, &tenants)? {
+            printer.status(
+                "Moved",
+                format!("{} to {}", ctx.paths.display(&from), ctx.paths.display(&to)),
+            );
+        }
+    }
+    Ok(lock)
 }
 
 /// The system user's bcrypt hash, cached in `.credentials/sys.bcrypt` next to a SHA-256
@@ -107,15 +133,18 @@ fn sys_hash(ctx: &Context, printer: Printer) -> anyhow::Result<String> {
     Ok(hash)
 }
 
-/// What [`apply`] did.
+/// What a committed [`Change`] did.
 #[derive(Debug)]
 pub struct Applied {
     /// auth.conf changed on disk.
     pub changed: bool,
     /// Whether the server binary checked it.
     pub validation: Validation,
-    /// The reload, when one was attempted.
-    pub reload: Option<ReloadOutcome>,
+    /// The `config_digest` of the files on disk.
+    pub digest: String,
+    /// What the running server did; `Err` when it could not be brought to the files (they
+    /// are committed nonetheless, and the next command or `./manage reload` retries).
+    pub reload: Result<ReloadOutcome, anyhow::Error>,
     /// Tenants rendered.
     pub tenants: usize,
 }
@@ -124,117 +153,200 @@ impl Applied {
     /// JSON form for command output.
     pub fn to_json(&self) -> Value {
         let reload = match &self.reload {
-            None => json!(null),
-            Some(ReloadOutcome::NotRunning) => json!({ "running": false }),
-            Some(ReloadOutcome::Confirmed { load_time, took }) => {
-                json!({ "running": true, "confirmed": true, "config_load_time": load_time, "ms": took.as_millis() as u64 })
+            Ok(ReloadOutcome::NotRunning) => json!({ "running": false }),
+            Ok(ReloadOutcome::InSync { digest }) => {
+                json!({ "running": true, "confirmed": true, "reloaded": false, "config_digest": digest })
             }
-            Some(ReloadOutcome::Unconfirmed { reason }) => {
-                json!({ "running": true, "confirmed": false, "reason": reason })
-            }
+            Ok(ReloadOutcome::Confirmed {
+                digest,
+                load_time,
+                took,
+                via,
+            }) => json!({
+                "running": true, "confirmed": true, "reloaded": true, "config_digest": digest,
+                "config_load_time": load_time, "ms": took.as_millis() as u64, "via": via.as_str(),
+            }),
+            Err(error) => json!({
+                "running": true, "confirmed": false, "code": code_of(error), "reason": format!("{error:#}"),
+            }),
         };
-        json!({ "auth_conf_changed": self.changed, "validated": self.validation == Validation::Valid, "reload": reload })
+        json!({
+            "auth_conf_changed": self.changed, "validated": self.validation == Validation::Valid,
+            "config_digest": self.digest, "reload": reload,
+        })
     }
-}
 
-/// Regenerate `config/auth.conf` from the tenant files, validate it with the server
-/// binary (restoring the previous file if it is refused), and reload a running server.
-/// Call with the deployment lock held.
-pub fn apply(ctx: &Context, printer: Printer, force_reload: bool) -> anyhow::Result<Applied> {
-    let tenants = repo::load_all(&ctx.paths)?;
-    let sys_hash = sys_hash(ctx, printer)?;
-    let text = auth_conf::render(&tenants, &sys_hash);
-    let path = ctx.paths.auth_conf();
-    let previous = fs::read_to_string(&path).ok();
-    let changed = previous.as_deref() != Some(text.as_str());
-    if changed {
-        write_atomic(&path, &text, CONFIG_FILE_MODE)?;
-    }
-    let validation = match server::validate_config(&ctx.settings, &ctx.paths) {
-        Ok(validation) => validation,
-        Err(error) => {
-            if changed {
-                match &previous {
-                    Some(previous) => write_atomic(&path, previous, CONFIG_FILE_MODE)?,
-                    None => {
-                        remove_if_exists(&path)?;
-                    }
-                }
+    /// Say what happened to the server, then print the command's JSON document with `ok`; the
+    /// exit status is a failure when the server could not be brought to the files.
+    pub fn finish(self, printer: Printer, mut doc: Value) -> ExitStatus {
+        report_reload(&self, printer);
+        doc["apply"] = self.to_json();
+        match &self.reload {
+            Ok(_) => {
+                doc["ok"] = json!(true);
+                printer.json(&doc);
+                ExitStatus::Success
             }
-            return Err(error);
+            Err(error) => {
+                doc["ok"] = json!(false);
+                doc["code"] = json!(code_of(error));
+                doc["error"] = json!(error.to_string());
+                printer.json(&doc);
+                crate::report_human(error);
+                ExitStatus::Failure
+            }
         }
-    };
-    if validation == Validation::Skipped {
-        printer.warn("no server binary found (NATSD_BIN); config/auth.conf was not validated");
     }
-    let reload = if changed || force_reload {
-        let monitor = Monitor::new(&ctx.settings)?;
-        let spinner = printer.spinner("Reloading natsd…");
-        let outcome = server::reload(&ctx.settings, &ctx.paths, &monitor);
-        spinner.finish_and_clear();
-        Some(outcome?)
-    } else {
-        None
-    };
-    Ok(Applied {
-        changed,
-        validation,
-        reload,
-        tenants: tenants.len(),
-    })
 }
 
-/// Say what a reload did.
+/// Say what a reload did (a failure is reported by [`Applied::finish`]).
 pub fn report_reload(applied: &Applied, printer: Printer) {
     match &applied.reload {
-        Some(ReloadOutcome::Confirmed { took, .. }) => {
-            printer.status("Reloaded", format!("natsd ({} ms)", took.as_millis()));
-        }
-        Some(ReloadOutcome::Unconfirmed { reason }) => {
-            printer.warn(format!(
-                "signalled natsd to reload but could not confirm it: {reason}"
-            ));
-        }
-        Some(ReloadOutcome::NotRunning) => {
+        Ok(ReloadOutcome::Confirmed { took, via, .. }) => {
             printer.status(
-                "Saved",
-                "natsd is not running; the change applies at the next ./manage up",
+                "Reloaded",
+                format!(
+                    "natsd ({} ms, {})",
+                    took.as_millis(),
+                    via.as_str().replace('_', " ")
+                ),
             );
         }
-        None => {}
+        Ok(ReloadOutcome::InSync { .. }) => {
+            printer.status("Unchanged", "natsd already runs this configuration");
+        }
+        Ok(ReloadOutcome::NotRunning) => {
+            printer.status(
+                "Saved",
+                "no natsd server is running; the change applies at the next ./manage up",
+            );
+        }
+        Err(_) => {}
     }
 }
 
-/// Write one user's credentials file (mode 0600); returns its path for display.
-pub fn write_credentials(
-    ctx: &Context,
-    tenant: &Tenant,
-    user: &str,
-    password: &str,
-) -> anyhow::Result<String> {
-    write_credentials_for(
-        ctx,
-        tenant.name.as_str(),
-        &tenant.account_name(),
-        user,
-        password,
-    )
+/// A change to tenant files and credentials. Nothing is written until [`Change::commit`],
+/// which writes it together with the auth.conf it renders, all or nothing (see
+/// `journal.rs`), then brings the running server to it.
+pub struct Change<'a> {
+    ctx: &'a Context,
+    txn: Transaction,
+    tenants: Vec<Tenant>,
 }
 
-/// [`write_credentials`] by names.
-pub fn write_credentials_for(
-    ctx: &Context,
-    tenant: &str,
-    account: &str,
-    user: &str,
-    password: &str,
-) -> anyhow::Result<String> {
-    crate::fs::ensure_dir(&ctx.paths.credentials_dir(), crate::fs::SECRET_DIR_MODE)?;
-    let path = ctx.paths.credentials_file(tenant, user);
-    let shown = ctx.paths.display(&path);
-    let text = env_file::render(tenant, account, user, password, &ctx.settings, &shown);
-    write_atomic(&path, &text, SECRET_FILE_MODE)?;
-    Ok(shown)
+impl<'a> Change<'a> {
+    /// Start from the tenant files on disk. Any broken tenant file fails the command here,
+    /// before anything is written.
+    pub fn new(ctx: &'a Context, command: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            ctx,
+            txn: Transaction::new(&ctx.paths, command),
+            tenants: repo::load_all(&ctx.paths)?,
+        })
+    }
+
+    /// The tenants as they will be.
+    pub fn tenants(&self) -> &[Tenant] {
+        &self.tenants
+    }
+
+    /// Write a tenant file (validated as it will be read back).
+    pub fn put_tenant(&mut self, name: &TenantName, doc: &TenantDoc) -> anyhow::Result<Tenant> {
+        let path = self.ctx.paths.tenant_file(name.as_str());
+        let text = doc.to_string();
+        let tenant = parse_tenant(&path, name, &text)?;
+        self.tenants.retain(|t| &t.name != name);
+        self.tenants.push(tenant.clone());
+        self.tenants.sort_by(|a, b| a.name.cmp(&b.name));
+        self.txn.write(&path, text, SECRET_FILE_MODE)?;
+        Ok(tenant)
+    }
+
+    /// Remove a tenant file.
+    pub fn remove_tenant(&mut self, name: &TenantName) -> anyhow::Result<()> {
+        self.tenants.retain(|t| &t.name != name);
+        self.txn.remove(&self.ctx.paths.tenant_file(name.as_str()))
+    }
+
+    /// Write a user's credentials file (0600); returns its path for display.
+    pub fn put_credentials(
+        &mut self,
+        tenant: &TenantName,
+        user: &str,
+        password: &str,
+    ) -> anyhow::Result<String> {
+        let paths = &self.ctx.paths;
+        let path = paths.credentials_file(tenant.as_str(), user);
+        let shown = paths.display(&path);
+        let text = env_file::render(
+            tenant.as_str(),
+            &tenant.account(),
+            user,
+            password,
+            &self.ctx.settings,
+            &shown,
+        );
+        self.txn.write(&path, text, SECRET_FILE_MODE)?;
+        // A copy under an older name would keep the old password around.
+        let legacy = paths.legacy_credentials_file(tenant.as_str(), user);
+        if legacy != path
+            && crate::credentials::files_of(paths, tenant.as_str(), user)?.contains(&legacy)
+        {
+            self.txn.remove(&legacy)?;
+        }
+        Ok(shown)
+    }
+
+    /// Remove every credentials file of a user; returns their paths for display.
+    pub fn remove_credentials(&mut self, tenant: &str, user: &str) -> anyhow::Result<Vec<String>> {
+        let paths = &self.ctx.paths;
+        let mut removed = Vec::new();
+        for path in crate::credentials::files_of(paths, tenant, user)? {
+            removed.push(paths.display(&path));
+            self.txn.remove(&path)?;
+        }
+        Ok(removed)
+    }
+
+    /// Render auth.conf, write everything, validate it (natsd's loader and the server
+    /// binary's `-t`), and keep it only if valid; then bring the running server to it
+    /// (`force`: reload even when it already runs this configuration).
+    pub fn commit(mut self, printer: Printer, force: bool) -> anyhow::Result<Applied> {
+        let ctx = self.ctx;
+        let sys_hash = sys_hash(ctx, printer)?;
+        let text = auth_conf::render(&self.tenants, &sys_hash);
+        let auth = ctx.paths.auth_conf();
+        let changed = fs::read_to_string(&auth).ok().as_deref() != Some(text.as_str());
+        if changed {
+            self.txn.write(&auth, text, AUTH_CONF_MODE)?;
+        }
+        crate::fs::fix_mode(&auth, AUTH_CONF_MODE)?;
+        let (digest, validation) = self.txn.commit(&ctx.paths, || {
+            let loaded = server::load_config(&ctx.settings, &ctx.paths)?;
+            let validation = server::validate_with_binary(&ctx.settings, &ctx.paths)?;
+            Ok((loaded.digest, validation))
+        })?;
+        if validation == Validation::Skipped {
+            printer.warn("no server binary found (NATSD_BIN); checked with natsd's loader only");
+        }
+        journal::failpoint("committed");
+        let spinner = printer.spinner("Reloading natsd…");
+        let reload = server::sync(&ctx.settings, &ctx.paths, &digest, force);
+        spinner.finish_and_clear();
+        Ok(Applied {
+            changed,
+            validation,
+            digest,
+            reload,
+            tenants: self.tenants.len(),
+        })
+    }
+}
+
+/// Re-render auth.conf from the tenant files and bring the server to it (what `reload`, `up`
+/// and `init` do, and what repairs a deployment after an interrupted command or a hand edit).
+pub fn apply(ctx: &Context, printer: Printer, force: bool) -> anyhow::Result<Applied> {
+    Change::new(ctx, "reload")?.commit(printer, force)
 }
 
 /// The connection-details box the seed prints.
@@ -265,100 +377,70 @@ pub fn url_for(ctx: &Context, user: &str, password: &str) -> String {
     )
 }
 
-/// The server's JetStream limits from `config/nats.conf` (`max_memory_store`,
-/// `max_file_store`); `None` for a limit the file does not set.
-pub fn server_limits(ctx: &Context) -> (Option<u64>, Option<u64>) {
-    let text = fs::read_to_string(ctx.paths.nats_conf()).unwrap_or_default();
-    let mut memory = None;
-    let mut file = None;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('#') || line.starts_with("//") {
-            continue;
-        }
-        let key_end = line.find([':', '=', ' ', '\t']).unwrap_or(line.len());
-        let (key, rest) = line.split_at(key_end);
-        let value = rest.trim_start_matches([':', '=', ' ', '\t']);
-        let value = value.split(['#', ' ', '\t', ',', ';']).next().unwrap_or("");
-        match key.to_ascii_lowercase().as_str() {
-            "max_memory_store" | "max_mem_store" | "max_mem" => memory = parse_conf_size(value),
-            "max_file_store" | "max_file" => file = parse_conf_size(value),
-            _ => {}
-        }
-    }
-    (memory, file)
+/// The server's JetStream limits as natsd reads `config/nats.conf` (includes, variables and
+/// units included); `None` for a limit the server sizes from the machine.
+pub fn server_limits(ctx: &Context) -> anyhow::Result<(Option<u64>, Option<u64>)> {
+    let loaded = server::load_config(&ctx.settings, &ctx.paths)?;
+    let limit = |value: i64| u64::try_from(value).ok().filter(|v| *v > 0);
+    Ok(match &loaded.options.jetstream {
+        Some(js) => (limit(js.max_memory), limit(js.max_store)),
+        None => (None, None),
+    })
 }
 
-/// A nats.conf size: digits plus an optional suffix (`k`=1000, `kb`=1024, `m`, `mb`, ...).
-pub fn parse_conf_size(text: &str) -> Option<u64> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, suffix) = text.split_at(split);
-    let number: u64 = digits.parse().ok()?;
-    let factor: u64 = match suffix.to_ascii_lowercase().as_str() {
-        "" => 1,
-        "k" => 1000,
-        "kb" | "ki" | "kib" => 1 << 10,
-        "m" => 1_000_000,
-        "mb" | "mi" | "mib" => 1 << 20,
-        "g" => 1_000_000_000,
-        "gb" | "gi" | "gib" => 1 << 30,
-        "t" => 1_000_000_000_000,
-        "tb" | "ti" | "tib" => 1 << 40,
-        _ => return None,
-    };
-    number.checked_mul(factor)
-}
-
-/// Refuse when the tenants' JetStream reservations would exceed the server's.
+/// Refuse when the tenants' JetStream reservations would exceed the server's. Sums are exact
+/// (no overflow can wrap a huge request into a small one).
 pub fn check_limits(
     ctx: &Context,
     others: &[Tenant],
     memory: Size,
     storage: Size,
-) -> Result<(), ManageError> {
-    let (max_memory, max_file) = server_limits(ctx);
-    let wanted_memory: u64 = others.iter().map(|t| t.memory.bytes()).sum::<u64>() + memory.bytes();
-    let wanted_storage: u64 =
-        others.iter().map(|t| t.storage.bytes()).sum::<u64>() + storage.bytes();
+) -> anyhow::Result<()> {
+    let (max_memory, max_file) = server_limits(ctx)?;
+    let sum = |size: fn(&Tenant) -> Size, new: Size| -> u128 {
+        others
+            .iter()
+            .map(|t| u128::from(size(t).bytes()))
+            .sum::<u128>()
+            + u128::from(new.bytes())
+    };
+    let wanted_memory = sum(|t| t.memory, memory);
+    let wanted_storage = sum(|t| t.storage, storage);
     for (resource, setting, wanted, allowed) in [
         ("memory", "max_memory_store", wanted_memory, max_memory),
         ("storage", "max_file_store", wanted_storage, max_file),
     ] {
         if let Some(allowed) = allowed {
-            if wanted > allowed {
+            if wanted > u128::from(allowed) {
                 return Err(ManageError::OverLimit {
                     resource,
                     setting,
                     config: ctx.paths.nats_conf(),
-                    wanted: Size::from_bytes(wanted).human(),
+                    wanted: human_u128(wanted),
                     allowed: Size::from_bytes(allowed).human(),
-                });
+                }
+                .into());
             }
         }
     }
     Ok(())
 }
 
-/// Time something for `--json` figures.
-pub fn millis_since(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64() * 1000.0
+fn human_u128(bytes: u128) -> String {
+    u64::try_from(bytes)
+        .map(|b| Size::from_bytes(b).human())
+        .unwrap_or_else(|_| format!("{bytes}B"))
+}
+
+/// A warning-styled hint line on stderr.
+pub fn hint(text: &str) {
+    eprintln!("{} {text}", style::warning().apply_to("hint:"));
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
-
-    #[test]
-    fn conf_sizes() {
-        assert_eq!(parse_conf_size("256MB"), Some(256 << 20));
-        assert_eq!(parse_conf_size("10GB"), Some(10 << 30));
-        assert_eq!(parse_conf_size("1G"), Some(1_000_000_000));
-        assert_eq!(parse_conf_size("12"), Some(12));
-        assert_eq!(parse_conf_size("x"), None);
-    }
 
     #[test]
     fn passwords_are_long_and_distinct() {

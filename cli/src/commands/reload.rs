@@ -1,16 +1,16 @@
-//! `manage reload`: regenerate auth.conf, validate it, reload and confirm.
+//! `manage reload`: regenerate auth.conf, validate it, reload and confirm by digest. Also
+//! what repairs a deployment after an interrupted command or a hand edit of a tenant file.
 
 use serde_json::json;
 
-use crate::commands::{apply, init, lock, ExitStatus};
+use crate::commands::{apply, begin, ExitStatus};
 use crate::printer::Printer;
-use crate::server::{ReloadOutcome, Validation};
+use crate::server::Validation;
 use crate::Context;
 
 /// Rebuild the generated config and have the running server load it.
 pub fn reload(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
-    init::ensure(ctx)?;
-    let _lock = lock(ctx)?;
+    let _lock = begin(ctx, printer)?;
     let applied = apply(ctx, printer, true)?;
     let auth = ctx.paths.display(&ctx.paths.auth_conf());
     printer.status(
@@ -27,19 +27,6 @@ pub fn reload(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus>
             "configuration accepted by the server binary (-t)",
         );
     }
-    match &applied.reload {
-        Some(ReloadOutcome::Confirmed { load_time, took }) => printer.status(
-            "Reloaded",
-            format!("natsd loaded the new configuration at {load_time} ({} ms)", took.as_millis()),
-        ),
-        Some(ReloadOutcome::Unconfirmed { reason }) => {
-            printer.warn(format!("signalled natsd but could not confirm the reload: {reason}"))
-        }
-        Some(ReloadOutcome::NotRunning) | None => printer.status(
-            "Not running",
-            "no natsd server is running; nothing to reload (./manage up starts it with this configuration)",
-        ),
-    }
-    printer.json(&json!({ "ok": true, "tenants": applied.tenants, "apply": applied.to_json() }));
-    Ok(ExitStatus::Success)
+    let tenants = applied.tenants;
+    Ok(applied.finish(printer, json!({ "tenants": tenants })))
 }

@@ -1,14 +1,15 @@
 //! `manage remove-user` and `manage remove-tenant`. Both confirm on a terminal unless
-//! `--yes`; without a terminal (scripts) they proceed.
+//! `--yes`; without a terminal (scripts) they proceed. Asking to remove what is already gone
+//! still brings the server to the tenant files first, so a removal that was interrupted after
+//! its files were written is completed by running it again.
 
 use std::io::IsTerminal as _;
 
 use serde_json::json;
 
 use crate::cli::{RemoveUserArgs, TenantArgs};
-use crate::commands::{apply, init, lock, report_reload, ExitStatus};
+use crate::commands::{apply, begin, Change, ExitStatus};
 use crate::error::ManageError;
-use crate::fs::remove_if_exists;
 use crate::printer::Printer;
 use crate::tenant::repo;
 use crate::Context;
@@ -33,21 +34,21 @@ fn aborted(printer: Printer) -> ExitStatus {
     ExitStatus::Failure
 }
 
+/// `error`, after bringing the running server to the tenant files (so the user or tenant that
+/// is gone from the files is gone from the server too).
+fn gone(ctx: &Context, printer: Printer, error: ManageError) -> anyhow::Result<ExitStatus> {
+    if let Err(sync_error) = apply(ctx, printer, false).and_then(|a| a.reload) {
+        printer.warn(format!("{sync_error:#}"));
+    }
+    Err(error.into())
+}
+
 /// Remove one user (not the admin user) and its credentials file.
 pub fn user_remove(
     args: &RemoveUserArgs,
     ctx: &mut Context,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    init::ensure(ctx)?;
-    let tenant = repo::load(&ctx.paths, &args.tenant)?;
-    if tenant.user(args.user.as_str()).is_none() {
-        return Err(ManageError::UserNotFound {
-            tenant: args.tenant.to_string(),
-            user: args.user.to_string(),
-        }
-        .into());
-    }
     if args.user == args.tenant.admin_user() {
         return Err(ManageError::AdminUser {
             tenant: args.tenant.to_string(),
@@ -62,26 +63,36 @@ pub fn user_remove(
     if !confirm(ctx, printer, &question)? {
         return Ok(aborted(printer));
     }
-    let _lock = lock(ctx)?;
+    let _lock = begin(ctx, printer)?;
+    let mut change = Change::new(ctx, "remove-user")?;
+    let tenant = repo::load(&ctx.paths, &args.tenant)?;
+    if tenant.user(args.user.as_str()).is_none() {
+        return gone(
+            ctx,
+            printer,
+            ManageError::UserNotFound {
+                tenant: args.tenant.to_string(),
+                user: args.user.to_string(),
+            },
+        );
+    }
     let path = ctx.paths.tenant_file(args.tenant.as_str());
     let mut doc = repo::load_doc(&ctx.paths, &args.tenant)?;
     doc.remove_user(&path, &args.user)?;
-    repo::save_doc(&ctx.paths, &args.tenant, &doc)?;
-    let credentials = ctx
-        .paths
-        .credentials_file(args.tenant.as_str(), args.user.as_str());
-    remove_if_exists(&credentials)?;
-    let applied = apply(ctx, printer, false)?;
+    change.put_tenant(&args.tenant, &doc)?;
+    let removed = change.remove_credentials(args.tenant.as_str(), args.user.as_str())?;
+    let applied = change.commit(printer, false)?;
     printer.status(
         "Removed",
         format!("user `{}` from tenant `{}`", args.user, args.tenant),
     );
-    report_reload(&applied, printer);
-    printer.json(&json!({
-        "ok": true, "tenant": args.tenant.as_str(), "user": args.user.as_str(),
-        "credentials_removed": ctx.paths.display(&credentials), "apply": applied.to_json(),
-    }));
-    Ok(ExitStatus::Success)
+    Ok(applied.finish(
+        printer,
+        json!({
+            "tenant": args.tenant.as_str(), "user": args.user.as_str(),
+            "credentials_removed": removed,
+        }),
+    ))
 }
 
 /// Remove a tenant, all its users and their credentials files.
@@ -90,30 +101,37 @@ pub fn tenant_remove(
     ctx: &mut Context,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    init::ensure(ctx)?;
-    let tenant = repo::load(&ctx.paths, &args.tenant)?;
+    let users = repo::load(&ctx.paths, &args.tenant).map_or(0, |t| t.users.len());
     let question = format!(
-        "Remove tenant `{}` (account {}) and its {} user(s)? Their connections will be closed.",
+        "Remove tenant `{}` (account {}) and its {users} user(s)? Their connections will be closed.",
         args.tenant,
         args.tenant.account(),
-        tenant.users.len()
     );
     if !confirm(ctx, printer, &question)? {
         return Ok(aborted(printer));
     }
-    let _lock = lock(ctx)?;
-    let tenant = repo::load(&ctx.paths, &args.tenant)?;
-    remove_if_exists(&ctx.paths.tenant_file(args.tenant.as_str()))?;
+    let _lock = begin(ctx, printer)?;
+    let mut change = Change::new(ctx, "remove-tenant")?;
+    let Some(tenant) = change
+        .tenants()
+        .iter()
+        .find(|t| t.name == args.tenant)
+        .cloned()
+    else {
+        return gone(
+            ctx,
+            printer,
+            ManageError::TenantNotFound {
+                tenant: args.tenant.to_string(),
+            },
+        );
+    };
+    change.remove_tenant(&args.tenant)?;
     let mut removed = Vec::new();
     for user in &tenant.users {
-        let path = ctx
-            .paths
-            .credentials_file(args.tenant.as_str(), user.name.as_str());
-        if remove_if_exists(&path)? {
-            removed.push(ctx.paths.display(&path));
-        }
+        removed.extend(change.remove_credentials(args.tenant.as_str(), user.name.as_str())?);
     }
-    let applied = apply(ctx, printer, false)?;
+    let applied = change.commit(printer, false)?;
     printer.status(
         "Removed",
         format!(
@@ -122,11 +140,9 @@ pub fn tenant_remove(
             tenant.users.len()
         ),
     );
-    report_reload(&applied, printer);
     let users: Vec<&str> = tenant.users.iter().map(|u| u.name.as_str()).collect();
-    printer.json(&json!({
-        "ok": true, "tenant": args.tenant.as_str(), "users": users, "credentials_removed": removed,
-        "apply": applied.to_json(),
-    }));
-    Ok(ExitStatus::Success)
+    Ok(applied.finish(
+        printer,
+        json!({ "tenant": args.tenant.as_str(), "users": users, "credentials_removed": removed }),
+    ))
 }

@@ -4,8 +4,7 @@ use serde_json::json;
 
 use crate::cli::TenantUserArgs;
 use crate::commands::{
-    apply, credentials_box, generate_password, hash_password, init, lock, report_reload, url_for,
-    write_credentials, ExitStatus,
+    begin, credentials_box, generate_password, hash_password, url_for, Change, ExitStatus,
 };
 use crate::error::ManageError;
 use crate::printer::Printer;
@@ -18,38 +17,43 @@ pub fn rotate(
     ctx: &mut Context,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    init::ensure(ctx)?;
     let user = args
         .user
         .clone()
         .unwrap_or_else(|| args.tenant.admin_user());
-    let tenant = repo::load(&ctx.paths, &args.tenant)?;
-    if tenant.user(user.as_str()).is_none() {
-        return Err(ManageError::UserNotFound {
-            tenant: args.tenant.to_string(),
-            user: user.to_string(),
-        }
-        .into());
+    let not_found = || ManageError::UserNotFound {
+        tenant: args.tenant.to_string(),
+        user: user.to_string(),
+    };
+    if repo::load(&ctx.paths, &args.tenant)?
+        .user(user.as_str())
+        .is_none()
+    {
+        return Err(not_found().into());
     }
     let password = generate_password();
     let hash = hash_password(&password, printer)?;
-    let _lock = lock(ctx)?;
+    let _lock = begin(ctx, printer)?;
+    let mut change = Change::new(ctx, "rotate")?;
     let path = ctx.paths.tenant_file(args.tenant.as_str());
     let mut doc = repo::load_doc(&ctx.paths, &args.tenant)?;
-    doc.set_password_hash(&path, &user, &hash)?;
-    repo::save_doc(&ctx.paths, &args.tenant, &doc)?;
-    let file = write_credentials(ctx, &tenant, user.as_str(), &password)?;
-    let applied = apply(ctx, printer, false)?;
+    if doc.set_password_hash(&path, &user, &hash)? == crate::tenant::Edit::Unchanged {
+        return Err(not_found().into());
+    }
+    change.put_tenant(&args.tenant, &doc)?;
+    let file = change.put_credentials(&args.tenant, user.as_str(), &password)?;
+    let applied = change.commit(printer, false)?;
     printer.status(
         "Rotated",
         format!("password of `{user}` in tenant `{}`", args.tenant),
     );
-    report_reload(&applied, printer);
     let url = url_for(ctx, user.as_str(), &password);
     credentials_box(printer, user.as_str(), &password, &url, &file, &[]);
-    printer.json(&json!({
-        "ok": true, "tenant": args.tenant.as_str(), "user": user.as_str(), "password": password,
-        "url": url, "credentials_file": file, "apply": applied.to_json(),
-    }));
-    Ok(ExitStatus::Success)
+    Ok(applied.finish(
+        printer,
+        json!({
+            "tenant": args.tenant.as_str(), "user": user.as_str(), "password": password,
+            "url": url, "credentials_file": file,
+        }),
+    ))
 }

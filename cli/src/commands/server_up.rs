@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde_json::{json, Value};
 
-use crate::commands::{apply, init, lock, ExitStatus};
+use nix::sys::signal::Signal;
+
+use crate::commands::{apply, begin, ExitStatus};
 use crate::error::ManageError;
-use crate::fs::{remove_if_exists, write_atomic, CONFIG_FILE_MODE};
+use crate::fs::{remove_if_exists, write_atomic, SECRET_FILE_MODE};
 use crate::printer::Printer;
-use crate::server::{self, Monitor, ServerState, POLL_INTERVAL};
+use crate::server::{self, Monitor, Process, POLL_INTERVAL};
 use crate::settings::ReloadMode;
 use crate::tenant::repo;
 use crate::Context;
@@ -54,25 +56,83 @@ fn endpoints(ctx: &Context, printer: Printer, title: &str) {
     printer.boxed(title, &body);
 }
 
+/// Whether something accepts TCP connections on `addr` (a server of another deployment, or
+/// this one's whose process cannot be found).
+fn port_taken(addr: &str) -> bool {
+    use std::net::ToSocketAddrs as _;
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| {
+            std::net::TcpStream::connect_timeout(&a, Duration::from_millis(300)).is_ok()
+        })
+}
+
 /// `manage up`
 pub fn up(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
-    for path in init::ensure(ctx)? {
-        printer.status("Created", path);
-    }
-    let _lock = lock(ctx)?;
+    let _lock = begin(ctx, printer)?;
     let monitor = Monitor::new(&ctx.settings)?;
-    if let ServerState::Running { pid } = server::detect(&ctx.settings, &ctx.paths, &monitor) {
+    let running = if ctx.settings.reload == ReloadMode::Compose {
+        monitor.healthy().then_some(None)
+    } else {
+        match server::local_process(&ctx.settings, &ctx.paths) {
+            Process::Ours { pid, from_pid_file } => {
+                if !from_pid_file {
+                    // Found by its command line: the pid file was lost, so write it again.
+                    write_atomic(&ctx.paths.pid_file(), &format!("{pid}\n"), SECRET_FILE_MODE)?;
+                    printer.status(
+                        "Found",
+                        format!(
+                            "natsd (pid {pid}) without its pid file; wrote {}",
+                            ctx.paths.display(&ctx.paths.pid_file())
+                        ),
+                    );
+                }
+                Some(Some(pid))
+            }
+            Process::Unverified { pid, reason } => {
+                return Err(ManageError::UnverifiedProcess {
+                    pid_file: ctx.paths.pid_file(),
+                    pid,
+                    reason,
+                }
+                .into())
+            }
+            Process::Stale { pid, reason } => {
+                printer.warn(format!(
+                    "ignoring {} (pid {pid}): {reason}",
+                    ctx.paths.display(&ctx.paths.pid_file())
+                ));
+                None
+            }
+            Process::None => None,
+        }
+    };
+    // A server whose process manage cannot see (another user, a container) but that takes
+    // this deployment's system password is this deployment's: it is brought to the files.
+    let running = match running {
+        Some(pid) => Some(pid),
+        None if ctx.settings.reload == ReloadMode::Signal
+            && server::SysClient::connect(&ctx.settings, &ctx.paths).is_ok() =>
+        {
+            Some(None)
+        }
+        None => None,
+    };
+    if let Some(pid) = running {
         let applied = apply(ctx, printer, false)?;
-        crate::commands::report_reload(&applied, printer);
         endpoints(
             ctx,
             printer,
             &format!("natsd is already running{}", pid_note(pid)),
         );
-        printer.json(&json!({ "ok": true, "running": true, "started": false, "pid": pid }));
-        return Ok(ExitStatus::Success);
+        return Ok(applied.finish(
+            printer,
+            json!({ "running": true, "started": false, "pid": pid }),
+        ));
     }
-    apply(ctx, printer, false)?;
+    let applied = apply(ctx, printer, false)?;
+    applied.reload?;
     if ctx.settings.reload == ReloadMode::Compose {
         let status = Command::new("docker")
             .args(["compose", "up", "-d", "nats"])
@@ -87,6 +147,11 @@ pub fn up(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
         endpoints(ctx, printer, "natsd is running (docker compose)");
         printer.json(&json!({ "ok": true, "running": true, "started": true, "pid": null }));
         return Ok(ExitStatus::Success);
+    }
+    for addr in [ctx.settings.client_addr(), monitor_addr(ctx)] {
+        if port_taken(&addr) {
+            return Err(ManageError::PortInUse { addr }.into());
+        }
     }
     let binary = server::find_binary(&ctx.settings).ok_or(ManageError::NoServerBinary)?;
     let log_path = ctx.paths.log_file();
@@ -110,18 +175,14 @@ pub fn up(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
         .spawn()
         .with_context(|| format!("failed to start {}", binary.display()))?;
     wait_healthy(ctx, printer, &monitor, Some(&mut child))?;
-    let pid = match server::running_pid(&ctx.paths) {
-        Some(pid) => pid,
-        None => {
+    let pid = child.id();
+    match server::local_process(&ctx.settings, &ctx.paths) {
+        Process::Ours { pid: found, .. } if found == pid => {}
+        _ => {
             // A server that does not write pid_file still gets one, so reload and down work.
-            write_atomic(
-                &ctx.paths.pid_file(),
-                &format!("{}\n", child.id()),
-                CONFIG_FILE_MODE,
-            )?;
-            child.id()
+            write_atomic(&ctx.paths.pid_file(), &format!("{pid}\n"), SECRET_FILE_MODE)?;
         }
-    };
+    }
     printer.status(
         "Started",
         format!(
@@ -137,6 +198,14 @@ pub fn up(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
         "monitor_url": monitor.base(),
     }));
     Ok(ExitStatus::Success)
+}
+
+/// `host:port` of the monitoring listener, as seen from this machine.
+fn monitor_addr(ctx: &Context) -> String {
+    ctx.settings
+        .monitor_url()
+        .trim_start_matches("http://")
+        .to_owned()
 }
 
 fn pid_note(pid: Option<u32>) -> String {
@@ -198,13 +267,40 @@ pub fn down(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
         printer.json(&json!({ "ok": true, "stopped": true }));
         return Ok(ExitStatus::Success);
     }
-    let Some(pid) = server::running_pid(&ctx.paths) else {
-        printer.status("Stopped", "natsd is not running");
-        printer.json(&json!({ "ok": true, "stopped": false, "running": false }));
-        return Ok(ExitStatus::Success);
+    let pid = match server::local_process(&ctx.settings, &ctx.paths) {
+        Process::Ours { pid, .. } => pid,
+        Process::Unverified { pid, reason } => {
+            return Err(ManageError::UnverifiedProcess {
+                pid_file: ctx.paths.pid_file(),
+                pid,
+                reason,
+            }
+            .into())
+        }
+        stale_or_none => {
+            if let Process::Stale { pid, reason } = stale_or_none {
+                remove_if_exists(&ctx.paths.pid_file())?;
+                printer.warn(format!(
+                    "removed {} (pid {pid}): {reason}",
+                    ctx.paths.display(&ctx.paths.pid_file())
+                ));
+            }
+            if server::SysClient::connect(&ctx.settings, &ctx.paths).is_ok() {
+                return Err(ManageError::ServerUnreachable {
+                    reason: format!(
+                        "a server of this deployment answers on {}, but no process of it was found \
+                         here (another user's, or a container's): stop it where it runs",
+                        ctx.settings.client_addr()
+                    ),
+                }
+                .into());
+            }
+            printer.status("Stopped", "natsd is not running");
+            printer.json(&json!({ "ok": true, "stopped": false, "running": false }));
+            return Ok(ExitStatus::Success);
+        }
     };
-    server::send_signal(pid, libc::SIGTERM)
-        .with_context(|| format!("failed to stop natsd (pid {pid})"))?;
+    server::signal_verified(&ctx.settings, &ctx.paths, pid, Signal::SIGTERM)?;
     let spinner = printer.spinner(format!("Stopping natsd (pid {pid})…"));
     let started = Instant::now();
     let mut killed = false;
@@ -214,8 +310,7 @@ pub fn down(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
                 "natsd (pid {pid}) ignored SIGTERM for {}s; sending SIGKILL",
                 STOP_TIMEOUT.as_secs()
             ));
-            server::send_signal(pid, libc::SIGKILL)
-                .with_context(|| format!("failed to kill pid {pid}"))?;
+            server::signal_verified(&ctx.settings, &ctx.paths, pid, Signal::SIGKILL)?;
             killed = true;
         }
         std::thread::sleep(POLL_INTERVAL);
@@ -231,26 +326,60 @@ pub fn down(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
 pub fn status(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
     let monitor = Monitor::new(&ctx.settings)?;
     let tenants = repo::load_all(&ctx.paths)?;
-    let state = server::detect(&ctx.settings, &ctx.paths, &monitor);
-    let ServerState::Running { pid } = state else {
-        printer.boxed(
-            "natsd is not running",
-            &[
-                format!("  Tenants:  {}", tenants.len()),
-                "  Start it with: ./manage up".to_owned(),
-            ],
-        );
-        printer.json(&json!({ "running": false, "tenants": tenants.len() }));
-        return Ok(ExitStatus::Success);
+    let process = match ctx.settings.reload {
+        ReloadMode::Signal => server::local_process(&ctx.settings, &ctx.paths),
+        ReloadMode::Compose => Process::None,
     };
-    let varz = monitor.get("/varz").unwrap_or(Value::Null);
+    let mut notes = Vec::new();
+    let pid = match &process {
+        Process::Ours { pid, .. } => Some(*pid),
+        Process::Stale { pid, reason } => {
+            notes.push(format!(
+                "  Note:        ignoring data/natsd.pid (pid {pid}): {reason}"
+            ));
+            None
+        }
+        Process::Unverified { pid, reason } => {
+            notes.push(format!(
+                "  Note:        pid {pid} cannot be verified: {reason}"
+            ));
+            None
+        }
+        Process::None => None,
+    };
+    let sys_varz = server::SysClient::connect(&ctx.settings, &ctx.paths)
+        .ok()
+        .and_then(|mut sys| sys.varz().ok());
+    let running = sys_varz.is_some()
+        || pid.is_some()
+        || (ctx.settings.reload == ReloadMode::Compose && monitor.healthy());
+    if !running {
+        let mut body = vec![
+            format!("  Tenants:  {}", tenants.len()),
+            "  Start it with: ./manage up".to_owned(),
+        ];
+        body.extend(notes);
+        printer.boxed("natsd is not running", &body);
+        printer
+            .json(&json!({ "ok": true, "running": false, "tenants": tenants.len(), "pid": null }));
+        return Ok(ExitStatus::Success);
+    }
+    let varz = sys_varz
+        .or_else(|| monitor.get("/varz").ok())
+        .unwrap_or(Value::Null);
     let field = |key: &str| varz.get(key).cloned().unwrap_or(Value::Null);
     let text = |key: &str| match varz.get(key) {
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
         None => "unknown".into(),
     };
-    let body = vec![
+    let expected = server::load_config(&ctx.settings, &ctx.paths)
+        .ok()
+        .map(|l| l.digest);
+    let in_sync = expected
+        .as_deref()
+        .map(|d| Value::String(d.to_owned()) == field("config_digest"));
+    let mut body = vec![
         format!(
             "  Server:      {} (version {})",
             text("server_name"),
@@ -264,16 +393,26 @@ pub fn status(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
         format!("  Connections: {}", text("connections")),
         format!("  Tenants:     {}", tenants.len()),
         format!(
+            "  Config:      {}",
+            match in_sync {
+                Some(true) => "runs the files in config/".to_owned(),
+                Some(false) => "differs from the files in config/ (./manage reload)".to_owned(),
+                None => "config/nats.conf cannot be read".to_owned(),
+            }
+        ),
+        format!(
             "  Client:      nats://{}:{}",
             ctx.settings.url_host, ctx.settings.port
         ),
         format!("  Monitoring:  {}", monitor.base()),
     ];
+    body.extend(notes);
     printer.boxed("natsd is running", &body);
     printer.json(&json!({
-        "running": true, "pid": pid, "server_name": field("server_name"), "version": field("version"),
+        "ok": true, "running": true, "pid": pid, "server_name": field("server_name"), "version": field("version"),
         "uptime": field("uptime"), "connections": field("connections"), "tenants": tenants.len(),
-        "config_load_time": field("config_load_time"),
+        "config_load_time": field("config_load_time"), "config_digest": field("config_digest"),
+        "in_sync": in_sync,
     }));
     Ok(ExitStatus::Success)
 }

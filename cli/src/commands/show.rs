@@ -6,7 +6,6 @@ use crate::cli::TenantUserArgs;
 use crate::commands::{credentials_box, ExitStatus};
 use crate::error::ManageError;
 use crate::printer::Printer;
-use crate::render::env_file;
 use crate::tenant::repo;
 use crate::Context;
 
@@ -26,11 +25,7 @@ pub fn show(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
     let path = ctx
         .paths
         .credentials_file(args.tenant.as_str(), user.as_str());
-    let credentials = env_file::read(&path)?.ok_or_else(|| ManageError::MissingCredentials {
-        tenant: args.tenant.to_string(),
-        user: user.to_string(),
-        path: path.clone(),
-    })?;
+    let credentials = crate::credentials::read(&ctx.paths, args.tenant.as_str(), user.as_str())?;
     let file = ctx.paths.display(&path);
     let extra = vec![
         format!(
@@ -49,7 +44,7 @@ pub fn show(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
         &extra,
     );
     printer.json(&json!({
-        "tenant": args.tenant.as_str(), "account": args.tenant.account(), "user": credentials.user,
+        "ok": true, "tenant": args.tenant.as_str(), "account": args.tenant.account(), "user": credentials.user,
         "password": credentials.password, "url": credentials.url, "credentials_file": file,
         "access": entry.permissions.summary(),
     }));

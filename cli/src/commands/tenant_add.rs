@@ -4,60 +4,48 @@ use serde_json::json;
 
 use crate::cli::AddTenantArgs;
 use crate::commands::{
-    apply, check_limits, credentials_box, generate_password, hash_password, init, lock,
-    report_reload, url_for, write_credentials_for, ExitStatus,
+    begin, check_limits, credentials_box, generate_password, hash_password, url_for, Change,
+    ExitStatus,
 };
 use crate::error::ManageError;
-use crate::fs::remove_if_exists;
 use crate::printer::Printer;
 use crate::tenant::{repo, Permissions, TenantDoc};
 use crate::Context;
 
-/// Create the tenant file with its admin user, its credentials, and reload.
+/// Create the tenant file with its admin user and its credentials, and reload.
 pub fn tenant_add(
     args: &AddTenantArgs,
     ctx: &mut Context,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    init::ensure(ctx)?;
     let tenant = &args.name;
     let admin = tenant.admin_user();
     let path = ctx.paths.tenant_file(tenant.as_str());
-    if path.exists() {
-        return Err(ManageError::TenantExists {
-            tenant: tenant.to_string(),
+    let exists = || -> anyhow::Result<()> {
+        if path.exists() {
+            return Err(ManageError::TenantExists {
+                tenant: tenant.to_string(),
+            }
+            .into());
         }
-        .into());
-    }
+        Ok(())
+    };
+    exists()?;
     // Hash before taking the lock so concurrent runs only serialise the file work.
     let password = generate_password();
     let hash = hash_password(&password, printer)?;
-    let _lock = lock(ctx)?;
-    let tenants = repo::load_all(&ctx.paths)?;
-    if path.exists() {
-        return Err(ManageError::TenantExists {
-            tenant: tenant.to_string(),
-        }
-        .into());
-    }
-    repo::ensure_user_free(&tenants, &admin)?;
-    check_limits(ctx, &tenants, args.memory, args.storage)?;
+    let _lock = begin(ctx, printer)?;
+    let mut change = Change::new(ctx, "add-tenant")?;
+    exists()?;
+    repo::ensure_user_free(change.tenants(), &admin)?;
+    check_limits(ctx, change.tenants(), args.memory, args.storage)?;
 
-    let created = chrono_now();
-    let mut doc = TenantDoc::new(tenant, args.memory, args.storage, &created);
+    let mut doc = TenantDoc::new(tenant, args.memory, args.storage, &chrono_now());
     doc.add_user(&path, &admin, &hash, &Permissions::default())?;
-    repo::save_doc(&ctx.paths, tenant, &doc)?;
+    change.put_tenant(tenant, &doc)?;
+    let file = change.put_credentials(tenant, admin.as_str(), &password)?;
+    let applied = change.commit(printer, false)?;
     let account = tenant.account();
-    let written = write_credentials_for(ctx, tenant.as_str(), &account, admin.as_str(), &password)
-        .and_then(|file| apply(ctx, printer, false).map(|applied| (file, applied)));
-    let (file, applied) = match written {
-        Ok(done) => done,
-        Err(error) => {
-            remove_if_exists(&path)?;
-            remove_if_exists(&ctx.paths.credentials_file(tenant.as_str(), admin.as_str()))?;
-            return Err(error);
-        }
-    };
     printer.status(
         "Created",
         format!(
@@ -65,17 +53,17 @@ pub fn tenant_add(
             args.memory, args.storage
         ),
     );
-    report_reload(&applied, printer);
     let url = url_for(ctx, admin.as_str(), &password);
     credentials_box(printer, admin.as_str(), &password, &url, &file, &[]);
-    printer.json(&json!({
-        "ok": true, "tenant": tenant.as_str(), "account": account, "user": admin.as_str(),
-        "password": password, "url": url, "credentials_file": file,
-        "memory": args.memory.to_string(), "storage": args.storage.to_string(),
-        "memory_bytes": args.memory.bytes(), "storage_bytes": args.storage.bytes(),
-        "apply": applied.to_json(),
-    }));
-    Ok(ExitStatus::Success)
+    Ok(applied.finish(
+        printer,
+        json!({
+            "tenant": tenant.as_str(), "account": account, "user": admin.as_str(),
+            "password": password, "url": url, "credentials_file": file,
+            "memory": args.memory.to_string(), "storage": args.storage.to_string(),
+            "memory_bytes": args.memory.bytes(), "storage_bytes": args.storage.bytes(),
+        }),
+    ))
 }
 
 /// Seconds since the epoch as RFC 3339 UTC, without a date crate.

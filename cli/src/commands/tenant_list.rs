@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use crate::commands::ExitStatus;
 use crate::names::Size;
 use crate::printer::{style, Printer};
-use crate::server::{self, Monitor, ServerState};
+use crate::server::{self, Monitor};
 use crate::tenant::repo;
 use crate::Context;
 
@@ -23,7 +23,7 @@ struct Live {
 
 fn live(ctx: &Context) -> Option<Live> {
     let monitor = Monitor::new(&ctx.settings).ok()?;
-    if server::detect(&ctx.settings, &ctx.paths, &monitor) == ServerState::NotRunning {
+    if !server::is_running(&ctx.settings, &ctx.paths) {
         return None;
     }
     let connections = monitor
@@ -129,7 +129,8 @@ pub fn tenant_list(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus
                 "name": user.name.as_str(), "admin": user.name == tenant.name.admin_user(),
                 "full_access": p.is_full_access(), "publish": list(&p.publish), "subscribe": list(&p.subscribe),
                 "deny_publish": list(&p.deny_publish), "deny_subscribe": list(&p.deny_subscribe),
-                "allow_responses": p.allow_responses, "connections": conns(user.name.as_str()),
+                "allow_responses": p.allow_responses, "replies_only": p.replies_only(),
+                "connections": conns(user.name.as_str()),
             }));
         }
         body.push(String::new());
@@ -148,6 +149,6 @@ pub fn tenant_list(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus
     }
     body.pop();
     printer.boxed("NATS Tenants and Users", &body);
-    printer.json(&json!({ "server_running": live.is_some(), "tenants": docs }));
+    printer.json(&json!({ "ok": true, "server_running": live.is_some(), "tenants": docs }));
     Ok(ExitStatus::Success)
 }

@@ -134,7 +134,10 @@ fn outside(allow: &[SubjectPattern], deny: &[SubjectPattern], nonce: &str) -> Op
 fn plan(permissions: &Permissions, nonce: &str) -> Vec<(bool, bool, String)> {
     // (is_publish, expect_allowed, subject)
     let mut steps = Vec::new();
-    if permissions.publish.is_empty() && permissions.deny_publish.is_empty() {
+    if permissions.replies_only() {
+        // allow_responses alone: the server refuses every publish that is not a reply.
+        steps.push((true, false, format!("manage-test.pub.{nonce}")));
+    } else if permissions.publish.is_empty() && permissions.deny_publish.is_empty() {
         steps.push((true, true, format!("manage-test.pub.{nonce}")));
     }
     for p in &permissions.publish {
@@ -175,15 +178,7 @@ pub fn test(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
             user: user_name.to_string(),
         })?;
     let read_credentials = |name: &str| -> anyhow::Result<env_file::Credentials> {
-        let path = ctx.paths.credentials_file(args.tenant.as_str(), name);
-        env_file::read(&path)?.ok_or_else(|| {
-            ManageError::MissingCredentials {
-                tenant: args.tenant.to_string(),
-                user: name.to_owned(),
-                path,
-            }
-            .into()
-        })
+        crate::credentials::read(&ctx.paths, args.tenant.as_str(), name)
     };
     let credentials = read_credentials(user_name.as_str())?;
     let observer_name = if tenant.user(args.tenant.as_str()).is_some() {

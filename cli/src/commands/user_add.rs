@@ -4,10 +4,8 @@ use serde_json::json;
 
 use crate::cli::{AddUserArgs, SubjectList};
 use crate::commands::{
-    apply, credentials_box, generate_password, hash_password, init, lock, report_reload, url_for,
-    write_credentials, ExitStatus,
+    begin, credentials_box, generate_password, hash_password, url_for, Change, ExitStatus,
 };
-use crate::fs::remove_if_exists;
 use crate::names::SubjectPattern;
 use crate::printer::Printer;
 use crate::tenant::{repo, Permissions};
@@ -29,7 +27,6 @@ pub fn user_add(
     ctx: &mut Context,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    init::ensure(ctx)?;
     let permissions = Permissions {
         publish: flatten(&args.publish),
         subscribe: flatten(&args.subscribe),
@@ -38,32 +35,20 @@ pub fn user_add(
         allow_responses: args.allow_responses,
     };
     // Fail fast (before hashing) on a missing tenant or a taken name; re-checked under the lock.
-    let tenant = repo::load(&ctx.paths, &args.tenant)?;
+    repo::load(&ctx.paths, &args.tenant)?;
     repo::ensure_user_free(&repo::load_all(&ctx.paths)?, &args.user)?;
     let password = generate_password();
     let hash = hash_password(&password, printer)?;
 
-    let _lock = lock(ctx)?;
-    let tenants = repo::load_all(&ctx.paths)?;
-    repo::ensure_user_free(&tenants, &args.user)?;
+    let _lock = begin(ctx, printer)?;
+    let mut change = Change::new(ctx, "add-user")?;
+    repo::ensure_user_free(change.tenants(), &args.user)?;
     let path = ctx.paths.tenant_file(args.tenant.as_str());
     let mut doc = repo::load_doc(&ctx.paths, &args.tenant)?;
-    let before = doc.clone();
     doc.add_user(&path, &args.user, &hash, &permissions)?;
-    repo::save_doc(&ctx.paths, &args.tenant, &doc)?;
-    let written = write_credentials(ctx, &tenant, args.user.as_str(), &password)
-        .and_then(|file| apply(ctx, printer, false).map(|applied| (file, applied)));
-    let (file, applied) = match written {
-        Ok(done) => done,
-        Err(error) => {
-            repo::save_doc(&ctx.paths, &args.tenant, &before)?;
-            remove_if_exists(
-                &ctx.paths
-                    .credentials_file(args.tenant.as_str(), args.user.as_str()),
-            )?;
-            return Err(error);
-        }
-    };
+    change.put_tenant(&args.tenant, &doc)?;
+    let file = change.put_credentials(&args.tenant, args.user.as_str(), &password)?;
+    let applied = change.commit(printer, false)?;
     printer.status(
         "Added",
         format!(
@@ -73,20 +58,21 @@ pub fn user_add(
             permissions.summary()
         ),
     );
-    report_reload(&applied, printer);
     let url = url_for(ctx, args.user.as_str(), &password);
     let extra = vec![format!("  Access:   {}", permissions.summary())];
     credentials_box(printer, args.user.as_str(), &password, &url, &file, &extra);
     let list = |l: &[SubjectPattern]| l.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>();
-    printer.json(&json!({
-        "ok": true, "tenant": args.tenant.as_str(), "account": args.tenant.account(), "user": args.user.as_str(),
-        "password": password, "url": url, "credentials_file": file,
-        "permissions": {
-            "publish": list(&permissions.publish), "subscribe": list(&permissions.subscribe),
-            "deny_publish": list(&permissions.deny_publish), "deny_subscribe": list(&permissions.deny_subscribe),
-            "allow_responses": permissions.allow_responses, "full_access": permissions.is_full_access(),
-        },
-        "apply": applied.to_json(),
-    }));
-    Ok(ExitStatus::Success)
+    Ok(applied.finish(
+        printer,
+        json!({
+            "tenant": args.tenant.as_str(), "account": args.tenant.account(), "user": args.user.as_str(),
+            "password": password, "url": url, "credentials_file": file,
+            "permissions": {
+                "publish": list(&permissions.publish), "subscribe": list(&permissions.subscribe),
+                "deny_publish": list(&permissions.deny_publish), "deny_subscribe": list(&permissions.deny_subscribe),
+                "allow_responses": permissions.allow_responses, "full_access": permissions.is_full_access(),
+                "replies_only": permissions.replies_only(),
+            },
+        }),
+    ))
 }

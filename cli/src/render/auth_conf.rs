@@ -3,14 +3,9 @@
 
 use std::fmt::Write as _;
 
-use crate::names::SubjectPattern;
+use crate::names::{SubjectPattern, SYSTEM_ACCOUNT, SYSTEM_USER};
 use crate::render::AUTH_CONF_HEADER;
 use crate::tenant::{Permissions, Tenant};
-
-/// The system account every deployment has.
-pub const SYSTEM_ACCOUNT: &str = "SYS";
-/// The system account's user.
-pub const SYSTEM_USER: &str = "sys";
 
 /// Render auth.conf for `tenants` plus the system account with `sys_hash`.
 pub fn render(tenants: &[Tenant], sys_hash: &str) -> String {

@@ -9,7 +9,9 @@ use toml::Spanned;
 use crate::error::ManageError;
 use crate::names::{Size, SubjectPattern, TenantName, UserName};
 
-/// Publish/subscribe rules of one user. Empty lists on a side leave that side unrestricted.
+/// Publish/subscribe rules of one user. A side with no allow list is unrestricted, except
+/// publishing with `allow_responses` and no publish list: that user may only publish replies
+/// (as nats-server and natsd read it). Lists are never empty (the tenant file refuses `[]`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Permissions {
     /// Subjects the user may publish to.
@@ -34,9 +36,19 @@ impl Permissions {
             && !self.allow_responses
     }
 
-    /// Whether publishing to the literal `subject` is allowed.
+    /// Whether publishing to the literal `subject` is allowed (not counting replies, which
+    /// `allow_responses` permits to requests the user received).
     pub fn may_publish(&self, subject: &str) -> bool {
+        if self.replies_only() {
+            return false;
+        }
         allowed(&self.publish, &self.deny_publish, subject)
+    }
+
+    /// `allow_responses` without a publish list: the server lets the user publish replies and
+    /// nothing else.
+    pub fn replies_only(&self) -> bool {
+        self.allow_responses && self.publish.is_empty()
     }
 
     /// Whether subscribing to the literal `subject` is allowed.
@@ -56,6 +68,9 @@ impl Permissions {
                 .join(", ")
         };
         let mut parts = Vec::new();
+        if self.replies_only() {
+            parts.push("publish: replies only".to_owned());
+        }
         for (label, list) in [
             ("publish", &self.publish),
             ("subscribe", &self.subscribe),
@@ -66,7 +81,7 @@ impl Permissions {
                 parts.push(format!("{label}: {}", join(list)));
             }
         }
-        if self.allow_responses {
+        if self.allow_responses && !self.replies_only() {
             parts.push("allow responses".into());
         }
         parts.join("; ")
@@ -109,25 +124,29 @@ impl Tenant {
     }
 }
 
+/// Every key a tenant file may have: anything else (a typo such as `publsh`) is an error, so
+/// a permission can never be lost to a misspelling and leave the user unrestricted.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawTenant {
     memory: Spanned<String>,
     storage: Spanned<String>,
+    /// When `add-tenant` made it (informational).
+    #[serde(default)]
+    #[allow(dead_code, reason = "validated as a string, not used")]
+    created: Option<String>,
     #[serde(default)]
     users: BTreeMap<String, Spanned<RawUser>>,
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawUser {
     password_hash: Spanned<String>,
-    #[serde(default)]
-    publish: Vec<Spanned<String>>,
-    #[serde(default)]
-    subscribe: Vec<Spanned<String>>,
-    #[serde(default)]
-    deny_publish: Vec<Spanned<String>>,
-    #[serde(default)]
-    deny_subscribe: Vec<Spanned<String>>,
+    publish: Option<Spanned<Vec<Spanned<String>>>>,
+    subscribe: Option<Spanned<Vec<Spanned<String>>>>,
+    deny_publish: Option<Spanned<Vec<Spanned<String>>>>,
+    deny_subscribe: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     allow_responses: bool,
 }
@@ -161,8 +180,22 @@ pub fn parse_tenant(path: &Path, name: &TenantName, text: &str) -> Result<Tenant
         Size::parse(field.get_ref())
             .map_err(|e| malformed(field.span().start, format!("{key}: {e}")))
     };
-    let subjects = |list: &[Spanned<String>], key: &str| {
-        list.iter()
+    let subjects = |list: &Option<Spanned<Vec<Spanned<String>>>>, key: &str| {
+        let Some(list) = list else {
+            return Ok(Vec::new());
+        };
+        if list.get_ref().is_empty() {
+            return Err(malformed(
+                list.span().start,
+                format!(
+                    "`{key} = []` is an empty list: remove the key to leave this unrestricted, \
+                     or write `deny_{side} = [\">\"]` to allow nothing",
+                    side = key.trim_start_matches("deny_")
+                ),
+            ));
+        }
+        list.get_ref()
+            .iter()
             .map(|s| {
                 SubjectPattern::new(s.get_ref())
                     .map_err(|e| malformed(s.span().start, format!("{key}: {e}")))
@@ -270,6 +303,54 @@ mod tests {
             matches!(err, ManageError::Malformed { line: 5, .. }),
             "{err}"
         );
+    }
+
+    #[test]
+    fn typos_wrong_types_and_empty_lists_are_errors_at_their_line() {
+        let head =
+            format!("memory = \"1MB\"\nstorage = \"1MB\"\n[users.t]\npassword_hash = \"{HASH}\"\n");
+        for (body, needle) in [
+            ("publsh = [\"a\"]\n", "unknown field `publsh`"),
+            ("subscibe = [\"a\"]\n", "unknown field `subscibe`"),
+            ("publish = \"a\"\n", "invalid type"),
+            ("allow_responses = \"yes\"\n", "invalid type"),
+            ("publish = []\n", "`publish = []` is an empty list"),
+            ("subscribe = []\n", "`subscribe = []` is an empty list"),
+            (
+                "deny_publish = []\n",
+                "`deny_publish = []` is an empty list",
+            ),
+        ] {
+            let err = parse(&format!("{head}{body}")).unwrap_err();
+            let ManageError::Malformed { line, message, .. } = &err else {
+                panic!("{err}")
+            };
+            assert_eq!(*line, 5, "{body}: {err}");
+            assert!(message.contains(needle), "{body}: {message}");
+        }
+        let err = parse("memory = \"1MB\"\nstorage = \"1MB\"\nmemroy = \"2MB\"\n").unwrap_err();
+        assert!(
+            matches!(&err, ManageError::Malformed { line: 3, message, .. } if message.contains("unknown field `memroy`")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn allow_responses_alone_means_replies_only() {
+        let p = Permissions {
+            allow_responses: true,
+            ..Permissions::default()
+        };
+        assert!(!p.may_publish("anything"));
+        assert!(p.may_subscribe("anything"));
+        assert_eq!(p.summary(), "publish: replies only");
+        let p = Permissions {
+            publish: vec![SubjectPattern::new("a.*").unwrap()],
+            allow_responses: true,
+            ..Permissions::default()
+        };
+        assert!(p.may_publish("a.b") && !p.may_publish("b"));
+        assert_eq!(p.summary(), "publish: a.*; allow responses");
     }
 
     #[test]

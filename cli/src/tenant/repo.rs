@@ -6,7 +6,6 @@ use std::io;
 use anyhow::Context as _;
 
 use crate::error::ManageError;
-use crate::fs::{write_atomic, CONFIG_FILE_MODE};
 use crate::names::{TenantName, UserName};
 use crate::settings::Paths;
 use crate::tenant::model::parse_tenant;
@@ -72,15 +71,6 @@ pub fn load_doc(paths: &Paths, tenant: &TenantName) -> anyhow::Result<TenantDoc>
         &paths.tenant_file(tenant.as_str()),
         &text,
     )?)
-}
-
-/// Write a tenant file atomically.
-pub fn save_doc(paths: &Paths, tenant: &TenantName, doc: &TenantDoc) -> anyhow::Result<()> {
-    write_atomic(
-        &paths.tenant_file(tenant.as_str()),
-        &doc.to_string(),
-        CONFIG_FILE_MODE,
-    )
 }
 
 /// Refuse a user name some tenant already has (NATS user names are global).

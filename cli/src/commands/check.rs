@@ -1,0 +1,407 @@
+//! `manage check [--fix]`: what an operator runs after a crash or a hand edit. It checks that
+//! the tenant files parse, every user has exactly one credentials file and every credentials
+//! file belongs to a user, auth.conf is what the tenant files render, the running server runs
+//! the files' configuration (by digest), file modes, and leftovers (temp files, the journal of
+//! an interrupted command, a stale pid file). `--fix` repairs what can be repaired; what is
+//! left makes the exit status 1.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::cli::CheckArgs;
+use crate::commands::{apply, ExitStatus};
+use crate::error::ManageError;
+use crate::fs::{
+    fix_mode, mode_of, remove_if_exists, DeploymentLock, AUTH_CONF_MODE, SECRET_DIR_MODE,
+    SECRET_FILE_MODE,
+};
+use crate::names::TenantName;
+use crate::printer::{style, Printer};
+use crate::render::env_file;
+use crate::server::{self, Process};
+use crate::settings::credentials_owner;
+use crate::tenant::{model::parse_tenant, Tenant};
+use crate::Context;
+
+/// What `--fix` does about a problem.
+#[derive(Debug, Clone)]
+enum Fix {
+    /// Nothing it can do; the message says what to do.
+    None,
+    /// Give the file this mode.
+    Mode(PathBuf, u32),
+    /// Delete the file.
+    Remove(PathBuf),
+    /// Roll back the interrupted command.
+    RollBack,
+    /// Move credentials to the names they now have.
+    Migrate,
+    /// Re-render auth.conf and bring the server to it.
+    Apply,
+}
+
+struct Problem {
+    check: &'static str,
+    message: String,
+    fix: Fix,
+    fixed: bool,
+}
+
+fn problem(check: &'static str, message: String, fix: Fix) -> Problem {
+    Problem {
+        check,
+        message,
+        fix,
+        fixed: false,
+    }
+}
+
+/// Every tenant file, parsed separately so each broken one is reported.
+fn tenant_files(ctx: &Context, problems: &mut Vec<Problem>) -> Vec<Tenant> {
+    let dir = ctx.paths.tenants_dir();
+    let mut tenants = Vec::new();
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return tenants;
+    };
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+            continue;
+        }
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let parsed = TenantName::new(&stem)
+            .map_err(|e| {
+                format!(
+                    "{}: the file name is not a tenant name: {e}",
+                    path.display()
+                )
+            })
+            .and_then(|name| {
+                let text =
+                    fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                parse_tenant(&path, &name, &text).map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok(tenant) => tenants.push(tenant),
+            Err(message) => problems.push(problem("tenant files", message, Fix::None)),
+        }
+        if mode_of(&path).is_some_and(|m| m != SECRET_FILE_MODE) {
+            problems.push(mode_problem(ctx, &path, SECRET_FILE_MODE));
+        }
+    }
+    tenants
+}
+
+fn mode_problem(ctx: &Context, path: &Path, mode: u32) -> Problem {
+    problem(
+        "file modes",
+        format!(
+            "{} is {:o}, should be {mode:o}",
+            ctx.paths.display(path),
+            mode_of(path).unwrap_or(0)
+        ),
+        Fix::Mode(path.to_path_buf(), mode),
+    )
+}
+
+fn credentials(ctx: &Context, tenants: &[Tenant], problems: &mut Vec<Problem>) {
+    let paths = &ctx.paths;
+    let mut expected: Vec<PathBuf> = Vec::new();
+    for tenant in tenants {
+        for user in &tenant.users {
+            let (name, user) = (tenant.name.as_str(), user.name.as_str());
+            let path = paths.credentials_file(name, user);
+            let legacy = paths.legacy_credentials_file(name, user);
+            expected.push(path.clone());
+            match env_file::read(&path) {
+                Ok(Some(found)) if found.user == user => {}
+                Ok(Some(found)) => problems.push(problem(
+                    "credentials",
+                    format!(
+                        "{} holds the credentials of `{}`, not of `{user}`",
+                        paths.display(&path),
+                        found.user
+                    ),
+                    Fix::None,
+                )),
+                Ok(None) if path.exists() => problems.push(problem(
+                    "credentials",
+                    format!(
+                        "{} is incomplete; run ./manage rotate {name} {user}",
+                        paths.display(&path)
+                    ),
+                    Fix::None,
+                )),
+                Ok(None) => {
+                    let in_legacy = legacy != path
+                        && env_file::read(&legacy)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|c| c.user == user);
+                    if in_legacy {
+                        expected.push(legacy.clone());
+                        problems.push(problem(
+                            "credentials",
+                            format!(
+                                "the credentials of `{user}` are under the old name {}",
+                                paths.display(&legacy)
+                            ),
+                            Fix::Migrate,
+                        ));
+                    } else {
+                        problems.push(problem(
+                            "credentials",
+                            format!(
+                                "user `{user}` of tenant `{name}` has no credentials file; run ./manage rotate {name} {user}"
+                            ),
+                            Fix::None,
+                        ));
+                    }
+                }
+                Err(e) => problems.push(problem("credentials", format!("{e:#}"), Fix::None)),
+            }
+        }
+    }
+    let Ok(entries) = fs::read_dir(paths.credentials_dir()) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(".tmp-") {
+            continue; // reported with the other temp files
+        }
+        let Some(stem) = name.strip_suffix(".env") else {
+            if name == "sys.bcrypt" && mode_of(&path).is_some_and(|m| m != SECRET_FILE_MODE) {
+                problems.push(mode_problem(ctx, &path, SECRET_FILE_MODE));
+            }
+            continue;
+        };
+        if mode_of(&path).is_some_and(|m| m != SECRET_FILE_MODE) {
+            problems.push(mode_problem(ctx, &path, SECRET_FILE_MODE));
+        }
+        if expected.contains(&path) {
+            continue;
+        }
+        let owner = credentials_owner(stem)
+            .map(|(t, u)| format!(" (named for user `{u}` of tenant `{t}`, which does not exist)"))
+            .unwrap_or_default();
+        problems.push(problem(
+            "credentials",
+            format!("{} belongs to no user{owner}", paths.display(&path)),
+            Fix::Remove(path),
+        ));
+    }
+}
+
+fn modes(ctx: &Context, problems: &mut Vec<Problem>) {
+    let paths = &ctx.paths;
+    for (path, mode) in [
+        (paths.env_file(), SECRET_FILE_MODE),
+        (paths.auth_conf(), AUTH_CONF_MODE),
+        (paths.credentials_dir(), SECRET_DIR_MODE),
+    ] {
+        if mode_of(&path).is_some_and(|m| m != mode) {
+            problems.push(mode_problem(ctx, &path, mode));
+        }
+    }
+}
+
+fn leftovers(ctx: &Context, problems: &mut Vec<Problem>) {
+    let paths = &ctx.paths;
+    for dir in [
+        paths.root.clone(),
+        paths.config_dir(),
+        paths.tenants_dir(),
+        paths.credentials_dir(),
+        paths.data_dir(),
+    ] {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
+                let path = entry.path();
+                problems.push(problem(
+                    "leftovers",
+                    format!(
+                        "{} is a temp file an interrupted write left",
+                        paths.display(&path)
+                    ),
+                    Fix::Remove(path),
+                ));
+            }
+        }
+    }
+    if paths.journal_file().exists() {
+        problems.push(problem(
+            "leftovers",
+            format!(
+                "{}: a command was interrupted before it finished; its changes are rolled back",
+                paths.display(&paths.journal_file())
+            ),
+            Fix::RollBack,
+        ));
+    }
+    match server::local_process(&ctx.settings, paths) {
+        Process::Stale { pid, reason } => problems.push(problem(
+            "server",
+            format!(
+                "{} names pid {pid}: {reason}",
+                paths.display(&paths.pid_file())
+            ),
+            Fix::Remove(paths.pid_file()),
+        )),
+        Process::Unverified { pid, reason } => problems.push(problem(
+            "server",
+            format!(
+                "pid {pid} in {} cannot be verified: {reason}",
+                paths.display(&paths.pid_file())
+            ),
+            Fix::None,
+        )),
+        Process::Ours { .. } | Process::None => {}
+    }
+}
+
+/// auth.conf against the tenant files, and the server against auth.conf.
+fn generated(ctx: &Context, tenants: &[Tenant], problems: &mut Vec<Problem>) {
+    let Ok(text) = fs::read_to_string(ctx.paths.sys_hash_file()) else {
+        problems.push(problem(
+            "auth.conf",
+            "the system user's hash is not cached yet".into(),
+            Fix::Apply,
+        ));
+        return;
+    };
+    let hash = text
+        .trim()
+        .split_once(' ')
+        .map(|(_, h)| h.to_owned())
+        .unwrap_or_default();
+    let want = crate::render::auth_conf::render(tenants, &hash);
+    if fs::read_to_string(ctx.paths.auth_conf()).ok().as_deref() != Some(want.as_str()) {
+        problems.push(problem(
+            "auth.conf",
+            format!(
+                "{} is not what the tenant files render",
+                ctx.paths.display(&ctx.paths.auth_conf())
+            ),
+            Fix::Apply,
+        ));
+        return;
+    }
+    let expected = match server::load_config(&ctx.settings, &ctx.paths) {
+        Ok(loaded) => loaded.digest,
+        Err(e) => {
+            problems.push(problem("configuration", e.to_string(), Fix::None));
+            return;
+        }
+    };
+    if let Ok(mut sys) = server::SysClient::connect(&ctx.settings, &ctx.paths) {
+        match sys.varz() {
+            Ok(varz) if varz["config_digest"] == expected.as_str() => {}
+            Ok(varz) => problems.push(problem(
+                "server",
+                format!(
+                    "the running server's configuration is {}, the files' is {expected}",
+                    varz["config_digest"]
+                ),
+                Fix::Apply,
+            )),
+            Err(e) => problems.push(problem("server", format!("{e:#}"), Fix::None)),
+        }
+    }
+}
+
+fn repair(ctx: &mut Context, printer: Printer, problems: &mut [Problem]) {
+    let fixes: Vec<Fix> = problems.iter().map(|p| p.fix.clone()).collect();
+    let mut results = Vec::with_capacity(fixes.len());
+    // Roll back and move files first, remove strays, fix modes, then render and reload once.
+    let mut applied: Option<bool> = None;
+    for fix in &fixes {
+        let done = match fix {
+            Fix::None => false,
+            Fix::RollBack => crate::journal::recover(&ctx.paths).is_ok(),
+            Fix::Migrate => crate::tenant::repo::load_all(&ctx.paths)
+                .and_then(|t| crate::credentials::migrate(&ctx.paths, &t))
+                .is_ok(),
+            Fix::Remove(path) => remove_if_exists(path).is_ok(),
+            Fix::Mode(path, mode) => fix_mode(path, *mode).is_ok(),
+            Fix::Apply => *applied.get_or_insert_with(|| match apply(ctx, printer, false) {
+                Ok(a) => match a.reload {
+                    Ok(_) => true,
+                    Err(e) => {
+                        printer.warn(format!("{e:#}"));
+                        false
+                    }
+                },
+                Err(e) => {
+                    printer.warn(format!("{e:#}"));
+                    false
+                }
+            }),
+        };
+        results.push(done);
+    }
+    for (p, done) in problems.iter_mut().zip(results) {
+        p.fixed = done;
+    }
+}
+
+/// `manage check [--fix]`
+pub fn check(args: &CheckArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let _lock = DeploymentLock::acquire(&ctx.paths.lock_file())?;
+    let mut problems = Vec::new();
+    leftovers(ctx, &mut problems);
+    let tenants = tenant_files(ctx, &mut problems);
+    credentials(ctx, &tenants, &mut problems);
+    modes(ctx, &mut problems);
+    if !problems.iter().any(|p| p.check == "tenant files") {
+        generated(ctx, &tenants, &mut problems);
+    }
+    if args.fix {
+        repair(ctx, printer, &mut problems);
+    }
+    let left = problems.iter().filter(|p| !p.fixed).count();
+    let mut body = Vec::new();
+    for p in &problems {
+        let mark = if p.fixed {
+            style::ok().apply_to("fixed")
+        } else {
+            style::error().apply_to("✗")
+        };
+        body.push(format!("  {mark} {}: {}", p.check, p.message));
+    }
+    if problems.is_empty() {
+        body.push(format!(
+            "  {} everything is consistent",
+            style::ok().apply_to("✓")
+        ));
+    }
+    printer.boxed("Deployment check", &body);
+    let list: Vec<Value> = problems
+        .iter()
+        .map(|p| {
+            json!({
+                "check": p.check, "message": p.message,
+                "fixable": !matches!(p.fix, Fix::None), "fixed": p.fixed,
+            })
+        })
+        .collect();
+    printer.json(&json!({
+        "ok": left == 0, "code": if left == 0 { Value::Null } else { json!("check_failed") },
+        "problems": list, "fixed": problems.len() - left, "remaining": left,
+    }));
+    if left == 0 {
+        return Ok(ExitStatus::Success);
+    }
+    crate::report_human(&ManageError::CheckFailed { count: left }.into());
+    Ok(ExitStatus::Failure)
+}

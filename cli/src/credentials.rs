@@ -1,0 +1,86 @@
+//! Users' credentials files (`.credentials/<tenant>[_<user>].env`): found, checked to belong to
+//! the user they are read for, and moved from the names older versions gave them.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::ManageError;
+use crate::render::env_file::{self, Credentials};
+use crate::settings::Paths;
+use crate::tenant::Tenant;
+
+/// The credentials of `user` in `tenant`: from its file, which must hold that user's.
+/// A file under the name older versions used is read when it holds this user's credentials.
+pub fn read(paths: &Paths, tenant: &str, user: &str) -> anyhow::Result<Credentials> {
+    let path = paths.credentials_file(tenant, user);
+    if let Some(found) = env_file::read(&path)? {
+        if found.user != user {
+            return Err(ManageError::WrongCredentials {
+                path,
+                user: user.to_owned(),
+                found: found.user,
+            }
+            .into());
+        }
+        return Ok(found);
+    }
+    let legacy = paths.legacy_credentials_file(tenant, user);
+    if legacy != path {
+        if let Some(found) = env_file::read(&legacy)?.filter(|c| c.user == user) {
+            return Ok(found);
+        }
+    }
+    Err(ManageError::MissingCredentials {
+        tenant: tenant.to_owned(),
+        user: user.to_owned(),
+        path,
+    }
+    .into())
+}
+
+/// Every file that holds `user`'s credentials: its own, and the legacy name when that one
+/// holds this user's (never another user's file).
+pub fn files_of(paths: &Paths, tenant: &str, user: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let path = paths.credentials_file(tenant, user);
+    match env_file::read(&path)? {
+        // Another user's credentials under this name: never removed on this user's behalf.
+        Some(found) if found.user != user => {}
+        _ if path.exists() => files.push(path.clone()),
+        _ => {}
+    }
+    let legacy = paths.legacy_credentials_file(tenant, user);
+    if legacy != path && env_file::read(&legacy)?.is_some_and(|c| c.user == user) {
+        files.push(legacy);
+    }
+    Ok(files)
+}
+
+/// Move the credentials of users of tenants with a `_` in their name from the names older
+/// versions gave them (which two users could share) to their own, when the file there holds
+/// that user's credentials and the new name is free. Returns what moved. Call under the lock.
+pub fn migrate(paths: &Paths, tenants: &[Tenant]) -> anyhow::Result<Vec<(PathBuf, PathBuf)>> {
+    let mut moved = Vec::new();
+    for tenant in tenants.iter().filter(|t| t.name.as_str().contains('_')) {
+        for user in &tenant.users {
+            let (name, user) = (tenant.name.as_str(), user.name.as_str());
+            let path = paths.credentials_file(name, user);
+            let legacy = paths.legacy_credentials_file(name, user);
+            if path.exists() || !holds(&legacy, user)? {
+                continue;
+            }
+            std::fs::rename(&legacy, &path).map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to move {} to {}: {e}",
+                    legacy.display(),
+                    path.display()
+                )
+            })?;
+            moved.push((legacy, path));
+        }
+    }
+    Ok(moved)
+}
+
+fn holds(path: &Path, user: &str) -> anyhow::Result<bool> {
+    Ok(env_file::read(path)?.is_some_and(|c| c.user == user))
+}
