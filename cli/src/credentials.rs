@@ -75,6 +75,7 @@ pub fn migrate(paths: &Paths, tenants: &[Tenant]) -> anyhow::Result<Vec<(PathBuf
                     path.display()
                 )
             })?;
+            crate::fs::fix_mode(&path, crate::fs::SECRET_FILE_MODE)?;
             moved.push((legacy, path));
         }
     }

@@ -215,29 +215,15 @@ fn modes(ctx: &Context, problems: &mut Vec<Problem>) {
 
 fn leftovers(ctx: &Context, problems: &mut Vec<Problem>) {
     let paths = &ctx.paths;
-    for dir in [
-        paths.root.clone(),
-        paths.config_dir(),
-        paths.tenants_dir(),
-        paths.credentials_dir(),
-        paths.data_dir(),
-    ] {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.filter_map(Result::ok) {
-            if entry.file_name().to_string_lossy().starts_with(".tmp-") {
-                let path = entry.path();
-                problems.push(problem(
-                    "leftovers",
-                    format!(
-                        "{} is a temp file an interrupted write left",
-                        paths.display(&path)
-                    ),
-                    Fix::Remove(path),
-                ));
-            }
-        }
+    for path in crate::commands::leftover_temp_files(paths) {
+        problems.push(problem(
+            "leftovers",
+            format!(
+                "{} is a temp file an interrupted write left",
+                paths.display(&path)
+            ),
+            Fix::Remove(path),
+        ));
     }
     if paths.journal_file().exists() {
         problems.push(problem(

@@ -7,7 +7,8 @@ use serde_json::json;
 
 use crate::commands::{apply, begin, ExitStatus};
 use crate::fs::{
-    ensure_dir, fix_mode, write_atomic, PUBLIC_FILE_MODE, SECRET_DIR_MODE, SECRET_FILE_MODE,
+    ensure_dir, fix_mode, write_atomic, AUTH_CONF_MODE, PUBLIC_FILE_MODE, SECRET_DIR_MODE,
+    SECRET_FILE_MODE,
 };
 use crate::printer::Printer;
 use crate::render::NATS_CONF_TEMPLATE;
@@ -56,6 +57,29 @@ pub fn ensure(ctx: &mut Context, printer: Printer) -> anyhow::Result<Vec<String>
         printer.warn(format!(
             "{} was readable by others; it holds NATS_SYS_PASSWORD, so it is now 0600",
             paths.display(&env_path)
+        ));
+    }
+    // Credentials, hashes and tenant files too, whoever wrote them.
+    let mut narrowed = Vec::new();
+    for (dir, ext, mode) in [
+        (paths.credentials_dir(), "env", SECRET_FILE_MODE),
+        (paths.credentials_dir(), "bcrypt", SECRET_FILE_MODE),
+        (paths.tenants_dir(), "toml", SECRET_FILE_MODE),
+    ] {
+        for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == ext) && fix_mode(&path, mode)? {
+                narrowed.push(paths.display(&path));
+            }
+        }
+    }
+    if fix_mode(&paths.auth_conf(), AUTH_CONF_MODE)? {
+        narrowed.push(paths.display(&paths.auth_conf()));
+    }
+    if !narrowed.is_empty() {
+        printer.warn(format!(
+            "narrowed the modes of files readable by others: {}",
+            narrowed.join(", ")
         ));
     }
     let has_secret = existing

@@ -85,6 +85,8 @@ pub fn hash_password(password: &str, printer: Printer) -> anyhow::Result<String>
 /// move credentials files older versions named ambiguously.
 pub fn begin(ctx: &mut Context, printer: Printer) -> anyhow::Result<DeploymentLock> {
     let lock = DeploymentLock::acquire(&ctx.paths.lock_file())?;
+    // Another run may have set the deployment up while this one waited for the lock.
+    ctx.reload_settings()?;
     for path in init::ensure(ctx, printer)? {
         printer.status("Created", path);
     }
@@ -92,6 +94,10 @@ pub fn begin(ctx: &mut Context, printer: Printer) -> anyhow::Result<DeploymentLo
         printer.warn(format!(
             "an interrupted `{command}` left its changes half done; they were rolled back"
         ));
+    }
+    // Temp files of writes that were interrupted: every writer holds the lock, so none is live.
+    for path in leftover_temp_files(&ctx.paths) {
+        crate::fs::remove_if_exists(&path)?;
     }
     // nats.conf includes auth.conf, so the configuration cannot be read before it exists.
     if !ctx.paths.auth_conf().exists() {
@@ -107,6 +113,22 @@ pub fn begin(ctx: &mut Context, printer: Printer) -> anyhow::Result<DeploymentLo
         }
     }
     Ok(lock)
+}
+
+/// Temp files (`.tmp-*`) an interrupted atomic write left in the deployment's directories.
+pub fn leftover_temp_files(paths: &crate::settings::Paths) -> Vec<std::path::PathBuf> {
+    [
+        paths.root.clone(),
+        paths.config_dir(),
+        paths.tenants_dir(),
+        paths.credentials_dir(),
+        paths.data_dir(),
+    ]
+    .iter()
+    .flat_map(|dir| fs::read_dir(dir).into_iter().flatten().flatten())
+    .filter(|entry| entry.file_name().to_string_lossy().starts_with(".tmp-"))
+    .map(|entry| entry.path())
+    .collect()
 }
 
 /// The system user's bcrypt hash, cached in `.credentials/sys.bcrypt` next to a SHA-256

@@ -142,6 +142,11 @@ impl TestContext {
         self.started = true;
     }
 
+    /// A server was started outside [`TestContext::up`] (`manage up --json`): stop it on drop.
+    pub(crate) fn started_for_drop(&mut self) {
+        self.started = true;
+    }
+
     pub(crate) fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.path(rel)).unwrap()
     }
@@ -178,6 +183,64 @@ impl TestContext {
             "memory = \"{memory}\"\nstorage = \"{storage}\"\n\n[users.{name}]\npassword_hash = \"{TEST_HASH}\"\n"
         );
         std::fs::write(self.path(&format!("config/tenants/{name}.toml")), text).unwrap();
+    }
+}
+
+impl TestContext {
+    /// Whether the server on this deployment's port lets `user` in with `password` (a raw
+    /// CONNECT and PING: PONG means in, `-ERR` or a closed connection means out).
+    pub(crate) fn login(&self, user: &str, password: &str) -> bool {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let Ok(stream) = std::net::TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() || !line.starts_with("INFO") {
+            return false;
+        }
+        let connect = serde_json::json!({"verbose": false, "user": user, "pass": password});
+        let mut writer = stream;
+        if writer
+            .write_all(format!("CONNECT {connect}\r\nPING\r\n").as_bytes())
+            .is_err()
+        {
+            return false;
+        }
+        line.clear();
+        reader.read_line(&mut line).is_ok() && line.starts_with("PONG")
+    }
+
+    /// `NATS_PASSWORD` of a credentials file.
+    pub(crate) fn password(&self, rel: &str) -> String {
+        env_value(&self.read(rel), "NATS_PASSWORD")
+    }
+
+    /// Every file of the deployment that manage writes, with its contents, for before/after
+    /// comparisons (`data/` and the server's log are left out).
+    pub(crate) fn snapshot(&self) -> Vec<(String, String)> {
+        let mut files = Vec::new();
+        for dir in ["config", "config/tenants", ".credentials"] {
+            let Ok(entries) = std::fs::read_dir(self.path(dir)) else {
+                continue;
+            };
+            for entry in entries {
+                let path = entry.unwrap().path();
+                if path.is_file() {
+                    let rel = path
+                        .strip_prefix(self.root())
+                        .unwrap()
+                        .display()
+                        .to_string();
+                    files.push((rel, std::fs::read_to_string(&path).unwrap_or_default()));
+                }
+            }
+        }
+        files.sort();
+        files
     }
 }
 

@@ -2,7 +2,9 @@
 //! End-to-end tests: the real `manage` binary in temp deployments, with the real
 //! server binary (`NATSD_BIN`, default `nats-server`) where a server is needed.
 
+mod adversarial;
 mod common;
+mod crash;
 mod errors;
 mod server;
 mod tenants;
