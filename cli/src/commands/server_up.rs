@@ -347,12 +347,21 @@ pub fn status(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
         }
         Process::None => None,
     };
-    let sys_varz = server::SysClient::connect(&ctx.settings, &ctx.paths)
-        .ok()
-        .and_then(|mut sys| sys.varz().ok());
-    let running = sys_varz.is_some()
-        || pid.is_some()
-        || (ctx.settings.reload == ReloadMode::Compose && monitor.healthy());
+    // The monitoring port when the process is known (no connection of manage's own is then
+    // counted), else the system account, which also finds a server in a container or
+    // elsewhere.
+    let http_varz = || monitor.get("/varz").ok();
+    let sys_varz = || {
+        server::SysClient::connect(&ctx.settings, &ctx.paths)
+            .ok()
+            .and_then(|mut sys| sys.varz().ok())
+    };
+    let varz = if pid.is_some() || ctx.settings.reload == ReloadMode::Compose {
+        http_varz().or_else(sys_varz)
+    } else {
+        sys_varz()
+    };
+    let running = varz.is_some() || pid.is_some();
     if !running {
         let mut body = vec![
             format!("  Tenants:  {}", tenants.len()),
@@ -364,9 +373,7 @@ pub fn status(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
             .json(&json!({ "ok": true, "running": false, "tenants": tenants.len(), "pid": null }));
         return Ok(ExitStatus::Success);
     }
-    let varz = sys_varz
-        .or_else(|| monitor.get("/varz").ok())
-        .unwrap_or(Value::Null);
+    let varz = varz.unwrap_or(Value::Null);
     let field = |key: &str| varz.get(key).cloned().unwrap_or(Value::Null);
     let text = |key: &str| match varz.get(key) {
         Some(Value::String(s)) => s.clone(),

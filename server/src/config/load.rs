@@ -135,11 +135,7 @@ const TOP_LEVEL: &[Unsupported] = &[
         "diagnostics",
     ),
     ignored(
-        &[
-            "disable_sublist_cache",
-            "no_sublist_cache",
-            "write_timeout",
-        ],
+        &["disable_sublist_cache", "no_sublist_cache", "write_timeout"],
         "performance tuning",
     ),
     ignored(

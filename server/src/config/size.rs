@@ -104,8 +104,8 @@ pub(crate) fn parse_storage_string(text: &str) -> Result<i64, String> {
 mod tests {
     use super::*;
 
-    /// Each pair was read back from nats-server 2.15.1's `/varz` (`max_payload`,
-    /// `jetstream.config.max_memory`).
+    /// Each pair was read back from nats-server 2.15.1's `/varz`; the test
+    /// `sizes_are_read_as_nats_server_reads_them` compares the loader with the binary.
     #[test]
     fn unquoted_sizes_follow_nats_server() {
         for (text, want) in [

@@ -185,3 +185,37 @@ fn jetstream_limits_take_nats_servers_quoted_sizes() {
         assert!(!ok && stderr.contains(why), "{stderr}");
     }
 }
+
+/// Every size form, read by natsd and by nats-server: the same integer (the digest holds the
+/// value each server parsed), so `manage`, which reads sizes with these rules, agrees with
+/// both servers.
+#[test]
+fn sizes_are_read_as_nats_server_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.conf");
+    for size in [
+        "1048576", "64k", "64K", "64kb", "64KiB", "64ki", "1m", "1M", "1MB", "1mib", "1G", "1GB",
+        "5gb", "1t", "1TB", "2P", "1E",
+    ] {
+        std::fs::write(&path, format!("max_pending: {size}\n")).unwrap();
+        let ours = load_file(&path).unwrap();
+        assert_eq!(
+            i64::try_from(ours.options.max_pending).ok(),
+            parse_size(size).ok().filter(|n| *n >= 0),
+            "{size}"
+        );
+        let out = Command::new(reference())
+            .arg("-t")
+            .arg("-c")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("({})", ours.digest)),
+            "{size}: natsd {} ({:?}), nats-server: {stderr}",
+            ours.digest,
+            parse_size(size)
+        );
+    }
+}
