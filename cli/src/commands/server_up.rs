@@ -131,6 +131,13 @@ pub fn up(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
             json!({ "running": true, "started": false, "pid": pid }),
         ));
     }
+    if ctx.settings.reload == ReloadMode::Signal {
+        for addr in [ctx.settings.client_addr(), monitor_addr(ctx)] {
+            if port_taken(&addr) {
+                return Err(ManageError::PortInUse { addr }.into());
+            }
+        }
+    }
     let applied = apply(ctx, printer, false)?;
     applied.reload?;
     if ctx.settings.reload == ReloadMode::Compose {
@@ -147,11 +154,6 @@ pub fn up(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
         endpoints(ctx, printer, "natsd is running (docker compose)");
         printer.json(&json!({ "ok": true, "running": true, "started": true, "pid": null }));
         return Ok(ExitStatus::Success);
-    }
-    for addr in [ctx.settings.client_addr(), monitor_addr(ctx)] {
-        if port_taken(&addr) {
-            return Err(ManageError::PortInUse { addr }.into());
-        }
     }
     let binary = server::find_binary(&ctx.settings).ok_or(ManageError::NoServerBinary)?;
     let log_path = ctx.paths.log_file();

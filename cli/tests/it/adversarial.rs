@@ -346,6 +346,20 @@ fn issue_12_6_up_finds_natsd_without_its_pid_file() {
     );
 }
 
+/// Point 6: a client port taken by something else: `up` refuses instead of starting a server
+/// that would die on the port after taking the store.
+#[test]
+fn issue_12_6_up_refuses_a_taken_port() {
+    require_server!();
+    let ctx = TestContext::new();
+    let _taken = std::net::TcpListener::bind(("127.0.0.1", ctx.port)).unwrap();
+    let out = ctx.run(&["up", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_of(&out)["code"], "port_in_use", "{}", json_of(&out));
+    assert!(!ctx.path("data/natsd.pid").exists());
+    assert!(!ctx.path("data/natsd.log").exists(), "a server was started");
+}
+
 /// Point 7: Twenty parallel first runs on an uninitialised directory all land, with one system
 /// password.
 #[test]

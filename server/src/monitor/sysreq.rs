@@ -29,6 +29,9 @@ struct SysRequests {
     server: Weak<Server>,
     /// `seq` of the replies' server block; shared with the tasks that answer reloads.
     seq: Arc<AtomicU64>,
+    /// Where reloads run: a request may be delivered on a thread outside the runtime (a
+    /// JetStream worker).
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 /// Subscribe the system account to the server requests.
@@ -39,6 +42,7 @@ pub fn install(server: &Arc<Server>) {
     let handler = Arc::new(SysRequests {
         server: Arc::downgrade(server),
         seq: Arc::new(AtomicU64::new(0)),
+        runtime: tokio::runtime::Handle::try_current().ok(),
     });
     let id = server.identity().server_id;
     // One subscription per endpoint, as nats-server has, so a request for an endpoint it does
@@ -207,13 +211,17 @@ impl SysRequests {
                 }
             }
         }
+        let Some(runtime) = self.runtime.clone() else {
+            return;
+        };
         let handler = SysRequests {
             server: self.server.clone(),
             seq: self.seq.clone(),
+            runtime: None,
         };
         let server = server.clone();
         let reply = reply.to_vec();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let error = match refused {
                 Some(error) => Some(error),
                 None => match server.reload().await {
