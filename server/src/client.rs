@@ -1620,16 +1620,61 @@ async fn write_all_tcp(
                     shared.wrote(written - reported);
                     reported = written;
                 }
-                match tokio::time::timeout(deadline, tcp.writable()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Err(CloseReason::WriteError),
-                    Err(_) => return Err(CloseReason::SlowConsumerWriteDeadline),
+                let probed = wait_writable(tcp, &buf[written..], deadline).await?;
+                if probed > 0 {
+                    written += probed;
+                    shared.wrote(probed);
+                    reported = written;
                 }
             }
             Err(_) => return Err(CloseReason::WriteError),
         }
     }
     Ok(())
+}
+
+/// First and longest pause between probes of a full socket (see [`wait_writable`]).
+const PROBE_FIRST: Duration = Duration::from_millis(50);
+const PROBE_MAX: Duration = Duration::from_millis(400);
+
+/// Wait until a full socket can take more of `rest`, within `deadline` of no progress.
+///
+/// The kernel reports a full TCP socket writable again only once a large part of its send
+/// buffer is free (half of what is queued), which for a slow reader behind a multi-megabyte
+/// buffer can take seconds of steady reading. So while waiting, `rest` is offered to the
+/// socket directly every so often (the socket accepts bytes as soon as the reader has freed
+/// any): a reader that drains slowly shows progress within a fraction of a second, and only
+/// one that reads nothing looks stopped. Returns how many bytes such a probe wrote (0 when
+/// the socket became writable first).
+async fn wait_writable(
+    tcp: &OwnedWriteHalf,
+    rest: &[u8],
+    deadline: Duration,
+) -> Result<usize, CloseReason> {
+    let give_up = tokio::time::Instant::now() + deadline;
+    let mut pause = PROBE_FIRST;
+    loop {
+        let next_probe = (tokio::time::Instant::now() + pause).min(give_up);
+        match tokio::time::timeout_at(next_probe, tcp.writable()).await {
+            Ok(Ok(())) => return Ok(0),
+            Ok(Err(_)) => return Err(CloseReason::WriteError),
+            Err(_) if tokio::time::Instant::now() >= give_up => {
+                return Err(CloseReason::SlowConsumerWriteDeadline)
+            }
+            Err(_) => {}
+        }
+        // Written beside tokio's readiness tracking: at worst it is stale, and the next
+        // `try_write` finds out. Only this writer writes to the socket meanwhile.
+        let fd = std::os::fd::AsRawFd::as_raw_fd(tcp.as_ref());
+        let flags =
+            nix::sys::socket::MsgFlags::MSG_DONTWAIT | nix::sys::socket::MsgFlags::MSG_NOSIGNAL;
+        match nix::sys::socket::send(fd, rest, flags) {
+            Ok(n) if n > 0 => return Ok(n),
+            Ok(_) | Err(nix::errno::Errno::EAGAIN) => pause = (pause * 2).min(PROBE_MAX),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return Err(CloseReason::WriteError),
+        }
+    }
 }
 
 /// [`write_all_tcp`] for a TLS stream: each write may take up to the deadline.

@@ -23,6 +23,9 @@ use crate::tls;
 pub const NATS_COMPAT_VERSION: &str = "2.15.1";
 /// natsd's own version.
 pub const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// Unsent bytes a TLS client's socket may hold (`TCP_NOTSENT_LOWAT`): writability is then
+/// reported each time about half of it has gone out.
+const TLS_NOTSENT_LOWAT: u32 = 128 * 1024;
 /// JetStream API level advertised in INFO, as nats-server 2.15 does.
 const API_LEVEL: u32 = 5;
 
@@ -503,6 +506,11 @@ impl Server {
                 client::serve(self.clone(), shared, r, client::Outlet::Tcp(Arc::new(w))).await;
             }
             Some(acceptor) => {
+                // A TLS writer sees the socket only through the TLS stream, so it cannot
+                // probe a full socket the way a plain one does (client.rs, wait_writable).
+                // Keeping little unsent data in the kernel makes it report writability in
+                // small steps instead, so a slow reader still shows progress.
+                let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(TLS_NOTSENT_LOWAT);
                 let mut stream = stream;
                 if tokio::io::AsyncWriteExt::write_all(&mut stream, &info)
                     .await

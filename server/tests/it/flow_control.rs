@@ -349,6 +349,48 @@ async fn very_slow_subscriber_gets_every_message_on_natsd() {
     assert_eq!(varz(&server).await["slow_consumers"], 0);
 }
 
+/// A reader draining about 1 MB/s behind the kernel's multi-megabyte socket buffers: the
+/// kernel reports the socket writable again only after megabytes have gone, seconds apart,
+/// but natsd sees the reader's progress and keeps holding the publisher back instead of
+/// taking the reader for stopped and cutting it off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_slow_reader_behind_large_socket_buffers_is_not_taken_for_stopped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start(&server_under_test_bin(), BASE_CONFIG);
+    let count = 8_000;
+    let frame_len = format!("MSG flood 1 {PAYLOAD}\r\n").len() + PAYLOAD + 2;
+    let mut reader = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    reader
+        .write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\nSUB flood 1\r\nPING\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while !seen.windows(6).any(|w| w == b"PONG\r\n") {
+        let n = reader.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&buf[..n]);
+    }
+    let drain = tokio::spawn(async move {
+        let mut bytes = 0usize;
+        while bytes < count * frame_len {
+            // 64 KiB per 64 ms: about 1 MB/s, steadily.
+            match tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buf)).await {
+                Ok(Ok(n)) if n > 0 => bytes += n,
+                _ => break,
+            }
+            tokio::time::sleep(Duration::from_millis(64)).await; // the reader's pace
+        }
+        bytes
+    });
+    blast(&server, "flood", count).await;
+    let bytes = drain.await.unwrap();
+    assert_eq!(bytes / frame_len, count, "the steady reader lost messages");
+    let varz = varz(&server).await;
+    assert_eq!(varz["slow_consumers"], 0);
+    assert!(varz["stalled_clients"].as_u64().unwrap_or(0) > 0);
+}
+
 /// A subscriber that stops reading is cut off once its pending bytes pass max_pending, with
 /// nats-server's close reason, log line and counters.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
