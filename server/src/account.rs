@@ -2,11 +2,13 @@
 //! sublist, so a publish can only ever reach subscribers of the publisher's account.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use crate::client::SubRef;
+use parking_lot::Mutex;
+
 use crate::config::{AccountJetStreamLimits, AccountLimits};
 use crate::sublist::Sublist;
+use crate::subscription::SubRef;
 
 pub struct Account {
     pub name: String,
@@ -50,17 +52,11 @@ impl Account {
     }
 
     pub fn settings(&self) -> AccountSettings {
-        match self.limits.lock() {
-            Ok(s) => s.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.limits.lock().clone()
     }
 
     pub fn set_settings(&self, settings: AccountSettings) {
-        match self.limits.lock() {
-            Ok(mut s) => *s = settings,
-            Err(poisoned) => *poisoned.into_inner() = settings,
-        }
+        *self.limits.lock() = settings;
     }
 
     pub fn connections(&self) -> usize {

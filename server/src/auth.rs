@@ -8,11 +8,15 @@
 //! cached, so guessing still costs a full bcrypt check per attempt.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{Options, Permissions, ResponsePermission, SubjectPermission, GLOBAL_ACCOUNT};
+use crate::config::{
+    is_bcrypt, Options, Permissions, ResponsePermission, SubjectPermission, GLOBAL_ACCOUNT,
+};
 use crate::subject;
 
 /// One configured user, with its permissions compiled.
@@ -192,13 +196,6 @@ impl std::fmt::Debug for PasswordCache {
 /// Bound on remembered logins; past it the cache starts over rather than growing.
 const PASSWORD_CACHE_MAX: usize = 65_536;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 impl PasswordCache {
     /// Does `given` match the configured password `stored` (plain text or bcrypt) of `user`?
     pub async fn verify(&self, user: &str, given: &str, stored: &str) -> bool {
@@ -206,10 +203,10 @@ impl PasswordCache {
             return constant_time_eq(given.as_bytes(), stored.as_bytes());
         }
         let key = self.key(user, given, stored);
-        if lock(&self.verified).contains(&key) {
+        if self.verified.lock().contains(&key) {
             return true;
         }
-        let cell = lock(&self.in_flight).entry(key).or_default().clone();
+        let cell = self.in_flight.lock().entry(key).or_default().clone();
         let ok = *cell
             .get_or_init(|| {
                 let (given, stored) = (given.to_string(), stored.to_string());
@@ -223,14 +220,14 @@ impl PasswordCache {
             })
             .await;
         if ok {
-            let mut set = lock(&self.verified);
+            let mut set = self.verified.lock();
             if set.len() >= PASSWORD_CACHE_MAX {
                 set.clear();
             }
             set.insert(key);
         }
         // Later attempts go through `verified` (a success) or check again (a failure).
-        let mut in_flight = lock(&self.in_flight);
+        let mut in_flight = self.in_flight.lock();
         if in_flight.get(&key).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
             in_flight.remove(&key);
         }
@@ -246,18 +243,6 @@ impl PasswordCache {
         }
         h.finalize().into()
     }
-}
-
-/// nats-server treats `$2a$`, `$2b$`, `$2x$`, `$2y$` followed by two digits and `$` as bcrypt.
-pub fn is_bcrypt(password: &str) -> bool {
-    let b = password.as_bytes();
-    b.len() >= 7
-        && b.starts_with(b"$2")
-        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
-        && b[3] == b'$'
-        && b[4].is_ascii_digit()
-        && b[5].is_ascii_digit()
-        && b[6] == b'$'
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -445,12 +430,12 @@ mod tests {
                 )
                 .await
         );
-        assert_eq!(lock(&cache.verified).len(), 3);
-        assert!(lock(&cache.in_flight).is_empty());
+        assert_eq!(cache.verified.lock().len(), 3);
+        assert!(cache.in_flight.lock().is_empty());
         // Plain-text passwords never touch the cache.
         assert!(cache.verify("p", "plain", "plain").await);
         assert!(!cache.verify("p", "plainx", "plain").await);
-        assert_eq!(lock(&cache.verified).len(), 3);
+        assert_eq!(cache.verified.lock().len(), 3);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,7 +451,7 @@ mod tests {
         for c in checks {
             assert!(c.await.unwrap());
         }
-        assert_eq!(lock(&cache.verified).len(), 1);
-        assert!(lock(&cache.in_flight).is_empty());
+        assert_eq!(cache.verified.lock().len(), 1);
+        assert!(cache.in_flight.lock().is_empty());
     }
 }

@@ -134,7 +134,7 @@ fn run(flags: FlagOptions) -> anyhow::Result<()> {
             Box::new(move |o: &mut Options| flags.apply(o))
         };
         let server = Server::new(options, overrides, digest)?;
-        server.start().await?;
+        natsd::node::start(&server).await?;
         wait_for_signals(server).await
     })
 }

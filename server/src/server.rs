@@ -3,7 +3,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -14,9 +16,11 @@ use tokio::sync::watch;
 
 use crate::account::{Account, AccountSettings};
 use crate::auth::{Authenticator, PasswordCache};
-use crate::client::{self, ClientId, ClientShared, CloseReason, Queued};
+use crate::client::{self, ClientShared, ConnectionCounters, ConnectionHost};
 use crate::config::{Options, DEFAULT_SYSTEM_ACCOUNT, GLOBAL_ACCOUNT};
+use crate::outbound::{ClientId, CloseReason, Outlet, Queued};
 use crate::proto::encode;
+use crate::subscription::ClosedSub;
 use crate::tls;
 
 /// The nats-server version whose behaviour natsd implements; clients gate features on it.
@@ -55,9 +59,8 @@ pub enum ServerError {
 pub struct ServerStats {
     pub total_connections: AtomicU64,
     pub slow_consumers: AtomicU64,
-    /// Times a client publisher waited for a receiver that was behind (`/varz` `stalled_clients`).
-    pub stalled_clients: AtomicU64,
-    pub stale_connections: AtomicU64,
+    /// What connections count themselves (stale connections, publisher stalls).
+    pub connections: ConnectionCounters,
     closed_in_msgs: AtomicU64,
     closed_in_bytes: AtomicU64,
     closed_out_msgs: AtomicU64,
@@ -90,36 +93,23 @@ pub struct ClosedClient {
     pub subs: Vec<ClosedSub>,
 }
 
-/// A subscription a closed connection held, as `/connz?state=closed&subs=detail` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClosedSub {
-    pub subject: String,
-    pub queue: Option<String>,
-    pub sid: String,
-    pub msgs: u64,
-    pub max: u64,
-}
-
-impl ClosedSub {
-    pub(crate) fn of(sub: &client::SubRef) -> ClosedSub {
-        ClosedSub {
-            subject: String::from_utf8_lossy(&sub.subject).into_owned(),
-            queue: sub
-                .queue
-                .as_deref()
-                .map(|q| String::from_utf8_lossy(q).into_owned()),
-            sid: String::from_utf8_lossy(&sub.sid).into_owned(),
-            msgs: sub.delivered(),
-            max: sub.max(),
-        }
-    }
-}
-
 /// When the configuration was last (re)loaded, for `/varz` and `manage reload`.
 #[derive(Debug, Clone)]
 pub struct ConfigState {
     pub load_time: SystemTime,
     pub digest: String,
+}
+
+/// Something that runs beside the server (JetStream): started by `node::start`, told of
+/// every applied reload and of the shutdown. The server knows nothing else of it.
+pub trait Subsystem: std::any::Any + Send + Sync {
+    /// A reload was applied (accounts and their limits may have changed).
+    fn reloaded(&self, server: &Server);
+    /// The server begins shutting down and its clients are still connected: the last moment
+    /// to tell them something.
+    fn stopping(&self) {}
+    /// The server is shutting down; its clients are closed.
+    fn shutdown(&self);
 }
 
 /// Applied on top of the file on every (re)load: the command-line flags.
@@ -145,14 +135,8 @@ pub struct Server {
     http_addr: Mutex<Option<SocketAddr>>,
     tls: ArcSwapOption<tokio_rustls::TlsAcceptor>,
     reload_lock: tokio::sync::Mutex<()>,
-    jetstream: std::sync::OnceLock<Arc<crate::jetstream::JetStream>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
+    /// What runs beside the server and follows its reloads and shutdown (JetStream).
+    subsystems: Mutex<Vec<Arc<dyn Subsystem>>>,
 }
 
 /// A 56-character id in nats-server's shape (an nkey-like base32 string starting with `N`).
@@ -244,13 +228,25 @@ impl Server {
             http_addr: Mutex::new(None),
             tls: ArcSwapOption::new(tls),
             reload_lock: tokio::sync::Mutex::new(()),
-            jetstream: std::sync::OnceLock::new(),
+            subsystems: Mutex::new(Vec::new()),
         }))
     }
 
-    /// The JetStream engine, when `-js` / `jetstream {}` enabled it.
-    pub fn jetstream(&self) -> Option<&Arc<crate::jetstream::JetStream>> {
-        self.jetstream.get()
+    /// Run `subsystem` beside the server: it hears of every reload and of the shutdown.
+    pub fn attach(&self, subsystem: Arc<dyn Subsystem>) {
+        self.subsystems.lock().push(subsystem);
+    }
+
+    /// The attached subsystem of type `T` (JetStream, for the monitor), if there is one.
+    pub fn subsystem<T: Subsystem>(&self) -> Option<Arc<T>> {
+        self.subsystems.lock().iter().find_map(|s| {
+            let any: Arc<dyn std::any::Any + Send + Sync> = s.clone();
+            any.downcast::<T>().ok()
+        })
+    }
+
+    fn subsystems(&self) -> Vec<Arc<dyn Subsystem>> {
+        self.subsystems.lock().clone()
     }
 
     pub fn options(&self) -> Arc<Options> {
@@ -273,15 +269,11 @@ impl Server {
     }
 
     pub fn account(&self, name: &str) -> Option<Arc<Account>> {
-        self.accounts.read().ok()?.get(name).cloned()
+        self.accounts.read().get(name).cloned()
     }
 
     pub fn accounts(&self) -> Vec<Arc<Account>> {
-        let mut list: Vec<_> = self
-            .accounts
-            .read()
-            .map(|a| a.values().cloned().collect())
-            .unwrap_or_default();
+        let mut list: Vec<_> = self.accounts.read().values().cloned().collect();
         list.sort_by(|a, b| a.name.cmp(&b.name));
         list
     }
@@ -291,29 +283,34 @@ impl Server {
     }
 
     pub fn clients(&self) -> Vec<Arc<ClientShared>> {
-        let mut list: Vec<_> = lock(&self.clients).values().cloned().collect();
-        list.sort_by_key(|c| c.cid);
+        let mut list: Vec<_> = self.clients.lock().values().cloned().collect();
+        list.sort_by_key(|c| c.out.cid);
         list
     }
 
     pub fn num_clients(&self) -> usize {
-        lock(&self.clients).len()
+        self.clients.lock().len()
     }
 
     pub fn closed_clients(&self) -> Vec<ClosedClient> {
-        lock(&self.closed).iter().cloned().collect()
+        self.closed.lock().iter().cloned().collect()
     }
 
     pub fn config_state(&self) -> ConfigState {
-        lock(&self.config).clone()
+        self.config.lock().clone()
     }
 
     pub fn client_addr(&self) -> Option<SocketAddr> {
-        *lock(&self.client_addr)
+        *self.client_addr.lock()
+    }
+
+    /// Where the HTTP monitor listens, once it does.
+    pub fn set_http_addr(&self, addr: SocketAddr) {
+        *self.http_addr.lock() = Some(addr);
     }
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        *lock(&self.http_addr)
+        *self.http_addr.lock()
     }
 
     pub fn is_lame_duck(&self) -> bool {
@@ -371,8 +368,8 @@ impl Server {
             tls_required: opts.tls.as_ref().map(|_| true),
             tls_verify: opts.tls.as_ref().and_then(|t| t.verify.then_some(true)),
             jetstream: opts.jetstream.as_ref().map(|_| true),
-            client_id: client.cid,
-            client_ip: client.addr.ip().to_string(),
+            client_id: client.out.cid,
+            client_ip: client.out.addr.ip().to_string(),
             connect_info: account.map(|_| true),
             remote_account: account.map(|a| a.name.as_str()),
             acc_is_sys: account
@@ -384,8 +381,8 @@ impl Server {
         serde_json::to_vec(&info).unwrap_or_default()
     }
 
-    /// Bind the client listener (and monitoring when configured) and serve until shutdown.
-    pub async fn start(self: &Arc<Self>) -> Result<(), ServerError> {
+    /// The start-up lines nats-server logs before anything else.
+    pub fn announce(&self) {
         let opts = self.options();
         tracing::info!("Starting nats-server");
         tracing::info!(
@@ -402,31 +399,16 @@ impl Server {
             .auth
             .users
             .iter()
-            .any(|u| !crate::auth::is_bcrypt(&u.password))
+            .any(|u| !crate::config::is_bcrypt(&u.password))
         {
             tracing::warn!("Plaintext passwords detected, use nkeys or bcrypt");
         }
-        if opts.jetstream.is_some() {
-            let js = crate::jetstream::JetStream::start(self)
-                .map_err(|e| ServerError::Config(e.to_string()))?;
-            let _ = self.jetstream.set(js);
-        }
-        crate::monitor::sysreq::install(self);
-        if opts.http_port.is_some() || opts.metrics_port.is_some() {
-            let monitor = crate::monitor::Monitor::new(self.clone());
-            let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());
-            if let Some(port) = opts.http_port {
-                let addr = monitor
-                    .serve_http(&host, port, self.shutdown.subscribe())
-                    .await?;
-                *lock(&self.http_addr) = Some(addr);
-            }
-            if let Some(port) = opts.metrics_port {
-                monitor
-                    .serve_metrics(&host, port, self.shutdown.subscribe())
-                    .await?;
-            }
-        }
+    }
+
+    /// Bind the client listener and accept connections until shutdown (the last step of a
+    /// start, see `node::start`).
+    pub async fn listen(self: &Arc<Self>) -> Result<(), ServerError> {
+        let opts = self.options();
         let port = if opts.port < 0 { 0 } else { opts.port as u16 };
         let bind = format!("{}:{}", opts.host, port);
         let listener = TcpListener::bind(&bind)
@@ -438,7 +420,7 @@ impl Server {
         let local = listener
             .local_addr()
             .map_err(|source| ServerError::Listen { addr: bind, source })?;
-        *lock(&self.client_addr) = Some(local);
+        *self.client_addr.lock() = Some(local);
         tracing::info!("Listening for client connections on {}", local);
         if opts.tls.is_some() {
             tracing::info!("TLS required for client connections");
@@ -481,7 +463,7 @@ impl Server {
         encode::info(&mut info, &self.info_json(&shared, None));
         self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
         let over_limit = {
-            let mut clients = lock(&self.clients);
+            let mut clients = self.clients.lock();
             let over = clients.len() >= opts.max_connections;
             if !over {
                 clients.insert(cid, shared.clone());
@@ -500,10 +482,10 @@ impl Server {
         tracing::debug!("{} - cid:{} - Client connection created", addr, cid);
         match self.tls.load_full() {
             None => {
-                shared.queue_proto(&info);
-                shared.flush_soon();
+                shared.out.queue_proto(&info);
+                shared.out.flush_soon();
                 let (r, w) = stream.into_split();
-                client::serve(self.clone(), shared, r, client::Outlet::Tcp(Arc::new(w))).await;
+                client::serve(self.clone(), shared, r, Outlet::Tcp(Arc::new(w))).await;
             }
             Some(acceptor) => {
                 // A TLS writer sees the socket only through the TLS stream, so it cannot
@@ -527,16 +509,15 @@ impl Server {
                     Ok(Ok(tls_stream)) => {
                         {
                             let session = tls_stream.get_ref().1;
-                            let mut meta = lock(&shared.meta);
+                            let mut meta = shared.meta.lock();
                             meta.tls = true;
                             meta.tls_version =
-                                crate::monitor::tls_version_name(session.protocol_version());
+                                crate::tls::tls_version_name(session.protocol_version());
                             meta.tls_cipher =
-                                crate::monitor::tls_cipher_name(session.negotiated_cipher_suite());
+                                crate::tls::tls_cipher_name(session.negotiated_cipher_suite());
                         }
                         let (r, w) = tokio::io::split(tls_stream);
-                        client::serve(self.clone(), shared, r, client::Outlet::Stream(Box::new(w)))
-                            .await;
+                        client::serve(self.clone(), shared, r, Outlet::Stream(Box::new(w))).await;
                     }
                     Ok(Err(err)) => {
                         tracing::error!("{} - cid:{} - TLS handshake error: {}", addr, cid, err);
@@ -553,7 +534,7 @@ impl Server {
 
     /// Forget a closed connection, keeping a summary for `/connz?state=closed`.
     pub(crate) fn unregister(&self, shared: &Arc<ClientShared>, reason: CloseReason) {
-        lock(&self.clients).remove(&shared.cid);
+        self.clients.lock().remove(&shared.out.cid);
         if matches!(
             reason,
             CloseReason::SlowConsumerPendingBytes | CloseReason::SlowConsumerWriteDeadline
@@ -578,8 +559,8 @@ impl Server {
             .fetch_add(traffic.out_bytes, Ordering::Relaxed);
         tracing::debug!(
             "{} - cid:{} - Client connection closed: {}",
-            shared.addr,
-            shared.cid,
+            shared.out.addr,
+            shared.out.cid,
             reason.as_str()
         );
         let max = self.options().max_closed_clients;
@@ -587,20 +568,20 @@ impl Server {
             return;
         }
         let entry = ClosedClient {
-            cid: shared.cid,
-            addr: shared.addr,
-            start: shared.start,
+            cid: shared.out.cid,
+            addr: shared.out.addr,
+            start: shared.out.start,
             stop: SystemTime::now(),
             reason,
-            meta: lock(&shared.meta).clone(),
+            meta: shared.meta.lock().clone(),
             traffic,
-            last_activity: shared.last_activity(),
+            last_activity: shared.out.last_activity(),
             rtt: shared.rtt(),
-            pending_bytes: shared.out_stats().2,
-            stalls: shared.stalls.load(Ordering::Relaxed),
+            pending_bytes: shared.out.out_stats().2,
+            stalls: shared.out.stalls.load(Ordering::Relaxed),
             subs: shared.take_closed_subs(),
         };
-        let mut closed = lock(&self.closed);
+        let mut closed = self.closed.lock();
         while closed.len() >= max {
             closed.pop_front();
         }
@@ -635,10 +616,7 @@ impl Server {
 
         // From here on nothing can fail: swap everything in.
         let removed_accounts = {
-            let mut accounts = match self.accounts.write() {
-                Ok(a) => a,
-                Err(poisoned) => poisoned.into_inner(),
-            };
+            let mut accounts = self.accounts.write();
             let removed: Vec<String> = accounts
                 .keys()
                 .filter(|k| !settings.contains_key(*k))
@@ -663,11 +641,11 @@ impl Server {
         for name in &removed_accounts {
             tracing::info!("Account {} removed by reload", name);
         }
-        if let Some(js) = self.jetstream() {
-            js.sync_accounts(self);
+        for subsystem in self.subsystems() {
+            subsystem.reloaded(self);
         }
         self.apply_auth_to_clients(&old_auth);
-        *lock(&self.config) = ConfigState {
+        *self.config.lock() = ConfigState {
             load_time: SystemTime::now(),
             digest: loaded.digest.clone(),
         };
@@ -687,13 +665,13 @@ impl Server {
             let Some(account) = client.account() else {
                 continue;
             };
-            let user = lock(&client.meta).user.clone();
+            let user = client.meta.lock().user.clone();
             let current_account = self.account(&account.name);
             let still_there = current_account
                 .as_ref()
                 .is_some_and(|a| Arc::ptr_eq(a, &account));
             if !still_there {
-                client.close(CloseReason::ClientClosed);
+                client.out.close(CloseReason::ClientClosed);
                 continue;
             }
             match user {
@@ -703,9 +681,9 @@ impl Server {
                     }
                 }
                 Some(name) => match auth.user(&name) {
-                    None => client.close(CloseReason::ClientClosed),
+                    None => client.out.close(CloseReason::ClientClosed),
                     Some(entry) if entry.account != account.name => {
-                        client.close(CloseReason::ClientClosed)
+                        client.out.close(CloseReason::ClientClosed)
                     }
                     Some(entry)
                         if old_auth
@@ -716,7 +694,7 @@ impl Server {
                     }
                     Some(entry) => {
                         let new_perms = entry.permissions.clone();
-                        let old_perms = client.permissions.load_full();
+                        let old_perms = client.out.permissions.load_full();
                         if old_perms != new_perms {
                             client::apply_new_permissions(&client, &account, new_perms);
                         }
@@ -738,8 +716,8 @@ impl Server {
         for c in &clients {
             let mut frame = bytes::BytesMut::new();
             encode::info(&mut frame, &self.info_json(c, None));
-            if c.queue_proto(&frame) == Queued::NeedsFlush {
-                c.flush_soon();
+            if c.out.queue_proto(&frame) == Queued::NeedsFlush {
+                c.out.flush_soon();
             }
         }
         tokio::time::sleep(opts.lame_duck_grace_period.min(opts.lame_duck_duration)).await;
@@ -753,7 +731,7 @@ impl Server {
             spread / remaining.len() as u32
         };
         for c in remaining {
-            c.close(CloseReason::LameDuckMode);
+            c.out.close(CloseReason::LameDuckMode);
             if !step.is_zero() {
                 tokio::time::sleep(step.min(Duration::from_secs(1))).await;
             }
@@ -765,8 +743,11 @@ impl Server {
     pub async fn shutdown(&self) {
         tracing::info!("Initiating Shutdown...");
         let _ = self.shutdown.send(true);
+        for subsystem in self.subsystems() {
+            subsystem.stopping();
+        }
         for c in self.clients() {
-            c.close(CloseReason::ServerShutdown);
+            c.out.close(CloseReason::ServerShutdown);
         }
         // Give writers a moment to flush their last frames.
         for _ in 0..50 {
@@ -775,8 +756,8 @@ impl Server {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        if let Some(js) = self.jetstream() {
-            js.shutdown();
+        for subsystem in self.subsystems() {
+            subsystem.shutdown();
         }
         tracing::info!("Server Exiting..");
     }
@@ -786,29 +767,63 @@ impl Server {
     }
 }
 
+impl ConnectionHost for Server {
+    fn options(&self) -> Arc<Options> {
+        Server::options(self)
+    }
+
+    fn authenticator(&self) -> Arc<Authenticator> {
+        Server::authenticator(self)
+    }
+
+    fn password_cache(&self) -> &PasswordCache {
+        &self.password_cache
+    }
+
+    fn global_account(&self) -> Arc<Account> {
+        Server::global_account(self)
+    }
+
+    fn account(&self, name: &str) -> Option<Arc<Account>> {
+        Server::account(self, name)
+    }
+
+    fn info_json(&self, client: &ClientShared, account: Option<&Account>) -> Vec<u8> {
+        Server::info_json(self, client, account)
+    }
+
+    fn counters(&self) -> &ConnectionCounters {
+        &self.stats.connections
+    }
+
+    fn closed(&self, client: &Arc<ClientShared>, reason: CloseReason) {
+        self.unregister(client, reason);
+    }
+}
+
 /// Close a live connection whose credentials a reload invalidated, as nats-server does.
 fn reject_credentials(client: &ClientShared, user: Option<&str>) {
     match user {
         Some(user) => tracing::error!(
             "{} - cid:{} - authentication error - User {:?}",
-            client.addr,
-            client.cid,
+            client.out.addr,
+            client.out.cid,
             user
         ),
         None => tracing::error!(
             "{} - cid:{} - authentication error",
-            client.addr,
-            client.cid
+            client.out.addr,
+            client.out.cid
         ),
     }
     let mut frame = bytes::BytesMut::new();
     encode::err(&mut frame, "Authorization Violation");
-    client.queue_proto(&frame);
-    client.close(CloseReason::AuthenticationViolation);
+    client.out.queue_proto(&frame);
+    client.out.close(CloseReason::AuthenticationViolation);
 }
 
 pub(crate) fn client_traffic(c: &ClientShared) -> Traffic {
-    let (out_msgs, out_bytes, _) = c.out_stats();
+    let (out_msgs, out_bytes, _) = c.out.out_stats();
     Traffic {
         in_msgs: c.in_msgs.load(Ordering::Relaxed),
         in_bytes: c.in_bytes.load(Ordering::Relaxed),

@@ -102,3 +102,25 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
         .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
+
+/// TLS version as Go names it in `/connz`.
+pub fn tls_version_name(version: Option<rustls::ProtocolVersion>) -> String {
+    match version {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3".to_string(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2".to_string(),
+        Some(other) => format!("{other:?}"),
+        None => String::new(),
+    }
+}
+
+/// Cipher suite as Go names it (`TLS_AES_128_GCM_SHA256`, not rustls' `TLS13_AES_...`).
+pub fn tls_cipher_name(suite: Option<rustls::SupportedCipherSuite>) -> String {
+    let Some(suite) = suite else {
+        return String::new();
+    };
+    let name = suite.suite().as_str().unwrap_or("").to_string();
+    match name.strip_prefix("TLS13_") {
+        Some(rest) => format!("TLS_{rest}"),
+        None => name,
+    }
+}

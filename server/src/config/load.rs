@@ -693,7 +693,7 @@ pub(crate) fn build(root: &Map) -> Outcome {
     }
     if users
         .iter()
-        .any(|p| !crate::auth::is_bcrypt(&p.user.password))
+        .any(|p| !crate::config::is_bcrypt(&p.user.password))
     {
         cx.notices
             .push("Plaintext passwords detected, use nkeys or bcrypt".to_string());

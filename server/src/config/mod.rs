@@ -37,6 +37,18 @@ mod size;
 
 pub use size::{parse_size, SizeError};
 
+/// nats-server treats `$2a$`, `$2b$`, `$2x$`, `$2y$` followed by two digits and `$` as bcrypt.
+pub fn is_bcrypt(password: &str) -> bool {
+    let b = password.as_bytes();
+    b.len() >= 7
+        && b.starts_with(b"$2")
+        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
+}
+
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -242,7 +242,7 @@ pub fn account_traffic(server: &Server) -> Vec<(std::sync::Arc<Account>, Account
         else {
             continue;
         };
-        let (out_msgs, out_bytes, _) = client.out_stats();
+        let (out_msgs, out_bytes, _) = client.out.out_stats();
         let t = &mut totals[i];
         t.in_msgs += client.in_msgs.load(Relaxed);
         t.in_bytes += client.in_bytes.load(Relaxed);

@@ -11,7 +11,8 @@ use serde::Serialize;
 use super::{go_duration, go_uptime, rfc3339, MonitorError, Params};
 use crate::client::ClientShared;
 use crate::config::GLOBAL_ACCOUNT;
-use crate::server::{ClosedClient, ClosedSub, Server};
+use crate::server::{ClosedClient, Server};
+use crate::subscription::ClosedSub;
 
 /// nats-server's default page size.
 pub const DEFAULT_LIMIT: usize = 1024;
@@ -235,10 +236,10 @@ impl Snapshot {
     fn open(c: &ClientShared, with_subs: bool) -> (Snapshot, usize) {
         let meta = crate::client::ConnMeta {
             account: c.account().map(|a| a.name.clone()).unwrap_or_default(),
-            ..super::lock(&c.meta).clone()
+            ..c.meta.lock().clone()
         };
         let (subs, num_subs) = {
-            let subs = super::lock(&c.subs);
+            let subs = c.subs.lock();
             let n = subs.len();
             let list = if with_subs {
                 subs.values().map(ClosedSub::of).collect()
@@ -247,13 +248,13 @@ impl Snapshot {
             };
             (list, n)
         };
-        let (out_msgs, out_bytes, pending) = c.out_stats();
+        let (out_msgs, out_bytes, pending) = c.out.out_stats();
         (
             Snapshot {
-                cid: c.cid,
-                addr: c.addr,
-                start: c.start,
-                last: c.last_activity(),
+                cid: c.out.cid,
+                addr: c.out.addr,
+                start: c.out.start,
+                last: c.out.last_activity(),
                 stop: None,
                 reason: None,
                 rtt: c.rtt(),
@@ -262,7 +263,7 @@ impl Snapshot {
                 in_bytes: c.in_bytes.load(Relaxed),
                 out_msgs,
                 out_bytes,
-                stalls: c.stalls.load(Relaxed),
+                stalls: c.out.stalls.load(Relaxed),
                 meta,
                 subs,
             },
@@ -454,7 +455,7 @@ pub fn connz(server: &Server, opts: &ConnzOptions) -> Result<Connz, MonitorError
     if opts.cid > 0 {
         if let Some(c) = closed.iter().find(|c| c.cid == opts.cid) {
             snapshots.push(Snapshot::closed(c));
-        } else if let Some(c) = open.iter().find(|c| c.cid == opts.cid) {
+        } else if let Some(c) = open.iter().find(|c| c.out.cid == opts.cid) {
             snapshots.push(Snapshot::open(c, want_subs));
         }
     } else {

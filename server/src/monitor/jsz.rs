@@ -29,8 +29,7 @@ const DEFAULT_JSZ_LIMIT: usize = 1024;
 
 /// Whether `account` may use JetStream (`/accountz` `jetstream_enabled`).
 pub fn account_enabled(server: &Server, account: &Account) -> bool {
-    server
-        .jetstream()
+    jetstream(server)
         .and_then(|js| js.account(&account.name))
         .is_some_and(|a| a.limits().is_some())
 }
@@ -45,9 +44,14 @@ pub struct AccountStorage {
     pub max_storage: i64,
 }
 
+/// The server's JetStream engine, when it runs one.
+fn jetstream(server: &Server) -> Option<std::sync::Arc<JetStream>> {
+    server.subsystem::<JetStream>()
+}
+
 /// JetStream storage of `account` for the per-account metrics.
 pub fn account_storage(server: &Server, account: &Account) -> AccountStorage {
-    let Some(jsa) = server.jetstream().and_then(|js| js.account(&account.name)) else {
+    let Some(jsa) = jetstream(server).and_then(|js| js.account(&account.name)) else {
         return AccountStorage::default();
     };
     let Some(limits) = jsa.limits() else {
@@ -276,7 +280,7 @@ fn account_detail(js: &JetStream, jsa: &JsAccount, opts: &JszOptions) -> JszAcco
 /// `/jsz`.
 pub fn jsz(server: &Server, opts: &JszOptions) -> Jsz {
     let now = rfc3339(SystemTime::now());
-    let Some(js) = server.jetstream() else {
+    let Some(js) = jetstream(server) else {
         return Jsz {
             // nats-server reports API level 0 while JetStream is off.
             stats: JszStats::default(),
@@ -293,6 +297,8 @@ pub fn jsz(server: &Server, opts: &JszOptions) -> Jsz {
             total: 0,
         };
     };
+    let js = js.as_ref();
+
     let enabled = js.enabled_accounts();
     let (mut streams, mut consumers, mut messages, mut bytes) = (0u64, 0u64, 0u64, 0u64);
     for jsa in &enabled {
@@ -342,9 +348,11 @@ pub fn jsz(server: &Server, opts: &JszOptions) -> Jsz {
 
 /// `/varz` `jetstream`: `{config, stats, limits}`, or `{}` while JetStream is off.
 pub fn varz_jetstream(server: &Server) -> serde_json::Value {
-    let Some(js) = server.jetstream() else {
+    let Some(js) = jetstream(server) else {
         return serde_json::json!({});
     };
+    let js = js.as_ref();
+
     let enabled = js.enabled_accounts().len();
     serde_json::json!({
         "config": js_config(js),
@@ -452,7 +460,7 @@ pub fn healthz(server: &Server, opts: &HealthzOptions) -> (StatusCode, HealthSta
     if server.options().jetstream.is_none() {
         return (StatusCode::OK, ok);
     }
-    let Some(js) = server.jetstream() else {
+    let Some(js) = jetstream(server) else {
         let issue = HealthIssue {
             kind: "JETSTREAM",
             account: None,
@@ -465,6 +473,8 @@ pub fn healthz(server: &Server, opts: &HealthzOptions) -> (StatusCode, HealthSta
             failure("unavailable", issue, opts.details),
         );
     };
+    let js = js.as_ref();
+
     if opts.js_enabled_only || opts.js_server_only || opts.js_meta_only {
         return (StatusCode::OK, ok);
     }

@@ -137,7 +137,7 @@ fn collect(monitor: &Monitor) -> Snapshot {
     let (mut pending, mut subs, mut in_msgs, mut out_msgs, mut in_bytes, mut out_bytes) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     for c in clients.iter().take(connz::DEFAULT_LIMIT) {
-        let (om, ob, p) = c.out_stats();
+        let (om, ob, p) = c.out.out_stats();
         pending += p as u64;
         out_msgs += om;
         out_bytes += ob;

@@ -17,7 +17,9 @@ pub mod varz;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use axum::extract::{RawQuery, Request, State};
@@ -207,13 +209,6 @@ struct CpuSample {
     percent: f64,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    }
-}
-
 type Shared = Arc<Monitor>;
 
 impl Monitor {
@@ -236,12 +231,12 @@ impl Monitor {
 
     /// Requests served per path, for `/varz` `http_req_stats`.
     pub fn request_stats(&self) -> BTreeMap<String, u64> {
-        lock(&self.requests).clone()
+        self.requests.lock().clone()
     }
 
     /// `max(value, anything reported before under key)`.
     pub fn monotonic(&self, key: &str, value: u64) -> u64 {
-        let mut seen = lock(&self.high_water);
+        let mut seen = self.high_water.lock();
         match seen.get_mut(key) {
             Some(prev) if *prev >= value => *prev,
             Some(prev) => {
@@ -260,7 +255,7 @@ impl Monitor {
     pub fn cpu_percent(&self) -> f64 {
         let ticks = cpu_ticks();
         let now = Instant::now();
-        let mut sample = lock(&self.cpu);
+        let mut sample = self.cpu.lock();
         match sample.at {
             None => {
                 let uptime = SystemTime::now()
@@ -388,7 +383,7 @@ async fn count_and_headers(State(state): State<Shared>, req: Request, next: Next
     let path = req.uri().path();
     // Counted before answering, so a `/varz` includes itself, as in nats-server.
     if ENDPOINTS.contains(&path) {
-        *lock(&state.requests).entry(path.to_string()).or_default() += 1;
+        *state.requests.lock().entry(path.to_string()).or_default() += 1;
     }
     let mut resp = next.run(req).await;
     resp.headers_mut().insert(
@@ -675,28 +670,6 @@ fn fraction(value: u128, unit: u128) -> String {
     let width = unit.to_string().len() - 1;
     let digits = format!("{rest:0width$}");
     format!("{whole}.{}", digits.trim_end_matches('0'))
-}
-
-/// TLS version as Go names it in `/connz`.
-pub fn tls_version_name(version: Option<rustls::ProtocolVersion>) -> String {
-    match version {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "1.3".to_string(),
-        Some(rustls::ProtocolVersion::TLSv1_2) => "1.2".to_string(),
-        Some(other) => format!("{other:?}"),
-        None => String::new(),
-    }
-}
-
-/// Cipher suite as Go names it (`TLS_AES_128_GCM_SHA256`, not rustls' `TLS13_AES_...`).
-pub fn tls_cipher_name(suite: Option<rustls::SupportedCipherSuite>) -> String {
-    let Some(suite) = suite else {
-        return String::new();
-    };
-    let name = suite.suite().as_str().unwrap_or("").to_string();
-    match name.strip_prefix("TLS13_") {
-        Some(rest) => format!("TLS_{rest}"),
-        None => name,
-    }
 }
 
 /// Resident set size of this process in bytes.

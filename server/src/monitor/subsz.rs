@@ -8,8 +8,9 @@ use serde::Serialize;
 use super::connz::SubDetail;
 use super::{rfc3339, MonitorError, Params};
 use crate::account::Account;
-use crate::server::{ClosedSub, Server};
+use crate::server::Server;
 use crate::sublist::SublistStats;
+use crate::subscription::ClosedSub;
 
 /// nats-server's default page size.
 pub const DEFAULT_LIMIT: usize = 1024;
@@ -112,7 +113,11 @@ pub fn subsz(server: &Server, opts: &SubszOptions) -> Result<Subsz, MonitorError
                     continue;
                 }
             }
-            list.push((account.name.clone(), sub.client.cid, ClosedSub::of(&sub)));
+            list.push((
+                account.name.clone(),
+                sub.client_id().unwrap_or(0),
+                ClosedSub::of(&sub),
+            ));
         }
     }
     list.sort_by(|a, b| {

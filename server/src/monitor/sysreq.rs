@@ -139,7 +139,7 @@ impl SysRequests {
 
     fn server_block(&self, server: &Server) -> Value {
         let id = server.identity();
-        let js = server.jetstream().is_some();
+        let js = server.subsystem::<crate::jetstream::JetStream>().is_some();
         json!({
             "name": id.server_name,
             "host": id.host,

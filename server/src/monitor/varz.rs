@@ -136,7 +136,7 @@ pub fn varz(server: &Server, http_req_stats: BTreeMap<String, u64>) -> Varz {
         .map(|n| n.get())
         .unwrap_or(1);
     let slow = server.stats.slow_consumers.load(Relaxed);
-    let stale = server.stats.stale_connections.load(Relaxed);
+    let stale = server.stats.connections.stale_connections.load(Relaxed);
     let cpu = {
         let secs = uptime.as_secs_f64();
         if secs > 0.0 {
@@ -198,7 +198,7 @@ pub fn varz(server: &Server, http_req_stats: BTreeMap<String, u64>) -> Varz {
         out_client_bytes: traffic.out_bytes,
         slow_consumers: slow,
         stale_connections: stale,
-        stalled_clients: server.stats.stalled_clients.load(Relaxed),
+        stalled_clients: server.stats.connections.stalled_clients.load(Relaxed),
         subscriptions: server.num_subscriptions(),
         http_req_stats,
         config_load_time: rfc3339(config.load_time),

@@ -1,0 +1,214 @@
+//! The CONNECT handshake: options as nats-server reads them, authentication, binding the
+//! connection to its account.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::account::Account;
+use crate::auth::{ClientPermissions, Credentials, Identity};
+use crate::outbound::CloseReason;
+use crate::proto::encode;
+
+use super::connection::{Connection, OpResult};
+
+/// CONNECT options; missing fields take nats-server's defaults (verbose and pedantic on).
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct ConnectOptions {
+    verbose: bool,
+    pedantic: bool,
+    echo: bool,
+    headers: bool,
+    no_responders: bool,
+    protocol: i64,
+    name: Option<String>,
+    lang: Option<String>,
+    version: Option<String>,
+    user: Option<String>,
+    pass: Option<String>,
+    auth_token: Option<String>,
+    account: Option<serde_json::Value>,
+    new_account: Option<serde_json::Value>,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            verbose: true,
+            pedantic: true,
+            echo: true,
+            headers: false,
+            no_responders: false,
+            protocol: 0,
+            name: None,
+            lang: None,
+            version: None,
+            user: None,
+            pass: None,
+            auth_token: None,
+            account: None,
+            new_account: None,
+        }
+    }
+}
+
+/// CONNECT JSON for the trace log, with secrets replaced as nats-server does.
+fn redact_connect(json: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(mut map)) => {
+            for key in ["pass", "auth_token", "sig", "jwt"] {
+                if map.get(key).is_some_and(|v| !v.is_null()) {
+                    map.insert(
+                        key.to_string(),
+                        serde_json::Value::String("[REDACTED]".into()),
+                    );
+                }
+            }
+            serde_json::Value::Object(map).to_string()
+        }
+        _ => String::from_utf8_lossy(json).into_owned(),
+    }
+}
+
+impl Connection {
+    pub(super) async fn process_connect(&mut self, json: &[u8]) -> OpResult {
+        tracing::trace!(
+            "{} - cid:{} - <<- [CONNECT {}]",
+            self.shared.out.addr,
+            self.shared.out.cid,
+            redact_connect(json)
+        );
+        // Invalid JSON or a wrong value type: nats-server closes without an -ERR. A `null`
+        // leaves the field at its default, as Go's decoder does (async-nats sends `"name":null`).
+        let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(json) else {
+            return Err(CloseReason::ParseError);
+        };
+        if let Some(fields) = value.as_object_mut() {
+            fields.retain(|_, v| !v.is_null());
+        }
+        let Ok(opts) = ConnectOptions::deserialize(value) else {
+            return Err(CloseReason::ParseError);
+        };
+        if opts.protocol < 0 || opts.protocol > 1 {
+            self.send_err("invalid client protocol");
+            return Err(CloseReason::BadClientProtocolVersion);
+        }
+        if opts.no_responders && !opts.headers {
+            self.send_err("no responders requires headers support");
+            return Err(CloseReason::ProtocolViolation);
+        }
+        if opts.account.is_some() || opts.new_account.is_some() {
+            self.send_err("Authorization Violation");
+            return Err(CloseReason::AuthenticationViolation);
+        }
+        let creds = Credentials {
+            user: opts.user.as_deref(),
+            pass: opts.pass.as_deref(),
+            token: opts.auth_token.as_deref(),
+        };
+        // A reload during the (slow) bcrypt check would not see this connection yet, so check
+        // again against the configuration that is current once the check is done.
+        let identity = loop {
+            let auth = self.server.authenticator();
+            let identity = auth.authenticate(creds, self.server.password_cache()).await;
+            if Arc::ptr_eq(&auth, &self.server.authenticator()) {
+                break identity;
+            }
+        };
+        let Some(identity) = identity else {
+            if let Some(user) = &opts.user {
+                tracing::error!(
+                    "{} - cid:{} - authentication error - User {:?}",
+                    self.shared.out.addr,
+                    self.shared.out.cid,
+                    user
+                );
+            } else {
+                tracing::error!(
+                    "{} - cid:{} - authentication error",
+                    self.shared.out.addr,
+                    self.shared.out.cid
+                );
+            }
+            self.send_err("Authorization Violation");
+            return Err(CloseReason::AuthenticationViolation);
+        };
+        let Some(account) = self.server.account(&identity.account) else {
+            self.send_err("Authorization Violation");
+            return Err(CloseReason::AuthenticationViolation);
+        };
+        self.verbose = opts.verbose;
+        self.pedantic = opts.pedantic;
+        self.echo = opts.echo;
+        self.headers = opts.headers && !self.server.options().no_header_support;
+        self.no_responders = opts.no_responders;
+        self.protocol = opts.protocol;
+        self.shared
+            .out
+            .wants_headers
+            .store(self.headers, Ordering::Relaxed);
+        {
+            let mut meta = self.shared.meta.lock();
+            meta.name = opts.name.unwrap_or_default();
+            meta.lang = opts.lang.unwrap_or_default();
+            meta.version = opts.version.unwrap_or_default();
+            meta.user = identity.user.as_ref().map(|u| u.name.clone());
+            meta.account = account.name.clone();
+        }
+        self.bind_identity(account, &identity)?;
+        self.connected = true;
+        if self.verbose {
+            self.queue_self(encode::OK);
+        }
+        Ok(())
+    }
+
+    pub(super) fn bind_identity(&mut self, account: Arc<Account>, identity: &Identity) -> OpResult {
+        let limits = account.settings().limits;
+        let same = Arc::ptr_eq(&account, &self.account) && self.shared.account().is_some();
+        if !same
+            && limits.max_connections >= 0
+            && account.connections() as i64 >= limits.max_connections
+        {
+            self.send_err("maximum account active connections exceeded");
+            return Err(CloseReason::MaxAccountConnectionsExceeded);
+        }
+        self.bind_account(account, identity.permissions());
+        Ok(())
+    }
+
+    pub(super) fn bind_account(
+        &mut self,
+        account: Arc<Account>,
+        permissions: Option<Arc<ClientPermissions>>,
+    ) {
+        if let Some(previous) = self.shared.account() {
+            if !Arc::ptr_eq(&previous, &account) {
+                // A second CONNECT moving accounts: subscriptions stay with the old account's
+                // subject space, so drop them.
+                self.remove_all_subs(&previous);
+                previous.num_connections.fetch_sub(1, Ordering::Relaxed);
+                account.num_connections.fetch_add(1, Ordering::Relaxed);
+                account
+                    .stats
+                    .total_connections
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+        } else {
+            account.num_connections.fetch_add(1, Ordering::Relaxed);
+            account
+                .stats
+                .total_connections
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared.account.store(Some(account.clone()));
+        self.account = account;
+        self.shared.out.permissions.store(permissions.clone());
+        self.permissions = permissions;
+        self.l1.clear();
+        self.l1_genid = u64::MAX;
+        self.pub_perm_cache.clear();
+    }
+}
