@@ -89,6 +89,33 @@ impl JsError {
     }
 }
 
+impl JsError {
+    /// The error with each of its placeholders filled, in order (for the few descriptions
+    /// with more than one).
+    pub fn with_each(self, details: &[&dyn Display]) -> ApiError {
+        let mut description = String::new();
+        let mut rest = self.description();
+        let mut details = details.iter();
+        while let (Some(open), Some(close)) = (rest.find('{'), rest.find('}')) {
+            if close < open {
+                break;
+            }
+            description.push_str(&rest[..open]);
+            match details.next() {
+                Some(d) => description.push_str(&d.to_string()),
+                None => description.push_str(&rest[open..=close]),
+            }
+            rest = &rest[close + 1..];
+        }
+        description.push_str(rest);
+        ApiError {
+            code: self.code(),
+            err_code: self.err_code(),
+            description,
+        }
+    }
+}
+
 impl From<JsError> for ApiError {
     fn from(e: JsError) -> Self {
         ApiError {
@@ -118,8 +145,14 @@ js_errors! {
     ConsumerEphemeralWithDurableInSubject = (400, 10019, "consumer expected to be ephemeral but detected a durable name set in subject");
     /// `JSConsumerEphemeralWithDurableNameErr`
     ConsumerEphemeralWithDurableName = (400, 10020, "consumer expected to be ephemeral but a durable name was set in request");
+    /// `JSStreamExternalApiOverlapErrF`
+    StreamExternalApiOverlap = (400, 10021, "stream external api prefix {prefix} must not overlap with {subject}");
+    /// `JSStreamExternalDelPrefixOverlapsErrF`
+    StreamExternalDelPrefixOverlaps = (400, 10022, "stream external delivery prefix {prefix} overlaps with stream subject {subject}");
     /// `JSInsufficientResourcesErr`
     InsufficientResources = (503, 10023, "insufficient resources");
+    /// `JSStreamInvalidExternalDeliverySubjErrF`
+    StreamInvalidExternalDeliverySubj = (400, 10024, "stream external delivery prefix {prefix} must not contain wildcards");
     /// `JSInvalidJSONErr`
     InvalidJSON = (400, 10025, "invalid JSON: {err}");
     /// `JSMaximumConsumersLimitErr`
@@ -128,18 +161,28 @@ js_errors! {
     MaximumStreamsLimit = (400, 10027, "maximum number of streams reached");
     /// `JSMemoryResourcesExceededErr`
     MemoryResourcesExceeded = (500, 10028, "insufficient memory resources available");
+    /// `JSMirrorMaxMessageSizeTooBigErr`
+    MirrorMaxMessageSizeTooBig = (400, 10030, "stream mirror must have max message size >= source");
+    /// `JSMirrorWithSourcesErr`
+    MirrorWithSources = (400, 10031, "stream mirrors can not also contain other sources");
+    /// `JSMirrorWithSubjectsErr`
+    MirrorWithSubjects = (400, 10034, "stream mirrors can not contain subjects");
     /// `JSNoMessageFoundErr`
     NoMessageFound = (404, 10037, "no message found");
     /// `JSNotEnabledForAccountErr`
     NotEnabledForAccount = (503, 10039, "JetStream not enabled for account");
     /// `JSSequenceNotFoundErrF`
     SequenceNotFound = (400, 10043, "sequence {seq} not found");
+    /// `JSSourceMaxMessageSizeTooBigErr`
+    SourceMaxMessageSizeTooBig = (400, 10046, "stream source must have max message size >= target");
     /// `JSStorageResourcesExceededErr`
     StorageResourcesExceeded = (500, 10047, "insufficient storage resources available");
     /// `JSStreamInvalidConfigF`
     StreamInvalidConfig = (500, 10052, "{err}");
     /// `JSStreamMessageExceedsMaximumErr`
     StreamMessageExceedsMaximum = (400, 10054, "message size exceeds maximum allowed");
+    /// `JSStreamMirrorNotUpdatableErr`
+    StreamMirrorNotUpdatable = (400, 10055, "stream mirror configuration can not be updated");
     /// `JSStreamMismatchErr`
     StreamMismatch = (400, 10056, "stream name in subject does not match request");
     /// `JSStreamMsgDeleteFailedF`
@@ -244,12 +287,40 @@ js_errors! {
     ConsumerOverlappingSubjectFilters = (400, 10138, "consumer subject filters cannot overlap");
     /// `JSConsumerEmptyFilter`
     ConsumerEmptyFilter = (400, 10139, "consumer filter in FilterSubjects cannot be empty");
+    /// `JSSourceDuplicateDetected`
+    SourceDuplicateDetected = (400, 10140, "duplicate source configuration detected");
+    /// `JSSourceInvalidStreamName`
+    SourceInvalidStreamName = (400, 10141, "sourced stream name is invalid");
+    /// `JSMirrorInvalidStreamName`
+    MirrorInvalidStreamName = (400, 10142, "mirrored stream name is invalid");
+    /// `JSMirrorWithFirstSeqErr`
+    MirrorWithFirstSeq = (400, 10143, "stream mirrors can not have first sequence configured");
+    /// `JSSourceMultipleFiltersNotAllowed`
+    SourceMultipleFiltersNotAllowed = (400, 10144, "source with multiple subject transforms cannot also have a single subject filter");
+    /// `JSSourceInvalidSubjectFilter`
+    SourceInvalidSubjectFilter = (400, 10145, "source transform source: {err}");
+    /// `JSSourceInvalidTransformDestination`
+    SourceInvalidTransformDestination = (400, 10146, "source transform: {err}");
+    /// `JSSourceOverlappingSubjectFilters`
+    SourceOverlappingSubjectFilters = (400, 10147, "source filters can not overlap");
     /// `JSConsumerAlreadyExists`
     ConsumerAlreadyExists = (400, 10148, "consumer already exists");
     /// `JSConsumerDoesNotExist`
     ConsumerDoesNotExist = (400, 10149, "consumer does not exist");
+    /// `JSMirrorMultipleFiltersNotAllowed`
+    MirrorMultipleFiltersNotAllowed = (400, 10150, "mirror with multiple subject transforms cannot also have a single subject filter");
+    /// `JSMirrorInvalidSubjectFilter`
+    MirrorInvalidSubjectFilter = (400, 10151, "mirror transform source: {err}");
+    /// `JSMirrorOverlappingSubjectFilters`
+    MirrorOverlappingSubjectFilters = (400, 10152, "mirror subject filters can not overlap");
     /// `JSConsumerInactiveThresholdExcess`
     ConsumerInactiveThresholdExcess = (400, 10153, "consumer inactive threshold exceeds system limit of {limit}");
+    /// `JSMirrorInvalidTransformDestination`
+    MirrorInvalidTransformDestination = (400, 10154, "mirror transform: {err}");
+    /// `JSStreamTransformInvalidSource`
+    StreamTransformInvalidSource = (400, 10155, "stream transform source: {err}");
+    /// `JSStreamTransformInvalidDestination`
+    StreamTransformInvalidDestination = (400, 10156, "stream transform: {err}");
     /// `JSConsumerPriorityPolicyWithoutGroup`
     ConsumerPriorityPolicyWithoutGroup = (400, 10159, "Setting PriorityPolicy requires at least one PriorityGroup to be set");
     /// `JSConsumerInvalidPriorityGroupErr`
@@ -258,22 +329,76 @@ js_errors! {
     ConsumerEmptyGroupName = (400, 10161, "Group name cannot be an empty string");
     /// `JSConsumerInvalidGroupNameErr`
     ConsumerInvalidGroupName = (400, 10162, "Valid priority group name must match A-Z, a-z, 0-9, -_/=)+ and may not exceed 16 characters");
+    /// `JSStreamWrongLastSequenceConstantErr`
+    StreamWrongLastSequenceConstant = (400, 10164, "wrong last sequence");
     /// `JSMessageTTLInvalidErr`
     MessageTTLInvalid = (400, 10165, "invalid per-message TTL");
     /// `JSMessageTTLDisabledErr`
     MessageTTLDisabled = (400, 10166, "per-message TTL is disabled");
+    /// `JSAtomicPublishDisabledErr`
+    AtomicPublishDisabled = (400, 10174, "atomic publish is disabled");
+    /// `JSAtomicPublishMissingSeqErr`
+    AtomicPublishMissingSeq = (400, 10175, "atomic publish sequence is missing");
+    /// `JSAtomicPublishIncompleteBatchErr`
+    AtomicPublishIncompleteBatch = (400, 10176, "atomic publish batch is incomplete");
+    /// `JSAtomicPublishUnsupportedHeaderBatchErr`
+    AtomicPublishUnsupportedHeaderBatch = (400, 10177, "atomic publish unsupported header used: {header}");
     /// `JSConsumerPushWithPriorityGroupErr`
     ConsumerPushWithPriorityGroup = (400, 10178, "priority groups can not be used with push consumers");
+    /// `JSAtomicPublishInvalidBatchIDErr`
+    AtomicPublishInvalidBatchID = (400, 10179, "atomic publish batch ID is invalid");
     /// `JSConsumerAckWaitNegativeErr`
     ConsumerAckWaitNegative = (400, 10183, "consumer ack wait needs to be positive");
     /// `JSConsumerBackOffNegativeErr`
     ConsumerBackOffNegative = (400, 10184, "consumer backoff needs to be positive");
+    /// `JSMirrorWithMsgSchedulesErr`
+    MirrorWithMsgSchedules = (400, 10186, "stream mirrors can not also schedule messages");
+    /// `JSSourceWithMsgSchedulesErr`
+    SourceWithMsgSchedules = (400, 10187, "stream source can not also schedule messages");
+    /// `JSMessageSchedulesDisabledErr`
+    MessageSchedulesDisabled = (400, 10188, "message schedules is disabled");
+    /// `JSMessageSchedulesPatternInvalidErr`
+    MessageSchedulesPatternInvalid = (400, 10189, "message schedules pattern is invalid");
+    /// `JSMessageSchedulesTargetInvalidErr`
+    MessageSchedulesTargetInvalid = (400, 10190, "message schedules target is invalid");
+    /// `JSMessageSchedulesTTLInvalidErr`
+    MessageSchedulesTTLInvalid = (400, 10191, "message schedules invalid per-message TTL");
+    /// `JSMessageSchedulesRollupInvalidErr`
+    MessageSchedulesRollupInvalid = (400, 10192, "message schedules invalid rollup");
+    /// `JSStreamExpectedLastSeqPerSubjectInvalid`
+    StreamExpectedLastSeqPerSubjectInvalid = (400, 10193, "missing sequence for expected last sequence per subject");
     /// `JSConsumerPriorityGroupWithPolicyNone`
     ConsumerPriorityGroupWithPolicyNone = (400, 10196, "consumer can not have priority groups when policy is none");
     /// `JSConsumerPinnedTTLWithoutPriorityPolicyNone`
     ConsumerPinnedTTLWithoutPriorityPolicyNone = (400, 10197, "PinnedTTL cannot be set when PriorityPolicy is none");
+    /// `JSMirrorWithAtomicPublishErr`
+    MirrorWithAtomicPublish = (400, 10198, "stream mirrors can not also use atomic publishing");
+    /// `JSAtomicPublishTooLargeBatchErrF`
+    AtomicPublishTooLargeBatch = (400, 10199, "atomic publish batch is too large: {size}");
+    /// `JSAtomicPublishInvalidBatchCommitErr`
+    AtomicPublishInvalidBatchCommit = (400, 10200, "atomic publish batch commit is invalid");
+    /// `JSAtomicPublishContainsDuplicateMessageErr`
+    AtomicPublishContainsDuplicateMessage = (400, 10201, "atomic publish batch contains duplicate message id");
+    /// `JSMessageSchedulesSourceInvalidErr`
+    MessageSchedulesSourceInvalid = (400, 10203, "message schedules source is invalid");
     /// `JSConsumerInvalidResetErr`
     ConsumerInvalidReset = (400, 10204, "invalid reset: {err}");
+    /// `JSMirrorWithBatchPublishErr`
+    MirrorWithBatchPublish = (400, 10209, "stream mirrors can not also use batch publishing");
+    /// `JSAtomicPublishTooManyInflight`
+    AtomicPublishTooManyInflight = (429, 10210, "atomic publish too many inflight");
+    /// `JSMessageSchedulesSchedulerInvalidErr`
+    MessageSchedulesSchedulerInvalid = (400, 10212, "message schedules invalid scheduler");
+    /// `JSMirrorDurableConsumerCfgInvalid`
+    MirrorDurableConsumerCfgInvalid = (400, 10213, "stream mirror consumer config is invalid");
+    /// `JSSourceDurableConsumerCfgInvalid`
+    SourceDurableConsumerCfgInvalid = (400, 10215, "stream source consumer config is invalid");
+    /// `JSSourceDurableConsumerDuplicateDetected`
+    SourceDurableConsumerDuplicateDetected = (400, 10216, "duplicate stream source consumer detected");
+    /// `JSMessageSchedulesTimeZoneInvalidErr`
+    MessageSchedulesTimeZoneInvalid = (400, 10223, "message schedules time zone is invalid");
+    /// `JSMessageSourceHdrNotAllowedErr`
+    MessageSourceHdrNotAllowed = (400, 10227, "message stream source header is not allowed");
 }
 
 #[cfg(test)]
@@ -296,6 +421,11 @@ mod tests {
         assert_eq!(e.description, "sequence 7 not found");
         let e = JsError::StreamInvalidConfig.with("bad");
         assert_eq!(e.description, "bad");
+        let e = JsError::StreamExternalApiOverlap.with_each(&[&"JS.X", &"$JS.API"]);
+        assert_eq!(
+            e.description,
+            "stream external api prefix JS.X must not overlap with $JS.API"
+        );
         let plain = ApiError::from(JsError::StreamNotFound);
         assert_eq!(plain.to_string(), "stream not found (10059)");
     }

@@ -8,6 +8,7 @@
 //! - [`auth`]: authentication (bcrypt with a verification cache) and permissions.
 //! - [`subject`]: subject validation, tokenizing, wildcard matching and subset checks.
 //! - [`sublist`]: the per-account subscription trie with its match cache.
+//! - [`subject_transform`]: subject rewrites (`src` → `dest` with wildcards and mapping functions).
 //! - [`proto`]: the client protocol: zero-copy parser over the read buffer and frame encoders.
 //! - [`config`]: nats.conf lexer/parser, typed [`config::Options`], command-line flags.
 //! - [`monitor`]: HTTP monitoring endpoints (`/varz`, `/healthz`, ...).
@@ -38,6 +39,7 @@ pub mod server;
 pub mod signal;
 pub mod store;
 pub mod subject;
+pub mod subject_transform;
 pub mod sublist;
 pub mod subscription;
 pub mod tls;

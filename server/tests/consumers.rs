@@ -13,6 +13,10 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 #[path = "support/js_server.rs"]
+#[allow(
+    dead_code,
+    reason = "shared by several test binaries, each using a part"
+)]
 mod js_server;
 use js_server::{
     api, connect, err_code, free_port, natsd, run_nats_py, spawn, start_js, start_js_with, Server,

@@ -4,7 +4,7 @@
 // A test binary has no public API, and tests may unwrap (HELPERS.md).
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -14,41 +14,21 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 
 #[path = "support/js_server.rs"]
+#[allow(
+    dead_code,
+    reason = "shared by several test binaries, each using a part"
+)]
 mod js_server;
-use js_server::{api, connect, err_code, free_port, natsd, run_nats_py, spawn, start_js, Server};
-
-fn start_conf(bin: &str, conf: &str, dir: &Path) -> Server {
-    let port = free_port();
-    let text = conf
-        .replace("@PORT@", &port.to_string())
-        .replace("@DIR@", dir.to_str().unwrap());
-    let path = dir.join(format!("server-{port}.conf"));
-    std::fs::write(&path, text).unwrap();
-    spawn(bin, &["-c".to_string(), path.to_str().unwrap().to_string()])
-}
+use js_server::{
+    api, connect, err_code, natsd, publish_raw, reference_server, run_nats_py, start_conf,
+    start_js, Server,
+};
 
 async fn connect_user(s: &Server, user: &str) -> async_nats::Client {
     async_nats::ConnectOptions::with_user_and_password(user.into(), "pw".into())
         .connect(format!("127.0.0.1:{}", s.port))
         .await
         .unwrap()
-}
-
-async fn publish_raw(
-    nc: &async_nats::Client,
-    subject: &str,
-    headers: &[(&str, &str)],
-    payload: &str,
-) -> Value {
-    let mut h = HeaderMap::new();
-    for (k, v) in headers {
-        h.insert(*k, *v);
-    }
-    let msg = nc
-        .request_with_headers(subject.to_string(), h, payload.to_string().into())
-        .await
-        .unwrap();
-    serde_json::from_slice(&msg.payload).unwrap()
 }
 
 fn orders_config() -> stream::Config {
@@ -433,22 +413,13 @@ async fn streams_recover_after_restart() {
     assert_eq!(next["seq"], 2);
 }
 
-fn which(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(bin))
-            .find(|p| p.is_file())
-    })
-}
-
 /// A JetStream configuration both servers take (`start_conf`).
 const JS_CONF: &str = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
 
-/// natsd, then nats-server when it is on PATH: the servers a differential test runs.
+/// natsd, then the reference nats-server (failing when it is missing): the servers a
+/// differential test runs.
 fn natsd_and_reference() -> Vec<String> {
-    let mut bins = vec![natsd().to_string()];
-    bins.extend(which("nats-server").map(|p| p.display().to_string()));
-    bins
+    vec![natsd().to_string(), reference_server()]
 }
 
 /// `stream`'s state, polled until `ready` holds; fails after `within`.
@@ -586,8 +557,9 @@ async fn first_seq_starts_the_sequence() {
     }
 }
 
-/// Mirrors, sources, republish and subject transforms are not implemented: asking for one is
-/// refused with a clear error instead of creating a stream that silently lacks it.
+/// Stream features natsd does not implement are refused with a clear error instead of
+/// creating a stream that silently lacks them; empty or null settings (what clients send
+/// when a feature is unused) are accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unsupported_stream_features_are_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -595,21 +567,23 @@ async fn unsupported_stream_features_are_refused() {
     let nc = connect(&s).await;
     let base = json!({"name": "SRC", "subjects": ["src.>"]});
     assert!(api(&nc, "$JS.API.STREAM.CREATE.SRC", base.clone()).await["error"].is_null());
-    // Empty or null settings are what clients send when the feature is unused.
-    let empty = json!({"name": "E", "subjects": ["e.>"], "sources": [], "mirror": null});
+    let empty = json!({"name": "E", "subjects": ["e.>"], "sources": [], "mirror": null,
+                       "allow_batched": false});
     assert!(api(&nc, "$JS.API.STREAM.CREATE.E", empty).await["error"].is_null());
-    for (field, value) in [
-        ("mirror", json!({"name": "SRC"})),
-        ("sources", json!([{"name": "SRC"}])),
-        ("republish", json!({"src": ">", "dest": "copy.>"})),
-        ("subject_transform", json!({"src": "m.>", "dest": "n.>"})),
+    for (field, value, text) in [
+        ("allow_batched", json!(true), "allow_batched"),
+        (
+            "sources",
+            json!([{"name": "SRC", "consumer": {"name": "C", "deliver_subject": "d"}}]),
+            "durable consumer",
+        ),
     ] {
         let mut cfg = json!({"name": "M", "subjects": ["m.>"]});
         cfg[field] = value;
         let r = api(&nc, "$JS.API.STREAM.CREATE.M", cfg.clone()).await;
         assert_eq!(err_code(&r), Some(10052), "{field}: {r}");
-        let text = r["error"]["description"].as_str().unwrap();
-        assert!(text.contains(field), "{field}: {text}");
+        let description = r["error"]["description"].as_str().unwrap();
+        assert!(description.contains(text), "{field}: {description}");
         // Nor can an existing stream be updated to use it.
         let mut update = base.clone();
         update[field] = cfg[field].clone();
@@ -714,10 +688,7 @@ async fn lifecycle_advisories_match_nats_server() {
 /// stream config defaults must agree.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_against_nats_server() {
-    let Some(real) = which("nats-server") else {
-        eprintln!("nats-server not on PATH; skipping");
-        return;
-    };
+    let real = PathBuf::from(reference_server());
     let conf = r#"
 host: 127.0.0.1
 port: @PORT@

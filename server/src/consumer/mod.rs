@@ -1206,7 +1206,12 @@ impl Consumer {
 }
 
 /// Smallest sequence whose timestamp is at or after `t` (timestamps grow with sequences).
-fn first_seq_at_or_after(store: &dyn MessageStore, t: u64, first: u64, last: u64) -> u64 {
+pub(crate) fn first_seq_at_or_after(
+    store: &dyn MessageStore,
+    t: u64,
+    first: u64,
+    last: u64,
+) -> u64 {
     let (mut lo, mut hi) = (first.max(1), last + 1);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::config::{format_ts, Storage, StreamConfig};
+use super::config::{format_ts, Storage, StreamConfig, StreamSource};
 use super::consumers;
+use super::sourcing::SourceInfo;
 use super::stream::Stream;
 use super::{ApiRequest, JetStream, JsAccount};
 use crate::js_errors::{ApiError, JsError};
@@ -279,6 +280,10 @@ struct CreateResponse<'a> {
     state: StateJson,
     #[serde(skip_serializing_if = "Option::is_none")]
     cluster: Option<Cluster<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mirror: Option<SourceInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<SourceInfo>,
     ts: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     did_create: Option<bool>,
@@ -293,6 +298,10 @@ struct InfoResponse<'a> {
     created: String,
     state: StateJson,
     cluster: Cluster<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mirror: Option<SourceInfo>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    sources: Vec<SourceInfo>,
     ts: String,
 }
 
@@ -305,6 +314,7 @@ fn info_body<'a>(
     stream: &Stream,
     did_create: Option<bool>,
 ) -> CreateResponse<'a> {
+    let (mirror, sources) = stream.sources_info();
     CreateResponse {
         config: stream.config().for_reply(true),
         created: format_ts(stream.created),
@@ -313,6 +323,8 @@ fn info_body<'a>(
         cluster: did_create.is_none().then_some(Cluster {
             leader: &js.server_name,
         }),
+        mirror,
+        sources,
         ts: now(),
         did_create,
     }
@@ -332,29 +344,153 @@ fn parse_config(name: &str, payload: &[u8]) -> Result<StreamConfig, ApiError> {
     Ok(cfg)
 }
 
-/// Features kept in the configuration but not acted on are refused when set, so a stream
-/// never silently lacks the copies or republished messages its creator asked for.
-fn refuse_unsupported(cfg: &StreamConfig) -> Result<(), ApiError> {
-    use serde_json::Value;
-    let set = |v: &Option<Value>| match v {
-        None | Some(Value::Null) => false,
-        Some(Value::Array(a)) => !a.is_empty(),
-        Some(Value::Object(o)) => o.values().any(|f| !f.is_null() && f != "" && f != false),
-        Some(_) => true,
-    };
-    let unsupported = [
-        ("mirror", &cfg.mirror),
-        ("sources", &cfg.sources),
-        ("republish", &cfg.republish),
-        ("subject_transform", &cfg.subject_transform),
-    ];
-    match unsupported.iter().find(|(_, v)| set(v)) {
-        Some((what, _)) => {
-            Err(JsError::StreamInvalidConfig
-                .with(format!("stream {what} is not supported by natsd")))
-        }
-        None => Ok(()),
+/// What an update may not change, in nats-server's order; a sealed stream's limits are
+/// pinned as nats-server pins them.
+fn check_update(old: &StreamConfig, cfg: &mut StreamConfig) -> Result<(), ApiError> {
+    use super::config::{DiscardPolicy, Retention};
+    let refuse = |what: &str| Err(JsError::StreamInvalidConfig.with(what));
+    if old.storage != cfg.storage {
+        return refuse("stream configuration update can not change storage type");
     }
+    if old.retention != cfg.retention
+        && (old.retention == Retention::Workqueue || cfg.retention == Retention::Workqueue)
+    {
+        return refuse(
+            "stream configuration update can not change retention policy to/from workqueue",
+        );
+    }
+    if old.sealed && !cfg.sealed {
+        return refuse("stream configuration update can not unseal a sealed stream");
+    }
+    if old.deny_delete && !cfg.deny_delete {
+        return refuse("stream configuration update can not cancel deny message deletes");
+    }
+    if old.deny_purge && !cfg.deny_purge {
+        return refuse("stream configuration update can not cancel deny purge");
+    }
+    // Removing the mirror promotes the stream; changing it is not allowed.
+    if cfg.mirror.is_some() && cfg.mirror != old.mirror {
+        return Err(ApiError::from(JsError::StreamMirrorNotUpdatable));
+    }
+    if old.allow_msg_ttl && !cfg.allow_msg_ttl {
+        // Stored TTLs would silently stop being honoured.
+        return refuse("message TTL status can not be disabled");
+    }
+    if old.allow_msg_schedules && !cfg.allow_msg_schedules {
+        return refuse("message schedules can not be disabled");
+    }
+    if old.persist_mode != cfg.persist_mode {
+        return refuse("stream configuration update can not change persist mode");
+    }
+    if cfg.sealed {
+        cfg.max_age = 0;
+        cfg.discard = DiscardPolicy::New;
+        cfg.deny_delete = true;
+        cfg.deny_purge = true;
+        cfg.allow_rollup_hdrs = false;
+    }
+    Ok(())
+}
+
+/// Settings natsd does not act on are refused, so a stream never silently lacks what its
+/// creator asked for.
+fn refuse_unsupported(cfg: &StreamConfig) -> Result<(), ApiError> {
+    let unsupported = |what: &str| {
+        Err(JsError::StreamInvalidConfig.with(format!("{what} is not supported by natsd")))
+    };
+    if cfg.allow_batched {
+        return unsupported("fast batch publish (allow_batched)");
+    }
+    if cfg
+        .mirror
+        .iter()
+        .chain(&cfg.sources)
+        .any(|s| s.consumer.is_some())
+    {
+        return unsupported("sourcing through a durable consumer");
+    }
+    Ok(())
+}
+
+/// The checks of mirrors and sources that look at other streams of the account, as
+/// nats-server makes them: message sizes against the origins', the external delivery
+/// prefixes against the origins' subjects, and cycles. A mirror inherits `mirror_direct`
+/// from its origin's `allow_direct`.
+fn check_origins(jsa: &JsAccount, cfg: &mut StreamConfig) -> Result<(), ApiError> {
+    let mut origin_subjects: Vec<String> = Vec::new();
+    let mut deliver_prefixes: Vec<String> = Vec::new();
+    let copies = cfg.mirror.iter().map(|m| (m, true));
+    let copies: Vec<(StreamSource, bool)> = copies
+        .chain(cfg.sources.iter().map(|s| (s, false)))
+        .map(|(s, mirror)| (s.clone(), mirror))
+        .collect();
+    for (src, mirror) in copies {
+        if let Some(ext) = &src.external {
+            if !ext.deliver.is_empty() {
+                deliver_prefixes.push(ext.deliver.clone());
+            }
+            continue;
+        }
+        let Some(origin) = jsa.stream(&src.name).map(|s| s.config()) else {
+            continue;
+        };
+        origin_subjects.extend(origin.subjects.iter().cloned());
+        if cfg.max_msg_size > 0 && origin.max_msg_size > 0 && cfg.max_msg_size < origin.max_msg_size
+        {
+            return Err(if mirror {
+                ApiError::from(JsError::MirrorMaxMessageSizeTooBig)
+            } else {
+                ApiError::from(JsError::SourceMaxMessageSizeTooBig)
+            });
+        }
+        if mirror {
+            cfg.mirror_direct = origin.allow_direct;
+        }
+    }
+    for prefix in deliver_prefixes {
+        for subject in &origin_subjects {
+            let prefixed = format!("{prefix}.{subject}");
+            if crate::subject::collide(subject.as_bytes(), prefixed.as_bytes()) {
+                return Err(JsError::StreamExternalDelPrefixOverlaps.with_each(&[&prefix, subject]));
+            }
+        }
+    }
+    check_cycles(jsa, cfg)
+}
+
+/// Refuses a stream whose sources (through other streams' sources and mirrors) lead back to
+/// itself with subjects that would be copied round again.
+fn check_cycles(jsa: &JsAccount, cfg: &StreamConfig) -> Result<(), ApiError> {
+    let cycle = || Err(JsError::StreamInvalidConfig.with("detected cycle"));
+    let overlaps = |subjects: &[String], filter: &str| {
+        filter.is_empty()
+            || subjects
+                .iter()
+                .any(|s| crate::subject::collide(s.as_bytes(), filter.as_bytes()))
+    };
+    let mut to_visit: Vec<std::sync::Arc<StreamConfig>> = vec![std::sync::Arc::new(cfg.clone())];
+    let mut visited: Vec<String> = Vec::new();
+    while let Some(c) = (!to_visit.is_empty()).then(|| to_visit.remove(0)) {
+        visited.push(c.name.clone());
+        for src in c.sources.iter().filter(|s| s.external.is_none()) {
+            if visited.contains(&src.name) {
+                if overlaps(&c.subjects, &src.filter_subject) {
+                    return cycle();
+                }
+            } else if let Some(next) = jsa.stream(&src.name) {
+                to_visit.push(next.config());
+            }
+        }
+        if let Some(m) = c.mirror.as_ref().filter(|m| m.external.is_none()) {
+            if visited.contains(&m.name) {
+                return cycle();
+            }
+            if let Some(next) = jsa.stream(&m.name) {
+                to_visit.push(next.config());
+            }
+        }
+    }
+    Ok(())
 }
 
 fn overlaps(jsa: &JsAccount, cfg: &StreamConfig) -> bool {
@@ -409,8 +545,9 @@ fn check_reservation(
 }
 
 fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let cfg = parse_config(name, payload)?;
+    let mut cfg = parse_config(name, payload)?;
     let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    check_origins(jsa, &mut cfg)?;
     if let Some(existing) = jsa.stream(name) {
         if *existing.config() == cfg {
             return Ok(typed(
@@ -467,22 +604,14 @@ fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
 }
 
 fn stream_update(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let cfg = parse_config(name, payload)?;
+    let mut cfg = parse_config(name, payload)?;
     let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
-    let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
+    let stream = jsa
+        .stream(name)
+        .ok_or_else(|| ApiError::from(JsError::StreamNotFound))?;
+    check_origins(jsa, &mut cfg)?;
     let old = stream.config();
-    if old.storage != cfg.storage {
-        return Err(JsError::StreamInvalidConfig
-            .with("stream configuration update can not change storage type"));
-    }
-    if old.sealed && !cfg.sealed {
-        return Err(JsError::StreamInvalidConfig
-            .with("stream configuration update can not unseal a sealed stream"));
-    }
-    if old.allow_msg_ttl && !cfg.allow_msg_ttl {
-        // Stored TTLs would silently stop being honoured.
-        return Err(JsError::StreamInvalidConfig.with("message TTL status can not be disabled"));
-    }
+    check_update(&old, &mut cfg)?;
     if overlaps(jsa, &cfg) {
         return Err(JsError::StreamSubjectOverlap.into());
     }
@@ -526,6 +655,7 @@ fn stream_info(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> A
     if req.deleted_details {
         state.deleted = Some(stream.store.deleted_seqs());
     }
+    let (mirror, sources) = stream.sources_info();
     Ok(typed(
         "stream_info",
         &InfoResponse {
@@ -538,6 +668,8 @@ fn stream_info(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> A
             cluster: Cluster {
                 leader: &js.server_name,
             },
+            mirror,
+            sources,
             ts: now(),
         },
     ))

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::js_errors::{ApiError, JsError};
 use crate::store::{Discard, StorageType, StoreLimits};
+use crate::subject_transform::SubjectTransform;
 
 /// Default `duplicate_window`: two minutes.
 pub const DEFAULT_DUPLICATE_WINDOW: u64 = 120_000_000_000;
@@ -72,6 +73,125 @@ fn compression_none() -> String {
     "none".to_string()
 }
 
+/// `subject_transform`, and each of a source's `subject_transforms`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct SubjectTransformConfig {
+    /// Filter the transform applies to (empty = `>`).
+    #[serde(default)]
+    pub src: String,
+    /// Destination pattern.
+    #[serde(default)]
+    pub dest: String,
+}
+
+/// `republish`: stored messages are also published on a transformed subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RePublish {
+    /// Which stored subjects (empty = `>`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub src: String,
+    /// Destination pattern.
+    #[serde(default)]
+    pub dest: String,
+    /// Publish the headers only, with `Nats-Msg-Size`.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub headers_only: bool,
+}
+
+/// A source or mirror in another account (or domain): where its API and deliveries are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ExternalStream {
+    /// API prefix standing for `$JS.API` of the origin.
+    #[serde(default)]
+    pub api: String,
+    /// Prefix of the subjects deliveries arrive on.
+    #[serde(default)]
+    pub deliver: String,
+}
+
+/// A durable consumer on the origin that sourcing reads through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StreamConsumerSource {
+    /// Consumer name.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Its deliver subject.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub deliver_subject: String,
+}
+
+/// One `sources` entry, or the `mirror`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StreamSource {
+    /// The origin stream.
+    #[serde(default)]
+    pub name: String,
+    /// First origin sequence to copy (a new stream only).
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub opt_start_seq: u64,
+    /// Copy messages stored at or after this time (a new stream only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opt_start_time: Option<String>,
+    /// Only subjects matching this.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub filter_subject: String,
+    /// Filters with a transform each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subject_transforms: Vec<SubjectTransformConfig>,
+    /// Origin in another account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external: Option<ExternalStream>,
+    /// Read through this durable consumer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<StreamConsumerSource>,
+}
+
+/// `persist_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PersistMode {
+    /// Acknowledge once the store has the message (default).
+    #[default]
+    Default,
+    /// Acknowledge before the write is flushed.
+    Async,
+}
+
+impl PersistMode {
+    fn is_default(&self) -> bool {
+        *self == PersistMode::Default
+    }
+}
+
+impl Serialize for PersistMode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            PersistMode::Default => "default",
+            PersistMode::Async => "async",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for PersistMode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "default" | "" => Ok(PersistMode::Default),
+            "async" => Ok(PersistMode::Async),
+            other => Err(serde::de::Error::custom(format!(
+                "can not unmarshal {:?}",
+                format!("{other:?}")
+            ))),
+        }
+    }
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
+}
+fn is_zero_i64(n: &i64) -> bool {
+    *n == 0
+}
+
 /// A stream's configuration, in nats-server's field order so replies read the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamConfig {
@@ -81,8 +201,8 @@ pub struct StreamConfig {
     /// Free text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
-    /// Captured subjects (default `[name]`).
-    #[serde(default)]
+    /// Captured subjects (default `[name]`; none for mirrors and sourcing streams).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subjects: Vec<String>,
     /// Retention policy.
     #[serde(default)]
@@ -114,18 +234,42 @@ pub struct StreamConfig {
     /// Always 1 here (no clustering).
     #[serde(default = "one")]
     pub num_replicas: i64,
-    /// Nanoseconds; 0 in a request means the default.
-    #[serde(default)]
+    /// Store without sending PubAcks.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub no_ack: bool,
+    /// Nanoseconds; 0 in a request means the default (mirrors and sources keep 0).
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub duplicate_window: i64,
-    /// `none` only.
+    /// Kept verbatim (one server: nothing to place).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<serde_json::Value>,
+    /// Copy another stream, sequence for sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<StreamSource>,
+    /// Copy messages from other streams.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<StreamSource>,
+    /// `none` or `s2`.
     #[serde(default = "compression_none")]
     pub compression: String,
+    /// The sequence a new stream starts at (applied at creation only, as nats-server does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_seq: Option<u64>,
+    /// Rewrites the subject of every captured message before anything else.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_transform: Option<SubjectTransformConfig>,
+    /// Publishes stored messages again on another subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub republish: Option<RePublish>,
     /// Serve `$JS.API.DIRECT.GET`.
     #[serde(default)]
     pub allow_direct: bool,
     /// Mirror direct get.
     #[serde(default)]
     pub mirror_direct: bool,
+    /// With discard new: refuse per subject.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub discard_new_per_subject: bool,
     /// No more changes.
     #[serde(default)]
     pub sealed: bool,
@@ -144,34 +288,24 @@ pub struct StreamConfig {
     /// Per-message TTLs (`Nats-TTL`).
     #[serde(default)]
     pub allow_msg_ttl: bool,
-    /// Store without sending PubAcks.
+    /// Nanoseconds a subject delete marker lives; 0 = no markers.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub subject_delete_marker_ttl: i64,
+    /// Atomic batch publish (`Nats-Batch-Id`).
     #[serde(default, skip_serializing_if = "is_false")]
-    pub no_ack: bool,
-    /// With discard new: refuse per subject.
+    pub allow_atomic: bool,
+    /// Message schedules (`Nats-Schedule`).
     #[serde(default, skip_serializing_if = "is_false")]
-    pub discard_new_per_subject: bool,
+    pub allow_msg_schedules: bool,
+    /// When a PubAck may be sent relative to the write.
+    #[serde(default, skip_serializing_if = "PersistMode::is_default")]
+    pub persist_mode: PersistMode,
+    /// Fast batch publish; refused (api.rs) as natsd does not implement it.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_batched: bool,
     /// User metadata (the server adds `_nats.*` keys in replies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
-    /// Features this server does not act on are kept verbatim so they read back unchanged;
-    /// `mirror`, `sources`, `republish` and `subject_transform` are refused when set (api.rs).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub placement: Option<serde_json::Value>,
-    /// Kept verbatim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mirror: Option<serde_json::Value>,
-    /// Kept verbatim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sources: Option<serde_json::Value>,
-    /// Kept verbatim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub republish: Option<serde_json::Value>,
-    /// Kept verbatim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject_transform: Option<serde_json::Value>,
-    /// The sequence a new stream starts at (applied at creation only, as nats-server does).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub first_seq: Option<u64>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -191,11 +325,17 @@ pub fn valid_stream_name(name: &str) -> bool {
 }
 
 impl StreamConfig {
-    /// Applies nats-server's defaults and checks the config, as on create and update.
+    /// Applies nats-server's defaults and checks the config, as on create and update, in
+    /// nats-server's order (the first failing check decides the error). Checks that need the
+    /// account (origins of mirrors and sources, cycles, overlaps) are in `api.rs`.
     pub fn normalize(&mut self) -> Result<(), ApiError> {
         if !valid_stream_name(&self.name) {
             return Err(JsError::StreamInvalidConfig
                 .with("stream name is required and can not contain '.', '*', '>', '\\', '/'"));
+        }
+        if self.description.as_ref().is_some_and(|d| d.len() > 4096) {
+            return Err(JsError::StreamInvalidConfig
+                .with("stream description is too long, maximum allowed is 4096"));
         }
         if self.num_replicas == 0 {
             self.num_replicas = 1;
@@ -213,23 +353,18 @@ impl StreamConfig {
             &mut self.max_msgs_per_subject,
             &mut self.max_msg_size,
         ] {
-            if *v == 0 {
-                *v = -1;
-            }
-            if *v < -1 {
+            if *v == 0 || *v < -1 {
                 *v = -1;
             }
         }
         if self.max_age < 0 {
-            return Err(JsError::StreamInvalidConfig.with("max age needs to be >= 100ms"));
+            return Err(JsError::StreamInvalidConfig.with("max age can not be negative"));
         }
         if self.max_age != 0 && self.max_age < 100_000_000 {
             return Err(JsError::StreamInvalidConfig.with("max age needs to be >= 100ms"));
         }
-        if self.duplicate_window < 0 {
-            return Err(JsError::StreamInvalidConfig.with("duplicates window must be positive"));
-        }
-        if self.duplicate_window == 0 {
+        // Copies take the origin's Msg-Ids as they are: no window of their own by default.
+        if self.duplicate_window == 0 && self.mirror.is_none() && self.sources.is_empty() {
             self.duplicate_window =
                 if self.max_age != 0 && (self.max_age as u64) < DEFAULT_DUPLICATE_WINDOW {
                     self.max_age
@@ -237,9 +372,97 @@ impl StreamConfig {
                     DEFAULT_DUPLICATE_WINDOW as i64
                 };
         }
+        if self.duplicate_window < 0 {
+            return Err(JsError::StreamInvalidConfig.with("duplicates window can not be negative"));
+        }
         if self.max_age != 0 && self.duplicate_window > self.max_age {
             return Err(JsError::StreamInvalidConfig
                 .with("duplicates window can not be larger then max age"));
+        }
+        if self.duplicate_window > 0 && self.duplicate_window < 100_000_000 {
+            return Err(JsError::StreamInvalidConfig.with("duplicates window needs to be >= 100ms"));
+        }
+        if self.deny_purge && self.allow_rollup_hdrs {
+            return Err(JsError::StreamInvalidConfig.with("roll-ups require the purge permission"));
+        }
+        if self.discard_new_per_subject {
+            if self.discard != DiscardPolicy::New {
+                return Err(JsError::StreamInvalidConfig
+                    .with("discard new per subject requires discard new policy to be set"));
+            }
+            if self.max_msgs_per_subject <= 0 {
+                return Err(JsError::StreamInvalidConfig
+                    .with("discard new per subject requires max msgs per subject > 0"));
+            }
+        }
+        if self.subject_delete_marker_ttl > 0 {
+            if self.subject_delete_marker_ttl < 1_000_000_000 {
+                return Err(JsError::StreamInvalidConfig
+                    .with("subject delete marker TTL must be at least 1 second"));
+            }
+            // Markers are messages with a TTL that roll up their subject.
+            self.allow_msg_ttl = true;
+            if !self.allow_rollup_hdrs {
+                self.allow_rollup_hdrs = true;
+                self.deny_purge = false;
+            }
+        } else if self.subject_delete_marker_ttl < 0 {
+            return Err(
+                JsError::StreamInvalidConfig.with("subject delete marker TTL must not be negative")
+            );
+        }
+        if self.allow_msg_schedules {
+            if self.discard == DiscardPolicy::New {
+                return Err(
+                    JsError::StreamInvalidConfig.with("message scheduling cannot use discard new")
+                );
+            }
+            // A schedule replaces its subject's previous schedule by a roll-up.
+            if !self.allow_rollup_hdrs {
+                self.allow_rollup_hdrs = true;
+                self.deny_purge = false;
+            }
+        }
+        if self.persist_mode == PersistMode::Async {
+            if self.storage != Storage::File {
+                return Err(JsError::StreamInvalidConfig
+                    .with("async persist mode is only supported on file storage"));
+            }
+            if self.allow_atomic {
+                return Err(JsError::StreamInvalidConfig
+                    .with("async persist mode is not supported with atomic batch publish"));
+            }
+        }
+        super::sourcing::check_config(self)?;
+        if self.subjects.is_empty() {
+            if self.mirror.is_none() && self.sources.is_empty() {
+                self.subjects = vec![self.name.clone()];
+            }
+        } else {
+            if self.mirror.is_some() {
+                return Err(ApiError::from(JsError::MirrorWithSubjects));
+            }
+            self.check_subjects()?;
+        }
+        if self.subjects.is_empty() && self.sources.is_empty() && self.mirror.is_none() {
+            return Err(JsError::StreamInvalidConfig
+                .with("stream needs at least one configured subject or be a source/mirror"));
+        }
+        if let Some(t) = &self.subject_transform {
+            if !t.src.is_empty() && !crate::subject::is_valid_subject(t.src.as_bytes()) {
+                return Err(JsError::StreamTransformInvalidSource
+                    .with(format!("invalid subject {}", t.src)));
+            }
+            SubjectTransform::validate(&t.src, &t.dest)
+                .map_err(|e| JsError::StreamTransformInvalidDestination.with(e))?;
+        }
+        self.check_republish()?;
+        if self
+            .placement
+            .as_ref()
+            .is_some_and(|p| p.is_null() || p.as_object().is_some_and(|o| o.is_empty()))
+        {
+            self.placement = None;
         }
         if self.compression.is_empty() {
             self.compression = compression_none();
@@ -248,28 +471,6 @@ impl StreamConfig {
             return Err(
                 JsError::InvalidJSON.with(format!("can not unmarshal {:?}", self.compression))
             );
-        }
-        if self.subjects.is_empty() && self.mirror.is_none() {
-            self.subjects = vec![self.name.clone()];
-        }
-        for (i, s) in self.subjects.iter().enumerate() {
-            if !crate::subject::is_valid_subject(s.as_bytes()) {
-                return Err(JsError::StreamInvalidConfig.with(format!("invalid subject: {s}")));
-            }
-            if self.subjects[..i].iter().any(|o| o == s) {
-                return Err(JsError::StreamInvalidConfig.with("duplicate subjects detected"));
-            }
-            if !self.no_ack && crate::subject::collide(s.as_bytes(), b"$JS.API.>") {
-                return Err(JsError::StreamInvalidConfig
-                    .with("subjects that overlap with jetstream api require no-ack to be true"));
-            }
-        }
-        if self.max_msgs_per_subject != -1
-            && self.discard_new_per_subject
-            && self.discard != DiscardPolicy::New
-        {
-            return Err(JsError::StreamInvalidConfig
-                .with("discard new per subject requires discard new policy to be set"));
         }
         if let Some(md) = &mut self.metadata {
             md.retain(|k, _| !k.starts_with("_nats."));
@@ -283,13 +484,95 @@ impl StreamConfig {
         Ok(())
     }
 
+    /// Subject validity, duplicates and overlaps, and the reserved subject spaces.
+    fn check_subjects(&self) -> Result<(), ApiError> {
+        use crate::subject::{collide, is_subset, is_valid_subject};
+        for (i, s) in self.subjects.iter().enumerate() {
+            let b = s.as_bytes();
+            if !is_valid_subject(b) {
+                return Err(JsError::StreamInvalidConfig.with("invalid subject"));
+            }
+            if self.subjects[..i].iter().any(|o| o == s) {
+                return Err(JsError::StreamInvalidConfig.with("duplicate subjects detected"));
+            }
+            if s == ">" && !self.no_ack {
+                return Err(JsError::StreamInvalidConfig
+                    .with("capturing all subjects requires no-ack to be true"));
+            }
+            if !self.no_ack {
+                let api = [b"$JS.>".as_slice(), b"$JSC.>", b"$NRG.>"]
+                    .iter()
+                    .any(|ns| collide(b, ns))
+                    && !is_subset(b, b"$JS.EVENT.>");
+                if api {
+                    return Err(JsError::StreamInvalidConfig.with(
+                        "subjects that overlap with jetstream api require no-ack to be true",
+                    ));
+                }
+                if collide(b, b"$SYS.>") && !is_subset(b, b"$SYS.ACCOUNT.>") {
+                    return Err(JsError::StreamInvalidConfig
+                        .with("subjects that overlap with system api require no-ack to be true"));
+                }
+            }
+            if let Some(other) = self.subjects[i + 1..]
+                .iter()
+                .find(|o| collide(o.as_bytes(), b))
+            {
+                return Err(JsError::StreamInvalidConfig
+                    .with(format!("subject {s:?} overlaps with {other:?}")));
+            }
+        }
+        Ok(())
+    }
+
+    /// `republish`: an empty source means `>`, and the destination must not feed back
+    /// into the stream.
+    fn check_republish(&mut self) -> Result<(), ApiError> {
+        let Some(rp) = &mut self.republish else {
+            return Ok(());
+        };
+        if rp.src.is_empty() {
+            rp.src = ">".into();
+        }
+        // `>` to `>` would loop, unless the stream's only subject is transformed: then the
+        // transformed subjects are what gets republished.
+        if let Some(t) = &self.subject_transform {
+            if rp.src == ">"
+                && rp.dest == ">"
+                && self.subjects.len() == 1
+                && t.src == self.subjects[0]
+            {
+                rp.src = t.dest.clone();
+                rp.dest = t.dest.clone();
+            }
+        }
+        if self
+            .subjects
+            .iter()
+            .any(|s| crate::subject::collide(rp.dest.as_bytes(), s.as_bytes()))
+        {
+            return Err(JsError::StreamInvalidConfig
+                .with("stream configuration for republish destination forms a cycle"));
+        }
+        if rp.dest.is_empty() || SubjectTransform::new(&rp.src, &rp.dest).is_err() {
+            return Err(JsError::StreamInvalidConfig.with(format!(
+                "stream configuration for republish with transform from '{}' to '{}' not valid",
+                rp.src, rp.dest
+            )));
+        }
+        Ok(())
+    }
+
     /// What the store enforces.
     pub fn store_limits(&self) -> StoreLimits {
         let pos = |v: i64| (v > 0).then_some(v as u64);
         StoreLimits {
             max_msgs: pos(self.max_msgs),
             max_bytes: pos(self.max_bytes),
-            max_age: (self.max_age > 0).then(|| Duration::from_nanos(self.max_age as u64)),
+            // With subject delete markers the stream expires by age itself (markers are
+            // messages the store cannot write).
+            max_age: (self.max_age > 0 && self.subject_delete_marker_ttl <= 0)
+                .then(|| Duration::from_nanos(self.max_age as u64)),
             max_msgs_per_subject: pos(self.max_msgs_per_subject),
             max_msg_size: pos(self.max_msg_size),
             discard: match self.discard {

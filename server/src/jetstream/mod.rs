@@ -7,7 +7,6 @@
 //!   direct get).
 //! - [`stream`]: one stream: its store, internal subscriptions and ingest worker.
 //! - [`config`]: the stream configuration JSON with nats-server's defaults.
-//! - [`errors`]: API error objects with the real codes.
 //! - [`monitor`]: read-only figures for the HTTP monitoring (`/jsz`, `/varz`, metrics).
 //!
 //! # Threads
@@ -22,9 +21,13 @@
 //! streams are not persisted (as in nats-server, they are gone after a restart).
 
 pub mod api;
+pub(crate) mod batch;
 pub mod config;
 pub mod consumers;
+pub(crate) mod headers;
 pub mod monitor;
+pub(crate) mod schedule;
+pub(crate) mod sourcing;
 pub mod stream;
 
 use std::collections::{BTreeMap, HashMap};
@@ -34,20 +37,22 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::account::Account;
 use crate::client::SubRef;
-use crate::config::{AccountJetStreamLimits, JetStreamConfig, Options, GLOBAL_ACCOUNT};
+use crate::config::{
+    AccountConfig, AccountJetStreamLimits, JetStreamConfig, Options, GLOBAL_ACCOUNT,
+};
 use crate::js_errors::{ApiError, JsError};
 use crate::route::{self, InternalHandler, InternalMsg};
 use crate::server::Server;
 use crate::store::{
     FileStore, FileStoreConfig, MemStore, MessageStore, StorageType, StoreError, SyncPolicy,
 };
-use config::{Storage, StreamConfig};
+use config::{Storage, StreamConfig, StreamSource};
 use stream::Stream;
 
 /// API requests waiting for the API thread before new ones are dropped (as nats-server does
@@ -263,6 +268,32 @@ pub struct JetStream {
     pub(crate) api_errors: AtomicU64,
     /// The runtime consumers run on (API requests arrive on a plain thread).
     pub(crate) rt: tokio::runtime::Handle,
+    /// The accounts' imports and exports, for mirrors and sources of other accounts.
+    account_configs: ArcSwap<Vec<AccountConfig>>,
+    /// Itself, for the streams' origin lookups.
+    me: Weak<JetStream>,
+}
+
+/// Looks up the origins of one account's mirrors and sources.
+struct AccountOrigins {
+    js: Weak<JetStream>,
+    account: String,
+}
+
+impl stream::Origins for AccountOrigins {
+    fn find(&self, source: &StreamSource) -> Option<Arc<Stream>> {
+        let js = self.js.upgrade()?;
+        let account = match &source.external {
+            None => self.account.clone(),
+            Some(ext) => {
+                let configs = js.account_configs.load();
+                sourcing::resolve_external(&self.account, &configs, ext, &source.name)?.to_string()
+            }
+        };
+        let jsa = js.account(&account)?;
+        jsa.limits()?;
+        jsa.stream(&source.name)
+    }
 }
 
 /// 75% of physical memory, as nats-server sizes an unset `max_memory_store`.
@@ -404,7 +435,7 @@ impl JetStream {
         tracing::info!("  Store Directory: \"{}\"", store_dir.display());
         tracing::info!("-------------------------------------------");
         let (api_tx, api_rx) = std::sync::mpsc::sync_channel(API_QUEUE);
-        let js = Arc::new(JetStream {
+        let js = Arc::new_cyclic(|me| JetStream {
             store_dir,
             config,
             usage: Arc::new(ServerUsage {
@@ -418,6 +449,8 @@ impl JetStream {
             api_total: Arc::new(AtomicU64::new(0)),
             api_errors: AtomicU64::new(0),
             rt: tokio::runtime::Handle::current(),
+            account_configs: ArcSwap::from_pointee(opts.accounts.clone()),
+            me: me.clone(),
         });
         let api_js = js.clone();
         std::thread::Builder::new()
@@ -448,6 +481,7 @@ impl JetStream {
     /// account that is gone (or lost JetStream) is unloaded with its data kept on disk.
     pub fn sync_accounts(&self, server: &Server) {
         let opts = server.options();
+        self.account_configs.store(Arc::new(opts.accounts.clone()));
         let system = server.system_account();
         let accounts = server.accounts();
         let mut map = lock(&self.accounts);
@@ -614,6 +648,9 @@ impl JetStream {
             }
         };
         let allow_direct = cfg.allow_direct;
+        // `persist_mode: async` lets the PubAck go out before the fsync that
+        // `sync_interval: always` would otherwise wait for (it cannot change later).
+        let sync_always = sync_always && cfg.persist_mode != config::PersistMode::Async;
         let stream = Stream::start(
             cfg,
             created,
@@ -623,6 +660,10 @@ impl JetStream {
             dir,
             sync_always,
             self.rt.clone(),
+            Arc::new(AccountOrigins {
+                js: self.me.clone(),
+                account: jsa.name.clone(),
+            }),
         )?;
         if allow_direct {
             stream.set_direct(Some(jsa.direct_handler()));

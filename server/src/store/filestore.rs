@@ -455,6 +455,9 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
                         len: rec.len as u32,
                     };
                     inner.index.insert(rec.seq, rec.ts, rec.subject, size, loc);
+                    if super::never_expires(rec.headers) {
+                        inner.index.pin(rec.seq);
+                    }
                     block.live_msgs += 1;
                     block.live_bytes += rec.len as u64;
                 }
@@ -1106,6 +1109,9 @@ impl MessageStore for FileStore {
             len: rec_len as u32,
         };
         g.index.insert(seq, ts, subject, size as u32, loc);
+        if super::never_expires(headers) {
+            g.index.pin(seq);
+        }
         let mut removed = Vec::new();
         let now = g.limits.max_age.map(|_| now_ns());
         let Inner { index, limits, .. } = &mut *g;
@@ -1232,6 +1238,32 @@ impl MessageStore for FileStore {
         drop(g);
         sh.after_write(gen)?;
         Ok(n)
+    }
+
+    fn skip_msgs(&self, through: u64) -> Result<(), StoreError> {
+        let sh = &*self.shared;
+        let mut g = sh.writable()?;
+        if through <= g.index.last_seq() {
+            return Ok(());
+        }
+        if g.index.msgs() == 0 {
+            floor_to(sh, &mut g, through + 1)?;
+        } else {
+            // A tombstone past the end: recovery raises last_seq to it, and every block
+            // written later starts above it, so dropping it with its block loses nothing.
+            let ts = now_ns();
+            let mut buf = Vec::new();
+            let (id, _) = sh.append(&mut g, &mut buf, true, true, |f, out| {
+                f.encode_tombstone(out, through, ts)
+            })?;
+            if let Some(b) = g.blocks.get_mut(&id) {
+                b.tombs.push(through);
+            }
+            g.index.bump_last_seq(through, None);
+        }
+        let gen = g.written_gen;
+        drop(g);
+        sh.after_write(gen)
     }
 
     fn expire(&self, now: u64) -> Result<u64, StoreError> {

@@ -45,6 +45,8 @@ pub(crate) struct Index<T> {
     subj_ids: FxHashMap<Bytes, u32>,
     subjects: Vec<Option<SubjectSlot>>,
     free_ids: Vec<u32>,
+    /// Messages `max_age` never removes (`Nats-TTL: never`).
+    pinned: rustc_hash::FxHashSet<u64>,
 }
 
 impl<T> Index<T> {
@@ -59,6 +61,7 @@ impl<T> Index<T> {
             subj_ids: FxHashMap::default(),
             subjects: Vec::new(),
             free_ids: Vec::new(),
+            pinned: rustc_hash::FxHashSet::default(),
         }
     }
 
@@ -179,6 +182,13 @@ impl<T> Index<T> {
         self.last_ts = ts;
     }
 
+    /// Exempts live message `seq` from `max_age` (its headers say `Nats-TTL: never`).
+    pub(crate) fn pin(&mut self, seq: u64) {
+        if self.get(seq).is_some() {
+            self.pinned.insert(seq);
+        }
+    }
+
     pub(crate) fn get(&self, seq: u64) -> Option<&Entry<T>> {
         if seq < self.base {
             return None;
@@ -203,6 +213,9 @@ impl<T> Index<T> {
         }
         let head = seq == self.base;
         let entry = self.entries.get_mut((seq - self.base) as usize)?.take()?;
+        if !self.pinned.is_empty() {
+            self.pinned.remove(&seq);
+        }
         self.msgs -= 1;
         self.bytes -= u64::from(entry.size);
         let id = entry.subj as usize;
@@ -467,11 +480,30 @@ impl<T> Index<T> {
         }
         if let (Some(age), Some(now)) = (limits.max_age, now_ns) {
             let cutoff = now.saturating_sub(age.as_nanos() as u64);
-            while let Some(Some(e)) = self.entries.front() {
-                if e.ts > cutoff {
-                    break;
+            if self.pinned.is_empty() {
+                while let Some(Some(e)) = self.entries.front() {
+                    if e.ts > cutoff {
+                        break;
+                    }
+                    self.pop_first(out);
                 }
-                self.pop_first(out);
+            } else {
+                // Pinned messages stay; the aged ones around them go (as nats-server, up to
+                // the first message younger than the cutoff).
+                let mut seq = self.base;
+                while seq <= self.last_seq {
+                    match self.get(seq) {
+                        Some(e) if e.ts > cutoff => break,
+                        Some(_) if self.pinned.contains(&seq) => {}
+                        Some(_) => {
+                            if let Some(r) = self.remove(seq) {
+                                out.push(r);
+                            }
+                        }
+                        None => {}
+                    }
+                    seq = seq.max(self.base - 1) + 1;
+                }
             }
         }
     }

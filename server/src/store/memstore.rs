@@ -93,6 +93,9 @@ impl MessageStore for MemStore {
             payload: Bytes::copy_from_slice(payload),
         };
         g.index.insert(seq, ts, subject, size, msg);
+        if super::never_expires(headers) {
+            g.index.pin(seq);
+        }
         let Inner { index, limits, .. } = &mut *g;
         let mut removed = Vec::new();
         let now = limits.max_age.map(|_| now_ns());
@@ -149,6 +152,19 @@ impl MessageStore for MemStore {
         let mut removed = Vec::new();
         g.index.remove_below(seq, &mut removed);
         Ok(removed.len() as u64)
+    }
+
+    fn skip_msgs(&self, through: u64) -> Result<(), StoreError> {
+        let mut g = self.open()?;
+        if through <= g.index.last_seq() {
+            return Ok(());
+        }
+        if g.index.msgs() == 0 {
+            g.index.remove_below(through + 1, &mut Vec::new());
+        } else {
+            g.index.bump_last_seq(through, None);
+        }
+        Ok(())
     }
 
     fn expire(&self, now: u64) -> Result<u64, StoreError> {

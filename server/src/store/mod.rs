@@ -230,6 +230,10 @@ pub trait MessageStore: Send + Sync {
     fn purge(&self, req: &PurgeRequest) -> Result<u64, StoreError>;
     /// Removes every message below `seq`; afterwards `first_seq >= seq`. Returns the count.
     fn compact(&self, seq: u64) -> Result<u64, StoreError>;
+    /// Raises `last_seq` to `through` without storing anything: the sequences in between
+    /// count as deleted (a mirror following an origin that no longer has them). Nothing
+    /// happens when `last_seq` is already there.
+    fn skip_msgs(&self, through: u64) -> Result<(), StoreError>;
     /// Removes messages older than `max_age` relative to `now_ns`; returns the count.
     fn expire(&self, now_ns: u64) -> Result<u64, StoreError>;
     /// Current state.
@@ -321,6 +325,18 @@ pub(crate) fn filter_matches(filter: &[u8], subject: &[u8]) -> bool {
             _ => return false,
         }
     }
+}
+
+/// Do these headers exempt their message from `max_age` (`Nats-TTL: never`, any case)?
+pub(crate) fn never_expires(headers: Option<&[u8]>) -> bool {
+    let Some(block) = headers else {
+        return false;
+    };
+    block.split(|&b| b == b'\n').skip(1).any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.strip_prefix(b"Nats-TTL:")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"never"))
+    })
 }
 
 /// Is `filter` free of wildcards (a single literal subject)?

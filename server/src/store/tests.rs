@@ -1045,3 +1045,71 @@ fn timestamps_far_from_the_block_base_round_trip() {
         assert_eq!(s.load_msg(i as u64 + 1).unwrap().ts, *ts);
     }
 }
+
+/// A mirror skips sequences its origin no longer has: they count as deleted, the next
+/// message takes the sequence after them, and a reopened file store agrees.
+#[test]
+fn skipped_sequences_are_deleted_and_survive_reopen() {
+    both(StoreLimits::default(), |s| {
+        // Nothing stored yet: the stream simply starts later.
+        s.skip_msgs(4).unwrap();
+        let st = s.state();
+        assert_eq!((st.first_seq, st.last_seq, st.msgs), (5, 4, 0));
+        assert_eq!(put(s, "a", "5"), 5);
+        s.skip_msgs(9).unwrap();
+        s.skip_msgs(3).unwrap();
+        assert_eq!(put(s, "a", "10"), 10);
+        let st = s.state();
+        assert_eq!(
+            (st.first_seq, st.last_seq, st.msgs, st.num_deleted),
+            (5, 10, 2, 4)
+        );
+        assert!(matches!(s.load_msg(7), Err(StoreError::NotFound)));
+    });
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let fs = open_file(dir.path(), StoreLimits::default());
+        put(&fs, "a", "1");
+        fs.skip_msgs(20).unwrap();
+        fs.stop().unwrap();
+    }
+    let fs = open_file(dir.path(), StoreLimits::default());
+    assert_eq!(fs.state().last_seq, 20);
+    assert_eq!(put(&fs, "a", "21"), 21);
+    let st = fs.state();
+    assert_eq!((st.msgs, st.num_deleted), (2, 19));
+}
+
+/// `Nats-TTL: never` exempts a message from `max_age`, before and after a reopen; the aged
+/// messages around it still go.
+#[test]
+fn never_ttl_messages_outlive_max_age() {
+    let limits = StoreLimits {
+        max_age: Some(Duration::from_secs(60)),
+        ..StoreLimits::default()
+    };
+    let never = b"NATS/1.0\r\nNats-TTL: Never\r\n\r\n";
+    let old = now_ns() - 120_000_000_000;
+    let fill = |s: &dyn MessageStore| {
+        s.store_msg(b"a", None, b"1", old).unwrap();
+        s.store_msg(b"kept", Some(never), b"2", old).unwrap();
+        s.store_msg(b"a", None, b"3", old).unwrap();
+        s.store_msg(b"a", None, b"4", 0).unwrap();
+    };
+    both(limits.clone(), |s| {
+        fill(s);
+        s.expire(now_ns()).unwrap();
+        let left: Vec<u64> = all_msgs(s).iter().map(|m| m.seq).collect();
+        assert_eq!(left, vec![2, 4]);
+    });
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let fs = open_file(dir.path(), StoreLimits::default());
+        fill(&fs);
+        fs.stop().unwrap();
+    }
+    let fs = open_file(dir.path(), limits);
+    fs.expire(now_ns()).unwrap();
+    let left: Vec<u64> = all_msgs(&fs).iter().map(|m| m.seq).collect();
+    assert_eq!(left, vec![2, 4]);
+}

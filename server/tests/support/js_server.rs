@@ -72,6 +72,21 @@ pub fn spawn(bin: &str, args: &[String]) -> Server {
     }
 }
 
+/// Starts `bin` with `conf`, where `@PORT@` becomes a free port and `@DIR@` the directory.
+#[allow(
+    dead_code,
+    reason = "not every test binary including this file uses every helper"
+)]
+pub fn start_conf(bin: &str, conf: &str, dir: &Path) -> Server {
+    let port = free_port();
+    let text = conf
+        .replace("@PORT@", &port.to_string())
+        .replace("@DIR@", dir.to_str().unwrap());
+    let path = dir.join(format!("server-{port}.conf"));
+    std::fs::write(&path, text).unwrap();
+    spawn(bin, &["-c".to_string(), path.to_str().unwrap().to_string()])
+}
+
 pub fn start_js(dir: &Path) -> Server {
     start_js_with(natsd(), dir)
 }
@@ -155,4 +170,44 @@ pub async fn api(
 /// The `err_code` of an API error reply.
 pub fn err_code(v: &serde_json::Value) -> Option<u64> {
     v["error"]["err_code"].as_u64()
+}
+
+/// The reference nats-server: from PATH, else the repository's `.venv` (scripts/test.sh
+/// installs it there). Panics when there is none: a comparison without the reference
+/// proves nothing, so it must fail rather than pass.
+#[allow(
+    dead_code,
+    reason = "not every test binary including this file uses every helper"
+)]
+pub fn reference_server() -> String {
+    let on_path = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join("nats-server"))
+            .find(|p| p.is_file())
+    });
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
+    on_path
+        .or_else(|| venv.is_file().then_some(venv))
+        .map(|p| p.display().to_string())
+        .expect(
+            "the reference nats-server is not installed: run scripts/test.sh (it puts it in .venv)",
+        )
+}
+
+/// Publishes with headers as a request: the PubAck (or error) as JSON.
+pub async fn publish_raw(
+    nc: &async_nats::Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: &str,
+) -> serde_json::Value {
+    let mut h = async_nats::HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(*k, *v);
+    }
+    let msg = nc
+        .request_with_headers(subject.to_string(), h, payload.to_string().into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&msg.payload).unwrap()
 }

@@ -1,0 +1,1085 @@
+//! Stream-side JetStream features (subject transforms, republish, mirrors, sources), each
+//! run against natsd and the reference nats-server with the same assertions, plus natsd's
+//! own guarantee that a mirror or source resumes after `kill -9` without gaps or duplicates.
+
+// A test binary has no public API, and tests may unwrap (HELPERS.md).
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+#[path = "support/js_server.rs"]
+#[allow(
+    dead_code,
+    reason = "shared by several test binaries, each using a part"
+)]
+mod js_server;
+use js_server::{
+    api, connect, err_code, natsd, publish_raw as publish, reference_server, start_conf,
+};
+
+const JS_CONF: &str = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
+
+/// natsd, then the reference.
+fn servers() -> [String; 2] {
+    [natsd().to_string(), reference_server()]
+}
+
+/// Stream info once `ready` holds for it; fails after `within`.
+async fn info_when(
+    nc: &async_nats::Client,
+    stream: &str,
+    within: Duration,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let info = api(nc, &format!("$JS.API.STREAM.INFO.{stream}"), Value::Null).await;
+        if ready(&info) {
+            return info;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{stream} never got ready: {info}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `(subject, payload, headers)` of message `seq`, decoded.
+async fn get_msg(nc: &async_nats::Client, stream: &str, seq: u64) -> Value {
+    use base64::Engine;
+    let r = api(
+        nc,
+        &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+        json!({ "seq": seq }),
+    )
+    .await;
+    let m = &r["message"];
+    if m.is_null() {
+        return r;
+    }
+    let decode = |v: &Value| {
+        v.as_str().map_or(String::new(), |s| {
+            String::from_utf8(base64::engine::general_purpose::STANDARD.decode(s).unwrap()).unwrap()
+        })
+    };
+    json!({
+        "subject": m["subject"],
+        "data": decode(&m["data"]),
+        "hdrs": decode(&m["hdrs"]),
+        "time": m["time"],
+    })
+}
+
+fn header<'a>(block: &'a str, name: &str) -> Option<&'a str> {
+    block
+        .split("\r\n")
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// A stream's subject transform rewrites what it stores; `republish` (headers only here)
+/// sends each stored message on with where it was stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subject_transform_and_republish_match_nats_server() {
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let cfg = json!({"name": "TR", "subjects": ["test", "foo"],
+                         "subject_transform": {"src": ">", "dest": "transformed.>"}});
+        let created = api(&nc, "$JS.API.STREAM.CREATE.TR", cfg).await;
+        assert_eq!(
+            created["config"]["subject_transform"],
+            json!({"src": ">", "dest": "transformed.>"}),
+            "{bin}: {created}"
+        );
+        let ack = publish(&nc, "test", &[], "0").await;
+        assert_eq!(ack["seq"], 1, "{bin}: {ack}");
+        let m = get_msg(&nc, "TR", 1).await;
+        assert_eq!(m["subject"], "transformed.test", "{bin}: {m}");
+
+        let cfg = json!({"name": "RP", "subjects": ["rp.>"],
+                         "republish": {"src": "rp.*", "dest": "out.$1", "headers_only": true}});
+        let created = api(&nc, "$JS.API.STREAM.CREATE.RP", cfg).await;
+        assert!(created["error"].is_null(), "{bin}: {created}");
+        let mut out = nc.subscribe("out.>").await.unwrap();
+        nc.flush().await.unwrap();
+        publish(&nc, "rp.a", &[("X-Foo", "bar")], "hello").await;
+        publish(&nc, "rp.b", &[], "x").await;
+        publish(&nc, "rp.a", &[], "world").await;
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let m = tokio::time::timeout(Duration::from_secs(5), out.next())
+                .await
+                .unwrap()
+                .unwrap();
+            let h = m.headers.clone().unwrap_or_default();
+            // Looked up by text: async-nats keys its well-known names apart from &str ones.
+            let get = |k: &str| {
+                h.iter()
+                    .find(|(n, _)| n.to_string() == k)
+                    .and_then(|(_, v)| v.first())
+                    .map(|v| v.to_string())
+                    .unwrap_or_default()
+            };
+            seen.push(json!({
+                "subject": m.subject.as_str(), "len": m.payload.len(),
+                "foo": get("X-Foo"), "stream": get("Nats-Stream"), "subj": get("Nats-Subject"),
+                "seq": get("Nats-Sequence"), "last": get("Nats-Last-Sequence"),
+                "size": get("Nats-Msg-Size"), "has_time": !get("Nats-Time-Stamp").is_empty(),
+            }));
+        }
+        assert_eq!(
+            seen,
+            vec![
+                json!({"subject": "out.a", "len": 0, "foo": "bar", "stream": "RP", "subj": "rp.a",
+                       "seq": "1", "last": "0", "size": "5", "has_time": true}),
+                json!({"subject": "out.b", "len": 0, "foo": "", "stream": "RP", "subj": "rp.b",
+                       "seq": "2", "last": "0", "size": "1", "has_time": true}),
+                json!({"subject": "out.a", "len": 0, "foo": "", "stream": "RP", "subj": "rp.a",
+                       "seq": "3", "last": "1", "size": "5", "has_time": true}),
+            ],
+            "{bin}"
+        );
+    }
+}
+
+/// Invalid and normalised mirror, source, transform and republish configs: the same error
+/// codes and descriptions, and the same config echoed back, on both servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_feature_configs_match_nats_server() {
+    let cases: Vec<(&str, Value)> = vec![
+        ("M", json!({"mirror": {"name": "O"}, "subjects": ["m"]})),
+        (
+            "M",
+            json!({"mirror": {"name": "O"}, "sources": [{"name": "O"}]}),
+        ),
+        ("M", json!({"mirror": {"name": "O"}, "first_seq": 5})),
+        (
+            "M",
+            json!({"mirror": {"name": "O", "filter_subject": "o.a",
+                     "subject_transforms": [{"src": "o.b", "dest": "x"}]}}),
+        ),
+        (
+            "M",
+            json!({"mirror": {"name": "O",
+                     "subject_transforms": [{"src": "o.>", "dest": "x.>"}, {"src": "o.a", "dest": "y"}]}}),
+        ),
+        (
+            "M",
+            json!({"mirror": {"name": "O", "subject_transforms": [{"src": "o.*", "dest": "x.$2"}]}}),
+        ),
+        ("M", json!({"mirror": {"name": "a.b"}})),
+        ("M", json!({"mirror": {"name": "O"}, "max_msg_size": 10})),
+        ("M", json!({"mirror": {"name": "O"}})),
+        (
+            "M",
+            json!({"mirror": {"name": "O", "opt_start_time": "2024-02-19T13:50:50.5+00:00"}}),
+        ),
+        ("S", json!({"sources": [{"name": "O"}, {"name": "O"}]})),
+        ("S", json!({"sources": [{"name": "a*"}]})),
+        (
+            "S",
+            json!({"sources": [{"name": "O", "filter_subject": "o.a",
+                      "subject_transforms": [{"src": "o.b", "dest": "x"}]}]}),
+        ),
+        (
+            "S",
+            json!({"sources": [{"name": "O",
+                      "subject_transforms": [{"src": ">", "dest": "a.>"}, {"src": ">", "dest": "b.>"}]}]}),
+        ),
+        (
+            "S",
+            json!({"sources": [{"name": "O", "subject_transforms": [{"src": "o..x", "dest": "y"}]}]}),
+        ),
+        (
+            "S",
+            json!({"sources": [{"name": "O", "subject_transforms": [{"src": "o.*", "dest": "{{nope(1)}}"}]}]}),
+        ),
+        (
+            "S",
+            json!({"sources": [{"name": "O", "external": {"api": "$JS.API", "deliver": "d"}}]}),
+        ),
+        (
+            "S",
+            json!({"sources": [{"name": "O", "external": {"api": "JS.X.API", "deliver": "d.*"}}]}),
+        ),
+        (
+            "S",
+            json!({"sources": [{"name": "O", "external": {"api": "JS.*.API", "deliver": "d"}}]}),
+        ),
+        ("S", json!({"sources": [{"name": "O"}], "max_msg_size": 10})),
+        (
+            "S",
+            json!({"sources": [{"name": "O", "filter_subject": "o.a"}, {"name": "O", "filter_subject": "o.b"}]}),
+        ),
+        (
+            "T",
+            json!({"subjects": ["t.*"], "subject_transform": {"src": "t..", "dest": "x"}}),
+        ),
+        (
+            "T",
+            json!({"subjects": ["t.*"], "subject_transform": {"src": "t.*", "dest": "x.$2"}}),
+        ),
+        (
+            "T",
+            json!({"subjects": ["t.*"], "subject_transform": {"src": "t.*", "dest": "x. y"}}),
+        ),
+        (
+            "R",
+            json!({"subjects": ["r.>"], "republish": {"src": ">", "dest": "r.x.>"}}),
+        ),
+        (
+            "R",
+            json!({"subjects": ["r.>"], "republish": {"dest": "copy.>"}}),
+        ),
+        (
+            "R",
+            json!({"subjects": ["r.>"], "republish": {"src": "r.*", "dest": "copy.>"}}),
+        ),
+        (
+            "R",
+            json!({"subjects": ["r"], "subject_transform": {"src": "r", "dest": "q"},
+                     "republish": {"src": ">", "dest": ">"}}),
+        ),
+        ("P", json!({"subjects": ["p"], "persist_mode": "async"})),
+        (
+            "P",
+            json!({"subjects": ["p"], "persist_mode": "async", "storage": "memory"}),
+        ),
+        ("P", json!({"subjects": ["p"], "persist_mode": "default"})),
+    ];
+    let mut results: Vec<Vec<Value>> = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let origin =
+            json!({"name": "O", "subjects": ["o.>"], "allow_direct": true, "max_msg_size": 100});
+        assert!(api(&nc, "$JS.API.STREAM.CREATE.O", origin).await["error"].is_null());
+        let mut got = Vec::new();
+        for (name, cfg) in &cases {
+            let mut cfg = cfg.clone();
+            cfg["name"] = json!(name);
+            let r = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg.clone()).await;
+            let c = &r["config"];
+            got.push(json!({
+                "request": cfg,
+                "error": r["error"],
+                "subjects": c["subjects"], "mirror": c["mirror"], "sources": c["sources"],
+                "republish": c["republish"], "subject_transform": c["subject_transform"],
+                "duplicate_window": c["duplicate_window"], "mirror_direct": c["mirror_direct"],
+                "persist_mode": c["persist_mode"],
+            }));
+            if r["error"].is_null() {
+                api(&nc, &format!("$JS.API.STREAM.DELETE.{name}"), Value::Null).await;
+            }
+        }
+        // A cycle through sources is refused when the second stream closes it.
+        let a = json!({"name": "CA", "sources": [{"name": "CB"}]});
+        got.push(api(&nc, "$JS.API.STREAM.CREATE.CA", a).await["error"].clone());
+        let b = json!({"name": "CB", "sources": [{"name": "CA"}]});
+        got.push(api(&nc, "$JS.API.STREAM.CREATE.CB", b).await["error"].clone());
+        results.push(got);
+    }
+    for (ours, theirs) in results[0].iter().zip(&results[1]) {
+        assert_eq!(ours, theirs, "natsd vs nats-server");
+    }
+}
+
+/// A mirror copies the origin sequence for sequence (deleted ones skipped), reports itself
+/// in stream info, follows new messages, starts where its options say, and can be promoted
+/// to a plain stream by removing the mirror.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirrors_match_nats_server() {
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let origin = json!({"name": "O", "subjects": ["o.>"], "allow_direct": true});
+        assert!(api(&nc, "$JS.API.STREAM.CREATE.O", origin).await["error"].is_null());
+        for i in 1..=5 {
+            publish(
+                &nc,
+                &format!("o.{i}"),
+                &[("X-N", &i.to_string())],
+                &format!("m{i}"),
+            )
+            .await;
+        }
+        let del = api(&nc, "$JS.API.STREAM.MSG.DELETE.O", json!({"seq": 3})).await;
+        assert_eq!(del["success"], true, "{bin}: {del}");
+        let created = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.M",
+            json!({"name": "M", "mirror": {"name": "O"}}),
+        )
+        .await;
+        assert_eq!(created["config"]["mirror_direct"], true, "{bin}: {created}");
+        let info = info_when(&nc, "M", Duration::from_secs(10), |i| {
+            i["state"]["last_seq"] == 5
+        })
+        .await;
+        let st = &info["state"];
+        assert_eq!(
+            (&st["messages"], &st["first_seq"], &st["num_deleted"]),
+            (&json!(4), &json!(1), &json!(1)),
+            "{bin}: {info}"
+        );
+        assert_eq!(info["mirror"]["name"], "O", "{bin}: {info}");
+        assert_eq!(info["mirror"]["lag"], 0, "{bin}: {info}");
+        assert!(
+            info["mirror"]["active"].as_i64().unwrap() >= 0,
+            "{bin}: {info}"
+        );
+        for seq in [1, 2, 4, 5] {
+            assert_eq!(
+                get_msg(&nc, "M", seq).await,
+                get_msg(&nc, "O", seq).await,
+                "{bin}: seq {seq}"
+            );
+        }
+        assert_eq!(err_code(&get_msg(&nc, "M", 3).await), Some(10037), "{bin}");
+        publish(&nc, "o.6", &[], "m6").await;
+        info_when(&nc, "M", Duration::from_secs(10), |i| {
+            i["state"]["last_seq"] == 6
+        })
+        .await;
+
+        // A filtered mirror with a start sequence: only what matches, at its sequence.
+        let m2 = json!({"name": "M2", "mirror": {"name": "O", "opt_start_seq": 2, "filter_subject": "o.4"}});
+        assert!(api(&nc, "$JS.API.STREAM.CREATE.M2", m2).await["error"].is_null());
+        let info2 = info_when(&nc, "M2", Duration::from_secs(10), |i| {
+            i["state"]["messages"] == 1
+        })
+        .await;
+        publish(&nc, "o.4", &[], "again").await;
+        let info3 = info_when(&nc, "M2", Duration::from_secs(10), |i| {
+            i["state"]["messages"] == 2
+        })
+        .await;
+
+        // Promotion: the update without `mirror` keeps the messages.
+        info_when(&nc, "M", Duration::from_secs(10), |i| {
+            i["state"]["last_seq"] == 7
+        })
+        .await;
+        let mut cfg = info["config"].clone();
+        cfg.as_object_mut().unwrap().remove("mirror");
+        let promoted = api(&nc, "$JS.API.STREAM.UPDATE.M", cfg).await;
+        assert!(promoted["error"].is_null(), "{bin}: {promoted}");
+        assert!(promoted["config"]["mirror"].is_null(), "{bin}: {promoted}");
+        assert_eq!(promoted["state"]["messages"], 6, "{bin}: {promoted}");
+        // Changing (rather than removing) a mirror is refused.
+        let mut changed = info2["config"].clone();
+        changed["mirror"]["filter_subject"] = json!("o.5");
+        let refused = api(&nc, "$JS.API.STREAM.UPDATE.M2", changed).await;
+        results.push(json!({
+            "m2": [&info2["state"]["first_seq"], &info2["state"]["last_seq"],
+                   &info3["state"]["first_seq"], &info3["state"]["last_seq"], &info3["state"]["num_deleted"]],
+            "promoted_subjects": promoted["config"]["subjects"],
+            "refused": refused["error"],
+        }));
+    }
+    assert_eq!(results[0], results[1], "natsd vs nats-server");
+}
+
+/// Sources copy filtered and transformed messages under their own sequences, marked with
+/// `Nats-Stream-Source`, from a start sequence or time when given.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sources_match_nats_server() {
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        for (name, subj) in [("A", "a.>"), ("B", "b.>")] {
+            let cfg = json!({"name": name, "subjects": [subj]});
+            assert!(
+                api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await["error"].is_null()
+            );
+        }
+        for subj in ["a.x", "a.y", "a.x", "b.1", "b.2", "b.3"] {
+            publish(
+                &nc,
+                subj,
+                &[("Nats-Expected-Stream", &subj[..1].to_uppercase())],
+                subj,
+            )
+            .await;
+        }
+        let cfg = json!({"name": "S", "subjects": ["s.own"], "sources": [
+            {"name": "A", "filter_subject": "a.x"},
+            {"name": "B", "opt_start_seq": 2, "subject_transforms": [{"src": "b.*", "dest": "bb.$1"}]},
+        ]});
+        let created = api(&nc, "$JS.API.STREAM.CREATE.S", cfg).await;
+        assert!(created["error"].is_null(), "{bin}: {created}");
+        publish(&nc, "s.own", &[], "own").await;
+        let info = info_when(&nc, "S", Duration::from_secs(10), |i| {
+            i["state"]["messages"] == 5
+        })
+        .await;
+        let mut copies = Vec::new();
+        for seq in 1..=5 {
+            let m = get_msg(&nc, "S", seq).await;
+            let hdrs = m["hdrs"].as_str().unwrap_or_default();
+            // The last field identifies the origin by its creation time: differs per run.
+            let source = header(hdrs, "Nats-Stream-Source").map(|v| {
+                let (rest, identity) = v.rsplit_once(' ').unwrap();
+                assert_eq!(identity.len(), 8, "{bin}: {v}");
+                rest.to_string()
+            });
+            copies.push(json!({
+                "subject": m["subject"],
+                "data": m["data"],
+                "source": source,
+                "expected": header(hdrs, "Nats-Expected-Stream"),
+            }));
+        }
+        copies.sort_by_key(|c| c.to_string());
+        let mut sources: Vec<Value> = info["sources"].as_array().unwrap().clone();
+        for s in &mut sources {
+            s.as_object_mut().unwrap().remove("active");
+        }
+        sources.sort_by_key(|s| s["name"].to_string());
+
+        // A start time takes only what was stored from then on.
+        let mid = api(&nc, "$JS.API.STREAM.MSG.GET.A", json!({"seq": 2})).await;
+        let t = mid["message"]["time"].clone();
+        let cfg = json!({"name": "ST", "sources": [{"name": "A", "opt_start_time": t}]});
+        assert!(api(&nc, "$JS.API.STREAM.CREATE.ST", cfg).await["error"].is_null());
+        let st = info_when(&nc, "ST", Duration::from_secs(10), |i| {
+            i["state"]["messages"] == 2
+        })
+        .await;
+        let by_time = st["config"]["sources"][0]["opt_start_time"] == t;
+        results.push(json!({"copies": copies, "sources": sources, "by_time": by_time}));
+    }
+    assert_eq!(results[0], results[1], "natsd vs nats-server");
+    let copies = &results[0]["copies"];
+    assert!(
+        copies
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["source"] == "B 2 b.* bb.$1 b.2" && c["subject"] == "bb.2"),
+        "{copies}"
+    );
+}
+
+/// Reads every message of `stream` as `(seq, subject, payload, headers)` through an
+/// ephemeral pull consumer.
+async fn read_all(nc: &async_nats::Client, stream: &str) -> Vec<(u64, String, String, String)> {
+    let js = async_nats::jetstream::new(nc.clone());
+    let st = js.get_stream(stream).await.unwrap();
+    let total = st.cached_info().state.messages as usize;
+    let consumer = st
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            ack_policy: async_nats::jetstream::consumer::AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut msgs = consumer.messages().await.unwrap();
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let m = tokio::time::timeout(Duration::from_secs(10), msgs.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let seq = m.info().unwrap().stream_sequence;
+        let source = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Stream-Source"))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        out.push((
+            seq,
+            m.subject.to_string(),
+            String::from_utf8_lossy(&m.payload).into_owned(),
+            source,
+        ));
+    }
+    out
+}
+
+/// natsd killed with SIGKILL while a mirror and a source are copying: after the restart
+/// both resume where their stores are, and end up with every origin message exactly once
+/// (the mirror at the origin's sequences).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_and_source_resume_after_kill_without_gaps_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_conf(natsd(), JS_CONF, dir.path());
+    let nc = connect(&s).await;
+    let js = async_nats::jetstream::new(nc.clone());
+    assert!(api(
+        &nc,
+        "$JS.API.STREAM.CREATE.O",
+        json!({"name": "O", "subjects": ["o.>"]})
+    )
+    .await["error"]
+        .is_null());
+    let publish_range = |js: async_nats::jetstream::Context, from: u32, to: u32| async move {
+        let mut acks = Vec::new();
+        for i in from..to {
+            acks.push(
+                js.publish(format!("o.{}", i % 7), format!("{i}").into())
+                    .await
+                    .unwrap(),
+            );
+            if acks.len() == 200 {
+                for a in acks.drain(..) {
+                    a.await.unwrap();
+                }
+            }
+        }
+        for a in acks {
+            a.await.unwrap();
+        }
+    };
+    publish_range(js.clone(), 0, 20_000).await;
+    for cfg in [
+        json!({"name": "M", "mirror": {"name": "O"}}),
+        json!({"name": "S", "sources": [{"name": "O"}]}),
+    ] {
+        let name = cfg["name"].as_str().unwrap().to_string();
+        let r = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+        assert!(r["error"].is_null(), "{r}");
+    }
+    // Kill while the copies are under way.
+    info_when(&nc, "M", Duration::from_secs(10), |i| {
+        i["state"]["messages"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(s);
+
+    let s = start_conf(natsd(), JS_CONF, dir.path());
+    let nc = connect(&s).await;
+    let js = async_nats::jetstream::new(nc.clone());
+    publish_range(js.clone(), 20_000, 21_000).await;
+    let origin = api(&nc, "$JS.API.STREAM.INFO.O", Value::Null).await;
+    let last = origin["state"]["last_seq"].clone();
+    let msgs = origin["state"]["messages"].clone();
+    info_when(&nc, "M", Duration::from_secs(30), |i| {
+        i["state"]["last_seq"] == last
+    })
+    .await;
+    info_when(&nc, "S", Duration::from_secs(30), |i| {
+        i["state"]["messages"] == msgs
+    })
+    .await;
+
+    let o = read_all(&nc, "O").await;
+    let m = read_all(&nc, "M").await;
+    assert_eq!(m.len(), o.len());
+    for (a, b) in o.iter().zip(&m) {
+        assert_eq!((a.0, &a.1, &a.2), (b.0, &b.1, &b.2), "mirror differs");
+    }
+    let src = read_all(&nc, "S").await;
+    let mut copied: BTreeMap<u64, usize> = BTreeMap::new();
+    for (_, subject, payload, header) in &src {
+        let seq: u64 = header.split(' ').nth(1).unwrap().parse().unwrap();
+        *copied.entry(seq).or_default() += 1;
+        let orig = &o[(seq - 1) as usize];
+        assert_eq!(
+            (&orig.1, &orig.2),
+            (subject, payload),
+            "source copy of {seq}"
+        );
+    }
+    assert!(copied.values().all(|&n| n == 1), "duplicates in the source");
+    assert_eq!(copied.len(), o.len(), "gaps in the source");
+    // In origin order.
+    let order: Vec<u64> = src
+        .iter()
+        .map(|c| c.3.split(' ').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]));
+}
+
+/// The headers of the newest message on `subject`, or `None` when there is none.
+async fn last_headers(nc: &async_nats::Client, stream: &str, subject: &str) -> Option<String> {
+    use base64::Engine;
+    let r = api(
+        nc,
+        &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+        json!({ "last_by_subj": subject }),
+    )
+    .await;
+    let h = r["message"]["hdrs"].as_str()?;
+    Some(String::from_utf8(base64::engine::general_purpose::STANDARD.decode(h).unwrap()).unwrap())
+}
+
+/// Subject delete markers: when `max_age` or a `Nats-TTL` removes the last message of a
+/// subject, a marker takes its place and later expires itself; shorter TTLs are raised to
+/// the marker TTL; `Nats-TTL: never` outlives `max_age`. Same sequences and headers as
+/// nats-server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_markers_and_never_ttl_match_nats_server() {
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let mut got = Vec::new();
+        for bad in [
+            json!({"name": "B", "subjects": ["b"], "subject_delete_marker_ttl": 500_000_000}),
+            json!({"name": "B", "subjects": ["b"], "subject_delete_marker_ttl": -1}),
+            json!({"name": "B", "mirror": {"name": "X"}, "subject_delete_marker_ttl": 1_000_000_000u64}),
+        ] {
+            got.push(api(&nc, "$JS.API.STREAM.CREATE.B", bad).await["error"].clone());
+        }
+        let cfg = json!({"name": "K", "subjects": ["k.>"], "max_age": 1_000_000_000u64,
+                         "subject_delete_marker_ttl": 1_000_000_000u64});
+        let created = api(&nc, "$JS.API.STREAM.CREATE.K", cfg).await;
+        let c = &created["config"];
+        got.push(json!([
+            c["allow_msg_ttl"],
+            c["allow_rollup_hdrs"],
+            c["subject_delete_marker_ttl"]
+        ]));
+        publish(&nc, "k.a", &[], "1").await;
+        publish(&nc, "k.b", &[], "2").await;
+        publish(&nc, "k.b", &[], "3").await;
+        publish(&nc, "k.n", &[("Nats-TTL", "never")], "4").await;
+        let ack = publish(&nc, "k.t", &[("Nats-TTL", "1s")], "5").await;
+        got.push(ack["seq"].clone());
+        // Markers replace the last message of k.a and k.b (k.n stays, k.t's TTL too).
+        let info = info_when(&nc, "K", Duration::from_secs(15), |i| {
+            i["state"]["last_seq"].as_u64().unwrap_or(0) >= 8
+        })
+        .await;
+        let mut markers = Vec::new();
+        for subject in ["k.a", "k.b", "k.t"] {
+            let h = last_headers(&nc, "K", subject).await.unwrap_or_default();
+            markers.push(json!([
+                subject,
+                header(&h, "Nats-Marker-Reason"),
+                header(&h, "Nats-TTL"),
+                header(&h, "Nats-Rollup"),
+            ]));
+        }
+        got.push(json!(markers));
+        got.push(info["state"]["last_seq"].clone());
+        // The markers expire in turn; the never-expiring message stays.
+        let left = info_when(&nc, "K", Duration::from_secs(15), |i| {
+            i["state"]["messages"] == 1
+        })
+        .await;
+        got.push(left["state"]["first_seq"].clone());
+        got.push(json!(last_headers(&nc, "K", "k.n").await.is_some()));
+
+        // A short TTL is raised to the marker TTL (more than one message per subject).
+        let cfg = json!({"name": "R", "subjects": ["r.>"], "subject_delete_marker_ttl": 5_000_000_000u64});
+        assert!(api(&nc, "$JS.API.STREAM.CREATE.R", cfg).await["error"].is_null());
+        publish(&nc, "r.a", &[("Nats-TTL", "1s")], "x").await;
+        let h = last_headers(&nc, "R", "r.a").await.unwrap();
+        got.push(json!(header(&h, "Nats-TTL")));
+        results.push(got);
+    }
+    assert_eq!(results[0], results[1], "natsd vs nats-server");
+}
+
+/// A request with headers whose reply is kept raw: `(payload text, status)`.
+async fn request_raw(
+    nc: &async_nats::Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: &str,
+) -> String {
+    let mut h = async_nats::HeaderMap::new();
+    for (k, v) in headers {
+        h.insert(*k, *v);
+    }
+    let msg = nc
+        .request_with_headers(subject.to_string(), h, payload.to_string().into())
+        .await
+        .unwrap();
+    String::from_utf8_lossy(&msg.payload).into_owned()
+}
+
+/// Atomic batches: staged messages get an empty reply, the commit a PubAck with `batch` and
+/// `count`, and a batch that fails any check stores nothing; the same replies, stored
+/// headers and advisories as nats-server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn atomic_batches_match_nats_server() {
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let mut advisories = nc
+            .subscribe("$JS.EVENT.ADVISORY.STREAM.BATCH_ABANDONED.>")
+            .await
+            .unwrap();
+        let cfg = json!({"name": "B", "subjects": ["b.>"], "allow_atomic": true,
+                         "allow_rollup_hdrs": true, "discard": "new", "max_msgs": 8});
+        let created = api(&nc, "$JS.API.STREAM.CREATE.B", cfg).await;
+        assert_eq!(created["config"]["allow_atomic"], true, "{bin}: {created}");
+        let plain = json!({"name": "P", "subjects": ["p.>"]});
+        assert!(api(&nc, "$JS.API.STREAM.CREATE.P", plain).await["error"].is_null());
+        let b = |id: &'static str, seq: &'static str| {
+            vec![("Nats-Batch-Id", id), ("Nats-Batch-Sequence", seq)]
+        };
+        let with = |mut h: Vec<(&'static str, &'static str)>, k: &'static str, v: &'static str| {
+            h.push((k, v));
+            h
+        };
+        let mut got = Vec::new();
+        // A batch of three, then one ended by an end-of-batch message.
+        got.push(request_raw(&nc, "b.a", &b("x", "1"), "1").await);
+        nc.publish_with_headers(
+            "b.b",
+            {
+                let mut h = async_nats::HeaderMap::new();
+                h.insert("Nats-Batch-Id", "x");
+                h.insert("Nats-Batch-Sequence", "2");
+                h
+            },
+            "2".into(),
+        )
+        .await
+        .unwrap();
+        got.push(
+            request_raw(
+                &nc,
+                "b.c",
+                &with(b("x", "3"), "Nats-Batch-Commit", "1"),
+                "3",
+            )
+            .await,
+        );
+        got.push(request_raw(&nc, "b.d", &b("y", "1"), "4").await);
+        got.push(
+            request_raw(
+                &nc,
+                "b.e",
+                &with(b("y", "2"), "Nats-Batch-Commit", "eob"),
+                "",
+            )
+            .await,
+        );
+        // Refusals.
+        let requests: Vec<(&str, Vec<(&str, &str)>)> = vec![
+            ("b.f", b("g", "1")),
+            ("b.f", b("g", "3")),
+            ("b.f", vec![("Nats-Batch-Id", "m")]),
+            ("b.f", with(b("c", "1"), "Nats-Batch-Commit", "2")),
+            ("p.a", b("n", "1")),
+            ("b.f", b(Box::leak("i".repeat(65).into_boxed_str()), "1")),
+            ("b.f", b("big", "1001")),
+            ("b.f", with(b("d", "1"), "Nats-Msg-Id", "same")),
+            (
+                "b.g",
+                with(
+                    with(b("d", "2"), "Nats-Msg-Id", "same"),
+                    "Nats-Batch-Commit",
+                    "1",
+                ),
+            ),
+            ("b.f", b("e", "1")),
+            (
+                "b.g",
+                with(
+                    with(b("e", "2"), "Nats-Expected-Last-Sequence", "4"),
+                    "Nats-Batch-Commit",
+                    "1",
+                ),
+            ),
+            ("b.f", b("k", "1")),
+            (
+                "b.g",
+                with(
+                    with(b("k", "2"), "Nats-Expected-Last-Sequence", "5"),
+                    "Nats-Batch-Commit",
+                    "1",
+                ),
+            ),
+            ("b.f", with(b("l", "1"), "Nats-Expected-Last-Msg-Id", "z")),
+            ("b.g", with(b("l", "2"), "Nats-Batch-Commit", "1")),
+            ("b.f", b("r", "1")),
+            (
+                "b.g",
+                with(
+                    with(b("r", "2"), "Nats-Rollup", "all"),
+                    "Nats-Batch-Commit",
+                    "1",
+                ),
+            ),
+            ("b.f", b("f", "1")),
+            ("b.f", b("f", "2")),
+            ("b.f", b("f", "3")),
+            ("b.f", b("f", "4")),
+            ("b.f", with(b("f", "5"), "Nats-Batch-Commit", "1")),
+        ];
+        for (subject, headers) in &requests {
+            got.push(request_raw(&nc, subject, headers, "z").await);
+        }
+        let info = api(&nc, "$JS.API.STREAM.INFO.B", Value::Null).await;
+        got.push(info["state"]["messages"].to_string());
+        for seq in [3, 4] {
+            let m = get_msg(&nc, "B", seq).await;
+            let h = m["hdrs"].as_str().unwrap_or_default().to_string();
+            got.push(format!(
+                "{} {:?} {:?} {:?}",
+                m["subject"],
+                header(&h, "Nats-Batch-Id"),
+                header(&h, "Nats-Batch-Sequence"),
+                header(&h, "Nats-Batch-Commit")
+            ));
+        }
+        let mut reasons = Vec::new();
+        while let Ok(Some(m)) =
+            tokio::time::timeout(Duration::from_millis(300), advisories.next()).await
+        {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap();
+            reasons.push(json!([
+                m.subject.as_str(),
+                v["type"],
+                v["stream"],
+                v["batch"],
+                v["reason"]
+            ]));
+        }
+        got.push(json!(reasons).to_string());
+        results.push(got);
+    }
+    for (i, (ours, theirs)) in results[0].iter().zip(&results[1]).enumerate() {
+        assert_eq!(ours, theirs, "reply {i}: natsd vs nats-server");
+    }
+}
+
+/// Message schedules: the same refusals as nats-server, a stored schedule gets `Nats-Rollup:
+/// sub`, a one-shot `@at` fires once on its target and removes itself, `@every` repeats
+/// with the content of its source subject.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_schedules_match_nats_server() {
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let cfg = json!({"name": "SC", "subjects": ["sched.>", "target.>", "src.>"],
+                         "allow_msg_schedules": true, "allow_msg_ttl": true});
+        let created = api(&nc, "$JS.API.STREAM.CREATE.SC", cfg).await;
+        let mut got = vec![json!([
+            created["config"]["allow_rollup_hdrs"],
+            created["config"]["allow_msg_schedules"]
+        ])];
+        let plain = json!({"name": "P", "subjects": ["p.>"]});
+        assert!(api(&nc, "$JS.API.STREAM.CREATE.P", plain).await["error"].is_null());
+        for cfg in [
+            json!({"name": "X", "mirror": {"name": "SC"}, "allow_msg_schedules": true}),
+            json!({"name": "X", "sources": [{"name": "SC"}], "allow_msg_schedules": true}),
+            json!({"name": "X", "subjects": ["x"], "allow_msg_schedules": true, "discard": "new"}),
+        ] {
+            got.push(api(&nc, "$JS.API.STREAM.CREATE.X", cfg).await["error"].clone());
+        }
+        let refused: Vec<(&str, Vec<(&str, &str)>)> = vec![
+            ("sched.a", vec![("Nats-Schedule", "@every 5s")]),
+            (
+                "sched.a",
+                vec![
+                    ("Nats-Schedule", "@every 5s"),
+                    ("Nats-Schedule-Target", "other.x"),
+                ],
+            ),
+            (
+                "sched.a",
+                vec![
+                    ("Nats-Schedule", "@every 5s"),
+                    ("Nats-Schedule-Target", "sched.a"),
+                ],
+            ),
+            (
+                "sched.a",
+                vec![
+                    ("Nats-Schedule", "@every 1ms"),
+                    ("Nats-Schedule-Target", "target.a"),
+                ],
+            ),
+            (
+                "sched.a",
+                vec![
+                    ("Nats-Schedule", "0 0 * * *"),
+                    ("Nats-Schedule-Target", "target.a"),
+                ],
+            ),
+            (
+                "sched.a",
+                vec![
+                    ("Nats-Schedule", "@hourly"),
+                    ("Nats-Schedule-Target", "target.a"),
+                    ("Nats-Schedule-Time-Zone", "Nowhere/Else"),
+                ],
+            ),
+            (
+                "sched.a",
+                vec![
+                    ("Nats-Schedule", "@every 5s"),
+                    ("Nats-Schedule-Target", "target.a"),
+                    ("Nats-Schedule-Time-Zone", "Europe/Berlin"),
+                ],
+            ),
+            (
+                "sched.a",
+                vec![
+                    ("Nats-Schedule", "@every 5s"),
+                    ("Nats-Schedule-Target", "target.a"),
+                    ("Nats-Schedule-Rollup", "all"),
+                ],
+            ),
+            (
+                "sched.a",
+                vec![
+                    ("Nats-Schedule", "@every 5s"),
+                    ("Nats-Schedule-Target", "target.a"),
+                    ("Nats-Schedule-TTL", "0.5s"),
+                ],
+            ),
+            (
+                "sched.a",
+                vec![
+                    ("Nats-Schedule", "@every 5s"),
+                    ("Nats-Schedule-Target", "target.a"),
+                    ("Nats-Schedule-Source", "other.q"),
+                ],
+            ),
+            ("sched.a", vec![("Nats-Scheduler", "sched.b")]),
+            (
+                "sched.a",
+                vec![
+                    ("Nats-Schedule-Next", "soon"),
+                    ("Nats-Scheduler", "sched.b"),
+                ],
+            ),
+            (
+                "p.a",
+                vec![
+                    ("Nats-Schedule", "@every 5s"),
+                    ("Nats-Schedule-Target", "p.b"),
+                ],
+            ),
+        ];
+        for (subject, headers) in &refused {
+            got.push(publish(&nc, subject, headers, "x").await["error"].clone());
+        }
+        // A one-shot, one second from now.
+        let at = chrono::Utc::now() + chrono::Duration::seconds(1);
+        let at = at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let pattern = format!("@at {at}");
+        let ack = publish(
+            &nc,
+            "sched.once",
+            &[
+                ("Nats-Schedule", &pattern),
+                ("Nats-Schedule-Target", "target.once"),
+                ("Nats-Schedule-TTL", "5s"),
+                ("X-Keep", "k"),
+                ("Nats-Msg-Id", "m1"),
+            ],
+            "once",
+        )
+        .await;
+        let stored = get_msg(&nc, "SC", ack["seq"].as_u64().unwrap()).await;
+        got.push(json!(header(
+            stored["hdrs"].as_str().unwrap(),
+            "Nats-Rollup"
+        )));
+        // A repeating one with a source.
+        publish(&nc, "src.v", &[("X-Src", "1")], "from source").await;
+        publish(
+            &nc,
+            "sched.every",
+            &[
+                ("Nats-Schedule", "@every 1s"),
+                ("Nats-Schedule-Target", "target.every"),
+                ("Nats-Schedule-Source", "src.v"),
+            ],
+            "own",
+        )
+        .await;
+        let once = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                if let Some(h) = last_headers(&nc, "SC", "target.once").await {
+                    return h;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await
+        .expect("the @at schedule never fired");
+        let once_msg = api(
+            &nc,
+            "$JS.API.STREAM.MSG.GET.SC",
+            json!({"last_by_subj": "target.once"}),
+        )
+        .await;
+        got.push(json!([
+            header(&once, "Nats-Scheduler"),
+            header(&once, "Nats-Schedule-Next"),
+            header(&once, "Nats-TTL"),
+            header(&once, "X-Keep"),
+            header(&once, "Nats-Msg-Id"),
+            header(&once, "Nats-Schedule"),
+            once_msg["message"]["data"],
+        ]));
+        // The one-shot schedule is gone, the repeating one fires again and again.
+        let gone = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                if last_headers(&nc, "SC", "sched.once").await.is_none() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+        .await;
+        got.push(json!(gone.is_ok()));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut firings = 0;
+        while Instant::now() < deadline {
+            let r = api(
+                &nc,
+                "$JS.API.STREAM.INFO.SC",
+                json!({"subjects_filter": "target.every"}),
+            )
+            .await;
+            firings = r["state"]["subjects"]["target.every"].as_u64().unwrap_or(0);
+            if firings >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(firings >= 2, "{bin}: @every fired {firings} times");
+        let every = last_headers(&nc, "SC", "target.every").await.unwrap();
+        let every_msg = api(
+            &nc,
+            "$JS.API.STREAM.MSG.GET.SC",
+            json!({"last_by_subj": "target.every"}),
+        )
+        .await;
+        let next = header(&every, "Nats-Schedule-Next").unwrap_or("");
+        got.push(json!([
+            header(&every, "Nats-Scheduler"),
+            header(&every, "X-Src"),
+            every_msg["message"]["data"],
+            next.ends_with('Z') && next.len() >= 20,
+        ]));
+        results.push(got);
+    }
+    for (i, (ours, theirs)) in results[0].iter().zip(&results[1]).enumerate() {
+        assert_eq!(ours, theirs, "item {i}: natsd vs nats-server");
+    }
+}
