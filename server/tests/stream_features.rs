@@ -1083,3 +1083,54 @@ async fn message_schedules_match_nats_server() {
         assert_eq!(ours, theirs, "item {i}: natsd vs nats-server");
     }
 }
+
+/// A source whose copies were all purged from the stream does not copy them again after a
+/// kill -9: its position is kept next to the store, not only in its messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purged_source_does_not_copy_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_conf(natsd(), JS_CONF, dir.path());
+    let nc = connect(&s).await;
+    assert!(api(
+        &nc,
+        "$JS.API.STREAM.CREATE.O",
+        json!({"name": "O", "subjects": ["o.>"]})
+    )
+    .await["error"]
+        .is_null());
+    for i in 0..5 {
+        publish(&nc, "o.x", &[], &i.to_string()).await;
+    }
+    let cfg = json!({"name": "S", "sources": [{"name": "O"}]});
+    assert!(api(&nc, "$JS.API.STREAM.CREATE.S", cfg).await["error"].is_null());
+    info_when(&nc, "S", Duration::from_secs(10), |i| {
+        i["state"]["messages"] == 5
+    })
+    .await;
+    let purged = api(&nc, "$JS.API.STREAM.PURGE.S", Value::Null).await;
+    assert_eq!(purged["purged"], 5, "{purged}");
+    // The position is saved on the worker's next look at its origins (at most a second).
+    let saved = dir.path().join("jetstream/$G/streams/S/sources.json");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !saved.exists() {
+        assert!(Instant::now() < deadline, "positions never saved");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(s);
+    let s = start_conf(natsd(), JS_CONF, dir.path());
+    let nc = connect(&s).await;
+    publish(&nc, "o.x", &[], "new").await;
+    let info = info_when(&nc, "S", Duration::from_secs(10), |i| {
+        i["state"]["messages"] == 1
+    })
+    .await;
+    assert_eq!(info["sources"][0]["seq"], 6, "{info}");
+    // Nothing old came back while it got the new one.
+    let last = get_msg(&nc, "S", info["state"]["last_seq"].as_u64().unwrap()).await;
+    assert_eq!(last["data"], "new", "{last}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = api(&nc, "$JS.API.STREAM.INFO.S", Value::Null).await;
+    assert_eq!(again["state"]["messages"], 1, "{again}");
+}

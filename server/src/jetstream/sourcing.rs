@@ -353,6 +353,54 @@ pub(crate) fn recover_positions(
     found
 }
 
+/// File next to a stream's store that remembers its sources' positions.
+pub(crate) const POSITIONS_FILE: &str = "sources.json";
+
+/// The sources' positions as last saved (`iname → mark`), for a source none of whose
+/// messages the stream still holds (purged, expired) after a restart. Missing or unreadable
+/// means nothing saved.
+pub(crate) fn load_positions(dir: &std::path::Path) -> HashMap<String, SourceMark> {
+    #[derive(serde::Deserialize)]
+    struct Saved {
+        seq: u64,
+        identity: Option<String>,
+    }
+    let Ok(body) = std::fs::read(dir.join(POSITIONS_FILE)) else {
+        return HashMap::new();
+    };
+    let saved: HashMap<String, Saved> = serde_json::from_slice(&body).unwrap_or_default();
+    saved
+        .into_iter()
+        .map(|(iname, s)| {
+            let mark = SourceMark {
+                iname: iname.clone(),
+                seq: s.seq,
+                identity: s.identity,
+            };
+            (iname, mark)
+        })
+        .collect()
+}
+
+/// The newer of what the stream's own messages say and what was saved, per source.
+pub(crate) fn merge_positions(
+    found: &mut HashMap<String, SourceMark>,
+    saved: HashMap<String, SourceMark>,
+    inames: &[String],
+) {
+    for (iname, mark) in saved {
+        if !inames.contains(&iname) {
+            continue;
+        }
+        match found.get(&iname) {
+            Some(f) if f.seq >= mark.seq || f.identity != mark.identity => {}
+            _ => {
+                found.insert(iname, mark);
+            }
+        }
+    }
+}
+
 /// Finds the account an `external` origin lives in, from `importer`'s imports and the
 /// exporting account's exports (see the module docs). `None` when they do not connect.
 pub(crate) fn resolve_external<'a>(
@@ -643,6 +691,11 @@ impl Source {
                 .map(|f| origin.num_pending(f.as_bytes(), next))
                 .sum()
         };
+    }
+
+    /// What [`load_positions`] reads back: the last origin sequence copied, once positioned.
+    pub(crate) fn saved_mark(&self) -> Option<(u64, Option<&str>)> {
+        Some((self.next?.saturating_sub(1), self.identity.as_deref()))
     }
 
     /// Stream info's view of this source.

@@ -13,7 +13,7 @@
 //! worker then reads the origin's store and stores the copies the same way, in batches.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -611,6 +611,10 @@ struct Worker {
     next_expire: u64,
     /// Atomic batches being staged.
     batches: Batches,
+    /// The source positions last saved (see [`Worker::save_positions`]), and when to look
+    /// again.
+    saved_positions: Vec<u8>,
+    next_save: u64,
     /// Message schedules: schedule subject → (its message's sequence, next firing ns).
     schedules: HashMap<Vec<u8>, (u64, u64)>,
     /// The same, soonest first: (next firing ns, schedule subject).
@@ -638,6 +642,8 @@ impl Worker {
             mirror: false,
             next_expire: 0,
             batches: Batches::default(),
+            saved_positions: Vec::new(),
+            next_save: 0,
             schedules: HashMap::new(),
             schedule_order: std::collections::BTreeSet::new(),
         };
@@ -1082,6 +1088,7 @@ impl Worker {
                     w.expire();
                     let more = w.pull();
                     w.commit(&mut out);
+                    w.save_positions(false);
                     let account = w.stream.account.clone();
                     let bell = w.stream.doorbell.clone();
                     drop(w);
@@ -1105,6 +1112,9 @@ impl Worker {
             let stop = w.store_batch(batch.drain(..));
             let more = pull && !stop && w.pull();
             w.commit(&mut out);
+            if pull || stop {
+                w.save_positions(stop);
+            }
             // Still under the lock: the inline path must not overtake what was queued.
             ingest.queued.fetch_sub(msgs, Ordering::AcqRel);
             let account = w.stream.account.clone();
@@ -1381,7 +1391,11 @@ impl Worker {
         let recovered = if self.mirror || unpositioned.is_empty() {
             HashMap::new()
         } else {
-            sourcing::recover_positions(&*self.stream.store, &unpositioned)
+            let mut found = sourcing::recover_positions(&*self.stream.store, &unpositioned);
+            if let Some(dir) = &self.stream.dir {
+                sourcing::merge_positions(&mut found, sourcing::load_positions(dir), &unpositioned);
+            }
+            found
         };
         let mut budget = MAX_BATCH;
         let mut more = false;
@@ -1456,6 +1470,51 @@ impl Worker {
             self.sources[i].observe(&*ostore, now);
         }
         more
+    }
+
+    /// Saves the sources' positions next to the store when they moved (file streams only).
+    /// Called after a commit, so a saved position never runs ahead of what is written; it
+    /// only matters where the stream no longer holds any of a source's messages.
+    fn save_positions(&mut self, force: bool) {
+        let now = crate::store::now_ns();
+        if !force && now < self.next_save {
+            return;
+        }
+        self.next_save = now + SOURCE_TICK.as_nanos() as u64;
+        let Some(dir) = self.stream.dir.clone() else {
+            return;
+        };
+        if self.mirror || self.sources.is_empty() {
+            return;
+        }
+        let marks: BTreeMap<&str, serde_json::Value> = self
+            .sources
+            .iter()
+            .filter_map(|s| {
+                let (seq, identity) = s.saved_mark()?;
+                Some((
+                    s.iname.as_str(),
+                    serde_json::json!({"seq": seq, "identity": identity}),
+                ))
+            })
+            .collect();
+        let Ok(body) = serde_json::to_vec(&marks) else {
+            return;
+        };
+        if body == self.saved_positions {
+            return;
+        }
+        let tmp = dir.join(format!("{}.tmp", sourcing::POSITIONS_FILE));
+        let written = std::fs::write(&tmp, &body)
+            .and_then(|()| std::fs::rename(&tmp, dir.join(sourcing::POSITIONS_FILE)));
+        match written {
+            Ok(()) => self.saved_positions = body,
+            Err(e) => tracing::warn!(
+                "JetStream stream '{}' could not save source positions: {}",
+                self.stream.name,
+                e
+            ),
+        }
     }
 
     /// Gets the store's next sequence to `seq` for the mirror, skipping what the origin no
