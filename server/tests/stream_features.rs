@@ -336,6 +336,7 @@ async fn mirrors_match_nats_server() {
         );
         assert_eq!(info["mirror"]["name"], "O", "{bin}: {info}");
         assert_eq!(info["mirror"]["lag"], 0, "{bin}: {info}");
+        assert!(info["mirror"].get("seq").is_none(), "{bin}: {info}");
         assert!(
             info["mirror"]["active"].as_i64().unwrap() >= 0,
             "{bin}: {info}"

@@ -704,7 +704,12 @@ impl Source {
             name: self.config.name.clone(),
             external: self.config.external.clone(),
             lag: self.lag,
-            seq: self.next.map_or(0, |n| n.saturating_sub(1)),
+            // nats-server reports it for sources only.
+            seq: if self.mirror {
+                0
+            } else {
+                self.next.map_or(0, |n| n.saturating_sub(1))
+            },
             active: if self.last_active == 0 {
                 -1
             } else {
