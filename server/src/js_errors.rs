@@ -383,10 +383,20 @@ js_errors! {
     MessageSchedulesSourceInvalid = (400, 10203, "message schedules source is invalid");
     /// `JSConsumerInvalidResetErr`
     ConsumerInvalidReset = (400, 10204, "invalid reset: {err}");
+    /// `JSBatchPublishDisabledErr`
+    BatchPublishDisabled = (400, 10205, "batch publish is disabled");
+    /// `JSBatchPublishInvalidPatternErr`
+    BatchPublishInvalidPattern = (400, 10206, "batch publish pattern is invalid");
+    /// `JSBatchPublishInvalidBatchIDErr`
+    BatchPublishInvalidBatchID = (400, 10207, "batch publish ID is invalid");
+    /// `JSBatchPublishUnknownBatchIDErr`
+    BatchPublishUnknownBatchID = (400, 10208, "batch publish ID unknown");
     /// `JSMirrorWithBatchPublishErr`
     MirrorWithBatchPublish = (400, 10209, "stream mirrors can not also use batch publishing");
     /// `JSAtomicPublishTooManyInflight`
     AtomicPublishTooManyInflight = (429, 10210, "atomic publish too many inflight");
+    /// `JSBatchPublishTooManyInflight`
+    BatchPublishTooManyInflight = (429, 10211, "batch publish too many inflight");
     /// `JSMessageSchedulesSchedulerInvalidErr`
     MessageSchedulesSchedulerInvalid = (400, 10212, "message schedules invalid scheduler");
     /// `JSMirrorDurableConsumerCfgInvalid`

@@ -570,14 +570,11 @@ async fn unsupported_stream_features_are_refused() {
     let empty = json!({"name": "E", "subjects": ["e.>"], "sources": [], "mirror": null,
                        "allow_batched": false});
     assert!(api(&nc, "$JS.API.STREAM.CREATE.E", empty).await["error"].is_null());
-    for (field, value, text) in [
-        ("allow_batched", json!(true), "allow_batched"),
-        (
-            "sources",
-            json!([{"name": "SRC", "consumer": {"name": "C", "deliver_subject": "d"}}]),
-            "durable consumer",
-        ),
-    ] {
+    for (field, value, text) in [(
+        "sources",
+        json!([{"name": "SRC", "consumer": {"name": "C", "deliver_subject": "d"}}]),
+        "durable consumer",
+    )] {
         let mut cfg = json!({"name": "M", "subjects": ["m.>"]});
         cfg[field] = value;
         let r = api(&nc, "$JS.API.STREAM.CREATE.M", cfg.clone()).await;

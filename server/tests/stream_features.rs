@@ -1135,3 +1135,81 @@ async fn a_purged_source_does_not_copy_again_after_a_restart() {
     let again = api(&nc, "$JS.API.STREAM.INFO.S", Value::Null).await;
     assert_eq!(again["state"]["messages"], 1, "{again}");
 }
+
+/// Fast batches: messages stored as they come, flow acks every `flow` messages, gaps and
+/// errors reported, the commit answered with `batch` and `count`; same replies as
+/// nats-server, message for message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fast_batches_match_nats_server() {
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let cfg = json!({"name": "F", "subjects": ["f.>"], "allow_batched": true});
+        let created = api(&nc, "$JS.API.STREAM.CREATE.F", cfg).await;
+        assert_eq!(created["config"]["allow_batched"], true, "{bin}: {created}");
+        let plain = json!({"name": "P", "subjects": ["p.>"]});
+        assert!(api(&nc, "$JS.API.STREAM.CREATE.P", plain).await["error"].is_null());
+        let mut inbox = nc.subscribe("fi.>").await.unwrap();
+        nc.flush().await.unwrap();
+        type Send<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+        let sends: Vec<Send> = vec![
+            ("f.a", "fi.b1.2.fail.1.0.$FI", vec![]),
+            ("f.b", "fi.b1.2.fail.2.1.$FI", vec![]),
+            ("f.c", "fi.b1.2.fail.3.2.$FI", vec![]),
+            ("f.a", "fi.b2.5.fail.1.0.$FI", vec![]),
+            ("f.a", "fi.b2.5.fail.3.1.$FI", vec![]),
+            ("f.a", "fi.b3.5.ok.1.0.$FI", vec![]),
+            ("f.a", "fi.b3.5.ok.3.1.$FI", vec![]),
+            (
+                "f.a",
+                "fi.b3.5.ok.4.1.$FI",
+                vec![("Nats-Expected-Stream", "X")],
+            ),
+            ("f.a", "fi.b3.5.ok.5.4.$FI", vec![]),
+            ("f.a", "fi.b3.5.ok.5.2.$FI", vec![]),
+            ("f.a", "fi.b4.1.fail.1.0.$FI", vec![("Nats-Msg-Id", "d")]),
+            ("f.a", "fi.b4.1.fail.2.3.$FI", vec![]),
+            ("f.a", "fi.b5.1.fail.1.0.$FI", vec![("Nats-Msg-Id", "d")]),
+            (
+                "f.a",
+                "fi.b6.1.fail.1.0.$FI",
+                vec![("Nats-Expected-Stream", "X")],
+            ),
+            ("p.a", "fi.b7.1.fail.1.0.$FI", vec![]),
+            ("f.a", "fi.b8.1.maybe.1.0.$FI", vec![]),
+            ("f.a", "fi.b9.1.fail.2.1.$FI", vec![]),
+        ];
+        for (subject, reply, headers) in &sends {
+            let mut h = async_nats::HeaderMap::new();
+            for (k, v) in headers {
+                h.insert(*k, *v);
+            }
+            nc.publish_with_reply_and_headers(
+                subject.to_string(),
+                reply.to_string(),
+                h,
+                "x".into(),
+            )
+            .await
+            .unwrap();
+        }
+        nc.flush().await.unwrap();
+        let mut got = Vec::new();
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), inbox.next()).await
+        {
+            got.push(format!(
+                "{} {}",
+                m.subject,
+                String::from_utf8_lossy(&m.payload)
+            ));
+        }
+        // Replies of one batch come in order; two streams' replies interleave freely.
+        got.sort_by_key(|r| r.split(' ').next().unwrap_or("").to_string());
+        let info = api(&nc, "$JS.API.STREAM.INFO.F", Value::Null).await;
+        got.push(info["state"]["messages"].to_string());
+        results.push(got);
+    }
+    assert_eq!(results[0], results[1], "natsd vs nats-server");
+}

@@ -398,9 +398,6 @@ fn refuse_unsupported(cfg: &StreamConfig) -> Result<(), ApiError> {
     let unsupported = |what: &str| {
         Err(JsError::StreamInvalidConfig.with(format!("{what} is not supported by natsd")))
     };
-    if cfg.allow_batched {
-        return unsupported("fast batch publish (allow_batched)");
-    }
     if cfg
         .mirror
         .iter()

@@ -312,3 +312,447 @@ mod tests {
         assert!(b.is_empty());
     }
 }
+
+/// Most open fast batches per stream.
+const MAX_FAST_PER_STREAM: usize = 1000;
+/// Most open fast batches on the server.
+const MAX_FAST_TOTAL: i64 = 50_000;
+/// Open fast batches across every stream of the server.
+static FAST_INFLIGHT: AtomicI64 = AtomicI64::new(0);
+/// The reply suffix that marks a fast batch message.
+const FAST_SUFFIX: &[u8] = b".$FI";
+
+/// What a fast batch message asks for (the last token before `$FI`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FastOp {
+    Start,
+    Append,
+    Commit,
+    CommitEob,
+    Ping,
+}
+
+/// A fast batch (`allow_batched`) message, read from its reply subject
+/// `<inbox>.<id>.<flow>.<gap ok|fail>.<seq>.<op>.$FI`: the messages are stored as they come,
+/// the server acknowledging every `flow` of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FastMsg {
+    pub(crate) id: String,
+    pub(crate) seq: u64,
+    /// Acknowledge at most every this many messages.
+    pub(crate) flow: u16,
+    /// Go on past lost messages (else a gap ends the batch).
+    pub(crate) gap_ok: bool,
+    pub(crate) op: FastOp,
+}
+
+/// `None` when `reply` is not a fast batch reply; `Some(Err)` when it ends like one but does
+/// not follow the pattern.
+pub(crate) fn parse_fast_reply(reply: &[u8]) -> Option<Result<FastMsg, ()>> {
+    let rest = reply.strip_suffix(FAST_SUFFIX)?;
+    if rest.is_empty() {
+        return None;
+    }
+    let text = std::str::from_utf8(rest).ok();
+    Some(text.and_then(parse_fast_tokens).ok_or(()))
+}
+
+fn parse_fast_tokens(rest: &str) -> Option<FastMsg> {
+    let mut toks = rest.rsplitn(6, '.');
+    let op = match toks.next()?.parse::<i64>().ok()? {
+        0 => FastOp::Start,
+        1 => FastOp::Append,
+        2 => FastOp::Commit,
+        3 => FastOp::CommitEob,
+        4 => FastOp::Ping,
+        _ => return None,
+    };
+    let seq = toks
+        .next()?
+        .parse::<u64>()
+        .ok()
+        .filter(|s| *s != 0 && *s != u64::MAX)?;
+    if (seq == 1 && op == FastOp::CommitEob)
+        || (op == FastOp::Start && seq != 1)
+        || (op == FastOp::Append && seq <= 1)
+    {
+        return None;
+    }
+    let gap_ok = match toks.next()? {
+        "ok" => true,
+        "fail" => false,
+        _ => return None,
+    };
+    let flow = match toks.next()?.parse::<i64>().unwrap_or(0) {
+        a if a <= 0 => 10,
+        a => u16::try_from(a).unwrap_or(u16::MAX),
+    };
+    let id = toks.next()?.to_string();
+    // The inbox before the id must exist.
+    toks.next()?;
+    Some(FastMsg {
+        id,
+        seq,
+        flow,
+        gap_ok,
+        op,
+    })
+}
+
+/// What the worker does with a fast batch message after [`FastBatches::before`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum FastNext {
+    /// Store the message, then report with [`FastBatches::stored`].
+    Store,
+    /// Nothing (more) to do.
+    Done,
+}
+
+struct Fast {
+    /// Highest batch sequence received, persisted, and acknowledged by flow control.
+    lseq: u64,
+    pseq: u64,
+    fseq: u64,
+    /// Stream sequence of the last message stored.
+    sseq: u64,
+    ack_messages: u16,
+    max_ack_messages: u16,
+    gap_ok: bool,
+    commit: bool,
+    touched: u64,
+}
+
+/// A stream's open fast batches. Replies are rendered here: flow acks
+/// (`{"type":"ack","seq":N,"msgs":M}`), gaps (`{"type":"gap","last_seq":X,"seq":Y}`), errors
+/// (`{"type":"err","seq":N,"error":{...}}`) and the final PubAck with `batch` and `count`.
+#[derive(Default)]
+pub(crate) struct FastBatches {
+    open: HashMap<String, Fast>,
+}
+
+impl Drop for FastBatches {
+    fn drop(&mut self) {
+        FAST_INFLIGHT.fetch_sub(self.open.len() as i64, Ordering::Relaxed);
+    }
+}
+
+fn flow_ack(seq: u64, msgs: u16) -> Vec<u8> {
+    format!("{{\"type\":\"ack\",\"seq\":{seq},\"msgs\":{msgs}}}").into_bytes()
+}
+
+fn commit_ack(prefix: &[u8], stream_seq: u64, id: &str, count: u64) -> Vec<u8> {
+    let mut out = prefix.to_vec();
+    let id = serde_json::to_string(id).unwrap_or_default();
+    out.extend_from_slice(format!("{stream_seq},\"batch\":{id},\"count\":{count}}}").as_bytes());
+    out
+}
+
+impl FastBatches {
+    /// First half of a fast batch message: the replies to send now, and whether to store
+    /// it. `ack_prefix` is the stream's PubAck up to the sequence.
+    pub(crate) fn before(
+        &mut self,
+        msg: &FastMsg,
+        now: u64,
+        ack_prefix: &[u8],
+    ) -> Result<(Vec<Vec<u8>>, FastNext), ApiError> {
+        if msg.id.len() > MAX_ID_LEN {
+            return Err(JsError::BatchPublishInvalidBatchID.into());
+        }
+        if !self.open.contains_key(&msg.id) {
+            if msg.seq != 1 {
+                return Err(JsError::BatchPublishUnknownBatchID.into());
+            }
+            if self.open.len() >= MAX_FAST_PER_STREAM {
+                return Err(JsError::BatchPublishTooManyInflight.into());
+            }
+            if FAST_INFLIGHT.fetch_add(1, Ordering::Relaxed) >= MAX_FAST_TOTAL {
+                FAST_INFLIGHT.fetch_sub(1, Ordering::Relaxed);
+                return Err(JsError::BatchPublishTooManyInflight.into());
+            }
+            // A lone publisher may go as fast as it asks; several start slow.
+            let ack_messages = if self.open.is_empty() {
+                msg.flow.min(500)
+            } else {
+                1
+            };
+            self.open.insert(
+                msg.id.clone(),
+                Fast {
+                    lseq: 0,
+                    pseq: 0,
+                    fseq: 0,
+                    sseq: 0,
+                    ack_messages,
+                    max_ack_messages: msg.flow,
+                    gap_ok: msg.gap_ok,
+                    commit: false,
+                    touched: now,
+                },
+            );
+        }
+        let mut out = Vec::new();
+        let inflight = self.open.len();
+        let Some(b) = self.open.get_mut(&msg.id) else {
+            return Err(JsError::BatchPublishUnknownBatchID.into());
+        };
+        b.touched = now;
+        if msg.op == FastOp::Ping {
+            // A ping asks where the batch stands; a gap behind it is reported.
+            if msg.seq > b.lseq {
+                out.push(gap(b.lseq + 1, msg.seq + 1));
+                if !b.gap_ok {
+                    out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
+                    self.close(&msg.id);
+                    return Ok((out, FastNext::Done));
+                }
+                b.lseq = msg.seq;
+                b.pseq = b.lseq;
+                if let Some(ack) = b.flow_control(inflight) {
+                    out.push(ack);
+                    return Ok((out, FastNext::Done));
+                }
+            }
+            out.push(flow_ack(b.fseq, b.ack_messages));
+            return Ok((out, FastNext::Done));
+        }
+        if b.commit {
+            // Committing already: the publisher waits for the PubAck.
+            return Ok((out, FastNext::Done));
+        }
+        b.lseq += 1;
+        if b.lseq != msg.seq {
+            // Ahead or behind, a sequence out of step is reported (nats-server 2.15.1).
+            out.push(gap(b.lseq, msg.seq));
+            if b.gap_ok && msg.seq > b.lseq {
+                b.lseq = msg.seq;
+            } else {
+                b.lseq -= 1;
+                out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
+                self.close(&msg.id);
+                return Ok((out, FastNext::Done));
+            }
+        }
+        match msg.op {
+            FastOp::CommitEob => {
+                b.lseq -= 1;
+                b.pseq = b.lseq;
+                out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
+                self.close(&msg.id);
+                return Ok((out, FastNext::Done));
+            }
+            FastOp::Commit => b.commit = true,
+            _ => {}
+        }
+        if msg.seq == 1 && !b.commit {
+            out.push(flow_ack(0, b.ack_messages));
+        }
+        Ok((out, FastNext::Store))
+    }
+
+    /// Second half: the message was stored (`Ok((stream seq, duplicate))`) or refused.
+    pub(crate) fn stored(
+        &mut self,
+        msg: &FastMsg,
+        result: Result<(u64, bool), ApiError>,
+        ack_prefix: &[u8],
+        stream_error: impl Fn(&ApiError) -> Vec<u8>,
+    ) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        let inflight = self.open.len();
+        let Some(b) = self.open.get_mut(&msg.id) else {
+            return out;
+        };
+        match result {
+            Ok((seq, false)) => {
+                b.sseq = seq;
+                b.pseq = b.lseq;
+                if b.commit {
+                    out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
+                    self.close(&msg.id);
+                } else if let Some(ack) = b.flow_control(inflight) {
+                    out.push(ack);
+                }
+            }
+            Ok((dup_seq, true)) => {
+                // A duplicate counts as stored for the flow; only a commit goes on.
+                b.pseq = msg.seq;
+                if let Some(ack) = b.flow_control(inflight) {
+                    out.push(ack);
+                }
+                if !b.commit {
+                    return out;
+                }
+                if !b.gap_ok && b.lseq == 1 {
+                    // A batch that ends at once answers as a single publish would.
+                    let mut ack = ack_prefix.to_vec();
+                    let id = serde_json::to_string(&msg.id).unwrap_or_default();
+                    ack.extend_from_slice(
+                        format!(
+                            "{dup_seq},\"duplicate\": true,\"batch\":{id},\"count\":{}}}",
+                            msg.seq
+                        )
+                        .as_bytes(),
+                    );
+                    out.push(ack);
+                } else {
+                    out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
+                }
+                self.close(&msg.id);
+            }
+            Err(e) => {
+                if !b.gap_ok && b.lseq == 1 {
+                    out.push(stream_error(&e));
+                    self.close(&msg.id);
+                    return out;
+                }
+                let err = serde_json::to_string(&e).unwrap_or_default();
+                out.push(
+                    format!("{{\"type\":\"err\",\"seq\":{},\"error\":{err}}}", msg.seq)
+                        .into_bytes(),
+                );
+                if b.gap_ok && !b.commit {
+                    return out;
+                }
+                b.lseq -= 1;
+                b.pseq = b.lseq;
+                out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
+                self.close(&msg.id);
+            }
+        }
+        out
+    }
+
+    /// Drops the batches unused since before `now - BATCH_TIMEOUT_NS`.
+    pub(crate) fn expire(&mut self, now: u64) {
+        let stale: Vec<String> = self
+            .open
+            .iter()
+            .filter(|(_, b)| now.saturating_sub(b.touched) >= BATCH_TIMEOUT_NS)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in stale {
+            self.close(&id);
+        }
+    }
+
+    /// Drops every open batch (fast batches switched off).
+    pub(crate) fn clear(&mut self) {
+        let ids: Vec<String> = self.open.keys().cloned().collect();
+        for id in ids {
+            self.close(&id);
+        }
+    }
+
+    fn close(&mut self, id: &str) {
+        if self.open.remove(id).is_some() {
+            FAST_INFLIGHT.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn gap(expected: u64, current: u64) -> Vec<u8> {
+    format!("{{\"type\":\"gap\",\"last_seq\":{expected},\"seq\":{current}}}").into_bytes()
+}
+
+impl Fast {
+    /// A flow acknowledgement once another `ack_messages` are stored, adjusting the pace to
+    /// the number of open batches (at most 500 between acks, shared among them).
+    fn flow_control(&mut self, inflight: usize) -> Option<Vec<u8>> {
+        let every = u64::from(self.ack_messages.max(1));
+        if self.pseq < self.fseq + every {
+            return None;
+        }
+        self.fseq += (self.pseq - self.fseq) / every * every;
+        let share = u16::try_from(500 / inflight.max(1)).unwrap_or(1).max(1);
+        let target = share.min(self.max_ack_messages);
+        if self.ack_messages < target {
+            self.ack_messages = self.ack_messages.saturating_mul(2).min(target);
+        } else if self.ack_messages > target {
+            self.ack_messages = (self.ack_messages / 2).max(target);
+        }
+        Some(flow_ack(self.fseq, self.ack_messages))
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod fast_tests {
+    use super::*;
+
+    fn fast(reply: &str) -> FastMsg {
+        parse_fast_reply(reply.as_bytes()).unwrap().unwrap()
+    }
+
+    #[test]
+    fn replies_name_the_batch_and_its_place() {
+        let m = fast("_INBOX.x.b1.5.fail.1.0.$FI");
+        assert_eq!(
+            (m.id.as_str(), m.flow, m.gap_ok, m.seq, m.op),
+            ("b1", 5, false, 1, FastOp::Start)
+        );
+        assert_eq!(parse_fast_reply(b"_INBOX.x"), None);
+        for bad in [
+            "_INBOX.x.b1.5.fail.2.0.$FI",
+            "_INBOX.x.b1.5.fail.1.1.$FI",
+            "_INBOX.x.b1.5.maybe.1.0.$FI",
+            "_INBOX.x.b1.5.fail.1.3.$FI",
+            "b1.5.fail.1.0.$FI",
+        ] {
+            assert_eq!(parse_fast_reply(bad.as_bytes()), Some(Err(())), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_batch_stores_as_it_goes_and_acks_every_flow() {
+        let mut b = FastBatches::default();
+        let p = br#"{"stream":"S","seq":"#;
+        let text = |v: Vec<Vec<u8>>| -> Vec<String> {
+            v.into_iter()
+                .map(|m| String::from_utf8(m).unwrap())
+                .collect()
+        };
+        let m1 = fast("i.b.2.fail.1.0.$FI");
+        let (out, next) = b.before(&m1, 0, p).unwrap();
+        assert_eq!(
+            (text(out), next),
+            (
+                vec![r#"{"type":"ack","seq":0,"msgs":2}"#.to_string()],
+                FastNext::Store
+            )
+        );
+        assert!(text(b.stored(&m1, Ok((10, false)), p, |_| Vec::new())).is_empty());
+        let m2 = fast("i.b.2.fail.2.1.$FI");
+        b.before(&m2, 0, p).unwrap();
+        assert_eq!(
+            text(b.stored(&m2, Ok((11, false)), p, |_| Vec::new())),
+            vec![r#"{"type":"ack","seq":2,"msgs":2}"#]
+        );
+        let m3 = fast("i.b.2.fail.3.2.$FI");
+        b.before(&m3, 0, p).unwrap();
+        assert_eq!(
+            text(b.stored(&m3, Ok((12, false)), p, |_| Vec::new())),
+            vec![r#"{"stream":"S","seq":12,"batch":"b","count":3}"#]
+        );
+        // A gap in fail mode ends the batch with what was stored.
+        let n1 = fast("i.c.10.fail.1.0.$FI");
+        b.before(&n1, 0, p).unwrap();
+        b.stored(&n1, Ok((13, false)), p, |_| Vec::new());
+        let n3 = fast("i.c.10.fail.3.1.$FI");
+        let (out, next) = b.before(&n3, 0, p).unwrap();
+        assert_eq!(next, FastNext::Done);
+        assert_eq!(
+            text(out),
+            vec![
+                r#"{"type":"gap","last_seq":2,"seq":3}"#.to_string(),
+                r#"{"stream":"S","seq":13,"batch":"c","count":1}"#.to_string()
+            ]
+        );
+        assert_eq!(
+            b.before(&fast("i.c.10.fail.4.1.$FI"), 0, p)
+                .unwrap_err()
+                .err_code,
+            10208
+        );
+    }
+}

@@ -300,7 +300,7 @@ pub struct StreamConfig {
     /// When a PubAck may be sent relative to the write.
     #[serde(default, skip_serializing_if = "PersistMode::is_default")]
     pub persist_mode: PersistMode,
-    /// Fast batch publish; refused (api.rs) as natsd does not implement it.
+    /// Fast batch publish (reply subjects ending in `.$FI`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_batched: bool,
     /// User metadata (the server adds `_nats.*` keys in replies).

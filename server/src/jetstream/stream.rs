@@ -611,6 +611,8 @@ struct Worker {
     next_expire: u64,
     /// Atomic batches being staged.
     batches: Batches,
+    /// Fast batches under way.
+    fast: batch::FastBatches,
     /// The source positions last saved (see [`Worker::save_positions`]), and when to look
     /// again.
     saved_positions: Vec<u8>,
@@ -642,6 +644,7 @@ impl Worker {
             mirror: false,
             next_expire: 0,
             batches: Batches::default(),
+            fast: batch::FastBatches::default(),
             saved_positions: Vec::new(),
             next_save: 0,
             schedules: HashMap::new(),
@@ -660,6 +663,9 @@ impl Worker {
         self.compiled = cfg.clone();
         if !cfg.allow_atomic {
             self.batches.clear();
+        }
+        if !cfg.allow_batched {
+            self.fast.clear();
         }
         self.transform = cfg
             .subject_transform
@@ -1144,6 +1150,10 @@ impl Worker {
                 Work::Msg(msg) => {
                     let incoming =
                         Incoming::new(msg.subject(), msg.headers(), msg.payload(), Origin::Publish);
+                    if let Some(fast) = msg.reply().and_then(batch::parse_fast_reply) {
+                        self.fast_batch_msg(&cfg, fast, &incoming, msg.reply().unwrap_or(b""));
+                        continue;
+                    }
                     let body = if let Some(id) = incoming.js.batch_id {
                         self.atomic_batch_msg(&cfg, id, &incoming)
                     } else {
@@ -1234,6 +1244,59 @@ impl Worker {
         let id = serde_json::to_string(id).unwrap_or_default();
         ack.extend_from_slice(format!(",\"batch\":{id},\"count\":{}}}", msgs.len()).as_bytes());
         Ok(ack)
+    }
+
+    /// One message of a fast batch: stored at once; the replies (flow acks, gaps, errors,
+    /// the final PubAck) go to its reply subject.
+    fn fast_batch_msg(
+        &mut self,
+        cfg: &StreamConfig,
+        fast: Result<batch::FastMsg, ()>,
+        msg: &Incoming<'_>,
+        reply: &[u8],
+    ) {
+        let mut replies: Vec<Vec<u8>> = Vec::new();
+        let content = msg.headers.map_or(0, <[u8]>::len) + msg.payload.len();
+        let checked = if cfg.sealed {
+            Err(JsError::StreamSealed.into())
+        } else if cfg.max_msg_size >= 0 && content as i64 > cfg.max_msg_size {
+            Err(JsError::StreamMessageExceedsMaximum.into())
+        } else if !cfg.allow_batched {
+            Err(JsError::BatchPublishDisabled.into())
+        } else {
+            fast.map_err(|()| JsError::BatchPublishInvalidPattern.into())
+        };
+        let now = crate::store::now_ns();
+        match checked.and_then(|f| {
+            let step = self.fast.before(&f, now, &self.ack_prefix)?;
+            Ok((f, step))
+        }) {
+            Err(e) => replies.push(pub_error(&cfg.name, &e)),
+            Ok((f, (out, next))) => {
+                replies.extend(out);
+                if next == batch::FastNext::Store {
+                    let result = self.process(cfg, msg);
+                    self.stored_since_commit |= matches!(result, Ok((_, false)));
+                    let name = cfg.name.clone();
+                    let prefix = self.ack_prefix.clone();
+                    replies.extend(
+                        self.fast
+                            .stored(&f, result, &prefix, |e| pub_error(&name, e)),
+                    );
+                }
+            }
+        }
+        if cfg.no_ack || reply.is_empty() {
+            return;
+        }
+        for body in replies {
+            self.out.push(OutMsg {
+                subject: reply.to_vec(),
+                headers: None,
+                payload: body,
+                ack: true,
+            });
+        }
     }
 
     /// Checks a whole batch against the stream before any of it is stored, as if its
@@ -1607,6 +1670,7 @@ impl Worker {
         for id in self.batches.expire(now) {
             self.batch_abandoned(&id, Abandoned::Timeout);
         }
+        self.fast.expire(now);
         if !self.schedule_order.is_empty() {
             self.fire_schedules(&cfg, now);
         }
