@@ -282,6 +282,23 @@ async fn stream_feature_configs_match_nats_server() {
                 api(&nc, &format!("$JS.API.STREAM.DELETE.{name}"), Value::Null).await;
             }
         }
+        // Sealing pins the limits; a purge or delete then reports the seal.
+        let seal = json!({"name": "SEAL", "subjects": ["seal"], "max_age": 1_000_000_000u64});
+        api(&nc, "$JS.API.STREAM.CREATE.SEAL", seal.clone()).await;
+        let mut sealed = seal;
+        sealed["sealed"] = json!(true);
+        let r = api(&nc, "$JS.API.STREAM.UPDATE.SEAL", sealed).await;
+        let c = &r["config"];
+        got.push(json!([
+            c["max_age"],
+            c["discard"],
+            c["deny_delete"],
+            c["deny_purge"]
+        ]));
+        got.push(api(&nc, "$JS.API.STREAM.PURGE.SEAL", Value::Null).await["error"].clone());
+        got.push(
+            api(&nc, "$JS.API.STREAM.MSG.DELETE.SEAL", json!({"seq": 1})).await["error"].clone(),
+        );
         // A cycle through sources is refused when the second stream closes it.
         let a = json!({"name": "CA", "sources": [{"name": "CB"}]});
         got.push(api(&nc, "$JS.API.STREAM.CREATE.CA", a).await["error"].clone());

@@ -713,11 +713,12 @@ fn stream_purge(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
     let body: PurgeBody = parse(payload)?;
     let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
     let cfg = stream.config();
-    if cfg.deny_purge {
-        return Err(JsError::StreamPurgeFailed.with("stream purge not permitted"));
-    }
+    // Sealing also denies purges; nats-server reports the seal first.
     if cfg.sealed {
         return Err(JsError::StreamSealed.into());
+    }
+    if cfg.deny_purge {
+        return Err(JsError::StreamPurgeFailed.with("stream purge not permitted"));
     }
     if body.seq.is_some() && body.keep.is_some() {
         return Err(JsError::BadRequest.into());
@@ -820,11 +821,11 @@ fn msg_delete(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
     }
     let req: MsgDeleteRequest = parse(payload)?;
     let cfg = stream.config();
-    if cfg.deny_delete {
-        return Err(JsError::StreamMsgDeleteFailed.with("message delete not permitted"));
-    }
     if cfg.sealed {
         return Err(JsError::StreamSealed.into());
+    }
+    if cfg.deny_delete {
+        return Err(JsError::StreamMsgDeleteFailed.with("message delete not permitted"));
     }
     if req.seq > stream.store.state().last_seq {
         // Past the end nats-server's store reports EOF rather than "not found".
