@@ -401,10 +401,14 @@ js_errors! {
     MessageSchedulesSchedulerInvalid = (400, 10212, "message schedules invalid scheduler");
     /// `JSMirrorDurableConsumerCfgInvalid`
     MirrorDurableConsumerCfgInvalid = (400, 10213, "stream mirror consumer config is invalid");
+    /// `JSMirrorConsumerRequiresAckFCErr`
+    MirrorConsumerRequiresAckFC = (400, 10214, "stream mirror consumer requires flow control ack policy");
     /// `JSSourceDurableConsumerCfgInvalid`
     SourceDurableConsumerCfgInvalid = (400, 10215, "stream source consumer config is invalid");
     /// `JSSourceDurableConsumerDuplicateDetected`
     SourceDurableConsumerDuplicateDetected = (400, 10216, "duplicate stream source consumer detected");
+    /// `JSSourceConsumerRequiresAckFCErr`
+    SourceConsumerRequiresAckFC = (400, 10217, "stream source consumer requires flow control ack policy");
     /// `JSMessageSchedulesTimeZoneInvalidErr`
     MessageSchedulesTimeZoneInvalid = (400, 10223, "message schedules time zone is invalid");
     /// `JSMessageSourceHdrNotAllowedErr`

@@ -1230,3 +1230,48 @@ async fn fast_batches_match_nats_server() {
     }
     assert_eq!(results[0], results[1], "natsd vs nats-server");
 }
+
+/// A source that reads through a durable consumer: created as asked; with no such consumer
+/// it waits quietly, with a consumer that lacks the `flow_control` ack policy it reports
+/// 10217. Neither copies anything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_consumer_sources_report_as_nats_server() {
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        assert!(api(
+            &nc,
+            "$JS.API.STREAM.CREATE.UP",
+            json!({"name": "UP", "subjects": ["up"]})
+        )
+        .await["error"]
+            .is_null());
+        publish(&nc, "up", &[], "x").await;
+        let consumer = json!({"stream_name": "UP",
+                              "config": {"name": "D", "deliver_subject": "d2", "ack_policy": "explicit"}});
+        assert!(api(&nc, "$JS.API.CONSUMER.CREATE.UP.D", consumer).await["error"].is_null());
+        let mut got = Vec::new();
+        for (name, consumer) in [("DOWN", "C"), ("DOWN2", "D")] {
+            let cfg = json!({"name": name, "sources": [
+                {"name": "UP", "consumer": {"name": consumer, "deliver_subject": "d2"}}]});
+            let created = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            got.push(created["config"]["sources"].clone());
+        }
+        let with_error = info_when(&nc, "DOWN2", Duration::from_secs(10), |i| {
+            !i["sources"][0]["error"].is_null()
+        })
+        .await;
+        got.push(with_error["sources"][0]["error"].clone());
+        got.push(with_error["state"]["messages"].clone());
+        let quiet = api(&nc, "$JS.API.STREAM.INFO.DOWN", Value::Null).await;
+        got.push(json!([
+            quiet["sources"][0]["error"],
+            quiet["sources"][0]["active"],
+            quiet["state"]["messages"]
+        ]));
+        results.push(got);
+    }
+    assert_eq!(results[0], results[1], "natsd vs nats-server");
+}

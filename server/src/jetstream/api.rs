@@ -340,7 +340,6 @@ fn parse_config(name: &str, payload: &[u8]) -> Result<StreamConfig, ApiError> {
         return Err(JsError::StreamMismatch.into());
     }
     cfg.normalize()?;
-    refuse_unsupported(&cfg)?;
     Ok(cfg)
 }
 
@@ -388,23 +387,6 @@ fn check_update(old: &StreamConfig, cfg: &mut StreamConfig) -> Result<(), ApiErr
         cfg.deny_delete = true;
         cfg.deny_purge = true;
         cfg.allow_rollup_hdrs = false;
-    }
-    Ok(())
-}
-
-/// Settings natsd does not act on are refused, so a stream never silently lacks what its
-/// creator asked for.
-fn refuse_unsupported(cfg: &StreamConfig) -> Result<(), ApiError> {
-    let unsupported = |what: &str| {
-        Err(JsError::StreamInvalidConfig.with(format!("{what} is not supported by natsd")))
-    };
-    if cfg
-        .mirror
-        .iter()
-        .chain(&cfg.sources)
-        .any(|s| s.consumer.is_some())
-    {
-        return unsupported("sourcing through a durable consumer");
     }
     Ok(())
 }

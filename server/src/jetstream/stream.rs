@@ -1467,6 +1467,20 @@ impl Worker {
                 continue;
             };
             origin.add_downstream(&self.stream.doorbell);
+            if let Some(c) = self.sources[i].config.consumer.as_ref() {
+                // Reading through a durable consumer needs the `flow_control` ack policy,
+                // which no consumer here can have: report what nats-server reports for a
+                // consumer without it, and copy nothing.
+                let exists = origin.consumers.names().contains(&c.name);
+                self.sources[i].error = exists.then(|| {
+                    ApiError::from(if self.mirror {
+                        JsError::MirrorConsumerRequiresAckFC
+                    } else {
+                        JsError::SourceConsumerRequiresAckFC
+                    })
+                });
+                continue;
+            }
             let ostore = origin.store.clone();
             let identity = sourcing::identity(origin.created);
             self.sources[i].check_identity(&identity);
