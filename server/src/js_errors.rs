@@ -195,6 +195,8 @@ js_errors! {
     StreamNotMatch = (400, 10060, "expected stream does not match");
     /// `JSStreamSubjectOverlapErr`
     StreamSubjectOverlap = (400, 10065, "subjects overlap with an existing stream");
+    /// `JSStreamUpdateErrF`
+    StreamUpdate = (500, 10069, "{err}");
     /// `JSStreamWrongLastMsgIDErrF`
     StreamWrongLastMsgID = (400, 10070, "wrong last msg ID: {id}");
     /// `JSStreamWrongLastSequenceErrF`

@@ -1275,3 +1275,30 @@ async fn durable_consumer_sources_report_as_nats_server() {
     }
     assert_eq!(results[0], results[1], "natsd vs nats-server");
 }
+
+/// Tightening `consumer_limits` below what a consumer has is refused, naming the consumers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_limits_updates_match_nats_server() {
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let cfg = json!({"name": "L", "subjects": ["l"]});
+        assert!(api(&nc, "$JS.API.STREAM.CREATE.L", cfg.clone()).await["error"].is_null());
+        let c = json!({"stream_name": "L", "config": {"durable_name": "name", "ack_policy": "explicit"}});
+        assert!(api(&nc, "$JS.API.CONSUMER.CREATE.L.name", c).await["error"].is_null());
+        let mut got = Vec::new();
+        for limits in [
+            json!({"inactive_threshold": 2_000_000_000u64, "max_ack_pending": 10}),
+            json!({"max_ack_pending": 5000}),
+        ] {
+            let mut update = cfg.clone();
+            update["consumer_limits"] = limits;
+            let r = api(&nc, "$JS.API.STREAM.UPDATE.L", update).await;
+            got.push(json!([r["error"], r["config"]["consumer_limits"]]));
+        }
+        results.push(got);
+    }
+    assert_eq!(results[0], results[1], "natsd vs nats-server");
+}

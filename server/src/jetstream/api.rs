@@ -391,6 +391,33 @@ fn check_update(old: &StreamConfig, cfg: &mut StreamConfig) -> Result<(), ApiErr
     Ok(())
 }
 
+/// A stricter `consumer_limits` may not leave existing consumers over them (nats-server
+/// names them in a 10069 error).
+fn check_consumer_limits(
+    stream: &Stream,
+    old: &StreamConfig,
+    cfg: &StreamConfig,
+) -> Result<(), ApiError> {
+    let limit = |c: &StreamConfig, key: &str| c.consumer_limits[key].as_i64().unwrap_or(0);
+    let (it, map) = (
+        limit(cfg, "inactive_threshold"),
+        limit(cfg, "max_ack_pending"),
+    );
+    let changed = (it > 0 && it != limit(old, "inactive_threshold"))
+        || (map > 0 && map != limit(old, "max_ack_pending"));
+    if !changed {
+        return Ok(());
+    }
+    let over = stream.consumers.over_limits(it, map);
+    if over.is_empty() {
+        return Ok(());
+    }
+    Err(JsError::StreamUpdate.with(format!(
+        "change to limits violates consumers: {}",
+        over.join(", ")
+    )))
+}
+
 /// The checks of mirrors and sources that look at other streams of the account, as
 /// nats-server makes them: message sizes against the origins', the external delivery
 /// prefixes against the origins' subjects, and cycles. A mirror inherits `mirror_direct`
@@ -591,6 +618,7 @@ fn stream_update(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
     check_origins(jsa, &mut cfg)?;
     let old = stream.config();
     check_update(&old, &mut cfg)?;
+    check_consumer_limits(&stream, &old, &cfg)?;
     if overlaps(jsa, &cfg) {
         return Err(JsError::StreamSubjectOverlap.into());
     }

@@ -108,6 +108,20 @@ impl Consumers {
         self.map.read().map(|m| m.len()).unwrap_or(0)
     }
 
+    /// The consumers a stricter `consumer_limits` (inactive threshold, max ack pending; 0
+    /// meaning unset) would leave over their limit, as nats-server lists them on an update.
+    pub(crate) fn over_limits(&self, inactive_threshold: i64, max_ack_pending: i64) -> Vec<String> {
+        self.entries()
+            .into_iter()
+            .filter(|(_, e)| {
+                let c = lock(&e.config);
+                (inactive_threshold > 0 && c.inactive_threshold > inactive_threshold)
+                    || (max_ack_pending > 0 && c.max_ack_pending > max_ack_pending)
+            })
+            .map(|(name, _)| name)
+            .collect()
+    }
+
     fn entries(&self) -> Vec<(String, Arc<ConsumerEntry>)> {
         self.map
             .read()
