@@ -908,7 +908,12 @@ impl Worker {
                 self.drop_schedule(&subject);
                 continue;
             };
-            let (target, block, payload, next) = out;
+            let Produced {
+                target,
+                headers: block,
+                payload,
+                next,
+            } = out;
             let incoming = Incoming::new(&target, Some(&block), &payload, Origin::Scheduled);
             match self.process(cfg, &incoming) {
                 Ok(_) => self.stored_since_commit = true,
@@ -932,17 +937,7 @@ impl Worker {
     /// The message schedule `subject` (stored at `seq`) produces when it fires at `at`:
     /// target, headers, payload and the firing after this one. `None` when the schedule
     /// message is gone or no longer valid.
-    #[allow(
-        clippy::type_complexity,
-        reason = "one private caller takes it apart at once"
-    )]
-    fn scheduled_message(
-        &self,
-        subject: &[u8],
-        seq: u64,
-        at: u64,
-        now: u64,
-    ) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>, Option<u64>)> {
+    fn scheduled_message(&self, subject: &[u8], seq: u64, at: u64, now: u64) -> Option<Produced> {
         let store = &self.stream.store;
         let msg = store.load_msg(seq).ok()?;
         let block = msg.headers.as_deref()?;
@@ -986,12 +981,12 @@ impl Worker {
             extra.push(("Nats-Rollup", rollup));
         }
         let block = headers::append(kept.as_deref(), &extra);
-        Some((
-            target.as_bytes().to_vec(),
-            block,
-            content.payload.to_vec(),
-            next.repeat.then_some(next.at),
-        ))
+        Some(Produced {
+            target: target.as_bytes().to_vec(),
+            headers: block,
+            payload: content.payload.to_vec(),
+            next: next.repeat.then_some(next.at),
+        })
     }
 
     /// Removes the messages whose `Nats-TTL` ran out.
@@ -1910,6 +1905,15 @@ impl Worker {
         }
         Ok((seq, false))
     }
+}
+
+/// What a firing schedule stores: on its target, with its headers and payload, and when it
+/// fires next (`None` for a one-shot).
+struct Produced {
+    target: Vec<u8>,
+    headers: Vec<u8>,
+    payload: Vec<u8>,
+    next: Option<u64>,
 }
 
 /// A message's schedule (from `from`, at `now`): `Ok(None)` without `Nats-Schedule`.
