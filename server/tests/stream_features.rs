@@ -1302,3 +1302,65 @@ async fn consumer_limits_updates_match_nats_server() {
     }
     assert_eq!(results[0], results[1], "natsd vs nats-server");
 }
+
+/// A Key-Value mirror made with async-nats's KV API: the same stream config (mirror direct
+/// on, no subjects), the same copies, and the same answers to reads through the mirror
+/// bucket, on both servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_mirrors_match_nats_server() {
+    use async_nats::jetstream::kv;
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let js = async_nats::jetstream::new(nc.clone());
+        let orig = js
+            .create_key_value(kv::Config {
+                bucket: "ORIG".into(),
+                history: 3,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        orig.put("k1", "v1".into()).await.unwrap();
+        orig.put("k2", "v2".into()).await.unwrap();
+        orig.put("k1", "v1b".into()).await.unwrap();
+        orig.delete("k2").await.unwrap();
+        let mirror = js
+            .create_key_value(kv::Config {
+                bucket: "MIR".into(),
+                history: 3,
+                mirror: Some(async_nats::jetstream::stream::Source {
+                    name: "ORIG".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let info = info_when(&nc, "KV_MIR", Duration::from_secs(10), |i| {
+            i["state"]["last_seq"] == 4
+        })
+        .await;
+        let get = |key: &'static str| {
+            let mirror = mirror.clone();
+            async move {
+                match mirror.entry(key).await {
+                    Ok(Some(e)) => format!("{:?} {} {:?}", e.operation, e.revision, e.value),
+                    Ok(None) => "none".to_string(),
+                    Err(e) => format!("error {}", e.kind()),
+                }
+            }
+        };
+        results.push(json!([
+            info["config"]["mirror_direct"],
+            info["config"]["subjects"],
+            info["config"]["mirror"],
+            info["state"]["messages"],
+            get("k1").await,
+            get("k2").await,
+        ]));
+    }
+    assert_eq!(results[0], results[1], "natsd vs nats-server");
+}
