@@ -1364,3 +1364,47 @@ async fn kv_mirrors_match_nats_server() {
     }
     assert_eq!(results[0], results[1], "natsd vs nats-server");
 }
+
+/// A repeating schedule keeps firing after a kill -9: schedules are re-learnt from the
+/// schedule messages in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schedules_fire_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_conf(natsd(), JS_CONF, dir.path());
+    let nc = connect(&s).await;
+    let cfg =
+        json!({"name": "SC", "subjects": ["sched.>", "target.>"], "allow_msg_schedules": true});
+    assert!(api(&nc, "$JS.API.STREAM.CREATE.SC", cfg).await["error"].is_null());
+    publish(
+        &nc,
+        "sched.every",
+        &[
+            ("Nats-Schedule", "@every 1s"),
+            ("Nats-Schedule-Target", "target.every"),
+        ],
+        "tick",
+    )
+    .await;
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    drop(s);
+    let s = start_conf(natsd(), JS_CONF, dir.path());
+    let nc = connect(&s).await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = api(
+            &nc,
+            "$JS.API.STREAM.INFO.SC",
+            json!({"subjects_filter": "target.every"}),
+        )
+        .await;
+        if r["state"]["subjects"]["target.every"].as_u64().unwrap_or(0) >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the schedule stopped firing: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
