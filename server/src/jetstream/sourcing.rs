@@ -25,7 +25,8 @@
 //! the API prefix must reach an account's `$JS.API` through a service import that account
 //! exports, and the deliver prefix must arrive through a stream import from that same
 //! account ([`resolve_external`]); nats-server routes its requests and deliveries through
-//! exactly those imports.
+//! exactly those imports. (The configuration loader refuses `imports`/`exports` today, so an
+//! external copy waits until natsd routes between accounts.)
 
 use std::collections::HashMap;
 
