@@ -63,11 +63,13 @@ pub enum Command {
     /// First-time setup: config/nats.conf, .env with a generated NATS_SYS_PASSWORD,
     /// .credentials/, the system account. Never overwrites an existing secret.
     Init,
-    /// Start natsd in the background and wait until it is healthy.
-    Up,
-    /// Stop natsd.
-    Down,
-    /// Whether natsd runs: pid, version, uptime, connections, tenants.
+    /// Start natsd in the background and wait until it is healthy; with --nodes, a local
+    /// nats-server cluster (config/cluster.toml), or the nodes of the deployment's cluster that
+    /// are not running.
+    Up(UpArgs),
+    /// Stop natsd, or the cluster's nodes on this machine.
+    Down(DownArgs),
+    /// Whether natsd runs: pid, version, uptime, connections, tenants; every node of a cluster.
     Status,
     /// Create a tenant (account + admin user) with JetStream limits (default 64MB, 5GB).
     AddTenant(AddTenantArgs),
@@ -87,9 +89,50 @@ pub enum Command {
     Reload,
     /// Give a user a new password; the old one stops working at once.
     Rotate(TenantUserArgs),
+    /// Move this deployment's tenants and their JetStream data (streams with their messages,
+    /// Key-Value and object buckets, durable consumers and their positions) into another
+    /// deployment, typically a nats-server cluster; verifies counts and digests, safe to rerun.
+    Migrate(MigrateArgs),
     /// Check the deployment after a crash or a hand edit: tenant files, credentials, auth.conf,
     /// the running server's configuration, file modes, leftovers. Exit 1 on problems.
     Check(CheckArgs),
+}
+
+/// `migrate`
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// The deployment to move into (its root directory: config/, .env), set up and running,
+    /// e.g. made with `./manage --config-dir DIR up --nodes 3`.
+    #[arg(long, value_name = "DIR")]
+    pub to: PathBuf,
+    /// Replicas of every stream on the target (default: 3, or the target's node count if
+    /// smaller). Each replica counts against its tenant's JetStream limits.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub replicas: Option<u8>,
+    /// Move only this tenant (repeatable; default: every tenant).
+    #[arg(long, value_parser = TenantName::new, value_name = "NAME")]
+    pub tenant: Vec<TenantName>,
+}
+
+/// `up`
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Run a nats-server cluster of this many nodes on this machine instead of natsd: node i
+    /// (from 0) takes NATS_PORT+i, NATS_HTTP_PORT+i and NATS_CLUSTER_PORT+i (default 6222).
+    /// Written to config/cluster.toml the first time; later runs start missing nodes.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub nodes: Option<u16>,
+    /// Start only this node of the cluster (on the host whose address it has).
+    #[arg(long, value_name = "NAME", conflicts_with = "nodes")]
+    pub node: Option<String>,
+}
+
+/// `down`
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Stop only this node of the cluster.
+    #[arg(long, value_name = "NAME")]
+    pub node: Option<String>,
 }
 
 /// `check`

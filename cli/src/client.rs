@@ -1,7 +1,8 @@
-//! A tiny blocking NATS client over `TcpStream`, enough for `manage test` and for the system
-//! account's requests (reload, varz): CONNECT with user and password, SUB, PUB, request/reply,
-//! PING/PONG, MSG, and `-ERR` for permission violations. When the server's INFO asks for TLS,
-//! the connection is upgraded (rustls) before CONNECT.
+//! A tiny blocking NATS client over `TcpStream`, enough for `manage test`, the system
+//! account's requests (reload, varz) and `manage migrate`: CONNECT with user and password, SUB,
+//! PUB and HPUB (headers passed through byte for byte), request/reply (also many requests in
+//! flight at once), PING/PONG, MSG and HMSG, and `-ERR` for permission violations. When the
+//! server's INFO asks for TLS, the connection is upgraded (rustls) before CONNECT.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -112,9 +113,14 @@ pub struct Message {
     pub subject: String,
     /// Subscription id it arrived on.
     pub sid: String,
+    /// The raw header block (`NATS/1.0 ...\r\n...\r\n\r\n`) of an HMSG.
+    pub headers: Option<Vec<u8>>,
     /// Payload.
     pub payload: Vec<u8>,
 }
+
+/// One request of [`Client::request_many`]: subject, raw header block, payload.
+pub type Request<'a> = (&'a str, Option<&'a [u8]>, &'a [u8]);
 
 enum Event {
     Pong,
@@ -189,7 +195,7 @@ impl Client {
         let connect = serde_json::json!({
             "verbose": false, "pedantic": false, "tls_required": client.tls,
             "name": name, "lang": "manage", "version": env!("CARGO_PKG_VERSION"),
-            "protocol": 1, "echo": true, "headers": false,
+            "protocol": 1, "echo": true, "headers": true, "no_responders": true,
             "user": user, "pass": password,
         });
         client.send(format!("CONNECT {connect}\r\n"))?;
@@ -265,6 +271,53 @@ impl Client {
         self.next_message(&sid, timeout)
     }
 
+    /// Send every request at once (each with its own reply subject under one inbox), then
+    /// collect the replies; the answers come back in the order of `requests`. Fails when any
+    /// reply is missing after `timeout`.
+    pub fn request_many(
+        &mut self,
+        requests: &[Request<'_>],
+        timeout: Duration,
+    ) -> Result<Vec<Message>, ClientError> {
+        self.next_sid += 1;
+        let sid = format!("m{}", self.next_sid);
+        let inbox = format!("_INBOX.manage.{}", crate::commands::generate_password());
+        let mut frames = format!("SUB {inbox}.* {sid}\r\n").into_bytes();
+        for (i, (subject, headers, payload)) in requests.iter().enumerate() {
+            push_pub(
+                &mut frames,
+                subject,
+                &format!("{inbox}.{i}"),
+                *headers,
+                payload,
+            );
+        }
+        self.write_all(&frames)?;
+        let mut replies: Vec<Option<Message>> = vec![None; requests.len()];
+        let mut missing = requests.len();
+        let deadline = Instant::now() + timeout;
+        while missing > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let msg = self.next_message(&sid, left).map_err(|e| match e {
+                ClientError::Timeout(_) => ClientError::Timeout(timeout),
+                other => other,
+            })?;
+            let index = msg
+                .subject
+                .rsplit_once('.')
+                .and_then(|(_, i)| i.parse::<usize>().ok())
+                .filter(|i| *i < replies.len());
+            if let Some(slot) = index.and_then(|i| replies.get_mut(i)) {
+                if slot.is_none() {
+                    missing -= 1;
+                }
+                *slot = Some(msg);
+            }
+        }
+        self.send(format!("UNSUB {sid}\r\n"))?;
+        Ok(replies.into_iter().flatten().collect())
+    }
+
     /// Wait for the next message on `sid`.
     pub fn next_message(&mut self, sid: &str, timeout: Duration) -> Result<Message, ClientError> {
         if let Some(i) = self.pending.iter().position(|m| m.sid == sid) {
@@ -315,6 +368,7 @@ impl Client {
                 "+OK" | "INFO" => {}
                 "-ERR" => return Ok(Event::Err(rest.trim().trim_matches('\'').to_owned())),
                 "MSG" => return self.read_msg(rest).map(Event::Msg),
+                "HMSG" => return self.read_hmsg(rest).map(Event::Msg),
                 _ => return Err(ClientError::Protocol(format!("unexpected {line:?}"))),
             }
         }
@@ -335,9 +389,58 @@ impl Client {
         Ok(Message {
             subject: subject.to_owned(),
             sid: sid.to_owned(),
+            headers: None,
             payload,
         })
     }
+
+    fn read_hmsg(&mut self, args: &str) -> Result<Message, ClientError> {
+        let parts: Vec<&str> = args.split_whitespace().collect();
+        let (subject, sid, header_len, total_len) = match parts.as_slice() {
+            [subject, sid, h, t] | [subject, sid, _, h, t] => (*subject, *sid, *h, *t),
+            _ => return Err(ClientError::Protocol(format!("bad HMSG {args:?}"))),
+        };
+        let number = |text: &str| {
+            text.parse::<usize>()
+                .map_err(|_| ClientError::Protocol(format!("bad HMSG size {text:?}")))
+        };
+        let (header_len, total_len) = (number(header_len)?, number(total_len)?);
+        if header_len > total_len {
+            return Err(ClientError::Protocol(format!("bad HMSG {args:?}")));
+        }
+        let mut body = vec![0; total_len + 2];
+        self.stream.read_exact(&mut body)?;
+        body.truncate(total_len);
+        let payload = body.split_off(header_len);
+        Ok(Message {
+            subject: subject.to_owned(),
+            sid: sid.to_owned(),
+            headers: Some(body),
+            payload,
+        })
+    }
+}
+
+/// A PUB, or an HPUB when there are headers, with a reply subject.
+fn push_pub(out: &mut Vec<u8>, subject: &str, reply: &str, headers: Option<&[u8]>, payload: &[u8]) {
+    match headers {
+        Some(headers) => out.extend_from_slice(
+            format!(
+                "HPUB {subject} {reply} {} {}\r\n",
+                headers.len(),
+                headers.len() + payload.len()
+            )
+            .as_bytes(),
+        ),
+        None => {
+            out.extend_from_slice(format!("PUB {subject} {reply} {}\r\n", payload.len()).as_bytes())
+        }
+    }
+    if let Some(headers) = headers {
+        out.extend_from_slice(headers);
+    }
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The server's INFO, read straight off the socket: nothing else arrives before the client

@@ -32,10 +32,10 @@ pub enum ManageError {
         message: String,
     },
     /// JetStream reservations would exceed the server's limit.
-    #[error("insufficient {resource} resources available: tenants would reserve {wanted} of {resource}, but `{setting}` in {} allows {allowed}", config.display())]
+    #[error("insufficient {resource} resources available: tenants would reserve {wanted} of {resource}, but {setting} in {} allows {allowed}", config.display())]
     OverLimit {
         resource: &'static str,
-        setting: &'static str,
+        setting: String,
         config: PathBuf,
         wanted: String,
         allowed: String,
@@ -62,10 +62,10 @@ pub enum ManageError {
     #[error("the deployment in {} is not initialised; run ./manage init", root.display())]
     NotInitialised { root: PathBuf },
     /// The server did not show the new configuration in time, or shows another one.
-    #[error("natsd did not confirm the new configuration: {reason}; the files are saved, run ./manage reload (see {})", log.display())]
+    #[error("the server did not confirm the new configuration: {reason}; the files are saved, run ./manage reload (see {})", log.display())]
     ReloadNotConfirmed { reason: String, log: PathBuf },
     /// The server refused to reload (it keeps its previous configuration).
-    #[error("natsd refused to reload: {reason}")]
+    #[error("the server refused to reload: {reason}")]
     ReloadFailed { reason: String },
     /// Something answers on the server's address, but manage cannot reach it as this
     /// deployment's system user, nor find its process.
@@ -92,6 +92,42 @@ pub enum ManageError {
     /// `manage check` found problems.
     #[error("{count} problem(s) found; ./manage check --fix repairs what can be repaired")]
     CheckFailed { count: usize },
+    /// `config/cluster.toml` does not parse or holds an invalid value.
+    #[error("{}:{line}:{column}: {message}", path.display())]
+    MalformedCluster {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    /// A change reached some nodes of the cluster and not others.
+    #[error("the change is saved and confirmed on {confirmed} of {total} nodes; {} missed it: run ./manage reload (or ./manage check --fix) once {} back", missed.join(", "), if missed.len() == 1 { "it is" } else { "they are" })]
+    PartialReload {
+        missed: Vec<String>,
+        confirmed: usize,
+        total: usize,
+    },
+    /// `up --nodes N` in a deployment whose cluster has another number of nodes.
+    #[error("config/cluster.toml describes {described} nodes, not {asked}; edit it to change the cluster (then ./manage reload and ./manage up)")]
+    ClusterMismatch { described: usize, asked: usize },
+    /// A cluster command in a deployment without `config/cluster.toml`.
+    #[error("the deployment in {} has no cluster (config/cluster.toml); create one with ./manage up --nodes 3", root.display())]
+    NotACluster { root: PathBuf },
+    /// A node name that `config/cluster.toml` does not have.
+    #[error("config/cluster.toml has no node `{node}` (nodes: {})", known.join(", "))]
+    NodeNotFound { node: String, known: Vec<String> },
+    /// No nats-server binary for the cluster's nodes.
+    #[error("no nats-server binary found for the cluster's nodes: set NATS_CLUSTER_BIN, or install it (scripts/test.sh puts one in .venv)")]
+    NoClusterBinary,
+    /// The cluster did not become healthy, complete and led in time.
+    #[error("the cluster is not ready: {reason}")]
+    ClusterNotReady { reason: String },
+    /// `migrate`: the target already holds something manage did not put there.
+    #[error("{what}: {reason}")]
+    MigrateConflict { what: String, reason: String },
+    /// `migrate`: the copy does not match the source.
+    #[error("{count} stream(s) do not match their source after the copy; run ./manage migrate again (it resumes), or see the report")]
+    VerifyFailed { count: usize },
     /// A previous command's record of changes cannot be read, so manage cannot roll it back.
     #[error("{} cannot be read ({reason}); restore the files it names by hand, then delete it", path.display())]
     BrokenJournal { path: PathBuf, reason: String },
@@ -121,6 +157,15 @@ impl ManageError {
             Self::StartFailed { .. } => "start_failed",
             Self::CheckFailed { .. } => "check_failed",
             Self::BrokenJournal { .. } => "broken_journal",
+            Self::MalformedCluster { .. } => "malformed_cluster_file",
+            Self::PartialReload { .. } => "partial_reload",
+            Self::ClusterMismatch { .. } => "cluster_mismatch",
+            Self::NotACluster { .. } => "not_a_cluster",
+            Self::NodeNotFound { .. } => "node_not_found",
+            Self::NoClusterBinary => "no_server_binary",
+            Self::ClusterNotReady { .. } => "cluster_not_ready",
+            Self::MigrateConflict { .. } => "migrate_conflict",
+            Self::VerifyFailed { .. } => "verify_failed",
         }
     }
 }

@@ -7,7 +7,10 @@
 //! - `render`: generated `auth.conf` and credentials `.env` files, from `templates/`.
 //! - `server`: server binary, its configuration (natsd's loader), the verified process,
 //!   the system account over NATS, the monitoring API; bringing the server to the files.
-//! - `client`: a minimal blocking NATS client for `manage test` and system requests.
+//! - `cluster`: a deployment's nats-server cluster (`config/cluster.toml`), the node
+//!   configurations rendered from it, and the nodes at run time.
+//! - `client`: a minimal blocking NATS client for `manage test`, system requests and `migrate`.
+//! - `jetstream`: one account's JetStream API over that client (what `migrate` reads and writes).
 //! - `journal`: all-or-nothing changes to the deployment's files.
 //! - `credentials`: users' credentials files, checked to belong to their user.
 //! - `settings`: `.env` plus environment, deployment paths.
@@ -16,10 +19,12 @@
 
 pub mod cli;
 pub mod client;
+pub mod cluster;
 pub mod commands;
 pub mod credentials;
 pub mod error;
 pub mod fs;
+pub mod jetstream;
 pub mod journal;
 pub mod names;
 pub mod printer;
@@ -156,8 +161,8 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
     use crate::commands as c;
     match cli.command {
         Command::Init => c::init::init(&mut ctx, printer),
-        Command::Up => c::server_up::up(&mut ctx, printer),
-        Command::Down => c::server_up::down(&ctx, printer),
+        Command::Up(args) => c::server_up::up(&args, &mut ctx, printer),
+        Command::Down(args) => c::server_up::down(&args, &ctx, printer),
         Command::Status => c::server_up::status(&ctx, printer),
         Command::AddTenant(args) => c::tenant_add::tenant_add(&args, &mut ctx, printer),
         Command::AddUser(args) => c::user_add::user_add(&args, &mut ctx, printer),
@@ -169,6 +174,7 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
         Command::Reload => c::reload::reload(&mut ctx, printer),
         Command::Rotate(args) => c::rotate::rotate(&args, &mut ctx, printer),
         Command::Check(args) => c::check::check(&args, &mut ctx, printer),
+        Command::Migrate(args) => c::migrate::migrate(&args, &mut ctx, printer),
     }
 }
 

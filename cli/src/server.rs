@@ -193,10 +193,14 @@ fn is_zombie(pid: u32) -> bool {
 /// The executables a server of this deployment runs as.
 fn server_names(settings: &Settings) -> Vec<String> {
     let mut names = vec!["natsd".to_owned(), "nats-server".to_owned()];
-    if let Some(name) =
-        find_binary(settings).and_then(|b| b.file_name().map(|n| n.to_string_lossy().into_owned()))
-    {
-        names.push(name);
+    let configured = [
+        find_binary(settings),
+        settings.cluster_bin.as_deref().map(PathBuf::from),
+    ];
+    for binary in configured.into_iter().flatten() {
+        if let Some(name) = binary.file_name().map(|n| n.to_string_lossy().into_owned()) {
+            names.push(name);
+        }
     }
     names
 }
@@ -282,8 +286,14 @@ fn scan_proc(names: &[String], config: &Path) -> Option<u32> {
 
 /// The server process of this deployment, verified.
 pub fn local_process(settings: &Settings, paths: &Paths) -> Process {
+    local_process_for(settings, &paths.nats_conf(), &paths.pid_file())
+}
+
+/// The verified process of a server started with `config`, by `pid_file` or else through
+/// /proc (a cluster node: its `config/nodes/<node>.conf` and `data/nodes/<node>.pid`).
+pub fn local_process_for(settings: &Settings, config: &Path, pid_file: &Path) -> Process {
     let names = server_names(settings);
-    let config = paths.nats_conf();
+    let config = config.to_path_buf();
     let found = |stale: Process| match scan_proc(&names, &config) {
         Some(pid) => Process::Ours {
             pid,
@@ -291,7 +301,7 @@ pub fn local_process(settings: &Settings, paths: &Paths) -> Process {
         },
         None => stale,
     };
-    let text = match std::fs::read_to_string(paths.pid_file()) {
+    let text = match std::fs::read_to_string(pid_file) {
         Ok(text) => text,
         Err(_) => return found(Process::None),
     };
@@ -318,12 +328,23 @@ pub fn signal_verified(
     pid: u32,
     signal: Signal,
 ) -> anyhow::Result<()> {
-    match verify(pid, &server_names(settings), &paths.nats_conf()) {
+    signal_verified_for(settings, &paths.nats_conf(), &paths.pid_file(), pid, signal)
+}
+
+/// Signal `pid` only if it is still a server started with `config` (a node's, or natsd's).
+pub fn signal_verified_for(
+    settings: &Settings,
+    config: &Path,
+    pid_file: &Path,
+    pid: u32,
+    signal: Signal,
+) -> anyhow::Result<()> {
+    match verify(pid, &server_names(settings), config) {
         Verdict::Ours => send_signal(pid, signal)
-            .with_context(|| format!("failed to send {signal} to natsd (pid {pid})")),
+            .with_context(|| format!("failed to send {signal} to the server (pid {pid})")),
         Verdict::NotOurs(reason) | Verdict::Unknown(reason) => {
             Err(ManageError::UnverifiedProcess {
-                pid_file: paths.pid_file(),
+                pid_file: pid_file.to_path_buf(),
                 pid,
                 reason,
             }
@@ -353,6 +374,15 @@ pub enum SysUnavailable {
 impl SysClient {
     /// Connect to the client address of `settings`.
     pub fn connect(settings: &Settings, paths: &Paths) -> Result<Self, SysUnavailable> {
+        Self::connect_to(settings, paths, &settings.client_addr())
+    }
+
+    /// Connect to the server at `addr` (`host:port`; a node of the cluster).
+    pub fn connect_to(
+        settings: &Settings,
+        paths: &Paths,
+        addr: &str,
+    ) -> Result<Self, SysUnavailable> {
         let Some(password) = settings.sys_password.as_deref() else {
             return Err(SysUnavailable::Refused(
                 "NATS_SYS_PASSWORD is not set".into(),
@@ -362,15 +392,7 @@ impl SysClient {
             ca_file: settings.tls_ca.as_ref().map(|p| paths.root.join(p)),
             server_name: settings.tls_server_name.clone(),
         };
-        let addr = settings.client_addr();
-        match Client::connect_named(
-            &addr,
-            SYSTEM_USER,
-            password,
-            CONNECT_TIMEOUT,
-            &tls,
-            "manage",
-        ) {
+        match Client::connect_named(addr, SYSTEM_USER, password, CONNECT_TIMEOUT, &tls, "manage") {
             Ok(client) => {
                 let server_id = client.info["server_id"]
                     .as_str()
@@ -381,7 +403,10 @@ impl SysClient {
             Err(ClientError::Io(e))
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::AddrNotAvailable
+                    std::io::ErrorKind::ConnectionRefused
+                        | std::io::ErrorKind::AddrNotAvailable
+                        | std::io::ErrorKind::HostUnreachable
+                        | std::io::ErrorKind::NetworkUnreachable
                 ) =>
             {
                 Err(SysUnavailable::NotListening)
@@ -414,6 +439,37 @@ impl SysClient {
         Ok(reply["data"].clone())
     }
 
+    /// Reload unless the server already runs `expected` (or `force`), then confirm that it
+    /// shows `expected`. `unconfirmed` words the error when it shows another digest.
+    pub fn reload_to(
+        &mut self,
+        expected: &str,
+        force: bool,
+        unconfirmed: impl FnOnce(String) -> ManageError,
+    ) -> anyhow::Result<ReloadOutcome> {
+        let (digest, _) = loaded(&self.varz()?);
+        if digest == expected && !force {
+            return Ok(ReloadOutcome::InSync { digest });
+        }
+        let started = Instant::now();
+        self.reload()?
+            .map_err(|reason| ManageError::ReloadFailed { reason })?;
+        let (digest, load_time) = loaded(&self.varz()?);
+        if digest != expected {
+            return Err(unconfirmed(format!(
+                "it runs configuration {digest}, but the files here are {expected} (is it \
+                 started with another environment or from another directory?)"
+            ))
+            .into());
+        }
+        Ok(ReloadOutcome::Confirmed {
+            digest,
+            load_time,
+            took: started.elapsed(),
+            via: Via::SystemAccount,
+        })
+    }
+
     /// Ask the server to reload; `Err` carries its reason when it refused.
     pub fn reload(&mut self) -> anyhow::Result<Result<(), String>> {
         let reply = self.request("RELOAD", RELOAD_TIMEOUT)?;
@@ -437,15 +493,17 @@ pub struct Monitor {
 impl Monitor {
     /// Talk to the monitoring port from `settings`.
     pub fn new(settings: &Settings) -> anyhow::Result<Self> {
+        Self::at(settings.monitor_url())
+    }
+
+    /// Talk to the monitoring API at `base` (`http://host:port`).
+    pub fn at(base: String) -> anyhow::Result<Self> {
         let client = reqwest::blocking::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .no_proxy()
             .build()
             .context("failed to create an HTTP client")?;
-        Ok(Self {
-            client,
-            base: settings.monitor_url(),
-        })
+        Ok(Self { client, base })
     }
 
     /// The base URL (`http://127.0.0.1:8222`).
@@ -479,7 +537,7 @@ impl Monitor {
 }
 
 /// `config_digest` and `config_load_time` of a `/varz`.
-fn loaded(varz: &Value) -> (String, String) {
+pub fn loaded(varz: &Value) -> (String, String) {
     let field = |key: &str| varz[key].as_str().unwrap_or_default().to_owned();
     (field("config_digest"), field("config_load_time"))
 }
@@ -546,29 +604,7 @@ pub fn sync(
         log: paths.log_file(),
     };
     let refused = match SysClient::connect(settings, paths) {
-        Ok(mut sys) => {
-            let (digest, _) = loaded(&sys.varz()?);
-            if digest == expected && !force {
-                return Ok(ReloadOutcome::InSync { digest });
-            }
-            let started = Instant::now();
-            sys.reload()?
-                .map_err(|reason| ManageError::ReloadFailed { reason })?;
-            let (digest, load_time) = loaded(&sys.varz()?);
-            if digest != expected {
-                return Err(unconfirmed(format!(
-                    "it runs configuration {digest}, but the files here are {expected} (is it \
-                     started with another environment or from another directory?)"
-                ))
-                .into());
-            }
-            return Ok(ReloadOutcome::Confirmed {
-                digest,
-                load_time,
-                took: started.elapsed(),
-                via: Via::SystemAccount,
-            });
-        }
+        Ok(mut sys) => return sys.reload_to(expected, force, unconfirmed),
         Err(SysUnavailable::NotListening) => None,
         Err(SysUnavailable::Refused(reason)) => Some(reason),
     };
@@ -593,33 +629,59 @@ pub fn sync(
             Process::Stale { .. } | Process::None => return not_running(refused),
         },
     };
+    let send = || -> anyhow::Result<()> {
+        match via {
+            Via::Signal => match local_process(settings, paths) {
+                Process::Ours { pid, .. } => signal_verified(settings, paths, pid, Signal::SIGHUP),
+                _ => Err(unconfirmed("the server process went away".into()).into()),
+            },
+            _ => {
+                let status = Command::new("docker")
+                    .args(["compose", "kill", "-s", "HUP", "nats"])
+                    .current_dir(&paths.root)
+                    .status()
+                    .context("failed to run `docker compose kill -s HUP nats`")?;
+                anyhow::ensure!(
+                    status.success(),
+                    "`docker compose kill -s HUP nats` failed ({status})"
+                );
+                Ok(())
+            }
+        }
+    };
+    signal_and_confirm(
+        &monitor,
+        expected,
+        force,
+        via,
+        refused.as_deref(),
+        send,
+        unconfirmed,
+    )
+}
+
+/// Reload a server the system account cannot reach by `send` (a signal), and confirm on its
+/// `/varz` that it shows `expected`; a server already showing it is left alone unless `force`.
+pub fn signal_and_confirm(
+    monitor: &Monitor,
+    expected: &str,
+    force: bool,
+    via: Via,
+    refused: Option<&str>,
+    send: impl FnOnce() -> anyhow::Result<()>,
+    unconfirmed: impl Fn(String) -> ManageError,
+) -> anyhow::Result<ReloadOutcome> {
     let before = monitor.get("/varz").map(|v| loaded(&v)).map_err(|e| {
         unconfirmed(format!(
             "the system account cannot connect ({}) and /varz cannot be read ({e:#})",
-            refused.clone().unwrap_or_else(|| "nothing listens".into())
+            refused.unwrap_or("nothing listens")
         ))
     })?;
     if before.0 == expected && !force {
         return Ok(ReloadOutcome::InSync { digest: before.0 });
     }
     let started = Instant::now();
-    match via {
-        Via::Signal => match local_process(settings, paths) {
-            Process::Ours { pid, .. } => signal_verified(settings, paths, pid, Signal::SIGHUP)?,
-            _ => return Err(unconfirmed("the server process went away".into()).into()),
-        },
-        _ => {
-            let status = Command::new("docker")
-                .args(["compose", "kill", "-s", "HUP", "nats"])
-                .current_dir(&paths.root)
-                .status()
-                .context("failed to run `docker compose kill -s HUP nats`")?;
-            anyhow::ensure!(
-                status.success(),
-                "`docker compose kill -s HUP nats` failed ({status})"
-            );
-        }
-    }
+    send()?;
     let mut last = before.clone();
     while started.elapsed() < RELOAD_TIMEOUT {
         if let Ok(varz) = monitor.get("/varz") {

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Value};
 
 use crate::cli::CheckArgs;
+use crate::cluster::{nodes, Cluster};
 use crate::commands::{apply, ExitStatus};
 use crate::error::ManageError;
 use crate::fs::{
@@ -283,6 +284,14 @@ fn generated(ctx: &Context, tenants: &[Tenant], problems: &mut Vec<Problem>) {
         ));
         return;
     }
+    match Cluster::load(&ctx.paths) {
+        Ok(Some(cluster)) => return nodes_generated(ctx, &cluster, problems),
+        Ok(None) => {}
+        Err(e) => {
+            problems.push(problem("cluster", format!("{e:#}"), Fix::None));
+            return;
+        }
+    }
     let expected = match server::load_config(&ctx.settings, &ctx.paths) {
         Ok(loaded) => loaded.digest,
         Err(e) => {
@@ -306,6 +315,125 @@ fn generated(ctx: &Context, tenants: &[Tenant], problems: &mut Vec<Problem>) {
     }
 }
 
+/// A cluster: every node's configuration is what config/cluster.toml renders, and every node
+/// that runs runs it; a node that does not run while others do missed every change since.
+fn nodes_generated(ctx: &Context, cluster: &Cluster, problems: &mut Vec<Problem>) {
+    let paths = &ctx.paths;
+    let Some(password) = ctx.settings.cluster_password.as_deref() else {
+        problems.push(problem(
+            "cluster",
+            "NATS_CLUSTER_PASSWORD is not set in .env; ./manage up creates it".into(),
+            Fix::None,
+        ));
+        return;
+    };
+    let mut rendered = true;
+    for node in &cluster.nodes {
+        let path = paths.node_conf(&node.name);
+        let want = cluster.render_node(node, paths, password);
+        if fs::read_to_string(&path).ok().as_deref() != Some(want.as_str()) {
+            rendered = false;
+            problems.push(problem(
+                "cluster",
+                format!(
+                    "{} is not what config/cluster.toml renders",
+                    paths.display(&path)
+                ),
+                Fix::Apply,
+            ));
+        } else if mode_of(&path).is_some_and(|m| m != AUTH_CONF_MODE) {
+            problems.push(mode_problem(ctx, &path, AUTH_CONF_MODE));
+        }
+    }
+    for entry in fs::read_dir(paths.nodes_config_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let path = entry.path();
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if path.extension().is_some_and(|e| e == "conf")
+            && !cluster.nodes.iter().any(|n| n.name == stem)
+        {
+            problems.push(problem(
+                "cluster",
+                format!(
+                    "{} belongs to no node of config/cluster.toml",
+                    paths.display(&path)
+                ),
+                Fix::Apply,
+            ));
+        }
+    }
+    if !rendered {
+        return;
+    }
+    let mut down = Vec::new();
+    let mut up = 0;
+    for node in &cluster.nodes {
+        let expected = match nodes::digest(&ctx.settings, paths, node) {
+            Ok(digest) => digest,
+            Err(e) => {
+                problems.push(problem("configuration", format!("{e:#}"), Fix::None));
+                continue;
+            }
+        };
+        match server::SysClient::connect_to(&ctx.settings, paths, &node.client_addr()) {
+            Ok(mut sys) => {
+                up += 1;
+                match sys.varz() {
+                    Ok(varz) if varz["config_digest"] == expected.as_str() => {}
+                    Ok(varz) => problems.push(problem(
+                        "server",
+                        format!(
+                            "node {} runs configuration {}, its files' is {expected}",
+                            node.name, varz["config_digest"]
+                        ),
+                        Fix::Apply,
+                    )),
+                    Err(e) => problems.push(problem(
+                        "server",
+                        format!("node {}: {e:#}", node.name),
+                        Fix::None,
+                    )),
+                }
+            }
+            Err(server::SysUnavailable::NotListening) => down.push(node.name.clone()),
+            Err(server::SysUnavailable::Refused(reason)) => problems.push(problem(
+                "server",
+                format!("node {}: {reason}", node.name),
+                Fix::Apply,
+            )),
+        }
+        if let Process::Stale { pid, reason } = nodes::process(&ctx.settings, paths, node) {
+            problems.push(problem(
+                "leftovers",
+                format!(
+                    "{} names pid {pid}: {reason}",
+                    paths.display(&paths.node_pid_file(&node.name))
+                ),
+                Fix::Remove(paths.node_pid_file(&node.name)),
+            ));
+        }
+    }
+    // A stopped cluster is not a problem; a node down while others run misses every change.
+    if up > 0 {
+        for name in down {
+            problems.push(problem(
+                "server",
+                format!(
+                    "node {name} does not answer while the others run; start it (./manage up, \
+                     or ./manage up --node {name} on its host), then ./manage check --fix"
+                ),
+                Fix::None,
+            ));
+        }
+    }
+}
+
 fn repair(ctx: &mut Context, printer: Printer, problems: &mut [Problem]) {
     let fixes: Vec<Fix> = problems.iter().map(|p| p.fix.clone()).collect();
     let mut results = Vec::with_capacity(fixes.len());
@@ -321,8 +449,8 @@ fn repair(ctx: &mut Context, printer: Printer, problems: &mut [Problem]) {
             Fix::Remove(path) => remove_if_exists(path).is_ok(),
             Fix::Mode(path, mode) => fix_mode(path, *mode).is_ok(),
             Fix::Apply => *applied.get_or_insert_with(|| match apply(ctx, printer, false) {
-                Ok(a) => match a.reload {
-                    Ok(_) => true,
+                Ok(a) => match a.sync.into_result() {
+                    Ok(()) => true,
                     Err(e) => {
                         printer.warn(format!("{e:#}"));
                         false

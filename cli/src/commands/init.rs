@@ -106,7 +106,39 @@ pub fn ensure(ctx: &mut Context, printer: Printer) -> anyhow::Result<Vec<String>
         created.push(format!("{} (NATS_SYS_PASSWORD)", paths.display(&env_path)));
         ctx.reload_settings()?;
     }
+    if paths.cluster_file().exists() && ensure_secret(ctx, "NATS_CLUSTER_PASSWORD")? {
+        created.push(format!(
+            "{} (NATS_CLUSTER_PASSWORD)",
+            paths.display(&env_path)
+        ));
+    }
     Ok(created)
+}
+
+/// Add a generated `key` to `.env` unless it has one (or the environment sets it); returns
+/// whether it was added. Call with the deployment lock held.
+pub fn ensure_secret(ctx: &mut Context, key: &str) -> anyhow::Result<bool> {
+    if ctx.settings.vars.get(key).is_some_and(|v| !v.is_empty()) {
+        return Ok(false);
+    }
+    let env_path = ctx.paths.env_file();
+    let existing = match fs::read_to_string(&env_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("failed to read {}", env_path.display())),
+    };
+    let kept: Vec<&str> = existing
+        .lines()
+        .filter(|l| !l.trim_start().starts_with(&format!("{key}=")))
+        .collect();
+    let text = format!(
+        "{}\n{key}={}\n",
+        kept.join("\n").trim_end(),
+        crate::commands::generate_password()
+    );
+    write_atomic(&env_path, text.trim_start(), SECRET_FILE_MODE)?;
+    ctx.reload_settings()?;
+    Ok(true)
 }
 
 /// `.env` from the example, with the effective name and ports so a deployment started

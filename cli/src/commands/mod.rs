@@ -4,7 +4,9 @@
 //! server), passwords, and limit checks.
 
 pub mod check;
+pub mod cluster_up;
 pub mod init;
+pub mod migrate;
 pub mod reload;
 pub mod remove;
 pub mod rotate;
@@ -22,8 +24,10 @@ use rand::Rng as _;
 use serde_json::{json, Value};
 use sha2::Digest as _;
 
+use crate::cluster::nodes::{self, NodeSync};
+use crate::cluster::Cluster;
 use crate::error::{code_of, ManageError};
-use crate::fs::{write_atomic, DeploymentLock, AUTH_CONF_MODE, SECRET_FILE_MODE};
+use crate::fs::{write_atomic, DeploymentLock, AUTH_CONF_MODE, PUBLIC_FILE_MODE, SECRET_FILE_MODE};
 use crate::journal::{self, Transaction};
 use crate::names::{Size, TenantName};
 use crate::printer::{style, Printer};
@@ -50,6 +54,9 @@ pub enum ExitStatus {
     Failure,
     /// Exit 2: the command line was wrong.
     Usage,
+    /// Exit 3: the change is saved and some nodes of the cluster run it, others missed it
+    /// (`partial_reload`); the next `./manage reload` brings them to it.
+    Partial,
 }
 
 impl From<ExitStatus> for std::process::ExitCode {
@@ -58,6 +65,7 @@ impl From<ExitStatus> for std::process::ExitCode {
             ExitStatus::Success => Self::SUCCESS,
             ExitStatus::Failure => Self::from(1),
             ExitStatus::Usage => Self::from(2),
+            ExitStatus::Partial => Self::from(3),
         }
     }
 }
@@ -155,18 +163,133 @@ fn sys_hash(ctx: &Context, printer: Printer) -> anyhow::Result<String> {
     Ok(hash)
 }
 
+/// What a committed [`Change`] did to the running servers.
+#[derive(Debug)]
+pub enum ServerSync {
+    /// natsd (or one nats-server): `Err` when it could not be brought to the files (they are
+    /// committed nonetheless, and the next command or `./manage reload` retries).
+    Single(Result<ReloadOutcome, anyhow::Error>),
+    /// Every node of the cluster, each with the digest its files have.
+    Cluster(Vec<(NodeSync, String)>),
+}
+
+/// How a cluster change ended, node by node.
+struct NodeTally<'a> {
+    confirmed: Vec<&'a str>,
+    down: Vec<&'a str>,
+    failed: Vec<(&'a str, &'a anyhow::Error)>,
+}
+
+fn tally(nodes: &[(NodeSync, String)]) -> NodeTally<'_> {
+    let mut t = NodeTally {
+        confirmed: Vec::new(),
+        down: Vec::new(),
+        failed: Vec::new(),
+    };
+    for (sync, _) in nodes {
+        match &sync.result {
+            Ok(ReloadOutcome::NotRunning) => t.down.push(&sync.node),
+            Ok(_) => t.confirmed.push(&sync.node),
+            Err(e) => t.failed.push((&sync.node, e)),
+        }
+    }
+    t
+}
+
+impl ServerSync {
+    /// Why the command fails: a server that could not be brought to the files, or a cluster
+    /// whose nodes did not all confirm while some run (exit 3, `partial_reload`). A cluster of
+    /// which no node runs is fine: the files apply when the nodes start.
+    pub fn failure(&self) -> Option<(ExitStatus, Failure<'_>)> {
+        match self {
+            ServerSync::Single(Ok(_)) => None,
+            ServerSync::Single(Err(e)) => Some((ExitStatus::Failure, Failure::Server(e))),
+            ServerSync::Cluster(nodes) => {
+                let t = tally(nodes);
+                if t.failed.is_empty() && (t.down.is_empty() || t.confirmed.is_empty()) {
+                    return None;
+                }
+                let missed: Vec<String> = t
+                    .failed
+                    .iter()
+                    .map(|(n, _)| (*n).to_owned())
+                    .chain(t.down.iter().map(|n| (*n).to_owned()))
+                    .collect();
+                let error: anyhow::Error = ManageError::PartialReload {
+                    missed,
+                    confirmed: t.confirmed.len(),
+                    total: nodes.len(),
+                }
+                .into();
+                Some((ExitStatus::Partial, Failure::Partial(error)))
+            }
+        }
+    }
+
+    /// `Ok` when every running server runs the files.
+    pub fn into_result(self) -> anyhow::Result<()> {
+        match self {
+            ServerSync::Single(result) => result.map(|_| ()),
+            other => match other.failure() {
+                Some((_, Failure::Partial(error))) => Err(error),
+                Some((_, Failure::Server(error))) => Err(anyhow::anyhow!("{error:#}")),
+                None => Ok(()),
+            },
+        }
+    }
+}
+
+/// Why a change did not reach every server.
+#[derive(Debug)]
+pub enum Failure<'a> {
+    /// natsd's error.
+    Server(&'a anyhow::Error),
+    /// Some nodes missed it.
+    Partial(anyhow::Error),
+}
+
+impl Failure<'_> {
+    /// The error to report.
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            Failure::Server(error) => error,
+            Failure::Partial(error) => error,
+        }
+    }
+}
+
+fn outcome_json(result: &Result<ReloadOutcome, anyhow::Error>) -> Value {
+    match result {
+        Ok(ReloadOutcome::NotRunning) => json!({ "running": false, "confirmed": false }),
+        Ok(ReloadOutcome::InSync { digest }) => {
+            json!({ "running": true, "confirmed": true, "reloaded": false, "config_digest": digest })
+        }
+        Ok(ReloadOutcome::Confirmed {
+            digest,
+            load_time,
+            took,
+            via,
+        }) => json!({
+            "running": true, "confirmed": true, "reloaded": true, "config_digest": digest,
+            "config_load_time": load_time, "ms": took.as_millis() as u64, "via": via.as_str(),
+        }),
+        Err(error) => json!({
+            "running": true, "confirmed": false, "code": code_of(error), "reason": format!("{error:#}"),
+        }),
+    }
+}
+
 /// What a committed [`Change`] did.
 #[derive(Debug)]
 pub struct Applied {
-    /// auth.conf changed on disk.
+    /// auth.conf (or a node's configuration) changed on disk.
     pub changed: bool,
     /// Whether the server binary checked it.
     pub validation: Validation,
-    /// The `config_digest` of the files on disk.
+    /// The `config_digest` of the files on disk (natsd; each node's is in `sync`).
     pub digest: String,
-    /// What the running server did; `Err` when it could not be brought to the files (they
-    /// are committed nonetheless, and the next command or `./manage reload` retries).
-    pub reload: Result<ReloadOutcome, anyhow::Error>,
+    /// What the running servers did.
+    pub sync: ServerSync,
     /// Tenants rendered.
     pub tenants: usize,
 }
@@ -174,48 +297,59 @@ pub struct Applied {
 impl Applied {
     /// JSON form for command output.
     pub fn to_json(&self) -> Value {
-        let reload = match &self.reload {
-            Ok(ReloadOutcome::NotRunning) => json!({ "running": false }),
-            Ok(ReloadOutcome::InSync { digest }) => {
-                json!({ "running": true, "confirmed": true, "reloaded": false, "config_digest": digest })
-            }
-            Ok(ReloadOutcome::Confirmed {
-                digest,
-                load_time,
-                took,
-                via,
-            }) => json!({
-                "running": true, "confirmed": true, "reloaded": true, "config_digest": digest,
-                "config_load_time": load_time, "ms": took.as_millis() as u64, "via": via.as_str(),
-            }),
-            Err(error) => json!({
-                "running": true, "confirmed": false, "code": code_of(error), "reason": format!("{error:#}"),
-            }),
-        };
-        json!({
+        let mut doc = json!({
             "auth_conf_changed": self.changed, "validated": self.validation == Validation::Valid,
-            "config_digest": self.digest, "reload": reload,
-        })
+        });
+        match &self.sync {
+            ServerSync::Single(result) => {
+                let mut reload = outcome_json(result);
+                if matches!(result, Ok(ReloadOutcome::NotRunning)) {
+                    reload = json!({ "running": false });
+                }
+                doc["config_digest"] = json!(self.digest);
+                doc["reload"] = reload;
+            }
+            ServerSync::Cluster(nodes) => {
+                let list: Vec<Value> = nodes
+                    .iter()
+                    .map(|(sync, expected)| {
+                        let mut node = outcome_json(&sync.result);
+                        node["name"] = json!(sync.node);
+                        node["expected_digest"] = json!(expected);
+                        node
+                    })
+                    .collect();
+                let t = tally(nodes);
+                doc["reload"] = json!({
+                    "running": !t.confirmed.is_empty() || !t.failed.is_empty(),
+                    "confirmed": t.failed.is_empty() && t.down.is_empty(),
+                    "confirmed_nodes": t.confirmed.len(), "nodes": list,
+                });
+            }
+        }
+        doc
     }
 
-    /// Say what happened to the server, then print the command's JSON document with `ok`; the
-    /// exit status is a failure when the server could not be brought to the files.
+    /// Say what happened to the servers, then print the command's JSON document with `ok`; the
+    /// exit status is a failure when a server could not be brought to the files, 3 when some
+    /// nodes of a cluster confirmed and others missed the change.
     pub fn finish(self, printer: Printer, mut doc: Value) -> ExitStatus {
         report_reload(&self, printer);
         doc["apply"] = self.to_json();
-        match &self.reload {
-            Ok(_) => {
+        match self.sync.failure() {
+            None => {
                 doc["ok"] = json!(true);
                 printer.json(&doc);
                 ExitStatus::Success
             }
-            Err(error) => {
+            Some((status, failure)) => {
+                let error = failure.error();
                 doc["ok"] = json!(false);
                 doc["code"] = json!(code_of(error));
                 doc["error"] = json!(error.to_string());
                 printer.json(&doc);
                 crate::report_human(error);
-                ExitStatus::Failure
+                status
             }
         }
     }
@@ -223,8 +357,8 @@ impl Applied {
 
 /// Say what a reload did (a failure is reported by [`Applied::finish`]).
 pub fn report_reload(applied: &Applied, printer: Printer) {
-    match &applied.reload {
-        Ok(ReloadOutcome::Confirmed { took, via, .. }) => {
+    match &applied.sync {
+        ServerSync::Single(Ok(ReloadOutcome::Confirmed { took, via, .. })) => {
             printer.status(
                 "Reloaded",
                 format!(
@@ -234,16 +368,50 @@ pub fn report_reload(applied: &Applied, printer: Printer) {
                 ),
             );
         }
-        Ok(ReloadOutcome::InSync { .. }) => {
+        ServerSync::Single(Ok(ReloadOutcome::InSync { .. })) => {
             printer.status("Unchanged", "natsd already runs this configuration");
         }
-        Ok(ReloadOutcome::NotRunning) => {
+        ServerSync::Single(Ok(ReloadOutcome::NotRunning)) => {
             printer.status(
                 "Saved",
                 "no natsd server is running; the change applies at the next ./manage up",
             );
         }
-        Err(_) => {}
+        ServerSync::Single(Err(_)) => {}
+        ServerSync::Cluster(nodes) => {
+            let t = tally(nodes);
+            if t.confirmed.is_empty() && t.failed.is_empty() {
+                printer.status(
+                    "Saved",
+                    "no node of the cluster is running; the change applies at the next ./manage up",
+                );
+                return;
+            }
+            for (sync, _) in nodes {
+                match &sync.result {
+                    Ok(ReloadOutcome::Confirmed { took, via, .. }) => printer.status(
+                        "Reloaded",
+                        format!(
+                            "{} ({} ms, {})",
+                            sync.node,
+                            took.as_millis(),
+                            via.as_str().replace('_', " ")
+                        ),
+                    ),
+                    Ok(ReloadOutcome::InSync { .. }) => printer.status(
+                        "Unchanged",
+                        format!("{} already runs this configuration", sync.node),
+                    ),
+                    Ok(ReloadOutcome::NotRunning) => printer.warn(format!(
+                        "{} missed the change: nothing answers on its client port",
+                        sync.node
+                    )),
+                    Err(error) => {
+                        printer.warn(format!("{} missed the change: {error:#}", sync.node));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -254,6 +422,8 @@ pub struct Change<'a> {
     ctx: &'a Context,
     txn: Transaction,
     tenants: Vec<Tenant>,
+    /// A cluster description written by this change (else the one on disk, if any).
+    cluster: Option<Cluster>,
 }
 
 impl<'a> Change<'a> {
@@ -264,6 +434,7 @@ impl<'a> Change<'a> {
             ctx,
             txn: Transaction::new(&ctx.paths, command),
             tenants: repo::load_all(&ctx.paths)?,
+            cluster: None,
         })
     }
 
@@ -300,12 +471,13 @@ impl<'a> Change<'a> {
         let paths = &self.ctx.paths;
         let path = paths.credentials_file(tenant.as_str(), user);
         let shown = paths.display(&path);
+        let url = env_file::user_url(&self.client_bases()?, user, password);
         let text = env_file::render(
             tenant.as_str(),
             &tenant.account(),
             user,
             password,
-            &self.ctx.settings,
+            &url,
             &shown,
         );
         self.txn.write(&path, text, SECRET_FILE_MODE)?;
@@ -338,30 +510,154 @@ impl<'a> Change<'a> {
         let sys_hash = sys_hash(ctx, printer)?;
         let text = auth_conf::render(&self.tenants, &sys_hash);
         let auth = ctx.paths.auth_conf();
-        let changed = fs::read_to_string(&auth).ok().as_deref() != Some(text.as_str());
+        let mut changed = fs::read_to_string(&auth).ok().as_deref() != Some(text.as_str());
         if changed {
             self.txn.write(&auth, text, AUTH_CONF_MODE)?;
         }
         crate::fs::fix_mode(&auth, AUTH_CONF_MODE)?;
-        let (digest, validation) = self.txn.commit(&ctx.paths, || {
-            let loaded = server::load_config(&ctx.settings, &ctx.paths)?;
-            let validation = server::validate_with_binary(&ctx.settings, &ctx.paths)?;
-            Ok((loaded.digest, validation))
+        let cluster = match self.cluster.take() {
+            Some(cluster) => Some(cluster),
+            None => Cluster::load(&ctx.paths)?,
+        };
+        if let Some(cluster) = &cluster {
+            changed |= self.render_nodes(cluster)?;
+            self.refresh_credentials(&client_bases(ctx, Some(cluster)))?;
+        }
+        let (digests, validation) = self.txn.commit(&ctx.paths, || match &cluster {
+            None => {
+                let loaded = server::load_config(&ctx.settings, &ctx.paths)?;
+                let validation = server::validate_with_binary(&ctx.settings, &ctx.paths)?;
+                Ok((vec![loaded.digest], validation))
+            }
+            Some(cluster) => {
+                let mut digests = Vec::with_capacity(cluster.nodes.len());
+                for node in &cluster.nodes {
+                    digests.push(nodes::digest(&ctx.settings, &ctx.paths, node)?);
+                    nodes::validate(&ctx.settings, &ctx.paths, node)?;
+                }
+                Ok((digests, Validation::Valid))
+            }
         })?;
         if validation == Validation::Skipped {
             printer.warn("no server binary found (NATSD_BIN); checked with natsd's loader only");
         }
         journal::failpoint("committed");
-        let spinner = printer.spinner("Reloading natsd…");
-        let reload = server::sync(&ctx.settings, &ctx.paths, &digest, force);
-        spinner.finish_and_clear();
+        let (digest, sync) = match &cluster {
+            None => {
+                let digest = digests.into_iter().next().unwrap_or_default();
+                let spinner = printer.spinner("Reloading natsd…");
+                let reload = server::sync(&ctx.settings, &ctx.paths, &digest, force);
+                spinner.finish_and_clear();
+                (digest, ServerSync::Single(reload))
+            }
+            Some(cluster) => {
+                let spinner = printer.spinner(format!("Reloading {} nodes…", cluster.nodes.len()));
+                let synced = nodes::sync_all(&ctx.settings, &ctx.paths, cluster, &digests, force);
+                spinner.finish_and_clear();
+                (
+                    String::new(),
+                    ServerSync::Cluster(synced.into_iter().zip(digests).collect()),
+                )
+            }
+        };
         Ok(Applied {
             changed,
             validation,
             digest,
-            reload,
+            sync,
             tenants: self.tenants.len(),
         })
+    }
+
+    /// The client URLs (without credentials) of the deployment as this change leaves it.
+    fn client_bases(&self) -> anyhow::Result<Vec<String>> {
+        let cluster = match &self.cluster {
+            Some(cluster) => Some(cluster.clone()),
+            None => Cluster::load(&self.ctx.paths)?,
+        };
+        Ok(client_bases(self.ctx, cluster.as_ref()))
+    }
+
+    /// In a cluster, every user's credentials name all the nodes: a credentials file written
+    /// for natsd (or for other nodes) gets the current URL list, with its password kept.
+    fn refresh_credentials(&mut self, bases: &[String]) -> anyhow::Result<()> {
+        let paths = &self.ctx.paths;
+        for tenant in &self.tenants {
+            for user in &tenant.users {
+                let (name, user) = (tenant.name.as_str(), user.name.as_str());
+                let path = paths.credentials_file(name, user);
+                if self.txn.pending(&path).is_some() {
+                    continue;
+                }
+                let Ok(Some(found)) = env_file::read(&path) else {
+                    continue;
+                };
+                if found.user != user {
+                    continue;
+                }
+                let url = env_file::user_url(bases, user, &found.password);
+                if found.url != url {
+                    let shown = paths.display(&path);
+                    let text = env_file::render(
+                        name,
+                        &tenant.name.account(),
+                        user,
+                        &found.password,
+                        &url,
+                        &shown,
+                    );
+                    self.txn.write(&path, text, SECRET_FILE_MODE)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Describe the deployment's cluster: `config/cluster.toml` is written with the rest.
+    pub fn put_cluster(&mut self, cluster: Cluster) -> anyhow::Result<()> {
+        self.txn.write(
+            &self.ctx.paths.cluster_file(),
+            cluster.to_toml(),
+            PUBLIC_FILE_MODE,
+        )?;
+        self.cluster = Some(cluster);
+        Ok(())
+    }
+
+    /// Every node's configuration, and the removal of those of nodes no longer described;
+    /// returns whether any changes.
+    fn render_nodes(&mut self, cluster: &Cluster) -> anyhow::Result<bool> {
+        let paths = &self.ctx.paths;
+        let password = self
+            .ctx
+            .settings
+            .cluster_password
+            .as_deref()
+            .ok_or_else(|| ManageError::NotInitialised {
+                root: paths.root.clone(),
+            })?;
+        let mut changed = false;
+        for node in &cluster.nodes {
+            let path = paths.node_conf(&node.name);
+            let text = cluster.render_node(node, paths, password);
+            if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+                changed = true;
+                self.txn.write(&path, text, AUTH_CONF_MODE)?;
+            }
+            crate::fs::fix_mode(&path, AUTH_CONF_MODE)?;
+        }
+        for entry in fs::read_dir(paths.nodes_config_dir()).into_iter().flatten() {
+            let path = entry?.path();
+            let described = path
+                .file_stem()
+                .and_then(|stem| stem.to_str())
+                .is_some_and(|stem| cluster.nodes.iter().any(|n| n.name == stem));
+            if path.extension().is_some_and(|e| e == "conf") && !described {
+                changed = true;
+                self.txn.remove(&path)?;
+            }
+        }
+        Ok(changed)
     }
 }
 
@@ -391,12 +687,21 @@ pub fn credentials_box(
     printer.boxed("Connection Details", &body);
 }
 
-/// The client URL for a user.
+/// The client URL for a user (a comma-separated list, one per node, for a cluster).
 pub fn url_for(ctx: &Context, user: &str, password: &str) -> String {
-    format!(
-        "nats://{user}:{password}@{}:{}",
-        ctx.settings.url_host, ctx.settings.port
-    )
+    let cluster = Cluster::load(&ctx.paths).ok().flatten();
+    env_file::user_url(&client_bases(ctx, cluster.as_ref()), user, password)
+}
+
+/// `nats://host:port` of natsd, or of every node of `cluster`.
+pub fn client_bases(ctx: &Context, cluster: Option<&Cluster>) -> Vec<String> {
+    match cluster {
+        Some(cluster) => cluster.client_urls(&ctx.settings),
+        None => vec![format!(
+            "nats://{}:{}",
+            ctx.settings.url_host, ctx.settings.port
+        )],
+    }
 }
 
 /// The server's JetStream limits as natsd reads `config/nats.conf` (includes, variables and
@@ -412,13 +717,41 @@ pub fn server_limits(ctx: &Context) -> anyhow::Result<(Option<u64>, Option<u64>)
 
 /// Refuse when the tenants' JetStream reservations would exceed the server's. Sums are exact
 /// (no overflow can wrap a huge request into a small one).
+///
+/// In a cluster an account's `max_mem` / `max_file` are cluster-wide and count every replica
+/// (nats-server's un-tiered account limits: an R3 stream of 1GB takes 3GB of them), while each
+/// node's `max_memory_store` / `max_file_store` bound what that node holds; so the tenants'
+/// limits together must fit in the sum of the nodes' limits. nats-server itself checks nothing
+/// at configuration time in a cluster (it only does on a single server, against its own
+/// limits), and refuses a stream whose replicas would pass its account's limit.
 pub fn check_limits(
     ctx: &Context,
     others: &[Tenant],
     memory: Size,
     storage: Size,
 ) -> anyhow::Result<()> {
-    let (max_memory, max_file) = server_limits(ctx)?;
+    let (max_memory, max_file, config, nodes) = match Cluster::load(&ctx.paths)? {
+        Some(cluster) => {
+            let (memory, file) = cluster.capacity();
+            (
+                Some(memory),
+                Some(file),
+                ctx.paths.cluster_file(),
+                cluster.nodes.len(),
+            )
+        }
+        None => {
+            let (memory, file) = server_limits(ctx)?;
+            (memory, file, ctx.paths.nats_conf(), 1)
+        }
+    };
+    let per_node = |setting: &str| {
+        if nodes == 1 {
+            format!("`{setting}`")
+        } else {
+            format!("`{setting}` × {nodes} nodes")
+        }
+    };
     let sum = |size: fn(&Tenant) -> Size, new: Size| -> u128 {
         others
             .iter()
@@ -436,8 +769,8 @@ pub fn check_limits(
             if wanted > u128::from(allowed) {
                 return Err(ManageError::OverLimit {
                     resource,
-                    setting,
-                    config: ctx.paths.nats_conf(),
+                    setting: per_node(setting),
+                    config,
                     wanted: human_u128(wanted),
                     allowed: Size::from_bytes(allowed).human(),
                 }

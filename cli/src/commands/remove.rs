@@ -37,7 +37,7 @@ fn aborted(printer: Printer) -> ExitStatus {
 /// `error`, after bringing the running server to the tenant files (so the user or tenant that
 /// is gone from the files is gone from the server too).
 fn gone(ctx: &Context, printer: Printer, error: ManageError) -> anyhow::Result<ExitStatus> {
-    if let Err(sync_error) = apply(ctx, printer, false).and_then(|a| a.reload) {
+    if let Err(sync_error) = apply(ctx, printer, false).and_then(|a| a.sync.into_result()) {
         printer.warn(format!("{sync_error:#}"));
     }
     Err(error.into())

@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use nix::sys::signal::Signal;
 
-use crate::commands::{apply, begin, ExitStatus};
+use crate::cli::{DownArgs, UpArgs};
+use crate::commands::{apply, begin, cluster_up, ExitStatus};
 use crate::error::ManageError;
 use crate::fs::{remove_if_exists, write_atomic, SECRET_FILE_MODE};
 use crate::printer::Printer;
@@ -20,9 +21,9 @@ use crate::tenant::repo;
 use crate::Context;
 
 /// How long `up` waits for `/healthz`.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long `down` waits for the process to exit after SIGTERM before SIGKILL.
-const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn endpoints(ctx: &Context, printer: Printer, title: &str) {
     let s = &ctx.settings;
@@ -58,7 +59,7 @@ fn endpoints(ctx: &Context, printer: Printer, title: &str) {
 
 /// Whether something accepts TCP connections on `addr` (a server of another deployment, or
 /// this one's whose process cannot be found).
-fn port_taken(addr: &str) -> bool {
+pub(crate) fn port_taken(addr: &str) -> bool {
     use std::net::ToSocketAddrs as _;
     addr.to_socket_addrs()
         .ok()
@@ -69,7 +70,10 @@ fn port_taken(addr: &str) -> bool {
 }
 
 /// `manage up`
-pub fn up(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
+pub fn up(args: &UpArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
+    if args.nodes.is_some() || args.node.is_some() || ctx.paths.cluster_file().exists() {
+        return cluster_up::up(args, ctx, printer);
+    }
     let _lock = begin(ctx, printer)?;
     let monitor = Monitor::new(&ctx.settings)?;
     let running = if ctx.settings.reload == ReloadMode::Compose {
@@ -139,7 +143,7 @@ pub fn up(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
         }
     }
     let applied = apply(ctx, printer, false)?;
-    applied.reload?;
+    applied.sync.into_result()?;
     if ctx.settings.reload == ReloadMode::Compose {
         let status = Command::new("docker")
             .args(["compose", "up", "-d", "nats"])
@@ -254,7 +258,10 @@ fn wait_healthy(
 }
 
 /// `manage down`
-pub fn down(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
+pub fn down(args: &DownArgs, ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
+    if args.node.is_some() || ctx.paths.cluster_file().exists() {
+        return cluster_up::down(args, ctx, printer);
+    }
     if ctx.settings.reload == ReloadMode::Compose {
         let status = Command::new("docker")
             .args(["compose", "stop", "nats"])
@@ -326,6 +333,9 @@ pub fn down(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
 
 /// `manage status`
 pub fn status(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
+    if ctx.paths.cluster_file().exists() {
+        return cluster_up::status(ctx, printer);
+    }
     let monitor = Monitor::new(&ctx.settings)?;
     let tenants = repo::load_all(&ctx.paths)?;
     let process = match ctx.settings.reload {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{json, Value};
 
+use crate::cluster::Cluster;
 use crate::commands::ExitStatus;
 use crate::names::Size;
 use crate::printer::{style, Printer};
@@ -22,15 +23,29 @@ struct Live {
 }
 
 fn live(ctx: &Context) -> Option<Live> {
-    let monitor = Monitor::new(&ctx.settings).ok()?;
-    if !server::is_running(&ctx.settings, &ctx.paths) {
+    // natsd, or every node of the cluster that answers.
+    let monitors: Vec<Monitor> = match Cluster::load(&ctx.paths).ok()? {
+        Some(cluster) => cluster
+            .nodes
+            .iter()
+            .filter_map(|n| Monitor::at(n.monitor_url()).ok())
+            .filter(|m| m.get("/varz").is_ok())
+            .collect(),
+        None => {
+            if !server::is_running(&ctx.settings, &ctx.paths) {
+                return None;
+            }
+            vec![Monitor::new(&ctx.settings).ok()?]
+        }
+    };
+    if monitors.is_empty() {
         return None;
     }
-    let connections = monitor
-        .get("/connz?auth=true&limit=100000")
-        .ok()
-        .map(|connz| {
-            let mut counts = HashMap::new();
+    let mut live = Live::default();
+    for monitor in &monitors {
+        // Connections are each node's own: they add up.
+        if let Ok(connz) = monitor.get("/connz?auth=true&limit=100000") {
+            let counts = live.connections.get_or_insert_with(HashMap::new);
             for conn in connz
                 .get("connections")
                 .and_then(Value::as_array)
@@ -47,24 +62,28 @@ fn live(ctx: &Context) -> Option<Live> {
                     .entry((field("account"), field("authorized_user")))
                     .or_insert(0) += 1;
             }
-            counts
-        });
-    let jetstream = monitor.get("/jsz?accounts=true").ok().map(|jsz| {
-        jsz.get("account_details")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|a| {
-                let name = a.get("name")?.as_str()?.to_owned();
+        }
+        // An account's JetStream usage is the same on every node (cluster-wide, every
+        // replica counted): take the largest answer rather than a sum.
+        if let Ok(jsz) = monitor.get("/jsz?accounts=true") {
+            let usage = live.jetstream.get_or_insert_with(HashMap::new);
+            for a in jsz
+                .get("account_details")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let Some(name) = a.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
                 let used = |k: &str| a.get(k).and_then(Value::as_u64).unwrap_or(0);
-                Some((name, (used("memory"), used("storage"))))
-            })
-            .collect()
-    });
-    Some(Live {
-        connections,
-        jetstream,
-    })
+                let entry = usage.entry(name.to_owned()).or_insert((0, 0));
+                entry.0 = entry.0.max(used("memory"));
+                entry.1 = entry.1.max(used("storage"));
+            }
+        }
+    }
+    Some(live)
 }
 
 fn plural(n: u64, word: &str) -> String {

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use crate::cli::TenantUserArgs;
 use crate::client::{Client, ClientError, TlsSettings};
+use crate::cluster::Cluster;
 use crate::commands::ExitStatus;
 use crate::error::ManageError;
 use crate::names::SubjectPattern;
@@ -164,6 +165,69 @@ fn plan(permissions: &Permissions, nonce: &str) -> Vec<(bool, bool, String)> {
     steps
 }
 
+/// Every check on one server: connect as the user and as the observer, then each permission.
+fn checks_on(
+    addr: &str,
+    credentials: &env_file::Credentials,
+    observer_credentials: &env_file::Credentials,
+    tls: &TlsSettings,
+    permissions: &Permissions,
+    nonce: &str,
+) -> Vec<Check> {
+    let mut checks = Vec::new();
+    let start = Instant::now();
+    let connected = Client::connect(
+        addr,
+        &credentials.user,
+        &credentials.password,
+        STEP_TIMEOUT,
+        tls,
+    );
+    let connect_rtt = start.elapsed();
+    match connected {
+        Err(e) => checks.push(fail(
+            format!("connect as {}", credentials.user),
+            format!("{e} ({addr})"),
+        )),
+        Ok(user_client) => {
+            checks.push(pass(
+                format!("connect as {}", credentials.user),
+                format!("{}://{addr}", if user_client.tls { "tls" } else { "nats" }),
+                Some(connect_rtt),
+            ));
+            match Client::connect(
+                addr,
+                &observer_credentials.user,
+                &observer_credentials.password,
+                STEP_TIMEOUT,
+                tls,
+            ) {
+                Err(e) => checks.push(fail(
+                    format!("connect observer {}", observer_credentials.user),
+                    e.to_string(),
+                )),
+                Ok(observer) => {
+                    let mut session = Session {
+                        user: user_client,
+                        observer,
+                        nonce: nonce.to_owned(),
+                        next_sid: 0,
+                    };
+                    for (publish, allowed, subject) in plan(permissions, nonce) {
+                        checks.push(match (publish, allowed) {
+                            (true, true) => session.publish_allowed(&subject),
+                            (true, false) => session.publish_denied(&subject),
+                            (false, true) => session.subscribe_allowed(&subject),
+                            (false, false) => session.subscribe_denied(&subject),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    checks
+}
+
 /// Run the checks; exit 1 when any fails.
 pub fn test(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
     let tenant = repo::load(&ctx.paths, &args.tenant)?;
@@ -187,7 +251,6 @@ pub fn test(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
         user_name.as_str()
     };
     let observer_credentials = read_credentials(observer_name)?;
-    let addr = ctx.settings.client_addr();
     let tls = TlsSettings {
         // Relative to the project directory, like every other path manage reads.
         ca_file: ctx.settings.tls_ca.as_ref().map(|p| ctx.paths.root.join(p)),
@@ -199,93 +262,96 @@ pub fn test(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
             .get(..10)
             .unwrap_or("x")
     );
-
-    let mut checks = Vec::new();
+    // natsd, or every node of the cluster: a user must work wherever a client lands.
+    let servers: Vec<(Option<String>, String)> = match Cluster::load(&ctx.paths)? {
+        Some(cluster) => cluster
+            .nodes
+            .iter()
+            .map(|n| (Some(n.name.clone()), n.client_addr()))
+            .collect(),
+        None => vec![(None, ctx.settings.client_addr())],
+    };
+    let addr = servers
+        .iter()
+        .map(|(_, a)| a.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     let spinner = printer.spinner(format!("Testing {user_name} on {addr}…"));
-    let start = Instant::now();
-    let connected = Client::connect(
-        &addr,
-        &credentials.user,
-        &credentials.password,
-        STEP_TIMEOUT,
-        &tls,
-    );
-    let connect_rtt = start.elapsed();
-    match connected {
-        Err(e) => checks.push(fail(
-            format!("connect as {}", credentials.user),
-            format!("{e} ({addr})"),
-        )),
-        Ok(user_client) => {
-            checks.push(pass(
-                format!("connect as {}", credentials.user),
-                format!("{}://{addr}", if user_client.tls { "tls" } else { "nats" }),
-                Some(connect_rtt),
-            ));
-            match Client::connect(
-                &addr,
-                &observer_credentials.user,
-                &observer_credentials.password,
-                STEP_TIMEOUT,
-                &tls,
-            ) {
-                Err(e) => checks.push(fail(
-                    format!("connect observer {}", observer_credentials.user),
-                    e.to_string(),
-                )),
-                Ok(observer) => {
-                    let mut session = Session {
-                        user: user_client,
-                        observer,
-                        nonce: nonce.clone(),
-                        next_sid: 0,
-                    };
-                    for (publish, allowed, subject) in plan(&user.permissions, &nonce) {
-                        checks.push(match (publish, allowed) {
-                            (true, true) => session.publish_allowed(&subject),
-                            (true, false) => session.publish_denied(&subject),
-                            (false, true) => session.subscribe_allowed(&subject),
-                            (false, false) => session.subscribe_denied(&subject),
-                        });
-                    }
-                }
-            }
-        }
+    let mut per_server = Vec::new();
+    for (node, server_addr) in &servers {
+        let checks = checks_on(
+            server_addr,
+            &credentials,
+            &observer_credentials,
+            &tls,
+            &user.permissions,
+            &nonce,
+        );
+        per_server.push((node.clone(), server_addr.clone(), checks));
     }
     spinner.finish_and_clear();
 
-    let all_ok = checks.iter().all(|c| c.ok);
-    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    let all: Vec<&Check> = per_server.iter().flat_map(|(_, _, c)| c).collect();
+    let all_ok = all.iter().all(|c| c.ok);
+    let width = all.iter().map(|c| c.name.len()).max().unwrap_or(0);
     let mut body = Vec::new();
-    for check in &checks {
-        let mark = if check.ok {
-            style::ok().apply_to("✓")
-        } else {
-            style::error().apply_to("✗")
-        };
-        let rtt = check
-            .rtt
-            .map(|d| format!("{:>8.2} ms", d.as_secs_f64() * 1000.0))
-            .unwrap_or_default();
-        body.push(format!(
-            "  {mark} {:<width$}  {:<34} {rtt}",
-            check.name, check.detail
-        ));
+    for (node, server_addr, checks) in &per_server {
+        if let Some(node) = node {
+            body.push(format!("  {node} ({server_addr})"));
+        }
+        for check in checks {
+            let mark = if check.ok {
+                style::ok().apply_to("✓")
+            } else {
+                style::error().apply_to("✗")
+            };
+            let rtt = check
+                .rtt
+                .map(|d| format!("{:>8.2} ms", d.as_secs_f64() * 1000.0))
+                .unwrap_or_default();
+            body.push(format!(
+                "  {mark} {:<width$}  {:<34} {rtt}",
+                check.name, check.detail
+            ));
+        }
     }
     body.push(String::new());
-    let passed = checks.iter().filter(|c| c.ok).count();
-    body.push(format!("  {passed}/{} checks passed", checks.len()));
+    let passed = all.iter().filter(|c| c.ok).count();
+    let on = if per_server.len() > 1 {
+        format!(" on {} nodes", per_server.len())
+    } else {
+        String::new()
+    };
+    body.push(format!("  {passed}/{} checks passed{on}", all.len()));
     printer.boxed(
         &format!("Testing {} in tenant {}", user_name, args.tenant),
         &body,
     );
-    printer.json(&json!({
-        "ok": all_ok, "tenant": args.tenant.as_str(), "user": user_name.as_str(), "address": addr,
-        "checks": checks.iter().map(|c| json!({
+    let check_json = |node: &Option<String>, c: &Check| {
+        let mut doc = json!({
             "check": c.name, "ok": c.ok, "detail": c.detail,
             "rtt_ms": c.rtt.map(|d| d.as_secs_f64() * 1000.0),
-        })).collect::<Vec<_>>(),
-    }));
+        });
+        if let Some(node) = node {
+            doc["node"] = json!(node);
+        }
+        doc
+    };
+    let mut doc = json!({
+        "ok": all_ok, "tenant": args.tenant.as_str(), "user": user_name.as_str(), "address": addr,
+        "checks": per_server.iter()
+            .flat_map(|(node, _, checks)| checks.iter().map(move |c| check_json(node, c)))
+            .collect::<Vec<_>>(),
+    });
+    if per_server.iter().any(|(node, _, _)| node.is_some()) {
+        doc["nodes"] = json!(per_server
+            .iter()
+            .map(|(node, server_addr, checks)| json!({
+                "name": node, "address": server_addr, "ok": checks.iter().all(|c| c.ok),
+            }))
+            .collect::<Vec<_>>());
+    }
+    printer.json(&doc);
     Ok(if all_ok {
         ExitStatus::Success
     } else {

@@ -87,7 +87,7 @@ fn list(subjects: &[SubjectPattern]) -> String {
 }
 
 /// A double-quoted nats.conf string: no variable expansion, escapes processed.
-fn quote(text: &str) -> String {
+pub(crate) fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {

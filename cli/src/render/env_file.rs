@@ -7,7 +7,7 @@ use std::path::Path;
 use anyhow::Context as _;
 
 use crate::render::{fill, CREDENTIALS_TEMPLATE};
-use crate::settings::{parse_env, Settings};
+use crate::settings::parse_env;
 
 /// What a credentials file holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,13 +20,14 @@ pub struct Credentials {
     pub password: String,
 }
 
-/// Render one credentials file.
+/// Render one credentials file; `url` is the user's client URL (a comma-separated list of
+/// `nats://user:password@host:port`, one per node, for a cluster).
 pub fn render(
     tenant: &str,
     account: &str,
     user: &str,
     password: &str,
-    settings: &Settings,
+    url: &str,
     shown_path: &str,
 ) -> String {
     fill(
@@ -36,11 +37,23 @@ pub fn render(
             ("account", account),
             ("user", user),
             ("password", password),
-            ("host", &settings.url_host),
-            ("port", &settings.port.to_string()),
+            ("url", url),
             ("path", shown_path),
         ],
     )
+}
+
+/// The client URL of `user` for servers at `bases` (`nats://host:port` each), credentials
+/// in every entry so any of them can be used alone.
+pub fn user_url(bases: &[String], user: &str, password: &str) -> String {
+    bases
+        .iter()
+        .map(|base| {
+            let rest = base.strip_prefix("nats://").unwrap_or(base);
+            format!("nats://{user}:{password}@{rest}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Read a credentials file; `None` when it does not exist or lacks a field.

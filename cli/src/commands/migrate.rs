@@ -1,0 +1,1129 @@
+//! `manage migrate --to DIR`: move this deployment's tenants and their JetStream data into
+//! another deployment (typically a nats-server cluster made with `up --nodes 3`), verify the
+//! copy, and be safe to run again.
+//!
+//! 1. Preflight, before anything is written: every tenant's admin credentials, every stream
+//!    and consumer read from the servers here, and the tenants' JetStream limits checked
+//!    against what the streams need on the target with their replicas (an account's limits
+//!    count every replica in a cluster, as nats-server counts them).
+//! 2. The tenants: the tenant files are copied as they are (same users, bcrypt hashes,
+//!    permissions and limits), with the users' credentials rewritten for the target's URLs,
+//!    as one all-or-nothing change of the target, reloaded on every node and confirmed.
+//! 3. Per stream: created on the target with the same configuration and `--replicas`; the
+//!    messages copied in order with their subjects, headers (byte for byte, less the
+//!    `Nats-Expected-*` / `Nats-Batch-*` publish preconditions, which nats-server drops too when
+//!    it sources a stream) and payloads; then the durable consumers with their positions; then
+//!    the configuration the copy relaxed (sealed, no_ack, duplicate window, republish). Key-Value
+//!    buckets and object stores are streams, so their history moves as configured.
+//! 4. Verification: message counts and a SHA-256 digest over every message's subject, headers
+//!    and payload, source against target (sequence numbers and timestamps are the target's own).
+//!
+//! Progress is recorded per stream in `data/migrate/<tenant>/<stream>.json` after every batch:
+//! a rerun resumes after the last message the target acknowledged (checking by digest the ones
+//! it holds beyond the record), copies only what the source gained since, and refuses a target
+//! stream that holds messages it did not copy.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::cli::MigrateArgs;
+use crate::client::TlsSettings;
+use crate::cluster::Cluster;
+use crate::commands::{begin, check_limits, Change, ExitStatus, ServerSync};
+use crate::error::ManageError;
+use crate::fs::{write_atomic, SECRET_FILE_MODE};
+use crate::jetstream::{JetStream, StoredMessage};
+use crate::names::{Size, TenantName};
+use crate::printer::{style, Printer};
+use crate::server::ReloadOutcome;
+use crate::settings::{Paths, Settings};
+use crate::tenant::{repo, Tenant, TenantDoc};
+use crate::Context;
+
+/// Messages per batch: published together, then the progress record is written.
+const BATCH: usize = 256;
+/// Bytes per batch at most.
+const BATCH_BYTES: usize = 1 << 20;
+/// The duplicate window while copying: nats-server's minimum. Two messages with the same
+/// `Nats-Msg-Id` in the source were published at least the source's window apart; the copy
+/// keeps them at least this far apart so the target takes both.
+const COPY_DUPLICATE_WINDOW: Duration = Duration::from_millis(100);
+/// Margin over [`COPY_DUPLICATE_WINDOW`] before a repeated `Nats-Msg-Id` is published again.
+const MSG_ID_SPACING: Duration = Duration::from_millis(250);
+
+/// What `data/migrate/<tenant>/<stream>.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+struct Progress {
+    /// The target deployment's root.
+    target: PathBuf,
+    /// The target stream's `created`: a stream deleted and made again is another stream.
+    created: String,
+    /// The last source sequence copied.
+    source_seq: u64,
+    /// The target sequence it got.
+    target_seq: u64,
+}
+
+/// One consumer's outcome.
+#[derive(Debug, Clone)]
+struct ConsumerReport {
+    name: String,
+    action: String,
+    position: Option<String>,
+}
+
+/// One stream's outcome.
+#[derive(Debug, Clone, Default)]
+struct StreamReport {
+    tenant: String,
+    stream: String,
+    replicas: u64,
+    action: String,
+    copied: u64,
+    source_messages: u64,
+    target_messages: u64,
+    source_digest: String,
+    target_digest: String,
+    verified: bool,
+    consumers: Vec<ConsumerReport>,
+    error: Option<String>,
+}
+
+impl StreamReport {
+    fn to_json(&self) -> Value {
+        json!({
+            "tenant": self.tenant, "stream": self.stream, "replicas": self.replicas,
+            "action": self.action, "copied": self.copied,
+            "source_messages": self.source_messages, "target_messages": self.target_messages,
+            "source_digest": self.source_digest, "target_digest": self.target_digest,
+            "verified": self.verified, "error": self.error,
+            "consumers": self.consumers.iter().map(|c| json!({
+                "name": c.name, "action": c.action, "position": c.position,
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// What one tenant brings: its file, the credentials here, its streams as they are now.
+struct Plan {
+    tenant: Tenant,
+    text: String,
+    /// (user, password) of every user whose credentials file is here.
+    passwords: Vec<(String, String)>,
+    admin_password: String,
+    streams: Vec<Value>,
+}
+
+/// The target deployment.
+struct Target {
+    ctx: Context,
+    cluster: Option<Cluster>,
+}
+
+impl Target {
+    fn addrs(&self) -> Vec<String> {
+        match &self.cluster {
+            Some(cluster) => cluster.nodes.iter().map(|n| n.client_addr()).collect(),
+            None => vec![self.ctx.settings.client_addr()],
+        }
+    }
+
+    fn nodes(&self) -> usize {
+        self.cluster.as_ref().map_or(1, |c| c.nodes.len())
+    }
+}
+
+fn tls(ctx: &Context) -> TlsSettings {
+    TlsSettings {
+        ca_file: ctx.settings.tls_ca.as_ref().map(|p| ctx.paths.root.join(p)),
+        server_name: ctx.settings.tls_server_name.clone(),
+    }
+}
+
+/// The client addresses of this deployment's servers.
+fn source_addrs(ctx: &Context) -> anyhow::Result<Vec<String>> {
+    Ok(match Cluster::load(&ctx.paths)? {
+        Some(cluster) => cluster.nodes.iter().map(|n| n.client_addr()).collect(),
+        None => vec![ctx.settings.client_addr()],
+    })
+}
+
+fn open_target(ctx: &Context, dir: &Path) -> anyhow::Result<Target> {
+    let root = dir
+        .canonicalize()
+        .with_context(|| format!("the target deployment {} does not exist", dir.display()))?;
+    let here = ctx
+        .paths
+        .root
+        .canonicalize()
+        .unwrap_or(ctx.paths.root.clone());
+    anyhow::ensure!(
+        root != here,
+        "the target is this deployment; give the directory of the deployment to move to"
+    );
+    let paths = Paths { root };
+    let settings = Settings::load_other(&paths)?;
+    if settings.sys_password.is_none() {
+        return Err(ManageError::NotInitialised { root: paths.root }.into());
+    }
+    let cluster = Cluster::load(&paths)?;
+    Ok(Target {
+        ctx: Context {
+            paths,
+            settings,
+            yes: ctx.yes,
+        },
+        cluster,
+    })
+}
+
+/// `manage migrate --to DIR [--replicas N] [--tenant NAME]...`
+pub fn migrate(
+    args: &MigrateArgs,
+    ctx: &mut Context,
+    printer: Printer,
+) -> anyhow::Result<ExitStatus> {
+    let _lock = begin(ctx, printer)?;
+    let target = open_target(ctx, &args.to)?;
+    let replicas = u64::from(
+        args.replicas
+            .unwrap_or_else(|| u8::try_from(target.nodes().min(3)).unwrap_or(1)),
+    );
+    anyhow::ensure!(
+        replicas as usize <= target.nodes(),
+        "--replicas {replicas}: the target has {} node(s)",
+        target.nodes()
+    );
+    let plans = preflight(args, ctx, replicas)?;
+    printer.status(
+        "Checked",
+        format!(
+            "{} tenant(s), {} stream(s); each stream gets {replicas} replica(s) on {}",
+            plans.len(),
+            plans.iter().map(|p| p.streams.len()).sum::<usize>(),
+            target.ctx.paths.root.display()
+        ),
+    );
+    let tenants_doc = move_tenants(ctx, &plans, &target, printer)?;
+
+    let mut reports = Vec::new();
+    for plan in &plans {
+        let admin = plan.tenant.name.admin_user();
+        let mut source = JetStream::connect(
+            &source_addrs(ctx)?,
+            admin.as_str(),
+            &plan.admin_password,
+            &tls(ctx),
+        )
+        .with_context(|| format!("tenant `{}` on this deployment", plan.tenant.name))?;
+        let mut dest = JetStream::connect(
+            &target.addrs(),
+            admin.as_str(),
+            &plan.admin_password,
+            &tls(&target.ctx),
+        )
+        .with_context(|| format!("tenant `{}` on the target", plan.tenant.name))?;
+        for info in &plan.streams {
+            let name = info["config"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let spinner = printer.spinner(format!("Copying {}/{name}…", plan.tenant.name));
+            let mut report = StreamReport {
+                tenant: plan.tenant.name.to_string(),
+                stream: name.clone(),
+                replicas,
+                ..StreamReport::default()
+            };
+            let copied = copy_stream(
+                ctx,
+                &target,
+                &mut source,
+                &mut dest,
+                &plan.tenant.name,
+                &name,
+                replicas,
+                &mut report,
+            );
+            spinner.finish_and_clear();
+            if let Err(error) = copied {
+                report.error = Some(format!("{error:#}"));
+            }
+            print_stream(printer, &report);
+            reports.push(report);
+        }
+    }
+    let failed = reports.iter().filter(|r| !r.verified).count();
+    print_summary(printer, &reports, &target);
+    printer.json(&json!({
+        "ok": failed == 0,
+        "code": if failed == 0 { Value::Null } else { json!("verify_failed") },
+        "target": target.ctx.paths.root, "replicas": replicas,
+        "tenants": tenants_doc,
+        "streams": reports.iter().map(StreamReport::to_json).collect::<Vec<_>>(),
+    }));
+    if failed == 0 {
+        return Ok(ExitStatus::Success);
+    }
+    crate::report_human(&ManageError::VerifyFailed { count: failed }.into());
+    Ok(ExitStatus::Failure)
+}
+
+/// Read what moves and refuse what cannot fit, before anything is written.
+fn preflight(args: &MigrateArgs, ctx: &Context, replicas: u64) -> anyhow::Result<Vec<Plan>> {
+    let all = repo::load_all(&ctx.paths)?;
+    let chosen: Vec<Tenant> = if args.tenant.is_empty() {
+        all
+    } else {
+        let mut chosen = Vec::new();
+        for name in &args.tenant {
+            chosen.push(
+                all.iter()
+                    .find(|t| &t.name == name)
+                    .cloned()
+                    .ok_or_else(|| ManageError::TenantNotFound {
+                        tenant: name.to_string(),
+                    })?,
+            );
+        }
+        chosen
+    };
+    let addrs = source_addrs(ctx)?;
+    let mut plans = Vec::new();
+    for tenant in chosen {
+        let path = ctx.paths.tenant_file(tenant.name.as_str());
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("failed to read {}", path.display()))?;
+        let admin = tenant.name.admin_user();
+        let admin_password =
+            crate::credentials::read(&ctx.paths, tenant.name.as_str(), admin.as_str())?.password;
+        let mut passwords = Vec::new();
+        for user in &tenant.users {
+            if let Ok(c) =
+                crate::credentials::read(&ctx.paths, tenant.name.as_str(), user.name.as_str())
+            {
+                passwords.push((user.name.to_string(), c.password));
+            }
+        }
+        let mut js = JetStream::connect(&addrs, admin.as_str(), &admin_password, &tls(ctx))
+            .with_context(|| {
+                format!(
+                    "reading tenant `{}` here (is this deployment's server running? ./manage up)",
+                    tenant.name
+                )
+            })?;
+        let mut streams = Vec::new();
+        for name in js.stream_names()? {
+            if let Some(info) = js.stream_info(&name)? {
+                streams.push(info);
+            }
+        }
+        // What the streams take on the target: every replica counts against the account.
+        let mut need = [0u128; 2];
+        for info in &streams {
+            let config = &info["config"];
+            let bytes = info["state"]["bytes"].as_u64().unwrap_or(0);
+            let reserved = config["max_bytes"]
+                .as_i64()
+                .and_then(|b| u64::try_from(b).ok())
+                .unwrap_or(0);
+            let slot = usize::from(config["storage"].as_str() != Some("memory"));
+            need[slot] += u128::from(bytes.max(reserved)) * u128::from(replicas);
+        }
+        for (slot, resource, key, limit) in [
+            (0, "memory", "memory", tenant.memory),
+            (1, "storage", "storage", tenant.storage),
+        ] {
+            if need[slot] > u128::from(limit.bytes()) {
+                return Err(ManageError::OverLimit {
+                    resource,
+                    setting: format!(
+                        "`{key}` of tenant `{}` (its streams' data or max_bytes × {replicas} replicas; raise it, or use --replicas)",
+                        tenant.name
+                    ),
+                    config: path,
+                    wanted: u64::try_from(need[slot])
+                        .map(|b| Size::from_bytes(b).human())
+                        .unwrap_or_else(|_| format!("{}B", need[slot])),
+                    allowed: limit.human(),
+                }
+                .into());
+            }
+        }
+        plans.push(Plan {
+            tenant,
+            text,
+            passwords,
+            admin_password,
+            streams,
+        });
+    }
+    Ok(plans)
+}
+
+/// Write the tenants into the target as one change and confirm it on every node.
+fn move_tenants(
+    ctx: &Context,
+    plans: &[Plan],
+    target: &Target,
+    printer: Printer,
+) -> anyhow::Result<Value> {
+    let mut tctx = Context {
+        paths: target.ctx.paths.clone(),
+        settings: target.ctx.settings.clone(),
+        yes: target.ctx.yes,
+    };
+    let _lock = begin(&mut tctx, printer)?;
+    let mut change = Change::new(&tctx, "migrate")?;
+    let mut doc = Vec::new();
+    for plan in plans {
+        let name = &plan.tenant.name;
+        let path = tctx.paths.tenant_file(name.as_str());
+        let before = std::fs::read_to_string(&path).ok();
+        // User names are global: none of this tenant's may belong to another tenant there.
+        for other in change.tenants().iter().filter(|t| &t.name != name) {
+            for user in &plan.tenant.users {
+                if other.user(user.name.as_str()).is_some() {
+                    return Err(anyhow::Error::from(ManageError::UserTaken {
+                        user: user.name.to_string(),
+                        owner: other.name.to_string(),
+                    })
+                    .context(format!(
+                        "tenant `{name}` cannot move to {}",
+                        tctx.paths.root.display()
+                    )));
+                }
+            }
+        }
+        // A tenant file there is replaced only when it is what the last migrate wrote: a
+        // tenant changed on the target since (or never moved from here) is not overwritten.
+        let moved = std::fs::read_to_string(tenant_record(ctx, name)).ok();
+        let action = match &before {
+            Some(text) if text == &plan.text => "unchanged",
+            Some(text) if Some(text) == moved.as_ref() => "updated",
+            Some(_) => {
+                return Err(ManageError::MigrateConflict {
+                    what: format!("tenant `{name}`"),
+                    reason: format!(
+                        "{} differs from this deployment's and was not written by its last \
+                         migrate (changed there since, or another tenant of the same name); \
+                         remove it there (./manage --config-dir {} remove-tenant {name}) or \
+                         leave it out (--tenant)",
+                        tctx.paths.display(&path),
+                        tctx.paths.root.display()
+                    ),
+                }
+                .into())
+            }
+            None => "added",
+        };
+        if action != "unchanged" {
+            change.put_tenant(name, &TenantDoc::parse(&path, &plan.text)?)?;
+        }
+        let mut users = Vec::new();
+        for (user, password) in &plan.passwords {
+            let current = crate::credentials::read(&tctx.paths, name.as_str(), user).ok();
+            if current.as_ref().is_none_or(|c| &c.password != password) {
+                change.put_credentials(name, user, password)?;
+            }
+            users.push(user.clone());
+        }
+        doc.push(json!({ "tenant": name.as_str(), "action": action, "users": users }));
+        printer.status(
+            match action {
+                "added" => "Added",
+                "updated" => "Updated",
+                _ => "Unchanged",
+            },
+            format!(
+                "tenant `{name}` in the target ({} users)",
+                plan.tenant.users.len()
+            ),
+        );
+    }
+    // The target's own rule for the sum of its tenants' limits (a cluster's capacity).
+    let tenants: Vec<Tenant> = change.tenants().to_vec();
+    for plan in plans {
+        let others: Vec<Tenant> = tenants
+            .iter()
+            .filter(|t| t.name != plan.tenant.name)
+            .cloned()
+            .collect();
+        check_limits(&tctx, &others, plan.tenant.memory, plan.tenant.storage)?;
+    }
+    let applied = change.commit(printer, false)?;
+    for plan in plans {
+        let record = tenant_record(ctx, &plan.tenant.name);
+        crate::fs::ensure_parent(&record)?;
+        write_atomic(&record, &plan.text, SECRET_FILE_MODE)?;
+    }
+    crate::commands::report_reload(&applied, printer);
+    if let Some((_, failure)) = applied.sync.failure() {
+        return Err(anyhow::anyhow!("{:#}", failure.error()).context(
+            "the target's servers did not all take the tenants; bring them up (./manage up) and run migrate again",
+        ));
+    }
+    let running = match &applied.sync {
+        ServerSync::Single(result) => !matches!(result, Ok(ReloadOutcome::NotRunning)),
+        ServerSync::Cluster(nodes) => nodes
+            .iter()
+            .any(|(n, _)| !matches!(n.result, Ok(ReloadOutcome::NotRunning))),
+    };
+    if !running {
+        return Err(ManageError::ServerUnreachable {
+            reason: format!(
+                "no server of the target runs; start it (./manage --config-dir {} up) and run migrate again: the tenants are saved there",
+                tctx.paths.root.display()
+            ),
+        }
+        .into());
+    }
+    Ok(json!(doc))
+}
+
+/// Headers as the copy publishes them: `Nats-Expected-*` and `Nats-Batch-*` are publish
+/// preconditions the source already checked (nats-server drops them too when it sources a
+/// stream); everything else stays byte for byte. `None` when nothing is left.
+pub fn portable_headers(raw: Option<&[u8]>) -> Option<Vec<u8>> {
+    let raw = raw?;
+    let text = String::from_utf8_lossy(raw);
+    let mut lines = text.split("\r\n");
+    let status = lines.next().unwrap_or("NATS/1.0");
+    let fields: Vec<&str> = lines.filter(|l| !l.is_empty()).collect();
+    let keep: Vec<&str> = fields
+        .iter()
+        .copied()
+        .filter(|line| {
+            let key = line
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            !key.starts_with("nats-expected-") && !key.starts_with("nats-batch-")
+        })
+        .collect();
+    if keep.len() == fields.len() {
+        return Some(raw.to_vec());
+    }
+    if keep.is_empty() && status.trim() == "NATS/1.0" {
+        return None;
+    }
+    let mut out = format!("{status}\r\n");
+    for line in keep {
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("\r\n");
+    Some(out.into_bytes())
+}
+
+/// The value of `Nats-Msg-Id`, if any.
+fn msg_id(headers: Option<&[u8]>) -> Option<String> {
+    let text = String::from_utf8_lossy(headers?);
+    text.split("\r\n").skip(1).find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.trim()
+            .eq_ignore_ascii_case("nats-msg-id")
+            .then(|| value.trim().to_owned())
+    })
+}
+
+/// A message as it is compared: subject, portable headers, payload.
+fn portable(message: &StoredMessage) -> StoredMessage {
+    StoredMessage {
+        seq: message.seq,
+        subject: message.subject.clone(),
+        headers: portable_headers(message.headers.as_deref()),
+        payload: message.payload.clone(),
+    }
+}
+
+/// Feed one message into a stream digest (length-prefixed, so no two messages run together).
+fn digest_message(hasher: &mut Sha256, message: &StoredMessage) {
+    let headers = message.headers.as_deref().unwrap_or_default();
+    for part in [message.subject.as_bytes(), headers, &message.payload] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+}
+
+fn same_content(a: &StoredMessage, b: &StoredMessage) -> bool {
+    a.subject == b.subject && a.headers == b.headers && a.payload == b.payload
+}
+
+/// The tenant file as the last migrate wrote it to the target.
+fn tenant_record(ctx: &Context, tenant: &TenantName) -> PathBuf {
+    ctx.paths
+        .migrate_dir()
+        .join(tenant.as_str())
+        .join("tenant.toml")
+}
+
+fn progress_path(ctx: &Context, tenant: &TenantName, stream: &str) -> PathBuf {
+    ctx.paths
+        .migrate_dir()
+        .join(tenant.as_str())
+        .join(format!("{stream}.json"))
+}
+
+fn load_progress(path: &Path) -> Option<Progress> {
+    serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()
+}
+
+fn save_progress(path: &Path, progress: &Progress) -> anyhow::Result<()> {
+    crate::fs::ensure_parent(path)?;
+    let text = serde_json::to_string_pretty(progress).context("failed to encode progress")?;
+    write_atomic(path, &text, SECRET_FILE_MODE)
+}
+
+/// The configuration the target gets in the end: the source's with `replicas`.
+fn final_config(source: &Value, replicas: u64) -> Value {
+    let mut config = source.clone();
+    config["num_replicas"] = json!(replicas);
+    config
+}
+
+/// The configuration while copying: what would refuse, drop or echo the copied messages is
+/// relaxed (sealed, no_ack, republish, a long duplicate window).
+fn copy_config(final_config: &Value) -> Value {
+    let mut config = final_config.clone();
+    config["sealed"] = json!(false);
+    config["no_ack"] = json!(false);
+    if let Some(map) = config.as_object_mut() {
+        map.remove("republish");
+    }
+    let window = config["duplicate_window"].as_u64().unwrap_or(0);
+    let shortest = COPY_DUPLICATE_WINDOW.as_nanos() as u64;
+    if window > shortest {
+        config["duplicate_window"] = json!(shortest);
+    }
+    config
+}
+
+/// Whether two stream configurations differ in what the copy changes.
+fn differs(current: &Value, wanted: &Value) -> bool {
+    ["sealed", "no_ack", "duplicate_window", "republish"]
+        .iter()
+        .any(|key| {
+            let normal = |v: &Value| match v {
+                Value::Null => Value::Null,
+                Value::Bool(false) => Value::Null,
+                other => other.clone(),
+            };
+            normal(&current[key]) != normal(&wanted[key])
+        })
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one stream's copy needs both ends and its report"
+)]
+fn copy_stream(
+    ctx: &Context,
+    target: &Target,
+    source: &mut JetStream,
+    dest: &mut JetStream,
+    tenant: &TenantName,
+    name: &str,
+    replicas: u64,
+    report: &mut StreamReport,
+) -> anyhow::Result<()> {
+    let info = source
+        .stream_info(name)?
+        .with_context(|| format!("stream {name} went away here"))?;
+    let wanted = final_config(&info["config"], replicas);
+    let relaxed = copy_config(&wanted);
+    let retention = info["config"]["retention"]
+        .as_str()
+        .unwrap_or("limits")
+        .to_owned();
+    let record_path = progress_path(ctx, tenant, name);
+    let what = format!("stream {tenant}/{name}");
+    let mut progress = match dest.stream_info(name)? {
+        None => {
+            let created = dest
+                .create_stream(&relaxed)
+                .with_context(|| format!("creating {what} on the target"))?;
+            report.action = "created".into();
+            let progress = Progress {
+                target: target.ctx.paths.root.clone(),
+                created: created["created"].as_str().unwrap_or_default().to_owned(),
+                source_seq: 0,
+                target_seq: created["state"]["last_seq"].as_u64().unwrap_or(0),
+            };
+            save_progress(&record_path, &progress)?;
+            // Interest and work-queue streams keep only what a consumer still wants: the
+            // consumers come first, or the copied messages would have no interest.
+            if retention != "limits" {
+                let source_seqs = sequences(source, name, 0)?;
+                let base = progress.target_seq;
+                let targets: Vec<u64> = (1..=source_seqs.len() as u64).map(|i| base + i).collect();
+                report.consumers =
+                    copy_consumers(source, dest, name, &retention, &source_seqs, &targets)?;
+            }
+            progress
+        }
+        Some(existing) => {
+            let created = existing["created"].as_str().unwrap_or_default();
+            let state = &existing["state"];
+            match load_progress(&record_path) {
+                Some(p) if p.target == target.ctx.paths.root && p.created == created => {
+                    report.action = "resumed".into();
+                    p
+                }
+                _ if state["messages"].as_u64() == Some(0)
+                    && state["consumer_count"].as_u64().unwrap_or(0) == 0 =>
+                {
+                    report.action = "adopted (empty)".into();
+                    Progress {
+                        target: target.ctx.paths.root.clone(),
+                        created: created.to_owned(),
+                        source_seq: 0,
+                        target_seq: state["last_seq"].as_u64().unwrap_or(0),
+                    }
+                }
+                _ => {
+                    return Err(ManageError::MigrateConflict {
+                        what,
+                        reason: "it exists on the target with messages this deployment's \
+                                 migrate did not copy (no progress record for it here); delete \
+                                 it there to copy it again"
+                            .into(),
+                    }
+                    .into())
+                }
+            }
+        }
+    };
+    if let Some(existing) = dest.stream_info(name)? {
+        if differs(&existing["config"], &relaxed) {
+            if existing["config"]["sealed"].as_bool() == Some(true) {
+                anyhow::ensure!(
+                    info["state"]["last_seq"].as_u64().unwrap_or(0) <= progress.source_seq,
+                    "{what} is sealed on the target, but has new messages here"
+                );
+            } else {
+                dest.update_stream(&relaxed)
+                    .with_context(|| format!("relaxing {what} for the copy"))?;
+            }
+        }
+    }
+    report.copied = copy_messages(source, dest, name, &record_path, &mut progress, &what)?;
+    // Verify, and learn which target sequence each source message has.
+    let (src_seqs, src_count, src_digest) = read_all(source, name, progress.source_seq)?;
+    let (dst_seqs, dst_count, dst_digest) = read_all(dest, name, progress.target_seq)?;
+    report.source_messages = src_count;
+    report.target_messages = dst_count;
+    report.source_digest = src_digest.clone();
+    report.target_digest = dst_digest.clone();
+    report.verified = src_count == dst_count && src_digest == dst_digest;
+    if report.verified {
+        // Consumers made before the copy keep their report; the rest are made (or found) now.
+        let later = copy_consumers(source, dest, name, &retention, &src_seqs, &dst_seqs)?;
+        for consumer in later {
+            if !report.consumers.iter().any(|c| c.name == consumer.name) {
+                report.consumers.push(consumer);
+            }
+        }
+    } else {
+        report.consumers.push(ConsumerReport {
+            name: "*".into(),
+            action: "not created: the stream does not match its source".into(),
+            position: None,
+        });
+    }
+    if let Some(existing) = dest.stream_info(name)? {
+        if differs(&existing["config"], &wanted) {
+            dest.update_stream(&wanted)
+                .with_context(|| format!("restoring the configuration of {what}"))?;
+        }
+    }
+    if !report.verified {
+        report.error = Some(format!(
+            "{src_count} messages here (digest {src_digest}), {dst_count} on the target (digest {dst_digest})"
+        ));
+    }
+    Ok(())
+}
+
+/// Every source sequence after `after`, in order.
+fn sequences(js: &mut JetStream, stream: &str, after: u64) -> anyhow::Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    let mut next = after + 1;
+    while let Some(message) = js.next_message(stream, next)? {
+        seqs.push(message.seq);
+        next = message.seq + 1;
+    }
+    Ok(seqs)
+}
+
+/// Sequences, count and digest of every message up to `up_to`.
+fn read_all(
+    js: &mut JetStream,
+    stream: &str,
+    up_to: u64,
+) -> anyhow::Result<(Vec<u64>, u64, String)> {
+    let mut hasher = Sha256::new();
+    let mut seqs = Vec::new();
+    let mut next = 1;
+    while let Some(message) = js.next_message(stream, next)? {
+        if message.seq > up_to {
+            break;
+        }
+        digest_message(&mut hasher, &portable(&message));
+        seqs.push(message.seq);
+        next = message.seq + 1;
+    }
+    let count = seqs.len() as u64;
+    Ok((
+        seqs,
+        count,
+        format!("sha256:{}", hex::encode(hasher.finalize())),
+    ))
+}
+
+/// Copy every source message after `progress.source_seq`; returns how many were published.
+fn copy_messages(
+    source: &mut JetStream,
+    dest: &mut JetStream,
+    name: &str,
+    record_path: &Path,
+    progress: &mut Progress,
+    what: &str,
+) -> anyhow::Result<u64> {
+    // Messages the target holds beyond the record (a run stopped between a batch and its
+    // record) must be the next source messages, in order.
+    let dest_last = dest
+        .stream_info(name)?
+        .and_then(|i| i["state"]["last_seq"].as_u64())
+        .unwrap_or(0);
+    let mut next = progress.source_seq + 1;
+    while progress.target_seq < dest_last {
+        let Some(from) = source.next_message(name, next)? else {
+            break;
+        };
+        let seq = progress.target_seq + 1;
+        if let Some(there) = dest.message(name, seq)? {
+            if !same_content(&portable(&from), &portable(&there)) {
+                return Err(ManageError::MigrateConflict {
+                    what: what.to_owned(),
+                    reason: format!(
+                        "message {seq} on the target is not message {} here: something else \
+                         writes to it; delete it there to copy it again",
+                        from.seq
+                    ),
+                }
+                .into());
+            }
+        }
+        progress.source_seq = from.seq;
+        progress.target_seq = seq;
+        next = from.seq + 1;
+    }
+    save_progress(record_path, progress)?;
+    let mut copied = 0;
+    let mut recent: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let mut batch: Vec<StoredMessage> = Vec::new();
+        let mut bytes = 0;
+        let mut source_seqs = Vec::new();
+        while batch.len() < BATCH && bytes < BATCH_BYTES {
+            let Some(message) = source.next_message(name, next)? else {
+                break;
+            };
+            let message = portable(&message);
+            // A Msg-Id the target saw less than its (copy) window ago would be dropped as a
+            // duplicate: publish what is batched, then wait the window out.
+            if let Some(id) = msg_id(message.headers.as_deref()) {
+                if let Some(at) = recent.get(&id) {
+                    if !batch.is_empty() {
+                        break;
+                    }
+                    if let Some(wait) = MSG_ID_SPACING.checked_sub(at.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                }
+            }
+            next = message.seq + 1;
+            bytes += message.payload.len() + message.headers.as_ref().map_or(0, Vec::len);
+            source_seqs.push(message.seq);
+            batch.push(message);
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let acks = dest.publish_all(&batch)?;
+        // Test hook: a run killed after the target took a batch, before its record.
+        crate::journal::failpoint("migrate-batch-published");
+        let now = Instant::now();
+        for ((message, ack), source_seq) in batch.iter().zip(&acks).zip(&source_seqs) {
+            if let Some(error) = ack.get("error").filter(|e| !e.is_null()) {
+                save_progress(record_path, progress)?;
+                anyhow::bail!(
+                    "{what}: the target refused message {source_seq}: {}",
+                    error["description"].as_str().unwrap_or("unknown error")
+                );
+            }
+            let expected = progress.target_seq + 1;
+            if ack["stream"].as_str() != Some(name)
+                || ack["seq"].as_u64() != Some(expected)
+                || ack["duplicate"].as_bool() == Some(true)
+            {
+                save_progress(record_path, progress)?;
+                return Err(ManageError::MigrateConflict {
+                    what: what.to_owned(),
+                    reason: format!(
+                        "message {source_seq} was acknowledged as {ack} where sequence {expected} \
+                         of {name} was expected: another stream takes its subject there, or \
+                         something else writes to it"
+                    ),
+                }
+                .into());
+            }
+            progress.source_seq = *source_seq;
+            progress.target_seq = expected;
+            copied += 1;
+            if let Some(id) = msg_id(message.headers.as_deref()) {
+                recent.insert(id, now);
+            }
+        }
+        recent.retain(|_, at| at.elapsed() < MSG_ID_SPACING);
+        save_progress(record_path, progress)?;
+    }
+    Ok(copied)
+}
+
+/// Create the durable consumers of `stream` on the target, positioned after what each has
+/// acknowledged here: `source_seqs[i]` is at `target_seqs[i]` there.
+fn copy_consumers(
+    source: &mut JetStream,
+    dest: &mut JetStream,
+    stream: &str,
+    retention: &str,
+    source_seqs: &[u64],
+    target_seqs: &[u64],
+) -> anyhow::Result<Vec<ConsumerReport>> {
+    let mut reports = Vec::new();
+    for info in source.consumers(stream)? {
+        let config = &info["config"];
+        let Some(durable) = config["durable_name"]
+            .as_str()
+            .filter(|d| !d.is_empty())
+            .map(str::to_owned)
+        else {
+            reports.push(ConsumerReport {
+                name: info["name"].as_str().unwrap_or("?").to_owned(),
+                action: "skipped: ephemeral consumers are not moved".into(),
+                position: None,
+            });
+            continue;
+        };
+        if dest.consumer_info(stream, &durable)?.is_some() {
+            reports.push(ConsumerReport {
+                name: durable,
+                action: "exists".into(),
+                position: None,
+            });
+            continue;
+        }
+        let mut wanted = config.clone();
+        wanted["name"] = json!(durable);
+        // Replicas follow the stream's (interest and work-queue streams require it).
+        wanted["num_replicas"] = json!(0);
+        let floor = info["ack_floor"]["stream_seq"].as_u64().unwrap_or(0);
+        let first_here = source_seqs.first().copied().unwrap_or(u64::MAX);
+        let policy = config["deliver_policy"].as_str().unwrap_or("all");
+        let position = if retention == "workqueue" || (policy == "all" && floor < first_here) {
+            // Everything that is left is still to be delivered to it.
+            None
+        } else {
+            let start = source_seqs
+                .iter()
+                .position(|s| *s > floor)
+                .and_then(|i| target_seqs.get(i).copied())
+                .unwrap_or_else(|| target_seqs.last().map_or(1, |last| last + 1));
+            if let Some(map) = wanted.as_object_mut() {
+                map.remove("opt_start_time");
+            }
+            wanted["deliver_policy"] = json!("by_start_sequence");
+            wanted["opt_start_seq"] = json!(start);
+            Some(format!(
+                "from target sequence {start} (acknowledged up to {floor} here)"
+            ))
+        };
+        dest.create_consumer(stream, &wanted)
+            .with_context(|| format!("creating consumer {durable} of {stream} on the target"))?;
+        reports.push(ConsumerReport {
+            name: durable,
+            action: "created".into(),
+            position,
+        });
+    }
+    Ok(reports)
+}
+
+fn print_stream(printer: Printer, report: &StreamReport) {
+    let mark = if report.verified {
+        style::ok().apply_to("✓").to_string()
+    } else {
+        style::error().apply_to("✗").to_string()
+    };
+    let consumers = if report.consumers.is_empty() {
+        String::new()
+    } else {
+        format!(
+            ", consumers: {}",
+            report
+                .consumers
+                .iter()
+                .map(|c| format!("{} {}", c.name, c.action))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    printer.status(
+        "Copied",
+        format!(
+            "{mark} {}/{} ({}, R{}): {} new, {} → {} messages{consumers}",
+            report.tenant,
+            report.stream,
+            if report.action.is_empty() {
+                "-"
+            } else {
+                &report.action
+            },
+            report.replicas,
+            report.copied,
+            report.source_messages,
+            report.target_messages,
+        ),
+    );
+    if let Some(error) = &report.error {
+        printer.warn(format!("{}/{}: {error}", report.tenant, report.stream));
+    }
+}
+
+fn print_summary(printer: Printer, reports: &[StreamReport], target: &Target) {
+    let mut rows = vec![vec![
+        "Tenant".to_owned(),
+        "Stream".to_owned(),
+        "R".to_owned(),
+        "Copied".to_owned(),
+        "Messages".to_owned(),
+        "Digest".to_owned(),
+        "Consumers".to_owned(),
+    ]];
+    for r in reports {
+        rows.push(vec![
+            r.tenant.clone(),
+            r.stream.clone(),
+            r.replicas.to_string(),
+            r.copied.to_string(),
+            format!("{} → {}", r.source_messages, r.target_messages),
+            if r.verified {
+                format!(
+                    "✓ {}",
+                    r.target_digest
+                        .trim_start_matches("sha256:")
+                        .get(..12)
+                        .unwrap_or("")
+                )
+            } else {
+                "✗ differs".into()
+            },
+            r.consumers
+                .iter()
+                .filter(|c| c.action == "created" || c.action == "exists")
+                .count()
+                .to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..rows[0].len())
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut body: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            format!("  {}", cells.join("  ").trim_end())
+        })
+        .collect();
+    body.push(String::new());
+    let ok = reports.iter().filter(|r| r.verified).count();
+    body.push(format!(
+        "  {ok}/{} streams verified (counts and SHA-256 of subjects, headers, payloads)",
+        reports.len()
+    ));
+    body.push(format!(
+        "  Target: {} ({})",
+        target.ctx.paths.root.display(),
+        target
+            .cluster
+            .as_ref()
+            .map_or("one server".to_owned(), |c| format!(
+                "cluster `{}`, {} nodes",
+                c.name,
+                c.nodes.len()
+            ))
+    ));
+    printer.boxed("Migration", &body);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests fail loudly")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_preconditions_are_dropped_and_the_rest_kept_byte_for_byte() {
+        let raw = b"NATS/1.0\r\nA: 1\r\nNats-Expected-Last-Subject-Sequence: 0\r\nb:  two \r\n\r\n";
+        assert_eq!(
+            portable_headers(Some(raw)).unwrap(),
+            b"NATS/1.0\r\nA: 1\r\nb:  two \r\n\r\n"
+        );
+        let untouched = b"NATS/1.0\r\nKV-Operation: DEL\r\n\r\n";
+        assert_eq!(portable_headers(Some(untouched)).unwrap(), untouched);
+        assert_eq!(
+            portable_headers(Some(b"NATS/1.0\r\nNats-Batch-Id: x\r\n\r\n")),
+            None
+        );
+        assert_eq!(portable_headers(None), None);
+    }
+
+    #[test]
+    fn msg_ids_are_found_in_any_case() {
+        assert_eq!(
+            msg_id(Some(b"NATS/1.0\r\nnats-msg-id: abc\r\n\r\n")).as_deref(),
+            Some("abc")
+        );
+        assert_eq!(msg_id(Some(b"NATS/1.0\r\nX: 1\r\n\r\n")), None);
+    }
+
+    #[test]
+    fn copy_config_relaxes_and_final_restores() {
+        let source = json!({
+            "name": "S", "sealed": true, "no_ack": true, "duplicate_window": 120_000_000_000u64,
+            "num_replicas": 1, "republish": {"src": ">", "dest": "x.>"},
+        });
+        let wanted = final_config(&source, 3);
+        let relaxed = copy_config(&wanted);
+        assert_eq!(relaxed["sealed"], false);
+        assert_eq!(relaxed["no_ack"], false);
+        assert_eq!(relaxed["duplicate_window"], 100_000_000u64);
+        assert!(relaxed.get("republish").is_none());
+        assert_eq!(relaxed["num_replicas"], 3);
+        assert!(differs(&relaxed, &wanted));
+        assert!(!differs(&wanted, &wanted));
+    }
+}
