@@ -48,11 +48,28 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// A port `p` such that `p..p+count` are all free on 127.0.0.1 (node i of a local cluster
+/// takes base+i).
+fn free_ports(count: u16) -> u16 {
+    for _ in 0..200 {
+        let base = free_port();
+        if base > u16::MAX - count {
+            continue;
+        }
+        if (1..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no {count} consecutive free ports");
+}
+
 /// One deployment.
 pub(crate) struct TestContext {
     pub(crate) dir: tempfile::TempDir,
     pub(crate) port: u16,
     pub(crate) http_port: u16,
+    /// Route port of the first node (a cluster deployment).
+    pub(crate) cluster_port: Option<u16>,
     started: bool,
     server: Option<String>,
 }
@@ -63,9 +80,27 @@ impl TestContext {
             dir: tempfile::tempdir().unwrap(),
             port: free_port(),
             http_port: free_port(),
+            cluster_port: None,
             started: false,
             server: server_binary(),
         }
+    }
+
+    /// A deployment for a local cluster of `nodes` nats-server nodes: every node's client,
+    /// monitoring and route ports free. `None` (and a SKIPPED note) without nats-server.
+    pub(crate) fn cluster(nodes: u16) -> Option<Self> {
+        let Some(reference) = reference_server() else {
+            eprintln!("SKIPPED: nats-server is not on PATH (scripts/test.sh installs it)");
+            return None;
+        };
+        Some(Self {
+            dir: tempfile::tempdir().unwrap(),
+            port: free_ports(nodes),
+            http_port: free_ports(nodes),
+            cluster_port: Some(free_ports(nodes)),
+            started: false,
+            server: Some(reference),
+        })
     }
 
     /// The same deployment driven against another server binary.
@@ -97,6 +132,20 @@ impl TestContext {
         if let Some(bin) = &self.server {
             cmd.env("NATSD_BIN", bin);
         }
+        match self.cluster_port {
+            Some(port) => {
+                cmd.env("NATS_CLUSTER_PORT", port.to_string());
+                if let Some(bin) = &self.server {
+                    cmd.env("NATS_CLUSTER_BIN", bin);
+                }
+            }
+            None => {
+                cmd.env_remove("NATS_CLUSTER_PORT");
+                cmd.env_remove("NATS_CLUSTER_BIN");
+            }
+        }
+        cmd.env_remove("NATS_CLUSTER_NAME")
+            .env_remove("NATS_CLUSTER_PASSWORD");
         cmd
     }
 

@@ -3,6 +3,7 @@
 //! server binary (`NATSD_BIN`, default `nats-server`) where a server is needed.
 
 mod adversarial;
+mod cluster;
 mod common;
 mod crash;
 mod errors;

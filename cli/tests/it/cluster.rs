@@ -1,0 +1,428 @@
+//! Issue 16: manage runs the tenants of a nats-server cluster. A local three-node cluster of the
+//! real nats-server (`up --nodes 3`), every change confirmed on every node, a node that misses
+//! one (exit 3) and converges, per-node configurations, the JetStream limits a cluster
+//! enforces, and `migrate` from natsd into the cluster.
+
+use std::process::Command;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use serde_json::Value;
+
+use crate::common::{env_value, TestContext};
+
+fn json_of(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}\nstdout:\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn node<'a>(doc: &'a Value, name: &str) -> &'a Value {
+    doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no node {name} in {doc}"))
+}
+
+/// Connect with the credentials of a (comma-separated) URL list from a credentials file.
+async fn connect(urls: &str) -> async_nats::Client {
+    let first = urls.split(',').next().unwrap();
+    let rest = first.strip_prefix("nats://").unwrap();
+    let (userinfo, _) = rest.split_once('@').unwrap();
+    let (user, password) = userinfo.split_once(':').unwrap();
+    let servers: Vec<String> = urls
+        .split(',')
+        .map(|u| format!("nats://{}", u.split_once('@').unwrap().1))
+        .collect();
+    async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        .connection_timeout(Duration::from_secs(5))
+        .connect(servers.as_slice())
+        .await
+        .unwrap()
+}
+
+fn kill_9(pid: u64) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        assert!(std::time::Instant::now() < deadline, "pid {pid} survived");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Parts 1 to 3: up --nodes 3, per-node configurations that nats-server accepts, status with
+/// `nodes`, a change confirmed on every node, a node down (exit 3, `partial_reload`, the node
+/// named), restarted by `up`, converged by `reload`; `test` on every node; `check`; `down`.
+#[test]
+fn issue_16_a_local_cluster_gets_every_change_on_every_node() {
+    let Some(mut ctx) = TestContext::cluster(3) else {
+        return;
+    };
+    let up = ctx.json(&["up", "--nodes", "3"]);
+    ctx.started_for_drop();
+    assert_eq!(up["ok"], true, "{up}");
+    let nodes = up["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{up}");
+    for (i, n) in nodes.iter().enumerate() {
+        assert_eq!(n["name"], format!("nats-{}", i + 1));
+        assert_eq!(n["up"], true, "{n}");
+        assert_eq!(n["healthy"], true, "{n}");
+        assert_eq!(n["routes"], 2, "{n}");
+        assert_eq!(n["in_sync"], true, "{n}");
+        assert!(n["pid"].as_u64().is_some(), "{n}");
+        assert_eq!(
+            n["url"],
+            format!("nats://localhost:{}", ctx.port + i as u16),
+            "node i takes NATS_PORT+i"
+        );
+    }
+    assert!(
+        up["meta_leader"]
+            .as_str()
+            .is_some_and(|l| l.starts_with("nats-")),
+        "{up}"
+    );
+    assert_eq!(up["client_urls"].as_array().unwrap().len(), 3);
+
+    // Every node's configuration includes the one auth.conf and passes nats-server -t.
+    let auth = ctx.read("config/auth.conf");
+    for i in 1..=3 {
+        let conf = ctx.read(&format!("config/nodes/nats-{i}.conf"));
+        assert!(conf.contains("include ../auth.conf"), "{conf}");
+        assert!(
+            conf.contains(&format!("server_name: \"nats-{i}\"")),
+            "{conf}"
+        );
+        let check = Command::new("nats-server")
+            .args(["-t", "-c", &format!("config/nodes/nats-{i}.conf")])
+            .current_dir(ctx.root())
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}",
+            String::from_utf8_lossy(&check.stderr)
+        );
+        assert_eq!(ctx.mode(&format!("config/nodes/nats-{i}.conf")), 0o640);
+    }
+
+    let added = ctx.json(&["add-tenant", "shop"]);
+    let reload = &added["apply"]["reload"];
+    assert_eq!(reload["confirmed_nodes"], 3, "{added}");
+    for i in 1..=3 {
+        let n = node(reload, &format!("nats-{i}"));
+        assert_eq!(n["confirmed"], true, "{n}");
+        assert_eq!(n["config_digest"], n["expected_digest"], "{n}");
+    }
+    assert_ne!(ctx.read("config/auth.conf"), auth);
+    // The credentials name every node.
+    let url = env_value(&ctx.read(".credentials/shop.env"), "NATS_URL");
+    assert_eq!(url.split(',').count(), 3, "{url}");
+
+    // A node goes down: the change reaches the others, names the one that missed it, exit 3.
+    let status = ctx.json(&["status"]);
+    let victim = node(&status, "nats-2")["pid"].as_u64().unwrap();
+    kill_9(victim);
+    let out = ctx.run(&["add-user", "shop", "late", "-p", "orders.*", "--json"]);
+    assert_eq!(out.status.code(), Some(3), "partial exit code");
+    let doc = json_of(&out);
+    assert_eq!(doc["code"], "partial_reload", "{doc}");
+    assert!(
+        doc["error"].as_str().unwrap().contains("nats-2 missed it"),
+        "{doc}"
+    );
+    assert_eq!(node(&doc["apply"]["reload"], "nats-2")["running"], false);
+    assert_eq!(node(&doc["apply"]["reload"], "nats-1")["confirmed"], true);
+    assert!(
+        ctx.path(".credentials/shop_late.env").exists(),
+        "the change is saved"
+    );
+    let status = ctx.json(&["status"]);
+    assert_eq!(node(&status, "nats-2")["up"], false, "{status}");
+    assert_eq!(node(&status, "nats-1")["up"], true, "{status}");
+    let check = ctx.run(&["check", "--json"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(
+        json_of(&check)["problems"]
+            .to_string()
+            .contains("nats-2 does not answer"),
+        "{}",
+        json_of(&check)
+    );
+
+    // `up` again starts the missing node; `reload` converges everything.
+    let up = ctx.json(&["up"]);
+    assert_eq!(up["started"], serde_json::json!(["nats-2"]), "{up}");
+    let reload = ctx.json(&["reload"]);
+    assert_eq!(reload["apply"]["reload"]["confirmed_nodes"], 3, "{reload}");
+    let check = ctx.json(&["check"]);
+    assert_eq!(check["ok"], true, "{check}");
+    let test = ctx.json(&["test", "shop", "late"]);
+    assert_eq!(test["ok"], true, "{test}");
+    let tested: Vec<&Value> = test["nodes"].as_array().unwrap().iter().collect();
+    assert_eq!(tested.len(), 3, "{test}");
+    assert!(tested.iter().all(|n| n["ok"] == true), "{test}");
+
+    // Asking for another size is refused; without --nodes the cluster is what `up` runs.
+    let err = ctx.fails(&["up", "--nodes", "5"], 1);
+    assert!(err.contains("describes 3 nodes"), "{err}");
+
+    let down = ctx.json(&["down"]);
+    assert_eq!(down["stopped"].as_array().unwrap().len(), 3, "{down}");
+    let status = ctx.json(&["status"]);
+    assert_eq!(status["running"], false, "{status}");
+    // With every node stopped a change is saved for the next start (not a partial one).
+    ctx.ok(&["add-user", "shop", "offline"]);
+}
+
+/// Part 2: an account's JetStream limits hold in the cluster as nats-server enforces them
+/// there (every replica counts), and add-tenant's check is the cluster's capacity: the sum of
+/// the nodes' limits.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_16_jetstream_limits_count_every_replica() {
+    let Some(mut ctx) = TestContext::cluster(3) else {
+        return;
+    };
+    ctx.ok(&["up", "--nodes", "3"]);
+    ctx.started_for_drop();
+    // Each node 10GB (nats.conf's max_file_store): 30GB for the tenants together.
+    ctx.ok(&["add-tenant", "big", "64MB", "20GB"]);
+    let out = ctx.run(&["add-tenant", "huge", "64MB", "11GB", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json_of(&out);
+    assert_eq!(doc["code"], "limit_exceeded", "{doc}");
+    assert!(
+        doc["error"].as_str().unwrap().contains("× 3 nodes"),
+        "{doc}"
+    );
+    ctx.ok(&["add-tenant", "small", "1MB", "3MB"]);
+
+    let client = connect(&env_value(&ctx.read(".credentials/small.env"), "NATS_URL")).await;
+    let js = async_nats::jetstream::new(client);
+    let stream = |name: &str, replicas: usize| async_nats::jetstream::stream::Config {
+        name: name.into(),
+        subjects: vec![format!("{name}.>")],
+        num_replicas: replicas,
+        max_bytes: 1024 * 1024,
+        ..Default::default()
+    };
+    // 1MB × 3 replicas = the tenant's 3MB.
+    js.create_stream(stream("R3", 3)).await.expect("R3 fits");
+    let refused = js.create_stream(stream("MORE", 1)).await.unwrap_err();
+    assert!(
+        refused.to_string().contains("insufficient storage"),
+        "{refused}"
+    );
+    let info = js
+        .get_stream("R3")
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.config.num_replicas, 3);
+    assert_eq!(info.cluster.unwrap().replicas.len(), 2, "two followers");
+}
+
+/// Part 4: `migrate --to` moves tenants and JetStream data from natsd into the cluster:
+/// messages with subjects and headers, KV history, durable consumers at their positions;
+/// verified by counts and digests; resumes after a kill; a rerun copies only what is new.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
+    let Some(mut cluster) = TestContext::cluster(3) else {
+        return;
+    };
+    let mut source = TestContext::new();
+    crate::require_server!();
+    source.up();
+    source.ok(&["add-tenant", "shop", "64MB", "1GB"]);
+    source.ok(&["add-user", "shop", "svc", "-p", "orders.>"]);
+    cluster.ok(&["up", "--nodes", "3"]);
+    cluster.started_for_drop();
+
+    let client = connect(&env_value(
+        &source.read(".credentials/shop.env"),
+        "NATS_URL",
+    ))
+    .await;
+    let js = async_nats::jetstream::new(client.clone());
+    let orders = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "ORDERS".into(),
+            subjects: vec!["orders.>".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..600u32 {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("X-Order", i.to_string().as_str());
+        headers.insert("Nats-Msg-Id", format!("m{i}").as_str());
+        js.publish_with_headers(format!("orders.{}", i % 5), headers, i.to_string().into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    orders.delete_message(7).await.unwrap();
+    let kv = js
+        .create_key_value(async_nats::jetstream::kv::Config {
+            bucket: "cfg".into(),
+            history: 4,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..10 {
+        kv.put(format!("k{}", i % 2), i.to_string().into())
+            .await
+            .unwrap();
+    }
+    kv.delete("k1").await.unwrap();
+    // A durable consumer that acknowledged the first 50 messages.
+    let worker = orders
+        .create_consumer(async_nats::jetstream::consumer::pull::Config {
+            durable_name: Some("worker".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut batch = worker.fetch().max_messages(50).messages().await.unwrap();
+    let mut acked = 0;
+    while let Some(msg) = batch.next().await {
+        msg.unwrap().ack().await.unwrap();
+        acked += 1;
+    }
+    assert_eq!(acked, 50);
+    // Acks reach natsd before migrate reads the consumer's floor.
+    client.flush().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let to = cluster.root().display().to_string();
+    // Killed after the cluster took its first batch: the rerun checks and resumes.
+    let killed = source
+        .command(&["migrate", "--to", &to])
+        .env("MANAGE_FAILPOINT", "migrate-batch-published")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    let doc = source.json(&["migrate", "--to", &to]);
+    assert_eq!(doc["ok"], true, "{doc}");
+    let streams = doc["streams"].as_array().unwrap();
+    let find = |name: &str| {
+        streams
+            .iter()
+            .find(|s| s["stream"] == name)
+            .unwrap()
+            .clone()
+    };
+    let orders_report = find("ORDERS");
+    assert_eq!(orders_report["source_messages"], 599, "{orders_report}");
+    assert_eq!(orders_report["target_messages"], 599, "{orders_report}");
+    assert_eq!(orders_report["verified"], true);
+    assert_eq!(orders_report["replicas"], 3);
+    assert_eq!(
+        orders_report["source_digest"],
+        orders_report["target_digest"]
+    );
+    assert_eq!(find("KV_cfg")["verified"], true);
+
+    // The users log in to the cluster with the passwords they had.
+    let svc = env_value(&source.read(".credentials/shop_svc.env"), "NATS_PASSWORD");
+    assert_eq!(
+        env_value(&cluster.read(".credentials/shop_svc.env"), "NATS_PASSWORD"),
+        svc
+    );
+    assert!(cluster.login("svc", &svc));
+
+    let there = connect(&env_value(
+        &cluster.read(".credentials/shop.env"),
+        "NATS_URL",
+    ))
+    .await;
+    let tjs = async_nats::jetstream::new(there);
+    let torders = tjs.get_stream("ORDERS").await.unwrap();
+    let info = torders.get_info().await.unwrap();
+    assert_eq!(info.config.num_replicas, 3);
+    assert_eq!(info.state.messages, 599);
+    // Subjects, headers and payloads as they were (order i was sequence i+1 here, and
+    // sequence 7, order 6, was deleted: sequence 7 there holds order 7).
+    let m = torders.get_raw_message(7).await.unwrap();
+    assert_eq!(m.subject.as_str(), "orders.2");
+    assert_eq!(m.headers.get("X-Order").unwrap().as_str(), "7");
+    let id = m.headers.get(async_nats::header::NATS_MESSAGE_ID);
+    assert_eq!(id.unwrap().as_str(), "m7");
+    assert_eq!(m.payload.as_ref(), b"7");
+    // The consumer resumes after what it acknowledged.
+    let tworker: async_nats::jetstream::consumer::PullConsumer =
+        torders.get_consumer("worker").await.unwrap();
+    let mut next = tworker.fetch().max_messages(1).messages().await.unwrap();
+    let first = next.next().await.unwrap().unwrap();
+    assert_eq!(
+        first.payload.as_ref(),
+        b"51",
+        "orders 0..=50 less the deleted 7 were acked"
+    );
+    // KV history as configured (4 per key) and the delete marker.
+    let tkv = tjs.get_key_value("cfg").await.unwrap();
+    let mut history = tkv.history("k0").await.unwrap();
+    let mut values = Vec::new();
+    while let Some(entry) = history.next().await {
+        values.push(String::from_utf8(entry.unwrap().value.to_vec()).unwrap());
+    }
+    assert_eq!(values, ["2", "4", "6", "8"]);
+    assert!(tkv.get("k1").await.unwrap().is_none(), "k1 was deleted");
+
+    // A rerun copies nothing; new messages here are copied, nothing twice.
+    let again = source.json(&["migrate", "--to", &to]);
+    let again_orders = again["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "ORDERS")
+        .unwrap()
+        .clone();
+    assert_eq!(again_orders["copied"], 0, "{again}");
+    js.publish("orders.new", "600".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let third = source.json(&["migrate", "--to", &to]);
+    let third_orders = third["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == "ORDERS")
+        .unwrap()
+        .clone();
+    assert_eq!(third_orders["copied"], 1, "{third}");
+    assert_eq!(third_orders["target_messages"], 600, "{third}");
+    assert_eq!(third_orders["verified"], true);
+
+    // `manage test` publishes to an allowed subject (here one ORDERS stores): last.
+    let test = cluster.json(&["test", "shop", "svc"]);
+    assert_eq!(test["ok"], true, "{test}");
+
+    // A tenant changed on the cluster since is not overwritten.
+    cluster.ok(&["add-user", "shop", "cluster-only"]);
+    source.ok(&["add-user", "shop", "later"]);
+    let out = source.run(&["migrate", "--to", &to, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_of(&out)["code"], "migrate_conflict");
+}
