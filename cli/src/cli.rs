@@ -61,8 +61,9 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// First-time setup: config/nats.conf, .env with a generated NATS_SYS_PASSWORD,
-    /// .credentials/, the system account. Never overwrites an existing secret.
-    Init,
+    /// .credentials/, the system account. Never overwrites an existing secret. With --nodes,
+    /// also the cluster's description and node files, without starting anything.
+    Init(InitArgs),
     /// Start natsd in the background and wait until it is healthy; with --nodes, a local
     /// nats-server cluster (config/cluster.toml), or the nodes of the deployment's cluster that
     /// are not running.
@@ -112,6 +113,16 @@ pub struct MigrateArgs {
     /// Move only this tenant (repeatable; default: every tenant).
     #[arg(long, value_parser = TenantName::new, value_name = "NAME")]
     pub tenant: Vec<TenantName>,
+}
+
+/// `init`
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Describe a cluster of this many local nodes (config/cluster.toml) and write every
+    /// node's configuration (config/nodes/), as `up --nodes N` does, without starting them
+    /// (for docker-compose.cluster.yml, or to edit the hosts first).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub nodes: Option<u16>,
 }
 
 /// `up`

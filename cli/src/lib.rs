@@ -160,7 +160,7 @@ fn dispatch(cli: Cli, printer: Printer) -> anyhow::Result<ExitStatus> {
     };
     use crate::commands as c;
     match cli.command {
-        Command::Init => c::init::init(&mut ctx, printer),
+        Command::Init(args) => c::init::init(&args, &mut ctx, printer),
         Command::Up(args) => c::server_up::up(&args, &mut ctx, printer),
         Command::Down(args) => c::server_up::down(&args, &ctx, printer),
         Command::Status => c::server_up::status(&ctx, printer),

@@ -51,11 +51,11 @@ fn answers(ctx: &Context, node: &Node) -> Result<bool, String> {
     }
 }
 
-/// `manage up [--nodes N] [--node NAME]`
-pub fn up(args: &UpArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
-    let _lock = begin(ctx, printer)?;
+/// The deployment's cluster, or (with `nodes`, the first time) a new description of `nodes`
+/// local nodes; `true` when it is new. Call with the deployment lock held.
+pub fn describe(ctx: &Context, nodes: Option<usize>) -> anyhow::Result<(Cluster, bool)> {
     let existing = Cluster::load(&ctx.paths)?;
-    let (cluster, new) = match (existing, args.nodes.map(usize::from)) {
+    Ok(match (existing, nodes) {
         (Some(cluster), Some(asked)) if cluster.nodes.len() != asked => {
             return Err(ManageError::ClusterMismatch {
                 described: cluster.nodes.len(),
@@ -89,7 +89,13 @@ pub fn up(args: &UpArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<
             }
             .into())
         }
-    };
+    })
+}
+
+/// `manage up [--nodes N] [--node NAME]`
+pub fn up(args: &UpArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
+    let _lock = begin(ctx, printer)?;
+    let (cluster, new) = describe(ctx, args.nodes.map(usize::from))?;
     let targets: Vec<Node> = selected(&cluster, args.node.as_deref())?
         .into_iter()
         .cloned()
@@ -145,19 +151,7 @@ pub fn up(args: &UpArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<
         }
         to_start.push(node.clone());
     }
-    let mut change = Change::new(ctx, "up")?;
-    if new {
-        change.put_cluster(cluster.clone())?;
-        printer.status(
-            "Created",
-            format!(
-                "config/cluster.toml ({} nodes, cluster `{}`)",
-                cluster.nodes.len(),
-                cluster.name
-            ),
-        );
-    }
-    let applied = change.commit(printer, false)?;
+    let applied = write_cluster(ctx, printer, &cluster, new, "up")?;
     if let ServerSync::Cluster(synced) = &applied.sync {
         for (sync, _) in synced {
             if let Err(error) = &sync.result {
@@ -208,6 +202,30 @@ pub fn up(args: &UpArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<
         "meta_leader": leader(&health),
     }));
     Ok(ExitStatus::Success)
+}
+
+/// Render every node's configuration (and `config/cluster.toml` when `new`) as one change,
+/// and bring the running nodes to it.
+pub fn write_cluster(
+    ctx: &Context,
+    printer: Printer,
+    cluster: &Cluster,
+    new: bool,
+    command: &str,
+) -> anyhow::Result<crate::commands::Applied> {
+    let mut change = Change::new(ctx, command)?;
+    if new {
+        change.put_cluster(cluster.clone())?;
+        printer.status(
+            "Created",
+            format!(
+                "config/cluster.toml ({} nodes, cluster `{}`)",
+                cluster.nodes.len(),
+                cluster.name
+            ),
+        );
+    }
+    change.commit(printer, false)
 }
 
 /// `up --node NAME`: the node answers on its monitoring port (a lone node cannot be healthy:

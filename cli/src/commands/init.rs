@@ -5,7 +5,8 @@ use std::fs;
 use anyhow::Context as _;
 use serde_json::json;
 
-use crate::commands::{apply, begin, ExitStatus};
+use crate::cli::InitArgs;
+use crate::commands::{apply, begin, cluster_up, ExitStatus};
 use crate::fs::{
     ensure_dir, fix_mode, write_atomic, AUTH_CONF_MODE, PUBLIC_FILE_MODE, SECRET_DIR_MODE,
     SECRET_FILE_MODE,
@@ -170,10 +171,17 @@ fn fresh_env(ctx: &Context, password: &str) -> String {
     out
 }
 
-/// `manage init`
-pub fn init(ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
+/// `manage init [--nodes N]`
+pub fn init(args: &InitArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<ExitStatus> {
     let _lock = begin(ctx, printer)?;
-    let applied = apply(ctx, printer, false)?;
+    let applied = match args.nodes {
+        None => apply(ctx, printer, false)?,
+        Some(nodes) => {
+            let (cluster, new) = cluster_up::describe(ctx, Some(usize::from(nodes)))?;
+            ensure_secret(ctx, "NATS_CLUSTER_PASSWORD")?;
+            cluster_up::write_cluster(ctx, printer, &cluster, new, "init")?
+        }
+    };
     if applied.changed {
         printer.status("Generated", ctx.paths.display(&ctx.paths.auth_conf()));
     } else {
