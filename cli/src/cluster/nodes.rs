@@ -59,8 +59,10 @@ pub fn process(settings: &Settings, paths: &Paths, node: &Node) -> Process {
     )
 }
 
-/// Validate `config/nodes/<node>.conf` with the nodes' binary (`nats-server -t`).
-pub fn validate(settings: &Settings, paths: &Paths, node: &Node) -> anyhow::Result<()> {
+/// Validate `config/nodes/<node>.conf` with the nodes' binary (`nats-server -t`), and return
+/// the `config_digest` a node that loaded it shows: nats-server prints it after `-t`; for a
+/// binary that does not, natsd's loader computes it as nats-server does.
+pub fn validate(settings: &Settings, paths: &Paths, node: &Node) -> anyhow::Result<String> {
     let binary = find_binary(settings, paths).ok_or(ManageError::NoClusterBinary)?;
     let conf = paths.node_conf(&node.name);
     let output = Command::new(&binary)
@@ -70,20 +72,23 @@ pub fn validate(settings: &Settings, paths: &Paths, node: &Node) -> anyhow::Resu
         .current_dir(&paths.root)
         .output()
         .with_context(|| format!("failed to run {} -t", binary.display()))?;
-    if output.status.success() {
-        return Ok(());
-    }
     let mut text = String::from_utf8_lossy(&output.stderr).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stdout));
-    Err(ManageError::InvalidConfig {
-        checker: format!("{} -t -c {}", binary.display(), paths.display(&conf)),
-        output: text.trim().to_owned(),
+    if !output.status.success() {
+        return Err(ManageError::InvalidConfig {
+            checker: format!("{} -t -c {}", binary.display(), paths.display(&conf)),
+            output: text.trim().to_owned(),
+        }
+        .into());
     }
-    .into())
+    match printed_digest(&text) {
+        Some(digest) => Ok(digest),
+        None => digest(settings, paths, node),
+    }
 }
 
-/// The `config_digest` a node that loaded its configuration shows (natsd's loader computes it
-/// as nats-server does; the node configurations use no environment variables).
+/// The `config_digest` of a node's configuration as natsd's loader computes it (the same
+/// computation as nats-server's; the node configurations use no environment variables).
 pub fn digest(settings: &Settings, paths: &Paths, node: &Node) -> anyhow::Result<String> {
     let conf = paths.node_conf(&node.name);
     let loaded = natsd::config::load_file_with_env(&conf, &|name| {
@@ -98,6 +103,26 @@ pub fn digest(settings: &Settings, paths: &Paths, node: &Node) -> anyhow::Result
         output: e.to_string(),
     })?;
     Ok(loaded.digest)
+}
+
+/// The digest a node running its files shows: what `nats-server -t` says (which also checks
+/// them), or natsd's computation where there is no nats-server binary.
+pub fn expected_digest(settings: &Settings, paths: &Paths, node: &Node) -> anyhow::Result<String> {
+    if find_binary(settings, paths).is_some() {
+        validate(settings, paths, node)
+    } else {
+        digest(settings, paths, node)
+    }
+}
+
+/// The `sha256:<hex>` nats-server prints after `-t`.
+fn printed_digest(text: &str) -> Option<String> {
+    let start = text.find("(sha256:")? + 1;
+    let digest = text.get(start..start + 7 + 64)?;
+    digest[7..]
+        .chars()
+        .all(|c| c.is_ascii_hexdigit())
+        .then(|| digest.to_owned())
 }
 
 /// Start `node` in the background (its own process group, output to its log), from the

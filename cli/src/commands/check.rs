@@ -374,7 +374,7 @@ fn nodes_generated(ctx: &Context, cluster: &Cluster, problems: &mut Vec<Problem>
     let mut down = Vec::new();
     let mut up = 0;
     for node in &cluster.nodes {
-        let expected = match nodes::digest(&ctx.settings, paths, node) {
+        let expected = match nodes::expected_digest(&ctx.settings, paths, node) {
             Ok(digest) => digest,
             Err(e) => {
                 problems.push(problem("configuration", format!("{e:#}"), Fix::None));

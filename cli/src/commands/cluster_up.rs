@@ -295,7 +295,7 @@ fn node_rows(ctx: &Context, cluster: &Cluster, health: &[Health]) -> Vec<Value> 
                 Process::Ours { pid, .. } => Some(pid),
                 _ => None,
             };
-            let expected = nodes::digest(&ctx.settings, &ctx.paths, node).ok();
+            let expected = nodes::expected_digest(&ctx.settings, &ctx.paths, node).ok();
             let running = h.varz.get("config_digest").and_then(Value::as_str);
             json!({
                 "name": node.name, "url": node.client_url(&ctx.settings),

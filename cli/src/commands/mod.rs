@@ -128,6 +128,7 @@ pub fn leftover_temp_files(paths: &crate::settings::Paths) -> Vec<std::path::Pat
     [
         paths.root.clone(),
         paths.config_dir(),
+        paths.nodes_config_dir(),
         paths.tenants_dir(),
         paths.credentials_dir(),
         paths.data_dir(),
@@ -532,8 +533,7 @@ impl<'a> Change<'a> {
             Some(cluster) => {
                 let mut digests = Vec::with_capacity(cluster.nodes.len());
                 for node in &cluster.nodes {
-                    digests.push(nodes::digest(&ctx.settings, &ctx.paths, node)?);
-                    nodes::validate(&ctx.settings, &ctx.paths, node)?;
+                    digests.push(nodes::validate(&ctx.settings, &ctx.paths, node)?);
                 }
                 Ok((digests, Validation::Valid))
             }

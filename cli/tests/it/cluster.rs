@@ -426,3 +426,41 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(json_of(&out)["code"], "migrate_conflict");
 }
+
+/// Describing a cluster is all or nothing like every change: killed after the files were
+/// written, the deployment is rolled back to no cluster; done again, it has one.
+#[test]
+fn issue_16_a_killed_cluster_change_rolls_back() {
+    let Some(ctx) = TestContext::cluster(3) else {
+        return;
+    };
+    ctx.ok(&["init"]);
+    let killed = ctx
+        .command(&["init", "--nodes", "3"])
+        .env("MANAGE_FAILPOINT", "files-written")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    assert!(
+        ctx.path("config/cluster.toml").exists(),
+        "written before the kill"
+    );
+    let check = ctx.run(&["check", "--fix", "--json"]);
+    assert_eq!(check.status.code(), Some(0), "{}", json_of(&check));
+    assert!(!ctx.path("config/cluster.toml").exists(), "rolled back");
+    assert!(
+        !ctx.path("config/nodes/nats-1.conf").exists(),
+        "rolled back"
+    );
+    let status = ctx.json(&["status"]);
+    assert!(status.get("nodes").is_none(), "natsd again: {status}");
+
+    ctx.ok(&["init", "--nodes", "3"]);
+    for i in 1..=3 {
+        assert!(ctx.path(&format!("config/nodes/nats-{i}.conf")).exists());
+    }
+    let status = ctx.json(&["status"]);
+    assert_eq!(status["running"], false, "init starts nothing: {status}");
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 3, "{status}");
+    assert!(ctx.read(".env").contains("NATS_CLUSTER_PASSWORD="));
+}
