@@ -92,7 +92,13 @@ pub fn run(cli: Cli) -> ExitStatus {
         Ok(status) => status,
         Err(error) => {
             report(&error, printer);
-            ExitStatus::Failure
+            // A change some nodes of a cluster missed has its own exit status wherever it
+            // surfaces.
+            if error::code_of(&error) == "partial_reload" {
+                ExitStatus::Partial
+            } else {
+                ExitStatus::Failure
+            }
         }
     }
 }

@@ -120,6 +120,31 @@ impl Printer {
     }
 }
 
+/// Rows of cells as box lines: every column as wide as its widest cell, two spaces between,
+/// each line indented by two.
+pub fn table(rows: &[Vec<String>]) -> Vec<String> {
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    rows.iter()
+        .map(|row| {
+            let cells: Vec<String> = row
+                .iter()
+                .zip(&widths)
+                .map(|(cell, w)| format!("{cell:<w$}"))
+                .collect();
+            format!("  {}", cells.join("  ").trim_end())
+        })
+        .collect()
+}
+
 /// Semantic styles; `console` turns them off when colours are disabled.
 pub mod style {
     use super::Style;

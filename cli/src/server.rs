@@ -32,6 +32,36 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How often to poll while waiting on the server.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
+/// Start `binary` with `args` from `dir` in the background, output appended to `log`. The
+/// server keeps running after manage exits: its own process group keeps a Ctrl-C in this
+/// terminal from reaching it.
+pub fn spawn_detached(
+    binary: &Path,
+    args: &[&std::ffi::OsStr],
+    dir: &Path,
+    env: &[(String, String)],
+    log: &Path,
+) -> anyhow::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt as _;
+    crate::fs::ensure_parent(log)?;
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("failed to open {}", log.display()))?;
+    let err = out.try_clone().context("failed to share the log file")?;
+    Command::new(binary)
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("failed to start {}", binary.display()))
+}
+
 /// The server binary: `NATSD_BIN`, else `natsd` next to this executable, else `natsd` on PATH.
 pub fn find_binary(settings: &Settings) -> Option<PathBuf> {
     if let Some(bin) = &settings.natsd_bin {

@@ -407,6 +407,27 @@ impl Cluster {
         )
     }
 
+    /// Files in `config/nodes/` of nodes this description does not have (left by a node
+    /// removed from it).
+    pub fn stale_node_confs(&self, paths: &Paths) -> Vec<std::path::PathBuf> {
+        let Ok(entries) = std::fs::read_dir(paths.nodes_config_dir()) else {
+            return Vec::new();
+        };
+        let mut stale: Vec<std::path::PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|path| {
+                let described = path
+                    .file_stem()
+                    .and_then(|stem| stem.to_str())
+                    .is_some_and(|stem| self.nodes.iter().any(|n| n.name == stem));
+                path.extension().is_some_and(|e| e == "conf") && !described
+            })
+            .collect();
+        stale.sort();
+        stale
+    }
+
     /// `config/nodes/<node>.conf` for `node`.
     pub fn render_node(&self, node: &Node, paths: &Paths, route_password: &str) -> String {
         let relative = |path: std::path::PathBuf| format!("./{}", paths.display(&path));

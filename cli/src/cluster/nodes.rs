@@ -4,10 +4,8 @@
 //! leader).
 
 use std::collections::BTreeSet;
-use std::fs::OpenOptions;
-use std::os::unix::process::CommandExt as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -129,30 +127,17 @@ fn printed_digest(text: &str) -> Option<String> {
 /// deployment root.
 pub fn start(settings: &Settings, paths: &Paths, node: &Node) -> anyhow::Result<u32> {
     let binary = find_binary(settings, paths).ok_or(ManageError::NoClusterBinary)?;
-    let log_path = paths.node_log_file(&node.name);
-    crate::fs::ensure_parent(&log_path)?;
-    std::fs::create_dir_all(paths.node_store_dir(&node.name)).with_context(|| {
-        format!(
-            "failed to create {}",
-            paths.node_store_dir(&node.name).display()
-        )
-    })?;
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("failed to open {}", log_path.display()))?;
-    let log_err = log.try_clone().context("failed to share the log file")?;
-    let child = Command::new(&binary)
-        .arg("-c")
-        .arg(paths.node_conf(&node.name))
-        .current_dir(&paths.root)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("failed to start {}", binary.display()))?;
+    let store = paths.node_store_dir(&node.name);
+    std::fs::create_dir_all(&store)
+        .with_context(|| format!("failed to create {}", store.display()))?;
+    let conf = paths.node_conf(&node.name);
+    let child = server::spawn_detached(
+        &binary,
+        &["-c".as_ref(), conf.as_os_str()],
+        &paths.root,
+        &[],
+        &paths.node_log_file(&node.name),
+    )?;
     Ok(child.id())
 }
 
@@ -179,6 +164,16 @@ pub fn stop(
     }
     crate::fs::remove_if_exists(&pid_file)?;
     Ok(killed)
+}
+
+/// The error for a node process that cannot be verified (never signalled).
+pub fn unverified(paths: &Paths, node: &Node, pid: u32, reason: String) -> anyhow::Error {
+    ManageError::UnverifiedProcess {
+        pid_file: paths.node_pid_file(&node.name),
+        pid,
+        reason,
+    }
+    .into()
 }
 
 /// What reloading one node did.
@@ -212,14 +207,7 @@ pub fn sync_node(
     };
     let pid = match process(settings, paths, node) {
         Process::Ours { pid, .. } => pid,
-        Process::Unverified { pid, reason } => {
-            return Err(ManageError::UnverifiedProcess {
-                pid_file: paths.node_pid_file(&node.name),
-                pid,
-                reason,
-            }
-            .into())
-        }
+        Process::Unverified { pid, reason } => return Err(unverified(paths, node, pid, reason)),
         Process::Stale { .. } | Process::None => {
             return Err(ManageError::ServerUnreachable {
                 reason: format!(

@@ -300,18 +300,23 @@ fn generated(ctx: &Context, tenants: &[Tenant], problems: &mut Vec<Problem>) {
         }
     };
     if let Ok(mut sys) = server::SysClient::connect(&ctx.settings, &ctx.paths) {
-        match sys.varz() {
-            Ok(varz) if varz["config_digest"] == expected.as_str() => {}
-            Ok(varz) => problems.push(problem(
-                "server",
-                format!(
-                    "the running server's configuration is {}, the files' is {expected}",
-                    varz["config_digest"]
-                ),
-                Fix::Apply,
-            )),
-            Err(e) => problems.push(problem("server", format!("{e:#}"), Fix::None)),
-        }
+        runs_files(&mut sys, "the running server", &expected, problems);
+    }
+}
+
+/// The server behind `sys` runs the configuration whose digest is `expected`.
+fn runs_files(sys: &mut server::SysClient, who: &str, expected: &str, problems: &mut Vec<Problem>) {
+    match sys.varz() {
+        Ok(varz) if varz["config_digest"] == expected => {}
+        Ok(varz) => problems.push(problem(
+            "server",
+            format!(
+                "{who} runs configuration {}, its files' is {expected}",
+                varz["config_digest"]
+            ),
+            Fix::Apply,
+        )),
+        Err(e) => problems.push(problem("server", format!("{who}: {e:#}"), Fix::None)),
     }
 }
 
@@ -345,28 +350,15 @@ fn nodes_generated(ctx: &Context, cluster: &Cluster, problems: &mut Vec<Problem>
             problems.push(mode_problem(ctx, &path, AUTH_CONF_MODE));
         }
     }
-    for entry in fs::read_dir(paths.nodes_config_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let path = entry.path();
-        let stem = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        if path.extension().is_some_and(|e| e == "conf")
-            && !cluster.nodes.iter().any(|n| n.name == stem)
-        {
-            problems.push(problem(
-                "cluster",
-                format!(
-                    "{} belongs to no node of config/cluster.toml",
-                    paths.display(&path)
-                ),
-                Fix::Apply,
-            ));
-        }
+    for path in cluster.stale_node_confs(paths) {
+        problems.push(problem(
+            "cluster",
+            format!(
+                "{} belongs to no node of config/cluster.toml",
+                paths.display(&path)
+            ),
+            Fix::Apply,
+        ));
     }
     if !rendered {
         return;
@@ -384,22 +376,12 @@ fn nodes_generated(ctx: &Context, cluster: &Cluster, problems: &mut Vec<Problem>
         match server::SysClient::connect_to(&ctx.settings, paths, &node.client_addr()) {
             Ok(mut sys) => {
                 up += 1;
-                match sys.varz() {
-                    Ok(varz) if varz["config_digest"] == expected.as_str() => {}
-                    Ok(varz) => problems.push(problem(
-                        "server",
-                        format!(
-                            "node {} runs configuration {}, its files' is {expected}",
-                            node.name, varz["config_digest"]
-                        ),
-                        Fix::Apply,
-                    )),
-                    Err(e) => problems.push(problem(
-                        "server",
-                        format!("node {}: {e:#}", node.name),
-                        Fix::None,
-                    )),
-                }
+                runs_files(
+                    &mut sys,
+                    &format!("node {}", node.name),
+                    &expected,
+                    problems,
+                );
             }
             Err(server::SysUnavailable::NotListening) => down.push(node.name.clone()),
             Err(server::SysUnavailable::Refused(reason)) => problems.push(problem(

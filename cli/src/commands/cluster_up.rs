@@ -113,12 +113,7 @@ pub fn up(args: &UpArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<
         match nodes::process(&ctx.settings, &ctx.paths, node) {
             Process::Ours { .. } => continue,
             Process::Unverified { pid, reason } => {
-                return Err(ManageError::UnverifiedProcess {
-                    pid_file: ctx.paths.node_pid_file(&node.name),
-                    pid,
-                    reason,
-                }
-                .into())
+                return Err(nodes::unverified(&ctx.paths, node, pid, reason))
             }
             Process::Stale { .. } | Process::None => {}
         }
@@ -362,26 +357,7 @@ fn print_cluster(
             },
         ]);
     }
-    let widths: Vec<usize> = (0..table[0].len())
-        .map(|c| {
-            table
-                .iter()
-                .map(|r| r[c].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut body: Vec<String> = table
-        .iter()
-        .map(|row| {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            format!("  {}", cells.join("  ").trim_end())
-        })
-        .collect();
+    let mut body = crate::printer::table(&table);
     body.push(String::new());
     body.push(format!(
         "  Client URLs:      {}",
@@ -443,12 +419,7 @@ pub fn down(args: &DownArgs, ctx: &Context, printer: Printer) -> anyhow::Result<
                 stopped.push(json!({ "name": node.name, "pid": pid, "killed": killed }));
             }
             Process::Unverified { pid, reason } => {
-                return Err(ManageError::UnverifiedProcess {
-                    pid_file: ctx.paths.node_pid_file(&node.name),
-                    pid,
-                    reason,
-                }
-                .into())
+                return Err(nodes::unverified(&ctx.paths, node, pid, reason))
             }
             other => {
                 if let Process::Stale { pid, reason } = other {

@@ -464,10 +464,14 @@ fn move_tenants(
         write_atomic(&record, &plan.text, SECRET_FILE_MODE)?;
     }
     crate::commands::report_reload(&applied, printer);
-    if let Some((_, failure)) = applied.sync.failure() {
-        return Err(anyhow::anyhow!("{:#}", failure.error()).context(
-            "the target's servers did not all take the tenants; bring them up (./manage up) and run migrate again",
-        ));
+    let advice = "the target's servers did not all take the tenants (they are saved there); \
+                  bring them up (./manage up) and run migrate again";
+    match applied.sync.failure() {
+        Some((_, crate::commands::Failure::Partial(error))) => return Err(error.context(advice)),
+        Some((_, crate::commands::Failure::Server(error))) => {
+            return Err(anyhow::anyhow!("{error:#}").context(advice))
+        }
+        None => {}
     }
     let running = match &applied.sync {
         ServerSync::Single(result) => !matches!(result, Ok(ReloadOutcome::NotRunning)),
@@ -1045,20 +1049,7 @@ fn print_summary(printer: Printer, reports: &[StreamReport], target: &Target) {
                 .to_string(),
         ]);
     }
-    let widths: Vec<usize> = (0..rows[0].len())
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
-    let mut body: Vec<String> = rows
-        .iter()
-        .map(|row| {
-            let cells: Vec<String> = row
-                .iter()
-                .zip(&widths)
-                .map(|(cell, w)| format!("{cell:<w$}"))
-                .collect();
-            format!("  {}", cells.join("  ").trim_end())
-        })
-        .collect();
+    let mut body = crate::printer::table(&rows);
     body.push(String::new());
     let ok = reports.iter().filter(|r| r.verified).count();
     body.push(format!(

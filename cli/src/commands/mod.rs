@@ -646,16 +646,9 @@ impl<'a> Change<'a> {
             }
             crate::fs::fix_mode(&path, AUTH_CONF_MODE)?;
         }
-        for entry in fs::read_dir(paths.nodes_config_dir()).into_iter().flatten() {
-            let path = entry?.path();
-            let described = path
-                .file_stem()
-                .and_then(|stem| stem.to_str())
-                .is_some_and(|stem| cluster.nodes.iter().any(|n| n.name == stem));
-            if path.extension().is_some_and(|e| e == "conf") && !described {
-                changed = true;
-                self.txn.remove(&path)?;
-            }
+        for path in cluster.stale_node_confs(paths) {
+            changed = true;
+            self.txn.remove(&path)?;
         }
         Ok(changed)
     }

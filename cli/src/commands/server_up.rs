@@ -1,8 +1,6 @@
 //! `manage up`, `down` and `status`: the server process of this deployment.
 
-use std::fs::OpenOptions;
-use std::os::unix::process::CommandExt as _;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -161,25 +159,14 @@ pub fn up(args: &UpArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<
     }
     let binary = server::find_binary(&ctx.settings).ok_or(ManageError::NoServerBinary)?;
     let log_path = ctx.paths.log_file();
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .with_context(|| format!("failed to open {}", log_path.display()))?;
-    let log_err = log.try_clone().context("failed to share the log file")?;
-    // The server keeps running after manage exits: its own process group keeps a Ctrl-C
-    // in this terminal from reaching it.
-    let mut child = Command::new(&binary)
-        .arg("-c")
-        .arg(ctx.paths.nats_conf())
-        .current_dir(&ctx.paths.root)
-        .envs(ctx.settings.server_env())
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err)
-        .process_group(0)
-        .spawn()
-        .with_context(|| format!("failed to start {}", binary.display()))?;
+    let conf = ctx.paths.nats_conf();
+    let mut child = server::spawn_detached(
+        &binary,
+        &["-c".as_ref(), conf.as_os_str()],
+        &ctx.paths.root,
+        &ctx.settings.server_env(),
+        &log_path,
+    )?;
     wait_healthy(ctx, printer, &monitor, Some(&mut child))?;
     let pid = child.id();
     match server::local_process(&ctx.settings, &ctx.paths) {

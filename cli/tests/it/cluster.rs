@@ -21,6 +21,17 @@ fn json_of(out: &std::process::Output) -> Value {
     })
 }
 
+/// One stream of a `migrate --json` report.
+fn stream_report(doc: &Value, stream: &str) -> Value {
+    doc["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stream"] == stream)
+        .unwrap_or_else(|| panic!("no stream {stream} in {doc}"))
+        .clone()
+}
+
 fn node<'a>(doc: &'a Value, name: &str) -> &'a Value {
     doc["nodes"]
         .as_array()
@@ -227,14 +238,8 @@ async fn issue_16_jetstream_limits_count_every_replica() {
         refused.to_string().contains("insufficient storage"),
         "{refused}"
     );
-    let info = js
-        .get_stream("R3")
-        .await
-        .unwrap()
-        .info()
-        .await
-        .unwrap()
-        .clone();
+    let r3 = js.get_stream("R3").await.unwrap();
+    let info = r3.get_info().await.unwrap();
     assert_eq!(info.config.num_replicas, 3);
     assert_eq!(info.cluster.unwrap().replicas.len(), 2, "two followers");
 }
@@ -340,7 +345,7 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
         orders_report["source_digest"],
         orders_report["target_digest"]
     );
-    assert_eq!(find("KV_cfg")["verified"], true);
+    assert_eq!(stream_report(&doc, "KV_cfg")["verified"], true);
 
     // The users log in to the cluster with the passwords they had.
     let svc = env_value(&source.read(".credentials/shop_svc.env"), "NATS_PASSWORD");
@@ -390,13 +395,7 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
 
     // A rerun copies nothing; new messages here are copied, nothing twice.
     let again = source.json(&["migrate", "--to", &to]);
-    let again_orders = again["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stream"] == "ORDERS")
-        .unwrap()
-        .clone();
+    let again_orders = stream_report(&again, "ORDERS");
     assert_eq!(again_orders["copied"], 0, "{again}");
     js.publish("orders.new", "600".into())
         .await
@@ -404,13 +403,7 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
         .await
         .unwrap();
     let third = source.json(&["migrate", "--to", &to]);
-    let third_orders = third["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stream"] == "ORDERS")
-        .unwrap()
-        .clone();
+    let third_orders = stream_report(&third, "ORDERS");
     assert_eq!(third_orders["copied"], 1, "{third}");
     assert_eq!(third_orders["target_messages"], 600, "{third}");
     assert_eq!(third_orders["verified"], true);
