@@ -3,6 +3,7 @@
 //! are JSON kept as `serde_json::Value`, so every field a server reports (natsd's or
 //! nats-server's) passes through unchanged.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -177,6 +178,42 @@ impl JetStream {
         }
     }
 
+    /// The messages at `first..=last` that exist (deleted ones are skipped), asked for all at
+    /// once.
+    pub fn messages_at(
+        &mut self,
+        stream: &str,
+        first: u64,
+        last: u64,
+    ) -> anyhow::Result<Vec<StoredMessage>> {
+        let subject = format!("$JS.API.STREAM.MSG.GET.{stream}");
+        let bodies: Vec<Vec<u8>> = (first..=last)
+            .map(|seq| format!("{{\"seq\":{seq}}}").into_bytes())
+            .collect();
+        let requests: Vec<Request<'_>> = bodies
+            .iter()
+            .map(|b| (subject.as_str(), None, b.as_slice()))
+            .collect();
+        let replies = self
+            .client
+            .request_many(&requests, API_TIMEOUT)
+            .map_err(|e| anyhow::anyhow!("{subject}: {e}"))?;
+        let mut found = Vec::with_capacity(replies.len());
+        for reply in replies {
+            let value: Value = serde_json::from_slice(&reply.payload)
+                .with_context(|| format!("{subject}: the answer is not JSON"))?;
+            match value.get("error").filter(|e| !e.is_null()) {
+                Some(error) if error["err_code"].as_u64() == Some(NO_MESSAGE_FOUND) => {}
+                Some(error) => anyhow::bail!(
+                    "{subject}: {}",
+                    error["description"].as_str().unwrap_or("unknown error")
+                ),
+                None => found.push(decode_message(&value["message"])?),
+            }
+        }
+        Ok(found)
+    }
+
     /// Every consumer's info on `stream`.
     pub fn consumers(&mut self, stream: &str) -> anyhow::Result<Vec<Value>> {
         let mut all: Vec<Value> = Vec::new();
@@ -246,6 +283,69 @@ impl JetStream {
                 serde_json::from_slice(&reply.payload).context("an acknowledgement is not JSON")
             })
             .collect()
+    }
+}
+
+/// How many sequences a [`Reader`] asks for at once.
+const READ_BATCH: u64 = 256;
+
+/// A stream's messages in order from a sequence on. Where the stream is dense (at most half
+/// its sequences deleted) a batch of sequences is asked for at once; where it is sparse (a
+/// Key-Value history, many deletes) and past its last sequence when the reader was made, the
+/// next message is asked for one at a time.
+pub struct Reader {
+    stream: String,
+    /// The next sequence to fetch.
+    cursor: u64,
+    /// Fetch in batches up to here.
+    dense_until: u64,
+    buffer: VecDeque<StoredMessage>,
+}
+
+impl Reader {
+    /// Read `stream` after sequence `after`.
+    pub fn new(js: &mut JetStream, stream: &str, after: u64) -> anyhow::Result<Self> {
+        let state = js
+            .stream_info(stream)?
+            .map(|info| info["state"].clone())
+            .unwrap_or(Value::Null);
+        let first = state["first_seq"].as_u64().unwrap_or(0);
+        let last = state["last_seq"].as_u64().unwrap_or(0);
+        let messages = state["messages"].as_u64().unwrap_or(0);
+        let span = last.saturating_sub(first) + 1;
+        let dense = messages > 0 && messages.saturating_mul(2) >= span;
+        Ok(Self {
+            stream: stream.to_owned(),
+            cursor: (after + 1).max(if dense { first } else { 0 }),
+            dense_until: if dense { last } else { 0 },
+            buffer: VecDeque::new(),
+        })
+    }
+
+    /// The next message, if any.
+    pub fn next(&mut self, js: &mut JetStream) -> anyhow::Result<Option<StoredMessage>> {
+        loop {
+            if let Some(message) = self.buffer.pop_front() {
+                return Ok(Some(message));
+            }
+            if self.cursor <= self.dense_until {
+                let last = (self.cursor + READ_BATCH - 1).min(self.dense_until);
+                self.buffer
+                    .extend(js.messages_at(&self.stream, self.cursor, last)?);
+                self.cursor = last + 1;
+                continue;
+            }
+            let next = js.next_message(&self.stream, self.cursor)?;
+            if let Some(message) = &next {
+                self.cursor = message.seq + 1;
+            }
+            return Ok(next);
+        }
+    }
+
+    /// Give a message back: the next call returns it again.
+    pub fn unread(&mut self, message: StoredMessage) {
+        self.buffer.push_front(message);
     }
 }
 

@@ -23,7 +23,7 @@
 //! it holds beyond the record), copies only what the source gained since, and refuses a target
 //! stream that holds messages it did not copy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,7 @@ use crate::cluster::Cluster;
 use crate::commands::{begin, check_limits, Change, ExitStatus, ServerSync};
 use crate::error::ManageError;
 use crate::fs::{write_atomic, SECRET_FILE_MODE};
-use crate::jetstream::{JetStream, StoredMessage};
+use crate::jetstream::{JetStream, Reader, StoredMessage};
 use crate::names::{Size, TenantName};
 use crate::printer::{style, Printer};
 use crate::server::ReloadOutcome;
@@ -760,10 +760,9 @@ fn copy_stream(
 /// Every source sequence after `after`, in order.
 fn sequences(js: &mut JetStream, stream: &str, after: u64) -> anyhow::Result<Vec<u64>> {
     let mut seqs = Vec::new();
-    let mut next = after + 1;
-    while let Some(message) = js.next_message(stream, next)? {
+    let mut reader = Reader::new(js, stream, after)?;
+    while let Some(message) = reader.next(js)? {
         seqs.push(message.seq);
-        next = message.seq + 1;
     }
     Ok(seqs)
 }
@@ -776,14 +775,13 @@ fn read_all(
 ) -> anyhow::Result<(Vec<u64>, u64, String)> {
     let mut hasher = Sha256::new();
     let mut seqs = Vec::new();
-    let mut next = 1;
-    while let Some(message) = js.next_message(stream, next)? {
+    let mut reader = Reader::new(js, stream, 0)?;
+    while let Some(message) = reader.next(js)? {
         if message.seq > up_to {
             break;
         }
         digest_message(&mut hasher, &portable(&message));
         seqs.push(message.seq);
-        next = message.seq + 1;
     }
     let count = seqs.len() as u64;
     Ok((
@@ -808,9 +806,9 @@ fn copy_messages(
         .stream_info(name)?
         .and_then(|i| i["state"]["last_seq"].as_u64())
         .unwrap_or(0);
-    let mut next = progress.source_seq + 1;
+    let mut reader = Reader::new(source, name, progress.source_seq)?;
     while progress.target_seq < dest_last {
-        let Some(from) = source.next_message(name, next)? else {
+        let Some(from) = reader.next(source)? else {
             break;
         };
         let seq = progress.target_seq + 1;
@@ -829,7 +827,6 @@ fn copy_messages(
         }
         progress.source_seq = from.seq;
         progress.target_seq = seq;
-        next = from.seq + 1;
     }
     save_progress(record_path, progress)?;
     let mut copied = 0;
@@ -838,24 +835,28 @@ fn copy_messages(
         let mut batch: Vec<StoredMessage> = Vec::new();
         let mut bytes = 0;
         let mut source_seqs = Vec::new();
+        let mut batch_ids: HashSet<String> = HashSet::new();
         while batch.len() < BATCH && bytes < BATCH_BYTES {
-            let Some(message) = source.next_message(name, next)? else {
+            let Some(message) = reader.next(source)? else {
                 break;
             };
             let message = portable(&message);
-            // A Msg-Id the target saw less than its (copy) window ago would be dropped as a
-            // duplicate: publish what is batched, then wait the window out.
+            // A Msg-Id the target saw less than its (copy) window ago, or that this batch
+            // has, would be dropped as a duplicate: publish what is batched, then wait the
+            // window out.
             if let Some(id) = msg_id(message.headers.as_deref()) {
-                if let Some(at) = recent.get(&id) {
-                    if !batch.is_empty() {
-                        break;
-                    }
-                    if let Some(wait) = MSG_ID_SPACING.checked_sub(at.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
+                if batch_ids.contains(&id) || (recent.contains_key(&id) && !batch.is_empty()) {
+                    reader.unread(message);
+                    break;
                 }
+                if let Some(wait) = recent
+                    .get(&id)
+                    .and_then(|at| MSG_ID_SPACING.checked_sub(at.elapsed()))
+                {
+                    std::thread::sleep(wait);
+                }
+                batch_ids.insert(id);
             }
-            next = message.seq + 1;
             bytes += message.payload.len() + message.headers.as_ref().map_or(0, Vec::len);
             source_seqs.push(message.seq);
             batch.push(message);

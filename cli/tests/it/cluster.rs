@@ -285,6 +285,30 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
             .unwrap();
     }
     orders.delete_message(7).await.unwrap();
+    // Messages that share a Nats-Msg-Id, stored because they came more than the duplicate
+    // window apart: the copy must keep both of each pair.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "DUPS".into(),
+        subjects: vec!["dups.>".into()],
+        duplicate_window: Duration::from_millis(200),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for round in 0..2 {
+        for id in ["a", "b"] {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id);
+            let ack = js
+                .publish_with_headers(format!("dups.{id}"), headers, round.to_string().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+            assert!(!ack.duplicate);
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let kv = js
         .create_key_value(async_nats::jetstream::kv::Config {
             bucket: "cfg".into(),
@@ -346,6 +370,15 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
         orders_report["target_digest"]
     );
     assert_eq!(stream_report(&doc, "KV_cfg")["verified"], true);
+    let dups = stream_report(&doc, "DUPS");
+    assert_eq!(
+        (
+            dups["source_messages"].clone(),
+            dups["target_messages"].clone()
+        ),
+        (4.into(), 4.into()),
+        "{dups}"
+    );
 
     // The users log in to the cluster with the passwords they had.
     let svc = env_value(&source.read(".credentials/shop_svc.env"), "NATS_PASSWORD");
