@@ -188,6 +188,11 @@ fn issue_16_a_local_cluster_gets_every_change_on_every_node() {
     assert_eq!(tested.len(), 3, "{test}");
     assert!(tested.iter().all(|n| n["ok"] == true), "{test}");
 
+    // `list` counts the connections of every node.
+    let list = ctx.json(&["list"]);
+    assert_eq!(list["server_running"], true, "{list}");
+    assert_eq!(list["tenants"][0]["name"], "shop", "{list}");
+
     // Asking for another size is refused; without --nodes the cluster is what `up` runs.
     let err = ctx.fails(&["up", "--nodes", "5"], 1);
     assert!(err.contains("describes 3 nodes"), "{err}");

@@ -93,11 +93,13 @@ impl TestContext {
             eprintln!("SKIPPED: nats-server is not on PATH (scripts/test.sh installs it)");
             return None;
         };
+        // One run of free ports for all three kinds, so no two ranges overlap.
+        let base = free_ports(3 * nodes);
         Some(Self {
             dir: tempfile::tempdir().unwrap(),
-            port: free_ports(nodes),
-            http_port: free_ports(nodes),
-            cluster_port: Some(free_ports(nodes)),
+            port: base,
+            http_port: base + nodes,
+            cluster_port: Some(base + 2 * nodes),
             started: false,
             server: Some(reference),
         })
