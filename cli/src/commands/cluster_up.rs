@@ -325,6 +325,7 @@ fn print_cluster(
         "State".to_owned(),
         "Client".to_owned(),
         "Monitoring".to_owned(),
+        "Version".to_owned(),
         "Routes".to_owned(),
         "Conns".to_owned(),
         "Pid".to_owned(),
@@ -343,6 +344,7 @@ fn print_cluster(
             state.to_owned(),
             text(&row["url"]),
             text(&row["monitor"]),
+            text(&row["version"]),
             if h.up {
                 format!("{}/{}", h.peers.len(), cluster.nodes.len() - 1)
             } else {
@@ -367,14 +369,9 @@ fn print_cluster(
         "  JetStream leader: {}",
         leader(health).unwrap_or_else(|| "none".into())
     ));
-    let version = health
-        .iter()
-        .find(|h| h.up)
-        .map(|h| h.text("version"))
-        .unwrap_or_else(|| "-".into());
     printer.boxed(
         &format!(
-            "nats-server cluster `{}` {state} ({} nodes, version {version})",
+            "nats-server cluster `{}` {state} ({} nodes)",
             cluster.name,
             cluster.nodes.len()
         ),

@@ -109,6 +109,23 @@ fn issue_16_a_local_cluster_gets_every_change_on_every_node() {
     );
     assert_eq!(up["client_urls"].as_array().unwrap().len(), 3);
 
+    // The status table gives each node's own version (nodes of a rolling upgrade differ).
+    let table = ctx.ok(&["status"]);
+    let header = table
+        .lines()
+        .find(|l| l.contains("Node") && l.contains("State"))
+        .unwrap_or_else(|| panic!("no table header in\n{table}"));
+    assert!(header.contains("Version"), "{table}");
+    for n in nodes {
+        let name = n["name"].as_str().unwrap();
+        let version = n["version"].as_str().unwrap();
+        let row = table
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no row for {name} in\n{table}"));
+        assert!(row.contains(version), "{name} without {version}:\n{table}");
+    }
+
     // Every node's configuration includes the one auth.conf and passes nats-server -t.
     let auth = ctx.read("config/auth.conf");
     for i in 1..=3 {
