@@ -49,14 +49,25 @@ fn free_port() -> u16 {
 }
 
 /// A port `p` such that `p..p+count` are all free on 127.0.0.1 (node i of a local cluster
-/// takes base+i).
+/// takes base+i). Taken below the kernel's ephemeral range: a cluster test kills a node and
+/// starts it again on the same ports, and a port of that range, once free, can be taken
+/// meanwhile by any outgoing connection or by another test's port 0.
 fn free_ports(count: u16) -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(count));
     for _ in 0..200 {
-        let base = free_port();
+        let base = if high > low {
+            rand::Rng::gen_range(&mut rand::thread_rng(), low..high)
+        } else {
+            free_port()
+        };
         if base > u16::MAX - count {
             continue;
         }
-        if (1..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
+        if (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
             return base;
         }
     }
