@@ -109,7 +109,8 @@ fi
 "$COMPOSE_BIN" version || failed+=("compose install")
 
 step "pytest tests/cluster (failover on separate hosts, compose)"
-[ -x "$ROOT/target/debug/manage" ] || cargo build -p manage --bin manage || true
+# Up to date with the sources (a no-op after cargo test), never a stale binary.
+cargo build -p manage --bin manage || failed+=("manage build")
 if ! COMPOSE_BIN="$COMPOSE_BIN" REQUIRE_COMPOSE=1 MANAGE_BIN="$ROOT/target/debug/manage" \
     "$VENV/bin/python" -m pytest -q -s -p no:cacheprovider "$ROOT/tests/cluster"; then
     failed+=("cluster tests")

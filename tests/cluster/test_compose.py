@@ -13,13 +13,10 @@ import os
 import shutil
 import subprocess
 import tomllib
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-MANAGE = os.environ.get("MANAGE_BIN", str(ROOT / "target" / "debug" / "manage"))
-NATS_SERVER = os.environ.get("NATS_CLUSTER_BIN") or shutil.which("nats-server")
+from binaries import MANAGE, NATS_SERVER, ROOT
 
 
 def compose_command():

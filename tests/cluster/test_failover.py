@@ -17,7 +17,6 @@ it; MANAGE_BIN names another).
 import asyncio
 import json
 import os
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -28,11 +27,8 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 
+from binaries import MANAGE, NATS_SERVER
 from hosts import Hosts
-
-ROOT = Path(__file__).resolve().parents[2]
-MANAGE = os.environ.get("MANAGE_BIN", str(ROOT / "target" / "debug" / "manage"))
-NATS_SERVER = os.environ.get("NATS_CLUSTER_BIN") or shutil.which("nats-server")
 
 # Sizes of the run: enough acknowledged messages on both sides of the kill to mean something,
 # little enough to stay within seconds.
@@ -58,6 +54,16 @@ class Deployment:
                 "NATS_CLUSTER_BIN": NATS_SERVER,
                 "NO_COLOR": "1",
                 "NATS_URL_HOST": "127.0.0.1",
+            }
+        )
+        # The deployment's own ports are the first node's (on loopback, free ones: the
+        # defaults may be another deployment's on this machine).
+        _, port, http_port, cluster_port = hosts.addresses[0]
+        self.env.update(
+            {
+                "NATS_PORT": str(port),
+                "NATS_HTTP_PORT": str(http_port),
+                "NATS_CLUSTER_PORT": str(cluster_port),
             }
         )
 
