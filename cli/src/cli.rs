@@ -214,6 +214,15 @@ pub struct TenantUserArgs {
     pub user: Option<UserName>,
 }
 
+impl TenantUserArgs {
+    /// The user asked for, else the tenant's admin user.
+    pub fn user_name(&self) -> UserName {
+        self.user
+            .clone()
+            .unwrap_or_else(|| self.tenant.admin_user())
+    }
+}
+
 /// `remove-user`
 #[derive(Debug, Args)]
 pub struct RemoveUserArgs {

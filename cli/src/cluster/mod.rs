@@ -26,7 +26,7 @@ use crate::error::ManageError;
 use crate::names::Size;
 use crate::render::{auth_conf::quote, fill};
 use crate::settings::{Paths, Settings};
-use crate::tenant::model::line_col;
+use crate::tenant::model::{from_toml, line_col};
 
 /// `templates/node.conf`: one node's configuration.
 pub const NODE_CONF_TEMPLATE: &str = include_str!("../../../templates/node.conf");
@@ -196,12 +196,7 @@ impl Cluster {
                 message,
             }
         };
-        let raw: RawCluster = toml::from_str(text).map_err(|e| {
-            malformed(
-                e.span().map_or(0, |s| s.start),
-                e.message().trim().to_owned(),
-            )
-        })?;
+        let raw: RawCluster = from_toml(text, malformed)?;
         if !valid_name(raw.name.get_ref()) {
             return Err(malformed(
                 raw.name.span().start,
@@ -426,6 +421,23 @@ impl Cluster {
             .collect();
         stale.sort();
         stale
+    }
+
+    /// Every node's configuration file, what it must hold, and whether it holds that now.
+    pub fn node_confs(
+        &self,
+        paths: &Paths,
+        route_password: &str,
+    ) -> Vec<(std::path::PathBuf, String, bool)> {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let path = paths.node_conf(&node.name);
+                let text = self.render_node(node, paths, route_password);
+                let current = std::fs::read_to_string(&path).ok().as_deref() == Some(text.as_str());
+                (path, text, current)
+            })
+            .collect()
     }
 
     /// `config/nodes/<node>.conf` for `node`.

@@ -333,10 +333,8 @@ fn nodes_generated(ctx: &Context, cluster: &Cluster, problems: &mut Vec<Problem>
         return;
     };
     let mut rendered = true;
-    for node in &cluster.nodes {
-        let path = paths.node_conf(&node.name);
-        let want = cluster.render_node(node, paths, password);
-        if fs::read_to_string(&path).ok().as_deref() != Some(want.as_str()) {
+    for (path, _, current) in cluster.node_confs(paths, password) {
+        if !current {
             rendered = false;
             problems.push(problem(
                 "cluster",

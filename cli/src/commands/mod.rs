@@ -637,10 +637,8 @@ impl<'a> Change<'a> {
                 root: paths.root.clone(),
             })?;
         let mut changed = false;
-        for node in &cluster.nodes {
-            let path = paths.node_conf(&node.name);
-            let text = cluster.render_node(node, paths, password);
-            if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+        for (path, text, current) in cluster.node_confs(paths, password) {
+            if !current {
                 changed = true;
                 self.txn.write(&path, text, AUTH_CONF_MODE)?;
             }

@@ -17,10 +17,7 @@ pub fn rotate(
     ctx: &mut Context,
     printer: Printer,
 ) -> anyhow::Result<ExitStatus> {
-    let user = args
-        .user
-        .clone()
-        .unwrap_or_else(|| args.tenant.admin_user());
+    let user = args.user_name();
     let not_found = || ManageError::UserNotFound {
         tenant: args.tenant.to_string(),
         user: user.to_string(),

@@ -4,7 +4,6 @@ use serde_json::json;
 
 use crate::cli::TenantUserArgs;
 use crate::commands::{credentials_box, ExitStatus};
-use crate::error::ManageError;
 use crate::printer::Printer;
 use crate::tenant::repo;
 use crate::Context;
@@ -12,16 +11,8 @@ use crate::Context;
 /// Print the stored connection details of a user (default: the tenant's admin).
 pub fn show(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
     let tenant = repo::load(&ctx.paths, &args.tenant)?;
-    let user = args
-        .user
-        .clone()
-        .unwrap_or_else(|| args.tenant.admin_user());
-    let entry = tenant
-        .user(user.as_str())
-        .ok_or_else(|| ManageError::UserNotFound {
-            tenant: args.tenant.to_string(),
-            user: user.to_string(),
-        })?;
+    let user = args.user_name();
+    let entry = tenant.existing_user(user.as_str())?;
     let path = ctx
         .paths
         .credentials_file(args.tenant.as_str(), user.as_str());

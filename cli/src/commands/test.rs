@@ -10,7 +10,6 @@ use crate::cli::TenantUserArgs;
 use crate::client::{Client, ClientError, TlsSettings};
 use crate::cluster::Cluster;
 use crate::commands::ExitStatus;
-use crate::error::ManageError;
 use crate::names::SubjectPattern;
 use crate::printer::{style, Printer};
 use crate::render::env_file;
@@ -231,16 +230,8 @@ fn checks_on(
 /// Run the checks; exit 1 when any fails.
 pub fn test(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
     let tenant = repo::load(&ctx.paths, &args.tenant)?;
-    let user_name = args
-        .user
-        .clone()
-        .unwrap_or_else(|| args.tenant.admin_user());
-    let user = tenant
-        .user(user_name.as_str())
-        .ok_or_else(|| ManageError::UserNotFound {
-            tenant: args.tenant.to_string(),
-            user: user_name.to_string(),
-        })?;
+    let user_name = args.user_name();
+    let user = tenant.existing_user(user_name.as_str())?;
     let read_credentials = |name: &str| -> anyhow::Result<env_file::Credentials> {
         crate::credentials::read(&ctx.paths, args.tenant.as_str(), name)
     };

@@ -122,6 +122,14 @@ impl Tenant {
     pub fn user(&self, user: &str) -> Option<&User> {
         self.users.iter().find(|u| u.name.as_str() == user)
     }
+
+    /// The user named `user`, or the error a command reports for a name it does not have.
+    pub fn existing_user(&self, user: &str) -> Result<&User, ManageError> {
+        self.user(user).ok_or_else(|| ManageError::UserNotFound {
+            tenant: self.name.to_string(),
+            user: user.to_owned(),
+        })
+    }
 }
 
 /// Every key a tenant file may have: anything else (a typo such as `publsh`) is an error, so
@@ -159,6 +167,19 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// `text` read as TOML; a syntax or type error goes to `malformed` with its offset.
+pub(crate) fn from_toml<T: serde::de::DeserializeOwned, E>(
+    text: &str,
+    malformed: impl Fn(usize, String) -> E,
+) -> Result<T, E> {
+    toml::from_str(text).map_err(|e| {
+        malformed(
+            e.span().map_or(0, |s| s.start),
+            e.message().trim().to_owned(),
+        )
+    })
+}
+
 /// Parse and validate the text of `config/tenants/<name>.toml`.
 pub fn parse_tenant(path: &Path, name: &TenantName, text: &str) -> Result<Tenant, ManageError> {
     let malformed = |offset: usize, message: String| {
@@ -170,12 +191,7 @@ pub fn parse_tenant(path: &Path, name: &TenantName, text: &str) -> Result<Tenant
             message,
         }
     };
-    let raw: RawTenant = toml::from_str(text).map_err(|e| {
-        malformed(
-            e.span().map_or(0, |s| s.start),
-            e.message().trim().to_owned(),
-        )
-    })?;
+    let raw: RawTenant = from_toml(text, malformed)?;
     let size = |field: &Spanned<String>, key: &str| {
         Size::parse(field.get_ref())
             .map_err(|e| malformed(field.span().start, format!("{key}: {e}")))

@@ -21,24 +21,23 @@ fn json_of(out: &std::process::Output) -> Value {
     })
 }
 
+/// The entry of `doc[list]` whose `key` is `value`.
+fn entry<'a>(doc: &'a Value, list: &str, key: &str, value: &str) -> &'a Value {
+    doc[list]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {list} in {doc}"))
+        .iter()
+        .find(|e| e[key] == value)
+        .unwrap_or_else(|| panic!("no {key} {value} in {list} of {doc}"))
+}
+
 /// One stream of a `migrate --json` report.
 fn stream_report(doc: &Value, stream: &str) -> Value {
-    doc["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["stream"] == stream)
-        .unwrap_or_else(|| panic!("no stream {stream} in {doc}"))
-        .clone()
+    entry(doc, "streams", "stream", stream).clone()
 }
 
 fn node<'a>(doc: &'a Value, name: &str) -> &'a Value {
-    doc["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == name)
-        .unwrap_or_else(|| panic!("no node {name} in {doc}"))
+    entry(doc, "nodes", "name", name)
 }
 
 /// Connect with the credentials of a (comma-separated) URL list from a credentials file.
@@ -408,15 +407,7 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
     assert!(!killed.status.success());
     let doc = source.json(&["migrate", "--to", &to]);
     assert_eq!(doc["ok"], true, "{doc}");
-    let streams = doc["streams"].as_array().unwrap();
-    let find = |name: &str| {
-        streams
-            .iter()
-            .find(|s| s["stream"] == name)
-            .unwrap()
-            .clone()
-    };
-    let orders_report = find("ORDERS");
+    let orders_report = stream_report(&doc, "ORDERS");
     assert_eq!(orders_report["source_messages"], 599, "{orders_report}");
     assert_eq!(orders_report["target_messages"], 599, "{orders_report}");
     assert_eq!(orders_report["verified"], true);
