@@ -109,8 +109,9 @@ fi
 "$COMPOSE_BIN" version || failed+=("compose install")
 
 step "pytest tests/cluster (failover on separate hosts, compose)"
-# Up to date with the sources (a no-op after cargo test), never a stale binary.
-cargo build -p manage --bin manage || failed+=("manage build")
+# Up to date with the sources, never a stale binary: the same build as step 3 (a no-op after it;
+# a plain `cargo build` would select other features and rebuild every dependency).
+cargo test --workspace --no-run --quiet || failed+=("manage build")
 if ! COMPOSE_BIN="$COMPOSE_BIN" REQUIRE_COMPOSE=1 MANAGE_BIN="$ROOT/target/debug/manage" \
     "$VENV/bin/python" -m pytest -q -s -p no:cacheprovider "$ROOT/tests/cluster"; then
     failed+=("cluster tests")
