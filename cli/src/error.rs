@@ -125,6 +125,9 @@ pub enum ManageError {
     /// `migrate`: the target already holds something manage did not put there.
     #[error("{what}: {reason}")]
     MigrateConflict { what: String, reason: String },
+    /// `migrate`: a stream uses a feature its copy by publishing would get wrong.
+    #[error("{what} uses {feature}, which migrate does not copy (its messages would be refused, taken twice or changed): nothing was moved; move that stream by hand, or remove it here")]
+    MigrateUnsupported { what: String, feature: String },
     /// `migrate`: the copy does not match the source.
     #[error("{count} stream(s) do not match their source after the copy; run ./manage migrate again (it resumes), or see the report")]
     VerifyFailed { count: usize },
@@ -165,6 +168,7 @@ impl ManageError {
             Self::NoClusterBinary => "no_server_binary",
             Self::ClusterNotReady { .. } => "cluster_not_ready",
             Self::MigrateConflict { .. } => "migrate_conflict",
+            Self::MigrateUnsupported { .. } => "migrate_unsupported",
             Self::VerifyFailed { .. } => "verify_failed",
         }
     }

@@ -321,6 +321,13 @@ fn preflight(args: &MigrateArgs, ctx: &Context, replicas: u64) -> anyhow::Result
         let mut streams = Vec::new();
         for name in js.stream_names()? {
             if let Some(info) = js.stream_info(&name)? {
+                if let Some(feature) = not_copyable(&info["config"]) {
+                    return Err(ManageError::MigrateUnsupported {
+                        what: format!("stream {name} of tenant `{}`", tenant.name),
+                        feature: feature.to_owned(),
+                    }
+                    .into());
+                }
                 streams.push(info);
             }
         }
@@ -609,6 +616,28 @@ fn copy_config(final_config: &Value) -> Value {
         config["duplicate_window"] = json!(shortest);
     }
     config
+}
+
+/// A feature of a stream configuration whose messages a copy by publishing would get wrong:
+/// a mirror takes no publishes and sources or a subject transform would take them a second
+/// time or rewrite them again; schedules would fire again and counters add up again.
+fn not_copyable(config: &Value) -> Option<&'static str> {
+    let set = |key: &str| match &config[key] {
+        Value::Null | Value::Bool(false) => false,
+        Value::Array(items) => !items.is_empty(),
+        Value::Object(map) => !map.is_empty(),
+        _ => true,
+    };
+    [
+        ("mirror", "a mirror"),
+        ("sources", "sources"),
+        ("subject_transform", "a subject transform"),
+        ("allow_msg_schedules", "message schedules"),
+        ("allow_msg_counter", "counters"),
+    ]
+    .into_iter()
+    .find(|(key, _)| set(key))
+    .map(|(_, feature)| feature)
 }
 
 /// Whether two stream configurations differ in what the copy changes.
@@ -1100,6 +1129,26 @@ mod tests {
             Some("abc")
         );
         assert_eq!(msg_id(Some(b"NATS/1.0\r\nX: 1\r\n\r\n")), None);
+    }
+
+    #[test]
+    fn streams_a_copy_would_get_wrong_are_named() {
+        let plain =
+            json!({"name": "S", "sources": [], "mirror": null, "allow_msg_schedules": false});
+        assert_eq!(not_copyable(&plain), None);
+        let cases = [
+            (json!({"mirror": {"name": "O"}}), "a mirror"),
+            (json!({"sources": [{"name": "O"}]}), "sources"),
+            (
+                json!({"subject_transform": {"src": ">", "dest": "x.>"}}),
+                "a subject transform",
+            ),
+            (json!({"allow_msg_schedules": true}), "message schedules"),
+            (json!({"allow_msg_counter": true}), "counters"),
+        ];
+        for (config, feature) in cases {
+            assert_eq!(not_copyable(&config), Some(feature), "{config}");
+        }
     }
 
     #[test]

@@ -492,6 +492,31 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
     let test = cluster.json(&["test", "shop", "svc"]);
     assert_eq!(test["ok"], true, "{test}");
 
+    // A mirror (natsd has them) is not copied by publishing: refused before anything moves.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "ORDERS_MIRROR".into(),
+        mirror: Some(async_nats::jetstream::stream::Source {
+            name: "ORDERS".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let out = source.run(&["migrate", "--to", &to, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let refused = json_of(&out);
+    assert_eq!(refused["code"], "migrate_unsupported", "{refused}");
+    assert!(
+        refused["error"].as_str().unwrap().contains("ORDERS_MIRROR"),
+        "{refused}"
+    );
+    assert!(
+        tjs.get_stream("ORDERS_MIRROR").await.is_err(),
+        "nothing moved"
+    );
+    js.delete_stream("ORDERS_MIRROR").await.unwrap();
+
     // A tenant changed on the cluster since is not overwritten.
     cluster.ok(&["add-user", "shop", "cluster-only"]);
     source.ok(&["add-user", "shop", "later"]);
