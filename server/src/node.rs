@@ -41,6 +41,11 @@ impl Subsystem for JetStream {
         self.sync_accounts(server);
     }
 
+    /// Waiting pull requests hear `409 Server Shutdown` while their connections still stand.
+    fn stopping(&self) {
+        self.signal_pull_consumers();
+    }
+
     fn shutdown(&self) {
         JetStream::shutdown(self);
     }

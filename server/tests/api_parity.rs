@@ -338,3 +338,89 @@ async fn consumer_create_subject_errors() {
     ];
     same_errors(&pair, &requests).await;
 }
+
+/// A pull request's subscription: the inbox, and the request sent on it.
+async fn pull(
+    nc: &async_nats::Client,
+    stream: &str,
+    consumer: &str,
+    body: Value,
+) -> async_nats::Subscriber {
+    let inbox = nc.new_inbox();
+    let sub = nc.subscribe(inbox.clone()).await.unwrap();
+    nc.publish_with_reply(
+        format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"),
+        inbox,
+        serde_json::to_vec(&body).unwrap().into(),
+    )
+    .await
+    .unwrap();
+    nc.flush().await.unwrap();
+    sub
+}
+
+/// The status line (`409 Consumer Deleted`) of the next frame on `sub`.
+async fn next_status(sub: &mut async_nats::Subscriber) -> String {
+    use futures::StreamExt;
+    let msg = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("no status frame")
+        .unwrap();
+    let status = msg.status.map(|s| s.as_u16()).unwrap_or(0);
+    format!("{status} {}", msg.description.unwrap_or_default())
+}
+
+/// Waiting pull requests are told when their consumer goes away: `409 Consumer Deleted` when
+/// the consumer or its stream is deleted, `409 Server Shutdown` when the server stops
+/// (clients reset their ordered consumers on these instead of waiting forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_pulls_are_told_when_the_consumer_goes() {
+    let mut pair = start_pair();
+    for (ours, server) in [(true, &mut pair.ours), (false, &mut pair.theirs)] {
+        let nc = connect(server).await;
+        for stream in ["A", "B"] {
+            let r = api(
+                &nc,
+                &format!("$JS.API.STREAM.CREATE.{stream}"),
+                json!({"name": stream, "subjects": [format!("{stream}.>")]}),
+            )
+            .await;
+            assert!(r["error"].is_null(), "{r}");
+            let r = api(
+                &nc,
+                &format!("$JS.API.CONSUMER.CREATE.{stream}.c"),
+                json!({"stream_name": stream, "config": {"name": "c", "ack_policy": "explicit"}}),
+            )
+            .await;
+            assert!(r["error"].is_null(), "{r}");
+        }
+        let wait = json!({"batch": 5, "expires": 30_000_000_000u64});
+        let mut deleted = pull(&nc, "A", "c", wait.clone()).await;
+        api(&nc, "$JS.API.CONSUMER.DELETE.A.c", Value::Null).await;
+        assert_eq!(next_status(&mut deleted).await, "409 Consumer Deleted");
+        let mut stream_gone = pull(&nc, "B", "c", wait.clone()).await;
+        api(&nc, "$JS.API.STREAM.DELETE.B", Value::Null).await;
+        // nats-server 2.15 queues the same frame but stops the stream's send queue before it
+        // goes out (docs/differences.md); natsd delivers it.
+        if ours {
+            assert_eq!(next_status(&mut stream_gone).await, "409 Consumer Deleted");
+        }
+
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.C",
+            json!({"name": "C", "subjects": ["C.>"]}),
+        )
+        .await;
+        api(
+            &nc,
+            "$JS.API.CONSUMER.CREATE.C.c",
+            json!({"stream_name": "C", "config": {"name": "c", "ack_policy": "explicit"}}),
+        )
+        .await;
+        let mut shutdown = pull(&nc, "C", "c", wait).await;
+        let pid = nix::unistd::Pid::from_raw(server.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        assert_eq!(next_status(&mut shutdown).await, "409 Server Shutdown");
+    }
+}

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::time::Instant;
 
 use super::{
-    parse_ack_body, parse_ack_subject, AckKind, AckTokens, Consumer, ConsumerInfo, Outbound,
+    parse_ack_body, parse_ack_subject, pull, AckKind, AckTokens, Consumer, ConsumerInfo, Outbound,
     PullRequest,
 };
 use crate::account::Account;
@@ -52,7 +52,8 @@ enum Event {
     },
     FlowControl(Bytes),
     Info(oneshot::Sender<ConsumerInfo>),
-    Stop(oneshot::Sender<Consumer>),
+    Stop(oneshot::Sender<Consumer>, StopReason),
+    SignalShutdown(oneshot::Sender<()>),
     ResetPending,
     Update(Box<super::ConsumerConfig>),
 }
@@ -127,6 +128,16 @@ impl InternalHandler for Inbox {
     }
 }
 
+/// Why a consumer stops: what its waiting pull requests are told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// The consumer (or its stream) is deleted: `409 Consumer Deleted`.
+    Deleted,
+    /// The stream is unloaded (shutdown, account removed): requests are dropped silently,
+    /// [`ConsumerHandle::signal_shutdown`] having told them already.
+    Unloaded,
+}
+
 /// Control of a running consumer.
 #[derive(Debug)]
 pub struct ConsumerHandle {
@@ -165,10 +176,19 @@ impl ConsumerHandle {
     }
 
     /// Stops the task (unsubscribing, saving state) and returns the consumer.
-    pub async fn stop(&self) -> Option<Consumer> {
+    pub async fn stop(&self, reason: StopReason) -> Option<Consumer> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Event::Stop(tx)).ok()?;
+        self.tx.send(Event::Stop(tx, reason)).ok()?;
         rx.await.ok()
+    }
+
+    /// The server is going down: every waiting pull request gets `409 Server Shutdown`
+    /// (published when this returns), as nats-server tells them before closing connections.
+    pub async fn signal_shutdown(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Event::SignalShutdown(tx)).is_ok() {
+            let _ = rx.await;
+        }
     }
 }
 
@@ -293,10 +313,11 @@ impl Task {
                     n += 1;
                 }
             }
-            self.turn(now);
             if let Control::Stop(reply) = control {
+                self.flush();
                 break Some(reply);
             }
+            self.turn(now);
             if self.check_inactive(now) {
                 self.shutdown();
                 self.host.inactive(self.consumer.name());
@@ -380,7 +401,21 @@ impl Task {
                 let info = self.consumer.info(&*self.store, now);
                 let _ = tx.send(info);
             }
-            Event::Stop(tx) => return Control::Stop(tx),
+            Event::Stop(tx, reason) => {
+                if reason == StopReason::Deleted {
+                    self.consumer
+                        .release_waiting(|_| pull::consumer_deleted(), &mut self.out);
+                }
+                return Control::Stop(tx);
+            }
+            Event::SignalShutdown(tx) => {
+                self.consumer.release_waiting(
+                    |r| pull::server_shutdown(r.batch, r.max_bytes),
+                    &mut self.out,
+                );
+                self.publish_out();
+                let _ = tx.send(());
+            }
             Event::ResetPending => self.consumer.reset_pending_count(),
             Event::Update(config) => self.consumer.update_config(*config),
         }
@@ -424,6 +459,12 @@ impl Task {
                 break;
             }
         }
+        self.flush();
+    }
+
+    /// Publishes what is queued and reports acknowledged sequences to the stream.
+    fn flush(&mut self) {
+        self.publish_out();
         if !self.acked.is_empty() {
             self.host.acked(self.consumer.name(), &self.acked);
             self.acked.clear();

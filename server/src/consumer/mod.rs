@@ -775,6 +775,22 @@ impl Consumer {
         self.waiting.push_back(req);
     }
 
+    /// Drops every waiting pull request, telling each with the status frame `headers` builds
+    /// for it (`409 Consumer Deleted`, `409 Server Shutdown`).
+    pub fn release_waiting(
+        &mut self,
+        headers: impl Fn(&PullRequest) -> Vec<u8>,
+        out: &mut Vec<Outbound>,
+    ) {
+        for r in self.waiting.drain(..) {
+            out.push(Outbound::Status {
+                headers: headers(&r),
+                to: r.reply,
+                reply: None,
+            });
+        }
+    }
+
     /// Delivers what can be delivered now: redeliveries first, then new messages, to the
     /// waiting pull requests in order (pull) or to the deliver subject (push, when it has
     /// interest and flow control allows). Returns true when it stopped only because of

@@ -104,6 +104,17 @@ pub fn request_timeout(msgs: u64, bytes: u64) -> Vec<u8> {
     status_with_pending(408, "Request Timeout", msgs, bytes)
 }
 
+/// `NATS/1.0 409 Consumer Deleted`: the consumer a request waits on is gone.
+pub fn consumer_deleted() -> Vec<u8> {
+    status(409, "Consumer Deleted")
+}
+
+/// `NATS/1.0 409 Server Shutdown` with the counts still owed: the request will not survive
+/// the server going down.
+pub fn server_shutdown(msgs: u64, bytes: u64) -> Vec<u8> {
+    status_with_pending(409, "Server Shutdown", msgs, bytes)
+}
+
 /// `NATS/1.0 404 No Messages`.
 pub fn no_messages() -> Vec<u8> {
     b"NATS/1.0 404 No Messages\r\n\r\n".to_vec()

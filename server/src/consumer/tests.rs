@@ -716,7 +716,7 @@ mod driver_tests {
 
     use super::*;
     use crate::account::{Account, AccountSettings};
-    use crate::consumer::driver::{self, ConsumerHost};
+    use crate::consumer::driver::{self, ConsumerHost, StopReason};
     use crate::route::{self, InternalHandler, InternalMsg};
 
     /// subject, reply, headers, payload
@@ -850,7 +850,7 @@ mod driver_tests {
             .collect();
         assert_eq!(redelivered.len(), 2, "{got:?}");
 
-        let consumer = handle.stop().await.unwrap();
+        let consumer = handle.stop(StopReason::Unloaded).await.unwrap();
         assert_eq!(consumer.state().delivered.consumer_seq, 5);
         let saved = store.consumer_store().load("w").unwrap().unwrap();
         assert_eq!(

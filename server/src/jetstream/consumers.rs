@@ -25,7 +25,7 @@ use super::{action_advisory, pause_advisory, JetStream, JsAccount};
 use crate::consumer::config::{
     check_workqueue_partition, generate_name, parse_rfc3339_ns, rfc3339_ns,
 };
-use crate::consumer::driver::{self, ConsumerHandle, ConsumerHost};
+use crate::consumer::driver::{self, ConsumerHandle, ConsumerHost, StopReason};
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerState, StreamContext};
 use crate::js_errors::{ApiError, JsError};
 
@@ -183,14 +183,22 @@ impl Consumers {
         (out, true)
     }
 
-    /// Stops every consumer, keeping their state (stream stop / server shutdown).
-    pub(crate) fn stop_all(&self) {
+    /// Stops every consumer: keeping their state when the stream is unloaded, telling their
+    /// waiting pull requests when it is deleted.
+    pub(crate) fn stop_all(&self, reason: StopReason) {
         let entries = match self.map.write() {
             Ok(mut m) => std::mem::take(&mut *m),
             Err(_) => return,
         };
         for e in entries.values() {
-            block_on(&self.rt, e.handle.stop());
+            block_on(&self.rt, e.handle.stop(reason));
+        }
+    }
+
+    /// Tells every consumer's waiting pull requests that the server is going down.
+    pub(crate) fn signal_shutdown(&self) {
+        for (_, e) in self.entries() {
+            block_on(&self.rt, e.handle.signal_shutdown());
         }
     }
 
@@ -736,7 +744,7 @@ pub(crate) fn delete(jsa: &JsAccount, arg: &str) -> Result<Vec<u8>, ApiError> {
         .ok()
         .and_then(|mut m| m.remove(name))
         .ok_or(JsError::ConsumerNotFound)?;
-    block_on(&stream.consumers.rt, entry.handle.stop());
+    block_on(&stream.consumers.rt, entry.handle.stop(StopReason::Deleted));
     forget(&stream, name);
     action_advisory(jsa, &stream.name, Some(name), "delete");
     Ok(typed(

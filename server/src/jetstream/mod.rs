@@ -771,6 +771,16 @@ impl JetStream {
     }
 
     /// Flushes and closes every stream (orderly shutdown).
+    /// Tells every waiting pull request that the server is going down (`409 Server
+    /// Shutdown`), before the connections close, as nats-server does.
+    pub fn signal_pull_consumers(&self) {
+        for jsa in self.accounts() {
+            for s in jsa.streams() {
+                s.consumers.signal_shutdown();
+            }
+        }
+    }
+
     pub fn shutdown(&self) {
         for jsa in self.accounts() {
             for s in jsa.streams() {
@@ -792,8 +802,6 @@ struct ActionAdvisory<'a> {
     action: &'a str,
 }
 
-/// Announces a stream or consumer being created, modified or deleted, on the subjects and
-/// with the bodies nats-server uses (`$JS.EVENT.ADVISORY.STREAM.CREATED.<stream>`, ...).
 /// A store's refusal as the API reports it (nats-server's texts for the limits are the
 /// store errors' own).
 pub(crate) fn store_error(e: StoreError) -> ApiError {
@@ -807,6 +815,8 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
     }
 }
 
+/// Announces a stream or consumer being created, modified or deleted, on the subjects and
+/// with the bodies nats-server uses (`$JS.EVENT.ADVISORY.STREAM.CREATED.<stream>`, ...).
 pub(crate) fn action_advisory(jsa: &JsAccount, stream: &str, consumer: Option<&str>, action: &str) {
     use crate::consumer::config::rfc3339_ns;
     let event = match action {

@@ -34,6 +34,7 @@ use super::sourcing::{self, Source, SourceInfo};
 use super::Usage;
 use crate::account::Account;
 use crate::client::SubRef;
+use crate::consumer::driver::StopReason;
 use crate::js_errors::{ApiError, JsError};
 use crate::route::{self, Deferred, FlushSet, InternalHandler, InternalMsg};
 use crate::store::{MessageStore, PurgeRequest, StorageType, StoreError};
@@ -478,7 +479,7 @@ impl Stream {
 
     /// Stops the stream and closes its store, keeping its data.
     pub(crate) fn stop(&self) {
-        self.consumers.stop_all();
+        self.consumers.stop_all(StopReason::Unloaded);
         self.stop_worker();
         if let Err(e) = self.store.stop() {
             tracing::warn!("JetStream stream '{}' stop: {}", self.name, e);
@@ -489,7 +490,7 @@ impl Stream {
 
     /// Stops the stream and removes its data.
     pub(crate) fn delete(&self) -> Result<(), ApiError> {
-        self.consumers.stop_all();
+        self.consumers.stop_all(StopReason::Deleted);
         self.stop_worker();
         let old = self.accounted.swap(0, Ordering::Relaxed);
         self.usage.add(self.store.storage_type(), -old);
