@@ -20,6 +20,7 @@ use super::{
 };
 use crate::account::Account;
 use crate::client::SubRef;
+use crate::js_errors::{ApiError, JsError};
 use crate::route::{self, InternalHandler, InternalMsg};
 use crate::store::MessageStore;
 use crate::sublist::SublistError;
@@ -34,6 +35,9 @@ pub trait ConsumerHost: Send + Sync + 'static {
     /// `consumer` no longer needs these stream sequences (acked or terminated): work-queue
     /// streams remove them, interest streams remove them once no consumer needs them.
     fn acked(&self, consumer: &str, stream_seqs: &[u64]);
+    /// `consumer` was reset to deliver from `seq` on: it needs the messages from there and no
+    /// longer those below (interest retention).
+    fn reset(&self, consumer: &str, seq: u64);
     /// `consumer` has had no interest for `inactive_threshold`: the host should delete it
     /// (the driver has already stopped and saved nothing further).
     fn inactive(&self, consumer: &str);
@@ -42,6 +46,10 @@ pub trait ConsumerHost: Send + Sync + 'static {
 #[derive(Debug)]
 enum Event {
     Pull {
+        reply: Bytes,
+        body: Bytes,
+    },
+    Reset {
         reply: Bytes,
         body: Bytes,
     },
@@ -84,6 +92,7 @@ impl OwnedAck {
 #[derive(Clone, Copy)]
 enum InboxKind {
     Next,
+    Reset,
     Ack,
     FlowControl,
 }
@@ -99,6 +108,13 @@ impl InternalHandler for Inbox {
             InboxKind::Next => {
                 let Some(reply) = msg.reply else { return };
                 Event::Pull {
+                    reply: Bytes::copy_from_slice(reply),
+                    body: Bytes::copy_from_slice(msg.payload),
+                }
+            }
+            InboxKind::Reset => {
+                let Some(reply) = msg.reply else { return };
+                Event::Reset {
                     reply: Bytes::copy_from_slice(reply),
                     body: Bytes::copy_from_slice(msg.payload),
                 }
@@ -229,6 +245,10 @@ pub fn spawn(
         (
             format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{name}"),
             InboxKind::Next,
+        ),
+        (
+            format!("$JS.API.CONSUMER.RESET.{stream}.{name}"),
+            InboxKind::Reset,
         ),
         (format!("$JS.ACK.{stream}.{name}.>"), InboxKind::Ack),
         (format!("$JS.FC.{stream}.{name}.>"), InboxKind::FlowControl),
@@ -377,6 +397,7 @@ impl Task {
             Event::Pull { reply, body } => {
                 self.add_pull(reply, &body, now);
             }
+            Event::Reset { reply, body } => self.reset(&reply, &body, now),
             Event::Ack {
                 tokens,
                 kind,
@@ -420,6 +441,55 @@ impl Task {
             Event::Update(config) => self.consumer.update_config(*config),
         }
         Control::Continue
+    }
+
+    /// `$JS.API.CONSUMER.RESET.<stream>.<consumer>`: answered by the consumer itself, as on
+    /// nats-server (so a missing consumer means no responders).
+    fn reset(&mut self, reply: &[u8], body: &[u8], now: u64) {
+        #[derive(serde::Deserialize, Default)]
+        struct ResetRequest {
+            #[serde(default)]
+            seq: u64,
+        }
+        #[derive(serde::Serialize)]
+        struct ResetResponse {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            error: Option<ApiError>,
+            #[serde(flatten, skip_serializing_if = "Option::is_none")]
+            info: Option<ConsumerInfo>,
+            reset_seq: u64,
+        }
+        let body = body.trim_ascii();
+        let request = if body.is_empty() {
+            Ok(ResetRequest::default())
+        } else {
+            crate::json::from_request::<ResetRequest>(body)
+                .map_err(|e| JsError::InvalidJSON.with(e))
+        };
+        let reset = request.and_then(|r| {
+            self.consumer
+                .reset(r.seq, &*self.store)
+                .map_err(|e| JsError::ConsumerInvalidReset.with(e))
+        });
+        let mut response = ResetResponse {
+            kind: "io.nats.jetstream.api.v1.consumer_reset_response",
+            error: None,
+            info: None,
+            reset_seq: 0,
+        };
+        match reset {
+            Ok(seq) => {
+                self.host.reset(self.consumer.name(), seq);
+                self.update_push_interest();
+                response.info = Some(self.consumer.info(&*self.store, now));
+                response.reset_seq = seq;
+            }
+            Err(e) => response.error = Some(e),
+        }
+        let payload = serde_json::to_vec(&response).unwrap_or_default();
+        route::publish(&self.account, reply, None, None, &payload);
     }
 
     fn add_pull(&mut self, reply: Bytes, body: &[u8], now: u64) {

@@ -775,6 +775,51 @@ impl Consumer {
         self.waiting.push_back(req);
     }
 
+    /// nats-server's consumer reset (`$JS.API.CONSUMER.RESET`): delivery restarts at stream
+    /// sequence `seq` (0: just above the ack floor) with consumer sequence 1, and pending,
+    /// redelivery and activity state are forgotten; waiting pull requests stay. A consumer that
+    /// starts at a sequence or time may not go below it, and only those and deliver-all
+    /// consumers may be moved to a chosen sequence. Returns where delivery restarts, or why
+    /// the reset is refused (the `{err}` of error 10204).
+    pub fn reset(&mut self, seq: u64, store: &dyn MessageStore) -> Result<u64, &'static str> {
+        let seq = if seq == 0 {
+            self.state.ack_floor.stream_seq + 1
+        } else {
+            match self.config.deliver_policy {
+                DeliverPolicy::All => seq,
+                DeliverPolicy::ByStartSequence if seq < self.config.opt_start_seq => {
+                    return Err("below start seq")
+                }
+                DeliverPolicy::ByStartSequence => seq,
+                DeliverPolicy::ByStartTime => {
+                    let st = store.state();
+                    let t = self.config.start_time_ns().unwrap_or(0);
+                    if seq < first_seq_at_or_after(store, t, st.first_seq, st.last_seq) {
+                        return Err("below start time");
+                    }
+                    seq
+                }
+                _ => return Err("not allowed"),
+            }
+        }
+        .max(1);
+        self.state.pending.clear();
+        self.state.redelivered.clear();
+        self.redeliver_queue.clear();
+        self.last_per_subject.clear();
+        self.state.delivered = SeqPair {
+            consumer_seq: 0,
+            stream_seq: seq - 1,
+        };
+        self.state.ack_floor = self.state.delivered;
+        self.last_delivery = 0;
+        self.last_ack = 0;
+        self.num_pending_valid = false;
+        self.ack_deadline_hint = u64::MAX;
+        self.dirty = true;
+        Ok(seq)
+    }
+
     /// Drops every waiting pull request, telling each with the status frame `headers` builds
     /// for it (`409 Consumer Deleted`, `409 Server Shutdown`).
     pub fn release_waiting(

@@ -81,6 +81,35 @@ fn ack(c: &mut Consumer, d: &Delivery, body: &str, now: u64) -> AckOutcome {
 }
 
 #[test]
+fn reset_moves_delivery_and_forgets_pending() {
+    let s = store_with(&["a", "a", "a", "a", "a"]);
+    let mut c = Consumer::new("S", "w", pull_cfg(AckPolicy::Explicit), &s, T0);
+    let out = fetch(&mut c, &s, r#"{"batch":3}"#, T0);
+    let got = msgs(&out);
+    ack(&mut c, got[0], "+ACK", T0);
+    assert_eq!(c.state().pending.len(), 2);
+    // Back to just above the ack floor: the unacked two come again, as first deliveries.
+    assert_eq!(c.reset(0, &s), Ok(2));
+    assert!(c.state().pending.is_empty());
+    assert_eq!(c.state().delivered.consumer_seq, 0);
+    let again = fetch(&mut c, &s, r#"{"batch":1}"#, T0);
+    let d = msgs(&again)[0];
+    assert_eq!((d.stream_seq, d.consumer_seq, d.deliveries), (2, 1, 1));
+    assert_eq!(c.reset(5, &s), Ok(5));
+    assert_eq!(c.num_pending(&s), 1);
+    let mut from3 = pull_cfg(AckPolicy::Explicit);
+    from3.deliver_policy = DeliverPolicy::ByStartSequence;
+    from3.opt_start_seq = 3;
+    let mut c = Consumer::new("S", "f", from3, &s, T0);
+    assert_eq!(c.reset(2, &s), Err("below start seq"));
+    assert_eq!(c.reset(4, &s), Ok(4));
+    let mut last = pull_cfg(AckPolicy::Explicit);
+    last.deliver_policy = DeliverPolicy::Last;
+    let mut c = Consumer::new("S", "l", last, &s, T0);
+    assert_eq!(c.reset(1, &s), Err("not allowed"));
+}
+
+#[test]
 fn defaults_match_nats_server() {
     let mut c = ConsumerConfig {
         durable_name: "worker".into(),
@@ -745,6 +774,7 @@ mod driver_tests {
         fn acked(&self, _consumer: &str, seqs: &[u64]) {
             self.acked.lock().unwrap().extend_from_slice(seqs);
         }
+        fn reset(&self, _consumer: &str, _seq: u64) {}
         fn inactive(&self, consumer: &str) {
             self.inactive.lock().unwrap().push(consumer.to_string());
         }

@@ -58,7 +58,7 @@ fn error_reply(kind: &str, err: &ApiError) -> Vec<u8> {
 /// The API kind (reply type) of a request subject, and what follows the operation's fixed
 /// tokens. The patterns are the subjects nats-server subscribes, so a request with the wrong
 /// number of tokens gets no reply from either server.
-fn classify(op: &str) -> Option<(&'static str, &str)> {
+pub(crate) fn classify(op: &str) -> Option<(&'static str, &str)> {
     const OPS: [(&str, &str); 20] = [
         ("INFO", "account_info"),
         ("CONSUMER.DURABLE.CREATE.*.*", "consumer_durable_create"),

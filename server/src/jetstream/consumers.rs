@@ -274,6 +274,32 @@ impl ConsumerHost for StreamHost {
         stream.refresh_usage();
     }
 
+    fn reset(&self, consumer: &str, seq: u64) {
+        let Some(stream) = self.stream.upgrade() else {
+            return;
+        };
+        if stream.config().retention != Retention::Interest {
+            return;
+        }
+        let Some(entry) = stream.consumers.get(consumer) else {
+            return;
+        };
+        // Below `seq` the consumer gives its interest up; from `seq` on it needs every
+        // matching message still stored again.
+        drop_interest(&stream, consumer, seq, |interest| {
+            let mut next = seq.max(stream.store.state().first_seq);
+            while let Ok(msg) = stream.store.load_next_msg(b"", next) {
+                next = msg.seq + 1;
+                if entry.matches(&msg.subject) {
+                    let set = interest.entry(msg.seq).or_default();
+                    if !set.iter().any(|c| &**c == consumer) {
+                        set.push(Arc::from(consumer));
+                    }
+                }
+            }
+        });
+    }
+
     fn inactive(&self, consumer: &str) {
         let (Some(stream), Some(jsa)) = (self.stream.upgrade(), self.jsa.upgrade()) else {
             return;
@@ -296,23 +322,37 @@ fn forget(stream: &Stream, name: &str) {
     let _ = stream.store.consumer_store().remove(name);
     stream.consumers.remove_meta(name);
     if stream.config().retention == Retention::Interest {
-        let mut gone = Vec::new();
-        let mut interest = lock(&stream.consumers.interest);
-        interest.retain(|&seq, set| {
-            set.retain(|c| &**c != name);
-            if set.is_empty() {
-                gone.push(seq);
-                false
-            } else {
-                true
-            }
-        });
-        drop(interest);
-        for seq in gone {
-            let _ = stream.store.remove_msg(seq);
-        }
-        stream.refresh_usage();
+        drop_interest(stream, name, u64::MAX, |_| {});
     }
+}
+
+/// Interest streams: `consumer` no longer needs the messages below `below`; messages nobody
+/// needs any more are removed. `then` edits the sets further under the same lock.
+fn drop_interest(
+    stream: &Stream,
+    consumer: &str,
+    below: u64,
+    then: impl FnOnce(&mut HashMap<u64, InterestSet>),
+) {
+    let mut gone = Vec::new();
+    let mut interest = lock(&stream.consumers.interest);
+    interest.retain(|&seq, set| {
+        if seq < below {
+            set.retain(|c| &**c != consumer);
+        }
+        if set.is_empty() {
+            gone.push(seq);
+            false
+        } else {
+            true
+        }
+    });
+    then(&mut interest);
+    drop(interest);
+    for seq in gone {
+        let _ = stream.store.remove_msg(seq);
+    }
+    stream.refresh_usage();
 }
 
 fn host(stream: &Arc<Stream>, jsa: &Arc<JsAccount>) -> Arc<dyn ConsumerHost> {

@@ -217,6 +217,18 @@ impl InternalHandler for ApiHandler {
     fn deliver(&self, msg: &InternalMsg<'_>, flush: &mut route::FlushSet) {
         // A request without a reply subject gets no answer, so it is not worth queueing.
         let Some(reply) = msg.reply else { return };
+        let Some(subject) = std::str::from_utf8(msg.subject).ok() else {
+            return;
+        };
+        // Consumers answer their own subjects (pull requests, resets); unknown ones get
+        // nothing. Either way nothing is copied to the API thread.
+        if subject
+            .strip_prefix("$JS.API.")
+            .and_then(api::classify)
+            .is_none()
+        {
+            return;
+        }
         let Some(account) = lock(&self.account).upgrade() else {
             return;
         };
@@ -243,7 +255,7 @@ impl InternalHandler for ApiHandler {
         }
         let req = ApiRequest {
             account,
-            subject: String::from_utf8_lossy(msg.subject).into_owned(),
+            subject: subject.to_string(),
             reply: reply.to_vec(),
             payload: msg.payload.to_vec(),
         };
@@ -561,16 +573,27 @@ impl JetStream {
         });
         *lock(&handler.account) = Arc::downgrade(&jsa);
         let mut subs = lock(&jsa.api_subs);
+        // Like nats-server's `$JS.API.>` import, the API space has a responder: a request
+        // for an unknown API, or for a consumer that is not there, gets no reply (the client
+        // times out) rather than "no responders". Pull requests and direct gets are the
+        // exception nats-server makes: only the consumer or stream itself answers those.
         for subject in [
-            "$JS.API.INFO",
+            "$JS.API.*",
             "$JS.API.STREAM.>",
+            "$JS.API.ACCOUNT.>",
+            "$JS.API.META.>",
+            "$JS.API.SERVER.>",
+            "$JS.API.CONSUMER.*",
             "$JS.API.CONSUMER.CREATE.>",
-            "$JS.API.CONSUMER.DURABLE.CREATE.>",
+            "$JS.API.CONSUMER.DURABLE.>",
             "$JS.API.CONSUMER.INFO.>",
             "$JS.API.CONSUMER.DELETE.>",
             "$JS.API.CONSUMER.NAMES.>",
             "$JS.API.CONSUMER.LIST.>",
             "$JS.API.CONSUMER.PAUSE.>",
+            "$JS.API.CONSUMER.RESET.>",
+            "$JS.API.CONSUMER.UNPIN.>",
+            "$JS.API.CONSUMER.LEADER.>",
         ] {
             let h: Arc<dyn InternalHandler> = handler.clone();
             match route::subscribe_internal(account, subject.as_bytes(), None, h) {
