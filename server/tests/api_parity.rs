@@ -547,3 +547,283 @@ async fn consumer_reset_matches_nats_server() {
     }
     assert_eq!(replies[0], replies[1]);
 }
+
+/// What arrives on a pull request's inbox within `within`: `msg <payload>` (with ` pinned`
+/// when it carries a `Nats-Pin-Id`) or `<code> <description>`, up to `max` frames.
+async fn frames(sub: &mut async_nats::Subscriber, max: usize, within: Duration) -> Vec<String> {
+    use futures::StreamExt;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while out.len() < max {
+        let Ok(Some(m)) = tokio::time::timeout_at(deadline, sub.next()).await else {
+            break;
+        };
+        match m.status {
+            Some(s) => out.push(format!(
+                "{} {}",
+                s.as_u16(),
+                m.description.unwrap_or_default()
+            )),
+            None => {
+                let pinned = m
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Pin-Id"))
+                    .is_some();
+                let payload = String::from_utf8_lossy(&m.payload).into_owned();
+                out.push(format!(
+                    "msg {payload}{}",
+                    if pinned { " pinned" } else { "" }
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The `Nats-Pin-Id` of the first message on `sub`.
+async fn pin_id_of(sub: &mut async_nats::Subscriber) -> String {
+    use futures::StreamExt;
+    let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+        .await
+        .expect("no message")
+        .unwrap();
+    let headers = m.headers.expect("no headers");
+    headers.get("Nats-Pin-Id").expect("no pin id").to_string()
+}
+
+/// Priority groups: config errors, pull request errors, the pinned-client flow (pin, pass
+/// over, wrong pin, UNPIN and its errors, re-pin, lapse), overflow marks and prioritized
+/// order, observed the same on both servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priority_groups_match_nats_server() {
+    let pair = start_pair();
+    let create = |name: &str, config: Value| {
+        let mut config = config;
+        config["name"] = json!(name);
+        (
+            format!("$JS.API.CONSUMER.CREATE.P.{name}"),
+            json!({"stream_name": "P", "config": config}),
+        )
+    };
+    let mut requests = vec![(
+        "$JS.API.STREAM.CREATE.P".to_string(),
+        json!({"name": "P", "subjects": ["p.>"]}),
+    )];
+    for (i, config) in [
+        json!({"priority_groups": ["A"]}),
+        json!({"priority_timeout": 1_000_000_000u64}),
+        json!({"priority_policy": "overflow", "priority_groups": ["A"], "deliver_subject": "d"}),
+        json!({"priority_policy": "overflow"}),
+        json!({"priority_policy": "pinned_client", "priority_groups": [""]}),
+        json!({"priority_policy": "pinned_client", "priority_groups": ["bad name"]}),
+        json!({"priority_policy": "pinned_client", "priority_groups": ["ABCDEFGHIJKLMNOPQ"]}),
+        json!({"priority_policy": "sometimes", "priority_groups": ["A"]}),
+        json!({"priority_policy": "none"}),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        requests.push(create(&format!("bad{i}"), config));
+    }
+    let mut config = |name: &str, policy: &str, extra: Value| {
+        let mut c =
+            json!({"ack_policy": "explicit", "priority_policy": policy, "priority_groups": ["A"]});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        requests.push(create(name, c));
+    };
+    config("o", "overflow", json!({}));
+    config("p", "pinned_client", json!({}));
+    config(
+        "t",
+        "pinned_client",
+        json!({"priority_timeout": 300_000_000u64}),
+    );
+    config("r", "prioritized", json!({"filter_subject": "p.r.>"}));
+    requests.push(create("n", json!({"ack_policy": "explicit"})));
+    same_errors(&pair, &requests).await;
+
+    let mut transcripts = Vec::new();
+    for server in [&pair.ours, &pair.theirs] {
+        let nc = connect(server).await;
+        let mut t: Vec<Value> = Vec::new();
+        let mut advisories = nc
+            .subscribe("$JS.EVENT.ADVISORY.CONSUMER.*.P.*")
+            .await
+            .unwrap();
+        for i in 0..3 {
+            nc.request(format!("p.{i}"), format!("{i}").into())
+                .await
+                .unwrap();
+        }
+        let short = 400_000_000u64;
+        let ask = |consumer: &'static str, extra: Value| {
+            let mut body = json!({"batch": 1, "expires": short});
+            for (k, v) in extra.as_object().unwrap() {
+                body[k] = v.clone();
+            }
+            pull(&nc, "P", consumer, body)
+        };
+        let wait = Duration::from_millis(700);
+        // Pull request checks.
+        for (consumer, extra) in [
+            ("n", json!({"group": "A", "min_pending": 5})),
+            ("n", json!({"id": "x"})),
+            ("o", json!({"group": "A", "priority": 10})),
+            ("o", json!({})),
+            ("o", json!({"group": "B"})),
+            ("r", json!({"group": "A", "priority": -1})),
+        ] {
+            let mut sub = ask(consumer, extra).await;
+            t.push(json!(frames(&mut sub, 1, wait).await));
+        }
+        // Overflow: passed over below its mark, served at it.
+        let mut sub = ask("o", json!({"group": "A", "min_pending": 5})).await;
+        t.push(json!(frames(&mut sub, 1, wait).await));
+        let mut sub = ask("o", json!({"group": "A", "min_pending": 3})).await;
+        t.push(json!(frames(&mut sub, 1, wait).await));
+        // Pinned client.
+        let mut first = ask("p", json!({"group": "A"})).await;
+        let pin = pin_id_of(&mut first).await;
+        let info = api(&nc, "$JS.API.CONSUMER.INFO.P.p", Value::Null).await;
+        t.push(json!(
+            info["priority_groups"][0]["pinned_client_id"] == json!(pin)
+        ));
+        let mut other = ask("p", json!({"group": "A"})).await;
+        t.push(json!(frames(&mut other, 1, wait).await));
+        let mut wrong = ask("p", json!({"group": "A", "id": "bogus"})).await;
+        t.push(json!(frames(&mut wrong, 1, wait).await));
+        let mut again = ask("p", json!({"group": "A", "id": pin})).await;
+        t.push(json!(frames(&mut again, 1, wait).await));
+        for (consumer, body) in [
+            ("P.p", Value::Null),
+            ("P.p", json!({"group": ""})),
+            ("P.p", json!({"group": "bad name"})),
+            ("P.p", json!({"group": "Z"})),
+            ("P.nope", json!({"group": "A"})),
+            ("NOPE.p", json!({"group": "A"})),
+            ("P.p", json!({"group": "A"})),
+        ] {
+            let payload = if body.is_null() {
+                Vec::new()
+            } else {
+                serde_json::to_vec(&body).unwrap()
+            };
+            let reply = nc
+                .request(format!("$JS.API.CONSUMER.UNPIN.{consumer}"), payload.into())
+                .await
+                .unwrap();
+            let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+            t.push(json!([reply["type"], comparable_error(&reply["error"])]));
+        }
+        let mut stale = ask("p", json!({"group": "A", "id": pin})).await;
+        t.push(json!(frames(&mut stale, 1, wait).await));
+        let mut repinned = ask("p", json!({"group": "A"})).await;
+        t.push(json!(pin_id_of(&mut repinned).await != pin));
+        // A pin that no pull request renews lapses after priority_timeout.
+        let mut lapsing = ask("t", json!({"group": "A"})).await;
+        t.push(json!(frames(&mut lapsing, 1, wait).await));
+        // Prioritized: the lower priority number is served first.
+        let mut requests = Vec::new();
+        for (batch, priority) in [(5, 5), (2, 0)] {
+            let body = json!({"batch": batch, "expires": 2_000_000_000u64, "group": "A",
+                "priority": priority});
+            requests.push(pull(&nc, "P", "r", body).await);
+        }
+        let [mut low, mut high] = <[_; 2]>::try_from(requests).ok().unwrap();
+        while api(&nc, "$JS.API.CONSUMER.INFO.P.r", Value::Null).await["num_waiting"] != 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for i in 0..3 {
+            nc.request(format!("p.r.{i}"), format!("r{i}").into())
+                .await
+                .unwrap();
+        }
+        let high_got = frames(&mut high, 2, Duration::from_secs(3)).await;
+        let low_got = frames(&mut low, 1, Duration::from_secs(3)).await;
+        t.push(json!([high_got, low_got]));
+        // The advisories, in order, without ids and times.
+        let mut seen = Vec::new();
+        use futures::StreamExt;
+        while let Ok(Some(m)) =
+            tokio::time::timeout(Duration::from_millis(300), advisories.next()).await
+        {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap();
+            if !m.subject.contains("PINNED") {
+                continue;
+            }
+            seen.push(json!([
+                m.subject.as_str(),
+                v["type"],
+                v["group"],
+                v["reason"]
+            ]));
+        }
+        t.push(json!(seen));
+        transcripts.push(t);
+    }
+    for (i, (ours, theirs)) in transcripts[0].iter().zip(&transcripts[1]).enumerate() {
+        assert_eq!(ours, theirs, "observation {i}");
+    }
+    assert_eq!(transcripts[0].len(), transcripts[1].len());
+}
+
+/// API accounting and the `$JS.EVENT.ADVISORY.API` audit advisory: a request counts once its
+/// reply is made (an account info does not count itself), errors count as errors, direct gets
+/// and consumer resets are not API requests, and every counted request is audited with its
+/// subject, request and reply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_audit_and_counts_match_nats_server() {
+    use futures::StreamExt;
+    let pair = start_pair();
+    let mut transcripts = Vec::new();
+    for server in [&pair.ours, &pair.theirs] {
+        let nc = connect(server).await;
+        let mut audit = nc.subscribe("$JS.EVENT.ADVISORY.API").await.unwrap();
+        nc.flush().await.unwrap();
+        let mut t = Vec::new();
+        let totals = |v: &Value| json!([v["api"]["total"], v["api"]["errors"]]);
+        t.push(totals(&api(&nc, "$JS.API.INFO", Value::Null).await));
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.D",
+            json!({"name": "D", "subjects": ["d.>"], "allow_direct": true}),
+        )
+        .await;
+        api(&nc, "$JS.API.STREAM.INFO.NOPE", Value::Null).await;
+        nc.request("d.x", "x".into()).await.unwrap();
+        nc.request("$JS.API.DIRECT.GET.D", r#"{"seq":1}"#.into())
+            .await
+            .unwrap();
+        api(
+            &nc,
+            "$JS.API.CONSUMER.CREATE.D.c",
+            json!({"stream_name": "D", "config": {"name": "c"}}),
+        )
+        .await;
+        api(&nc, "$JS.API.CONSUMER.RESET.D.c", Value::Null).await;
+        t.push(totals(&api(&nc, "$JS.API.INFO", Value::Null).await));
+        let mut seen = Vec::new();
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(300), audit.next()).await
+        {
+            let v: Value = serde_json::from_slice(&m.payload).unwrap();
+            let response: Value = serde_json::from_str(v["response"].as_str().unwrap()).unwrap();
+            seen.push(json!([
+                v["type"],
+                v["subject"],
+                v["request"],
+                v["server"].is_string(),
+                v["client"]["acc"],
+                response["type"],
+                response["error"]["err_code"],
+            ]));
+        }
+        // nats-server sends some audits from another goroutine: the order may differ.
+        seen.sort_by_key(|v| v.to_string());
+        t.push(json!(seen));
+        transcripts.push(t);
+    }
+    assert_eq!(transcripts[0], transcripts[1]);
+}

@@ -15,6 +15,8 @@ pub const DEFAULT_ACK_WAIT: i64 = 30_000_000_000;
 pub const DEFAULT_MAX_ACK_PENDING: i64 = 1000;
 /// Default `max_waiting` for pull consumers.
 pub const DEFAULT_MAX_WAITING: i64 = 512;
+/// Default `priority_timeout` of a pinned-client consumer: 2 minutes.
+pub const DEFAULT_PINNED_TTL: i64 = 120_000_000_000;
 /// Default `inactive_threshold` for ephemeral (and named non-durable) consumers: 5 s.
 pub const DEFAULT_INACTIVE_THRESHOLD: i64 = 5_000_000_000;
 /// Longest consumer name nats-server accepts.
@@ -65,6 +67,36 @@ pub enum ReplayPolicy {
     Instant,
     /// At the pace the messages were stored.
     Original,
+}
+
+/// `priority_policy`: how a pull consumer's priority group chooses among waiting requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PriorityPolicy {
+    /// No priority groups.
+    #[default]
+    None,
+    /// Requests with `min_pending` / `min_ack_pending` are served only past those marks.
+    Overflow,
+    /// One client (the pinned one, with its `Nats-Pin-Id`) gets every message until its pin
+    /// expires (`priority_timeout`) or is unpinned.
+    PinnedClient,
+    /// Requests with a lower `priority` are served first.
+    Prioritized,
+}
+
+impl PriorityPolicy {
+    fn is_none(&self) -> bool {
+        *self == PriorityPolicy::None
+    }
+}
+
+/// A priority group name: 1 to 16 of `A-Z a-z 0-9 / _ = -`.
+pub fn is_valid_group_name(name: &str) -> bool {
+    (1..=16).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'=' | b'-'))
 }
 
 fn is_zero_i64(v: &i64) -> bool {
@@ -177,9 +209,9 @@ pub struct ConsumerConfig {
     /// Pull priority groups.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub priority_groups: Vec<String>,
-    /// Priority policy (`none`, `overflow`, `pinned_client`, `prioritized`).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    pub priority_policy: String,
+    /// How the priority groups choose among waiting requests.
+    #[serde(default, skip_serializing_if = "PriorityPolicy::is_none")]
+    pub priority_policy: PriorityPolicy,
     /// Pinned client TTL, ns.
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub priority_timeout: i64,
@@ -254,11 +286,19 @@ impl ConsumerConfig {
         if !self.is_durable() && self.inactive_threshold == 0 {
             self.inactive_threshold = DEFAULT_INACTIVE_THRESHOLD;
         }
+        self.priority_timeout = self.priority_timeout.max(0);
+        if self.priority_policy == PriorityPolicy::PinnedClient && self.priority_timeout == 0 {
+            self.priority_timeout = DEFAULT_PINNED_TTL;
+        }
     }
 
     /// Adds the `_nats.*` metadata nats-server 2.15 shows in replies.
     pub fn set_server_metadata(&mut self, server_version: &str) {
-        let req_level = if self.pause_until.is_some() || !self.priority_groups.is_empty() {
+        let req_level = if self.pause_until.is_some()
+            || !self.priority_policy.is_none()
+            || self.priority_timeout != 0
+            || !self.priority_groups.is_empty()
+        {
             "1"
         } else {
             "0"
@@ -404,6 +444,29 @@ impl ConsumerConfig {
             return Err(
                 JsError::ConsumerMetadataLength.with(format_args!("{}KB", MAX_METADATA_LEN / 1024))
             );
+        }
+        if self.priority_policy.is_none() {
+            if !self.priority_groups.is_empty() {
+                return Err(JsError::ConsumerPriorityGroupWithPolicyNone.into());
+            }
+            if self.priority_timeout > 0 {
+                return Err(JsError::ConsumerPinnedTTLWithoutPriorityPolicyNone.into());
+            }
+        } else {
+            if !self.is_pull() {
+                return Err(JsError::ConsumerPushWithPriorityGroup.into());
+            }
+            if self.priority_groups.is_empty() {
+                return Err(JsError::ConsumerPriorityPolicyWithoutGroup.into());
+            }
+            for group in &self.priority_groups {
+                if group.is_empty() {
+                    return Err(JsError::ConsumerEmptyGroupName.into());
+                }
+                if !is_valid_group_name(group) {
+                    return Err(JsError::ConsumerInvalidGroupName.into());
+                }
+            }
         }
         if stream.workqueue && !self.direct {
             if self.ack_policy != AckPolicy::Explicit {
@@ -610,6 +673,9 @@ pub struct ConsumerInfo {
     pub pause_remaining: Option<u64>,
     /// When this info was taken, RFC 3339.
     pub ts: String,
+    /// Priority groups and their pinned clients.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub priority_groups: Vec<super::PriorityGroupState>,
 }
 
 /// An RFC 3339 time as ns since the epoch (times before 1970 count as 0).

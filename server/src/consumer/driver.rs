@@ -60,6 +60,7 @@ enum Event {
     },
     FlowControl(Bytes),
     Info(oneshot::Sender<ConsumerInfo>),
+    Unpin(String, oneshot::Sender<Result<(), ApiError>>),
     Stop(oneshot::Sender<Consumer>, StopReason),
     SignalShutdown(oneshot::Sender<()>),
     ResetPending,
@@ -180,6 +181,14 @@ impl ConsumerHandle {
         rx.await.ok()
     }
 
+    /// `$JS.API.CONSUMER.UNPIN`: drops `group`'s pin (10160 when the consumer has no such
+    /// group); `None` if the consumer has stopped.
+    pub async fn unpin(&self, group: &str) -> Option<Result<(), ApiError>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Event::Unpin(group.to_string(), tx)).ok()?;
+        rx.await.ok()
+    }
+
     /// The stream was purged or lost messages: recount `num_pending`.
     pub fn reset_pending(&self) {
         let _ = self.tx.send(Event::ResetPending);
@@ -233,12 +242,13 @@ impl Clock {
 /// Starts `consumer` in `account`: subscribes its API, ack and flow-control subjects and
 /// spawns its task on the current tokio runtime.
 pub fn spawn(
-    consumer: Consumer,
+    mut consumer: Consumer,
     account: Arc<Account>,
     store: Arc<dyn MessageStore>,
     host: Arc<dyn ConsumerHost>,
 ) -> Result<ConsumerHandle, SublistError> {
     let (tx, rx) = mpsc::unbounded_channel();
+    consumer.set_account(&account.name);
     let stream = consumer.stream().to_string();
     let name = consumer.name().to_string();
     let subscriptions = [
@@ -421,6 +431,9 @@ impl Task {
                 self.update_push_interest();
                 let info = self.consumer.info(&*self.store, now);
                 let _ = tx.send(info);
+            }
+            Event::Unpin(group, tx) => {
+                let _ = tx.send(self.consumer.unpin(&group, &mut self.out));
             }
             Event::Stop(tx, reason) => {
                 if reason == StopReason::Deleted {

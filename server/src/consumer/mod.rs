@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod driver;
+mod priority;
 pub mod pull;
 pub mod state;
 #[cfg(test)]
@@ -39,6 +40,7 @@ pub use config::{
     AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy, SequenceInfo,
     StreamContext,
 };
+pub use priority::PriorityGroupState;
 pub use pull::PullRequest;
 pub use state::{ConsumerState, Pending, SeqPair};
 
@@ -248,6 +250,10 @@ pub struct Consumer {
     /// End of the current pause (`pause_until` in the future), as of the last batch.
     pause_end: Option<u64>,
     push_active: bool,
+    /// Pinned-client consumers: the client holding the pin.
+    pin: Option<priority::Pin>,
+    /// The account's name, for advisories that carry it.
+    account: String,
     flow: FlowControl,
     last_push_activity: u64,
     last_delivery: u64,
@@ -333,6 +339,8 @@ impl Consumer {
             ack_deadline_hint: u64::MAX,
             pause_end: None,
             push_active: false,
+            pin: None,
+            account: String::new(),
             flow: FlowControl {
                 window: FC_MAX_PENDING / 16,
                 ..FlowControl::default()
@@ -436,6 +444,8 @@ impl Consumer {
         next.last_per_subject_max = self.last_per_subject_max;
         next.ack_deadline_hint = 0;
         next.push_active = self.push_active;
+        next.pin = self.pin.take();
+        next.account = std::mem::take(&mut self.account);
         *self = next;
     }
 
@@ -460,6 +470,11 @@ impl Consumer {
         }
         stream_seq <= self.state.delivered.stream_seq
             && !self.state.pending.contains_key(&stream_seq)
+    }
+
+    /// The account the consumer lives in (named in some advisories).
+    pub fn set_account(&mut self, name: &str) {
+        self.account = name.to_string();
     }
 
     /// Push consumers: whether anyone subscribes to the deliver subject (the driver checks).
@@ -757,6 +772,9 @@ impl Consumer {
             let text = format!("Exceeded MaxRequestMaxBytes of {}", cfg.max_bytes);
             return refuse(out, pull::status(409, &text));
         }
+        if let Err(text) = self.check_priority_group(&req, now) {
+            return refuse(out, text);
+        }
         if req.expired_on_arrival {
             return refuse(out, pull::request_timeout(req.batch, req.max_bytes));
         }
@@ -769,10 +787,15 @@ impl Consumer {
         if self.waiting.len() >= self.config.max_waiting.max(1) as usize {
             self.expire_pull_requests(now, out);
             if self.waiting.len() >= self.config.max_waiting.max(1) as usize {
-                return refuse(out, pull::status(409, "Exceeded MaxWaiting"));
+                // A client with heartbeats notices their absence and retries; a 409 would
+                // have it retry at once, in a loop (nats-server's reasoning).
+                if req.heartbeat == 0 {
+                    refuse(out, pull::status(409, "Exceeded MaxWaiting"));
+                }
+                return;
             }
         }
-        self.waiting.push_back(req);
+        self.enqueue(req);
     }
 
     /// nats-server's consumer reset (`$JS.API.CONSUMER.RESET`): delivery restarts at stream
@@ -878,9 +901,6 @@ impl Consumer {
                 exhausted = true;
                 break;
             };
-            let Some(req) = self.waiting.front() else {
-                break;
-            };
             // Size as nats-server counts it: subject + reply + headers + payload (the
             // reply's numbers are estimated, the real ones are not known yet).
             let size = (msg.subject.len()
@@ -888,35 +908,18 @@ impl Consumer {
                 + 40
                 + msg.headers.as_ref().map_or(0, |h| h.len())
                 + msg.payload.len()) as u64;
-            if req.max_bytes > 0 && size > req.max_bytes {
-                let req = self.waiting.pop_front().unwrap_or_else(|| unreachable!());
-                out.push(Outbound::Status {
-                    to: req.reply,
-                    reply: None,
-                    headers: pull::max_bytes_exceeded(req.batch, req.max_bytes),
-                });
-                frames += 1;
-                continue;
-            }
-            let deliver_to = req.reply.clone();
-            let delivery = self.commit(msg, source, deliver_to, now);
-            out.push(Outbound::Msg(delivery));
-            frames += 1;
-            let Some(req) = self.waiting.front_mut() else {
+            let before = out.len();
+            let Some(deliver_to) = self.next_waiting(size, now, out) else {
                 break;
             };
-            req.batch -= 1;
-            req.delivered += 1;
-            if req.heartbeat > 0 {
-                req.next_heartbeat = now.saturating_add(req.heartbeat);
+            frames += out.len() - before;
+            let mut delivery = self.commit(msg, source, deliver_to, now);
+            if let Some(id) = self.pin_id() {
+                let headers = with_header(delivery.headers.as_deref(), "Nats-Pin-Id", id);
+                delivery.headers = Some(headers);
             }
-            let bytes_done = req.max_bytes > 0 && {
-                req.max_bytes -= size;
-                req.max_bytes == 0
-            };
-            if req.batch == 0 || bytes_done {
-                self.waiting.pop_front();
-            }
+            out.push(Outbound::Msg(delivery));
+            frames += 1;
         }
         if exhausted {
             // End of the stream for now: no-wait requests are answered (nats-server's
@@ -1153,6 +1156,7 @@ impl Consumer {
             }
         }
         self.expire_pull_requests(now, out);
+        self.expire_pin(now, out);
         let hb = self.config.idle_heartbeat.max(0) as u64;
         if !self.config.is_pull()
             && hb > 0
@@ -1222,6 +1226,9 @@ impl Consumer {
         if let Some(end) = self.pause_end {
             t = t.min(end);
         }
+        if let Some(pin) = &self.pin {
+            t = t.min(pin.expires);
+        }
         (t != u64::MAX).then_some(t)
     }
 
@@ -1262,6 +1269,7 @@ impl Consumer {
             paused: pause_remaining.is_some(),
             pause_remaining,
             ts: config::rfc3339_ns(now),
+            priority_groups: self.priority_group_states(),
         }
     }
 }
@@ -1285,13 +1293,19 @@ pub(crate) fn first_seq_at_or_after(
 }
 
 fn headers_only(headers: Option<&[u8]>, size: usize) -> Bytes {
-    let mut h = Vec::with_capacity(headers.map_or(10, <[u8]>::len) + 32);
+    with_header(headers, "Nats-Msg-Size", itoa::Buffer::new().format(size))
+}
+
+/// A header block with `key: value` appended (a new block when there was none).
+fn with_header(headers: Option<&[u8]>, key: &str, value: &str) -> Bytes {
+    let mut h = Vec::with_capacity(headers.map_or(10, <[u8]>::len) + key.len() + value.len() + 8);
     match headers {
         Some(orig) if orig.ends_with(b"\r\n\r\n") => h.extend_from_slice(&orig[..orig.len() - 2]),
         _ => h.extend_from_slice(b"NATS/1.0\r\n"),
     }
-    h.extend_from_slice(b"Nats-Msg-Size: ");
-    h.extend_from_slice(itoa::Buffer::new().format(size).as_bytes());
+    h.extend_from_slice(key.as_bytes());
+    h.extend_from_slice(b": ");
+    h.extend_from_slice(value.as_bytes());
     h.extend_from_slice(b"\r\n\r\n");
     Bytes::from(h)
 }

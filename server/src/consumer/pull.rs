@@ -25,6 +25,29 @@ pub struct PullRequest {
     pub delivered: u64,
     /// A negative `expires`: answer 408 at once.
     pub expired_on_arrival: bool,
+    /// The priority group fields of a JSON request (`None` for an empty or numeric body).
+    pub group: Option<PriorityGroup>,
+}
+
+/// A pull request's priority group fields (nats-server's `PriorityGroup`, inlined in the
+/// request JSON).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct PriorityGroup {
+    /// The consumer's priority group the request belongs to.
+    #[serde(default)]
+    pub group: String,
+    /// Overflow: served only while the consumer has at least this many messages pending.
+    #[serde(default)]
+    pub min_pending: i64,
+    /// Overflow: served only while at least this many acks are outstanding.
+    #[serde(default)]
+    pub min_ack_pending: i64,
+    /// Pinned client: the pin id the client was given (`Nats-Pin-Id`).
+    #[serde(default)]
+    pub id: String,
+    /// Prioritized: 0 (first) to 9.
+    #[serde(default)]
+    pub priority: i64,
 }
 
 #[derive(Deserialize)]
@@ -39,11 +62,14 @@ struct PullBody {
     max_bytes: i64,
     #[serde(default)]
     idle_heartbeat: i64,
+    #[serde(flatten)]
+    group: PriorityGroup,
 }
 
 impl PullRequest {
-    /// Parses a MSG.NEXT body: empty (batch 1), a bare number (the batch) or the JSON
-    /// form. An error is the `400 Bad Request - ...` status frame to send back.
+    /// Parses a MSG.NEXT body: empty (batch 1), a bare number (the batch; anything else
+    /// means 1, as on nats-server) or the JSON form. An error is the `400 Bad Request - ...`
+    /// status frame to send back.
     pub fn parse(reply: Bytes, body: &[u8], now: u64) -> Result<PullRequest, Vec<u8>> {
         let body = body.trim_ascii();
         let mut req = PullRequest {
@@ -56,6 +82,7 @@ impl PullRequest {
             next_heartbeat: u64::MAX,
             delivered: 0,
             expired_on_arrival: false,
+            group: None,
         };
         if body.is_empty() {
             return Ok(req);
@@ -64,12 +91,16 @@ impl PullRequest {
             let n = std::str::from_utf8(body)
                 .ok()
                 .and_then(|s| s.parse::<i64>().ok())
-                .ok_or_else(|| status(400, "Bad Request - invalid batch size"))?;
+                .unwrap_or(1);
             req.batch = n.max(1) as u64;
             return Ok(req);
         }
         let parsed: PullBody = crate::json::from_request(body)
             .map_err(|e| status(400, &format!("Bad Request - {e}")))?;
+        if parsed.idle_heartbeat > 0 && parsed.idle_heartbeat.saturating_mul(2) > parsed.expires {
+            return Err(status(400, "Bad Request - heartbeat value too large"));
+        }
+        req.group = Some(parsed.group);
         req.batch = parsed.batch.max(1) as u64;
         req.max_bytes = parsed.max_bytes.max(0) as u64;
         req.no_wait = parsed.no_wait;
@@ -113,6 +144,12 @@ pub fn consumer_deleted() -> Vec<u8> {
 /// the server going down.
 pub fn server_shutdown(msgs: u64, bytes: u64) -> Vec<u8> {
     status_with_pending(409, "Server Shutdown", msgs, bytes)
+}
+
+/// `NATS/1.0 423 Nats-Wrong-Pin-Id` with the counts still owed: the request carries a pin id
+/// that is not (or no longer) the pinned client's.
+pub fn wrong_pin_id(msgs: u64, bytes: u64) -> Vec<u8> {
+    status_with_pending(423, "Nats-Wrong-Pin-Id", msgs, bytes)
 }
 
 /// `NATS/1.0 404 No Messages`.

@@ -80,6 +80,91 @@ fn ack(c: &mut Consumer, d: &Delivery, body: &str, now: u64) -> AckOutcome {
     c.process_ack(&tokens, &parse_ack_body(body.as_bytes()), now, &mut out)
 }
 
+fn priority_consumer(policy: config::PriorityPolicy, s: &MemStore) -> Consumer {
+    let mut c = ConsumerConfig {
+        durable_name: "w".into(),
+        ack_policy: AckPolicy::Explicit,
+        priority_policy: policy,
+        priority_groups: vec!["A".into()],
+        ..Default::default()
+    };
+    c.apply_defaults(0);
+    c.validate(&ctx()).unwrap();
+    Consumer::new("S", "w", c, s, T0)
+}
+
+fn pull_to(c: &mut Consumer, s: &MemStore, reply: &str, body: &str, now: u64) -> Vec<Outbound> {
+    let mut out = Vec::new();
+    c.add_pull_request(pull(reply, body, now), s, now, &mut out);
+    c.next_batch(s, now, &mut out);
+    out
+}
+
+#[test]
+fn pinned_client_gets_everything_until_unpinned() {
+    let s = store_with(&["a", "a", "a", "a"]);
+    let mut c = priority_consumer(config::PriorityPolicy::PinnedClient, &s);
+    let out = pull_to(&mut c, &s, "one", r#"{"batch":1,"group":"A"}"#, T0);
+    let d = msgs(&out)[0];
+    let h = String::from_utf8_lossy(d.headers.as_deref().unwrap()).into_owned();
+    let id = h.split("Nats-Pin-Id: ").nth(1).unwrap().trim().to_string();
+    // Another client waits; a wrong id is refused; the pinned one is served.
+    let waiting = pull_to(
+        &mut c,
+        &s,
+        "two",
+        r#"{"batch":1,"group":"A","expires":9000000000}"#,
+        T0,
+    );
+    assert!(msgs(&waiting).is_empty());
+    let wrong = pull_to(
+        &mut c,
+        &s,
+        "x",
+        r#"{"batch":1,"group":"A","id":"nope"}"#,
+        T0,
+    );
+    assert_eq!(
+        statuses(&wrong),
+        ["NATS/1.0 423 Nats-Pin-Id mismatch\r\n\r\n"]
+    );
+    let body = format!(r#"{{"batch":1,"group":"A","id":"{id}"}}"#);
+    let again = pull_to(&mut c, &s, "one", &body, T0);
+    assert_eq!(msgs(&again)[0].deliver_to, "one");
+    // Unpinned: the waiting client is pinned next, with a new id.
+    let mut out = Vec::new();
+    c.unpin("A", &mut out).unwrap();
+    c.next_batch(&s, T0, &mut out);
+    let d = msgs(&out)[0];
+    assert_eq!(d.deliver_to, "two");
+    assert!(!String::from_utf8_lossy(d.headers.as_deref().unwrap()).contains(&id));
+    assert!(c.unpin("B", &mut out).is_err());
+}
+
+#[test]
+fn overflow_waits_for_its_mark_and_prioritized_serves_low_numbers_first() {
+    let s = store_with(&["a", "a"]);
+    let mut c = priority_consumer(config::PriorityPolicy::Overflow, &s);
+    let body = r#"{"batch":1,"group":"A","min_pending":3,"expires":9000000000}"#;
+    assert!(msgs(&pull_to(&mut c, &s, "o", body, T0)).is_empty());
+    let body = r#"{"batch":1,"group":"A","min_pending":2}"#;
+    assert_eq!(msgs(&pull_to(&mut c, &s, "p", body, T0)).len(), 1);
+
+    let s = store_with(&[]);
+    let mut c = priority_consumer(config::PriorityPolicy::Prioritized, &s);
+    let mut out = Vec::new();
+    for (reply, p) in [("low", 5), ("high", 0)] {
+        let body = format!(r#"{{"batch":2,"group":"A","priority":{p},"expires":9000000000}}"#);
+        c.add_pull_request(pull(reply, &body, T0), &s, T0, &mut out);
+    }
+    for _ in 0..3 {
+        s.store_msg(b"a", None, b"m", 0).unwrap();
+    }
+    c.next_batch(&s, T0, &mut out);
+    let to: Vec<_> = msgs(&out).iter().map(|d| d.deliver_to.clone()).collect();
+    assert_eq!(to, ["high", "high", "low"]);
+}
+
 #[test]
 fn reset_moves_delivery_and_forgets_pending() {
     let s = store_with(&["a", "a", "a", "a", "a"]);

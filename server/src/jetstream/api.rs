@@ -59,7 +59,7 @@ fn error_reply(kind: &str, err: &ApiError) -> Vec<u8> {
 /// tokens. The patterns are the subjects nats-server subscribes, so a request with the wrong
 /// number of tokens gets no reply from either server.
 pub(crate) fn classify(op: &str) -> Option<(&'static str, &str)> {
-    const OPS: [(&str, &str); 20] = [
+    const OPS: [(&str, &str); 21] = [
         ("INFO", "account_info"),
         ("CONSUMER.DURABLE.CREATE.*.*", "consumer_durable_create"),
         ("CONSUMER.CREATE.*", "consumer_create"),
@@ -69,6 +69,7 @@ pub(crate) fn classify(op: &str) -> Option<(&'static str, &str)> {
         ("CONSUMER.NAMES.*", "consumer_names"),
         ("CONSUMER.LIST.*", "consumer_list"),
         ("CONSUMER.PAUSE.*.*", "consumer_pause"),
+        ("CONSUMER.UNPIN.*.*", "consumer_unpin"),
         ("STREAM.CREATE.*", "stream_create"),
         ("STREAM.UPDATE.*", "stream_update"),
         ("STREAM.INFO.*", "stream_info"),
@@ -95,8 +96,6 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
     let op = req.subject.strip_prefix("$JS.API.")?;
     let (kind, arg) = classify(op)?;
     let jsa = &req.account;
-    js.api_total.fetch_add(1, Ordering::Relaxed);
-    jsa.api_total.fetch_add(1, Ordering::Relaxed);
     if kind == "direct_get" {
         return Some(direct_get(jsa, arg, &req.payload, &req.reply));
     }
@@ -121,9 +120,14 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
             "consumer_names" => consumers::names(jsa, arg, &req.payload, false),
             "consumer_list" => consumers::names(jsa, arg, &req.payload, true),
             "consumer_pause" => consumers::pause(jsa, arg, &req.payload),
+            "consumer_unpin" => consumers::unpin(jsa, arg, &req.payload),
             _ => return None,
         }
     };
+    // Counted as the reply leaves, as nats-server does: an account info reply does not
+    // count its own request yet.
+    js.api_total.fetch_add(1, Ordering::Relaxed);
+    jsa.api_total.fetch_add(1, Ordering::Relaxed);
     Some(match result {
         Ok(body) => (None, body),
         Err(err) => {
@@ -137,6 +141,49 @@ pub(crate) fn handle(js: &JetStream, req: &ApiRequest) -> Option<Reply> {
             (None, error_reply(kind, &err))
         }
     })
+}
+
+/// `$JS.EVENT.ADVISORY.API`: the audit advisory nats-server sends after every API reply,
+/// built only when someone listens. `response` is the reply just sent.
+pub(crate) fn audit(js: &JetStream, req: &ApiRequest, response: &[u8]) {
+    const SUBJECT: &[u8] = b"$JS.EVENT.ADVISORY.API";
+    let account = &req.account.account;
+    if account.sublist.match_subject(SUBJECT).is_empty() {
+        return;
+    }
+    #[derive(Serialize)]
+    struct Client<'a> {
+        acc: &'a str,
+        server: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Audit<'a> {
+        #[serde(rename = "type")]
+        kind: &'static str,
+        id: String,
+        timestamp: String,
+        server: &'a str,
+        client: Client<'a>,
+        subject: &'a str,
+        #[serde(skip_serializing_if = "str::is_empty")]
+        request: &'a str,
+        response: &'a str,
+    }
+    let body = Audit {
+        kind: "io.nats.jetstream.advisory.v1.api_audit",
+        id: super::advisory_id(),
+        timestamp: now(),
+        server: &js.server_name,
+        client: Client {
+            acc: &account.name,
+            server: &js.server_name,
+        },
+        subject: &req.subject,
+        request: &String::from_utf8_lossy(&req.payload),
+        response: &String::from_utf8_lossy(response),
+    };
+    let payload = serde_json::to_vec(&body).unwrap_or_default();
+    route::publish(account, SUBJECT, None, None, &payload);
 }
 
 type ApiResult = Result<Vec<u8>, ApiError>;

@@ -23,7 +23,7 @@ use super::config::Retention;
 use super::stream::Stream;
 use super::{action_advisory, pause_advisory, JetStream, JsAccount};
 use crate::consumer::config::{
-    check_workqueue_partition, generate_name, parse_rfc3339_ns, rfc3339_ns,
+    check_workqueue_partition, generate_name, is_valid_group_name, parse_rfc3339_ns, rfc3339_ns,
 };
 use crate::consumer::driver::{self, ConsumerHandle, ConsumerHost, StopReason};
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerState, StreamContext};
@@ -771,6 +771,37 @@ pub(crate) fn pause(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8
         body["pause_remaining"] = (t - now).into();
     }
     Ok(typed("consumer_pause", &body))
+}
+
+#[derive(Deserialize)]
+struct UnpinRequest {
+    #[serde(default)]
+    group: String,
+}
+
+/// `$JS.API.CONSUMER.UNPIN.<stream>.<consumer>`: a pinned-client consumer's group loses its
+/// pin (nats-server's order of checks).
+pub(crate) fn unpin(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let req: UnpinRequest = if payload.trim_ascii().is_empty() {
+        return Err(JsError::InvalidJSON.with("unexpected end of JSON input"));
+    } else {
+        crate::json::from_request(payload).map_err(|e| JsError::InvalidJSON.with(e))?
+    };
+    if req.group.is_empty() {
+        return Err(JsError::InvalidJSON.with("consumer group not specified"));
+    }
+    if !is_valid_group_name(&req.group) {
+        return Err(JsError::ConsumerInvalidGroupName.into());
+    }
+    let (stream, name) = stream_and_consumer(jsa, arg)?;
+    let entry = stream
+        .consumers
+        .get(name)
+        .ok_or(JsError::ConsumerNotFound)?;
+    block_on(&stream.consumers.rt, entry.handle.unpin(&req.group))
+        .flatten()
+        .ok_or(JsError::ConsumerNotFound)??;
+    Ok(typed("consumer_unpin", &serde_json::json!({})))
 }
 
 /// `$JS.API.CONSUMER.DELETE.<stream>.<consumer>`.

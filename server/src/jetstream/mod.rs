@@ -210,7 +210,6 @@ pub(crate) struct ApiRequest {
 struct ApiHandler {
     tx: SyncSender<ApiRequest>,
     account: Mutex<Weak<JsAccount>>,
-    server_api_total: Arc<AtomicU64>,
 }
 
 impl InternalHandler for ApiHandler {
@@ -238,9 +237,8 @@ impl InternalHandler for ApiHandler {
             .filter(|arg| !arg.is_empty())
         {
             // A direct get only reads the store: answered on the requester's own task, its
-            // reply leaves with the requester's batch (no API-thread or writer wake-up).
-            self.server_api_total.fetch_add(1, Ordering::Relaxed);
-            account.api_total.fetch_add(1, Ordering::Relaxed);
+            // reply leaves with the requester's batch (no API-thread or writer wake-up). Like
+            // nats-server, direct gets are not counted as API requests.
             let arg = String::from_utf8_lossy(arg);
             let (headers, body) = api::direct_get(&account, &arg, msg.payload, reply);
             route::publish_into(
@@ -484,6 +482,7 @@ impl JetStream {
                     headers.as_deref(),
                     &body,
                 );
+                api::audit(&self, &req, &body);
             }
         }
     }
@@ -553,7 +552,6 @@ impl JetStream {
         let handler = Arc::new(ApiHandler {
             tx: self.api_tx.clone(),
             account: Mutex::new(Weak::new()),
-            server_api_total: self.api_total.clone(),
         });
         let jsa = Arc::new(JsAccount {
             name: account.name.clone(),
@@ -887,7 +885,7 @@ pub(crate) fn pause_advisory(jsa: &JsAccount, stream: &str, consumer: &str, unti
 }
 
 /// An advisory's `id`: random, nuid-length like nats-server's.
-fn advisory_id() -> String {
+pub(crate) fn advisory_id() -> String {
     use crate::consumer::config::generate_name;
     generate_name() + &generate_name() + &generate_name()
 }
