@@ -257,6 +257,8 @@ js_errors! {
     StreamRollupFailed = (500, 10111, "{err}");
     /// `JSConsumerInvalidDeliverSubject`
     ConsumerInvalidDeliverSubject = (400, 10112, "invalid push consumer deliver subject");
+    /// `JSStreamMaxBytesRequired`
+    StreamMaxBytesRequired = (400, 10113, "account requires a stream config to have max bytes set");
     /// `JSConsumerMaxRequestBatchNegativeErr`
     ConsumerMaxRequestBatchNegative = (400, 10114, "consumer max request batch needs to be > 0");
     /// `JSConsumerMaxRequestExpiresTooSmall`
@@ -265,6 +267,8 @@ js_errors! {
     ConsumerMaxDeliverBackoff = (400, 10116, "max deliver is required to be > length of backoff values");
     /// `JSConsumerMaxPendingAckExcessErrF`
     ConsumerMaxPendingAckExcess = (400, 10121, "consumer max ack pending exceeds system limit of {limit}");
+    /// `JSStreamMaxStreamBytesExceeded`
+    StreamMaxStreamBytesExceeded = (400, 10122, "stream max bytes exceeds account limit max stream bytes");
     /// `JSConsumerReplicasExceedsStream`
     ConsumerReplicasExceedsStream = (400, 10126, "consumer config replica count exceeds parent stream");
     /// `JSConsumerNameContainsPathSeparatorsErr`
@@ -337,6 +341,18 @@ js_errors! {
     MessageTTLInvalid = (400, 10165, "invalid per-message TTL");
     /// `JSMessageTTLDisabledErr`
     MessageTTLDisabled = (400, 10166, "per-message TTL is disabled");
+    /// `JSMessageIncrDisabledErr`
+    MessageIncrDisabled = (400, 10168, "message counters is disabled");
+    /// `JSMessageIncrMissingErr`
+    MessageIncrMissing = (400, 10169, "message counter increment is missing");
+    /// `JSMessageIncrPayloadErr`
+    MessageIncrPayload = (400, 10170, "message counter has payload");
+    /// `JSMessageIncrInvalidErr`
+    MessageIncrInvalid = (400, 10171, "message counter increment is invalid");
+    /// `JSMessageCounterBrokenErr`
+    MessageCounterBroken = (400, 10172, "message counter is broken");
+    /// `JSMirrorWithCountersErr`
+    MirrorWithCounters = (400, 10173, "stream mirrors can not also calculate counters");
     /// `JSAtomicPublishDisabledErr`
     AtomicPublishDisabled = (400, 10174, "atomic publish is disabled");
     /// `JSAtomicPublishMissingSeqErr`

@@ -744,11 +744,16 @@ async fn priority_groups_match_nats_server() {
         let high_got = frames(&mut high, 2, Duration::from_secs(3)).await;
         let low_got = frames(&mut low, 1, Duration::from_secs(3)).await;
         t.push(json!([high_got, low_got]));
-        // The advisories, in order, without ids and times.
+        // The advisories, in order, without ids and times: up to the lapse of `t`'s pin (a
+        // few hundred ms after it was pinned), then whatever else comes soon after.
         let mut seen = Vec::new();
         use futures::StreamExt;
-        while let Ok(Some(m)) =
-            tokio::time::timeout(Duration::from_millis(300), advisories.next()).await
+        let lapsed = |seen: &Vec<Value>| seen.iter().any(|a| a[3] == "timeout");
+        while let Ok(Some(m)) = tokio::time::timeout(
+            Duration::from_millis(if lapsed(&seen) { 300 } else { 3000 }),
+            advisories.next(),
+        )
+        .await
         {
             let v: Value = serde_json::from_slice(&m.payload).unwrap();
             if !m.subject.contains("PINNED") {
@@ -826,4 +831,206 @@ async fn api_audit_and_counts_match_nats_server() {
         transcripts.push(t);
     }
     assert_eq!(transcripts[0], transcripts[1]);
+}
+
+/// Counter streams (`allow_msg_counter`): totals in PubAcks (`val`) and stored messages, the
+/// publish errors (10168-10171) and the config rules, against nats-server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counters_match_nats_server() {
+    let pair = start_pair();
+    let stream = |name: &str, extra: Value| {
+        let mut cfg = json!({"name": name, "subjects": [format!("{}.>", name.to_lowercase())],
+            "allow_msg_counter": true});
+        for (k, v) in extra.as_object().unwrap() {
+            cfg[k] = v.clone();
+        }
+        (format!("$JS.API.STREAM.CREATE.{name}"), cfg)
+    };
+    let requests = vec![
+        stream("C", json!({})),
+        stream("N", json!({"discard": "new"})),
+        stream("T", json!({"allow_msg_ttl": true})),
+        stream("I", json!({"retention": "interest"})),
+        stream("P", json!({"allow_msg_counter": false})),
+        (
+            "$JS.API.STREAM.UPDATE.C".to_string(),
+            json!({"name": "C", "subjects": ["c.>"]}),
+        ),
+    ];
+    same_errors(&pair, &requests).await;
+    let mut transcripts = Vec::new();
+    for server in [&pair.ours, &pair.theirs] {
+        let nc = connect(server).await;
+        let mut t = Vec::new();
+        for (subject, incr, payload, extra) in [
+            ("c.x", Some("5"), "", None),
+            ("c.x", Some("3"), "", None),
+            ("c.x", Some("-10"), "", None),
+            ("c.y", Some("123456789012345678901234567890"), "", None),
+            ("c.x", Some("1"), "body", None),
+            ("c.x", Some("x"), "", None),
+            ("c.x", None, "", None),
+            (
+                "c.x",
+                Some("1"),
+                "",
+                Some(("Nats-Expected-Last-Sequence", "3")),
+            ),
+            ("p.x", Some("1"), "", None),
+        ] {
+            let mut headers = async_nats::HeaderMap::new();
+            if let Some(incr) = incr {
+                headers.insert("Nats-Incr", incr);
+            }
+            if let Some((k, v)) = extra {
+                headers.insert(k, v);
+            }
+            let ack = nc
+                .request_with_headers(subject.to_string(), headers, payload.to_string().into())
+                .await
+                .unwrap();
+            t.push(serde_json::from_slice::<Value>(&ack.payload).unwrap());
+        }
+        let info = api(&nc, "$JS.API.STREAM.INFO.C", Value::Null).await;
+        t.push(json!([
+            info["config"]["allow_msg_counter"],
+            info["config"]["metadata"]["_nats.req.level"],
+            info["state"]["messages"]
+        ]));
+        let last = api(
+            &nc,
+            "$JS.API.STREAM.MSG.GET.C",
+            json!({"last_by_subj": "c.x"}),
+        )
+        .await;
+        t.push(last["message"]["data"].clone());
+        transcripts.push(t);
+    }
+    for (i, (ours, theirs)) in transcripts[0].iter().zip(&transcripts[1]).enumerate() {
+        assert_eq!(ours, theirs, "observation {i}");
+    }
+}
+
+/// A stream's `consumer_limits` are the defaults and ceilings of its consumers, and an update
+/// that would leave a consumer above them is refused (10069), as on nats-server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_consumer_limits_match_nats_server() {
+    let pair = start_pair();
+    let limits = json!({"max_ack_pending": 10, "inactive_threshold": 2_000_000_000u64});
+    let create = |name: &str, config: Value| {
+        (
+            format!("$JS.API.CONSUMER.CREATE.L.{name}"),
+            json!({"stream_name": "L", "config": config}),
+        )
+    };
+    let requests = vec![
+        (
+            "$JS.API.STREAM.CREATE.L".to_string(),
+            json!({"name": "L", "subjects": ["l.>"], "consumer_limits": limits}),
+        ),
+        create("a", json!({"name": "a", "ack_policy": "explicit"})),
+        create(
+            "b",
+            json!({"name": "b", "max_ack_pending": 20, "ack_policy": "explicit"}),
+        ),
+        create(
+            "c",
+            json!({"name": "c", "inactive_threshold": 5_000_000_000u64}),
+        ),
+        // Only `a` exceeds the update's limit (nats-server lists several in map order).
+        create(
+            "d",
+            json!({"durable_name": "d", "ack_policy": "explicit", "max_ack_pending": 3}),
+        ),
+        (
+            "$JS.API.STREAM.UPDATE.L".to_string(),
+            json!({"name": "L", "subjects": ["l.>"], "consumer_limits": {"max_ack_pending": 5}}),
+        ),
+    ];
+    same_errors(&pair, &requests).await;
+    for server in [&pair.ours, &pair.theirs] {
+        let nc = connect(server).await;
+        let a = api(&nc, "$JS.API.CONSUMER.INFO.L.a", Value::Null).await;
+        assert_eq!(a["config"]["max_ack_pending"], 10, "{a}");
+        assert_eq!(a["config"]["inactive_threshold"], 2_000_000_000u64, "{a}");
+    }
+}
+
+const LIMITS_CONF: &str = r#"
+host: 127.0.0.1
+port: @PORT@
+jetstream { store_dir: "@DIR@", domain: "hub" }
+no_auth_user: u
+accounts {
+  A {
+    users: [{ user: u }]
+    jetstream {
+      max_mem: 64MB, max_file: 32MB, max_streams: 10, max_consumers: 20, max_ack_pending: 100,
+      memory_max_stream_bytes: 2048, store_max_stream_bytes: 4096, max_stream_bytes: true
+    }
+  }
+}
+"#;
+
+/// Account limits beyond the quotas (`max_bytes` required and capped per stream, the
+/// `max_ack_pending` ceiling), the JetStream domain in account info and its API prefix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn account_limits_and_domain_match_nats_server() {
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let reference = reference_bin();
+    let mut transcripts = Vec::new();
+    for (bin, dir) in [
+        (js_server::natsd(), dirs[0].path()),
+        (reference.to_str().unwrap(), dirs[1].path()),
+    ] {
+        let port = js_server::free_port();
+        let conf = LIMITS_CONF
+            .replace("@PORT@", &port.to_string())
+            .replace("@DIR@", dir.to_str().unwrap());
+        let path = dir.join("limits.conf");
+        std::fs::write(&path, conf).unwrap();
+        let server = js_server::spawn(bin, &["-c".to_string(), path.display().to_string()]);
+        let nc = connect(&server).await;
+        let mut t = Vec::new();
+        for (subject, body) in [
+            ("$JS.API.STREAM.CREATE.S", json!({"name": "S"})),
+            (
+                "$JS.API.STREAM.CREATE.S",
+                json!({"name": "S", "max_bytes": 65536}),
+            ),
+            (
+                "$JS.API.STREAM.CREATE.S",
+                json!({"name": "S", "max_bytes": 4096, "storage": "memory"}),
+            ),
+            (
+                "$JS.API.STREAM.CREATE.S",
+                json!({"name": "S", "max_bytes": 128}),
+            ),
+            (
+                "$JS.API.CONSUMER.CREATE.S.c",
+                json!({"stream_name": "S", "config": {"name": "c", "max_ack_pending": 200, "ack_policy": "explicit"}}),
+            ),
+            (
+                "$JS.API.CONSUMER.CREATE.S.d",
+                json!({"stream_name": "S", "config": {"name": "d", "ack_policy": "explicit"}}),
+            ),
+            ("$JS.hub.API.STREAM.INFO.S", Value::Null),
+            ("$JS.API.STREAM.LIST", Value::Null),
+            ("$JS.API.INFO", Value::Null),
+        ] {
+            let v = api(&nc, subject, body).await;
+            t.push(json!([
+                v["type"],
+                comparable_error(&v["error"]),
+                v["config"]["max_ack_pending"],
+                v["domain"],
+                v["limits"],
+                v["streams"][0]["domain"],
+            ]));
+        }
+        transcripts.push(t);
+    }
+    for (i, (ours, theirs)) in transcripts[0].iter().zip(&transcripts[1]).enumerate() {
+        assert_eq!(ours, theirs, "observation {i}");
+    }
 }

@@ -168,22 +168,10 @@ const ACCOUNT: &[Unsupported] = &[
     ignored(&["msg_trace", "trace_dest"], "message tracing"),
 ];
 
-const ACCOUNT_JETSTREAM: &[Unsupported] = &[
-    refused(
-        &[
-            "max_bytes_required",
-            "max_stream_bytes",
-            "max_bytes",
-            "mem_max_stream_bytes",
-            "memory_max_stream_bytes",
-            "disk_max_stream_bytes",
-            "store_max_stream_bytes",
-            "max_ack_pending",
-        ],
-        "account JetStream limit",
-    ),
-    ignored(&["cluster_traffic"], "clustering; natsd runs a single node"),
-];
+const ACCOUNT_JETSTREAM: &[Unsupported] = &[ignored(
+    &["cluster_traffic"],
+    "clustering; natsd runs a single node",
+)];
 
 const ACCOUNT_LIMITS: &[Unsupported] = &[ignored(
     &["max_leafnodes", "max_leafs"],
@@ -192,7 +180,6 @@ const ACCOUNT_LIMITS: &[Unsupported] = &[ignored(
 
 const JETSTREAM: &[Unsupported] = &[
     refused(&["strict"], "JetStream API strictness"),
-    refused(&["domain"], "JetStream domains"),
     refused(
         &[
             "key",
@@ -1049,6 +1036,16 @@ fn account_jetstream(cx: &mut Ctx, e: &Entry) -> Option<AccountJetStreamLimits> 
                     "max_consumers" | "consumers" => {
                         l.max_consumers = cx.int(k).unwrap_or(l.max_consumers)
                     }
+                    "max_bytes_required" | "max_stream_bytes" | "max_bytes" => {
+                        l.max_bytes_required = cx.boolean(k).unwrap_or(l.max_bytes_required)
+                    }
+                    "mem_max_stream_bytes" | "memory_max_stream_bytes" => {
+                        l.memory_max_stream_bytes = cx.int(k).unwrap_or(l.memory_max_stream_bytes)
+                    }
+                    "disk_max_stream_bytes" | "store_max_stream_bytes" => {
+                        l.storage_max_stream_bytes = cx.int(k).unwrap_or(l.storage_max_stream_bytes)
+                    }
+                    "max_ack_pending" => l.max_ack_pending = cx.int(k).unwrap_or(l.max_ack_pending),
                     _ if cx.unsupported(k, ACCOUNT_JETSTREAM) => {}
                     _ => cx.unknown(k),
                 }
@@ -1266,6 +1263,25 @@ fn jetstream(cx: &mut Ctx, e: &Entry) -> Option<JetStreamConfig> {
                     }
                     "max_file_store" | "max_file" => {
                         js.max_store = cx.storage_size(k, "max_file_store").unwrap_or(js.max_store)
+                    }
+                    "domain" => {
+                        js.domain = cx.string(k).filter(|d| !d.is_empty());
+                        if let Some(d) = &js.domain {
+                            let api = format!("$JS.{d}.API.>");
+                            if !crate::subject::is_valid_subject(api.as_bytes()) {
+                                cx.err(
+                                    &k.key_span,
+                                    format!(
+                                        "invalid domain name: derived {api:?} is not a valid subject"
+                                    ),
+                                );
+                            } else if d.contains(['.', '*', '>']) {
+                                cx.err(
+                                    &k.key_span,
+                                    "invalid domain name: may not contain ., * or >".to_string(),
+                                );
+                            }
+                        }
                     }
                     "sync_interval" | "sync" => match &k.value.value {
                         Value::Str(s) if s.eq_ignore_ascii_case("always") => {

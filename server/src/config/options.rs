@@ -261,6 +261,14 @@ pub struct AccountJetStreamLimits {
     pub max_store: i64,
     pub max_streams: i64,
     pub max_consumers: i64,
+    /// Highest `max_ack_pending` a consumer may have (and the default's ceiling).
+    pub max_ack_pending: i64,
+    /// Largest `max_bytes` a memory stream may reserve.
+    pub memory_max_stream_bytes: i64,
+    /// Largest `max_bytes` a file stream may reserve.
+    pub storage_max_stream_bytes: i64,
+    /// Streams must set `max_bytes`.
+    pub max_bytes_required: bool,
 }
 
 impl Default for AccountJetStreamLimits {
@@ -270,6 +278,10 @@ impl Default for AccountJetStreamLimits {
             max_store: -1,
             max_streams: -1,
             max_consumers: -1,
+            max_ack_pending: -1,
+            memory_max_stream_bytes: -1,
+            storage_max_stream_bytes: -1,
+            max_bytes_required: false,
         }
     }
 }
@@ -327,6 +339,8 @@ pub struct JetStreamConfig {
     pub sync_interval: Option<Duration>,
     /// `sync_interval: always`.
     pub sync_always: bool,
+    /// `domain`: the JetStream domain; its API is also served on `$JS.<domain>.API.>`.
+    pub domain: Option<String>,
 }
 
 impl Default for JetStreamConfig {
@@ -337,6 +351,7 @@ impl Default for JetStreamConfig {
             max_store: -1,
             sync_interval: None,
             sync_always: false,
+            domain: None,
         }
     }
 }

@@ -688,6 +688,21 @@ fn accounts_small_forms() {
             max_payload: -1
         }
     );
+    let o = ok("accounts { A { jetstream: { max_ack_pending: 100, memory_max_stream_bytes: 2k, store_max_stream_bytes: 4k, max_stream_bytes: true } } }\n");
+    assert_eq!(
+        o.accounts[0].jetstream,
+        Some(AccountJetStreamLimits {
+            max_ack_pending: 100,
+            memory_max_stream_bytes: 2000,
+            storage_max_stream_bytes: 4000,
+            max_bytes_required: true,
+            ..AccountJetStreamLimits::default()
+        })
+    );
+    let o = ok("jetstream { domain: hub }\n");
+    assert_eq!(o.jetstream.unwrap().domain.as_deref(), Some("hub"));
+    let e = err("jetstream { domain: \"a.b\" }\n");
+    assert!(e.iter().any(|m| m.contains("invalid domain name")), "{e:?}");
     let o = ok("accounts { A { jetstream: { mem: 1k, disk: 2k, streams: 3, consumers: 4 }, default_permissions: { publish: \"p.>\" }, users: [{user: x, password: y}] } }\n");
     assert_eq!(
         o.accounts[0].jetstream,
@@ -695,7 +710,8 @@ fn accounts_small_forms() {
             max_memory: 1000,
             max_store: 2000,
             max_streams: 3,
-            max_consumers: 4
+            max_consumers: 4,
+            ..AccountJetStreamLimits::default()
         })
     );
     assert_eq!(
@@ -863,7 +879,8 @@ fn example_8_2_jetstream() {
             max_memory: 67_108_864,
             max_store: 1_073_741_824,
             max_streams: 10,
-            max_consumers: 100
+            max_consumers: 100,
+            ..AccountJetStreamLimits::default()
         })
     );
     assert_eq!(

@@ -228,8 +228,12 @@ pub struct StreamContext<'a> {
     pub interest_or_workqueue: bool,
     /// The stream's `num_replicas`.
     pub replicas: i64,
-    /// Account/server `max_ack_pending` limit (0 = none).
+    /// Account/server `max_ack_pending` limit (0 or less = none).
     pub max_ack_pending_limit: i64,
+    /// The stream's `consumer_limits.max_ack_pending` (0 = none).
+    pub stream_max_ack_pending: i64,
+    /// The stream's `consumer_limits.inactive_threshold`, ns (0 = none).
+    pub stream_inactive_threshold: i64,
 }
 
 impl ConsumerConfig {
@@ -252,9 +256,10 @@ impl ConsumerConfig {
         }
     }
 
-    /// Fills in what nats-server fills in (`setConsumerConfigDefaults`), plus the 5 s
+    /// Fills in what nats-server fills in (`setConsumerConfigDefaults`: the stream's
+    /// `consumer_limits` first, then the account's `max_ack_pending`), plus the 5 s
     /// `inactive_threshold` of non-durables. Call before [`ConsumerConfig::validate`].
-    pub fn apply_defaults(&mut self, max_ack_pending_limit: i64) {
+    pub fn apply_defaults(&mut self, stream: &StreamContext<'_>) {
         if self.max_deliver == 0 || self.max_deliver < -1 {
             self.max_deliver = -1;
         }
@@ -276,9 +281,16 @@ impl ConsumerConfig {
         if let Some(&first) = self.backoff.first() {
             self.ack_wait = first;
         }
+        if self.max_ack_pending == 0 {
+            self.max_ack_pending = stream.stream_max_ack_pending.max(0);
+        }
+        if self.inactive_threshold == 0 {
+            self.inactive_threshold = stream.stream_inactive_threshold.max(0);
+        }
         if self.max_ack_pending == 0 && self.ack_policy != AckPolicy::None {
-            self.max_ack_pending = if max_ack_pending_limit > 0 {
-                DEFAULT_MAX_ACK_PENDING.min(max_ack_pending_limit)
+            let limit = stream.max_ack_pending_limit;
+            self.max_ack_pending = if limit > 0 {
+                DEFAULT_MAX_ACK_PENDING.min(limit)
             } else {
                 DEFAULT_MAX_ACK_PENDING
             };
@@ -395,6 +407,16 @@ impl ConsumerConfig {
         }
         if stream.max_ack_pending_limit > 0 && self.max_ack_pending > stream.max_ack_pending_limit {
             return Err(JsError::ConsumerMaxPendingAckExcess.with(stream.max_ack_pending_limit));
+        }
+        if stream.stream_max_ack_pending > 0 && self.max_ack_pending > stream.stream_max_ack_pending
+        {
+            return Err(JsError::ConsumerMaxPendingAckExcess.with(stream.stream_max_ack_pending));
+        }
+        if stream.stream_inactive_threshold > 0
+            && self.inactive_threshold > stream.stream_inactive_threshold
+        {
+            return Err(JsError::ConsumerInactiveThresholdExcess
+                .with(go_duration(stream.stream_inactive_threshold)));
         }
         if self.direct {
             if self.is_pull() {

@@ -29,6 +29,11 @@ use crate::sublist::SublistError;
 const EVENTS_PER_TURN: usize = 512;
 /// How often dirty state is saved to the consumer store.
 const SAVE_INTERVAL: Duration = Duration::from_secs(1);
+/// A push consumer without a subscriber on its deliver subject looks again after this long,
+/// doubling up to [`INTEREST_POLL_MAX`]: clients subscribe right after creating the consumer,
+/// and the sublist has no interest notifications (nats-server's has).
+const INTEREST_POLL_MIN: Duration = Duration::from_millis(1);
+const INTEREST_POLL_MAX: Duration = Duration::from_millis(250);
 
 /// What the stream layer provides to a running consumer.
 pub trait ConsumerHost: Send + Sync + 'static {
@@ -293,6 +298,7 @@ pub fn spawn(
         acked: Vec::new(),
         inactive_since: None,
         last_save: Instant::now(),
+        interest_poll: INTEREST_POLL_MIN,
     };
     tokio::spawn(task.run());
     Ok(ConsumerHandle { tx, notify, name })
@@ -311,6 +317,8 @@ struct Task {
     acked: Vec<u64>,
     inactive_since: Option<u64>,
     last_save: Instant,
+    /// Push consumers without interest: when to look for a subscriber again.
+    interest_poll: Duration,
 }
 
 enum Control {
@@ -397,6 +405,10 @@ impl Task {
         }
         if self.consumer.is_dirty() {
             let at = self.clock.now() + SAVE_INTERVAL.as_nanos() as u64;
+            t = Some(t.map_or(at, |x| x.min(at)));
+        }
+        if !self.consumer.config().is_pull() && !self.consumer.push_active() {
+            let at = self.clock.now() + self.interest_poll.as_nanos() as u64;
             t = Some(t.map_or(at, |x| x.min(at)));
         }
         t.map(|ns| self.clock.instant_at(ns))
@@ -528,6 +540,11 @@ impl Task {
             .sublist
             .match_subject(cfg.deliver_subject.as_bytes())
             .is_empty();
+        self.interest_poll = if active {
+            INTEREST_POLL_MIN
+        } else {
+            (self.interest_poll * 2).min(INTEREST_POLL_MAX)
+        };
         self.consumer.set_push_active(active);
     }
 
@@ -536,7 +553,11 @@ impl Task {
         self.update_push_interest();
         self.consumer.check_timers(now, &mut self.out);
         loop {
-            let more = self.consumer.next_batch(&*self.store, now, &mut self.out);
+            let sublist = &self.account.sublist;
+            let has_interest = |reply: &[u8]| !sublist.match_subject(reply).is_empty();
+            let more =
+                self.consumer
+                    .next_batch_where(&*self.store, now, &mut self.out, &has_interest);
             self.publish_out();
             if !more {
                 break;

@@ -869,6 +869,19 @@ impl Consumer {
         now: u64,
         out: &mut Vec<Outbound>,
     ) -> bool {
+        self.next_batch_where(store, now, out, &|_| true)
+    }
+
+    /// [`Consumer::next_batch`], dropping (silently, as nats-server does) a pull request
+    /// whose reply subject nobody subscribes any more when a message would go to it: a
+    /// client that gave up on a fetch does not swallow messages meant for the next one.
+    pub fn next_batch_where(
+        &mut self,
+        store: &dyn MessageStore,
+        now: u64,
+        out: &mut Vec<Outbound>,
+        has_interest: &dyn Fn(&[u8]) -> bool,
+    ) -> bool {
         self.refresh_num_pending(store);
         // Paused: pull requests wait (and still expire), nothing is delivered.
         self.pause_end = match self.config.pause_until.is_some() {
@@ -879,7 +892,7 @@ impl Consumer {
             return false;
         }
         if self.config.is_pull() {
-            self.next_pull_batch(store, now, out)
+            self.next_pull_batch(store, now, out, has_interest)
         } else {
             self.next_push_batch(store, now, out)
         }
@@ -890,6 +903,7 @@ impl Consumer {
         store: &dyn MessageStore,
         now: u64,
         out: &mut Vec<Outbound>,
+        has_interest: &dyn Fn(&[u8]) -> bool,
     ) -> bool {
         let mut frames = 0;
         let mut exhausted = false;
@@ -909,7 +923,7 @@ impl Consumer {
                 + msg.headers.as_ref().map_or(0, |h| h.len())
                 + msg.payload.len()) as u64;
             let before = out.len();
-            let Some(deliver_to) = self.next_waiting(size, now, out) else {
+            let Some(deliver_to) = self.next_waiting(size, now, out, has_interest) else {
                 break;
             };
             frames += out.len() - before;

@@ -115,14 +115,15 @@ impl Consumer {
 
     /// The waiting request the next message (`size` bytes as nats-server counts them) goes
     /// to, as nats-server's `nextWaiting` picks it: expired requests are answered 408,
-    /// requests the priority policy passes over are moved back, a request whose `max_bytes`
-    /// the message exceeds is answered 409. The chosen request owes one message fewer and
+    /// requests the priority policy passes over are moved back, requests nobody listens to
+    /// any more are dropped, a request whose `max_bytes` the message exceeds is answered 409. The chosen request owes one message fewer and
     /// moves to the back (or leaves the queue when done). `None`: nobody may take it now.
     pub(super) fn next_waiting(
         &mut self,
         size: u64,
         now: u64,
         out: &mut Vec<Outbound>,
+        has_interest: &dyn Fn(&[u8]) -> bool,
     ) -> Option<Bytes> {
         let policy = self.config.priority_policy;
         let mut passed_over = 0;
@@ -164,6 +165,13 @@ impl Consumer {
                 passed_over += 1;
                 if !self.pass_over(passed_over) {
                     return None;
+                }
+                continue;
+            }
+            if !has_interest(&self.waiting.front()?.reply) {
+                self.waiting.pop_front();
+                if pinned_now {
+                    self.pin = None;
                 }
                 continue;
             }

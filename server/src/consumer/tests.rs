@@ -31,6 +31,8 @@ fn ctx() -> StreamContext<'static> {
         interest_or_workqueue: false,
         replicas: 1,
         max_ack_pending_limit: 0,
+        stream_max_ack_pending: 0,
+        stream_inactive_threshold: 0,
     }
 }
 
@@ -40,7 +42,7 @@ fn pull_cfg(ack: AckPolicy) -> ConsumerConfig {
         ack_policy: ack,
         ..Default::default()
     };
-    c.apply_defaults(0);
+    c.apply_defaults(&ctx());
     c.validate(&ctx()).unwrap();
     c
 }
@@ -88,7 +90,7 @@ fn priority_consumer(policy: config::PriorityPolicy, s: &MemStore) -> Consumer {
         priority_groups: vec!["A".into()],
         ..Default::default()
     };
-    c.apply_defaults(0);
+    c.apply_defaults(&ctx());
     c.validate(&ctx()).unwrap();
     Consumer::new("S", "w", c, s, T0)
 }
@@ -203,7 +205,7 @@ fn defaults_match_nats_server() {
         filter_subject: "orders.>".into(),
         ..Default::default()
     };
-    c.apply_defaults(0);
+    c.apply_defaults(&ctx());
     c.set_server_metadata("2.15.1");
     let json = serde_json::to_string(&c).unwrap();
     assert_eq!(
@@ -215,7 +217,7 @@ fn defaults_match_nats_server() {
         deliver_subject: "dlv".into(),
         ..Default::default()
     };
-    e.apply_defaults(0);
+    e.apply_defaults(&ctx());
     assert_eq!(e.ack_wait, 0);
     assert_eq!(e.max_ack_pending, 0);
     assert_eq!(e.max_waiting, 0);
@@ -223,16 +225,16 @@ fn defaults_match_nats_server() {
     // Backoff overrides ack_wait.
     let mut b = pull_cfg(AckPolicy::Explicit);
     b.backoff = vec![SEC as i64, 2 * SEC as i64];
-    b.apply_defaults(0);
+    b.apply_defaults(&ctx());
     assert_eq!(b.ack_wait, SEC as i64);
 }
 
 #[test]
 fn validation_errors_carry_real_codes() {
-    let check = |c: ConsumerConfig, ctx: StreamContext<'_>| {
+    let check = |c: ConsumerConfig, stream: StreamContext<'_>| {
         let mut c = c;
-        c.apply_defaults(0);
-        c.validate(&ctx).unwrap_err().err_code
+        c.apply_defaults(&stream);
+        c.validate(&stream).unwrap_err().err_code
     };
     let fc = ConsumerConfig {
         deliver_subject: "d".into(),
@@ -256,7 +258,7 @@ fn validation_errors_carry_real_codes() {
         ..Default::default()
     };
     let mut bad2 = bad.clone();
-    bad2.apply_defaults(0);
+    bad2.apply_defaults(&ctx());
     let err = bad2.validate(&ctx()).unwrap_err();
     assert_eq!(
         (err.code, err.err_code),
@@ -590,7 +592,7 @@ fn redelivery_after_ack_wait_with_backoff_and_max_deliver() {
     let mut cfg = pull_cfg(AckPolicy::Explicit);
     cfg.backoff = vec![SEC as i64, 3 * SEC as i64];
     cfg.max_deliver = 3;
-    cfg.apply_defaults(0);
+    cfg.apply_defaults(&ctx());
     cfg.validate(&ctx()).unwrap();
     let mut c = Consumer::new("S", "c", cfg, &s, T0);
     let mut now = T0;
@@ -736,7 +738,7 @@ fn push_flow_control_and_heartbeat() {
         idle_heartbeat: SEC as i64,
         ..Default::default()
     };
-    cfg.apply_defaults(0);
+    cfg.apply_defaults(&ctx());
     cfg.validate(&ctx()).unwrap();
     let mut c = Consumer::new("S", "pc", cfg, &s, T0);
     let mut out = Vec::new();
@@ -800,7 +802,7 @@ fn workqueue_acks_report_stream_sequences() {
         ack_policy: AckPolicy::Explicit,
         ..Default::default()
     };
-    cfg.apply_defaults(0);
+    cfg.apply_defaults(&ctx());
     cfg.validate(&wq).unwrap();
     let mut c = Consumer::new("S", "w", cfg, &s, T0);
     let out = fetch(&mut c, &s, "2", T0);
@@ -998,7 +1000,7 @@ mod driver_tests {
             idle_heartbeat: 1_000_000_000,
             ..Default::default()
         };
-        cfg.apply_defaults(0);
+        cfg.apply_defaults(&ctx());
         let c = Consumer::new("S", "eph", cfg, &*store, crate::store::now_ns());
         let inbox = Arc::new(Collect::default());
         let sub = route::subscribe_internal(&account, b"dlv", None, inbox.clone()).unwrap();

@@ -227,7 +227,7 @@ struct AccountLimitsJson {
 }
 
 #[derive(Serialize)]
-struct AccountInfo {
+struct AccountInfo<'a> {
     memory: u64,
     storage: u64,
     reserved_memory: u64,
@@ -235,10 +235,12 @@ struct AccountInfo {
     streams: usize,
     consumers: u64,
     limits: AccountLimitsJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
     api: ApiStats,
 }
 
-fn account_info(_js: &JetStream, jsa: &JsAccount) -> Vec<u8> {
+fn account_info(js: &JetStream, jsa: &JsAccount) -> Vec<u8> {
     let limits = jsa.limits().unwrap_or_default();
     let (memory, storage) = jsa.usage.used();
     typed(
@@ -255,11 +257,12 @@ fn account_info(_js: &JetStream, jsa: &JsAccount) -> Vec<u8> {
                 max_storage: limits.max_store,
                 max_streams: limits.max_streams,
                 max_consumers: limits.max_consumers,
-                max_ack_pending: -1,
-                memory_max_stream_bytes: -1,
-                storage_max_stream_bytes: -1,
-                max_bytes_required: false,
+                max_ack_pending: limits.max_ack_pending,
+                memory_max_stream_bytes: limits.memory_max_stream_bytes,
+                storage_max_stream_bytes: limits.storage_max_stream_bytes,
+                max_bytes_required: limits.max_bytes_required,
             },
+            domain: js.config.domain.as_deref(),
             api: ApiStats {
                 level: 5,
                 total: jsa.api_total.load(Ordering::Relaxed),
@@ -326,6 +329,8 @@ struct CreateResponse<'a> {
     created: String,
     state: StateJson,
     #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     cluster: Option<Cluster<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mirror: Option<SourceInfo>,
@@ -344,6 +349,8 @@ struct InfoResponse<'a> {
     config: StreamConfig,
     created: String,
     state: StateJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
     cluster: Cluster<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     mirror: Option<SourceInfo>,
@@ -366,7 +373,9 @@ fn info_body<'a>(
         config: stream.config().for_reply(true),
         created: format_ts(stream.created),
         state: state_json(stream),
-        // nats-server names the leader in info and list replies, not in create/update.
+        // nats-server names the domain and leader in info and list replies, not in
+        // create/update.
+        domain: js.config.domain.as_deref().filter(|_| did_create.is_none()),
         cluster: did_create.is_none().then_some(Cluster {
             leader: &js.server_name,
         }),
@@ -377,7 +386,8 @@ fn info_body<'a>(
     }
 }
 
-fn parse_config(name: &str, payload: &[u8]) -> Result<StreamConfig, ApiError> {
+/// A create or update request's config, checked in nats-server's order.
+fn parse_config(name: &str, payload: &[u8], create: bool) -> Result<StreamConfig, ApiError> {
     if is_empty_body(payload) {
         return Err(JsError::StreamMismatch.into());
     }
@@ -385,6 +395,19 @@ fn parse_config(name: &str, payload: &[u8]) -> Result<StreamConfig, ApiError> {
         crate::json::from_request(payload).map_err(|e| JsError::InvalidJSON.with(e))?;
     if cfg.name.is_empty() || cfg.name != name {
         return Err(JsError::StreamMismatch.into());
+    }
+    if create {
+        if name.contains(['\\', '/']) {
+            return Err(JsError::StreamNameContainsPathSeparators.into());
+        }
+        if cfg.sealed {
+            return Err(JsError::StreamInvalidConfig
+                .with("stream configuration for create can not be sealed"));
+        }
+        if cfg.mirror_direct && cfg.mirror.is_none() {
+            return Err(JsError::StreamInvalidConfig
+                .with("stream has no mirror but does have mirror direct"));
+        }
     }
     cfg.normalize()?;
     Ok(cfg)
@@ -417,6 +440,9 @@ fn check_update(old: &StreamConfig, cfg: &mut StreamConfig) -> Result<(), ApiErr
     // Removing the mirror promotes the stream; changing it is not allowed.
     if cfg.mirror.is_some() && cfg.mirror != old.mirror {
         return Err(ApiError::from(JsError::StreamMirrorNotUpdatable));
+    }
+    if old.allow_msg_counter != cfg.allow_msg_counter {
+        return refuse("stream configuration update can not change message counter setting");
     }
     if old.allow_msg_ttl && !cfg.allow_msg_ttl {
         // Stored TTLs would silently stop being honoured.
@@ -598,7 +624,8 @@ fn check_reservation(
 }
 
 fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let mut cfg = parse_config(name, payload)?;
+    let mut cfg = parse_config(name, payload, true)?;
+    check_max_bytes_limits(jsa, &cfg)?;
     let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
     check_origins(jsa, &mut cfg)?;
     if let Some(existing) = jsa.stream(name) {
@@ -656,8 +683,26 @@ fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
     Ok(typed("stream_create", &info_body(js, &stream, Some(true))))
 }
 
+/// The account's per-stream byte limits (nats-server's `maxBytesLimits`): streams must set
+/// `max_bytes` when the account requires it, and may not reserve more than allowed.
+fn check_max_bytes_limits(jsa: &JsAccount, cfg: &StreamConfig) -> Result<(), ApiError> {
+    let limits = jsa.limits().unwrap_or_default();
+    let max_stream_bytes = match cfg.storage {
+        Storage::Memory => limits.memory_max_stream_bytes,
+        Storage::File => limits.storage_max_stream_bytes,
+    };
+    if limits.max_bytes_required && cfg.max_bytes <= 0 {
+        return Err(JsError::StreamMaxBytesRequired.into());
+    }
+    if max_stream_bytes > 0 && cfg.max_bytes > max_stream_bytes {
+        return Err(JsError::StreamMaxStreamBytesExceeded.into());
+    }
+    Ok(())
+}
+
 fn stream_update(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let mut cfg = parse_config(name, payload)?;
+    let mut cfg = parse_config(name, payload, false)?;
+    check_max_bytes_limits(jsa, &cfg)?;
     let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
     let stream = jsa
         .stream(name)
@@ -692,33 +737,36 @@ fn stream_info(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> A
     let req: InfoRequest = parse(payload)?;
     let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
     let mut state = state_json(&stream);
-    let mut total = 0;
-    let mut limit = 0;
+    // Paging fields are set only when the filter matched something; empty lists are left
+    // out, as nats-server's JSON does.
+    let (mut total, mut offset, mut limit) = (0, 0, 0);
     if let Some(filter) = req.subjects_filter.filter(|f| !f.is_empty()) {
         let all = stream.store.subjects_state(filter.as_bytes());
-        total = all.len() as u64;
-        limit = SUBJECTS_LIMIT;
-        state.subjects = Some(
-            all.into_iter()
+        if !all.is_empty() {
+            (total, offset, limit) = (all.len() as u64, req.offset, SUBJECTS_LIMIT);
+            let page: BTreeMap<String, u64> = all
+                .into_iter()
                 .skip(req.offset as usize)
                 .take(SUBJECTS_LIMIT as usize)
                 .map(|s| (String::from_utf8_lossy(&s.subject).into_owned(), s.msgs))
-                .collect(),
-        );
+                .collect();
+            state.subjects = (!page.is_empty()).then_some(page);
+        }
     }
     if req.deleted_details {
-        state.deleted = Some(stream.store.deleted_seqs());
+        state.deleted = Some(stream.store.deleted_seqs()).filter(|d| !d.is_empty());
     }
     let (mirror, sources) = stream.sources_info();
     Ok(typed(
         "stream_info",
         &InfoResponse {
             total,
-            offset: req.offset,
+            offset,
             limit,
             config: stream.config().for_reply(true),
             created: format_ts(stream.created),
             state,
+            domain: js.config.domain.as_deref(),
             cluster: Cluster {
                 leader: &js.server_name,
             },

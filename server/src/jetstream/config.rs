@@ -291,6 +291,9 @@ pub struct StreamConfig {
     /// Nanoseconds a subject delete marker lives; 0 = no markers.
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub subject_delete_marker_ttl: i64,
+    /// A counter stream: publishes carry `Nats-Incr` and the stream keeps totals.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub allow_msg_counter: bool,
     /// Atomic batch publish (`Nats-Batch-Id`).
     #[serde(default, skip_serializing_if = "is_false")]
     pub allow_atomic: bool,
@@ -472,6 +475,23 @@ impl StreamConfig {
                 JsError::InvalidJSON.with(format!("can not unmarshal {:?}", self.compression))
             );
         }
+        if self.allow_msg_counter {
+            let bad = if self.discard == DiscardPolicy::New {
+                Some("counter stream cannot use discard new")
+            } else if self.allow_msg_ttl {
+                Some("counter stream cannot use message TTLs")
+            } else if self.retention != Retention::Limits {
+                Some("counter stream can only use limits retention")
+            } else {
+                None
+            };
+            if let Some(why) = bad {
+                return Err(JsError::StreamInvalidConfig.with(why));
+            }
+            if self.mirror.is_some() {
+                return Err(JsError::MirrorWithCounters.into());
+            }
+        }
         if let Some(md) = &mut self.metadata {
             md.retain(|k, _| !k.starts_with("_nats."));
             if md.is_empty() {
@@ -563,6 +583,15 @@ impl StreamConfig {
         Ok(())
     }
 
+    /// `consumer_limits` as `(max_ack_pending, inactive_threshold ns)`, 0 where unset.
+    pub fn consumer_limits(&self) -> (i64, i64) {
+        let get = |k: &str| self.consumer_limits.get(k).and_then(|v| v.as_i64());
+        (
+            get("max_ack_pending").unwrap_or(0),
+            get("inactive_threshold").unwrap_or(0),
+        )
+    }
+
     /// What the store enforces.
     pub fn store_limits(&self) -> StoreLimits {
         let pos = |v: i64| (v > 0).then_some(v as u64);
@@ -583,6 +612,18 @@ impl StreamConfig {
         }
     }
 
+    /// The API level a server needs to run this stream as configured (nats-server's
+    /// `_nats.req.level`): 1 for per-message TTLs, 2 for counters.
+    pub fn required_api_level(&self) -> u8 {
+        if self.allow_msg_counter {
+            2
+        } else if self.allow_msg_ttl {
+            1
+        } else {
+            0
+        }
+    }
+
     /// The config as replies show it: the user's metadata plus the server's `_nats.*` keys
     /// (LIST shows only `_nats.req.level`).
     pub fn for_reply(&self, with_versions: bool) -> StreamConfig {
@@ -595,7 +636,10 @@ impl StreamConfig {
                 crate::server::NATS_COMPAT_VERSION.into(),
             );
         }
-        md.insert("_nats.req.level".into(), "0".into());
+        md.insert(
+            "_nats.req.level".into(),
+            self.required_api_level().to_string(),
+        );
         out.metadata = Some(md);
         out
     }

@@ -606,17 +606,21 @@ pub(crate) fn create(
     }
     let stream = jsa.stream(stream_name).ok_or(JsError::StreamNotFound)?;
     let limits = jsa.limits().unwrap_or_default();
-    config.apply_defaults(-1);
-    config.set_server_metadata(crate::server::NATS_COMPAT_VERSION);
     let scfg = stream.config();
     let workqueue = scfg.retention == Retention::Workqueue;
-    config.validate(&StreamContext {
+    let (stream_max_ack_pending, stream_inactive_threshold) = scfg.consumer_limits();
+    let context = StreamContext {
         subjects: &scfg.subjects,
         workqueue,
         interest_or_workqueue: scfg.retention != Retention::Limits,
         replicas: scfg.num_replicas,
-        max_ack_pending_limit: 0,
-    })?;
+        max_ack_pending_limit: limits.max_ack_pending,
+        stream_max_ack_pending,
+        stream_inactive_threshold,
+    };
+    config.apply_defaults(&context);
+    config.set_server_metadata(crate::server::NATS_COMPAT_VERSION);
+    config.validate(&context)?;
     let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(existing) = stream.consumers.get(&name) {
         if req.action == "create" {

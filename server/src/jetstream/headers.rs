@@ -28,6 +28,8 @@ pub(crate) struct JsHeaders<'a> {
     pub(crate) schedule_time_zone: Option<&'a str>,
     pub(crate) schedule_next: Option<&'a str>,
     pub(crate) scheduler: Option<&'a str>,
+    /// `Nats-Incr`: a counter stream's increment.
+    pub(crate) incr: Option<&'a str>,
 }
 
 impl JsHeaders<'_> {
@@ -64,6 +66,7 @@ pub(crate) fn parse(block: &[u8]) -> JsHeaders<'_> {
             "Nats-Schedule-Time-Zone" => &mut h.schedule_time_zone,
             "Nats-Schedule-Next" => &mut h.schedule_next,
             "Nats-Scheduler" => &mut h.scheduler,
+            super::counter::INCR => &mut h.incr,
             _ => continue,
         };
         // The first occurrence counts, as Go's header lookup returns it.

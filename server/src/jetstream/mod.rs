@@ -24,6 +24,7 @@ pub mod api;
 pub(crate) mod batch;
 pub mod config;
 pub mod consumers;
+mod counter;
 pub(crate) mod headers;
 pub mod monitor;
 pub(crate) mod schedule;
@@ -260,6 +261,33 @@ impl InternalHandler for ApiHandler {
         if let Err(TrySendError::Full(_)) = self.tx.try_send(req) {
             tracing::warn!("JetStream API queue full, dropping request");
         }
+    }
+}
+
+/// `$JS.<domain>.API.>`: a request to the domain's API, forwarded to the account's own.
+struct DomainApi {
+    account: Weak<Account>,
+    prefix: Vec<u8>,
+}
+
+impl InternalHandler for DomainApi {
+    fn deliver(&self, msg: &InternalMsg<'_>, flush: &mut route::FlushSet) {
+        let (Some(account), Some(rest)) = (
+            self.account.upgrade(),
+            msg.subject.strip_prefix(self.prefix.as_slice()),
+        ) else {
+            return;
+        };
+        let mut subject = b"$JS.API.".to_vec();
+        subject.extend_from_slice(rest);
+        route::publish_into(
+            &account,
+            &subject,
+            msg.reply,
+            msg.headers,
+            msg.payload,
+            flush,
+        );
     }
 }
 
@@ -595,6 +623,20 @@ impl JetStream {
         ] {
             let h: Arc<dyn InternalHandler> = handler.clone();
             match route::subscribe_internal(account, subject.as_bytes(), None, h) {
+                Ok(sub) => subs.push(sub),
+                Err(e) => tracing::error!("JetStream API subscription {}: {}", subject, e),
+            }
+        }
+        if let Some(domain) = &self.config.domain {
+            // The domain's API is the account's own (nats-server imports `$JS.<domain>.API.>`
+            // as `$JS.API.>`): everything under it, pull requests included, is re-published
+            // under `$JS.API.` with the same reply.
+            let subject = format!("$JS.{domain}.API.>");
+            let forward = Arc::new(DomainApi {
+                account: Arc::downgrade(account),
+                prefix: format!("$JS.{domain}.API.").into_bytes(),
+            });
+            match route::subscribe_internal(account, subject.as_bytes(), None, forward) {
                 Ok(sub) => subs.push(sub),
                 Err(e) => tracing::error!("JetStream API subscription {}: {}", subject, e),
             }

@@ -28,6 +28,7 @@ use super::batch;
 use super::batch::{Abandoned, Batches, Commit, Staged};
 use super::config::{Retention, StreamConfig, StreamSource};
 use super::consumers::Consumers;
+use super::counter;
 use super::headers::{self, JsHeaders};
 use super::schedule;
 use super::sourcing::{self, Source, SourceInfo};
@@ -535,6 +536,24 @@ impl Stream {
     }
 }
 
+/// A message the stream took (or recognised as a duplicate): what its PubAck says.
+pub(crate) struct Stored {
+    seq: u64,
+    duplicate: bool,
+    /// Counter streams: the subject's new total.
+    counter: Option<String>,
+}
+
+impl Stored {
+    fn new(seq: u64, duplicate: bool) -> Stored {
+        Stored {
+            seq,
+            duplicate,
+            counter: None,
+        }
+    }
+}
+
 /// A `Nats-TTL` value: `Ok(None)` for `never`, else the TTL in ns. Whole seconds or a Go
 /// duration, at least one second (as nats-server accepts them).
 fn parse_msg_ttl(value: &str) -> Result<Option<u64>, ApiError> {
@@ -556,14 +575,19 @@ fn parse_msg_ttl(value: &str) -> Result<Option<u64>, ApiError> {
 }
 
 /// The PubAck bytes nats-server sends (note the space in `"duplicate": true`).
-fn pub_ack(prefix: &[u8], seq: u64, duplicate: bool) -> Vec<u8> {
+fn pub_ack(prefix: &[u8], stored: &Stored) -> Vec<u8> {
     let mut digits = itoa::Buffer::new();
-    let seq = digits.format(seq).as_bytes();
+    let seq = digits.format(stored.seq).as_bytes();
     let mut out = Vec::with_capacity(prefix.len() + seq.len() + 20);
     out.extend_from_slice(prefix);
     out.extend_from_slice(seq);
-    if duplicate {
+    if stored.duplicate {
         out.extend_from_slice(b",\"duplicate\": true");
+    }
+    if let Some(val) = &stored.counter {
+        out.extend_from_slice(b",\"val\":\"");
+        out.extend_from_slice(val.as_bytes());
+        out.push(b'"');
     }
     out.push(b'}');
     out
@@ -1154,8 +1178,14 @@ impl Worker {
                         self.atomic_batch_msg(&cfg, id, &incoming)
                     } else {
                         let result = self.process(&cfg, &incoming);
-                        self.stored_since_commit |= matches!(result, Ok((_, false)));
-                        result.map(|(seq, dup)| pub_ack(&self.ack_prefix, seq, dup))
+                        self.stored_since_commit |= matches!(
+                            result,
+                            Ok(Stored {
+                                duplicate: false,
+                                ..
+                            })
+                        );
+                        result.map(|stored| pub_ack(&self.ack_prefix, &stored))
                     };
                     if let Some(reply) = msg.reply().filter(|_| !cfg.no_ack) {
                         let body = match body {
@@ -1223,7 +1253,7 @@ impl Worker {
             }
         }
         self.check_batch(cfg, &msgs)?;
-        let mut last = 0;
+        let mut last = Stored::new(0, false);
         for m in &msgs {
             let incoming = Incoming::new(
                 &m.subject,
@@ -1231,11 +1261,10 @@ impl Worker {
                 &m.payload,
                 Origin::Publish,
             );
-            let (seq, _) = self.process(cfg, &incoming)?;
+            last = self.process(cfg, &incoming)?;
             self.stored_since_commit = true;
-            last = seq;
         }
-        let mut ack = pub_ack(&self.ack_prefix, last, false);
+        let mut ack = pub_ack(&self.ack_prefix, &last);
         ack.pop();
         let id = serde_json::to_string(id).unwrap_or_default();
         ack.extend_from_slice(format!(",\"batch\":{id},\"count\":{}}}", msgs.len()).as_bytes());
@@ -1271,7 +1300,9 @@ impl Worker {
             Ok((f, (out, next))) => {
                 replies.extend(out);
                 if next == batch::FastNext::Store {
-                    let result = self.process(cfg, msg);
+                    let result = self
+                        .process(cfg, msg)
+                        .map(|stored| (stored.seq, stored.duplicate));
                     self.stored_since_commit |= matches!(result, Ok((_, false)));
                     let name = cfg.name.clone();
                     let prefix = self.ack_prefix.clone();
@@ -1522,8 +1553,8 @@ impl Worker {
                     origin,
                 );
                 match self.process(&cfg, &incoming) {
-                    Ok((_, dup)) => {
-                        self.stored_since_commit |= !dup;
+                    Ok(stored) => {
+                        self.stored_since_commit |= !stored.duplicate;
                         self.sources[i].advance(seq);
                     }
                     Err(e) => {
@@ -1702,8 +1733,8 @@ impl Worker {
         }
     }
 
-    /// Checks and stores one message: `(seq, duplicate)` or the error for the PubAck.
-    fn process(&mut self, cfg: &StreamConfig, msg: &Incoming<'_>) -> Result<(u64, bool), ApiError> {
+    /// Checks and stores one message: what its PubAck says, or the error for it.
+    fn process(&mut self, cfg: &StreamConfig, msg: &Incoming<'_>) -> Result<Stored, ApiError> {
         let stream = Arc::clone(&self.stream);
         let store = &stream.store;
         let sourced = msg.origin != Origin::Publish;
@@ -1715,10 +1746,28 @@ impl Worker {
         });
         let subject = transformed.as_deref().map_or(msg.subject, str::as_bytes);
         let headers = msg.headers;
-        let payload = msg.payload;
+        let mut payload = msg.payload;
         let js = &msg.js;
         if cfg.sealed {
             return Err(JsError::StreamSealed.into());
+        }
+        let incr = counter::increment(js.incr)?;
+        if incr.is_some() {
+            if !cfg.allow_msg_counter {
+                return Err(JsError::MessageIncrDisabled.into());
+            }
+            if !payload.is_empty() {
+                return Err(JsError::MessageIncrPayload.into());
+            }
+            // A total cannot be rolled up or published conditionally.
+            if js.rollup.is_some()
+                || js.expected_stream.is_some()
+                || js.expected_last_msg_id.is_some()
+                || js.expected_last_seq.is_some()
+                || js.expected_last_subject_seq.is_some()
+            {
+                return Err(JsError::MessageIncrInvalid.into());
+            }
         }
         if let Some(expected) = js.expected_stream {
             if expected != cfg.name {
@@ -1760,7 +1809,7 @@ impl Worker {
                 self.prune_dedupe(cfg);
             }
             if let Some((seq, _)) = self.dedupe.get(id) {
-                return Ok((*seq, true));
+                return Ok(Stored::new(*seq, true));
             }
         }
         if let Some(expected) = js.expected_last_seq {
@@ -1822,6 +1871,39 @@ impl Worker {
                 )
             }
         };
+        let mut counted = None;
+        match incr {
+            None if cfg.allow_msg_counter => return Err(JsError::MessageIncrMissing.into()),
+            None => {}
+            Some(incr) => {
+                let last = match store.load_last_msg(subject) {
+                    Ok(m) => Some(m),
+                    Err(StoreError::NotFound) => None,
+                    Err(e) => return Err(ApiError::internal(e)),
+                };
+                let total = counter::total(last.as_ref().map(|m| &m.payload[..]))? + incr;
+                let sources = last
+                    .as_ref()
+                    .and_then(|m| m.headers.as_deref())
+                    .and_then(|h| headers::get(h, counter::SOURCES))
+                    .map(str::to_string);
+                let with_sources = match (sources, headers) {
+                    (Some(s), Some(h)) => Some(headers::append(
+                        headers::remove(h, |n| n == counter::SOURCES).as_deref(),
+                        &[(counter::SOURCES, &s)],
+                    )),
+                    _ => None,
+                };
+                counted = Some((counter::payload(&total), with_sources));
+            }
+        }
+        if let Some(((body, _), with_sources)) = &counted {
+            payload = body;
+            if let Some(h) = with_sources {
+                headers = Some(h);
+            }
+        }
+        let counter = counted.as_ref().map(|((_, val), _)| val.clone());
         let size = store.stored_size(subject, headers, payload);
         if cfg.max_bytes <= 0 {
             self.stream.usage.check(store.storage_type(), size as i64)?;
@@ -1890,7 +1972,10 @@ impl Worker {
         if !interested {
             // Nobody is interested: acked, then dropped at once (as observed on nats-server).
             let _ = store.remove_msg(seq);
-            return Ok((seq, false));
+            return Ok(Stored {
+                counter,
+                ..Stored::new(seq, false)
+            });
         }
         if let Some(dest) = republish {
             let headers_only = cfg.republish.as_ref().is_some_and(|r| r.headers_only);
@@ -1904,7 +1989,10 @@ impl Worker {
                 headers_only,
             ));
         }
-        Ok((seq, false))
+        Ok(Stored {
+            counter,
+            ..Stored::new(seq, false)
+        })
     }
 }
 
@@ -2024,11 +2112,11 @@ mod tests {
     #[test]
     fn pub_ack_bytes_match_nats_server() {
         assert_eq!(
-            pub_ack(&pub_ack_prefix("ORDERS"), 1, false),
+            pub_ack(&pub_ack_prefix("ORDERS"), &Stored::new(1, false)),
             br#"{"stream":"ORDERS","seq":1}"#
         );
         assert_eq!(
-            pub_ack(&pub_ack_prefix("ORDERS"), 1, true),
+            pub_ack(&pub_ack_prefix("ORDERS"), &Stored::new(1, true)),
             br#"{"stream":"ORDERS","seq":1,"duplicate": true}"#
         );
         assert_eq!(
