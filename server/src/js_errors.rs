@@ -427,6 +427,16 @@ js_errors! {
     SourceDurableConsumerDuplicateDetected = (400, 10216, "duplicate stream source consumer detected");
     /// `JSSourceConsumerRequiresAckFCErr`
     SourceConsumerRequiresAckFC = (400, 10217, "stream source consumer requires flow control ack policy");
+    /// `JSConsumerAckFCRequiresPushErr`
+    ConsumerAckFCRequiresPush = (400, 10218, "flow control ack policy requires a push based consumer");
+    /// `JSConsumerAckFCRequiresFCErr`
+    ConsumerAckFCRequiresFC = (400, 10219, "flow control ack policy requires flow control");
+    /// `JSConsumerAckFCRequiresMaxAckPendingErr`
+    ConsumerAckFCRequiresMaxAckPending = (400, 10220, "flow control ack policy requires max ack pending");
+    /// `JSConsumerAckFCRequiresNoAckWaitErr`
+    ConsumerAckFCRequiresNoAckWait = (400, 10221, "flow control ack policy requires unset ack wait");
+    /// `JSConsumerAckFCRequiresNoMaxDeliverErr`
+    ConsumerAckFCRequiresNoMaxDeliver = (400, 10222, "flow control ack policy requires unset max deliver");
     /// `JSMessageSchedulesTimeZoneInvalidErr`
     MessageSchedulesTimeZoneInvalid = (400, 10223, "message schedules time zone is invalid");
     /// `JSMessageSourceHdrNotAllowedErr`

@@ -1034,3 +1034,113 @@ async fn account_limits_and_domain_match_nats_server() {
         assert_eq!(ours, theirs, "observation {i}");
     }
 }
+
+/// Every consumer config nats-server refuses, refused with the same code and text (and the
+/// ones it accepts, accepted): checkConsumerCfg's checks in order, on limits, work-queue and
+/// interest streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_consumer_configs_match_nats_server() {
+    let pair = start_pair();
+    let mut requests = vec![
+        (
+            "$JS.API.STREAM.CREATE.V".to_string(),
+            json!({"name": "V", "subjects": ["v.>"]}),
+        ),
+        (
+            "$JS.API.STREAM.CREATE.W".to_string(),
+            json!({"name": "W", "subjects": ["w.>"], "retention": "workqueue"}),
+        ),
+        (
+            "$JS.API.STREAM.CREATE.I".to_string(),
+            json!({"name": "I", "subjects": ["i.>"], "retention": "interest"}),
+        ),
+    ];
+    let configs = [
+        json!({"name": "a.b"}),
+        json!({"durable_name": "a*b"}),
+        json!({"num_replicas": 3}),
+        json!({"num_replicas": -1}),
+        json!({"backoff": [-1]}),
+        json!({"ack_wait": -1}),
+        json!({"ack_policy": "explicit", "backoff": [1000000000, 2000000000], "max_deliver": 1}),
+        json!({"description": "x".repeat(4097)}),
+        json!({"deliver_subject": "d.*"}),
+        json!({"deliver_subject": "d..x"}),
+        json!({"deliver_subject": "v.x"}),
+        json!({"deliver_subject": "d", "max_waiting": 5}),
+        json!({"deliver_subject": "d", "max_ack_pending": 5}),
+        json!({"deliver_subject": "d", "idle_heartbeat": 50_000_000}),
+        json!({"rate_limit_bps": 100}),
+        json!({"idle_heartbeat": 1_000_000_000}),
+        json!({"flow_control": true}),
+        json!({"max_expires": 500_000}),
+        json!({"direct": true}),
+        json!({"direct": true, "deliver_subject": "d", "durable_name": "x"}),
+        json!({"filter_subject": "v.a", "filter_subjects": ["v.b"]}),
+        json!({"filter_subject": "v..a"}),
+        json!({"filter_subjects": ["v.a", ""]}),
+        json!({"filter_subjects": ["v.*", "v.a"]}),
+        json!({"deliver_policy": "all", "opt_start_seq": 3}),
+        json!({"deliver_policy": "last", "opt_start_time": "2024-01-01T00:00:00Z"}),
+        json!({"deliver_policy": "last_per_subject"}),
+        json!({"deliver_policy": "new", "opt_start_seq": 1}),
+        json!({"deliver_policy": "by_start_sequence"}),
+        json!({"deliver_policy": "by_start_sequence", "opt_start_seq": 1,
+            "opt_start_time": "2024-01-01T00:00:00Z"}),
+        json!({"deliver_policy": "by_start_time"}),
+        json!({"deliver_policy": "by_start_time", "opt_start_time": "2024-01-01T00:00:00Z",
+            "opt_start_seq": 2}),
+        json!({"sample_freq": "abc"}),
+        json!({"sample_freq": "50%"}),
+        json!({"deliver_subject": "d", "flow_control": true}),
+        json!({"durable_name": "x", "name": "y"}),
+        json!({"metadata": {"k": "v".repeat(129 * 1024)}}),
+        json!({"max_deliver": -5, "max_waiting": -1, "max_batch": -1, "inactive_threshold": -1}),
+        json!({"deliver_policy": "sometimes"}),
+        json!({"ack_policy": "flow_control"}),
+        json!({"ack_policy": "flow_control", "deliver_subject": "fc1"}),
+        json!({"ack_policy": "flow_control", "deliver_subject": "fc2", "ack_wait": 1_000_000_000}),
+        json!({"ack_policy": "flow_control", "deliver_subject": "fc3", "max_deliver": 3}),
+        json!({"ack_policy": "flow_control", "deliver_subject": "fc4", "max_ack_pending": -1}),
+        json!({"replay_policy": "original"}),
+    ];
+    for (i, config) in configs.iter().enumerate() {
+        let mut config = config.clone();
+        if config.get("name").is_none() && config.get("durable_name").is_none() {
+            config["name"] = json!(format!("c{i}"));
+        }
+        let name = config
+            .get("durable_name")
+            .or(config.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        let subject = if name.contains(['.', '*', '>']) {
+            "$JS.API.CONSUMER.CREATE.V".to_string()
+        } else {
+            format!("$JS.API.CONSUMER.CREATE.V.{name}")
+        };
+        requests.push((subject, json!({"stream_name": "V", "config": config})));
+    }
+    for (stream, config) in [
+        ("W", json!({"name": "w1"})),
+        (
+            "W",
+            json!({"name": "w2", "ack_policy": "explicit", "deliver_policy": "last"}),
+        ),
+        ("W", json!({"name": "w3", "ack_policy": "explicit"})),
+        ("W", json!({"name": "w4", "ack_policy": "explicit"})),
+        (
+            "W",
+            json!({"name": "w5", "ack_policy": "explicit", "filter_subject": "w.a"}),
+        ),
+        ("I", json!({"name": "i1", "num_replicas": 1})),
+    ] {
+        let name = config["name"].as_str().unwrap().to_string();
+        requests.push((
+            format!("$JS.API.CONSUMER.CREATE.{stream}.{name}"),
+            json!({"stream_name": stream, "config": config}),
+        ));
+    }
+    same_errors(&pair, &requests).await;
+}

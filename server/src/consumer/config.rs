@@ -56,7 +56,14 @@ pub enum AckPolicy {
     All,
     /// Every message is acked by itself.
     Explicit,
+    /// Like `all`, but acknowledged by the answers to flow-control requests, which carry the
+    /// last delivered sequences (push consumers that copy a stream, as sources do).
+    FlowControl,
 }
+
+/// The idle heartbeat a flow-control-acked consumer must use (nats-server's source health
+/// interval): 1 s.
+pub const ACK_FLOW_CONTROL_HEARTBEAT: i64 = 1_000_000_000;
 
 /// `replay_policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -275,7 +282,7 @@ impl ConsumerConfig {
         if self.is_pull() && self.max_waiting == 0 {
             self.max_waiting = DEFAULT_MAX_WAITING;
         }
-        if self.ack_wait == 0 && self.ack_policy != AckPolicy::None {
+        if self.ack_wait == 0 && matches!(self.ack_policy, AckPolicy::Explicit | AckPolicy::All) {
             self.ack_wait = DEFAULT_ACK_WAIT;
         }
         if let Some(&first) = self.backoff.first() {
@@ -301,6 +308,10 @@ impl ConsumerConfig {
         self.priority_timeout = self.priority_timeout.max(0);
         if self.priority_policy == PriorityPolicy::PinnedClient && self.priority_timeout == 0 {
             self.priority_timeout = DEFAULT_PINNED_TTL;
+        }
+        if self.ack_policy == AckPolicy::FlowControl {
+            self.flow_control = true;
+            self.idle_heartbeat = ACK_FLOW_CONTROL_HEARTBEAT;
         }
     }
 
@@ -354,6 +365,27 @@ impl ConsumerConfig {
         }
         if self.ack_wait < 0 {
             return Err(JsError::ConsumerAckWaitNegative.into());
+        }
+        if self.ack_policy == AckPolicy::FlowControl {
+            if self.is_pull() {
+                return Err(JsError::ConsumerAckFCRequiresPush.into());
+            }
+            if !self.flow_control {
+                return Err(JsError::ConsumerAckFCRequiresFC.into());
+            }
+            if self.idle_heartbeat != ACK_FLOW_CONTROL_HEARTBEAT {
+                return Err(JsError::StreamInvalidConfig
+                    .with("flow control ack policy heartbeat needs to be 1s"));
+            }
+            if self.max_ack_pending <= 0 {
+                return Err(JsError::ConsumerAckFCRequiresMaxAckPending.into());
+            }
+            if self.ack_wait != 0 || !self.backoff.is_empty() {
+                return Err(JsError::ConsumerAckFCRequiresNoAckWait.into());
+            }
+            if self.max_deliver > 0 {
+                return Err(JsError::ConsumerAckFCRequiresNoMaxDeliver.into());
+            }
         }
         if !self.backoff.is_empty()
             && self.max_deliver != -1
@@ -491,7 +523,10 @@ impl ConsumerConfig {
             }
         }
         if stream.workqueue && !self.direct {
-            if self.ack_policy != AckPolicy::Explicit {
+            if !matches!(
+                self.ack_policy,
+                AckPolicy::Explicit | AckPolicy::FlowControl
+            ) {
                 return Err(JsError::ConsumerWQRequiresExplicitAck.into());
             }
             if self.deliver_policy != DeliverPolicy::All {

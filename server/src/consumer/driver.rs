@@ -63,7 +63,7 @@ enum Event {
         kind: OwnedAck,
         reply: Option<Bytes>,
     },
-    FlowControl(Bytes),
+    FlowControl(Bytes, Option<Bytes>),
     Info(oneshot::Sender<ConsumerInfo>),
     Unpin(String, oneshot::Sender<Result<(), ApiError>>),
     Stop(oneshot::Sender<Consumer>, StopReason),
@@ -143,7 +143,10 @@ impl InternalHandler for Inbox {
                     reply: msg.reply.map(Bytes::copy_from_slice),
                 }
             }
-            InboxKind::FlowControl => Event::FlowControl(Bytes::copy_from_slice(msg.subject)),
+            InboxKind::FlowControl => Event::FlowControl(
+                Bytes::copy_from_slice(msg.subject),
+                msg.headers.map(Bytes::copy_from_slice),
+            ),
         };
         // A closed channel means the consumer stopped; the message has nowhere to go.
         let _ = self.tx.send(event);
@@ -438,7 +441,12 @@ impl Task {
                     self.add_pull(reply, body, now);
                 }
             }
-            Event::FlowControl(subject) => self.consumer.process_flow_control(&subject),
+            Event::FlowControl(subject, headers) => {
+                let outcome = self
+                    .consumer
+                    .process_flow_control(&subject, headers.as_deref());
+                self.acked.extend_from_slice(&outcome.acked);
+            }
             Event::Info(tx) => {
                 self.update_push_interest();
                 let info = self.consumer.info(&*self.store, now);

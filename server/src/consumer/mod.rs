@@ -48,6 +48,9 @@ pub use state::{ConsumerState, Pending, SeqPair};
 const MAX_FRAMES_PER_BATCH: usize = 1024;
 /// Flow control window: nats-server starts at 32 MB / 16 and doubles per answered request.
 const FC_MAX_PENDING: u64 = 32 * 1024 * 1024;
+/// The ack deadline of a message that is never redelivered by time (flow-control acks):
+/// `u64::MAX` itself marks a message queued for redelivery.
+const NO_DEADLINE: u64 = u64::MAX - 1;
 
 /// One message to publish to a consumer's client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -652,7 +655,11 @@ impl Consumer {
         if self.config.ack_policy == AckPolicy::None {
             self.state.ack_floor = self.state.delivered;
         } else {
-            let deadline = now.saturating_add(self.wait_for(deliveries));
+            let deadline = if self.config.ack_policy == AckPolicy::FlowControl {
+                NO_DEADLINE
+            } else {
+                now.saturating_add(self.wait_for(deliveries))
+            };
             self.ack_deadline_hint = self.ack_deadline_hint.min(deadline);
             self.state
                 .pending
@@ -972,6 +979,7 @@ impl Consumer {
                 return true;
             }
             let Some((msg, source)) = self.peek(store, out) else {
+                self.request_flow_control_ack(true, out);
                 return false;
             };
             let delivery = self.commit(msg, source, self.deliver_subject.clone(), now);
@@ -986,14 +994,7 @@ impl Consumer {
                 self.flow.pending_bytes += size;
                 if self.flow.outstanding.is_none() && self.flow.pending_bytes > self.flow.window / 2
                 {
-                    let fc = self.new_flow_control_subject();
-                    self.flow.outstanding = Some(fc.clone());
-                    self.flow.outstanding_size = self.flow.pending_bytes;
-                    out.push(Outbound::Status {
-                        to: self.deliver_subject.clone(),
-                        reply: Some(fc),
-                        headers: pull::flow_control_request(),
-                    });
+                    self.send_flow_control(out);
                 }
             }
         }
@@ -1011,9 +1012,12 @@ impl Consumer {
     }
 
     /// A client answered a flow-control request on `subject`: widen the window and resume.
-    pub fn process_flow_control(&mut self, subject: &[u8]) {
+    /// With `ack_policy: flow_control` the answer's `Nats-Last-Stream` header acknowledges
+    /// everything delivered up to that stream sequence (the outcome's `acked`).
+    pub fn process_flow_control(&mut self, subject: &[u8], headers: Option<&[u8]>) -> AckOutcome {
+        let mut outcome = AckOutcome::default();
         if self.flow.outstanding.as_deref() != Some(subject) {
-            return;
+            return outcome;
         }
         self.flow.window = (self.flow.window * 2).min(FC_MAX_PENDING);
         self.flow.pending_bytes = self
@@ -1022,6 +1026,44 @@ impl Consumer {
             .saturating_sub(self.flow.outstanding_size);
         self.flow.outstanding = None;
         self.flow.outstanding_size = 0;
+        if self.config.ack_policy == AckPolicy::FlowControl {
+            let last_stream = headers
+                .and_then(|h| crate::proto::headers::get(h, "Nats-Last-Stream"))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+            if last_stream > 0 {
+                self.ack(last_stream, &mut outcome);
+            }
+        }
+        outcome
+    }
+
+    /// Flow-control acks: asks for an answer (which acknowledges) when nothing is outstanding
+    /// and messages wait to be acknowledged, either because `max_ack_pending` is reached or,
+    /// from the idle heartbeat, because delivery went quiet.
+    fn request_flow_control_ack(&mut self, only_when_full: bool, out: &mut Vec<Outbound>) {
+        let pending = self.state.pending.len();
+        let full = self.max_ack_pending > 0 && pending >= self.max_ack_pending;
+        if self.config.ack_policy != AckPolicy::FlowControl
+            || self.flow.outstanding.is_some()
+            || pending == 0
+            || (only_when_full && !full)
+        {
+            return;
+        }
+        self.send_flow_control(out);
+    }
+
+    /// Sends a flow-control request covering what is pending now.
+    fn send_flow_control(&mut self, out: &mut Vec<Outbound>) {
+        let fc = self.new_flow_control_subject();
+        self.flow.outstanding = Some(fc.clone());
+        self.flow.outstanding_size = self.flow.pending_bytes;
+        out.push(Outbound::Status {
+            to: self.deliver_subject.clone(),
+            reply: Some(fc),
+            headers: pull::flow_control_request(),
+        });
     }
 
     /// Applies an ack. `tokens` come from [`parse_ack_subject`], `kind` from
@@ -1115,7 +1157,10 @@ impl Consumer {
     }
 
     fn ack(&mut self, sseq: u64, outcome: &mut AckOutcome) {
-        if self.config.ack_policy == AckPolicy::All {
+        if matches!(
+            self.config.ack_policy,
+            AckPolicy::All | AckPolicy::FlowControl
+        ) {
             if sseq <= self.state.ack_floor.stream_seq {
                 return;
             }
@@ -1187,6 +1232,7 @@ impl Consumer {
                     self.flow.outstanding.as_deref(),
                 ),
             });
+            self.request_flow_control_ack(false, out);
         }
     }
 
@@ -1312,16 +1358,7 @@ fn headers_only(headers: Option<&[u8]>, size: usize) -> Bytes {
 
 /// A header block with `key: value` appended (a new block when there was none).
 fn with_header(headers: Option<&[u8]>, key: &str, value: &str) -> Bytes {
-    let mut h = Vec::with_capacity(headers.map_or(10, <[u8]>::len) + key.len() + value.len() + 8);
-    match headers {
-        Some(orig) if orig.ends_with(b"\r\n\r\n") => h.extend_from_slice(&orig[..orig.len() - 2]),
-        _ => h.extend_from_slice(b"NATS/1.0\r\n"),
-    }
-    h.extend_from_slice(key.as_bytes());
-    h.extend_from_slice(b": ");
-    h.extend_from_slice(value.as_bytes());
-    h.extend_from_slice(b"\r\n\r\n");
-    Bytes::from(h)
+    Bytes::from(crate::proto::headers::append(headers, &[(key, value)]))
 }
 
 fn advisory_header() -> String {

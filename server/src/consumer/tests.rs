@@ -168,6 +168,42 @@ fn overflow_waits_for_its_mark_and_prioritized_serves_low_numbers_first() {
 }
 
 #[test]
+fn flow_control_answers_acknowledge_what_was_delivered() {
+    let s = store_with(&["a", "a", "a"]);
+    let mut cfg = ConsumerConfig {
+        durable_name: "w".into(),
+        deliver_subject: "d".into(),
+        ack_policy: AckPolicy::FlowControl,
+        max_ack_pending: 2,
+        ..Default::default()
+    };
+    cfg.apply_defaults(&ctx());
+    assert!(cfg.flow_control);
+    cfg.validate(&ctx()).unwrap();
+    let mut c = Consumer::new("S", "w", cfg, &s, T0);
+    c.set_push_active(true);
+    let mut out = Vec::new();
+    c.next_batch(&s, T0, &mut out);
+    // Two delivered (max_ack_pending), then a flow-control request.
+    assert_eq!(msgs(&out).len(), 2);
+    let fc = out
+        .iter()
+        .find_map(|o| match o {
+            Outbound::Status { reply: Some(r), .. } => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    // Nothing is redelivered by time.
+    let mut timers = Vec::new();
+    c.check_timers(T0 + 3600 * SEC, &mut timers);
+    assert!(msgs(&timers).is_empty());
+    let answer = b"NATS/1.0\r\nNats-Last-Consumer: 2\r\nNats-Last-Stream: 2\r\n\r\n";
+    let outcome = c.process_flow_control(&fc, Some(answer));
+    assert_eq!(outcome.acked.as_slice(), [1, 2]);
+    assert_eq!(c.state().ack_floor.stream_seq, 2);
+}
+
+#[test]
 fn reset_moves_delivery_and_forgets_pending() {
     let s = store_with(&["a", "a", "a", "a", "a"]);
     let mut c = Consumer::new("S", "w", pull_cfg(AckPolicy::Explicit), &s, T0);
@@ -783,7 +819,7 @@ fn push_flow_control_and_heartbeat() {
     );
 
     // Answering resumes delivery.
-    c.process_flow_control(&fc[0]);
+    c.process_flow_control(&fc[0], None);
     let mut out = Vec::new();
     c.next_batch(&s, T0, &mut out);
     assert_eq!(msgs(&out).len(), 40 - delivered);

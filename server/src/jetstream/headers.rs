@@ -2,8 +2,7 @@
 //! and rewrites them: the headers the server acts on ([`JsHeaders`]), and the edits that
 //! sourcing, republish and markers make. Header names are case-sensitive, as in nats-server.
 
-/// The block of a message without headers of its own that gets some.
-const EMPTY: &[u8] = b"NATS/1.0\r\n\r\n";
+pub(crate) use crate::proto::headers::{append, get, pairs, remove};
 
 /// The headers the server acts on when a message is stored.
 #[derive(Default, Debug)]
@@ -77,69 +76,6 @@ pub(crate) fn parse(block: &[u8]) -> JsHeaders<'_> {
     h
 }
 
-/// `(name, value)` pairs of a block, values trimmed; lines that are not UTF-8 or lack a
-/// colon are skipped.
-pub(crate) fn pairs(block: &[u8]) -> impl Iterator<Item = (&str, &str)> {
-    block
-        .split(|&b| b == b'\n')
-        .skip(1)
-        .filter_map(|line| std::str::from_utf8(line.strip_suffix(b"\r").unwrap_or(line)).ok())
-        .filter_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            Some((k, v.trim()))
-        })
-}
-
-/// The value of header `name`, if the block has it.
-pub(crate) fn get<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
-    pairs(block).find(|(k, _)| *k == name).map(|(_, v)| v)
-}
-
-/// The block without the headers `drop` selects (by name); `None` when nothing is left
-/// but the status line and it had no status.
-pub(crate) fn remove(block: &[u8], drop: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(block.len());
-    let mut lines = block.split(|&b| b == b'\n');
-    let first = lines.next().unwrap_or(b"NATS/1.0\r");
-    out.extend_from_slice(first);
-    out.push(b'\n');
-    let mut kept = 0;
-    for line in lines {
-        let text = line.strip_suffix(b"\r").unwrap_or(line);
-        if text.is_empty() {
-            continue;
-        }
-        let name = std::str::from_utf8(text)
-            .ok()
-            .and_then(|t| t.split_once(':'))
-            .map(|(k, _)| k);
-        if name.is_some_and(&drop) {
-            continue;
-        }
-        out.extend_from_slice(line);
-        out.push(b'\n');
-        kept += 1;
-    }
-    out.extend_from_slice(b"\r\n");
-    let bare = first.strip_suffix(b"\r").unwrap_or(first) == b"NATS/1.0";
-    (kept > 0 || !bare).then_some(out)
-}
-
-/// `block` (or an empty one) with `name: value` lines appended.
-pub(crate) fn append(block: Option<&[u8]>, extra: &[(&str, &str)]) -> Vec<u8> {
-    let block = block.filter(|b| b.ends_with(b"\r\n\r\n")).unwrap_or(EMPTY);
-    let mut out = Vec::with_capacity(block.len() + extra.len() * 32);
-    out.extend_from_slice(&block[..block.len() - 2]);
-    for (k, v) in extra {
-        out.extend_from_slice(k.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(v.as_bytes());
-        out.extend_from_slice(b"\r\n");
-    }
-    out.extend_from_slice(b"\r\n");
-    out
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -151,20 +87,5 @@ mod tests {
             parse(b"NATS/1.0\r\nnats-msg-id: a\r\nNats-Rollup: sub\r\nNats-Rollup: all\r\n\r\n");
         assert!(h.msg_id.is_none());
         assert_eq!(h.rollup, Some("sub"));
-    }
-
-    #[test]
-    fn remove_and_append_round_trip() {
-        let block = b"NATS/1.0\r\nA: 1\r\nNats-Expected-Stream: x\r\nB: 2\r\n\r\n";
-        let kept = remove(block, |n| n.starts_with("Nats-Expected-")).unwrap();
-        assert_eq!(kept, b"NATS/1.0\r\nA: 1\r\nB: 2\r\n\r\n");
-        assert_eq!(
-            remove(b"NATS/1.0\r\nNats-Expected-Stream: x\r\n\r\n", |_| true),
-            None
-        );
-        let added = append(Some(&kept), &[("C", "3")]);
-        assert_eq!(added, b"NATS/1.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n");
-        assert_eq!(append(None, &[("C", "3")]), b"NATS/1.0\r\nC: 3\r\n\r\n");
-        assert_eq!(get(&added, "B"), Some("2"));
     }
 }
