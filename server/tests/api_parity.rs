@@ -1144,3 +1144,107 @@ async fn invalid_consumer_configs_match_nats_server() {
     }
     same_errors(&pair, &requests).await;
 }
+
+/// `sample_freq` (ack metrics), `replay_policy: original` (the stored gaps between messages)
+/// and `rate_limit_bps` (a push consumer held to its rate), observed on both servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_sampling_replay_and_rate_limit_match_nats_server() {
+    use futures::StreamExt;
+    let pair = start_pair();
+    let mut transcripts = Vec::new();
+    for server in [&pair.ours, &pair.theirs] {
+        let nc = connect(server).await;
+        let mut t = Vec::new();
+        api(
+            &nc,
+            "$JS.API.STREAM.CREATE.Q",
+            json!({"name": "Q", "subjects": ["q.>"]}),
+        )
+        .await;
+        for i in 0..3 {
+            nc.request(format!("q.{i}"), "x".into()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let create = |name: &str, config: Value| {
+            let mut config = config;
+            config["name"] = json!(name);
+            let subject = format!("$JS.API.CONSUMER.CREATE.Q.{name}");
+            let nc = nc.clone();
+            async move { api(&nc, &subject, json!({"stream_name": "Q", "config": config})).await }
+        };
+        // Ack metrics: every ack of an explicit consumer at 100%.
+        let mut metrics = nc
+            .subscribe("$JS.EVENT.METRIC.CONSUMER.ACK.>")
+            .await
+            .unwrap();
+        create(
+            "s",
+            json!({"ack_policy": "explicit", "sample_freq": "100%"}),
+        )
+        .await;
+        let mut sub = pull(&nc, "Q", "s", json!({"batch": 1})).await;
+        let m = sub.next().await.unwrap();
+        nc.publish(m.reply.unwrap(), "+ACK".into()).await.unwrap();
+        let metric = tokio::time::timeout(Duration::from_secs(5), metrics.next())
+            .await
+            .expect("no ack metric")
+            .unwrap();
+        let v: Value = serde_json::from_slice(&metric.payload).unwrap();
+        t.push(json!([
+            metric.subject.as_str(),
+            v["type"],
+            v["stream_seq"],
+            v["consumer_seq"],
+            v["deliveries"],
+            v["ack_time"].is_u64(),
+        ]));
+        // Replay original: the 300 ms gaps come back.
+        create(
+            "r",
+            json!({"ack_policy": "none", "replay_policy": "original"}),
+        )
+        .await;
+        let mut sub = pull(
+            &nc,
+            "Q",
+            "r",
+            json!({"batch": 3, "expires": 5_000_000_000u64}),
+        )
+        .await;
+        let start = tokio::time::Instant::now();
+        for _ in 0..3 {
+            sub.next().await.unwrap();
+        }
+        t.push(json!(start.elapsed() >= Duration::from_millis(500)));
+        // Rate limit: 1 MB/s with a 1 MB burst; 3 MB take about two seconds.
+        let big = vec![b'x'; 100_000];
+        for _ in 0..30 {
+            nc.request("q.big", big.clone().into()).await.unwrap();
+        }
+        let inbox = nc.new_inbox();
+        let mut push = nc.subscribe(inbox.clone()).await.unwrap();
+        create(
+            "l",
+            json!({"deliver_subject": inbox, "filter_subject": "q.big",
+                "rate_limit_bps": 8_000_000u64}),
+        )
+        .await;
+        let start = tokio::time::Instant::now();
+        let mut bytes = 0;
+        while bytes < 30 * 100_000 {
+            let m = tokio::time::timeout(Duration::from_secs(10), push.next())
+                .await
+                .expect("rate-limited delivery stalled")
+                .unwrap();
+            bytes += m.payload.len();
+        }
+        let took = start.elapsed();
+        t.push(json!(
+            took >= Duration::from_millis(1500) && took < Duration::from_secs(4)
+        ));
+        transcripts.push(t);
+    }
+    assert_eq!(transcripts[0], transcripts[1]);
+    assert_eq!(transcripts[0][1], json!(true), "replay kept the gaps");
+    assert_eq!(transcripts[0][2], json!(true), "rate limit held");
+}

@@ -24,6 +24,7 @@
 
 pub mod config;
 pub mod driver;
+mod pacing;
 mod priority;
 pub mod pull;
 pub mod state;
@@ -257,6 +258,10 @@ pub struct Consumer {
     pin: Option<priority::Pin>,
     /// The account's name, for advisories that carry it.
     account: String,
+    /// Replay-original and rate-limit pacing of deliveries.
+    pacing: pacing::Pacing,
+    /// `sample_freq` as a percentage (0: no ack metrics).
+    sample_percent: u32,
     flow: FlowControl,
     last_push_activity: u64,
     last_delivery: u64,
@@ -318,6 +323,12 @@ impl Consumer {
             config.max_ack_pending.max(0) as usize
         };
         let ack_prefix = format!("$JS.ACK.{stream}.{name}.").into_bytes();
+        let pacing = pacing::Pacing::new(&config);
+        let sample_percent = config
+            .sample_freq
+            .trim_end_matches('%')
+            .parse()
+            .unwrap_or(0);
         Consumer {
             stream: stream.to_string(),
             name: name.to_string(),
@@ -344,6 +355,8 @@ impl Consumer {
             push_active: false,
             pin: None,
             account: String::new(),
+            pacing,
+            sample_percent,
             flow: FlowControl {
                 window: FC_MAX_PENDING / 16,
                 ..FlowControl::default()
@@ -675,6 +688,7 @@ impl Consumer {
                 });
         }
         self.last_delivery = now;
+        self.pacing.delivered(msg.ts, now);
         self.dirty = true;
         let reply = self.build_reply(deliveries, sseq, cseq, msg.ts, self.num_pending);
         let (headers, payload) = if self.config.headers_only {
@@ -850,6 +864,54 @@ impl Consumer {
         Ok(seq)
     }
 
+    /// A delivery's size as nats-server counts it: subject + reply + headers + payload (the
+    /// reply's numbers are estimated, the real ones are not known yet).
+    fn delivery_size(&self, msg: &StoredMsg) -> u64 {
+        (msg.subject.len()
+            + self.ack_prefix.len()
+            + 40
+            + msg.headers.as_ref().map_or(0, |h| h.len())
+            + msg.payload.len()) as u64
+    }
+
+    /// Whether pacing (replay original, rate limit) lets `msg` go now.
+    fn pace(&mut self, msg: &StoredMsg, size: u64, store: &dyn MessageStore, now: u64) -> bool {
+        self.pacing
+            .ready(msg.seq, msg.ts, size, now, || store.state().last_seq)
+    }
+
+    /// `sample_freq`: an ack of a pending message is reported, for that share of the acks,
+    /// on `$JS.EVENT.METRIC.CONSUMER.ACK.<stream>.<consumer>` with its delay since delivery.
+    fn sample_ack(&self, tokens: &AckTokens, now: u64, out: &mut Vec<Outbound>) {
+        let sampled = match self.sample_percent {
+            0 => false,
+            p if p >= 100 => true,
+            p => fastrand::u32(..100) <= p,
+        };
+        let Some(pending) = self
+            .state
+            .pending
+            .get(&tokens.stream_seq)
+            .filter(|_| sampled)
+        else {
+            return;
+        };
+        out.push(Outbound::Advisory {
+            subject: format!("$JS.EVENT.METRIC.CONSUMER.ACK.{}.{}", self.stream, self.name),
+            payload: format!(
+                "{{\"type\":\"io.nats.jetstream.metric.v1.consumer_ack\",{},\"stream\":{},\"consumer\":{},\"consumer_seq\":{},\"stream_seq\":{},\"ack_time\":{},\"deliveries\":{}}}",
+                advisory_header(),
+                json_str(&self.stream),
+                json_str(&self.name),
+                tokens.consumer_seq,
+                tokens.stream_seq,
+                now.saturating_sub(pending.timestamp),
+                tokens.deliveries,
+            )
+            .into_bytes(),
+        });
+    }
+
     /// Drops every waiting pull request, telling each with the status frame `headers` builds
     /// for it (`409 Consumer Deleted`, `409 Server Shutdown`).
     pub fn release_waiting(
@@ -922,13 +984,10 @@ impl Consumer {
                 exhausted = true;
                 break;
             };
-            // Size as nats-server counts it: subject + reply + headers + payload (the
-            // reply's numbers are estimated, the real ones are not known yet).
-            let size = (msg.subject.len()
-                + self.ack_prefix.len()
-                + 40
-                + msg.headers.as_ref().map_or(0, |h| h.len())
-                + msg.payload.len()) as u64;
+            let size = self.delivery_size(&msg);
+            if !self.pace(&msg, size, store, now) {
+                break;
+            }
             let before = out.len();
             let Some(deliver_to) = self.next_waiting(size, now, out, has_interest) else {
                 break;
@@ -982,6 +1041,9 @@ impl Consumer {
                 self.request_flow_control_ack(true, out);
                 return false;
             };
+            if !self.pace(&msg, self.delivery_size(&msg), store, now) {
+                return false;
+            }
             let delivery = self.commit(msg, source, self.deliver_subject.clone(), now);
             let size = (delivery.subject.len()
                 + delivery.reply.len()
@@ -1086,7 +1148,12 @@ impl Consumer {
         }
         let sseq = tokens.stream_seq;
         match kind {
-            AckKind::Ack | AckKind::Next(_) => self.ack(sseq, &mut outcome),
+            AckKind::Ack | AckKind::Next(_) => {
+                if self.config.ack_policy == AckPolicy::Explicit {
+                    self.sample_ack(tokens, now, out);
+                }
+                self.ack(sseq, &mut outcome)
+            }
             AckKind::Term(reason) => {
                 let Some(p) = self.state.pending.get(&sseq).copied() else {
                     return outcome;
@@ -1288,6 +1355,9 @@ impl Consumer {
         }
         if let Some(pin) = &self.pin {
             t = t.min(pin.expires);
+        }
+        if let Some(at) = self.pacing.wake() {
+            t = t.min(at);
         }
         (t != u64::MAX).then_some(t)
     }
