@@ -327,6 +327,8 @@ js_errors! {
     StreamTransformInvalidSource = (400, 10155, "stream transform source: {err}");
     /// `JSStreamTransformInvalidDestination`
     StreamTransformInvalidDestination = (400, 10156, "stream transform: {err}");
+    /// `JSPedanticErrF`
+    Pedantic = (400, 10157, "pedantic mode: {err}");
     /// `JSConsumerPriorityPolicyWithoutGroup`
     ConsumerPriorityPolicyWithoutGroup = (400, 10159, "Setting PriorityPolicy requires at least one PriorityGroup to be set");
     /// `JSConsumerInvalidPriorityGroupErr`

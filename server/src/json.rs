@@ -6,6 +6,11 @@
 //! every unset number in a stream or consumer config). serde would instead refuse `null`
 //! for a plain `u64`, so every request body goes through [`from_request`], which applies that
 //! one rule to every member at every depth instead of marking fields one by one.
+//!
+//! The API requests proper (not pull requests, acks or resets, which nats-server reads
+//! leniently) go through [`from_api_request`], which with `jetstream { strict: true }` (the
+//! default, as on nats-server) also refuses a member the request type does not have, with
+//! Go's `json: unknown field "x"`.
 
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -23,6 +28,35 @@ pub(crate) fn from_request<T: DeserializeOwned>(body: &[u8]) -> Result<T, serde_
     }
     drop_null_members(&mut value);
     T::deserialize(value)
+}
+
+/// [`from_request`] for an API request: with `strict`, a member `T` does not know is an
+/// error (`json: unknown field "<name>"`, as Go's decoder words it). Members `T` keeps as raw
+/// JSON are not looked into.
+pub(crate) fn from_api_request<T: DeserializeOwned>(
+    body: &[u8],
+    strict: bool,
+) -> Result<T, String> {
+    if !strict {
+        return from_request(body).map_err(|e| e.to_string());
+    }
+    let mut value: Value = serde_json::from_slice(body).map_err(|e| e.to_string())?;
+    if value.is_null() {
+        value = Value::Object(serde_json::Map::new());
+    }
+    drop_null_members(&mut value);
+    let mut unknown = None;
+    let decoded: T = serde_ignored::deserialize(value, |path| {
+        unknown.get_or_insert_with(|| path.to_string());
+    })
+    .map_err(|e| e.to_string())?;
+    match unknown {
+        Some(path) => {
+            let field = path.rsplit('.').next().unwrap_or(&path);
+            Err(format!("json: unknown field {field:?}"))
+        }
+        None => Ok(decoded),
+    }
 }
 
 /// Removes every `null` object member, at any depth (array elements are left alone: Go
@@ -91,6 +125,18 @@ mod tests {
     fn null_inside_a_string_is_just_text() {
         let v: Outer = from_request(br#"{"s":"null"}"#).unwrap();
         assert_eq!(v.s, "null");
+    }
+
+    #[test]
+    fn strict_requests_refuse_unknown_members_at_any_depth() {
+        let ok: Outer = from_api_request(br#"{"n":1,"inner":{"n":2}}"#, true).unwrap();
+        assert_eq!((ok.n, ok.inner.n), (1, 2));
+        let top = from_api_request::<Outer>(br#"{"n":1,"x":2}"#, true).unwrap_err();
+        assert_eq!(top, r#"json: unknown field "x""#);
+        let deep = from_api_request::<Outer>(br#"{"inner":{"y":null,"z":1}}"#, true).unwrap_err();
+        assert_eq!(deep, r#"json: unknown field "z""#);
+        let lenient: Outer = from_api_request(br#"{"n":1,"x":2}"#, false).unwrap();
+        assert_eq!(lenient.n, 1);
     }
 
     #[test]

@@ -1248,3 +1248,57 @@ async fn ack_sampling_replay_and_rate_limit_match_nats_server() {
     assert_eq!(transcripts[0][1], json!(true), "replay kept the gaps");
     assert_eq!(transcripts[0][2], json!(true), "rate limit held");
 }
+
+/// `jetstream { strict }` (on by default, as on nats-server): a request member its type does
+/// not have is refused with Go's `json: unknown field`, and accepted with `strict: false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_requests_match_nats_server() {
+    let pair = start_pair();
+    let requests = vec![
+        (
+            "$JS.API.STREAM.CREATE.U".to_string(),
+            json!({"name": "U", "bogus": 1}),
+        ),
+        (
+            "$JS.API.STREAM.CREATE.U".to_string(),
+            json!({"name": "U", "consumer_limits": {"bogus": 1}}),
+        ),
+        ("$JS.API.STREAM.CREATE.U".to_string(), json!({"name": "U"})),
+        (
+            "$JS.API.CONSUMER.CREATE.U.c".to_string(),
+            json!({"stream_name": "U", "config": {"name": "c", "bogus": true}}),
+        ),
+        (
+            "$JS.API.STREAM.INFO.U".to_string(),
+            json!({"deleted_details": true, "bogus": 1}),
+        ),
+        (
+            "$JS.API.STREAM.MSG.GET.U".to_string(),
+            json!({"seq": 1, "bogus": 1}),
+        ),
+    ];
+    same_errors(&pair, &requests).await;
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("lenient.conf");
+    let port = js_server::free_port();
+    std::fs::write(
+        &conf,
+        format!(
+            "host: 127.0.0.1\nport: {port}\njetstream {{ store_dir: \"{}\", strict: false }}\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let lenient = js_server::spawn(
+        js_server::natsd(),
+        &["-c".to_string(), conf.display().to_string()],
+    );
+    let nc = connect(&lenient).await;
+    let r = api(
+        &nc,
+        "$JS.API.STREAM.CREATE.U",
+        json!({"name": "U", "bogus": 1}),
+    )
+    .await;
+    assert!(r["error"].is_null(), "{r}");
+}

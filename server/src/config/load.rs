@@ -179,7 +179,6 @@ const ACCOUNT_LIMITS: &[Unsupported] = &[ignored(
 )];
 
 const JETSTREAM: &[Unsupported] = &[
-    refused(&["strict"], "JetStream API strictness"),
     refused(
         &[
             "key",
@@ -1264,6 +1263,7 @@ fn jetstream(cx: &mut Ctx, e: &Entry) -> Option<JetStreamConfig> {
                     "max_file_store" | "max_file" => {
                         js.max_store = cx.storage_size(k, "max_file_store").unwrap_or(js.max_store)
                     }
+                    "strict" => js.strict = cx.boolean(k).unwrap_or(js.strict),
                     "domain" => {
                         js.domain = cx.string(k).filter(|d| !d.is_empty());
                         if let Some(d) = &js.domain {

@@ -341,6 +341,9 @@ pub struct JetStreamConfig {
     pub sync_always: bool,
     /// `domain`: the JetStream domain; its API is also served on `$JS.<domain>.API.>`.
     pub domain: Option<String>,
+    /// `strict`: API requests with members their type does not have are refused (10025).
+    /// Default: true, as on nats-server.
+    pub strict: bool,
 }
 
 impl Default for JetStreamConfig {
@@ -352,6 +355,7 @@ impl Default for JetStreamConfig {
             sync_interval: None,
             sync_always: false,
             domain: None,
+            strict: true,
         }
     }
 }

@@ -207,6 +207,9 @@ pub struct ConsumerConfig {
     /// Internal direct consumer (sourcing).
     #[serde(default, skip_serializing_if = "is_false")]
     pub direct: bool,
+    /// A stream's sourcing consumer (nats-server 2.14+); refused by the API.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub sourcing: bool,
     /// User and server metadata.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,

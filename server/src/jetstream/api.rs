@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::config::{format_ts, Storage, StreamConfig, StreamSource};
@@ -193,18 +194,21 @@ fn is_empty_body(payload: &[u8]) -> bool {
     trimmed.is_empty() || trimmed == b"null"
 }
 
-/// Parses a request body; an empty body is the type's default.
-pub(crate) fn parse_body<T: for<'de> Deserialize<'de> + Default>(
+/// Parses an API request body (strictly when the account's JetStream is strict); an empty
+/// body is the type's default.
+pub(crate) fn parse_body<T: DeserializeOwned + Default>(
+    jsa: &JsAccount,
     payload: &[u8],
 ) -> Result<T, ApiError> {
-    parse(payload)
-}
-
-fn parse<T: for<'de> Deserialize<'de> + Default>(payload: &[u8]) -> Result<T, ApiError> {
     if is_empty_body(payload) {
         return Ok(T::default());
     }
-    crate::json::from_request(payload).map_err(|e| JsError::InvalidJSON.with(e))
+    decode(jsa, payload)
+}
+
+/// Decodes a non-empty API request body (strictly when the account's JetStream is strict).
+pub(crate) fn decode<T: DeserializeOwned>(jsa: &JsAccount, payload: &[u8]) -> Result<T, ApiError> {
+    crate::json::from_api_request(payload, jsa.strict).map_err(|e| JsError::InvalidJSON.with(e))
 }
 
 #[derive(Serialize)]
@@ -387,12 +391,19 @@ fn info_body<'a>(
 }
 
 /// A create or update request's config, checked in nats-server's order.
-fn parse_config(name: &str, payload: &[u8], create: bool) -> Result<StreamConfig, ApiError> {
+fn parse_config(
+    jsa: &JsAccount,
+    name: &str,
+    payload: &[u8],
+    create: bool,
+) -> Result<StreamConfig, ApiError> {
     if is_empty_body(payload) {
         return Err(JsError::StreamMismatch.into());
     }
-    let mut cfg: StreamConfig =
-        crate::json::from_request(payload).map_err(|e| JsError::InvalidJSON.with(e))?;
+    let mut cfg: StreamConfig = decode(jsa, payload)?;
+    if cfg.pedantic {
+        return Err(JsError::Pedantic.with("not supported by natsd"));
+    }
     if cfg.name.is_empty() || cfg.name != name {
         return Err(JsError::StreamMismatch.into());
     }
@@ -471,13 +482,10 @@ fn check_consumer_limits(
     old: &StreamConfig,
     cfg: &StreamConfig,
 ) -> Result<(), ApiError> {
-    let limit = |c: &StreamConfig, key: &str| c.consumer_limits[key].as_i64().unwrap_or(0);
-    let (it, map) = (
-        limit(cfg, "inactive_threshold"),
-        limit(cfg, "max_ack_pending"),
-    );
-    let changed = (it > 0 && it != limit(old, "inactive_threshold"))
-        || (map > 0 && map != limit(old, "max_ack_pending"));
+    let (new, old) = (&cfg.consumer_limits, &old.consumer_limits);
+    let (it, map) = (new.inactive_threshold, new.max_ack_pending);
+    let changed =
+        (it > 0 && it != old.inactive_threshold) || (map > 0 && map != old.max_ack_pending);
     if !changed {
         return Ok(());
     }
@@ -624,7 +632,7 @@ fn check_reservation(
 }
 
 fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let mut cfg = parse_config(name, payload, true)?;
+    let mut cfg = parse_config(jsa, name, payload, true)?;
     check_max_bytes_limits(jsa, &cfg)?;
     let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
     check_origins(jsa, &mut cfg)?;
@@ -701,7 +709,7 @@ fn check_max_bytes_limits(jsa: &JsAccount, cfg: &StreamConfig) -> Result<(), Api
 }
 
 fn stream_update(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let mut cfg = parse_config(name, payload, false)?;
+    let mut cfg = parse_config(jsa, name, payload, false)?;
     check_max_bytes_limits(jsa, &cfg)?;
     let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
     let stream = jsa
@@ -734,7 +742,7 @@ struct InfoRequest {
 }
 
 fn stream_info(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let req: InfoRequest = parse(payload)?;
+    let req: InfoRequest = parse_body(jsa, payload)?;
     let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
     let mut state = state_json(&stream);
     // Paging fields are set only when the filter matched something; empty lists are left
@@ -815,7 +823,7 @@ struct PurgeResponse {
 }
 
 fn stream_purge(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let body: PurgeBody = parse(payload)?;
+    let body: PurgeBody = parse_body(jsa, payload)?;
     let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
     let cfg = stream.config();
     // Sealing also denies purges; nats-server reports the seal first.
@@ -858,6 +866,20 @@ struct MsgGetRequest {
     batch: Option<u64>,
     #[serde(default)]
     multi_last: Option<Vec<String>>,
+    #[serde(default)]
+    max_bytes: Option<u64>,
+    /// RFC 3339: the first message at or after this time.
+    #[serde(default)]
+    start_time: Option<String>,
+    /// Known to strict decoding; nats-server ignores them in `STREAM.MSG.GET`, and natsd's
+    /// batched direct gets do not implement them yet (docs/differences.md).
+    #[serde(default, rename = "up_to_seq")]
+    _up_to_seq: Option<serde::de::IgnoredAny>,
+    #[serde(default, rename = "up_to_time")]
+    _up_to_time: Option<serde::de::IgnoredAny>,
+    /// Leave the headers out of the reply.
+    #[serde(default)]
+    no_hdr: bool,
 }
 
 #[derive(Serialize)]
@@ -890,13 +912,42 @@ fn load(stream: &Stream, req: &MsgGetRequest) -> Result<StoredMsg, ApiError> {
     res.map_err(super::store_error)
 }
 
+/// `$JS.API.STREAM.MSG.GET.<stream>`, checked in nats-server's order.
 fn msg_get(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
     if is_empty_body(payload) {
         return Err(JsError::BadRequest.into());
     }
-    let req: MsgGetRequest = parse(payload)?;
-    let msg = load(&stream, &req)?;
+    let mut req: MsgGetRequest = parse_body(jsa, payload)?;
+    let seq = req.seq.unwrap_or(0);
+    let last = req.last_by_subj.as_deref().is_some_and(|s| !s.is_empty());
+    let next = req.next_by_subj.as_deref().is_some_and(|s| !s.is_empty());
+    let start = req.start_time.is_some();
+    let batched = req.batch.is_some_and(|b| b > 0) || req.max_bytes.is_some_and(|b| b > 0);
+    if batched
+        || (seq > 0 && last)
+        || (seq == 0 && !last && !next && !start)
+        || (seq > 0 && start)
+        || (start && last)
+        || (last && next)
+    {
+        return Err(JsError::BadRequest.into());
+    }
+    let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
+    if let Some(t) = req.start_time.as_deref() {
+        let t = crate::consumer::config::parse_rfc3339_ns(t)
+            .ok_or_else(|| JsError::InvalidJSON.with(format_args!("invalid start_time {t:?}")))?;
+        let st = stream.store.state();
+        let at =
+            crate::consumer::first_seq_at_or_after(&*stream.store, t, st.first_seq, st.last_seq);
+        req.seq = Some(at);
+        if !next {
+            req.next_by_subj = Some(">".to_string());
+        }
+    }
+    let mut msg = load(&stream, &req)?;
+    if req.no_hdr {
+        msg.headers = None;
+    }
     Ok(typed(
         "stream_msg_get",
         &MsgGetResponse {
@@ -924,7 +975,7 @@ fn msg_delete(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
     if is_empty_body(payload) {
         return Err(JsError::BadRequest.into());
     }
-    let req: MsgDeleteRequest = parse(payload)?;
+    let req: MsgDeleteRequest = parse_body(jsa, payload)?;
     let cfg = stream.config();
     if cfg.sealed {
         return Err(JsError::StreamSealed.into());
@@ -967,7 +1018,7 @@ struct ListResponse<'a> {
 }
 
 fn stream_names(jsa: &JsAccount, payload: &[u8], list: bool, js: &JetStream) -> ApiResult {
-    let req: NamesRequest = parse(payload)?;
+    let req: NamesRequest = parse_body(jsa, payload)?;
     let streams: Vec<Arc<Stream>> = jsa
         .streams()
         .into_iter()

@@ -192,6 +192,16 @@ fn is_zero_i64(n: &i64) -> bool {
     *n == 0
 }
 
+/// `consumer_limits`: defaults and ceilings for the stream's consumers (0 = none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConsumerLimits {
+    /// ns.
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub inactive_threshold: i64,
+    #[serde(default, skip_serializing_if = "is_zero_i64")]
+    pub max_ack_pending: i64,
+}
+
 /// A stream's configuration, in nats-server's field order so replies read the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StreamConfig {
@@ -283,8 +293,8 @@ pub struct StreamConfig {
     #[serde(default)]
     pub allow_rollup_hdrs: bool,
     /// Defaults for consumers (kept as given).
-    #[serde(default = "empty_object")]
-    pub consumer_limits: serde_json::Value,
+    #[serde(default)]
+    pub consumer_limits: ConsumerLimits,
     /// Per-message TTLs (`Nats-TTL`).
     #[serde(default)]
     pub allow_msg_ttl: bool,
@@ -309,10 +319,9 @@ pub struct StreamConfig {
     /// User metadata (the server adds `_nats.*` keys in replies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
-}
-
-fn empty_object() -> serde_json::Value {
-    serde_json::Value::Object(serde_json::Map::new())
+    /// A create/update request's pedantic mode (never stored): refused, natsd does not have it.
+    #[serde(default, skip_serializing)]
+    pub pedantic: bool,
 }
 
 fn bad_name(name: &str) -> bool {
@@ -498,9 +507,6 @@ impl StreamConfig {
                 self.metadata = None;
             }
         }
-        if self.consumer_limits.is_null() {
-            self.consumer_limits = empty_object();
-        }
         Ok(())
     }
 
@@ -585,11 +591,8 @@ impl StreamConfig {
 
     /// `consumer_limits` as `(max_ack_pending, inactive_threshold ns)`, 0 where unset.
     pub fn consumer_limits(&self) -> (i64, i64) {
-        let get = |k: &str| self.consumer_limits.get(k).and_then(|v| v.as_i64());
-        (
-            get("max_ack_pending").unwrap_or(0),
-            get("inactive_threshold").unwrap_or(0),
-        )
+        let l = &self.consumer_limits;
+        (l.max_ack_pending, l.inactive_threshold)
     }
 
     /// What the store enforces.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use tokio::runtime::Handle;
 
-use super::api::{parse_body, typed};
+use super::api::{decode, parse_body, typed};
 use super::config::Retention;
 use super::stream::Stream;
 use super::{action_advisory, pause_advisory, JetStream, JsAccount};
@@ -518,6 +518,9 @@ struct CreateRequest {
     config: Option<ConsumerConfig>,
     #[serde(default)]
     action: String,
+    /// nats-server's pedantic mode (no defaults applied): refused, natsd does not have it.
+    #[serde(default)]
+    pedantic: bool,
 }
 
 fn account_consumers(jsa: &JsAccount) -> usize {
@@ -559,7 +562,15 @@ pub(crate) fn create(
     let stream_name = parts.next().unwrap_or("");
     let subject_name = parts.next().filter(|n| !n.is_empty());
     let subject_filter = parts.next();
-    let req: CreateRequest = parse_body(payload)?;
+    let req: CreateRequest = parse_body(jsa, payload)?;
+    if req.pedantic {
+        return Err(JsError::Pedantic.with("not supported by natsd"));
+    }
+    if req.config.as_ref().is_some_and(|c| c.sourcing) {
+        return Err(
+            JsError::StreamInvalidConfig.with("consumer sourcing is not supported by natsd")
+        );
+    }
     // nats-server's order of checks (`jsConsumerCreateRequest`).
     if legacy_durable && (subject_name.is_none() || subject_filter.is_some()) {
         return Err(JsError::ConsumerDurableNameNotInSubject.into());
@@ -741,7 +752,7 @@ struct PauseRequest {
 /// `$JS.API.CONSUMER.PAUSE.<stream>.<consumer>`: pause deliveries until a time (a missing or
 /// past time resumes), kept in the consumer's `pause_until`.
 pub(crate) fn pause(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let req: PauseRequest = parse_body(payload)?;
+    let req: PauseRequest = parse_body(jsa, payload)?;
     let (stream, name) = stream_and_consumer(jsa, arg)?;
     let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
     let entry = stream
@@ -789,7 +800,7 @@ pub(crate) fn unpin(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8
     let req: UnpinRequest = if payload.trim_ascii().is_empty() {
         return Err(JsError::InvalidJSON.with("unexpected end of JSON input"));
     } else {
-        crate::json::from_request(payload).map_err(|e| JsError::InvalidJSON.with(e))?
+        decode(jsa, payload)?
     };
     if req.group.is_empty() {
         return Err(JsError::InvalidJSON.with("consumer group not specified"));
@@ -841,7 +852,7 @@ pub(crate) fn names(
     payload: &[u8],
     list: bool,
 ) -> Result<Vec<u8>, ApiError> {
-    let req: PageRequest = parse_body(payload)?;
+    let req: PageRequest = parse_body(jsa, payload)?;
     let stream = jsa.stream(stream).ok_or(JsError::StreamNotFound)?;
     let entries = stream.consumers.entries();
     let total = entries.len();

@@ -162,6 +162,8 @@ pub struct JsAccount {
     api_subs: Mutex<Vec<SubRef>>,
     pub(crate) api_total: AtomicU64,
     pub(crate) api_errors: AtomicU64,
+    /// `jetstream { strict }`: refuse API requests with unknown members.
+    pub(crate) strict: bool,
     /// Serialises creates/updates/deletes so limit and overlap checks see a stable picture.
     pub(crate) admin: Mutex<()>,
 }
@@ -595,6 +597,7 @@ impl JetStream {
             api_subs: Mutex::new(Vec::new()),
             api_total: AtomicU64::new(0),
             api_errors: AtomicU64::new(0),
+            strict: self.config.strict,
             admin: Mutex::new(()),
         });
         *lock(&handler.account) = Arc::downgrade(&jsa);
