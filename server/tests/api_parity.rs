@@ -1302,3 +1302,95 @@ async fn strict_requests_match_nats_server() {
     .await;
     assert!(r["error"].is_null(), "{r}");
 }
+
+/// A value of the right type for each member of nats-server 2.15's `StreamConfig`, nested
+/// members included (each member then is known to strict decoding on both servers).
+fn stream_member(field: &str, n: usize) -> Value {
+    match field {
+        "description" => json!("d"),
+        "subjects" => json!([format!("k{n}.>")]),
+        "retention" => json!("limits"),
+        "discard" => json!("old"),
+        "storage" => json!("file"),
+        "compression" => json!("none"),
+        "persist_mode" => json!("default"),
+        "num_replicas" | "first_seq" => json!(1),
+        "max_consumers" | "max_msgs" | "max_bytes" | "max_msgs_per_subject" | "max_msg_size" => {
+            json!(-1)
+        }
+        "max_age" | "duplicate_window" | "subject_delete_marker_ttl" => json!(0),
+        "placement" => json!({"cluster": "", "tags": [], "preferred": ""}),
+        "mirror" => json!({"name": "O", "opt_start_seq": 0, "filter_subject": "",
+            "subject_transforms": [], "external": {"api": "", "deliver": ""},
+            "consumer": {"name": "c", "deliver_subject": "d"}}),
+        "sources" => {
+            json!([{"name": "O", "opt_start_seq": 1, "opt_start_time": "2026-01-01T00:00:00Z",
+            "filter_subject": "a", "subject_transforms": [{"src": "a", "dest": "b"}],
+            "external": {"api": "$JS.X.API", "deliver": "dlv"}}])
+        }
+        "subject_transform" => json!({"src": format!("k{n}.>"), "dest": "t.>"}),
+        "republish" => json!({"src": ">", "dest": "rp.>", "headers_only": false}),
+        "consumer_limits" => json!({"inactive_threshold": 0, "max_ack_pending": 0}),
+        "metadata" => json!({"k": "v"}),
+        _ => json!(false),
+    }
+}
+
+/// The same for nats-server 2.15's `ConsumerConfig`.
+fn consumer_member(field: &str) -> Value {
+    match field {
+        "durable_name" | "name" => json!("c"),
+        "description" | "filter_subject" | "deliver_subject" | "deliver_group" | "sample_freq" => {
+            json!("")
+        }
+        "deliver_policy" => json!("all"),
+        "ack_policy" => json!("explicit"),
+        "replay_policy" => json!("instant"),
+        "priority_policy" => json!("none"),
+        "opt_start_time" | "pause_until" => json!("2020-01-01T00:00:00Z"),
+        "backoff" | "filter_subjects" | "priority_groups" => json!([]),
+        "max_deliver" => json!(-1),
+        "metadata" => json!({"k": "v"}),
+        "flow_control" | "headers_only" | "mem_storage" | "direct" | "sourcing" => json!(false),
+        _ => json!(0),
+    }
+}
+
+fn unknown_field(reply: &Value) -> bool {
+    reply["error"]["description"]
+        .as_str()
+        .is_some_and(|d| d.contains("unknown field"))
+}
+
+/// Strict decoding knows every member nats-server knows: each stream and consumer config
+/// member (nested members of sources, mirrors, transforms and limits too) sent with a value
+/// of its type is never an "unknown field" on natsd, whatever else either server says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_config_member_is_known() {
+    let pair = start_pair();
+    let a = connect(&pair.ours).await;
+    let b = connect(&pair.theirs).await;
+    for (n, field) in STREAM_FIELDS.iter().enumerate() {
+        let name = format!("K{n}");
+        let mut cfg = json!({"name": name, "subjects": [format!("k{n}.>")]});
+        cfg[*field] = stream_member(field, n);
+        let subject = format!("$JS.API.STREAM.CREATE.{name}");
+        let theirs = api(&b, &subject, cfg.clone()).await;
+        assert!(!unknown_field(&theirs), "nats-server, {field}: {theirs}");
+        let ours = api(&a, &subject, cfg).await;
+        assert!(!unknown_field(&ours), "natsd, {field}: {ours}");
+    }
+    for nc in [&a, &b] {
+        let r = api(nc, "$JS.API.STREAM.CREATE.C", json!({"name": "C"})).await;
+        assert!(r["error"].is_null(), "{r}");
+    }
+    for field in CONSUMER_FIELDS {
+        let mut cfg = json!({"ack_policy": "explicit"});
+        cfg[*field] = consumer_member(field);
+        let body = json!({"stream_name": "C", "config": cfg, "action": "", "pedantic": false});
+        let theirs = api(&b, "$JS.API.CONSUMER.CREATE.C", body.clone()).await;
+        assert!(!unknown_field(&theirs), "nats-server, {field}: {theirs}");
+        let ours = api(&a, "$JS.API.CONSUMER.CREATE.C", body).await;
+        assert!(!unknown_field(&ours), "natsd, {field}: {ours}");
+    }
+}
