@@ -1394,3 +1394,45 @@ async fn every_config_member_is_known() {
         assert!(!unknown_field(&ours), "natsd, {field}: {ours}");
     }
 }
+
+/// Creates consumers `from..to` on `stream`, 50 requests in flight; the replies in order.
+async fn create_consumers(
+    nc: &async_nats::Client,
+    stream: &str,
+    range: std::ops::Range<usize>,
+) -> Vec<Value> {
+    use futures::StreamExt;
+    futures::stream::iter(range)
+        .map(|i| {
+            let subject = format!("$JS.API.CONSUMER.CREATE.{stream}.c{i}");
+            let body = json!({"stream_name": stream, "config": {"durable_name": format!("c{i}")}});
+            async move { api(nc, &subject, body).await }
+        })
+        .buffered(50)
+        .collect()
+        .await
+}
+
+/// nats-server 2.15 gives a stream without a consumer limit of its own (or of its account's) a
+/// default of 1,000 consumers: the 1,001st is refused with 10026; a stream's own
+/// `max_consumers` above it is honoured.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_consumer_limit_matches_nats_server() {
+    let pair = start_pair();
+    for server in [&pair.ours, &pair.theirs] {
+        let nc = connect(server).await;
+        for (name, max) in [("D", -1), ("E", 1001)] {
+            let cfg = json!({"name": name, "storage": "memory", "max_consumers": max});
+            let r = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            assert!(r["error"].is_null(), "{r}");
+        }
+        let ok = create_consumers(&nc, "D", 0..1000).await;
+        assert!(ok.iter().all(|r| r["error"].is_null()), "{:?}", ok.last());
+        let over = create_consumers(&nc, "D", 1000..1001).await;
+        assert_eq!(over[0]["error"]["err_code"], 10026, "{}", over[0]);
+        let ok = create_consumers(&nc, "E", 0..1001).await;
+        assert!(ok.iter().all(|r| r["error"].is_null()), "{:?}", ok.last());
+        let over = create_consumers(&nc, "E", 1001..1002).await;
+        assert_eq!(over[0]["error"]["err_code"], 10026, "{}", over[0]);
+    }
+}

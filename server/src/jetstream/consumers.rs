@@ -549,6 +549,11 @@ fn typed_raw(kind: &str, info_json: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The consumers a stream may have when neither it nor its account sets a limit: nats-server
+/// 2.15's `default_max_consumers`, which guards against applications that create consumers
+/// without end.
+const DEFAULT_MAX_CONSUMERS: i64 = 1000;
+
 /// `$JS.API.CONSUMER.CREATE.<stream>[.<name>[.<filter>]]` and
 /// `$JS.API.CONSUMER.DURABLE.CREATE.<stream>.<durable>`.
 pub(crate) fn create(
@@ -654,10 +659,13 @@ pub(crate) fn create(
         return Err(JsError::ConsumerDoesNotExist.into());
     }
     // Like nats-server, the account's max_consumers bounds each stream (the stricter of the
-    // two limits applies), not the account's total.
+    // two limits applies), not the account's total; with neither, the server's default does.
     let mut max_consumers = scfg.max_consumers;
     if max_consumers <= 0 || (limits.max_consumers > 0 && limits.max_consumers < max_consumers) {
         max_consumers = limits.max_consumers;
+    }
+    if max_consumers <= 0 && !config.direct {
+        max_consumers = DEFAULT_MAX_CONSUMERS;
     }
     if max_consumers > 0 && stream.consumers.count() as i64 >= max_consumers {
         return Err(JsError::MaximumConsumersLimit.into());
