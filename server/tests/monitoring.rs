@@ -1052,3 +1052,234 @@ async fn system_account_server_requests() {
         assert!(diffs.is_empty(), "{diffs:#?}");
     }
 }
+
+/// The repository's `monitoring/` directory (Prometheus, alert rules, Grafana).
+fn shipped(path: &str) -> String {
+    let full = format!("{}/../monitoring/{path}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{full}: {e}"))
+}
+
+/// The metric names a PromQL expression reads. Label matchers (`{...}`), ranges (`[...]`),
+/// grouping clauses (`by (...)`), functions, operators and keywords are not metric names.
+fn promql_metric_names(expr: &str) -> BTreeSet<String> {
+    const KEYWORDS: &[&str] = &[
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "sum",
+        "min",
+        "max",
+        "avg",
+        "group",
+        "stddev",
+        "stdvar",
+        "count",
+        "count_values",
+        "bottomk",
+        "topk",
+        "quantile",
+        "inf",
+        "nan",
+    ];
+    const GROUPING: &[&str] = &[
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+    ];
+    let chars: Vec<char> = expr.chars().collect();
+    let mut names = BTreeSet::new();
+    let mut i = 0;
+    // Skip from an opening bracket to its match, stepping over quoted strings.
+    let skip_group = |mut i: usize, open: char, close: char| -> usize {
+        let mut depth = 0;
+        while i < chars.len() {
+            match chars[i] {
+                '"' | '\'' | '`' => {
+                    let quote = chars[i];
+                    i += 1;
+                    while i < chars.len() && chars[i] != quote {
+                        i += if chars[i] == '\\' { 2 } else { 1 };
+                    }
+                }
+                c if c == open => depth += 1,
+                c if c == close => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return i + 1;
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        panic!("unbalanced {open} in {expr:?}");
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '{' {
+            i = skip_group(i, '{', '}');
+        } else if c == '[' {
+            i = skip_group(i, '[', ']');
+        } else if c == '"' || c == '\'' {
+            i = skip_group(i, c, c);
+        } else if c.is_ascii_digit() || c == '$' {
+            // Numbers, durations and Grafana variables.
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "._$".contains(chars[i]))
+            {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' || c == ':' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || "_:".contains(chars[i])) {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while next < chars.len() && chars[next].is_whitespace() {
+                next += 1;
+            }
+            let call = chars.get(next) == Some(&'(');
+            if GROUPING.contains(&word.as_str()) && call {
+                i = skip_group(next, '(', ')');
+            } else if !call && !KEYWORDS.contains(&word.as_str()) {
+                names.insert(word);
+            }
+        } else {
+            i += 1;
+        }
+    }
+    names
+}
+
+/// Every PromQL expression of the shipped Grafana dashboard, with where it is.
+fn dashboard_exprs(value: &Value, at: &str, out: &mut Vec<(String, String)>) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                let here = format!("{at}.{key}");
+                match (key.as_str(), v) {
+                    ("expr", Value::String(e)) => out.push((here, e.clone())),
+                    // A template variable's query: `label_values(<metric>, <label>)`.
+                    ("query", Value::String(q)) | ("definition", Value::String(q)) => {
+                        let inner = q
+                            .strip_prefix("label_values(")
+                            .and_then(|r| r.strip_suffix(')'))
+                            .unwrap_or_else(|| panic!("{here}: unexpected query {q:?}"));
+                        let metric = inner.split(',').next().unwrap().trim();
+                        out.push((here, metric.to_string()));
+                    }
+                    _ => dashboard_exprs(v, &here, out),
+                }
+            }
+        }
+        Value::Array(list) => {
+            for (i, v) in list.iter().enumerate() {
+                dashboard_exprs(v, &format!("{at}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn promql_names_are_found() {
+    let names = promql_metric_names(
+        r#"sum by (account) (rate(gnatsd_x{account=~"$account", a="}b"}[$__rate_interval])) / on (account) (jetstream_y > 0) and up"#,
+    );
+    let expected: BTreeSet<String> = ["gnatsd_x", "jetstream_y", "up"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(names, expected);
+}
+
+/// Every metric the shipped Grafana dashboard and the Prometheus alert rules use is served by
+/// natsd's `/metrics` once a tenant has JetStream data and a failed login.
+#[tokio::test]
+async fn shipped_dashboard_and_alert_rules_use_served_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = js_server(env!("CARGO_BIN_EXE_natsd"), dir.path());
+    let _client = js_scenario(ours.client_port).await;
+    // A wrong password of A's user counts against A; an unknown user only server-wide.
+    for (user, pass) in [("a", "wrong"), ("nobody", "x")] {
+        let refused = async_nats::ConnectOptions::with_user_and_password(user.into(), pass.into())
+            .connect(format!("nats://127.0.0.1:{}", ours.client_port))
+            .await;
+        assert!(refused.is_err(), "{user} logged in");
+    }
+
+    let (status, _, text) = get(ours.http_port, "/metrics").await;
+    assert_eq!(status, 200);
+    let metrics = scrape(&text);
+    assert_eq!(sample(&metrics, "gnatsd_auth_failures", None), 2.0);
+    assert_eq!(
+        sample(&metrics, "gnatsd_accstatz_auth_failures", Some("A")),
+        1.0
+    );
+    assert_eq!(
+        sample(&metrics, "gnatsd_accstatz_auth_failures", Some("B")),
+        0.0
+    );
+    assert!(sample(&metrics, "jetstream_account_storage_used", Some("A")) > 0.0);
+    let served: BTreeSet<String> = metrics.samples.iter().map(|s| s.metric.clone()).collect();
+
+    let mut exprs = Vec::new();
+    let dashboard: Value = serde_json::from_str(&shipped("grafana/dashboards/natsd.json")).unwrap();
+    dashboard_exprs(&dashboard, "dashboard", &mut exprs);
+    let rules =
+        yaml_rust2::YamlLoader::load_from_str(&shipped("prometheus/rules/natsd.yml")).unwrap();
+    for (g, group) in rules[0]["groups"].as_vec().unwrap().iter().enumerate() {
+        for (r, rule) in group["rules"].as_vec().unwrap().iter().enumerate() {
+            let expr = rule["expr"]
+                .as_str()
+                .unwrap_or_else(|| panic!("rule {g}.{r}: no expr"));
+            exprs.push((format!("rules group {g} rule {r}"), expr.to_string()));
+        }
+    }
+    assert!(exprs.len() > 20, "too few expressions found: {exprs:?}");
+
+    // `up` is Prometheus's own series for the scrape target.
+    let mut missing = Vec::new();
+    let mut used = BTreeSet::new();
+    for (at, expr) in &exprs {
+        let names = promql_metric_names(expr);
+        assert!(!names.is_empty(), "{at}: no metric in {expr:?}");
+        for name in names {
+            if name != "up" && !served.contains(&name) {
+                missing.push(format!("{at}: {name}"));
+            }
+            used.insert(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not in natsd's /metrics:\n{}",
+        missing.join("\n")
+    );
+    for needed in [
+        "gnatsd_varz_connections",
+        "gnatsd_varz_slow_consumers",
+        "gnatsd_varz_jetstream_stats_storage",
+        "gnatsd_accstatz_current_connections",
+        "gnatsd_accstatz_received_messages",
+        "gnatsd_accstatz_auth_failures",
+        "jetstream_account_storage_used",
+        "jetstream_account_max_storage",
+    ] {
+        assert!(
+            used.contains(needed),
+            "the dashboard or rules lost {needed}"
+        );
+    }
+}

@@ -118,6 +118,7 @@ impl Connection {
             }
         };
         let Some(identity) = identity else {
+            self.count_auth_failure(opts.user.as_deref());
             if let Some(user) = &opts.user {
                 tracing::error!(
                     "{} - cid:{} - authentication error - User {:?}",
@@ -163,6 +164,26 @@ impl Connection {
             self.queue_self(encode::OK);
         }
         Ok(())
+    }
+
+    /// Count a refused login, and against the account when the user name is one of its users
+    /// (a wrong password), so an operator sees whose logins fail.
+    fn count_auth_failure(&self, user: Option<&str>) {
+        self.server
+            .counters()
+            .auth_failures
+            .fetch_add(1, Ordering::Relaxed);
+        let account = user
+            .and_then(|u| {
+                self.server
+                    .authenticator()
+                    .user(u)
+                    .map(|e| e.account.clone())
+            })
+            .and_then(|name| self.server.account(&name));
+        if let Some(account) = account {
+            account.stats.auth_failures.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     pub(super) fn bind_identity(&mut self, account: Arc<Account>, identity: &Identity) -> OpResult {

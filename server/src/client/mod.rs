@@ -56,6 +56,9 @@ pub struct ConnectionCounters {
     pub stale_connections: AtomicU64,
     /// Times a client publisher waited for a receiver that was behind (`/varz` `stalled_clients`).
     pub stalled_clients: AtomicU64,
+    /// CONNECTs refused for bad credentials, unknown users included (`/metrics`
+    /// `gnatsd_auth_failures`; nats-server only publishes an advisory per failure).
+    pub auth_failures: AtomicU64,
 }
 
 /// Descriptive data about a connection, for monitoring.

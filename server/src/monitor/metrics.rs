@@ -3,7 +3,10 @@
 //!
 //! - `gnatsd_varz_<key>` for every numeric `/varz` key (nested keys joined by `_`),
 //! - `gnatsd_connz_*`, `gnatsd_subsz_*`, `gnatsd_routez_num_routes`, `gnatsd_healthz_status`,
-//! - `gnatsd_accstatz_*{account}` per account, and `jetstream_account_*{account}` storage.
+//! - `gnatsd_accstatz_*{account}` per account, and `jetstream_account_*{account}` storage,
+//! - natsd's own: `gnatsd_auth_failures` (refused logins) and
+//!   `gnatsd_accstatz_auth_failures{account}` (wrong passwords of the account's users), which
+//!   neither the exporter nor Surveyor has (nats-server only publishes an advisory per failure).
 //!
 //! Every series carries `server_id`. All values are gauges, as the exporter exposes them.
 //! Everything is collected at scrape time by a custom collector from the server state.
@@ -192,6 +195,15 @@ fn collect(monitor: &Monitor) -> Snapshot {
     }
 
     snap.gauge("gnatsd_routez_num_routes", "routez num_routes", 0.0);
+    snap.gauge(
+        "gnatsd_auth_failures",
+        "logins refused for bad credentials, unknown users included (natsd only)",
+        server
+            .stats
+            .connections
+            .auth_failures
+            .load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
     let (status, _) = jsz::healthz(server, &jsz::HealthzOptions::default());
     let healthy = status.is_success();
     snap.gauge(
@@ -216,7 +228,7 @@ fn collect(monitor: &Monitor) -> Snapshot {
         let t = monotonic_traffic(monitor, &account.name, traffic);
         let label = vec![("account".to_string(), account.name.clone())];
         let conns = account.connections() as f64;
-        let per_account: [(&str, &str, f64); 9] = [
+        let per_account: [(&str, &str, f64); 10] = [
             (
                 "gnatsd_accstatz_current_connections",
                 "current client connections",
@@ -239,6 +251,14 @@ fn collect(monitor: &Monitor) -> Snapshot {
                 account
                     .stats
                     .slow_consumers
+                    .load(std::sync::atomic::Ordering::Relaxed) as f64,
+            ),
+            (
+                "gnatsd_accstatz_auth_failures",
+                "logins refused for a wrong password of one of the account's users (natsd only)",
+                account
+                    .stats
+                    .auth_failures
                     .load(std::sync::atomic::Ordering::Relaxed) as f64,
             ),
             (
