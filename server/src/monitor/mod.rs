@@ -1,5 +1,6 @@
 //! HTTP monitoring (`-m` / `http_port`): the nats-server endpoints tools already read, plus a
-//! Prometheus `/metrics` (also on `metrics_port` when configured).
+//! Prometheus `/metrics` (also on `metrics_port` when configured), and the tenant console
+//! (`/console`, see [`console`]).
 //!
 //! Each endpoint is a plain function from the server state to a serde struct (`varz`, `connz`,
 //! `subsz`, `accountz`, `accstatz`, `jsz`, `healthz`); the HTTP layer only decodes query
@@ -9,6 +10,7 @@
 
 pub mod accountz;
 pub mod connz;
+pub mod console;
 pub mod jsz;
 pub mod metrics;
 pub mod subsz;
@@ -302,6 +304,10 @@ impl Monitor {
             .route("/gatewayz", get(gatewayz_handler))
             .route("/leafz", get(leafz_handler))
             .route("/metrics", get(metrics_handler))
+            .route("/console", get(console::page))
+            .route("/console/console.js", get(console::script))
+            .route("/console/console.css", get(console::style))
+            .route("/console/data", get(console::data))
             .fallback(not_found)
             .layer(middleware::from_fn_with_state(
                 self.clone(),
@@ -454,6 +460,7 @@ async fn root() -> Html<String> {
         ("gatewayz", "Gateways"),
         ("healthz", "Health Probe"),
         ("metrics", "Prometheus Metrics"),
+        ("console", "Tenant Console"),
     ];
     let mut page =
         String::from("<html lang=\"en\">\n<head><title>natsd monitoring</title></head>\n<body>\n");
