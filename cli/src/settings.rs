@@ -182,7 +182,7 @@ pub fn credentials_owner(stem: &str) -> Option<(String, String)> {
 pub enum ReloadMode {
     /// SIGHUP to the pid in the pid file.
     Signal,
-    /// `docker compose kill -s HUP nats`.
+    /// `docker kill --signal HUP nats` (the container docker-compose.yml names `nats`).
     Compose,
 }
 

@@ -324,7 +324,31 @@ pub fn status(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
         return cluster_up::status(ctx, printer);
     }
     let monitor = Monitor::new(&ctx.settings)?;
-    let tenants = repo::load_all(&ctx.paths)?;
+    // The files are read (1,000 tenants: tens of milliseconds) while the server is asked.
+    std::thread::scope(|s| {
+        let files = s.spawn(|| {
+            let tenants = repo::load_all(&ctx.paths);
+            let digest = server::load_config(&ctx.settings, &ctx.paths)
+                .ok()
+                .map(|l| l.digest);
+            (tenants, digest)
+        });
+        let varz = ask_status(ctx, &monitor);
+        let (tenants, expected) = files
+            .join()
+            .map_err(|_| anyhow::anyhow!("reading the tenant files failed"))?;
+        print_status(ctx, printer, &monitor, tenants?, expected, varz)
+    })
+}
+
+/// What `status` learns from the server: `/varz` (if it answers), the verified pid, notes.
+struct StatusProbe {
+    varz: Option<Value>,
+    pid: Option<u32>,
+    notes: Vec<String>,
+}
+
+fn ask_status(ctx: &Context, monitor: &Monitor) -> StatusProbe {
     let process = match ctx.settings.reload {
         ReloadMode::Signal => server::local_process(&ctx.settings, &ctx.paths),
         ReloadMode::Compose => Process::None,
@@ -360,6 +384,18 @@ pub fn status(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
     } else {
         sys_varz()
     };
+    StatusProbe { varz, pid, notes }
+}
+
+fn print_status(
+    ctx: &Context,
+    printer: Printer,
+    monitor: &Monitor,
+    tenants: Vec<crate::tenant::Tenant>,
+    expected: Option<String>,
+    probe: StatusProbe,
+) -> anyhow::Result<ExitStatus> {
+    let StatusProbe { varz, pid, notes } = probe;
     let running = varz.is_some() || pid.is_some();
     if !running {
         let mut body = vec![
@@ -379,9 +415,6 @@ pub fn status(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus> {
         Some(other) => other.to_string(),
         None => "unknown".into(),
     };
-    let expected = server::load_config(&ctx.settings, &ctx.paths)
-        .ok()
-        .map(|l| l.digest);
     let in_sync = expected
         .as_deref()
         .map(|d| Value::String(d.to_owned()) == field("config_digest"));

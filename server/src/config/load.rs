@@ -666,15 +666,13 @@ pub(crate) fn build(root: &Map) -> Outcome {
         o.accounts = accounts(&mut cx, e, &mut users);
     }
 
-    let mut seen: Vec<&str> = Vec::new();
+    let mut seen: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
     for pending in &users {
-        if seen.contains(&pending.user.name.as_str()) {
+        if !seen.insert(&pending.user.name) {
             cx.err(
                 &pending.span,
                 format!("Duplicate user \"{}\" detected", pending.user.name),
             );
-        } else {
-            seen.push(&pending.user.name);
         }
     }
     if users

@@ -73,11 +73,16 @@ pub(crate) struct Entry {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Map {
     pub(crate) entries: Vec<Entry>,
+    /// The keys in `entries`, so an insert scans the entries only for a repeated key (an
+    /// `accounts` block of 1,000 tenants was quadratic otherwise).
+    keys: rustc_hash::FxHashSet<String>,
 }
 
 impl Map {
     fn insert(&mut self, entry: Entry) {
-        self.entries.retain(|e| e.key != entry.key);
+        if !self.keys.insert(entry.key.clone()) {
+            self.entries.retain(|e| e.key != entry.key);
+        }
         self.entries.push(entry);
     }
 }
