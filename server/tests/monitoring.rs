@@ -1222,15 +1222,17 @@ async fn shipped_dashboard_and_alert_rules_use_served_metrics() {
     let (status, _, text) = get(ours.http_port, "/metrics").await;
     assert_eq!(status, 200);
     let metrics = scrape(&text);
-    assert_eq!(sample(&metrics, "gnatsd_auth_failures", None), 2.0);
-    assert_eq!(
-        sample(&metrics, "gnatsd_accstatz_auth_failures", Some("A")),
-        1.0
-    );
-    assert_eq!(
-        sample(&metrics, "gnatsd_accstatz_auth_failures", Some("B")),
-        0.0
-    );
+    for (name, account, expected) in [
+        ("gnatsd_auth_failures", None, 2.0),
+        ("gnatsd_accstatz_auth_failures", Some("A"), 1.0),
+        ("gnatsd_accstatz_auth_failures", Some("B"), 0.0),
+    ] {
+        assert_eq!(
+            sample(&metrics, name, account),
+            expected,
+            "{name} {account:?}"
+        );
+    }
     assert!(sample(&metrics, "jetstream_account_storage_used", Some("A")) > 0.0);
     let served: BTreeSet<String> = metrics.samples.iter().map(|s| s.metric.clone()).collect();
 
