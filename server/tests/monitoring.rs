@@ -1068,12 +1068,6 @@ fn promql_metric_names(expr: &str) -> BTreeSet<String> {
         "unless",
         "bool",
         "offset",
-        "by",
-        "without",
-        "on",
-        "ignoring",
-        "group_left",
-        "group_right",
         "sum",
         "min",
         "max",
@@ -1152,7 +1146,10 @@ fn promql_metric_names(expr: &str) -> BTreeSet<String> {
             let call = chars.get(next) == Some(&'(');
             if GROUPING.contains(&word.as_str()) && call {
                 i = skip_group(next, '(', ')');
-            } else if !call && !KEYWORDS.contains(&word.as_str()) {
+            } else if !call
+                && !KEYWORDS.contains(&word.as_str())
+                && !GROUPING.contains(&word.as_str())
+            {
                 names.insert(word);
             }
         } else {
