@@ -1,5 +1,5 @@
 # natsd image: build the server and manage, run natsd with config/nats.conf.
-FROM rust:1.85-slim AS build
+FROM rust:1.86-slim AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release -p natsd -p manage
