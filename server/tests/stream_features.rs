@@ -1408,3 +1408,67 @@ async fn schedules_fire_again_after_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Stream info's optional details: `subjects_filter` reports the matching subjects with
+/// their paging (nothing, and zero paging, when none match), `deleted_details` the deleted
+/// sequences (nothing when none are); a create refuses `sealed` and `mirror_direct` without
+/// a mirror before anything else (nats.py's `test_jsm_stream_info_options`, `test_kv_direct`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_info_details_and_create_checks_match_nats_server() {
+    let mut results: Vec<Vec<Value>> = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let created = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.foo",
+            json!({"name": "foo", "subjects": ["foo.>"]}),
+        )
+        .await;
+        assert!(created["error"].is_null(), "{bin}: {created}");
+        for i in 0..5 {
+            publish(&nc, &format!("foo.{i}"), &[], "A").await;
+        }
+        let mut got = Vec::new();
+        let info = |body: Value| {
+            let nc = nc.clone();
+            async move {
+                let r = api(&nc, "$JS.API.STREAM.INFO.foo", body).await;
+                let st = &r["state"];
+                json!({"total": r["total"], "offset": r["offset"], "limit": r["limit"],
+                       "messages": st["messages"], "has_subjects": st.get("subjects").is_some(),
+                       "subjects": st["subjects"], "has_deleted": st.get("deleted").is_some(),
+                       "deleted": st["deleted"], "num_deleted": st["num_deleted"]})
+            }
+        };
+        got.push(info(json!({"subjects_filter": ">"})).await);
+        got.push(info(json!({"subjects_filter": "foo.1"})).await);
+        got.push(info(json!({"subjects_filter": "asdf"})).await);
+        got.push(info(json!({"subjects_filter": ">", "offset": 10})).await);
+        got.push(info(Value::Null).await);
+        got.push(info(json!({"deleted_details": true})).await);
+        let del = api(&nc, "$JS.API.STREAM.MSG.DELETE.foo", json!({"seq": 2})).await;
+        assert_eq!(del["success"], true, "{bin}: {del}");
+        got.push(info(json!({"deleted_details": true})).await);
+        got.push(info(json!({"deleted_details": false})).await);
+        for cfg in [
+            json!({"name": "sl", "subjects": ["sl"], "sealed": true}),
+            json!({"name": "md", "mirror_direct": true}),
+            json!({"name": "md", "subjects": ["md"], "mirror_direct": true, "max_age": -1}),
+        ] {
+            let name = cfg["name"].as_str().unwrap().to_string();
+            let r = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            got.push(r["error"].clone());
+        }
+        results.push(got);
+    }
+    assert_eq!(
+        results[1][0]["subjects"]["foo.3"], 1,
+        "reference: {:?}",
+        results[1]
+    );
+    for (ours, theirs) in results[0].iter().zip(&results[1]) {
+        assert_eq!(ours, theirs, "natsd vs nats-server");
+    }
+}
