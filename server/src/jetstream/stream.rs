@@ -1495,9 +1495,10 @@ impl Worker {
             };
             origin.add_downstream(&self.stream.doorbell);
             if let Some(c) = self.sources[i].config.consumer.as_ref() {
-                // Reading through a durable consumer needs the `flow_control` ack policy,
-                // which no consumer here can have: report what nats-server reports for a
-                // consumer without it, and copy nothing.
+                // Copies read the origin's store, never a consumer: a source through a
+                // durable consumer copies nothing, so once that consumer exists it reports
+                // nats-server's error for a consumer it cannot read through (even one with
+                // the `flow_control` ack policy, docs/differences.md) rather than look idle.
                 let exists = origin.consumers.names().contains(&c.name);
                 self.sources[i].error = exists.then(|| {
                     ApiError::from(if self.mirror {
