@@ -18,7 +18,8 @@ use serde_json::{json, Value};
 )]
 mod js_server;
 use js_server::{
-    api, connect, err_code, natsd, publish_raw as publish, reference_server, start_conf,
+    api, connect, err_code, natsd, publish_raw as publish, reference_server, request_text,
+    start_conf,
 };
 
 const JS_CONF: &str = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
@@ -710,24 +711,6 @@ async fn delete_markers_and_never_ttl_match_nats_server() {
     assert_eq!(results[0], results[1], "natsd vs nats-server");
 }
 
-/// A request with headers whose reply is kept raw: `(payload text, status)`.
-async fn request_raw(
-    nc: &async_nats::Client,
-    subject: &str,
-    headers: &[(&str, &str)],
-    payload: &str,
-) -> String {
-    let mut h = async_nats::HeaderMap::new();
-    for (k, v) in headers {
-        h.insert(*k, *v);
-    }
-    let msg = nc
-        .request_with_headers(subject.to_string(), h, payload.to_string().into())
-        .await
-        .unwrap();
-    String::from_utf8_lossy(&msg.payload).into_owned()
-}
-
 /// Atomic batches: staged messages get an empty reply, the commit a PubAck with `batch` and
 /// `count`, and a batch that fails any check stores nothing; the same replies, stored
 /// headers and advisories as nats-server.
@@ -757,7 +740,7 @@ async fn atomic_batches_match_nats_server() {
         };
         let mut got = Vec::new();
         // A batch of three, then one ended by an end-of-batch message.
-        got.push(request_raw(&nc, "b.a", &b("x", "1"), "1").await);
+        got.push(request_text(&nc, "b.a", &b("x", "1"), "1").await);
         nc.publish_with_headers(
             "b.b",
             {
@@ -771,7 +754,7 @@ async fn atomic_batches_match_nats_server() {
         .await
         .unwrap();
         got.push(
-            request_raw(
+            request_text(
                 &nc,
                 "b.c",
                 &with(b("x", "3"), "Nats-Batch-Commit", "1"),
@@ -779,9 +762,9 @@ async fn atomic_batches_match_nats_server() {
             )
             .await,
         );
-        got.push(request_raw(&nc, "b.d", &b("y", "1"), "4").await);
+        got.push(request_text(&nc, "b.d", &b("y", "1"), "4").await);
         got.push(
-            request_raw(
+            request_text(
                 &nc,
                 "b.e",
                 &with(b("y", "2"), "Nats-Batch-Commit", "eob"),
@@ -843,7 +826,7 @@ async fn atomic_batches_match_nats_server() {
             ("b.f", with(b("f", "5"), "Nats-Batch-Commit", "1")),
         ];
         for (subject, headers) in &requests {
-            got.push(request_raw(&nc, subject, headers, "z").await);
+            got.push(request_text(&nc, subject, headers, "z").await);
         }
         let info = api(&nc, "$JS.API.STREAM.INFO.B", Value::Null).await;
         got.push(info["state"]["messages"].to_string());

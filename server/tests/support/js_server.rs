@@ -201,6 +201,17 @@ pub async fn publish_raw(
     headers: &[(&str, &str)],
     payload: &str,
 ) -> serde_json::Value {
+    let reply = request_text(nc, subject, headers, payload).await;
+    serde_json::from_str(&reply).unwrap()
+}
+
+/// A request with headers whose reply is kept as text (an empty reply stays empty).
+pub async fn request_text(
+    nc: &async_nats::Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: &str,
+) -> String {
     let mut h = async_nats::HeaderMap::new();
     for (k, v) in headers {
         h.insert(*k, *v);
@@ -209,5 +220,5 @@ pub async fn publish_raw(
         .request_with_headers(subject.to_string(), h, payload.to_string().into())
         .await
         .unwrap();
-    serde_json::from_slice(&msg.payload).unwrap()
+    String::from_utf8_lossy(&msg.payload).into_owned()
 }
