@@ -20,12 +20,15 @@
 //! - [`jetstream`]: JetStream streams and the `$JS.API` over the stores.
 //! - [`store`]: JetStream message stores (file and memory) behind one trait.
 //! - [`consumer`]: JetStream consumers: delivery state machine, pull/push, acks, driver task.
+//! - `fuzz`: entry points for the fuzz targets in `fuzz/` and their stable replay test.
 
 pub mod account;
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod consumer;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod jetstream;
 pub mod js_errors;
 pub(crate) mod json;

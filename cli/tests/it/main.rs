@@ -7,5 +7,6 @@ mod cluster;
 mod common;
 mod crash;
 mod errors;
+mod fuzz_replay;
 mod server;
 mod tenants;

@@ -21,7 +21,9 @@ pub(crate) fn parse_go_duration(input: &str) -> Result<(bool, Duration), String>
     if s.is_empty() {
         return Err(invalid());
     }
-    let mut total_nanos: f64 = 0.0;
+    // Whole numbers are exact integers, as in Go; only a fraction goes through a float,
+    // scaled within its own unit, so the error stays under a nanosecond per component.
+    let mut total: u64 = 0;
     while !s.is_empty() {
         let digits_end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
         let int_part = &s[..digits_end];
@@ -45,35 +47,58 @@ pub(crate) fn parse_go_duration(input: &str) -> Result<(bool, Duration), String>
         if unit.is_empty() {
             return Err(format!("time: missing unit in duration \"{input}\""));
         }
-        let scale: f64 = match unit {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
+        let scale: u64 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => {
                 return Err(format!(
                     "time: unknown unit \"{unit}\" in duration \"{input}\""
                 ))
             }
         };
-        let number: f64 = format!(
-            "{}.{}",
-            if int_part.is_empty() { "0" } else { int_part },
-            frac_part
-        )
-        .trim_end_matches('.')
-        .parse()
-        .map_err(|_| invalid())?;
-        total_nanos += number * scale;
+        let whole: u64 = if int_part.is_empty() {
+            0
+        } else {
+            int_part.parse().map_err(|_| invalid())?
+        };
+        let mut v = whole.checked_mul(scale).ok_or_else(invalid)?;
+        // Fraction digits past what 63 bits hold are ignored, as Go does.
+        let (mut f, mut div) = (0u64, 1f64);
+        for d in frac_part.bytes() {
+            match f
+                .checked_mul(10)
+                .and_then(|x| x.checked_add(u64::from(d - b'0')))
+            {
+                Some(x) if x <= GO_LIMIT => {
+                    f = x;
+                    div *= 10.0;
+                }
+                _ => break,
+            }
+        }
+        if f > 0 {
+            v = v
+                .checked_add((f as f64 * (scale as f64 / div)) as u64)
+                .ok_or_else(invalid)?;
+        }
+        total = total.checked_add(v).ok_or_else(invalid)?;
+        if total > GO_LIMIT {
+            return Err(invalid());
+        }
     }
-    // Go's limit: about 290 years.
-    if total_nanos > i64::MAX as f64 {
+    // Go's limit: an int64 of nanoseconds (about 290 years); -2^63 is still representable.
+    if !negative && total > GO_LIMIT - 1 {
         return Err(invalid());
     }
-    Ok((negative, Duration::from_nanos(total_nanos.round() as u64)))
+    Ok((negative, Duration::from_nanos(total)))
 }
+
+/// 2^63: the magnitude of the most negative Go duration.
+const GO_LIMIT: u64 = 1 << 63;
 
 /// Render like Go's `Duration.String()` for the common cases (`30s`, `2m0s`, `1h30m0s`, `500ms`).
 pub(crate) fn go_duration_string(d: Duration) -> String {
@@ -122,6 +147,14 @@ mod tests {
         assert_eq!(ok("500ms"), Duration::from_millis(500));
         assert_eq!(ok("1.5s"), Duration::from_millis(1500));
         assert_eq!(ok("0"), Duration::ZERO);
+        // Exact to the nanosecond where Go is (found by fuzz/size_duration_diff).
+        assert_eq!(
+            ok("2708942136.339502872s").as_nanos(),
+            2_708_942_136_339_502_872
+        );
+        assert_eq!(ok("2562047h47m16.854775807s").as_nanos(), i64::MAX as u128);
+        assert!(parse_go_duration("2562047h47m16.854775808s").is_err());
+        assert!(parse_go_duration("-2562047h47m16.854775808s").unwrap().0);
         assert!(parse_go_duration("-5s").unwrap().0);
         assert_eq!(
             parse_go_duration("bogus").unwrap_err(),

@@ -31,8 +31,8 @@ pub mod flags;
 
 mod digest;
 pub(crate) mod duration;
-mod load;
-mod parser;
+pub(crate) mod load;
+pub(crate) mod parser;
 mod size;
 
 pub use size::{parse_size, SizeError};

@@ -74,6 +74,9 @@ pub enum JetStreamError {
     /// A thread could not be started.
     #[error("could not start JetStream thread: {0}")]
     Thread(std::io::Error),
+    /// Another server uses the store directory.
+    #[error("{0}")]
+    Locked(#[from] crate::store::dirlock::DirLockError),
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -297,6 +300,8 @@ impl InternalHandler for DomainApi {
 pub struct JetStream {
     /// `<store_dir>/jetstream`.
     pub store_dir: PathBuf,
+    /// The exclusive lock on `store_dir`, held while JetStream runs.
+    _dir_lock: crate::store::dirlock::DirLock,
     /// The configuration it was started with.
     pub config: JetStreamConfig,
     pub(crate) usage: Arc<ServerUsage>,
@@ -458,6 +463,7 @@ impl JetStream {
             path: store_dir.clone(),
             source,
         })?;
+        let dir_lock = crate::store::dirlock::lock_dir(&store_dir)?;
         let max_memory = if config.max_memory >= 0 {
             config.max_memory
         } else {
@@ -477,6 +483,7 @@ impl JetStream {
         let (api_tx, api_rx) = std::sync::mpsc::sync_channel(API_QUEUE);
         let js = Arc::new_cyclic(|me| JetStream {
             store_dir,
+            _dir_lock: dir_lock,
             config,
             usage: Arc::new(ServerUsage {
                 max_memory,

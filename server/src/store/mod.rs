@@ -30,6 +30,7 @@
 //! explicit delete or purge is written as a tombstone/floor record before it returns.
 
 mod consumer;
+pub mod dirlock;
 mod filestore;
 pub mod fs;
 mod index;
