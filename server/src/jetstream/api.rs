@@ -293,6 +293,9 @@ pub struct StateJson {
     pub num_deleted: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted: Option<Vec<u64>>,
+    /// What recovery could not read back from damaged files (nats-server's field).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost: Option<crate::store::LostData>,
     pub consumer_count: u64,
 }
 
@@ -318,6 +321,7 @@ pub(crate) fn state_json(stream: &Stream) -> StateJson {
         subjects: None,
         num_deleted: st.num_deleted,
         deleted: None,
+        lost: stream.store.lost(),
         consumer_count: stream.consumers.count() as u64,
     }
 }

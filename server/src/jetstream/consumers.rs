@@ -435,7 +435,15 @@ pub(crate) fn recover(stream: &Arc<Stream>, jsa: &Arc<JsAccount>) {
             Ok(Some(blob)) => ConsumerState::decode(&blob, meta.config.ack_wait.max(0) as u64)
                 .map_err(|e| tracing::warn!("JetStream: consumer '{name}' state: {e}"))
                 .ok(),
-            _ => None,
+            Ok(None) => None,
+            Err(e) => {
+                // Damaged state: the consumer restarts from its config (redelivering
+                // rather than skipping anything).
+                tracing::warn!(
+                    "JetStream: consumer '{name}' state unreadable, restarting it from its configuration: {e}"
+                );
+                None
+            }
         };
         let consumer = match state {
             Some(state) => Consumer::restore(&stream.name, &name, meta.config, meta.created, state),

@@ -884,6 +884,10 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
         }
         StoreError::MsgTooLarge => JsError::StreamMessageExceedsMaximum.into(),
         StoreError::NotFound => JsError::NoMessageFound.into(),
+        // A write that failed (full disk, EIO) or is refused until the store recovers: the
+        // publisher hears why, with nats-server's "store failed" error (503, 10077).
+        StoreError::WriteFailed(text) => JsError::StreamStoreFailed.with(text),
+        StoreError::Io { .. } => JsError::StreamStoreFailed.with(crate::store::io_error_text(&e)),
         other => ApiError::internal(other),
     }
 }

@@ -1654,13 +1654,17 @@ impl Worker {
         }
         if let Err(e) = res {
             let name = &self.stream.name;
-            tracing::error!("JetStream stream '{}' write or sync failed: {}", name, e);
+            // A refusal while the store recovers was logged when the fault began.
+            if !matches!(e, StoreError::WriteFailed(_)) {
+                tracing::error!("JetStream stream '{}' write or sync failed: {}", name, e);
+            }
             // Not durable as promised: answer with errors instead of acks, republish nothing.
-            let err = ApiError::internal(e);
+            let err = super::store_error(e);
             self.out.retain(|m| m.ack);
             for m in self.out.iter_mut() {
                 m.payload = pub_error(name, &err);
             }
+            self.forget_unstored();
         }
         out.append(&mut self.out);
         self.stream.refresh_usage();
@@ -1668,6 +1672,19 @@ impl Worker {
             self.stream.consumers.notify_all();
             self.stream.ring_downstream();
         }
+    }
+
+    /// After a failed commit the store holds only what reached its files: Msg-Ids and
+    /// TTLs of the messages that did not are dropped, so a retry is stored, not answered
+    /// as a duplicate of nothing.
+    fn forget_unstored(&mut self) {
+        let last = self.stream.store.state().last_seq;
+        let before = self.dedupe.len();
+        self.dedupe.retain(|_, (seq, _)| *seq <= last);
+        if self.dedupe.len() != before {
+            self.last_msg_id = None;
+        }
+        self.ttls.retain(|Reverse((_, seq))| *seq <= last);
     }
 
     fn expire_tick(&self) -> Duration {

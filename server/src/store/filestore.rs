@@ -1,13 +1,21 @@
 //! The file store: append-only block files under `<dir>/msgs/`, an in-memory index rebuilt
 //! at open, tombstone/floor records for deletions, block compaction, group-committed
-//! fsync and a poisoned state after an I/O failure. Format: `docs/filestore-format.md`.
+//! fsync. Format: `docs/filestore-format.md`.
+//!
+//! # Write faults
+//! A failed write or fsync (a full disk, EIO) poisons the in-memory state: it may count
+//! records that never reached the file. The next access rebuilds it from the files, as an
+//! open would (cutting the torn tail), so state and loads never report what is not stored.
+//! Writes are then refused with the original error for [`WRITE_RETRY`], after which the
+//! next write tries again; the store resumes by itself once one succeeds (a failed fsync is
+//! only cleared by a successful one). Each way is logged once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fs4::fs_std::FileExt;
@@ -107,7 +115,15 @@ pub struct RecoveryReport {
     pub corrupt: Vec<CorruptRegion>,
     /// Files in `msgs/` that are not block files (left alone).
     pub foreign_files: Vec<String>,
+    /// Sequences in damaged regions that recovery could not read back (neither live nor
+    /// deleted by a record it read), in order; at most [`MAX_LOST_LISTED`] are listed.
+    pub lost_msgs: Vec<u64>,
+    /// Bytes of damaged records and blocks skipped.
+    pub lost_bytes: u64,
 }
+
+/// Lost sequences listed at most (a damaged block can span millions).
+pub(crate) const MAX_LOST_LISTED: usize = 10_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Loc {
@@ -144,7 +160,17 @@ struct Inner {
     persisted_floor: u64,
     floor_block: Option<u32>,
     written_gen: u64,
+    /// The in-memory state may not match the files (a write failed); see [`Shared::inner`].
     poisoned: bool,
+    /// No reload before this (one that failed is retried later).
+    reload_at: Option<Instant>,
+    /// Writes are failing: refused until `retry_at`, cleared by the next one that works.
+    fault: Option<WriteFault>,
+    /// A failure not yet turned into `fault` (text, was an fsync, when); see [`Inner::fail`].
+    failed: Option<(String, bool, Instant)>,
+    /// Something failed since [`MessageStore::hold_writes`]: held records may be lost, so
+    /// the batch's commit must fail.
+    batch_failed: bool,
     closed: bool,
     report: RecoveryReport,
     buf: Vec<u8>,
@@ -153,6 +179,73 @@ struct Inner {
     held: Vec<u8>,
     holding: bool,
     lock_file: Option<std::fs::File>,
+}
+
+/// How long writes are refused after one failed, before the next is tried.
+pub const WRITE_RETRY: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone)]
+struct WriteFault {
+    /// The failure as the publisher sees it (`<path>: no space left on device`).
+    error: String,
+    since: Instant,
+    retry_at: Instant,
+    /// A failed fsync: only a successful fsync clears it (a write may work meanwhile).
+    sync: bool,
+}
+
+impl Inner {
+    /// A write (or with `sync`, an fsync) failed with `err`: the state is untrusted until
+    /// reloaded, and writes are refused for a while ([`Shared::inner`] does both).
+    fn fail(&mut self, err: &StoreError, sync: bool) {
+        self.poisoned = true;
+        self.batch_failed = true;
+        if matches!(err, StoreError::Io { .. }) || (self.failed.is_none() && self.fault.is_none()) {
+            self.failed = Some((super::io_error_text(err), sync, Instant::now()));
+        }
+    }
+}
+
+/// Starts (or extends) the write fault for a failure [`Inner::fail`] recorded.
+fn note_fault(dir: &Path, g: &mut Inner) {
+    let Some((error, sync, now)) = g.failed.take() else {
+        return;
+    };
+    g.reload_at = None;
+    match &mut g.fault {
+        Some(f) => {
+            f.retry_at = now + WRITE_RETRY;
+            f.sync |= sync;
+            f.error = error;
+        }
+        None => {
+            tracing::error!(
+                "JetStream store \"{}\" write failed, refusing writes until one succeeds: {}",
+                dir.display(),
+                error
+            );
+            g.fault = Some(WriteFault {
+                error,
+                since: now,
+                retry_at: now + WRITE_RETRY,
+                sync,
+            });
+        }
+    }
+}
+
+/// A write (`sync` false) or fsync (`sync` true) worked: ends a fault it can end.
+fn healthy(dir: &Path, g: &mut Inner, sync: bool) {
+    if g.poisoned || !g.fault.as_ref().is_some_and(|f| sync || !f.sync) {
+        return;
+    }
+    if let Some(f) = g.fault.take() {
+        tracing::info!(
+            "JetStream store \"{}\" is writable again after {:.1}s, resuming",
+            dir.display(),
+            f.since.elapsed().as_secs_f64()
+        );
+    }
 }
 
 #[derive(Debug, Default)]
@@ -221,7 +314,18 @@ impl FileStore {
             return Err(StoreError::Locked(cfg.dir.clone()));
         }
         let consumers = Arc::new(FileConsumerStore::new(&cfg.dir.join("obs"), fs.clone())?);
-        let mut inner = recover(&*fs, &msgs_dir, cfg.recovery)?;
+        let mut inner = recover(&*fs, &msgs_dir, cfg.recovery, true)?;
+        if !inner.report.corrupt.is_empty() {
+            let r = &inner.report;
+            tracing::warn!(
+                "JetStream store \"{}\" recovered from damaged files: {} messages lost ({} bytes skipped in {} places), first lost {:?}",
+                cfg.dir.display(),
+                r.lost_msgs.len(),
+                r.lost_bytes,
+                r.corrupt.len(),
+                r.lost_msgs.first()
+            );
+        }
         inner.lock_file = Some(lock_file);
         inner.limits = cfg.limits.clone();
         let shared = Arc::new(Shared {
@@ -255,26 +359,22 @@ impl FileStore {
 
     /// What open repaired or skipped.
     pub fn recovery_report(&self) -> RecoveryReport {
-        lock(&self.shared.inner).report.clone()
+        self.shared.inner().report.clone()
     }
 
     /// Bytes of block files on disk.
     pub fn disk_usage(&self) -> u64 {
-        lock(&self.shared.inner)
-            .blocks
-            .values()
-            .map(|b| b.len)
-            .sum()
+        self.shared.inner().blocks.values().map(|b| b.len).sum()
     }
 
     /// Number of block files.
     pub fn block_count(&self) -> usize {
-        lock(&self.shared.inner).blocks.len()
+        self.shared.inner().blocks.len()
     }
 
     /// True once an I/O failure stopped writes.
     pub fn is_poisoned(&self) -> bool {
-        lock(&self.shared.inner).poisoned
+        self.shared.inner().poisoned
     }
 
     fn stop_flusher(&self) {
@@ -297,10 +397,9 @@ fn spawn_flusher(shared: &Arc<Shared>, every: Duration) -> (Sender<()>, JoinHand
     let handle = std::thread::spawn(move || loop {
         match rx.recv_timeout(every) {
             Err(RecvTimeoutError::Timeout) => {
-                if let Err(e) = shared.flush() {
-                    if !matches!(e, StoreError::Closed) {
-                        tracing::error!(dir = %shared.dir.display(), error = %e, "periodic store sync failed");
-                    }
+                // A failure is logged (once) by the fault handling; keep syncing so the
+                // store is durable again once the disk recovers.
+                if let Err(StoreError::Closed) = shared.flush() {
                     return;
                 }
             }
@@ -311,7 +410,14 @@ fn spawn_flusher(shared: &Arc<Shared>, every: Duration) -> (Sender<()>, JoinHand
 }
 
 /// Rebuilds the index from the block files.
-fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, StoreError> {
+/// With `repair` false nothing is written: a torn tail is only skipped and an interrupted
+/// compaction left alone (the read-only view after a failed write, see [`Shared::reload`]).
+fn recover(
+    fs: &dyn Fs,
+    msgs_dir: &Path,
+    mode: RecoveryMode,
+    repair: bool,
+) -> Result<Inner, StoreError> {
     let mut report = RecoveryReport::default();
     let mut names: Vec<(u64, String)> = Vec::new();
     for name in fs.list_dir(msgs_dir).map_err(io_err(msgs_dir))? {
@@ -320,8 +426,10 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
         } else if name.ends_with(".blk.tmp") && parse_block_name(&name[..name.len() - 4]).is_some()
         {
             // An interrupted compaction; the original block is intact.
-            let p = msgs_dir.join(&name);
-            fs.remove_file(&p).map_err(io_err(&p))?;
+            if repair {
+                let p = msgs_dir.join(&name);
+                fs.remove_file(&p).map_err(io_err(&p))?;
+            }
         } else {
             tracing::warn!(dir = %msgs_dir.display(), file = %name, "ignoring foreign file in store");
             report.foreign_files.push(name);
@@ -339,6 +447,10 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
         floor_block: None,
         written_gen: 0,
         poisoned: false,
+        reload_at: None,
+        fault: None,
+        failed: None,
+        batch_failed: false,
         closed: false,
         report,
         buf: Vec::new(),
@@ -347,6 +459,8 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
         lock_file: None,
     };
     let count = names.len();
+    // Deleted sequences, so a damaged region does not report them as lost.
+    let mut tombstoned: FxHashSet<u64> = FxHashSet::default();
     for (i, (first_seq, name)) in names.into_iter().enumerate() {
         let is_last = i + 1 == count;
         let path = msgs_dir.join(&name);
@@ -369,6 +483,9 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
                 if mode == RecoveryMode::AbsoluteConsistency {
                     return Err(corrupt(&path, 0, "torn block header"));
                 }
+                if !repair {
+                    return Err(corrupt(&path, 0, "torn block header (not repaired)"));
+                }
                 let fmt = BlockFormat::new(first_seq, now_ns());
                 file.set_len(0).map_err(io_err(&path))?;
                 file.write_all_at(&fmt.encode_header(), 0)
@@ -384,14 +501,29 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
                 if mode == RecoveryMode::AbsoluteConsistency {
                     return Err(corrupt(&path, 0, "bad block header"));
                 }
-                tracing::error!(file = %path.display(), "bad block header; block skipped");
-                inner.report.corrupt.push(CorruptRegion {
-                    file: path,
-                    offset: 0,
-                    seqs: (first_seq, 0),
-                    reason: "bad block header".into(),
-                });
-                continue;
+                // The records carry their own checksums: read them with what the header
+                // must have said (the file name holds first_seq), and rewrite the header.
+                let fmt = record::salvage_block_header(&data, first_seq);
+                let salvaged = data.len() > fmt.header_len()
+                    && resync(&fmt, &data, fmt.header_len(), 0).is_some();
+                if !salvaged {
+                    tracing::error!(file = %path.display(), "bad block header; block skipped");
+                    inner.report.lost_bytes += data.len() as u64;
+                    inner.report.corrupt.push(CorruptRegion {
+                        file: path,
+                        offset: 0,
+                        seqs: (first_seq, 0),
+                        reason: "bad block header".into(),
+                    });
+                    continue;
+                }
+                tracing::warn!(file = %path.display(), "bad block header; records read with a rebuilt header");
+                if repair {
+                    file.write_all_at(&fmt.encode_header(), 0)
+                        .map_err(io_err(&path))?;
+                    file.sync_data().map_err(io_err(&path))?;
+                }
+                fmt
             }
         };
         inner.index.bump_last_seq(first_seq.saturating_sub(1), None);
@@ -413,17 +545,28 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
                 Ok(rec) => rec,
                 Err(err) => {
                     let claimed = fmt.peek_len(&data[off..]).unwrap_or(0);
-                    let skippable = !matches!(err, DecodeError::Truncated { .. })
+                    let next_by_len = !matches!(err, DecodeError::Truncated { .. })
                         && (fmt.min_record_len()..=MAX_RECORD_LEN).contains(&claimed)
                         && off + claimed < data.len()
                         && fmt.decode(&data[off + claimed..]).is_ok();
+                    // A damaged length: look for the next record that checks out, so
+                    // intact records after the damage are kept (a torn tail has none).
+                    let skip_to = if next_by_len {
+                        Some(off + claimed)
+                    } else {
+                        resync(&fmt, &data, off + 1, inner.index.last_seq())
+                    };
+                    let skippable = skip_to.is_some();
+                    let claimed = skip_to.map_or(claimed, |to| to - off);
                     if mode == RecoveryMode::AbsoluteConsistency {
                         return Err(corrupt(&path, off as u64, &err.to_string()));
                     }
                     if is_last && !skippable {
-                        tracing::warn!(file = %path.display(), offset = off, error = %err, "truncating torn tail");
-                        block.file.set_len(off as u64).map_err(io_err(&path))?;
-                        block.file.sync_data().map_err(io_err(&path))?;
+                        if repair {
+                            tracing::warn!(file = %path.display(), offset = off, error = %err, "truncating torn tail");
+                            block.file.set_len(off as u64).map_err(io_err(&path))?;
+                            block.file.sync_data().map_err(io_err(&path))?;
+                        }
                         block.len = off as u64;
                         inner.report.truncated.push((path.clone(), off as u64));
                         break;
@@ -436,8 +579,10 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
                         reason: err.to_string(),
                     });
                     if !skippable {
+                        inner.report.lost_bytes += (data.len() - off) as u64;
                         break;
                     }
+                    inner.report.lost_bytes += claimed as u64;
                     off += claimed;
                     continue;
                 }
@@ -470,6 +615,7 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
                     });
                 }
                 RecordKind::Tombstone => {
+                    tombstoned.insert(rec.seq);
                     let scrubbed = rec.has_body();
                     if !scrubbed {
                         block.tombs.push(rec.seq);
@@ -518,7 +664,28 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
             }
         }
     }
+    let floor = inner.persisted_floor;
+    let mut lost = std::collections::BTreeSet::new();
+    for region in inner
+        .report
+        .corrupt
+        .iter()
+        .filter(|r| !r.reason.contains("out of order"))
+    {
+        for seq in region.seqs.0.max(floor)..=region.seqs.1.min(last) {
+            if lost.len() >= MAX_LOST_LISTED {
+                break;
+            }
+            if inner.index.get(seq).is_none() && !tombstoned.contains(&seq) {
+                lost.insert(seq);
+            }
+        }
+    }
+    inner.report.lost_msgs = lost.into_iter().collect();
     if inner.blocks.is_empty() {
+        if !repair {
+            return Err(StoreError::Poisoned);
+        }
         let first = inner.index.last_seq() + 1;
         let id = create_block(fs, msgs_dir, &mut inner, first)?;
         inner.tail = id;
@@ -526,6 +693,15 @@ fn recover(fs: &dyn Fs, msgs_dir: &Path, mode: RecoveryMode) -> Result<Inner, St
         inner.tail = *inner.blocks.keys().next_back().unwrap_or(&0);
     }
     Ok(inner)
+}
+
+/// The offset of the first record at or after `from` that decodes with a good checksum
+/// (a message must also come after `last_seq`): where reading resumes past damage.
+fn resync(fmt: &BlockFormat, data: &[u8], from: usize, last_seq: u64) -> Option<usize> {
+    (from..data.len()).find(|&p| match fmt.decode(&data[p..]) {
+        Ok(rec) => rec.kind != RecordKind::Msg || rec.seq > last_seq,
+        Err(_) => false,
+    })
 }
 
 fn corrupt(path: &Path, offset: u64, reason: &str) -> StoreError {
@@ -576,8 +752,9 @@ fn write_held(inner: &mut Inner) -> Result<(), StoreError> {
     if inner.held.capacity() > MAX_HELD_BYTES {
         inner.held = Vec::new();
     }
-    if res.is_err() {
-        inner.poisoned = true;
+    if let Err(e) = &res {
+        // The held records' owners get errors; the reload drops them from the index.
+        inner.fail(e, false);
     }
     res
 }
@@ -631,10 +808,93 @@ fn create_block(
 }
 
 impl Shared {
+    /// The state, rebuilt from the files first when a failed write left it untrusted.
+    fn inner(&self) -> MutexGuard<'_, Inner> {
+        let mut g = lock(&self.inner);
+        note_fault(&self.dir, &mut g);
+        if g.poisoned && !g.closed && g.reload_at.is_none_or(|at| Instant::now() >= at) {
+            self.reload(&mut g);
+        }
+        g
+    }
+
+    /// Replaces the in-memory state with what the files hold, as an open would (the torn
+    /// tail cut). When that repair cannot write, a read-only view is taken instead and the
+    /// store stays poisoned: reads are right, writes wait for a reload that can repair.
+    fn reload(&self, g: &mut Inner) {
+        let fresh = recover(
+            &*self.fs,
+            &self.msgs_dir,
+            RecoveryMode::TolerateTailCorruption,
+            true,
+        )
+        .map(|i| (i, true))
+        .or_else(|_| {
+            recover(
+                &*self.fs,
+                &self.msgs_dir,
+                RecoveryMode::TolerateTailCorruption,
+                false,
+            )
+            .map(|i| (i, false))
+        });
+        let (mut fresh, repaired) = match fresh {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(
+                    "JetStream store \"{}\" could not be reloaded after a failed write: {}",
+                    self.dir.display(),
+                    e
+                );
+                g.reload_at = Some(Instant::now() + WRITE_RETRY);
+                return;
+            }
+        };
+        fresh.lock_file = g.lock_file.take();
+        fresh.limits = g.limits.clone();
+        fresh.fault = g.fault.take();
+        fresh.holding = g.holding;
+        fresh.batch_failed = g.batch_failed;
+        // Later syncs must not count as done by an fsync of the old state.
+        fresh.written_gen = g.written_gen + 1;
+        // Damage found at open stays reported; the reload's own torn tail is expected.
+        fresh.report.corrupt = std::mem::take(&mut g.report.corrupt);
+        fresh.report.foreign_files = std::mem::take(&mut g.report.foreign_files);
+        fresh.report.lost_msgs = std::mem::take(&mut g.report.lost_msgs);
+        fresh.report.lost_bytes = g.report.lost_bytes;
+        let mut truncated = std::mem::take(&mut g.report.truncated);
+        truncated.append(&mut fresh.report.truncated);
+        fresh.report.truncated = truncated;
+        fresh.poisoned = !repaired;
+        fresh.reload_at = (!repaired).then(|| Instant::now() + WRITE_RETRY);
+        *g = fresh;
+        if repaired {
+            let mut removed = Vec::new();
+            let Inner { index, limits, .. } = &mut *g;
+            index.enforce(limits, None, Some(now_ns()), &mut removed);
+            if let Err(e) = self.apply_removals(g, removed, false, false) {
+                g.fail(&e, false);
+                note_fault(&self.dir, g);
+            }
+        }
+        let st = g.index.state();
+        tracing::warn!(
+            "JetStream store \"{}\" reloaded from its files after a failed write: {} messages, last sequence {}",
+            self.dir.display(),
+            st.msgs,
+            st.last_seq
+        );
+    }
+
     fn writable(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
-        let g = lock(&self.inner);
+        let g = self.inner();
         if g.closed {
             return Err(StoreError::Closed);
+        }
+        if let Some(f) = &g.fault {
+            if g.poisoned || Instant::now() < f.retry_at {
+                return Err(StoreError::WriteFailed(f.error.clone()));
+            }
         }
         if g.poisoned {
             return Err(StoreError::Poisoned);
@@ -657,8 +917,10 @@ impl Shared {
         encode: impl Fn(&BlockFormat, &mut Vec<u8>),
     ) -> Result<(u32, u64), StoreError> {
         let res = self.append_inner(g, buf, roll_ok, may_hold, encode);
-        if res.is_err() {
-            g.poisoned = true;
+        match &res {
+            Err(e) => g.fail(e, false),
+            Ok(_) if !g.holding || !may_hold => healthy(&self.dir, g, false),
+            Ok(_) => {}
         }
         res
     }
@@ -789,7 +1051,7 @@ impl Shared {
         if let Some(b) = g.blocks.get(&tail) {
             if b.live_msgs == 0 && b.first_seq != next_seq && b.len > b.fmt.header_len() as u64 {
                 let id = create_block(&*self.fs, &self.msgs_dir, g, next_seq)
-                    .inspect_err(|_| g.poisoned = true)?;
+                    .inspect_err(|e| g.fail(e, false))?;
                 g.tail = id;
                 self.remove_block(g, tail)?;
             }
@@ -835,11 +1097,12 @@ impl Shared {
                 g.dead_at.remove(s);
             }
             if let Err(source) = self.fs.remove_file(&b.path) {
-                g.poisoned = true;
-                return Err(StoreError::Io {
+                let e = StoreError::Io {
                     path: b.path,
                     source,
-                });
+                };
+                g.fail(&e, false);
+                return Err(e);
             }
         }
         Ok(())
@@ -848,8 +1111,8 @@ impl Shared {
     /// Rewrites a sealed block keeping only live messages and needed markers.
     fn rewrite_block(&self, g: &mut Inner, id: u32) -> Result<(), StoreError> {
         let res = self.rewrite_block_inner(g, id);
-        if res.is_err() {
-            g.poisoned = true;
+        if let Err(e) = &res {
+            g.fail(e, false);
         }
         res
     }
@@ -977,11 +1240,15 @@ impl Shared {
                     s.synced_gen = s.synced_gen.max(target);
                 }
                 self.sync_cv.notify_all();
-                if let Err(e) = res {
-                    drop(s);
-                    lock(&self.inner).poisoned = true;
-                    return Err(e);
+                drop(s);
+                let mut g = lock(&self.inner);
+                match &res {
+                    Ok(()) => healthy(&self.dir, &mut g, true),
+                    Err(e) => g.fail(e, true),
                 }
+                drop(g);
+                res?;
+                s = lock(&self.sync);
             } else {
                 s = self.sync_cv.wait(s).unwrap_or_else(|e| e.into_inner());
                 if lock(&self.inner).poisoned && s.synced_gen < gen {
@@ -1124,18 +1391,18 @@ impl MessageStore for FileStore {
     }
 
     fn load_msg(&self, seq: u64) -> Result<StoredMsg, StoreError> {
-        let mut g = lock(&self.shared.inner);
+        let mut g = self.shared.inner();
         self.shared.read_msg(&mut g, seq)
     }
 
     fn load_last_msg(&self, filter: &[u8]) -> Result<StoredMsg, StoreError> {
-        let mut g = lock(&self.shared.inner);
+        let mut g = self.shared.inner();
         let seq = g.index.last_match(filter).ok_or(StoreError::NotFound)?;
         self.shared.read_msg(&mut g, seq)
     }
 
     fn load_next_msg(&self, filter: &[u8], start_seq: u64) -> Result<StoredMsg, StoreError> {
-        let mut g = lock(&self.shared.inner);
+        let mut g = self.shared.inner();
         let seq = g
             .index
             .next_match(filter, start_seq)
@@ -1144,9 +1411,7 @@ impl MessageStore for FileStore {
     }
 
     fn num_pending(&self, filter: &[u8], start_seq: u64) -> u64 {
-        lock(&self.shared.inner)
-            .index
-            .num_pending(filter, start_seq)
+        self.shared.inner().index.num_pending(filter, start_seq)
     }
 
     fn remove_msg(&self, seq: u64) -> Result<bool, StoreError> {
@@ -1193,7 +1458,7 @@ impl MessageStore for FileStore {
             SyncPolicy::Interval(_) => Ok(()),
         });
         if let Err(e) = written {
-            g.poisoned = true;
+            g.fail(&e, false);
             return Err(e);
         }
         // The scrubbed record marks itself deleted: no tombstone, and not "dead" either.
@@ -1281,15 +1546,24 @@ impl MessageStore for FileStore {
     }
 
     fn state(&self) -> StoreState {
-        lock(&self.shared.inner).index.state()
+        self.shared.inner().index.state()
     }
 
     fn subjects_state(&self, filter: &[u8]) -> Vec<SubjectState> {
-        lock(&self.shared.inner).index.subjects_state(filter)
+        self.shared.inner().index.subjects_state(filter)
     }
 
     fn deleted_seqs(&self) -> Vec<u64> {
-        lock(&self.shared.inner).index.deleted_seqs()
+        self.shared.inner().index.deleted_seqs()
+    }
+
+    fn lost(&self) -> Option<super::LostData> {
+        let g = self.shared.inner();
+        let r = &g.report;
+        (!r.lost_msgs.is_empty() || r.lost_bytes > 0).then(|| super::LostData {
+            msgs: r.lost_msgs.clone(),
+            bytes: r.lost_bytes,
+        })
     }
 
     fn stored_size(&self, subject: &[u8], headers: Option<&[u8]>, payload: &[u8]) -> u64 {
@@ -1364,16 +1638,38 @@ impl MessageStore for FileStore {
     }
 
     fn hold_writes(&self) {
-        lock(&self.shared.inner).holding = true;
+        let mut g = self.shared.inner();
+        g.holding = true;
+        g.batch_failed = false;
     }
 
     fn commit(&self) -> Result<(), StoreError> {
-        let mut g = lock(&self.shared.inner);
+        let sh = &*self.shared;
+        let mut g = lock(&sh.inner);
         g.holding = false;
-        if g.poisoned {
-            return Err(StoreError::Poisoned);
+        let had_held = !g.held.is_empty();
+        let earlier = std::mem::take(&mut g.batch_failed);
+        if let Err(e) = write_held(&mut g) {
+            g.batch_failed = false;
+            drop(g);
+            // Rebuild from the files now, so nothing unstored is counted meanwhile.
+            drop(sh.inner());
+            return Err(e);
         }
-        write_held(&mut g)
+        drop(g);
+        let mut g = sh.inner();
+        if g.poisoned || earlier {
+            let err = g
+                .fault
+                .as_ref()
+                .map(|f| StoreError::WriteFailed(f.error.clone()))
+                .unwrap_or(StoreError::Poisoned);
+            return Err(err);
+        }
+        if had_held {
+            healthy(&sh.dir, &mut g, false);
+        }
+        Ok(())
     }
 
     fn stop(&self) -> Result<(), StoreError> {

@@ -5,7 +5,7 @@ use std::fmt::Debug;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// An open file used with positional I/O, so readers and the appender never share a cursor.
@@ -113,6 +113,9 @@ pub struct FaultFs {
     pub fail_rename: Arc<AtomicBool>,
     /// File writes attempted so far.
     pub writes: Arc<AtomicU64>,
+    /// The errno injected failures carry (`libc::ENOSPC`, `libc::EIO`); 0 for a plain
+    /// "injected fault". With `ENOSPC` a file may still shrink, as on a full disk.
+    pub errno: Arc<AtomicI32>,
 }
 
 #[derive(Debug)]
@@ -121,10 +124,14 @@ struct FaultFile {
     fail_writes: Arc<AtomicBool>,
     fail_sync: Arc<AtomicBool>,
     writes: Arc<AtomicU64>,
+    errno: Arc<AtomicI32>,
 }
 
-fn injected() -> io::Error {
-    io::Error::other("injected fault")
+fn injected(errno: &AtomicI32) -> io::Error {
+    match errno.load(Ordering::SeqCst) {
+        0 => io::Error::other("injected fault"),
+        code => io::Error::from_raw_os_error(code),
+    }
 }
 
 impl FsFile for FaultFile {
@@ -133,7 +140,7 @@ impl FsFile for FaultFile {
         if self.fail_writes.load(Ordering::SeqCst) {
             // Model a torn write: half the bytes reach the file, then the error.
             let _ = self.inner.write_all_at(&buf[..buf.len() / 2], offset);
-            return Err(injected());
+            return Err(injected(&self.errno));
         }
         self.inner.write_all_at(buf, offset)
     }
@@ -142,13 +149,16 @@ impl FsFile for FaultFile {
     }
     fn sync_data(&self) -> io::Result<()> {
         if self.fail_sync.load(Ordering::SeqCst) {
-            return Err(injected());
+            return Err(injected(&self.errno));
         }
         self.inner.sync_data()
     }
     fn set_len(&self, len: u64) -> io::Result<()> {
-        if self.fail_writes.load(Ordering::SeqCst) {
-            return Err(injected());
+        // A full disk still lets a file shrink (a torn tail can be cut); EIO does not.
+        if self.fail_writes.load(Ordering::SeqCst)
+            && self.errno.load(Ordering::SeqCst) != libc::ENOSPC
+        {
+            return Err(injected(&self.errno));
         }
         self.inner.set_len(len)
     }
@@ -164,6 +174,7 @@ impl Fs for FaultFs {
             fail_writes: self.fail_writes.clone(),
             fail_sync: self.fail_sync.clone(),
             writes: self.writes.clone(),
+            errno: self.errno.clone(),
         }))
     }
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
@@ -171,7 +182,7 @@ impl Fs for FaultFs {
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         if self.fail_rename.load(Ordering::SeqCst) {
-            return Err(injected());
+            return Err(injected(&self.errno));
         }
         StdFs.rename(from, to)
     }
@@ -186,7 +197,7 @@ impl Fs for FaultFs {
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         if self.fail_sync.load(Ordering::SeqCst) {
-            return Err(injected());
+            return Err(injected(&self.errno));
         }
         StdFs.sync_dir(path)
     }

@@ -31,6 +31,8 @@
 
 mod consumer;
 pub mod dirlock;
+#[cfg(test)]
+mod fault_tests;
 mod filestore;
 pub mod fs;
 mod index;
@@ -47,8 +49,39 @@ use bytes::Bytes;
 pub use consumer::{ConsumerStore, FileConsumerStore, MemConsumerStore};
 pub use filestore::{
     CorruptRegion, FileStore, FileStoreConfig, RecoveryMode, RecoveryReport, SyncPolicy,
+    WRITE_RETRY,
 };
 pub use memstore::MemStore;
+
+/// A store error as nats-server words an I/O failure: `<path>: no space left on device`
+/// (Go's lower-case errno text, no "os error" suffix).
+pub fn io_error_text(e: &StoreError) -> String {
+    match e {
+        StoreError::Io { path, source } => {
+            let reason = source.to_string();
+            let reason = reason
+                .find(" (os error ")
+                .map_or(reason.as_str(), |i| &reason[..i]);
+            let mut chars = reason.chars();
+            let reason: String = match chars.next() {
+                Some(c) => c.to_lowercase().chain(chars).collect(),
+                None => String::new(),
+            };
+            format!("{}: {reason}", path.display())
+        }
+        StoreError::WriteFailed(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// What a store lost to damaged files, as nats-server reports it in stream state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LostData {
+    /// Sequences that could not be read back (at most 10,000 listed).
+    pub msgs: Vec<u64>,
+    /// Bytes skipped.
+    pub bytes: u64,
+}
 
 /// Where a stream keeps its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,9 +207,14 @@ pub enum StoreError {
     /// A consumer name that is unusable as a file name.
     #[error("invalid consumer name {0:?}")]
     InvalidName(String),
-    /// An earlier I/O failure left the store in an unknown state; reopen it.
-    #[error("store poisoned by an earlier I/O error; reopen it")]
+    /// An earlier I/O failure left the store in an unknown state that could not yet be
+    /// rebuilt from its files (it is retried).
+    #[error("store poisoned by an earlier I/O error")]
     Poisoned,
+    /// Writes are refused for a moment after one failed (the failure, as
+    /// `<path>: no space left on device`); the store retries by itself.
+    #[error("{0}")]
+    WriteFailed(String),
     /// The store was stopped or deleted.
     #[error("store closed")]
     Closed,
@@ -243,6 +281,12 @@ pub trait MessageStore: Send + Sync {
     fn subjects_state(&self, filter: &[u8]) -> Vec<SubjectState>;
     /// Interior deleted sequences (stream info `deleted_details`).
     fn deleted_seqs(&self) -> Vec<u64>;
+
+    /// Data recovery could not read back from damaged files (nats-server's `lost` in
+    /// stream state); `None` when nothing was lost.
+    fn lost(&self) -> Option<LostData> {
+        None
+    }
     /// Accounted size of a message in this store type.
     fn stored_size(&self, subject: &[u8], headers: Option<&[u8]>, payload: &[u8]) -> u64;
     /// Applies new limits, evicting at once what they exclude.

@@ -419,7 +419,12 @@ pub fn decode_block_header(buf: &[u8]) -> Result<BlockFormat, DecodeError> {
     let header_len = match version {
         BLOCK_VERSION_V1 => BLOCK_HEADER_LEN_V1,
         BLOCK_VERSION => BLOCK_HEADER_LEN,
-        other => return Err(DecodeError::UnsupportedVersion(other)),
+        // A newer format only when the header's checksum says so; otherwise the version
+        // field is damaged, and the block is handled as damaged, not refused.
+        other if header_crc_ok(buf, BLOCK_HEADER_LEN) => {
+            return Err(DecodeError::UnsupportedVersion(other))
+        }
+        _ => return Err(DecodeError::BadBlockHeader),
     };
     if buf.len() < header_len {
         return Err(DecodeError::Truncated {
@@ -442,6 +447,31 @@ pub fn decode_block_header(buf: &[u8]) -> Result<BlockFormat, DecodeError> {
         first_seq,
         base_ts,
     })
+}
+
+fn header_crc_ok(buf: &[u8], header_len: usize) -> bool {
+    let crc_at = header_len - CHECKSUM_LEN;
+    buf.len() >= header_len
+        && crc32fast::hash(&buf[..crc_at]) == u32::from_le_bytes(le4(&buf[crc_at..]))
+}
+
+/// The format of a block whose header is damaged, from what is left of it: the version
+/// when it is a known one (else the current), `first_seq` from the file name, and the
+/// header's base timestamp as it reads (right unless that is the damaged field).
+pub fn salvage_block_header(buf: &[u8], first_seq: u64) -> BlockFormat {
+    let version = match buf.get(4..6).map(|v| u16::from_le_bytes([v[0], v[1]])) {
+        Some(BLOCK_VERSION_V1) => BLOCK_VERSION_V1,
+        _ => BLOCK_VERSION,
+    };
+    let base_ts = match buf.get(16..24) {
+        Some(b) if version == BLOCK_VERSION => u64::from_le_bytes(le8(b)),
+        _ => 0,
+    };
+    BlockFormat {
+        version,
+        first_seq,
+        base_ts,
+    }
 }
 
 fn zigzag(v: i64) -> u64 {
@@ -738,6 +768,14 @@ mod tests {
         }
         let mut future = BlockFormat::new(1, 2).encode_header();
         future[4] = 9;
+        // A flipped version bit is damage (the checksum no longer matches)...
+        assert_eq!(
+            decode_block_header(&future),
+            Err(DecodeError::BadBlockHeader)
+        );
+        // ...a newer server's header (checksum over the new version) is refused.
+        let crc = crc32fast::hash(&future[..BLOCK_HEADER_LEN - CHECKSUM_LEN]);
+        future[BLOCK_HEADER_LEN - CHECKSUM_LEN..].copy_from_slice(&crc.to_le_bytes());
         assert_eq!(
             decode_block_header(&future),
             Err(DecodeError::UnsupportedVersion(9))

@@ -630,7 +630,7 @@ fn lock_file_excludes_second_opener() {
 }
 
 #[test]
-fn io_failure_poisons_until_reopen() {
+fn io_failure_refuses_writes_then_resumes() {
     let dir = tempfile::tempdir().unwrap();
     let fault = Arc::new(FaultFs::default());
     let mut cfg = file_cfg(dir.path());
@@ -644,25 +644,35 @@ fn io_failure_poisons_until_reopen() {
         Err(StoreError::Io { .. })
     ));
     fault.fail_writes.store(false, Ordering::SeqCst);
-    assert!(s.is_poisoned());
+    // Rebuilt from the files at once: the torn record is neither counted nor served.
+    assert!(!s.is_poisoned());
+    assert_eq!(s.state().msgs, 2);
+    assert_eq!(s.state().last_seq, 2);
+    assert_eq!(s.recovery_report().truncated.len(), 1);
+    // Refused for a moment, with the original failure; reads go on.
     assert!(matches!(
         s.store_msg(b"p", None, b"x", 0),
-        Err(StoreError::Poisoned)
+        Err(StoreError::WriteFailed(_))
     ));
-    assert!(matches!(s.remove_msg(1), Err(StoreError::Poisoned)));
+    assert!(matches!(s.remove_msg(1), Err(StoreError::WriteFailed(_))));
     assert_eq!(&s.load_msg(2).unwrap().payload[..], b"ok-2");
+    std::thread::sleep(WRITE_RETRY);
+    assert_eq!(put(&s, "p", "ok-3"), 3);
     drop(s);
     let s = FileStore::open(cfg.clone()).unwrap();
-    assert_eq!(s.state().msgs, 2);
-    assert_eq!(s.recovery_report().truncated.len(), 1);
-    assert_eq!(put(&s, "p", "ok-3"), 3);
+    assert_eq!(s.state().msgs, 3);
     fault.fail_sync.store(true, Ordering::SeqCst);
     assert!(s.store_msg(b"p", None, b"y", 0).is_err());
     assert!(matches!(
         s.store_msg(b"p", None, b"z", 0),
-        Err(StoreError::Poisoned)
+        Err(StoreError::WriteFailed(_))
     ));
+    // The record reached the file before its fsync failed: it is counted, and served.
+    assert_eq!(s.state().last_seq, 4);
+    assert_eq!(&s.load_msg(4).unwrap().payload[..], b"y");
     fault.fail_sync.store(false, Ordering::SeqCst);
+    std::thread::sleep(WRITE_RETRY);
+    assert_eq!(put(&s, "p", "z"), 5);
 }
 
 #[test]
@@ -805,7 +815,7 @@ fn held_records_roll_into_new_blocks_in_order() {
 }
 
 #[test]
-fn failed_commit_poisons_and_reports() {
+fn failed_commit_drops_held_records() {
     let dir = tempfile::tempdir().unwrap();
     let (s, fault) = open_unsynced(dir.path());
     put(&s, "f", "kept");
@@ -814,8 +824,8 @@ fn failed_commit_poisons_and_reports() {
     fault.fail_writes.store(true, Ordering::SeqCst);
     assert!(matches!(s.commit(), Err(StoreError::Io { .. })));
     fault.fail_writes.store(false, Ordering::SeqCst);
-    assert!(s.is_poisoned());
-    assert!(matches!(s.commit(), Err(StoreError::Poisoned)));
+    assert_eq!(s.state().msgs, 1);
+    assert!(matches!(s.load_msg(2), Err(StoreError::NotFound)));
     drop(s);
     let (s, _) = open_unsynced(dir.path());
     assert_eq!(s.state().msgs, 1);
@@ -1015,6 +1025,9 @@ fn unknown_block_version_is_refused_naming_the_file() {
     std::fs::create_dir_all(&msgs).unwrap();
     let mut header = record::BlockFormat::new(1, 1).encode_header();
     header[4] = 99;
+    let crc_at = header.len() - record::CHECKSUM_LEN;
+    let crc = crc32fast::hash(&header[..crc_at]);
+    header[crc_at..].copy_from_slice(&crc.to_le_bytes());
     let path = msgs.join(format!("{:016}.blk", 1));
     std::fs::write(&path, &header).unwrap();
     match FileStore::open(file_cfg(dir.path())) {
