@@ -9,7 +9,8 @@
 # starts from fuzz/seeds/<target>); a crash, leak, timeout or OOM input is copied to
 # fuzz/regressions/<target>/ (commit it with the fix). A line per target goes to stdout and
 # to fuzz/runs.log: date, target, seconds, executions, corpus size, saved inputs.
-# Exits non-zero when any target found something.
+# Exits non-zero when any target found something. FUZZ_TARGET_DIR reuses another build
+# directory (e.g. when fuzzing a snapshot of the tree while editing this one).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,7 +29,9 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
     echo "fuzz.sh: needs nightly and cargo-fuzz (rustup toolchain install nightly; cargo install cargo-fuzz)" >&2
     exit 2
 fi
-nice -n 19 cargo +nightly fuzz build || exit 2
+tdir=()
+[ -n "${FUZZ_TARGET_DIR:-}" ] && tdir=(--target-dir "$FUZZ_TARGET_DIR")
+nice -n 19 cargo +nightly fuzz build "${tdir[@]}" || exit 2
 
 found=0
 for t in "${targets[@]}"; do
@@ -36,7 +39,7 @@ for t in "${targets[@]}"; do
     log="$(mktemp -t "fuzz-$t.XXXXXX.log")"
     before="$(ls "artifacts/$t" | wc -l)"
     # -timeout: one input over 10 s is a finding; -rss_limit_mb bounds memory per input.
-    nice -n 19 cargo +nightly fuzz run "$t" "corpus/$t" "seeds/$t" -- \
+    nice -n 19 cargo +nightly fuzz run "${tdir[@]}" "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
         -print_final_stats=1 >"$log" 2>&1
     rc=$?
