@@ -134,11 +134,25 @@ fn scratch() -> &'static Path {
     })
 }
 
+/// A fixed environment for `$NAME` lookups, so runs are repeatable: a size, a string, and
+/// variables that refer to themselves and to each other.
+fn fuzz_env(name: &str) -> Option<String> {
+    match name {
+        "SIZE" => Some("1MB".into()),
+        "WORD" => Some("hello".into()),
+        "LOOP" => Some("$LOOP".into()),
+        "PING" => Some("$PONG".into()),
+        "PONG" => Some("$PING".into()),
+        _ => None,
+    }
+}
+
 /// nats.conf: lexer, parser (includes, variables, nesting) and the typed options.
 pub fn config(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let dir = scratch().to_path_buf();
-    let Ok(tree) = crate::config::parser::parse_text(&text, "fuzz.conf", Some(dir), 0) else {
+    let Ok(tree) = crate::config::parser::parse_text(&text, "fuzz.conf", Some(dir), 0, &fuzz_env)
+    else {
         return;
     };
     let outcome = crate::config::load::build(&tree);
@@ -501,7 +515,8 @@ const GO_MAX_NANOS: u128 = i64::MAX as u128;
 /// Durations and config sizes against the rules: the parser agrees with the exact
 /// reference on accept/reject and (within float rounding) on the value, and every
 /// duration it formats parses back to itself. Sizes: `n` with a suffix through the
-/// config lexer equals `n` times the nats-server multiplier, or an error past i64.
+/// config lexer equals `n` times the nats-server multiplier (or an error past i64), and
+/// the shared `config::parse_size` (what manage uses) reads it the same.
 pub fn size_duration_diff(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (dur, size) = text.split_once('\n').unwrap_or((&text, ""));
@@ -541,7 +556,13 @@ pub fn size_duration_diff(data: &[u8]) {
     }
     let lower = suffix.to_ascii_lowercase();
     let want = naive_size(digits, &lower);
-    let got = conf_size(&format!("{digits}{suffix}"));
+    let literal = format!("{digits}{suffix}");
+    let got = conf_size(&literal);
+    // The shared rule manage uses must read a size exactly as the config lexer does.
+    let shared = crate::config::parse_size(&literal).ok();
+    if want.is_some() {
+        assert_eq!(shared, got, "parse_size vs the config lexer on {literal}");
+    }
     match want {
         Some(Some(n)) => assert_eq!(got, Some(n), "{digits}{suffix}"),
         Some(None) => assert_eq!(got, None, "{digits}{suffix} out of range"),
@@ -556,7 +577,7 @@ pub fn size_duration_diff(data: &[u8]) {
 /// error or not an integer. For manage's check that its sizes mean the same to the server.
 pub fn conf_size(literal: &str) -> Option<i64> {
     let conf = format!("max_payload: {literal}\n");
-    let map = crate::config::parser::parse_text(&conf, "size.conf", None, 0).ok()?;
+    let map = crate::config::parser::parse_text(&conf, "size.conf", None, 0, &fuzz_env).ok()?;
     match map.entries.first().map(|e| &e.value.value) {
         Some(crate::config::parser::Value::Int(n)) => Some(*n),
         _ => None,
