@@ -16,8 +16,11 @@ use crate::proto::parser::{parse, ClientOp, ParseLimits, Parsed};
 use crate::store::record::{decode_block_header, BlockFormat, RecordKind};
 use crate::store::{FileStore, FileStoreConfig, MessageStore, StoreError, SyncPolicy};
 
+/// A fuzz entry point.
+pub type Target = fn(&[u8]);
+
 /// Every fuzz target by name, for the replay test and `scripts/fuzz.sh`.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("client_protocol", client_protocol),
     ("config", config),
     ("store_records", store_records),
