@@ -107,6 +107,17 @@ async fn publish(nc: &async_nats::Client, subject: &str, payload: Vec<u8>) -> Va
     serde_json::from_slice(&msg.payload).unwrap()
 }
 
+/// The same with a `Nats-Msg-Id`.
+async fn publish_id(nc: &async_nats::Client, subject: &str, id: &str, payload: Vec<u8>) -> Value {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id);
+    let msg = nc
+        .request_with_headers(subject.to_string(), headers, payload.into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&msg.payload).unwrap()
+}
+
 /// A second server on the same store directory refuses to start with an `[FTL]` line and a
 /// non-zero exit; once the holder is killed with -9 the lock is gone and a server starts.
 #[test]
@@ -200,8 +211,10 @@ async fn full_disk_on_a_real_tmpfs() {
     let payload = vec![b'p'; 4096];
     let mut acked = Vec::new();
     let mut failure = None;
-    for _ in 0..2000 {
-        let reply = publish(&nc, "full.x", payload.clone()).await;
+    let mut failed_id = String::new();
+    for n in 0..2000 {
+        failed_id = format!("id-{n}");
+        let reply = publish_id(&nc, "full.x", &failed_id, payload.clone()).await;
         match reply["seq"].as_u64() {
             Some(seq) if reply["error"].is_null() => acked.push(seq),
             _ => {
@@ -239,9 +252,11 @@ async fn full_disk_on_a_real_tmpfs() {
     // Free space: the stream takes publishes again by itself.
     std::fs::remove_file(mnt.join("filler")).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
+    // The retry of the refused publish (same Msg-Id) is stored, not taken for a duplicate.
     let resumed = loop {
-        let reply = publish(&nc, "full.x", b"after".to_vec()).await;
+        let reply = publish_id(&nc, "full.x", &failed_id, b"after".to_vec()).await;
         if let Some(seq) = reply["seq"].as_u64().filter(|_| reply["error"].is_null()) {
+            assert!(reply["duplicate"].is_null(), "{reply}");
             break seq;
         }
         assert!(Instant::now() < deadline, "never resumed: {reply}");
