@@ -389,3 +389,117 @@ fn find_blocks(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A damaged consumer state file: the restarted server logs it, keeps the consumer, and
+/// restarts it from its configuration, so messages are delivered again rather than skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_consumer_state_redelivers_instead_of_skipping() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let conf = format!(
+        "listen: 127.0.0.1:@PORT@\njetstream {{ store_dir: \"{}\" }}\n",
+        store.display()
+    );
+    let log = dir.path().join("natsd.log");
+    let server = Logged::start(&conf, dir.path(), &log);
+    let nc = async_nats::connect(format!("127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let created = api(
+        &nc,
+        "$JS.API.STREAM.CREATE.CS",
+        json!({"name": "CS", "subjects": ["cs"], "storage": "file"}),
+    )
+    .await;
+    assert!(created["error"].is_null(), "{created}");
+    let consumer = api(
+        &nc,
+        "$JS.API.CONSUMER.DURABLE.CREATE.CS.D",
+        json!({"stream_name": "CS", "config": {"durable_name": "D", "ack_policy": "explicit"}}),
+    )
+    .await;
+    assert!(consumer["error"].is_null(), "{consumer}");
+    for i in 0..10 {
+        let reply = publish(&nc, "cs", format!("m{i}").into_bytes()).await;
+        assert!(reply["error"].is_null(), "{reply}");
+    }
+    // Take and acknowledge five.
+    let inbox = nc.new_inbox();
+    let mut sub = nc.subscribe(inbox.clone()).await.unwrap();
+    nc.publish_with_reply(
+        "$JS.API.CONSUMER.MSG.NEXT.CS.D",
+        inbox,
+        serde_json::to_vec(&json!({"batch": 5, "expires": 2_000_000_000u64}))
+            .unwrap()
+            .into(),
+    )
+    .await
+    .unwrap();
+    use futures::StreamExt;
+    for _ in 0..5 {
+        let m = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let reply = m.reply.unwrap();
+        nc.request(reply.to_string(), "+ACK".into()).await.ok();
+    }
+    let wait_floor = Instant::now() + Duration::from_secs(10);
+    loop {
+        let info = api(&nc, "$JS.API.CONSUMER.INFO.CS.D", Value::Null).await;
+        if info["ack_floor"]["stream_seq"] == 5 {
+            break;
+        }
+        assert!(Instant::now() < wait_floor, "acks not applied: {info}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(nc);
+    // A clean stop, so the state file holds the acknowledgements.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(server.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut server = server;
+    server.child.wait().unwrap();
+    drop(server);
+
+    let state = find_files(&store, "D")
+        .into_iter()
+        .find(|p| p.parent().is_some_and(|d| d.ends_with("obs")))
+        .expect("consumer state file");
+    let mut data = std::fs::read(&state).unwrap();
+    let last = data.len() - 1;
+    data[last] ^= 0xff;
+    std::fs::write(&state, &data).unwrap();
+
+    let server = Logged::start(&conf, dir.path(), &log);
+    let nc = async_nats::connect(format!("127.0.0.1:{}", server.port))
+        .await
+        .unwrap();
+    let info = api(&nc, "$JS.API.CONSUMER.INFO.CS.D", Value::Null).await;
+    assert!(info["error"].is_null(), "consumer lost: {info}");
+    assert_eq!(info["num_pending"], 10, "{info}");
+    let text = server.text();
+    assert!(
+        text.contains("state unreadable, restarting it from its configuration"),
+        "{text}"
+    );
+    assert_nats_log_lines(&text);
+}
+
+fn find_files(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == name) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
