@@ -275,6 +275,13 @@ async fn full_disk_on_a_real_tmpfs() {
     );
     assert!(text.contains("no space left on device"), "{text}");
     assert!(text.contains("is writable again after"), "{text}");
+    // One line each way, however many publishes were refused in between.
+    assert_eq!(
+        text.matches("write failed, refusing writes").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(text.matches("is writable again").count(), 1, "{text}");
     assert_nats_log_lines(&text);
 
     // kill -9, restart: every acknowledged message is there, once.

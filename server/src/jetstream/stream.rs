@@ -1656,7 +1656,8 @@ impl Worker {
             let name = &self.stream.name;
             // A refusal while the store recovers was logged when the fault began.
             if !matches!(e, StoreError::WriteFailed(_)) {
-                tracing::error!("JetStream stream '{}' write or sync failed: {}", name, e);
+                let why = crate::store::io_error_text(&e);
+                tracing::error!("JetStream stream '{}' write or sync failed: {}", name, why);
             }
             // Not durable as promised: answer with errors instead of acks, republish nothing.
             let err = super::store_error(e);

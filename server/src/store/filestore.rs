@@ -166,6 +166,8 @@ struct Inner {
     reload_at: Option<Instant>,
     /// Writes are failing: refused until `retry_at`, cleared by the next one that works.
     fault: Option<WriteFault>,
+    /// How long the last rebuild after a failed write took.
+    reload_cost: Duration,
     /// A failure not yet turned into `fault` (text, was an fsync, when); see [`Inner::fail`].
     failed: Option<(String, bool, Instant)>,
     /// Something failed since [`MessageStore::hold_writes`]: held records may be lost, so
@@ -214,7 +216,7 @@ fn note_fault(dir: &Path, g: &mut Inner) {
     g.reload_at = None;
     match &mut g.fault {
         Some(f) => {
-            f.retry_at = now + WRITE_RETRY;
+            f.retry_at = now + retry_after(g.reload_cost);
             f.sync |= sync;
             f.error = error;
         }
@@ -227,16 +229,25 @@ fn note_fault(dir: &Path, g: &mut Inner) {
             g.fault = Some(WriteFault {
                 error,
                 since: now,
-                retry_at: now + WRITE_RETRY,
+                retry_at: now + retry_after(g.reload_cost),
                 sync,
             });
         }
     }
 }
 
+/// How long writes are refused after a failure: [`WRITE_RETRY`], or ten times what the last
+/// rebuild from the files took, so a large store that stays full spends at most a tenth
+/// of its time re-reading its blocks.
+fn retry_after(reload_cost: Duration) -> Duration {
+    WRITE_RETRY.max(reload_cost * 10)
+}
+
 /// A write (`sync` false) or fsync (`sync` true) worked: ends a fault it can end.
 fn healthy(dir: &Path, g: &mut Inner, sync: bool) {
-    if g.poisoned || !g.fault.as_ref().is_some_and(|f| sync || !f.sync) {
+    // Only the kind of operation that failed can show it works again: an fsync of
+    // unchanged data succeeds on a full disk, a write succeeds where fsync gives EIO.
+    if g.poisoned || !g.fault.as_ref().is_some_and(|f| f.sync == sync) {
         return;
     }
     if let Some(f) = g.fault.take() {
@@ -449,6 +460,7 @@ fn recover(
         poisoned: false,
         reload_at: None,
         fault: None,
+        reload_cost: Duration::ZERO,
         failed: None,
         batch_failed: false,
         closed: false,
@@ -822,6 +834,7 @@ impl Shared {
     /// tail cut). When that repair cannot write, a read-only view is taken instead and the
     /// store stays poisoned: reads are right, writes wait for a reload that can repair.
     fn reload(&self, g: &mut Inner) {
+        let started = Instant::now();
         let fresh = recover(
             &*self.fs,
             &self.msgs_dir,
@@ -866,6 +879,7 @@ impl Shared {
         truncated.append(&mut fresh.report.truncated);
         fresh.report.truncated = truncated;
         fresh.poisoned = !repaired;
+        fresh.reload_cost = started.elapsed();
         fresh.reload_at = (!repaired).then(|| Instant::now() + WRITE_RETRY);
         *g = fresh;
         if repaired {
