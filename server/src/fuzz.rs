@@ -337,7 +337,8 @@ fn naive_matches(pattern: &[u8], literal: &[u8]) -> bool {
     p.len() == l.len()
 }
 
-/// A subject is valid when no token is empty and no token holds whitespace; a wildcard is
+/// A subject is valid when no token is empty and no token holds whitespace (space, tab,
+/// CR, LF, form feed: nats-server's set); a wildcard is
 /// a whole token, and `>` only last.
 fn naive_valid(subject: &[u8], literal_only: bool) -> bool {
     if subject.is_empty() {
@@ -346,7 +347,9 @@ fn naive_valid(subject: &[u8], literal_only: bool) -> bool {
     let tokens: Vec<&[u8]> = subject.split(|&b| b == b'.').collect();
     tokens.iter().enumerate().all(|(i, t)| {
         !t.is_empty()
-            && !t.iter().any(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
+            && !t
+                .iter()
+                .any(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | 0x0c))
             && match *t {
                 b">" => !literal_only && i == tokens.len() - 1,
                 b"*" => !literal_only,

@@ -70,13 +70,23 @@ fn seed_corpus_replays() {
     }
 }
 
-/// A few hundred cheap mutations per target (bit flips, truncation, splices), fixed seed.
+/// A few hundred cheap mutations per target (bit flips, truncation, splices), fixed seed
+/// (`FUZZ_REPLAY_ROUNDS` for more).
 #[test]
 fn short_mutation_run() {
     let mut rng = fastrand::Rng::with_seed(0x6e617473);
     for (target, f) in natsd::fuzz::TARGETS {
         let seeds = inputs("seeds", target);
-        let rounds = if *target == "store_recover" { 60 } else { 300 };
+        // FUZZ_REPLAY_ROUNDS=N runs longer by hand; the default keeps the test command fast.
+        let base = std::env::var("FUZZ_REPLAY_ROUNDS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(300usize);
+        let rounds = if *target == "store_recover" {
+            base / 5
+        } else {
+            base
+        };
         for i in 0..rounds {
             let (path, base) = &seeds[i % seeds.len()];
             let mut data = base.clone();
