@@ -131,8 +131,15 @@ impl ConsumerState {
         let n = next()?;
         let mut pending = BTreeMap::new();
         for _ in 0..n {
-            let sseq = ack_floor.stream_seq + next()?;
-            let consumer_seq = ack_floor.consumer_seq + next()?;
+            // Damaged deltas must not overflow (found by fuzz/consumer_state).
+            let sseq = ack_floor
+                .stream_seq
+                .checked_add(next()?)
+                .ok_or(StateError::Malformed)?;
+            let consumer_seq = ack_floor
+                .consumer_seq
+                .checked_add(next()?)
+                .ok_or(StateError::Malformed)?;
             let timestamp = next()?;
             pending.insert(
                 sseq,
