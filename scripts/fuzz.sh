@@ -8,7 +8,7 @@
 # Per target: the working corpus is fuzz/corpus/<target> (not committed, grows run to run,
 # starts from fuzz/seeds/<target>); a crash, leak, timeout or OOM input is copied to
 # fuzz/regressions/<target>/ (commit it with the fix). A line per target goes to stdout and
-# to fuzz/runs.log: date, target, seconds, executions, corpus size, saved inputs.
+# to fuzz/runs.log: date, target, seconds it ran, executions, corpus size, saved inputs.
 # Exits non-zero when any target found something. FUZZ_TARGET_DIR reuses another build
 # directory (e.g. when fuzzing a snapshot of the tree while editing this one).
 set -uo pipefail
@@ -38,6 +38,7 @@ for t in "${targets[@]}"; do
     mkdir -p "corpus/$t" "artifacts/$t" "regressions/$t"
     log="$(mktemp -t "fuzz-$t.XXXXXX.log")"
     before="$(ls "artifacts/$t" | wc -l)"
+    started=$SECONDS
     # -timeout: one input over 10 s is a finding; -rss_limit_mb bounds memory per input.
     nice -n 19 cargo +nightly fuzz run "${tdir[@]}" "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$SECONDS_EACH" -timeout=10 -rss_limit_mb=2048 \
@@ -58,7 +59,8 @@ for t in "${targets[@]}"; do
         found=1
     fi
     [ "$saved" -gt 0 ] && found=1
-    line="$(date -u +%FT%TZ) $t ${SECONDS_EACH}s execs=${execs:-?} corpus=$(ls "corpus/$t" | wc -l) saved=$saved"
+    # Wall time of the run (a crash ends it early), build included when one was needed.
+    line="$(date -u +%FT%TZ) $t $((SECONDS - started))s execs=${execs:-?} corpus=$(ls "corpus/$t" | wc -l) saved=$saved"
     echo "$line" | tee -a runs.log
     [ "$saved" -gt 0 ] && grep -m1 -A3 -E 'panicked|ERROR: libFuzzer|SUMMARY' "$log"
 done
