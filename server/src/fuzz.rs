@@ -532,7 +532,7 @@ pub fn size_duration_diff(data: &[u8]) {
     match naive_go_duration(dur) {
         Some((neg, nanos)) => {
             let limit = if neg { GO_MAX_NANOS + 1 } else { GO_MAX_NANOS };
-            if nanos + slack <= limit {
+            if nanos.saturating_add(slack) <= limit {
                 let (g_neg, g) = got.unwrap_or_else(|e| panic!("{dur:?} rejected: {e}"));
                 assert!(nanos == 0 || g_neg == neg, "sign of {dur:?}");
                 let g = g.as_nanos();
