@@ -28,6 +28,11 @@ pub enum SizeError {
 
 /// The factor of a size suffix (already lower-cased): `k` = 1000, `kb`/`ki`/`kib` = 1024, ...
 pub(crate) fn size_multiplier(suffix: &str) -> Option<i64> {
+    // Units are ASCII; anything else is no unit (and must not be split inside a character:
+    // `5ФB` crashed manage, found by fuzz/tenant_toml).
+    if !suffix.is_ascii() {
+        return None;
+    }
     let (letter, rest) = suffix.split_at(suffix.len().min(1));
     let power: u32 = match letter {
         "k" => 1,
@@ -137,6 +142,12 @@ mod tests {
             Err(SizeError::TooLarge(_))
         ));
         assert!(matches!(parse_size("10E"), Err(SizeError::TooLarge(_))));
+    }
+
+    #[test]
+    fn a_unit_that_is_not_ascii_is_an_error_not_a_panic() {
+        assert!(matches!(parse_size("5ФB"), Err(SizeError::Unit(_))));
+        assert!(parse_size("1é").is_err());
     }
 
     #[test]
