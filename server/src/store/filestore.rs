@@ -517,7 +517,7 @@ fn recover(
                 // must have said (the file name holds first_seq), and rewrite the header.
                 let fmt = record::salvage_block_header(&data, first_seq);
                 let salvaged = data.len() > fmt.header_len()
-                    && resync(&fmt, &data, fmt.header_len(), 0).is_some();
+                    && resync(&fmt, &data, fmt.header_len(), 0, None).is_some();
                 if !salvaged {
                     tracing::error!(file = %path.display(), "bad block header; block skipped");
                     inner.report.lost_bytes += data.len() as u64;
@@ -563,11 +563,13 @@ fn recover(
                         && fmt.decode(&data[off + claimed..]).is_ok();
                     // A damaged length: look for the next record that checks out, so
                     // intact records after the damage are kept (a torn tail has none).
-                    let skip_to = if next_by_len {
-                        Some(off + claimed)
-                    } else {
-                        resync(&fmt, &data, off + 1, inner.index.last_seq())
-                    };
+                    let skip_to = resync(
+                        &fmt,
+                        &data,
+                        off + 1,
+                        inner.index.last_seq(),
+                        next_by_len.then_some(off + claimed),
+                    );
                     let skippable = skip_to.is_some();
                     let claimed = skip_to.map_or(claimed, |to| to - off);
                     if mode == RecoveryMode::AbsoluteConsistency {
@@ -703,17 +705,61 @@ fn recover(
         inner.tail = id;
     } else {
         inner.tail = *inner.blocks.keys().next_back().unwrap_or(&0);
+        // New records never go after damage: what recovery decided about the damaged
+        // bytes must not change when more data follows them.
+        let damaged_tail = inner.blocks.get(&inner.tail).is_some_and(|t| {
+            inner
+                .report
+                .corrupt
+                .iter()
+                .any(|r| r.file == t.path && r.offset > 0)
+                && t.first_seq <= inner.index.last_seq()
+        });
+        if damaged_tail && repair {
+            let first = inner.index.last_seq() + 1;
+            let id = create_block(fs, msgs_dir, &mut inner, first)?;
+            inner.tail = id;
+        }
     }
     Ok(inner)
 }
 
-/// The offset of the first record at or after `from` that decodes with a good checksum
-/// (a message must also come after `last_seq`): where reading resumes past damage.
-fn resync(fmt: &BlockFormat, data: &[u8], from: usize, last_seq: u64) -> Option<usize> {
-    (from..data.len()).find(|&p| match fmt.decode(&data[p..]) {
-        Ok(rec) => rec.kind != RecordKind::Msg || rec.seq > last_seq,
-        Err(_) => false,
+/// Where reading resumes past damage: the first offset at or after `from` where a record
+/// decodes with a good checksum (a message must also come after `last_seq`). With
+/// `by_len` (where the damaged record's own length field points, at a valid record), an
+/// earlier candidate wins only when the records that follow it reach as far as those
+/// after `by_len`: a damaged length field can point past intact records (found by
+/// fuzz/store_recover), while a record-like run of bytes inside a damaged payload cannot
+/// continue into the real records after it.
+fn resync(
+    fmt: &BlockFormat,
+    data: &[u8],
+    from: usize,
+    last_seq: u64,
+    by_len: Option<usize>,
+) -> Option<usize> {
+    let reach = by_len.map(|p| chain_end(fmt, data, p));
+    (from..data.len()).find(|&p| {
+        if Some(p) == by_len {
+            return true;
+        }
+        let plausible = match fmt.decode(&data[p..]) {
+            Ok(rec) => rec.kind != RecordKind::Msg || rec.seq > last_seq,
+            Err(_) => false,
+        };
+        plausible && reach.is_none_or(|r| chain_end(fmt, data, p) >= r)
     })
+}
+
+/// Where the run of back-to-back valid records starting at `p` ends.
+fn chain_end(fmt: &BlockFormat, data: &[u8], mut p: usize) -> usize {
+    while let Ok(rec) = fmt.decode(&data[p..]) {
+        p += rec.len;
+        if p >= data.len() {
+            break;
+        }
+    }
+    p
 }
 
 fn corrupt(path: &Path, offset: u64, reason: &str) -> StoreError {
