@@ -607,5 +607,8 @@ fn naive_size(digits: &str, suffix: &str) -> Option<Option<i64>> {
         Ok(n) => n,
         Err(_) => return Some(None),
     };
-    Some(i64::try_from(n * base.pow(power)).ok())
+    Some(
+        n.checked_mul(base.pow(power))
+            .and_then(|v| i64::try_from(v).ok()),
+    )
 }
