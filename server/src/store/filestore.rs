@@ -247,7 +247,7 @@ fn retry_after(reload_cost: Duration) -> Duration {
 fn healthy(dir: &Path, g: &mut Inner, sync: bool) {
     // Only the kind of operation that failed can show it works again: an fsync of
     // unchanged data succeeds on a full disk, a write succeeds where fsync gives EIO.
-    if g.poisoned || !g.fault.as_ref().is_some_and(|f| f.sync == sync) {
+    if g.poisoned || g.fault.as_ref().is_none_or(|f| f.sync != sync) {
         return;
     }
     if let Some(f) = g.fault.take() {
