@@ -504,7 +504,9 @@ fn naive_go_duration(s: &str) -> Option<(bool, u128)> {
         let mut div = 1u128;
         for d in frac.bytes() {
             let next = f * 10 + u128::from(d - b'0');
-            if next > GO_MAX_NANOS + 1 {
+            // Past 30 digits a digit is worth under a nanosecond even in hours, and `div`
+            // (Go keeps its scale in a float) would overflow after 38 leading zeros.
+            if next > GO_MAX_NANOS + 1 || div >= FRACTION_DIGITS_BOUND {
                 break;
             }
             f = next;
@@ -517,6 +519,9 @@ fn naive_go_duration(s: &str) -> Option<(bool, u128)> {
 
 /// Go's limit: a duration is an int64 of nanoseconds.
 const GO_MAX_NANOS: u128 = i64::MAX as u128;
+
+/// 10^30: no fraction digit after this many changes a duration by a nanosecond.
+const FRACTION_DIGITS_BOUND: u128 = 10u128.pow(30);
 
 /// Durations and config sizes against the rules: the parser agrees with the exact
 /// reference on accept/reject and (within float rounding) on the value, and every
