@@ -285,17 +285,22 @@ pub fn js_api_json(data: &[u8]) {
             }
         }
         1 => {
-            if let Ok(mut cfg) = crate::json::from_request::<ConsumerConfig>(body) {
-                cfg.apply_defaults(0);
+            if let Ok(parsed) = crate::json::from_request::<ConsumerConfig>(body) {
                 let subjects = vec!["a.>".to_string()];
+                let mut cfg = parsed.clone();
                 for workqueue in [false, true] {
-                    let _ = cfg.validate(&StreamContext {
+                    let stream = StreamContext {
                         subjects: &subjects,
                         workqueue,
                         interest_or_workqueue: workqueue,
                         replicas: 1,
                         max_ack_pending_limit: 0,
-                    });
+                        stream_max_ack_pending: 0,
+                        stream_inactive_threshold: 0,
+                    };
+                    cfg = parsed.clone();
+                    cfg.apply_defaults(&stream);
+                    let _ = cfg.validate(&stream);
                 }
                 let _ = cfg.start_time_ns();
                 let _ = cfg.pause_until_ns();
