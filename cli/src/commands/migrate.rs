@@ -57,6 +57,12 @@ const COPY_DUPLICATE_WINDOW: Duration = Duration::from_millis(100);
 /// Margin over [`COPY_DUPLICATE_WINDOW`] before a repeated `Nats-Msg-Id` is published again.
 const MSG_ID_SPACING: Duration = Duration::from_millis(250);
 
+/// How long a mirror or sourcing stream on the target may copy from its origins without
+/// progress before migrate reports that it does not converge.
+const CATCH_UP_IDLE: Duration = Duration::from_secs(30);
+/// How often its state is read meanwhile.
+const CATCH_UP_POLL: Duration = Duration::from_millis(250);
+
 /// What `data/migrate/<tenant>/<stream>.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 struct Progress {
@@ -229,6 +235,9 @@ pub fn migrate(
             &tls(&target.ctx),
         )
         .with_context(|| format!("tenant `{}` on the target", plan.tenant.name))?;
+        // The streams verified on the target: a mirror or sourcing stream copies only from
+        // those.
+        let mut moved: HashSet<String> = HashSet::new();
         for info in &plan.streams {
             let name = info["config"]["name"]
                 .as_str()
@@ -241,17 +250,24 @@ pub fn migrate(
                 replicas,
                 ..StreamReport::default()
             };
-            let copied = copy_stream(
-                ctx,
-                &target,
-                &mut source,
-                &mut dest,
-                &plan.tenant.name,
-                &name,
-                replicas,
-                &mut report,
-            );
+            let copied = if origins(&info["config"]).is_empty() {
+                copy_stream(
+                    ctx,
+                    &target,
+                    &mut source,
+                    &mut dest,
+                    &plan.tenant.name,
+                    &name,
+                    replicas,
+                    &mut report,
+                )
+            } else {
+                follow_stream(&mut source, &mut dest, &name, replicas, &moved, &mut report)
+            };
             spinner.finish_and_clear();
+            if copied.is_ok() && report.verified {
+                moved.insert(name.clone());
+            }
             if let Err(error) = copied {
                 report.error = Some(format!("{error:#}"));
             }
@@ -319,18 +335,24 @@ fn preflight(args: &MigrateArgs, ctx: &Context, replicas: u64) -> anyhow::Result
                 )
             })?;
         let mut streams = Vec::new();
-        for name in js.stream_names()? {
-            if let Some(info) = js.stream_info(&name)? {
-                if let Some(feature) = not_copyable(&info["config"]) {
+        let names = js.stream_names()?;
+        for name in &names {
+            if let Some(info) = js.stream_info(name)? {
+                let refused = match not_copyable(&info["config"]) {
+                    Some(feature) => Some(feature.to_owned()),
+                    None => not_derivable(&mut js, name, &info["config"], &names)?,
+                };
+                if let Some(feature) = refused {
                     return Err(ManageError::MigrateUnsupported {
                         what: format!("stream {name} of tenant `{}`", tenant.name),
-                        feature: feature.to_owned(),
+                        feature,
                     }
                     .into());
                 }
                 streams.push(info);
             }
         }
+        let streams = in_dependency_order(&tenant.name, streams)?;
         // What the streams take on the target: every replica counts against the account.
         let mut need = [0u128; 2];
         for info in &streams {
@@ -502,6 +524,23 @@ fn move_tenants(
 /// preconditions the source already checked (nats-server drops them too when it sources a
 /// stream); everything else stays byte for byte. `None` when nothing is left.
 pub fn portable_headers(raw: Option<&[u8]>) -> Option<Vec<u8>> {
+    strip_headers(raw, |key| {
+        key.starts_with("nats-expected-") || key.starts_with("nats-batch-")
+    })
+}
+
+/// Headers as a mirror's or a sourcing stream's messages are compared: also without
+/// `Nats-Stream-Source`, which names the origin's sequence (the target's numbering differs).
+fn derived_headers(raw: Option<&[u8]>) -> Option<Vec<u8>> {
+    strip_headers(raw, |key| {
+        key.starts_with("nats-expected-")
+            || key.starts_with("nats-batch-")
+            || key == "nats-stream-source"
+    })
+}
+
+/// `raw` without the fields whose lower-case key `drop` names; byte for byte when none is.
+fn strip_headers(raw: Option<&[u8]>, drop: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
     let raw = raw?;
     let text = String::from_utf8_lossy(raw);
     let mut lines = text.split("\r\n");
@@ -517,7 +556,7 @@ pub fn portable_headers(raw: Option<&[u8]>) -> Option<Vec<u8>> {
                 .unwrap_or("")
                 .trim()
                 .to_ascii_lowercase();
-            !key.starts_with("nats-expected-") && !key.starts_with("nats-batch-")
+            !drop(&key)
         })
         .collect();
     if keep.len() == fields.len() {
@@ -537,11 +576,16 @@ pub fn portable_headers(raw: Option<&[u8]>) -> Option<Vec<u8>> {
 
 /// The value of `Nats-Msg-Id`, if any.
 fn msg_id(headers: Option<&[u8]>) -> Option<String> {
+    header_value(headers, "nats-msg-id")
+}
+
+/// The value of the header `key` (any case), if any.
+fn header_value(headers: Option<&[u8]>, key: &str) -> Option<String> {
     let text = String::from_utf8_lossy(headers?);
     text.split("\r\n").skip(1).find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.trim()
-            .eq_ignore_ascii_case("nats-msg-id")
+        let (name, value) = line.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case(key)
             .then(|| value.trim().to_owned())
     })
 }
@@ -618,26 +662,136 @@ fn copy_config(final_config: &Value) -> Value {
     config
 }
 
-/// A feature of a stream configuration whose messages a copy by publishing would get wrong:
-/// a mirror takes no publishes and sources or a subject transform would take them a second
-/// time or rewrite them again; schedules would fire again and counters add up again.
-fn not_copyable(config: &Value) -> Option<&'static str> {
-    let set = |key: &str| match &config[key] {
+/// Whether `config` sets `key` to something (not null, false, empty or 0).
+fn is_set(config: &Value, key: &str) -> bool {
+    match &config[key] {
         Value::Null | Value::Bool(false) => false,
         Value::Array(items) => !items.is_empty(),
         Value::Object(map) => !map.is_empty(),
-        _ => true,
-    };
+        Value::String(text) => !text.is_empty(),
+        Value::Number(n) => n.as_u64() != Some(0),
+        Value::Bool(true) => true,
+    }
+}
+
+/// A feature of a stream configuration whose messages neither a copy by publishing nor the
+/// target's own copy from an origin gets right: a subject transform would rewrite stored
+/// subjects again, schedules would fire again and counters add up again.
+fn not_copyable(config: &Value) -> Option<&'static str> {
     [
-        ("mirror", "a mirror"),
-        ("sources", "sources"),
         ("subject_transform", "a subject transform"),
         ("allow_msg_schedules", "message schedules"),
         ("allow_msg_counter", "counters"),
     ]
     .into_iter()
-    .find(|(key, _)| set(key))
+    .find(|(key, _)| is_set(config, key))
     .map(|(_, feature)| feature)
+}
+
+/// The mirror's or the sources' specifications of a stream that copies from others; empty
+/// for a stream that takes publishes only.
+fn origins(config: &Value) -> Vec<&Value> {
+    if is_set(config, "mirror") {
+        return vec![&config["mirror"]];
+    }
+    config["sources"]
+        .as_array()
+        .map(|s| s.iter().collect())
+        .unwrap_or_default()
+}
+
+/// The names of the streams `config` copies from, sorted.
+fn origin_names(config: &Value) -> Vec<String> {
+    let mut names: Vec<String> = origins(config)
+        .iter()
+        .map(|o| o["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Why a mirror or sourcing stream cannot be made again on the target by copying from its
+/// moved origins (`None` when it can). `names` are the tenant's streams here.
+fn not_derivable(
+    js: &mut JetStream,
+    name: &str,
+    config: &Value,
+    names: &[String],
+) -> anyhow::Result<Option<String>> {
+    if config["retention"].as_str().unwrap_or("limits") != "limits" {
+        return Ok(Some(
+            "a mirror or sources with interest or work-queue retention (the target would \
+             drop what it copies before the consumers exist)"
+                .into(),
+        ));
+    }
+    for origin in origins(config) {
+        let from = origin["name"].as_str().unwrap_or_default();
+        if is_set(origin, "external") || is_set(origin, "domain") {
+            return Ok(Some(format!(
+                "an origin in another account or domain ({from})"
+            )));
+        }
+        if !names.iter().any(|n| n == from) {
+            return Ok(Some(format!(
+                "an origin that is not one of its tenant's streams here ({from})"
+            )));
+        }
+        if is_set(origin, "opt_start_seq") || is_set(origin, "opt_start_time") {
+            return Ok(Some(format!(
+                "a start sequence or time on its origin {from} (sequences and times are the \
+                 target's own after the move)"
+            )));
+        }
+    }
+    if is_set(config, "sources") {
+        // Every message a source copied carries `Nats-Stream-Source`; one without it was
+        // published to the stream directly, and the target's copy from the origins would
+        // not have it.
+        let mut reader = Reader::new(js, name, 0)?;
+        while let Some(message) = reader.next(js)? {
+            if header_value(message.headers.as_deref(), "nats-stream-source").is_none() {
+                return Ok(Some(format!(
+                    "sources and messages published to it directly (message {} came from no \
+                     source; the target would copy only what its sources hold)",
+                    message.seq
+                )));
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The streams in the order they move: those that take publishes first, then each mirror or
+/// sourcing stream after every stream it copies from. Refuses a cycle.
+fn in_dependency_order(tenant: &TenantName, streams: Vec<Value>) -> anyhow::Result<Vec<Value>> {
+    let (mut ordered, mut waiting): (Vec<Value>, Vec<Value>) = streams
+        .into_iter()
+        .partition(|info| origins(&info["config"]).is_empty());
+    while !waiting.is_empty() {
+        let placed: HashSet<String> = ordered
+            .iter()
+            .filter_map(|i| i["config"]["name"].as_str().map(str::to_owned))
+            .collect();
+        let (ready, rest): (Vec<Value>, Vec<Value>) = waiting.into_iter().partition(|info| {
+            origin_names(&info["config"])
+                .iter()
+                .all(|o| placed.contains(o))
+        });
+        if ready.is_empty() {
+            return Err(ManageError::MigrateUnsupported {
+                what: format!(
+                    "stream {} of tenant `{tenant}`",
+                    rest[0]["config"]["name"].as_str().unwrap_or("?")
+                ),
+                feature: "mirrors or sources that copy from each other in a cycle".into(),
+            }
+            .into());
+        }
+        ordered.extend(ready);
+        waiting = rest;
+    }
+    Ok(ordered)
 }
 
 /// Whether two stream configurations differ in what the copy changes.
@@ -784,6 +938,169 @@ fn copy_stream(
         ));
     }
     Ok(())
+}
+
+/// A mirror or sourcing stream: created on the target from its configuration after its
+/// origins were moved, so that the target copies from them itself; then waited for until its
+/// messages match the ones here, and its durable consumers made.
+fn follow_stream(
+    source: &mut JetStream,
+    dest: &mut JetStream,
+    name: &str,
+    replicas: u64,
+    moved: &HashSet<String>,
+    report: &mut StreamReport,
+) -> anyhow::Result<()> {
+    let info = source
+        .stream_info(name)?
+        .with_context(|| format!("stream {name} went away here"))?;
+    let config = &info["config"];
+    let from = origin_names(config);
+    if let Some(missing) = from.iter().find(|o| !moved.contains(*o)) {
+        anyhow::bail!(
+            "not created on the target: the stream it copies from, {missing}, was not moved \
+             and verified"
+        );
+    }
+    let mirror = is_set(config, "mirror");
+    match dest.stream_info(name)? {
+        None => {
+            dest.create_stream(&final_config(config, replicas))
+                .with_context(|| format!("creating {name} on the target"))?;
+            report.action = if mirror {
+                "created, mirroring"
+            } else {
+                "created, sourcing"
+            }
+            .into();
+        }
+        Some(existing) if origin_names(&existing["config"]) == from => {
+            report.action = "exists".into();
+        }
+        Some(_) => {
+            return Err(ManageError::MigrateConflict {
+                what: format!("stream {name}"),
+                reason: "it exists on the target and does not copy from the same streams; \
+                         delete it there to move it again"
+                    .into(),
+            }
+            .into())
+        }
+    }
+    // The target copies on its own: wait while it makes progress, give up after
+    // CATCH_UP_IDLE without any.
+    let mut seen = Value::Null;
+    let mut idle_since = Instant::now();
+    let state = |js: &mut JetStream| -> anyhow::Result<Value> {
+        Ok(js
+            .stream_info(name)?
+            .map(|i| i["state"].clone())
+            .unwrap_or(Value::Null))
+    };
+    let (here, there) = loop {
+        let src = state(source)?;
+        let dst = state(dest)?;
+        if src["messages"] == dst["messages"] {
+            let here = derived_read(source, name, mirror)?;
+            let there = derived_read(dest, name, mirror)?;
+            if here.digest == there.digest || idle_since.elapsed() > CATCH_UP_IDLE {
+                break (here, there);
+            }
+        }
+        let progress = json!([dst["messages"], dst["last_seq"]]);
+        if progress != seen {
+            seen = progress;
+            idle_since = Instant::now();
+        } else if idle_since.elapsed() > CATCH_UP_IDLE {
+            break (
+                derived_read(source, name, mirror)?,
+                derived_read(dest, name, mirror)?,
+            );
+        }
+        std::thread::sleep(CATCH_UP_POLL);
+    };
+    report.source_messages = here.keys.len() as u64;
+    report.target_messages = there.keys.len() as u64;
+    report.source_digest = here.digest.clone();
+    report.target_digest = there.digest.clone();
+    report.verified = here.digest == there.digest;
+    if !report.verified {
+        report.error = Some(format!(
+            "{} messages here, {} on the target after its copy from {} stopped progressing for \
+             {}s: the target did not converge (messages the origins no longer hold, or \
+             something else writes to it there)",
+            report.source_messages,
+            report.target_messages,
+            from.join(", "),
+            CATCH_UP_IDLE.as_secs()
+        ));
+        report.consumers.push(ConsumerReport {
+            name: "*".into(),
+            action: "not created: the stream does not match its source".into(),
+            position: None,
+        });
+        return Ok(());
+    }
+    // Which target sequence holds each message here: the same content, in order of
+    // occurrence (sources interleave in the target's own order).
+    let mut at: HashMap<[u8; 32], std::collections::VecDeque<u64>> = HashMap::new();
+    for (key, seq) in there.keys.iter().zip(&there.seqs) {
+        at.entry(*key).or_default().push_back(*seq);
+    }
+    let mut src_seqs = Vec::new();
+    let mut dst_seqs = Vec::new();
+    for (key, seq) in here.keys.iter().zip(&here.seqs) {
+        if let Some(target) = at
+            .get_mut(key)
+            .and_then(std::collections::VecDeque::pop_front)
+        {
+            src_seqs.push(*seq);
+            dst_seqs.push(target);
+        }
+    }
+    report.consumers = copy_consumers(source, dest, name, "limits", &src_seqs, &dst_seqs)?;
+    Ok(())
+}
+
+/// A mirror's or sourcing stream's messages as compared.
+struct DerivedRead {
+    seqs: Vec<u64>,
+    /// SHA-256 of each message's subject, headers (without `Nats-Stream-Source`) and payload.
+    keys: Vec<[u8; 32]>,
+    /// Over the keys in order for a mirror, sorted for sources (whose interleaving is each
+    /// server's own).
+    digest: String,
+}
+
+fn derived_read(js: &mut JetStream, stream: &str, ordered: bool) -> anyhow::Result<DerivedRead> {
+    let mut seqs = Vec::new();
+    let mut keys = Vec::new();
+    let mut reader = Reader::new(js, stream, 0)?;
+    while let Some(message) = reader.next(js)? {
+        let mut hasher = Sha256::new();
+        digest_message(
+            &mut hasher,
+            &StoredMessage {
+                headers: derived_headers(message.headers.as_deref()),
+                ..message.clone()
+            },
+        );
+        seqs.push(message.seq);
+        keys.push(hasher.finalize().into());
+    }
+    let mut sorted = keys.clone();
+    if !ordered {
+        sorted.sort_unstable();
+    }
+    let mut hasher = Sha256::new();
+    for key in &sorted {
+        hasher.update(key);
+    }
+    Ok(DerivedRead {
+        seqs,
+        keys,
+        digest: format!("sha256:{}", hex::encode(hasher.finalize())),
+    })
 }
 
 /// Every source sequence after `after`, in order.
@@ -978,11 +1295,15 @@ fn copy_consumers(
             // Everything that is left is still to be delivered to it.
             None
         } else {
+            // The lowest target sequence of a message above the floor (sources interleave
+            // in the target's own order, so that need not be the first one's).
             let start = source_seqs
                 .iter()
-                .position(|s| *s > floor)
-                .and_then(|i| target_seqs.get(i).copied())
-                .unwrap_or_else(|| target_seqs.last().map_or(1, |last| last + 1));
+                .zip(target_seqs)
+                .filter(|(s, _)| **s > floor)
+                .map(|(_, t)| *t)
+                .min()
+                .unwrap_or_else(|| target_seqs.iter().max().map_or(1, |last| last + 1));
             if let Some(map) = wanted.as_object_mut() {
                 map.remove("opt_start_time");
             }
@@ -1137,8 +1458,6 @@ mod tests {
             json!({"name": "S", "sources": [], "mirror": null, "allow_msg_schedules": false});
         assert_eq!(not_copyable(&plain), None);
         let cases = [
-            (json!({"mirror": {"name": "O"}}), "a mirror"),
-            (json!({"sources": [{"name": "O"}]}), "sources"),
             (
                 json!({"subject_transform": {"src": ">", "dest": "x.>"}}),
                 "a subject transform",
@@ -1149,6 +1468,53 @@ mod tests {
         for (config, feature) in cases {
             assert_eq!(not_copyable(&config), Some(feature), "{config}");
         }
+        // Mirrors and sources are made on the target from their configuration instead.
+        let mirror = json!({"mirror": {"name": "O"}, "sources": []});
+        assert_eq!(not_copyable(&mirror), None);
+        assert_eq!(origin_names(&mirror), ["O"]);
+        let sourcing = json!({"mirror": null, "sources": [{"name": "B"}, {"name": "A"}]});
+        assert_eq!(origin_names(&sourcing), ["A", "B"]);
+        assert!(origins(&plain).is_empty());
+    }
+
+    #[test]
+    fn mirrors_and_sources_move_after_their_origins_and_cycles_are_refused() {
+        let stream = |name: &str, config: Value| {
+            let mut config = config;
+            config["name"] = json!(name);
+            json!({ "config": config })
+        };
+        let tenant = TenantName::new("t").unwrap();
+        let streams = vec![
+            stream("MM", json!({"mirror": {"name": "M"}})),
+            stream("M", json!({"mirror": {"name": "O"}})),
+            stream("S", json!({"sources": [{"name": "O"}, {"name": "M"}]})),
+            stream("O", json!({})),
+        ];
+        let order: Vec<String> = in_dependency_order(&tenant, streams)
+            .unwrap()
+            .iter()
+            .map(|i| i["config"]["name"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(order, ["O", "M", "MM", "S"]);
+        let cycle = vec![
+            stream("A", json!({"mirror": {"name": "B"}})),
+            stream("B", json!({"sources": [{"name": "A"}]})),
+        ];
+        assert!(in_dependency_order(&tenant, cycle).is_err());
+    }
+
+    #[test]
+    fn the_origin_header_is_left_out_of_a_derived_comparison() {
+        let raw = b"NATS/1.0\r\nA: 1\r\nNats-Stream-Source: O 7 > >\r\n\r\n";
+        assert_eq!(
+            derived_headers(Some(raw)).unwrap(),
+            b"NATS/1.0\r\nA: 1\r\n\r\n"
+        );
+        assert_eq!(
+            header_value(Some(raw), "nats-stream-source").as_deref(),
+            Some("O 7 > >")
+        );
     }
 
     #[test]

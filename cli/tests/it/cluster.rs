@@ -488,11 +488,8 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
     assert_eq!(third_orders["target_messages"], 600, "{third}");
     assert_eq!(third_orders["verified"], true);
 
-    // `manage test` publishes to an allowed subject (here one ORDERS stores): last.
-    let test = cluster.json(&["test", "shop", "svc"]);
-    assert_eq!(test["ok"], true, "{test}");
-
-    // A mirror (natsd has them) is not copied by publishing: refused before anything moves.
+    // A mirror and a sourcing stream are made on the cluster from their configuration after
+    // their origins, and the cluster copies into them itself.
     js.create_stream(async_nats::jetstream::stream::Config {
         name: "ORDERS_MIRROR".into(),
         mirror: Some(async_nats::jetstream::stream::Source {
@@ -503,19 +500,90 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
     })
     .await
     .unwrap();
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "ALL".into(),
+        sources: Some(vec![
+            async_nats::jetstream::stream::Source {
+                name: "DUPS".into(),
+                ..Default::default()
+            },
+            async_nats::jetstream::stream::Source {
+                name: "ORDERS".into(),
+                filter_subject: Some("orders.1".into()),
+                ..Default::default()
+            },
+        ]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // natsd copies into them on its own: wait until it has (119 of orders.1, order 6 was deleted, and 4 dups).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for (stream, want) in [("ORDERS_MIRROR", 600), ("ALL", 123)] {
+        loop {
+            let mut s = js.get_stream(stream).await.unwrap();
+            if s.info().await.unwrap().state.messages == want {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{stream} here");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let moved = source.json(&["migrate", "--to", &to]);
+    assert_eq!(moved["ok"], true, "{moved}");
+    for (stream, count) in [("ORDERS_MIRROR", 600), ("ALL", 123)] {
+        let report = stream_report(&moved, stream);
+        assert_eq!(report["verified"], true, "{report}");
+        assert_eq!(report["source_messages"], count, "{report}");
+        assert_eq!(report["target_messages"], count, "{report}");
+        assert_eq!(report["source_digest"], report["target_digest"]);
+    }
+    let mut tmirror = tjs.get_stream("ORDERS_MIRROR").await.unwrap();
+    let info = tmirror.info().await.unwrap();
+    assert_eq!(info.config.mirror.as_ref().unwrap().name, "ORDERS");
+    assert_eq!(info.state.messages, 600);
+    let m = tmirror.get_raw_message(7).await.unwrap();
+    assert_eq!(m.headers.get("X-Order").unwrap().as_str(), "7");
+    let mut tall = tjs.get_stream("ALL").await.unwrap();
+    assert_eq!(tall.info().await.unwrap().state.messages, 123);
+    // A rerun finds them there and verifies again.
+    let again = source.json(&["migrate", "--to", &to]);
+    assert_eq!(stream_report(&again, "ALL")["action"], "exists", "{again}");
+    assert_eq!(stream_report(&again, "ALL")["verified"], true, "{again}");
+
+    // A sourcing stream that also took a direct publish cannot be made again by the cluster's
+    // copy: refused before anything moves.
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "MIXED".into(),
+        subjects: vec!["mixed.>".into()],
+        sources: Some(vec![async_nats::jetstream::stream::Source {
+            name: "DUPS".into(),
+            ..Default::default()
+        }]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    js.publish("mixed.direct", "x".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let out = source.run(&["migrate", "--to", &to, "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let refused = json_of(&out);
     assert_eq!(refused["code"], "migrate_unsupported", "{refused}");
+    let error = refused["error"].as_str().unwrap();
     assert!(
-        refused["error"].as_str().unwrap().contains("ORDERS_MIRROR"),
+        error.contains("MIXED") && error.contains("directly"),
         "{refused}"
     );
-    assert!(
-        tjs.get_stream("ORDERS_MIRROR").await.is_err(),
-        "nothing moved"
-    );
-    js.delete_stream("ORDERS_MIRROR").await.unwrap();
+    assert!(tjs.get_stream("MIXED").await.is_err(), "nothing moved");
+    js.delete_stream("MIXED").await.unwrap();
+
+    // `manage test` publishes to an allowed subject (here one ORDERS stores): last.
+    let test = cluster.json(&["test", "shop", "svc"]);
+    assert_eq!(test["ok"], true, "{test}");
 
     // A tenant changed on the cluster since is not overwritten.
     cluster.ok(&["add-user", "shop", "cluster-only"]);
