@@ -15,6 +15,9 @@
 //!    it sources a stream) and payloads; then the durable consumers with their positions; then
 //!    the configuration the copy relaxed (sealed, no_ack, duplicate window, republish). Key-Value
 //!    buckets and object stores are streams, so their history moves as configured.
+//!    Mirrors and sourcing streams are not published to: they are created from their
+//!    configuration after the streams they copy from, the target copies from those itself,
+//!    and migrate waits (bounded) until it has caught up (see [`follow_stream`]).
 //! 4. Verification: message counts and a SHA-256 digest over every message's subject, headers
 //!    and payload, source against target (sequence numbers and timestamps are the target's own).
 //!
