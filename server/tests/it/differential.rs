@@ -135,15 +135,16 @@ const SERVER_PAIRS: usize = 6;
 
 #[tokio::test]
 async fn raw_scenarios_match_reference() {
-    if crate::common::reference_bin().is_none() {
-        TestServer::reference(ServerSpec::new()); // prints the loud skip notice
+    // Missing, the reference fails the test; under NATSD_SKIP_REFERENCE=1 it is skipped.
+    let Some(reference_bin) = testkit::reference_server() else {
         return;
-    }
+    };
+    let reference_bin = &reference_bin;
     let scenarios = scenarios();
     let chunk_size = scenarios.len().div_ceil(SERVER_PAIRS);
     let chunks = scenarios.chunks(chunk_size).map(|chunk| async move {
         let subject = TestServer::plain();
-        let reference = TestServer::reference(ServerSpec::new()).unwrap();
+        let reference = TestServer::start_bin(reference_bin, ServerSpec::new());
         let mut results = Vec::new();
         for (name, input) in chunk {
             let (got, want) = tokio::join!(run(&subject, input), run(&reference, input));

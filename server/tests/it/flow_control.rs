@@ -18,9 +18,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::common::{
-    payload, reference_bin, server_under_test_bin, RawClient, ServerSpec, TestServer,
-};
+use crate::common::{payload, server_under_test_bin, RawClient, ServerSpec, TestServer};
 
 /// Messages per scenario: 10 × `max_pending` of 1 KiB messages, enough that a receiver
 /// slower than its publisher must either hold the publisher back or lose messages.
@@ -29,31 +27,20 @@ const PAYLOAD: usize = 1024;
 /// Small buffers keep the scenarios short: the stall mark is 1.5 MiB.
 const BASE_CONFIG: &str = "max_pending: 2MB\n";
 
-/// Both binaries, the one under test first. Panics when the reference is missing: a
-/// comparison that silently compares nothing would pass for the wrong reason.
+/// Both binaries, the one under test first. The reference is missing only under
+/// `NATSD_SKIP_REFERENCE=1`; otherwise its absence fails the test (testkit): a comparison
+/// that silently compares nothing would pass for the wrong reason.
 fn both_servers() -> Vec<String> {
-    let reference = reference_bin().expect(
-        "the reference nats-server is not installed (scripts/test.sh puts it in .venv; or set NATS_SERVER_BIN)",
-    );
-    vec![server_under_test_bin(), reference]
+    testkit::natsd_and_reference()
+        .into_iter()
+        .map(|bin| bin.display().to_string())
+        .collect()
 }
 
 /// A Python interpreter with nats-py: the workspace's `.venv` first, then `python3`.
-fn python() -> String {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    let candidates = [venv.to_string_lossy().into_owned(), "python3".to_string()];
-    for candidate in candidates {
-        let ok = std::process::Command::new(&candidate)
-            .args(["-c", "import nats"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if ok {
-            return candidate;
-        }
-    }
-    panic!("no python with nats-py (scripts/test.sh installs it into .venv)");
+fn python() -> PathBuf {
+    testkit::bins::find_python_with_nats()
+        .expect("no python with nats-py (scripts/test.sh installs it into .venv)")
 }
 
 /// A nats-py subscriber. `every`/`pause_ms`: after each `every` messages the callback blocks
@@ -251,15 +238,11 @@ async fn blast(server: &TestServer, subject: &str, count: usize) -> Duration {
 }
 
 async fn varz(server: &TestServer) -> serde_json::Value {
-    let (status, body) = server.http_get("/varz").await;
-    assert_eq!(status, 200);
-    serde_json::from_str(&body).unwrap()
+    server.http_json("/varz").await
 }
 
 async fn closed_reasons(server: &TestServer) -> Vec<String> {
-    let (status, body) = server.http_get("/connz?state=closed").await;
-    assert_eq!(status, 200);
-    let connz: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let connz = server.http_json("/connz?state=closed").await;
     connz["connections"]
         .as_array()
         .map(|list| {
@@ -284,14 +267,13 @@ async fn stuck_subscriber(server: &TestServer, subject: &str) -> RawClient {
 /// Waits until the monitor shows a closed connection with `reason` (the close is
 /// asynchronous to the publisher's last message).
 async fn wait_closed_with(server: &TestServer, reason: &str) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let reasons = closed_reasons(server).await;
-        if reasons.iter().any(|r| r == reason) || Instant::now() > deadline {
-            return reasons;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await; // polling interval, not a sync
-    }
+    let mut reasons = Vec::new();
+    testkit::try_eventually_async(Duration::from_secs(30), async || {
+        reasons = closed_reasons(server).await;
+        reasons.iter().any(|r| r == reason)
+    })
+    .await;
+    reasons
 }
 
 /// A subscriber that reads slower than its publisher but keeps reading gets every message,
@@ -564,14 +546,12 @@ async fn publishers_that_do_not_feed_the_slow_receiver_keep_their_speed() {
         }
     });
     // Wait until the publisher is being held back.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while varz(&server).await["stalled_clients"].as_u64().unwrap_or(0) == 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the flood publisher was never held back"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await; // polling interval, not a sync
-    }
+    testkit::eventually_async(
+        Duration::from_secs(20),
+        "the flood publisher to be held back",
+        async || varz(&server).await["stalled_clients"].as_u64().unwrap_or(0) != 0,
+    )
+    .await;
     let stalls_before = varz(&server).await["stalled_clients"].as_u64().unwrap_or(0);
     let busy_b = pair_rate(&server, ("b", "b"), "other", count).await;
     let busy_a2 = pair_rate(&server, ("a2", "a2"), "other", count).await;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::{ServerSpec, TestServer};
+use crate::common::{ServerSpec, Signal, TestServer};
 
 #[tokio::test]
 async fn varz_answers_with_basic_fields() {
@@ -11,9 +11,7 @@ async fn varz_answers_with_basic_fields() {
     client.publish("x", "12345".into()).await.unwrap();
     crate::common::barrier(&client).await;
 
-    let (status, body) = server.http_get("/varz").await;
-    assert_eq!(status, 200);
-    let varz: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let varz = server.http_json("/varz").await;
     let server_id = varz["server_id"].as_str().unwrap();
     assert_eq!(server_id.len(), 56);
     let version = varz["version"].as_str().unwrap();
@@ -35,7 +33,7 @@ async fn varz_answers_with_basic_fields() {
 #[tokio::test]
 async fn healthz_is_ok() {
     let server = TestServer::start(ServerSpec::new().monitor());
-    let (status, body) = server.http_get("/healthz").await;
+    let testkit::http::Response { status, body, .. } = server.http_get("/healthz").await;
     assert_eq!(status, 200);
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(json, serde_json::json!({"status": "ok"}));
@@ -44,7 +42,7 @@ async fn healthz_is_ok() {
 #[tokio::test]
 async fn pid_file_holds_bare_digits_of_the_process() {
     let server = TestServer::start(ServerSpec::new().pid_file());
-    let content = std::fs::read_to_string(&server.pid_path).unwrap();
+    let content = std::fs::read_to_string(server.pid_path()).unwrap();
     assert!(
         !content.is_empty() && content.bytes().all(|b| b.is_ascii_digit()),
         "bare digits, no newline: {content:?}"
@@ -56,7 +54,7 @@ async fn pid_file_holds_bare_digits_of_the_process() {
 async fn sigterm_exits_cleanly_with_code_0() {
     let mut server = TestServer::plain();
     let mut c = server.raw_ready().await;
-    server.signal("TERM");
+    server.signal(Signal::SIGTERM);
     let status = server
         .wait_exit(Duration::from_secs(10))
         .expect("exits after SIGTERM");
@@ -69,23 +67,18 @@ async fn sigterm_exits_cleanly_with_code_0() {
 async fn signal_reload_applies_new_config() {
     let server = TestServer::start(ServerSpec::new().config("max_payload: 4096\n").pid_file());
     assert_eq!(server.raw().await.info["max_payload"], 4096);
-    std::fs::write(&server.config_path, "max_payload: 2048\n").unwrap();
-    let status = std::process::Command::new(&server.bin)
+    std::fs::write(server.config_path(), "max_payload: 2048\n").unwrap();
+    let status = std::process::Command::new(server.bin())
         .arg("--signal")
-        .arg(format!("reload={}", server.pid_path.display()))
+        .arg(format!("reload={}", server.pid_path().display()))
         .status()
         .unwrap();
     assert!(status.success(), "--signal reload exit {status}");
     // Reload is asynchronous; poll new connections until the new limit shows.
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let info = server.raw().await.info;
-        if info["max_payload"] == 2048 {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "reload never applied");
-        tokio::time::sleep(Duration::from_millis(50)).await; // polling interval
-    }
+    testkit::eventually_async(Duration::from_secs(10), "the reload to apply", async || {
+        server.raw().await.info["max_payload"] == 2048
+    })
+    .await;
     let mut c = server.raw_ready().await;
     c.send("PUB foo 2049\r\n").await;
     c.expect("-ERR 'Maximum Payload Violation'\r\n").await;
