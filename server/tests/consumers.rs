@@ -4,8 +4,7 @@
 // A test binary has no public API, and tests may unwrap (HELPERS.md).
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, consumer, stream, AckKind};
@@ -19,20 +18,15 @@ use serde_json::{json, Value};
 )]
 mod js_server;
 use js_server::{
-    api, connect, err_code, free_port, natsd, run_nats_py, spawn, start_js, start_js_with, Server,
+    api, connect, err_code, free_port, natsd, reference_server, run_nats_py, spawn, start_js,
+    start_js_with, Server,
 };
 
-fn which(bin: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join(bin))
-            .find(|p| p.is_file())
-    })
-}
-
+/// The reference nats-server on `dir`: a failure when it is missing, `None` only under
+/// `NATSD_SKIP_REFERENCE=1` (the test then checks natsd alone or skips).
 fn start_real(dir: &Path) -> Option<Server> {
-    let real = which("nats-server")?;
-    Some(start_js_with(real.to_str().unwrap(), dir))
+    let real = reference_server()?;
+    Some(start_js_with(&real, dir))
 }
 
 async fn make_stream(
@@ -103,20 +97,15 @@ async fn pull_fetch_ack_and_metadata() {
     assert_eq!(info.delivered.stream_sequence, 25);
     assert_eq!(info.num_pending, 0);
     // Acks are applied asynchronously; wait for the floor.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
+    let mut floor = String::new();
+    let pending = testkit::try_eventually_async(Duration::from_secs(5), async || {
         let info = c.info().await.unwrap();
-        if info.ack_floor.stream_sequence == 25 {
-            assert_eq!(info.num_ack_pending, 0);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ack floor stuck at {:?}",
-            info.ack_floor
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        floor = format!("{:?}", info.ack_floor);
+        (info.ack_floor.stream_sequence == 25).then_some(info.num_ack_pending)
+    })
+    .await;
+    let pending = pending.unwrap_or_else(|| panic!("ack floor stuck at {floor}"));
+    assert_eq!(pending, 0);
     let stream_info = js
         .get_stream("ORDERS")
         .await
@@ -372,14 +361,11 @@ async fn interest_retention_keeps_until_all_acked() {
     {
         m.unwrap().double_ack().await.unwrap();
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while st2.info().await.unwrap().state.messages != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "interest stream kept acked messages"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let emptied = testkit::try_eventually_async(Duration::from_secs(5), async || {
+        st2.info().await.unwrap().state.messages == 0
+    })
+    .await;
+    assert!(emptied.is_some(), "interest stream kept acked messages");
     // Deleting the last interested consumer releases what only it still needed.
     publish_n(&js, "in.a", 2).await;
     for m in a
@@ -481,10 +467,7 @@ async fn durable_state_survives_restart_and_kill_9() {
 }
 
 fn unsafe_kill9(s: &mut Server) {
-    let _ = Command::new("kill")
-        .args(["-9", &s.child.id().to_string()])
-        .status();
-    let _ = s.child.wait();
+    s.kill();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -632,7 +615,6 @@ async fn differential_consumer_api() {
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
     let Some(real) = start_real(d2.path()) else {
-        eprintln!("nats-server not on PATH; skipping");
         return;
     };
     let ours = start_js(d1.path());
@@ -859,12 +841,8 @@ async fn max_consumers_limits_like_nats_server() {
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();
     let mut servers = vec![("natsd", start_with_account_limits(natsd(), d1.path()))];
-    match which("nats-server") {
-        Some(real) => servers.push((
-            "nats-server",
-            start_with_account_limits(real.to_str().unwrap(), d2.path()),
-        )),
-        None => eprintln!("nats-server not on PATH; checking natsd alone"),
+    if let Some(real) = reference_server() {
+        servers.push(("nats-server", start_with_account_limits(&real, d2.path())));
     }
     let full = json!({"code":400,"err_code":10026,"description":"maximum consumers limit reached"});
     for (name, s) in &servers {

@@ -6,68 +6,34 @@
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
 #[path = "support/js_server.rs"]
 #[allow(dead_code, reason = "shared helpers, not all used here")]
 mod js_server;
-use js_server::{api, free_port, natsd, start_js};
+use js_server::{api, free_port, natsd, start_js, ServerSpec};
+use testkit::TestServer;
 
 /// A natsd logging to a file (`-l`), so the test can read every line it wrote.
 struct Logged {
-    child: Child,
+    server: TestServer,
     port: u16,
     log: PathBuf,
 }
 
-impl Drop for Logged {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Logged {
-    fn start(conf: &str, dir: &Path, log: &Path) -> Logged {
-        let port = free_port();
-        let path = dir.join(format!("natsd-{port}.conf"));
-        std::fs::write(&path, conf.replace("@PORT@", &port.to_string())).unwrap();
-        let child = Command::new(natsd())
-            .arg("-c")
-            .arg(&path)
-            .arg("-l")
-            .arg(log)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut server = Logged {
-            child,
-            port,
+    /// Starts natsd with `conf` (`@PORT@` becomes its port) logging to `log`; ready once this
+    /// run's `Server is ready` is in the file (testkit follows it).
+    fn start(conf: &str, _dir: &Path, log: &Path) -> Logged {
+        let server = TestServer::start_bin(natsd(), ServerSpec::new().config(conf).log_file(log));
+        Logged {
+            port: server.port,
+            server,
             log: log.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let ready = format!("Listening for client connections on 127.0.0.1:{port}");
-        loop {
-            // The log may hold an earlier run's lines: wait for this port's start.
-            let text = server.text();
-            if text
-                .split_once(&ready)
-                .is_some_and(|(_, after)| after.contains("Server is ready"))
-            {
-                break;
-            }
-            assert!(
-                server.child.try_wait().unwrap().is_none(),
-                "natsd exited: {text}"
-            );
-            assert!(Instant::now() < deadline, "natsd not ready: {text}");
-            std::thread::sleep(Duration::from_millis(20));
         }
-        server
     }
 
     fn text(&self) -> String {
@@ -75,8 +41,12 @@ impl Logged {
     }
 
     fn kill9(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.server.kill();
+    }
+
+    /// A clean stop (SIGTERM), waiting for the exit.
+    fn stop(&mut self) {
+        self.server.stop();
     }
 }
 
@@ -146,14 +116,13 @@ fn one_store_one_server() {
         .unwrap_or_else(|| panic!("no [FTL] line: {log}"));
     assert!(
         ftl.contains("is in use by another server")
-            && ftl.contains(&format!("(pid {})", first.child.id())),
+            && ftl.contains(&format!("(pid {})", first.pid())),
         "{ftl}"
     );
     assert!(!log.contains("Server is ready"), "{log}");
 
     // kill -9: the kernel releases the lock with the process.
-    first.child.kill().unwrap(); // SIGKILL
-    first.child.wait().unwrap();
+    first.kill(); // SIGKILL
     let third = start_js(dir.path());
     drop(third);
 }
@@ -251,17 +220,15 @@ async fn full_disk_on_a_real_tmpfs() {
 
     // Free space: the stream takes publishes again by itself.
     std::fs::remove_file(mnt.join("filler")).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
     // The retry of the refused publish (same Msg-Id) is stored, not taken for a duplicate.
-    let resumed = loop {
-        let reply = publish_id(&nc, "full.x", &failed_id, b"after".to_vec()).await;
-        if let Some(seq) = reply["seq"].as_u64().filter(|_| reply["error"].is_null()) {
-            assert!(reply["duplicate"].is_null(), "{reply}");
-            break seq;
-        }
-        assert!(Instant::now() < deadline, "never resumed: {reply}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let mut reply = Value::Null;
+    let resumed = testkit::try_eventually_async(Duration::from_secs(10), async || {
+        reply = publish_id(&nc, "full.x", &failed_id, b"after".to_vec()).await;
+        reply["seq"].as_u64().filter(|_| reply["error"].is_null())
+    })
+    .await
+    .unwrap_or_else(|| panic!("never resumed: {reply}"));
+    assert!(reply["duplicate"].is_null(), "{reply}");
     assert_eq!(
         resumed,
         acked.last().unwrap() + 1,
@@ -451,24 +418,17 @@ async fn damaged_consumer_state_redelivers_instead_of_skipping() {
         let reply = m.reply.unwrap();
         nc.request(reply.to_string(), "+ACK".into()).await.ok();
     }
-    let wait_floor = Instant::now() + Duration::from_secs(10);
-    loop {
-        let info = api(&nc, "$JS.API.CONSUMER.INFO.CS.D", Value::Null).await;
-        if info["ack_floor"]["stream_seq"] == 5 {
-            break;
-        }
-        assert!(Instant::now() < wait_floor, "acks not applied: {info}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut info = Value::Null;
+    let applied = testkit::try_eventually_async(Duration::from_secs(10), async || {
+        info = api(&nc, "$JS.API.CONSUMER.INFO.CS.D", Value::Null).await;
+        info["ack_floor"]["stream_seq"] == 5
+    })
+    .await;
+    assert!(applied.is_some(), "acks not applied: {info}");
     drop(nc);
     // A clean stop, so the state file holds the acknowledgements.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(server.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
     let mut server = server;
-    server.child.wait().unwrap();
+    server.stop();
     drop(server);
 
     let state = find_files(&store, "D")

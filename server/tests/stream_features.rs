@@ -6,7 +6,7 @@
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -18,15 +18,15 @@ use serde_json::{json, Value};
 )]
 mod js_server;
 use js_server::{
-    api, connect, err_code, natsd, publish_raw as publish, reference_server, request_text,
+    api, connect, err_code, natsd, natsd_and_reference, publish_raw as publish, request_text,
     start_conf,
 };
 
 const JS_CONF: &str = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n";
 
-/// natsd, then the reference.
-fn servers() -> [String; 2] {
-    [natsd().to_string(), reference_server()]
+/// natsd, then the reference (missing only under `NATSD_SKIP_REFERENCE=1`).
+fn servers() -> Vec<String> {
+    natsd_and_reference()
 }
 
 /// Stream info once `ready` holds for it; fails after `within`.
@@ -36,18 +36,14 @@ async fn info_when(
     within: Duration,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let info = api(nc, &format!("$JS.API.STREAM.INFO.{stream}"), Value::Null).await;
-        if ready(&info) {
-            return info;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{stream} never got ready: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let mut info = Value::Null;
+    let got = testkit::try_eventually_async(within, async || {
+        info = api(nc, &format!("$JS.API.STREAM.INFO.{stream}"), Value::Null).await;
+        ready(&info)
+    })
+    .await;
+    assert!(got.is_some(), "{stream} never got ready: {info}");
+    info
 }
 
 /// `(subject, payload, headers)` of message `seq`, decoded.
@@ -580,8 +576,7 @@ async fn mirror_and_source_resume_after_kill_without_gaps_or_duplicates() {
         i["state"]["messages"].as_u64().unwrap_or(0) > 0
     })
     .await;
-    s.child.kill().unwrap();
-    s.child.wait().unwrap();
+    s.kill();
     drop(s);
 
     let s = start_conf(natsd(), JS_CONF, dir.path());
@@ -1012,13 +1007,8 @@ async fn message_schedules_match_nats_server() {
             "own",
         )
         .await;
-        let once = tokio::time::timeout(Duration::from_secs(10), async {
-            loop {
-                if let Some(h) = last_headers(&nc, "SC", "target.once").await {
-                    return h;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        let once = testkit::try_eventually_async(Duration::from_secs(10), async || {
+            last_headers(&nc, "SC", "target.once").await
         })
         .await
         .expect("the @at schedule never fired");
@@ -1038,19 +1028,13 @@ async fn message_schedules_match_nats_server() {
             once_msg["message"]["data"],
         ]));
         // The one-shot schedule is gone, the repeating one fires again and again.
-        let gone = tokio::time::timeout(Duration::from_secs(5), async {
-            loop {
-                if last_headers(&nc, "SC", "sched.once").await.is_none() {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+        let gone = testkit::try_eventually_async(Duration::from_secs(5), async || {
+            last_headers(&nc, "SC", "sched.once").await.is_none()
         })
         .await;
-        got.push(json!(gone.is_ok()));
-        let deadline = Instant::now() + Duration::from_secs(15);
+        got.push(json!(gone.is_some()));
         let mut firings = 0;
-        while Instant::now() < deadline {
+        testkit::try_eventually_async(Duration::from_secs(15), async || {
             let r = api(
                 &nc,
                 "$JS.API.STREAM.INFO.SC",
@@ -1058,11 +1042,9 @@ async fn message_schedules_match_nats_server() {
             )
             .await;
             firings = r["state"]["subjects"]["target.every"].as_u64().unwrap_or(0);
-            if firings >= 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            firings >= 2
+        })
+        .await;
         assert!(firings >= 2, "{bin}: @every fired {firings} times");
         let every = last_headers(&nc, "SC", "target.every").await.unwrap();
         let every_msg = api(
@@ -1112,13 +1094,10 @@ async fn a_purged_source_does_not_copy_again_after_a_restart() {
     assert_eq!(purged["purged"], 5, "{purged}");
     // The position is saved on the worker's next look at its origins (at most a second).
     let saved = dir.path().join("jetstream/$G/streams/S/sources.json");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !saved.exists() {
-        assert!(Instant::now() < deadline, "positions never saved");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    s.child.kill().unwrap();
-    s.child.wait().unwrap();
+    let saved_soon =
+        testkit::try_eventually_async(Duration::from_secs(5), async || saved.exists()).await;
+    assert!(saved_soon.is_some(), "positions never saved");
+    s.kill();
     drop(s);
     let s = start_conf(natsd(), JS_CONF, dir.path());
     let nc = connect(&s).await;
@@ -1368,28 +1347,22 @@ async fn schedules_fire_again_after_a_restart() {
         "tick",
     )
     .await;
-    s.child.kill().unwrap();
-    s.child.wait().unwrap();
+    s.kill();
     drop(s);
     let s = start_conf(natsd(), JS_CONF, dir.path());
     let nc = connect(&s).await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let r = api(
+    let mut r = Value::Null;
+    let fired = testkit::try_eventually_async(Duration::from_secs(15), async || {
+        r = api(
             &nc,
             "$JS.API.STREAM.INFO.SC",
             json!({"subjects_filter": "target.every"}),
         )
         .await;
-        if r["state"]["subjects"]["target.every"].as_u64().unwrap_or(0) >= 2 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the schedule stopped firing: {r}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        r["state"]["subjects"]["target.every"].as_u64().unwrap_or(0) >= 2
+    })
+    .await;
+    assert!(fired.is_some(), "the schedule stopped firing: {r}");
 }
 
 /// Stream info's optional details: `subjects_filter` reports the matching subjects with

@@ -41,6 +41,7 @@ pub struct ServerSpec {
     store: Option<Store>,
     env: Vec<(OsString, OsString)>,
     current_dir: Option<PathBuf>,
+    log_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug)]
@@ -63,6 +64,7 @@ impl Default for ServerSpec {
             store: None,
             env: Vec::new(),
             current_dir: None,
+            log_file: None,
         }
     }
 }
@@ -137,6 +139,14 @@ impl ServerSpec {
     /// Set an environment variable for the server.
     pub fn env(mut self, key: impl Into<OsString>, value: impl Into<OsString>) -> Self {
         self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Log to `path` (`-l path`), as a deployment does; the harness follows the file, so
+    /// readiness, [`TestServer::log`] and the waits work as with a log on stderr. Each run
+    /// is read from where the file ended when it started.
+    pub fn log_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.log_file = Some(path.into());
         self
     }
 
@@ -231,6 +241,7 @@ pub struct TestServer {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     current_dir: Option<PathBuf>,
+    log_file: Option<PathBuf>,
     /// Client port on 127.0.0.1.
     pub port: u16,
     /// Monitoring port, when the spec or the config enabled the monitor.
@@ -318,6 +329,10 @@ impl TestServer {
             args.push("-sd".into());
             args.push(store.into());
         }
+        if let Some(log_file) = &spec.log_file {
+            args.push("-l".into());
+            args.push(log_file.into());
+        }
         args.extend(spec.args.iter().cloned());
 
         let mut server = TestServer {
@@ -326,6 +341,7 @@ impl TestServer {
             args,
             env: spec.env.clone(),
             current_dir: spec.current_dir.clone(),
+            log_file: spec.log_file.clone(),
             port,
             monitor_port,
             dir,
@@ -349,6 +365,11 @@ impl TestServer {
         if let Some(dir) = &self.current_dir {
             cmd.current_dir(dir);
         }
+        // A log file is followed from where it ends now: earlier runs' lines are not this run's.
+        let log_file_start = self
+            .log_file
+            .as_ref()
+            .map(|path| std::fs::metadata(path).map_or(0, |m| m.len()));
         let mut child = cmd.spawn().map_err(|e| StartError {
             bin: self.bin.clone(),
             reason: format!("spawn: {e} (is it built / on PATH?)"),
@@ -356,7 +377,7 @@ impl TestServer {
         })?;
         {
             let mut state = self.log.lock();
-            state.open_pipes = 2;
+            state.open_pipes = 2 + usize::from(self.log_file.is_some());
             self.run_start = state.lines.len();
         }
         let name = self
@@ -370,6 +391,14 @@ impl TestServer {
         // blocks on a full pipe.
         if let Some(pipe) = child.stderr.take() {
             spawn_reader(pipe, self.log.clone(), echo.then(|| label.clone()));
+        }
+        if let (Some(path), Some(start)) = (&self.log_file, log_file_start) {
+            spawn_file_follower(
+                path.clone(),
+                start,
+                self.log.clone(),
+                echo.then(|| label.clone()),
+            );
         }
         if let Some(pipe) = child.stdout.take() {
             spawn_reader(pipe, self.log.clone(), echo.then_some(label));
@@ -664,6 +693,52 @@ fn spawn_reader<R: Read + Send + 'static>(pipe: R, log: Arc<Log>, echo: Option<S
             }
             log.lock().lines.push(line);
             log.changed.notify_all();
+        }
+        log.lock().open_pipes -= 1;
+        log.changed.notify_all();
+    });
+}
+
+/// Follows a log file from `offset`: a file has no readiness signal, so it is read every
+/// [`crate::wait::POLL_INTERVAL`]. It stops after one last read once both pipes are closed
+/// (the process has exited), and counts as the third pipe meanwhile.
+fn spawn_file_follower(path: PathBuf, offset: u64, log: Arc<Log>, echo: Option<String>) {
+    use std::io::{Seek, SeekFrom};
+    std::thread::spawn(move || {
+        let mut file = None;
+        let mut pending = Vec::new();
+        loop {
+            let exited = log.lock().open_pipes <= 1;
+            if file.is_none() {
+                file = std::fs::File::open(&path)
+                    .and_then(|mut f| f.seek(SeekFrom::Start(offset)).map(|_| f))
+                    .ok();
+            }
+            if let Some(f) = file.as_mut() {
+                let _ = f.read_to_end(&mut pending);
+            }
+            let mut lines = Vec::new();
+            while let Some(end) = pending.iter().position(|&b| b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                lines.push(String::from_utf8_lossy(&line).trim_end().to_string());
+            }
+            if exited && !pending.is_empty() {
+                lines.push(String::from_utf8_lossy(&pending).trim_end().to_string());
+                pending.clear();
+            }
+            if !lines.is_empty() {
+                if let Some(label) = &echo {
+                    for line in &lines {
+                        eprintln!("[{label}] {line}");
+                    }
+                }
+                log.lock().lines.extend(lines);
+                log.changed.notify_all();
+            }
+            if exited {
+                break;
+            }
+            std::thread::sleep(crate::wait::POLL_INTERVAL);
         }
         log.lock().open_pipes -= 1;
         log.changed.notify_all();

@@ -1,75 +1,26 @@
-//! Starting a natsd (or nats-server) process for the JetStream test binaries: a free port,
-//! readiness from the `Server is ready` log line, killed on drop.
+//! JetStream helpers for the JetStream test binaries; servers come from the workspace's one
+//! harness, `testkit` (a free port, readiness from the `Server is ready` log line, the log
+//! printed when a test fails, killed on drop).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::sync::OnceLock;
 
-pub struct Server {
-    pub child: Child,
-    pub port: u16,
-}
+#[allow(
+    unused_imports,
+    reason = "not every test binary including this file uses every helper"
+)]
+pub use testkit::{free_port, ServerSpec, TestServer as Server};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
+/// The natsd under test (`NATSD_TEST_BIN`, else the one cargo built).
 pub fn natsd() -> &'static str {
-    env!("CARGO_BIN_EXE_natsd")
+    static BIN: OnceLock<String> = OnceLock::new();
+    BIN.get_or_init(|| testkit::natsd().display().to_string())
 }
 
-/// Starts `bin` with `args` and waits for `Server is ready`; the port comes from the log.
+/// Starts `bin` with exactly `args` (they name the host and port) and waits until it is ready.
 pub fn spawn(bin: &str, args: &[String]) -> Server {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start server");
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut port = None;
-    let mut log = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("server did not become ready: {log:#?}"));
-        if let Some(addr) = line.split("Listening for client connections on ").nth(1) {
-            port = addr.trim().rsplit(':').next().and_then(|p| p.parse().ok());
-        }
-        let ready = line.contains("Server is ready");
-        log.push(line);
-        if ready {
-            break;
-        }
-    }
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || while rx.recv().is_ok() {});
-    Server {
-        child,
-        port: port.expect("listen line"),
-    }
+    Server::start_bin(bin, ServerSpec::new().ports_from_config().args(args))
 }
 
 /// Starts `bin` with `conf`, where `@PORT@` becomes a free port and `@DIR@` the directory.
@@ -78,13 +29,8 @@ pub fn spawn(bin: &str, args: &[String]) -> Server {
     reason = "not every test binary including this file uses every helper"
 )]
 pub fn start_conf(bin: &str, conf: &str, dir: &Path) -> Server {
-    let port = free_port();
-    let text = conf
-        .replace("@PORT@", &port.to_string())
-        .replace("@DIR@", dir.to_str().unwrap());
-    let path = dir.join(format!("server-{port}.conf"));
-    std::fs::write(&path, text).unwrap();
-    spawn(bin, &["-c".to_string(), path.to_str().unwrap().to_string()])
+    let text = conf.replace("@DIR@", dir.to_str().unwrap());
+    Server::start_bin(bin, ServerSpec::new().config(&text))
 }
 
 pub fn start_js(dir: &Path) -> Server {
@@ -93,45 +39,20 @@ pub fn start_js(dir: &Path) -> Server {
 
 /// `bin` (natsd or nats-server) on a free loopback port with JetStream storing in `dir`.
 pub fn start_js_with(bin: &str, dir: &Path) -> Server {
-    let args = [
-        "-a",
-        "127.0.0.1",
-        "-p",
-        &free_port().to_string(),
-        "-js",
-        "-sd",
-        dir.to_str().unwrap(),
-    ]
-    .map(String::from);
-    spawn(bin, &args)
+    Server::start_bin(bin, ServerSpec::new().store_dir(dir))
 }
 
-/// A Python with nats-py: the repository's `.venv` (scripts/test.sh creates it before the
-/// cargo tests run), else `python3` from PATH.
-pub fn python_with_nats() -> Option<String> {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    [venv.display().to_string(), "python3".to_string()]
-        .into_iter()
-        .find(|p| {
-            Command::new(p)
-                .args(["-c", "import nats"])
-                .status()
-                .is_ok_and(|s| s.success())
-        })
-}
-
-/// Run a nats-py `script` (it gets the server URL as its argument) and assert it succeeds;
-/// skipped, loudly, when no Python with nats-py is found.
+/// Run a nats-py `script` (it gets the server URL as its argument) and assert it succeeds.
+/// A missing nats-py fails the test (skipped, loudly, only under `NATSD_SKIP_REFERENCE=1`).
 pub fn run_nats_py(script: &str, server: &Server, dir: &Path) {
-    let Some(python) = python_with_nats() else {
-        eprintln!("SKIPPED: no python with nats-py (scripts/test.sh installs it in .venv)");
+    let Some(python) = testkit::python_with_nats() else {
         return;
     };
     let path = dir.join("script.py");
     std::fs::write(&path, script).unwrap();
     let out = Command::new(python)
         .arg(&path)
-        .arg(format!("nats://127.0.0.1:{}", server.port))
+        .arg(server.url())
         .output()
         .unwrap();
     assert!(
@@ -172,26 +93,28 @@ pub fn err_code(v: &serde_json::Value) -> Option<u64> {
     v["error"]["err_code"].as_u64()
 }
 
-/// The reference nats-server: from PATH, else the repository's `.venv` (scripts/test.sh
-/// installs it there). Panics when there is none: a comparison without the reference
-/// proves nothing, so it must fail rather than pass.
+/// The binaries of a differential test: natsd, then the reference nats-server. A missing
+/// reference fails the test (a comparison without it proves nothing); only
+/// `NATSD_SKIP_REFERENCE=1` leaves it out.
 #[allow(
     dead_code,
     reason = "not every test binary including this file uses every helper"
 )]
-pub fn reference_server() -> String {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|p| p.join("nats-server"))
-            .find(|p| p.is_file())
-    });
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
-    on_path
-        .or_else(|| venv.is_file().then_some(venv))
-        .map(|p| p.display().to_string())
-        .expect(
-            "the reference nats-server is not installed: run scripts/test.sh (it puts it in .venv)",
-        )
+pub fn natsd_and_reference() -> Vec<String> {
+    testkit::natsd_and_reference()
+        .into_iter()
+        .map(|bin| bin.display().to_string())
+        .collect()
+}
+
+/// The reference nats-server for a test that needs it beside natsd; `None` only under
+/// `NATSD_SKIP_REFERENCE=1` (the caller then skips), a failure when it is missing otherwise.
+#[allow(
+    dead_code,
+    reason = "not every test binary including this file uses every helper"
+)]
+pub fn reference_server() -> Option<String> {
+    testkit::reference_server().map(|bin| bin.display().to_string())
 }
 
 /// Publishes with headers as a request: the PubAck (or error) as JSON.
