@@ -2,25 +2,36 @@
 #![allow(clippy::unwrap_used, reason = "tests may unwrap")]
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde_json::Value;
+use testkit::{ServerSpec, TestServer};
 
-/// A server process on random ports, killed on drop.
+/// A server on random ports (`-p -1 -m -1`, read back from its log), killed on drop.
 struct Proc {
-    child: Child,
     client_port: u16,
     http_port: u16,
     metrics_port: Option<u16>,
+    _server: TestServer,
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// Start `bin` with `args` and wait for `Server is ready`, reading the ports from its log.
+fn spawn(bin: impl AsRef<Path>, args: &[&str]) -> Proc {
+    let server = TestServer::start_bin(
+        bin.as_ref(),
+        ServerSpec::new().ports_from_config().args(args),
+    );
+    let metrics_port = server
+        .log_since(0)
+        .iter()
+        .find_map(|line| port_after(line, "Starting prometheus metrics on"));
+    Proc {
+        client_port: server.port,
+        http_port: server.monitor_port.expect("monitor port in log"),
+        metrics_port,
+        _server: server,
     }
 }
 
@@ -29,90 +40,32 @@ fn port_after(line: &str, marker: &str) -> Option<u16> {
     rest.trim().rsplit(':').next()?.parse().ok()
 }
 
-/// Start `bin` with `args` and wait for `Server is ready`, reading the ports from its log.
-fn spawn(bin: &str, args: &[&str]) -> Proc {
-    let mut child = Command::new(bin)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let (mut client_port, mut http_port, mut metrics_port) = (None, None, None);
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        client_port = client_port.or(port_after(&line, "Listening for client connections on"));
-        http_port = http_port.or(port_after(&line, "Starting http monitor on"));
-        metrics_port = metrics_port.or(port_after(&line, "Starting prometheus metrics on"));
-        if line.contains("Server is ready") {
-            break;
-        }
-        assert!(!line.contains("[FTL]"), "{bin} failed: {line}");
-    }
-    // Keep draining the log so the server never blocks on a full pipe.
-    let echo = std::env::var_os("MONITORING_TEST_LOG").is_some();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if echo {
-                eprintln!("{line}");
-            }
-        }
-    });
-    Proc {
-        child,
-        client_port: client_port.expect("client port in log"),
-        http_port: http_port.expect("monitor port in log"),
-        metrics_port,
-    }
-}
-
+/// natsd with the monitor on; `NATSD_TEST_LOG=1` echoes its log (at debug and trace level).
 fn natsd(extra: &[&str]) -> Proc {
     let mut args = vec!["-a", "127.0.0.1", "-p", "-1", "-m", "-1"];
-    if std::env::var_os("MONITORING_TEST_LOG").is_some() {
+    if std::env::var_os("NATSD_TEST_LOG").is_some() {
         args.push("-DV");
     }
     args.extend_from_slice(extra);
-    spawn(env!("CARGO_BIN_EXE_natsd"), &args)
+    spawn(testkit::natsd(), &args)
 }
 
+/// The reference with the monitor on: a failure when it is missing, `None` only under
+/// `NATSD_SKIP_REFERENCE=1` (the comparison is then skipped).
 fn nats_server() -> Option<Proc> {
-    let found = Command::new("nats-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        eprintln!(
-            "\n!!!!! nats-server not on PATH: SKIPPING the comparison with the real server !!!!!\n"
-        );
-        return None;
-    }
-    Some(spawn(
-        "nats-server",
-        &["-a", "127.0.0.1", "-p", "-1", "-m", "-1"],
-    ))
+    let bin = testkit::reference_server()?;
+    Some(spawn(bin, &["-a", "127.0.0.1", "-p", "-1", "-m", "-1"]))
 }
 
+/// Status code, content type and body of a GET.
 async fn get(port: u16, path: &str) -> (u16, String, String) {
-    let url = format!("http://127.0.0.1:{port}{path}");
-    tokio::task::spawn_blocking(move || {
-        let resp = reqwest::blocking::get(&url).unwrap();
-        let status = resp.status().as_u16();
-        let ctype = resp
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
-        (status, ctype, resp.text().unwrap())
-    })
-    .await
-    .unwrap()
+    let resp = testkit::http::get(&format!("http://127.0.0.1:{port}{path}")).await;
+    (resp.status, resp.content_type, resp.body)
 }
 
+/// The JSON of a GET that must answer 200.
 async fn get_json(port: u16, path: &str) -> Value {
-    let (status, _, body) = get(port, path).await;
-    assert_eq!(status, 200, "{path}: {body}");
-    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    testkit::http::get_json(&format!("http://127.0.0.1:{port}{path}")).await
 }
 
 fn kind(v: &Value) -> &'static str {
@@ -620,13 +573,11 @@ async fn two_tenants_are_reported_apart() {
     a_pub.drain().await.unwrap();
     a_sub.drain().await.unwrap();
     let mut closed = Value::Null;
-    for _ in 0..100 {
+    testkit::try_eventually_async(Duration::from_secs(5), async || {
         closed = get_json(ours.http_port, "/connz?state=closed&auth=1&subs=1").await;
-        if closed["total"] == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        closed["total"] == 2
+    })
+    .await;
     assert_eq!(closed["total"], 2, "{closed}");
     let entry = &closed["connections"][0];
     assert_eq!(entry["reason"], "Client Closed");
@@ -733,7 +684,7 @@ accounts {{
 }
 
 /// Start `bin` with the JetStream config in a fresh store directory.
-fn js_server(bin: &str, dir: &std::path::Path) -> Proc {
+fn js_server(bin: impl AsRef<Path>, dir: &Path) -> Proc {
     let store = dir.join("store");
     let conf = dir.join("js.conf");
     std::fs::write(&conf, js_config(&store)).unwrap();
@@ -776,7 +727,7 @@ async fn js_scenario(port: u16) -> async_nats::Client {
 #[tokio::test]
 async fn jetstream_figures_match_nats_server() {
     let dir_ours = tempfile::tempdir().unwrap();
-    let ours = js_server(env!("CARGO_BIN_EXE_natsd"), dir_ours.path());
+    let ours = js_server(testkit::natsd(), dir_ours.path());
     let _ours_client = js_scenario(ours.client_port).await;
 
     let jsz = get_json(ours.http_port, "/jsz").await;
@@ -866,9 +817,11 @@ async fn jetstream_figures_match_nats_server() {
         1.0
     );
 
-    let Some(_) = nats_server() else { return };
+    let Some(reference) = testkit::reference_server() else {
+        return;
+    };
     let dir_real = tempfile::tempdir().unwrap();
-    let real = js_server("nats-server", dir_real.path());
+    let real = js_server(reference, dir_real.path());
     let _real_client = js_scenario(real.client_port).await;
     let mut diffs = Vec::new();
     for path in [
@@ -944,14 +897,12 @@ async fn jetstream_figures_match_nats_server() {
 /// Poll a monitoring endpoint until `ready` holds (the server-side readiness check), or fail.
 async fn wait_for_json(port: u16, path: &str, ready: impl Fn(&Value) -> bool) {
     let mut last = Value::Null;
-    for _ in 0..250 {
+    let got = testkit::try_eventually_async(Duration::from_secs(10), async || {
         last = get_json(port, path).await;
-        if ready(&last) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{path} never got ready: {last}");
+        ready(&last)
+    })
+    .await;
+    assert!(got.is_some(), "{path} never got ready: {last}");
 }
 
 const SYSTEM: &str = r#"
@@ -984,11 +935,11 @@ async fn system_account_server_requests() {
     std::fs::write(&conf, SYSTEM).unwrap();
     let conf = conf.to_str().unwrap().to_string();
     let mut servers = vec![("natsd", natsd(&["-c", &conf]))];
-    if nats_server().is_some() {
+    if let Some(reference) = testkit::reference_server() {
         servers.push((
             "nats-server",
             spawn(
-                "nats-server",
+                reference,
                 &["-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-c", &conf],
             ),
         ));
@@ -1206,7 +1157,7 @@ fn promql_names_are_found() {
 #[tokio::test]
 async fn shipped_dashboard_and_alert_rules_use_served_metrics() {
     let dir = tempfile::tempdir().unwrap();
-    let ours = js_server(env!("CARGO_BIN_EXE_natsd"), dir.path());
+    let ours = js_server(testkit::natsd(), dir.path());
     let _client = js_scenario(ours.client_port).await;
     // A wrong password of A's user counts against A; an unknown user only server-wide.
     for (user, pass) in [("a", "wrong"), ("nobody", "x")] {
@@ -1288,7 +1239,7 @@ async fn shipped_dashboard_and_alert_rules_use_served_metrics() {
 #[tokio::test]
 async fn console_serves_the_figures_of_accstatz_and_jsz() {
     let dir = tempfile::tempdir().unwrap();
-    let ours = js_server(env!("CARGO_BIN_EXE_natsd"), dir.path());
+    let ours = js_server(testkit::natsd(), dir.path());
     let _client = js_scenario(ours.client_port).await;
     let refused = async_nats::ConnectOptions::with_user_and_password("a".into(), "no".into())
         .connect(format!("nats://127.0.0.1:{}", ours.client_port))
