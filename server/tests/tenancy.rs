@@ -1,7 +1,7 @@
 //! Tenancy: accounts, authentication, permissions, hot reload and TLS, exercised against a
 //! natsd process (and against the real nats-server when it is on PATH, as a differential check).
 //!
-//! `TENANCY_SHOW_LOG=1` echoes the servers' logs.
+//! `NATSD_TEST_LOG=1` echoes the servers' logs.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
 

@@ -1,12 +1,12 @@
-//! Test harness: run natsd (or the real nats-server, for differential checks) as a process on
-//! a random port, read its log, reload it, and talk to it over raw TCP.
+//! Test harness: run natsd (or the real nats-server, for differential checks) through the
+//! workspace's one harness (`testkit`) on a random port, read its log, reload it, and talk to
+//! it over raw TCP.
 
-use std::io::{BufRead, BufReader as StdBufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use testkit::{ServerSpec, Signal, TestServer};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
@@ -20,35 +20,28 @@ pub(crate) enum Impl {
     NatsServer,
 }
 
-/// natsd always; the real nats-server too when it is on PATH (said loudly when it is not).
+/// natsd, then the real nats-server. A missing nats-server fails the test (a differential
+/// check without it proves nothing); only `NATSD_SKIP_REFERENCE=1` leaves it out.
 pub(crate) fn impls() -> Vec<Impl> {
     let mut list = vec![Impl::Natsd];
     if nats_server_available() {
         list.push(Impl::NatsServer);
-    } else {
-        eprintln!("!!! nats-server not on PATH: differential half of this test SKIPPED");
     }
     list
 }
 
+/// Whether the reference runs: a failure when it is missing, `false` only under
+/// `NATSD_SKIP_REFERENCE=1`.
 pub(crate) fn nats_server_available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        Command::new("nats-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    })
+    testkit::reference_server().is_some()
 }
 
 fn binary(kind: Impl) -> PathBuf {
     match kind {
-        Impl::Natsd => std::env::var_os("NATSD_BIN")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_natsd"))),
-        Impl::NatsServer => PathBuf::from("nats-server"),
+        Impl::Natsd => testkit::natsd(),
+        Impl::NatsServer => {
+            testkit::reference_server().expect("the reference nats-server for this comparison")
+        }
     }
 }
 
@@ -66,15 +59,14 @@ pub(crate) fn check_config(kind: Impl, path: &Path) -> (bool, String) {
     )
 }
 
-/// A running server process, killed on drop.
+/// A running server process, killed on drop (its log printed if the test failed).
 pub(crate) struct Proc {
     pub(crate) kind: Impl,
-    child: Child,
     pub(crate) port: u16,
     pub(crate) http_port: u16,
     pub(crate) conf: PathBuf,
+    server: TestServer,
     _dir: tempfile::TempDir,
-    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proc {
@@ -92,94 +84,25 @@ impl Proc {
             let (ok, err) = check_config(checker, &path);
             assert!(ok, "{checker:?} -t refused the test config: {err}");
         }
-        let mut child = Command::new(binary(kind))
-            .arg("-c")
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn server");
-        let stderr = child.stderr.take().expect("stderr");
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in StdBufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if std::env::var_os("TENANCY_SHOW_LOG").is_some() {
-                    eprintln!("[server] {line}");
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let mut proc = Proc {
+        // The config names host and ports (`port: -1`); they are read back from the log.
+        let spec = ServerSpec::new().config_file(&path).ports_from_config();
+        let server = TestServer::start_bin(binary(kind), spec);
+        Proc {
             kind,
-            child,
-            port: 0,
-            http_port: 0,
+            port: server.port,
+            http_port: server.monitor_port.unwrap_or(0),
             conf: path,
+            server,
             _dir: dir,
-            log,
-        };
-        proc.wait_log(0, "Server is ready").await;
-        proc.port = proc.port_after("Listening for client connections on ");
-        proc.http_port = proc.port_after("Starting http monitor on ");
-        proc
-    }
-
-    fn port_after(&self, marker: &str) -> u16 {
-        self.log
-            .lock()
-            .unwrap()
-            .iter()
-            .find_map(|l| {
-                let rest = &l[l.find(marker)? + marker.len()..];
-                let addr = rest.split_whitespace().next()?;
-                addr.rsplit(':').next()?.parse().ok()
-            })
-            .unwrap_or(0)
+        }
     }
 
     pub(crate) fn pid(&self) -> u32 {
-        self.child.id()
+        self.server.pid()
     }
 
     pub(crate) fn log_len(&self) -> usize {
-        self.log.lock().unwrap().len()
-    }
-
-    pub(crate) fn log_since(&self, from: usize) -> Vec<String> {
-        self.log.lock().unwrap()[from..].to_vec()
-    }
-
-    /// Wait for a log line (at index `from` or later) containing `needle`; returns it.
-    pub(crate) async fn wait_log(&mut self, from: usize, needle: &str) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(line) = self
-                .log
-                .lock()
-                .unwrap()
-                .iter()
-                .skip(from)
-                .find(|l| l.contains(needle))
-            {
-                return line.clone();
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "{:?} exited ({status}) before logging {needle:?}:\n{}",
-                    self.kind,
-                    self.log.lock().unwrap().join("\n")
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{:?}: no log line {needle:?} within {WAIT:?}:\n{}",
-                self.kind,
-                self.log_since(from).join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        self.server.log_len()
     }
 
     /// Replace the config file and send SIGHUP; returns the outcome line
@@ -199,57 +122,28 @@ impl Proc {
             "-t verdicts differ: {verdicts:?}"
         );
         let from = self.log_len();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.pid() as i32),
-            nix::sys::signal::Signal::SIGHUP,
-        )
-        .expect("SIGHUP");
+        self.server.signal(Signal::SIGHUP);
         self.wait_reload_outcome(from).await
     }
 
     pub(crate) async fn wait_reload_outcome(&mut self, from: usize) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Some(line) = self.log_since(from).into_iter().find(|l| {
-                l.contains("Reloaded server configuration")
-                    || l.contains("Failed to reload server configuration")
-            }) {
-                return line;
-            }
-            assert!(Instant::now() < deadline, "no reload outcome logged");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let outcomes = [
+            "Reloaded server configuration",
+            "Failed to reload server configuration",
+        ];
+        self.server
+            .wait_for_log_since_async(from, &outcomes, WAIT)
+            .await
+            .expect("no reload outcome logged")
     }
 
-    /// GET a monitoring endpoint and parse the JSON.
+    /// GET a monitoring endpoint (it must answer 200) and parse the JSON.
     pub(crate) async fn http_json(&self, path: &str) -> serde_json::Value {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.http_port))
-            .await
-            .expect("connect monitor");
-        let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-        stream.write_all(req.as_bytes()).await.unwrap();
-        let mut body = Vec::new();
-        tokio::time::timeout(WAIT, stream.read_to_end(&mut body))
-            .await
-            .expect("monitor timeout")
-            .unwrap();
-        let text = String::from_utf8_lossy(&body);
-        let start = text.find("\r\n\r\n").expect("http header end") + 4;
-        let json = &text[start..];
-        // Tolerate chunked encoding: the JSON object is between the first '{' and the last '}'.
-        let (a, b) = (json.find('{').unwrap(), json.rfind('}').unwrap());
-        serde_json::from_str(&json[a..=b]).expect("monitor json")
+        testkit::http::get_json(&format!("http://127.0.0.1:{}{path}", self.http_port)).await
     }
 
     pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

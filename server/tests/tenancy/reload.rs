@@ -15,15 +15,12 @@ async fn load_time(p: &Proc) -> String {
 
 /// Wait until /varz shows a load time other than `before` (the reload applied).
 async fn assert_load_time_changed(p: &Proc, before: &str) {
-    let deadline = std::time::Instant::now() + WAIT;
-    while load_time(p).await == before {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{:?}: config_load_time unchanged",
-            p.kind
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    testkit::eventually_async(
+        WAIT,
+        format!("{:?}: config_load_time to change", p.kind),
+        async || load_time(p).await != before,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
