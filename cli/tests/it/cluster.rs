@@ -67,15 +67,12 @@ fn signal(pid: u64, sig: &str) {
 
 fn kill_9(pid: u64) {
     signal(pid, "-9");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
-        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .unwrap_or_default()
-            .contains(") Z")
-    {
-        assert!(std::time::Instant::now() < deadline, "pid {pid} survived");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    testkit::eventually(Duration::from_secs(10), format!("pid {pid} to die"), || {
+        !std::path::Path::new(&format!("/proc/{pid}/stat")).exists()
+            || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z")
+    });
 }
 
 /// Parts 1 to 3: up --nodes 3, per-node configurations that nats-server accepts, status with
@@ -518,16 +515,16 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
     .await
     .unwrap();
     // natsd copies into them on its own: wait until it has (119 of orders.1, order 6 was deleted, and 4 dups).
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     for (stream, want) in [("ORDERS_MIRROR", 600), ("ALL", 123)] {
-        loop {
-            let mut s = js.get_stream(stream).await.unwrap();
-            if s.info().await.unwrap().state.messages == want {
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{stream} here");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        testkit::eventually_async(
+            Duration::from_secs(20),
+            format!("{stream} here"),
+            async || {
+                let mut s = js.get_stream(stream).await.unwrap();
+                s.info().await.unwrap().state.messages == want
+            },
+        )
+        .await;
     }
     let moved = source.json(&["migrate", "--to", &to]);
     assert_eq!(moved["ok"], true, "{moved}");

@@ -1,77 +1,41 @@
 //! `TestContext`: an isolated deployment directory on free ports, and helpers to run the
 //! real `manage` binary in it.
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use testkit::{free_port, free_port_range};
+
 /// A precomputed bcrypt hash (password "s3cret", from reference/config.md) for tenant files written directly by tests.
 pub(crate) const TEST_HASH: &str = "$2a$11$rMWCjY8x.9EQ1Byq6YIIiO8R1Ex/idX7uJJChXxmHUCZe3OhteZpK";
 
-/// The server binary the tests use, if any: `NATSD_BIN`, else the natsd built beside this
-/// manage binary (`cargo test --workspace` builds it), else `nats-server` on PATH.
+/// The server binary the tests use: `NATSD_BIN` (manage reads the same variable), else the
+/// natsd built beside this manage binary (`cargo test --workspace` builds it). `None` only
+/// when neither exists; [`require_server!`] turns that into a failure.
 pub(crate) fn server_binary() -> Option<String> {
     if let Ok(bin) = std::env::var("NATSD_BIN") {
         return Some(bin);
     }
     let natsd = Path::new(env!("CARGO_BIN_EXE_manage")).with_file_name("natsd");
-    if natsd.is_file() {
-        return Some(natsd.display().to_string());
-    }
-    reference_server()
+    natsd.is_file().then(|| natsd.display().to_string())
 }
 
-/// The real nats-server on PATH, for the scale-out journey.
+/// The real nats-server, for the scale-out journeys: a failure when it is missing (testkit),
+/// `None` only under `NATSD_SKIP_REFERENCE=1` (the test is then skipped).
 pub(crate) fn reference_server() -> Option<String> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .any(|dir| dir.join("nats-server").is_file())
-        .then(|| "nats-server".to_owned())
+    testkit::reference_server().map(|bin| bin.display().to_string())
 }
 
-/// Skip a test that needs a server binary, saying why.
+/// A test that runs a server fails without one: a skipped test would pass for the wrong reason.
 #[macro_export]
 macro_rules! require_server {
     () => {
-        if $crate::common::server_binary().is_none() {
-            eprintln!("SKIPPED: no server binary (set NATSD_BIN or install nats-server)");
-            return;
-        }
+        assert!(
+            $crate::common::server_binary().is_some(),
+            "no server binary: build natsd (`cargo test --workspace` does) or set NATSD_BIN"
+        );
     };
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A port `p` such that `p..p+count` are all free on 127.0.0.1 (node i of a local cluster
-/// takes base+i). Taken below the kernel's ephemeral range: a cluster test kills a node and
-/// starts it again on the same ports, and a port of that range, once free, can be taken
-/// meanwhile by any outgoing connection or by another test's port 0.
-fn free_ports(count: u16) -> u16 {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(count));
-    for _ in 0..200 {
-        let base = if high > low {
-            rand::Rng::gen_range(&mut rand::thread_rng(), low..high)
-        } else {
-            free_port()
-        };
-        if base > u16::MAX - count {
-            continue;
-        }
-        if (0..count).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok()) {
-            return base;
-        }
-    }
-    panic!("no {count} consecutive free ports");
 }
 
 /// One deployment.
@@ -98,14 +62,12 @@ impl TestContext {
     }
 
     /// A deployment for a local cluster of `nodes` nats-server nodes: every node's client,
-    /// monitoring and route ports free. `None` (and a SKIPPED note) without nats-server.
+    /// monitoring and route ports free. Fails without nats-server; `None` (the test is
+    /// skipped) only under `NATSD_SKIP_REFERENCE=1`.
     pub(crate) fn cluster(nodes: u16) -> Option<Self> {
-        let Some(reference) = reference_server() else {
-            eprintln!("SKIPPED: nats-server is not on PATH (scripts/test.sh installs it)");
-            return None;
-        };
+        let reference = reference_server()?;
         // One run of free ports for all three kinds, so no two ranges overlap.
-        let base = free_ports(3 * nodes);
+        let base = free_port_range(3 * nodes);
         Some(Self {
             dir: tempfile::tempdir().unwrap(),
             port: base,
@@ -223,9 +185,9 @@ impl TestContext {
 
     /// Validate the deployment's config with the server binary.
     pub(crate) fn server_accepts_config(&self) -> bool {
-        let Some(bin) = server_binary() else {
-            return true;
-        };
+        let bin = server_binary().expect(
+            "no server binary: build natsd (`cargo test --workspace` does) or set NATSD_BIN",
+        );
         Command::new(bin)
             .args(["-t", "-c"])
             .arg(self.path("config/nats.conf"))

@@ -123,12 +123,10 @@ async fn seed_walkthrough() {
         connect(&svc_url).await.is_err(),
         "removed user still accepted"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while svc.connection_state() == async_nats::connection::State::Connected
-        && Instant::now() < deadline
-    {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    testkit::try_eventually_async(Duration::from_secs(5), async || {
+        svc.connection_state() != async_nats::connection::State::Connected
+    })
+    .await;
     assert_ne!(
         svc.connection_state(),
         async_nats::connection::State::Connected,
@@ -262,8 +260,8 @@ fn two_hundred_tenants_stay_fast() {
 /// (validated with `nats-server -t` on every change, then reloaded with SIGHUP).
 #[tokio::test(flavor = "multi_thread")]
 async fn scale_out_journey_on_real_nats_server() {
+    // Missing, the reference fails the test; under NATSD_SKIP_REFERENCE=1 it is skipped.
     let Some(reference) = crate::common::reference_server() else {
-        eprintln!("SKIPPED: nats-server is not on PATH (scripts/test.sh installs it)");
         return;
     };
     let mut ctx = TestContext::new().with_server(reference);
