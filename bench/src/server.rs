@@ -2,7 +2,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -319,10 +319,7 @@ fn greets_with_info(addr: SocketAddr) -> bool {
     stream.read_exact(&mut head).is_ok() && head.eq_ignore_ascii_case(b"INFO ")
 }
 
-pub fn free_port() -> io::Result<u16> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok(listener.local_addr()?.port())
-}
+pub use testkit::ports::try_free_port as free_port;
 
 const WORKDIR_PREFIX: &str = "natsd-bench-";
 
