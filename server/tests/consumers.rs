@@ -97,15 +97,14 @@ async fn pull_fetch_ack_and_metadata() {
     assert_eq!(info.delivered.stream_sequence, 25);
     assert_eq!(info.num_pending, 0);
     // Acks are applied asynchronously; wait for the floor.
-    let mut floor = String::new();
-    let pending = testkit::try_eventually_async(Duration::from_secs(5), async || {
-        let info = c.info().await.unwrap();
-        floor = format!("{:?}", info.ack_floor);
-        (info.ack_floor.stream_sequence == 25).then_some(info.num_ack_pending)
-    })
-    .await;
-    let pending = pending.unwrap_or_else(|| panic!("ack floor stuck at {floor}"));
-    assert_eq!(pending, 0);
+    let info = testkit::fetch_until_async(
+        Duration::from_secs(5),
+        async || c.info().await.unwrap().clone(),
+        |info| info.ack_floor.stream_sequence == 25,
+    )
+    .await
+    .unwrap_or_else(|info| panic!("ack floor stuck at {:?}", info.ack_floor));
+    assert_eq!(info.num_ack_pending, 0);
     let stream_info = js
         .get_stream("ORDERS")
         .await

@@ -163,13 +163,13 @@ async fn limits_retention() {
     .await;
     assert_eq!(aged["config"]["duplicate_window"], 300_000_000u64);
     publish_raw(&nc, "aged.a", &[], "x").await;
-    let mut info = Value::Null;
-    let expired = testkit::try_eventually_async(Duration::from_secs(5), async || {
-        info = api(&nc, "$JS.API.STREAM.INFO.AGED", Value::Null).await;
-        info["state"]["messages"] == 0
-    })
-    .await;
-    assert!(expired.is_some(), "max_age never expired: {info}");
+    let info = testkit::fetch_until_async(
+        Duration::from_secs(5),
+        async || api(&nc, "$JS.API.STREAM.INFO.AGED", Value::Null).await,
+        |info| info["state"]["messages"] == 0,
+    )
+    .await
+    .unwrap_or_else(|info| panic!("max_age never expired: {info}"));
     assert_eq!(info["state"]["first_seq"], 2);
 }
 
@@ -419,13 +419,14 @@ async fn stream_state_when(
     within: Duration,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
-    let mut info = Value::Null;
-    let got = testkit::try_eventually_async(within, async || {
-        info = api(nc, &format!("$JS.API.STREAM.INFO.{stream}"), Value::Null).await;
-        ready(&info["state"])
-    })
-    .await;
-    assert!(got.is_some(), "{stream} never got ready: {info}");
+    let subject = format!("$JS.API.STREAM.INFO.{stream}");
+    let info = testkit::fetch_until_async(
+        within,
+        async || api(nc, &subject, Value::Null).await,
+        |info| ready(&info["state"]),
+    )
+    .await
+    .unwrap_or_else(|info| panic!("{stream} never got ready: {info}"));
     info["state"].clone()
 }
 
@@ -868,13 +869,15 @@ async fn reload_keeps_streams_applies_limits_and_keeps_removed_data() {
     );
     std::fs::write(&conf, after).unwrap();
     s.signal(Signal::SIGHUP);
-    let mut info = Value::Null;
-    let applied = testkit::try_eventually_async(Duration::from_secs(10), async || {
-        info = api(&a, "$JS.API.INFO", Value::Null).await;
-        info["limits"]["max_storage"] == 1024 * 1024
-    })
+    let applied = testkit::fetch_until_async(
+        Duration::from_secs(10),
+        async || api(&a, "$JS.API.INFO", Value::Null).await,
+        |info| info["limits"]["max_storage"] == 1024 * 1024,
+    )
     .await;
-    assert!(applied.is_some(), "reload not applied: {info}");
+    if let Err(info) = applied {
+        panic!("reload not applied: {info}");
+    }
     let ack = publish_raw(&a, "s.t", &[], &big).await;
     assert_eq!(ack["seq"], 4, "{ack}");
     let info = api(&a, "$JS.API.STREAM.INFO.S", Value::Null).await;

@@ -572,11 +572,11 @@ async fn two_tenants_are_reported_apart() {
     drop(a_in);
     a_pub.drain().await.unwrap();
     a_sub.drain().await.unwrap();
-    let mut closed = Value::Null;
-    testkit::try_eventually_async(Duration::from_secs(5), async || {
-        closed = get_json(ours.http_port, "/connz?state=closed&auth=1&subs=1").await;
-        closed["total"] == 2
-    })
+    let (Ok(closed) | Err(closed)) = testkit::fetch_until_async(
+        Duration::from_secs(5),
+        async || get_json(ours.http_port, "/connz?state=closed&auth=1&subs=1").await,
+        |closed| closed["total"] == 2,
+    )
     .await;
     assert_eq!(closed["total"], 2, "{closed}");
     let entry = &closed["connections"][0];
@@ -896,13 +896,15 @@ async fn jetstream_figures_match_nats_server() {
 
 /// Poll a monitoring endpoint until `ready` holds (the server-side readiness check), or fail.
 async fn wait_for_json(port: u16, path: &str, ready: impl Fn(&Value) -> bool) {
-    let mut last = Value::Null;
-    let got = testkit::try_eventually_async(Duration::from_secs(10), async || {
-        last = get_json(port, path).await;
-        ready(&last)
-    })
+    let got = testkit::fetch_until_async(
+        Duration::from_secs(10),
+        async || get_json(port, path).await,
+        ready,
+    )
     .await;
-    assert!(got.is_some(), "{path} never got ready: {last}");
+    if let Err(last) = got {
+        panic!("{path} never got ready: {last}");
+    }
 }
 
 const SYSTEM: &str = r#"

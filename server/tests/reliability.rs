@@ -221,14 +221,15 @@ async fn full_disk_on_a_real_tmpfs() {
     // Free space: the stream takes publishes again by itself.
     std::fs::remove_file(mnt.join("filler")).unwrap();
     // The retry of the refused publish (same Msg-Id) is stored, not taken for a duplicate.
-    let mut reply = Value::Null;
-    let resumed = testkit::try_eventually_async(Duration::from_secs(10), async || {
-        reply = publish_id(&nc, "full.x", &failed_id, b"after".to_vec()).await;
-        reply["seq"].as_u64().filter(|_| reply["error"].is_null())
-    })
+    let reply = testkit::fetch_until_async(
+        Duration::from_secs(10),
+        async || publish_id(&nc, "full.x", &failed_id, b"after".to_vec()).await,
+        |reply| reply["seq"].is_u64() && reply["error"].is_null(),
+    )
     .await
-    .unwrap_or_else(|| panic!("never resumed: {reply}"));
+    .unwrap_or_else(|reply| panic!("never resumed: {reply}"));
     assert!(reply["duplicate"].is_null(), "{reply}");
+    let resumed = reply["seq"].as_u64().unwrap();
     assert_eq!(
         resumed,
         acked.last().unwrap() + 1,
@@ -418,13 +419,15 @@ async fn damaged_consumer_state_redelivers_instead_of_skipping() {
         let reply = m.reply.unwrap();
         nc.request(reply.to_string(), "+ACK".into()).await.ok();
     }
-    let mut info = Value::Null;
-    let applied = testkit::try_eventually_async(Duration::from_secs(10), async || {
-        info = api(&nc, "$JS.API.CONSUMER.INFO.CS.D", Value::Null).await;
-        info["ack_floor"]["stream_seq"] == 5
-    })
+    let applied = testkit::fetch_until_async(
+        Duration::from_secs(10),
+        async || api(&nc, "$JS.API.CONSUMER.INFO.CS.D", Value::Null).await,
+        |info| info["ack_floor"]["stream_seq"] == 5,
+    )
     .await;
-    assert!(applied.is_some(), "acks not applied: {info}");
+    if let Err(info) = applied {
+        panic!("acks not applied: {info}");
+    }
     drop(nc);
     // A clean stop, so the state file holds the acknowledgements.
     let mut server = server;

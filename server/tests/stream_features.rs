@@ -36,14 +36,10 @@ async fn info_when(
     within: Duration,
     ready: impl Fn(&Value) -> bool,
 ) -> Value {
-    let mut info = Value::Null;
-    let got = testkit::try_eventually_async(within, async || {
-        info = api(nc, &format!("$JS.API.STREAM.INFO.{stream}"), Value::Null).await;
-        ready(&info)
-    })
-    .await;
-    assert!(got.is_some(), "{stream} never got ready: {info}");
-    info
+    let subject = format!("$JS.API.STREAM.INFO.{stream}");
+    testkit::fetch_until_async(within, async || api(nc, &subject, Value::Null).await, ready)
+        .await
+        .unwrap_or_else(|info| panic!("{stream} never got ready: {info}"))
 }
 
 /// `(subject, payload, headers)` of message `seq`, decoded.
@@ -1033,18 +1029,17 @@ async fn message_schedules_match_nats_server() {
         })
         .await;
         got.push(json!(gone.is_some()));
-        let mut firings = 0;
-        testkit::try_eventually_async(Duration::from_secs(15), async || {
+        let fired = async || {
             let r = api(
                 &nc,
                 "$JS.API.STREAM.INFO.SC",
                 json!({"subjects_filter": "target.every"}),
             )
             .await;
-            firings = r["state"]["subjects"]["target.every"].as_u64().unwrap_or(0);
-            firings >= 2
-        })
-        .await;
+            r["state"]["subjects"]["target.every"].as_u64().unwrap_or(0)
+        };
+        let (Ok(firings) | Err(firings)) =
+            testkit::fetch_until_async(Duration::from_secs(15), fired, |n| *n >= 2).await;
         assert!(firings >= 2, "{bin}: @every fired {firings} times");
         let every = last_headers(&nc, "SC", "target.every").await.unwrap();
         let every_msg = api(
@@ -1351,18 +1346,17 @@ async fn schedules_fire_again_after_a_restart() {
     drop(s);
     let s = start_conf(natsd(), JS_CONF, dir.path());
     let nc = connect(&s).await;
-    let mut r = Value::Null;
-    let fired = testkit::try_eventually_async(Duration::from_secs(15), async || {
-        r = api(
-            &nc,
-            "$JS.API.STREAM.INFO.SC",
-            json!({"subjects_filter": "target.every"}),
-        )
-        .await;
+    let info = async || {
+        let filter = json!({"subjects_filter": "target.every"});
+        api(&nc, "$JS.API.STREAM.INFO.SC", filter).await
+    };
+    let fired = testkit::fetch_until_async(Duration::from_secs(15), info, |r| {
         r["state"]["subjects"]["target.every"].as_u64().unwrap_or(0) >= 2
     })
     .await;
-    assert!(fired.is_some(), "the schedule stopped firing: {r}");
+    if let Err(r) = fired {
+        panic!("the schedule stopped firing: {r}");
+    }
 }
 
 /// Stream info's optional details: `subjects_filter` reports the matching subjects with

@@ -35,4 +35,7 @@ pub use bins::{natsd, natsd_and_reference, python_with_nats, reference_server};
 pub use ports::{free_port, free_port_range};
 pub use raw::{msg, Frame, RawClient, EXPECT_TIMEOUT};
 pub use server::{ServerSpec, Signal, StartError, TestServer};
-pub use wait::{eventually, eventually_async, try_eventually, try_eventually_async, Check};
+pub use wait::{
+    eventually, eventually_async, fetch_until, fetch_until_async, try_eventually,
+    try_eventually_async, Check,
+};

@@ -22,21 +22,15 @@ pub struct RawClient {
 impl RawClient {
     /// Connects and consumes the server's first INFO line.
     pub async fn connect(addr: &str) -> RawClient {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        let mut client = RawClient {
-            stream,
-            buf: Vec::new(),
-            info: serde_json::Value::Null,
-            closed: false,
-        };
-        client.info = client.expect_info().await;
-        client
+        Self::connect_silent(addr).await.greeted().await
     }
 
     /// Connects without reading anything.
     pub async fn connect_silent(addr: &str) -> RawClient {
-        let stream = TcpStream::connect(addr).await.unwrap();
+        Self::over(TcpStream::connect(addr).await.unwrap())
+    }
+
+    fn over(stream: TcpStream) -> RawClient {
         stream.set_nodelay(true).unwrap();
         RawClient {
             stream,
@@ -44,6 +38,12 @@ impl RawClient {
             info: serde_json::Value::Null,
             closed: false,
         }
+    }
+
+    /// Reads the server's first INFO into [`RawClient::info`].
+    async fn greeted(mut self) -> RawClient {
+        self.info = self.expect_info().await;
+        self
     }
 
     /// Reads one `INFO {...} \r\n` frame and returns its JSON.
@@ -364,15 +364,7 @@ impl RawClient {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.set_recv_buffer_size(rcvbuf).unwrap();
         let stream = socket.connect(addr.parse().unwrap()).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        let mut client = RawClient {
-            stream,
-            buf: Vec::new(),
-            info: serde_json::Value::Null,
-            closed: false,
-        };
-        client.info = client.expect_info().await;
-        client
+        Self::over(stream).greeted().await
     }
 }
 

@@ -36,16 +36,9 @@ pub fn try_eventually<C: Check>(
     timeout: Duration,
     mut condition: impl FnMut() -> C,
 ) -> Option<C::Output> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = condition().check() {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        std::thread::sleep(POLL_INTERVAL);
-    }
+    fetch_until(timeout, || condition().check(), Option::is_some)
+        .ok()
+        .flatten()
 }
 
 /// Checks `condition` until it holds; panics naming `what` after `timeout`.
@@ -64,16 +57,10 @@ pub async fn try_eventually_async<C: Check>(
     timeout: Duration,
     mut condition: impl AsyncFnMut() -> C,
 ) -> Option<C::Output> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = condition().await.check() {
-            return Some(value);
-        }
-        if Instant::now() >= deadline {
-            return None;
-        }
-        tokio::time::sleep(POLL_INTERVAL).await;
-    }
+    fetch_until_async(timeout, async || condition().await.check(), Option::is_some)
+        .await
+        .ok()
+        .flatten()
 }
 
 /// [`eventually`] for conditions that must await.
@@ -85,6 +72,45 @@ pub async fn eventually_async<C: Check>(
     try_eventually_async(timeout, condition)
         .await
         .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// Fetches a value until `done` holds for it: `Ok(value)`, or `Err(last value)` after
+/// `timeout`, for a failure message that shows what was seen last.
+pub fn fetch_until<T>(
+    timeout: Duration,
+    mut fetch: impl FnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> Result<T, T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = fetch();
+        if done(&value) {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            return Err(value);
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// [`fetch_until`] for values that must be awaited (an API request, an HTTP GET).
+pub async fn fetch_until_async<T>(
+    timeout: Duration,
+    mut fetch: impl AsyncFnMut() -> T,
+    done: impl Fn(&T) -> bool,
+) -> Result<T, T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let value = fetch().await;
+        if done(&value) {
+            return Ok(value);
+        }
+        if Instant::now() >= deadline {
+            return Err(value);
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
 }
 
 #[cfg(test)]
@@ -115,6 +141,33 @@ mod tests {
     #[should_panic(expected = "timed out after 0ns waiting for the impossible")]
     fn eventually_panics_with_what_it_waited_for() {
         eventually(Duration::ZERO, "the impossible", || false);
+    }
+
+    #[test]
+    fn fetch_until_returns_the_last_value_on_timeout() {
+        let mut n = 0;
+        assert_eq!(
+            fetch_until(
+                Duration::ZERO,
+                || {
+                    n += 1;
+                    n
+                },
+                |v| *v > 5
+            ),
+            Err(1)
+        );
+        assert_eq!(
+            fetch_until(
+                Duration::from_secs(5),
+                || {
+                    n += 1;
+                    n
+                },
+                |v| *v > 5
+            ),
+            Ok(6)
+        );
     }
 
     #[tokio::test]

@@ -25,11 +25,11 @@ async fn log_file_receives_the_log_lines() {
     cmd.args(["-a", "127.0.0.1", "-p", "-1", "-l"]).arg(&log);
     let mut child = cmd.spawn().unwrap();
     // The log goes to the file only: read it until the ready line shows.
-    let mut text = String::new();
-    testkit::try_eventually(Duration::from_secs(20), || {
-        text = std::fs::read_to_string(&log).unwrap_or_default();
-        text.contains("Server is ready")
-    });
+    let (Ok(text) | Err(text)) = testkit::fetch_until(
+        Duration::from_secs(20),
+        || std::fs::read_to_string(&log).unwrap_or_default(),
+        |text| text.contains("Server is ready"),
+    );
     let _ = child.kill();
     let _ = child.wait();
     assert!(text.contains("Server is ready"), "log file: {text}");

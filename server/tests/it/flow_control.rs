@@ -267,12 +267,10 @@ async fn stuck_subscriber(server: &TestServer, subject: &str) -> RawClient {
 /// Waits until the monitor shows a closed connection with `reason` (the close is
 /// asynchronous to the publisher's last message).
 async fn wait_closed_with(server: &TestServer, reason: &str) -> Vec<String> {
-    let mut reasons = Vec::new();
-    testkit::try_eventually_async(Duration::from_secs(30), async || {
-        reasons = closed_reasons(server).await;
-        reasons.iter().any(|r| r == reason)
-    })
-    .await;
+    let closed = async || closed_reasons(server).await;
+    let has_reason = |reasons: &Vec<String>| reasons.iter().any(|r| r == reason);
+    let (Ok(reasons) | Err(reasons)) =
+        testkit::fetch_until_async(Duration::from_secs(30), closed, has_reason).await;
     reasons
 }
 

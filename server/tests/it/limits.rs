@@ -77,20 +77,18 @@ async fn max_connections_sends_info_then_error() {
     second.ping_pong().await;
     drop(first);
     // The slot frees once the server notices the close; retry until it does.
-    let mut last = None;
-    let freed = testkit::try_eventually_async(Duration::from_secs(5), async || {
+    let answer = async || {
         let mut c = server.raw().await;
         c.send("CONNECT {\"verbose\":false}\r\nPING\r\n").await;
-        match c.next_frame().await {
-            Some(crate::common::Frame::Pong) => true,
-            other => {
-                last = Some(other);
-                false
-            }
-        }
+        c.next_frame().await
+    };
+    let freed = testkit::fetch_until_async(Duration::from_secs(5), answer, |frame| {
+        matches!(frame, Some(crate::common::Frame::Pong))
     })
     .await;
-    assert!(freed.is_some(), "slot never freed: {last:?}");
+    if let Err(other) = freed {
+        panic!("slot never freed: {other:?}");
+    }
 }
 
 /// A subscriber that stops reading is cut off silently; the publisher and a healthy
