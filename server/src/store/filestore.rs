@@ -1657,17 +1657,10 @@ impl MessageStore for FileStore {
         if write_held(&mut g).is_err() {
             return;
         }
-        let state = g.index.state();
-        let mut start = state.last_seq + 1;
-        while start > state.first_seq && start > 1 {
-            match g.index.get(start - 1) {
-                Some(e) if e.ts < min_ts => break,
-                _ => start -= 1,
-            }
-        }
-        let Some(first_block) = (start..=state.last_seq)
-            .find_map(|seq| g.index.get(seq))
-            .map(|e| e.data.block)
+        let Some((start, first_block)) = g
+            .index
+            .oldest_of_newest(min_ts)
+            .map(|(seq, e)| (seq, e.data.block))
         else {
             return;
         };

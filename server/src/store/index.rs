@@ -1,5 +1,5 @@
-//! The in-memory index both stores share: sequence → entry (dense, by offset from the
-//! first live sequence), subject → sorted live sequences, byte/message accounting and
+//! The in-memory index both stores share: sequence → entry (dense runs of sequences with
+//! short gaps, see `MAX_GAP`), subject → sorted live sequences, byte/message accounting and
 //! the limit rules. The entry's `data` is the message itself (memory store) or its
 //! location on disk (file store).
 
@@ -34,10 +34,54 @@ pub(crate) struct Removed<T> {
     pub(crate) head: bool,
 }
 
+/// Longest run of deleted sequences kept inside a segment. A longer gap (a purge, a key
+/// that outlives millions of updates to others, a damaged record's sequence) separates two
+/// segments, so the index's memory follows the live messages, not the span of sequences.
+const MAX_GAP: u64 = 64;
+
+/// A run of sequences `base..base + slots.len()`: its first and last slots are live and no
+/// run of more than `MAX_GAP` empty slots lies inside it.
+#[derive(Debug)]
+struct Segment<T> {
+    base: u64,
+    slots: VecDeque<Option<Entry<T>>>,
+    live: usize,
+}
+
+impl<T> Segment<T> {
+    fn end(&self) -> u64 {
+        self.base + self.slots.len() as u64
+    }
+
+    fn slot(&self, seq: u64) -> Option<&Entry<T>> {
+        let at = seq.checked_sub(self.base)?;
+        self.slots.get(usize::try_from(at).ok()?)?.as_ref()
+    }
+
+    /// Live messages at offsets `range` within the segment, in order.
+    fn live_in(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl DoubleEndedIterator<Item = (u64, &Entry<T>)> + '_ {
+        let first = range.start;
+        self.slots
+            .range(range)
+            .enumerate()
+            .filter_map(move |(i, e)| e.as_ref().map(|e| (self.base + (first + i) as u64, e)))
+    }
+
+    /// The slot offset of `seq` clamped to the segment.
+    fn offset(&self, seq: u64) -> usize {
+        usize::try_from(seq.saturating_sub(self.base))
+            .unwrap_or(usize::MAX)
+            .min(self.slots.len())
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Index<T> {
-    base: u64,
-    entries: VecDeque<Option<Entry<T>>>,
+    /// Ordered, disjoint, each holding at least one live message.
+    segments: VecDeque<Segment<T>>,
     last_seq: u64,
     last_ts: u64,
     msgs: u64,
@@ -52,8 +96,7 @@ pub(crate) struct Index<T> {
 impl<T> Index<T> {
     pub(crate) fn new() -> Self {
         Index {
-            base: 1,
-            entries: VecDeque::new(),
+            segments: VecDeque::new(),
             last_seq: 0,
             last_ts: 0,
             msgs: 0,
@@ -72,20 +115,14 @@ impl<T> Index<T> {
         self.msgs
     }
     pub(crate) fn first_seq(&self) -> u64 {
-        if self.msgs == 0 {
-            self.last_seq + 1
-        } else {
-            self.base
-        }
+        self.segments
+            .front()
+            .map_or(self.last_seq + 1, |seg| seg.base)
     }
 
     pub(crate) fn state(&self) -> super::StoreState {
         let first_seq = self.first_seq();
-        let first_ts = self
-            .entries
-            .front()
-            .and_then(|e| e.as_ref())
-            .map_or(0, |e| e.ts);
+        let first_ts = self.first_live().map_or(0, |(_, e)| e.ts);
         let num_deleted = if self.msgs == 0 {
             0
         } else {
@@ -114,9 +151,6 @@ impl<T> Index<T> {
         }
         if seq > self.last_seq {
             self.last_seq = seq;
-            if self.msgs == 0 {
-                self.base = seq + 1;
-            }
         }
     }
 
@@ -137,49 +171,57 @@ impl<T> Index<T> {
     /// Inserts a message; `seq` must be above `last_seq` (callers guarantee it).
     pub(crate) fn insert(&mut self, seq: u64, ts: u64, subject: &[u8], size: u32, data: T) {
         debug_assert!(seq > self.last_seq);
-        if self.entries.is_empty() {
-            self.base = seq;
-        } else {
-            let gap = seq - (self.base + self.entries.len() as u64);
-            for _ in 0..gap {
-                self.entries.push_back(None);
-            }
-        }
-        let subj = match self.subj_ids.get(subject) {
-            Some(&id) => id,
-            None => {
-                let name = Bytes::copy_from_slice(subject);
-                let slot = SubjectSlot {
-                    name: name.clone(),
-                    seqs: VecDeque::new(),
-                };
-                let id = match self.free_ids.pop() {
-                    Some(id) => {
-                        self.subjects[id as usize] = Some(slot);
-                        id
-                    }
-                    None => {
-                        self.subjects.push(Some(slot));
-                        (self.subjects.len() - 1) as u32
-                    }
-                };
-                self.subj_ids.insert(name, id);
-                id
-            }
-        };
+        let subj = self.subject_id(subject);
         if let Some(slot) = self.subjects[subj as usize].as_mut() {
             slot.seqs.push_back(seq);
         }
-        self.entries.push_back(Some(Entry {
+        let entry = Some(Entry {
             ts,
             subj,
             size,
             data,
-        }));
+        });
+        match self.segments.back_mut() {
+            Some(seg) if seq >= seg.end() && seq - seg.end() <= MAX_GAP => {
+                for _ in seg.end()..seq {
+                    seg.slots.push_back(None);
+                }
+                seg.slots.push_back(entry);
+                seg.live += 1;
+            }
+            _ => self.segments.push_back(Segment {
+                base: seq,
+                slots: VecDeque::from([entry]),
+                live: 1,
+            }),
+        }
         self.msgs += 1;
         self.bytes += u64::from(size);
         self.last_seq = seq;
         self.last_ts = ts;
+    }
+
+    fn subject_id(&mut self, subject: &[u8]) -> u32 {
+        if let Some(&id) = self.subj_ids.get(subject) {
+            return id;
+        }
+        let name = Bytes::copy_from_slice(subject);
+        let slot = SubjectSlot {
+            name: name.clone(),
+            seqs: VecDeque::new(),
+        };
+        let id = match self.free_ids.pop() {
+            Some(id) => {
+                self.subjects[id as usize] = Some(slot);
+                id
+            }
+            None => {
+                self.subjects.push(Some(slot));
+                (self.subjects.len() - 1) as u32
+            }
+        };
+        self.subj_ids.insert(name, id);
+        id
     }
 
     /// Exempts live message `seq` from `max_age` (its headers say `Nats-TTL: never`).
@@ -189,30 +231,65 @@ impl<T> Index<T> {
         }
     }
 
-    pub(crate) fn get(&self, seq: u64) -> Option<&Entry<T>> {
-        if seq < self.base {
-            return None;
+    /// The segment that covers `seq`, if any. Streams without large gaps have one
+    /// segment, and most lookups are for recent messages, so the last is tried first.
+    fn segment_of(&self, seq: u64) -> Option<usize> {
+        let last = self.segments.len().checked_sub(1)?;
+        if seq >= self.segments[last].base {
+            return (seq < self.segments[last].end()).then_some(last);
         }
-        self.entries
-            .get((seq - self.base) as usize)
-            .and_then(|e| e.as_ref())
+        let at = self.segments.partition_point(|seg| seg.base <= seq);
+        let i = at.checked_sub(1)?;
+        (seq < self.segments[i].end()).then_some(i)
+    }
+
+    pub(crate) fn get(&self, seq: u64) -> Option<&Entry<T>> {
+        self.segments[self.segment_of(seq)?].slot(seq)
     }
 
     pub(crate) fn get_mut(&mut self, seq: u64) -> Option<&mut Entry<T>> {
-        if seq < self.base {
-            return None;
-        }
-        self.entries
-            .get_mut((seq - self.base) as usize)
-            .and_then(|e| e.as_mut())
+        let i = self.segment_of(seq)?;
+        let seg = &mut self.segments[i];
+        let at = usize::try_from(seq - seg.base).ok()?;
+        seg.slots.get_mut(at)?.as_mut()
+    }
+
+    fn first_live(&self) -> Option<(u64, &Entry<T>)> {
+        let seg = self.segments.front()?;
+        Some((seg.base, seg.slots.front()?.as_ref()?))
+    }
+
+    /// Live messages from `start` on, in order.
+    fn live_from(&self, start: u64) -> impl Iterator<Item = (u64, &Entry<T>)> + '_ {
+        let first = self.segments.partition_point(|seg| seg.end() <= start);
+        self.segments
+            .range(first..)
+            .flat_map(move |seg| seg.live_in(seg.offset(start)..seg.slots.len()))
+    }
+
+    /// Live messages below `before`, newest first.
+    fn live_before(&self, before: u64) -> impl Iterator<Item = (u64, &Entry<T>)> + '_ {
+        let end = self.segments.partition_point(|seg| seg.base < before);
+        self.segments
+            .range(..end)
+            .rev()
+            .flat_map(move |seg| seg.live_in(0..seg.offset(before)).rev())
+    }
+
+    /// The oldest message of the newest run whose timestamps are all at least `min_ts`.
+    pub(crate) fn oldest_of_newest(&self, min_ts: u64) -> Option<(u64, &Entry<T>)> {
+        self.live_before(u64::MAX)
+            .take_while(|(_, e)| e.ts >= min_ts)
+            .last()
     }
 
     pub(crate) fn remove(&mut self, seq: u64) -> Option<Removed<T>> {
-        if seq < self.base {
-            return None;
-        }
-        let head = seq == self.base;
-        let entry = self.entries.get_mut((seq - self.base) as usize)?.take()?;
+        let i = self.segment_of(seq)?;
+        let head = i == 0 && seq == self.segments[0].base;
+        let seg = &mut self.segments[i];
+        let at = usize::try_from(seq - seg.base).ok()?;
+        let entry = seg.slots.get_mut(at)?.take()?;
+        seg.live -= 1;
         if !self.pinned.is_empty() {
             self.pinned.remove(&seq);
         }
@@ -236,27 +313,95 @@ impl<T> Index<T> {
                 self.free_ids.push(entry.subj);
             }
         }
-        while matches!(self.entries.front(), Some(None)) {
-            self.entries.pop_front();
-            self.base += 1;
-        }
-        if self.entries.is_empty() {
-            self.base = self.last_seq + 1;
-        }
+        self.close_gap(i, at);
         Some(Removed { seq, entry, head })
+    }
+
+    /// Restores segment `i`'s shape after slot `at` was emptied: trims its ends, drops it
+    /// when empty, splits it where the emptied slot made a gap longer than `MAX_GAP`.
+    fn close_gap(&mut self, i: usize, at: usize) {
+        let seg = &mut self.segments[i];
+        if seg.live == 0 {
+            self.segments.remove(i);
+            return;
+        }
+        if at == 0 {
+            while matches!(seg.slots.front(), Some(None)) {
+                seg.slots.pop_front();
+                seg.base += 1;
+            }
+            return;
+        }
+        if at + 1 == seg.slots.len() {
+            while matches!(seg.slots.back(), Some(None)) {
+                seg.slots.pop_back();
+            }
+            return;
+        }
+        let limit = MAX_GAP as usize;
+        let mut from = at;
+        while from > 0 && seg.slots[from - 1].is_none() && at - from <= limit {
+            from -= 1;
+        }
+        let mut to = at + 1;
+        while seg.slots[to].is_none() && to - from <= limit {
+            to += 1;
+        }
+        if to - from <= limit {
+            return;
+        }
+        // Finish measuring the gap (it ends at a live slot on both sides), then move the
+        // smaller side out, so a slot is moved O(log n) times over its life.
+        while seg.slots[from - 1].is_none() {
+            from -= 1;
+        }
+        while seg.slots[to].is_none() {
+            to += 1;
+        }
+        let right_base = seg.base + to as u64;
+        if from < seg.slots.len() - to {
+            let left: VecDeque<_> = seg.slots.drain(..from).collect();
+            seg.slots.drain(..to - from);
+            let left_live = left.iter().filter(|e| e.is_some()).count();
+            seg.live -= left_live;
+            let left_base = seg.base;
+            seg.base = right_base;
+            self.segments.insert(
+                i,
+                Segment {
+                    base: left_base,
+                    slots: left,
+                    live: left_live,
+                },
+            );
+        } else {
+            let right = seg.slots.split_off(to);
+            seg.slots.truncate(from);
+            let right_live = right.iter().filter(|e| e.is_some()).count();
+            seg.live -= right_live;
+            self.segments.insert(
+                i + 1,
+                Segment {
+                    base: right_base,
+                    slots: right,
+                    live: right_live,
+                },
+            );
+        }
     }
 
     /// Removes everything below `seq`; afterwards `first_seq >= seq`.
     pub(crate) fn remove_below(&mut self, seq: u64, out: &mut Vec<Removed<T>>) {
-        while self.msgs > 0 && self.base < seq {
-            let s = self.base;
-            if let Some(r) = self.remove(s) {
+        while let Some(first) = self.segments.front().map(|seg| seg.base) {
+            if first >= seq {
+                break;
+            }
+            if let Some(r) = self.remove(first) {
                 out.push(r);
             }
         }
         if seq > self.last_seq + 1 {
             self.last_seq = seq - 1;
-            self.base = seq;
         }
     }
 
@@ -276,35 +421,29 @@ impl<T> Index<T> {
     }
 
     fn live_seqs(&self) -> Vec<u64> {
-        (0..self.entries.len())
-            .filter(|&i| self.entries[i].is_some())
-            .map(|i| self.base + i as u64)
-            .collect()
+        self.live_from(0).map(|(seq, _)| seq).collect()
     }
 
-    /// Interior deleted sequences.
+    /// Deleted sequences between the first live message and `last_seq` (the ones
+    /// `num_deleted` counts, trailing deletions included).
     pub(crate) fn deleted_seqs(&self) -> Vec<u64> {
         let mut out = Vec::new();
         if self.msgs == 0 {
             return out;
         }
-        for (i, e) in self.entries.iter().enumerate() {
-            if e.is_none() {
-                out.push(self.base + i as u64);
-            }
+        let mut expect = self.first_seq();
+        for (seq, _) in self.live_from(0) {
+            out.extend(expect..seq);
+            expect = seq + 1;
         }
-        // Trailing deletions after the last live message still count (last_seq is fixed).
+        out.extend(expect..=self.last_seq);
         out
     }
 
     /// First live sequence `>= start` whose subject matches `filter`.
     pub(crate) fn next_match(&self, filter: &[u8], start: u64) -> Option<u64> {
-        let start = start.max(self.base);
         if filter.is_empty() || filter == b">" {
-            let from = (start - self.base) as usize;
-            return (from..self.entries.len())
-                .find(|&i| self.entries[i].is_some())
-                .map(|i| self.base + i as u64);
+            return self.live_from(start).next().map(|(seq, _)| seq);
         }
         if is_literal(filter) {
             let slot = self.slot_for(filter)?;
@@ -325,20 +464,15 @@ impl<T> Index<T> {
                 .min();
         }
         let mut verdicts: FxHashMap<u32, bool> = FxHashMap::default();
-        let from = (start - self.base) as usize;
-        for i in from..self.entries.len() {
-            if let Some(e) = &self.entries[i] {
-                let ok = *verdicts.entry(e.subj).or_insert_with(|| {
+        self.live_from(start)
+            .find(|(_, e)| {
+                *verdicts.entry(e.subj).or_insert_with(|| {
                     self.subjects[e.subj as usize]
                         .as_ref()
                         .is_some_and(|s| filter_matches(filter, &s.name))
-                });
-                if ok {
-                    return Some(self.base + i as u64);
-                }
-            }
-        }
-        None
+                })
+            })
+            .map(|(seq, _)| seq)
     }
 
     /// Newest live sequence whose subject matches `filter`.
@@ -347,10 +481,7 @@ impl<T> Index<T> {
             return None;
         }
         if filter.is_empty() || filter == b">" {
-            return (0..self.entries.len())
-                .rev()
-                .find(|&i| self.entries[i].is_some())
-                .map(|i| self.base + i as u64);
+            return self.segments.back().map(|seg| seg.end() - 1);
         }
         if is_literal(filter) {
             return self.slot_for(filter)?.seqs.back().copied();
@@ -365,13 +496,10 @@ impl<T> Index<T> {
 
     pub(crate) fn num_pending(&self, filter: &[u8], start: u64) -> u64 {
         if filter.is_empty() || filter == b">" {
-            if start <= self.base {
+            if start <= self.first_seq() {
                 return self.msgs;
             }
-            let from = (start - self.base) as usize;
-            return (from..self.entries.len())
-                .filter(|&i| self.entries[i].is_some())
-                .count() as u64;
+            return self.live_from(start).count() as u64;
         }
         self.subjects
             .iter()
@@ -481,37 +609,179 @@ impl<T> Index<T> {
         if let (Some(age), Some(now)) = (limits.max_age, now_ns) {
             let cutoff = now.saturating_sub(age.as_nanos() as u64);
             if self.pinned.is_empty() {
-                while let Some(Some(e)) = self.entries.front() {
-                    if e.ts > cutoff {
-                        break;
-                    }
+                while self.first_live().is_some_and(|(_, e)| e.ts <= cutoff) {
                     self.pop_first(out);
                 }
             } else {
                 // Pinned messages stay; the aged ones around them go (as nats-server, up to
                 // the first message younger than the cutoff).
-                let mut seq = self.base;
-                while seq <= self.last_seq {
-                    match self.get(seq) {
-                        Some(e) if e.ts > cutoff => break,
-                        Some(_) if self.pinned.contains(&seq) => {}
-                        Some(_) => {
-                            if let Some(r) = self.remove(seq) {
-                                out.push(r);
-                            }
-                        }
-                        None => {}
+                let mut from = 0;
+                loop {
+                    let next = self.live_from(from).next().map(|(s, e)| (s, e.ts));
+                    let Some((seq, ts)) = next else { break };
+                    if ts > cutoff {
+                        break;
                     }
-                    seq = seq.max(self.base - 1) + 1;
+                    if !self.pinned.contains(&seq) {
+                        if let Some(r) = self.remove(seq) {
+                            out.push(r);
+                        }
+                    }
+                    from = seq + 1;
                 }
             }
         }
     }
 
     fn pop_first(&mut self, out: &mut Vec<Removed<T>>) {
-        let first = self.base;
+        let first = self.first_seq();
         if let Some(r) = self.remove(first) {
             out.push(r);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    impl<T> Index<T> {
+        fn slots(&self) -> usize {
+            self.segments.iter().map(|seg| seg.slots.len()).sum()
+        }
+
+        fn check_shape(&self) {
+            let mut prev_end = 0;
+            let mut live = 0;
+            for seg in &self.segments {
+                assert!(seg.base >= prev_end, "segments overlap or are out of order");
+                assert!(seg.slots.front().is_some_and(|e| e.is_some()), "dead front");
+                assert!(seg.slots.back().is_some_and(|e| e.is_some()), "dead back");
+                let counted = seg.slots.iter().filter(|e| e.is_some()).count();
+                assert_eq!(seg.live, counted, "live count");
+                let mut run = 0;
+                for e in &seg.slots {
+                    run = if e.is_none() { run + 1 } else { 0 };
+                    assert!(run <= MAX_GAP, "gap of {run} inside a segment");
+                }
+                prev_end = seg.end();
+                live += counted;
+            }
+            assert_eq!(live as u64, self.msgs);
+        }
+    }
+
+    fn put(index: &mut Index<()>, seq: u64) {
+        index.insert(seq, seq, format!("s.{}", seq % 7).as_bytes(), 1, ());
+    }
+
+    #[test]
+    fn a_far_sequence_costs_one_slot_not_the_gap() {
+        let mut index = Index::new();
+        put(&mut index, 1);
+        put(&mut index, 1 << 50);
+        assert_eq!(index.slots(), 2);
+        assert_eq!(index.state().num_deleted, (1 << 50) - 2);
+        assert_eq!(index.next_match(b">", 2), Some(1 << 50));
+        assert!(index.get(1 << 49).is_none());
+        index.check_shape();
+    }
+
+    #[test]
+    fn memory_follows_live_messages_after_interior_removals() {
+        let mut index = Index::new();
+        for seq in 1..=100_000 {
+            put(&mut index, seq);
+        }
+        // A key that outlives everything published after it: nothing but its neighbours.
+        let mut order: Vec<u64> = (2..100_000).collect();
+        fastrand::shuffle(&mut order);
+        for seq in order {
+            assert!(index.remove(seq).is_some());
+        }
+        index.check_shape();
+        assert_eq!(index.msgs(), 2);
+        assert_eq!(index.slots(), 2);
+        assert_eq!(index.deleted_seqs().len(), 99_998);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert { gap: u64 },
+        Remove { pick: usize },
+        RemoveBelow { ahead: u64 },
+        Bump { ahead: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => prop_oneof![0..3u64, 0..200u64, Just(1_000_000u64)].prop_map(|gap| Op::Insert { gap }),
+            5 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
+            1 => (0..300u64).prop_map(|ahead| Op::RemoveBelow { ahead }),
+            1 => (0..300u64).prop_map(|ahead| Op::Bump { ahead }),
+        ]
+    }
+
+    proptest! {
+        /// The index answers as a sorted map of live sequences would, whatever the gaps.
+        #[test]
+        fn agrees_with_a_sorted_map(ops in proptest::collection::vec(op(), 1..400)) {
+            let mut index: Index<()> = Index::new();
+            let mut model: BTreeMap<u64, ()> = BTreeMap::new();
+            let mut last = 0u64;
+            for op in ops {
+                match op {
+                    Op::Insert { gap } => {
+                        last += 1 + gap;
+                        put(&mut index, last);
+                        model.insert(last, ());
+                    }
+                    Op::Remove { pick } => {
+                        if !model.is_empty() {
+                            let seq = *model.keys().nth(pick % model.len()).unwrap_or(&0);
+                            model.remove(&seq);
+                            let removed = index.remove(seq).map(|r| r.seq);
+                            prop_assert_eq!(removed, Some(seq));
+                        }
+                    }
+                    Op::RemoveBelow { ahead } => {
+                        let below = index.first_seq() + ahead;
+                        let mut out = Vec::new();
+                        index.remove_below(below, &mut out);
+                        let expect: Vec<u64> = model.range(..below).map(|(s, _)| *s).collect();
+                        prop_assert_eq!(out.iter().map(|r| r.seq).collect::<Vec<_>>(), expect);
+                        model.retain(|s, _| *s >= below);
+                        last = last.max(below.saturating_sub(1));
+                    }
+                    Op::Bump { ahead } => {
+                        last += ahead;
+                        index.bump_last_seq(last, None);
+                    }
+                }
+                index.check_shape();
+                prop_assert_eq!(index.msgs(), model.len() as u64);
+                prop_assert_eq!(index.last_seq(), last);
+                let first = model.keys().next().copied().unwrap_or(last + 1);
+                prop_assert_eq!(index.first_seq(), first);
+                prop_assert_eq!(index.live_seqs(), model.keys().copied().collect::<Vec<_>>());
+                let probe = first + (last.saturating_sub(first)) / 2;
+                prop_assert_eq!(index.next_match(b">", probe), model.range(probe..).next().map(|(s, _)| *s));
+                prop_assert_eq!(index.num_pending(b"", probe), model.range(probe..).count() as u64);
+                prop_assert_eq!(index.last_match(b">"), model.keys().next_back().copied());
+                prop_assert_eq!(index.get(probe).is_some(), model.contains_key(&probe));
+                if last.saturating_sub(first) < 20_000 {
+                    let deleted = index.deleted_seqs();
+                    prop_assert_eq!(deleted.len() as u64, index.state().num_deleted);
+                    prop_assert!(deleted.iter().all(|s| !model.contains_key(s)));
+                }
+                if let Some((&s, _)) = model.iter().next() {
+                    prop_assert_eq!(index.next_match(b"s.*", 0).map(|x| x >= s), Some(true));
+                }
+            }
         }
     }
 }
