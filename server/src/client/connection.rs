@@ -377,7 +377,6 @@ impl Connection {
                 Ok(())
             }
             ClientOp::Ignored => Ok(()),
-            ClientOp::Err => Err(CloseReason::ClientClosed),
             ClientOp::Connect(_) => Ok(()),
         }
     }

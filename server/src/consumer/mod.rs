@@ -465,15 +465,6 @@ impl Consumer {
         *self = next;
     }
 
-    /// Does `subject` pass this consumer's filters?
-    pub fn matches_filter(&self, subject: &[u8]) -> bool {
-        self.filters.is_empty()
-            || self
-                .filters
-                .iter()
-                .any(|f| crate::subject::matches(f, subject))
-    }
-
     /// Is `stream_seq` done for this consumer (acked, terminated, dropped after
     /// max_deliver, or delivered with ack none)? Interest retention removes a message
     /// once every interested consumer says so.
@@ -1066,11 +1057,6 @@ impl Consumer {
     fn new_flow_control_subject(&self) -> Bytes {
         let rand: String = (0..4).map(|_| fastrand::alphanumeric()).collect();
         Bytes::from(format!("$JS.FC.{}.{}.{rand}", self.stream, self.name))
-    }
-
-    /// The subject prefix flow-control answers arrive on (`$JS.FC.<stream>.<consumer>.`).
-    pub fn flow_control_prefix(&self) -> String {
-        format!("$JS.FC.{}.{}.", self.stream, self.name)
     }
 
     /// A client answered a flow-control request on `subject`: widen the window and resume.

@@ -30,8 +30,8 @@
 //! The reference server never bounds the junk after `PING`/`PONG`/`+OK`, nor a run of blanks
 //! before the arguments. A stateless parser has to keep such a line buffered, so both are
 //! bounded at [`JUNK_LIMIT_FACTOR`] × `max_control_line` (64 KiB by default) and reported as
-//! `MaxControlLine`. A `-ERR` line from a client is reported as [`ProtoError::ClientErr`]
-//! (never as [`ClientOp::Err`]) so the caller's ordinary error path closes the connection.
+//! `MaxControlLine`. A `-ERR` line from a client is reported as [`ProtoError::ClientErr`],
+//! not as an op, so the caller's ordinary error path closes the connection.
 //! The parser does not know whether the client enabled headers: the caller rejects `HPUB`
 //! itself (silent close). For an `HPUB` whose total exceeds `max_payload` from such a client
 //! the reference server closes silently, while this parser reports `MaxPayload` first.
@@ -94,11 +94,6 @@ pub enum ClientOp<'a> {
     Pong,
     /// `+OK` and `INFO` from a client are ignored.
     Ignored,
-    /// `-ERR` from a client: the server closes without a reply.
-    ///
-    /// Never produced by [`parse`], which reports `-ERR` as [`ProtoError::ClientErr`] so that
-    /// it takes the ordinary close path; kept so code matching on it still compiles.
-    Err,
 }
 
 /// The outcome of one successful [`parse`] call.
