@@ -8,8 +8,7 @@ use std::sync::Arc;
 use crate::account::Account;
 use crate::outbound::Queued;
 use crate::sublist::{SublistError, SublistResult};
-pub use crate::subscription::{Deferred, FlushSet, InternalHandler, InternalMsg};
-use crate::subscription::{SubRef, Subscription, Target};
+use crate::subscription::{FlushSet, InternalHandler, InternalMsg, SubRef, Subscription, Target};
 
 /// Deliver to one subscription (echo suppression is the caller's business); false if the
 /// subscription could not take the message.

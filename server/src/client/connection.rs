@@ -15,10 +15,10 @@ use crate::auth::{ClientPermissions, SubscribeCheck};
 use crate::outbound::{Backpressure, CloseReason, Queued, Room, STOPPED_RECEIVER_AFTER};
 use crate::proto::encode;
 use crate::proto::parser::{self, ClientOp, ParseLimits, Parsed, ProtoError};
-use crate::route::{self, FlushSet};
+use crate::route;
 use crate::subject;
 use crate::sublist::SublistResult;
-use crate::subscription::{ClosedSub, SubOwner, SubRef, Subscription};
+use crate::subscription::{ClosedSub, FlushSet, SubOwner, SubRef, Subscription};
 
 use super::{ClientShared, ConnectionHost};
 

@@ -29,8 +29,7 @@ use crate::auth::{Authenticator, ClientPermissions, PasswordCache, SubscribeChec
 use crate::config::Options;
 use crate::outbound::{self, ClientId, CloseReason, Outbound, Outlet, Queued};
 use crate::proto::encode;
-pub use crate::subscription::SubRef;
-use crate::subscription::{ClosedSub, SubOwner};
+use crate::subscription::{ClosedSub, SubOwner, SubRef};
 
 use self::connection::Connection;
 

@@ -19,11 +19,11 @@ use super::{
     PullRequest,
 };
 use crate::account::Account;
-use crate::client::SubRef;
 use crate::js_errors::{ApiError, JsError};
-use crate::route::{self, InternalHandler, InternalMsg};
+use crate::route;
 use crate::store::MessageStore;
 use crate::sublist::SublistError;
+use crate::subscription::{FlushSet, InternalHandler, InternalMsg, SubRef};
 
 /// Events drained per wake-up before delivering, so acks are applied in batches.
 const EVENTS_PER_TURN: usize = 512;
@@ -109,7 +109,7 @@ struct Inbox {
 }
 
 impl InternalHandler for Inbox {
-    fn deliver(&self, msg: &InternalMsg<'_>, _flush: &mut route::FlushSet) {
+    fn deliver(&self, msg: &InternalMsg<'_>, _flush: &mut FlushSet) {
         let event = match self.kind {
             InboxKind::Next => {
                 let Some(reply) = msg.reply else { return };
@@ -584,7 +584,7 @@ impl Task {
     }
 
     fn publish_out(&mut self) {
-        let mut flush = route::FlushSet::default();
+        let mut flush = FlushSet::default();
         for frame in self.out.drain(..) {
             match frame {
                 Outbound::Msg(d) => {

@@ -869,7 +869,8 @@ mod driver_tests {
     use super::*;
     use crate::account::{Account, AccountSettings};
     use crate::consumer::driver::{self, ConsumerHost, StopReason};
-    use crate::route::{self, InternalHandler, InternalMsg};
+    use crate::route;
+    use crate::subscription::{FlushSet, InternalHandler, InternalMsg};
 
     /// subject, reply, headers, payload
     type Captured = (String, Option<String>, Option<String>, Vec<u8>);
@@ -877,7 +878,7 @@ mod driver_tests {
     #[derive(Default)]
     struct Collect(Mutex<Vec<Captured>>);
     impl InternalHandler for Collect {
-        fn deliver(&self, m: &InternalMsg<'_>, _flush: &mut crate::route::FlushSet) {
+        fn deliver(&self, m: &InternalMsg<'_>, _flush: &mut FlushSet) {
             let s = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
             self.0.lock().unwrap().push((
                 s(m.subject),

@@ -43,16 +43,16 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::account::Account;
-use crate::client::SubRef;
 use crate::config::{
     AccountConfig, AccountJetStreamLimits, JetStreamConfig, Options, GLOBAL_ACCOUNT,
 };
 use crate::js_errors::{ApiError, JsError};
-use crate::route::{self, InternalHandler, InternalMsg};
+use crate::route;
 use crate::server::Server;
 use crate::store::{
     FileStore, FileStoreConfig, MemStore, MessageStore, StorageType, StoreError, SyncPolicy,
 };
+use crate::subscription::{FlushSet, InternalHandler, InternalMsg, SubRef};
 use config::{Storage, StreamConfig, StreamSource};
 use stream::Stream;
 
@@ -219,7 +219,7 @@ struct ApiHandler {
 }
 
 impl InternalHandler for ApiHandler {
-    fn deliver(&self, msg: &InternalMsg<'_>, flush: &mut route::FlushSet) {
+    fn deliver(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet) {
         // A request without a reply subject gets no answer, so it is not worth queueing.
         let Some(reply) = msg.reply else { return };
         let Some(subject) = std::str::from_utf8(msg.subject).ok() else {
@@ -276,7 +276,7 @@ struct DomainApi {
 }
 
 impl InternalHandler for DomainApi {
-    fn deliver(&self, msg: &InternalMsg<'_>, flush: &mut route::FlushSet) {
+    fn deliver(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet) {
         let (Some(account), Some(rest)) = (
             self.account.upgrade(),
             msg.subject.strip_prefix(self.prefix.as_slice()),

@@ -34,12 +34,12 @@ use super::schedule;
 use super::sourcing::{self, Source, SourceInfo};
 use super::Usage;
 use crate::account::Account;
-use crate::client::SubRef;
 use crate::consumer::driver::StopReason;
 use crate::js_errors::{ApiError, JsError};
-use crate::route::{self, Deferred, FlushSet, InternalHandler, InternalMsg};
+use crate::route;
 use crate::store::{MessageStore, PurgeRequest, StorageType, StoreError};
 use crate::subject_transform::SubjectTransform;
+use crate::subscription::{Deferred, FlushSet, InternalHandler, InternalMsg, SubRef};
 
 /// Captured messages a stream may have waiting before new ones are refused.
 const INGEST_QUEUE: usize = 65_536;

@@ -21,8 +21,9 @@ use std::sync::{Arc, Weak};
 use serde_json::{json, Value};
 
 use super::{accountz, connz, jsz, subsz, varz, Params};
-use crate::route::{self, FlushSet, InternalHandler, InternalMsg};
+use crate::route;
 use crate::server::Server;
+use crate::subscription::{FlushSet, InternalHandler, InternalMsg};
 
 /// Answers the requests; holds the server weakly (the server owns the subscription).
 struct SysRequests {
