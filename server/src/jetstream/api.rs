@@ -638,7 +638,7 @@ fn check_reservation(
 fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
     let mut cfg = parse_config(jsa, name, payload, true)?;
     check_max_bytes_limits(jsa, &cfg)?;
-    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    let _admin = jsa.admin.lock();
     check_origins(jsa, &mut cfg)?;
     if let Some(existing) = jsa.stream(name) {
         if *existing.config() == cfg {
@@ -687,9 +687,7 @@ fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
         let _ = stream.delete();
         return Err(e);
     }
-    if let Ok(mut streams) = jsa.streams.write() {
-        streams.insert(name.to_string(), stream.clone());
-    }
+    jsa.streams.write().insert(name.to_string(), stream.clone());
     tracing::debug!("JetStream stream '{} > {}' created", jsa.name, name);
     super::action_advisory(jsa, name, None, "create");
     Ok(typed("stream_create", &info_body(js, &stream, Some(true))))
@@ -715,7 +713,7 @@ fn check_max_bytes_limits(jsa: &JsAccount, cfg: &StreamConfig) -> Result<(), Api
 fn stream_update(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
     let mut cfg = parse_config(jsa, name, payload, false)?;
     check_max_bytes_limits(jsa, &cfg)?;
-    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    let _admin = jsa.admin.lock();
     let stream = jsa
         .stream(name)
         .ok_or_else(|| ApiError::from(JsError::StreamNotFound))?;
@@ -795,12 +793,12 @@ struct Success {
 }
 
 fn stream_delete(jsa: &JsAccount, name: &str) -> ApiResult {
-    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
-    let stream = match jsa.streams.write() {
-        Ok(mut s) => s.remove(name),
-        Err(_) => None,
-    }
-    .ok_or(JsError::StreamNotFound)?;
+    let _admin = jsa.admin.lock();
+    let stream = jsa
+        .streams
+        .write()
+        .remove(name)
+        .ok_or(JsError::StreamNotFound)?;
     let consumers = stream.consumers.names();
     stream.delete()?;
     for consumer in &consumers {

@@ -12,7 +12,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
@@ -31,10 +33,6 @@ use crate::js_errors::{ApiError, JsError};
 
 const NAMES_LIMIT: usize = 1024;
 const LIST_LIMIT: usize = 256;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// Runs `f` to completion from synchronous code: the API thread (outside the runtime)
 /// blocks on the runtime; a multi-threaded runtime worker steps aside first.
@@ -95,17 +93,14 @@ impl Consumers {
         }
     }
 
-    /// How many consumers the stream has.
     /// The consumers' names, sorted.
     pub(crate) fn names(&self) -> Vec<String> {
-        self.map
-            .read()
-            .map(|m| m.keys().cloned().collect())
-            .unwrap_or_default()
+        self.map.read().keys().cloned().collect()
     }
 
+    /// How many consumers the stream has.
     pub(crate) fn count(&self) -> usize {
-        self.map.read().map(|m| m.len()).unwrap_or(0)
+        self.map.read().len()
     }
 
     /// The consumers a stricter `consumer_limits` (inactive threshold, max ack pending; 0
@@ -114,7 +109,7 @@ impl Consumers {
         self.entries()
             .into_iter()
             .filter(|(_, e)| {
-                let c = lock(&e.config);
+                let c = e.config.lock();
                 (inactive_threshold > 0 && c.inactive_threshold > inactive_threshold)
                     || (max_ack_pending > 0 && c.max_ack_pending > max_ack_pending)
             })
@@ -125,31 +120,30 @@ impl Consumers {
     fn entries(&self) -> Vec<(String, Arc<ConsumerEntry>)> {
         self.map
             .read()
-            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-            .unwrap_or_default()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     fn get(&self, name: &str) -> Option<Arc<ConsumerEntry>> {
-        self.map.read().ok()?.get(name).cloned()
+        self.map.read().get(name).cloned()
     }
 
     /// Wakes every consumer (after the worker stored a batch).
     pub(crate) fn notify_all(&self) {
-        if let Ok(m) = self.map.read() {
-            for e in m.values() {
-                e.handle.notify();
-            }
+        for e in self.map.read().values() {
+            e.handle.notify();
         }
     }
 
     /// After a purge or message delete: recount pending and forget removed sequences.
     pub(crate) fn reset_pending(&self, first_seq: u64, still_stored: impl Fn(u64) -> bool) {
-        if let Ok(m) = self.map.read() {
-            for e in m.values() {
-                e.handle.reset_pending();
-            }
+        for e in self.map.read().values() {
+            e.handle.reset_pending();
         }
-        lock(&self.interest).retain(|&seq, _| seq >= first_seq && still_stored(seq));
+        self.interest
+            .lock()
+            .retain(|&seq, _| seq >= first_seq && still_stored(seq));
     }
 
     /// Interest streams, called by the worker with `store` storing the message: records
@@ -161,17 +155,14 @@ impl Consumers {
         seq_of: impl Fn(&T) -> Option<u64>,
     ) -> (T, bool) {
         // Held across the store so an ack cannot arrive before the set exists.
-        let mut interest = lock(&self.interest);
+        let mut interest = self.interest.lock();
         let set: InterestSet = self
             .map
             .read()
-            .map(|m| {
-                m.iter()
-                    .filter(|(_, e)| e.matches(subject))
-                    .map(|(k, _)| Arc::from(k.as_str()))
-                    .collect()
-            })
-            .unwrap_or_default();
+            .iter()
+            .filter(|(_, e)| e.matches(subject))
+            .map(|(k, _)| Arc::from(k.as_str()))
+            .collect();
         let out = store();
         let Some(seq) = seq_of(&out) else {
             return (out, true);
@@ -186,10 +177,7 @@ impl Consumers {
     /// Stops every consumer: keeping their state when the stream is unloaded, telling their
     /// waiting pull requests when it is deleted.
     pub(crate) fn stop_all(&self, reason: StopReason) {
-        let entries = match self.map.write() {
-            Ok(mut m) => std::mem::take(&mut *m),
-            Err(_) => return,
-        };
+        let entries = std::mem::take(&mut *self.map.write());
         for e in entries.values() {
             block_on(&self.rt, e.handle.stop(reason));
         }
@@ -258,7 +246,7 @@ impl ConsumerHost for StreamHost {
                 }
             }
             Retention::Interest => {
-                let mut interest = lock(&stream.consumers.interest);
+                let mut interest = stream.consumers.interest.lock();
                 for &seq in stream_seqs {
                     let Some(set) = interest.get_mut(&seq) else {
                         continue;
@@ -304,12 +292,7 @@ impl ConsumerHost for StreamHost {
         let (Some(stream), Some(jsa)) = (self.stream.upgrade(), self.jsa.upgrade()) else {
             return;
         };
-        let removed = stream
-            .consumers
-            .map
-            .write()
-            .ok()
-            .and_then(|mut m| m.remove(consumer));
+        let removed = stream.consumers.map.write().remove(consumer);
         if removed.is_some() {
             forget(&stream, consumer);
             action_advisory(&jsa, &stream.name, Some(consumer), "delete");
@@ -335,7 +318,7 @@ fn drop_interest(
     then: impl FnOnce(&mut HashMap<u64, InterestSet>),
 ) {
     let mut gone = Vec::new();
-    let mut interest = lock(&stream.consumers.interest);
+    let mut interest = stream.consumers.interest.lock();
     interest.retain(|&seq, set| {
         if seq < below {
             set.retain(|c| &**c != consumer);
@@ -386,9 +369,7 @@ fn start(
             .collect(),
         config: Mutex::new(config),
     });
-    if let Ok(mut m) = stream.consumers.map.write() {
-        m.insert(name, entry.clone());
-    }
+    stream.consumers.map.write().insert(name, entry.clone());
     Ok(entry)
 }
 
@@ -489,7 +470,7 @@ type RestoredInterest = (Vec<Vec<u8>>, String, u64, u64, Vec<u64>);
 /// acknowledged (above its ack floor and either undelivered or pending).
 fn rebuild_interest(stream: &Stream, restored: &[RestoredInterest]) {
     let st = stream.store.state();
-    let mut interest = lock(&stream.consumers.interest);
+    let mut interest = stream.consumers.interest.lock();
     let mut seq = st.first_seq.max(1);
     while seq <= st.last_seq {
         let Ok(msg) = stream.store.load_next_msg(b"", seq) else {
@@ -645,15 +626,15 @@ pub(crate) fn create(
     config.apply_defaults(&context);
     config.set_server_metadata(crate::server::NATS_COMPAT_VERSION);
     config.validate(&context)?;
-    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    let _admin = jsa.admin.lock();
     if let Some(existing) = stream.consumers.get(&name) {
         if req.action == "create" {
-            let same = *lock(&existing.config) == config;
+            let same = *existing.config.lock() == config;
             if !same {
                 return Err(JsError::ConsumerAlreadyExists.into());
             }
         }
-        let old = lock(&existing.config).clone();
+        let old = existing.config.lock().clone();
         if old != config {
             old.check_update(&config)?;
             apply_config(&stream, &existing, &name, config)?;
@@ -683,7 +664,7 @@ pub(crate) fn create(
             .consumers
             .entries()
             .iter()
-            .map(|(_, e)| lock(&e.config).clone())
+            .map(|(_, e)| e.config.lock().clone())
             .collect();
         let refs: Vec<&ConsumerConfig> = others.iter().collect();
         check_workqueue_partition(&config, &refs)?;
@@ -702,13 +683,8 @@ pub(crate) fn create(
     let entry = start(&stream, jsa, consumer)?;
     let _ = js;
     action_advisory(jsa, stream_name, Some(&name), "create");
-    if let Some(until) = entry
-        .config
-        .lock()
-        .ok()
-        .and_then(|c| c.pause_until_ns())
-        .filter(|&t| t > now)
-    {
+    let pause_until = entry.config.lock().pause_until_ns();
+    if let Some(until) = pause_until.filter(|&t| t > now) {
         pause_advisory(jsa, stream_name, &name, Some(until));
     }
     Ok(typed_raw("consumer_create", &info_json(&stream, &entry)?))
@@ -722,7 +698,7 @@ fn apply_config(
     config: ConsumerConfig,
 ) -> Result<(), ApiError> {
     entry.handle.update(config.clone());
-    *lock(&entry.config) = config.clone();
+    *entry.config.lock() = config.clone();
     if config.is_durable() {
         let created = created_of(stream, entry);
         stream
@@ -770,7 +746,7 @@ struct PauseRequest {
 pub(crate) fn pause(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8>, ApiError> {
     let req: PauseRequest = parse_body(jsa, payload)?;
     let (stream, name) = stream_and_consumer(jsa, arg)?;
-    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    let _admin = jsa.admin.lock();
     let entry = stream
         .consumers
         .get(name)
@@ -784,7 +760,7 @@ pub(crate) fn pause(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8
         ),
     }
     .filter(|&t| t > now);
-    let old = lock(&entry.config).clone();
+    let old = entry.config.lock().clone();
     let mut config = old.clone();
     config.pause_until = until.map(rfc3339_ns);
     if config != old {
@@ -838,13 +814,12 @@ pub(crate) fn unpin(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8
 /// `$JS.API.CONSUMER.DELETE.<stream>.<consumer>`.
 pub(crate) fn delete(jsa: &JsAccount, arg: &str) -> Result<Vec<u8>, ApiError> {
     let (stream, name) = stream_and_consumer(jsa, arg)?;
-    let _admin = jsa.admin.lock().unwrap_or_else(|e| e.into_inner());
+    let _admin = jsa.admin.lock();
     let entry = stream
         .consumers
         .map
         .write()
-        .ok()
-        .and_then(|mut m| m.remove(name))
+        .remove(name)
         .ok_or(JsError::ConsumerNotFound)?;
     block_on(&stream.consumers.rt, entry.handle.stop(StopReason::Deleted));
     forget(&stream, name);

@@ -35,7 +35,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::{Mutex, RwLock};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -77,10 +79,6 @@ pub enum JetStreamError {
     /// Another server uses the store directory.
     #[error("{0}")]
     Locked(#[from] crate::store::dirlock::DirLockError),
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Usage across the whole server, checked against `max_memory_store` / `max_file_store`.
@@ -179,15 +177,12 @@ impl JsAccount {
 
     /// Streams by name (sorted).
     pub fn streams(&self) -> Vec<Arc<Stream>> {
-        self.streams
-            .read()
-            .map(|s| s.values().cloned().collect())
-            .unwrap_or_default()
+        self.streams.read().values().cloned().collect()
     }
 
     /// One stream.
     pub fn stream(&self, name: &str) -> Option<Arc<Stream>> {
-        self.streams.read().ok()?.get(name).cloned()
+        self.streams.read().get(name).cloned()
     }
 
     pub(crate) fn direct_handler(&self) -> Arc<dyn InternalHandler> {
@@ -234,7 +229,7 @@ impl InternalHandler for ApiHandler {
         {
             return;
         }
-        let Some(account) = lock(&self.account).upgrade() else {
+        let Some(account) = self.account.lock().upgrade() else {
             return;
         };
         if let Some(arg) = msg
@@ -532,7 +527,7 @@ impl JetStream {
         self.account_configs.store(Arc::new(opts.accounts.clone()));
         let system = server.system_account();
         let accounts = server.accounts();
-        let mut map = lock(&self.accounts);
+        let mut map = self.accounts.lock();
         let live: HashMap<&str, &Arc<Account>> =
             accounts.iter().map(|a| (a.name.as_str(), a)).collect();
         let gone: Vec<String> = map
@@ -607,8 +602,8 @@ impl JetStream {
             strict: self.config.strict,
             admin: Mutex::new(()),
         });
-        *lock(&handler.account) = Arc::downgrade(&jsa);
-        let mut subs = lock(&jsa.api_subs);
+        *handler.account.lock() = Arc::downgrade(&jsa);
+        let mut subs = jsa.api_subs.lock();
         // Like nats-server's `$JS.API.>` import, the API space has a responder: a request
         // for an unknown API, or for a consumer that is not there, gets no reply (the client
         // times out) rather than "no responders". Pull requests and direct gets are the
@@ -656,10 +651,9 @@ impl JetStream {
     }
 
     fn unload(&self, jsa: &JsAccount, why: &str) {
-        let streams: Vec<Arc<Stream>> = match jsa.streams.write() {
-            Ok(mut s) => std::mem::take(&mut *s).into_values().collect(),
-            Err(_) => Vec::new(),
-        };
+        let streams: Vec<Arc<Stream>> = std::mem::take(&mut *jsa.streams.write())
+            .into_values()
+            .collect();
         if !streams.is_empty() {
             tracing::warn!(
                 "JetStream account '{}' unloaded ({}): {} stream(s) kept on disk under {}",
@@ -673,7 +667,7 @@ impl JetStream {
             s.stop();
         }
         if why == "account removed" {
-            for sub in lock(&jsa.api_subs).drain(..) {
+            for sub in jsa.api_subs.lock().drain(..) {
                 route::unsubscribe_internal(&jsa.account, &sub);
             }
         }
@@ -798,9 +792,7 @@ impl JetStream {
                         jsa.name,
                         name
                     );
-                    if let Ok(mut s) = jsa.streams.write() {
-                        s.insert(name, stream.clone());
-                    }
+                    jsa.streams.write().insert(name, stream.clone());
                     consumers::recover(&stream, jsa);
                 }
                 Err(e) => tracing::error!(
@@ -815,12 +807,12 @@ impl JetStream {
 
     /// The JetStream view of an account.
     pub fn account(&self, name: &str) -> Option<Arc<JsAccount>> {
-        lock(&self.accounts).get(name).cloned()
+        self.accounts.lock().get(name).cloned()
     }
 
     /// Every account JetStream knows, sorted by name.
     pub fn accounts(&self) -> Vec<Arc<JsAccount>> {
-        let mut v: Vec<_> = lock(&self.accounts).values().cloned().collect();
+        let mut v: Vec<_> = self.accounts.lock().values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }

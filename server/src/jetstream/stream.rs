@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::OnceLock;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
+
+use parking_lot::Mutex;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -203,7 +205,7 @@ impl IngestHandler {
         let Some(worker) = self.worker.get() else {
             return false;
         };
-        let Ok(mut guard) = worker.try_lock() else {
+        let Some(mut guard) = worker.try_lock() else {
             return false;
         };
         if self.queued.load(Ordering::Acquire) != 0 {
@@ -219,7 +221,7 @@ impl IngestHandler {
 impl Deferred for Mutex<Worker> {
     fn complete(&self, flush: &mut FlushSet) {
         let mut out = Vec::new();
-        let mut worker = lock(self);
+        let mut worker = self.lock();
         worker.commit(&mut out);
         let account = worker.stream.account.clone();
         drop(worker);
@@ -290,10 +292,6 @@ pub struct Stream {
     origins: Arc<dyn Origins>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Stream {
     /// Wraps an opened store, starts the worker and subscribes the stream's subjects.
     // One caller (`JetStream::open_stream`), which holds every piece already.
@@ -350,7 +348,7 @@ impl Stream {
             .name(format!("js-{}", stream.name))
             .spawn(move || Worker::run(&worker, &ingest, rx))
             .map_err(ApiError::internal)?;
-        *lock(&stream.worker) = Some(handle);
+        *stream.worker.lock() = Some(handle);
         stream.subscribe()?;
         if stream.config().mirror.is_some() || !stream.config().sources.is_empty() {
             stream.doorbell.ring();
@@ -389,7 +387,7 @@ impl Stream {
             return (None, Vec::new());
         };
         let now = crate::store::now_ns();
-        let w = lock(worker);
+        let w = worker.lock();
         if w.mirror {
             (w.sources.first().map(|s| s.info(now)), Vec::new())
         } else {
@@ -404,7 +402,7 @@ impl Stream {
 
     fn subscribe(&self) -> Result<(), ApiError> {
         let cfg = self.config();
-        let mut subs = lock(&self.subs);
+        let mut subs = self.subs.lock();
         for sub in subs.drain(..) {
             route::unsubscribe_internal(&self.account, &sub);
         }
@@ -421,7 +419,7 @@ impl Stream {
 
     /// Subscribes (or drops) `$JS.API.DIRECT.GET.<name>` per `allow_direct`.
     pub(crate) fn set_direct(&self, handler: Option<Arc<dyn InternalHandler>>) {
-        let mut subs = lock(&self.direct_subs);
+        let mut subs = self.direct_subs.lock();
         for sub in subs.drain(..) {
             route::unsubscribe_internal(&self.account, &sub);
         }
@@ -468,12 +466,12 @@ impl Stream {
 
     /// Stops the worker and unsubscribes; the store is left open for the caller.
     fn stop_worker(&self) {
-        for sub in lock(&self.subs).drain(..) {
+        for sub in self.subs.lock().drain(..) {
             route::unsubscribe_internal(&self.account, &sub);
         }
         self.set_direct(None);
         let _ = self.tx.send(Work::Stop);
-        if let Some(handle) = lock(&self.worker).take() {
+        if let Some(handle) = self.worker.lock().take() {
             let _ = handle.join();
         }
     }
@@ -1106,11 +1104,11 @@ impl Worker {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut out: Vec<OutMsg> = Vec::with_capacity(MAX_BATCH);
         loop {
-            let tick = lock(worker).expire_tick();
+            let tick = worker.lock().expire_tick();
             match rx.recv_timeout(tick) {
                 Ok(w) => batch.push(w),
                 Err(RecvTimeoutError::Timeout) => {
-                    let mut w = lock(worker);
+                    let mut w = worker.lock();
                     w.expire();
                     let more = w.pull();
                     w.commit(&mut out);
@@ -1134,7 +1132,7 @@ impl Worker {
             }
             let msgs = batch.iter().filter(|w| matches!(w, Work::Msg(_))).count();
             let pull = batch.iter().any(|w| matches!(w, Work::Pull));
-            let mut w = lock(worker);
+            let mut w = worker.lock();
             let stop = w.store_batch(batch.drain(..));
             let more = pull && !stop && w.pull();
             w.commit(&mut out);

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::fs::{write_atomic, Fs};
 use super::StoreError;
@@ -43,35 +45,21 @@ pub struct MemConsumerStore {
 impl ConsumerStore for MemConsumerStore {
     fn save(&self, consumer: &str, state: &[u8]) -> Result<(), StoreError> {
         check_name(consumer)?;
-        let mut g = self.states.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.states.lock();
         g.insert(consumer.to_owned(), state.to_vec());
         Ok(())
     }
     fn load(&self, consumer: &str) -> Result<Option<Vec<u8>>, StoreError> {
         check_name(consumer)?;
-        Ok(self
-            .states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(consumer)
-            .cloned())
+        Ok(self.states.lock().get(consumer).cloned())
     }
     fn remove(&self, consumer: &str) -> Result<(), StoreError> {
         check_name(consumer)?;
-        self.states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(consumer);
+        self.states.lock().remove(consumer);
         Ok(())
     }
     fn list(&self) -> Result<Vec<String>, StoreError> {
-        let mut names: Vec<String> = self
-            .states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .keys()
-            .cloned()
-            .collect();
+        let mut names: Vec<String> = self.states.lock().keys().cloned().collect();
         names.sort();
         Ok(names)
     }

@@ -13,7 +13,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -304,10 +306,6 @@ fn parse_block_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl FileStore {
     /// Opens (or creates) the store in `cfg.dir`, recovering its index from the blocks.
     pub fn open(cfg: FileStoreConfig) -> Result<Self, StoreError> {
@@ -352,7 +350,7 @@ impl FileStore {
         });
         {
             // Head evictions are not logged; replaying the limits restores them.
-            let mut g = lock(&shared.inner);
+            let mut g = shared.inner.lock();
             let Inner { index, limits, .. } = &mut *g;
             let mut removed = Vec::new();
             index.enforce(limits, None, Some(now_ns()), &mut removed);
@@ -389,7 +387,7 @@ impl FileStore {
     }
 
     fn stop_flusher(&self) {
-        if let Some((tx, handle)) = lock(&self.flusher).take() {
+        if let Some((tx, handle)) = self.flusher.lock().take() {
             let _ = tx.send(());
             let _ = handle.join();
         }
@@ -868,7 +866,7 @@ fn create_block(
 impl Shared {
     /// The state, rebuilt from the files first when a failed write left it untrusted.
     fn inner(&self) -> MutexGuard<'_, Inner> {
-        let mut g = lock(&self.inner);
+        let mut g = self.inner.lock();
         note_fault(&self.dir, &mut g);
         if g.poisoned && !g.closed && g.reload_at.is_none_or(|at| Instant::now() >= at) {
             self.reload(&mut g);
@@ -1271,7 +1269,7 @@ impl Shared {
     /// Group commit: returns once everything up to write generation `gen` is fsynced.
     /// One caller fsyncs the tail for everybody waiting; the others sleep on the condvar.
     fn sync_to(&self, gen: u64) -> Result<(), StoreError> {
-        let mut s = lock(&self.sync);
+        let mut s = self.sync.lock();
         loop {
             if s.synced_gen >= gen {
                 return Ok(());
@@ -1280,7 +1278,7 @@ impl Shared {
                 s.syncing = true;
                 drop(s);
                 let (file, path, target, poisoned) = {
-                    let mut g = lock(&self.inner);
+                    let mut g = self.inner.lock();
                     let held_failed = write_held(&mut g).is_err();
                     let tail = g.blocks.get(&g.tail);
                     (
@@ -1294,24 +1292,24 @@ impl Shared {
                     (false, Some(f)) => f.sync_data().map_err(io_err(&path)),
                     _ => Err(StoreError::Poisoned),
                 };
-                s = lock(&self.sync);
+                s = self.sync.lock();
                 s.syncing = false;
                 if res.is_ok() {
                     s.synced_gen = s.synced_gen.max(target);
                 }
                 self.sync_cv.notify_all();
                 drop(s);
-                let mut g = lock(&self.inner);
+                let mut g = self.inner.lock();
                 match &res {
                     Ok(()) => healthy(&self.dir, &mut g, true),
                     Err(e) => g.fail(e, true),
                 }
                 drop(g);
                 res?;
-                s = lock(&self.sync);
+                s = self.sync.lock();
             } else {
-                s = self.sync_cv.wait(s).unwrap_or_else(|e| e.into_inner());
-                if lock(&self.inner).poisoned && s.synced_gen < gen {
+                self.sync_cv.wait(&mut s);
+                if self.inner.lock().poisoned && s.synced_gen < gen {
                     return Err(StoreError::Poisoned);
                 }
             }
@@ -1653,7 +1651,7 @@ impl MessageStore for FileStore {
     /// Reads each block from the window's start once instead of one read per message.
     fn visit_headers_since(&self, min_ts: u64, visit: &mut dyn FnMut(u64, u64, &[u8])) {
         let sh = &*self.shared;
-        let mut g = lock(&sh.inner);
+        let mut g = sh.inner.lock();
         if write_held(&mut g).is_err() {
             return;
         }
@@ -1698,7 +1696,7 @@ impl MessageStore for FileStore {
 
     fn commit(&self) -> Result<(), StoreError> {
         let sh = &*self.shared;
-        let mut g = lock(&sh.inner);
+        let mut g = sh.inner.lock();
         g.holding = false;
         let had_held = !g.held.is_empty();
         let earlier = std::mem::take(&mut g.batch_failed);
@@ -1728,14 +1726,14 @@ impl MessageStore for FileStore {
     fn stop(&self) -> Result<(), StoreError> {
         self.stop_flusher();
         let res = {
-            let g = lock(&self.shared.inner);
+            let g = self.shared.inner.lock();
             (!g.closed && !g.poisoned).then_some(())
         };
         let res = match res {
             Some(()) => self.shared.flush(),
             None => Ok(()),
         };
-        let mut g = lock(&self.shared.inner);
+        let mut g = self.shared.inner.lock();
         g.closed = true;
         if let Some(f) = g.lock_file.take() {
             let _ = FileExt::unlock(&f);

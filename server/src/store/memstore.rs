@@ -1,6 +1,8 @@
 //! The memory store: the shared index holding the messages themselves.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use bytes::Bytes;
 
@@ -43,14 +45,8 @@ impl MemStore {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the index half-updated in a way
-        // that matters more than losing the store, so keep serving.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
     fn open(&self) -> Result<MutexGuard<'_, Inner>, StoreError> {
-        let g = self.lock();
+        let g = self.inner.lock();
         if g.closed {
             return Err(StoreError::Closed);
         }
@@ -104,17 +100,17 @@ impl MessageStore for MemStore {
     }
 
     fn load_msg(&self, seq: u64) -> Result<StoredMsg, StoreError> {
-        to_msg(&self.lock().index, seq)
+        to_msg(&self.inner.lock().index, seq)
     }
 
     fn load_last_msg(&self, filter: &[u8]) -> Result<StoredMsg, StoreError> {
-        let g = self.lock();
+        let g = self.inner.lock();
         let seq = g.index.last_match(filter).ok_or(StoreError::NotFound)?;
         to_msg(&g.index, seq)
     }
 
     fn load_next_msg(&self, filter: &[u8], start_seq: u64) -> Result<StoredMsg, StoreError> {
-        let g = self.lock();
+        let g = self.inner.lock();
         let seq = g
             .index
             .next_match(filter, start_seq)
@@ -123,7 +119,7 @@ impl MessageStore for MemStore {
     }
 
     fn num_pending(&self, filter: &[u8], start_seq: u64) -> u64 {
-        self.lock().index.num_pending(filter, start_seq)
+        self.inner.lock().index.num_pending(filter, start_seq)
     }
 
     fn remove_msg(&self, seq: u64) -> Result<bool, StoreError> {
@@ -180,15 +176,15 @@ impl MessageStore for MemStore {
     }
 
     fn state(&self) -> StoreState {
-        self.lock().index.state()
+        self.inner.lock().index.state()
     }
 
     fn subjects_state(&self, filter: &[u8]) -> Vec<SubjectState> {
-        self.lock().index.subjects_state(filter)
+        self.inner.lock().index.subjects_state(filter)
     }
 
     fn deleted_seqs(&self) -> Vec<u64> {
-        self.lock().index.deleted_seqs()
+        self.inner.lock().index.deleted_seqs()
     }
 
     fn stored_size(&self, subject: &[u8], headers: Option<&[u8]>, payload: &[u8]) -> u64 {
@@ -209,12 +205,12 @@ impl MessageStore for MemStore {
     }
 
     fn stop(&self) -> Result<(), StoreError> {
-        self.lock().closed = true;
+        self.inner.lock().closed = true;
         Ok(())
     }
 
     fn delete(&self) -> Result<(), StoreError> {
-        let mut g = self.lock();
+        let mut g = self.inner.lock();
         g.closed = true;
         g.index = Index::new();
         Ok(())
