@@ -17,9 +17,9 @@ use crate::js_errors::{ApiError, JsError};
 use crate::route;
 use crate::store::{PurgeRequest, StoredMsg};
 
-/// Default page sizes, as nats-server.
-const NAMES_LIMIT: usize = 1024;
-const LIST_LIMIT: usize = 256;
+/// Page sizes of the `NAMES` and `LIST` requests (streams and consumers), as nats-server.
+pub(super) const NAMES_LIMIT: usize = 1024;
+pub(super) const LIST_LIMIT: usize = 256;
 const SUBJECTS_LIMIT: u64 = 100_000;
 
 /// A reply: optional header block and body.

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 use tokio::runtime::Handle;
 
-use super::api::{decode, parse_body, typed};
+use super::api::{decode, parse_body, typed, LIST_LIMIT, NAMES_LIMIT};
 use super::config::Retention;
 use super::stream::Stream;
 use super::{action_advisory, pause_advisory, JetStream, JsAccount};
@@ -30,9 +30,6 @@ use crate::consumer::config::{
 use crate::consumer::driver::{self, ConsumerHandle, ConsumerHost, StopReason};
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerState, StreamContext};
 use crate::js_errors::{ApiError, JsError};
-
-const NAMES_LIMIT: usize = 1024;
-const LIST_LIMIT: usize = 256;
 
 /// Runs `f` to completion from synchronous code: the API thread (outside the runtime)
 /// blocks on the runtime; a multi-threaded runtime worker steps aside first.
