@@ -13,16 +13,38 @@ use crate::proto::encode;
 
 use super::connection::{Connection, OpResult};
 
-/// CONNECT options; missing fields take nats-server's defaults (verbose and pedantic on).
-#[derive(Debug, Deserialize)]
+/// The CONNECT options that govern the protocol; missing fields, and a connection that has
+/// not sent CONNECT, take nats-server's defaults (verbose and pedantic on).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub(super) struct ProtocolOptions {
+    pub(super) verbose: bool,
+    pub(super) pedantic: bool,
+    pub(super) echo: bool,
+    pub(super) headers: bool,
+    pub(super) no_responders: bool,
+    pub(super) protocol: i64,
+}
+
+impl Default for ProtocolOptions {
+    fn default() -> Self {
+        ProtocolOptions {
+            verbose: true,
+            pedantic: true,
+            echo: true,
+            headers: false,
+            no_responders: false,
+            protocol: 0,
+        }
+    }
+}
+
+/// CONNECT options.
+#[derive(Debug, Default, Deserialize)]
 #[serde(default)]
 struct ConnectOptions {
-    verbose: bool,
-    pedantic: bool,
-    echo: bool,
-    headers: bool,
-    no_responders: bool,
-    protocol: i64,
+    #[serde(flatten)]
+    protocol: ProtocolOptions,
     name: Option<String>,
     lang: Option<String>,
     version: Option<String>,
@@ -31,27 +53,6 @@ struct ConnectOptions {
     auth_token: Option<String>,
     account: Option<serde_json::Value>,
     new_account: Option<serde_json::Value>,
-}
-
-impl Default for ConnectOptions {
-    fn default() -> Self {
-        ConnectOptions {
-            verbose: true,
-            pedantic: true,
-            echo: true,
-            headers: false,
-            no_responders: false,
-            protocol: 0,
-            name: None,
-            lang: None,
-            version: None,
-            user: None,
-            pass: None,
-            auth_token: None,
-            account: None,
-            new_account: None,
-        }
-    }
 }
 
 /// CONNECT JSON for the trace log, with secrets replaced as nats-server does.
@@ -91,11 +92,12 @@ impl Connection {
         let Ok(opts) = ConnectOptions::deserialize(value) else {
             return Err(CloseReason::ParseError);
         };
-        if opts.protocol < 0 || opts.protocol > 1 {
+        let protocol = opts.protocol;
+        if protocol.protocol < 0 || protocol.protocol > 1 {
             self.send_err("invalid client protocol");
             return Err(CloseReason::BadClientProtocolVersion);
         }
-        if opts.no_responders && !opts.headers {
+        if protocol.no_responders && !protocol.headers {
             self.send_err("no responders requires headers support");
             return Err(CloseReason::ProtocolViolation);
         }
@@ -140,16 +142,14 @@ impl Connection {
             self.send_err("Authorization Violation");
             return Err(CloseReason::AuthenticationViolation);
         };
-        self.verbose = opts.verbose;
-        self.pedantic = opts.pedantic;
-        self.echo = opts.echo;
-        self.headers = opts.headers && !self.server.options().no_header_support;
-        self.no_responders = opts.no_responders;
-        self.protocol = opts.protocol;
+        self.opts = ProtocolOptions {
+            headers: protocol.headers && !self.server.options().no_header_support,
+            ..protocol
+        };
         self.shared
             .out
             .wants_headers
-            .store(self.headers, Ordering::Relaxed);
+            .store(self.opts.headers, Ordering::Relaxed);
         {
             let mut meta = self.shared.meta.lock();
             meta.name = opts.name.unwrap_or_default();
@@ -160,7 +160,7 @@ impl Connection {
         }
         self.bind_identity(account, &identity)?;
         self.connected = true;
-        if self.verbose {
+        if self.opts.verbose {
             self.queue_self(encode::OK);
         }
         Ok(())
@@ -231,5 +231,36 @@ impl Connection {
         self.l1.clear();
         self.l1_genid = u64::MAX;
         self.pub_perm_cache.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(json: &str) -> Result<ConnectOptions, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+
+    #[test]
+    fn connect_options_default_to_nats_server_and_refuse_wrong_types() {
+        let opts = decode("{}").expect("empty CONNECT");
+        assert!(opts.protocol.verbose && opts.protocol.pedantic && opts.protocol.echo);
+        assert!(!opts.protocol.headers && !opts.protocol.no_responders);
+        assert_eq!(opts.protocol.protocol, 0);
+
+        let opts = decode(
+            r#"{"verbose":false,"echo":false,"headers":true,"protocol":1,"name":"n","user":"u"}"#,
+        )
+        .expect("CONNECT");
+        assert!(!opts.protocol.verbose && opts.protocol.pedantic && !opts.protocol.echo);
+        assert!(opts.protocol.headers);
+        assert_eq!(opts.protocol.protocol, 1);
+        assert_eq!(opts.name.as_deref(), Some("n"));
+        assert_eq!(opts.user.as_deref(), Some("u"));
+
+        assert!(decode(r#"{"verbose":"yes"}"#).is_err());
+        assert!(decode(r#"{"protocol":"1"}"#).is_err());
+        assert!(decode(r#"{"name":1}"#).is_err());
     }
 }

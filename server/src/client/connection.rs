@@ -20,6 +20,7 @@ use crate::subject;
 use crate::sublist::SublistResult;
 use crate::subscription::{ClosedSub, FlushSet, SubOwner, SubRef, Subscription};
 
+use super::connect::ProtocolOptions;
 use super::{ClientShared, ConnectionHost};
 
 /// Smallest read buffer; idle connections stay this small (memory per idle connection matters).
@@ -85,12 +86,8 @@ pub(super) struct Connection {
     /// CONNECT seen (or not needed).
     pub(super) connected: bool,
     pub(super) auth_required: bool,
-    pub(super) verbose: bool,
-    pub(super) pedantic: bool,
-    pub(super) echo: bool,
-    pub(super) headers: bool,
-    pub(super) no_responders: bool,
-    pub(super) protocol: i64,
+    /// What CONNECT asked for (nats-server's defaults until then).
+    pub(super) opts: ProtocolOptions,
     pub(super) sent_second_info: bool,
     /// Per-connection cache of sublist matches, valid for one sublist generation.
     pub(super) l1: FxHashMap<Box<[u8]>, Arc<SublistResult<SubRef>>>,
@@ -127,12 +124,7 @@ impl Connection {
             permissions: None,
             connected: !auth.required(),
             auth_required: auth.required(),
-            verbose: true,
-            pedantic: true,
-            echo: true,
-            headers: false,
-            no_responders: false,
-            protocol: 0,
+            opts: ProtocolOptions::default(),
             sent_second_info: false,
             l1: FxHashMap::default(),
             l1_genid: u64::MAX,
@@ -340,7 +332,7 @@ impl Connection {
                 headers,
                 payload,
             } => {
-                if !self.headers {
+                if !self.opts.headers {
                     tracing::debug!(
                         "{} - cid:{} - message headers not supported",
                         self.shared.out.addr,
@@ -358,7 +350,7 @@ impl Connection {
             ClientOp::Unsub { sid, max } => self.process_unsub(sid, max),
             ClientOp::Ping => {
                 self.queue_self(encode::PONG);
-                if self.protocol >= 1 && !self.sent_second_info {
+                if self.opts.protocol >= 1 && !self.sent_second_info {
                     self.sent_second_info = true;
                     let info = self.server.info_json(&self.shared, Some(&self.account));
                     let mut frame = BytesMut::new();
@@ -392,10 +384,10 @@ impl Connection {
         self.in_bytes += (headers.map_or(0, <[u8]>::len) + payload.len()) as u64;
         // Same order as nats-server: the pedantic check and +OK answer the control line,
         // routing (and its permission errors) follows.
-        if self.pedantic && !subject::is_valid_literal_subject(subject) {
+        if self.opts.pedantic && !subject::is_valid_literal_subject(subject) {
             self.send_err("Invalid Publish Subject");
         }
-        if self.verbose {
+        if self.opts.verbose {
             self.queue_self(encode::OK);
         }
         self.route_pub(subject, reply, headers, payload);
@@ -437,13 +429,13 @@ impl Connection {
         let result = self.lookup(subject);
         if result.plain.is_empty() && result.queues.is_empty() {
             if let Some(reply) = reply {
-                if self.no_responders {
+                if self.opts.no_responders {
                     self.send_no_responders(subject, reply);
                 }
             }
             return;
         }
-        let skip = (!self.echo).then_some(self.shared.out.cid);
+        let skip = (!self.opts.echo).then_some(self.shared.out.cid);
         route::deliver_all(
             &result,
             skip,
@@ -552,7 +544,7 @@ impl Connection {
             if subs.contains_key(sid) {
                 // A duplicate sid is ignored; the first subscription stays.
                 drop(subs);
-                if self.verbose {
+                if self.opts.verbose {
                     self.queue_self(encode::OK);
                 }
                 return Ok(());
@@ -589,7 +581,7 @@ impl Connection {
             return Ok(());
         }
         self.shared.subs.lock().insert(sid.into(), sub);
-        if self.verbose {
+        if self.opts.verbose {
             self.queue_self(encode::OK);
         }
         Ok(())
@@ -603,7 +595,7 @@ impl Connection {
                 _ => route::remove_subscription(&sub),
             }
         }
-        if self.verbose {
+        if self.opts.verbose {
             self.queue_self(encode::OK);
         }
         Ok(())
