@@ -17,17 +17,96 @@ use crate::js_errors::{ApiError, JsError};
 
 /// Most messages in one batch.
 pub(crate) const MAX_BATCH_SIZE: u64 = 1000;
-/// Most open batches per stream.
-const MAX_INFLIGHT_PER_STREAM: usize = 50;
-/// Most open batches on the server.
-const MAX_INFLIGHT_TOTAL: i64 = 1000;
 /// A batch not added to for this long is abandoned.
 pub(crate) const BATCH_TIMEOUT_NS: u64 = 10_000_000_000;
 /// Longest batch id.
 const MAX_ID_LEN: usize = 64;
 
-/// Open batches across every stream of the server.
-static INFLIGHT: AtomicI64 = AtomicI64::new(0);
+/// How many batches of one kind may be open, per stream and on the whole server, and how
+/// many are open across every stream.
+struct Limits {
+    per_stream: usize,
+    total: i64,
+    inflight: AtomicI64,
+}
+
+/// Atomic batches: 50 open per stream, 1,000 on the server.
+static ATOMIC: Limits = Limits {
+    per_stream: 50,
+    total: 1000,
+    inflight: AtomicI64::new(0),
+};
+
+/// Fast batches: 1,000 open per stream, 50,000 on the server.
+static FAST: Limits = Limits {
+    per_stream: 1000,
+    total: 50_000,
+    inflight: AtomicI64::new(0),
+};
+
+/// A stream's open batches of one kind, by id, each counted in its kind's server-wide
+/// number until it is closed or the stream's worker drops them.
+struct Open<B: 'static> {
+    batches: HashMap<String, B>,
+    limits: &'static Limits,
+}
+
+impl<B> Open<B> {
+    fn new(limits: &'static Limits) -> Self {
+        Open {
+            batches: HashMap::new(),
+            limits,
+        }
+    }
+
+    /// Opens batch `id` (not open yet); false when the stream or the server has as many
+    /// open as it may.
+    fn open(&mut self, id: &str, batch: B) -> bool {
+        if self.batches.len() >= self.limits.per_stream {
+            return false;
+        }
+        if self.limits.inflight.fetch_add(1, Ordering::Relaxed) >= self.limits.total {
+            self.limits.inflight.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        self.batches.insert(id.to_string(), batch);
+        true
+    }
+
+    fn close(&mut self, id: &str) -> Option<B> {
+        let batch = self.batches.remove(id)?;
+        self.limits.inflight.fetch_sub(1, Ordering::Relaxed);
+        Some(batch)
+    }
+
+    /// Closes the batches last touched (`touched`, ns) before `now - BATCH_TIMEOUT_NS`;
+    /// returns their ids.
+    fn expire(&mut self, now: u64, touched: impl Fn(&B) -> u64) -> Vec<String> {
+        let stale: Vec<String> = self
+            .batches
+            .iter()
+            .filter(|(_, b)| now.saturating_sub(touched(b)) >= BATCH_TIMEOUT_NS)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &stale {
+            self.close(id);
+        }
+        stale
+    }
+
+    fn clear(&mut self) {
+        self.limits
+            .inflight
+            .fetch_sub(self.batches.len() as i64, Ordering::Relaxed);
+        self.batches.clear();
+    }
+}
+
+impl<B> Drop for Open<B> {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
 
 /// One staged message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,21 +169,22 @@ pub(crate) enum Step {
     Refused(ApiError, Option<Abandoned>),
 }
 
-struct Open {
+struct Atomic {
     msgs: Vec<Staged>,
     last_seq: u64,
     touched: u64,
 }
 
 /// A stream's open batches.
-#[derive(Default)]
 pub(crate) struct Batches {
-    open: HashMap<String, Open>,
+    open: Open<Atomic>,
 }
 
-impl Drop for Batches {
-    fn drop(&mut self) {
-        INFLIGHT.fetch_sub(self.open.len() as i64, Ordering::Relaxed);
+impl Default for Batches {
+    fn default() -> Self {
+        Batches {
+            open: Open::new(&ATOMIC),
+        }
     }
 }
 
@@ -130,7 +210,7 @@ impl Batches {
         } else {
             seq
         };
-        if !self.open.contains_key(id) {
+        if !self.open.batches.contains_key(id) {
             if seq != 1 {
                 let err = if size > MAX_BATCH_SIZE {
                     JsError::AtomicPublishTooLargeBatch.with(MAX_BATCH_SIZE)
@@ -139,43 +219,36 @@ impl Batches {
                 };
                 return Step::Refused(err, None);
             }
-            if self.open.len() >= MAX_INFLIGHT_PER_STREAM {
+            let batch = Atomic {
+                msgs: Vec::new(),
+                last_seq: 0,
+                touched: now,
+            };
+            if !self.open.open(id, batch) {
                 return Step::Refused(ApiError::from(JsError::AtomicPublishTooManyInflight), None);
             }
-            if INFLIGHT.fetch_add(1, Ordering::Relaxed) >= MAX_INFLIGHT_TOTAL {
-                INFLIGHT.fetch_sub(1, Ordering::Relaxed);
-                return Step::Refused(ApiError::from(JsError::AtomicPublishTooManyInflight), None);
-            }
-            self.open.insert(
-                id.to_string(),
-                Open {
-                    msgs: Vec::new(),
-                    last_seq: 0,
-                    touched: now,
-                },
-            );
         }
         if commit == Commit::Invalid {
-            self.close(id);
+            self.open.close(id);
             return Step::Refused(
                 ApiError::from(JsError::AtomicPublishInvalidBatchCommit),
                 None,
             );
         }
-        let Some(batch) = self.open.get_mut(id) else {
+        let Some(batch) = self.open.batches.get_mut(id) else {
             return Step::Refused(ApiError::from(JsError::AtomicPublishIncompleteBatch), None);
         };
         batch.last_seq += 1;
         batch.touched = now;
         if batch.last_seq != seq || (seq == 1 && commit == Commit::EndOfBatch) {
-            self.close(id);
+            self.open.close(id);
             return Step::Refused(
                 ApiError::from(JsError::AtomicPublishIncompleteBatch),
                 Some(Abandoned::Incomplete),
             );
         }
         if size > MAX_BATCH_SIZE {
-            self.close(id);
+            self.open.close(id);
             return Step::Refused(
                 JsError::AtomicPublishTooLargeBatch.with(MAX_BATCH_SIZE),
                 Some(Abandoned::Large),
@@ -187,43 +260,25 @@ impl Batches {
         if commit == Commit::No {
             return Step::Staged;
         }
-        match self.close(id) {
-            Some(msgs) => Step::Commit(msgs),
+        match self.open.close(id) {
+            Some(batch) => Step::Commit(batch.msgs),
             None => Step::Refused(ApiError::from(JsError::AtomicPublishIncompleteBatch), None),
         }
     }
 
     /// Drops the batches unused since before `now - BATCH_TIMEOUT_NS`; returns their ids.
     pub(crate) fn expire(&mut self, now: u64) -> Vec<String> {
-        let stale: Vec<String> = self
-            .open
-            .iter()
-            .filter(|(_, b)| now.saturating_sub(b.touched) >= BATCH_TIMEOUT_NS)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &stale {
-            self.close(id);
-        }
-        stale
+        self.open.expire(now, |b| b.touched)
     }
 
     /// Drops every open batch (atomic publish switched off).
     pub(crate) fn clear(&mut self) {
-        let ids: Vec<String> = self.open.keys().cloned().collect();
-        for id in ids {
-            self.close(&id);
-        }
+        self.open.clear();
     }
 
     #[cfg(test)]
     fn is_empty(&self) -> bool {
-        self.open.is_empty()
-    }
-
-    fn close(&mut self, id: &str) -> Option<Vec<Staged>> {
-        let b = self.open.remove(id)?;
-        INFLIGHT.fetch_sub(1, Ordering::Relaxed);
-        Some(b.msgs)
+        self.open.batches.is_empty()
     }
 }
 
@@ -304,6 +359,34 @@ mod tests {
     }
 
     #[test]
+    fn open_batches_count_per_stream_and_server_wide_until_closed_or_dropped() {
+        static LIMITS: Limits = Limits {
+            per_stream: 2,
+            total: 3,
+            inflight: AtomicI64::new(0),
+        };
+        let inflight = || LIMITS.inflight.load(Ordering::Relaxed);
+        let mut a = Open::new(&LIMITS);
+        assert!(a.open("1", ()) && a.open("2", ()));
+        assert!(!a.open("3", ()), "past the stream's limit");
+        let mut b = Open::new(&LIMITS);
+        assert!(b.open("1", ()));
+        assert!(!b.open("2", ()), "past the server's limit");
+        assert_eq!(inflight(), 3);
+        assert_eq!(a.close("1"), Some(()));
+        assert_eq!(a.close("1"), None);
+        assert_eq!(inflight(), 2);
+        drop(a);
+        assert_eq!(inflight(), 1);
+        assert!(b.open("2", ()));
+        assert_eq!(b.expire(BATCH_TIMEOUT_NS, |_| 0).len(), 2);
+        assert_eq!(inflight(), 0);
+        assert!(b.open("3", ()));
+        b.clear();
+        assert_eq!(inflight(), 0);
+    }
+
+    #[test]
     fn idle_batches_expire() {
         let mut b = Batches::default();
         b.accept("x", Some("1"), Commit::No, msg(1), 0);
@@ -313,12 +396,6 @@ mod tests {
     }
 }
 
-/// Most open fast batches per stream.
-const MAX_FAST_PER_STREAM: usize = 1000;
-/// Most open fast batches on the server.
-const MAX_FAST_TOTAL: i64 = 50_000;
-/// Open fast batches across every stream of the server.
-static FAST_INFLIGHT: AtomicI64 = AtomicI64::new(0);
 /// The reply suffix that marks a fast batch message.
 const FAST_SUFFIX: &[u8] = b".$FI";
 
@@ -425,14 +502,15 @@ struct Fast {
 /// A stream's open fast batches. Replies are rendered here: flow acks
 /// (`{"type":"ack","seq":N,"msgs":M}`), gaps (`{"type":"gap","last_seq":X,"seq":Y}`), errors
 /// (`{"type":"err","seq":N,"error":{...}}`) and the final PubAck with `batch` and `count`.
-#[derive(Default)]
 pub(crate) struct FastBatches {
-    open: HashMap<String, Fast>,
+    open: Open<Fast>,
 }
 
-impl Drop for FastBatches {
-    fn drop(&mut self) {
-        FAST_INFLIGHT.fetch_sub(self.open.len() as i64, Ordering::Relaxed);
+impl Default for FastBatches {
+    fn default() -> Self {
+        FastBatches {
+            open: Open::new(&FAST),
+        }
     }
 }
 
@@ -459,41 +537,34 @@ impl FastBatches {
         if msg.id.len() > MAX_ID_LEN {
             return Err(JsError::BatchPublishInvalidBatchID.into());
         }
-        if !self.open.contains_key(&msg.id) {
+        if !self.open.batches.contains_key(&msg.id) {
             if msg.seq != 1 {
                 return Err(JsError::BatchPublishUnknownBatchID.into());
             }
-            if self.open.len() >= MAX_FAST_PER_STREAM {
-                return Err(JsError::BatchPublishTooManyInflight.into());
-            }
-            if FAST_INFLIGHT.fetch_add(1, Ordering::Relaxed) >= MAX_FAST_TOTAL {
-                FAST_INFLIGHT.fetch_sub(1, Ordering::Relaxed);
-                return Err(JsError::BatchPublishTooManyInflight.into());
-            }
             // A lone publisher may go as fast as it asks; several start slow.
-            let ack_messages = if self.open.is_empty() {
+            let ack_messages = if self.open.batches.is_empty() {
                 msg.flow.min(500)
             } else {
                 1
             };
-            self.open.insert(
-                msg.id.clone(),
-                Fast {
-                    lseq: 0,
-                    pseq: 0,
-                    fseq: 0,
-                    sseq: 0,
-                    ack_messages,
-                    max_ack_messages: msg.flow,
-                    gap_ok: msg.gap_ok,
-                    commit: false,
-                    touched: now,
-                },
-            );
+            let batch = Fast {
+                lseq: 0,
+                pseq: 0,
+                fseq: 0,
+                sseq: 0,
+                ack_messages,
+                max_ack_messages: msg.flow,
+                gap_ok: msg.gap_ok,
+                commit: false,
+                touched: now,
+            };
+            if !self.open.open(&msg.id, batch) {
+                return Err(JsError::BatchPublishTooManyInflight.into());
+            }
         }
         let mut out = Vec::new();
-        let inflight = self.open.len();
-        let Some(b) = self.open.get_mut(&msg.id) else {
+        let inflight = self.open.batches.len();
+        let Some(b) = self.open.batches.get_mut(&msg.id) else {
             return Err(JsError::BatchPublishUnknownBatchID.into());
         };
         b.touched = now;
@@ -503,7 +574,7 @@ impl FastBatches {
                 out.push(gap(b.lseq + 1, msg.seq + 1));
                 if !b.gap_ok {
                     out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
-                    self.close(&msg.id);
+                    self.open.close(&msg.id);
                     return Ok((out, FastNext::Done));
                 }
                 b.lseq = msg.seq;
@@ -529,7 +600,7 @@ impl FastBatches {
             } else {
                 b.lseq -= 1;
                 out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
-                self.close(&msg.id);
+                self.open.close(&msg.id);
                 return Ok((out, FastNext::Done));
             }
         }
@@ -538,7 +609,7 @@ impl FastBatches {
                 b.lseq -= 1;
                 b.pseq = b.lseq;
                 out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
-                self.close(&msg.id);
+                self.open.close(&msg.id);
                 return Ok((out, FastNext::Done));
             }
             FastOp::Commit => b.commit = true,
@@ -559,8 +630,8 @@ impl FastBatches {
         stream_error: impl Fn(&ApiError) -> Vec<u8>,
     ) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        let inflight = self.open.len();
-        let Some(b) = self.open.get_mut(&msg.id) else {
+        let inflight = self.open.batches.len();
+        let Some(b) = self.open.batches.get_mut(&msg.id) else {
             return out;
         };
         match result {
@@ -569,7 +640,7 @@ impl FastBatches {
                 b.pseq = b.lseq;
                 if b.commit {
                     out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
-                    self.close(&msg.id);
+                    self.open.close(&msg.id);
                 } else if let Some(ack) = b.flow_control(inflight) {
                     out.push(ack);
                 }
@@ -598,12 +669,12 @@ impl FastBatches {
                 } else {
                     out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
                 }
-                self.close(&msg.id);
+                self.open.close(&msg.id);
             }
             Err(e) => {
                 if !b.gap_ok && b.lseq == 1 {
                     out.push(stream_error(&e));
-                    self.close(&msg.id);
+                    self.open.close(&msg.id);
                     return out;
                 }
                 let err = serde_json::to_string(&e).unwrap_or_default();
@@ -617,7 +688,7 @@ impl FastBatches {
                 b.lseq -= 1;
                 b.pseq = b.lseq;
                 out.push(commit_ack(ack_prefix, b.sseq, &msg.id, b.lseq));
-                self.close(&msg.id);
+                self.open.close(&msg.id);
             }
         }
         out
@@ -625,29 +696,12 @@ impl FastBatches {
 
     /// Drops the batches unused since before `now - BATCH_TIMEOUT_NS`.
     pub(crate) fn expire(&mut self, now: u64) {
-        let stale: Vec<String> = self
-            .open
-            .iter()
-            .filter(|(_, b)| now.saturating_sub(b.touched) >= BATCH_TIMEOUT_NS)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in stale {
-            self.close(&id);
-        }
+        self.open.expire(now, |b| b.touched);
     }
 
     /// Drops every open batch (fast batches switched off).
     pub(crate) fn clear(&mut self) {
-        let ids: Vec<String> = self.open.keys().cloned().collect();
-        for id in ids {
-            self.close(&id);
-        }
-    }
-
-    fn close(&mut self, id: &str) {
-        if self.open.remove(id).is_some() {
-            FAST_INFLIGHT.fetch_sub(1, Ordering::Relaxed);
-        }
+        self.open.clear();
     }
 }
 
