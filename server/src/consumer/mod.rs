@@ -22,6 +22,7 @@
 //! `$JS.ACK` reply; subject, headers and payload are shared `Bytes`. An ack parses the
 //! reply tokens (no JSON) and removes one map entry. `num_pending` is kept incrementally.
 
+pub(crate) mod advisory;
 pub mod config;
 pub mod driver;
 mod pacing;
@@ -727,22 +728,28 @@ impl Consumer {
         }
         out.push(self.advisory(
             "MAX_DELIVERIES",
-            format!(
-                "{{\"type\":\"io.nats.jetstream.advisory.v1.max_deliver\",{},\"stream\":{},\"consumer\":{},\"stream_seq\":{seq},\"deliveries\":{deliveries}}}",
-                advisory_header(),
-                json_str(&self.stream),
-                json_str(&self.name),
+            advisory::body(
+                "io.nats.jetstream.advisory.v1.max_deliver",
+                &MsgEvent {
+                    stream: &self.stream,
+                    consumer: &self.name,
+                    consumer_seq: None,
+                    stream_seq: seq,
+                    deliveries,
+                    reason: None,
+                },
             ),
         ));
     }
 
-    fn advisory(&self, kind: &str, payload: String) -> Outbound {
+    /// `$JS.EVENT.ADVISORY.CONSUMER.<kind>.<stream>.<consumer>` with `payload`.
+    fn advisory(&self, kind: &str, payload: Vec<u8>) -> Outbound {
         Outbound::Advisory {
             subject: format!(
                 "$JS.EVENT.ADVISORY.CONSUMER.{kind}.{}.{}",
                 self.stream, self.name
             ),
-            payload: payload.into_bytes(),
+            payload,
         }
     }
 
@@ -887,19 +894,31 @@ impl Consumer {
         else {
             return;
         };
+        #[derive(serde::Serialize)]
+        struct AckMetric<'a> {
+            stream: &'a str,
+            consumer: &'a str,
+            consumer_seq: u64,
+            stream_seq: u64,
+            ack_time: u64,
+            deliveries: u64,
+        }
         out.push(Outbound::Advisory {
-            subject: format!("$JS.EVENT.METRIC.CONSUMER.ACK.{}.{}", self.stream, self.name),
-            payload: format!(
-                "{{\"type\":\"io.nats.jetstream.metric.v1.consumer_ack\",{},\"stream\":{},\"consumer\":{},\"consumer_seq\":{},\"stream_seq\":{},\"ack_time\":{},\"deliveries\":{}}}",
-                advisory_header(),
-                json_str(&self.stream),
-                json_str(&self.name),
-                tokens.consumer_seq,
-                tokens.stream_seq,
-                now.saturating_sub(pending.timestamp),
-                tokens.deliveries,
-            )
-            .into_bytes(),
+            subject: format!(
+                "$JS.EVENT.METRIC.CONSUMER.ACK.{}.{}",
+                self.stream, self.name
+            ),
+            payload: advisory::body(
+                "io.nats.jetstream.metric.v1.consumer_ack",
+                &AckMetric {
+                    stream: &self.stream,
+                    consumer: &self.name,
+                    consumer_seq: tokens.consumer_seq,
+                    stream_seq: tokens.stream_seq,
+                    ack_time: now.saturating_sub(pending.timestamp),
+                    deliveries: tokens.deliveries,
+                },
+            ),
         });
     }
 
@@ -1146,19 +1165,19 @@ impl Consumer {
                 };
                 let deliveries = self.deliveries(sseq);
                 self.remove_pending(sseq, &mut outcome);
-                let reason = if reason.is_empty() {
-                    String::new()
-                } else {
-                    format!(",\"reason\":{}", json_str(&String::from_utf8_lossy(reason)))
-                };
+                let reason = String::from_utf8_lossy(reason);
                 out.push(self.advisory(
                     "MSG_TERMINATED",
-                    format!(
-                        "{{\"type\":\"io.nats.jetstream.advisory.v1.terminated\",{},\"stream\":{},\"consumer\":{},\"consumer_seq\":{},\"stream_seq\":{sseq},\"deliveries\":{deliveries}{reason}}}",
-                        advisory_header(),
-                        json_str(&self.stream),
-                        json_str(&self.name),
-                        tokens.consumer_seq.max(p.consumer_seq),
+                    advisory::body(
+                        "io.nats.jetstream.advisory.v1.terminated",
+                        &MsgEvent {
+                            stream: &self.stream,
+                            consumer: &self.name,
+                            consumer_seq: Some(tokens.consumer_seq.max(p.consumer_seq)),
+                            stream_seq: sseq,
+                            deliveries,
+                            reason: Some(reason.as_ref()).filter(|r| !r.is_empty()),
+                        },
                     ),
                 ));
             }
@@ -1169,12 +1188,16 @@ impl Consumer {
                 let deliveries = self.deliveries(sseq);
                 out.push(self.advisory(
                     "MSG_NAKED",
-                    format!(
-                        "{{\"type\":\"io.nats.jetstream.advisory.v1.nak\",{},\"stream\":{},\"consumer\":{},\"consumer_seq\":{},\"stream_seq\":{sseq},\"deliveries\":{deliveries}}}",
-                        advisory_header(),
-                        json_str(&self.stream),
-                        json_str(&self.name),
-                        tokens.consumer_seq,
+                    advisory::body(
+                        "io.nats.jetstream.advisory.v1.nak",
+                        &MsgEvent {
+                            stream: &self.stream,
+                            consumer: &self.name,
+                            consumer_seq: Some(tokens.consumer_seq),
+                            stream_seq: sseq,
+                            deliveries,
+                            reason: None,
+                        },
                     ),
                 ));
                 let Some(p) = self.state.pending.get_mut(&sseq) else {
@@ -1417,15 +1440,15 @@ fn with_header(headers: Option<&[u8]>, key: &str, value: &str) -> Bytes {
     Bytes::from(crate::proto::headers::append(headers, &[(key, value)]))
 }
 
-fn advisory_header() -> String {
-    let id: String = (0..22).map(|_| fastrand::alphanumeric()).collect();
-    let now = crate::store::now_ns();
-    format!(
-        "\"id\":\"{id}\",\"timestamp\":\"{}\"",
-        config::rfc3339_ns(now)
-    )
-}
-
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
+/// The fields of the advisories about one message (`max_deliver`, `nak`, `terminated`).
+#[derive(serde::Serialize)]
+struct MsgEvent<'a> {
+    stream: &'a str,
+    consumer: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consumer_seq: Option<u64>,
+    stream_seq: u64,
+    deliveries: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'a str>,
 }

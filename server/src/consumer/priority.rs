@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use super::config::PriorityPolicy;
 use super::pull::{self, PullRequest};
-use super::{advisory_header, json_str, Consumer, Outbound};
+use super::{advisory, Consumer, Outbound};
 use crate::js_errors::{ApiError, JsError};
 
 /// The pinned client of a pinned-client consumer.
@@ -243,7 +243,7 @@ impl Consumer {
         let id: String = (0..22).map(|_| fastrand::alphanumeric()).collect();
         g.id = id.clone();
         let group = g.group.clone();
-        out.push(self.group_advisory(true, &group, ("pinned_id", &id)));
+        out.push(self.group_advisory(&group, Some(&id), None));
         self.pin = Some(Pin {
             id,
             group,
@@ -256,30 +256,48 @@ impl Consumer {
     /// Drops the pin (`reason`: `timeout` or `admin`) with the `UNPINNED` advisory.
     fn unpin_with(&mut self, group: &str, reason: &str, out: &mut Vec<Outbound>) {
         self.pin = None;
-        out.push(self.group_advisory(false, group, ("reason", reason)));
+        out.push(self.group_advisory(group, None, Some(reason)));
     }
 
-    /// `$JS.EVENT.ADVISORY.CONSUMER.PINNED|UNPINNED.<stream>.<consumer>`, with its last member
-    /// (`pinned_id` or `reason`).
-    fn group_advisory(&self, pinned: bool, group: &str, last: (&str, &str)) -> Outbound {
-        let (kind, event) = if pinned {
-            ("PINNED", "consumer_group_pinned")
+    /// `$JS.EVENT.ADVISORY.CONSUMER.PINNED.<stream>.<consumer>` with the new `pinned_id`, or
+    /// `UNPINNED` with the `reason`.
+    fn group_advisory(
+        &self,
+        group: &str,
+        pinned_id: Option<&str>,
+        reason: Option<&str>,
+    ) -> Outbound {
+        #[derive(serde::Serialize)]
+        struct GroupEvent<'a> {
+            account: &'a str,
+            stream: &'a str,
+            consumer: &'a str,
+            group: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            pinned_id: Option<&'a str>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            reason: Option<&'a str>,
+        }
+        let (kind, event) = if pinned_id.is_some() {
+            (
+                "PINNED",
+                "io.nats.jetstream.advisory.v1.consumer_group_pinned",
+            )
         } else {
-            ("UNPINNED", "consumer_group_unpinned")
+            (
+                "UNPINNED",
+                "io.nats.jetstream.advisory.v1.consumer_group_unpinned",
+            )
         };
-        self.advisory(
-            kind,
-            format!(
-                "{{\"type\":\"io.nats.jetstream.advisory.v1.{event}\",{},\"account\":{},\"stream\":{},\"consumer\":{},\"group\":{},\"{}\":{}}}",
-                advisory_header(),
-                json_str(&self.account),
-                json_str(&self.stream),
-                json_str(&self.name),
-                json_str(group),
-                last.0,
-                json_str(last.1),
-            ),
-        )
+        let body = GroupEvent {
+            account: &self.account,
+            stream: &self.stream,
+            consumer: &self.name,
+            group,
+            pinned_id,
+            reason,
+        };
+        self.advisory(kind, advisory::body(event, &body))
     }
 
     /// `$JS.API.CONSUMER.UNPIN`: the group's pin goes; the next request without an id gets a

@@ -159,10 +159,6 @@ pub(crate) fn audit(js: &JetStream, req: &ApiRequest, response: &[u8]) {
     }
     #[derive(Serialize)]
     struct Audit<'a> {
-        #[serde(rename = "type")]
-        kind: &'static str,
-        id: String,
-        timestamp: String,
         server: &'a str,
         client: Client<'a>,
         subject: &'a str,
@@ -171,9 +167,6 @@ pub(crate) fn audit(js: &JetStream, req: &ApiRequest, response: &[u8]) {
         response: &'a str,
     }
     let body = Audit {
-        kind: "io.nats.jetstream.advisory.v1.api_audit",
-        id: super::advisory_id(),
-        timestamp: now(),
         server: &js.server_name,
         client: Client {
             acc: &account.name,
@@ -183,7 +176,7 @@ pub(crate) fn audit(js: &JetStream, req: &ApiRequest, response: &[u8]) {
         request: &String::from_utf8_lossy(&req.payload),
         response: &String::from_utf8_lossy(response),
     };
-    let payload = serde_json::to_vec(&body).unwrap_or_default();
+    let payload = crate::consumer::advisory::body("io.nats.jetstream.advisory.v1.api_audit", &body);
     route::publish(account, SUBJECT, None, None, &payload);
 }
 

@@ -48,6 +48,7 @@ use crate::account::Account;
 use crate::config::{
     AccountConfig, AccountJetStreamLimits, JetStreamConfig, Options, GLOBAL_ACCOUNT,
 };
+use crate::consumer::advisory;
 use crate::js_errors::{ApiError, JsError};
 use crate::route;
 use crate::server::Server;
@@ -855,18 +856,6 @@ impl JetStream {
     }
 }
 
-#[derive(serde::Serialize)]
-struct ActionAdvisory<'a> {
-    #[serde(rename = "type")]
-    kind: &'a str,
-    id: String,
-    timestamp: String,
-    stream: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    consumer: Option<&'a str>,
-    action: &'a str,
-}
-
 /// A store's refusal as the API reports it (nats-server's texts for the limits are the
 /// store errors' own).
 pub(crate) fn store_error(e: StoreError) -> ApiError {
@@ -887,7 +876,13 @@ pub(crate) fn store_error(e: StoreError) -> ApiError {
 /// Announces a stream or consumer being created, modified or deleted, on the subjects and
 /// with the bodies nats-server uses (`$JS.EVENT.ADVISORY.STREAM.CREATED.<stream>`, ...).
 pub(crate) fn action_advisory(jsa: &JsAccount, stream: &str, consumer: Option<&str>, action: &str) {
-    use crate::consumer::config::rfc3339_ns;
+    #[derive(serde::Serialize)]
+    struct Action<'a> {
+        stream: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        consumer: Option<&'a str>,
+        action: &'a str,
+    }
     let event = match action {
         "create" => "CREATED",
         "modify" => "UPDATED",
@@ -903,37 +898,31 @@ pub(crate) fn action_advisory(jsa: &JsAccount, stream: &str, consumer: Option<&s
             format!("$JS.EVENT.ADVISORY.STREAM.{event}.{stream}"),
         ),
     };
-    let body = ActionAdvisory {
-        kind,
-        id: advisory_id(),
-        timestamp: rfc3339_ns(crate::store::now_ns()),
+    let body = Action {
         stream,
         consumer,
         action,
     };
-    let payload = serde_json::to_vec(&body).unwrap_or_default();
+    let payload = advisory::body(kind, &body);
     route::publish(&jsa.account, subject.as_bytes(), None, None, &payload);
 }
 
 /// `$JS.EVENT.ADVISORY.CONSUMER.PAUSE.<stream>.<consumer>`, as nats-server sends it.
 pub(crate) fn pause_advisory(jsa: &JsAccount, stream: &str, consumer: &str, until: Option<u64>) {
-    use crate::consumer::config::rfc3339_ns;
-    let body = serde_json::json!({
-        "type": "io.nats.jetstream.advisory.v1.consumer_pause",
-        "id": advisory_id(),
-        "timestamp": rfc3339_ns(crate::store::now_ns()),
-        "stream": stream,
-        "consumer": consumer,
-        "paused": until.is_some(),
-        "pause_until": rfc3339_ns(until.unwrap_or(0)),
-    });
+    #[derive(serde::Serialize)]
+    struct Pause<'a> {
+        stream: &'a str,
+        consumer: &'a str,
+        paused: bool,
+        pause_until: String,
+    }
+    let body = Pause {
+        stream,
+        consumer,
+        paused: until.is_some(),
+        pause_until: crate::consumer::config::rfc3339_ns(until.unwrap_or(0)),
+    };
     let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.{stream}.{consumer}");
-    let payload = serde_json::to_vec(&body).unwrap_or_default();
+    let payload = advisory::body("io.nats.jetstream.advisory.v1.consumer_pause", &body);
     route::publish(&jsa.account, subject.as_bytes(), None, None, &payload);
-}
-
-/// An advisory's `id`: random, nuid-length like nats-server's.
-pub(crate) fn advisory_id() -> String {
-    use crate::consumer::config::generate_name;
-    generate_name() + &generate_name() + &generate_name()
 }

@@ -1441,16 +1441,22 @@ impl Worker {
     /// `$JS.EVENT.ADVISORY.STREAM.BATCH_ABANDONED.<stream>`, as nats-server sends it.
     fn batch_abandoned(&self, id: &str, why: Abandoned) {
         let name = &self.stream.name;
-        let body = serde_json::json!({
-            "type": "io.nats.jetstream.advisory.v1.stream_batch_abandoned",
-            "id": super::advisory_id(),
-            "timestamp": crate::consumer::config::rfc3339_ns(crate::store::now_ns()),
-            "stream": name,
-            "batch": id,
-            "reason": why.as_str(),
-        });
+        #[derive(serde::Serialize)]
+        struct BatchAbandoned<'a> {
+            stream: &'a str,
+            batch: &'a str,
+            reason: &'a str,
+        }
+        let body = BatchAbandoned {
+            stream: name,
+            batch: id,
+            reason: why.as_str(),
+        };
         let subject = format!("$JS.EVENT.ADVISORY.STREAM.BATCH_ABANDONED.{name}");
-        let payload = serde_json::to_vec(&body).unwrap_or_default();
+        let payload = crate::consumer::advisory::body(
+            "io.nats.jetstream.advisory.v1.stream_batch_abandoned",
+            &body,
+        );
         route::publish(
             &self.stream.account,
             subject.as_bytes(),
