@@ -8,8 +8,8 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use natsd::proto::encode;
-use natsd::proto::parser::{parse, ClientOp, ParseLimits, Parsed};
+use natsd::bench::encode;
+use natsd::bench::{parse, ClientOp, ParseLimits, Parsed};
 
 const OPS_PER_BUFFER: usize = 100_000;
 const MIN_RUN: Duration = Duration::from_millis(1500);

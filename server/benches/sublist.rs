@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;
 
-use natsd::sublist::Sublist;
+use natsd::bench::Sublist;
 
 /// Runs `op` `iterations` times per round and prints the best and the median round's mean
 /// cost of one call: the machine is shared, so the best round is the least disturbed one.

@@ -622,3 +622,70 @@ fn naive_size(digits: &str, suffix: &str) -> Option<Option<i64>> {
             .and_then(|v| i64::try_from(v).ok()),
     )
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod seeds {
+    use super::*;
+
+    /// Regenerates the binary seeds (store blocks, consumer state) from the real encoders:
+    /// `cargo test -p natsd --lib write_binary_seeds -- --ignored`.
+    #[test]
+    #[ignore = "writes fuzz/seeds; run by hand when the formats change"]
+    fn write_binary_seeds() {
+        use crate::consumer::state::{ConsumerState, Pending, SeqPair};
+
+        let seeds = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds");
+        for t in ["store_records", "store_recover", "consumer_state"] {
+            std::fs::create_dir_all(seeds.join(t)).unwrap();
+        }
+        // Consumer states, as the consumer persists them.
+        let mut state = ConsumerState {
+            delivered: SeqPair {
+                consumer_seq: 12,
+                stream_seq: 40,
+            },
+            ack_floor: SeqPair {
+                consumer_seq: 9,
+                stream_seq: 30,
+            },
+            ..ConsumerState::default()
+        };
+        std::fs::write(seeds.join("consumer_state/empty"), state.encode()).unwrap();
+        state.pending.insert(
+            35,
+            Pending {
+                consumer_seq: 10,
+                timestamp: 1_700_000_000_000_000_000,
+                deadline: 0,
+            },
+        );
+        state.redelivered.insert(35, 2);
+        std::fs::write(seeds.join("consumer_state/pending"), state.encode()).unwrap();
+
+        // Real stores: a block with messages, headers, a delete and a purge floor.
+        let tmp = tempfile::tempdir().unwrap();
+        let mut cfg = FileStoreConfig::new(tmp.path());
+        cfg.sync = SyncPolicy::Always;
+        let store = FileStore::open(cfg).unwrap();
+        store.store_msg(b"orders.new", None, b"one", 0).unwrap();
+        store
+            .store_msg(b"orders.new", Some(b"NATS/1.0\r\nA: b\r\n\r\n"), b"two", 0)
+            .unwrap();
+        store.store_msg(b"orders.old", None, b"three", 0).unwrap();
+        store.remove_msg(2).unwrap();
+        store.flush().unwrap();
+        store.consumer_store().save("C", &state.encode()).unwrap();
+        drop(store);
+        let block = std::fs::read(tmp.path().join("msgs").join(format!("{:016}.blk", 1))).unwrap();
+        let obs = std::fs::read(tmp.path().join("obs").join("C")).unwrap_or_default();
+        std::fs::write(seeds.join("store_records/block"), &block).unwrap();
+        // store_recover: block length (u16 LE), block, consumer state file.
+        let mut joined = u16::try_from(block.len()).unwrap().to_le_bytes().to_vec();
+        joined.extend_from_slice(&block);
+        std::fs::write(seeds.join("store_recover/block_only"), &joined).unwrap();
+        joined.extend_from_slice(&obs);
+        std::fs::write(seeds.join("store_recover/block_and_consumer"), &joined).unwrap();
+        std::fs::write(seeds.join("store_recover/empty"), [0u8, 0]).unwrap();
+    }
+}

@@ -16,7 +16,7 @@ use serde::Serialize;
 /// One API error as it appears in a reply's `error` field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
 #[error("{description} ({err_code})")]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// HTTP-like status.
     pub code: u16,
     /// Stable JetStream error code.
@@ -28,7 +28,7 @@ pub struct ApiError {
 impl ApiError {
     /// Anything unexpected, from the store or the file system: nats-server reports such
     /// failures as 10077 with the underlying error's text.
-    pub fn internal(err: impl Display) -> Self {
+    pub(crate) fn internal(err: impl Display) -> Self {
         JsError::StreamStoreFailed.with(err)
     }
 }
@@ -37,13 +37,14 @@ macro_rules! js_errors {
     ($( $(#[$doc:meta])* $name:ident = ($code:expr, $err_code:expr, $text:expr); )*) => {
         /// A named JetStream API error (see the module documentation).
         #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        pub enum JsError {
+        pub(crate) enum JsError {
             $( $(#[$doc])* $name, )*
         }
 
         impl JsError {
             /// Every error of the table.
-            pub const ALL: &'static [JsError] = &[$(JsError::$name),*];
+            #[cfg(test)]
+            const ALL: &'static [JsError] = &[$(JsError::$name),*];
 
             /// `(code, err_code, description)`.
             const fn entry(self) -> (u16, u32, &'static str) {
@@ -57,23 +58,23 @@ macro_rules! js_errors {
 
 impl JsError {
     /// HTTP-like status.
-    pub const fn code(self) -> u16 {
+    pub(crate) const fn code(self) -> u16 {
         self.entry().0
     }
 
     /// Stable JetStream error code.
-    pub const fn err_code(self) -> u32 {
+    pub(crate) const fn err_code(self) -> u32 {
         self.entry().1
     }
 
     /// The description, placeholders (`{err}`, `{seq}`, ...) unfilled.
-    pub const fn description(self) -> &'static str {
+    pub(crate) const fn description(self) -> &'static str {
         self.entry().2
     }
 
     /// The error with its one placeholder filled with `detail` (a description without a
     /// placeholder is kept as it is).
-    pub fn with(self, detail: impl Display) -> ApiError {
+    pub(crate) fn with(self, detail: impl Display) -> ApiError {
         let template = self.description();
         let description = match (template.find('{'), template.find('}')) {
             (Some(open), Some(close)) if open < close => {
@@ -92,7 +93,7 @@ impl JsError {
 impl JsError {
     /// The error with each of its placeholders filled, in order (for the few descriptions
     /// with more than one).
-    pub fn with_each(self, details: &[&dyn Display]) -> ApiError {
+    pub(crate) fn with_each(self, details: &[&dyn Display]) -> ApiError {
         let mut description = String::new();
         let mut rest = self.description();
         let mut details = details.iter();
@@ -141,8 +142,6 @@ js_errors! {
     ConsumerDurableNameNotMatchSubject = (400, 10017, "consumer name in subject does not match durable name in request");
     /// `JSConsumerDurableNameNotSetErr`
     ConsumerDurableNameNotSet = (400, 10018, "consumer expected to be durable but a durable name was not set");
-    /// `JSConsumerEphemeralWithDurableInSubjectErr`
-    ConsumerEphemeralWithDurableInSubject = (400, 10019, "consumer expected to be ephemeral but detected a durable name set in subject");
     /// `JSConsumerEphemeralWithDurableNameErr`
     ConsumerEphemeralWithDurableName = (400, 10020, "consumer expected to be ephemeral but a durable name was set in request");
     /// `JSStreamExternalApiOverlapErrF`
@@ -241,10 +240,6 @@ js_errors! {
     ConsumerWQConsumerNotDeliverAll = (400, 10101, "consumer must be deliver all on workqueue stream");
     /// `JSConsumerNameTooLongErrF`
     ConsumerNameTooLong = (400, 10102, "consumer name is too long, maximum allowed is {max}");
-    /// `JSConsumerBadDurableNameErr`
-    ConsumerBadDurableName = (400, 10103, "durable name can not contain '.', '*', '>'");
-    /// `JSConsumerExistingActiveErr`
-    ConsumerExistingActive = (400, 10105, "consumer already exists and is still active");
     /// `JSConsumerDescriptionTooLongErrF`
     ConsumerDescriptionTooLong = (400, 10107, "consumer description is too long, maximum allowed is {max}");
     /// `JSConsumerWithFlowControlNeedsHeartbeats`
@@ -259,8 +254,6 @@ js_errors! {
     ConsumerInvalidDeliverSubject = (400, 10112, "invalid push consumer deliver subject");
     /// `JSStreamMaxBytesRequired`
     StreamMaxBytesRequired = (400, 10113, "account requires a stream config to have max bytes set");
-    /// `JSConsumerMaxRequestBatchNegativeErr`
-    ConsumerMaxRequestBatchNegative = (400, 10114, "consumer max request batch needs to be > 0");
     /// `JSConsumerMaxRequestExpiresTooSmall`
     ConsumerMaxRequestExpiresTooSmall = (400, 10115, "consumer max request expires needs to be >= 1ms");
     /// `JSConsumerMaxDeliverBackoffErr`

@@ -21,28 +21,54 @@
 //! - [`store`]: JetStream message stores (file and memory) behind one trait.
 //! - [`consumer`]: JetStream consumers: delivery state machine, pull/push, acks, driver task.
 //! - `fuzz`: entry points for the fuzz targets in `fuzz/` and their stable replay test.
+//!
+//! # Public API
+//! Every module is the crate's own except what the binary (`main.rs`), `manage`, the
+//! benches, the fuzz targets and the integration tests need: [`Server`] and [`start`] (a
+//! whole node), `config`, `logging`, `signal`, `subject` and `tls`, plus the hidden `fuzz`
+//! entry points and `bench` re-exports. Integration tests drive the binary or these; a test
+//! that needs internals is a unit test beside the code.
 
-pub mod account;
-pub mod auth;
-pub mod client;
+pub(crate) mod account;
+pub(crate) mod auth;
+pub(crate) mod client;
+pub(crate) mod consumer;
+pub(crate) mod jetstream;
+pub(crate) mod js_errors;
+pub(crate) mod json;
+pub(crate) mod monitor;
+pub(crate) mod node;
+pub(crate) mod outbound;
+pub(crate) mod proto;
+pub(crate) mod route;
+pub(crate) mod server;
+pub(crate) mod store;
+pub(crate) mod subject_transform;
+pub(crate) mod sublist;
+pub(crate) mod subscription;
+
+// nats.conf and the command line (also read by `manage`).
 pub mod config;
-pub mod consumer;
+// `-T`/`-D`/`-V` logging in nats-server's format.
+pub mod logging;
+// `--signal` to a running server.
+pub mod signal;
+// Subject rules (also used by `manage`).
+pub mod subject;
+// TLS settings (`manage` reads a CA file with the same rules).
+pub mod tls;
+
+pub use node::start;
+pub use server::{Server, ServerError, NATSD_VERSION, NATS_COMPAT_VERSION};
+
+// Entry points of the fuzz targets in `fuzz/` and their stable replay test.
 #[doc(hidden)]
 pub mod fuzz;
-pub mod jetstream;
-pub mod js_errors;
-pub(crate) mod json;
-pub mod logging;
-pub mod monitor;
-pub mod node;
-pub mod outbound;
-pub mod proto;
-pub mod route;
-pub mod server;
-pub mod signal;
-pub mod store;
-pub mod subject;
-pub mod subject_transform;
-pub mod sublist;
-pub mod subscription;
-pub mod tls;
+
+/// What `server/benches` measure: the client protocol parser and encoder, and the sublist.
+#[doc(hidden)]
+pub mod bench {
+    pub use crate::proto::encode;
+    pub use crate::proto::parser::{parse, ClientOp, ParseLimits, Parsed};
+    pub use crate::sublist::Sublist;
+}

@@ -7,7 +7,7 @@ use anyhow::Context;
 use natsd::config::flags::{self, Command, FlagOptions};
 use natsd::config::{self, Loaded, Options};
 use natsd::logging::{self, LogLevel};
-use natsd::server::{Server, NATSD_VERSION, NATS_COMPAT_VERSION};
+use natsd::{Server, NATSD_VERSION, NATS_COMPAT_VERSION};
 use tokio::signal::unix::{signal, SignalKind};
 
 fn main() -> ExitCode {
@@ -134,7 +134,7 @@ fn run(flags: FlagOptions) -> anyhow::Result<()> {
             Box::new(move |o: &mut Options| flags.apply(o))
         };
         let server = Server::new(options, overrides, digest)?;
-        natsd::node::start(&server).await?;
+        natsd::start(&server).await?;
         wait_for_signals(server).await
     })
 }

@@ -27,7 +27,7 @@ use tokio::sync::Notify;
 use crate::auth::ClientPermissions;
 use crate::proto::encode;
 
-pub type ClientId = u64;
+pub(crate) type ClientId = u64;
 
 /// Smallest growth of an outbound buffer.
 const MIN_GROWTH: usize = 512;
@@ -38,7 +38,7 @@ pub(crate) const MAX_KEPT_WRITE_BUFFER: usize = 1024 * 1024;
 /// for it. Long enough for a live reader's pauses (a garbage collection, a scheduler hiccup,
 /// a TCP retransmission), short enough that one stuck subscriber costs its publishers at most
 /// this once. Never longer than the `write_deadline`, which cuts such a receiver off anyway.
-pub const STOPPED_RECEIVER_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const STOPPED_RECEIVER_AFTER: Duration = Duration::from_secs(1);
 
 /// Milliseconds on a monotonic clock shared by all connections (progress stamps).
 fn monotonic_ms() -> u64 {
@@ -531,7 +531,7 @@ impl Outbound {
 /// connection's replies (PONG, +OK, PubAcks, requests answered in the same batch) right at the
 /// end of a read batch instead of waking the writer task: one thread hop less on every round
 /// trip. A TLS stream is written by the writer task only.
-pub enum Outlet {
+pub(crate) enum Outlet {
     Tcp(Arc<OwnedWriteHalf>),
     Stream(Box<dyn AsyncWrite + Unpin + Send>),
 }

@@ -116,7 +116,7 @@ pub(crate) fn deliver_all(
 }
 
 /// Publish from the server itself into `account` (JetStream acks and deliveries, advisories).
-pub fn publish(
+pub(crate) fn publish(
     account: &Account,
     subject: &[u8],
     reply: Option<&[u8]>,
@@ -130,7 +130,7 @@ pub fn publish(
 }
 
 /// [`publish`] as part of a caller's batch: receivers are woken when `flush` is.
-pub fn publish_into(
+pub(crate) fn publish_into(
     account: &Account,
     subject: &[u8],
     reply: Option<&[u8]>,
@@ -156,7 +156,7 @@ pub(crate) fn remove_subscription(sub: &SubRef) {
 static NEXT_INTERNAL_SID: AtomicU64 = AtomicU64::new(1);
 
 /// Subscribe a server subsystem to `subject` in `account`.
-pub fn subscribe_internal(
+pub(crate) fn subscribe_internal(
     account: &Arc<Account>,
     subject: &[u8],
     queue: Option<&[u8]>,
@@ -179,7 +179,7 @@ pub fn subscribe_internal(
 }
 
 /// Remove an internal subscription from `account`.
-pub fn unsubscribe_internal(account: &Account, sub: &SubRef) -> bool {
+pub(crate) fn unsubscribe_internal(account: &Account, sub: &SubRef) -> bool {
     account
         .sublist
         .remove(&sub.subject, sub.queue.as_deref(), sub)

@@ -113,7 +113,7 @@ pub trait Subsystem: std::any::Any + Send + Sync {
 }
 
 /// Applied on top of the file on every (re)load: the command-line flags.
-pub type Overrides = Box<dyn Fn(&mut Options) + Send + Sync>;
+pub(crate) type Overrides = Box<dyn Fn(&mut Options) + Send + Sync>;
 
 pub struct Server {
     pub id: String,

@@ -17,7 +17,7 @@ use std::fmt;
 
 /// Why a transform is refused; `Display` gives nats-server's wording.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TransformError {
+pub(crate) enum TransformError {
     /// Source or destination is not a valid subject, or their `>` do not correspond.
     BadSubject,
     /// A destination problem, with the offending token when there is one.
@@ -31,7 +31,7 @@ pub enum TransformError {
 
 /// The kinds of destination errors nats-server distinguishes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DestinationError {
+pub(crate) enum DestinationError {
     /// An empty token, a token after `>`, or whitespace.
     InvalidTransform,
     /// `{{...}}` naming no known function.
@@ -105,7 +105,7 @@ enum Piece {
 
 /// A validated transform.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubjectTransform {
+pub(crate) struct SubjectTransform {
     src: String,
     dest: String,
     src_tokens: usize,
@@ -306,7 +306,7 @@ fn subject_info(subject: &str) -> Option<(Vec<&str>, usize, bool)> {
 impl SubjectTransform {
     /// Parses `src` → `dest`. An empty `dest` means no transform (`Ok(None)`); an empty
     /// `src` means `>`.
-    pub fn new(src: &str, dest: &str) -> Result<Option<SubjectTransform>, TransformError> {
+    pub(crate) fn new(src: &str, dest: &str) -> Result<Option<SubjectTransform>, TransformError> {
         if dest.is_empty() {
             return Ok(None);
         }
@@ -385,7 +385,7 @@ impl SubjectTransform {
 
     /// nats-server's check of a configured mapping: the destination's tokens are
     /// well-formed (mapping functions known, no whitespace) and the transform parses.
-    pub fn validate(src: &str, dest: &str) -> Result<(), TransformError> {
+    pub(crate) fn validate(src: &str, dest: &str) -> Result<(), TransformError> {
         if dest.is_empty() {
             return Ok(());
         }
@@ -412,19 +412,9 @@ impl SubjectTransform {
         Self::new(src, dest).map(|_| ())
     }
 
-    /// The configured source filter.
-    pub fn source(&self) -> &str {
-        &self.src
-    }
-
-    /// The configured destination.
-    pub fn destination(&self) -> &str {
-        &self.dest
-    }
-
     /// Transforms `subject` when it matches the source; `None` when it does not (or is
     /// not a valid literal subject).
-    pub fn apply(&self, subject: &str) -> Option<String> {
+    pub(crate) fn apply(&self, subject: &str) -> Option<String> {
         if self.identity {
             return Some(subject.to_string());
         }

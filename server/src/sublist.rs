@@ -48,11 +48,11 @@ use crate::subject::{self, Tokens, FULL_WILDCARD, SINGLE_WILDCARD};
 /// Most published subjects kept in the match cache. Same bound as nats-server: large
 /// enough for the hot subjects of one account, small enough that the scan done by a
 /// wildcard insert/remove stays in the microseconds.
-pub const CACHE_MAX: usize = 1024;
+pub(crate) const CACHE_MAX: usize = 1024;
 
 /// Entries dropped at once when the cache is full, so that eviction work is amortized over
 /// many misses instead of paid on each one.
-pub const CACHE_SWEEP: usize = 256;
+pub(crate) const CACHE_SWEEP: usize = 256;
 
 /// Errors from [`Sublist`] operations.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -34,7 +34,7 @@ use crate::subscription::{ClosedSub, SubOwner, SubRef};
 use self::connection::Connection;
 
 /// What a connection needs from the server that accepted it.
-pub trait ConnectionHost: Send + Sync + 'static {
+pub(crate) trait ConnectionHost: Send + Sync + 'static {
     /// The options in force (swapped whole on reload).
     fn options(&self) -> Arc<Options>;
     fn authenticator(&self) -> Arc<Authenticator>;
@@ -140,7 +140,7 @@ impl SubOwner for ClientShared {
 }
 
 /// Serve one accepted connection until it closes.
-pub async fn serve<R>(
+pub(crate) async fn serve<R>(
     server: Arc<dyn ConnectionHost>,
     shared: Arc<ClientShared>,
     mut reader: R,

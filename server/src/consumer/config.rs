@@ -10,26 +10,26 @@ use crate::js_errors::{ApiError, JsError};
 use crate::subject;
 
 /// Default `ack_wait`: 30 s in ns.
-pub const DEFAULT_ACK_WAIT: i64 = 30_000_000_000;
+pub(crate) const DEFAULT_ACK_WAIT: i64 = 30_000_000_000;
 /// Default `max_ack_pending` when acks are on.
-pub const DEFAULT_MAX_ACK_PENDING: i64 = 1000;
+pub(crate) const DEFAULT_MAX_ACK_PENDING: i64 = 1000;
 /// Default `max_waiting` for pull consumers.
-pub const DEFAULT_MAX_WAITING: i64 = 512;
+pub(crate) const DEFAULT_MAX_WAITING: i64 = 512;
 /// Default `priority_timeout` of a pinned-client consumer: 2 minutes.
-pub const DEFAULT_PINNED_TTL: i64 = 120_000_000_000;
+pub(crate) const DEFAULT_PINNED_TTL: i64 = 120_000_000_000;
 /// Default `inactive_threshold` for ephemeral (and named non-durable) consumers: 5 s.
-pub const DEFAULT_INACTIVE_THRESHOLD: i64 = 5_000_000_000;
+pub(crate) const DEFAULT_INACTIVE_THRESHOLD: i64 = 5_000_000_000;
 /// Longest consumer name nats-server accepts.
-pub const MAX_NAME_LEN: usize = 255;
+pub(crate) const MAX_NAME_LEN: usize = 255;
 /// Longest description.
-pub const MAX_DESCRIPTION_LEN: usize = 4096;
+pub(crate) const MAX_DESCRIPTION_LEN: usize = 4096;
 /// Metadata size limit (keys + values).
-pub const MAX_METADATA_LEN: usize = 128 * 1024;
+pub(crate) const MAX_METADATA_LEN: usize = 128 * 1024;
 
 /// `deliver_policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum DeliverPolicy {
+pub(crate) enum DeliverPolicy {
     /// From the first message.
     #[default]
     All,
@@ -48,7 +48,7 @@ pub enum DeliverPolicy {
 /// `ack_policy`. Left out of a request it is `none` (Go's zero value).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum AckPolicy {
+pub(crate) enum AckPolicy {
     /// No acks: delivered means done.
     #[default]
     None,
@@ -63,12 +63,12 @@ pub enum AckPolicy {
 
 /// The idle heartbeat a flow-control-acked consumer must use (nats-server's source health
 /// interval): 1 s.
-pub const ACK_FLOW_CONTROL_HEARTBEAT: i64 = 1_000_000_000;
+pub(crate) const ACK_FLOW_CONTROL_HEARTBEAT: i64 = 1_000_000_000;
 
 /// `replay_policy`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum ReplayPolicy {
+pub(crate) enum ReplayPolicy {
     /// As fast as possible.
     #[default]
     Instant,
@@ -79,7 +79,7 @@ pub enum ReplayPolicy {
 /// `priority_policy`: how a pull consumer's priority group chooses among waiting requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
-pub enum PriorityPolicy {
+pub(crate) enum PriorityPolicy {
     /// No priority groups.
     #[default]
     None,
@@ -99,7 +99,7 @@ impl PriorityPolicy {
 }
 
 /// A priority group name: 1 to 16 of `A-Z a-z 0-9 / _ = -`.
-pub fn is_valid_group_name(name: &str) -> bool {
+pub(crate) fn is_valid_group_name(name: &str) -> bool {
     (1..=16).contains(&name.len())
         && name
             .bytes()
@@ -119,7 +119,7 @@ fn is_false(b: &bool) -> bool {
 /// A consumer's configuration, in nats-server's field order so replies read the same.
 /// Durations are integers in nanoseconds, as on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct ConsumerConfig {
+pub(crate) struct ConsumerConfig {
     /// Durable name (set for durables only).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub durable_name: String,
@@ -229,7 +229,7 @@ pub struct ConsumerConfig {
 
 /// What validation needs to know about the parent stream.
 #[derive(Debug, Clone, Copy)]
-pub struct StreamContext<'a> {
+pub(crate) struct StreamContext<'a> {
     /// The stream's subjects (not enforced: nats-server 2.15 accepts any filter).
     pub subjects: &'a [String],
     /// Work-queue retention.
@@ -248,17 +248,17 @@ pub struct StreamContext<'a> {
 
 impl ConsumerConfig {
     /// Is this a pull consumer?
-    pub fn is_pull(&self) -> bool {
+    pub(crate) fn is_pull(&self) -> bool {
         self.deliver_subject.is_empty()
     }
 
     /// Durable: has a durable name.
-    pub fn is_durable(&self) -> bool {
+    pub(crate) fn is_durable(&self) -> bool {
         !self.durable_name.is_empty()
     }
 
     /// The filters as one list (empty = the whole stream).
-    pub fn filters(&self) -> Vec<String> {
+    pub(crate) fn filters(&self) -> Vec<String> {
         if !self.filter_subject.is_empty() {
             vec![self.filter_subject.clone()]
         } else {
@@ -269,7 +269,7 @@ impl ConsumerConfig {
     /// Fills in what nats-server fills in (`setConsumerConfigDefaults`: the stream's
     /// `consumer_limits` first, then the account's `max_ack_pending`), plus the 5 s
     /// `inactive_threshold` of non-durables. Call before [`ConsumerConfig::validate`].
-    pub fn apply_defaults(&mut self, stream: &StreamContext<'_>) {
+    pub(crate) fn apply_defaults(&mut self, stream: &StreamContext<'_>) {
         if self.max_deliver == 0 || self.max_deliver < -1 {
             self.max_deliver = -1;
         }
@@ -319,7 +319,7 @@ impl ConsumerConfig {
     }
 
     /// Adds the `_nats.*` metadata nats-server 2.15 shows in replies.
-    pub fn set_server_metadata(&mut self, server_version: &str) {
+    pub(crate) fn set_server_metadata(&mut self, server_version: &str) {
         let req_level = if self.pause_until.is_some()
             || !self.priority_policy.is_none()
             || self.priority_timeout != 0
@@ -338,7 +338,7 @@ impl ConsumerConfig {
 
     /// nats-server's `checkConsumerCfg` and the work-queue checks of `addConsumer` that
     /// need only this consumer (see [`check_workqueue_partition`] for the others).
-    pub fn validate(&self, stream: &StreamContext<'_>) -> Result<(), ApiError> {
+    pub(crate) fn validate(&self, stream: &StreamContext<'_>) -> Result<(), ApiError> {
         let bad_name = |n: &str| !is_valid_name(n);
         if !self.name.is_empty() && bad_name(&self.name) {
             return Err(JsError::StreamInvalidConfig
@@ -597,18 +597,18 @@ impl ConsumerConfig {
     }
 
     /// `opt_start_time` in ns since the epoch.
-    pub fn start_time_ns(&self) -> Option<u64> {
+    pub(crate) fn start_time_ns(&self) -> Option<u64> {
         parse_rfc3339_ns(self.opt_start_time.as_deref()?)
     }
 
     /// `pause_until` in ns since the epoch.
-    pub fn pause_until_ns(&self) -> Option<u64> {
+    pub(crate) fn pause_until_ns(&self) -> Option<u64> {
         parse_rfc3339_ns(self.pause_until.as_deref()?)
     }
 
     /// The fields an update may not change, as nats-server's error text names them
     /// (`500 10012 <field> can not be updated`). `self` is the existing config.
-    pub fn check_update(&self, new: &ConsumerConfig) -> Result<(), ApiError> {
+    pub(crate) fn check_update(&self, new: &ConsumerConfig) -> Result<(), ApiError> {
         let err =
             |what: &str| Err(JsError::ConsumerCreate.with(format!("{what} can not be updated")));
         if self.deliver_policy != new.deliver_policy {
@@ -643,7 +643,7 @@ impl ConsumerConfig {
 }
 
 /// Stream/consumer names: no `.`, `*`, `>`, `\`, `/`, whitespace or control characters.
-pub fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name
             .bytes()
@@ -653,7 +653,7 @@ pub fn is_valid_name(name: &str) -> bool {
 /// Work-queue streams: a new consumer's filters must not overlap any other consumer's, and
 /// only one unfiltered consumer may exist (10099 / 10100). `others` excludes the one being
 /// updated.
-pub fn check_workqueue_partition(
+pub(crate) fn check_workqueue_partition(
     new: &ConsumerConfig,
     others: &[&ConsumerConfig],
 ) -> Result<(), ApiError> {
@@ -680,7 +680,7 @@ pub fn check_workqueue_partition(
 }
 
 /// A random 8-character ephemeral name (nats-server hashes a NUID to 8 characters).
-pub fn generate_name() -> String {
+pub(crate) fn generate_name() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     (0..8)
         .map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char)
@@ -689,7 +689,7 @@ pub fn generate_name() -> String {
 
 /// `delivered` / `ack_floor` in consumer info.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct SequenceInfo {
+pub(crate) struct SequenceInfo {
     /// Consumer sequence.
     pub consumer_seq: u64,
     /// Stream sequence.
@@ -701,7 +701,7 @@ pub struct SequenceInfo {
 
 /// Consumer info: create replies, `CONSUMER.INFO`, `CONSUMER.LIST` items.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsumerInfo {
+pub(crate) struct ConsumerInfo {
     /// Parent stream.
     pub stream_name: String,
     /// Consumer name.
@@ -739,13 +739,13 @@ pub struct ConsumerInfo {
 }
 
 /// An RFC 3339 time as ns since the epoch (times before 1970 count as 0).
-pub fn parse_rfc3339_ns(t: &str) -> Option<u64> {
+pub(crate) fn parse_rfc3339_ns(t: &str) -> Option<u64> {
     let dt = chrono::DateTime::parse_from_rfc3339(t).ok()?;
     Some(dt.timestamp_nanos_opt()?.max(0) as u64)
 }
 
 /// RFC 3339 with nanoseconds in UTC, as Go prints `time.Time` (`0001-01-01T00:00:00Z` for 0).
-pub fn rfc3339_ns(ns: u64) -> String {
+pub(crate) fn rfc3339_ns(ns: u64) -> String {
     if ns == 0 {
         return "0001-01-01T00:00:00Z".to_string();
     }
@@ -759,7 +759,7 @@ pub fn rfc3339_ns(ns: u64) -> String {
 
 /// A duration the way Go's `%v` prints it (`1s`, `1.5s`, `2m0s`, `500ms`), for the
 /// `409 Exceeded MaxRequestExpires of <d>` status text.
-pub fn go_duration(ns: i64) -> String {
+pub(crate) fn go_duration(ns: i64) -> String {
     if ns == 0 {
         return "0s".into();
     }

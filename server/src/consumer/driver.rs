@@ -36,7 +36,7 @@ const INTEREST_POLL_MIN: Duration = Duration::from_millis(1);
 const INTEREST_POLL_MAX: Duration = Duration::from_millis(250);
 
 /// What the stream layer provides to a running consumer.
-pub trait ConsumerHost: Send + Sync + 'static {
+pub(crate) trait ConsumerHost: Send + Sync + 'static {
     /// `consumer` no longer needs these stream sequences (acked or terminated): work-queue
     /// streams remove them, interest streams remove them once no consumer needs them.
     fn acked(&self, consumer: &str, stream_seqs: &[u64]);
@@ -155,7 +155,7 @@ impl InternalHandler for Inbox {
 
 /// Why a consumer stops: what its waiting pull requests are told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     /// The consumer (or its stream) is deleted: `409 Consumer Deleted`.
     Deleted,
     /// The stream is unloaded (shutdown, account removed): requests are dropped silently,
@@ -165,25 +165,19 @@ pub enum StopReason {
 
 /// Control of a running consumer.
 #[derive(Debug)]
-pub struct ConsumerHandle {
+pub(crate) struct ConsumerHandle {
     tx: mpsc::UnboundedSender<Event>,
     notify: Arc<Notify>,
-    name: String,
 }
 
 impl ConsumerHandle {
     /// The stream stored a message: wake the consumer (cheap; coalesces).
-    pub fn notify(&self) {
+    pub(crate) fn notify(&self) {
         self.notify.notify_one();
     }
 
-    /// The consumer's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// Current info; `None` if the consumer has stopped.
-    pub async fn info(&self) -> Option<ConsumerInfo> {
+    pub(crate) async fn info(&self) -> Option<ConsumerInfo> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Event::Info(tx)).ok()?;
         rx.await.ok()
@@ -191,25 +185,25 @@ impl ConsumerHandle {
 
     /// `$JS.API.CONSUMER.UNPIN`: drops `group`'s pin (10160 when the consumer has no such
     /// group); `None` if the consumer has stopped.
-    pub async fn unpin(&self, group: &str) -> Option<Result<(), ApiError>> {
+    pub(crate) async fn unpin(&self, group: &str) -> Option<Result<(), ApiError>> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Event::Unpin(group.to_string(), tx)).ok()?;
         rx.await.ok()
     }
 
     /// The stream was purged or lost messages: recount `num_pending`.
-    pub fn reset_pending(&self) {
+    pub(crate) fn reset_pending(&self) {
         let _ = self.tx.send(Event::ResetPending);
     }
 
     /// Applies a config update the caller checked with
     /// [`super::ConsumerConfig::check_update`].
-    pub fn update(&self, config: super::ConsumerConfig) {
+    pub(crate) fn update(&self, config: super::ConsumerConfig) {
         let _ = self.tx.send(Event::Update(Box::new(config)));
     }
 
     /// Stops the task (unsubscribing, saving state) and returns the consumer.
-    pub async fn stop(&self, reason: StopReason) -> Option<Consumer> {
+    pub(crate) async fn stop(&self, reason: StopReason) -> Option<Consumer> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Event::Stop(tx, reason)).ok()?;
         rx.await.ok()
@@ -217,7 +211,7 @@ impl ConsumerHandle {
 
     /// The server is going down: every waiting pull request gets `409 Server Shutdown`
     /// (published when this returns), as nats-server tells them before closing connections.
-    pub async fn signal_shutdown(&self) {
+    pub(crate) async fn signal_shutdown(&self) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Event::SignalShutdown(tx)).is_ok() {
             let _ = rx.await;
@@ -249,7 +243,7 @@ impl Clock {
 
 /// Starts `consumer` in `account`: subscribes its API, ack and flow-control subjects and
 /// spawns its task on the current tokio runtime.
-pub fn spawn(
+pub(crate) fn spawn(
     mut consumer: Consumer,
     account: Arc<Account>,
     store: Arc<dyn MessageStore>,
@@ -304,7 +298,7 @@ pub fn spawn(
         interest_poll: INTEREST_POLL_MIN,
     };
     tokio::spawn(task.run());
-    Ok(ConsumerHandle { tx, notify, name })
+    Ok(ConsumerHandle { tx, notify })
 }
 
 struct Task {

@@ -23,12 +23,12 @@
 //! reply tokens (no JSON) and removes one map entry. `num_pending` is kept incrementally.
 
 pub(crate) mod advisory;
-pub mod config;
-pub mod driver;
+pub(crate) mod config;
+pub(crate) mod driver;
 mod pacing;
 mod priority;
-pub mod pull;
-pub mod state;
+pub(crate) mod pull;
+pub(crate) mod state;
 #[cfg(test)]
 mod tests;
 
@@ -38,13 +38,12 @@ use bytes::Bytes;
 use smallvec::SmallVec;
 
 use crate::store::{MessageStore, StoreError, StoredMsg};
-pub use config::{
-    AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, ReplayPolicy, SequenceInfo,
-    StreamContext,
+pub(crate) use config::{
+    AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, SequenceInfo, StreamContext,
 };
-pub use priority::PriorityGroupState;
-pub use pull::PullRequest;
-pub use state::{ConsumerState, Pending, SeqPair};
+pub(crate) use priority::PriorityGroupState;
+pub(crate) use pull::PullRequest;
+pub(crate) use state::{ConsumerState, Pending, SeqPair};
 
 /// Most frames [`Consumer::next_batch`] emits per call, so the driver interleaves acks.
 const MAX_FRAMES_PER_BATCH: usize = 1024;
@@ -56,7 +55,7 @@ const NO_DEADLINE: u64 = u64::MAX - 1;
 
 /// One message to publish to a consumer's client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     /// The message's original subject.
     pub subject: Bytes,
     /// The `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` reply.
@@ -77,7 +76,7 @@ pub struct Delivery {
 
 /// Something the consumer wants published into its account, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outbound {
+pub(crate) enum Outbound {
     /// A message.
     Msg(Delivery),
     /// A header-only status frame (`NATS/1.0 404 No Messages`, heartbeats, flow control).
@@ -100,7 +99,7 @@ pub enum Outbound {
 
 /// The numbers in an ack reply subject.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AckTokens {
+pub(crate) struct AckTokens {
     /// Delivery count.
     pub deliveries: u64,
     /// Stream sequence.
@@ -115,7 +114,7 @@ pub struct AckTokens {
 
 /// Parses `$JS.ACK.<stream>.<consumer>.<dc>.<sseq>.<cseq>.<ts>.<pending>` (9 tokens) or the
 /// 12-token v2 form `$JS.ACK.<domain>.<acchash>.<stream>.<consumer>.<dc>.<sseq>.<cseq>.<ts>.<pending>.<rand>`.
-pub fn parse_ack_subject(subject: &[u8]) -> Option<AckTokens> {
+pub(crate) fn parse_ack_subject(subject: &[u8]) -> Option<AckTokens> {
     let mut toks: SmallVec<[&[u8]; 12]> = SmallVec::new();
     for t in subject.split(|&b| b == b'.') {
         if toks.len() == 12 {
@@ -152,7 +151,7 @@ pub fn parse_ack_subject(subject: &[u8]) -> Option<AckTokens> {
 
 /// What an ack body asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AckKind<'a> {
+pub(crate) enum AckKind<'a> {
     /// Empty, `+ACK` or `+OK`.
     Ack,
     /// `-NAK`, with an optional delay in ns (`{"delay":ns}` or a Go duration like `5s`).
@@ -168,7 +167,7 @@ pub enum AckKind<'a> {
 }
 
 /// Classifies an ack body as nats-server's `processAck` does.
-pub fn parse_ack_body(body: &[u8]) -> AckKind<'_> {
+pub(crate) fn parse_ack_body(body: &[u8]) -> AckKind<'_> {
     if body.is_empty() || body == b"+ACK" || body == b"+OK" {
         AckKind::Ack
     } else if let Some(rest) = body.strip_prefix(b"+NXT") {
@@ -205,7 +204,7 @@ fn parse_nak_delay(arg: &[u8]) -> Option<u64> {
 
 /// What an ack did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AckOutcome {
+pub(crate) struct AckOutcome {
     /// Stream sequences this consumer no longer needs (acked or terminated), for
     /// work-queue/interest retention.
     pub acked: SmallVec<[u64; 2]>,
@@ -230,7 +229,7 @@ struct FlowControl {
 
 /// A consumer's delivery state machine. Not thread-safe by itself: one driver owns it.
 #[derive(Debug)]
-pub struct Consumer {
+pub(crate) struct Consumer {
     stream: String,
     name: String,
     config: ConsumerConfig,
@@ -273,7 +272,7 @@ pub struct Consumer {
 impl Consumer {
     /// A new consumer positioned per its deliver policy. `config` must have been through
     /// [`ConsumerConfig::apply_defaults`] and [`ConsumerConfig::validate`].
-    pub fn new(
+    pub(crate) fn new(
         stream: &str,
         name: &str,
         config: ConsumerConfig,
@@ -287,7 +286,7 @@ impl Consumer {
 
     /// A consumer resumed from saved state (after a restart). `created` is the original
     /// creation time, ns.
-    pub fn restore(
+    pub(crate) fn restore(
         stream: &str,
         name: &str,
         config: ConsumerConfig,
@@ -411,48 +410,43 @@ impl Consumer {
     }
 
     /// The consumer's name.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// The parent stream's name.
-    pub fn stream(&self) -> &str {
+    pub(crate) fn stream(&self) -> &str {
         &self.stream
     }
 
     /// The effective config.
-    pub fn config(&self) -> &ConsumerConfig {
+    pub(crate) fn config(&self) -> &ConsumerConfig {
         &self.config
     }
 
-    /// Creation time, ns.
-    pub fn created(&self) -> u64 {
-        self.created
-    }
-
     /// Delivery state.
-    pub fn state(&self) -> &ConsumerState {
+    pub(crate) fn state(&self) -> &ConsumerState {
         &self.state
     }
 
     /// The state blob for [`crate::store::ConsumerStore::save`]; clears the dirty flag.
-    pub fn encode_state(&mut self) -> Vec<u8> {
+    pub(crate) fn encode_state(&mut self) -> Vec<u8> {
         self.dirty = false;
         self.state.encode()
     }
 
     /// Changed since the last [`Consumer::encode_state`].
-    pub fn is_dirty(&self) -> bool {
+    pub(crate) fn is_dirty(&self) -> bool {
         self.dirty
     }
 
     /// Waiting pull requests.
-    pub fn num_waiting(&self) -> usize {
+    pub(crate) fn num_waiting(&self) -> usize {
         self.waiting.len()
     }
 
     /// Applies an allowed config update (the caller ran [`ConsumerConfig::check_update`]).
-    pub fn update_config(&mut self, config: ConsumerConfig) {
+    pub(crate) fn update_config(&mut self, config: ConsumerConfig) {
         let state = std::mem::take(&mut self.state);
         let mut next = Consumer::bare(&self.stream, &self.name, config, self.created, state);
         next.redeliver_queue = std::mem::take(&mut self.redeliver_queue);
@@ -469,7 +463,8 @@ impl Consumer {
     /// Is `stream_seq` done for this consumer (acked, terminated, dropped after
     /// max_deliver, or delivered with ack none)? Interest retention removes a message
     /// once every interested consumer says so.
-    pub fn has_acked(&self, stream_seq: u64) -> bool {
+    #[cfg(test)]
+    pub(crate) fn has_acked(&self, stream_seq: u64) -> bool {
         if stream_seq <= self.state.ack_floor.stream_seq {
             return true;
         }
@@ -481,17 +476,17 @@ impl Consumer {
     }
 
     /// The account the consumer lives in (named in some advisories).
-    pub fn set_account(&mut self, name: &str) {
+    pub(crate) fn set_account(&mut self, name: &str) {
         self.account = name.to_string();
     }
 
     /// Push consumers: whether anyone subscribes to the deliver subject (the driver checks).
-    pub fn set_push_active(&mut self, active: bool) {
+    pub(crate) fn set_push_active(&mut self, active: bool) {
         self.push_active = active;
     }
 
     /// Push consumers with interest.
-    pub fn push_active(&self) -> bool {
+    pub(crate) fn push_active(&self) -> bool {
         self.push_active
     }
 
@@ -512,13 +507,13 @@ impl Consumer {
     }
 
     /// Messages not yet delivered (plus last-per-subject starts still owed).
-    pub fn num_pending(&mut self, store: &dyn MessageStore) -> u64 {
+    pub(crate) fn num_pending(&mut self, store: &dyn MessageStore) -> u64 {
         self.refresh_num_pending(store);
         self.num_pending
     }
 
     /// Forces a full recount of `num_pending` (after a purge or message delete).
-    pub fn reset_pending_count(&mut self) {
+    pub(crate) fn reset_pending_count(&mut self) {
         self.num_pending_valid = false;
     }
 
@@ -755,7 +750,7 @@ impl Consumer {
 
     /// Queues a pull request (after nats-server's checks, whose refusals are status frames
     /// in `out`). Call [`Consumer::next_batch`] afterwards to serve it.
-    pub fn add_pull_request(
+    pub(crate) fn add_pull_request(
         &mut self,
         req: PullRequest,
         store: &dyn MessageStore,
@@ -823,7 +818,11 @@ impl Consumer {
     /// starts at a sequence or time may not go below it, and only those and deliver-all
     /// consumers may be moved to a chosen sequence. Returns where delivery restarts, or why
     /// the reset is refused (the `{err}` of error 10204).
-    pub fn reset(&mut self, seq: u64, store: &dyn MessageStore) -> Result<u64, &'static str> {
+    pub(crate) fn reset(
+        &mut self,
+        seq: u64,
+        store: &dyn MessageStore,
+    ) -> Result<u64, &'static str> {
         let seq = if seq == 0 {
             self.state.ack_floor.stream_seq + 1
         } else {
@@ -924,7 +923,7 @@ impl Consumer {
 
     /// Drops every waiting pull request, telling each with the status frame `headers` builds
     /// for it (`409 Consumer Deleted`, `409 Server Shutdown`).
-    pub fn release_waiting(
+    pub(crate) fn release_waiting(
         &mut self,
         headers: impl Fn(&PullRequest) -> Vec<u8>,
         out: &mut Vec<Outbound>,
@@ -942,7 +941,8 @@ impl Consumer {
     /// waiting pull requests in order (pull) or to the deliver subject (push, when it has
     /// interest and flow control allows). Returns true when it stopped only because of
     /// its per-call frame cap (call again).
-    pub fn next_batch(
+    #[cfg(test)]
+    pub(crate) fn next_batch(
         &mut self,
         store: &dyn MessageStore,
         now: u64,
@@ -954,7 +954,7 @@ impl Consumer {
     /// [`Consumer::next_batch`], dropping (silently, as nats-server does) a pull request
     /// whose reply subject nobody subscribes any more when a message would go to it: a
     /// client that gave up on a fetch does not swallow messages meant for the next one.
-    pub fn next_batch_where(
+    pub(crate) fn next_batch_where(
         &mut self,
         store: &dyn MessageStore,
         now: u64,
@@ -1081,7 +1081,11 @@ impl Consumer {
     /// A client answered a flow-control request on `subject`: widen the window and resume.
     /// With `ack_policy: flow_control` the answer's `Nats-Last-Stream` header acknowledges
     /// everything delivered up to that stream sequence (the outcome's `acked`).
-    pub fn process_flow_control(&mut self, subject: &[u8], headers: Option<&[u8]>) -> AckOutcome {
+    pub(crate) fn process_flow_control(
+        &mut self,
+        subject: &[u8],
+        headers: Option<&[u8]>,
+    ) -> AckOutcome {
         let mut outcome = AckOutcome::default();
         if self.flow.outstanding.as_deref() != Some(subject) {
             return outcome;
@@ -1136,7 +1140,7 @@ impl Consumer {
     /// Applies an ack. `tokens` come from [`parse_ack_subject`], `kind` from
     /// [`parse_ack_body`]; advisories (nak, term) go to `out`. For `+NXT` the caller then
     /// parses the rest as a pull request whose reply is the ack message's reply subject.
-    pub fn process_ack(
+    pub(crate) fn process_ack(
         &mut self,
         tokens: &AckTokens,
         kind: &AckKind<'_>,
@@ -1269,7 +1273,7 @@ impl Consumer {
     /// Timers: moves messages whose ack wait (or backoff, or nak delay) ran out to the
     /// redelivery queue (dropping those at max_deliver, with an advisory), expires pull
     /// requests (408) and sends due heartbeats.
-    pub fn check_timers(&mut self, now: u64, out: &mut Vec<Outbound>) {
+    pub(crate) fn check_timers(&mut self, now: u64, out: &mut Vec<Outbound>) {
         if now >= self.ack_deadline_hint {
             let mut due: Vec<u64> = Vec::new();
             let mut next = u64::MAX;
@@ -1314,7 +1318,7 @@ impl Consumer {
 
     /// Answers expired pull requests with `408 Request Timeout` and sends due pull
     /// heartbeats.
-    pub fn expire_pull_requests(&mut self, now: u64, out: &mut Vec<Outbound>) {
+    pub(crate) fn expire_pull_requests(&mut self, now: u64, out: &mut Vec<Outbound>) {
         let mut i = 0;
         while i < self.waiting.len() {
             let r = &mut self.waiting[i];
@@ -1345,7 +1349,7 @@ impl Consumer {
     }
 
     /// The earliest time [`Consumer::check_timers`] has something to do, ns.
-    pub fn next_wakeup(&self) -> Option<u64> {
+    pub(crate) fn next_wakeup(&self) -> Option<u64> {
         let mut t = self.ack_deadline_hint;
         for r in &self.waiting {
             if let Some(e) = r.expires {
@@ -1372,12 +1376,12 @@ impl Consumer {
     }
 
     /// Time of the last pull request or ack, ns (inactivity of pull consumers).
-    pub fn last_activity(&self) -> u64 {
+    pub(crate) fn last_activity(&self) -> u64 {
         self.last_ack.max(self.last_delivery)
     }
 
     /// Consumer info as the API replies it.
-    pub fn info(&mut self, store: &dyn MessageStore, now: u64) -> ConsumerInfo {
+    pub(crate) fn info(&mut self, store: &dyn MessageStore, now: u64) -> ConsumerInfo {
         let num_pending = self.num_pending(store);
         let active = |t: u64| (t > 0).then(|| config::rfc3339_ns(t));
         let pause_remaining = self

@@ -38,7 +38,7 @@ pub(super) struct Pin {
 
 /// `priority_groups` of consumer info: the group, and its pinned client if any.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct PriorityGroupState {
+pub(crate) struct PriorityGroupState {
     /// The group.
     pub group: String,
     /// The pin id currently held.
@@ -302,7 +302,7 @@ impl Consumer {
 
     /// `$JS.API.CONSUMER.UNPIN`: the group's pin goes; the next request without an id gets a
     /// new one.
-    pub fn unpin(&mut self, group: &str, out: &mut Vec<Outbound>) -> Result<(), ApiError> {
+    pub(crate) fn unpin(&mut self, group: &str, out: &mut Vec<Outbound>) -> Result<(), ApiError> {
         if !self.config.priority_groups.iter().any(|g| g == group) {
             return Err(JsError::ConsumerInvalidPriorityGroup.into());
         }

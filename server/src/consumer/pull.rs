@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 /// A waiting pull request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PullRequest {
+pub(crate) struct PullRequest {
     /// Where the messages and status frames go (the request's reply subject).
     pub reply: Bytes,
     /// Messages still owed.
@@ -32,7 +32,7 @@ pub struct PullRequest {
 /// A pull request's priority group fields (nats-server's `PriorityGroup`, inlined in the
 /// request JSON).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct PriorityGroup {
+pub(crate) struct PriorityGroup {
     /// The consumer's priority group the request belongs to.
     #[serde(default)]
     pub group: String,
@@ -70,7 +70,7 @@ impl PullRequest {
     /// Parses a MSG.NEXT body: empty (batch 1), a bare number (the batch; anything else
     /// means 1, as on nats-server) or the JSON form. An error is the `400 Bad Request - ...`
     /// status frame to send back.
-    pub fn parse(reply: Bytes, body: &[u8], now: u64) -> Result<PullRequest, Vec<u8>> {
+    pub(crate) fn parse(reply: Bytes, body: &[u8], now: u64) -> Result<PullRequest, Vec<u8>> {
         let body = body.trim_ascii();
         let mut req = PullRequest {
             reply,
@@ -118,12 +118,12 @@ impl PullRequest {
 }
 
 /// `NATS/1.0 <code> <description>\r\n\r\n`.
-pub fn status(code: u16, description: &str) -> Vec<u8> {
+pub(crate) fn status(code: u16, description: &str) -> Vec<u8> {
     format!("NATS/1.0 {code} {description}\r\n\r\n").into_bytes()
 }
 
 /// A status with the pending counts still owed to a request.
-pub fn status_with_pending(code: u16, description: &str, msgs: u64, bytes: u64) -> Vec<u8> {
+pub(crate) fn status_with_pending(code: u16, description: &str, msgs: u64, bytes: u64) -> Vec<u8> {
     format!(
         "NATS/1.0 {code} {description}\r\nNats-Pending-Messages: {msgs}\r\nNats-Pending-Bytes: {bytes}\r\n\r\n"
     )
@@ -131,40 +131,44 @@ pub fn status_with_pending(code: u16, description: &str, msgs: u64, bytes: u64) 
 }
 
 /// `NATS/1.0 408 Request Timeout` with the counts still owed.
-pub fn request_timeout(msgs: u64, bytes: u64) -> Vec<u8> {
+pub(crate) fn request_timeout(msgs: u64, bytes: u64) -> Vec<u8> {
     status_with_pending(408, "Request Timeout", msgs, bytes)
 }
 
 /// `NATS/1.0 409 Consumer Deleted`: the consumer a request waits on is gone.
-pub fn consumer_deleted() -> Vec<u8> {
+pub(crate) fn consumer_deleted() -> Vec<u8> {
     status(409, "Consumer Deleted")
 }
 
 /// `NATS/1.0 409 Server Shutdown` with the counts still owed: the request will not survive
 /// the server going down.
-pub fn server_shutdown(msgs: u64, bytes: u64) -> Vec<u8> {
+pub(crate) fn server_shutdown(msgs: u64, bytes: u64) -> Vec<u8> {
     status_with_pending(409, "Server Shutdown", msgs, bytes)
 }
 
 /// `NATS/1.0 423 Nats-Wrong-Pin-Id` with the counts still owed: the request carries a pin id
 /// that is not (or no longer) the pinned client's.
-pub fn wrong_pin_id(msgs: u64, bytes: u64) -> Vec<u8> {
+pub(crate) fn wrong_pin_id(msgs: u64, bytes: u64) -> Vec<u8> {
     status_with_pending(423, "Nats-Wrong-Pin-Id", msgs, bytes)
 }
 
 /// `NATS/1.0 404 No Messages`.
-pub fn no_messages() -> Vec<u8> {
+pub(crate) fn no_messages() -> Vec<u8> {
     b"NATS/1.0 404 No Messages\r\n\r\n".to_vec()
 }
 
 /// `NATS/1.0 409 Message Size Exceeds MaxBytes` with the counts still owed.
-pub fn max_bytes_exceeded(msgs: u64, bytes: u64) -> Vec<u8> {
+pub(crate) fn max_bytes_exceeded(msgs: u64, bytes: u64) -> Vec<u8> {
     status_with_pending(409, "Message Size Exceeds MaxBytes", msgs, bytes)
 }
 
 /// `NATS/1.0 100 Idle Heartbeat` (push and pull), with the stall marker when flow
 /// control is holding delivery.
-pub fn idle_heartbeat(last_consumer: u64, last_stream: u64, stalled: Option<&[u8]>) -> Vec<u8> {
+pub(crate) fn idle_heartbeat(
+    last_consumer: u64,
+    last_stream: u64,
+    stalled: Option<&[u8]>,
+) -> Vec<u8> {
     let mut h = format!(
         "NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: {last_consumer}\r\nNats-Last-Stream: {last_stream}\r\n"
     )
@@ -179,6 +183,6 @@ pub fn idle_heartbeat(last_consumer: u64, last_stream: u64, stalled: Option<&[u8
 }
 
 /// `NATS/1.0 100 FlowControl Request` (sent with the `$JS.FC...` reply subject).
-pub fn flow_control_request() -> Vec<u8> {
+pub(crate) fn flow_control_request() -> Vec<u8> {
     b"NATS/1.0 100 FlowControl Request\r\n\r\n".to_vec()
 }

@@ -16,7 +16,7 @@ const VERSION: u8 = 1;
 
 /// A (consumer sequence, stream sequence) pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SeqPair {
+pub(crate) struct SeqPair {
     /// Consumer (delivery) sequence.
     pub consumer_seq: u64,
     /// Stream sequence.
@@ -25,7 +25,7 @@ pub struct SeqPair {
 
 /// A delivered message awaiting its ack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Pending {
+pub(crate) struct Pending {
     /// Consumer sequence of its first delivery (kept across redeliveries, as nats-server).
     pub consumer_seq: u64,
     /// Time of its last delivery (or progress), ns since the epoch.
@@ -36,7 +36,7 @@ pub struct Pending {
 
 /// Everything a consumer must remember across restarts.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ConsumerState {
+pub(crate) struct ConsumerState {
     /// Last delivered: highest consumer sequence and the highest stream sequence read.
     pub delivered: SeqPair,
     /// Everything at or below is acknowledged.
@@ -49,7 +49,7 @@ pub struct ConsumerState {
 
 /// A state blob that cannot be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     /// Unknown version byte.
     #[error("unknown consumer state version {0}")]
     Version(u8),
@@ -85,7 +85,7 @@ fn get_varint(buf: &[u8], pos: &mut usize) -> Result<u64, StateError> {
 
 impl ConsumerState {
     /// The binary form saved through [`crate::store::ConsumerStore::save`].
-    pub fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(32 + self.pending.len() * 16);
         out.push(VERSION);
         put_varint(&mut out, self.delivered.consumer_seq);
@@ -113,7 +113,7 @@ impl ConsumerState {
 
     /// Decodes [`ConsumerState::encode`]'s output. Deadlines come back as
     /// `timestamp + ack_wait_ns`.
-    pub fn decode(buf: &[u8], ack_wait_ns: u64) -> Result<ConsumerState, StateError> {
+    pub(crate) fn decode(buf: &[u8], ack_wait_ns: u64) -> Result<ConsumerState, StateError> {
         let version = *buf.first().ok_or(StateError::Malformed)?;
         if version != VERSION {
             return Err(StateError::Version(version));

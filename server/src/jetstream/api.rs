@@ -271,7 +271,7 @@ fn account_info(js: &JetStream, jsa: &JsAccount) -> Vec<u8> {
 
 /// Stream state as the API shows it.
 #[derive(Serialize)]
-pub struct StateJson {
+pub(crate) struct StateJson {
     pub messages: u64,
     pub bytes: u64,
     pub first_seq: u64,

@@ -12,14 +12,14 @@ use crate::store::{Discard, StorageType, StoreLimits};
 use crate::subject_transform::SubjectTransform;
 
 /// Default `duplicate_window`: two minutes.
-pub const DEFAULT_DUPLICATE_WINDOW: u64 = 120_000_000_000;
+pub(crate) const DEFAULT_DUPLICATE_WINDOW: u64 = 120_000_000_000;
 /// JetStream API level we implement (as nats-server 2.15).
-pub const API_LEVEL: &str = "5";
+pub(crate) const API_LEVEL: &str = "5";
 
 /// `retention`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Retention {
+pub(crate) enum Retention {
     /// Keep messages until limits remove them.
     #[default]
     Limits,
@@ -32,7 +32,7 @@ pub enum Retention {
 /// `storage`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum Storage {
+pub(crate) enum Storage {
     /// File store.
     #[default]
     File,
@@ -52,7 +52,7 @@ impl From<Storage> for StorageType {
 /// `discard`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum DiscardPolicy {
+pub(crate) enum DiscardPolicy {
     /// Evict the oldest.
     #[default]
     Old,
@@ -75,7 +75,7 @@ fn compression_none() -> String {
 
 /// `subject_transform`, and each of a source's `subject_transforms`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct SubjectTransformConfig {
+pub(crate) struct SubjectTransformConfig {
     /// Filter the transform applies to (empty = `>`).
     #[serde(default)]
     pub src: String,
@@ -86,7 +86,7 @@ pub struct SubjectTransformConfig {
 
 /// `republish`: stored messages are also published on a transformed subject.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct RePublish {
+pub(crate) struct RePublish {
     /// Which stored subjects (empty = `>`).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub src: String,
@@ -100,7 +100,7 @@ pub struct RePublish {
 
 /// A source or mirror in another account (or domain): where its API and deliveries are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct ExternalStream {
+pub(crate) struct ExternalStream {
     /// API prefix standing for `$JS.API` of the origin.
     #[serde(default)]
     pub api: String,
@@ -111,7 +111,7 @@ pub struct ExternalStream {
 
 /// A durable consumer on the origin that sourcing reads through.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct StreamConsumerSource {
+pub(crate) struct StreamConsumerSource {
     /// Consumer name.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
@@ -122,7 +122,7 @@ pub struct StreamConsumerSource {
 
 /// One `sources` entry, or the `mirror`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct StreamSource {
+pub(crate) struct StreamSource {
     /// The origin stream.
     #[serde(default)]
     pub name: String,
@@ -148,7 +148,7 @@ pub struct StreamSource {
 
 /// `persist_mode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PersistMode {
+pub(crate) enum PersistMode {
     /// Acknowledge once the store has the message (default).
     #[default]
     Default,
@@ -194,7 +194,7 @@ fn is_zero_i64(n: &i64) -> bool {
 
 /// `consumer_limits`: defaults and ceilings for the stream's consumers (0 = none).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ConsumerLimits {
+pub(crate) struct ConsumerLimits {
     /// ns.
     #[serde(default, skip_serializing_if = "is_zero_i64")]
     pub inactive_threshold: i64,
@@ -204,7 +204,7 @@ pub struct ConsumerLimits {
 
 /// A stream's configuration, in nats-server's field order so replies read the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct StreamConfig {
+pub(crate) struct StreamConfig {
     /// Stream name.
     #[serde(default)]
     pub name: String,
@@ -332,7 +332,7 @@ fn bad_name(name: &str) -> bool {
 }
 
 /// Is `name` usable as a stream name?
-pub fn valid_stream_name(name: &str) -> bool {
+pub(crate) fn valid_stream_name(name: &str) -> bool {
     !bad_name(name) && name.len() <= 255
 }
 
@@ -340,7 +340,7 @@ impl StreamConfig {
     /// Applies nats-server's defaults and checks the config, as on create and update, in
     /// nats-server's order (the first failing check decides the error). Checks that need the
     /// account (origins of mirrors and sources, cycles, overlaps) are in `api.rs`.
-    pub fn normalize(&mut self) -> Result<(), ApiError> {
+    pub(crate) fn normalize(&mut self) -> Result<(), ApiError> {
         if !valid_stream_name(&self.name) {
             return Err(JsError::StreamInvalidConfig
                 .with("stream name is required and can not contain '.', '*', '>', '\\', '/'"));
@@ -590,13 +590,13 @@ impl StreamConfig {
     }
 
     /// `consumer_limits` as `(max_ack_pending, inactive_threshold ns)`, 0 where unset.
-    pub fn consumer_limits(&self) -> (i64, i64) {
+    pub(crate) fn consumer_limits(&self) -> (i64, i64) {
         let l = &self.consumer_limits;
         (l.max_ack_pending, l.inactive_threshold)
     }
 
     /// What the store enforces.
-    pub fn store_limits(&self) -> StoreLimits {
+    pub(crate) fn store_limits(&self) -> StoreLimits {
         let pos = |v: i64| (v > 0).then_some(v as u64);
         StoreLimits {
             max_msgs: pos(self.max_msgs),
@@ -617,7 +617,7 @@ impl StreamConfig {
 
     /// The API level a server needs to run this stream as configured (nats-server's
     /// `_nats.req.level`): 1 for per-message TTLs, 2 for counters.
-    pub fn required_api_level(&self) -> u8 {
+    pub(crate) fn required_api_level(&self) -> u8 {
         if self.allow_msg_counter {
             2
         } else if self.allow_msg_ttl {
@@ -629,7 +629,7 @@ impl StreamConfig {
 
     /// The config as replies show it: the user's metadata plus the server's `_nats.*` keys
     /// (LIST shows only `_nats.req.level`).
-    pub fn for_reply(&self, with_versions: bool) -> StreamConfig {
+    pub(crate) fn for_reply(&self, with_versions: bool) -> StreamConfig {
         let mut out = self.clone();
         let mut md = self.metadata.clone().unwrap_or_default();
         if with_versions {
@@ -649,7 +649,7 @@ impl StreamConfig {
 }
 
 /// RFC3339 with nanoseconds and Go's trimming of trailing zeros; 0 is Go's zero time.
-pub fn format_ts(ns: u64) -> String {
+pub(crate) fn format_ts(ns: u64) -> String {
     if ns == 0 {
         return "0001-01-01T00:00:00Z".to_string();
     }
@@ -667,7 +667,7 @@ pub fn format_ts(ns: u64) -> String {
 }
 
 /// Parses [`format_ts`] output (and any RFC3339) back to ns.
-pub fn parse_ts(s: &str) -> Option<u64> {
+pub(crate) fn parse_ts(s: &str) -> Option<u64> {
     if s == "0001-01-01T00:00:00Z" {
         return Some(0);
     }

@@ -514,7 +514,7 @@ fn account_consumers(jsa: &JsAccount) -> usize {
 }
 
 /// Consumers across an account (for `$JS.API.INFO` and monitoring).
-pub fn consumer_count(jsa: &JsAccount) -> usize {
+pub(crate) fn consumer_count(jsa: &JsAccount) -> usize {
     account_consumers(jsa)
 }
 

@@ -20,16 +20,16 @@
 //! (config + creation time) with `meta.sum` (its SHA-256), both replaced atomically. Memory
 //! streams are not persisted (as in nats-server, they are gone after a restart).
 
-pub mod api;
+pub(crate) mod api;
 pub(crate) mod batch;
-pub mod config;
-pub mod consumers;
+pub(crate) mod config;
+pub(crate) mod consumers;
 mod counter;
 pub(crate) mod headers;
-pub mod monitor;
+pub(crate) mod monitor;
 pub(crate) mod schedule;
 pub(crate) mod sourcing;
-pub mod stream;
+pub(crate) mod stream;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -65,7 +65,7 @@ const API_QUEUE: usize = 65_536;
 
 /// JetStream start-up failures.
 #[derive(Debug, thiserror::Error)]
-pub enum JetStreamError {
+pub(crate) enum JetStreamError {
     /// The store directory could not be created.
     #[error("could not create storage directory {path}: {source}")]
     StoreDir {
@@ -84,7 +84,7 @@ pub enum JetStreamError {
 
 /// Usage across the whole server, checked against `max_memory_store` / `max_file_store`.
 #[derive(Debug, Default)]
-pub struct ServerUsage {
+pub(crate) struct ServerUsage {
     mem: AtomicI64,
     file: AtomicI64,
     /// Resolved `max_memory_store`.
@@ -95,7 +95,7 @@ pub struct ServerUsage {
 
 /// One account's usage and limits, shared by its streams' workers.
 #[derive(Debug)]
-pub struct Usage {
+pub(crate) struct Usage {
     mem: AtomicI64,
     file: AtomicI64,
     limits: ArcSwapOption<AccountJetStreamLimits>,
@@ -117,7 +117,7 @@ impl Usage {
     }
 
     /// Bytes in use: (memory, file).
-    pub fn used(&self) -> (u64, u64) {
+    pub(crate) fn used(&self) -> (u64, u64) {
         (
             self.mem.load(Ordering::Relaxed).max(0) as u64,
             self.file.load(Ordering::Relaxed).max(0) as u64,
@@ -154,7 +154,7 @@ impl Usage {
 }
 
 /// One account as JetStream sees it (present for every account, enabled or not).
-pub struct JsAccount {
+pub(crate) struct JsAccount {
     /// Account name.
     pub name: String,
     pub(crate) account: Arc<Account>,
@@ -172,17 +172,17 @@ pub struct JsAccount {
 
 impl JsAccount {
     /// The account's JetStream limits; `None` when JetStream is disabled for it.
-    pub fn limits(&self) -> Option<AccountJetStreamLimits> {
+    pub(crate) fn limits(&self) -> Option<AccountJetStreamLimits> {
         self.usage.limits.load().as_deref().copied()
     }
 
     /// Streams by name (sorted).
-    pub fn streams(&self) -> Vec<Arc<Stream>> {
+    pub(crate) fn streams(&self) -> Vec<Arc<Stream>> {
         self.streams.read().values().cloned().collect()
     }
 
     /// One stream.
-    pub fn stream(&self, name: &str) -> Option<Arc<Stream>> {
+    pub(crate) fn stream(&self, name: &str) -> Option<Arc<Stream>> {
         self.streams.read().get(name).cloned()
     }
 
@@ -293,7 +293,7 @@ impl InternalHandler for DomainApi {
 }
 
 /// The server-wide JetStream engine.
-pub struct JetStream {
+pub(crate) struct JetStream {
     /// `<store_dir>/jetstream`.
     pub store_dir: PathBuf,
     /// The exclusive lock on `store_dir`, held while JetStream runs.
@@ -377,7 +377,7 @@ fn human(bytes: i64) -> String {
 
 /// The account's JetStream limits under `opts`, `None` when it has no JetStream. As in
 /// nats-server, the global account gets unlimited JetStream when it is the only account.
-pub fn account_limits(
+pub(crate) fn account_limits(
     opts: &Options,
     account: &Account,
     system: &str,
@@ -442,7 +442,7 @@ fn read_meta(dir: &Path) -> Result<StreamMeta, String> {
 impl JetStream {
     /// Starts JetStream for `server`: store directory, API thread, and every account's
     /// streams recovered from disk. Logs as nats-server does.
-    pub fn start(server: &Server) -> Result<Arc<JetStream>, JetStreamError> {
+    pub(crate) fn start(server: &Server) -> Result<Arc<JetStream>, JetStreamError> {
         let opts = server.options();
         let config = opts.jetstream.clone().unwrap_or_default();
         let base = match &config.store_dir {
@@ -523,7 +523,7 @@ impl JetStream {
     /// Brings the JetStream view in line with the server's accounts: new accounts get the
     /// API subscription (and their streams recovered), changed limits apply at once, and an
     /// account that is gone (or lost JetStream) is unloaded with its data kept on disk.
-    pub fn sync_accounts(&self, server: &Server) {
+    pub(crate) fn sync_accounts(&self, server: &Server) {
         let opts = server.options();
         self.account_configs.store(Arc::new(opts.accounts.clone()));
         let system = server.system_account();
@@ -807,12 +807,12 @@ impl JetStream {
     }
 
     /// The JetStream view of an account.
-    pub fn account(&self, name: &str) -> Option<Arc<JsAccount>> {
+    pub(crate) fn account(&self, name: &str) -> Option<Arc<JsAccount>> {
         self.accounts.lock().get(name).cloned()
     }
 
     /// Every account JetStream knows, sorted by name.
-    pub fn accounts(&self) -> Vec<Arc<JsAccount>> {
+    pub(crate) fn accounts(&self) -> Vec<Arc<JsAccount>> {
         let mut v: Vec<_> = self.accounts.lock().values().cloned().collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
@@ -829,7 +829,7 @@ impl JetStream {
     }
 
     /// Server-wide usage: (memory, file).
-    pub fn used(&self) -> (u64, u64) {
+    pub(crate) fn used(&self) -> (u64, u64) {
         (
             self.usage.mem.load(Ordering::Relaxed).max(0) as u64,
             self.usage.file.load(Ordering::Relaxed).max(0) as u64,
@@ -839,7 +839,7 @@ impl JetStream {
     /// Flushes and closes every stream (orderly shutdown).
     /// Tells every waiting pull request that the server is going down (`409 Server
     /// Shutdown`), before the connections close, as nats-server does.
-    pub fn signal_pull_consumers(&self) {
+    pub(crate) fn signal_pull_consumers(&self) {
         for jsa in self.accounts() {
             for s in jsa.streams() {
                 s.consumers.signal_shutdown();
@@ -847,7 +847,7 @@ impl JetStream {
         }
     }
 
-    pub fn shutdown(&self) {
+    pub(crate) fn shutdown(&self) {
         for jsa in self.accounts() {
             for s in jsa.streams() {
                 s.stop();

@@ -15,7 +15,7 @@ const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(1);
 
 /// API requests handled and answered with an error.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ApiCounts {
+pub(crate) struct ApiCounts {
     /// Requests handled.
     pub total: u64,
     /// Requests answered with an error.
@@ -24,12 +24,12 @@ pub struct ApiCounts {
 
 impl JetStream {
     /// Resolved server limits `(max_memory, max_store)` in bytes (defaults already applied).
-    pub fn server_limits(&self) -> (i64, i64) {
+    pub(crate) fn server_limits(&self) -> (i64, i64) {
         (self.usage.max_memory, self.usage.max_store)
     }
 
     /// The fsync interval in effect, and whether every batch is fsynced (`sync_interval: always`).
-    pub fn sync_interval(&self) -> (Duration, bool) {
+    pub(crate) fn sync_interval(&self) -> (Duration, bool) {
         (
             self.config.sync_interval.unwrap_or(DEFAULT_SYNC_INTERVAL),
             self.config.sync_always,
@@ -37,12 +37,12 @@ impl JetStream {
     }
 
     /// Stream `max_bytes` reservations across accounts `(memory, file)`.
-    pub fn reserved_bytes(&self) -> (u64, u64) {
+    pub(crate) fn reserved_bytes(&self) -> (u64, u64) {
         self.reserved()
     }
 
     /// API counters over all accounts.
-    pub fn api_counts(&self) -> ApiCounts {
+    pub(crate) fn api_counts(&self) -> ApiCounts {
         ApiCounts {
             total: self.api_total.load(Ordering::Relaxed),
             errors: self.api_errors.load(Ordering::Relaxed),
@@ -50,7 +50,7 @@ impl JetStream {
     }
 
     /// Accounts with JetStream enabled, sorted by name.
-    pub fn enabled_accounts(&self) -> Vec<Arc<JsAccount>> {
+    pub(crate) fn enabled_accounts(&self) -> Vec<Arc<JsAccount>> {
         self.accounts()
             .into_iter()
             .filter(|a| a.limits().is_some())
@@ -58,19 +58,19 @@ impl JetStream {
     }
 
     /// The name streams report as their (single-server) leader.
-    pub fn leader_name(&self) -> &str {
+    pub(crate) fn leader_name(&self) -> &str {
         &self.server_name
     }
 }
 
 impl JsAccount {
     /// Bytes in use `(memory, file)`.
-    pub fn used(&self) -> (u64, u64) {
+    pub(crate) fn used(&self) -> (u64, u64) {
         self.usage.used()
     }
 
     /// This account's API counters.
-    pub fn api_counts(&self) -> ApiCounts {
+    pub(crate) fn api_counts(&self) -> ApiCounts {
         ApiCounts {
             total: self.api_total.load(Ordering::Relaxed),
             errors: self.api_errors.load(Ordering::Relaxed),
@@ -79,7 +79,7 @@ impl JsAccount {
 }
 
 /// One stream's monitoring figures.
-pub struct StreamFigures {
+pub(crate) struct StreamFigures {
     /// The stream (name, creation time, config).
     pub stream: Arc<Stream>,
     /// Its state as the API reports it.
@@ -89,13 +89,13 @@ pub struct StreamFigures {
 impl StreamFigures {
     /// Consumers on this stream: taken from the stream state the API reports, so consumer
     /// counts appear in `/jsz` as soon as the consumer work fills `consumer_count` there.
-    pub fn consumer_count(&self) -> u64 {
+    pub(crate) fn consumer_count(&self) -> u64 {
         self.state.consumer_count
     }
 }
 
 /// Figures of every stream of `account`, sorted by name.
-pub fn stream_figures(account: &JsAccount) -> Vec<StreamFigures> {
+pub(crate) fn stream_figures(account: &JsAccount) -> Vec<StreamFigures> {
     account
         .streams()
         .into_iter()

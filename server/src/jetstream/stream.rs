@@ -264,7 +264,7 @@ impl InternalHandler for IngestHandler {
 }
 
 /// One stream.
-pub struct Stream {
+pub(crate) struct Stream {
     /// Stream name.
     pub name: String,
     /// Creation time, ns since the epoch.
@@ -396,7 +396,7 @@ impl Stream {
     }
 
     /// The current configuration.
-    pub fn config(&self) -> Arc<StreamConfig> {
+    pub(crate) fn config(&self) -> Arc<StreamConfig> {
         self.config.load_full()
     }
 
@@ -526,11 +526,6 @@ impl Stream {
         let store = &self.store;
         self.consumers
             .reset_pending(first, |seq| store.load_msg(seq).is_ok());
-    }
-
-    /// Bytes currently counted for this stream.
-    pub fn bytes(&self) -> u64 {
-        self.accounted.load(Ordering::Relaxed).max(0) as u64
     }
 }
 

@@ -12,7 +12,7 @@ use crate::server::Server;
 use crate::sublist::SublistStats;
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Accountz {
+pub(crate) struct Accountz {
     pub server_id: String,
     pub now: String,
     pub system_account: String,
@@ -23,7 +23,7 @@ pub struct Accountz {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct AccountInfo {
+pub(crate) struct AccountInfo {
     pub account_name: String,
     pub update_time: String,
     pub expired: bool,
@@ -41,7 +41,7 @@ pub struct AccountInfo {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ExportInfo {
+pub(crate) struct ExportInfo {
     pub subject: String,
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -50,7 +50,7 @@ pub struct ExportInfo {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ImportInfo {
+pub(crate) struct ImportInfo {
     pub subject: String,
     pub account: String,
     pub to: String,
@@ -70,7 +70,7 @@ fn kind_name(kind: &ExportKind) -> &'static str {
 }
 
 /// `/accountz`, or with `acc` that account's detail (400 when it does not exist).
-pub fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, MonitorError> {
+pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, MonitorError> {
     let mut out = Accountz {
         server_id: server.id.clone(),
         now: rfc3339(SystemTime::now()),
@@ -137,7 +137,7 @@ pub fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, MonitorE
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AccountStatzOptions {
+pub(crate) struct AccountStatzOptions {
     /// `accs=A,B`: only these accounts.
     pub accounts: Vec<String>,
     /// `unused=true`: include accounts without connections.
@@ -145,7 +145,7 @@ pub struct AccountStatzOptions {
 }
 
 impl AccountStatzOptions {
-    pub fn from_params(p: &Params) -> Result<AccountStatzOptions, MonitorError> {
+    pub(crate) fn from_params(p: &Params) -> Result<AccountStatzOptions, MonitorError> {
         Ok(AccountStatzOptions {
             accounts: p
                 .get("accs")
@@ -162,14 +162,14 @@ impl AccountStatzOptions {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct AccountStatz {
+pub(crate) struct AccountStatz {
     pub server_id: String,
     pub now: String,
     pub account_statz: Vec<AccountStat>,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct AccountStat {
+pub(crate) struct AccountStat {
     pub acc: String,
     pub name: String,
     pub conns: usize,
@@ -182,13 +182,13 @@ pub struct AccountStat {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct MsgBytes {
+pub(crate) struct MsgBytes {
     pub msgs: u64,
     pub bytes: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct DataStats {
+pub(crate) struct DataStats {
     pub msgs: u64,
     pub bytes: u64,
     pub gateways: MsgBytes,
@@ -209,7 +209,7 @@ impl DataStats {
 /// One account's message totals: closed connections' (folded into the account when they
 /// closed) plus the live connections' own counters, summed now.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AccountTraffic {
+pub(crate) struct AccountTraffic {
     /// Messages the account's clients published (`received` in `/accstatz`).
     pub in_msgs: u64,
     pub in_bytes: u64,
@@ -219,7 +219,7 @@ pub struct AccountTraffic {
 }
 
 /// Message totals of every account, read at call time (never counted on the publish path).
-pub fn account_traffic(server: &Server) -> Vec<(std::sync::Arc<Account>, AccountTraffic)> {
+pub(crate) fn account_traffic(server: &Server) -> Vec<(std::sync::Arc<Account>, AccountTraffic)> {
     let accounts = server.accounts();
     // Read closed totals before the live counters: a connection closing in between is then
     // counted at most once.
@@ -253,7 +253,7 @@ pub fn account_traffic(server: &Server) -> Vec<(std::sync::Arc<Account>, Account
 }
 
 /// `/accstatz`. Counters never go down between two calls on the same `monitor`.
-pub fn accstatz(monitor: &Monitor, opts: &AccountStatzOptions) -> AccountStatz {
+pub(crate) fn accstatz(monitor: &Monitor, opts: &AccountStatzOptions) -> AccountStatz {
     let server = monitor.server();
     let mut list = Vec::new();
     for (account, t) in account_traffic(server) {

@@ -15,11 +15,11 @@ use crate::server::{ClosedClient, Server};
 use crate::subscription::ClosedSub;
 
 /// nats-server's default page size.
-pub const DEFAULT_LIMIT: usize = 1024;
+pub(crate) const DEFAULT_LIMIT: usize = 1024;
 
 /// `sort=`: `cid` and `start` (the same order), `uptime` and `reason` ascend; the rest descend.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SortOpt {
+pub(crate) enum SortOpt {
     #[default]
     Cid,
     Start,
@@ -38,7 +38,7 @@ pub enum SortOpt {
 }
 
 impl SortOpt {
-    pub fn parse(s: &str) -> Result<SortOpt, MonitorError> {
+    pub(crate) fn parse(s: &str) -> Result<SortOpt, MonitorError> {
         Ok(match s {
             "cid" => SortOpt::Cid,
             "start" => SortOpt::Start,
@@ -61,7 +61,7 @@ impl SortOpt {
 
 /// `state=`: open (default), closed, or all (`any` too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StateOpt {
+pub(crate) enum StateOpt {
     #[default]
     Open,
     Closed,
@@ -69,7 +69,7 @@ pub enum StateOpt {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ConnzOptions {
+pub(crate) struct ConnzOptions {
     pub sort: SortOpt,
     /// `auth=true`: show `authorized_user`, `account` and `name_tag`.
     pub auth: bool,
@@ -86,7 +86,7 @@ pub struct ConnzOptions {
 
 impl ConnzOptions {
     /// Decode the query parameters in nats-server's order (so the first bad one is reported).
-    pub fn from_params(p: &Params) -> Result<ConnzOptions, MonitorError> {
+    pub(crate) fn from_params(p: &Params) -> Result<ConnzOptions, MonitorError> {
         let sort = p.get("sort").map(SortOpt::parse);
         let auth = p.bool("auth")?;
         let subs_detail = p
@@ -122,7 +122,7 @@ impl ConnzOptions {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Connz {
+pub(crate) struct Connz {
     pub server_id: String,
     pub now: String,
     pub num_connections: usize,
@@ -134,7 +134,7 @@ pub struct Connz {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct SubDetail {
+pub(crate) struct SubDetail {
     #[serde(skip_serializing_if = "String::is_empty")]
     pub account: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -154,7 +154,7 @@ fn is_zero(v: &u64) -> bool {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     pub cid: u64,
     pub kind: &'static str,
     #[serde(rename = "type")]
@@ -393,7 +393,7 @@ pub(crate) fn sort_subs(subs: &mut [ClosedSub]) {
 }
 
 /// Build `/connz` for `opts`.
-pub fn connz(server: &Server, opts: &ConnzOptions) -> Result<Connz, MonitorError> {
+pub(crate) fn connz(server: &Server, opts: &ConnzOptions) -> Result<Connz, MonitorError> {
     if opts.sort == SortOpt::Stop && opts.state != StateOpt::Closed {
         return Err(MonitorError::SortNeedsClosed("stop"));
     }

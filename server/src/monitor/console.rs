@@ -60,7 +60,7 @@ pub(super) async fn style() -> Response {
 
 /// `/console/data`.
 #[derive(Debug, Clone, Serialize)]
-pub struct ConsoleData {
+pub(crate) struct ConsoleData {
     pub server_id: String,
     pub server_name: String,
     pub now: String,
@@ -72,7 +72,7 @@ pub struct ConsoleData {
 
 /// One account's row.
 #[derive(Debug, Clone, Serialize)]
-pub struct ConsoleAccount {
+pub(crate) struct ConsoleAccount {
     pub name: String,
     pub conns: usize,
     /// Distinct users among the account's connections.
@@ -92,7 +92,7 @@ pub struct ConsoleAccount {
 
 /// JetStream use of one account; limits are -1 when unlimited (as in `/jsz`).
 #[derive(Debug, Clone, Serialize)]
-pub struct ConsoleJetStream {
+pub(crate) struct ConsoleJetStream {
     pub memory: u64,
     pub storage: u64,
     pub max_memory: i64,
@@ -101,7 +101,7 @@ pub struct ConsoleJetStream {
     pub consumers: u64,
 }
 
-pub fn console_data(monitor: &Monitor) -> ConsoleData {
+pub(crate) fn console_data(monitor: &Monitor) -> ConsoleData {
     let server = monitor.server();
     let js = server.subsystem::<JetStream>();
     let clients = server.clients();

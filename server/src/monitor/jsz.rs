@@ -28,7 +28,7 @@ const DEFAULT_MAX_CONSUMERS: i64 = 1000;
 const DEFAULT_JSZ_LIMIT: usize = 1024;
 
 /// Whether `account` may use JetStream (`/accountz` `jetstream_enabled`).
-pub fn account_enabled(server: &Server, account: &Account) -> bool {
+pub(crate) fn account_enabled(server: &Server, account: &Account) -> bool {
     jetstream(server)
         .and_then(|js| js.account(&account.name))
         .is_some_and(|a| a.limits().is_some())
@@ -37,7 +37,7 @@ pub fn account_enabled(server: &Server, account: &Account) -> bool {
 /// One account's JetStream storage: used now, and the configured limits (-1 = unlimited,
 /// 0 = JetStream not enabled for the account).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct AccountStorage {
+pub(crate) struct AccountStorage {
     pub memory_used: u64,
     pub storage_used: u64,
     pub max_memory: i64,
@@ -50,7 +50,7 @@ fn jetstream(server: &Server) -> Option<std::sync::Arc<JetStream>> {
 }
 
 /// JetStream storage of `account` for the per-account metrics.
-pub fn account_storage(server: &Server, account: &Account) -> AccountStorage {
+pub(crate) fn account_storage(server: &Server, account: &Account) -> AccountStorage {
     let Some(jsa) = jetstream(server).and_then(|js| js.account(&account.name)) else {
         return AccountStorage::default();
     };
@@ -69,7 +69,7 @@ pub fn account_storage(server: &Server, account: &Account) -> AccountStorage {
 /// `/jsz` query parameters. `leader-only`, `raft`, `stream-leader-only` and
 /// `direct-consumers` are accepted and ignored: a single server leads everything.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct JszOptions {
+pub(crate) struct JszOptions {
     pub account: Option<String>,
     pub accounts: bool,
     pub streams: bool,
@@ -80,7 +80,7 @@ pub struct JszOptions {
 }
 
 impl JszOptions {
-    pub fn from_params(p: &Params) -> Result<JszOptions, MonitorError> {
+    pub(crate) fn from_params(p: &Params) -> Result<JszOptions, MonitorError> {
         // Parsed only so a malformed value is rejected as nats-server does.
         for ignored in [
             "leader-only",
@@ -107,7 +107,7 @@ impl JszOptions {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct JszApi {
+pub(crate) struct JszApi {
     pub level: u32,
     pub total: u64,
     pub errors: u64,
@@ -124,7 +124,7 @@ impl JszApi {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct JszStats {
+pub(crate) struct JszStats {
     pub memory: u64,
     pub storage: u64,
     pub reserved_memory: u64,
@@ -135,7 +135,7 @@ pub struct JszStats {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct JszConfig {
+pub(crate) struct JszConfig {
     pub max_memory: i64,
     pub max_storage: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -151,18 +151,18 @@ pub struct JszConfig {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct JszLimits {
+pub(crate) struct JszLimits {
     pub default_max_consumers: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct JszCluster {
+pub(crate) struct JszCluster {
     pub leader: String,
 }
 
 /// One stream in `stream_detail`.
 #[derive(Serialize)]
-pub struct JszStream {
+pub(crate) struct JszStream {
     pub name: String,
     pub created: String,
     pub cluster: JszCluster,
@@ -179,7 +179,7 @@ pub struct JszStream {
 /// limits as unsigned numbers (so "unlimited", -1, shows as 2^64-1), and `accounts` and the
 /// API level are not filled in at this level.
 #[derive(Serialize)]
-pub struct JszAccount {
+pub(crate) struct JszAccount {
     pub name: String,
     pub id: String,
     #[serde(flatten)]
@@ -189,7 +189,7 @@ pub struct JszAccount {
 }
 
 #[derive(Serialize)]
-pub struct Jsz {
+pub(crate) struct Jsz {
     #[serde(flatten)]
     pub stats: JszStats,
     pub server_id: String,
@@ -278,7 +278,7 @@ fn account_detail(js: &JetStream, jsa: &JsAccount, opts: &JszOptions) -> JszAcco
 }
 
 /// `/jsz`.
-pub fn jsz(server: &Server, opts: &JszOptions) -> Jsz {
+pub(crate) fn jsz(server: &Server, opts: &JszOptions) -> Jsz {
     let now = rfc3339(SystemTime::now());
     let Some(js) = jetstream(server) else {
         return Jsz {
@@ -347,7 +347,7 @@ pub fn jsz(server: &Server, opts: &JszOptions) -> Jsz {
 }
 
 /// `/varz` `jetstream`: `{config, stats, limits}`, or `{}` while JetStream is off.
-pub fn varz_jetstream(server: &Server) -> serde_json::Value {
+pub(crate) fn varz_jetstream(server: &Server) -> serde_json::Value {
     let Some(js) = jetstream(server) else {
         return serde_json::json!({});
     };
@@ -362,7 +362,7 @@ pub fn varz_jetstream(server: &Server) -> serde_json::Value {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct HealthzOptions {
+pub(crate) struct HealthzOptions {
     pub js_enabled_only: bool,
     pub js_server_only: bool,
     pub js_meta_only: bool,
@@ -373,7 +373,7 @@ pub struct HealthzOptions {
 }
 
 impl HealthzOptions {
-    pub fn from_params(p: &Params) -> Result<HealthzOptions, MonitorError> {
+    pub(crate) fn from_params(p: &Params) -> Result<HealthzOptions, MonitorError> {
         // `js-enabled` is the deprecated spelling of `js-enabled-only`.
         let js_enabled_only = p.bool("js-enabled-only")? || p.bool("js-enabled")?;
         Ok(HealthzOptions {
@@ -390,7 +390,7 @@ impl HealthzOptions {
 
 /// The `/healthz` body; `status_code` only travels in the system-account reply.
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct HealthStatus {
+pub(crate) struct HealthStatus {
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -399,7 +399,7 @@ pub struct HealthStatus {
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct HealthIssue {
+pub(crate) struct HealthIssue {
     #[serde(rename = "type")]
     pub kind: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -428,7 +428,7 @@ fn failure(status: &'static str, issue: HealthIssue, details: bool) -> HealthSta
 }
 
 /// `/healthz`: the HTTP status and body.
-pub fn healthz(server: &Server, opts: &HealthzOptions) -> (StatusCode, HealthStatus) {
+pub(crate) fn healthz(server: &Server, opts: &HealthzOptions) -> (StatusCode, HealthStatus) {
     let bad_request = |error: &str| {
         (
             StatusCode::BAD_REQUEST,

@@ -20,7 +20,7 @@ use super::accountz::{account_traffic, monotonic_traffic};
 use super::{connz, jsz, subsz, varz, Monitor};
 
 /// The Prometheus text exposition format, version 0.0.4.
-pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// One gauge family: name, help, and its samples (label values beyond `server_id`).
 #[derive(Debug, Clone)]
@@ -315,7 +315,7 @@ fn collect(monitor: &Monitor) -> Snapshot {
 }
 
 /// Render one scrape.
-pub fn render(monitor: &Monitor) -> Result<String, std::fmt::Error> {
+pub(crate) fn render(monitor: &Monitor) -> Result<String, std::fmt::Error> {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(collect(monitor)));
     let mut out = String::new();

@@ -8,14 +8,14 @@
 //! time from what the server keeps anyway: nothing here adds work to the publish path, and no
 //! lock is held longer than it takes to copy one connection's figures.
 
-pub mod accountz;
-pub mod connz;
-pub mod console;
-pub mod jsz;
-pub mod metrics;
-pub mod subsz;
-pub mod sysreq;
-pub mod varz;
+pub(crate) mod accountz;
+pub(crate) mod connz;
+pub(crate) mod console;
+pub(crate) mod jsz;
+pub(crate) mod metrics;
+pub(crate) mod subsz;
+pub(crate) mod sysreq;
+pub(crate) mod varz;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -36,15 +36,15 @@ use tokio::sync::watch;
 
 use crate::server::{Server, ServerError};
 
-pub use accountz::{accountz, accstatz, AccountStatzOptions};
-pub use connz::{connz, ConnzOptions, SortOpt, StateOpt};
-pub use jsz::{healthz, jsz, HealthzOptions, JszOptions};
-pub use subsz::{subsz, SubszOptions};
-pub use varz::{varz, Varz};
+pub(crate) use accountz::{accountz, accstatz, AccountStatzOptions};
+pub(crate) use connz::{connz, ConnzOptions};
+pub(crate) use jsz::{healthz, jsz, HealthzOptions, JszOptions};
+pub(crate) use subsz::{subsz, SubszOptions};
+pub(crate) use varz::varz;
 
 /// Why a monitoring request was refused: nats-server answers these with HTTP 400 and the text.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum MonitorError {
+pub(crate) enum MonitorError {
     #[error("Error decoding boolean for '{param}': strconv.ParseBool: parsing {value:?}: invalid syntax")]
     BadBool { param: String, value: String },
     #[error("Error decoding int for '{param}': strconv.Atoi: parsing {value:?}: {reason}")]
@@ -85,11 +85,11 @@ impl IntoResponse for MonitorError {
 /// The query string, decoded; like Go's `Query().Get`, the first value wins and an empty value
 /// counts as absent.
 #[derive(Debug, Default, Clone)]
-pub struct Params(Vec<(String, String)>);
+pub(crate) struct Params(Vec<(String, String)>);
 
 impl Params {
     /// Decode a raw query string (`a=1&b=x`).
-    pub fn parse(query: &str) -> Params {
+    pub(crate) fn parse(query: &str) -> Params {
         Params(
             query
                 .split('&')
@@ -102,7 +102,7 @@ impl Params {
         )
     }
 
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(k, _)| k == name)
@@ -111,7 +111,7 @@ impl Params {
     }
 
     /// A boolean the way Go's `strconv.ParseBool` reads it; absent is false.
-    pub fn bool(&self, name: &str) -> Result<bool, MonitorError> {
+    pub(crate) fn bool(&self, name: &str) -> Result<bool, MonitorError> {
         let Some(value) = self.get(name) else {
             return Ok(false);
         };
@@ -126,7 +126,7 @@ impl Params {
     }
 
     /// An integer the way Go's `strconv.Atoi` reads it; absent is 0.
-    pub fn int(&self, name: &str) -> Result<i64, MonitorError> {
+    pub(crate) fn int(&self, name: &str) -> Result<i64, MonitorError> {
         let Some(value) = self.get(name) else {
             return Ok(0);
         };
@@ -138,7 +138,7 @@ impl Params {
     }
 
     /// An unsigned integer the way Go's `strconv.ParseUint` reads it; absent is 0.
-    pub fn uint(&self, name: &str) -> Result<u64, MonitorError> {
+    pub(crate) fn uint(&self, name: &str) -> Result<u64, MonitorError> {
         let Some(value) = self.get(name) else {
             return Ok(0);
         };
@@ -195,7 +195,7 @@ fn int_error_reason(err: &std::num::ParseIntError) -> &'static str {
 }
 
 /// Shared by the monitoring and the metrics listeners of one server.
-pub struct Monitor {
+pub(crate) struct Monitor {
     server: Arc<Server>,
     requests: Mutex<BTreeMap<String, u64>>,
     cpu: Mutex<CpuSample>,
@@ -214,7 +214,7 @@ struct CpuSample {
 type Shared = Arc<Monitor>;
 
 impl Monitor {
-    pub fn new(server: Arc<Server>) -> Arc<Monitor> {
+    pub(crate) fn new(server: Arc<Server>) -> Arc<Monitor> {
         Arc::new(Monitor {
             server,
             requests: Mutex::new(BTreeMap::new()),
@@ -227,17 +227,17 @@ impl Monitor {
         })
     }
 
-    pub fn server(&self) -> &Arc<Server> {
+    pub(crate) fn server(&self) -> &Arc<Server> {
         &self.server
     }
 
     /// Requests served per path, for `/varz` `http_req_stats`.
-    pub fn request_stats(&self) -> BTreeMap<String, u64> {
+    pub(crate) fn request_stats(&self) -> BTreeMap<String, u64> {
         self.requests.lock().clone()
     }
 
     /// `max(value, anything reported before under key)`.
-    pub fn monotonic(&self, key: &str, value: u64) -> u64 {
+    pub(crate) fn monotonic(&self, key: &str, value: u64) -> u64 {
         let mut seen = self.high_water.lock();
         match seen.get_mut(key) {
             Some(prev) if *prev >= value => *prev,
@@ -254,7 +254,7 @@ impl Monitor {
 
     /// Process CPU in percent of one core: over the last second or more between two calls,
     /// over the process lifetime for the first one.
-    pub fn cpu_percent(&self) -> f64 {
+    pub(crate) fn cpu_percent(&self) -> f64 {
         let ticks = cpu_ticks();
         let now = Instant::now();
         let mut sample = self.cpu.lock();
@@ -284,7 +284,7 @@ impl Monitor {
     }
 
     /// Bind the monitoring listener and serve every endpoint until shutdown.
-    pub async fn serve_http(
+    pub(crate) async fn serve_http(
         self: &Arc<Self>,
         host: &str,
         port: i32,
@@ -320,7 +320,7 @@ impl Monitor {
     }
 
     /// Bind a listener that serves only `/metrics` (`metrics_port`).
-    pub async fn serve_metrics(
+    pub(crate) async fn serve_metrics(
         self: &Arc<Self>,
         host: &str,
         port: i32,
@@ -409,7 +409,7 @@ async fn not_found() -> Response {
 }
 
 /// Pretty JSON with 2-space indent; `<`, `>` and `&` escaped as Go's encoder does.
-pub fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> Vec<u8> {
     let body = serde_json::to_vec_pretty(value).unwrap_or_default();
     go_html_escape(body)
 }
@@ -541,7 +541,7 @@ async fn metrics_handler(State(state): State<Shared>) -> Response {
 
 /// `/routez` of a server without a cluster.
 #[derive(Debug, Serialize)]
-pub struct Routez {
+pub(crate) struct Routez {
     pub server_id: String,
     pub server_name: String,
     pub now: String,
@@ -549,7 +549,7 @@ pub struct Routez {
     pub routes: Vec<serde_json::Value>,
 }
 
-pub fn routez(server: &Server) -> Routez {
+pub(crate) fn routez(server: &Server) -> Routez {
     Routez {
         server_id: server.id.clone(),
         server_name: server.name(),
@@ -561,14 +561,14 @@ pub fn routez(server: &Server) -> Routez {
 
 /// `/gatewayz` of a server without gateways.
 #[derive(Debug, Serialize)]
-pub struct Gatewayz {
+pub(crate) struct Gatewayz {
     pub server_id: String,
     pub now: String,
     pub outbound_gateways: BTreeMap<String, serde_json::Value>,
     pub inbound_gateways: BTreeMap<String, serde_json::Value>,
 }
 
-pub fn gatewayz(server: &Server) -> Gatewayz {
+pub(crate) fn gatewayz(server: &Server) -> Gatewayz {
     Gatewayz {
         server_id: server.id.clone(),
         now: rfc3339(SystemTime::now()),
@@ -579,14 +579,14 @@ pub fn gatewayz(server: &Server) -> Gatewayz {
 
 /// `/leafz` of a server without leaf nodes.
 #[derive(Debug, Serialize)]
-pub struct Leafz {
+pub(crate) struct Leafz {
     pub server_id: String,
     pub now: String,
     pub leafnodes: usize,
     pub leafs: Vec<serde_json::Value>,
 }
 
-pub fn leafz(server: &Server) -> Leafz {
+pub(crate) fn leafz(server: &Server) -> Leafz {
     Leafz {
         server_id: server.id.clone(),
         now: rfc3339(SystemTime::now()),
@@ -596,7 +596,7 @@ pub fn leafz(server: &Server) -> Leafz {
 }
 
 /// RFC 3339 with nanoseconds in UTC, as nats-server writes times (trailing zeros trimmed).
-pub fn rfc3339(t: SystemTime) -> String {
+pub(crate) fn rfc3339(t: SystemTime) -> String {
     let full = DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Nanos, true);
     // Go's RFC3339Nano drops trailing zeros of the fraction (and the dot with them).
     match full.strip_suffix('Z').and_then(|s| s.rsplit_once('.')) {
@@ -614,7 +614,7 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 /// nats-server's uptime format: whole seconds, with every larger unit once one is present
 /// (`"3s"`, `"5m3s"`, `"1h0m2s"`, `"2d3h0m0s"`, `"1y2d0h0m0s"`).
-pub fn go_uptime(d: Duration) -> String {
+pub(crate) fn go_uptime(d: Duration) -> String {
     let secs = d.as_secs();
     let (mins, hours, days) = (secs / 60, secs / 3600, secs / 86_400);
     let years = days / 365;
@@ -638,7 +638,7 @@ pub fn go_uptime(d: Duration) -> String {
 }
 
 /// Go's `time.Duration.String()` (`"587µs"`, `"3.264616ms"`, `"1m2.5s"`, `"0s"`).
-pub fn go_duration(d: Duration) -> String {
+pub(crate) fn go_duration(d: Duration) -> String {
     let nanos = d.as_nanos();
     if nanos == 0 {
         return "0s".to_string();
@@ -680,7 +680,7 @@ fn fraction(value: u128, unit: u128) -> String {
 }
 
 /// Resident set size of this process in bytes.
-pub fn rss_bytes() -> u64 {
+pub(crate) fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()

@@ -13,10 +13,10 @@ use crate::sublist::SublistStats;
 use crate::subscription::ClosedSub;
 
 /// nats-server's default page size.
-pub const DEFAULT_LIMIT: usize = 1024;
+pub(crate) const DEFAULT_LIMIT: usize = 1024;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SubszOptions {
+pub(crate) struct SubszOptions {
     pub subs: bool,
     pub offset: usize,
     /// 0 means the default (1024).
@@ -27,7 +27,7 @@ pub struct SubszOptions {
 }
 
 impl SubszOptions {
-    pub fn from_params(p: &Params) -> Result<SubszOptions, MonitorError> {
+    pub(crate) fn from_params(p: &Params) -> Result<SubszOptions, MonitorError> {
         Ok(SubszOptions {
             subs: p.bool("subs")?,
             offset: usize::try_from(p.int("offset")?).unwrap_or(0),
@@ -39,7 +39,7 @@ impl SubszOptions {
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Subsz {
+pub(crate) struct Subsz {
     pub server_id: String,
     pub now: String,
     #[serde(flatten)]
@@ -53,7 +53,7 @@ pub struct Subsz {
 
 /// Sublist statistics over several accounts: counts add up, the cache hit rate and the mean
 /// fanout are weighted by what they were computed from.
-pub fn sum_stats<'a>(stats: impl IntoIterator<Item = &'a SublistStats>) -> SublistStats {
+pub(crate) fn sum_stats<'a>(stats: impl IntoIterator<Item = &'a SublistStats>) -> SublistStats {
     let mut total = SublistStats::default();
     let mut hits = 0.0;
     let mut fanout_sum = 0.0;
@@ -76,7 +76,7 @@ pub fn sum_stats<'a>(stats: impl IntoIterator<Item = &'a SublistStats>) -> Subli
     total
 }
 
-pub fn subsz(server: &Server, opts: &SubszOptions) -> Result<Subsz, MonitorError> {
+pub(crate) fn subsz(server: &Server, opts: &SubszOptions) -> Result<Subsz, MonitorError> {
     if let Some(test) = &opts.test {
         if !crate::subject::is_valid_literal_subject(test.as_bytes()) {
             return Err(MonitorError::BadTestSubject(test.clone()));

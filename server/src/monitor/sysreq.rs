@@ -36,7 +36,7 @@ struct SysRequests {
 }
 
 /// Subscribe the system account to the server requests.
-pub fn install(server: &Arc<Server>) {
+pub(crate) fn install(server: &Arc<Server>) {
     let Some(account) = server.account(&server.system_account()) else {
         return;
     };

@@ -10,7 +10,7 @@ use super::{go_uptime, jsz, rfc3339, rss_bytes, Monitor};
 use crate::server::{Server, ServerIdentity};
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Varz {
+pub(crate) struct Varz {
     #[serde(flatten)]
     pub identity: ServerIdentity,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -77,7 +77,7 @@ pub struct Varz {
 
 /// nats-server's JetStream feature switches; natsd has none of these behaviours.
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct FeatureFlags {
+pub(crate) struct FeatureFlags {
     pub js_ack_fc_v2: bool,
     pub js_api_reply_v2: bool,
     pub js_raft_delete_range: bool,
@@ -85,7 +85,7 @@ pub struct FeatureFlags {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct KindStats {
+pub(crate) struct KindStats {
     pub clients: u64,
     pub routes: u64,
     pub gateways: u64,
@@ -102,7 +102,7 @@ impl KindStats {
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
-pub struct DiskIoWaitStats {
+pub(crate) struct DiskIoWaitStats {
     pub waiters: u64,
     pub waits: u64,
     pub wait_time: u64,
@@ -111,7 +111,7 @@ pub struct DiskIoWaitStats {
 
 /// `/varz` as the HTTP endpoint serves it: request counts, CPU sampled between calls, and
 /// traffic counters that never go down between two calls.
-pub fn varz_for(monitor: &Monitor) -> Varz {
+pub(crate) fn varz_for(monitor: &Monitor) -> Varz {
     let mut v = varz(monitor.server(), monitor.request_stats());
     v.cpu = monitor.cpu_percent();
     v.in_msgs = monitor.monotonic("in_msgs", v.in_msgs);
@@ -126,7 +126,7 @@ pub fn varz_for(monitor: &Monitor) -> Varz {
 }
 
 /// Build `/varz` from the server state; `cpu` is the lifetime average here.
-pub fn varz(server: &Server, http_req_stats: BTreeMap<String, u64>) -> Varz {
+pub(crate) fn varz(server: &Server, http_req_stats: BTreeMap<String, u64>) -> Varz {
     let opts = server.options();
     let now = SystemTime::now();
     let uptime = now.duration_since(server.start).unwrap_or_default();

@@ -8,7 +8,7 @@ const EMPTY: &[u8] = b"NATS/1.0\r\n\r\n";
 
 /// `(name, value)` pairs of a block, values trimmed; lines that are not UTF-8 or lack a
 /// colon are skipped.
-pub fn pairs(block: &[u8]) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn pairs(block: &[u8]) -> impl Iterator<Item = (&str, &str)> {
     block
         .split(|&b| b == b'\n')
         .skip(1)
@@ -20,13 +20,13 @@ pub fn pairs(block: &[u8]) -> impl Iterator<Item = (&str, &str)> {
 }
 
 /// The value of header `name`, if the block has it.
-pub fn get<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
+pub(crate) fn get<'a>(block: &'a [u8], name: &str) -> Option<&'a str> {
     pairs(block).find(|(k, _)| *k == name).map(|(_, v)| v)
 }
 
 /// The block without the headers `drop` selects (by name); `None` when nothing is left
 /// but the status line and it had no status.
-pub fn remove(block: &[u8], drop: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
+pub(crate) fn remove(block: &[u8], drop: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(block.len());
     let mut lines = block.split(|&b| b == b'\n');
     let first = lines.next().unwrap_or(b"NATS/1.0\r");
@@ -55,7 +55,7 @@ pub fn remove(block: &[u8], drop: impl Fn(&str) -> bool) -> Option<Vec<u8>> {
 }
 
 /// `block` (or an empty one) with `name: value` lines appended.
-pub fn append(block: Option<&[u8]>, extra: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn append(block: Option<&[u8]>, extra: &[(&str, &str)]) -> Vec<u8> {
     let block = block.filter(|b| b.ends_with(b"\r\n\r\n")).unwrap_or(EMPTY);
     let mut out = Vec::with_capacity(block.len() + extra.len() * 32);
     out.extend_from_slice(&block[..block.len() - 2]);

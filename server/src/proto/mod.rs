@@ -11,5 +11,5 @@
 //!   `info(out, json)`, `err(out, text)`, and constants `PING`, `PONG`, `OK`.
 
 pub mod encode;
-pub mod headers;
-pub mod parser;
+pub(crate) mod headers;
+pub(crate) mod parser;

@@ -59,7 +59,7 @@ impl Default for ParseLimits {
 
 /// How many times `max_control_line` the parser tolerates in text the protocol ignores (junk
 /// after `PING`/`PONG`/`+OK`, blanks before arguments) before cutting the client off.
-pub const JUNK_LIMIT_FACTOR: usize = 16;
+pub(crate) const JUNK_LIMIT_FACTOR: usize = 16;
 
 /// One client operation, borrowing from the read buffer.
 #[derive(Debug, PartialEq, Eq)]

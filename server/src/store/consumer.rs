@@ -12,7 +12,7 @@ use super::StoreError;
 /// Saves and loads each consumer's state blob (delivered / ack-floor state encoded by the
 /// consumer layer). A save replaces the previous blob atomically: after a crash the
 /// consumer sees either the old or the new state, never a mix.
-pub trait ConsumerStore: Send + Sync + std::fmt::Debug {
+pub(crate) trait ConsumerStore: Send + Sync + std::fmt::Debug {
     /// Replaces `consumer`'s state.
     fn save(&self, consumer: &str, state: &[u8]) -> Result<(), StoreError>;
     /// `consumer`'s last saved state, if any.
@@ -38,7 +38,7 @@ fn check_name(name: &str) -> Result<(), StoreError> {
 
 /// Consumer states kept in memory (memory-storage streams).
 #[derive(Debug, Default)]
-pub struct MemConsumerStore {
+pub(crate) struct MemConsumerStore {
     states: Mutex<HashMap<String, Vec<u8>>>,
 }
 
@@ -68,14 +68,14 @@ impl ConsumerStore for MemConsumerStore {
 /// Consumer states as files `<dir>/<consumer>` holding `crc32 u32 LE | blob`, written via
 /// temp file + fsync + rename + directory fsync.
 #[derive(Debug)]
-pub struct FileConsumerStore {
+pub(crate) struct FileConsumerStore {
     dir: PathBuf,
     fs: Arc<dyn Fs>,
 }
 
 impl FileConsumerStore {
     /// Uses (and creates when needed) `dir`.
-    pub fn new(dir: &Path, fs: Arc<dyn Fs>) -> Result<Self, StoreError> {
+    pub(crate) fn new(dir: &Path, fs: Arc<dyn Fs>) -> Result<Self, StoreError> {
         fs.create_dir_all(dir).map_err(|source| StoreError::Io {
             path: dir.into(),
             source,

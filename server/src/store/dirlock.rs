@@ -11,7 +11,7 @@ use fs4::fs_std::FileExt;
 
 /// Why the store directory could not be locked.
 #[derive(Debug, thiserror::Error)]
-pub enum DirLockError {
+pub(crate) enum DirLockError {
     /// Another process holds the lock.
     #[error(
         "JetStream store directory \"{}\" is in use by another server{}; only one server may use a store",
@@ -36,12 +36,12 @@ pub enum DirLockError {
 
 /// The held lock; dropping it (or the process ending) releases it.
 #[derive(Debug)]
-pub struct DirLock {
+pub(crate) struct DirLock {
     _file: File,
 }
 
 /// Takes the exclusive lock on `dir` (which must exist), without waiting.
-pub fn lock_dir(dir: &Path) -> Result<DirLock, DirLockError> {
+pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, DirLockError> {
     let io = |source| DirLockError::Io {
         dir: dir.to_path_buf(),
         source,

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::filestore::WRITE_RETRY;
 use super::fs::FaultFs;
 use super::*;
 

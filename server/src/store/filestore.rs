@@ -35,7 +35,7 @@ use super::{
 
 /// When written data is forced to stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SyncPolicy {
+pub(crate) enum SyncPolicy {
     /// fsync before every mutating call returns; concurrent writers share one fsync.
     Always,
     /// fsync from a background thread at this interval when something was written.
@@ -54,7 +54,7 @@ impl Default for SyncPolicy {
 
 /// How open treats damaged data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum RecoveryMode {
+pub(crate) enum RecoveryMode {
     /// Truncate a torn record at the end of the last block (and fsync); damage anywhere
     /// else is reported (see [`FileStore::recovery_report`]), loads of the lost sequences
     /// fail with [`StoreError::Corrupt`] naming file and offset, and the rest is served.
@@ -66,7 +66,7 @@ pub enum RecoveryMode {
 
 /// File store options.
 #[derive(Debug, Clone)]
-pub struct FileStoreConfig {
+pub(crate) struct FileStoreConfig {
     /// The stream's directory (holds `LOCK`, `msgs/`, `obs/`).
     pub dir: PathBuf,
     /// Limits to enforce.
@@ -83,7 +83,7 @@ pub struct FileStoreConfig {
 
 impl FileStoreConfig {
     /// Defaults for a store in `dir`.
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         FileStoreConfig {
             dir: dir.into(),
             limits: StoreLimits::default(),
@@ -97,7 +97,7 @@ impl FileStoreConfig {
 
 /// Damage found at open.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CorruptRegion {
+pub(crate) struct CorruptRegion {
     /// The block file.
     pub file: PathBuf,
     /// Offset of the first bad byte.
@@ -110,7 +110,7 @@ pub struct CorruptRegion {
 
 /// What open had to repair or skip.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RecoveryReport {
+pub(crate) struct RecoveryReport {
     /// Torn tails truncated: (file, new length).
     pub truncated: Vec<(PathBuf, u64)>,
     /// Damage skipped.
@@ -186,7 +186,7 @@ struct Inner {
 }
 
 /// How long writes are refused after one failed, before the next is tried.
-pub const WRITE_RETRY: Duration = Duration::from_secs(1);
+pub(crate) const WRITE_RETRY: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone)]
 struct WriteFault {
@@ -282,7 +282,7 @@ struct Shared {
 
 /// A [`MessageStore`] on disk.
 #[derive(Debug)]
-pub struct FileStore {
+pub(crate) struct FileStore {
     shared: Arc<Shared>,
     flusher: Mutex<Option<(Sender<()>, JoinHandle<()>)>>,
 }
@@ -308,7 +308,7 @@ fn parse_block_name(name: &str) -> Option<u64> {
 
 impl FileStore {
     /// Opens (or creates) the store in `cfg.dir`, recovering its index from the blocks.
-    pub fn open(cfg: FileStoreConfig) -> Result<Self, StoreError> {
+    pub(crate) fn open(cfg: FileStoreConfig) -> Result<Self, StoreError> {
         let fs = cfg.fs.clone();
         let msgs_dir = cfg.dir.join("msgs");
         fs.create_dir_all(&msgs_dir).map_err(io_err(&msgs_dir))?;
@@ -367,22 +367,26 @@ impl FileStore {
     }
 
     /// What open repaired or skipped.
-    pub fn recovery_report(&self) -> RecoveryReport {
+    #[cfg(test)]
+    pub(crate) fn recovery_report(&self) -> RecoveryReport {
         self.shared.inner().report.clone()
     }
 
     /// Bytes of block files on disk.
-    pub fn disk_usage(&self) -> u64 {
+    #[cfg(test)]
+    pub(crate) fn disk_usage(&self) -> u64 {
         self.shared.inner().blocks.values().map(|b| b.len).sum()
     }
 
     /// Number of block files.
-    pub fn block_count(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn block_count(&self) -> usize {
         self.shared.inner().blocks.len()
     }
 
     /// True once an I/O failure stopped writes.
-    pub fn is_poisoned(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_poisoned(&self) -> bool {
         self.shared.inner().poisoned
     }
 

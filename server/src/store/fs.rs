@@ -5,11 +5,12 @@ use std::fmt::Debug;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+#[cfg(test)]
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// An open file used with positional I/O, so readers and the appender never share a cursor.
-pub trait FsFile: Send + Sync + Debug {
+pub(crate) trait FsFile: Send + Sync + Debug {
     /// Writes all of `buf` at `offset`.
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
     /// Fills `buf` from `offset`.
@@ -21,7 +22,7 @@ pub trait FsFile: Send + Sync + Debug {
 }
 
 /// File-system operations the stores need.
-pub trait Fs: Send + Sync + Debug {
+pub(crate) trait Fs: Send + Sync + Debug {
     /// `mkdir -p`.
     fn create_dir_all(&self, path: &Path) -> io::Result<()>;
     /// Opens a file read-write, creating it when missing.
@@ -42,7 +43,7 @@ pub trait Fs: Send + Sync + Debug {
 
 /// The real file system.
 #[derive(Debug, Default, Clone, Copy)]
-pub struct StdFs;
+pub(crate) struct StdFs;
 
 #[derive(Debug)]
 struct StdFile(std::fs::File);
@@ -103,8 +104,9 @@ impl Fs for StdFs {
 }
 
 /// A [`StdFs`] wrapper whose writes, syncs or renames can be made to fail on demand.
+#[cfg(test)]
 #[derive(Debug, Default)]
-pub struct FaultFs {
+pub(crate) struct FaultFs {
     /// Every write fails while set.
     pub fail_writes: Arc<AtomicBool>,
     /// Every fsync (file or directory) fails while set.
@@ -118,6 +120,7 @@ pub struct FaultFs {
     pub errno: Arc<AtomicI32>,
 }
 
+#[cfg(test)]
 #[derive(Debug)]
 struct FaultFile {
     inner: Arc<dyn FsFile>,
@@ -127,6 +130,7 @@ struct FaultFile {
     errno: Arc<AtomicI32>,
 }
 
+#[cfg(test)]
 fn injected(errno: &AtomicI32) -> io::Error {
     match errno.load(Ordering::SeqCst) {
         0 => io::Error::other("injected fault"),
@@ -134,6 +138,7 @@ fn injected(errno: &AtomicI32) -> io::Error {
     }
 }
 
+#[cfg(test)]
 impl FsFile for FaultFile {
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()> {
         self.writes.fetch_add(1, Ordering::SeqCst);
@@ -164,6 +169,7 @@ impl FsFile for FaultFile {
     }
 }
 
+#[cfg(test)]
 impl Fs for FaultFs {
     fn create_dir_all(&self, path: &Path) -> io::Result<()> {
         StdFs.create_dir_all(path)
@@ -204,7 +210,7 @@ impl Fs for FaultFs {
 }
 
 /// Writes `data` to `path` atomically: temp file, fsync, rename, fsync the directory.
-pub fn write_atomic(fs: &dyn Fs, path: &Path, data: &[u8]) -> io::Result<()> {
+pub(crate) fn write_atomic(fs: &dyn Fs, path: &Path, data: &[u8]) -> io::Result<()> {
     let mut tmp: PathBuf = path.to_path_buf();
     let mut name = tmp
         .file_name()

@@ -27,14 +27,14 @@ struct Inner {
 
 /// A [`MessageStore`] that keeps everything in memory.
 #[derive(Debug)]
-pub struct MemStore {
+pub(crate) struct MemStore {
     inner: Mutex<Inner>,
     consumers: Arc<MemConsumerStore>,
 }
 
 impl MemStore {
     /// An empty store with these limits.
-    pub fn new(limits: StoreLimits) -> Self {
+    pub(crate) fn new(limits: StoreLimits) -> Self {
         MemStore {
             inner: Mutex::new(Inner {
                 index: Index::new(),

@@ -30,14 +30,14 @@
 //! explicit delete or purge is written as a tombstone/floor record before it returns.
 
 mod consumer;
-pub mod dirlock;
+pub(crate) mod dirlock;
 #[cfg(test)]
 mod fault_tests;
 mod filestore;
-pub mod fs;
+pub(crate) mod fs;
 mod index;
 mod memstore;
-pub mod record;
+pub(crate) mod record;
 #[cfg(test)]
 mod tests;
 
@@ -46,16 +46,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-pub use consumer::{ConsumerStore, FileConsumerStore, MemConsumerStore};
-pub use filestore::{
-    CorruptRegion, FileStore, FileStoreConfig, RecoveryMode, RecoveryReport, SyncPolicy,
-    WRITE_RETRY,
-};
-pub use memstore::MemStore;
+pub(crate) use consumer::{ConsumerStore, MemConsumerStore};
+pub(crate) use filestore::{FileStore, FileStoreConfig, SyncPolicy};
+pub(crate) use memstore::MemStore;
 
 /// A store error as nats-server words an I/O failure: `<path>: no space left on device`
 /// (Go's lower-case errno text, no "os error" suffix).
-pub fn io_error_text(e: &StoreError) -> String {
+pub(crate) fn io_error_text(e: &StoreError) -> String {
     match e {
         StoreError::Io { path, source } => {
             let reason = source.to_string();
@@ -76,7 +73,7 @@ pub fn io_error_text(e: &StoreError) -> String {
 
 /// What a store lost to damaged files, as nats-server reports it in stream state.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct LostData {
+pub(crate) struct LostData {
     /// Sequences that could not be read back (at most 10,000 listed).
     pub msgs: Vec<u64>,
     /// Bytes skipped.
@@ -85,7 +82,7 @@ pub struct LostData {
 
 /// Where a stream keeps its messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StorageType {
+pub(crate) enum StorageType {
     /// On disk, in a [`FileStore`].
     File,
     /// In memory, in a [`MemStore`].
@@ -94,7 +91,7 @@ pub enum StorageType {
 
 /// What happens when a limit is reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Discard {
+pub(crate) enum Discard {
     /// Evict the oldest messages (default).
     #[default]
     Old,
@@ -104,7 +101,7 @@ pub enum Discard {
 
 /// The stream limits the store enforces. `None` means unlimited (the config's `-1`/`0`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct StoreLimits {
+pub(crate) struct StoreLimits {
     /// `max_msgs`.
     pub max_msgs: Option<u64>,
     /// `max_bytes`, in accounted bytes.
@@ -123,7 +120,7 @@ pub struct StoreLimits {
 
 /// A message read back from a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoredMsg {
+pub(crate) struct StoredMsg {
     /// Subject it was published on.
     pub subject: Bytes,
     /// Stream sequence.
@@ -138,7 +135,7 @@ pub struct StoredMsg {
 
 /// Stream state as reported by stream info.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct StoreState {
+pub(crate) struct StoreState {
     /// Live messages.
     pub msgs: u64,
     /// Accounted bytes of the live messages (nats-server formula).
@@ -161,7 +158,7 @@ pub struct StoreState {
 
 /// Per-subject counts from [`MessageStore::subjects_state`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubjectState {
+pub(crate) struct SubjectState {
     /// The literal subject.
     pub subject: Bytes,
     /// Live messages on it.
@@ -174,7 +171,7 @@ pub struct SubjectState {
 
 /// A purge request (`$JS.API.STREAM.PURGE`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PurgeRequest {
+pub(crate) struct PurgeRequest {
     /// Only subjects matching this (wildcards allowed).
     pub filter: Option<Vec<u8>>,
     /// Only sequences below this one (exclusive).
@@ -185,7 +182,7 @@ pub struct PurgeRequest {
 
 /// Store failures.
 #[derive(Debug, thiserror::Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     /// No live message with that sequence / for that filter.
     #[error("no message found")]
     NotFound,
@@ -243,7 +240,7 @@ pub enum StoreError {
 
 /// Storage for one stream's messages. Object safe: the stream layer holds a
 /// `Box<dyn MessageStore>`.
-pub trait MessageStore: Send + Sync {
+pub(crate) trait MessageStore: Send + Sync {
     /// Stores a message under the next sequence. `timestamp_ns == 0` means "now".
     /// Returns the assigned `(seq, ts)`.
     fn store_msg(
@@ -337,13 +334,21 @@ pub trait MessageStore: Send + Sync {
 }
 
 /// Accounted size of a file-store message, as nats-server counts it.
-pub fn file_msg_size(subject_len: usize, headers_len: Option<usize>, payload_len: usize) -> u64 {
+pub(crate) fn file_msg_size(
+    subject_len: usize,
+    headers_len: Option<usize>,
+    payload_len: usize,
+) -> u64 {
     let hdr = headers_len.map_or(0, |h| 4 + h);
     (22 + subject_len + hdr + payload_len + 8) as u64
 }
 
 /// Accounted size of a memory-store message, as nats-server counts it.
-pub fn mem_msg_size(subject_len: usize, headers_len: Option<usize>, payload_len: usize) -> u64 {
+pub(crate) fn mem_msg_size(
+    subject_len: usize,
+    headers_len: Option<usize>,
+    payload_len: usize,
+) -> u64 {
     (subject_len + headers_len.unwrap_or(0) + payload_len + 16) as u64
 }
 

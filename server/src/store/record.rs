@@ -18,19 +18,19 @@
 //! arithmetic, so every value round-trips exactly however far it is from the base.
 
 /// Magic bytes at the start of every block file.
-pub const BLOCK_MAGIC: [u8; 4] = *b"NJSB";
+pub(crate) const BLOCK_MAGIC: [u8; 4] = *b"NJSB";
 /// Block format version written by this code.
-pub const BLOCK_VERSION: u16 = 2;
+pub(crate) const BLOCK_VERSION: u16 = 2;
 /// The previous (fixed-width) block format version, still readable.
-pub const BLOCK_VERSION_V1: u16 = 1;
+pub(crate) const BLOCK_VERSION_V1: u16 = 1;
 /// Size of the current block header.
-pub const BLOCK_HEADER_LEN: usize = 28;
+pub(crate) const BLOCK_HEADER_LEN: usize = 28;
 /// Size of a version 1 block header.
-pub const BLOCK_HEADER_LEN_V1: usize = 20;
+pub(crate) const BLOCK_HEADER_LEN_V1: usize = 20;
 /// Bytes of checksum after the body.
-pub const CHECKSUM_LEN: usize = 4;
+pub(crate) const CHECKSUM_LEN: usize = 4;
 /// Upper bound on one record; anything larger in a length field is treated as garbage.
-pub const MAX_RECORD_LEN: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_RECORD_LEN: usize = 64 * 1024 * 1024;
 
 /// Fixed part of a v1 record before the variable body.
 const V1_RECORD_HEADER_LEN: usize = 26;
@@ -54,7 +54,7 @@ type MsgBody<'a> = (&'a [u8], Option<&'a [u8]>, &'a [u8]);
 
 /// What a record means to recovery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordKind {
+pub(crate) enum RecordKind {
     /// A stored message.
     Msg,
     /// `seq` is deleted. With a body, this is the scrubbed (erased) message itself.
@@ -65,7 +65,7 @@ pub enum RecordKind {
 
 /// A decoded record borrowing from the block buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record<'a> {
+pub(crate) struct Record<'a> {
     /// Meaning of the record.
     pub kind: RecordKind,
     /// Sequence.
@@ -85,7 +85,7 @@ pub struct Record<'a> {
 impl Record<'_> {
     /// True when the record carries bytes beyond its fixed fields: for a tombstone this
     /// means it is an erased message rather than a plain deletion marker.
-    pub fn has_body(&self) -> bool {
+    pub(crate) fn has_body(&self) -> bool {
         !self.subject.is_empty()
             || !self.payload.is_empty()
             || self.headers.is_some_and(|h| !h.is_empty())
@@ -94,7 +94,7 @@ impl Record<'_> {
 
 /// Why bytes did not decode as a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     /// The buffer ends before the record does (a torn write at the tail).
     #[error("record truncated: need {needed} bytes, have {have}")]
     Truncated {
@@ -119,7 +119,7 @@ pub enum DecodeError {
 
 /// Everything needed to encode or decode the records of one block (from its header).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BlockFormat {
+pub(crate) struct BlockFormat {
     /// Format version.
     pub version: u16,
     /// The sequence the block was created for; v2 sequence deltas are relative to it.
@@ -130,7 +130,7 @@ pub struct BlockFormat {
 
 impl BlockFormat {
     /// The current format for a new block.
-    pub fn new(first_seq: u64, base_ts: u64) -> Self {
+    pub(crate) fn new(first_seq: u64, base_ts: u64) -> Self {
         BlockFormat {
             version: BLOCK_VERSION,
             first_seq,
@@ -139,12 +139,12 @@ impl BlockFormat {
     }
 
     /// True when this block uses the format this code writes.
-    pub fn is_current(&self) -> bool {
+    pub(crate) fn is_current(&self) -> bool {
         self.version == BLOCK_VERSION
     }
 
     /// Length of this block's header.
-    pub fn header_len(&self) -> usize {
+    pub(crate) fn header_len(&self) -> usize {
         if self.version == BLOCK_VERSION_V1 {
             BLOCK_HEADER_LEN_V1
         } else {
@@ -153,7 +153,7 @@ impl BlockFormat {
     }
 
     /// Smallest record this format can hold (anything shorter is garbage).
-    pub fn min_record_len(&self) -> usize {
+    pub(crate) fn min_record_len(&self) -> usize {
         if self.version == BLOCK_VERSION_V1 {
             V1_MIN_RECORD_LEN
         } else {
@@ -162,7 +162,7 @@ impl BlockFormat {
     }
 
     /// Encodes the block header.
-    pub fn encode_header(&self) -> Vec<u8> {
+    pub(crate) fn encode_header(&self) -> Vec<u8> {
         let mut h = Vec::with_capacity(BLOCK_HEADER_LEN);
         h.extend_from_slice(&BLOCK_MAGIC);
         h.extend_from_slice(&self.version.to_le_bytes());
@@ -177,7 +177,7 @@ impl BlockFormat {
     }
 
     /// Appends a message record to `out`. Callers bound subject (< 64 KiB) and sizes beforehand.
-    pub fn encode_msg(
+    pub(crate) fn encode_msg(
         &self,
         out: &mut Vec<u8>,
         seq: u64,
@@ -204,7 +204,7 @@ impl BlockFormat {
     }
 
     /// Appends a tombstone for `seq` to `out`.
-    pub fn encode_tombstone(&self, out: &mut Vec<u8>, seq: u64, ts: u64) {
+    pub(crate) fn encode_tombstone(&self, out: &mut Vec<u8>, seq: u64, ts: u64) {
         if self.version == BLOCK_VERSION_V1 {
             v1_encode_raw(out, seq | V1_TOMBSTONE_BIT, ts, &[], 0, &[]);
         } else {
@@ -213,7 +213,7 @@ impl BlockFormat {
     }
 
     /// Appends a floor marker ("everything below `seq` is gone") to `out`.
-    pub fn encode_floor(&self, out: &mut Vec<u8>, seq: u64, ts: u64) {
+    pub(crate) fn encode_floor(&self, out: &mut Vec<u8>, seq: u64, ts: u64) {
         if self.version == BLOCK_VERSION_V1 {
             v1_encode_raw(out, seq | V1_TOMBSTONE_BIT, ts, &[], V1_FLOOR_BIT, &[]);
         } else {
@@ -261,7 +261,7 @@ impl BlockFormat {
 
     /// Reads only the record's total length; `None` when the length field itself is
     /// incomplete or unreadable.
-    pub fn peek_len(&self, buf: &[u8]) -> Option<usize> {
+    pub(crate) fn peek_len(&self, buf: &[u8]) -> Option<usize> {
         if self.version == BLOCK_VERSION_V1 {
             return (buf.len() >= 4).then(|| u32::from_le_bytes(le4(buf)) as usize);
         }
@@ -270,7 +270,7 @@ impl BlockFormat {
     }
 
     /// Decodes the record at the start of `buf`.
-    pub fn decode<'a>(&self, buf: &'a [u8]) -> Result<Record<'a>, DecodeError> {
+    pub(crate) fn decode<'a>(&self, buf: &'a [u8]) -> Result<Record<'a>, DecodeError> {
         if self.version == BLOCK_VERSION_V1 {
             v1_decode(buf)
         } else {
@@ -360,7 +360,7 @@ impl BlockFormat {
     /// Turns an encoded message record into a same-length tombstone whose body is
     /// overwritten with `fill`, so erased content never survives on disk. Returns false if
     /// `rec` is not a well-formed record.
-    pub fn scrub_in_place(&self, rec: &mut [u8], mut fill: impl FnMut() -> u8) -> bool {
+    pub(crate) fn scrub_in_place(&self, rec: &mut [u8], mut fill: impl FnMut() -> u8) -> bool {
         let Ok(decoded) = self.decode(rec) else {
             return false;
         };
@@ -396,7 +396,7 @@ impl BlockFormat {
 
 /// Upper bound on the encoded length of a message record in any supported format (the
 /// exact v2 length depends on the block it lands in).
-pub fn max_record_len(subject_len: usize, headers_len: usize, payload_len: usize) -> usize {
+pub(crate) fn max_record_len(subject_len: usize, headers_len: usize, payload_len: usize) -> usize {
     let varints = 4 * MAX_VARINT_LEN + 5;
     (V1_RECORD_HEADER_LEN + CHECKSUM_LEN).max(varints + CHECKSUM_LEN)
         + subject_len
@@ -405,7 +405,7 @@ pub fn max_record_len(subject_len: usize, headers_len: usize, payload_len: usize
 }
 
 /// Decodes a block header (either version).
-pub fn decode_block_header(buf: &[u8]) -> Result<BlockFormat, DecodeError> {
+pub(crate) fn decode_block_header(buf: &[u8]) -> Result<BlockFormat, DecodeError> {
     if buf.len() < 6 {
         return Err(DecodeError::Truncated {
             needed: BLOCK_HEADER_LEN,
@@ -458,7 +458,7 @@ fn header_crc_ok(buf: &[u8], header_len: usize) -> bool {
 /// The format of a block whose header is damaged, from what is left of it: the version
 /// when it is a known one (else the current), `first_seq` from the file name, and the
 /// header's base timestamp as it reads (right unless that is the damaged field).
-pub fn salvage_block_header(buf: &[u8], first_seq: u64) -> BlockFormat {
+pub(crate) fn salvage_block_header(buf: &[u8], first_seq: u64) -> BlockFormat {
     let version = match buf.get(4..6).map(|v| u16::from_le_bytes([v[0], v[1]])) {
         Some(BLOCK_VERSION_V1) => BLOCK_VERSION_V1,
         _ => BLOCK_VERSION,

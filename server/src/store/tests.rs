@@ -6,6 +6,8 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::consumer::FileConsumerStore;
+use super::filestore::{RecoveryMode, RecoveryReport, WRITE_RETRY};
 use super::fs::FaultFs;
 use super::*;
 
