@@ -528,6 +528,9 @@ impl JetStream {
         self.account_configs.store(Arc::new(opts.accounts.clone()));
         let system = server.system_account();
         let accounts = server.accounts();
+        // Unloading joins stream workers, and a mirror or source worker may be waiting for
+        // this map to find its origin: unload only after the lock is released.
+        let mut unloads: Vec<(Arc<JsAccount>, &str)> = Vec::new();
         let mut map = self.accounts.lock();
         let live: HashMap<&str, &Arc<Account>> =
             accounts.iter().map(|a| (a.name.as_str(), a)).collect();
@@ -541,7 +544,7 @@ impl JetStream {
             .collect();
         for name in gone {
             if let Some(jsa) = map.remove(&name) {
-                self.unload(&jsa, "account removed");
+                unloads.push((jsa, "account removed"));
             }
         }
         // Server-wide reservations of account limits are checked in a stable order.
@@ -575,9 +578,13 @@ impl JetStream {
             jsa.usage.limits.store(limits.map(Arc::new));
             match (was_enabled, limits.is_some()) {
                 (false, true) => self.recover_account(&jsa),
-                (true, false) => self.unload(&jsa, "JetStream disabled for account"),
+                (true, false) => unloads.push((jsa, "JetStream disabled for account")),
                 _ => {}
             }
+        }
+        drop(map);
+        for (jsa, why) in unloads {
+            self.unload(&jsa, why);
         }
     }
 
