@@ -129,13 +129,16 @@ fn run(flags: FlagOptions) -> anyhow::Result<()> {
         .build()
         .context("starting runtime")?;
     runtime.block_on(async move {
+        // Trapped before the server starts, as nats-server does: a signal sent right after
+        // `Server is ready` must reach these handlers, not kill the process by default.
+        let signals = Signals::trap()?;
         let overrides = {
             let flags = flags.clone();
             Box::new(move |o: &mut Options| flags.apply(o))
         };
         let server = Server::new(options, overrides, digest)?;
         natsd::start(&server).await?;
-        wait_for_signals(server).await
+        wait_for_signals(server, signals).await
     })
 }
 
@@ -153,12 +156,35 @@ fn write_pid_file(path: &std::path::Path) -> anyhow::Result<()> {
         .with_context(|| format!("Could not write pidfile: {}", path.display()))
 }
 
-async fn wait_for_signals(server: Arc<Server>) -> anyhow::Result<()> {
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut usr2 = signal(SignalKind::user_defined2())?;
+/// The signals natsd answers, trapped from the moment this exists.
+struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn trap() -> std::io::Result<Self> {
+        Ok(Self {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+}
+
+async fn wait_for_signals(server: Arc<Server>, signals: Signals) -> anyhow::Result<()> {
+    let Signals {
+        mut hup,
+        mut term,
+        mut int,
+        mut usr1,
+        mut usr2,
+    } = signals;
     let mut stopped = server.shutdown_signal();
     loop {
         tokio::select! {
