@@ -987,7 +987,8 @@ accounts {
 "#;
 
 /// Account limits beyond the quotas (`max_bytes` required and capped per stream, the
-/// `max_ack_pending` ceiling), the JetStream domain in account info and its API prefix.
+/// `max_ack_pending` ceiling), the JetStream domain in account info, PubAcks and its API
+/// prefix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_limits_and_domain_match_nats_server() {
     let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
@@ -1033,6 +1034,8 @@ async fn account_limits_and_domain_match_nats_server() {
             ("$JS.hub.API.STREAM.INFO.S", Value::Null),
             ("$JS.API.STREAM.LIST", Value::Null),
             ("$JS.API.INFO", Value::Null),
+            // A PubAck names the domain too.
+            ("S", Value::Null),
         ] {
             let v = api(&nc, subject, body).await;
             t.push(json!([
@@ -1042,6 +1045,8 @@ async fn account_limits_and_domain_match_nats_server() {
                 v["domain"],
                 v["limits"],
                 v["streams"][0]["domain"],
+                v["stream"],
+                v["seq"],
             ]));
         }
         transcripts.push(t);

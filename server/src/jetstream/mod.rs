@@ -26,6 +26,7 @@ pub(crate) mod config;
 pub(crate) mod consumers;
 mod counter;
 pub(crate) mod headers;
+mod meta_file;
 pub(crate) mod monitor;
 pub(crate) mod schedule;
 pub(crate) mod sourcing;
@@ -57,6 +58,7 @@ use crate::store::{
 };
 use crate::subscription::{FlushSet, InternalHandler, InternalMsg, SubRef};
 use config::{Storage, StreamConfig, StreamSource};
+use meta_file::Durability;
 use stream::Stream;
 
 /// API requests waiting for the API thread before new ones are dropped (as nats-server does
@@ -414,27 +416,28 @@ pub(crate) struct StreamMeta {
     pub(crate) created: String,
 }
 
-/// Writes `meta.json` and `meta.sum` atomically (temp file, fsync, rename, fsync dir).
-fn write_meta(dir: &Path, meta: &StreamMeta) -> std::io::Result<()> {
-    use std::io::Write;
-    std::fs::create_dir_all(dir)?;
+/// Writes `meta.json` and `meta.sum` (see [`meta_file`] for when they reach the disk).
+fn write_meta(dir: &Path, meta: &StreamMeta, durability: Durability) -> std::io::Result<()> {
     let body = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
     let sum = hex::encode(Sha256::digest(&body));
-    for (name, data) in [("meta.json", body.as_slice()), ("meta.sum", sum.as_bytes())] {
-        let tmp = dir.join(format!("{name}.tmp"));
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, dir.join(name))?;
-    }
-    std::fs::File::open(dir)?.sync_all()
+    meta_file::write_files(
+        dir,
+        &[("meta.json", body.as_slice()), ("meta.sum", sum.as_bytes())],
+        durability,
+    )
 }
 
 fn read_meta(dir: &Path) -> Result<StreamMeta, String> {
     let body = std::fs::read(dir.join("meta.json")).map_err(|e| e.to_string())?;
     let sum = std::fs::read_to_string(dir.join("meta.sum")).map_err(|e| e.to_string())?;
-    if hex::encode(Sha256::digest(&body)) != sum.trim() {
-        return Err("meta.json checksum mismatch".into());
+    let digest = hex::encode(Sha256::digest(&body));
+    if digest != sum.trim() {
+        // A crash between the two renames: the new `meta.json` is in place and its sum
+        // still waits complete in `meta.sum.tmp` (meta_file writes both before renaming).
+        let pending = std::fs::read_to_string(dir.join("meta.sum.tmp")).unwrap_or_default();
+        if digest != pending.trim() {
+            return Err("meta.json checksum mismatch".into());
+        }
     }
     serde_json::from_slice(&body).map_err(|e| e.to_string())
 }
@@ -739,6 +742,7 @@ impl JetStream {
                 js: self.me.clone(),
                 account: jsa.name.clone(),
             }),
+            self.config.domain.as_deref(),
         )?;
         if allow_direct {
             stream.set_direct(Some(jsa.direct_handler()));
@@ -755,7 +759,14 @@ impl JetStream {
             config: (*stream.config()).clone(),
             created: config::format_ts(stream.created),
         };
-        write_meta(dir, &meta).map_err(ApiError::internal)
+        // A first write may reach the disk just after the reply; a rewrite must not leave a
+        // window where neither the old nor the new config is durable.
+        let durability = if self.config.sync_always || dir.join("meta.json").exists() {
+            Durability::Now
+        } else {
+            Durability::Soon
+        };
+        write_meta(dir, &meta, durability).map_err(ApiError::internal)
     }
 
     /// Loads every persisted stream of an account that (now) has JetStream.

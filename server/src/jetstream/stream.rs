@@ -16,7 +16,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::OnceLock;
 use std::sync::{Arc, Weak};
 
@@ -43,7 +43,10 @@ use crate::store::{MessageStore, PurgeRequest, StorageType, StoreError};
 use crate::subject_transform::SubjectTransform;
 use crate::subscription::{Deferred, FlushSet, InternalHandler, InternalMsg, SubRef};
 
-/// Captured messages a stream may have waiting before new ones are refused.
+/// Captured messages a stream may have waiting before new ones are refused. The channel
+/// itself is unbounded (it allocates as it fills, where a bounded one would allocate and touch
+/// every slot when the stream is created: megabytes per stream, most of a create's cost);
+/// `IngestHandler::queued` holds it to this bound.
 const INGEST_QUEUE: usize = 65_536;
 /// Messages stored per batch before the acks go out.
 const MAX_BATCH: usize = 1024;
@@ -108,13 +111,13 @@ pub(crate) enum Work {
 /// Wakes a stream's worker to copy from its origins. Armed until the worker starts
 /// pulling, so a busy origin queues at most one wake-up.
 pub(crate) struct Doorbell {
-    tx: SyncSender<Work>,
+    tx: Sender<Work>,
     rung: std::sync::atomic::AtomicBool,
 }
 
 impl Doorbell {
     pub(crate) fn ring(&self) {
-        if !self.rung.swap(true, Ordering::AcqRel) && self.tx.try_send(Work::Pull).is_err() {
+        if !self.rung.swap(true, Ordering::AcqRel) && self.tx.send(Work::Pull).is_err() {
             self.rung.store(false, Ordering::Release);
         }
     }
@@ -186,7 +189,7 @@ struct OutMsg {
 /// `sync_interval: always` every store ends in an fsync, which must not run on a runtime
 /// thread, so that mode always goes through the worker.
 pub(crate) struct IngestHandler {
-    tx: SyncSender<Work>,
+    tx: Sender<Work>,
     stream: String,
     dropped: AtomicU64,
     /// Messages sent to the worker and not yet stored (decremented under the worker lock).
@@ -243,22 +246,19 @@ impl InternalHandler for IngestHandler {
         if self.try_store_inline(msg, flush) {
             return;
         }
-        self.queued.fetch_add(1, Ordering::AcqRel);
-        match self.tx.try_send(Work::Msg(Inbound::copy(msg))) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                self.queued.fetch_sub(1, Ordering::AcqRel);
-                // The publisher gets no ack and retries; blocking here would stall its connection.
-                if self.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
-                    tracing::warn!(
-                        "JetStream stream '{}' ingest queue full, dropping messages",
-                        self.stream
-                    );
-                }
+        if self.queued.fetch_add(1, Ordering::AcqRel) >= INGEST_QUEUE {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+            // The publisher gets no ack and retries; blocking here would stall its connection.
+            if self.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
+                tracing::warn!(
+                    "JetStream stream '{}' ingest queue full, dropping messages",
+                    self.stream
+                );
             }
-            Err(TrySendError::Disconnected(_)) => {
-                self.queued.fetch_sub(1, Ordering::AcqRel);
-            }
+            return;
+        }
+        if self.tx.send(Work::Msg(Inbound::copy(msg))).is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -275,7 +275,7 @@ pub(crate) struct Stream {
     usage: Arc<Usage>,
     /// Bytes this stream last reported into `usage`.
     accounted: AtomicI64,
-    tx: SyncSender<Work>,
+    tx: Sender<Work>,
     ingest: Arc<IngestHandler>,
     subs: Mutex<Vec<SubRef>>,
     direct_subs: Mutex<Vec<SubRef>>,
@@ -290,6 +290,8 @@ pub(crate) struct Stream {
     downstream: ArcSwap<Vec<Weak<Doorbell>>>,
     /// Finds the origins of this stream's mirror or sources.
     origins: Arc<dyn Origins>,
+    /// The start of its PubAcks, up to the sequence (names the JetStream domain, if any).
+    ack_prefix: Vec<u8>,
 }
 
 impl Stream {
@@ -306,9 +308,11 @@ impl Stream {
         sync_always: bool,
         rt: tokio::runtime::Handle,
         origins: Arc<dyn Origins>,
+        domain: Option<&str>,
     ) -> Result<Arc<Stream>, ApiError> {
         let consumers = Consumers::new(rt, dir.as_deref());
-        let (tx, rx) = std::sync::mpsc::sync_channel(INGEST_QUEUE);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let ack_prefix = pub_ack_prefix(&config.name, domain);
         let doorbell = Arc::new(Doorbell {
             tx: tx.clone(),
             rung: std::sync::atomic::AtomicBool::new(false),
@@ -339,6 +343,7 @@ impl Stream {
             doorbell,
             downstream: ArcSwap::from_pointee(Vec::new()),
             origins,
+            ack_prefix,
         });
         stream.refresh_usage();
         let worker = Arc::new(Mutex::new(Worker::new(stream.clone(), sync_always)));
@@ -586,10 +591,17 @@ fn pub_ack(prefix: &[u8], stored: &Stored) -> Vec<u8> {
     out
 }
 
-/// The constant start of a stream's PubAcks, up to the sequence.
-fn pub_ack_prefix(stream: &str) -> Vec<u8> {
+/// The constant start of a stream's PubAcks, up to the sequence; with a JetStream domain
+/// nats-server names it between the two.
+fn pub_ack_prefix(stream: &str, domain: Option<&str>) -> Vec<u8> {
     let name = serde_json::to_string(stream).unwrap_or_default();
-    format!("{{\"stream\":{name},\"seq\":").into_bytes()
+    match domain {
+        Some(d) => {
+            let d = serde_json::to_string(d).unwrap_or_default();
+            format!("{{\"stream\":{name},\"domain\":{d},\"seq\":").into_bytes()
+        }
+        None => format!("{{\"stream\":{name},\"seq\":").into_bytes(),
+    }
 }
 
 fn pub_error(stream: &str, err: &ApiError) -> Vec<u8> {
@@ -643,7 +655,7 @@ struct Worker {
 
 impl Worker {
     fn new(stream: Arc<Stream>, sync_always: bool) -> Worker {
-        let ack_prefix = pub_ack_prefix(&stream.name);
+        let ack_prefix = stream.ack_prefix.clone();
         let compiled = stream.config();
         let mut w = Worker {
             stream,
@@ -2130,12 +2142,19 @@ mod tests {
     #[test]
     fn pub_ack_bytes_match_nats_server() {
         assert_eq!(
-            pub_ack(&pub_ack_prefix("ORDERS"), &Stored::new(1, false)),
+            pub_ack(&pub_ack_prefix("ORDERS", None), &Stored::new(1, false)),
             br#"{"stream":"ORDERS","seq":1}"#
         );
         assert_eq!(
-            pub_ack(&pub_ack_prefix("ORDERS"), &Stored::new(1, true)),
+            pub_ack(&pub_ack_prefix("ORDERS", None), &Stored::new(1, true)),
             br#"{"stream":"ORDERS","seq":1,"duplicate": true}"#
+        );
+        assert_eq!(
+            pub_ack(
+                &pub_ack_prefix("ORDERS", Some("hub")),
+                &Stored::new(2, false)
+            ),
+            br#"{"stream":"ORDERS","domain":"hub","seq":2}"#
         );
         assert_eq!(
             pub_error("E", &ApiError::from(JsError::StreamNotMatch)),
