@@ -1233,6 +1233,87 @@ async fn durable_consumer_sources_report_as_nats_server() {
     assert_eq!(results[0], results[1], "natsd vs nats-server");
 }
 
+/// A mirror and a source reading through durable consumers with the `flow_control` ack
+/// policy copy what those consumers deliver (the source's consumer filtered), from their ack
+/// floor on, and move the ack floor over what they copied; later messages follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_consumer_copies_match_nats_server() {
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let up = api(
+            &nc,
+            "$JS.API.STREAM.CREATE.UP",
+            json!({"name": "UP", "subjects": ["up.*"]}),
+        )
+        .await;
+        assert!(up["error"].is_null(), "{bin}: {up}");
+        for i in 0..6 {
+            let subject = if i % 2 == 0 { "up.a" } else { "up.b" };
+            publish(&nc, subject, &[], &format!("m{i}")).await;
+        }
+        for (name, deliver, filter) in [("FM", "dfm", ""), ("FS", "dfs", "up.a")] {
+            let consumer = json!({"stream_name": "UP", "config": {
+                "durable_name": name, "deliver_subject": deliver, "ack_policy": "flow_control",
+                "flow_control": true, "idle_heartbeat": 1_000_000_000u64,
+                "max_ack_pending": 100, "filter_subject": filter}});
+            let c = api(
+                &nc,
+                &format!("$JS.API.CONSUMER.DURABLE.CREATE.UP.{name}"),
+                consumer,
+            )
+            .await;
+            assert!(c["error"].is_null(), "{bin}: {c}");
+        }
+        let mirror = json!({"name": "M", "mirror": {"name": "UP",
+                            "consumer": {"name": "FM", "deliver_subject": "dfm"}}});
+        let source = json!({"name": "S", "sources": [{"name": "UP",
+                            "consumer": {"name": "FS", "deliver_subject": "dfs"}}]});
+        for (name, cfg) in [("M", mirror), ("S", source)] {
+            let r = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            assert!(r["error"].is_null(), "{bin}: {r}");
+        }
+        let mut got = Vec::new();
+        let wait = Duration::from_secs(20);
+        for (stream, n) in [("M", 6), ("S", 3)] {
+            let info = info_when(&nc, stream, wait, |i| i["state"]["messages"] == n).await;
+            got.push(json!([
+                stream,
+                info["state"]["messages"],
+                info["state"]["last_seq"]
+            ]));
+        }
+        publish(&nc, "up.a", &[], "late").await;
+        for (stream, n) in [("M", 7), ("S", 4)] {
+            let info = info_when(&nc, stream, wait, |i| i["state"]["messages"] == n).await;
+            got.push(json!([stream, info["state"]["messages"]]));
+            let last = info["state"]["last_seq"].as_u64().unwrap();
+            let m = get_msg(&nc, stream, last).await;
+            got.push(json!([m["subject"], m["data"]]));
+        }
+        for (name, floor) in [("FM", 7), ("FS", 7)] {
+            let subject = format!("$JS.API.CONSUMER.INFO.UP.{name}");
+            // Compared below either way: a floor that never gets there shows in the diff.
+            let info = testkit::fetch_until_async(
+                wait,
+                async || api(&nc, &subject, Value::Null).await,
+                |i| i["ack_floor"]["stream_seq"] == floor,
+            )
+            .await
+            .unwrap_or_else(|i| i);
+            got.push(json!([
+                name,
+                info["ack_floor"]["stream_seq"],
+                info["num_pending"]
+            ]));
+        }
+        results.push(got);
+    }
+    assert_eq!(results[0], results[1], "natsd vs nats-server");
+}
+
 /// Tightening `consumer_limits` below what a consumer has is refused, naming the consumers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_limits_updates_match_nats_server() {

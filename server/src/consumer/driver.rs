@@ -191,6 +191,15 @@ impl ConsumerHandle {
         rx.await.ok()
     }
 
+    /// Resets the consumer to deliver from `seq` next, as `CONSUMER.RESET` with that
+    /// sequence does, without a reply: how a source reading through it acknowledges.
+    pub(crate) fn reset_to(&self, seq: u64) {
+        let _ = self.tx.send(Event::Reset {
+            reply: Bytes::new(),
+            body: Bytes::from(format!("{{\"seq\":{seq}}}")),
+        });
+    }
+
     /// The stream was purged or lost messages: recount `num_pending`.
     pub(crate) fn reset_pending(&self) {
         let _ = self.tx.send(Event::ResetPending);
@@ -514,6 +523,9 @@ impl Task {
                 response.reset_seq = seq;
             }
             Err(e) => response.error = Some(e),
+        }
+        if reply.is_empty() {
+            return;
         }
         let payload = serde_json::to_vec(&response).unwrap_or_default();
         route::publish(&self.account, reply, None, None, &payload);

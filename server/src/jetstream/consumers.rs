@@ -26,6 +26,7 @@ use super::stream::Stream;
 use super::{action_advisory, pause_advisory, JetStream, JsAccount};
 use crate::consumer::config::{
     check_workqueue_partition, generate_name, is_valid_group_name, parse_rfc3339_ns, rfc3339_ns,
+    AckPolicy,
 };
 use crate::consumer::driver::{self, ConsumerHandle, ConsumerHost, StopReason};
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerState, StreamContext};
@@ -42,6 +43,21 @@ pub(crate) fn block_on<F: Future>(rt: &Handle, f: F) -> Option<F::Output> {
         // A current-thread runtime cannot block on its own tasks.
         Ok(_) => None,
     }
+}
+
+/// See [`Consumers::through`].
+pub(crate) enum ThroughConsumer {
+    /// No such consumer (yet): the copy waits quietly.
+    Missing,
+    /// It exists without `ack_policy: flow_control`: nats-server's 10214 / 10217.
+    NotFlowControl,
+    /// It delivers elsewhere than the configured `deliver_subject`: nothing arrives.
+    Silent,
+    /// Copy from `ack_floor + 1`, what `filters` match (none: everything).
+    Ready {
+        ack_floor: u64,
+        filters: Vec<Vec<u8>>,
+    },
 }
 
 /// One running consumer as the stream sees it.
@@ -93,6 +109,40 @@ impl Consumers {
     /// The consumers' names, sorted.
     pub(crate) fn names(&self) -> Vec<String> {
         self.map.read().keys().cloned().collect()
+    }
+
+    /// What a source or mirror reading through durable consumer `name` (its `consumer`
+    /// config) finds on this stream.
+    pub(crate) fn through(&self, name: &str, deliver_subject: &str) -> ThroughConsumer {
+        let Some(e) = self.get(name) else {
+            return ThroughConsumer::Missing;
+        };
+        let (ack_policy, subject) = {
+            let cfg = e.config.lock();
+            (cfg.ack_policy, cfg.deliver_subject.clone())
+        };
+        if ack_policy != AckPolicy::FlowControl {
+            return ThroughConsumer::NotFlowControl;
+        }
+        if subject != deliver_subject {
+            // nats-server listens on the configured subject and hears nothing.
+            return ThroughConsumer::Silent;
+        }
+        match block_on(&self.rt, e.handle.info()).flatten() {
+            Some(info) => ThroughConsumer::Ready {
+                ack_floor: info.ack_floor.stream_seq,
+                filters: e.filters.clone(),
+            },
+            None => ThroughConsumer::Missing,
+        }
+    }
+
+    /// A source copied everything through origin sequence `seq` through consumer `name`:
+    /// its ack floor moves there, as the copy's flow-control answers move it on nats-server.
+    pub(crate) fn acknowledge_through(&self, name: &str, seq: u64) {
+        if let Some(e) = self.get(name) {
+            e.handle.reset_to(seq + 1);
+        }
     }
 
     /// How many consumers the stream has.

@@ -29,7 +29,7 @@ use arc_swap::ArcSwap;
 use super::batch;
 use super::batch::{Abandoned, Batches, Commit, Staged};
 use super::config::{Retention, StreamConfig, StreamSource};
-use super::consumers::Consumers;
+use super::consumers::{Consumers, ThroughConsumer};
 use super::counter;
 use super::headers::{self, JsHeaders};
 use super::schedule;
@@ -647,6 +647,8 @@ struct Worker {
     /// again.
     saved_positions: Vec<u8>,
     next_save: u64,
+    /// Durable consumers copied through, and how far, to acknowledge after the commit.
+    through_acks: Vec<(Arc<Stream>, String, u64)>,
     /// Message schedules: schedule subject → (its message's sequence, next firing ns).
     schedules: HashMap<Vec<u8>, (u64, u64)>,
     /// The same, soonest first: (next firing ns, schedule subject).
@@ -676,6 +678,7 @@ impl Worker {
             batches: Batches::default(),
             fast: batch::FastBatches::default(),
             saved_positions: Vec::new(),
+            through_acks: Vec::new(),
             next_save: 0,
             schedules: HashMap::new(),
             schedule_order: std::collections::BTreeSet::new(),
@@ -1505,25 +1508,38 @@ impl Worker {
                 continue;
             };
             origin.add_downstream(&self.stream.doorbell);
-            if let Some(c) = self.sources[i].config.consumer.as_ref() {
-                // Copies read the origin's store, never a consumer: a source through a
-                // durable consumer copies nothing, so once that consumer exists it reports
-                // nats-server's error for a consumer it cannot read through (even one with
-                // the `flow_control` ack policy, docs/differences.md) rather than look idle.
-                let exists = origin.consumers.names().contains(&c.name);
-                self.sources[i].error = exists.then(|| {
-                    ApiError::from(if self.mirror {
-                        JsError::MirrorConsumerRequiresAckFC
-                    } else {
-                        JsError::SourceConsumerRequiresAckFC
-                    })
-                });
-                continue;
+            // Through a durable consumer (nats-server resets it to its ack floor and copies
+            // what it delivers): copy what it would deliver from there, and move its ack
+            // floor over what was copied once that is committed.
+            let mut through: Option<(String, Vec<Vec<u8>>)> = None;
+            if let Some(c) = self.sources[i].config.consumer.clone() {
+                match origin.consumers.through(&c.name, &c.deliver_subject) {
+                    ThroughConsumer::Ready { ack_floor, filters } => {
+                        let src = &mut self.sources[i];
+                        src.next = Some(src.next.unwrap_or(0).max(ack_floor + 1));
+                        through = Some((c.name, filters));
+                    }
+                    ThroughConsumer::NotFlowControl => {
+                        self.sources[i].error = Some(ApiError::from(if self.mirror {
+                            JsError::MirrorConsumerRequiresAckFC
+                        } else {
+                            JsError::SourceConsumerRequiresAckFC
+                        }));
+                        continue;
+                    }
+                    ThroughConsumer::Missing | ThroughConsumer::Silent => {
+                        self.sources[i].error = None;
+                        continue;
+                    }
+                }
             }
             let ostore = origin.store.clone();
             let identity = sourcing::identity(origin.created);
             self.sources[i].check_identity(&identity);
-            if self.sources[i].next.is_none() {
+            let through_from = self.sources[i].next;
+            if through.is_some() && self.mirror {
+                // The mirror's own sequence alignment passes over what it already has.
+            } else if self.sources[i].next.is_none() {
                 let local = self.stream.store.state();
                 let src = &mut self.sources[i];
                 if self.mirror {
@@ -1539,6 +1555,16 @@ impl Worker {
                 }
                 budget -= 1;
                 let seq = msg.seq;
+                if let Some((_, filters)) = &through {
+                    let wanted = filters.is_empty()
+                        || filters
+                            .iter()
+                            .any(|f| crate::subject::matches(f, &msg.subject));
+                    if !wanted {
+                        self.sources[i].advance(seq);
+                        continue;
+                    }
+                }
                 if self.mirror {
                     match self.align_mirror(seq) {
                         Ok(true) => {}
@@ -1584,14 +1610,28 @@ impl Worker {
                 }
             }
             self.sources[i].observe(&*ostore, now);
+            if let (Some((name, _)), Some(next)) = (through, self.sources[i].next) {
+                if through_from.is_some_and(|from| next > from) {
+                    self.through_acks.push((origin.clone(), name, next - 1));
+                }
+            }
         }
         more
+    }
+
+    /// Moves the ack floors of the durable consumers copied through (after a commit, so a
+    /// consumer never acknowledges what a crash could still take back).
+    fn acknowledge_through(&mut self) {
+        for (origin, name, seq) in self.through_acks.drain(..) {
+            origin.consumers.acknowledge_through(&name, seq);
+        }
     }
 
     /// Saves the sources' positions next to the store when they moved (file streams only).
     /// Called after a commit, so a saved position never runs ahead of what is written; it
     /// only matters where the stream no longer holds any of a source's messages.
     fn save_positions(&mut self, force: bool) {
+        self.acknowledge_through();
         let now = crate::store::now_ns();
         if !force && now < self.next_save {
             return;
