@@ -1314,6 +1314,100 @@ async fn durable_consumer_copies_match_nats_server() {
     assert_eq!(results[0], results[1], "natsd vs nats-server");
 }
 
+/// Copies through durable consumers resume after `kill -9` mid-copy: the mirror ends equal
+/// to its origin, the source holds every origin message exactly once, and the consumers'
+/// ack floors reach the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn durable_consumer_copies_resume_after_kill_without_gaps_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_conf(natsd(), JS_CONF, dir.path());
+    let nc = connect(&s).await;
+    let js = async_nats::jetstream::new(nc.clone());
+    let up = api(
+        &nc,
+        "$JS.API.STREAM.CREATE.O",
+        json!({"name": "O", "subjects": ["o.>"]}),
+    )
+    .await;
+    assert!(up["error"].is_null(), "{up}");
+    let publish_range = |js: async_nats::jetstream::Context, from: u32, to: u32| async move {
+        let mut acks = Vec::new();
+        for i in from..to {
+            acks.push(
+                js.publish(format!("o.{}", i % 7), format!("{i}").into())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for a in acks {
+            a.await.unwrap();
+        }
+    };
+    publish_range(js.clone(), 0, 5_000).await;
+    for (name, deliver) in [("FM", "dfm"), ("FS", "dfs")] {
+        let consumer = json!({"stream_name": "O", "config": {
+            "durable_name": name, "deliver_subject": deliver, "ack_policy": "flow_control",
+            "flow_control": true, "idle_heartbeat": 1_000_000_000u64, "max_ack_pending": 100}});
+        let c = api(
+            &nc,
+            &format!("$JS.API.CONSUMER.DURABLE.CREATE.O.{name}"),
+            consumer,
+        )
+        .await;
+        assert!(c["error"].is_null(), "{c}");
+    }
+    for cfg in [
+        json!({"name": "M", "mirror": {"name": "O", "consumer": {"name": "FM", "deliver_subject": "dfm"}}}),
+        json!({"name": "S", "sources": [{"name": "O", "consumer": {"name": "FS", "deliver_subject": "dfs"}}]}),
+    ] {
+        let name = cfg["name"].as_str().unwrap().to_string();
+        let r = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+        assert!(r["error"].is_null(), "{r}");
+    }
+    info_when(&nc, "S", Duration::from_secs(10), |i| {
+        i["state"]["messages"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    s.kill();
+    drop(s);
+
+    let s = start_conf(natsd(), JS_CONF, dir.path());
+    let nc = connect(&s).await;
+    let js = async_nats::jetstream::new(nc.clone());
+    publish_range(js.clone(), 5_000, 5_500).await;
+    info_when(&nc, "M", Duration::from_secs(30), |i| {
+        i["state"]["last_seq"] == 5_500
+    })
+    .await;
+    info_when(&nc, "S", Duration::from_secs(30), |i| {
+        i["state"]["messages"] == 5_500
+    })
+    .await;
+    let o = read_all(&nc, "O").await;
+    let m = read_all(&nc, "M").await;
+    assert_eq!(m.len(), o.len());
+    for (a, b) in o.iter().zip(&m) {
+        assert_eq!((a.0, &a.1, &a.2), (b.0, &b.1, &b.2), "mirror differs");
+    }
+    let mut copied: BTreeMap<u64, usize> = BTreeMap::new();
+    for (_, _, _, header) in read_all(&nc, "S").await {
+        let seq: u64 = header.split(' ').nth(1).unwrap().parse().unwrap();
+        *copied.entry(seq).or_default() += 1;
+    }
+    assert!(copied.values().all(|&n| n == 1), "duplicates in the source");
+    assert_eq!(copied.len(), o.len(), "gaps in the source");
+    for name in ["FM", "FS"] {
+        let subject = format!("$JS.API.CONSUMER.INFO.O.{name}");
+        testkit::fetch_until_async(
+            Duration::from_secs(10),
+            async || api(&nc, &subject, Value::Null).await,
+            |i| i["ack_floor"]["stream_seq"] == 5_500,
+        )
+        .await
+        .unwrap_or_else(|info| panic!("{name} ack floor: {info}"));
+    }
+}
+
 /// Tightening `consumer_limits` below what a consumer has is refused, naming the consumers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_limits_updates_match_nats_server() {

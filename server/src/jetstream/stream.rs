@@ -1511,13 +1511,11 @@ impl Worker {
             // Through a durable consumer (nats-server resets it to its ack floor and copies
             // what it delivers): copy what it would deliver from there, and move its ack
             // floor over what was copied once that is committed.
-            let mut through: Option<(String, Vec<Vec<u8>>)> = None;
+            let mut through: Option<(String, Vec<Vec<u8>>, u64)> = None;
             if let Some(c) = self.sources[i].config.consumer.clone() {
                 match origin.consumers.through(&c.name, &c.deliver_subject) {
                     ThroughConsumer::Ready { ack_floor, filters } => {
-                        let src = &mut self.sources[i];
-                        src.next = Some(src.next.unwrap_or(0).max(ack_floor + 1));
-                        through = Some((c.name, filters));
+                        through = Some((c.name, filters, ack_floor));
                     }
                     ThroughConsumer::NotFlowControl => {
                         self.sources[i].error = Some(ApiError::from(if self.mirror {
@@ -1536,10 +1534,7 @@ impl Worker {
             let ostore = origin.store.clone();
             let identity = sourcing::identity(origin.created);
             self.sources[i].check_identity(&identity);
-            let through_from = self.sources[i].next;
-            if through.is_some() && self.mirror {
-                // The mirror's own sequence alignment passes over what it already has.
-            } else if self.sources[i].next.is_none() {
+            if self.sources[i].next.is_none() {
                 let local = self.stream.store.state();
                 let src = &mut self.sources[i];
                 if self.mirror {
@@ -1548,6 +1543,13 @@ impl Worker {
                     src.position_source(recovered.get(&src.iname), &identity, &local, &*ostore);
                 }
             }
+            if let Some((_, _, ack_floor)) = &through {
+                // What the copy already holds (a crash before the consumer heard of it) is
+                // not copied again; what the consumer acknowledged otherwise is skipped.
+                let src = &mut self.sources[i];
+                src.next = Some(src.next.unwrap_or(0).max(ack_floor + 1));
+            }
+            let through_from = self.sources[i].next;
             while let Some(msg) = self.sources[i].peek(&*ostore) {
                 if budget == 0 {
                     more = true;
@@ -1555,7 +1557,7 @@ impl Worker {
                 }
                 budget -= 1;
                 let seq = msg.seq;
-                if let Some((_, filters)) = &through {
+                if let Some((_, filters, _)) = &through {
                     let wanted = filters.is_empty()
                         || filters
                             .iter()
@@ -1610,7 +1612,7 @@ impl Worker {
                 }
             }
             self.sources[i].observe(&*ostore, now);
-            if let (Some((name, _)), Some(next)) = (through, self.sources[i].next) {
+            if let (Some((name, _, _)), Some(next)) = (through, self.sources[i].next) {
                 if through_from.is_some_and(|from| next > from) {
                     self.through_acks.push((origin.clone(), name, next - 1));
                 }
