@@ -5,6 +5,7 @@
 //! - [`client`]: one connection: reader (parse, route) and writer (flush) tasks, slow consumers.
 //! - [`route`]: delivery to matched subscriptions, server publishes, internal subscriptions.
 //! - [`account`]: isolated subject spaces, each with its own sublist and limits.
+//! - [`imports`]: routing between accounts through their imports and exports.
 //! - [`auth`]: authentication (bcrypt with a verification cache) and permissions.
 //! - [`subject`]: subject validation, tokenizing, wildcard matching and subset checks.
 //! - [`sublist`]: the per-account subscription trie with its match cache.
@@ -33,6 +34,7 @@ pub(crate) mod account;
 pub(crate) mod auth;
 pub(crate) mod client;
 pub(crate) mod consumer;
+pub(crate) mod imports;
 pub(crate) mod jetstream;
 pub(crate) mod js_errors;
 pub(crate) mod json;

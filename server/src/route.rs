@@ -23,7 +23,7 @@ pub(crate) fn deliver(
     let client = match &sub.target {
         Target::Client { out, .. } => out,
         Target::Internal(handler) => {
-            handler.deliver(
+            let taken = handler.deliver_counted(
                 &InternalMsg {
                     subject,
                     reply,
@@ -32,8 +32,10 @@ pub(crate) fn deliver(
                 },
                 flush,
             );
-            sub.delivered.fetch_add(1, Ordering::Relaxed);
-            return true;
+            if taken {
+                sub.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            return taken;
         }
     };
     if sub.deny_filtered.load(Ordering::Relaxed) {

@@ -18,6 +18,7 @@ use crate::account::{Account, AccountSettings};
 use crate::auth::{Authenticator, PasswordCache};
 use crate::client::{self, ClientShared, ConnectionCounters, ConnectionHost};
 use crate::config::{Options, DEFAULT_SYSTEM_ACCOUNT, GLOBAL_ACCOUNT};
+use crate::imports;
 use crate::outbound::{ClientId, CloseReason, Outlet, Queued};
 use crate::proto::encode;
 use crate::subscription::ClosedSub;
@@ -137,6 +138,8 @@ pub struct Server {
     reload_lock: tokio::sync::Mutex<()>,
     /// What runs beside the server and follows its reloads and shutdown (JetStream).
     subsystems: Mutex<Vec<Arc<dyn Subsystem>>>,
+    /// The routes between accounts that the configuration's imports make.
+    imports: imports::Router,
 }
 
 /// A 56-character id in nats-server's shape (an nkey-like base32 string starting with `N`).
@@ -205,7 +208,7 @@ impl Server {
             None => None,
         };
         let (shutdown, _) = watch::channel(false);
-        Ok(Arc::new(Server {
+        let server = Arc::new(Server {
             id: generate_server_id(),
             auth: ArcSwap::from_pointee(Authenticator::from_options(&opts)),
             opts: ArcSwap::from_pointee(opts),
@@ -229,7 +232,13 @@ impl Server {
             tls: ArcSwapOption::new(tls),
             reload_lock: tokio::sync::Mutex::new(()),
             subsystems: Mutex::new(Vec::new()),
-        }))
+            imports: imports::Router::default(),
+        });
+        let opts = server.options();
+        server
+            .imports
+            .install(&opts.accounts, &|name| server.account(name));
+        Ok(server)
     }
 
     /// Run `subsystem` beside the server: it hears of every reload and of the shutdown.
@@ -638,6 +647,9 @@ impl Server {
         self.tls.store(tls);
         let old_auth = self.auth.swap(Arc::new(authenticator));
         self.opts.store(Arc::new(new));
+        let opts = self.options();
+        self.imports
+            .install(&opts.accounts, &|name| self.account(name));
         for name in &removed_accounts {
             tracing::info!("Account {} removed by reload", name);
         }

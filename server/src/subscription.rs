@@ -130,6 +130,14 @@ pub trait InternalHandler: Send + Sync {
     /// Takes one message; work that is cheaper done once per batch goes into
     /// [`FlushSet::defer`].
     fn deliver(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet);
+
+    /// As [`deliver`](Self::deliver), saying whether the message was taken. A handler that
+    /// passes messages on to another account (an import) answers for the receivers there,
+    /// so a request nobody there takes gets "no responders", as on nats-server.
+    fn deliver_counted(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet) -> bool {
+        self.deliver(msg, flush);
+        true
+    }
 }
 
 /// Work an internal subscriber put off until the end of the current batch of deliveries

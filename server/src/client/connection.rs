@@ -427,24 +427,29 @@ impl Connection {
             return;
         }
         let result = self.lookup(subject);
-        if result.plain.is_empty() && result.queues.is_empty() {
+        let delivered = if result.plain.is_empty() && result.queues.is_empty() {
+            0
+        } else {
+            let skip = (!self.opts.echo).then_some(self.shared.out.cid);
+            route::deliver_all(
+                &result,
+                skip,
+                subject,
+                reply,
+                headers,
+                payload,
+                &mut self.pending_flush,
+            )
+        };
+        // As nats-server: a request nobody took (nobody subscribed, or a service import whose
+        // exporter has no responder) gets "no responders".
+        if delivered == 0 {
             if let Some(reply) = reply {
                 if self.opts.no_responders {
                     self.send_no_responders(subject, reply);
                 }
             }
-            return;
         }
-        let skip = (!self.opts.echo).then_some(self.shared.out.cid);
-        route::deliver_all(
-            &result,
-            skip,
-            subject,
-            reply,
-            headers,
-            payload,
-            &mut self.pending_flush,
-        );
     }
 
     pub(super) fn send_no_responders(&mut self, subject: &[u8], reply: &[u8]) {

@@ -161,10 +161,6 @@ const USER: &[Unsupported] = &[
 const ACCOUNT: &[Unsupported] = &[
     refused(&["nkey"], "account NKEYs"),
     refused(&["mappings", "maps"], "subject mappings"),
-    refused(
-        &["imports", "exports"],
-        "imports and exports between accounts",
-    ),
     ignored(&["msg_trace", "trace_dest"], "message tracing"),
 ];
 
@@ -954,7 +950,6 @@ fn accounts(cx: &mut Ctx, e: &Entry, users: &mut Vec<PendingUser>) -> Vec<Accoun
     let Some(m) = cx.map(e) else {
         return Vec::new();
     };
-    let names: Vec<&str> = m.entries.iter().map(|a| a.key.as_str()).collect();
     let mut out = Vec::new();
     for ae in &m.entries {
         if ae.key == GLOBAL_ACCOUNT {
@@ -982,16 +977,8 @@ fn accounts(cx: &mut Ctx, e: &Entry, users: &mut Vec<PendingUser>) -> Vec<Accoun
                 "jetstream" => acc.jetstream = account_jetstream(cx, k),
                 "default_permissions" => default_perms = permissions(cx, &k.value),
                 "limits" => acc.limits = account_limits(cx, k),
-                // Checked for nats-server's errors first, then refused: natsd does not route
-                // between accounts.
-                "exports" => {
-                    acc.exports = exports(cx, k);
-                    cx.unsupported(k, ACCOUNT);
-                }
-                "imports" => {
-                    acc.imports = imports(cx, k, &names);
-                    cx.unsupported(k, ACCOUNT);
-                }
+                "exports" => acc.exports = exports(cx, k),
+                "imports" => acc.imports = imports(cx, k),
                 _ if cx.unsupported(k, ACCOUNT) => {}
                 _ => cx.unknown(k),
             }
@@ -1000,6 +987,13 @@ fn accounts(cx: &mut Ctx, e: &Entry, users: &mut Vec<PendingUser>) -> Vec<Accoun
             users.extend(user_list(cx, ue, &acc.name, default_perms.as_ref()));
         }
         out.push(acc);
+    }
+    // As nats-server, the import/export graph is looked at only in a file without other
+    // errors, and its errors point at the `accounts` block.
+    if cx.errors.is_empty() {
+        for problem in super::imports::check(&out) {
+            cx.err(&e.key_span, problem);
+        }
     }
     out
 }
@@ -1106,7 +1100,13 @@ fn string_list(cx: &mut Ctx, e: &Entry) -> Vec<String> {
 
 fn exports(cx: &mut Ctx, e: &Entry) -> Vec<Export> {
     let Value::Array(items) = &e.value.value else {
-        cx.type_err(&e.key_span, &e.value, "[]interface {}");
+        cx.err(
+            &e.key_span,
+            format!(
+                "Exports should be an array, got {}",
+                e.value.value.go_type()
+            ),
+        );
         return Vec::new();
     };
     let mut out = Vec::new();
@@ -1122,54 +1122,154 @@ fn exports(cx: &mut Ctx, e: &Entry) -> Vec<Export> {
             continue;
         };
         let mut kind = None;
-        let mut subject = String::new();
-        let mut accounts = Vec::new();
+        let mut export = Export::new(ExportKind::Stream, "");
+        let mut response_seen = false;
+        let mut threshold_seen = false;
         for k in &m.entries {
             match lower(k).as_str() {
-                "stream" | "service" => {
-                    if kind.is_some() {
-                        cx.err(
-                            &k.key_span,
-                            "Detected stream and service in the same export",
-                        );
-                    }
-                    kind = Some(if lower(k) == "stream" {
+                key @ ("stream" | "service") => {
+                    let this = if key == "stream" {
                         ExportKind::Stream
                     } else {
                         ExportKind::Service
-                    });
-                    subject = cx.string(k).unwrap_or_default();
+                    };
+                    if let Some(seen) = kind.filter(|s| *s != this) {
+                        let seen = if seen == ExportKind::Stream {
+                            "stream"
+                        } else {
+                            "service"
+                        };
+                        cx.err(
+                            &k.key_span,
+                            format!("Detected {key} {:?} but already saw a {seen}", value_text(k)),
+                        );
+                        continue;
+                    }
+                    if this == ExportKind::Stream && (response_seen || threshold_seen) {
+                        cx.err(&k.key_span, "Detected response directive on non-service");
+                        continue;
+                    }
+                    let Value::Str(subject) = &k.value.value else {
+                        cx.err(
+                            &k.key_span,
+                            format!(
+                                "Expected {key} name to be string, got {}",
+                                k.value.value.go_type()
+                            ),
+                        );
+                        continue;
+                    };
+                    kind = Some(this);
+                    export.subject = subject.clone();
                 }
-                "accounts" => accounts = string_list(cx, k),
-                "response"
-                | "response_type"
-                | "threshold"
-                | "response_threshold"
-                | "latency"
-                | "account_token_position"
-                | "advertise"
-                | "allow_trace" => {}
+                "response" | "response_type" => {
+                    if response_seen {
+                        cx.err(&k.key_span, "Duplicate response type definition");
+                        continue;
+                    }
+                    response_seen = true;
+                    let Value::Str(rt) = &k.value.value else {
+                        cx.err(
+                            &k.key_span,
+                            format!(
+                                "Expected response type to be string, got {}",
+                                k.value.value.go_type()
+                            ),
+                        );
+                        continue;
+                    };
+                    export.response_type = match rt.to_ascii_lowercase().as_str() {
+                        "single" | "singleton" => ResponseType::Singleton,
+                        "stream" => ResponseType::Stream,
+                        "chunk" | "chunked" => ResponseType::Chunked,
+                        _ => {
+                            cx.err(&k.key_span, format!("Unknown response type: {rt:?}"));
+                            continue;
+                        }
+                    };
+                    if kind == Some(ExportKind::Stream) {
+                        cx.err(&k.key_span, "Detected response directive on non-service");
+                    }
+                }
+                "threshold" | "response_threshold" | "response_max_time" | "response_time" => {
+                    if threshold_seen {
+                        cx.err(&k.key_span, "Duplicate response threshold detected");
+                        continue;
+                    }
+                    threshold_seen = true;
+                    let Value::Str(text) = &k.value.value else {
+                        cx.err(
+                            &k.key_span,
+                            format!(
+                                "Expected response threshold to be a parseable time duration, got {}",
+                                k.value.value.go_type()
+                            ),
+                        );
+                        continue;
+                    };
+                    match parse_go_duration(text) {
+                        Ok((_, d)) => export.response_threshold = Some(d),
+                        Err(_) => {
+                            cx.err(
+                                &k.key_span,
+                                format!(
+                                    "Expected response threshold to be a parseable time duration, got {text:?}"
+                                ),
+                            );
+                            continue;
+                        }
+                    }
+                    if kind == Some(ExportKind::Stream) {
+                        cx.err(&k.key_span, "Detected response directive on non-service");
+                    }
+                }
+                "accounts" => export.accounts = string_list(cx, k),
+                "account_token_position" => {
+                    export.account_token_position = cx.usize(k).unwrap_or(0);
+                }
+                // Service latency tracking publishes measurements natsd does not make.
+                "latency" => cx.err(
+                    &k.key_span,
+                    "option \"latency\" (service latency tracking) is not supported by natsd; refusing the configuration",
+                ),
+                "allow_trace" => cx.notices.push(format!(
+                    "{}: option \"allow_trace\" (message tracing) is not supported by natsd and is ignored",
+                    k.key_span
+                )),
                 _ => cx.unknown(k),
             }
         }
         match kind {
-            Some(kind) => out.push(Export {
-                kind,
-                subject,
-                accounts,
-            }),
+            Some(kind) => {
+                export.kind = kind;
+                out.push(export);
+            }
             None => cx.err(&item.span, "Export Items should be a map with type entry"),
         }
     }
     out
 }
 
-fn imports(cx: &mut Ctx, e: &Entry, accounts: &[&str]) -> Vec<Import> {
+/// A value as Go's `%q` of an `interface{}` shows it in nats-server's messages.
+fn value_text(e: &Entry) -> String {
+    match &e.value.value {
+        Value::Str(s) => s.clone(),
+        other => other.go_type().to_string(),
+    }
+}
+
+fn imports(cx: &mut Ctx, e: &Entry) -> Vec<Import> {
     let Value::Array(items) = &e.value.value else {
-        cx.type_err(&e.key_span, &e.value, "[]interface {}");
+        cx.err(
+            &e.key_span,
+            format!(
+                "Imports should be an array, got {}",
+                e.value.value.go_type()
+            ),
+        );
         return Vec::new();
     };
-    let mut out = Vec::new();
+    let mut out: Vec<Import> = Vec::new();
     for item in items {
         let Value::Map(m) = &item.value else {
             cx.err(
@@ -1182,7 +1282,7 @@ fn imports(cx: &mut Ctx, e: &Entry, accounts: &[&str]) -> Vec<Import> {
             continue;
         };
         let mut import: Option<Import> = None;
-        let mut local = None;
+        let (mut prefix, mut to, mut share) = (None, None, false);
         for k in &m.entries {
             match lower(k).as_str() {
                 key @ ("stream" | "service") => {
@@ -1191,7 +1291,33 @@ fn imports(cx: &mut Ctx, e: &Entry, accounts: &[&str]) -> Vec<Import> {
                     } else {
                         ExportKind::Service
                     };
-                    let Some(src) = cx.map(k) else { continue };
+                    if import.as_ref().is_some_and(|i| i.kind != kind) {
+                        let other = if kind == ExportKind::Stream {
+                            "service"
+                        } else {
+                            "stream"
+                        };
+                        cx.err(
+                            &k.key_span,
+                            format!("Detected {key} but already saw a {other}"),
+                        );
+                        continue;
+                    }
+                    let Value::Map(src) = &k.value.value else {
+                        let what = if kind == ExportKind::Stream {
+                            "Stream"
+                        } else {
+                            "Service"
+                        };
+                        cx.err(
+                            &k.key_span,
+                            format!(
+                                "{what} entry should be an account map, got {}",
+                                k.value.value.go_type()
+                            ),
+                        );
+                        continue;
+                    };
                     let mut account = String::new();
                     let mut subject = String::new();
                     for s in &src.entries {
@@ -1201,31 +1327,59 @@ fn imports(cx: &mut Ctx, e: &Entry, accounts: &[&str]) -> Vec<Import> {
                             _ => cx.unknown(s),
                         }
                     }
-                    if !accounts.contains(&account.as_str()) {
-                        cx.err(
-                            &k.key_span,
-                            format!("\"{account}\" account not defined for {key} import"),
-                        );
+                    if account.is_empty() || subject.is_empty() {
+                        cx.err(&k.key_span, "Expect an account name and a subject");
+                        continue;
                     }
-                    import = Some(Import {
-                        kind,
-                        account,
-                        subject,
-                        local: None,
-                    });
+                    import = Some(Import::new(kind, &account, &subject));
                 }
-                "prefix" | "to" => local = cx.string(k),
-                "share" | "allow_trace" => {}
+                "prefix" => prefix = cx.string(k),
+                "to" => to = cx.string(k),
+                "share" => share = cx.boolean(k).unwrap_or(false),
+                "allow_trace" => cx.notices.push(format!(
+                    "{}: option \"allow_trace\" (message tracing) is not supported by natsd and is ignored",
+                    k.key_span
+                )),
                 _ => cx.unknown(k),
             }
         }
-        match import {
-            Some(mut i) => {
-                i.local = local;
-                out.push(i);
+        let Some(mut i) = import else {
+            cx.err(&item.span, "Import Items should be a map with type entry");
+            continue;
+        };
+        match i.kind {
+            ExportKind::Stream => {
+                if prefix.is_some() && to.is_some() {
+                    cx.err(
+                        &item.span,
+                        "Stream import can not have a 'prefix' and a 'to' property",
+                    );
+                    continue;
+                }
+                i.prefix = prefix.filter(|p| !p.is_empty());
+                i.local = to.filter(|t| !t.is_empty());
             }
-            None => cx.err(&item.span, "Import Items should be a map with type entry"),
+            ExportKind::Service => {
+                i.local = to.filter(|t| !t.is_empty());
+                i.share = share;
+                let local = i.local_subject();
+                if let Some(dup) = out.iter().find(|o| {
+                    o.kind == ExportKind::Service
+                        && o.account == i.account
+                        && o.local_subject() == local
+                }) {
+                    cx.err(
+                        &item.span,
+                        format!(
+                            "Duplicate service import subject {local:?}, previously used in import for account {:?}, subject {:?}",
+                            dup.account, dup.subject
+                        ),
+                    );
+                    continue;
+                }
+            }
         }
+        out.push(i);
     }
     out
 }

@@ -12,7 +12,7 @@
 //!   (Prometheus). nats-server itself rejects this key.
 //! - Options nats-server knows but natsd does not implement fall in two sets (tables in
 //!   `load.rs`, listed in docs/differences.md): those that bear on security or on what is
-//!   stored (auth of any kind, TLS options, limits, JetStream options, imports and exports)
+//!   stored (auth of any kind, TLS options, limits, JetStream options)
 //!   **refuse** the configuration, so a start fails with `[FTL]` and a reload is refused; the
 //!   ones that are harmless on a single node (clustering, logging niceties) are ignored with a
 //!   warning in [`Loaded::notices`].
@@ -30,6 +30,8 @@ pub use options::*;
 pub mod flags;
 
 mod digest;
+mod imports;
+pub(crate) use imports::authorizing_export;
 pub(crate) mod duration;
 pub(crate) mod load;
 pub(crate) mod parser;

@@ -304,10 +304,34 @@ impl Default for AccountLimits {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportKind {
     Stream,
     Service,
+}
+
+/// How many responses a service export's request may get back through the importer's
+/// reply mapping (nats-server's `response_type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ResponseType {
+    /// One response; the mapping is removed once it is delivered.
+    #[default]
+    Singleton,
+    /// Any number of responses until the threshold passes without one.
+    Stream,
+    /// Like `Stream`, and an empty message ends the responses.
+    Chunked,
+}
+
+impl ResponseType {
+    /// The name nats-server shows in `/accountz`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResponseType::Singleton => "Singleton",
+            ResponseType::Stream => "Streamed",
+            ResponseType::Chunked => "Chunked",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,15 +340,69 @@ pub struct Export {
     pub subject: String,
     /// Accounts allowed to import; empty = public.
     pub accounts: Vec<String>,
+    /// Service exports: how many responses a request may get.
+    pub response_type: ResponseType,
+    /// Service exports: how long a request's reply mapping lives without a response.
+    /// Default (`None`): nats-server's two minutes.
+    pub response_threshold: Option<Duration>,
+    /// `account_token_position`: the importer's name must be this (1-based) token of the
+    /// imported subject; 0 = not used.
+    pub account_token_position: usize,
+}
+
+impl Export {
+    /// A public export of `subject` with nats-server's defaults.
+    pub fn new(kind: ExportKind, subject: &str) -> Export {
+        Export {
+            kind,
+            subject: subject.to_string(),
+            accounts: Vec::new(),
+            response_type: ResponseType::Singleton,
+            response_threshold: None,
+            account_token_position: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Import {
     pub kind: ExportKind,
     pub account: String,
+    /// The subject in the exporting account.
     pub subject: String,
-    /// Stream imports: `prefix`; service imports: `to` (local subject).
+    /// `to`: the subject in the importing account (service imports: where requests are
+    /// published; stream imports: where messages arrive, mapped by wildcard position).
     pub local: Option<String>,
+    /// Stream imports: `prefix`, prepended (with a `.`) to the exported subject.
+    pub prefix: Option<String>,
+    /// Service imports: `share`, the requester's details in `Nats-Request-Info`.
+    pub share: bool,
+}
+
+impl Import {
+    /// An import of `subject` from `account`, without `to`, `prefix` or `share`.
+    pub fn new(kind: ExportKind, account: &str, subject: &str) -> Import {
+        Import {
+            kind,
+            account: account.to_string(),
+            subject: subject.to_string(),
+            local: None,
+            prefix: None,
+            share: false,
+        }
+    }
+
+    /// The subject in the importing account: `to`, else `prefix.subject`, else the subject.
+    pub fn local_subject(&self) -> String {
+        if let Some(to) = &self.local {
+            return to.clone();
+        }
+        match &self.prefix {
+            Some(p) if p.ends_with('.') => format!("{p}{}", self.subject),
+            Some(p) => format!("{p}.{}", self.subject),
+            None => self.subject.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

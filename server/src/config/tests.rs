@@ -903,17 +903,7 @@ fn example_8_2_jetstream() {
 #[test]
 fn example_8_3_include_variables_exports_imports() {
     let path = fixtures().join("ex3.conf");
-    // natsd does not route between accounts, so it refuses the example's imports and exports
-    // (nats-server accepts them); without them the rest loads as nats-server reads it.
-    let errors = load_file(&path).unwrap_err().errors;
-    assert_eq!(errors.len(), 2, "{errors:?}");
-    assert!(errors.iter().all(|e| e.contains(
-        "(imports and exports between accounts) is not supported by natsd; refusing the configuration"
-    )));
-    let (tree, digest) = parse_fixture_tree(&path);
-    let outcome = super::load::build(&tree);
-    assert!(!digest.is_empty());
-    let o = outcome.options;
+    let o = load_file(&path).unwrap().options;
     assert_eq!(
         (o.host.as_str(), o.port, o.http_port),
         ("127.0.0.1", 14262, Some(14862))
@@ -924,60 +914,69 @@ fn example_8_3_include_variables_exports_imports() {
         "$2a$11$rMWCjY8x.9EQ1Byq6YIIiO8R1Ex/idX7uJJChXxmHUCZe3OhteZpK"
     );
     let prov = o.accounts.iter().find(|a| a.name == "PROVIDER").unwrap();
+    let mut private = Export::new(ExportKind::Service, "api.private");
+    private.accounts = vec!["CONSUMER".into()];
     assert_eq!(
         prov.exports,
         vec![
-            Export {
-                kind: ExportKind::Stream,
-                subject: "events.>".into(),
-                accounts: vec![]
-            },
-            Export {
-                kind: ExportKind::Service,
-                subject: "api.time".into(),
-                accounts: vec![]
-            },
-            Export {
-                kind: ExportKind::Service,
-                subject: "api.private".into(),
-                accounts: vec!["CONSUMER".into()]
-            },
+            Export::new(ExportKind::Stream, "events.>"),
+            Export::new(ExportKind::Service, "api.time"),
+            private,
         ]
     );
     let cons = o.accounts.iter().find(|a| a.name == "CONSUMER").unwrap();
-    assert_eq!(
-        cons.imports,
-        vec![
-            Import {
-                kind: ExportKind::Stream,
-                account: "PROVIDER".into(),
-                subject: "events.>".into(),
-                local: Some("prov".into())
-            },
-            Import {
-                kind: ExportKind::Service,
-                account: "PROVIDER".into(),
-                subject: "api.time".into(),
-                local: Some("time.now".into())
-            },
-        ]
-    );
+    let mut events = Import::new(ExportKind::Stream, "PROVIDER", "events.>");
+    events.prefix = Some("prov".into());
+    let mut time = Import::new(ExportKind::Service, "PROVIDER", "api.time");
+    time.local = Some("time.now".into());
+    assert_eq!(cons.imports, vec![events, time]);
     real_server_accepts(&path);
 }
 
-/// The parsed tree of a fixture and its digest, for tests that look past a refusal.
-fn parse_fixture_tree(path: &Path) -> (super::parser::Map, String) {
-    let text = std::fs::read_to_string(path).unwrap();
-    let tree = super::parser::parse_text(
-        &text,
-        &path.display().to_string(),
-        path.parent().map(Path::to_path_buf),
-        0,
-        &|name| std::env::var(name).ok(),
-    )
-    .unwrap();
-    let digest = super::digest::digest(&tree);
-    (tree, digest)
+/// The import/export graph errors, each with nats-server 2.15's text and position (checked
+/// with `nats-server -t`; `tests/imports.rs` compares the two binaries on the same files).
+#[test]
+fn import_graph_errors_read_as_nats_server_reports_them() {
+    let a = "  A: { users: [{user: a, password: a}], ";
+    let cases = [
+        (
+            format!("accounts {{\n{a}exports: [{{stream: \"foo.>\", accounts: [C]}}] }}\n  B: {{ imports: [{{stream: {{account: A, subject: \"foo.>\"}}}}] }}\n  C: {{}}\n}}\n"),
+            vec!["t.conf:1:0: Error adding stream import \"foo.>\": stream import not authorized"],
+        ),
+        (
+            format!("accounts {{\n{a}exports: [{{service: \"svc.>\"}}], imports: [{{service: {{account: B, subject: \"x.>\"}}}}] }}\n  B: {{ exports: [{{service: \"x.>\"}}], imports: [{{service: {{account: A, subject: \"svc.>\"}}, to: \"x.>\"}}] }}\n}}\n"),
+            vec!["t.conf:1:0: Error adding service import \"svc.>\": import forms a cycle"],
+        ),
+        (
+            format!("accounts {{\n{a}exports: [{{stream: \"foo.>\"}}] }}\n  B: {{ imports: [{{stream: {{account: A, subject: \"foo.>\"}}, prefix: \"x.*\"}}, {{service: {{account: A, subject: \"nope\"}}}}] }}\n}}\n"),
+            vec![
+                "t.conf:1:0: Error adding stream import \"foo.>\": stream import prefix can not contain wildcard tokens",
+                "t.conf:1:0: Error adding service import \"nope\": service import not authorized",
+            ],
+        ),
+        (
+            format!("accounts {{\n{a}exports: [{{stream: \"foo.>\", accounts: [Z]}}] }}\n  B: {{ imports: [{{stream: {{account: Q, subject: \"foo.>\"}}}}] }}\n}}\n"),
+            vec![
+                "t.conf:1:0: \"Z\" account not defined for stream export",
+                "t.conf:1:0: \"Q\" account not defined for stream import",
+            ],
+        ),
+    ];
+    for (text, want) in cases {
+        assert_eq!(err(&text), want, "{text}");
+    }
+    // A restricted export admits the accounts it names, and token positions admit by name.
+    let o = ok("accounts {\n  A: { exports: [{service: \"q.>\", accounts: [B], response_type: stream, response_threshold: \"5s\"}, {stream: \"t.*.x\", account_token_position: 2}] }\n  B: { imports: [{service: {account: A, subject: \"q.>\"}, to: \"A.q.>\"}, {stream: {account: A, subject: \"t.B.x\"}}] }\n}\n");
+    let export = &o.accounts[0].exports[0];
+    assert_eq!(export.response_type, ResponseType::Stream);
+    assert_eq!(
+        export.response_threshold,
+        Some(std::time::Duration::from_secs(5))
+    );
+    assert_eq!(
+        err("accounts {\n  A: { exports: [{stream: \"t.*.x\", account_token_position: 2}] }\n  B: { imports: [{stream: {account: A, subject: \"t.C.x\"}}] }\n}\n"),
+        vec!["t.conf:1:0: Error adding stream import \"t.C.x\": stream import not authorized"]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,8 +25,7 @@
 //! the API prefix must reach an account's `$JS.API` through a service import that account
 //! exports, and the deliver prefix must arrive through a stream import from that same
 //! account ([`resolve_external`]); nats-server routes its requests and deliveries through
-//! exactly those imports. (The configuration loader refuses `imports`/`exports` today, so an
-//! external copy waits until natsd routes between accounts.)
+//! exactly those imports.
 
 use std::collections::HashMap;
 
@@ -34,7 +33,7 @@ use bytes::Bytes;
 
 use super::config::{ExternalStream, StreamConfig, StreamSource, SubjectTransformConfig};
 use super::headers;
-use crate::config::{AccountConfig, ExportKind};
+use crate::config::{authorizing_export, AccountConfig, ExportKind};
 use crate::js_errors::{ApiError, JsError};
 use crate::store::{MessageStore, StoreState, StoredMsg};
 use crate::subject::{collide, is_subset, is_valid_subject, matches};
@@ -416,23 +415,17 @@ pub(crate) fn resolve_external<'a>(
         accounts
             .iter()
             .find(|a| a.name == account)
-            .is_some_and(|a| {
-                a.exports.iter().any(|e| {
-                    e.kind == kind
-                        && is_subset(subject.as_bytes(), e.subject.as_bytes())
-                        && (e.accounts.is_empty() || e.accounts.iter().any(|n| n == importer))
-                })
-            })
+            .is_some_and(|a| authorizing_export(a, importer, kind, subject).is_some())
     };
     let origin = me.imports.iter().find_map(|imp| {
         if imp.kind != ExportKind::Service {
             return None;
         }
-        let local = imp.local.as_deref().unwrap_or(&imp.subject);
+        let local = imp.local_subject();
         if !matches(local.as_bytes(), request.as_bytes()) {
             return None;
         }
-        let mapped = match SubjectTransform::new(local, &imp.subject) {
+        let mapped = match SubjectTransform::new(&local, &imp.subject) {
             Ok(Some(t)) => t.apply(&request)?,
             _ => imp.subject.clone(),
         };
@@ -448,6 +441,7 @@ pub(crate) fn resolve_external<'a>(
         imp.kind == ExportKind::Stream
             && imp.account == origin
             && imp.local.is_none()
+            && imp.prefix.is_none()
             && matches(imp.subject.as_bytes(), delivered.as_bytes())
             && exported(origin, ExportKind::Stream, &imp.subject)
     });
@@ -892,34 +886,24 @@ mod tests {
         let a = AccountConfig {
             name: "A".into(),
             exports: vec![
-                Export {
-                    kind: ExportKind::Service,
-                    subject: "$JS.API.>".into(),
-                    accounts: vec!["B".into()],
+                {
+                    let mut e = Export::new(ExportKind::Service, "$JS.API.>");
+                    e.accounts = vec!["B".into()];
+                    e
                 },
-                Export {
-                    kind: ExportKind::Stream,
-                    subject: "deliver.>".into(),
-                    accounts: vec![],
-                },
+                Export::new(ExportKind::Stream, "deliver.>"),
             ],
             ..AccountConfig::default()
         };
         let b = AccountConfig {
             name: "B".into(),
             imports: vec![
-                Import {
-                    kind: ExportKind::Service,
-                    account: "A".into(),
-                    subject: "$JS.API.>".into(),
-                    local: Some("JS.A.API.>".into()),
+                {
+                    let mut i = Import::new(ExportKind::Service, "A", "$JS.API.>");
+                    i.local = Some("JS.A.API.>".into());
+                    i
                 },
-                Import {
-                    kind: ExportKind::Stream,
-                    account: "A".into(),
-                    subject: "deliver.>".into(),
-                    local: None,
-                },
+                Import::new(ExportKind::Stream, "A", "deliver.>"),
             ],
             ..AccountConfig::default()
         };

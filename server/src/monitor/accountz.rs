@@ -45,6 +45,9 @@ pub(crate) struct ExportInfo {
     pub subject: String,
     #[serde(rename = "type")]
     pub kind: &'static str,
+    /// Service exports: `Singleton`, `Streamed` or `Chunked`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_type: Option<&'static str>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub approved_accounts: Vec<String>,
 }
@@ -53,7 +56,9 @@ pub(crate) struct ExportInfo {
 pub(crate) struct ImportInfo {
     pub subject: String,
     pub account: String,
-    pub to: String,
+    /// Service imports only (nats-server's deprecated duplicate of `local_subject`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
     pub local_subject: String,
     #[serde(rename = "type")]
     pub kind: &'static str,
@@ -94,6 +99,7 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
                 .map(|e| ExportInfo {
                     subject: e.subject.clone(),
                     kind: kind_name(&e.kind),
+                    response_type: (e.kind == ExportKind::Service).then(|| e.response_type.name()),
                     approved_accounts: e.accounts.clone(),
                 })
                 .collect()
@@ -104,15 +110,15 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
             c.imports
                 .iter()
                 .map(|i| {
-                    let local = i.local.clone().unwrap_or_else(|| i.subject.clone());
+                    let local = i.local_subject();
                     ImportInfo {
                         subject: i.subject.clone(),
                         account: i.account.clone(),
-                        to: local.clone(),
+                        to: (i.kind == ExportKind::Service).then(|| local.clone()),
                         local_subject: local,
                         kind: kind_name(&i.kind),
                         invalid: false,
-                        share: false,
+                        share: i.share,
                         tracking: false,
                     }
                 })
