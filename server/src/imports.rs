@@ -11,8 +11,9 @@
 //!   handler re-publishes the request into the exporter under the exported subject, with a
 //!   reply subject of the exporter's (`_R_.<6>.<6>`) mapped back to the requester's reply.
 //!   One wildcard subscription per exporting account on `_R_.<its prefix>.>` takes the
-//!   responses and sends each to the requester in its own account, as many as the export's
-//!   `response_type` allows, until the export's `response_threshold` passes without one.
+//!   responses and sends each to the requester in its own account: one for a singleton
+//!   export, any number until an empty one for stream and chunked exports, and none once the
+//!   export's `response_threshold` passed without one.
 //!
 //! As on nats-server, a message that arrived through a stream import is not imported again
 //! (no chains of stream imports, and it reaches no service import), and a message that
@@ -154,18 +155,6 @@ impl Mapping {
     }
 }
 
-/// Re-publishes into `dest`, returning how many receivers took the message.
-fn republish(
-    dest: &Account,
-    subject: &[u8],
-    reply: Option<&[u8]>,
-    headers: Option<&[u8]>,
-    payload: &[u8],
-    flush: &mut FlushSet,
-) -> usize {
-    route::publish_into(dest, subject, reply, headers, payload, flush)
-}
-
 /// A stream import: subscribed in the exporting account, delivers into the importer.
 struct StreamImport {
     importer: Weak<Account>,
@@ -187,7 +176,7 @@ impl InternalHandler for StreamImport {
         let mut buf = Vec::new();
         let subject = self.mapping.apply(msg.subject, &mut buf);
         let _hop = HopGuard::enter(Hop::Stream);
-        republish(
+        route::publish_into(
             &importer,
             subject,
             msg.reply,
@@ -252,7 +241,7 @@ impl InternalHandler for ServiceImport {
         SERVICE_PATH.with(|p| p.borrow_mut().push(me));
         let delivered = {
             let _hop = HopGuard::enter(Hop::Service);
-            republish(
+            route::publish_into(
                 &exporter,
                 subject,
                 reply,
@@ -395,7 +384,7 @@ impl InternalHandler for ResponseRouter {
             Some(account) => {
                 let reply_on = msg.reply.filter(|r| r.starts_with(JS_ACK_PREFIX));
                 let _hop = HopGuard::enter(Hop::Service);
-                republish(&account, &reply, reply_on, msg.headers, msg.payload, flush)
+                route::publish_into(&account, &reply, reply_on, msg.headers, msg.payload, flush)
             }
             None => 0,
         };

@@ -6,11 +6,12 @@
 // A test binary has no public API, and tests may unwrap.
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde_json::{json, Value};
 
 #[path = "support/js_server.rs"]
@@ -19,7 +20,7 @@ use serde_json::{json, Value};
     reason = "shared by several test binaries, each using a part"
 )]
 mod js_server;
-use js_server::{api, natsd, reference_server, start_conf, Server};
+use js_server::{api, free_port, natsd, reference_server, start_conf, Server};
 
 /// How long a condition may take to come true.
 const WAIT: Duration = Duration::from_secs(10);
@@ -49,6 +50,9 @@ accounts {{
       {{service: "svc.>"}}
       {{service: "$JS.API.>", accounts: [B]}}
       {{stream: "deliver.b.>", accounts: [B]}}
+      {{service: "one", response_type: singleton}}
+      {{service: "many", response_type: stream}}
+      {{service: "chunks", response_type: chunked}}
     ]
   }}
   B: {{
@@ -62,6 +66,9 @@ accounts {{
       {{service: {{account: A, subject: "svc.>"}}, to: "a.svc.>"}}
       {{service: {{account: A, subject: "$JS.API.>"}}, to: "JS.A.API.>"}}
       {{stream: {{account: A, subject: "deliver.b.>"}}}}
+      {{service: {{account: A, subject: "one"}}}}
+      {{service: {{account: A, subject: "many"}}}}
+      {{service: {{account: A, subject: "chunks"}}}}
     ]
   }}
   C: {{
@@ -413,6 +420,108 @@ async fn jetstream_through_an_import_and_cross_account_copies_match_nats_server(
             "mir_external": mir1["mirror"]["external"],
         }));
         drop(s);
+    }
+    assert_eq!(results[0], results[1], "natsd vs nats-server");
+}
+
+/// What a requester in B receives for one request to each response type: a singleton's
+/// mapping ends with the first response, a stream's and a chunked one's carry all of them
+/// until an empty message (nats-server ends both there). Then `/accountz` lists both accounts' imports and exports as
+/// nats-server does (compared as sets: nats-server's order follows its maps), apart from the
+/// system imports nats-server adds to every account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_types_and_accountz_match_nats_server() {
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let http = free_port();
+        let conf = format!("http: \"127.0.0.1:{http}\"\n{}", config(""));
+        let s = start_conf(&bin, &conf, dir.path());
+        let (a, b) = (login(&s, "a", "a").await, login(&s, "b", "b").await);
+        let mut services = a.subscribe("*").await.unwrap();
+        synced(&a).await;
+        let serve = tokio::spawn({
+            let a = a.clone();
+            async move {
+                while let Some(req) = services.next().await {
+                    let Some(reply) = req.reply.clone() else {
+                        continue;
+                    };
+                    for i in 0..3 {
+                        a.publish(reply.clone(), format!("r{i}").into())
+                            .await
+                            .unwrap();
+                    }
+                    a.publish(reply.clone(), "".into()).await.unwrap();
+                    a.publish(reply, "after".into()).await.unwrap();
+                    // Reaches B through the stream import after every response above.
+                    a.publish(format!("events.done.{}", req.subject), "".into())
+                        .await
+                        .unwrap();
+                }
+            }
+        });
+        let mut done = b.subscribe("from_a.events.done.>").await.unwrap();
+        let mut got = BTreeMap::new();
+        for service in ["one", "many", "chunks"] {
+            let inbox = b.new_inbox();
+            let mut replies = b.subscribe(inbox.clone()).await.unwrap();
+            synced(&b).await;
+            b.publish_with_reply(service, inbox, "q".into())
+                .await
+                .unwrap();
+            // One connection's messages arrive in order: once the marker is here, every
+            // response that got through is already in `replies`.
+            assert_eq!(
+                next(&mut done).await.subject.as_str(),
+                format!("from_a.events.done.{service}")
+            );
+            let mut bodies = Vec::new();
+            while let Some(Some(m)) = replies.next().now_or_never() {
+                bodies.push(String::from_utf8_lossy(&m.payload).into_owned());
+            }
+            got.insert(service, bodies);
+        }
+        serve.abort();
+        let want = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(got["one"], want(&["r0"]), "{bin}");
+        assert_eq!(got["many"], want(&["r0", "r1", "r2", ""]), "{bin}");
+        assert_eq!(got["chunks"], want(&["r0", "r1", "r2", ""]), "{bin}");
+        let accountz = |acc: &str| {
+            let url = format!("http://127.0.0.1:{http}/accountz?acc={acc}");
+            async move {
+                let v: Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+                let detail = &v["account_detail"];
+                // nats-server also lists the imports it gives every account from `$SYS`
+                // (its account requests and JetStream API), which natsd does not have.
+                let listed = |key: &str| -> Vec<String> {
+                    let mut items: Vec<String> = detail[key]
+                        .as_array()
+                        .map(Vec::as_slice)
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|i| i["account"] != "$SYS")
+                        .map(Value::to_string)
+                        .collect();
+                    items.sort();
+                    items
+                };
+                let (imports, exports) = (listed("imports"), listed("exports"));
+                json!({"imports": imports, "exports": exports})
+            }
+        };
+        let (acc_a, acc_b) = (accountz("A").await, accountz("B").await);
+        assert_eq!(
+            acc_a["exports"].as_array().unwrap().len(),
+            8,
+            "{bin}: {acc_a}"
+        );
+        assert_eq!(
+            acc_b["imports"].as_array().unwrap().len(),
+            7,
+            "{bin}: {acc_b}"
+        );
+        results.push(json!({ "responses": got, "A": acc_a, "B": acc_b }));
     }
     assert_eq!(results[0], results[1], "natsd vs nats-server");
 }

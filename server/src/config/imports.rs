@@ -47,7 +47,9 @@ pub(crate) fn check(accounts: &[AccountConfig]) -> Vec<String> {
                     ExportKind::Stream => {
                         check_stream_import(accounts, &acc.name, origin, import, &added)
                     }
-                    ExportKind::Service => check_service_import(&acc.name, origin, import, &added),
+                    ExportKind::Service => {
+                        check_service_import(accounts, &acc.name, origin, import, &added)
+                    }
                 };
                 match checked {
                     Ok(()) => added.push(Added {
@@ -129,8 +131,16 @@ fn check_stream_import(
     }
     let to = import.local_subject();
     let visited = vec![importer.to_string()];
-    if stream_cycle(accounts, &origin.name, &to, visited.clone(), added)?
-        || stream_cycle(accounts, &origin.name, &import.subject, visited, added)?
+    let stream = ExportKind::Stream;
+    if cycle(accounts, stream, &origin.name, &to, visited.clone(), added)?
+        || cycle(
+            accounts,
+            stream,
+            &origin.name,
+            &import.subject,
+            visited,
+            added,
+        )?
     {
         return Err("import forms a cycle");
     }
@@ -146,51 +156,8 @@ fn check_stream_import(
     Ok(())
 }
 
-/// Whether `subject`, arriving in `account`'s exports, flows back through stream imports to
-/// an account already on the path (nats-server's `checkStreamImportsForCycles`).
-fn stream_cycle(
-    accounts: &[AccountConfig],
-    account: &str,
-    subject: &str,
-    mut visited: Vec<String>,
-    added: &[Added],
-) -> Result<bool, &'static str> {
-    if visited.len() >= MAX_CYCLE_SEARCH_DEPTH {
-        return Err("search cycle depth exhausted");
-    }
-    let exports_it = accounts.iter().any(|acc| {
-        acc.name == account
-            && acc.exports.iter().any(|e| {
-                e.kind == ExportKind::Stream && is_subset(subject.as_bytes(), e.subject.as_bytes())
-            })
-    });
-    if !exports_it {
-        return Ok(false);
-    }
-    for a in added
-        .iter()
-        .filter(|a| a.kind == ExportKind::Stream && a.importer == account)
-    {
-        if !collide(subject.as_bytes(), a.local.as_bytes()) {
-            continue;
-        }
-        if visited.contains(&a.origin) {
-            return Ok(true);
-        }
-        visited.push(account.to_string());
-        let next = if is_subset(a.local.as_bytes(), subject.as_bytes()) {
-            a.local.as_str()
-        } else {
-            subject
-        };
-        if stream_cycle(accounts, &a.origin, next, visited.clone(), added)? {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
 fn check_service_import(
+    accounts: &[AccountConfig],
     importer: &str,
     origin: &AccountConfig,
     import: &Import,
@@ -203,16 +170,27 @@ fn check_service_import(
     if authorizing_export(origin, importer, ExportKind::Service, &import.subject).is_none() {
         return Err("service import not authorized");
     }
-    if service_cycle(&origin.name, &local, vec![importer.to_string()], added)? {
+    let visited = vec![importer.to_string()];
+    if cycle(
+        accounts,
+        ExportKind::Service,
+        &origin.name,
+        &local,
+        visited,
+        added,
+    )? {
         return Err("import forms a cycle");
     }
     Ok(())
 }
 
-/// Whether requests on `subject`, arriving in `account`, are imported on through service
-/// imports back to an account already on the path (nats-server's
-/// `checkServiceImportsForCycles`).
-fn service_cycle(
+/// Whether `subject`, arriving in `account`, goes on through `account`'s imports of `kind`
+/// back to an account already on the path (nats-server's `checkStreamImportsForCycles` and
+/// `checkServiceImportsForCycles`). A stream goes on only where the account exports it; a
+/// request goes on where the account's service import takes it.
+fn cycle(
+    accounts: &[AccountConfig],
+    kind: ExportKind,
     account: &str,
     subject: &str,
     mut visited: Vec<String>,
@@ -221,11 +199,27 @@ fn service_cycle(
     if visited.len() >= MAX_CYCLE_SEARCH_DEPTH {
         return Err("search cycle depth exhausted");
     }
+    if kind == ExportKind::Stream {
+        let exported = accounts.iter().any(|acc| {
+            acc.name == account
+                && acc.exports.iter().any(|e| {
+                    e.kind == ExportKind::Stream
+                        && is_subset(subject.as_bytes(), e.subject.as_bytes())
+                })
+        });
+        if !exported {
+            return Ok(false);
+        }
+    }
     for a in added
         .iter()
-        .filter(|a| a.kind == ExportKind::Service && a.importer == account)
+        .filter(|a| a.kind == kind && a.importer == account)
     {
-        if !collide(subject.as_bytes(), a.remote.as_bytes()) {
+        let onward = match kind {
+            ExportKind::Stream => &a.local,
+            ExportKind::Service => &a.remote,
+        };
+        if !collide(subject.as_bytes(), onward.as_bytes()) {
             continue;
         }
         if visited.contains(&a.origin) {
@@ -237,7 +231,7 @@ fn service_cycle(
         } else {
             subject
         };
-        if service_cycle(&a.origin, next, visited.clone(), added)? {
+        if cycle(accounts, kind, &a.origin, next, visited.clone(), added)? {
             return Ok(true);
         }
     }

@@ -317,9 +317,9 @@ pub enum ResponseType {
     /// One response; the mapping is removed once it is delivered.
     #[default]
     Singleton,
-    /// Any number of responses until the threshold passes without one.
+    /// Any number of responses, until an empty one or until the threshold passes without one.
     Stream,
-    /// Like `Stream`, and an empty message ends the responses.
+    /// As `Stream` (nats-server treats the two alike when routing responses).
     Chunked,
 }
 
