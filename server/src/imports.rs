@@ -345,11 +345,6 @@ impl Responses {
     fn remove(&self, reply: &str) {
         self.pending.lock().by_reply.remove(reply);
     }
-
-    /// Requests still waiting for a response (or for more of them).
-    pub fn pending(&self) -> usize {
-        self.pending.lock().by_reply.len()
-    }
 }
 
 /// The `_R_.<prefix>.>` subscription of an exporting account: sends each response to its
@@ -526,15 +521,6 @@ impl Router {
             Err(e) => tracing::error!("Service reply subscription {}: {}", wildcard, e),
         }
         responses
-    }
-
-    /// Requests of `account`'s service exports still waiting for responses.
-    pub fn pending_responses(&self, account: &str) -> usize {
-        self.installed
-            .lock()
-            .responses
-            .get(account)
-            .map_or(0, |(_, r, _)| r.pending())
     }
 }
 

@@ -384,6 +384,12 @@ async fn jetstream_through_an_import_and_cross_account_copies_match_nats_server(
         let got = api(&b, "JS.A.API.STREAM.MSG.GET.ORDERS", json!({"seq": 2})).await;
         assert_eq!(got["message"]["subject"], "orders.us.1", "{bin}: {got}");
 
+        // B's own stream takes what arrives through a stream import.
+        let evt = json!({"name": "EVT", "subjects": ["from_a.events.>"]});
+        assert!(api(&b, "$JS.API.STREAM.CREATE.EVT", evt).await["error"].is_null());
+        a.publish("events.stored", "e".into()).await.unwrap();
+        let evt = info_when(&b, "$JS.API", "EVT", |i| i["state"]["messages"] == 1).await;
+
         let external = json!({"api": "JS.A.API", "deliver": "deliver.b"});
         let agg = json!({"name": "AGG", "storage": "file", "sources": [
             {"name": "ORDERS", "filter_subject": "orders.eu.>", "opt_start_seq": 2, "external": external}
@@ -411,6 +417,7 @@ async fn jetstream_through_an_import_and_cross_account_copies_match_nats_server(
         let mir2 = info_when(&b, "$JS.API", "MIR", |i| i["state"]["last_seq"] == 7).await;
         let last = api(&b, "$JS.API.STREAM.MSG.GET.AGG", json!({"seq": 4})).await;
         results.push(json!({
+            "evt_last": evt["state"]["last_seq"],
             "via_b": via_b["state"]["messages"],
             "agg": [agg1["state"]["messages"], agg1["state"]["last_seq"], agg2["state"]["messages"], agg2["state"]["last_seq"]],
             "agg_source": agg1["sources"][0]["external"],
