@@ -20,14 +20,14 @@ use serde_json::{json, Value};
     reason = "shared by several test binaries, each using a part"
 )]
 mod js_server;
-use js_server::{api, free_port, natsd, reference_server, start_conf, Server};
+use js_server::{api, free_port, natsd_and_reference, start_conf, Server};
 
 /// How long a condition may take to come true.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// natsd, then the reference.
-fn servers() -> [String; 2] {
-    [natsd().to_string(), reference_server()]
+/// natsd, then the reference (missing only under `NATSD_SKIP_REFERENCE=1`).
+fn servers() -> Vec<String> {
+    natsd_and_reference()
 }
 
 /// Account A exports events, a service, its JetStream API (to B only) and the deliver
@@ -261,13 +261,12 @@ fn refused_imports_read_as_on_nats_server() {
 
 /// Sends SIGHUP to `s` after writing `conf` where its configuration file is.
 fn reload(s: &Server, dir: &Path, conf: &str) {
-    let path = dir.join(format!("server-{}.conf", s.port));
     let text = conf
         .replace("@PORT@", &s.port.to_string())
         .replace("@DIR@", dir.to_str().unwrap());
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(s.config_path(), text).unwrap();
     let status = Command::new("kill")
-        .args(["-HUP", &s.child.id().to_string()])
+        .args(["-HUP", &s.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
