@@ -33,18 +33,19 @@ use parking_lot::Mutex;
 
 use crate::account::Account;
 use crate::config::{AccountConfig, ExportKind, Import, ResponseType};
-use crate::route::{self, FlushSet, InternalHandler, InternalMsg};
+use crate::route;
 use crate::subject::is_literal;
 use crate::subject_transform::SubjectTransform;
 use crate::subscription::SubRef;
+use crate::subscription::{FlushSet, InternalHandler, InternalMsg};
 
 /// nats-server's default `response_threshold`: a reply mapping lives this long without a
 /// response.
-pub const DEFAULT_RESPONSE_THRESHOLD: Duration = Duration::from_secs(120);
+pub(crate) const DEFAULT_RESPONSE_THRESHOLD: Duration = Duration::from_secs(120);
 
 /// The header a request gets when it crosses a service import (nats-server's
 /// `ClientInfoHdr`), naming the requester's account.
-pub const REQUEST_INFO_HEADER: &str = "Nats-Request-Info";
+pub(crate) const REQUEST_INFO_HEADER: &str = "Nats-Request-Info";
 
 /// Replies that cross a service import unchanged: acks of JetStream messages pulled through
 /// another account's API go straight to the consumer, as on nats-server.
@@ -295,7 +296,7 @@ struct Pending {
 }
 
 /// The reply mappings of one exporting account, behind its `_R_.<prefix>.>` subscription.
-pub struct Responses {
+pub(crate) struct Responses {
     /// `_R_.<6 characters>.`: this account's reply prefix.
     prefix: String,
     pending: Mutex<PendingMap>,
@@ -395,7 +396,7 @@ impl InternalHandler for ResponseRouter {
 /// mappings of every exporting account (kept across reloads, so requests in flight get their
 /// responses).
 #[derive(Default)]
-pub struct Router {
+pub(crate) struct Router {
     installed: Mutex<Installed>,
 }
 
@@ -409,7 +410,7 @@ struct Installed {
 impl Router {
     /// Replaces the installed imports with those of `config` (at start and on every reload).
     /// `account` finds a live account by name.
-    pub fn install(
+    pub(crate) fn install(
         &self,
         config: &[AccountConfig],
         account: &dyn Fn(&str) -> Option<Arc<Account>>,
