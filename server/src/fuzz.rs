@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::config::duration::{go_duration_string, parse_go_duration};
 use crate::proto::parser::{parse, ClientOp, ParseLimits, Parsed};
 use crate::store::record::{decode_block_header, BlockFormat, RecordKind};
 use crate::store::{FileStore, FileStoreConfig, MessageStore, StoreError, SyncPolicy};
+use natsd_conf::duration::{go_duration, parse_go_duration};
 
 /// A fuzz entry point.
 pub type Target = fn(&[u8]);
@@ -532,7 +532,7 @@ const FRACTION_DIGITS_BOUND: u128 = 10u128.pow(30);
 /// reference on accept/reject and (within float rounding) on the value, and every
 /// duration it formats parses back to itself. Sizes: `n` with a suffix through the
 /// config lexer equals `n` times the nats-server multiplier (or an error past i64), and
-/// the shared `config::parse_size` (what manage uses) reads it the same.
+/// the shared `parse_size` (what manage uses) reads it the same.
 pub fn size_duration_diff(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (dur, size) = text.split_once('\n').unwrap_or((&text, ""));
@@ -556,7 +556,7 @@ pub fn size_duration_diff(data: &[u8]) {
     if let Some(d) = data.get(..8) {
         let nanos = u64::from_le_bytes(d.try_into().unwrap_or_default()) >> 1;
         let d = Duration::from_nanos(nanos);
-        let back = parse_go_duration(&go_duration_string(d));
+        let back = parse_go_duration(&go_duration(d));
         assert_eq!(back.map(|(_, b)| b).ok(), Some(d), "round trip of {d:?}");
     }
     // Sizes: digits then a suffix, read by the config lexer.
@@ -573,9 +573,9 @@ pub fn size_duration_diff(data: &[u8]) {
     let lower = suffix.to_ascii_lowercase();
     let want = naive_size(digits, &lower);
     let literal = format!("{digits}{suffix}");
-    let got = conf_size(&literal);
+    let got = natsd_conf::size::conf_size(&literal);
     // The shared rule manage uses must read a size exactly as the config lexer does.
-    let shared = crate::config::parse_size(&literal).ok();
+    let shared = natsd_conf::size::parse_size(&literal).ok();
     if want.is_some() {
         assert_eq!(shared, got, "parse_size vs the config lexer on {literal}");
     }
@@ -586,17 +586,6 @@ pub fn size_duration_diff(data: &[u8]) {
             !matches!(got, Some(n) if n.to_string() != digits),
             "{digits}{suffix} read as a size"
         ),
-    }
-}
-
-/// What nats.conf makes of `literal` as a value: the integer, or `None` when it is an
-/// error or not an integer. For manage's check that its sizes mean the same to the server.
-pub fn conf_size(literal: &str) -> Option<i64> {
-    let conf = format!("max_payload: {literal}\n");
-    let map = crate::config::parser::parse_text(&conf, "size.conf", None, 0, &fuzz_env).ok()?;
-    match map.entries.first().map(|e| &e.value.value) {
-        Some(crate::config::parser::Value::Int(n)) => Some(*n),
-        _ => None,
     }
 }
 

@@ -7,7 +7,8 @@
 //! - [`account`]: isolated subject spaces, each with its own sublist and limits.
 //! - [`imports`]: routing between accounts through their imports and exports.
 //! - [`auth`]: authentication (bcrypt with a verification cache) and permissions.
-//! - [`subject`]: subject validation, tokenizing, wildcard matching and subset checks.
+//! - [`subject`]: subject validation, tokenizing, wildcard matching and subset checks (the
+//!   shared rules of the `natsd-conf` crate, which `manage` uses too).
 //! - [`sublist`]: the per-account subscription trie with its match cache.
 //! - [`subject_transform`]: subject rewrites (`src` → `dest` with wildcards and mapping functions).
 //! - [`proto`]: the client protocol: zero-copy parser over the read buffer and frame encoders.
@@ -55,8 +56,8 @@ pub mod config;
 pub mod logging;
 // `--signal` to a running server.
 pub mod signal;
-// Subject rules (also used by `manage`).
-pub mod subject;
+// Subject rules: the shared ones of `natsd-conf` (which `manage` uses too).
+pub use natsd_conf::subject;
 // TLS settings (`manage` reads a CA file with the same rules).
 pub mod tls;
 

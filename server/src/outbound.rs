@@ -580,7 +580,7 @@ pub(crate) async fn write_loop(shared: Arc<Outbound>, mut outlet: Outlet, deadli
                             "{} - cid:{} - Slow Consumer Detected: WriteDeadline of {} exceeded with 1 chunks of {} total bytes.",
                             shared.addr,
                             shared.cid,
-                            crate::config::duration::go_duration_string(deadline),
+                            natsd_conf::duration::go_duration(deadline),
                             spare.len()
                         );
                     }

@@ -23,7 +23,7 @@ pub fn fuzz_tenant_toml(data: &[u8]) {
         for size in [tenant.memory, tenant.storage] {
             let rendered = size.to_string();
             assert_eq!(
-                natsd::fuzz::conf_size(&rendered),
+                natsd_conf::size::conf_size(&rendered),
                 i64::try_from(size.bytes()).ok(),
                 "{rendered} in nats.conf"
             );

@@ -4,9 +4,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::duration::{go_duration_string, parse_go_duration};
 use super::options::*;
 use super::parser::{Entry, Map, Node, Span, Value};
+use natsd_conf::duration::{go_duration_nanos, parse_go_duration};
 
 /// What natsd does with an option nats-server accepts but natsd does not implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -604,7 +604,7 @@ pub(crate) fn build(root: &Map) -> Outcome {
                             &e.key_span,
                             format!(
                                 "invalid lame_duck_duration of {}, minimum is 30 seconds",
-                                go_duration_string(d)
+                                signed_go_duration(neg, d)
                             ),
                         ),
                         Ok((_, d)) => o.lame_duck_duration = d,
@@ -1517,4 +1517,10 @@ fn tls(cx: &mut Ctx, block: &Entry, m: &Map) -> Option<TlsConfig> {
         verify,
         timeout,
     })
+}
+
+/// A parsed duration with its sign, printed as nats-server prints it (`-5s`).
+fn signed_go_duration(negative: bool, d: Duration) -> String {
+    let nanos = i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    go_duration_nanos(if negative { -nanos } else { nanos })
 }

@@ -18,38 +18,24 @@
 //!   warning in [`Loaded::notices`].
 //!
 //! # Layout
-//! - `parser`: lexer + parser (text → spanned tree; includes and variables resolved).
 //! - `load`: tree → [`Options`], with every error and warning collected in one pass.
-//! - `digest`: nats-server's `config_digest` of the tree.
-//! - `size`: nats.conf sizes (`1G`, `64MB`), shared with `manage`.
-//! - `duration`: Go duration strings.
+//! - `options`, `flags`: the typed options and the command line.
+//! - The value rules `manage` needs too live in the `natsd-conf` crate: the lexer and parser
+//!   (text → spanned tree; includes and variables resolved), nats-server's `config_digest` of
+//!   the tree, sizes (`1G`, `64MB`), Go durations.
 
 pub mod options;
 pub use options::*;
 
 pub mod flags;
 
-mod digest;
 mod imports;
 pub(crate) use imports::authorizing_export;
-pub(crate) mod duration;
 pub(crate) mod load;
-pub(crate) mod parser;
-mod size;
 
-pub use size::{parse_size, SizeError};
-
-/// nats-server treats `$2a$`, `$2b$`, `$2x$`, `$2y$` followed by two digits and `$` as bcrypt.
-pub fn is_bcrypt(password: &str) -> bool {
-    let b = password.as_bytes();
-    b.len() >= 7
-        && b.starts_with(b"$2")
-        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
-        && b[3] == b'$'
-        && b[4].is_ascii_digit()
-        && b[5].is_ascii_digit()
-        && b[6] == b'$'
-}
+pub use natsd_conf::bcrypt::is_bcrypt;
+pub use natsd_conf::size::{parse_size, SizeError};
+pub(crate) use natsd_conf::{parser, size};
 
 #[cfg(test)]
 mod tests;
@@ -95,14 +81,8 @@ pub fn load_file_with_env(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Loaded, ConfigErrors> {
-    let bytes = std::fs::read(path).map_err(|e| ConfigErrors {
-        errors: vec![format!("open {}: {}", path.display(), io_reason(&e))],
-    })?;
-    let text = String::from_utf8_lossy(&bytes);
-    let dir = path.parent().map(Path::to_path_buf);
-    let tree = parser::parse_text(&text, &path.display().to_string(), dir, 0, env)
-        .map_err(|e| ConfigErrors { errors: vec![e] })?;
-    let digest = digest::digest(&tree);
+    let tree = natsd_conf::read_file(path, env).map_err(|e| ConfigErrors { errors: vec![e] })?;
+    let digest = natsd_conf::digest(&tree);
     let outcome = load::build(&tree);
     if !outcome.errors.is_empty() {
         return Err(ConfigErrors {
@@ -145,12 +125,4 @@ pub fn unsupported_options() -> impl Iterator<Item = UnsupportedOption> {
             })
         })
     })
-}
-
-fn io_reason(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        _ => e.to_string(),
-    }
 }

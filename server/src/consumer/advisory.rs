@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 
-use super::config::rfc3339_ns;
+use natsd_conf::timestamp::rfc3339_ns;
 
 /// An event's JSON body: `type` (`io.nats.jetstream.advisory.v1.<event>` or
 /// `io.nats.jetstream.metric.v1.<event>`), a fresh `id`, the current `timestamp`, then the

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::js_errors::{ApiError, JsError};
 use crate::subject;
+use natsd_conf::timestamp::parse_rfc3339_ns;
 
 /// Default `ack_wait`: 30 s in ns.
 pub(crate) const DEFAULT_ACK_WAIT: i64 = 30_000_000_000;
@@ -450,8 +451,9 @@ impl ConsumerConfig {
         if stream.stream_inactive_threshold > 0
             && self.inactive_threshold > stream.stream_inactive_threshold
         {
-            return Err(JsError::ConsumerInactiveThresholdExcess
-                .with(go_duration(stream.stream_inactive_threshold)));
+            return Err(JsError::ConsumerInactiveThresholdExcess.with(
+                natsd_conf::duration::go_duration_nanos(stream.stream_inactive_threshold),
+            ));
         }
         if self.direct {
             if self.is_pull() {
@@ -736,86 +738,4 @@ pub(crate) struct ConsumerInfo {
     /// Priority groups and their pinned clients.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub priority_groups: Vec<super::PriorityGroupState>,
-}
-
-/// An RFC 3339 time as ns since the epoch (times before 1970 count as 0).
-pub(crate) fn parse_rfc3339_ns(t: &str) -> Option<u64> {
-    let dt = chrono::DateTime::parse_from_rfc3339(t).ok()?;
-    Some(dt.timestamp_nanos_opt()?.max(0) as u64)
-}
-
-/// RFC 3339 with nanoseconds in UTC, as Go prints `time.Time` (`0001-01-01T00:00:00Z` for 0).
-pub(crate) fn rfc3339_ns(ns: u64) -> String {
-    if ns == 0 {
-        return "0001-01-01T00:00:00Z".to_string();
-    }
-    let secs = (ns / 1_000_000_000) as i64;
-    let nanos = (ns % 1_000_000_000) as u32;
-    match chrono::DateTime::from_timestamp(secs, nanos) {
-        Some(dt) => dt.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-        None => "0001-01-01T00:00:00Z".to_string(),
-    }
-}
-
-/// A duration the way Go's `%v` prints it (`1s`, `1.5s`, `2m0s`, `500ms`), for the
-/// `409 Exceeded MaxRequestExpires of <d>` status text.
-pub(crate) fn go_duration(ns: i64) -> String {
-    if ns == 0 {
-        return "0s".into();
-    }
-    let neg = ns < 0;
-    let n = ns.unsigned_abs();
-    let mut out = String::new();
-    if neg {
-        out.push('-');
-    }
-    let frac = |v: u64, unit: u64| {
-        let whole = v / unit;
-        let rem = v % unit;
-        if rem == 0 {
-            whole.to_string()
-        } else {
-            let digits = unit.trailing_zeros_base10();
-            let s = format!("{whole}.{rem:0width$}", width = digits);
-            s.trim_end_matches('0').to_string()
-        }
-    };
-    if n < 1_000 {
-        out.push_str(&format!("{n}ns"));
-    } else if n < 1_000_000 {
-        out.push_str(&format!("{}µs", frac(n, 1_000)));
-    } else if n < 1_000_000_000 {
-        out.push_str(&format!("{}ms", frac(n, 1_000_000)));
-    } else {
-        let total_s = n / 1_000_000_000;
-        let sub = n % 1_000_000_000;
-        let h = total_s / 3600;
-        let m = (total_s % 3600) / 60;
-        let s = total_s % 60;
-        if h > 0 {
-            out.push_str(&format!("{h}h"));
-        }
-        if h > 0 || m > 0 {
-            out.push_str(&format!("{m}m"));
-        }
-        out.push_str(&frac(s * 1_000_000_000 + sub, 1_000_000_000));
-        out.push('s');
-    }
-    out
-}
-
-trait TrailingZerosBase10 {
-    fn trailing_zeros_base10(self) -> usize;
-}
-
-impl TrailingZerosBase10 for u64 {
-    fn trailing_zeros_base10(self) -> usize {
-        let mut v = self;
-        let mut n = 0;
-        while v >= 10 && v % 10 == 0 {
-            v /= 10;
-            n += 1;
-        }
-        n
-    }
 }

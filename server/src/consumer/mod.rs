@@ -196,7 +196,7 @@ fn parse_nak_delay(arg: &[u8]) -> Option<u64> {
         let opts: NakOptions = crate::json::from_request(arg).ok()?;
         return Some(opts.delay.max(0) as u64);
     }
-    match crate::config::duration::parse_go_duration(std::str::from_utf8(arg).ok()?) {
+    match natsd_conf::duration::parse_go_duration(std::str::from_utf8(arg).ok()?) {
         Ok((false, d)) => u64::try_from(d.as_nanos()).ok(),
         _ => None,
     }
@@ -777,7 +777,7 @@ impl Consumer {
             if cfg.max_expires > 0 && exp > now.saturating_add(cfg.max_expires as u64) {
                 let text = format!(
                     "Exceeded MaxRequestExpires of {}",
-                    config::go_duration(cfg.max_expires)
+                    natsd_conf::duration::go_duration_nanos(cfg.max_expires)
                 );
                 return refuse(out, pull::status(409, &text));
             }
@@ -1383,7 +1383,7 @@ impl Consumer {
     /// Consumer info as the API replies it.
     pub(crate) fn info(&mut self, store: &dyn MessageStore, now: u64) -> ConsumerInfo {
         let num_pending = self.num_pending(store);
-        let active = |t: u64| (t > 0).then(|| config::rfc3339_ns(t));
+        let active = |t: u64| (t > 0).then(|| natsd_conf::timestamp::rfc3339_ns(t));
         let pause_remaining = self
             .config
             .pause_until_ns()
@@ -1392,7 +1392,7 @@ impl Consumer {
         ConsumerInfo {
             stream_name: self.stream.clone(),
             name: self.name.clone(),
-            created: config::rfc3339_ns(self.created),
+            created: natsd_conf::timestamp::rfc3339_ns(self.created),
             config: self.config.clone(),
             delivered: SequenceInfo {
                 consumer_seq: self.state.delivered.consumer_seq,
@@ -1411,7 +1411,7 @@ impl Consumer {
             push_bound: !self.config.is_pull() && self.push_active,
             paused: pause_remaining.is_some(),
             pause_remaining,
-            ts: config::rfc3339_ns(now),
+            ts: natsd_conf::timestamp::rfc3339_ns(now),
             priority_groups: self.priority_group_states(),
         }
     }

@@ -332,7 +332,7 @@ impl Consumer {
         vec![PriorityGroupState {
             group: group.clone(),
             pinned_client_id: self.pin.as_ref().map(|p| p.id.clone()).unwrap_or_default(),
-            pinned_ts: super::config::rfc3339_ns(self.pin.as_ref().map_or(0, |p| p.since)),
+            pinned_ts: natsd_conf::timestamp::rfc3339_ns(self.pin.as_ref().map_or(0, |p| p.since)),
         }]
     }
 }

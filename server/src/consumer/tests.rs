@@ -390,7 +390,7 @@ fn deliver_policies_pick_the_start() {
         start(DeliverPolicy::ByStartSequence, "", 3, None),
         vec![3, 4, 5]
     );
-    let t = config::rfc3339_ns(T0 + 2);
+    let t = natsd_conf::timestamp::rfc3339_ns(T0 + 2);
     assert_eq!(
         start(DeliverPolicy::ByStartTime, "", 0, Some(t)),
         vec![3, 4, 5]
@@ -852,14 +852,6 @@ fn workqueue_acks_report_stream_sequences() {
     let out = fetch(&mut c, &s, r#"{"no_wait":true}"#, T0);
     assert!(msgs(&out).is_empty());
     assert_eq!(c.info(&s, T0).num_ack_pending, 0);
-}
-
-#[test]
-fn go_duration_format() {
-    assert_eq!(config::go_duration(SEC as i64), "1s");
-    assert_eq!(config::go_duration(1_500_000_000), "1.5s");
-    assert_eq!(config::go_duration(90 * SEC as i64), "1m30s");
-    assert_eq!(config::go_duration(500_000_000), "500ms");
 }
 
 mod driver_tests {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use super::config::{format_ts, Storage, StreamConfig, StreamSource};
+use super::config::{Storage, StreamConfig, StreamSource};
 use super::consumers;
 use super::sourcing::SourceInfo;
 use super::stream::Stream;
@@ -16,6 +16,7 @@ use super::{ApiRequest, JetStream, JsAccount};
 use crate::js_errors::{ApiError, JsError};
 use crate::route;
 use crate::store::{PurgeRequest, StoredMsg};
+use natsd_conf::timestamp::rfc3339_ns;
 
 /// Page sizes of the `NAMES` and `LIST` requests (streams and consumers), as nats-server.
 pub(super) const NAMES_LIMIT: usize = 1024;
@@ -307,9 +308,9 @@ pub(crate) fn state_json(stream: &Stream) -> StateJson {
         } else {
             st.first_seq
         },
-        first_ts: format_ts(st.first_ts),
+        first_ts: rfc3339_ns(st.first_ts),
         last_seq: st.last_seq,
-        last_ts: format_ts(st.last_ts),
+        last_ts: rfc3339_ns(st.last_ts),
         num_subjects: st.num_subjects,
         subjects: None,
         num_deleted: st.num_deleted,
@@ -361,7 +362,7 @@ struct InfoResponse<'a> {
 }
 
 fn now() -> String {
-    format_ts(crate::store::now_ns())
+    rfc3339_ns(crate::store::now_ns())
 }
 
 fn info_body<'a>(
@@ -372,7 +373,7 @@ fn info_body<'a>(
     let (mirror, sources) = stream.sources_info();
     CreateResponse {
         config: stream.config().for_reply(true),
-        created: format_ts(stream.created),
+        created: rfc3339_ns(stream.created),
         state: state_json(stream),
         // nats-server names the domain and leader in info and list replies, not in
         // create/update.
@@ -767,7 +768,7 @@ fn stream_info(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> A
             offset,
             limit,
             config: stream.config().for_reply(true),
-            created: format_ts(stream.created),
+            created: rfc3339_ns(stream.created),
             state,
             domain: js.config.domain.as_deref(),
             cluster: Cluster {
@@ -929,7 +930,7 @@ fn msg_get(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
     }
     let stream = jsa.stream(name).ok_or(JsError::StreamNotFound)?;
     if let Some(t) = req.start_time.as_deref() {
-        let t = crate::consumer::config::parse_rfc3339_ns(t)
+        let t = natsd_conf::timestamp::parse_rfc3339_ns(t)
             .ok_or_else(|| JsError::InvalidJSON.with(format_args!("invalid start_time {t:?}")))?;
         let st = stream.store.state();
         let at =
@@ -951,7 +952,7 @@ fn msg_get(jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
                 seq: msg.seq,
                 hdrs: msg.headers.as_deref().map(base64),
                 data: (!msg.payload.is_empty()).then(|| base64(&msg.payload)),
-                time: format_ts(msg.ts),
+                time: rfc3339_ns(msg.ts),
             },
         },
     ))
@@ -1081,7 +1082,7 @@ fn direct_headers(stream: &str, msg: &StoredMsg, extra: &[(&str, String)]) -> Ve
         format!(
             "Nats-Stream: {stream}\r\nNats-Subject: {subject}\r\nNats-Sequence: {}\r\nNats-Time-Stamp: {}\r\n",
             msg.seq,
-            format_ts(msg.ts)
+            rfc3339_ns(msg.ts)
         )
         .as_bytes(),
     );

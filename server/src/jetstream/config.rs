@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::js_errors::{ApiError, JsError};
@@ -648,33 +647,6 @@ impl StreamConfig {
     }
 }
 
-/// RFC3339 with nanoseconds and Go's trimming of trailing zeros; 0 is Go's zero time.
-pub(crate) fn format_ts(ns: u64) -> String {
-    if ns == 0 {
-        return "0001-01-01T00:00:00Z".to_string();
-    }
-    let secs = (ns / 1_000_000_000) as i64;
-    let nanos = (ns % 1_000_000_000) as u32;
-    let Some(dt) = DateTime::<Utc>::from_timestamp(secs, nanos) else {
-        return "0001-01-01T00:00:00Z".to_string();
-    };
-    let base = dt.format("%Y-%m-%dT%H:%M:%S").to_string();
-    if nanos == 0 {
-        return format!("{base}Z");
-    }
-    let frac = format!("{nanos:09}");
-    format!("{base}.{}Z", frac.trim_end_matches('0'))
-}
-
-/// Parses [`format_ts`] output (and any RFC3339) back to ns.
-pub(crate) fn parse_ts(s: &str) -> Option<u64> {
-    if s == "0001-01-01T00:00:00Z" {
-        return Some(0);
-    }
-    let dt = DateTime::parse_from_rfc3339(s).ok()?;
-    dt.timestamp_nanos_opt().map(|n| n.max(0) as u64)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -697,15 +669,5 @@ mod tests {
         assert_eq!(c.duplicate_window, 30_000_000_000);
         let mut bad: StreamConfig = serde_json::from_str(r#"{"name":"S","max_age":1000}"#).unwrap();
         assert_eq!(bad.normalize().unwrap_err().err_code, 10052);
-    }
-
-    #[test]
-    fn timestamps_trim_like_go() {
-        assert_eq!(format_ts(0), "0001-01-01T00:00:00Z");
-        assert_eq!(format_ts(1_500_000_000), "1970-01-01T00:00:01.5Z");
-        assert_eq!(
-            parse_ts(&format_ts(1_795_784_752_850_644_583)),
-            Some(1_795_784_752_850_644_583)
-        );
     }
 }

@@ -25,9 +25,9 @@ use super::config::Retention;
 use super::stream::Stream;
 use super::{action_advisory, pause_advisory, JetStream, JsAccount};
 use crate::consumer::config::{
-    check_workqueue_partition, generate_name, is_valid_group_name, parse_rfc3339_ns, rfc3339_ns,
-    AckPolicy,
+    check_workqueue_partition, generate_name, is_valid_group_name, AckPolicy,
 };
+use natsd_conf::timestamp::{parse_rfc3339_ns, rfc3339_ns};
 use crate::consumer::driver::{self, ConsumerHandle, ConsumerHost, StopReason};
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerState, StreamContext};
 use crate::js_errors::{ApiError, JsError};
@@ -758,9 +758,8 @@ fn apply_config(
 fn created_of(stream: &Stream, entry: &ConsumerEntry) -> u64 {
     block_on(&stream.consumers.rt, entry.handle.info())
         .flatten()
-        .and_then(|i| chrono::DateTime::parse_from_rfc3339(&i.created).ok())
-        .and_then(|t| t.timestamp_nanos_opt())
-        .map_or_else(crate::store::now_ns, |n| n.max(0) as u64)
+        .and_then(|i| parse_rfc3339_ns(&i.created))
+        .unwrap_or_else(crate::store::now_ns)
 }
 
 fn stream_and_consumer<'a>(

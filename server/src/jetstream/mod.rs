@@ -757,7 +757,7 @@ impl JetStream {
         };
         let meta = StreamMeta {
             config: (*stream.config()).clone(),
-            created: config::format_ts(stream.created),
+            created: natsd_conf::timestamp::rfc3339_ns(stream.created),
         };
         // A first write may reach the disk just after the reply; a rewrite must not leave a
         // window where neither the old nor the new config is durable.
@@ -801,7 +801,7 @@ impl JetStream {
                 );
                 continue;
             }
-            let created = config::parse_ts(&meta.created).unwrap_or(0);
+            let created = natsd_conf::timestamp::parse_rfc3339_ns(&meta.created).unwrap_or(0);
             match self.open_stream(jsa, meta.config, created) {
                 Ok(stream) => {
                     let st = stream.store.state();
@@ -938,7 +938,7 @@ pub(crate) fn pause_advisory(jsa: &JsAccount, stream: &str, consumer: &str, unti
         stream,
         consumer,
         paused: until.is_some(),
-        pause_until: crate::consumer::config::rfc3339_ns(until.unwrap_or(0)),
+        pause_until: natsd_conf::timestamp::rfc3339_ns(until.unwrap_or(0)),
     };
     let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.PAUSE.{stream}.{consumer}");
     let payload = advisory::body("io.nats.jetstream.advisory.v1.consumer_pause", &body);

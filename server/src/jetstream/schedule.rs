@@ -62,7 +62,7 @@ pub(crate) fn next_firing(
         if tz.is_some() {
             return Err(ScheduleError::Pattern);
         }
-        let t = crate::consumer::config::parse_rfc3339_ns(at).ok_or(ScheduleError::Pattern)?;
+        let t = natsd_conf::timestamp::parse_rfc3339_ns(at).ok_or(ScheduleError::Pattern)?;
         return Ok(Some(Next {
             at: t,
             repeat: false,
@@ -72,7 +72,7 @@ pub(crate) fn next_firing(
         if tz.is_some() {
             return Err(ScheduleError::Pattern);
         }
-        let every = match crate::config::duration::parse_go_duration(every) {
+        let every = match natsd_conf::duration::parse_go_duration(every) {
             Ok((false, d)) if d.as_secs() >= 1 => d.as_nanos() as u64,
             _ => return Err(ScheduleError::Pattern),
         };
@@ -334,7 +334,7 @@ mod tests {
     use super::*;
 
     fn ns(t: &str) -> u64 {
-        crate::consumer::config::parse_rfc3339_ns(t).unwrap()
+        natsd_conf::timestamp::parse_rfc3339_ns(t).unwrap()
     }
 
     fn next(pattern: &str, tz: Option<&str>, from: &str) -> Option<String> {
@@ -342,7 +342,7 @@ mod tests {
         let from = ns(from);
         next_firing(pattern, tz.as_ref(), from, from)
             .unwrap()
-            .map(|n| super::super::config::format_ts(n.at))
+            .map(|n| natsd_conf::timestamp::rfc3339_ns(n.at))
     }
 
     #[test]

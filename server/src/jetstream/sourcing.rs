@@ -198,10 +198,10 @@ pub(crate) fn check_config(cfg: &mut StreamConfig) -> Result<(), ApiError> {
     let sources = cfg.mirror.iter_mut().chain(cfg.sources.iter_mut());
     for src in sources {
         if let Some(t) = &src.opt_start_time {
-            let ns = crate::consumer::config::parse_rfc3339_ns(t).ok_or_else(|| {
+            let ns = natsd_conf::timestamp::parse_rfc3339_ns(t).ok_or_else(|| {
                 JsError::InvalidJSON.with(format!("parsing time {t:?} as RFC 3339"))
             })?;
-            src.opt_start_time = Some(super::config::format_ts(ns));
+            src.opt_start_time = Some(natsd_conf::timestamp::rfc3339_ns(ns));
         }
     }
     Ok(())
@@ -286,7 +286,7 @@ pub(crate) fn index_name(src: &StreamSource) -> String {
 /// An origin's identity: a hash of its creation time, so a copy notices when the origin
 /// was deleted and created again (and starts over rather than wait for old sequences).
 pub(crate) fn identity(created_ns: u64) -> String {
-    hash8(&super::config::format_ts(created_ns))
+    hash8(&natsd_conf::timestamp::rfc3339_ns(created_ns))
 }
 
 /// What a `Nats-Stream-Source` value records: the source's index name, the origin
@@ -574,7 +574,7 @@ impl Source {
             .config
             .opt_start_time
             .as_deref()
-            .and_then(crate::consumer::config::parse_rfc3339_ns);
+            .and_then(natsd_conf::timestamp::parse_rfc3339_ns);
         let time = match (configured, local_times) {
             (Some(t), Some((last_ts, _))) if last_ts != 0 && t < last_ts => Some(last_ts),
             (Some(t), _) => Some(t),

@@ -560,7 +560,7 @@ fn parse_msg_ttl(value: &str) -> Result<Option<u64>, ApiError> {
     }
     let ns = match value.parse::<u64>() {
         Ok(secs) => secs.saturating_mul(1_000_000_000),
-        Err(_) => match crate::config::duration::parse_go_duration(value) {
+        Err(_) => match natsd_conf::duration::parse_go_duration(value) {
             Ok((false, d)) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
             _ => 0,
         },
@@ -917,7 +917,7 @@ impl Worker {
         }
         if let (Some(next), Some(scheduler)) = (js.schedule_next, js.scheduler) {
             if next != "purge" {
-                if let Some(at) = crate::consumer::config::parse_rfc3339_ns(next) {
+                if let Some(at) = natsd_conf::timestamp::parse_rfc3339_ns(next) {
                     if let Some(&(seq, _)) = self.schedules.get(scheduler.as_bytes()) {
                         self.set_schedule(scheduler.as_bytes(), seq, at);
                     }
@@ -1065,7 +1065,7 @@ impl Worker {
     /// expired) and expires itself after `subject_delete_marker_ttl`.
     fn place_marker(&mut self, cfg: &StreamConfig, subject: &[u8]) -> bool {
         let ttl_secs = cfg.subject_delete_marker_ttl / 1_000_000_000;
-        let ttl = crate::consumer::config::go_duration(ttl_secs * 1_000_000_000);
+        let ttl = natsd_conf::duration::go_duration_nanos(ttl_secs * 1_000_000_000);
         let block = headers::append(
             None,
             &[
@@ -2095,16 +2095,17 @@ fn next_schedule(
 /// RFC 3339 with Go's trimmed nanoseconds, with the zone's offset (UTC: `Z`).
 fn format_in_zone(ns: u64, tz: Option<&jiff::tz::TimeZone>) -> String {
     let Some(tz) = tz else {
-        return super::config::format_ts(ns);
+        return natsd_conf::timestamp::rfc3339_ns(ns);
     };
     let Ok(ts) = jiff::Timestamp::from_nanosecond(i128::from(ns)) else {
-        return super::config::format_ts(ns);
+        return natsd_conf::timestamp::rfc3339_ns(ns);
     };
     let offset = tz.to_offset(ts).seconds();
     if offset == 0 {
-        return super::config::format_ts(ns);
+        return natsd_conf::timestamp::rfc3339_ns(ns);
     }
-    let local = super::config::format_ts((ns as i64 + i64::from(offset) * 1_000_000_000) as u64);
+    let local =
+        natsd_conf::timestamp::rfc3339_ns((ns as i64 + i64::from(offset) * 1_000_000_000) as u64);
     let sign = if offset < 0 { '-' } else { '+' };
     let abs = offset.unsigned_abs();
     format!(
@@ -2133,7 +2134,7 @@ fn republished(
 ) -> OutMsg {
     let subject = String::from_utf8_lossy(subject);
     let seq = seq.to_string();
-    let time = super::config::format_ts(ts);
+    let time = natsd_conf::timestamp::rfc3339_ns(ts);
     let prev = prev.to_string();
     let size = payload.len().to_string();
     let mut extra = vec![

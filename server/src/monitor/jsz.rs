@@ -13,10 +13,11 @@ use serde::Serialize;
 use super::{rfc3339, MonitorError, Params};
 use crate::account::Account;
 use crate::jetstream::api::StateJson;
-use crate::jetstream::config::{format_ts, StreamConfig};
+use crate::jetstream::config::StreamConfig;
 use crate::jetstream::monitor::{stream_figures, ApiCounts, StreamFigures};
 use crate::jetstream::{JetStream, JsAccount};
 use crate::server::Server;
+use natsd_conf::timestamp::rfc3339_ns;
 
 /// The JetStream API level natsd implements (nats-server 2.11+ reports 1 or more; 2.15 says 5).
 const API_LEVEL: u32 = 5;
@@ -239,7 +240,7 @@ fn js_stats(js: &JetStream, enabled_accounts: usize) -> JszStats {
 fn stream_detail(js: &JetStream, stream: StreamFigures, opts: &JszOptions) -> JszStream {
     JszStream {
         name: stream.stream.name.clone(),
-        created: format_ts(stream.stream.created),
+        created: rfc3339_ns(stream.stream.created),
         cluster: JszCluster {
             leader: js.leader_name().to_string(),
         },

@@ -98,9 +98,7 @@ fn numeric_leaves(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String
 }
 
 fn epoch_secs(rfc: &str) -> Option<f64> {
-    chrono::DateTime::parse_from_rfc3339(rfc)
-        .ok()
-        .map(|t| t.timestamp_nanos_opt().unwrap_or(0) as f64 / 1e9)
+    natsd_conf::timestamp::parse_rfc3339_ns(rfc).map(|ns| ns as f64 / 1e9)
 }
 
 fn collect(monitor: &Monitor) -> Snapshot {

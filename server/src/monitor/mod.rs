@@ -30,7 +30,8 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use chrono::{DateTime, SecondsFormat, Utc};
+pub(crate) use natsd_conf::duration::go_duration;
+pub(crate) use natsd_conf::timestamp::rfc3339;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -595,23 +596,6 @@ pub(crate) fn leafz(server: &Server) -> Leafz {
     }
 }
 
-/// RFC 3339 with nanoseconds in UTC, as nats-server writes times (trailing zeros trimmed).
-pub(crate) fn rfc3339(t: SystemTime) -> String {
-    let full = DateTime::<Utc>::from(t).to_rfc3339_opts(SecondsFormat::Nanos, true);
-    // Go's RFC3339Nano drops trailing zeros of the fraction (and the dot with them).
-    match full.strip_suffix('Z').and_then(|s| s.rsplit_once('.')) {
-        Some((head, frac)) => {
-            let frac = frac.trim_end_matches('0');
-            if frac.is_empty() {
-                format!("{head}Z")
-            } else {
-                format!("{head}.{frac}Z")
-            }
-        }
-        None => full,
-    }
-}
-
 /// nats-server's uptime format: whole seconds, with every larger unit once one is present
 /// (`"3s"`, `"5m3s"`, `"1h0m2s"`, `"2d3h0m0s"`, `"1y2d0h0m0s"`).
 pub(crate) fn go_uptime(d: Duration) -> String {
@@ -635,48 +619,6 @@ pub(crate) fn go_uptime(d: Duration) -> String {
     } else {
         format!("{secs}s")
     }
-}
-
-/// Go's `time.Duration.String()` (`"587µs"`, `"3.264616ms"`, `"1m2.5s"`, `"0s"`).
-pub(crate) fn go_duration(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".to_string();
-    }
-    if nanos < 1_000 {
-        return format!("{nanos}ns");
-    }
-    if nanos < 1_000_000 {
-        return format!("{}µs", fraction(nanos, 1_000));
-    }
-    if nanos < 1_000_000_000 {
-        return format!("{}ms", fraction(nanos, 1_000_000));
-    }
-    let total_secs = nanos / 1_000_000_000;
-    let sub = nanos % 1_000_000_000;
-    let (hours, mins, secs) = (total_secs / 3600, total_secs / 60 % 60, total_secs % 60);
-    let mut out = String::new();
-    if hours > 0 {
-        out.push_str(&format!("{hours}h"));
-    }
-    if hours > 0 || mins > 0 {
-        out.push_str(&format!("{mins}m"));
-    }
-    out.push_str(&fraction(secs * 1_000_000_000 + sub, 1_000_000_000));
-    out.push('s');
-    out
-}
-
-/// `value / unit` as a decimal with trailing zeros trimmed.
-fn fraction(value: u128, unit: u128) -> String {
-    let whole = value / unit;
-    let rest = value % unit;
-    if rest == 0 {
-        return whole.to_string();
-    }
-    let width = unit.to_string().len() - 1;
-    let digits = format!("{rest:0width$}");
-    format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
 /// Resident set size of this process in bytes.
@@ -727,23 +669,6 @@ mod tests {
             "2d3h0m0s"
         );
         assert_eq!(go_uptime(Duration::from_secs(366 * 86_400)), "1y1d0h0m0s");
-    }
-
-    #[test]
-    fn durations_read_like_go() {
-        assert_eq!(go_duration(Duration::ZERO), "0s");
-        assert_eq!(go_duration(Duration::from_micros(587)), "587µs");
-        assert_eq!(go_duration(Duration::from_nanos(3_264_616)), "3.264616ms");
-        assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(go_duration(Duration::from_secs(62)), "1m2s");
-        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
-        assert_eq!(go_duration(Duration::from_nanos(12)), "12ns");
-    }
-
-    #[test]
-    fn times_are_rfc3339_utc_with_nanoseconds() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_500_000_123);
-        assert_eq!(rfc3339(t), "1970-01-01T00:00:01.500000123Z");
     }
 
     #[test]

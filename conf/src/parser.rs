@@ -8,16 +8,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::size::size_multiplier;
+use crate::size::size_multiplier;
 
 /// Where a key or value starts. `col` follows nats-server's arithmetic so error positions match
 /// its output byte for byte: 0-based on line 1, and counted from the preceding newline (so
 /// effectively 1-based) on later lines.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Span {
-    pub(crate) file: Arc<str>,
-    pub(crate) line: u32,
-    pub(crate) col: u32,
+pub struct Span {
+    pub file: Arc<str>,
+    pub line: u32,
+    pub col: u32,
 }
 
 impl std::fmt::Display for Span {
@@ -27,7 +27,7 @@ impl std::fmt::Display for Span {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Value {
+pub enum Value {
     Str(String),
     Int(i64),
     Float(f64),
@@ -40,7 +40,7 @@ pub(crate) enum Value {
 
 impl Value {
     /// The Go type name nats-server would print in an `interface conversion` error.
-    pub(crate) fn go_type(&self) -> &'static str {
+    pub fn go_type(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
             Value::Int(_) => "int64",
@@ -54,25 +54,25 @@ impl Value {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Node {
-    pub(crate) value: Value,
-    pub(crate) span: Span,
+pub struct Node {
+    pub value: Value,
+    pub span: Span,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Entry {
+pub struct Entry {
     /// As written; option names are matched case-insensitively by the loader.
-    pub(crate) key: String,
-    pub(crate) key_span: Span,
-    pub(crate) value: Node,
+    pub key: String,
+    pub key_span: Span,
+    pub value: Node,
     /// Referenced as `$key` somewhere: such entries are variables, not unknown options.
-    pub(crate) used_as_variable: bool,
+    pub used_as_variable: bool,
 }
 
 /// A map keeps file order; a repeated key replaces the earlier entry (the last one wins).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Map {
-    pub(crate) entries: Vec<Entry>,
+pub struct Map {
+    pub entries: Vec<Entry>,
     /// The keys in `entries`, so an insert scans the entries only for a repeated key (an
     /// `accounts` block of 1,000 tenants was quadratic otherwise).
     keys: rustc_hash::FxHashSet<String>,
@@ -92,10 +92,10 @@ const MAX_NESTING: usize = 16;
 
 /// Where a `$NAME` that no enclosing map defines is looked up: the process environment for the
 /// server, the deployment's settings for `manage`.
-pub(crate) type Env<'e> = &'e dyn Fn(&str) -> Option<String>;
+pub type Env<'e> = &'e dyn Fn(&str) -> Option<String>;
 
 /// Parse text; `dir` resolves relative includes (`None`: relative to the working directory).
-pub(crate) fn parse_text(
+pub fn parse_text(
     text: &str,
     file: &str,
     dir: Option<PathBuf>,
@@ -122,7 +122,7 @@ pub(crate) fn parse_text(
     Ok(p.scopes.pop().unwrap_or_default())
 }
 
-fn io_message(path: &Path, e: &std::io::Error) -> String {
+pub(crate) fn io_message(path: &Path, e: &std::io::Error) -> String {
     let reason = match e.kind() {
         std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Parse a Go duration string. Negative durations are rejected by the caller where they matter;
 /// here they come back as `Err` only when malformed, and as `Ok((true, d))` when negative.
-pub(crate) fn parse_go_duration(input: &str) -> Result<(bool, Duration), String> {
+pub fn parse_go_duration(input: &str) -> Result<(bool, Duration), String> {
     let invalid = || format!("time: invalid duration \"{input}\"");
     let mut s = input;
     let mut negative = false;
@@ -100,37 +100,55 @@ pub(crate) fn parse_go_duration(input: &str) -> Result<(bool, Duration), String>
 /// 2^63: the magnitude of the most negative Go duration.
 const GO_LIMIT: u64 = 1 << 63;
 
-/// Render like Go's `Duration.String()` for the common cases (`30s`, `2m0s`, `1h30m0s`, `500ms`).
-pub(crate) fn go_duration_string(d: Duration) -> String {
-    let nanos = d.as_nanos();
+/// Go's `time.Duration.String()`, which nats-server uses wherever it prints a duration in
+/// text (`%v` in errors and logs, the `rtt` of `/connz`): `0s`, `587ns`, `1.5µs`, `1.5ms`,
+/// `1.5s`, `2m0s`, `1h30m0s`.
+pub fn go_duration(d: Duration) -> String {
+    go_string(false, d.as_nanos())
+}
+
+/// [`go_duration`] of a Go `time.Duration` (signed nanoseconds): `-5s`.
+pub fn go_duration_nanos(ns: i64) -> String {
+    go_string(ns < 0, u128::from(ns.unsigned_abs()))
+}
+
+fn go_string(negative: bool, nanos: u128) -> String {
+    const MICRO: u128 = 1_000;
+    const MILLI: u128 = 1_000_000;
+    const SECOND: u128 = 1_000_000_000;
+    let sign = if negative { "-" } else { "" };
     if nanos == 0 {
         return "0s".to_string();
     }
-    if nanos < 1_000_000_000 {
-        return if nanos % 1_000_000 == 0 {
-            format!("{}ms", nanos / 1_000_000)
-        } else if nanos % 1000 == 0 {
-            format!("{}µs", nanos / 1000)
-        } else {
-            format!("{nanos}ns")
-        };
+    if nanos < MICRO {
+        return format!("{sign}{nanos}ns");
     }
-    let secs = d.as_secs();
-    let frac = d.subsec_nanos();
-    let sec_part = if frac == 0 {
-        format!("{}s", secs % 60)
-    } else {
-        let f = format!("{:09}", frac);
-        format!("{}.{}s", secs % 60, f.trim_end_matches('0'))
-    };
-    let (h, m) = (secs / 3600, (secs / 60) % 60);
-    if h > 0 {
-        format!("{h}h{m}m{sec_part}")
-    } else if m > 0 {
-        format!("{m}m{sec_part}")
-    } else {
-        sec_part
+    if nanos < MILLI {
+        return format!("{sign}{}µs", decimal(nanos, MICRO));
     }
+    if nanos < SECOND {
+        return format!("{sign}{}ms", decimal(nanos, MILLI));
+    }
+    let (hours, minutes) = (nanos / (3600 * SECOND), nanos / (60 * SECOND) % 60);
+    let seconds = decimal(nanos % (60 * SECOND), SECOND);
+    if hours > 0 {
+        format!("{sign}{hours}h{minutes}m{seconds}s")
+    } else if minutes > 0 {
+        format!("{sign}{minutes}m{seconds}s")
+    } else {
+        format!("{sign}{seconds}s")
+    }
+}
+
+/// `value / unit` in decimal, trailing zeros of the fraction dropped (`unit` a power of ten).
+fn decimal(value: u128, unit: u128) -> String {
+    let (whole, rest) = (value / unit, value % unit);
+    if rest == 0 {
+        return whole.to_string();
+    }
+    let width = unit.ilog10() as usize;
+    let digits = format!("{rest:0width$}");
+    format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
 #[cfg(test)]
@@ -171,11 +189,43 @@ mod tests {
         assert!(parse_go_duration("").is_err());
     }
 
+    /// Go's `time.Duration.String()`. nats-server 2.15.1 prints it in config errors
+    /// (`invalid lame_duck_duration of 1.5ms, minimum is 30 seconds` from `nats-server -t`
+    /// with `lame_duck_duration: "1.5ms"`: `config_tests::durations_print_as_nats_server_does`
+    /// runs the binary), in `/connz` `rtt` and in the 409 `Exceeded MaxRequestExpires of 1s`.
     #[test]
-    fn renders_like_go() {
-        assert_eq!(go_duration_string(Duration::from_secs(5)), "5s");
-        assert_eq!(go_duration_string(Duration::from_secs(120)), "2m0s");
-        assert_eq!(go_duration_string(Duration::from_secs(5400)), "1h30m0s");
-        assert_eq!(go_duration_string(Duration::from_millis(500)), "500ms");
+    fn prints_as_go_prints_durations() {
+        for (nanos, want) in [
+            (0u64, "0s"),
+            (1, "1ns"),
+            (999, "999ns"),
+            (1_500, "1.5µs"),
+            (587_000, "587µs"),
+            (1_500_000, "1.5ms"),
+            (3_264_616, "3.264616ms"),
+            (500_000_000, "500ms"),
+            (1_000_000_000, "1s"),
+            (1_500_000_000, "1.5s"),
+            (62_500_000_000, "1m2.5s"),
+            (120_000_000_000, "2m0s"),
+            (3_600_000_000_000, "1h0m0s"),
+            (5_400_000_000_000, "1h30m0s"),
+            (90_000_000_000_001, "25h0m0.000000001s"),
+        ] {
+            assert_eq!(go_duration(Duration::from_nanos(nanos)), want, "{nanos}");
+            assert_eq!(go_duration_nanos(nanos as i64), want, "{nanos}");
+        }
+        assert_eq!(go_duration_nanos(-5_000_000_000), "-5s");
+        assert_eq!(go_duration_nanos(-1_500_000), "-1.5ms");
+        assert_eq!(go_duration_nanos(i64::MIN), "-2562047h47m16.854775808s");
+        assert_eq!(go_duration_nanos(i64::MAX), "2562047h47m16.854775807s");
+    }
+
+    #[test]
+    fn parses_what_it_prints() {
+        for nanos in [1u64, 1_500, 1_500_000, 62_500_000_000, i64::MAX as u64] {
+            let d = Duration::from_nanos(nanos);
+            assert_eq!(parse_go_duration(&go_duration(d)), Ok((false, d)));
+        }
     }
 }

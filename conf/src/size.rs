@@ -27,7 +27,7 @@ pub enum SizeError {
 }
 
 /// The factor of a size suffix (already lower-cased): `k` = 1000, `kb`/`ki`/`kib` = 1024, ...
-pub(crate) fn size_multiplier(suffix: &str) -> Option<i64> {
+pub fn size_multiplier(suffix: &str) -> Option<i64> {
     // Units are ASCII; anything else is no unit (and must not be split inside a character:
     // `5ФB` crashed manage, found by fuzz/tenant_toml).
     if !suffix.is_ascii() {
@@ -85,7 +85,7 @@ pub fn parse_size(text: &str) -> Result<i64, SizeError> {
 /// The quoted form of `max_memory_store` / `max_file_store` (nats-server's `getStorageSize`):
 /// an empty string is 0, otherwise digits and one of `K`, `M`, `G`, `T` (upper case, binary).
 /// The error is worded as nats-server words it after the option name.
-pub(crate) fn parse_storage_string(text: &str) -> Result<i64, String> {
+pub fn parse_storage_string(text: &str) -> Result<i64, String> {
     let Some(unit) = text.chars().last() else {
         return Ok(0);
     };
@@ -103,6 +103,18 @@ pub(crate) fn parse_storage_string(text: &str) -> Result<i64, String> {
     // nats-server multiplies without an overflow check; refusing is the safe reading.
     n.checked_mul(1i64 << shift)
         .ok_or_else(|| format!("strconv.ParseInt: parsing \"{number}\": value out of range"))
+}
+
+/// What the nats.conf lexer makes of `literal` written as a value in a file: the integer, or
+/// `None` when it refuses it or reads something else (a string). [`parse_size`] must agree with
+/// it on every size; the fuzz targets check that.
+pub fn conf_size(literal: &str) -> Option<i64> {
+    let conf = format!("max_payload: {literal}\n");
+    let map = crate::parser::parse_text(&conf, "size.conf", None, 0, &|_| None).ok()?;
+    match map.entries.first().map(|e| &e.value.value) {
+        Some(crate::parser::Value::Int(n)) => Some(*n),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@
 //! cover the token `*`.
 //!
 //! Everything here works on borrowed bytes and never allocates: these predicates run on the
-//! publish path (match cache maintenance, permission checks).
+//! publish path (match cache maintenance, permission checks). Every function is `#[inline]`:
+//! the server calls them from another crate, and the publish path must not pay a call for a
+//! one-byte check. `manage` checks permission subjects with the same functions.
 //!
 //! - [`is_valid_subject`]: valid for SUB (non-empty tokens, `>` only last, no whitespace).
 //! - [`is_valid_literal_subject`]: valid and without wildcard tokens (pedantic PUB, JetStream).
@@ -33,22 +35,26 @@ pub const INLINE_TOKENS: usize = 32;
 pub type Tokens<'a> = SmallVec<[&'a [u8]; INLINE_TOKENS]>;
 
 /// Iterates over the tokens of `subject` (an empty subject yields one empty token).
+#[inline]
 pub fn tokens(subject: &[u8]) -> impl Iterator<Item = &[u8]> {
     subject.split(|&b| b == TOKEN_SEPARATOR)
 }
 
 /// Splits `subject` into its tokens without allocating (unless it has more than
 /// [`INLINE_TOKENS`] tokens).
+#[inline]
 pub fn tokenize(subject: &[u8]) -> Tokens<'_> {
     tokens(subject).collect()
 }
 
 /// Whether the token is one of the two wildcards.
+#[inline]
 pub fn is_wildcard_token(token: &[u8]) -> bool {
     token == SINGLE_WILDCARD || token == FULL_WILDCARD
 }
 
 /// The bytes nats-server refuses inside a subject: they would split the protocol line.
+#[inline]
 fn is_whitespace(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0c)
 }
@@ -56,6 +62,7 @@ fn is_whitespace(b: u8) -> bool {
 /// Whether `subject` may be used in a SUB: non-empty tokens, no whitespace, and `>` (as a
 /// whole token) only in last position. Control bytes and any UTF-8 are accepted, as
 /// nats-server does.
+#[inline]
 pub fn is_valid_subject(subject: &[u8]) -> bool {
     if subject.is_empty() {
         return false;
@@ -72,11 +79,13 @@ pub fn is_valid_subject(subject: &[u8]) -> bool {
 
 /// Whether `subject` is valid and has no wildcard token (what pedantic PUB and JetStream
 /// require of a publish subject). `foo*` is literal and therefore accepted.
+#[inline]
 pub fn is_valid_literal_subject(subject: &[u8]) -> bool {
     is_valid_subject(subject) && !tokens(subject).any(is_wildcard_token)
 }
 
 /// Whether a valid subject has no wildcard token (the caller has validated it already).
+#[inline]
 pub fn is_literal(subject: &[u8]) -> bool {
     !tokens(subject).any(is_wildcard_token)
 }
@@ -86,6 +95,7 @@ pub fn is_literal(subject: &[u8]) -> bool {
 /// Every token of `literal` is taken literally (a published `*` is just the token `*`), and a
 /// published subject with an empty token matches nothing, not even `>`: nats-server accepts
 /// such a publish but delivers it nowhere.
+#[inline]
 pub fn matches(pattern: &[u8], literal: &[u8]) -> bool {
     // One fused pass over both subjects, comparing while scanning: this runs against every
     // cached subject whenever a wildcard subscription comes or goes, and most pairs differ
@@ -128,6 +138,7 @@ pub fn matches(pattern: &[u8], literal: &[u8]) -> bool {
 }
 
 /// The wildcard byte if the token of `pattern` starting at `start` is exactly `*` or `>`.
+#[inline]
 fn wildcard_at(pattern: &[u8], start: usize) -> Option<u8> {
     let first = *pattern.get(start)?;
     let whole_token = pattern.get(start + 1).is_none_or(|&b| b == TOKEN_SEPARATOR);
@@ -135,6 +146,7 @@ fn wildcard_at(pattern: &[u8], start: usize) -> Option<u8> {
 }
 
 /// Index of the separator ending the token that starts at `start`, or the subject's length.
+#[inline]
 fn token_end(subject: &[u8], start: usize) -> usize {
     subject[start..]
         .iter()
@@ -143,6 +155,7 @@ fn token_end(subject: &[u8], start: usize) -> usize {
 }
 
 /// Whether `subject` has an empty token (an empty subject is one empty token).
+#[inline]
 fn has_empty_token(subject: &[u8]) -> bool {
     let mut after_separator = true;
     for &b in subject {
@@ -159,6 +172,7 @@ fn has_empty_token(subject: &[u8]) -> bool {
 /// (`payments.*` ⊆ `payments.>`, `a.b` ⊆ `a.*`, but `payments.>` ⊄ `payments.*`).
 ///
 /// Both must be valid subjects ([`is_valid_subject`]); the answer is unspecified otherwise.
+#[inline]
 pub fn is_subset(narrow: &[u8], wide: &[u8]) -> bool {
     let mut narrow_tokens = tokens(narrow);
     let mut wide_tokens = tokens(wide);
@@ -187,6 +201,7 @@ pub fn is_subset(narrow: &[u8], wide: &[u8]) -> bool {
 /// overlapping stream subjects).
 ///
 /// Both must be valid subjects ([`is_valid_subject`]); the answer is unspecified otherwise.
+#[inline]
 pub fn collide(a: &[u8], b: &[u8]) -> bool {
     let mut a_tokens = tokens(a);
     let mut b_tokens = tokens(b);

@@ -10,10 +10,10 @@
 
 use sha2::{Digest, Sha256};
 
-use super::parser::{Map, Node, Value};
+use crate::parser::{Map, Node, Value};
 
 /// `sha256:<hex>` of the parsed tree, as nats-server's `configDigest` computes it.
-pub(crate) fn digest(root: &Map) -> String {
+pub fn digest(root: &Map) -> String {
     let mut json = String::with_capacity(1024);
     write_map(&mut json, root);
     json.push('\n');
