@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,12 +52,8 @@ pub struct TlsSettings {
 
 impl TlsSettings {
     fn client_config(&self) -> Result<rustls::ClientConfig, ClientError> {
-        let roots = match natsd::tls::root_store(self.ca_file.as_deref(), true) {
-            Ok(roots) => roots,
-            // No system roots and no NATS_TLS_CA: the handshake says what to set.
-            Err(natsd::tls::TlsError::NoSystemRoots) => rustls::RootCertStore::empty(),
-            Err(e) => return Err(ClientError::Tls(format!("NATS_TLS_CA: {e}"))),
-        };
+        let roots = root_store(self.ca_file.as_deref())
+            .map_err(|e| ClientError::Tls(format!("NATS_TLS_CA: {e}")))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         Ok(rustls::ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -65,6 +61,24 @@ impl TlsSettings {
             .with_root_certificates(roots)
             .with_no_client_auth())
     }
+}
+
+/// The system's trust anchors (certificates rustls cannot parse are skipped) plus every
+/// certificate in `ca_file`. Without either the store is empty, and the handshake's error says
+/// what to set.
+fn root_store(ca_file: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Ok(certs) = rustls_native_certs::load_native_certs() {
+        roots.add_parsable_certificates(certs);
+    }
+    if let Some(ca) = ca_file {
+        let file = std::fs::File::open(ca).map_err(|e| format!("open {}: {e}", ca.display()))?;
+        let bad = || format!("failed to parse root ca certificate in {}", ca.display());
+        for cert in rustls_pemfile::certs(&mut BufReader::new(file)) {
+            roots.add(cert.map_err(|_| bad())?).map_err(|_| bad())?;
+        }
+    }
+    Ok(roots)
 }
 
 /// The byte stream under the protocol: plain TCP, or TLS over it.

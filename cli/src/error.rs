@@ -40,8 +40,8 @@ pub enum ManageError {
         wanted: String,
         allowed: String,
     },
-    /// The server configuration (nats.conf with the generated auth.conf) is refused, by
-    /// natsd's own loader or by the server binary's `-t`.
+    /// The server configuration (nats.conf with the generated auth.conf) is refused, by the
+    /// nats.conf parser or by the server binary's `-t`.
     #[error("the configuration is invalid ({checker}):\n{output}")]
     InvalidConfig { checker: String, output: String },
     /// A credentials file is missing or incomplete.

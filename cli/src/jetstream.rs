@@ -49,8 +49,6 @@ pub struct StoredMessage {
 /// A connection to one account's JetStream.
 pub struct JetStream {
     client: Client,
-    /// Where it is connected (`host:port`).
-    pub addr: String,
 }
 
 impl JetStream {
@@ -64,12 +62,7 @@ impl JetStream {
         let mut errors = Vec::new();
         for addr in addrs {
             match Client::connect_named(addr, user, password, CONNECT_TIMEOUT, tls, "manage") {
-                Ok(client) => {
-                    return Ok(Self {
-                        client,
-                        addr: addr.clone(),
-                    })
-                }
+                Ok(client) => return Ok(Self { client }),
                 Err(e) => errors.push(format!("{addr}: {e}")),
             }
         }
@@ -104,11 +97,6 @@ impl JetStream {
             .into());
         }
         Ok(value)
-    }
-
-    /// `$JS.API.INFO`: the account's limits and usage.
-    pub fn account_info(&mut self) -> anyhow::Result<Value> {
-        self.api("$JS.API.INFO", &json!({}))
     }
 
     /// Every stream's name.

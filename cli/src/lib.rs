@@ -5,7 +5,7 @@
 //! - `commands`: one file per command, plus `apply` (render, validate, reload).
 //! - `tenant`: the tenant file model (`model`), editing (`document`), files (`repo`).
 //! - `render`: generated `auth.conf` and credentials `.env` files, from `templates/`.
-//! - `server`: server binary, its configuration (natsd's loader), the verified process,
+//! - `server`: server binary, its configuration (the shared nats.conf rules), the verified process,
 //!   the system account over NATS, the monitoring API; bringing the server to the files.
 //! - `cluster`: a deployment's nats-server cluster (`config/cluster.toml`), the node
 //!   configurations rendered from it, and the nodes at run time.

@@ -1,7 +1,8 @@
 //! Validated newtypes for what the user types: names, subjects and sizes.
 //! Construction validates; everything downstream takes the newtype. Subjects and sizes follow
-//! the server's own rules (`natsd::subject`, `natsd::config::parse_size`), so manage and the
-//! server never disagree about what a permission or a limit means.
+//! the server's own rules (`natsd_conf::subject`, `natsd_conf::size`, the crate the server
+//! reads them with), so manage and the server never disagree about what a permission or a
+//! limit means.
 
 use std::fmt;
 
@@ -90,9 +91,9 @@ impl fmt::Display for UserName {
 pub struct SubjectPattern(String);
 
 impl SubjectPattern {
-    /// Validate with `natsd::subject::is_valid_subject`.
+    /// Validate with the server's `is_valid_subject`.
     pub fn new(subject: &str) -> Result<Self, String> {
-        if natsd::subject::is_valid_subject(subject.as_bytes()) {
+        if natsd_conf::subject::is_valid_subject(subject.as_bytes()) {
             Ok(Self(subject.to_owned()))
         } else {
             Err(format!(
@@ -107,9 +108,9 @@ impl SubjectPattern {
         &self.0
     }
 
-    /// Whether the literal `subject` matches this pattern (`natsd::subject::matches`).
+    /// Whether the literal `subject` matches this pattern (the server's `matches`).
     pub fn matches(&self, subject: &str) -> bool {
-        natsd::subject::matches(self.0.as_bytes(), subject.as_bytes())
+        natsd_conf::subject::matches(self.0.as_bytes(), subject.as_bytes())
     }
 
     /// One literal subject this pattern matches, for `manage test`.
@@ -153,7 +154,7 @@ impl Size {
     /// JetStream), and so is anything the server could not hold (over an int64).
     pub fn parse(text: &str) -> Result<Self, String> {
         let trimmed = text.trim();
-        match natsd::config::parse_size(trimmed) {
+        match natsd_conf::size::parse_size(trimmed) {
             Ok(n) if n > 0 => Ok(Self(n.unsigned_abs())),
             Ok(_) => Err(format!("invalid size `{text}`: must be more than zero")),
             Err(e) => Err(e.to_string()),

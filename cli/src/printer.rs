@@ -45,11 +45,6 @@ impl Printer {
         Self { mode, progress }
     }
 
-    /// The output mode.
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
-
     /// Whether `--json` is on.
     pub fn is_json(&self) -> bool {
         self.mode == Mode::Json

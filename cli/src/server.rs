@@ -1,12 +1,12 @@
-//! Talking to this deployment's server: its binary, its configuration (read with natsd's own
-//! loader), its process (verified before it is ever signalled), the system account over NATS,
+//! Talking to this deployment's server: its binary, its configuration (read with the server's
+//! own value rules, the `natsd-conf` crate), its process (verified before it is ever signalled), the system account over NATS,
 //! and the HTTP monitoring API.
 //!
 //! A change reaches the running server through the system account first
 //! (`$SYS.REQ.SERVER.<id>.RELOAD`, answered once the reload is done, by natsd and nats-server
 //! alike, wherever the server runs), and only when that cannot connect through a signal to a
 //! process verified as this deployment's server. Either way it is confirmed by the server's
-//! `config_digest`: the digest natsd's loader computes for the files manage wrote.
+//! `config_digest`: the digest nats-server computes for the files manage wrote.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -84,14 +84,20 @@ fn search_path(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// `config/nats.conf` (with what it includes) as natsd reads it, with the environment the
-/// server gets from manage: includes, variables and units by the server's own rules, every
-/// refusal and `-t` warning an error, and the checks a start makes. Its `digest` is the
-/// `config_digest` a server that loaded these files shows.
-pub fn load_config(
-    settings: &Settings,
-    paths: &Paths,
-) -> Result<natsd::config::Loaded, ManageError> {
+/// `config/nats.conf` as the server reads its values (the shared `natsd-conf` rules).
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    /// The parsed tree: includes merged, variables substituted, sizes read.
+    pub tree: natsd_conf::Map,
+    /// The `config_digest` a server that loaded these files shows.
+    pub digest: String,
+}
+
+/// `config/nats.conf` (with what it includes) read by the server's own value rules, with the
+/// environment the server gets from manage: includes, variables and units as the server reads
+/// them. Whether the server accepts every option is `validate_with_binary`'s question (its
+/// `-t`); here only the syntax must hold.
+pub fn load_config(settings: &Settings, paths: &Paths) -> Result<LoadedConfig, ManageError> {
     let env = settings.server_env();
     let lookup = |name: &str| {
         env.iter()
@@ -99,21 +105,72 @@ pub fn load_config(
             .map(|(_, value)| value.clone())
             .or_else(|| std::env::var(name).ok())
     };
-    let invalid = |output: String| ManageError::InvalidConfig {
-        checker: "natsd's configuration loader".into(),
+    let tree = natsd_conf::read_file(&paths.nats_conf(), &lookup).map_err(invalid_config)?;
+    let digest = natsd_conf::digest(&tree);
+    Ok(LoadedConfig { tree, digest })
+}
+
+fn invalid_config(output: String) -> ManageError {
+    ManageError::InvalidConfig {
+        checker: "the nats.conf parser".into(),
         output,
-    };
-    let path = paths.nats_conf();
-    let loaded =
-        natsd::config::load_file_with_env(&path, &lookup).map_err(|e| invalid(e.to_string()))?;
-    if !loaded.warnings.is_empty() {
-        return Err(invalid(loaded.warnings.join("\n")));
     }
-    loaded
-        .options
-        .check_startup()
-        .map_err(|errors| invalid(errors.join("\n")))?;
-    Ok(loaded)
+}
+
+/// The server-wide JetStream limits (`jetstream { max_memory_store, max_file_store }` and
+/// their aliases, as nats-server names them); `None` where the server sizes a limit from the
+/// machine (not set, or not positive) or JetStream is off. Unquoted values are nats.conf
+/// sizes (`1G` = 10^9); quoted ones nats-server's binary form (`"1G"` = 2^30).
+pub fn jetstream_limits(tree: &natsd_conf::Map) -> Result<(Option<u64>, Option<u64>), ManageError> {
+    use natsd_conf::Value;
+    let key_is = |entry: &&natsd_conf::Entry, names: &[&str]| {
+        names.iter().any(|n| entry.key.eq_ignore_ascii_case(n))
+    };
+    let Some(js) = tree
+        .entries
+        .iter()
+        .rev()
+        .find(|e| key_is(e, &["jetstream"]))
+    else {
+        return Ok((None, None));
+    };
+    let block = match &js.value.value {
+        Value::Map(block) => block,
+        _ => return Ok((None, None)),
+    };
+    let enabled = block
+        .entries
+        .iter()
+        .rev()
+        .find(|e| key_is(e, &["enabled", "enable"]))
+        .is_none_or(|e| e.value.value != Value::Bool(false));
+    if !enabled {
+        return Ok((None, None));
+    }
+    let limit = |names: &[&str], name: &str| -> Result<Option<u64>, ManageError> {
+        let Some(entry) = block.entries.iter().rev().find(|e| key_is(e, names)) else {
+            return Ok(None);
+        };
+        let bytes = match &entry.value.value {
+            Value::Int(n) => *n,
+            Value::Str(s) => natsd_conf::size::parse_storage_string(s)
+                .map_err(|why| invalid_config(format!("{}: {name} {why}", entry.key_span)))?,
+            _ => {
+                return Err(invalid_config(format!(
+                    "{}: {name} must be int64 or string",
+                    entry.key_span
+                )))
+            }
+        };
+        Ok(u64::try_from(bytes).ok().filter(|b| *b > 0))
+    };
+    Ok((
+        limit(
+            &["max_memory_store", "max_mem_store", "max_mem"],
+            "max_mem_store",
+        )?,
+        limit(&["max_file_store", "max_file"], "max_file_store")?,
+    ))
 }
 
 /// Outcome of [`validate_with_binary`].
@@ -447,11 +504,6 @@ impl SysClient {
             ))),
             Err(e) => Err(SysUnavailable::Refused(format!("{addr}: {e}"))),
         }
-    }
-
-    /// The server's id (from INFO).
-    pub fn server_id(&self) -> &str {
-        &self.server_id
     }
 
     fn request(&mut self, endpoint: &str, timeout: Duration) -> anyhow::Result<Value> {

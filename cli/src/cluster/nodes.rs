@@ -59,7 +59,7 @@ pub fn process(settings: &Settings, paths: &Paths, node: &Node) -> Process {
 
 /// Validate `config/nodes/<node>.conf` with the nodes' binary (`nats-server -t`), and return
 /// the `config_digest` a node that loaded it shows: nats-server prints it after `-t`; for a
-/// binary that does not, natsd's loader computes it as nats-server does.
+/// binary that does not, it is computed here as nats-server computes it.
 pub fn validate(settings: &Settings, paths: &Paths, node: &Node) -> anyhow::Result<String> {
     let binary = find_binary(settings, paths).ok_or(ManageError::NoClusterBinary)?;
     let conf = paths.node_conf(&node.name);
@@ -85,26 +85,26 @@ pub fn validate(settings: &Settings, paths: &Paths, node: &Node) -> anyhow::Resu
     }
 }
 
-/// The `config_digest` of a node's configuration as natsd's loader computes it (the same
-/// computation as nats-server's; the node configurations use no environment variables).
+/// The `config_digest` of a node's configuration as nats-server computes it (the shared
+/// `natsd-conf` rules; the node configurations use no environment variables).
 pub fn digest(settings: &Settings, paths: &Paths, node: &Node) -> anyhow::Result<String> {
     let conf = paths.node_conf(&node.name);
-    let loaded = natsd::config::load_file_with_env(&conf, &|name| {
+    let tree = natsd_conf::read_file(&conf, &|name| {
         settings
             .vars
             .get(name)
             .cloned()
             .or_else(|| std::env::var(name).ok())
     })
-    .map_err(|e| ManageError::InvalidConfig {
-        checker: "natsd's configuration loader".into(),
-        output: e.to_string(),
+    .map_err(|output| ManageError::InvalidConfig {
+        checker: "the nats.conf parser".into(),
+        output,
     })?;
-    Ok(loaded.digest)
+    Ok(natsd_conf::digest(&tree))
 }
 
 /// The digest a node running its files shows: what `nats-server -t` says (which also checks
-/// them), or natsd's computation where there is no nats-server binary.
+/// them), or the same computation here where there is no nats-server binary.
 pub fn expected_digest(settings: &Settings, paths: &Paths, node: &Node) -> anyhow::Result<String> {
     if find_binary(settings, paths).is_some() {
         validate(settings, paths, node)
@@ -287,17 +287,6 @@ pub struct Health {
     pub peers: BTreeSet<String>,
     /// The JetStream meta leader it follows, if any.
     pub meta_leader: Option<String>,
-}
-
-impl Health {
-    /// A `/varz` field as text (`unknown` when absent).
-    pub fn text(&self, key: &str) -> String {
-        match self.varz.get(key) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Null) | None => "unknown".into(),
-            Some(other) => other.to_string(),
-        }
-    }
 }
 
 /// Ask one node's monitoring API.

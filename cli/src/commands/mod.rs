@@ -503,7 +503,7 @@ impl<'a> Change<'a> {
         Ok(removed)
     }
 
-    /// Render auth.conf, write everything, validate it (natsd's loader and the server
+    /// Render auth.conf, write everything, validate it (the nats.conf parser and the server
     /// binary's `-t`), and keep it only if valid; then bring the running server to it
     /// (`force`: reload even when it already runs this configuration).
     pub fn commit(mut self, printer: Printer, force: bool) -> anyhow::Result<Applied> {
@@ -539,7 +539,9 @@ impl<'a> Change<'a> {
             }
         })?;
         if validation == Validation::Skipped {
-            printer.warn("no server binary found (NATSD_BIN); checked with natsd's loader only");
+            printer.warn(
+                "no server binary found (NATSD_BIN); checked the nats.conf syntax only, not the options",
+            );
         }
         journal::failpoint("committed");
         let (digest, sync) = match &cluster {
@@ -695,15 +697,11 @@ pub fn client_bases(ctx: &Context, cluster: Option<&Cluster>) -> Vec<String> {
     }
 }
 
-/// The server's JetStream limits as natsd reads `config/nats.conf` (includes, variables and
-/// units included); `None` for a limit the server sizes from the machine.
+/// The server's JetStream limits as the server reads `config/nats.conf` (includes, variables
+/// and units included); `None` for a limit the server sizes from the machine.
 pub fn server_limits(ctx: &Context) -> anyhow::Result<(Option<u64>, Option<u64>)> {
     let loaded = server::load_config(&ctx.settings, &ctx.paths)?;
-    let limit = |value: i64| u64::try_from(value).ok().filter(|v| *v > 0);
-    Ok(match &loaded.options.jetstream {
-        Some(js) => (limit(js.max_memory), limit(js.max_store)),
-        None => (None, None),
-    })
+    Ok(server::jetstream_limits(&loaded.tree)?)
 }
 
 /// Refuse when the tenants' JetStream reservations would exceed the server's. Sums are exact

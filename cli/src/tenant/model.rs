@@ -259,16 +259,12 @@ fn name_for_hint(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// bcrypt as nats-server detects it: `$2a$`, `$2b$`, `$2x$`, `$2y$` then a two-digit cost.
+/// A hash manage may write into auth.conf: bcrypt as nats-server detects it (`$2a$`, `$2b$`,
+/// `$2x$`, `$2y$` then a two-digit cost), with something after the prefix and nothing that
+/// would need quoting inside the quoted value.
 pub fn is_bcrypt(hash: &str) -> bool {
-    let bytes = hash.as_bytes();
-    bytes.len() > 7
-        && hash.starts_with("$2")
-        && matches!(bytes[2], b'a' | b'b' | b'x' | b'y')
-        && bytes[3] == b'$'
-        && bytes[4].is_ascii_digit()
-        && bytes[5].is_ascii_digit()
-        && bytes[6] == b'$'
+    hash.len() > 7
+        && natsd_conf::bcrypt::is_bcrypt(hash)
         && hash
             .chars()
             .all(|c| c.is_ascii_graphic() && c != '"' && c != '\\')
