@@ -435,6 +435,16 @@ fn option_errors_with_positions() {
         err("lame_duck_duration: \"5s\"\n"),
         vec!["t.conf:1:0: invalid lame_duck_duration of 5s, minimum is 30 seconds"]
     );
+    // Printed as nats-server 2.15.1 prints it there (Go's Duration.String(), checked with
+    // `nats-server -t`: conf/tests/nats_server.rs), not as `1500µs`.
+    assert_eq!(
+        err("lame_duck_duration: \"1500us\"\n"),
+        vec!["t.conf:1:0: invalid lame_duck_duration of 1.5ms, minimum is 30 seconds"]
+    );
+    assert_eq!(
+        err("lame_duck_duration: \"-5s\"\n"),
+        vec!["t.conf:1:0: invalid lame_duck_duration of -5s, minimum is 30 seconds"]
+    );
     assert_eq!(
         err("lame_duck_grace_period: \"-5s\"\n"),
         vec!["t.conf:1:0: invalid lame_duck_grace_period, needs to be positive"]

@@ -1053,3 +1053,15 @@ mod driver_tests {
         assert_eq!(*host.inactive.lock().unwrap(), vec!["eph".to_string()]);
     }
 }
+
+/// Consumer info prints its times as stream info does and as nats-server does (Go's
+/// RFC3339Nano: `.5Z`, not `.500Z`; the one formatter is natsd_conf::timestamp).
+#[test]
+fn info_times_print_as_go_prints_them() {
+    let s = store_with(&["a"]);
+    let half = T0 + SEC / 2;
+    let mut c = Consumer::new("S", "w", pull_cfg(AckPolicy::Explicit), &s, half);
+    let info = c.info(&s, half);
+    assert_eq!(info.created, "2023-11-14T22:13:20.5Z");
+    assert_eq!(info.ts, info.created);
+}
