@@ -142,7 +142,7 @@ pub fn jetstream_limits(tree: &natsd_conf::Map) -> Result<(Option<u64>, Option<u
         .entries
         .iter()
         .rev()
-        .find(|e| key_is(e, &["enabled", "enable"]))
+        .find(|e| key_is(e, natsd_conf::keys::JS_ENABLED))
         .is_none_or(|e| e.value.value != Value::Bool(false));
     if !enabled {
         return Ok((None, None));
@@ -165,11 +165,8 @@ pub fn jetstream_limits(tree: &natsd_conf::Map) -> Result<(Option<u64>, Option<u
         Ok(u64::try_from(bytes).ok().filter(|b| *b > 0))
     };
     Ok((
-        limit(
-            &["max_memory_store", "max_mem_store", "max_mem"],
-            "max_mem_store",
-        )?,
-        limit(&["max_file_store", "max_file"], "max_file_store")?,
+        limit(natsd_conf::keys::JS_MAX_MEMORY_STORE, "max_mem_store")?,
+        limit(natsd_conf::keys::JS_MAX_FILE_STORE, "max_file_store")?,
     ))
 }
 
@@ -835,6 +832,34 @@ pub fn tail(path: &Path, lines: usize) -> String {
 #[allow(clippy::unwrap_used, reason = "tests fail loudly")]
 mod tests {
     use super::*;
+
+    /// The limits manage checks tenants against, read as natsd's loader reads them
+    /// (`config::tests::sizes_table` on the server side; `issue_12_8_sizes_are_the_servers`
+    /// compares with a running server's /varz).
+    #[test]
+    fn jetstream_limits_read_as_the_server_reads_them() {
+        let limits = |text: &str| {
+            let tree = natsd_conf::parser::parse_text(text, "t.conf", None, 0, &|_| None).unwrap();
+            jetstream_limits(&tree)
+        };
+        assert_eq!(
+            limits("jetstream { max_mem: 1G, max_file: \"1G\" }\n").unwrap(),
+            (Some(1_000_000_000), Some(1 << 30))
+        );
+        assert_eq!(
+            limits("JetStream { MAX_MEMORY_STORE: 64MB }\n").unwrap(),
+            (Some(64 << 20), None)
+        );
+        assert_eq!(limits("jetstream: enabled\n").unwrap(), (None, None));
+        assert_eq!(
+            limits("jetstream { enabled: false, max_mem: 1G }\n").unwrap(),
+            (None, None)
+        );
+        assert_eq!(limits("jetstream { max_mem: -1 }\n").unwrap(), (None, None));
+        assert_eq!(limits("port: 4222\n").unwrap(), (None, None));
+        assert!(limits("jetstream { max_file: \"1g\" }\n").is_err());
+        assert!(limits("jetstream { max_file: true }\n").is_err());
+    }
 
     #[test]
     fn config_argument_forms() {

@@ -17,10 +17,12 @@
 //! - `timestamp`: RFC 3339 times as Go's `time.Time` prints them (`.5Z`, not `.500Z`).
 //! - `subject`: subject validation, wildcard matching, subset and overlap (hot-path code).
 //! - `bcrypt`: which passwords nats-server treats as bcrypt hashes.
+//! - `keys`: option names (with nats-server's aliases) that more than the server reads.
 
 pub mod bcrypt;
 pub mod digest;
 pub mod duration;
+pub mod keys;
 pub mod parser;
 pub mod size;
 pub mod subject;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::options::*;
 use super::parser::{Entry, Map, Node, Span, Value};
 use natsd_conf::duration::{go_duration_nanos, parse_go_duration};
+use natsd_conf::keys;
 
 /// What natsd does with an option nats-server accepts but natsd does not implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1405,14 +1406,16 @@ fn jetstream(cx: &mut Ctx, e: &Entry) -> Option<JetStreamConfig> {
             for k in &m.entries {
                 let key = lower(k);
                 match key.as_str() {
-                    "enabled" | "enable" => enabled = cx.boolean(k).unwrap_or(enabled),
+                    name if keys::JS_ENABLED.contains(&name) => {
+                        enabled = cx.boolean(k).unwrap_or(enabled)
+                    }
                     "store_dir" | "store" | "storedir" => {
                         js.store_dir = cx.string(k).map(PathBuf::from)
                     }
-                    "max_memory_store" | "max_mem_store" | "max_mem" => {
+                    name if keys::JS_MAX_MEMORY_STORE.contains(&name) => {
                         js.max_memory = cx.storage_size(k, "max_mem_store").unwrap_or(js.max_memory)
                     }
-                    "max_file_store" | "max_file" => {
+                    name if keys::JS_MAX_FILE_STORE.contains(&name) => {
                         js.max_store = cx.storage_size(k, "max_file_store").unwrap_or(js.max_store)
                     }
                     "strict" => js.strict = cx.boolean(k).unwrap_or(js.strict),
