@@ -1,6 +1,6 @@
 //! Each value rule of this crate checked against the real nats-server 2.15.1 (the venv's
-//! `nats-server`, which `scripts/test.sh` puts on PATH). These tests fail, never skip, when the
-//! binary is missing: a comparison that cannot run must not pass.
+//! `nats-server`, found by `testkit`). These tests fail when the binary is missing (a
+//! comparison that cannot run must not pass), unless `NATSD_SKIP_REFERENCE=1` asks to skip.
 //!
 //! How each rule is observed from outside the binary:
 //! - sizes: `nats-server -t` prints the `config_digest` of the *parsed* tree, so a file holding
@@ -16,32 +16,19 @@
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly")]
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use natsd_conf::duration::{go_duration, go_duration_nanos, parse_go_duration};
 use natsd_conf::subject::is_valid_subject;
 use natsd_conf::timestamp::{parse_rfc3339_ns, rfc3339_ns};
 
-/// The reference binary: `nats-server` on PATH, else the repository's `.venv`.
-fn nats_server() -> PathBuf {
-    let on_path = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("nats-server"))
-            .find(|candidate| candidate.is_file())
-    });
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
-    on_path
-        .or_else(|| venv.is_file().then_some(venv))
-        .expect("the reference nats-server is needed: run scripts/test.sh once (it installs .venv)")
-}
-
 /// `nats-server -t -c <file with text>`: its verdict, message on stderr.
-fn check(dir: &Path, text: &str) -> Output {
+fn check(nats_server: &Path, dir: &Path, text: &str) -> Output {
     let path = dir.join("t.conf");
     std::fs::write(&path, text).unwrap();
-    Command::new(nats_server())
+    Command::new(nats_server)
         .arg("-t")
         .arg("-c")
         .arg(&path)
@@ -62,6 +49,9 @@ fn printed_digest(out: &Output) -> Option<String> {
 
 #[test]
 fn sizes_are_read_as_nats_server_reads_them() {
+    let Some(reference) = testkit::reference_server() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     for literal in [
         "1048576", "64k", "64K", "64kb", "64KB", "64ki", "64KiB", "1m", "1M", "1MB", "1mi", "1MiB",
@@ -69,7 +59,7 @@ fn sizes_are_read_as_nats_server_reads_them() {
         "7EB", "-1", "-2K",
     ] {
         let text = format!("jetstream {{ max_file_store: {literal} }}\n");
-        let out = check(dir.path(), &text);
+        let out = check(&reference, dir.path(), &text);
         let ours = natsd_conf::parser::parse_text(&text, "t.conf", None, 0, &|_| None).unwrap();
         assert_eq!(
             printed_digest(&out),
@@ -92,18 +82,26 @@ fn sizes_are_read_as_nats_server_reads_them() {
     // key, `integer ... is out of the range`).
     for literal in ["1XB", "1GBB", "9223372036854775808"] {
         let text = format!("jetstream {{ max_file_store: {literal} }}\n");
-        assert!(!check(dir.path(), &text).status.success(), "{literal}");
+        assert!(
+            !check(&reference, dir.path(), &text).status.success(),
+            "{literal}"
+        );
         assert!(natsd_conf::size::parse_size(literal).is_err(), "{literal}");
     }
     // The one deliberate difference (docs/differences.md): nats-server multiplies the unit in
     // without an overflow check, so `8EB` (2^63) wraps to -2^63, a negative limit; natsd
     // refuses it.
     let wrapped = check(
+        &reference,
         dir.path(),
         "jetstream { max_file_store: -9223372036854775808 }\n",
     );
     assert_eq!(
-        printed_digest(&check(dir.path(), "jetstream { max_file_store: 8EB }\n")),
+        printed_digest(&check(
+            &reference,
+            dir.path(),
+            "jetstream { max_file_store: 8EB }\n"
+        )),
         printed_digest(&wrapped),
         "nats-server reads 8EB as i64::MIN"
     );
@@ -112,6 +110,9 @@ fn sizes_are_read_as_nats_server_reads_them() {
 
 #[test]
 fn durations_parse_and_print_as_nats_server_does() {
+    let Some(reference) = testkit::reference_server() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     for input in [
         "1500us",
@@ -127,7 +128,11 @@ fn durations_parse_and_print_as_nats_server_does() {
         "0",
         "1m-0s",
     ] {
-        let out = check(dir.path(), &format!("lame_duck_duration: \"{input}\"\n"));
+        let out = check(
+            &reference,
+            dir.path(),
+            &format!("lame_duck_duration: \"{input}\"\n"),
+        );
         let ours = match parse_go_duration(input) {
             Ok((negative, d)) => {
                 let nanos = i64::try_from(d.as_nanos()).unwrap();
@@ -146,17 +151,22 @@ fn durations_parse_and_print_as_nats_server_does() {
     }
     // And the ones it accepts, accepted here with the same value (≥ 30 s).
     for input in ["30s", "1h30m", "2562047h"] {
-        assert!(
-            check(dir.path(), &format!("lame_duck_duration: \"{input}\"\n"))
-                .status
-                .success()
-        );
+        assert!(check(
+            &reference,
+            dir.path(),
+            &format!("lame_duck_duration: \"{input}\"\n")
+        )
+        .status
+        .success());
         assert!(parse_go_duration(input).unwrap().1 >= Duration::from_secs(30));
     }
 }
 
 #[test]
 fn subject_validity_is_nats_servers() {
+    let Some(reference) = testkit::reference_server() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     for subject in [
         "orders",
@@ -182,7 +192,7 @@ fn subject_validity_is_nats_servers() {
         let text = format!(
             "authorization {{ users: [{{user: a, password: b, permissions: {{publish: [\"{subject}\"]}}}}] }}\n"
         );
-        let valid_there = check(dir.path(), &text).status.success();
+        let valid_there = check(&reference, dir.path(), &text).status.success();
         assert_eq!(
             is_valid_subject(subject.as_bytes()),
             valid_there,
@@ -191,57 +201,19 @@ fn subject_validity_is_nats_servers() {
     }
 }
 
-/// A nats-server started for `/varz`, killed when dropped.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn varz_values_and_times_are_what_natsd_conf_makes_of_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let http = free_port();
-    let conf = dir.path().join("v.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listen: 127.0.0.1:-1\nhttp: 127.0.0.1:{http}\n\
-             ping_interval: \"1m30.5s\"\nwrite_deadline: \"1500us\"\nmax_pending: 1G\n\
-             jetstream {{ store_dir: {:?}, max_memory_store: \"1G\", max_file_store: 1G }}\n",
-            dir.path().join("js").display().to_string()
-        ),
-    )
-    .unwrap();
-    let _server = Running(
-        Command::new(nats_server())
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let url = format!("http://127.0.0.1:{http}/varz");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let varz: serde_json::Value = loop {
-        match reqwest::blocking::get(&url).and_then(|r| r.error_for_status()) {
-            Ok(response) => break response.json().unwrap(),
-            Err(e) if Instant::now() > deadline => panic!("nats-server /varz: {e}"),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
+    let Some(reference) = testkit::reference_server() else {
+        return;
     };
+    let server = testkit::TestServer::start_bin(
+        &reference,
+        testkit::ServerSpec::new().monitor().jetstream().config(
+            "ping_interval: \"1m30.5s\"\nwrite_deadline: \"1500us\"\nmax_pending: 1G\n\
+                 jetstream { max_memory_store: \"1G\", max_file_store: 1G }\n",
+        ),
+    );
+    let varz = testkit::http::get_json_blocking(&format!("{}/varz", server.monitor_url()));
     let nanos = |text: &str| parse_go_duration(text).unwrap().1.as_nanos() as u64;
     assert_eq!(varz["ping_interval"], nanos("1m30.5s"));
     assert_eq!(varz["write_deadline"], nanos("1500us"));
