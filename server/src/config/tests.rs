@@ -987,11 +987,6 @@ fn import_graph_errors_read_as_nats_server_reports_them() {
         err("accounts {\n  A: { exports: [{stream: \"t.*.x\", account_token_position: 2}] }\n  B: { imports: [{stream: {account: A, subject: \"t.C.x\"}}] }\n}\n"),
         vec!["t.conf:1:0: Error adding stream import \"t.C.x\": stream import not authorized"]
     );
-/// The parsed tree of a fixture and its digest, for tests that look past a refusal.
-fn parse_fixture_tree(path: &Path) -> (super::parser::Map, String) {
-    let tree = natsd_conf::read_file(path, &|name| std::env::var(name).ok()).unwrap();
-    let digest = natsd_conf::digest(&tree);
-    (tree, digest)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -27,10 +27,10 @@ use super::{action_advisory, pause_advisory, JetStream, JsAccount};
 use crate::consumer::config::{
     check_workqueue_partition, generate_name, is_valid_group_name, AckPolicy,
 };
-use natsd_conf::timestamp::{parse_rfc3339_ns, rfc3339_ns};
 use crate::consumer::driver::{self, ConsumerHandle, ConsumerHost, StopReason};
 use crate::consumer::{Consumer, ConsumerConfig, ConsumerState, StreamContext};
 use crate::js_errors::{ApiError, JsError};
+use natsd_conf::timestamp::{parse_rfc3339_ns, rfc3339_ns};
 
 /// Runs `f` to completion from synchronous code: the API thread (outside the runtime)
 /// blocks on the runtime; a multi-threaded runtime worker steps aside first.
