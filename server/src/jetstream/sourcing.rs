@@ -42,12 +42,9 @@ use crate::subject_transform::SubjectTransform;
 /// Header carrying a sourced message's origin.
 pub(crate) const STREAM_SOURCE: &str = "Nats-Stream-Source";
 
-fn is_valid_publish_subject(s: &str) -> bool {
-    is_valid_subject(s.as_bytes()) && crate::subject::is_literal(s.as_bytes())
-}
-
 fn valid_consumer_source(c: &super::config::StreamConsumerSource) -> bool {
-    super::config::valid_stream_name(&c.name) && is_valid_publish_subject(&c.deliver_subject)
+    super::config::valid_stream_name(&c.name)
+        && crate::subject::is_valid_literal_subject(c.deliver_subject.as_bytes())
 }
 
 /// A transform's filter and mapping, checked as a mirror's or source's.
@@ -181,12 +178,12 @@ pub(crate) fn check_config(cfg: &mut StreamConfig) -> Result<(), ApiError> {
         }
     }
     for p in &deliver_prefixes {
-        if !is_valid_publish_subject(p) {
+        if !crate::subject::is_valid_literal_subject(p.as_bytes()) {
             return Err(JsError::StreamInvalidExternalDeliverySubj.with(p));
         }
     }
     for p in &api_prefixes {
-        if !is_valid_publish_subject(p) {
+        if !crate::subject::is_valid_literal_subject(p.as_bytes()) {
             return Err(JsError::StreamInvalidConfig.with(format!(
                 "stream external api prefix {p:?} must be a valid subject without wildcards"
             )));
