@@ -1,9 +1,10 @@
 //! The nats.conf lexer and parser: text → a tree of [`Node`]s, each with its [`Span`].
 //!
-//! The lexer follows the grammar of nats-server's `conf/lex.go` (including its quirks: `#` inside
-//! a bare value is not a comment, `2m` is the integer two million, a stray `}` at top level is
-//! tolerated); the parser resolves `include` and `$VARIABLE` references while it builds the tree,
-//! so variables see exactly the keys defined before them in enclosing maps, as nats-server's do.
+//! The lexer follows the grammar of nats-server's configuration lexer (including its quirks: `#`
+//! inside a bare value is not a comment, `2m` is the integer two million, a stray `}` at top level
+//! is tolerated); the parser resolves `include` and `$VARIABLE` references while it builds the
+//! tree, so variables see exactly the keys defined before them in enclosing maps, as nats-server's
+//! do.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

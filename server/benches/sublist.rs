@@ -1,4 +1,4 @@
-//! Sublist micro-benchmarks, in the spirit of nats-server's `sublist_test.go` benchmarks.
+//! Sublist micro-benchmarks, in the spirit of nats-server's own sublist benchmarks.
 //!
 //! Run with `cargo bench -p natsd --bench sublist`. Plain `std::time` loops, printing ns/op,
 //! so that no benchmark framework has to be built.

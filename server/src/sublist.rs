@@ -21,8 +21,8 @@
 //! Tokens of the published subject are literal: `foo.*` published matches `foo.*`, `foo.>`, `>`.
 //!
 //! # Structure
-//! The trie follows nats-server's `sublist.go`: a level holds a map from literal token to
-//! node plus one slot for `*` and one for `>`; a node holds the plain subscriptions and the
+//! The trie is shaped like nats-server's subscription list: a level holds a map from literal token
+//! to node plus one slot for `*` and one for `>`; a node holds the plain subscriptions and the
 //! queue subscriptions (grouped by queue name) that end there, and the next level.
 //!
 //! # Invariants

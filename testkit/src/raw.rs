@@ -1,5 +1,5 @@
 //! [`RawClient`]: a client that speaks raw protocol bytes, for exact wire assertions
-//! (nats-server's `test/test.go` send/expect helpers).
+//! (like nats-server's own send/expect test helpers).
 
 use std::time::Duration;
 
