@@ -38,7 +38,9 @@
 
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::RwLock;
 
 use bytes::Bytes;
 use rustc_hash::FxHasher;
@@ -470,16 +472,6 @@ impl<T: Clone + PartialEq + Send + Sync> Default for Sublist<T> {
     }
 }
 
-// A panic while a lock is held cannot leave the trie half-linked (every mutation is a
-// single push/remove), so a poisoned lock is still safe to use.
-fn read<G>(lock: &RwLock<G>) -> RwLockReadGuard<'_, G> {
-    lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn write<G>(lock: &RwLock<G>) -> RwLockWriteGuard<'_, G> {
-    lock.write().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl<T: Clone + PartialEq + Send + Sync> Sublist<T> {
     /// An empty sublist.
     pub fn new() -> Self {
@@ -509,9 +501,11 @@ impl<T: Clone + PartialEq + Send + Sync> Sublist<T> {
             return Err(SublistError::InvalidSubject);
         }
         let tokens: Tokens<'_> = subject::tokenize(subject);
-        let mut trie = write(&self.trie);
+        let mut trie = self.trie.write();
         Trie::insert(&mut trie.root, &tokens, queue, item.clone());
-        write(&self.cache).patch(subject, |result| result.add(queue, item.clone()));
+        self.cache
+            .write()
+            .patch(subject, |result| result.add(queue, item.clone()));
         self.count.fetch_add(1, Ordering::Relaxed);
         self.inserts.fetch_add(1, Ordering::Relaxed);
         self.genid.fetch_add(1, Ordering::Release);
@@ -526,11 +520,11 @@ impl<T: Clone + PartialEq + Send + Sync> Sublist<T> {
             return false;
         }
         let tokens: Tokens<'_> = subject::tokenize(subject);
-        let mut trie = write(&self.trie);
+        let mut trie = self.trie.write();
         if !Trie::remove(&mut trie.root, &tokens, queue, item) {
             return false;
         }
-        write(&self.cache).patch(subject, |result| {
+        self.cache.write().patch(subject, |result| {
             result.remove(queue, item);
         });
         self.count.fetch_sub(1, Ordering::Relaxed);
@@ -544,7 +538,7 @@ impl<T: Clone + PartialEq + Send + Sync> Sublist<T> {
     /// taken literally). A subject with an empty token matches nothing.
     pub fn match_subject(&self, literal: &[u8]) -> Arc<SublistResult<T>> {
         self.matches.fetch_add(1, Ordering::Relaxed);
-        if let Some(hit) = read(&self.cache).entries.get(literal) {
+        if let Some(hit) = self.cache.read().entries.get(literal) {
             return Arc::clone(hit);
         }
         self.cache_misses.fetch_add(1, Ordering::Relaxed);
@@ -554,10 +548,10 @@ impl<T: Clone + PartialEq + Send + Sync> Sublist<T> {
             return Arc::new(SublistResult::default());
         }
         let mut result = SublistResult::default();
-        let trie = read(&self.trie);
+        let trie = self.trie.read();
         Trie::collect_matches(&trie.root, &tokens, &mut result);
         let result = Arc::new(result);
-        write(&self.cache).store(literal, Arc::clone(&result));
+        self.cache.write().store(literal, Arc::clone(&result));
         drop(trie);
         result
     }
@@ -576,14 +570,14 @@ impl<T: Clone + PartialEq + Send + Sync> Sublist<T> {
     /// Every stored subscription (queue members included), in no particular order.
     pub fn collect_all(&self) -> Vec<T> {
         let mut out = Vec::with_capacity(self.count());
-        Trie::collect_all(&read(&self.trie).root, &mut out);
+        Trie::collect_all(&self.trie.read().root, &mut out);
         out
     }
 
     /// Counters and cache figures for `/subsz`.
     pub fn stats(&self) -> SublistStats {
         let (num_cache, max_fanout, total_fanout) = {
-            let cache = read(&self.cache);
+            let cache = self.cache.read();
             let mut max = 0usize;
             let mut total = 0usize;
             for result in cache.entries.values() {
@@ -775,7 +769,7 @@ mod tests {
         assert!(list.remove(b"a.*.c", Some(b"q"), &2));
         assert!(list.genid() > g);
         assert_eq!(list.count(), 0);
-        assert!(read(&list.trie).root.is_empty(), "empty nodes are pruned");
+        assert!(list.trie.read().root.is_empty(), "empty nodes are pruned");
         assert!(list.match_subject(b"a.b.c").is_empty());
         let stats = list.stats();
         assert_eq!((stats.num_inserts, stats.num_removes), (2, 2));

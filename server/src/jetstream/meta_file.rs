@@ -21,7 +21,9 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Sender};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
 
 /// When the files must be on stable storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +60,6 @@ pub(crate) fn write_files(
             let names = files.iter().map(|(n, _)| dir.join(n)).collect();
             syncer()
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
                 .send(names)
                 .map_err(|_| std::io::Error::other("metadata syncer stopped"))
         }
