@@ -53,7 +53,8 @@ fi
 
 # ---- 4. Rust ----
 step "cargo test --workspace"
-if ! cargo test --workspace; then
+# --no-fail-fast: one failing test binary must not hide the results of the ones after it.
+if ! cargo test --workspace --no-fail-fast; then
     failed+=("cargo test")
 fi
 
