@@ -27,13 +27,19 @@ struct Logged {
 impl Logged {
     /// Starts natsd with `conf` (`@PORT@` becomes its port) logging to `log`; ready once this
     /// run's `Server is ready` is in the file (testkit follows it).
-    fn start(conf: &str, _dir: &Path, log: &Path) -> Logged {
+    fn start(conf: &str, log: &Path) -> Logged {
         let server = TestServer::start_bin(natsd(), ServerSpec::new().config(conf).log_file(log));
         Logged {
             port: server.port,
             server,
             log: log.to_path_buf(),
         }
+    }
+
+    async fn connect(&self) -> async_nats::Client {
+        async_nats::connect(format!("127.0.0.1:{}", self.port))
+            .await
+            .unwrap()
     }
 
     fn text(&self) -> String {
@@ -165,10 +171,8 @@ async fn full_disk_on_a_real_tmpfs() {
         mnt.display()
     );
     let log = dir.path().join("natsd.log");
-    let server = Logged::start(&conf, dir.path(), &log);
-    let nc = async_nats::connect(format!("127.0.0.1:{}", server.port))
-        .await
-        .unwrap();
+    let server = Logged::start(&conf, &log);
+    let nc = server.connect().await;
     let created = api(
         &nc,
         "$JS.API.STREAM.CREATE.FULL",
@@ -255,10 +259,8 @@ async fn full_disk_on_a_real_tmpfs() {
     // kill -9, restart: every acknowledged message is there, once.
     drop(nc);
     server.kill9();
-    let server = Logged::start(&conf, dir.path(), &log);
-    let nc = async_nats::connect(format!("127.0.0.1:{}", server.port))
-        .await
-        .unwrap();
+    let server = Logged::start(&conf, &log);
+    let nc = server.connect().await;
     let info = api(&nc, "$JS.API.STREAM.INFO.FULL", Value::Null).await;
     assert_eq!(
         info["state"]["messages"].as_u64(),
@@ -283,10 +285,8 @@ async fn damaged_block_is_reported_and_the_rest_kept() {
         store.display()
     );
     let log = dir.path().join("natsd.log");
-    let server = Logged::start(&conf, dir.path(), &log);
-    let nc = async_nats::connect(format!("127.0.0.1:{}", server.port))
-        .await
-        .unwrap();
+    let server = Logged::start(&conf, &log);
+    let nc = server.connect().await;
     let created = api(
         &nc,
         "$JS.API.STREAM.CREATE.DMG",
@@ -312,10 +312,8 @@ async fn damaged_block_is_reported_and_the_rest_kept() {
     data[mid..mid + 40].fill(0);
     std::fs::write(&block, &data).unwrap();
 
-    let server = Logged::start(&conf, dir.path(), &log);
-    let nc = async_nats::connect(format!("127.0.0.1:{}", server.port))
-        .await
-        .unwrap();
+    let server = Logged::start(&conf, &log);
+    let nc = server.connect().await;
     let info = api(&nc, "$JS.API.STREAM.INFO.DMG", Value::Null).await;
     let lost: Vec<u64> = info["state"]["lost"]["msgs"]
         .as_array()
@@ -376,10 +374,8 @@ async fn damaged_consumer_state_redelivers_instead_of_skipping() {
         store.display()
     );
     let log = dir.path().join("natsd.log");
-    let server = Logged::start(&conf, dir.path(), &log);
-    let nc = async_nats::connect(format!("127.0.0.1:{}", server.port))
-        .await
-        .unwrap();
+    let server = Logged::start(&conf, &log);
+    let nc = server.connect().await;
     let created = api(
         &nc,
         "$JS.API.STREAM.CREATE.CS",
@@ -443,10 +439,8 @@ async fn damaged_consumer_state_redelivers_instead_of_skipping() {
     data[last] ^= 0xff;
     std::fs::write(&state, &data).unwrap();
 
-    let server = Logged::start(&conf, dir.path(), &log);
-    let nc = async_nats::connect(format!("127.0.0.1:{}", server.port))
-        .await
-        .unwrap();
+    let server = Logged::start(&conf, &log);
+    let nc = server.connect().await;
     let info = api(&nc, "$JS.API.CONSUMER.INFO.CS.D", Value::Null).await;
     assert!(info["error"].is_null(), "consumer lost: {info}");
     assert_eq!(info["num_pending"], 10, "{info}");

@@ -43,6 +43,12 @@ async fn info_when(
 }
 
 /// `(subject, payload, headers)` of message `seq`, decoded.
+/// Creates the stream `cfg` names and returns the API's reply.
+async fn create_stream(nc: &async_nats::Client, cfg: Value) -> Value {
+    let name = cfg["name"].as_str().unwrap_or_default().to_string();
+    api(nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await
+}
+
 async fn get_msg(nc: &async_nats::Client, stream: &str, seq: u64) -> Value {
     use base64::Engine;
     let r = api(
@@ -563,8 +569,7 @@ async fn mirror_and_source_resume_after_kill_without_gaps_or_duplicates() {
         json!({"name": "M", "mirror": {"name": "O"}}),
         json!({"name": "S", "sources": [{"name": "O"}]}),
     ] {
-        let name = cfg["name"].as_str().unwrap().to_string();
-        let r = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+        let r = create_stream(&nc, cfg).await;
         assert!(r["error"].is_null(), "{r}");
     }
     // Kill while the copies are under way.
@@ -1360,8 +1365,7 @@ async fn durable_consumer_copies_resume_after_kill_without_gaps_or_duplicates() 
         json!({"name": "M", "mirror": {"name": "O", "consumer": {"name": "FM", "deliver_subject": "dfm"}}}),
         json!({"name": "S", "sources": [{"name": "O", "consumer": {"name": "FS", "deliver_subject": "dfs"}}]}),
     ] {
-        let name = cfg["name"].as_str().unwrap().to_string();
-        let r = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+        let r = create_stream(&nc, cfg).await;
         assert!(r["error"].is_null(), "{r}");
     }
     info_when(&nc, "S", Duration::from_secs(10), |i| {
@@ -1582,8 +1586,7 @@ async fn stream_info_details_and_create_checks_match_nats_server() {
             json!({"name": "md", "mirror_direct": true}),
             json!({"name": "md", "subjects": ["md"], "mirror_direct": true, "max_age": -1}),
         ] {
-            let name = cfg["name"].as_str().unwrap().to_string();
-            let r = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), cfg).await;
+            let r = create_stream(&nc, cfg).await;
             got.push(r["error"].clone());
         }
         results.push(got);
