@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::report::{Results, ScenarioResults};
 use crate::scenarios::{AuthFixture, RunContext, Scenario, ServerSetup, Settings};
+use testkit::ServerSpec;
+
 use crate::server::{ServerError, ServerKind, ServerProcess};
 
 /// Paths of the two server binaries.
@@ -170,22 +172,12 @@ impl<'a> Runner<'a> {
     }
 
     fn start(&self, kind: ServerKind, setup: ServerSetup) -> Result<ServerProcess, ServerError> {
-        let binary = self.binaries.path(kind);
-        match setup {
-            ServerSetup::Plain => ServerProcess::start(kind, binary, None, &[]),
-            ServerSetup::Auth => ServerProcess::start(kind, binary, Some(&self.auth.config()), &[]),
-            ServerSetup::JetStream => {
-                let args = ["-js".to_owned(), "-sd".to_owned(), "js".to_owned()];
-                ServerProcess::start(kind, binary, None, &args)
-            }
-            ServerSetup::Monitored => {
-                let port = crate::server::free_port().map_err(|source| ServerError::Io {
-                    context: "find a free monitoring port".into(),
-                    source,
-                })?;
-                let args = ["-m".to_owned(), port.to_string()];
-                ServerProcess::start(kind, binary, None, &args)
-            }
-        }
+        let spec = match setup {
+            ServerSetup::Plain => ServerSpec::new(),
+            ServerSetup::Auth => ServerSpec::new().config(&self.auth.config()),
+            ServerSetup::JetStream => ServerSpec::new().jetstream(),
+            ServerSetup::Monitored => ServerSpec::new().monitor(),
+        };
+        ServerProcess::start(kind, self.binaries.path(kind), spec)
     }
 }

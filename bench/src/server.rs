@@ -1,21 +1,19 @@
-//! Starting the two servers under test and reading their resource use from /proc.
+//! The two servers under test (testkit's [`TestServer`], the workspace's one harness) and
+//! their resource use read from /proc.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::fs;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use parking_lot::Mutex;
 use serde::Serialize;
+use testkit::{ServerSpec, StartError, TestServer};
 use thiserror::Error;
 
 use crate::sys;
-
-/// How long a server may take to accept a connection and send INFO.
-const READY_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Which implementation a process is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -43,33 +41,23 @@ impl ServerKind {
 /// Failures while starting or observing a server.
 #[derive(Debug, Error)]
 pub enum ServerError {
-    /// The binary could not be executed.
-    #[error("cannot start {binary}: {source}")]
-    Spawn {
-        /// Path that was executed.
-        binary: String,
-        /// Why it failed.
-        source: io::Error,
+    /// It did not start or did not become ready.
+    #[error("{kind}: {source}")]
+    Start {
+        /// Which server.
+        kind: &'static str,
+        /// What went wrong, with its log.
+        source: StartError,
     },
-    /// The process exited before or while serving.
-    #[error("{kind} exited ({status}); log tail:\n{log_tail}")]
+    /// The process exited while serving.
+    #[error("{kind} exited; log tail:\n{log_tail}")]
     Exited {
         /// Which server.
         kind: &'static str,
-        /// Exit status as text.
-        status: String,
         /// Last lines of its output.
         log_tail: String,
     },
-    /// It never sent INFO within [`READY_TIMEOUT`].
-    #[error("{kind} not ready after {READY_TIMEOUT:?}; log tail:\n{log_tail}")]
-    NotReady {
-        /// Which server.
-        kind: &'static str,
-        /// Last lines of its output.
-        log_tail: String,
-    },
-    /// Preparing files or reading /proc failed.
+    /// Reading /proc failed.
     #[error("{context}: {source}")]
     Io {
         /// What was being done.
@@ -84,105 +72,50 @@ fn io_context(context: impl Into<String>) -> impl FnOnce(io::Error) -> ServerErr
     move |source| ServerError::Io { context, source }
 }
 
-/// A running server bound to a free loopback port. Killed on drop.
+/// A running server on free loopback ports, in its own temporary directory. Killed on drop.
 pub struct ServerProcess {
     kind: ServerKind,
     /// Behind a lock so a scenario holding `&ServerProcess` can restart it.
-    child: Mutex<Child>,
-    addr: SocketAddr,
-    workdir: PathBuf,
-    log_path: PathBuf,
+    server: Mutex<TestServer>,
     ticks_per_second: u64,
-    /// How it was started, so [`ServerProcess::restart`] can start it again.
-    binary: PathBuf,
-    args: Vec<String>,
 }
 
 impl ServerProcess {
-    /// Starts `binary -a 127.0.0.1 -p <port> [-c <conf>] [extra_args]` and
-    /// waits until it greets a client with INFO.
-    pub fn start(
-        kind: ServerKind,
-        binary: &Path,
-        config: Option<&str>,
-        extra_args: &[String],
-    ) -> Result<Self, ServerError> {
-        let workdir = unique_workdir();
-        fs::create_dir_all(&workdir)
-            .map_err(io_context(format!("create {}", workdir.display())))?;
-        let port = free_port().map_err(io_context("find a free port"))?;
-        let log_path = workdir.join("server.log");
-        let log = File::create(&log_path).map_err(io_context("create server log"))?;
-        let log_err = log.try_clone().map_err(io_context("clone server log"))?;
-
-        let mut args: Vec<String> = ["-a", "127.0.0.1", "-p", &port.to_string()]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-        if let Some(text) = config {
-            let conf = workdir.join("server.conf");
-            fs::write(&conf, text).map_err(io_context("write server config"))?;
-            args.push("-c".into());
-            args.push(conf.display().to_string());
-        }
-        args.extend(extra_args.iter().cloned());
-        let child = spawn_logged(binary, &args, &workdir, log, log_err)?;
-
-        let server = Self {
+    /// Starts `binary` as `spec` says and waits until it logs that it is ready.
+    pub fn start(kind: ServerKind, binary: &Path, spec: ServerSpec) -> Result<Self, ServerError> {
+        let spec = spec.dir_prefix(format!("{WORKDIR_PREFIX}{}-", std::process::id()));
+        let server =
+            TestServer::try_start_bin(binary, spec).map_err(|source| ServerError::Start {
+                kind: kind.label(),
+                source,
+            })?;
+        Ok(Self {
             kind,
-            child: Mutex::new(child),
-            addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-            workdir,
-            log_path,
+            server: Mutex::new(server),
             ticks_per_second: sys::clock_ticks_per_second(),
-            binary: binary.to_path_buf(),
-            args,
-        };
-        server.wait_ready()?;
-        Ok(server)
+        })
     }
 
     /// Stops the server with SIGTERM (an orderly shutdown that flushes its stores), starts
-    /// it again with the same arguments, work directory and port, and returns the time from
-    /// the new process's spawn until it greets a client with INFO.
+    /// it again with the same arguments, directory and ports, and returns the time from the
+    /// new process's spawn until it is ready.
     pub fn restart(&self) -> Result<Duration, ServerError> {
-        let mut child = lock(&self.child);
-        sys::terminate(child.id()).map_err(io_context("signal server"))?;
-        // An error means the process is already gone, which is what we want.
-        let _ = child.wait();
-        let log = fs::OpenOptions::new()
-            .append(true)
-            .open(&self.log_path)
-            .map_err(io_context("open server log"))?;
-        let log_err = log.try_clone().map_err(io_context("clone server log"))?;
+        let mut server = self.server.lock();
+        server.stop();
         let started = Instant::now();
-        *child = spawn_logged(&self.binary, &self.args, &self.workdir, log, log_err)?;
-        drop(child);
-        self.wait_ready()?;
+        server
+            .try_start_again()
+            .map_err(|source| ServerError::Start {
+                kind: self.kind.label(),
+                source,
+            })?;
         Ok(started.elapsed())
     }
 
-    /// The HTTP monitoring address, when the server was started with `-m <port>`.
+    /// The HTTP monitoring address, when the spec enabled the monitor.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        let at = self.args.iter().position(|a| a == "-m")?;
-        let port = self.args.get(at + 1)?.parse().ok()?;
+        let port = self.server.lock().monitor_port?;
         Some(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
-    }
-
-    fn wait_ready(&self) -> Result<(), ServerError> {
-        let deadline = Instant::now() + READY_TIMEOUT;
-        while Instant::now() < deadline {
-            self.check_running()?;
-            if greets_with_info(self.addr) {
-                return Ok(());
-            }
-            // Polling the readiness check itself; the sleep only paces retries.
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(ServerError::NotReady {
-            kind: self.kind.label(),
-            log_tail: self.log_tail(),
-        })
     }
 
     /// Which implementation this is.
@@ -192,28 +125,24 @@ impl ServerProcess {
 
     /// Client address.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.server.lock().port))
     }
 
     /// Process id.
     pub fn pid(&self) -> u32 {
-        lock(&self.child).id()
+        self.server.lock().pid()
     }
 
     /// Errors with the log tail if the process has exited.
     pub fn check_running(&self) -> Result<(), ServerError> {
-        match lock(&self.child).try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(ServerError::Exited {
-                kind: self.kind.label(),
-                status: status.to_string(),
-                log_tail: self.log_tail(),
-            }),
-            Err(source) => Err(ServerError::Io {
-                context: "wait for server".into(),
-                source,
-            }),
+        let mut server = self.server.lock();
+        if server.is_running() {
+            return Ok(());
         }
+        Err(ServerError::Exited {
+            kind: self.kind.label(),
+            log_tail: log_tail(&server.log()),
+        })
     }
 
     /// User plus system CPU time consumed so far (all threads).
@@ -238,53 +167,12 @@ impl ServerProcess {
             source: io::Error::new(io::ErrorKind::InvalidData, "no VmRSS"),
         })
     }
-
-    /// Last lines of the server's stdout/stderr.
-    pub fn log_tail(&self) -> String {
-        let text = fs::read_to_string(&self.log_path).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(15)..].join("\n")
-    }
-
-    /// Directory holding the config, log and any store of this server.
-    pub fn workdir(&self) -> &Path {
-        &self.workdir
-    }
 }
 
-impl Drop for ServerProcess {
-    fn drop(&mut self) {
-        // A failure here means the process is already gone.
-        let mut child = lock(&self.child);
-        let _ = child.kill();
-        let _ = child.wait();
-        let _ = fs::remove_dir_all(&self.workdir);
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn spawn_logged(
-    binary: &Path,
-    args: &[String],
-    workdir: &Path,
-    log: File,
-    log_err: File,
-) -> Result<Child, ServerError> {
-    let mut command = Command::new(binary);
-    command
-        .args(args)
-        .current_dir(workdir)
-        .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(log_err);
-    sys::kill_child_with_parent(&mut command);
-    command.spawn().map_err(|source| ServerError::Spawn {
-        binary: binary.display().to_string(),
-        source,
-    })
+/// The last lines of a server's output, for error messages.
+fn log_tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(15)..].join("\n")
 }
 
 /// Output of `binary --version`, for the report header.
@@ -305,29 +193,7 @@ pub fn version_of(binary: &Path) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn greets_with_info(addr: SocketAddr) -> bool {
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
-        return false;
-    };
-    if stream
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .is_err()
-    {
-        return false;
-    }
-    let mut head = [0u8; 5];
-    stream.read_exact(&mut head).is_ok() && head.eq_ignore_ascii_case(b"INFO ")
-}
-
-pub use testkit::ports::try_free_port as free_port;
-
 const WORKDIR_PREFIX: &str = "natsd-bench-";
-
-fn unique_workdir() -> PathBuf {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    std::env::temp_dir().join(format!("{WORKDIR_PREFIX}{}-{n}", std::process::id()))
-}
 
 /// Removes server work directories left by bench processes that no longer
 /// run (killed by a signal, so their destructors never ran). Returns how

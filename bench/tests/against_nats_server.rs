@@ -1,11 +1,9 @@
-//! Runs the load generators against the real nats-server (on PATH) with
-//! small counts, checking that every message is accounted for.
+//! Runs the load generators against the real nats-server with small counts, checking that
+//! every message is accounted for.
 #![allow(
     clippy::unwrap_used,
     reason = "test helpers panic on failure by design"
 )]
-
-use std::path::Path;
 
 use bench::scenarios::core::{FanOut, IdleConnections, PubOnly, PubSub, QueueGroup, RequestReply};
 use bench::scenarios::{AuthFixture, RunContext, RunOutput, Scenario, Settings};
@@ -53,8 +51,15 @@ fn metric(output: &RunOutput, name: &str) -> f64 {
 
 #[test]
 fn generators_account_for_every_message_on_nats_server() {
-    let server =
-        ServerProcess::start(ServerKind::NatsServer, Path::new("nats-server"), None, &[]).unwrap();
+    let Some(reference) = testkit::reference_server() else {
+        return;
+    };
+    let server = ServerProcess::start(
+        ServerKind::NatsServer,
+        &reference,
+        testkit::ServerSpec::new(),
+    )
+    .unwrap();
 
     let out = run(&server, &PubOnly { payload: 16 }, 1);
     assert!(metric(&out, "msgs/s") > 0.0);

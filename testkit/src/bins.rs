@@ -125,3 +125,17 @@ pub fn python_with_nats() -> Option<PathBuf> {
 pub fn natsd_and_reference() -> Vec<PathBuf> {
     std::iter::once(natsd()).chain(reference_server()).collect()
 }
+
+/// Compares natsd's result (first) with the reference's (second), gathered over
+/// [`natsd_and_reference`]. Under `NATSD_SKIP_REFERENCE=1` with the reference missing only
+/// natsd's exists and nothing is compared; any other count is a bug in the test.
+pub fn with_reference<T>(results: &[T], compare: impl FnOnce(&T, &T)) {
+    match results {
+        [ours, theirs] => compare(ours, theirs),
+        [_] if skip_missing_reference() => {}
+        _ => panic!(
+            "expected the results of natsd and of the reference, got {}",
+            results.len()
+        ),
+    }
+}

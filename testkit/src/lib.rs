@@ -31,7 +31,7 @@ pub mod raw;
 pub mod server;
 pub mod wait;
 
-pub use bins::{natsd, natsd_and_reference, python_with_nats, reference_server};
+pub use bins::{natsd, natsd_and_reference, python_with_nats, reference_server, with_reference};
 pub use ports::{free_port, free_port_range};
 pub use raw::{msg, Frame, RawClient, EXPECT_TIMEOUT};
 pub use server::{ServerSpec, Signal, StartError, TestServer};

@@ -302,9 +302,15 @@ impl RawClient {
         Some(frame)
     }
 
-    /// Reads the next frame; `None` when the connection closed first. Panics on timeout.
+    /// Reads the next frame; `None` when the connection closed first. Panics after
+    /// [`EXPECT_TIMEOUT`].
     pub async fn next_frame(&mut self) -> Option<Frame> {
-        let deadline = tokio::time::Instant::now() + EXPECT_TIMEOUT;
+        self.next_frame_within(EXPECT_TIMEOUT).await
+    }
+
+    /// [`RawClient::next_frame`] with its own timeout.
+    pub async fn next_frame_within(&mut self, timeout: Duration) -> Option<Frame> {
+        let deadline = tokio::time::Instant::now() + timeout;
         loop {
             if let Some(frame) = self.parse_frame() {
                 return Some(frame);

@@ -10,10 +10,11 @@ use std::fmt;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use nix::sys::signal::Signal;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::ports::free_port;
 use crate::raw::RawClient;
@@ -42,6 +43,7 @@ pub struct ServerSpec {
     env: Vec<(OsString, OsString)>,
     current_dir: Option<PathBuf>,
     log_file: Option<PathBuf>,
+    dir_prefix: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -65,6 +67,7 @@ impl Default for ServerSpec {
             env: Vec::new(),
             current_dir: None,
             log_file: None,
+            dir_prefix: None,
         }
     }
 }
@@ -150,6 +153,13 @@ impl ServerSpec {
         self
     }
 
+    /// Name the server's own temporary directory `<prefix>XXXXXX`, so a caller killed before
+    /// its destructors ran can find and remove what it left.
+    pub fn dir_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.dir_prefix = Some(prefix.into());
+        self
+    }
+
     /// Run the server in `dir` (relative paths in its config resolve there).
     pub fn current_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.current_dir = Some(dir.into());
@@ -198,9 +208,7 @@ struct LogState {
 
 impl Log {
     fn lock(&self) -> MutexGuard<'_, LogState> {
-        // A reader thread never panics while holding the lock; a poisoned lock still holds
-        // every line pushed so far.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        self.state.lock()
     }
 
     /// Waits for a line at index `from` or later containing one of `needles`. `Err(true)`
@@ -224,11 +232,7 @@ impl Log {
             if left.is_zero() {
                 return Err(false);
             }
-            state = self
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            self.changed.wait_for(&mut state, left);
         }
     }
 }
@@ -292,7 +296,10 @@ impl TestServer {
             reason,
             log: String::new(),
         };
-        let dir = tempfile::tempdir().map_err(|e| fail(format!("temp dir: {e}")))?;
+        let dir = tempfile::Builder::new()
+            .prefix(spec.dir_prefix.as_deref().unwrap_or(".tmp"))
+            .tempdir()
+            .map_err(|e| fail(format!("temp dir: {e}")))?;
         let port = free_port();
         let mut args: Vec<OsString> = Vec::new();
         if spec.listen_flags {
@@ -639,12 +646,7 @@ impl TestServer {
             if left.is_zero() {
                 return;
             }
-            state = self
-                .log
-                .changed
-                .wait_timeout(state, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            self.log.changed.wait_for(&mut state, left);
         }
     }
 
@@ -656,8 +658,13 @@ impl TestServer {
             "start_again: {} is still running; stop() or kill() it first",
             self.bin.display()
         );
-        self.spawn_and_wait()
+        self.try_start_again()
             .unwrap_or_else(|e| panic!("could not restart {e}"));
+    }
+
+    /// [`TestServer::start_again`] that reports a failed start instead of panicking.
+    pub fn try_start_again(&mut self) -> Result<(), StartError> {
+        self.spawn_and_wait()
     }
 
     /// [`TestServer::stop`] then [`TestServer::start_again`].

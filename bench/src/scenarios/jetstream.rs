@@ -1,4 +1,4 @@
-//! JetStream scenarios against [`ServerSetup::JetStream`] (`-js -sd <workdir>/js`), spoken in
+//! JetStream scenarios against [`ServerSetup::JetStream`] (`-js`, the store in the server's own directory), spoken in
 //! raw protocol like the core ones:
 //!
 //! * `js_pub`: sequential `PUB` with a reply inbox to a file stream, waiting for each PubAck

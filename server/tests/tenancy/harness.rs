@@ -1,15 +1,12 @@
 //! Test harness: run natsd (or the real nats-server, for differential checks) through the
 //! workspace's one harness (`testkit`) on a random port, read its log, reload it, and talk to
-//! it over raw TCP.
+//! it over raw TCP (testkit's raw client).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use testkit::{ServerSpec, Signal, TestServer};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use testkit::{Frame, RawClient, ServerSpec, Signal, TestServer};
 
 /// How long any single wait in these tests may take before it is a failure.
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
@@ -147,10 +144,10 @@ impl Proc {
     }
 }
 
-/// A raw protocol connection, for checking exact server bytes.
+/// A raw protocol connection (testkit's [`RawClient`]) that renders what the server sends as
+/// text lines, for comparing exact server output.
 pub(crate) struct Raw {
-    rd: BufReader<OwnedReadHalf>,
-    wr: OwnedWriteHalf,
+    client: RawClient,
     pub(crate) info: serde_json::Value,
     /// The second INFO (`connect_info`), once seen.
     pub(crate) connect_info: Option<serde_json::Value>,
@@ -165,19 +162,13 @@ pub(crate) enum Login {
 
 impl Raw {
     pub(crate) async fn open(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .await
-            .expect("connect");
-        let (r, w) = stream.into_split();
-        let mut raw = Raw {
-            rd: BufReader::new(r),
-            wr: w,
-            info: serde_json::Value::Null,
+        let client = RawClient::connect(&format!("127.0.0.1:{port}")).await;
+        let info = client.info.clone();
+        Raw {
+            client,
+            info,
             connect_info: None,
-        };
-        let line = raw.line().await.expect("INFO");
-        raw.info = serde_json::from_str(line.trim_start_matches("INFO ").trim()).unwrap();
-        raw
+        }
     }
 
     pub(crate) async fn login(port: u16, user: &str, pass: &str) -> Login {
@@ -212,31 +203,45 @@ impl Raw {
     }
 
     pub(crate) async fn send(&mut self, s: &str) {
-        self.wr.write_all(s.as_bytes()).await.expect("send");
+        self.client.send(s).await;
     }
 
-    /// One line without CRLF; `None` at EOF. Answers server PINGs on the way.
+    /// The next frame as one line: `MSG <subject> <sid> [reply] <payload>` for a message, the
+    /// protocol line otherwise; `None` once the server closed. Answers server PINGs on the way.
     async fn line(&mut self) -> Option<String> {
         loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(WAIT, self.rd.read_line(&mut line))
-                .await
-                .expect("timed out waiting for the server")
-                .unwrap_or(0);
-            if n == 0 {
-                return None;
-            }
-            let line = line.trim_end_matches(['\r', '\n']).to_string();
-            if line == "PING" {
-                let _ = self.wr.write_all(b"PONG\r\n").await;
-                continue;
-            }
+            let line = match self.client.next_frame_within(WAIT).await? {
+                Frame::Ping => {
+                    self.client.try_send("PONG\r\n").await;
+                    continue;
+                }
+                Frame::Pong => "PONG".to_string(),
+                Frame::Ok => "+OK".to_string(),
+                Frame::Info(json) => format!("INFO {json}"),
+                Frame::Err(text) => format!("-ERR '{text}'"),
+                Frame::Msg {
+                    subject,
+                    sid,
+                    reply,
+                    payload,
+                } => message_line("MSG", &subject, &sid, reply.as_deref(), &payload),
+                Frame::HMsg {
+                    subject,
+                    sid,
+                    reply,
+                    headers,
+                    payload,
+                } => {
+                    let body = [headers, payload].concat();
+                    message_line("HMSG", &subject, &sid, reply.as_deref(), &body)
+                }
+                Frame::Other(line) => line,
+            };
             return Some(line);
         }
     }
 
-    /// Round trip: everything the server sent before the PONG to our PING. A MSG comes out as
-    /// one entry `MSG <subject> <sid> [reply] <payload>`.
+    /// Round trip: everything the server sent before the PONG to our PING (INFO left out).
     pub(crate) async fn sync(&mut self) -> Vec<String> {
         self.send("PING\r\n").await;
         let mut out = Vec::new();
@@ -245,20 +250,9 @@ impl Raw {
             if line == "PONG" {
                 return out;
             }
-            if line.starts_with("INFO ") {
-                continue;
+            if !line.starts_with("INFO ") {
+                out.push(line);
             }
-            if let Some(rest) = line.strip_prefix("MSG ") {
-                let mut parts: Vec<&str> = rest.split_whitespace().collect();
-                let size: usize = parts.pop().unwrap().parse().unwrap();
-                let mut payload = vec![0u8; size + 2];
-                self.rd.read_exact(&mut payload).await.unwrap();
-                payload.truncate(size);
-                parts.push(std::str::from_utf8(&payload).unwrap());
-                out.push(format!("MSG {}", parts.join(" ")));
-                continue;
-            }
-            out.push(line);
         }
     }
 
@@ -292,6 +286,14 @@ impl Raw {
             None => format!("PUB {subject} {}\r\n{payload}\r\n", payload.len()),
         };
         self.send(&cmd).await;
+    }
+}
+
+fn message_line(op: &str, subject: &str, sid: &str, reply: Option<&str>, body: &[u8]) -> String {
+    let body = String::from_utf8_lossy(body);
+    match reply {
+        Some(reply) => format!("{op} {subject} {sid} {reply} {body}"),
+        None => format!("{op} {subject} {sid} {body}"),
     }
 }
 
