@@ -339,18 +339,10 @@ async fn info_when(
     stream: &str,
     done: impl Fn(&Value) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let info = api(nc, &format!("{prefix}.STREAM.INFO.{stream}"), Value::Null).await;
-        if done(&info) {
-            return info;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{stream} never got there: {info}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let subject = format!("{prefix}.STREAM.INFO.{stream}");
+    testkit::fetch_until_async(WAIT, async || api(nc, &subject, Value::Null).await, done)
+        .await
+        .unwrap_or_else(|info| panic!("{stream} never got there: {info}"))
 }
 
 /// B uses A's JetStream through the API prefix (the streams are A's), then copies A's stream
