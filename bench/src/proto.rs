@@ -287,6 +287,27 @@ pub struct Credentials {
     pub user: Option<String>,
     /// `pass`, if any.
     pub pass: Option<String>,
+    /// An NKEY user's key pair: it signs the nonce of each connection's INFO.
+    pub nkey: Option<NkeySigner>,
+}
+
+/// A user key pair (decoded once, so a storm measures the server, not the seed decoding).
+#[derive(Clone)]
+pub struct NkeySigner(std::sync::Arc<nkeys::KeyPair>);
+
+impl std::fmt::Debug for NkeySigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("NkeySigner")
+            .field(&self.0.public_key())
+            .finish()
+    }
+}
+
+impl NkeySigner {
+    /// The public key (`U...`) the server config names.
+    pub fn public_key(&self) -> String {
+        self.0.public_key()
+    }
 }
 
 impl Credentials {
@@ -295,7 +316,44 @@ impl Credentials {
         Self {
             user: Some(user.to_owned()),
             pass: Some(pass.to_owned()),
+            nkey: None,
         }
+    }
+
+    /// A fresh NKEY user.
+    pub fn new_nkey_user() -> Self {
+        Self {
+            nkey: Some(NkeySigner(std::sync::Arc::new(nkeys::KeyPair::new_user()))),
+            ..Self::default()
+        }
+    }
+
+    /// The CONNECT JSON for a server that sent `info` (an NKEY user signs its nonce).
+    fn connect_json_for(&self, info: &[u8]) -> Result<String, ProtoError> {
+        let Some(NkeySigner(key)) = &self.nkey else {
+            return Ok(self.connect_json());
+        };
+        let info: serde_json::Value = serde_json::from_slice(info)
+            .map_err(|e| ProtoError::Unexpected(format!("INFO: {e}")))?;
+        let nonce = info["nonce"]
+            .as_str()
+            .ok_or_else(|| ProtoError::Unexpected("INFO without a nonce".into()))?;
+        let sig = key
+            .sign(nonce.as_bytes())
+            .map_err(|e| ProtoError::Unexpected(format!("sign: {e}")))?;
+        let mut obj: serde_json::Value = serde_json::from_str(&self.connect_json())
+            .map_err(|e| ProtoError::Unexpected(e.to_string()))?;
+        if let serde_json::Value::Object(map) = &mut obj {
+            use base64::Engine as _;
+            map.insert("nkey".into(), key.public_key().into());
+            map.insert(
+                "sig".into(),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .encode(sig)
+                    .into(),
+            );
+        }
+        Ok(obj.to_string())
     }
 
     /// The CONNECT JSON object for these credentials.
@@ -334,11 +392,11 @@ impl ClientConn {
             writer: stream.try_clone()?,
             reader: FrameReader::new(stream, read_buffer),
         };
-        conn.reader.read_frame(|frame| match frame {
-            Frame::Info(_) => Ok(()),
+        let connect = conn.reader.read_frame(|frame| match frame {
+            Frame::Info(info) => creds.connect_json_for(info),
             other => Err(ProtoError::Unexpected(format!("{other:?} before INFO"))),
         })??;
-        let hello = format!("CONNECT {}\r\nPING\r\n", creds.connect_json());
+        let hello = format!("CONNECT {connect}\r\nPING\r\n");
         conn.writer.write_all(hello.as_bytes())?;
         conn.wait_pong()?;
         Ok(conn)

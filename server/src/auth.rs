@@ -6,12 +6,17 @@
 //! SHA-256 of (user, password, stored hash): the cache never holds a password, it is keyed
 //! by the exact stored hash (a rotated password misses), and wrong passwords are never
 //! cached, so guessing still costs a full bcrypt check per attempt.
+//!
+//! An NKEY user proves itself by signing the random nonce its connection was sent in INFO
+//! with its private key; the server holds only the public key. An ed25519 check costs tens of
+//! microseconds, so it runs inline and nothing is cached.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 use crate::config::{
@@ -19,20 +24,65 @@ use crate::config::{
 };
 use crate::subject;
 
+/// Raw length of the nonce before base64 (as nats-server makes it: 15 characters in INFO).
+const NONCE_RAW_LEN: usize = 11;
+
+/// A fresh random nonce for one connection's INFO, base64url without padding.
+pub(crate) fn generate_nonce() -> String {
+    let raw: [u8; NONCE_RAW_LEN] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+}
+
+/// The public key of an NKEY user, decoded once so each login only verifies.
+pub(crate) struct NkeyVerifier(nkeys::KeyPair);
+
+impl std::fmt::Debug for NkeyVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("NkeyVerifier")
+            .field(&self.0.public_key())
+            .finish()
+    }
+}
+
+impl NkeyVerifier {
+    /// `None` for a key that does not decode to a curve point: nobody can sign for it.
+    fn new(public_key: &str) -> Option<NkeyVerifier> {
+        nkeys::KeyPair::from_public_key(public_key)
+            .ok()
+            .map(NkeyVerifier)
+    }
+
+    /// Does `sig` (base64url, or standard base64 as nats-server also accepts) sign `nonce`?
+    fn verify(&self, nonce: &[u8], sig: &str) -> bool {
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sig)
+            .or_else(|_| base64::engine::general_purpose::STANDARD.decode(sig));
+        sig.is_ok_and(|sig| self.0.verify(nonce, &sig).is_ok())
+    }
+}
+
 /// One configured user, with its permissions compiled.
 #[derive(Debug)]
 pub struct UserEntry {
+    /// The user name, or an NKEY user's public key.
     pub name: String,
     password: String,
+    /// Set for an NKEY user (it has no password); `None` inside when the key cannot verify.
+    nkey: Option<Option<NkeyVerifier>>,
     pub account: String,
     pub permissions: Option<Arc<ClientPermissions>>,
 }
 
 impl UserEntry {
     /// Whether `other` still accepts exactly the password this entry accepted (a reload that
-    /// changes it invalidates connections made with the old one).
+    /// changes it invalidates connections made with the old one). An NKEY user's credential is
+    /// its name, so it never changes in place.
     pub fn same_password(&self, other: &UserEntry) -> bool {
-        self.password == other.password
+        self.password == other.password && self.nkey.is_some() == other.nkey.is_some()
+    }
+
+    pub fn is_nkey(&self) -> bool {
+        self.nkey.is_some()
     }
 }
 
@@ -56,11 +106,21 @@ pub struct Credentials<'a> {
     pub user: Option<&'a str>,
     pub pass: Option<&'a str>,
     pub token: Option<&'a str>,
+    /// An NKEY user's public key, and its signature of `nonce`.
+    pub nkey: Option<&'a str>,
+    pub sig: Option<&'a str>,
+    /// The nonce this connection was sent in INFO (empty when it was sent none).
+    pub nonce: &'a [u8],
 }
 
 impl Credentials<'_> {
-    fn is_empty(&self) -> bool {
-        self.user.is_none() && self.pass.is_none() && self.token.is_none()
+    /// No credentials at all (a signature alone is none, and so is an NKEY while the server
+    /// has no NKEY users): `no_auth_user` applies.
+    fn is_empty(&self, nkeys: bool) -> bool {
+        self.user.is_none()
+            && self.pass.is_none()
+            && self.token.is_none()
+            && (self.nkey.is_none() || !nkeys)
     }
 }
 
@@ -68,6 +128,8 @@ impl Credentials<'_> {
 #[derive(Debug, Default)]
 pub struct Authenticator {
     users: HashMap<String, Arc<UserEntry>>,
+    /// Some user is an NKEY user.
+    has_nkeys: bool,
     token: Option<String>,
     no_auth_user: Option<String>,
 }
@@ -82,6 +144,7 @@ impl Authenticator {
                 let entry = UserEntry {
                     name: u.name.clone(),
                     password: u.password.clone(),
+                    nkey: u.nkey.then(|| NkeyVerifier::new(&u.name)),
                     account: if u.account.is_empty() {
                         GLOBAL_ACCOUNT.to_string()
                     } else {
@@ -95,8 +158,10 @@ impl Authenticator {
                 (u.name.clone(), Arc::new(entry))
             })
             .collect();
+        let has_nkeys = opts.auth.users.iter().any(|u| u.nkey);
         Authenticator {
             users,
+            has_nkeys,
             token: opts.auth.token.clone(),
             no_auth_user: opts.auth.no_auth_user.clone(),
         }
@@ -105,6 +170,11 @@ impl Authenticator {
     /// Whether clients must authenticate at all.
     pub fn required(&self) -> bool {
         !self.users.is_empty() || self.token.is_some()
+    }
+
+    /// Whether each connection's INFO carries a nonce to sign: when there are NKEY users.
+    pub fn nonce_required(&self) -> bool {
+        self.has_nkeys
     }
 
     /// `auth_required` in INFO: absent when a client without credentials is let in as `no_auth_user`.
@@ -141,7 +211,7 @@ impl Authenticator {
                 account: GLOBAL_ACCOUNT.to_string(),
             });
         }
-        if creds.is_empty() {
+        if creds.is_empty(self.nonce_required()) {
             let user = self.users.get(self.no_auth_user.as_deref()?)?;
             return Some(Identity {
                 user: Some(user.clone()),
@@ -155,7 +225,22 @@ impl Authenticator {
                 account: GLOBAL_ACCOUNT.to_string(),
             });
         }
-        let user = self.users.get(creds.user?)?;
+        // As in nats-server, an NKEY in CONNECT is only looked at when NKEY users exist, and
+        // then it decides alone (a password next to it is not tried).
+        if let Some(key) = creds.nkey.filter(|_| self.nonce_required()) {
+            let user = self.users.get(key).filter(|u| u.is_nkey())?;
+            // The no_auth_user's key needs no signature: no credentials at all get it too.
+            let admitted = self.no_auth_user.as_deref() == Some(key)
+                || matches!(
+                    (&user.nkey, creds.sig),
+                    (Some(Some(verifier)), Some(sig)) if verifier.verify(creds.nonce, sig)
+                );
+            return admitted.then(|| Identity {
+                user: Some(user.clone()),
+                account: user.account.clone(),
+            });
+        }
+        let user = self.users.get(creds.user?).filter(|u| !u.is_nkey())?;
         let ok = cache
             .verify(&user.name, creds.pass.unwrap_or_default(), &user.password)
             .await;
@@ -442,5 +527,53 @@ mod tests {
         }
         assert_eq!(cache.verified.lock().len(), 1);
         assert!(cache.in_flight.lock().is_empty());
+    }
+
+    #[tokio::test]
+    async fn nkey_users_sign_the_nonce_and_never_log_in_by_password() {
+        let key = nkeys::KeyPair::new_user();
+        let mut opts = Options::default();
+        opts.auth.users.push(crate::config::User {
+            name: key.public_key(),
+            password: String::new(),
+            nkey: true,
+            account: "A".into(),
+            permissions: None,
+        });
+        let auth = Authenticator::from_options(&opts);
+        assert!(auth.nonce_required() && auth.required());
+        let cache = PasswordCache::default();
+        let nonce = generate_nonce();
+        assert_eq!(nonce.len(), 15);
+        assert_ne!(nonce, generate_nonce());
+        let sig = key.sign(nonce.as_bytes()).unwrap();
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sig);
+        let std = base64::engine::general_purpose::STANDARD.encode(&sig);
+        let public = key.public_key();
+        let creds = |sig: Option<&'static str>| Credentials {
+            nkey: Some(public.as_str()),
+            sig,
+            nonce: nonce.as_bytes(),
+            ..Credentials::default()
+        };
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        for good in [leak(url), leak(std)] {
+            let id = auth.authenticate(creds(Some(good)), &cache).await.unwrap();
+            assert_eq!(id.account, "A");
+        }
+        assert!(auth.authenticate(creds(None), &cache).await.is_none());
+        let other = nkeys::KeyPair::new_user().sign(nonce.as_bytes()).unwrap();
+        let other = leak(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(other));
+        assert!(auth
+            .authenticate(creds(Some(other)), &cache)
+            .await
+            .is_none());
+        // The key as a user name with an empty password is no way in.
+        let by_name = Credentials {
+            user: Some(public.as_str()),
+            pass: Some(""),
+            ..Credentials::default()
+        };
+        assert!(auth.authenticate(by_name, &cache).await.is_none());
     }
 }

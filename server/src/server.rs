@@ -367,6 +367,27 @@ impl Server {
 
     /// The INFO JSON for a client; with `account`, the second INFO (`connect_info`).
     pub fn info_json(&self, client: &ClientShared, account: Option<&Account>) -> Vec<u8> {
+        self.info_json_with(client, account, None)
+    }
+
+    /// The INFO a new connection is greeted with. While NKEY users exist it carries a fresh
+    /// nonce for the client to sign (later INFOs do not repeat it, as on nats-server).
+    pub fn greeting_info_json(&self, client: &ClientShared) -> Vec<u8> {
+        let nonce = self.authenticator().nonce_required().then(|| {
+            client
+                .nonce
+                .get_or_init(crate::auth::generate_nonce)
+                .as_str()
+        });
+        self.info_json_with(client, None, nonce)
+    }
+
+    fn info_json_with(
+        &self,
+        client: &ClientShared,
+        account: Option<&Account>,
+        nonce: Option<&str>,
+    ) -> Vec<u8> {
         let opts = self.options();
         let auth = self.authenticator();
         let info = Info {
@@ -386,6 +407,7 @@ impl Server {
                 .map(|_| true),
             ldm: self.is_lame_duck().then_some(true),
             api_lvl: API_LEVEL,
+            nonce,
         };
         serde_json::to_vec(&info).unwrap_or_default()
     }
@@ -408,7 +430,7 @@ impl Server {
             .auth
             .users
             .iter()
-            .any(|u| !crate::config::is_bcrypt(&u.password))
+            .any(|u| !u.nkey && !crate::config::is_bcrypt(&u.password))
         {
             tracing::warn!("Plaintext passwords detected, use nkeys or bcrypt");
         }
@@ -469,7 +491,7 @@ impl Server {
         let cid = self.next_cid.fetch_add(1, Ordering::Relaxed);
         let shared = ClientShared::new(cid, addr, opts.max_pending);
         let mut info = bytes::BytesMut::new();
-        encode::info(&mut info, &self.info_json(&shared, None));
+        encode::info(&mut info, &self.greeting_info_json(&shared));
         self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
         let over_limit = {
             let mut clients = self.clients.lock();
@@ -702,7 +724,7 @@ impl Server {
                             .user(&name)
                             .is_some_and(|old| !old.same_password(entry)) =>
                     {
-                        reject_credentials(&client, Some(&name));
+                        reject_credentials(&client, Some(entry));
                     }
                     Some(entry) => {
                         let new_perms = entry.permissions.clone();
@@ -814,13 +836,19 @@ impl ConnectionHost for Server {
 }
 
 /// Close a live connection whose credentials a reload invalidated, as nats-server does.
-fn reject_credentials(client: &ClientShared, user: Option<&str>) {
+fn reject_credentials(client: &ClientShared, user: Option<&crate::auth::UserEntry>) {
     match user {
+        Some(user) if user.is_nkey() => tracing::error!(
+            "{} - cid:{} - authentication error - Nkey {:?}",
+            client.out.addr,
+            client.out.cid,
+            user.name
+        ),
         Some(user) => tracing::error!(
             "{} - cid:{} - authentication error - User {:?}",
             client.out.addr,
             client.out.cid,
-            user
+            user.name
         ),
         None => tracing::error!(
             "{} - cid:{} - authentication error",
@@ -846,7 +874,7 @@ pub(crate) fn client_traffic(c: &ClientShared) -> Traffic {
 
 /// The first option that changed but cannot be changed by a reload, as nats-server reports it.
 fn diff_unsupported(old: &Options, new: &Options) -> Option<ServerError> {
-    let checks: [(&'static str, String, String); 7] = [
+    let checks: [(&'static str, String, String); 8] = [
         (
             "ServerName",
             old.server_name.clone().unwrap_or_default(),
@@ -873,6 +901,11 @@ fn diff_unsupported(old: &Options, new: &Options) -> Option<ServerError> {
             "JetStream",
             format!("{:?}", old.jetstream),
             format!("{:?}", new.jetstream),
+        ),
+        (
+            "NoAuthUser",
+            old.auth.no_auth_user.clone().unwrap_or_default(),
+            new.auth.no_auth_user.clone().unwrap_or_default(),
         ),
     ];
     checks
@@ -922,4 +955,6 @@ struct Info<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     ldm: Option<bool>,
     api_lvl: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nonce: Option<&'a str>,
 }

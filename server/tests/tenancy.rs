@@ -25,3 +25,6 @@ mod tls;
 
 #[path = "tenancy/bench.rs"]
 mod bench;
+
+#[path = "tenancy/nkeys.rs"]
+mod nkeys;

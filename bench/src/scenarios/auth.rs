@@ -1,4 +1,4 @@
-//! Scenarios for the tenancy work: bcrypt reconnect storms and the cost of
+//! Scenarios for the tenancy work: bcrypt and NKEY reconnect storms and the cost of
 //! permission checks on the message path.
 
 use crate::load::conns::connect_storm;
@@ -37,6 +37,8 @@ pub struct AuthFixture {
     pub open: Credentials,
     /// Plain-password user with ten publish and ten subscribe allow patterns.
     pub limited: Credentials,
+    /// NKEY user: each login is one ed25519 signature check of the connection's nonce.
+    pub nkey: Credentials,
 }
 
 impl AuthFixture {
@@ -50,6 +52,7 @@ impl AuthFixture {
             storm_hash,
             open: Credentials::user_pass("open", "open-password"),
             limited: Credentials::user_pass("limited", "limited-password"),
+            nkey: Credentials::new_nkey_user(),
         })
     }
 
@@ -61,9 +64,16 @@ impl AuthFixture {
             .collect::<Vec<_>>()
             .join(", ");
         let pass = |c: &Credentials| c.pass.clone().unwrap_or_default();
+        let nkey = self
+            .nkey
+            .nkey
+            .as_ref()
+            .map(|k| k.public_key())
+            .unwrap_or_default();
         format!(
             "authorization {{\n  users: [\n    \
              {{ user: storm, password: \"{storm_hash}\" }}\n    \
+             {{ nkey: {nkey} }}\n    \
              {{ user: open, password: \"{open}\" }}\n    \
              {{ user: limited, password: \"{limited}\", permissions: {{\n      \
              publish: {{ allow: [{patterns}] }}\n      \
@@ -98,6 +108,37 @@ impl Scenario for ConnectStorm {
         Ok(RunOutput {
             metrics: vec![
                 Metric::higher("connects/s", "conn/s", n / elapsed.as_secs_f64()),
+                Metric::lower("CPU/connect", "µs", cpu.as_secs_f64() * 1e6 / n),
+            ],
+            anomalies: Anomalies::default(),
+        })
+    }
+}
+
+/// Scenario 7c: sequential connects of an NKEY user; each costs the server one signature
+/// check of the nonce it sent (and the bench client one signature).
+pub struct NkeyConnectStorm {
+    /// Connects per run.
+    pub connects: usize,
+}
+
+impl Scenario for NkeyConnectStorm {
+    fn name(&self) -> String {
+        format!("nkey connects ×{}", self.connects)
+    }
+
+    fn setup(&self) -> ServerSetup {
+        ServerSetup::Auth
+    }
+
+    fn run(&self, ctx: &RunContext<'_>) -> Result<RunOutput, ScenarioError> {
+        let cpu_before = ctx.server.cpu_time()?;
+        let elapsed = connect_storm(ctx.server.addr(), &ctx.auth.nkey, self.connects)?;
+        let cpu = ctx.server.cpu_time()?.saturating_sub(cpu_before);
+        let n = self.connects.max(1) as f64;
+        Ok(RunOutput {
+            metrics: vec![
+                Metric::higher("sig checks/s", "conn/s", n / elapsed.as_secs_f64()),
                 Metric::lower("CPU/connect", "µs", cpu.as_secs_f64() * 1e6 / n),
             ],
             anomalies: Anomalies::default(),
@@ -162,10 +203,13 @@ mod tests {
             storm_hash: "$2a$11$abcdefghijklmnopqrstuv".into(),
             open: Credentials::user_pass("open", "o"),
             limited: Credentials::user_pass("limited", "l"),
+            nkey: Credentials::new_nkey_user(),
         };
         let conf = fixture.config();
         assert!(conf.contains("password: \"$2a$11$abcdefghijklmnopqrstuv\""));
         assert_eq!(conf.matches("\"bench.perm.>\"").count(), 2);
         assert_eq!(conf.matches("\"app.orders.*\"").count(), 2);
+        let key = fixture.nkey.nkey.as_ref().unwrap().public_key();
+        assert!(conf.contains(&format!("{{ nkey: {key} }}")));
     }
 }

@@ -27,7 +27,7 @@ pub const PAYLOADS: [usize; 2] = [16, 1024];
 pub enum ServerSetup {
     /// No config file.
     Plain,
-    /// The users of [`AuthFixture`] (bcrypt user, open user, restricted user).
+    /// The users of [`AuthFixture`] (bcrypt user, open user, restricted user, NKEY user).
     Auth,
     /// JetStream enabled with its store under the server's work directory
     /// (the scenarios in [`jetstream`]).
@@ -261,6 +261,9 @@ pub fn catalog(settings: &Settings) -> Vec<Box<dyn Scenario>> {
         count: settings.idle_conns,
     }));
     list.push(Box::new(auth::ConnectStorm {
+        connects: settings.storm_connects,
+    }));
+    list.push(Box::new(auth::NkeyConnectStorm {
         connects: settings.storm_connects,
     }));
     list.push(Box::new(auth::PermissionsPubSub { payload: 16 }));

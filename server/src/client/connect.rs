@@ -51,6 +51,8 @@ struct ConnectOptions {
     user: Option<String>,
     pass: Option<String>,
     auth_token: Option<String>,
+    nkey: Option<String>,
+    sig: Option<String>,
     account: Option<serde_json::Value>,
     new_account: Option<serde_json::Value>,
 }
@@ -109,6 +111,9 @@ impl Connection {
             user: opts.user.as_deref(),
             pass: opts.pass.as_deref(),
             token: opts.auth_token.as_deref(),
+            nkey: opts.nkey.as_deref(),
+            sig: opts.sig.as_deref(),
+            nonce: self.shared.nonce.get().map_or(&[], |n| n.as_bytes()),
         };
         // A reload during the (slow) bcrypt check would not see this connection yet, so check
         // again against the configuration that is current once the check is done.
@@ -120,8 +125,15 @@ impl Connection {
             }
         };
         let Some(identity) = identity else {
-            self.count_auth_failure(opts.user.as_deref());
-            if let Some(user) = &opts.user {
+            self.count_auth_failure(opts.nkey.as_deref().or(opts.user.as_deref()));
+            if let Some(nkey) = &opts.nkey {
+                tracing::error!(
+                    "{} - cid:{} - authentication error - Nkey {:?}",
+                    self.shared.out.addr,
+                    self.shared.out.cid,
+                    nkey
+                );
+            } else if let Some(user) = &opts.user {
                 tracing::error!(
                     "{} - cid:{} - authentication error - User {:?}",
                     self.shared.out.addr,
@@ -166,8 +178,8 @@ impl Connection {
         Ok(())
     }
 
-    /// Count a refused login, and against the account when the user name is one of its users
-    /// (a wrong password), so an operator sees whose logins fail.
+    /// Count a refused login, and against the account when the user name (or NKEY) is one of
+    /// its users (a wrong password or signature), so an operator sees whose logins fail.
     fn count_auth_failure(&self, user: Option<&str>) {
         self.server
             .counters()

@@ -89,6 +89,9 @@ pub struct ClientShared {
     pub in_bytes: AtomicU64,
     pub rtt_us: AtomicU64,
     pub pings_out: AtomicU32,
+    /// The nonce sent in this connection's INFO for an NKEY user to sign (unset when NKEY
+    /// users did not exist as it connected).
+    pub nonce: std::sync::OnceLock<String>,
 }
 
 impl ClientShared {
@@ -103,6 +106,7 @@ impl ClientShared {
             in_bytes: AtomicU64::new(0),
             rtt_us: AtomicU64::new(0),
             pings_out: AtomicU32::new(0),
+            nonce: std::sync::OnceLock::new(),
         })
     }
 

@@ -348,6 +348,7 @@ impl FlagOptions {
             opts.auth.users.push(User {
                 name: name.clone(),
                 password,
+                nkey: false,
                 account: GLOBAL_ACCOUNT.to_string(),
                 permissions: None,
             });

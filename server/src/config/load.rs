@@ -151,7 +151,6 @@ const AUTHORIZATION: &[Unsupported] = &[
 ];
 
 const USER: &[Unsupported] = &[
-    refused(&["nkey"], "NKEY users"),
     refused(
         &["allowed_connection_types", "connection_types", "clients"],
         "connection type restrictions",
@@ -492,6 +491,12 @@ fn is_valid_sub_permission(s: &str) -> bool {
     }
 }
 
+/// A user's public NKEY: 56 base32 characters with the user prefix (`U`) and a valid checksum.
+pub(crate) fn is_public_user_nkey(key: &str) -> bool {
+    nkeys::from_public_key(key)
+        .is_ok_and(|(prefix, _)| nkeys::KeyPairType::from(prefix) == nkeys::KeyPairType::User)
+}
+
 /// Users collected before duplicate checks: the user and the span to report a duplicate at.
 struct PendingUser {
     user: User,
@@ -666,15 +671,16 @@ pub(crate) fn build(root: &Map) -> Outcome {
     let mut seen: rustc_hash::FxHashSet<&str> = rustc_hash::FxHashSet::default();
     for pending in &users {
         if !seen.insert(&pending.user.name) {
+            let kind = if pending.user.nkey { "nkey" } else { "user" };
             cx.err(
                 &pending.span,
-                format!("Duplicate user \"{}\" detected", pending.user.name),
+                format!("Duplicate {kind} \"{}\" detected", pending.user.name),
             );
         }
     }
     if users
         .iter()
-        .any(|p| !crate::config::is_bcrypt(&p.user.password))
+        .any(|p| !p.user.nkey && !crate::config::is_bcrypt(&p.user.password))
     {
         cx.notices
             .push("Plaintext passwords detected, use nkeys or bcrypt".to_string());
@@ -747,6 +753,7 @@ fn authorization(
             user: User {
                 name,
                 password: single_pass,
+                nkey: false,
                 account: GLOBAL_ACCOUNT.to_string(),
                 permissions: default_perms.clone(),
             },
@@ -783,36 +790,53 @@ fn user_list(
             continue;
         };
         let mut name = None;
-        let mut password = String::new();
+        let mut password = None;
         let mut perms = None;
-        let mut nkey = false;
+        let mut nkey = None;
         for ue in &m.entries {
             match lower(ue).as_str() {
                 "user" | "username" => name = cx.string(ue),
-                "password" | "pass" => password = cx.string(ue).unwrap_or_default(),
+                "password" | "pass" => password = cx.string(ue),
                 "permissions" | "permission" | "authorization" => {
                     perms = permissions(cx, &ue.value)
                 }
-                "nkey" => {
-                    nkey = true;
-                    cx.unsupported(ue, USER);
-                }
+                "nkey" => nkey = cx.string(ue),
                 _ if cx.unsupported(ue, USER) => {}
                 _ => cx.unknown(ue),
             }
         }
-        match name {
-            Some(name) => out.push(PendingUser {
+        let permissions = perms.or_else(|| defaults.cloned());
+        // An empty user name or password next to an NKEY is no name or password at all.
+        let has_secret = password.as_deref().is_some_and(|p| !p.is_empty())
+            || name.as_deref().is_some_and(|n| !n.is_empty());
+        match (nkey, name) {
+            (Some(key), _) if !is_public_user_nkey(&key) => {
+                cx.err(&item.span, "Not a valid public nkey for a user")
+            }
+            (Some(_), _) if has_secret => {
+                cx.err(&item.span, "Nkey users do not take usernames or passwords")
+            }
+            (Some(key), _) => out.push(PendingUser {
                 user: User {
-                    name,
-                    password,
+                    name: key,
+                    password: String::new(),
+                    nkey: true,
                     account: account.to_string(),
-                    permissions: perms.or_else(|| defaults.cloned()),
+                    permissions,
                 },
                 span: e.key_span.clone(),
             }),
-            None if nkey => {}
-            None => cx.err(&item.span, "User entry requires a user"),
+            (None, Some(name)) => out.push(PendingUser {
+                user: User {
+                    name,
+                    password: password.unwrap_or_default(),
+                    nkey: false,
+                    account: account.to_string(),
+                    permissions,
+                },
+                span: e.key_span.clone(),
+            }),
+            (None, None) => cx.err(&item.span, "User entry requires a user"),
         }
     }
     out

@@ -203,9 +203,13 @@ impl Default for AuthOptions {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
+    /// The user name, or for an NKEY user its public key (`U...`).
     pub name: String,
-    /// Plain text, or a bcrypt hash (`$2a$`, `$2b$`, `$2x$`, `$2y$`).
+    /// Plain text, or a bcrypt hash (`$2a$`, `$2b$`, `$2x$`, `$2y$`). Empty for an NKEY user.
     pub password: String,
+    /// An NKEY user (`nkey: U...`): it proves itself by signing the nonce the server sends in
+    /// INFO, and the server holds no secret for it.
+    pub nkey: bool,
     /// The account the user belongs to (`$G` for the `authorization` block).
     pub account: String,
     /// The user's own permissions, else the account's / block's default permissions, else none.

@@ -1,5 +1,5 @@
 //! Options natsd does not implement (docs/differences.md lists every one; the integration test
-//! `it::unsupported` starts and reloads a server with each), NKEY-only users, and
+//! `it::unsupported` starts and reloads a server with each), NKEY users, and
 //! `config_digest` as nats-server computes it. The comparisons with nats-server fail, not skip,
 //! when it is missing.
 
@@ -74,24 +74,44 @@ fn differences_md_lists_every_unsupported_option() {
     }
 }
 
-/// The NKEY-only configurations nats-server deployments commonly have never load: there is no
-/// way for natsd to start (or reload) into a server without authentication from them.
+/// NKEY users load (alone or beside password users, in `authorization` and in accounts) with
+/// their permissions, where nats-server loads them too; nothing is dropped on the way.
 #[test]
-fn nkey_only_users_are_refused_not_dropped() {
+fn nkey_users_load_with_their_accounts_and_permissions() {
     let dir = tempfile::tempdir().unwrap();
     let nkey = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4";
-    for text in [
-        format!("authorization {{ users: [ {{ nkey: {nkey} }} ] }}\n"),
-        format!("accounts {{ A {{ users: [ {{ nkey: {nkey} }} ] }} }}\n"),
-        format!(
-            "accounts {{ A {{ users: [ {{ user: a, password: b }}, {{ nkey: {nkey}, permissions: {{ publish: \"x\" }} }} ] }} }}\n"
+    for (text, account, password_users) in [
+        (
+            format!("authorization {{ users: [ {{ nkey: {nkey} }} ] }}\n"),
+            GLOBAL_ACCOUNT,
+            0,
+        ),
+        (
+            format!("accounts {{ A {{ users: [ {{ nkey: {nkey} }} ] }} }}\n"),
+            "A",
+            0,
+        ),
+        (
+            format!(
+                "accounts {{ A {{ users: [ {{ user: a, password: b }}, {{ nkey: {nkey}, permissions: {{ publish: \"x\" }} }} ] }} }}\n"
+            ),
+            "A",
+            1,
         ),
     ] {
-        let errors = load_text(dir.path(), &text).unwrap_err().errors;
-        assert!(
-            errors.iter().any(|e| e.contains("option \"nkey\" (NKEY users)")),
-            "{text}: {errors:?}"
-        );
+        let loaded = load_text(dir.path(), &text).unwrap();
+        let users = &loaded.options.auth.users;
+        let key = users.iter().find(|u| u.nkey).expect("the NKEY user");
+        assert_eq!((key.name.as_str(), key.account.as_str()), (nkey, account));
+        assert!(key.password.is_empty());
+        assert_eq!(users.iter().filter(|u| !u.nkey).count(), password_users);
+        if password_users > 0 {
+            let publish = key.permissions.as_ref().and_then(|p| p.publish.as_ref());
+            assert_eq!(
+                publish.and_then(|p| p.allow.clone()),
+                Some(vec!["x".to_string()])
+            );
+        }
         let (ok, stderr) = reference_test(dir.path(), &text);
         assert!(ok, "nats-server accepts {text}: {stderr}");
     }

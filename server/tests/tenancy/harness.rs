@@ -172,11 +172,24 @@ impl Raw {
     }
 
     pub(crate) async fn login(port: u16, user: &str, pass: &str) -> Login {
+        Raw::login_with(port, |_| serde_json::json!({ "user": user, "pass": pass })).await
+    }
+
+    /// Log in with the credentials `creds` makes from the server's INFO (an NKEY user signs
+    /// its nonce), merged into the CONNECT.
+    pub(crate) async fn login_with(
+        port: u16,
+        creds: impl FnOnce(&serde_json::Value) -> serde_json::Value,
+    ) -> Login {
         let mut raw = Raw::open(port).await;
-        let connect = serde_json::json!({
+        let mut connect = serde_json::json!({
             "verbose": false, "pedantic": false, "protocol": 1, "headers": true,
-            "user": user, "pass": pass,
         });
+        if let (Some(fields), serde_json::Value::Object(extra)) =
+            (connect.as_object_mut(), creds(&raw.info))
+        {
+            fields.extend(extra);
+        }
         raw.send(&format!("CONNECT {connect}\r\nPING\r\n")).await;
         let mut seen = Vec::new();
         loop {
