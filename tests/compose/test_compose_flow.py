@@ -14,6 +14,7 @@ the repository with a planted target/, .env and .credentials/ must not see them.
 """
 
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -201,7 +202,9 @@ def test_the_readme_compose_flow(deployment):
     finally:
         d.docker("unpause", "nats")
     assert failed.returncode == 1, failed.stdout + failed.stderr
-    assert '"ok": false' in failed.stdout
+    doc = json.loads(failed.stdout)
+    assert (doc["ok"], doc["code"]) == (False, "server_unreachable"), doc
+    assert doc["error"].startswith("nothing was changed"), doc
     assert d.snapshot() == before, "a failed add-tenant changed files"
     assert "second" not in d.manage("list").stdout
     d.manage("check")
