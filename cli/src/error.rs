@@ -62,13 +62,13 @@ pub enum ManageError {
     #[error("the deployment in {} is not initialised; run ./manage init", root.display())]
     NotInitialised { root: PathBuf },
     /// The server did not show the new configuration in time, or shows another one.
-    #[error("the server did not confirm the new configuration: {reason}; the files are saved, run ./manage reload (see {})", log.display())]
-    ReloadNotConfirmed { reason: String, log: PathBuf },
+    #[error("the server did not confirm the new configuration: {reason} (its log: {log})")]
+    ReloadNotConfirmed { reason: String, log: String },
     /// The server refused to reload (it keeps its previous configuration).
     #[error("the server refused to reload: {reason}")]
     ReloadFailed { reason: String },
     /// Something answers on the server's address, but manage cannot reach it as this
-    /// deployment's system user, nor find its process.
+    /// deployment's system user, nor find its process (or signal its container).
     #[error("{reason}")]
     ServerUnreachable { reason: String },
     /// A pid that cannot be shown to be this deployment's server: never signalled.

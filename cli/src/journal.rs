@@ -4,15 +4,20 @@
 //! is replaced atomically, but the set is not, so the command first writes a journal
 //! (`data/manage.journal`, 0600: it may hold new passwords) with every file's contents before
 //! and after, then replaces the files, then validates the result, and deletes the journal only
-//! once the result is valid. Deleting the journal is the commit.
+//! once the result is valid and, for a change to tenants or users, the running server has it.
+//! Deleting the journal is the commit.
 //!
 //! - A failed validation restores the old contents and deletes the journal: nothing changed.
+//! - A tenant or user change the running server does not take (it refuses the reload, does not
+//!   confirm it, or cannot be reached) is undone the same way ([`Written::undo`]): the command
+//!   fails with nothing changed, and running it again is safe. `reload` keeps its files: they
+//!   are what the tenant files say.
 //! - A command killed (even with `kill -9`) while the journal exists leaves it behind; the
 //!   next command that takes the deployment lock rolls the files back to their old contents
 //!   before anything else ([`recover`]), so the files end in the old state or the new one,
 //!   never a mix. (Rolling back is always right: the journal outlives no committed change.)
-//! - The running server is brought to the files after the commit, by digest, so a command
-//!   killed between the commit and the reload is made good by the next one.
+//!   Each command brings the running server to the files by digest, so a server that loaded
+//!   the files of a command killed during its reload is brought back by the next one.
 
 use std::fs;
 use std::io;
@@ -119,10 +124,24 @@ impl Transaction {
     /// Journal, apply, run `check` on the result; keep it when `check` passes, restore the old
     /// files when it fails (returning its error).
     pub fn commit<T>(
-        mut self,
+        self,
         paths: &Paths,
         check: impl FnOnce() -> anyhow::Result<T>,
     ) -> anyhow::Result<T> {
+        let (value, written) = self.write_checked(paths, check)?;
+        written.keep()?;
+        Ok(value)
+    }
+
+    /// Journal, apply, run `check` on the result; restore the old files when it fails
+    /// (returning its error). When it passes the journal stays: the change is decided by
+    /// [`Written::keep`] or [`Written::undo`], and a command killed before either is rolled
+    /// back by the next one ([`recover`]).
+    pub fn write_checked<T>(
+        mut self,
+        paths: &Paths,
+        check: impl FnOnce() -> anyhow::Result<T>,
+    ) -> anyhow::Result<(T, Written)> {
         self.changes.retain(|c| c.before != c.after);
         let record = Record {
             command: self.command.clone(),
@@ -138,20 +157,48 @@ impl Transaction {
         let applied = apply(&self.root, &record.files, |c| c.after.as_deref());
         failpoint("files-written");
         let result = applied.and_then(|()| check());
+        let written = Written {
+            root: self.root,
+            journal,
+            files: record.files,
+        };
         match result {
             Ok(value) => {
                 failpoint("validated");
-                remove_if_exists(&journal)?;
-                Ok(value)
+                Ok((value, written))
             }
             Err(error) => {
-                roll_back(&self.root, &record.files)
+                written
+                    .undo()
                     .with_context(|| format!("{error:#}"))
                     .context("failed to restore the files after a failed change")?;
-                remove_if_exists(&journal)?;
                 Err(error)
             }
         }
+    }
+}
+
+/// A change whose files are written and checked, with its journal still on disk.
+#[derive(Debug)]
+#[must_use = "a written change is kept or undone"]
+pub struct Written {
+    root: PathBuf,
+    journal: PathBuf,
+    files: Vec<FileChange>,
+}
+
+impl Written {
+    /// Commit: delete the journal.
+    pub fn keep(self) -> anyhow::Result<()> {
+        remove_if_exists(&self.journal)?;
+        Ok(())
+    }
+
+    /// Restore every file's old contents, then delete the journal: nothing changed.
+    pub fn undo(self) -> anyhow::Result<()> {
+        roll_back(&self.root, &self.files)?;
+        remove_if_exists(&self.journal)?;
+        Ok(())
     }
 }
 

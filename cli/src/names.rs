@@ -194,7 +194,7 @@ impl fmt::Display for Size {
     /// the plain number.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (shift, unit) in [(40, "TB"), (30, "GB"), (20, "MB"), (10, "KB")] {
-            if self.0 % (1u64 << shift) == 0 {
+            if self.0.is_multiple_of(1u64 << shift) {
                 return write!(f, "{}{unit}", self.0 >> shift);
             }
         }
@@ -204,7 +204,7 @@ impl fmt::Display for Size {
             (1_000_000, "M"),
             (1_000, "K"),
         ] {
-            if self.0 % factor == 0 {
+            if self.0.is_multiple_of(factor) {
                 return write!(f, "{}{unit}", self.0 / factor);
             }
         }

@@ -684,9 +684,13 @@ pub fn sync(
     expected: &str,
     force: bool,
 ) -> anyhow::Result<ReloadOutcome> {
+    let log = match settings.reload {
+        ReloadMode::Signal => paths.display(&paths.log_file()),
+        ReloadMode::Compose => "docker logs nats".to_owned(),
+    };
     let unconfirmed = |reason: String| ManageError::ReloadNotConfirmed {
         reason,
-        log: paths.log_file(),
+        log: log.clone(),
     };
     let refused = match SysClient::connect(settings, paths) {
         Ok(mut sys) => return sys.reload_to(expected, force, unconfirmed),
@@ -730,12 +734,18 @@ pub fn sync(
                     .stdin(std::process::Stdio::null())
                     .output()
                     .context("failed to run `docker kill --signal HUP nats`")?;
-                anyhow::ensure!(
-                    out.status.success(),
-                    "`docker kill --signal HUP nats` failed ({}): {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
+                if !out.status.success() {
+                    return Err(ManageError::ServerUnreachable {
+                        reason: format!(
+                            "the system account cannot log in ({}), and `docker kill --signal HUP \
+                             nats` failed ({}): {}",
+                            refused.as_deref().unwrap_or("nothing listens"),
+                            out.status,
+                            String::from_utf8_lossy(&out.stderr).trim()
+                        ),
+                    }
+                    .into());
+                }
                 Ok(())
             }
         }
@@ -803,7 +813,7 @@ fn not_running(refused: Option<String>) -> anyhow::Result<ReloadOutcome> {
     match refused {
         None => Ok(ReloadOutcome::NotRunning),
         Some(reason) => Err(ManageError::ServerUnreachable {
-            reason: format!("{reason}, and no process of this deployment's server was found: the change is saved but not applied to that server"),
+            reason: format!("{reason}, and no process of this deployment's server was found"),
         }
         .into()),
     }

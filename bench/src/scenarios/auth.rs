@@ -170,7 +170,7 @@ impl Scenario for PermissionsPubSub {
             |creds: &Credentials| deliver(ctx, creds, creds, &subject, self.payload, count, one);
         // The second run on a server tends to differ from the first: alternate which goes
         // first so the ratio carries no order bias.
-        let (open, limited) = if ctx.run_id % 2 == 0 {
+        let (open, limited) = if ctx.run_id.is_multiple_of(2) {
             let open = run(&ctx.auth.open)?;
             (open, run(&ctx.auth.limited)?)
         } else {

@@ -278,7 +278,7 @@ pub fn catalog(settings: &Settings) -> Vec<Box<dyn Scenario>> {
 
 /// Human-readable payload size ("16B", "1KiB").
 pub fn payload_label(payload: usize) -> String {
-    if payload >= 1024 && payload % 1024 == 0 {
+    if payload >= 1024 && payload.is_multiple_of(1024) {
         format!("{}KiB", payload / 1024)
     } else {
         format!("{payload}B")

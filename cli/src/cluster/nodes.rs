@@ -198,7 +198,7 @@ pub fn sync_node(
     let log = paths.node_log_file(&node.name);
     let unconfirmed = |reason: String| ManageError::ReloadNotConfirmed {
         reason,
-        log: log.clone(),
+        log: log.display().to_string(),
     };
     let refused = match SysClient::connect_to(settings, paths, &node.client_addr()) {
         Ok(mut sys) => return sys.reload_to(expected, force, unconfirmed),

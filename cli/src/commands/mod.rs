@@ -143,6 +143,16 @@ pub fn leftover_temp_files(paths: &crate::settings::Paths) -> Vec<std::path::Pat
 /// The system user's bcrypt hash, cached in `.credentials/sys.bcrypt` next to a SHA-256
 /// fingerprint of the password so a changed NATS_SYS_PASSWORD is noticed.
 fn sys_hash(ctx: &Context, printer: Printer) -> anyhow::Result<String> {
+    let (hash, cache) = sys_hash_and_cache(ctx, printer)?;
+    if let Some(text) = cache {
+        write_atomic(&ctx.paths.sys_hash_file(), &text, SECRET_FILE_MODE)?;
+    }
+    Ok(hash)
+}
+
+/// The system user's bcrypt hash, and the new contents of its cache file when the cached one
+/// is not for the current password (for a [`Change`] to write with the rest).
+fn sys_hash_and_cache(ctx: &Context, printer: Printer) -> anyhow::Result<(String, Option<String>)> {
     let password =
         ctx.settings
             .sys_password
@@ -155,13 +165,13 @@ fn sys_hash(ctx: &Context, printer: Printer) -> anyhow::Result<String> {
     if let Ok(text) = fs::read_to_string(&path) {
         if let Some((cached_fingerprint, hash)) = text.trim().split_once(' ') {
             if cached_fingerprint == fingerprint {
-                return Ok(hash.to_owned());
+                return Ok((hash.to_owned(), None));
             }
         }
     }
     let hash = hash_password(password, printer)?;
-    write_atomic(&path, &format!("{fingerprint} {hash}\n"), SECRET_FILE_MODE)?;
-    Ok(hash)
+    let cache = format!("{fingerprint} {hash}\n");
+    Ok((hash, Some(cache)))
 }
 
 /// What a committed [`Change`] did to the running servers.
@@ -350,6 +360,9 @@ impl Applied {
                 doc["error"] = json!(error.to_string());
                 printer.json(&doc);
                 crate::report_human(error);
+                if let Failure::Server(_) = failure {
+                    hint("the files are saved: ./manage reload brings the server to them");
+                }
                 status
             }
         }
@@ -425,6 +438,8 @@ pub struct Change<'a> {
     tenants: Vec<Tenant>,
     /// A cluster description written by this change (else the one on disk, if any).
     cluster: Option<Cluster>,
+    /// Whether the change is undone when the running server does not take it.
+    undo_unless_reloaded: bool,
 }
 
 impl<'a> Change<'a> {
@@ -436,7 +451,20 @@ impl<'a> Change<'a> {
             txn: Transaction::new(&ctx.paths, command),
             tenants: repo::load_all(&ctx.paths)?,
             cluster: None,
+            undo_unless_reloaded: false,
         })
+    }
+
+    /// A change that counts only once the running server has it (a tenant, a user, a
+    /// password): when natsd refuses the reload, does not confirm it or cannot be reached, the
+    /// files are restored and the command fails with nothing changed, so no credentials are
+    /// handed out that the server does not take (or removed that it still takes), and running
+    /// the command again is safe. Without it the files stay (what `reload` wants: they are
+    /// what the tenant files say), and so does a cluster change, which reports nodes that
+    /// missed it (`partial_reload`).
+    pub fn undone_unless_reloaded(mut self) -> Self {
+        self.undo_unless_reloaded = true;
+        self
     }
 
     /// The tenants as they will be.
@@ -508,7 +536,13 @@ impl<'a> Change<'a> {
     /// (`force`: reload even when it already runs this configuration).
     pub fn commit(mut self, printer: Printer, force: bool) -> anyhow::Result<Applied> {
         let ctx = self.ctx;
-        let sys_hash = sys_hash(ctx, printer)?;
+        // The cache of the system user's hash goes with the change, so an undone change
+        // leaves it as it was too.
+        let (sys_hash, sys_cache) = sys_hash_and_cache(ctx, printer)?;
+        if let Some(text) = sys_cache {
+            self.txn
+                .write(&ctx.paths.sys_hash_file(), text, SECRET_FILE_MODE)?;
+        }
         let text = auth_conf::render(&self.tenants, &sys_hash);
         let auth = ctx.paths.auth_conf();
         let mut changed = fs::read_to_string(&auth).ok().as_deref() != Some(text.as_str());
@@ -524,33 +558,51 @@ impl<'a> Change<'a> {
             changed |= self.render_nodes(cluster)?;
             self.refresh_credentials(&client_bases(ctx, Some(cluster)))?;
         }
-        let (digests, validation) = self.txn.commit(&ctx.paths, || match &cluster {
-            None => {
-                let loaded = server::load_config(&ctx.settings, &ctx.paths)?;
-                let validation = server::validate_with_binary(&ctx.settings, &ctx.paths)?;
-                Ok((vec![loaded.digest], validation))
-            }
-            Some(cluster) => {
-                let mut digests = Vec::with_capacity(cluster.nodes.len());
-                for node in &cluster.nodes {
-                    digests.push(nodes::validate(&ctx.settings, &ctx.paths, node)?);
+        let undo = self.undo_unless_reloaded && cluster.is_none();
+        let tenants = self.tenants.len();
+        let ((digests, validation), written) =
+            self.txn.write_checked(&ctx.paths, || match &cluster {
+                None => {
+                    let loaded = server::load_config(&ctx.settings, &ctx.paths)?;
+                    let validation = server::validate_with_binary(&ctx.settings, &ctx.paths)?;
+                    Ok((vec![loaded.digest], validation))
                 }
-                Ok((digests, Validation::Valid))
-            }
-        })?;
+                Some(cluster) => {
+                    let mut digests = Vec::with_capacity(cluster.nodes.len());
+                    for node in &cluster.nodes {
+                        digests.push(nodes::validate(&ctx.settings, &ctx.paths, node)?);
+                    }
+                    Ok((digests, Validation::Valid))
+                }
+            })?;
         if validation == Validation::Skipped {
             printer.warn(
                 "no server binary found (NATSD_BIN); checked the nats.conf syntax only, not the options",
             );
         }
-        journal::failpoint("committed");
+        let written = if undo {
+            Some(written)
+        } else {
+            written.keep()?;
+            None
+        };
+        journal::failpoint("reloading");
         let (digest, sync) = match &cluster {
             None => {
                 let digest = digests.into_iter().next().unwrap_or_default();
                 let spinner = printer.spinner("Reloading natsd…");
                 let reload = server::sync(&ctx.settings, &ctx.paths, &digest, force);
                 spinner.finish_and_clear();
-                (digest, ServerSync::Single(reload))
+                match (written, reload) {
+                    (Some(written), Err(error)) => {
+                        return Err(undo_change(ctx, printer, written, &digest, error))
+                    }
+                    (Some(written), Ok(outcome)) => {
+                        written.keep()?;
+                        (digest, ServerSync::Single(Ok(outcome)))
+                    }
+                    (None, reload) => (digest, ServerSync::Single(reload)),
+                }
             }
             Some(cluster) => {
                 let spinner = printer.spinner(format!("Reloading {} nodes…", cluster.nodes.len()));
@@ -567,7 +619,7 @@ impl<'a> Change<'a> {
             validation,
             digest,
             sync,
-            tenants: self.tenants.len(),
+            tenants,
         })
     }
 
@@ -652,6 +704,50 @@ impl<'a> Change<'a> {
         }
         Ok(changed)
     }
+}
+
+/// A change natsd did not take (`error`): restore the files, and when the server shows the
+/// change after all (a reload confirmed too late), bring it back to the restored files.
+/// Returns the command's error.
+fn undo_change(
+    ctx: &Context,
+    printer: Printer,
+    written: journal::Written,
+    undone_digest: &str,
+    error: anyhow::Error,
+) -> anyhow::Error {
+    if let Err(undo_error) = written.undo() {
+        return error.context(format!(
+            "the running server did not take the change, and restoring the files failed \
+             ({undo_error:#}); the next ./manage command finishes restoring them"
+        ));
+    }
+    // These end before the server is asked, or with the server refusing: it runs what it ran.
+    let untouched = matches!(
+        error.downcast_ref::<ManageError>(),
+        Some(
+            ManageError::ReloadFailed { .. }
+                | ManageError::ServerUnreachable { .. }
+                | ManageError::UnverifiedProcess { .. }
+        )
+    );
+    let runs_undone = || {
+        server::Monitor::new(&ctx.settings)
+            .and_then(|m| m.get("/varz"))
+            .is_ok_and(|varz| server::loaded(&varz).0 == undone_digest)
+    };
+    if !untouched && runs_undone() {
+        let restored = server::load_config(&ctx.settings, &ctx.paths)
+            .map_err(anyhow::Error::from)
+            .and_then(|loaded| server::sync(&ctx.settings, &ctx.paths, &loaded.digest, false));
+        if let Err(e) = restored {
+            printer.warn(format!(
+                "natsd runs the undone change and could not be brought back ({e:#}); run \
+                 ./manage reload once it answers"
+            ));
+        }
+    }
+    error.context("nothing was changed: the running server did not take the change, so the files were restored")
 }
 
 /// Re-render auth.conf from the tenant files and bring the server to it (what `reload`, `up`

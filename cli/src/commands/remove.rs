@@ -64,7 +64,7 @@ pub fn user_remove(
         return Ok(aborted(printer));
     }
     let _lock = begin(ctx, printer)?;
-    let mut change = Change::new(ctx, "remove-user")?;
+    let mut change = Change::new(ctx, "remove-user")?.undone_unless_reloaded();
     let tenant = repo::load(&ctx.paths, &args.tenant)?;
     if tenant.user(args.user.as_str()).is_none() {
         return gone(
@@ -111,7 +111,7 @@ pub fn tenant_remove(
         return Ok(aborted(printer));
     }
     let _lock = begin(ctx, printer)?;
-    let mut change = Change::new(ctx, "remove-tenant")?;
+    let mut change = Change::new(ctx, "remove-tenant")?.undone_unless_reloaded();
     let Some(tenant) = change
         .tenants()
         .iter()

@@ -31,7 +31,7 @@ pub fn rotate(
     let password = generate_password();
     let hash = hash_password(&password, printer)?;
     let _lock = begin(ctx, printer)?;
-    let mut change = Change::new(ctx, "rotate")?;
+    let mut change = Change::new(ctx, "rotate")?.undone_unless_reloaded();
     let path = ctx.paths.tenant_file(args.tenant.as_str());
     let mut doc = repo::load_doc(&ctx.paths, &args.tenant)?;
     if doc.set_password_hash(&path, &user, &hash)? == crate::tenant::Edit::Unchanged {

@@ -143,15 +143,7 @@ pub fn up(args: &UpArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<
     let applied = apply(ctx, printer, false)?;
     applied.sync.into_result()?;
     if ctx.settings.reload == ReloadMode::Compose {
-        let status = Command::new("docker")
-            .args(["compose", "up", "-d", "nats"])
-            .current_dir(&ctx.paths.root)
-            .status()
-            .context("failed to run `docker compose up -d nats`")?;
-        anyhow::ensure!(
-            status.success(),
-            "`docker compose up -d nats` failed ({status})"
-        );
+        compose(ctx, &["up", "-d", "nats"])?;
         wait_healthy(ctx, printer, &monitor, None)?;
         endpoints(ctx, printer, "natsd is running (docker compose)");
         printer.json(&json!({ "ok": true, "running": true, "started": true, "pid": null }));
@@ -191,6 +183,34 @@ pub fn up(args: &UpArgs, ctx: &mut Context, printer: Printer) -> anyhow::Result<
         "monitor_url": monitor.base(),
     }));
     Ok(ExitStatus::Success)
+}
+
+/// `docker compose <args>` in the deployment, its output shown. A failure says so when the
+/// Compose v2 plugin is what is missing (Debian's docker.io, for one, comes without it).
+fn compose(ctx: &Context, args: &[&str]) -> anyhow::Result<()> {
+    let shown = format!("docker compose {}", args.join(" "));
+    let status = Command::new("docker")
+        .arg("compose")
+        .args(args)
+        .current_dir(&ctx.paths.root)
+        .status()
+        .with_context(|| format!("failed to run `{shown}` (is docker installed?)"))?;
+    if status.success() {
+        return Ok(());
+    }
+    let plugin = Command::new("docker")
+        .args(["compose", "version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !plugin {
+        crate::commands::hint(
+            "`docker compose version` fails: install the Docker Compose v2 plugin \
+             (docker-compose-plugin), or set NATS_RELOAD=signal in .env to run natsd without docker",
+        );
+    }
+    anyhow::bail!("`{shown}` failed ({status})")
 }
 
 /// `host:port` of the monitoring listener, as seen from this machine.
@@ -250,15 +270,7 @@ pub fn down(args: &DownArgs, ctx: &Context, printer: Printer) -> anyhow::Result<
         return cluster_up::down(args, ctx, printer);
     }
     if ctx.settings.reload == ReloadMode::Compose {
-        let status = Command::new("docker")
-            .args(["compose", "stop", "nats"])
-            .current_dir(&ctx.paths.root)
-            .status()
-            .context("failed to run `docker compose stop nats`")?;
-        anyhow::ensure!(
-            status.success(),
-            "`docker compose stop nats` failed ({status})"
-        );
+        compose(ctx, &["stop", "nats"])?;
         printer.status("Stopped", "natsd (docker compose)");
         printer.json(&json!({ "ok": true, "stopped": true }));
         return Ok(ExitStatus::Success);

@@ -35,7 +35,7 @@ pub fn tenant_add(
     let password = generate_password();
     let hash = hash_password(&password, printer)?;
     let _lock = begin(ctx, printer)?;
-    let mut change = Change::new(ctx, "add-tenant")?;
+    let mut change = Change::new(ctx, "add-tenant")?.undone_unless_reloaded();
     exists()?;
     repo::ensure_user_free(change.tenants(), &admin)?;
     check_limits(ctx, change.tenants(), args.memory, args.storage)?;

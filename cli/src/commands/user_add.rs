@@ -41,7 +41,7 @@ pub fn user_add(
     let hash = hash_password(&password, printer)?;
 
     let _lock = begin(ctx, printer)?;
-    let mut change = Change::new(ctx, "add-user")?;
+    let mut change = Change::new(ctx, "add-user")?.undone_unless_reloaded();
     repo::ensure_user_free(change.tenants(), &args.user)?;
     let path = ctx.paths.tenant_file(args.tenant.as_str());
     let mut doc = repo::load_doc(&ctx.paths, &args.tenant)?;

@@ -482,7 +482,8 @@ fn issue_12_7_allow_responses_alone_is_replies_only() {
 }
 
 /// Point 7: A reload that cannot be confirmed (the server runs another configuration than the files
-/// say: here started by hand with another server name) exits 1 with a code.
+/// say: here started by hand with another server name) exits 1 with a code, and the new tenant
+/// is undone: no credentials are handed out that the server does not take.
 #[test]
 fn issue_12_7_an_unconfirmed_reload_fails() {
     require_server!();
@@ -498,6 +499,7 @@ fn issue_12_7_an_unconfirmed_reload_fails() {
         .env("NATS_HTTP_PORT", ctx.http_port.to_string());
     let _natsd = TestServer::start_bin(server_binary().unwrap(), spec);
     assert!(ctx.login("sys", &env_value(&ctx.read(".env"), "NATS_SYS_PASSWORD")));
+    let before = ctx.snapshot();
     let out = ctx.run(&["add-tenant", "shop", "1MB", "10MB", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let doc = json_of(&out);
@@ -506,10 +508,86 @@ fn issue_12_7_an_unconfirmed_reload_fails() {
         (false.into(), "reload_not_confirmed".into()),
         "{doc}"
     );
-    assert_eq!(
-        doc["tenant"], "shop",
-        "the details of what was saved are in the document"
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("nothing was changed"),
+        "{doc}"
     );
+    assert_eq!(ctx.snapshot(), before, "the tenant is undone");
+    assert!(!ctx.path("data/manage.journal").exists());
+}
+
+/// Issue 18: with `NATS_RELOAD=compose`, a change the container cannot be brought to (the
+/// system account cannot log in, and `docker kill --signal HUP nats` fails) exits 1 and leaves
+/// nothing of itself: no tenant file, no credentials, auth.conf as before. Run again once the
+/// server can be reached, it succeeds.
+#[test]
+fn issue_18_a_failed_compose_reload_leaves_nothing_half_applied() {
+    use std::os::unix::fs::PermissionsExt as _;
+    require_server!();
+    let mut ctx = TestContext::new();
+    ctx.up();
+    ctx.ok(&["add-tenant", "shop", "1MB", "10MB"]);
+    // A docker whose kill fails, as with no container named `nats`.
+    let bin = ctx.path("fake-bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(
+        bin.join("docker"),
+        "#!/bin/sh\necho \"Error response from daemon: No such container: nats\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("docker"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    // A new system password the running server does not have yet: only a signal would reload it.
+    let env = ctx.read(".env");
+    // Put back before the context's drop runs `manage down`, also when an assertion fails.
+    struct Restore(std::path::PathBuf, String);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = std::fs::write(&self.0, &self.1);
+        }
+    }
+    let _restore = Restore(ctx.path(".env"), env.clone());
+    let old_password = env_value(&env, "NATS_SYS_PASSWORD");
+    let changed = env.replace(
+        &format!("NATS_SYS_PASSWORD={old_password}"),
+        "NATS_SYS_PASSWORD=changed0changed0changed0changed0",
+    ) + "NATS_RELOAD=compose\n";
+    std::fs::write(ctx.path(".env"), &changed).unwrap();
+    let files = |ctx: &TestContext| ctx.snapshot();
+    let before = files(&ctx);
+    for args in [
+        vec!["add-tenant", "blog", "1MB", "10MB"],
+        vec!["add-user", "shop", "svc"],
+        vec!["rotate", "shop", "shop"],
+        vec!["remove-tenant", "shop", "--yes"],
+    ] {
+        let out = ctx
+            .command(&[args.as_slice(), &["--json"]].concat())
+            .env("PATH", &path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let doc = json_of(&out);
+        assert_eq!(doc["code"], "server_unreachable", "{args:?}: {doc}");
+        let causes = doc["causes"].to_string();
+        assert!(
+            causes.contains("docker kill --signal HUP nats")
+                && causes.contains("No such container"),
+            "{args:?}: {doc}"
+        );
+        assert_eq!(files(&ctx), before, "{args:?} left files behind");
+        assert!(!ctx.path("data/manage.journal").exists());
+    }
+    // The server still takes exactly what the files say.
+    let shop = ctx.password(".credentials/shop.env");
+    assert!(ctx.login("shop", &shop));
+    std::fs::write(ctx.path(".env"), &env).unwrap();
+    ctx.ok(&["check"]);
+    let added = ctx.json(&["add-tenant", "blog", "1MB", "10MB"]);
+    assert!(ctx.login("blog", added["password"].as_str().unwrap()));
 }
 
 /// Point 7: `--json`: errors carry a stable code, usage errors print a document too, and `list` /

@@ -141,3 +141,31 @@ fn corrupted_tenant_file_names_file_and_line() {
         "{err}"
     );
 }
+
+/// Issue 18: `NATS_RELOAD=compose` where docker has no Compose v2 plugin (Debian's docker.io
+/// alone): `up` fails and says what is missing, not only that a command failed.
+#[test]
+fn compose_without_the_plugin_says_so() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let ctx = TestContext::new();
+    ctx.ok(&["init"]);
+    let env = ctx.read(".env") + "NATS_RELOAD=compose\n";
+    std::fs::write(ctx.path(".env"), env).unwrap();
+    let bin = ctx.path("fake-bin");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::write(
+        bin.join("docker"),
+        "#!/bin/sh\necho \"docker: '$1' is not a docker command.\" >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(bin.join("docker"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = ctx.command(&["up"]).env("PATH", path).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("`docker compose up -d nats` failed")
+            && stderr.contains("install the Docker Compose v2 plugin"),
+        "{stderr}"
+    );
+}

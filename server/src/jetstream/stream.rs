@@ -249,7 +249,11 @@ impl InternalHandler for IngestHandler {
         if self.queued.fetch_add(1, Ordering::AcqRel) >= INGEST_QUEUE {
             self.queued.fetch_sub(1, Ordering::AcqRel);
             // The publisher gets no ack and retries; blocking here would stall its connection.
-            if self.dropped.fetch_add(1, Ordering::Relaxed) % 10_000 == 0 {
+            if self
+                .dropped
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(10_000)
+            {
                 tracing::warn!(
                     "JetStream stream '{}' ingest queue full, dropping messages",
                     self.stream
