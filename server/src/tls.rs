@@ -1,5 +1,18 @@
 //! TLS for client connections (rustls). As with nats-server, the INFO line goes out in plain
-//! text first (with `tls_required`), then the client starts the handshake.
+//! text first (with `tls_required`), then the client starts the handshake; under
+//! `handshake_first` the handshake comes first and INFO follows inside TLS (the accept path is
+//! in `server.rs`).
+//!
+//! With `verify_and_map` the user is the one the client certificate names. The names are tried
+//! in nats-server's order (see [`PeerCert::map_user`]): email SANs, DNS SANs, URI SANs, then
+//! the subject as a distinguished name (an RFC 4514 user name compared RDN by RDN, first in
+//! order, then in any order), then the subject as Go prints it with its domain components
+//! appended, then as Go prints it.
+//!
+//! OCSP stapling is not built. nats-server staples only when the certificate asks for it
+//! (must-staple) or `ocsp { mode: always }` says so, and then fails to start without a
+//! reachable responder; natsd refuses exactly those configurations, and runs the others as
+//! nats-server does (without a staple).
 
 use std::fs::File;
 use std::io::BufReader;
@@ -10,7 +23,13 @@ use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
-use crate::config::TlsConfig;
+use x509_cert::der::asn1::{Any, ObjectIdentifier};
+use x509_cert::der::{Decode, Tag, Tagged};
+use x509_cert::ext::pkix::name::GeneralName;
+use x509_cert::ext::pkix::SubjectAltName;
+use x509_cert::Certificate;
+
+use crate::config::{OcspConfig, OcspMode, TlsConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -29,6 +48,8 @@ pub enum TlsError {
     Config(String),
     #[error("tls verify without ca_file: no system root certificates could be loaded")]
     NoSystemRoots,
+    #[error("certificate at '{0}' needs an OCSP staple (must-staple, or ocsp mode always), and natsd does not staple OCSP responses; use `ocsp: false` or a certificate without the status_request feature")]
+    OcspStapling(String),
 }
 
 fn open(path: &Path) -> Result<BufReader<File>, TlsError> {
@@ -101,6 +122,358 @@ pub fn acceptor(cfg: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The acceptor the options describe (`None` without a `tls {}` block), refused when it would
+/// need an OCSP staple.
+pub fn acceptor_for(
+    tls: Option<&TlsConfig>,
+    ocsp: Option<&OcspConfig>,
+) -> Result<Option<TlsAcceptor>, TlsError> {
+    let Some(cfg) = tls else {
+        return Ok(None);
+    };
+    let acceptor = acceptor(cfg)?;
+    check_ocsp(cfg, ocsp)?;
+    Ok(Some(acceptor))
+}
+
+/// Refuse what nats-server would staple: a must-staple certificate unless `ocsp` is off, and
+/// any certificate under `ocsp { mode: always }`.
+fn check_ocsp(cfg: &TlsConfig, ocsp: Option<&OcspConfig>) -> Result<(), TlsError> {
+    let mode = ocsp.map_or(OcspMode::Auto, |o| o.mode);
+    let needs_staple = match mode {
+        OcspMode::Never => false,
+        OcspMode::Always => true,
+        OcspMode::Auto | OcspMode::Must => {
+            let leaf = rustls_pemfile::certs(&mut open(&cfg.cert_file)?)
+                .next()
+                .and_then(Result::ok)
+                .ok_or_else(|| TlsError::NoCertificates(cfg.cert_file.display().to_string()))?;
+            must_staple(&leaf)
+        }
+    };
+    if needs_staple {
+        return Err(TlsError::OcspStapling(cfg.cert_file.display().to_string()));
+    }
+    Ok(())
+}
+
+/// The TLS Feature extension (RFC 7633) asks for `status_request` (5): must-staple.
+fn must_staple(der: &[u8]) -> bool {
+    const TLS_FEATURE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.1.24");
+    const STATUS_REQUEST: u8 = 5;
+    let Ok(cert) = Certificate::from_der(der) else {
+        return false;
+    };
+    let extensions = cert.tbs_certificate.extensions.unwrap_or_default();
+    extensions
+        .iter()
+        .filter(|e| e.extn_id == TLS_FEATURE)
+        .filter_map(|e| Vec::<Any>::from_der(e.extn_value.as_bytes()).ok())
+        .flatten()
+        .any(|feature| feature.tag() == Tag::Integer && feature.value() == [STATUS_REQUEST])
+}
+
+/// One attribute of a distinguished name: its type (`CN`, `O`, ...) and value.
+type Attribute = (String, String);
+
+/// A relative distinguished name: one or more attributes.
+type Rdn = Vec<Attribute>;
+
+/// What `verify_and_map` reads from a client certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PeerCert {
+    emails: Vec<String>,
+    dns_names: Vec<String>,
+    uris: Vec<String>,
+    /// The subject's RDNs, last first (RFC 4514 order); `None` when an attribute has a type
+    /// outside the ones nats-server names, or a value that is not a string: nats-server then
+    /// skips the DN comparison.
+    dn: Option<Vec<Rdn>>,
+    /// The subject as Go prints it (`CN=alice,OU=dev,O=Acme`): only the well-known attributes,
+    /// in Go's fixed order, not the certificate's.
+    subject: String,
+    /// The subject's domain components, `DC=example,DC=com`, in the certificate's order.
+    domain_components: String,
+}
+
+/// Attribute types nats-server's DN form knows, by OID.
+const DN_TYPES: &[(&str, &str)] = &[
+    ("2.5.4.3", "CN"),
+    ("2.5.4.5", "SERIALNUMBER"),
+    ("2.5.4.6", "C"),
+    ("2.5.4.7", "L"),
+    ("2.5.4.8", "ST"),
+    ("2.5.4.9", "STREET"),
+    ("2.5.4.10", "O"),
+    ("2.5.4.11", "OU"),
+    ("2.5.4.17", "POSTALCODE"),
+    ("0.9.2342.19200300.100.1.25", "DC"),
+];
+
+/// The order Go prints a subject in (before reversing it): multi-valued types first, then the
+/// common name and serial number, each of which keeps only its last value.
+const GO_SUBJECT_ORDER: &[(&str, bool)] = &[
+    ("C", true),
+    ("ST", true),
+    ("L", true),
+    ("STREET", true),
+    ("POSTALCODE", true),
+    ("O", true),
+    ("OU", true),
+    ("CN", false),
+    ("SERIALNUMBER", false),
+];
+
+/// An attribute value as Go's ASN.1 decoder reads it into a string; `None` for other types.
+fn attribute_string(value: &Any) -> Option<String> {
+    match value.tag() {
+        Tag::Utf8String
+        | Tag::PrintableString
+        | Tag::Ia5String
+        | Tag::TeletexString
+        | Tag::NumericString => Some(String::from_utf8_lossy(value.value()).into_owned()),
+        Tag::BmpString => {
+            let units: Vec<u16> = value
+                .value()
+                .chunks_exact(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
+            String::from_utf16(&units).ok()
+        }
+        _ => None,
+    }
+}
+
+/// A value escaped as Go's RDN printer escapes it (RFC 2253).
+fn escape_rdn_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    let last = value.len().saturating_sub(1);
+    for (i, c) in value.char_indices() {
+        let escape = match c {
+            ',' | '+' | '"' | '\\' | '<' | '>' | ';' => true,
+            ' ' => i == 0 || i == last,
+            '#' => i == 0,
+            _ => false,
+        };
+        if escape {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl PeerCert {
+    /// Read a (verified) client certificate; `None` if it cannot be parsed.
+    pub fn parse(der: &[u8]) -> Option<PeerCert> {
+        let cert = Certificate::from_der(der).ok()?;
+        let tbs = &cert.tbs_certificate;
+        let mut peer = PeerCert::default();
+        if let Ok(Some((_, SubjectAltName(names)))) = tbs.get::<SubjectAltName>() {
+            for name in names {
+                match name {
+                    GeneralName::Rfc822Name(v) => peer.emails.push(v.to_string()),
+                    GeneralName::DnsName(v) => peer.dns_names.push(v.to_string()),
+                    GeneralName::UniformResourceIdentifier(v) => peer.uris.push(v.to_string()),
+                    _ => {}
+                }
+            }
+        }
+        let type_name = |oid: &ObjectIdentifier| {
+            let oid = oid.to_string();
+            DN_TYPES
+                .iter()
+                .find(|(o, _)| *o == oid)
+                .map(|(_, name)| *name)
+        };
+        // The RDNs as the certificate holds them, with each attribute's type name and string
+        // value where it has them.
+        let raw: Vec<Vec<(Option<&str>, Option<String>)>> = tbs
+            .subject
+            .0
+            .iter()
+            .map(|rdn| {
+                rdn.0
+                    .iter()
+                    .map(|atv| (type_name(&atv.oid), attribute_string(&atv.value)))
+                    .collect()
+            })
+            .collect();
+        peer.dn = raw
+            .iter()
+            .rev()
+            .filter(|rdn| !rdn.is_empty())
+            .map(|rdn| {
+                rdn.iter()
+                    .rev()
+                    .map(|(name, value)| Some(((*name)?.to_string(), value.clone()?)))
+                    .collect::<Option<Rdn>>()
+            })
+            .collect();
+        let mut by_type: Vec<(&str, Vec<String>)> = GO_SUBJECT_ORDER
+            .iter()
+            .map(|(name, _)| (*name, Vec::new()))
+            .collect();
+        let mut dcs = Vec::new();
+        for (name, value) in raw.iter().flatten() {
+            let (Some(name), Some(value)) = (name, value) else {
+                continue;
+            };
+            if *name == "DC" {
+                dcs.push(format!("DC={value}"));
+            }
+            if let Some((_, values)) = by_type.iter_mut().find(|(n, _)| n == name) {
+                values.push(value.clone());
+            }
+        }
+        let mut printed: Vec<String> = Vec::new();
+        for ((name, multi), (_, values)) in GO_SUBJECT_ORDER.iter().zip(&by_type) {
+            let values: &[String] = match (multi, values.last()) {
+                (_, None) => continue,
+                (false, Some(last)) if last.is_empty() => continue,
+                (true, Some(_)) => values,
+                (false, Some(last)) => std::slice::from_ref(last),
+            };
+            let rdn: Vec<String> = values
+                .iter()
+                .map(|v| format!("{name}={}", escape_rdn_value(v)))
+                .collect();
+            printed.push(rdn.join("+"));
+        }
+        printed.reverse();
+        peer.subject = printed.join(",");
+        peer.domain_components = dcs.join(",");
+        Some(peer)
+    }
+
+    /// The configured user this certificate names, tried in nats-server's order. `exists` says
+    /// whether a user of that name exists; `users` lists them all (for the DN comparison).
+    pub fn map_user<'a>(
+        &self,
+        exists: impl Fn(&str) -> bool,
+        users: impl Iterator<Item = &'a str>,
+    ) -> Option<String> {
+        let sans = self.emails.iter().chain(&self.dns_names).chain(&self.uris);
+        if let Some(found) = sans.into_iter().find(|name| exists(name)) {
+            return Some(found.clone());
+        }
+        if let Some(dn) = &self.dn {
+            let mut parsed: Vec<(&str, Vec<Rdn>)> = users
+                .filter_map(|name| Some((name, parse_dn(name)?)))
+                .collect();
+            // nats-server walks a map here; sorting makes a tie between two users stable.
+            parsed.sort_by(|a, b| a.0.cmp(b.0));
+            let exact = parsed.iter().find(|(_, user_dn)| {
+                user_dn.len() == dn.len() && user_dn.iter().zip(dn).all(|(a, b)| rdn_equal(a, b))
+            });
+            let reordered = || parsed.iter().find(|(_, user_dn)| rdns_match(user_dn, dn));
+            if let Some((name, _)) = exact.or_else(reordered) {
+                return Some((*name).to_string());
+            }
+        }
+        if !self.domain_components.is_empty() {
+            let with_dcs = format!("{},{}", self.subject, self.domain_components);
+            if exists(&with_dcs) {
+                return Some(with_dcs);
+            }
+        }
+        exists(&self.subject).then(|| self.subject.clone())
+    }
+}
+
+/// Two RDNs hold the same attributes, in any order (types compared without case).
+fn rdn_equal(a: &Rdn, b: &Rdn) -> bool {
+    let has_all = |x: &Rdn, y: &Rdn| {
+        y.iter().all(|(t, v)| {
+            x.iter()
+                .any(|(t2, v2)| t.eq_ignore_ascii_case(t2) && v == v2)
+        })
+    };
+    a.len() == b.len() && has_all(a, b) && has_all(b, a)
+}
+
+/// The same RDNs, in any order.
+fn rdns_match(a: &[Rdn], b: &[Rdn]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut taken = vec![false; b.len()];
+    a.iter().all(|rdn| {
+        let found = (0..b.len()).find(|&j| !taken[j] && rdn_equal(rdn, &b[j]));
+        if let Some(j) = found {
+            taken[j] = true;
+        }
+        found.is_some()
+    })
+}
+
+/// A user name read as an RFC 4514 distinguished name (`CN=alice,O=Acme`), the way
+/// nats-server reads it: `\\`-escapes of specials or hex pairs, unescaped spaces around values
+/// dropped, BER (`#...`) values refused. `None` for a name that is not a DN.
+fn parse_dn(s: &str) -> Option<Vec<Rdn>> {
+    let bytes = s.as_bytes();
+    let mut dn: Vec<Rdn> = Vec::new();
+    let mut rdn: Rdn = Vec::new();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut kind: Option<String> = None;
+    let mut trailing_spaces = 0usize;
+    let take = |buf: &mut Vec<u8>, trailing: &mut usize| {
+        let keep = buf.len().saturating_sub(*trailing);
+        let out = String::from_utf8_lossy(&buf[..keep]).into_owned();
+        buf.clear();
+        *trailing = 0;
+        out
+    };
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        match c {
+            b'\\' => {
+                trailing_spaces = 0;
+                let next = *bytes.get(i + 1)?;
+                if b" \"#+,;<=>\\".contains(&next) {
+                    buf.push(next);
+                    i += 2;
+                    continue;
+                }
+                let hex = s.get(i + 1..i + 3)?;
+                buf.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+                continue;
+            }
+            b'=' => {
+                kind = Some(take(&mut buf, &mut trailing_spaces));
+                if bytes.get(i + 1) == Some(&b'#') {
+                    return None;
+                }
+            }
+            b',' | b'+' => {
+                let t = kind.take().filter(|t| !t.is_empty())?;
+                rdn.push((t, take(&mut buf, &mut trailing_spaces)));
+                if c == b',' {
+                    dn.push(std::mem::take(&mut rdn));
+                }
+            }
+            b' ' if buf.is_empty() => {}
+            _ => {
+                if c == b' ' {
+                    trailing_spaces += 1;
+                } else {
+                    trailing_spaces = 0;
+                }
+                buf.push(c);
+            }
+        }
+        i += 1;
+    }
+    if !buf.is_empty() {
+        let t = kind.take().filter(|t| !t.is_empty())?;
+        rdn.push((t, take(&mut buf, &mut trailing_spaces)));
+        dn.push(rdn);
+    }
+    Some(dn)
 }
 
 /// TLS version as Go names it in `/connz`.

@@ -93,6 +93,9 @@ pub struct Options {
     /// on and its block names none (`-sd` always wins, as in nats-server).
     pub store_dir: Option<PathBuf>,
     pub tls: Option<TlsConfig>,
+    /// Top-level `ocsp`: how the server certificate's OCSP status is stapled. natsd staples
+    /// nothing, so it starts only where nats-server would not staple either (see `tls.rs`).
+    pub ocsp: Option<OcspConfig>,
     /// The file these options came from (for reload and `-t`).
     pub config_file: Option<PathBuf>,
 }
@@ -130,6 +133,7 @@ impl Default for Options {
             jetstream: None,
             store_dir: None,
             tls: None,
+            ocsp: None,
             config_file: None,
         }
     }
@@ -451,4 +455,45 @@ pub struct TlsConfig {
     pub verify: bool,
     /// Handshake timeout (`tls { timeout }`, seconds or a duration string). Default 2s.
     pub timeout: Duration,
+    /// `verify_and_map`: the user is the one the client certificate names (implies `verify`).
+    pub verify_and_map: bool,
+    /// `handshake_first` (also `first`, `immediate`). Default off.
+    pub handshake_first: HandshakeFirst,
+}
+
+/// nats-server's wait for a ClientHello under `handshake_first: auto`.
+pub const DEFAULT_TLS_HANDSHAKE_FIRST_FALLBACK: Duration = Duration::from_millis(50);
+
+/// Whether the TLS handshake comes before the INFO line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HandshakeFirst {
+    /// INFO in plain text, then the client upgrades (the NATS default).
+    #[default]
+    Off,
+    /// The handshake first, always: a client that waits for INFO before upgrading fails.
+    Always,
+    /// Wait this long for a ClientHello; a client that sends nothing gets INFO in plain text
+    /// and the usual upgrade, so both kinds of client connect.
+    Fallback(Duration),
+}
+
+/// The top-level `ocsp` option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcspConfig {
+    pub mode: OcspMode,
+    /// `url` / `urls`: responders to ask instead of the certificate's own.
+    pub urls: Vec<String>,
+}
+
+/// `ocsp { mode }`; `ocsp: true` is `Auto`, `ocsp: false` is `Never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OcspMode {
+    /// Staple when the certificate asks for it (must-staple).
+    Auto,
+    /// Always staple, and stop on a revoked status.
+    Always,
+    /// As `Auto`, and stop on a revoked status.
+    Must,
+    /// Never staple.
+    Never,
 }

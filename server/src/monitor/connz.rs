@@ -189,6 +189,9 @@ pub(crate) struct ConnInfo {
     pub tls_version: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tls_cipher_suite: String,
+    /// The TLS handshake came before INFO (`handshake_first`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_first: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub authorized_user: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -368,6 +371,7 @@ impl Snapshot {
             version: self.meta.version,
             tls_version: self.meta.tls_version,
             tls_cipher_suite: self.meta.tls_cipher,
+            tls_first: self.meta.tls_first,
             authorized_user,
             account: account_field,
             subscriptions_list,
