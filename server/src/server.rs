@@ -425,12 +425,7 @@ impl Server {
         if let Some(file) = &opts.config_file {
             tracing::info!("Using configuration file: {}", file.display());
         }
-        if opts
-            .auth
-            .users
-            .iter()
-            .any(|u| !u.nkey && !crate::config::is_bcrypt(&u.password))
-        {
+        if opts.has_plaintext_passwords() {
             tracing::warn!("Plaintext passwords detected, use nkeys or bcrypt");
         }
     }

@@ -497,3 +497,155 @@ pub fn tls_cipher_name(suite: Option<rustls::SupportedCipherSuite>) -> String {
         None => name,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests fail loudly by design")]
+
+    use rcgen::{CertificateParams, CustomExtension, DistinguishedName, DnType, KeyPair, SanType};
+
+    use super::*;
+
+    fn rdn(pairs: &[(&str, &str)]) -> Rdn {
+        pairs
+            .iter()
+            .map(|(t, v)| (t.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn cert(subject: &[(DnType, &str)], sans: Vec<SanType>) -> Vec<u8> {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        for (kind, value) in subject {
+            params.distinguished_name.push(kind.clone(), *value);
+        }
+        params.subject_alt_names = sans;
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn user_names_read_as_distinguished_names() {
+        assert_eq!(
+            parse_dn("CN=bob,OU=dev,O=Acme"),
+            Some(vec![
+                rdn(&[("CN", "bob")]),
+                rdn(&[("OU", "dev")]),
+                rdn(&[("O", "Acme")])
+            ])
+        );
+        assert_eq!(
+            parse_dn(" CN = a\\,b , O=\\41cme+OU=x"),
+            Some(vec![
+                rdn(&[("CN", "a,b")]),
+                rdn(&[("O", "Acme"), ("OU", "x")])
+            ])
+        );
+        // An escaped trailing space is kept.
+        assert_eq!(parse_dn("CN=x\\ "), Some(vec![rdn(&[("CN", "x ")])]));
+        for not_a_dn in [
+            "alice@example.com",
+            "svc.example.com",
+            "CN=#0403",
+            "CN=a,=b",
+        ] {
+            assert_eq!(parse_dn(not_a_dn), None, "{not_a_dn}");
+        }
+    }
+
+    #[test]
+    fn values_are_escaped_as_go_prints_them() {
+        assert_eq!(escape_rdn_value(" a,b#"), "\\ a\\,b#");
+        assert_eq!(escape_rdn_value("#x "), "\\#x\\ ");
+        assert_eq!(escape_rdn_value("a+b<c>;\"d\\"), "a\\+b\\<c\\>\\;\\\"d\\\\");
+    }
+
+    #[test]
+    fn the_subject_is_printed_in_gos_order_and_kept_as_a_dn() {
+        let der = cert(
+            &[
+                (DnType::CommonName, "bob"),
+                (DnType::CountryName, "US"),
+                (
+                    DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 25]),
+                    "example",
+                ),
+                (DnType::OrganizationName, "Acme, Inc"),
+            ],
+            vec![],
+        );
+        let peer = PeerCert::parse(&der).unwrap();
+        assert_eq!(peer.subject, "CN=bob,O=Acme\\, Inc,C=US");
+        assert_eq!(peer.domain_components, "DC=example");
+        assert_eq!(
+            peer.dn,
+            Some(vec![
+                rdn(&[("O", "Acme, Inc")]),
+                rdn(&[("DC", "example")]),
+                rdn(&[("C", "US")]),
+                rdn(&[("CN", "bob")]),
+            ])
+        );
+        // An attribute type the DN form does not know leaves only the printed subject.
+        let der = cert(
+            &[
+                (DnType::CommonName, "dave"),
+                (
+                    DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 1]),
+                    "d",
+                ),
+            ],
+            vec![],
+        );
+        let peer = PeerCert::parse(&der).unwrap();
+        assert_eq!(peer.dn, None);
+        assert_eq!(peer.subject, "CN=dave");
+    }
+
+    #[test]
+    fn users_are_mapped_in_nats_servers_order() {
+        let der = cert(
+            &[
+                (DnType::CommonName, "bob"),
+                (DnType::OrganizationName, "Acme"),
+            ],
+            vec![
+                SanType::DnsName("bob.example.com".try_into().unwrap()),
+                SanType::Rfc822Name("bob@example.com".try_into().unwrap()),
+                SanType::URI("spiffe://example.com/bob".try_into().unwrap()),
+            ],
+        );
+        let peer = PeerCert::parse(&der).unwrap();
+        let map = |users: &[&str]| peer.map_user(|n| users.contains(&n), users.iter().copied());
+        let all = [
+            "O=Acme,CN=bob",
+            "spiffe://example.com/bob",
+            "bob.example.com",
+            "bob@example.com",
+        ];
+        assert_eq!(map(&all).as_deref(), Some("bob@example.com"));
+        assert_eq!(map(&all[..3]).as_deref(), Some("bob.example.com"));
+        assert_eq!(map(&all[..2]).as_deref(), Some("spiffe://example.com/bob"));
+        // In order first, then in any order.
+        assert_eq!(
+            map(&["CN=bob,O=Acme", "O=Acme,CN=bob"]).as_deref(),
+            Some("O=Acme,CN=bob")
+        );
+        assert_eq!(map(&["cn=bob,o=Acme"]).as_deref(), Some("cn=bob,o=Acme"));
+        assert_eq!(map(&["CN=bob,O=acme", "CN=bob"]), None);
+    }
+
+    #[test]
+    fn must_staple_is_read_from_the_tls_feature_extension() {
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+        assert!(!must_staple(
+            params.clone().self_signed(&key).unwrap().der()
+        ));
+        params.custom_extensions = vec![CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 5, 5, 7, 1, 24],
+            vec![0x30, 0x03, 0x02, 0x01, 0x05],
+        )];
+        assert!(must_staple(params.self_signed(&key).unwrap().der()));
+    }
+}

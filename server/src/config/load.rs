@@ -677,14 +677,11 @@ pub(crate) fn build(root: &Map) -> Outcome {
             );
         }
     }
-    if users
-        .iter()
-        .any(|p| !p.user.nkey && !crate::config::is_bcrypt(&p.user.password))
-    {
+    o.auth.users = users.into_iter().map(|p| p.user).collect();
+    if o.has_plaintext_passwords() {
         cx.notices
             .push("Plaintext passwords detected, use nkeys or bcrypt".to_string());
     }
-    o.auth.users = users.into_iter().map(|p| p.user).collect();
 
     if o.max_payload > 8 * 1024 * 1024 {
         cx.notices.push(

@@ -100,6 +100,19 @@ pub struct Options {
     pub config_file: Option<PathBuf>,
 }
 
+impl Options {
+    /// Whether a user's password is stored in plain text (nats-server's start-up warning). NKEY
+    /// users have none, and a user without one under `verify_and_map` is a certificate
+    /// identity, not a weak password.
+    pub fn has_plaintext_passwords(&self) -> bool {
+        let tls_map = self.tls.as_ref().is_some_and(|t| t.verify_and_map);
+        self.auth
+            .users
+            .iter()
+            .any(|u| !(u.nkey || super::is_bcrypt(&u.password) || tls_map && u.password.is_empty()))
+    }
+}
+
 impl Default for Options {
     fn default() -> Self {
         Options {

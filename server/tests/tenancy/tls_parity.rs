@@ -303,6 +303,15 @@ fn mapped_users() -> String {
     )
 }
 
+/// A client certificate's name, subject attributes (in certificate order) and SANs, and the
+/// user it maps to.
+type MapCase = (
+    &'static str,
+    Vec<(DnType, &'static str)>,
+    Vec<SanType>,
+    Option<&'static str>,
+);
+
 /// `verify_and_map`: the user comes from the certificate, in nats-server's order (email SANs,
 /// then DNS SANs, then the subject as a DN, in order or not, then the subject as Go prints it),
 /// and that user's account and permissions apply. A certificate naming nobody is refused.
@@ -312,8 +321,7 @@ async fn verify_and_map_finds_the_user_in_the_certificate() {
     let dc = DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 25]);
     let email = |s: &str| SanType::Rfc822Name(s.try_into().unwrap());
     let dns = |s: &str| SanType::DnsName(s.try_into().unwrap());
-    // (certificate, subject attributes in certificate order, SANs, the user it maps to)
-    let cases: Vec<(&str, Vec<(DnType, &str)>, Vec<SanType>, Option<&str>)> = vec![
+    let cases: Vec<MapCase> = vec![
         (
             "alice",
             vec![(DnType::CommonName, "alice")],
