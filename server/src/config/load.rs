@@ -1491,10 +1491,10 @@ fn tls(cx: &mut Ctx, block: &Entry, m: &Map) -> Option<TlsConfig> {
             "cert_file" => cert = cx.string(e).map(PathBuf::from),
             "key_file" => key = cx.string(e).map(PathBuf::from),
             "ca_file" => ca = cx.string(e).map(PathBuf::from),
-            "verify" => verify = cx.boolean(e).unwrap_or(false),
+            "verify" => verify = tls_boolean(cx, e).unwrap_or(false),
             "timeout" => timeout = cx.seconds(e, "tls config").unwrap_or(timeout),
             "verify_and_map" => {
-                verify_and_map = cx.boolean(e).unwrap_or(false);
+                verify_and_map = tls_boolean(cx, e).unwrap_or(false);
                 verify |= verify_and_map;
             }
             "handshake_first" | "first" | "immediate" => {
@@ -1553,6 +1553,23 @@ fn tls(cx: &mut Ctx, block: &Entry, m: &Map) -> Option<TlsConfig> {
         verify_and_map,
         handshake_first,
     })
+}
+
+/// A boolean in the `tls` block, refused with nats-server's words.
+fn tls_boolean(cx: &mut Ctx, e: &Entry) -> Option<bool> {
+    match e.value.value {
+        Value::Bool(b) => Some(b),
+        _ => {
+            cx.err(
+                &e.key_span,
+                format!(
+                    "error parsing tls config, expected '{}' to be a boolean",
+                    lower(e)
+                ),
+            );
+            None
+        }
+    }
 }
 
 /// `handshake_first`: a boolean, `auto`, or a duration to wait for a ClientHello before
@@ -1645,23 +1662,12 @@ fn ocsp(cx: &mut Ctx, e: &Entry) -> Option<OcspConfig> {
                 };
             }
             "url" => config.urls = vec![cx.string(f)?],
-            "urls" => match &f.value.value {
-                Value::Array(items) => {
-                    for item in items {
-                        match &item.value {
-                            Value::Str(u) => config.urls.push(u.clone()),
-                            _ => {
-                                cx.type_err(&f.key_span, item, "string");
-                                return None;
-                            }
-                        }
-                    }
-                }
-                _ => {
-                    cx.type_err(&f.key_span, &f.value, "[]string");
-                    return None;
-                }
-            },
+            // nats-server reads `urls` as a Go string slice, which a config file never holds,
+            // so it refuses every value.
+            "urls" => {
+                cx.type_err(&e.key_span, &f.value, "[]string");
+                return None;
+            }
             _ => {
                 cx.err(
                     &f.key_span,

@@ -494,7 +494,8 @@ pub enum HandshakeFirst {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OcspConfig {
     pub mode: OcspMode,
-    /// `url` / `urls`: responders to ask instead of the certificate's own.
+    /// `url`: a responder to ask instead of the certificate's own (`urls` is refused, as
+    /// nats-server refuses it in a config file).
     pub urls: Vec<String>,
 }
 

@@ -521,6 +521,7 @@ fn ocsp_settings_start_where_nats_server_starts() {
         "ocsp: { mode: sometimes }",
         "ocsp: { stapling: true }",
         "ocsp: 5",
+        "ocsp: { mode: never, urls: [\"http://127.0.0.1:1\"] }",
     ] {
         let path = dir.path().join("bad.conf");
         std::fs::write(
