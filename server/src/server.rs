@@ -563,6 +563,12 @@ impl Server {
                                 crate::tls::tls_version_name(session.protocol_version());
                             meta.tls_cipher =
                                 crate::tls::tls_cipher_name(session.negotiated_cipher_suite());
+                            meta.tls_peer_certs = session
+                                .peer_certificates()
+                                .unwrap_or_default()
+                                .iter()
+                                .filter_map(|cert| crate::tls::PeerCertInfo::parse(cert))
+                                .collect();
                             if map {
                                 // A certificate that cannot be read maps to no user.
                                 let peer = session

@@ -24,7 +24,7 @@ use rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::TlsAcceptor;
 
 use x509_cert::der::asn1::{Any, ObjectIdentifier};
-use x509_cert::der::{Decode, Tag, Tagged};
+use x509_cert::der::{Decode, Encode, Tag, Tagged};
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::SubjectAltName;
 use x509_cert::Certificate;
@@ -198,19 +198,8 @@ pub struct PeerCert {
     domain_components: String,
 }
 
-/// Attribute types nats-server's DN form knows, by OID.
-const DN_TYPES: &[(&str, &str)] = &[
-    ("2.5.4.3", "CN"),
-    ("2.5.4.5", "SERIALNUMBER"),
-    ("2.5.4.6", "C"),
-    ("2.5.4.7", "L"),
-    ("2.5.4.8", "ST"),
-    ("2.5.4.9", "STREET"),
-    ("2.5.4.10", "O"),
-    ("2.5.4.11", "OU"),
-    ("2.5.4.17", "POSTALCODE"),
-    ("0.9.2342.19200300.100.1.25", "DC"),
-];
+/// The domain component attribute, which nats-server's DN form knows beside Go's named fields.
+const DOMAIN_COMPONENT: (&str, &str) = ("0.9.2342.19200300.100.1.25", "DC");
 
 /// The order Go prints a subject in (before reversing it): multi-valued types first, then the
 /// common name and serial number, each of which keeps only its last value.
@@ -265,6 +254,88 @@ fn escape_rdn_value(value: &str) -> String {
     out
 }
 
+/// A subject as Go prints it. The well-known attributes (Go's named fields) come in Go's fixed
+/// order, each multi-valued type as one RDN and the common name and serial number with their
+/// last value only; with `others`, every other attribute follows, last first, as
+/// `<oid>=<value>` (Go's `Name.String`, which `/connz` shows).
+fn go_subject(subject: &x509_cert::name::Name, others: bool) -> String {
+    let mut by_type: Vec<Vec<String>> = vec![Vec::new(); GO_SUBJECT_ORDER.len()];
+    let mut other: Vec<String> = Vec::new();
+    for atv in subject.0.iter().flat_map(|rdn| rdn.0.iter()) {
+        let oid = atv.oid.to_string();
+        let known = GO_NAMED_FIELDS.iter().position(|(o, _)| *o == oid);
+        match (known, attribute_string(&atv.value)) {
+            (Some(i), Some(value)) => {
+                let name = GO_NAMED_FIELDS[i].1;
+                if let Some(slot) = GO_SUBJECT_ORDER.iter().position(|(n, _)| *n == name) {
+                    by_type[slot].push(value);
+                }
+            }
+            (Some(_), None) => {}
+            (None, Some(value)) => other.push(format!("{oid}={}", escape_rdn_value(&value))),
+            (None, None) => {
+                let der = atv.value.to_der().unwrap_or_default();
+                other.push(format!("{oid}=#{}", hex::encode(der)));
+            }
+        }
+    }
+    let mut printed: Vec<String> = Vec::new();
+    for ((name, multi), values) in GO_SUBJECT_ORDER.iter().zip(&by_type) {
+        let values: &[String] = match (multi, values.last()) {
+            (_, None) => continue,
+            (false, Some(last)) if last.is_empty() => continue,
+            (true, Some(_)) => values,
+            (false, Some(last)) => std::slice::from_ref(last),
+        };
+        let rdn: Vec<String> = values
+            .iter()
+            .map(|v| format!("{name}={}", escape_rdn_value(v)))
+            .collect();
+        printed.push(rdn.join("+"));
+    }
+    if others {
+        printed.splice(0..0, other);
+    }
+    printed.reverse();
+    printed.join(",")
+}
+
+/// The attribute types Go reads into named fields, by OID.
+const GO_NAMED_FIELDS: &[(&str, &str)] = &[
+    ("2.5.4.3", "CN"),
+    ("2.5.4.5", "SERIALNUMBER"),
+    ("2.5.4.6", "C"),
+    ("2.5.4.7", "L"),
+    ("2.5.4.8", "ST"),
+    ("2.5.4.9", "STREET"),
+    ("2.5.4.10", "O"),
+    ("2.5.4.11", "OU"),
+    ("2.5.4.17", "POSTALCODE"),
+];
+
+/// A client certificate as `/connz?auth=true` shows it (`tls_peer_certs`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PeerCertInfo {
+    pub subject: String,
+    pub spki_sha256: String,
+    pub cert_sha256: String,
+}
+
+impl PeerCertInfo {
+    /// `None` if the certificate cannot be parsed.
+    pub fn parse(der: &[u8]) -> Option<PeerCertInfo> {
+        use sha2::{Digest, Sha256};
+        let cert = Certificate::from_der(der).ok()?;
+        let tbs = &cert.tbs_certificate;
+        let spki = tbs.subject_public_key_info.to_der().ok()?;
+        Some(PeerCertInfo {
+            subject: go_subject(&tbs.subject, true),
+            spki_sha256: hex::encode(Sha256::digest(spki)),
+            cert_sha256: hex::encode(Sha256::digest(der)),
+        })
+    }
+}
+
 impl PeerCert {
     /// Read a (verified) client certificate; `None` if it cannot be parsed.
     pub fn parse(der: &[u8]) -> Option<PeerCert> {
@@ -283,8 +354,9 @@ impl PeerCert {
         }
         let type_name = |oid: &ObjectIdentifier| {
             let oid = oid.to_string();
-            DN_TYPES
+            GO_NAMED_FIELDS
                 .iter()
+                .chain(std::iter::once(&DOMAIN_COMPONENT))
                 .find(|(o, _)| *o == oid)
                 .map(|(_, name)| *name)
         };
@@ -312,38 +384,15 @@ impl PeerCert {
                     .collect::<Option<Rdn>>()
             })
             .collect();
-        let mut by_type: Vec<(&str, Vec<String>)> = GO_SUBJECT_ORDER
+        peer.subject = go_subject(&tbs.subject, false);
+        let dcs: Vec<String> = raw
             .iter()
-            .map(|(name, _)| (*name, Vec::new()))
+            .flatten()
+            .filter_map(|(name, value)| match (name, value) {
+                (Some("DC"), Some(value)) => Some(format!("DC={value}")),
+                _ => None,
+            })
             .collect();
-        let mut dcs = Vec::new();
-        for (name, value) in raw.iter().flatten() {
-            let (Some(name), Some(value)) = (name, value) else {
-                continue;
-            };
-            if *name == "DC" {
-                dcs.push(format!("DC={value}"));
-            }
-            if let Some((_, values)) = by_type.iter_mut().find(|(n, _)| n == name) {
-                values.push(value.clone());
-            }
-        }
-        let mut printed: Vec<String> = Vec::new();
-        for ((name, multi), (_, values)) in GO_SUBJECT_ORDER.iter().zip(&by_type) {
-            let values: &[String] = match (multi, values.last()) {
-                (_, None) => continue,
-                (false, Some(last)) if last.is_empty() => continue,
-                (true, Some(_)) => values,
-                (false, Some(last)) => std::slice::from_ref(last),
-            };
-            let rdn: Vec<String> = values
-                .iter()
-                .map(|v| format!("{name}={}", escape_rdn_value(v)))
-                .collect();
-            printed.push(rdn.join("+"));
-        }
-        printed.reverse();
-        peer.subject = printed.join(",");
         peer.domain_components = dcs.join(",");
         Some(peer)
     }

@@ -602,3 +602,80 @@ async fn reload_swaps_the_certificate_for_new_connections() {
         assert_round_trip(&existing, "kept", kind).await;
     }
 }
+
+/// `/connz?auth=true` shows each client certificate (subject as Go prints it, the SHA-256 of
+/// its public key and of the certificate) as nats-server shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connz_shows_the_client_certificates() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let ca_path = ca.write(dir.path(), "ca");
+    let (cert, key) = ca.server(dir.path(), "server", |_| {});
+    let uid = DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 1]);
+    let dc = DnType::CustomDnType(vec![0, 9, 2342, 19200300, 100, 1, 25]);
+    let email = DnType::CustomDnType(vec![1, 2, 840, 113549, 1, 9, 1]);
+    let clients = [
+        ca.client(
+            dir.path(),
+            "full",
+            &[
+                (DnType::CountryName, "US"),
+                (DnType::StateOrProvinceName, "CA"),
+                (DnType::LocalityName, "Los Angeles"),
+                (DnType::OrganizationName, "Acme, Inc"),
+                (DnType::OrganizationalUnitName, "dev+ops"),
+                (DnType::CommonName, " bob#"),
+            ],
+            vec![],
+        ),
+        ca.client(
+            dir.path(),
+            "others",
+            &[
+                (dc, "example"),
+                (uid, "u-1"),
+                (email, "bob@example.com"),
+                (DnType::CommonName, "bob"),
+            ],
+            vec![],
+        ),
+    ];
+    let mut shown = Vec::new();
+    for kind in impls() {
+        let conf_dir = tempfile::tempdir().unwrap();
+        let tls = tls_block(
+            &cert,
+            &key,
+            &format!("ca_file: \"{}\"\n  verify: true", ca_path.display()),
+        );
+        let p = start(kind, conf_dir, &tls).await;
+        let mut seen = Vec::new();
+        for (cert, key) in &clients {
+            let client = connect(
+                shop_over_tls(&ca_path).add_client_certificate(cert.clone(), key.clone()),
+                p.port,
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: refused: {e}"));
+            client.flush().await.unwrap();
+            let connz = p.http_json("/connz?auth=true").await;
+            let certs = connz["connections"][0]["tls_peer_certs"].clone();
+            assert_eq!(certs.as_array().map(Vec::len), Some(1), "{kind:?}: {connz}");
+            seen.push(certs);
+            let without_auth = p.http_json("/connz").await;
+            assert!(
+                without_auth["connections"][0]
+                    .get("tls_peer_certs")
+                    .is_none(),
+                "{kind:?}"
+            );
+            drop(client);
+            testkit::eventually_async(WAIT, "the client's connection to close", async || {
+                p.http_json("/connz").await["num_connections"] == 0
+            })
+            .await;
+        }
+        shown.push(seen);
+    }
+    testkit::with_reference(&shown, |ours, theirs| assert_eq!(ours, theirs));
+}
