@@ -111,6 +111,8 @@ pub struct Credentials<'a> {
     pub sig: Option<&'a str>,
     /// The nonce this connection was sent in INFO (empty when it was sent none).
     pub nonce: &'a [u8],
+    /// Under `verify_and_map`: the client certificate, which names the user.
+    pub cert: Option<&'a crate::tls::PeerCert>,
 }
 
 impl Credentials<'_> {
@@ -210,6 +212,35 @@ impl Authenticator {
                 user: None,
                 account: GLOBAL_ACCOUNT.to_string(),
             });
+        }
+        // Under `verify_and_map` the certificate names the user among the password users,
+        // unless an NKEY was presented: as in nats-server, that decides alone.
+        let nkey_presented = creds.nkey.is_some() && self.nonce_required();
+        if let (Some(cert), false) = (creds.cert, nkey_presented) {
+            let mappable = |u: &&Arc<UserEntry>| !u.is_nkey();
+            if self.users.values().any(|u| mappable(&u)) {
+                let name = cert.map_user(
+                    |name| self.users.get(name).is_some_and(|u| mappable(&u)),
+                    self.users
+                        .values()
+                        .filter(mappable)
+                        .map(|u| u.name.as_str()),
+                )?;
+                let user = self.users.get(&name)?;
+                if let Some(given) = creds.user {
+                    tracing::warn!(
+                        "User {given:?} found in connect proto, but user required from cert"
+                    );
+                }
+                // A mapped user that has a password must still give it.
+                let ok = cache
+                    .verify(&user.name, creds.pass.unwrap_or_default(), &user.password)
+                    .await;
+                return ok.then(|| Identity {
+                    user: Some(user.clone()),
+                    account: user.account.clone(),
+                });
+            }
         }
         if creds.is_empty(self.nonce_required()) {
             let user = self.users.get(self.no_auth_user.as_deref()?)?;

@@ -80,7 +80,14 @@ fn test_config(flags: &FlagOptions) -> ExitCode {
         );
         return ExitCode::from(1);
     };
-    match load(flags) {
+    // nats-server reads the certificate and key while parsing, so `-t` catches a broken pair.
+    let loaded = load(flags).and_then(|loaded| {
+        if let Some(tls) = &loaded.options.tls {
+            natsd::tls::acceptor(tls)?;
+        }
+        Ok(loaded)
+    });
+    match loaded {
         Ok(loaded) if loaded.warnings.is_empty() => {
             eprintln!(
                 "nats-server: configuration file {} is valid ({})",

@@ -17,7 +17,9 @@ use tokio::sync::watch;
 use crate::account::{Account, AccountSettings};
 use crate::auth::{Authenticator, PasswordCache};
 use crate::client::{self, ClientShared, ConnectionCounters, ConnectionHost};
-use crate::config::{Options, DEFAULT_SYSTEM_ACCOUNT, GLOBAL_ACCOUNT};
+use crate::config::{
+    HandshakeFirst, Options, DEFAULT_SYSTEM_ACCOUNT, DEFAULT_TLS_TIMEOUT, GLOBAL_ACCOUNT,
+};
 use crate::imports;
 use crate::outbound::{ClientId, CloseReason, Outlet, Queued};
 use crate::proto::encode;
@@ -203,10 +205,7 @@ impl Server {
             .get(GLOBAL_ACCOUNT)
             .cloned()
             .unwrap_or_else(|| Account::new(GLOBAL_ACCOUNT, AccountSettings::default()));
-        let tls = match &opts.tls {
-            Some(cfg) => Some(Arc::new(tls::acceptor(cfg)?)),
-            None => None,
-        };
+        let tls = tls::acceptor_for(opts.tls.as_ref(), opts.ocsp.as_ref())?.map(Arc::new);
         let (shutdown, _) = watch::channel(false);
         let server = Arc::new(Server {
             id: generate_server_id(),
@@ -426,12 +425,7 @@ impl Server {
         if let Some(file) = &opts.config_file {
             tracing::info!("Using configuration file: {}", file.display());
         }
-        if opts
-            .auth
-            .users
-            .iter()
-            .any(|u| !u.nkey && !crate::config::is_bcrypt(&u.password))
-        {
+        if opts.has_plaintext_passwords() {
             tracing::warn!("Plaintext passwords detected, use nkeys or bcrypt");
         }
     }
@@ -453,8 +447,13 @@ impl Server {
             .map_err(|source| ServerError::Listen { addr: bind, source })?;
         *self.client_addr.lock() = Some(local);
         tracing::info!("Listening for client connections on {}", local);
-        if opts.tls.is_some() {
+        if let Some(tls) = &opts.tls {
             tracing::info!("TLS required for client connections");
+            if tls.handshake_first == HandshakeFirst::Always {
+                tracing::warn!(
+                    "Clients that are not using \"TLS Handshake First\" option will fail to connect"
+                );
+            }
         }
         tracing::info!("Server is ready");
         let server = self.clone();
@@ -524,28 +523,65 @@ impl Server {
                 // Keeping little unsent data in the kernel makes it report writability in
                 // small steps instead, so a slow reader still shows progress.
                 let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(TLS_NOTSENT_LOWAT);
+                // The acceptor and the options are swapped one after the other by a reload.
+                let (handshake_first, timeout, map) = opts
+                    .tls
+                    .as_ref()
+                    .map_or((HandshakeFirst::Off, DEFAULT_TLS_TIMEOUT, false), |t| {
+                        (t.handshake_first, t.timeout, t.verify_and_map)
+                    });
+                let tls_first = match handshake_first {
+                    HandshakeFirst::Off => false,
+                    HandshakeFirst::Always => true,
+                    // Whatever the client sends first (a ClientHello, or garbage the handshake
+                    // will refuse) means it did not wait for INFO.
+                    HandshakeFirst::Fallback(wait) => {
+                        let mut probe = [0u8; 1];
+                        matches!(
+                            tokio::time::timeout(wait, stream.peek(&mut probe)).await,
+                            Ok(Ok(n)) if n > 0
+                        )
+                    }
+                };
                 let mut stream = stream;
-                if tokio::io::AsyncWriteExt::write_all(&mut stream, &info)
-                    .await
-                    .is_err()
+                if !tls_first
+                    && tokio::io::AsyncWriteExt::write_all(&mut stream, &info)
+                        .await
+                        .is_err()
                 {
                     self.unregister(&shared, CloseReason::WriteError);
                     return;
                 }
-                let timeout = opts
-                    .tls
-                    .as_ref()
-                    .map_or(Duration::from_secs(2), |t| t.timeout);
                 match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
                     Ok(Ok(tls_stream)) => {
                         {
                             let session = tls_stream.get_ref().1;
                             let mut meta = shared.meta.lock();
                             meta.tls = true;
+                            meta.tls_first = tls_first;
                             meta.tls_version =
                                 crate::tls::tls_version_name(session.protocol_version());
                             meta.tls_cipher =
                                 crate::tls::tls_cipher_name(session.negotiated_cipher_suite());
+                            meta.tls_peer_certs = session
+                                .peer_certificates()
+                                .unwrap_or_default()
+                                .iter()
+                                .filter_map(|cert| crate::tls::PeerCertInfo::parse(cert))
+                                .collect();
+                            if map {
+                                // A certificate that cannot be read maps to no user.
+                                let peer = session
+                                    .peer_certificates()
+                                    .and_then(|certs| certs.first())
+                                    .and_then(|leaf| crate::tls::PeerCert::parse(leaf));
+                                meta.peer_cert = Some(Arc::new(peer.unwrap_or_default()));
+                            }
+                        }
+                        if tls_first {
+                            // INFO goes out inside TLS, ahead of anything the reader answers.
+                            shared.out.queue_proto(&info);
+                            shared.out.flush_soon();
                         }
                         let (r, w) = tokio::io::split(tls_stream);
                         client::serve(self.clone(), shared, r, Outlet::Stream(Box::new(w))).await;
@@ -639,10 +675,7 @@ impl Server {
             return Err(err);
         }
         let settings = build_settings(&new)?;
-        let tls = match &new.tls {
-            Some(cfg) => Some(Arc::new(tls::acceptor(cfg)?)),
-            None => None,
-        };
+        let tls = tls::acceptor_for(new.tls.as_ref(), new.ocsp.as_ref())?.map(Arc::new);
         let authenticator = Authenticator::from_options(&new);
 
         // From here on nothing can fail: swap everything in.

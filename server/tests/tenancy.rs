@@ -23,6 +23,9 @@ mod reload;
 #[path = "tenancy/tls.rs"]
 mod tls;
 
+#[path = "tenancy/tls_parity.rs"]
+mod tls_parity;
+
 #[path = "tenancy/bench.rs"]
 mod bench;
 

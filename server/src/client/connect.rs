@@ -107,6 +107,7 @@ impl Connection {
             self.send_err("Authorization Violation");
             return Err(CloseReason::AuthenticationViolation);
         }
+        let peer_cert = self.shared.meta.lock().peer_cert.clone();
         let creds = Credentials {
             user: opts.user.as_deref(),
             pass: opts.pass.as_deref(),
@@ -114,6 +115,7 @@ impl Connection {
             nkey: opts.nkey.as_deref(),
             sig: opts.sig.as_deref(),
             nonce: self.shared.nonce.get().map_or(&[], |n| n.as_bytes()),
+            cert: peer_cert.as_deref(),
         };
         // A reload during the (slow) bcrypt check would not see this connection yet, so check
         // again against the configuration that is current once the check is done.

@@ -73,6 +73,12 @@ pub struct ConnMeta {
     pub tls_version: String,
     /// Negotiated cipher suite as Go names it (`"TLS_AES_128_GCM_SHA256"`); empty without TLS.
     pub tls_cipher: String,
+    /// The handshake came before INFO (`handshake_first`).
+    pub tls_first: bool,
+    /// The certificates the client presented, for `/connz?auth=true`.
+    pub tls_peer_certs: Vec<crate::tls::PeerCertInfo>,
+    /// The client certificate's names, kept under `verify_and_map` for CONNECT to map.
+    pub peer_cert: Option<Arc<crate::tls::PeerCert>>,
 }
 
 /// A connection as the server's registry, reloads and the monitor see it: the outbound half

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use super::options::{
-    JetStreamConfig, Options, TlsConfig, User, DEFAULT_TLS_TIMEOUT, GLOBAL_ACCOUNT,
+    HandshakeFirst, JetStreamConfig, Options, TlsConfig, User, DEFAULT_TLS_TIMEOUT, GLOBAL_ACCOUNT,
 };
 
 /// What the command line asks for.
@@ -360,6 +360,11 @@ impl FlagOptions {
                 ca_file: self.tls_ca_cert.clone(),
                 verify: self.tls_verify.unwrap_or(false),
                 timeout: opts.tls.as_ref().map_or(DEFAULT_TLS_TIMEOUT, |t| t.timeout),
+                verify_and_map: opts.tls.as_ref().is_some_and(|t| t.verify_and_map),
+                handshake_first: opts
+                    .tls
+                    .as_ref()
+                    .map_or(HandshakeFirst::Off, |t| t.handshake_first),
             });
         } else if let Some(tls) = opts.tls.as_mut() {
             if let Some(ca) = &self.tls_ca_cert {

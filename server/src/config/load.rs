@@ -89,7 +89,7 @@ const TOP_LEVEL: &[Unsupported] = &[
     refused(&["mqtt"], "MQTT listener"),
     refused(&["https", "https_port"], "monitoring over TLS"),
     refused(&["http_base_path"], "monitoring base path"),
-    refused(&["ocsp", "ocsp_cache"], "OCSP"),
+    refused(&["ocsp_cache"], "OCSP response cache"),
     refused(&["allow_non_tls"], "plain clients beside TLS"),
     refused(&["proxy_protocol", "proxies"], "trusted proxies"),
     refused(
@@ -212,31 +212,29 @@ const JETSTREAM: &[Unsupported] = &[
     ),
 ];
 
-const TLS: &[Unsupported] = &[refused(
-    &[
-        "insecure",
-        "verify_and_map",
-        "verify_cert_and_check_known_urls",
-        "allow_insecure_cipher_suites",
-        "cipher_suites",
-        "curve_preferences",
-        "connection_rate_limit",
-        "pinned_certs",
-        "cert_store",
-        "cert_match_by",
-        "cert_match",
-        "ca_certs_match",
-        "cert_match_skip_invalid",
-        "handshake_first",
-        "first",
-        "immediate",
-        "ocsp_peer",
-        "certs",
-        "certificates",
-        "min_version",
-    ],
-    "TLS option",
-)];
+const TLS: &[Unsupported] = &[
+    refused(&["ocsp_peer"], "OCSP checks of client certificates"),
+    refused(
+        &[
+            "insecure",
+            "verify_cert_and_check_known_urls",
+            "allow_insecure_cipher_suites",
+            "cipher_suites",
+            "curve_preferences",
+            "connection_rate_limit",
+            "pinned_certs",
+            "cert_store",
+            "cert_match_by",
+            "cert_match",
+            "ca_certs_match",
+            "cert_match_skip_invalid",
+            "certs",
+            "certificates",
+            "min_version",
+        ],
+        "TLS option",
+    ),
+];
 
 fn find_unsupported(table: &'static [Unsupported], key: &str) -> Option<&'static Unsupported> {
     table.iter().find(|u| u.keys.contains(&key))
@@ -654,6 +652,7 @@ pub(crate) fn build(root: &Map) -> Outcome {
             }
             "jetstream" => o.jetstream = jetstream(&mut cx, e),
             "store_dir" => store_dir = cx.string(e).map(PathBuf::from),
+            "ocsp" => o.ocsp = ocsp(&mut cx, e),
             "tls" => {
                 if let Some(m) = cx.map(e) {
                     o.tls = tls(&mut cx, e, m);
@@ -678,14 +677,11 @@ pub(crate) fn build(root: &Map) -> Outcome {
             );
         }
     }
-    if users
-        .iter()
-        .any(|p| !p.user.nkey && !crate::config::is_bcrypt(&p.user.password))
-    {
+    o.auth.users = users.into_iter().map(|p| p.user).collect();
+    if o.has_plaintext_passwords() {
         cx.notices
             .push("Plaintext passwords detected, use nkeys or bcrypt".to_string());
     }
-    o.auth.users = users.into_iter().map(|p| p.user).collect();
 
     if o.max_payload > 8 * 1024 * 1024 {
         cx.notices.push(
@@ -1488,13 +1484,24 @@ fn tls(cx: &mut Ctx, block: &Entry, m: &Map) -> Option<TlsConfig> {
     let mut ca = None;
     let mut verify = false;
     let mut timeout = DEFAULT_TLS_TIMEOUT;
+    let mut verify_and_map = false;
+    let mut handshake_first = HandshakeFirst::Off;
     for e in &m.entries {
         match lower(e).as_str() {
             "cert_file" => cert = cx.string(e).map(PathBuf::from),
             "key_file" => key = cx.string(e).map(PathBuf::from),
             "ca_file" => ca = cx.string(e).map(PathBuf::from),
-            "verify" => verify = cx.boolean(e).unwrap_or(false),
+            "verify" => verify = tls_boolean(cx, e).unwrap_or(false),
             "timeout" => timeout = cx.seconds(e, "tls config").unwrap_or(timeout),
+            "verify_and_map" => {
+                verify_and_map = tls_boolean(cx, e).unwrap_or(false);
+                verify |= verify_and_map;
+            }
+            "handshake_first" | "first" | "immediate" => {
+                handshake_first = handshake_first_value(cx, e).unwrap_or(handshake_first);
+            }
+            // Checking client certificates with OCSP is not built; turning it off is fine.
+            "ocsp_peer" if matches!(e.value.value, Value::Bool(false)) => {}
             _ if cx.unsupported(e, TLS) => {}
             _ => cx.unknown(e),
         }
@@ -1543,7 +1550,134 @@ fn tls(cx: &mut Ctx, block: &Entry, m: &Map) -> Option<TlsConfig> {
         ca_file: ca,
         verify,
         timeout,
+        verify_and_map,
+        handshake_first,
     })
+}
+
+/// A boolean in the `tls` block, refused with nats-server's words.
+fn tls_boolean(cx: &mut Ctx, e: &Entry) -> Option<bool> {
+    match e.value.value {
+        Value::Bool(b) => Some(b),
+        _ => {
+            cx.err(
+                &e.key_span,
+                format!(
+                    "error parsing tls config, expected '{}' to be a boolean",
+                    lower(e)
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `handshake_first`: a boolean, `auto`, or a duration to wait for a ClientHello before
+/// falling back to INFO first (a zero duration means no fallback).
+fn handshake_first_value(cx: &mut Ctx, e: &Entry) -> Option<HandshakeFirst> {
+    let s = match &e.value.value {
+        Value::Bool(true) => return Some(HandshakeFirst::Always),
+        Value::Bool(false) => return Some(HandshakeFirst::Off),
+        Value::Str(s) => s,
+        other => {
+            cx.err(
+                &e.key_span,
+                format!(
+                    "field \"{}\" should be a boolean or a string, got {}",
+                    e.key,
+                    other.go_type()
+                ),
+            );
+            return None;
+        }
+    };
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "on" => return Some(HandshakeFirst::Always),
+        "false" | "off" => return Some(HandshakeFirst::Off),
+        "auto" | "auto_fallback" => {
+            return Some(HandshakeFirst::Fallback(
+                DEFAULT_TLS_HANDSHAKE_FIRST_FALLBACK,
+            ))
+        }
+        _ => {}
+    }
+    match parse_go_duration(s) {
+        Ok((false, d)) if d.is_zero() => Some(HandshakeFirst::Always),
+        Ok((false, d)) => Some(HandshakeFirst::Fallback(d)),
+        // A negative wait means no fallback, as a zero one does.
+        Ok((true, _)) => Some(HandshakeFirst::Always),
+        Err(_) => {
+            cx.err(
+                &e.key_span,
+                format!("field \"{}\"'s value \"{s}\" is invalid", e.key),
+            );
+            None
+        }
+    }
+}
+
+/// The top-level `ocsp` option: a boolean or `{ mode, url, urls }`.
+fn ocsp(cx: &mut Ctx, e: &Entry) -> Option<OcspConfig> {
+    let m = match &e.value.value {
+        Value::Bool(on) => {
+            return Some(OcspConfig {
+                mode: if *on { OcspMode::Auto } else { OcspMode::Never },
+                urls: Vec::new(),
+            })
+        }
+        Value::Map(m) => m,
+        other => {
+            cx.err(
+                &e.key_span,
+                format!(
+                    "error parsing ocsp config: unsupported type {}",
+                    other.go_type()
+                ),
+            );
+            return None;
+        }
+    };
+    let mut config = OcspConfig {
+        mode: OcspMode::Auto,
+        urls: Vec::new(),
+    };
+    for f in &m.entries {
+        // nats-server matches these keys case-sensitively, and names only the Go type of what
+        // it did not understand.
+        match f.key.as_str() {
+            "mode" => {
+                let mode = cx.string(f)?;
+                config.mode = match mode.to_ascii_lowercase().as_str() {
+                    "always" => OcspMode::Always,
+                    "must" => OcspMode::Must,
+                    "never" => OcspMode::Never,
+                    "auto" => OcspMode::Auto,
+                    _ => {
+                        cx.err(
+                            &f.key_span,
+                            "error parsing ocsp config: unsupported ocsp mode string",
+                        );
+                        continue;
+                    }
+                };
+            }
+            "url" => config.urls = vec![cx.string(f)?],
+            // nats-server reads `urls` as a Go string slice, which a config file never holds,
+            // so it refuses every value.
+            "urls" => {
+                cx.type_err(&e.key_span, &f.value, "[]string");
+                return None;
+            }
+            _ => {
+                cx.err(
+                    &f.key_span,
+                    "error parsing ocsp config: unsupported field string",
+                );
+                return None;
+            }
+        }
+    }
+    Some(config)
 }
 
 /// A parsed duration with its sign, printed as nats-server prints it (`-5s`).

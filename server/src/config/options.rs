@@ -93,8 +93,24 @@ pub struct Options {
     /// on and its block names none (`-sd` always wins, as in nats-server).
     pub store_dir: Option<PathBuf>,
     pub tls: Option<TlsConfig>,
+    /// Top-level `ocsp`: how the server certificate's OCSP status is stapled. natsd staples
+    /// nothing, so it starts only where nats-server would not staple either (see `tls.rs`).
+    pub ocsp: Option<OcspConfig>,
     /// The file these options came from (for reload and `-t`).
     pub config_file: Option<PathBuf>,
+}
+
+impl Options {
+    /// Whether a user's password is stored in plain text (nats-server's start-up warning). NKEY
+    /// users have none, and a user without one under `verify_and_map` is a certificate
+    /// identity, not a weak password.
+    pub fn has_plaintext_passwords(&self) -> bool {
+        let tls_map = self.tls.as_ref().is_some_and(|t| t.verify_and_map);
+        self.auth
+            .users
+            .iter()
+            .any(|u| !(u.nkey || super::is_bcrypt(&u.password) || tls_map && u.password.is_empty()))
+    }
 }
 
 impl Default for Options {
@@ -130,6 +146,7 @@ impl Default for Options {
             jetstream: None,
             store_dir: None,
             tls: None,
+            ocsp: None,
             config_file: None,
         }
     }
@@ -451,4 +468,46 @@ pub struct TlsConfig {
     pub verify: bool,
     /// Handshake timeout (`tls { timeout }`, seconds or a duration string). Default 2s.
     pub timeout: Duration,
+    /// `verify_and_map`: the user is the one the client certificate names (implies `verify`).
+    pub verify_and_map: bool,
+    /// `handshake_first` (also `first`, `immediate`). Default off.
+    pub handshake_first: HandshakeFirst,
+}
+
+/// nats-server's wait for a ClientHello under `handshake_first: auto`.
+pub const DEFAULT_TLS_HANDSHAKE_FIRST_FALLBACK: Duration = Duration::from_millis(50);
+
+/// Whether the TLS handshake comes before the INFO line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HandshakeFirst {
+    /// INFO in plain text, then the client upgrades (the NATS default).
+    #[default]
+    Off,
+    /// The handshake first, always: a client that waits for INFO before upgrading fails.
+    Always,
+    /// Wait this long for a ClientHello; a client that sends nothing gets INFO in plain text
+    /// and the usual upgrade, so both kinds of client connect.
+    Fallback(Duration),
+}
+
+/// The top-level `ocsp` option.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OcspConfig {
+    pub mode: OcspMode,
+    /// `url`: a responder to ask instead of the certificate's own (`urls` is refused, as
+    /// nats-server refuses it in a config file).
+    pub urls: Vec<String>,
+}
+
+/// `ocsp { mode }`; `ocsp: true` is `Auto`, `ocsp: false` is `Never`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OcspMode {
+    /// Staple when the certificate asks for it (must-staple).
+    Auto,
+    /// Always staple, and stop on a revoked status.
+    Always,
+    /// As `Auto`, and stop on a revoked status.
+    Must,
+    /// Never staple.
+    Never,
 }

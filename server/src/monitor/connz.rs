@@ -189,6 +189,12 @@ pub(crate) struct ConnInfo {
     pub tls_version: String,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub tls_cipher_suite: String,
+    /// The client's certificates; with `auth=true`, for open connections.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tls_peer_certs: Vec<crate::tls::PeerCertInfo>,
+    /// The TLS handshake came before INFO (`handshake_first`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub tls_first: bool,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub authorized_user: String,
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -368,6 +374,12 @@ impl Snapshot {
             version: self.meta.version,
             tls_version: self.meta.tls_version,
             tls_cipher_suite: self.meta.tls_cipher,
+            tls_peer_certs: if opts.auth && self.stop.is_none() {
+                std::mem::take(&mut self.meta.tls_peer_certs)
+            } else {
+                Vec::new()
+            },
+            tls_first: self.meta.tls_first,
             authorized_user,
             account: account_field,
             subscriptions_list,

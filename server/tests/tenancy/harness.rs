@@ -33,7 +33,7 @@ pub(crate) fn nats_server_available() -> bool {
     testkit::reference_server().is_some()
 }
 
-fn binary(kind: Impl) -> PathBuf {
+pub(crate) fn binary(kind: Impl) -> PathBuf {
     match kind {
         Impl::Natsd => testkit::natsd(),
         Impl::NatsServer => {
