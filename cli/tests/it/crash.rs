@@ -41,7 +41,12 @@ fn users(ctx: &TestContext) -> BTreeMap<String, String> {
             let credentials =
                 manage::credentials::read(&paths, tenant.name.as_str(), user.name.as_str())
                     .unwrap_or_else(|e| panic!("{}: {e:#}", user.name));
-            users.insert(user.name.to_string(), credentials.password);
+            let password = credentials
+                .secret
+                .password()
+                .unwrap_or_else(|| panic!("{}: not a password user", user.name))
+                .to_owned();
+            users.insert(user.name.to_string(), password);
         }
     }
     users
