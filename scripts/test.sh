@@ -90,7 +90,9 @@ if [ "$ready" != yes ]; then
 else
     export NATS_URL="nats://127.0.0.1:$PORT"
     step "pytest tests/interop ($NATS_URL)"
-    if ! "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$INTEROP"; then
+    # The manage NKEY test runs its own deployment with this server and the manage just built.
+    if ! MANAGE_BIN="$ROOT/target/debug/manage" NATSD_BIN="$BIN" \
+        "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$INTEROP"; then
         failed+=("python interop")
     fi
     step "node --test tests/interop ($NATS_URL)"

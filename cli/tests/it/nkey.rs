@@ -21,6 +21,37 @@ async fn connect_nkey(
         .await
 }
 
+/// A raw CONNECT as an NKEY user with extra fields beside the key, as a client sends them when
+/// the whole sourced `.env` reaches it (the nats CLI passes NATS_USER on, as a user or, without
+/// a password, as a token): PONG means the server let it in.
+fn login_with_extra(ctx: &TestContext, seed: &str, extra: serde_json::Value) -> bool {
+    use base64::Engine as _;
+    use std::io::{BufRead as _, BufReader, Write as _};
+    let stream = std::net::TcpStream::connect(("127.0.0.1", ctx.port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    let info: serde_json::Value =
+        serde_json::from_str(line.trim_start_matches("INFO ").trim()).unwrap();
+    let nonce = info["nonce"].as_str().expect("a nonce in INFO");
+    let pair = nkeys::KeyPair::from_seed(seed).unwrap();
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(pair.sign(nonce.as_bytes()).unwrap());
+    let mut connect = serde_json::json!({"verbose": false, "nkey": pair.public_key(), "sig": sig});
+    for (key, value) in extra.as_object().unwrap() {
+        connect[key] = value.clone();
+    }
+    let mut writer = stream;
+    writer
+        .write_all(format!("CONNECT {connect}\r\nPING\r\n").as_bytes())
+        .unwrap();
+    line.clear();
+    reader.read_line(&mut line).is_ok() && line.starts_with("PONG")
+}
+
 fn seed_of(ctx: &TestContext, env: &str) -> String {
     env_value(&ctx.read(env), "NATS_NKEY_SEED")
 }
@@ -96,6 +127,19 @@ async fn journey(mut ctx: TestContext) {
     let legacy_url = env_value(&ctx.read(".credentials/shop_legacy.env"), "NATS_URL");
     assert!(legacy_url.contains(':') && legacy_url.contains('@'));
     assert!(ctx.login("legacy", &ctx.password(".credentials/shop_legacy.env")));
+
+    // The whole sourced credentials file reaching a client does not get in the way.
+    assert!(login_with_extra(&ctx, &seed, serde_json::json!({})));
+    assert!(login_with_extra(
+        &ctx,
+        &seed,
+        serde_json::json!({"user": "svc", "pass": ""})
+    ));
+    assert!(login_with_extra(
+        &ctx,
+        &seed,
+        serde_json::json!({"auth_token": "svc"})
+    ));
 
     // test signs the nonce and checks every permission; list and show say who is passwordless,
     // and list counts the key's connections as the user's.
