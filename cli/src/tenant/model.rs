@@ -471,6 +471,40 @@ mod tests {
     }
 
     #[test]
+    fn a_user_has_a_hash_or_a_public_nkey() {
+        let (key, seed) = crate::nkey::generate().unwrap();
+        let head = "memory = \"1MB\"\nstorage = \"1MB\"\n[users.t]\n";
+        let t = parse(&format!("{head}nkey = \"{key}\"\n")).unwrap();
+        let user = t.user("t").unwrap();
+        assert_eq!(user.auth.public_key(), Some(key.as_str()));
+        assert!(user.is_passwordless());
+        for (body, needle) in [
+            (format!("nkey = \"{seed}\"\n"), "not a user's public NKEY"),
+            (
+                format!(
+                    "nkey = \"{}\"\n",
+                    nkeys::KeyPair::new_account().public_key()
+                ),
+                "not a user's public NKEY",
+            ),
+            (
+                format!("nkey = \"{key}\"\npassword_hash = \"{HASH}\"\n"),
+                "both `password_hash` and `nkey`",
+            ),
+            (
+                "publish = [\"a\"]\n".to_owned(),
+                "neither `password_hash` nor `nkey`",
+            ),
+        ] {
+            let err = parse(&format!("{head}{body}")).unwrap_err();
+            let ManageError::Malformed { message, .. } = &err else {
+                panic!("{err}")
+            };
+            assert!(message.contains(needle), "{body}: {message}");
+        }
+    }
+
+    #[test]
     fn bcrypt_detection() {
         assert!(is_bcrypt(HASH));
         assert!(!is_bcrypt("plain"));
