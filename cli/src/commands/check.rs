@@ -42,6 +42,9 @@ enum Fix {
     Migrate,
     /// Re-render auth.conf and bring the server to it.
     Apply,
+    /// Write an NKEY user's seed file from its credentials file (whose seed is the tenant
+    /// file's key).
+    SeedFile(PathBuf, String),
 }
 
 struct Problem {
@@ -233,11 +236,13 @@ fn seed_files(
     let paths = &ctx.paths;
     let (name, user_name) = (tenant.name.as_str(), user.name.as_str());
     let path = paths.credentials_file(name, user_name);
-    let rotate = format!("run ./manage rotate {name} {user_name}");
     if let Some(mismatch) = crate::credentials::mismatch(user, found) {
         problems.push(problem(
             "credentials",
-            format!("{}: {mismatch}; {rotate}", paths.display(&path)),
+            format!(
+                "{}: {mismatch}; run ./manage rotate {name} {user_name}",
+                paths.display(&path)
+            ),
             Fix::None,
         ));
         return;
@@ -261,8 +266,8 @@ fn seed_files(
     };
     problems.push(problem(
         "credentials",
-        format!("{message}; {rotate}"),
-        Fix::None,
+        format!("{message}; --fix writes it from the credentials file"),
+        Fix::SeedFile(seed_path, env_file::render_seed_file(seed)),
     ));
 }
 
@@ -493,6 +498,9 @@ fn repair(ctx: &mut Context, printer: Printer, problems: &mut [Problem]) {
                 .is_ok(),
             Fix::Remove(path) => remove_if_exists(path).is_ok(),
             Fix::Mode(path, mode) => fix_mode(path, *mode).is_ok(),
+            Fix::SeedFile(path, text) => {
+                crate::fs::write_atomic(path, text, SECRET_FILE_MODE).is_ok()
+            }
             Fix::Apply => *applied.get_or_insert_with(|| match apply(ctx, printer, false) {
                 Ok(a) => match a.sync.into_result() {
                     Ok(()) => true,

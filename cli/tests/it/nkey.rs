@@ -210,6 +210,14 @@ async fn journey(mut ctx: TestContext) {
     let check = ctx.run(&["check"]);
     assert_eq!(check.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&check.stdout).contains("has no seed file"));
+    // The credentials file's seed is the tenant file's key: --fix writes the seed file from it.
+    let fixed = ctx.json(&["check", "--fix"]);
+    assert_eq!(fixed["ok"], true, "{fixed}");
+    assert_eq!(
+        ctx.read(".credentials/shop_svc.nk"),
+        format!("{new_seed}\n")
+    );
+    assert_eq!(ctx.mode(".credentials/shop_svc.nk"), 0o600);
 
     // rotate --auth switches kinds both ways; the seed file goes with the key.
     let doc = ctx.json(&["rotate", "shop", "svc", "--auth", "password"]);
