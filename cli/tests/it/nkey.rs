@@ -306,8 +306,8 @@ fn broken_keys_in_tenant_files_fail_closed() {
     }
 }
 
-/// `add-user --auth nkey` stopped at every step of its change leaves the old state or the new
-/// one: after a reload, `check` passes and the key works exactly when the user exists.
+/// `add-user --auth nkey` and `rotate` stopped at every step of their change leave the old state
+/// or the new one: after a reload, `check` passes and exactly the stored seeds work.
 #[tokio::test(flavor = "multi_thread")]
 async fn interrupted_nkey_changes_leave_nothing_half_written() {
     require_server!();
@@ -353,6 +353,37 @@ async fn interrupted_nkey_changes_leave_nothing_half_written() {
                 exists,
                 "{failpoint}: the seed works exactly when the user exists"
             );
+        }
+    }
+    // rotate stopped at every step: the stored seed works, the other one does not.
+    ctx.ok(&["add-user", "shop", "svc", "--auth", "nkey"]);
+    let env = ".credentials/shop_svc.env";
+    for failpoint in ["journal-written", "files-written", "validated", "committed"] {
+        let before = seed_of(&ctx, env);
+        let status = ctx
+            .command(&["rotate", "shop", "svc"])
+            .env("MANAGE_FAILPOINT", failpoint)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "rotate did not stop at {failpoint}");
+        let written = std::fs::read_to_string(ctx.path(env))
+            .map(|text| env_value(&text, "NATS_NKEY_SEED"))
+            .unwrap_or_else(|_| before.clone());
+        ctx.ok(&["reload"]);
+        assert_eq!(ctx.json(&["check"])["ok"], true, "rotate at {failpoint}");
+        let now = seed_of(&ctx, env);
+        connect_nkey(&ctx, &now)
+            .await
+            .unwrap_or_else(|e| panic!("rotate at {failpoint}: the stored seed fails: {e}"));
+        for other in [&before, &written] {
+            if *other != now {
+                assert!(
+                    connect_nkey(&ctx, other).await.is_err(),
+                    "rotate at {failpoint}: a seed the files do not have still works"
+                );
+            }
         }
     }
 }
