@@ -96,7 +96,8 @@ else
         failed+=("python interop")
     fi
     step "node --test tests/interop ($NATS_URL)"
-    if ! (cd "$INTEROP" && node --test seed_node.test.mjs jetstream_node.test.mjs); then
+    if ! (cd "$INTEROP" && MANAGE_BIN="$ROOT/target/debug/manage" NATSD_BIN="$BIN" \
+        node --test seed_node.test.mjs jetstream_node.test.mjs manage_nkey_node.test.mjs); then
         failed+=("node interop")
     fi
 fi
