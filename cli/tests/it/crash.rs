@@ -13,7 +13,8 @@ use crate::common::TestContext;
 use crate::require_server;
 
 /// The steps of a change, in order (see `journal.rs`).
-const FAILPOINTS: &[&str] = &["journal-written", "files-written", "validated", "reloading"];
+pub(crate) const FAILPOINTS: &[&str] =
+    &["journal-written", "files-written", "validated", "reloading"];
 
 /// Random kills per command (`MANAGE_CRASH_ROUNDS` overrides), and for `remove-user`, the
 /// command the issue saw fail four times in twenty, enough to make twenty tries.

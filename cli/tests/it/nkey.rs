@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use crate::common::{env_value, TestContext};
+use crate::crash::FAILPOINTS;
 use crate::require_server;
 use crate::server::delivered;
 
@@ -314,10 +315,7 @@ async fn interrupted_nkey_changes_leave_nothing_half_written() {
     let mut ctx = TestContext::new();
     ctx.up();
     ctx.ok(&["add-tenant", "shop", "16MB", "1GB", "--auth", "nkey"]);
-    for (n, failpoint) in ["journal-written", "files-written", "validated", "committed"]
-        .iter()
-        .enumerate()
-    {
+    for (n, failpoint) in FAILPOINTS.iter().enumerate() {
         let user = format!("u{n}");
         let status = ctx
             .command(&["add-user", "shop", &user, "--auth", "nkey"])
@@ -358,7 +356,7 @@ async fn interrupted_nkey_changes_leave_nothing_half_written() {
     // rotate stopped at every step: the stored seed works, the other one does not.
     ctx.ok(&["add-user", "shop", "svc", "--auth", "nkey"]);
     let env = ".credentials/shop_svc.env";
-    for failpoint in ["journal-written", "files-written", "validated", "committed"] {
+    for failpoint in FAILPOINTS {
         let before = seed_of(&ctx, env);
         let status = ctx
             .command(&["rotate", "shop", "svc"])
