@@ -90,11 +90,14 @@ if [ "$ready" != yes ]; then
 else
     export NATS_URL="nats://127.0.0.1:$PORT"
     step "pytest tests/interop ($NATS_URL)"
-    if ! "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$INTEROP"; then
+    # The manage NKEY test runs its own deployment with this server and the manage just built.
+    if ! MANAGE_BIN="$ROOT/target/debug/manage" NATSD_BIN="$BIN" \
+        "$VENV/bin/python" -m pytest -q -p no:cacheprovider "$INTEROP"; then
         failed+=("python interop")
     fi
     step "node --test tests/interop ($NATS_URL)"
-    if ! (cd "$INTEROP" && node --test seed_node.test.mjs jetstream_node.test.mjs); then
+    if ! (cd "$INTEROP" && MANAGE_BIN="$ROOT/target/debug/manage" NATSD_BIN="$BIN" \
+        node --test seed_node.test.mjs jetstream_node.test.mjs manage_nkey_node.test.mjs); then
         failed+=("node interop")
     fi
 fi

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::names::{parse_subject_list, Size, SubjectPattern, TenantName, UserName};
+use crate::tenant::AuthKind;
 
 /// Tenant management for natsd: accounts, users, permissions and credentials.
 #[derive(Debug, Parser)]
@@ -88,8 +89,9 @@ pub enum Command {
     Test(TenantUserArgs),
     /// Rebuild config/auth.conf, validate it, and reload the running natsd.
     Reload,
-    /// Give a user a new password; the old one stops working at once.
-    Rotate(TenantUserArgs),
+    /// Give a user a new password, or an NKEY user a new key pair; the old one stops working
+    /// at once.
+    Rotate(RotateArgs),
     /// Move this deployment's tenants and their JetStream data (streams with their messages,
     /// Key-Value and object buckets, durable consumers and their positions) into another
     /// deployment, typically a nats-server cluster; verifies counts and digests, safe to rerun.
@@ -167,6 +169,10 @@ pub struct AddTenantArgs {
     /// JetStream file storage limit, in nats.conf units: 5GB, 10GB (binary), 5G (decimal).
     #[arg(value_parser = Size::parse, default_value = "5GB")]
     pub storage: Size,
+    /// How the admin user logs in: a generated password, or an NKEY key pair (passwordless:
+    /// the server holds only the public key, the seed goes to the credentials).
+    #[arg(long, value_enum, default_value_t = AuthKind::Password)]
+    pub auth: AuthKind,
 }
 
 /// A comma-separated subject list.
@@ -201,6 +207,22 @@ pub struct AddUserArgs {
     /// Let the user publish replies to requests it received.
     #[arg(long)]
     pub allow_responses: bool,
+    /// How the user logs in: a generated password, or an NKEY key pair (passwordless: the
+    /// server holds only the public key, the seed goes to the credentials and a `.nk` file).
+    #[arg(long, value_enum, default_value_t = AuthKind::Password)]
+    pub auth: AuthKind,
+}
+
+/// `rotate`
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The tenant and user.
+    #[command(flatten)]
+    pub who: TenantUserArgs,
+    /// Switch how the user logs in (default: as now; a password user gets a new password, an
+    /// NKEY user a new key pair).
+    #[arg(long, value_enum)]
+    pub auth: Option<AuthKind>,
 }
 
 /// `<tenant> [user]`

@@ -1,5 +1,6 @@
 //! A tiny blocking NATS client over `TcpStream`, enough for `manage test`, the system
-//! account's requests (reload, varz) and `manage migrate`: CONNECT with user and password, SUB,
+//! account's requests (reload, varz) and `manage migrate`: CONNECT with user and password or
+//! as an NKEY user (the server's nonce signed with the seed), SUB,
 //! PUB and HPUB (headers passed through byte for byte), request/reply (also many requests in
 //! flight at once), PING/PONG, MSG and HMSG, and `-ERR` for permission violations. When the
 //! server's INFO asks for TLS, the connection is upgraded (rustls) before CONNECT.
@@ -20,8 +21,14 @@ pub enum ClientError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
     /// The server refused the credentials.
-    #[error("authorization violation (wrong user or password)")]
+    #[error("authorization violation (wrong user, password or NKEY seed)")]
     Authorization,
+    /// The server sent no nonce, so it cannot check an NKEY user's signature.
+    #[error("the server sent no nonce to sign: it does not accept NKEY users")]
+    NoNonce,
+    /// The NKEY seed in the credentials cannot be used.
+    #[error("the NKEY seed cannot be used: {0}")]
+    Seed(String),
     /// The server refused a PUB or SUB (`-ERR 'Permissions Violation ...'`).
     #[error("{0}")]
     Denied(String),
@@ -37,6 +44,24 @@ pub enum ClientError {
     /// TLS could not be set up or the handshake failed.
     #[error("TLS: {0}")]
     Tls(String),
+}
+
+/// How a connection logs in.
+#[derive(Debug, Clone, Copy)]
+pub enum Login<'a> {
+    /// `user` and `pass` in CONNECT.
+    Password {
+        /// The user name.
+        user: &'a str,
+        /// The plaintext password.
+        password: &'a str,
+    },
+    /// An NKEY user: its public key and the server's nonce signed with the seed; the seed
+    /// itself never leaves this process.
+    Nkey {
+        /// `SU...`
+        seed: &'a str,
+    },
 }
 
 /// How to trust a server that requires TLS.
@@ -159,19 +184,17 @@ impl Client {
     /// PING.
     pub fn connect(
         addr: &str,
-        user: &str,
-        password: &str,
+        login: Login<'_>,
         timeout: Duration,
         tls: &TlsSettings,
     ) -> Result<Self, ClientError> {
-        Self::connect_named(addr, user, password, timeout, tls, "manage-test")
+        Self::connect_named(addr, login, timeout, tls, "manage-test")
     }
 
     /// [`Client::connect`] with the connection name the server shows in `/connz`.
     pub fn connect_named(
         addr: &str,
-        user: &str,
-        password: &str,
+        login: Login<'_>,
         timeout: Duration,
         tls: &TlsSettings,
         name: &str,
@@ -206,12 +229,30 @@ impl Client {
             next_sid: 0,
             info,
         };
-        let connect = serde_json::json!({
+        let mut connect = serde_json::json!({
             "verbose": false, "pedantic": false, "tls_required": client.tls,
             "name": name, "lang": "manage", "version": env!("CARGO_PKG_VERSION"),
             "protocol": 1, "echo": true, "headers": true, "no_responders": true,
-            "user": user, "pass": password,
         });
+        match login {
+            Login::Password { user, password } => {
+                connect["user"] = user.into();
+                connect["pass"] = password.into();
+            }
+            Login::Nkey { seed } => {
+                // A server that accepts NKEY users sends a nonce to sign; one that sends none
+                // would only refuse the login, so say why instead.
+                let Some(nonce) = client.info["nonce"].as_str() else {
+                    return Err(ClientError::NoNonce);
+                };
+                let public_key = crate::nkey::public_key_of(seed)
+                    .map_err(|e| ClientError::Seed(e.to_string()))?;
+                let sig = crate::nkey::sign_nonce(seed, nonce)
+                    .map_err(|e| ClientError::Seed(e.to_string()))?;
+                connect["nkey"] = public_key.into();
+                connect["sig"] = sig.into();
+            }
+        }
         client.send(format!("CONNECT {connect}\r\n"))?;
         client.ping().map_err(|e| match e {
             ClientError::Server(msg) if msg.contains("Authorization Violation") => {

@@ -1,12 +1,13 @@
-//! Users' credentials files (`.credentials/<tenant>[_<user>].env`): found, checked to belong to
-//! the user they are read for, and moved from the names older versions gave them.
+//! Users' credentials files (`.credentials/<tenant>[_<user>].env`, and an NKEY user's seed file
+//! `.nk`): found, checked to belong to the user they are read for, and moved from the names
+//! older versions gave them.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::ManageError;
-use crate::render::env_file::{self, Credentials};
+use crate::render::env_file::{self, Credentials, Secret};
 use crate::settings::Paths;
-use crate::tenant::Tenant;
+use crate::tenant::{Tenant, User, UserAuth};
 
 /// The credentials of `user` in `tenant`: from its file, which must hold that user's.
 /// A file under the name older versions used is read when it holds this user's credentials.
@@ -37,8 +38,8 @@ pub fn read(paths: &Paths, tenant: &str, user: &str) -> anyhow::Result<Credentia
     .into())
 }
 
-/// Every file that holds `user`'s credentials: its own, and the legacy name when that one
-/// holds this user's (never another user's file).
+/// Every file that holds `user`'s credentials: its own, the legacy name when that one holds
+/// this user's (never another user's file), and an NKEY user's seed file.
 pub fn files_of(paths: &Paths, tenant: &str, user: &str) -> anyhow::Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     let path = paths.credentials_file(tenant, user);
@@ -51,6 +52,11 @@ pub fn files_of(paths: &Paths, tenant: &str, user: &str) -> anyhow::Result<Vec<P
     let legacy = paths.legacy_credentials_file(tenant, user);
     if legacy != path && env_file::read(&legacy)?.is_some_and(|c| c.user == user) {
         files.push(legacy);
+    }
+    // An NKEY user's seed file: its name (escaped like the `.env`'s) is this user's alone.
+    let seed = paths.seed_file(tenant, user);
+    if seed.exists() {
+        files.push(seed);
     }
     Ok(files)
 }
@@ -84,4 +90,31 @@ pub fn migrate(paths: &Paths, tenants: &[Tenant]) -> anyhow::Result<Vec<(PathBuf
 
 fn holds(path: &Path, user: &str) -> anyhow::Result<bool> {
     Ok(env_file::read(path)?.is_some_and(|c| c.user == user))
+}
+
+/// Why `credentials` cannot log `user` in by the tenant file: a password file for an NKEY user
+/// (or the reverse), or a seed whose public key is not the user's. `None` when they match as
+/// far as manage can tell (a password is checked by the server, not against its hash here).
+pub fn mismatch(user: &User, credentials: &Credentials) -> Option<String> {
+    match (&user.auth, &credentials.secret) {
+        (UserAuth::Password { .. }, Secret::Password(_)) => None,
+        (UserAuth::Nkey { public_key }, Secret::Nkey(seed)) => {
+            match crate::nkey::public_key_of(seed) {
+                Ok(key) if &key == public_key => None,
+                Ok(key) => Some(format!(
+                    "the seed is the key {key}'s, not `{}`'s ({public_key})",
+                    user.name
+                )),
+                Err(e) => Some(format!("the seed of `{}` is broken: {e}", user.name)),
+            }
+        }
+        (UserAuth::Nkey { .. }, Secret::Password(_)) => Some(format!(
+            "`{}` is an NKEY user, but the file holds a password",
+            user.name
+        )),
+        (UserAuth::Password { .. }, Secret::Nkey(_)) => Some(format!(
+            "`{}` logs in with a password, but the file holds an NKEY seed",
+            user.name
+        )),
+    }
 }

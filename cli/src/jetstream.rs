@@ -10,6 +10,7 @@ use anyhow::Context as _;
 use serde_json::{json, Value};
 
 use crate::client::{Client, ClientError, Request, TlsSettings};
+use crate::render::env_file::Credentials;
 
 /// Timeout of one API request: a stream create in a cluster waits for its replicas to form.
 const API_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,16 +53,17 @@ pub struct JetStream {
 }
 
 impl JetStream {
-    /// Connect as `user` to the first server of `addrs` that lets it in.
+    /// Connect as `user` (password or NKEY, from its credentials) to the first server of
+    /// `addrs` that lets it in.
     pub fn connect(
         addrs: &[String],
-        user: &str,
-        password: &str,
+        credentials: &Credentials,
         tls: &TlsSettings,
     ) -> anyhow::Result<Self> {
+        let user = &credentials.user;
         let mut errors = Vec::new();
         for addr in addrs {
-            match Client::connect_named(addr, user, password, CONNECT_TIMEOUT, tls, "manage") {
+            match Client::connect_named(addr, credentials.login(), CONNECT_TIMEOUT, tls, "manage") {
                 Ok(client) => return Ok(Self { client }),
                 Err(e) => errors.push(format!("{addr}: {e}")),
             }

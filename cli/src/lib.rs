@@ -14,6 +14,7 @@
 //! - `journal`: all-or-nothing changes to the deployment's files.
 //! - `credentials`: users' credentials files, checked to belong to their user.
 //! - `settings`: `.env` plus environment, deployment paths.
+//! - `nkey`: NKEY user key pairs, seeds and nonce signatures.
 //! - `names`: validated tenant/user names, subjects, sizes (by the server's rules).
 //! - `printer`: output (text, JSON, spinners). `fs`: atomic writes, modes, the deployment lock.
 
@@ -27,6 +28,7 @@ pub mod fs;
 pub mod jetstream;
 pub mod journal;
 pub mod names;
+pub mod nkey;
 pub mod printer;
 pub mod render;
 pub mod server;

@@ -476,7 +476,16 @@ impl SysClient {
             ca_file: settings.tls_ca.as_ref().map(|p| paths.root.join(p)),
             server_name: settings.tls_server_name.clone(),
         };
-        match Client::connect_named(addr, SYSTEM_USER, password, CONNECT_TIMEOUT, &tls, "manage") {
+        match Client::connect_named(
+            addr,
+            crate::client::Login::Password {
+                user: SYSTEM_USER,
+                password,
+            },
+            CONNECT_TIMEOUT,
+            &tls,
+            "manage",
+        ) {
             Ok(client) => {
                 let server_id = client.info["server_id"]
                     .as_str()

@@ -100,6 +100,12 @@ impl Paths {
             .join(format!("{}.env", credentials_stem(tenant, user)))
     }
 
+    /// `.credentials/<tenant>[_<user>].nk`: an NKEY user's seed file, beside its `.env`.
+    pub fn seed_file(&self, tenant: &str, user: &str) -> PathBuf {
+        self.credentials_dir()
+            .join(format!("{}.nk", credentials_stem(tenant, user)))
+    }
+
     /// Where manage wrote the credentials before tenant names were escaped: the same as
     /// [`Paths::credentials_file`] unless the tenant name has a `_`.
     pub fn legacy_credentials_file(&self, tenant: &str, user: &str) -> PathBuf {

@@ -1,5 +1,6 @@
 //! `manage check [--fix]`: what an operator runs after a crash or a hand edit. It checks that
-//! the tenant files parse, every user has exactly one credentials file and every credentials
+//! the tenant files parse, every user has exactly one credentials file (an NKEY user also its
+//! seed file, both holding the seed of the key in the tenant file) and every credentials
 //! file belongs to a user, auth.conf is what the tenant files render, the running server runs
 //! the files' configuration (by digest), file modes, and leftovers (temp files, the journal of
 //! an interrupted command, a stale pid file). `--fix` repairs what can be repaired; what is
@@ -41,6 +42,9 @@ enum Fix {
     Migrate,
     /// Re-render auth.conf and bring the server to it.
     Apply,
+    /// Write an NKEY user's seed file from its credentials file (whose seed is the tenant
+    /// file's key).
+    SeedFile(PathBuf, String),
 }
 
 struct Problem {
@@ -115,13 +119,18 @@ fn credentials(ctx: &Context, tenants: &[Tenant], problems: &mut Vec<Problem>) {
     let paths = &ctx.paths;
     let mut expected: Vec<PathBuf> = Vec::new();
     for tenant in tenants {
-        for user in &tenant.users {
-            let (name, user) = (tenant.name.as_str(), user.name.as_str());
+        for entry in &tenant.users {
+            let (name, user) = (tenant.name.as_str(), entry.name.as_str());
             let path = paths.credentials_file(name, user);
             let legacy = paths.legacy_credentials_file(name, user);
             expected.push(path.clone());
+            if entry.is_passwordless() {
+                expected.push(paths.seed_file(name, user));
+            }
             match env_file::read(&path) {
-                Ok(Some(found)) if found.user == user => {}
+                Ok(Some(found)) if found.user == user => {
+                    seed_files(ctx, tenant, entry, &found, problems);
+                }
                 Ok(Some(found)) => problems.push(problem(
                     "credentials",
                     format!(
@@ -178,7 +187,10 @@ fn credentials(ctx: &Context, tenants: &[Tenant], problems: &mut Vec<Problem>) {
         if name.starts_with(".tmp-") {
             continue; // reported with the other temp files
         }
-        let Some(stem) = name.strip_suffix(".env") else {
+        let Some(stem) = name
+            .strip_suffix(".env")
+            .or_else(|| name.strip_suffix(".nk"))
+        else {
             if name == "sys.bcrypt" && mode_of(&path).is_some_and(|m| m != SECRET_FILE_MODE) {
                 problems.push(mode_problem(ctx, &path, SECRET_FILE_MODE));
             }
@@ -190,8 +202,19 @@ fn credentials(ctx: &Context, tenants: &[Tenant], problems: &mut Vec<Problem>) {
         if expected.contains(&path) {
             continue;
         }
+        let exists = |t: &str, u: &str| {
+            tenants
+                .iter()
+                .any(|tenant| tenant.name.as_str() == t && tenant.user(u).is_some())
+        };
         let owner = credentials_owner(stem)
-            .map(|(t, u)| format!(" (named for user `{u}` of tenant `{t}`, which does not exist)"))
+            .map(|(t, u)| {
+                if exists(&t, &u) {
+                    format!(" (a seed file, but `{u}` of tenant `{t}` logs in with a password)")
+                } else {
+                    format!(" (named for user `{u}` of tenant `{t}`, which does not exist)")
+                }
+            })
             .unwrap_or_default();
         problems.push(problem(
             "credentials",
@@ -199,6 +222,53 @@ fn credentials(ctx: &Context, tenants: &[Tenant], problems: &mut Vec<Problem>) {
             Fix::Remove(path),
         ));
     }
+}
+
+/// A user's credentials against its tenant file: the kind of secret, an NKEY user's seed
+/// (its public key must be the one auth.conf has) and its seed file (the same seed).
+fn seed_files(
+    ctx: &Context,
+    tenant: &Tenant,
+    user: &crate::tenant::User,
+    found: &env_file::Credentials,
+    problems: &mut Vec<Problem>,
+) {
+    let paths = &ctx.paths;
+    let (name, user_name) = (tenant.name.as_str(), user.name.as_str());
+    let path = paths.credentials_file(name, user_name);
+    if let Some(mismatch) = crate::credentials::mismatch(user, found) {
+        problems.push(problem(
+            "credentials",
+            format!(
+                "{}: {mismatch}; run ./manage rotate {name} {user_name}",
+                paths.display(&path)
+            ),
+            Fix::None,
+        ));
+        return;
+    }
+    let Some(seed) = found.secret.seed() else {
+        return;
+    };
+    let seed_path = paths.seed_file(name, user_name);
+    let message = match env_file::read_seed_file(&seed_path) {
+        Ok(Some(in_file)) if in_file == seed.trim() => return,
+        Ok(Some(_)) => format!(
+            "{} holds another seed than {}",
+            paths.display(&seed_path),
+            paths.display(&path)
+        ),
+        Ok(None) => format!(
+            "NKEY user `{user_name}` of tenant `{name}` has no seed file {}",
+            paths.display(&seed_path)
+        ),
+        Err(e) => format!("{e:#}"),
+    };
+    problems.push(problem(
+        "credentials",
+        format!("{message}; --fix writes it from the credentials file"),
+        Fix::SeedFile(seed_path, env_file::render_seed_file(seed)),
+    ));
 }
 
 fn modes(ctx: &Context, problems: &mut Vec<Problem>) {
@@ -428,6 +498,9 @@ fn repair(ctx: &mut Context, printer: Printer, problems: &mut [Problem]) {
                 .is_ok(),
             Fix::Remove(path) => remove_if_exists(path).is_ok(),
             Fix::Mode(path, mode) => fix_mode(path, *mode).is_ok(),
+            Fix::SeedFile(path, text) => {
+                crate::fs::write_atomic(path, text, SECRET_FILE_MODE).is_ok()
+            }
             Fix::Apply => *applied.get_or_insert_with(|| match apply(ctx, printer, false) {
                 Ok(a) => match a.sync.into_result() {
                     Ok(()) => true,

@@ -44,6 +44,7 @@ use crate::fs::{write_atomic, SECRET_FILE_MODE};
 use crate::jetstream::{JetStream, Reader, StoredMessage};
 use crate::names::{Size, TenantName};
 use crate::printer::{style, Printer};
+use crate::render::env_file::{Credentials, Secret};
 use crate::server::ReloadOutcome;
 use crate::settings::{Paths, Settings};
 use crate::tenant::{repo, Tenant, TenantDoc};
@@ -123,9 +124,9 @@ impl StreamReport {
 struct Plan {
     tenant: Tenant,
     text: String,
-    /// (user, password) of every user whose credentials file is here.
-    passwords: Vec<(String, String)>,
-    admin_password: String,
+    /// (user, password or NKEY seed) of every user whose credentials file is here.
+    secrets: Vec<(String, Secret)>,
+    admin: Credentials,
     streams: Vec<Value>,
 }
 
@@ -223,21 +224,10 @@ pub fn migrate(
 
     let mut reports = Vec::new();
     for plan in &plans {
-        let admin = plan.tenant.name.admin_user();
-        let mut source = JetStream::connect(
-            &source_addrs(ctx)?,
-            admin.as_str(),
-            &plan.admin_password,
-            &tls(ctx),
-        )
-        .with_context(|| format!("tenant `{}` on this deployment", plan.tenant.name))?;
-        let mut dest = JetStream::connect(
-            &target.addrs(),
-            admin.as_str(),
-            &plan.admin_password,
-            &tls(&target.ctx),
-        )
-        .with_context(|| format!("tenant `{}` on the target", plan.tenant.name))?;
+        let mut source = JetStream::connect(&source_addrs(ctx)?, &plan.admin, &tls(ctx))
+            .with_context(|| format!("tenant `{}` on this deployment", plan.tenant.name))?;
+        let mut dest = JetStream::connect(&target.addrs(), &plan.admin, &tls(&target.ctx))
+            .with_context(|| format!("tenant `{}` on the target", plan.tenant.name))?;
         // The streams verified on the target: a mirror or sourcing stream copies only from
         // those.
         let mut moved: HashSet<String> = HashSet::new();
@@ -320,18 +310,18 @@ fn preflight(args: &MigrateArgs, ctx: &Context, replicas: u64) -> anyhow::Result
         let text = std::fs::read_to_string(&path)
             .with_context(|| format!("failed to read {}", path.display()))?;
         let admin = tenant.name.admin_user();
-        let admin_password =
-            crate::credentials::read(&ctx.paths, tenant.name.as_str(), admin.as_str())?.password;
-        let mut passwords = Vec::new();
+        let admin_credentials =
+            crate::credentials::read(&ctx.paths, tenant.name.as_str(), admin.as_str())?;
+        let mut secrets = Vec::new();
         for user in &tenant.users {
             if let Ok(c) =
                 crate::credentials::read(&ctx.paths, tenant.name.as_str(), user.name.as_str())
             {
-                passwords.push((user.name.to_string(), c.password));
+                secrets.push((user.name.to_string(), c.secret));
             }
         }
-        let mut js = JetStream::connect(&addrs, admin.as_str(), &admin_password, &tls(ctx))
-            .with_context(|| {
+        let mut js =
+            JetStream::connect(&addrs, &admin_credentials, &tls(ctx)).with_context(|| {
                 format!(
                     "reading tenant `{}` here (is this deployment's server running? ./manage up)",
                     tenant.name
@@ -391,8 +381,8 @@ fn preflight(args: &MigrateArgs, ctx: &Context, replicas: u64) -> anyhow::Result
         plans.push(Plan {
             tenant,
             text,
-            passwords,
-            admin_password,
+            secrets,
+            admin: admin_credentials,
             streams,
         });
     }
@@ -459,10 +449,10 @@ fn move_tenants(
             change.put_tenant(name, &TenantDoc::parse(&path, &plan.text)?)?;
         }
         let mut users = Vec::new();
-        for (user, password) in &plan.passwords {
+        for (user, secret) in &plan.secrets {
             let current = crate::credentials::read(&tctx.paths, name.as_str(), user).ok();
-            if current.as_ref().is_none_or(|c| &c.password != password) {
-                change.put_credentials(name, user, password)?;
+            if current.as_ref().is_none_or(|c| &c.secret != secret) {
+                change.put_credentials(name, user, secret)?;
             }
             users.push(user.clone());
         }

@@ -31,9 +31,10 @@ use crate::fs::{write_atomic, DeploymentLock, AUTH_CONF_MODE, PUBLIC_FILE_MODE, 
 use crate::journal::{self, Transaction};
 use crate::names::{Size, TenantName};
 use crate::printer::{style, Printer};
-use crate::render::{auth_conf, env_file};
+use crate::render::auth_conf;
+use crate::render::env_file::{self, Secret};
 use crate::server::{self, ReloadOutcome, Validation};
-use crate::tenant::{model::parse_tenant, repo, Tenant, TenantDoc};
+use crate::tenant::{model::parse_tenant, repo, AuthKind, Tenant, TenantDoc, UserAuth};
 use crate::Context;
 
 /// bcrypt cost for every password hash. 11 is what `nats server passwd` uses: about
@@ -490,26 +491,46 @@ impl<'a> Change<'a> {
         self.txn.remove(&self.ctx.paths.tenant_file(name.as_str()))
     }
 
-    /// Write a user's credentials file (0600); returns its path for display.
+    /// Write a user's credentials file (0600) and, for an NKEY user, its seed file (0600); a
+    /// seed file the user no longer has (it logs in with a password now) is removed. Returns
+    /// the paths for display.
     pub fn put_credentials(
         &mut self,
         tenant: &TenantName,
         user: &str,
-        password: &str,
-    ) -> anyhow::Result<String> {
+        secret: &Secret,
+    ) -> anyhow::Result<Written> {
         let paths = &self.ctx.paths;
         let path = paths.credentials_file(tenant.as_str(), user);
+        let seed_path = paths.seed_file(tenant.as_str(), user);
         let shown = paths.display(&path);
-        let url = env_file::user_url(&self.client_bases()?, user, password);
+        let url = env_file::user_url(&self.client_bases()?, user, secret);
         let text = env_file::render(
             tenant.as_str(),
             &tenant.account(),
             user,
-            password,
+            secret,
             &url,
             &shown,
+            &seed_path.display().to_string(),
         );
         self.txn.write(&path, text, SECRET_FILE_MODE)?;
+        let seed_file = match secret.seed() {
+            Some(seed) => {
+                self.txn.write(
+                    &seed_path,
+                    env_file::render_seed_file(seed),
+                    SECRET_FILE_MODE,
+                )?;
+                Some(paths.display(&seed_path))
+            }
+            None => {
+                if seed_path.exists() {
+                    self.txn.remove(&seed_path)?;
+                }
+                None
+            }
+        };
         // A copy under an older name would keep the old password around.
         let legacy = paths.legacy_credentials_file(tenant.as_str(), user);
         if legacy != path
@@ -517,7 +538,10 @@ impl<'a> Change<'a> {
         {
             self.txn.remove(&legacy)?;
         }
-        Ok(shown)
+        Ok(Written {
+            file: shown,
+            seed_file,
+        })
     }
 
     /// Remove every credentials file of a user; returns their paths for display.
@@ -649,16 +673,17 @@ impl<'a> Change<'a> {
                 if found.user != user {
                     continue;
                 }
-                let url = env_file::user_url(bases, user, &found.password);
+                let url = env_file::user_url(bases, user, &found.secret);
                 if found.url != url {
                     let shown = paths.display(&path);
                     let text = env_file::render(
                         name,
                         &tenant.name.account(),
                         user,
-                        &found.password,
+                        &found.secret,
                         &url,
                         &shown,
+                        &paths.seed_file(name, user).display().to_string(),
                     );
                     self.txn.write(&path, text, SECRET_FILE_MODE)?;
                 }
@@ -756,30 +781,83 @@ pub fn apply(ctx: &Context, printer: Printer, force: bool) -> anyhow::Result<App
     Change::new(ctx, "reload")?.commit(printer, force)
 }
 
-/// The connection-details box the seed prints.
+/// Where a user's credentials were written, for display.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// `.credentials/<tenant>[_<user>].env`
+    pub file: String,
+    /// `.credentials/<tenant>[_<user>].nk`, for an NKEY user.
+    pub seed_file: Option<String>,
+}
+
+/// The connection-details box the seed prints; an NKEY user's shows its public key and seed
+/// where a password user's shows the password, and the seed file.
 pub fn credentials_box(
     printer: Printer,
     user: &str,
-    password: &str,
+    secret: &Secret,
     url: &str,
-    file: &str,
+    written: &Written,
     extra: &[String],
 ) {
-    let mut body = vec![
-        format!("  User:     {user}"),
-        format!("  Password: {password}"),
-        format!("  URL:      {url}"),
-    ];
+    let mut body = match secret {
+        Secret::Password(password) => vec![
+            format!("  User:     {user}"),
+            format!("  Password: {password}"),
+        ],
+        Secret::Nkey(seed) => vec![
+            format!("  User:     {user} (NKEY, no password)"),
+            format!(
+                "  NKEY:     {}",
+                crate::nkey::public_key_of(seed).unwrap_or_else(|e| format!("({e})"))
+            ),
+            format!("  Seed:     {seed}"),
+        ],
+    };
+    body.push(format!("  URL:      {url}"));
     body.extend(extra.iter().cloned());
     body.push(String::new());
-    body.push(format!("  Credentials saved to: {file}"));
+    body.push(format!("  Credentials saved to: {}", written.file));
+    if let Some(seed_file) = &written.seed_file {
+        body.push(format!("  Seed file:            {seed_file}"));
+    }
     printer.boxed("Connection Details", &body);
 }
 
+/// The JSON fields of a user's login: `auth`, and `password`, or `nkey`, `seed` and
+/// `seed_file`.
+pub fn secret_json(doc: &mut Value, secret: &Secret, seed_file: Option<&str>) {
+    doc["auth"] = json!(secret.kind().as_str());
+    match secret {
+        Secret::Password(password) => doc["password"] = json!(password),
+        Secret::Nkey(seed) => {
+            doc["nkey"] = json!(crate::nkey::public_key_of(seed).ok());
+            doc["seed"] = json!(seed);
+            doc["seed_file"] = json!(seed_file);
+        }
+    }
+}
+
+/// A new secret of the given kind: a password and its bcrypt hash, or an NKEY key pair (the
+/// seed for the credentials, the public key for the tenant file).
+pub fn new_secret(kind: AuthKind, printer: Printer) -> anyhow::Result<(Secret, UserAuth)> {
+    Ok(match kind {
+        AuthKind::Password => {
+            let password = generate_password();
+            let hash = hash_password(&password, printer)?;
+            (Secret::Password(password), UserAuth::Password { hash })
+        }
+        AuthKind::Nkey => {
+            let (public_key, seed) = crate::nkey::generate().context("NKEY generation failed")?;
+            (Secret::Nkey(seed), UserAuth::Nkey { public_key })
+        }
+    })
+}
+
 /// The client URL for a user (a comma-separated list, one per node, for a cluster).
-pub fn url_for(ctx: &Context, user: &str, password: &str) -> String {
+pub fn url_for(ctx: &Context, user: &str, secret: &Secret) -> String {
     let cluster = Cluster::load(&ctx.paths).ok().flatten();
-    env_file::user_url(&client_bases(ctx, cluster.as_ref()), user, password)
+    env_file::user_url(&client_bases(ctx, cluster.as_ref()), user, secret)
 }
 
 /// `nats://host:port` of natsd, or of every node of `cluster`.

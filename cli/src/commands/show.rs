@@ -3,7 +3,7 @@
 use serde_json::json;
 
 use crate::cli::TenantUserArgs;
-use crate::commands::{credentials_box, ExitStatus};
+use crate::commands::{credentials_box, secret_json, ExitStatus, Written};
 use crate::printer::Printer;
 use crate::tenant::repo;
 use crate::Context;
@@ -17,7 +17,19 @@ pub fn show(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
         .paths
         .credentials_file(args.tenant.as_str(), user.as_str());
     let credentials = crate::credentials::read(&ctx.paths, args.tenant.as_str(), user.as_str())?;
-    let file = ctx.paths.display(&path);
+    let seed_path = ctx.paths.seed_file(args.tenant.as_str(), user.as_str());
+    let written = Written {
+        file: ctx.paths.display(&path),
+        seed_file: (credentials.secret.seed().is_some() && seed_path.exists())
+            .then(|| ctx.paths.display(&seed_path)),
+    };
+    // What the server checks the login against, and whether these credentials pass it.
+    if let Some(problem) = crate::credentials::mismatch(entry, &credentials) {
+        printer.warn(format!(
+            "{}: {problem}; run ./manage rotate {} {user}",
+            written.file, args.tenant
+        ));
+    }
     let extra = vec![
         format!(
             "  Tenant:   {} (account {})",
@@ -29,15 +41,17 @@ pub fn show(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
     credentials_box(
         printer,
         &credentials.user,
-        &credentials.password,
+        &credentials.secret,
         &credentials.url,
-        &file,
+        &written,
         &extra,
     );
-    printer.json(&json!({
+    let mut doc = json!({
         "ok": true, "tenant": args.tenant.as_str(), "account": args.tenant.account(), "user": credentials.user,
-        "password": credentials.password, "url": credentials.url, "credentials_file": file,
-        "access": entry.permissions.summary(),
-    }));
+        "url": credentials.url, "credentials_file": written.file,
+        "access": entry.permissions.summary(), "passwordless": entry.is_passwordless(),
+    });
+    secret_json(&mut doc, &credentials.secret, written.seed_file.as_deref());
+    printer.json(&doc);
     Ok(ExitStatus::Success)
 }

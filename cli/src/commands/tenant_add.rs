@@ -1,11 +1,10 @@
-//! `manage add-tenant <name> [memory] [storage]`
+//! `manage add-tenant <name> [memory] [storage] [--auth password|nkey]`
 
 use serde_json::json;
 
 use crate::cli::AddTenantArgs;
 use crate::commands::{
-    begin, check_limits, credentials_box, generate_password, hash_password, url_for, Change,
-    ExitStatus,
+    begin, check_limits, credentials_box, new_secret, secret_json, url_for, Change, ExitStatus,
 };
 use crate::error::ManageError;
 use crate::printer::Printer;
@@ -32,8 +31,7 @@ pub fn tenant_add(
     };
     exists()?;
     // Hash before taking the lock so concurrent runs only serialise the file work.
-    let password = generate_password();
-    let hash = hash_password(&password, printer)?;
+    let (secret, auth) = new_secret(args.auth, printer)?;
     let _lock = begin(ctx, printer)?;
     let mut change = Change::new(ctx, "add-tenant")?.undone_unless_reloaded();
     exists()?;
@@ -41,9 +39,9 @@ pub fn tenant_add(
     check_limits(ctx, change.tenants(), args.memory, args.storage)?;
 
     let mut doc = TenantDoc::new(tenant, args.memory, args.storage, &chrono_now());
-    doc.add_user(&path, &admin, &hash, &Permissions::default())?;
+    doc.add_user(&path, &admin, &auth, &Permissions::default())?;
     change.put_tenant(tenant, &doc)?;
-    let file = change.put_credentials(tenant, admin.as_str(), &password)?;
+    let written = change.put_credentials(tenant, admin.as_str(), &secret)?;
     let applied = change.commit(printer, false)?;
     let account = tenant.account();
     printer.status(
@@ -53,17 +51,16 @@ pub fn tenant_add(
             args.memory, args.storage
         ),
     );
-    let url = url_for(ctx, admin.as_str(), &password);
-    credentials_box(printer, admin.as_str(), &password, &url, &file, &[]);
-    Ok(applied.finish(
-        printer,
-        json!({
-            "tenant": tenant.as_str(), "account": account, "user": admin.as_str(),
-            "password": password, "url": url, "credentials_file": file,
-            "memory": args.memory.to_string(), "storage": args.storage.to_string(),
-            "memory_bytes": args.memory.bytes(), "storage_bytes": args.storage.bytes(),
-        }),
-    ))
+    let url = url_for(ctx, admin.as_str(), &secret);
+    credentials_box(printer, admin.as_str(), &secret, &url, &written, &[]);
+    let mut doc = json!({
+        "tenant": tenant.as_str(), "account": account, "user": admin.as_str(),
+        "url": url, "credentials_file": written.file,
+        "memory": args.memory.to_string(), "storage": args.storage.to_string(),
+        "memory_bytes": args.memory.bytes(), "storage_bytes": args.storage.bytes(),
+    });
+    secret_json(&mut doc, &secret, written.seed_file.as_deref());
+    Ok(applied.finish(printer, doc))
 }
 
 /// Seconds since the epoch as RFC 3339 UTC, without a date crate.

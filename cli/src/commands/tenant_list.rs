@@ -156,9 +156,11 @@ pub fn tenant_list(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus
     let mut docs = Vec::new();
     for tenant in &tenants {
         let account = tenant.account_name();
-        let conns = |user: &str| {
+        // The servers name an NKEY user's connections by its public key.
+        let conns = |user: &crate::tenant::User| {
+            let login = user.auth.public_key().unwrap_or(user.name.as_str());
             live.as_ref().and_then(|l| l.connections.as_ref()).map(|c| {
-                c.get(&(account.clone(), user.to_owned()))
+                c.get(&(account.clone(), login.to_owned()))
                     .copied()
                     .unwrap_or(0)
             })
@@ -167,7 +169,7 @@ pub fn tenant_list(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus
             .as_ref()
             .and_then(|l| l.jetstream.as_ref())
             .map(|js| js.get(&account).copied().unwrap_or((0, 0)));
-        let tenant_conns: Option<u64> = tenant.users.iter().map(|u| conns(u.name.as_str())).sum();
+        let tenant_conns: Option<u64> = tenant.users.iter().map(conns).sum();
         let mut head = format!(
             "  {}  {}",
             style::title().apply_to(&account),
@@ -190,7 +192,10 @@ pub fn tenant_list(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus
         let mut users = Vec::new();
         for user in &tenant.users {
             let mut line = format!("    ├─ {} ({})", user.name, user.permissions.summary());
-            if let Some(n) = conns(user.name.as_str()) {
+            if user.is_passwordless() {
+                line.push_str(" · NKEY");
+            }
+            if let Some(n) = conns(user) {
                 line.push_str(&format!(" · {}", plural(n, "connection")));
             }
             body.push(line);
@@ -206,7 +211,9 @@ pub fn tenant_list(ctx: &Context, printer: Printer) -> anyhow::Result<ExitStatus
                 "full_access": p.is_full_access(), "publish": list(&p.publish), "subscribe": list(&p.subscribe),
                 "deny_publish": list(&p.deny_publish), "deny_subscribe": list(&p.deny_subscribe),
                 "allow_responses": p.allow_responses, "replies_only": p.replies_only(),
-                "connections": conns(user.name.as_str()),
+                "auth": user.auth.kind().as_str(), "passwordless": user.is_passwordless(),
+                "nkey": user.auth.public_key(),
+                "connections": conns(user),
             }));
         }
         body.push(String::new());

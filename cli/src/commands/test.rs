@@ -1,5 +1,6 @@
-//! `manage test <tenant> [user]`: connect with the stored credentials and check each
-//! permission on one concrete subject both ways. The tenant's admin user (full access in
+//! `manage test <tenant> [user]`: connect with the stored credentials (a password, or for an
+//! NKEY user the server's nonce signed with the seed) and check each permission on one
+//! concrete subject both ways. The tenant's admin user (full access in
 //! the same account) is the observer that publishes to or receives from the tested user.
 
 use std::time::{Duration, Instant};
@@ -175,32 +176,22 @@ fn checks_on(
 ) -> Vec<Check> {
     let mut checks = Vec::new();
     let start = Instant::now();
-    let connected = Client::connect(
-        addr,
-        &credentials.user,
-        &credentials.password,
-        STEP_TIMEOUT,
-        tls,
-    );
+    let connected = Client::connect(addr, credentials.login(), STEP_TIMEOUT, tls);
     let connect_rtt = start.elapsed();
+    // An NKEY user's login is the nonce signed with its seed: say so, it is what was checked.
+    let connect_check = match credentials.secret {
+        env_file::Secret::Password(_) => format!("connect as {}", credentials.user),
+        env_file::Secret::Nkey(_) => format!("connect as {} (NKEY)", credentials.user),
+    };
     match connected {
-        Err(e) => checks.push(fail(
-            format!("connect as {}", credentials.user),
-            format!("{e} ({addr})"),
-        )),
+        Err(e) => checks.push(fail(connect_check, format!("{e} ({addr})"))),
         Ok(user_client) => {
             checks.push(pass(
-                format!("connect as {}", credentials.user),
+                connect_check,
                 format!("{}://{addr}", if user_client.tls { "tls" } else { "nats" }),
                 Some(connect_rtt),
             ));
-            match Client::connect(
-                addr,
-                &observer_credentials.user,
-                &observer_credentials.password,
-                STEP_TIMEOUT,
-                tls,
-            ) {
+            match Client::connect(addr, observer_credentials.login(), STEP_TIMEOUT, tls) {
                 Err(e) => checks.push(fail(
                     format!("connect observer {}", observer_credentials.user),
                     e.to_string(),
@@ -330,6 +321,7 @@ pub fn test(args: &TenantUserArgs, ctx: &Context, printer: Printer) -> anyhow::R
     };
     let mut doc = json!({
         "ok": all_ok, "tenant": args.tenant.as_str(), "user": user_name.as_str(), "address": addr,
+        "auth": user.auth.kind().as_str(),
         "checks": per_server.iter()
             .flat_map(|(node, _, checks)| checks.iter().map(move |c| check_json(node, c)))
             .collect::<Vec<_>>(),

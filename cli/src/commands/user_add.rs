@@ -1,10 +1,10 @@
-//! `manage add-user <tenant> <user> [-p subjects] [-s subjects]`
+//! `manage add-user <tenant> <user> [-p subjects] [-s subjects] [--auth password|nkey]`
 
 use serde_json::json;
 
 use crate::cli::{AddUserArgs, SubjectList};
 use crate::commands::{
-    begin, credentials_box, generate_password, hash_password, url_for, Change, ExitStatus,
+    begin, credentials_box, new_secret, secret_json, url_for, Change, ExitStatus,
 };
 use crate::names::SubjectPattern;
 use crate::printer::Printer;
@@ -37,42 +37,44 @@ pub fn user_add(
     // Fail fast (before hashing) on a missing tenant or a taken name; re-checked under the lock.
     repo::load(&ctx.paths, &args.tenant)?;
     repo::ensure_user_free(&repo::load_all(&ctx.paths)?, &args.user)?;
-    let password = generate_password();
-    let hash = hash_password(&password, printer)?;
+    let (secret, auth) = new_secret(args.auth, printer)?;
 
     let _lock = begin(ctx, printer)?;
     let mut change = Change::new(ctx, "add-user")?.undone_unless_reloaded();
     repo::ensure_user_free(change.tenants(), &args.user)?;
     let path = ctx.paths.tenant_file(args.tenant.as_str());
     let mut doc = repo::load_doc(&ctx.paths, &args.tenant)?;
-    doc.add_user(&path, &args.user, &hash, &permissions)?;
+    doc.add_user(&path, &args.user, &auth, &permissions)?;
     change.put_tenant(&args.tenant, &doc)?;
-    let file = change.put_credentials(&args.tenant, args.user.as_str(), &password)?;
+    let written = change.put_credentials(&args.tenant, args.user.as_str(), &secret)?;
     let applied = change.commit(printer, false)?;
     printer.status(
         "Added",
         format!(
-            "user `{}` to tenant `{}` ({})",
+            "{}user `{}` to tenant `{}` ({})",
+            match args.auth {
+                crate::tenant::AuthKind::Nkey => "NKEY ",
+                crate::tenant::AuthKind::Password => "",
+            },
             args.user,
             args.tenant,
             permissions.summary()
         ),
     );
-    let url = url_for(ctx, args.user.as_str(), &password);
+    let url = url_for(ctx, args.user.as_str(), &secret);
     let extra = vec![format!("  Access:   {}", permissions.summary())];
-    credentials_box(printer, args.user.as_str(), &password, &url, &file, &extra);
+    credentials_box(printer, args.user.as_str(), &secret, &url, &written, &extra);
     let list = |l: &[SubjectPattern]| l.iter().map(|s| s.as_str().to_owned()).collect::<Vec<_>>();
-    Ok(applied.finish(
-        printer,
-        json!({
+    let mut doc = json!({
             "tenant": args.tenant.as_str(), "account": args.tenant.account(), "user": args.user.as_str(),
-            "password": password, "url": url, "credentials_file": file,
+            "url": url, "credentials_file": written.file,
             "permissions": {
                 "publish": list(&permissions.publish), "subscribe": list(&permissions.subscribe),
                 "deny_publish": list(&permissions.deny_publish), "deny_subscribe": list(&permissions.deny_subscribe),
                 "allow_responses": permissions.allow_responses, "full_access": permissions.is_full_access(),
                 "replies_only": permissions.replies_only(),
             },
-        }),
-    ))
+    });
+    secret_json(&mut doc, &secret, written.seed_file.as_deref());
+    Ok(applied.finish(printer, doc))
 }

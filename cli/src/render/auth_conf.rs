@@ -1,11 +1,12 @@
-//! `config/auth.conf`: accounts, users (bcrypt hashes only) and permissions, rendered
+//! `config/auth.conf`: accounts, users (bcrypt hashes or public NKEYs, never a secret) and
+//! permissions, rendered
 //! deterministically (tenants and users sorted) so re-rendering is idempotent.
 
 use std::fmt::Write as _;
 
 use crate::names::{SubjectPattern, SYSTEM_ACCOUNT, SYSTEM_USER};
 use crate::render::AUTH_CONF_HEADER;
-use crate::tenant::{Permissions, Tenant};
+use crate::tenant::{Permissions, Tenant, UserAuth};
 
 /// Render auth.conf for `tenants` plus the system account with `sys_hash`.
 pub fn render(tenants: &[Tenant], sys_hash: &str) -> String {
@@ -26,11 +27,18 @@ pub fn render(tenants: &[Tenant], sys_hash: &str) -> String {
         let mut users: Vec<_> = tenant.users.iter().collect();
         users.sort_by(|a, b| a.name.cmp(&b.name));
         for user in users {
-            let head = format!(
-                "user: {}, password: {}",
-                quote(user.name.as_str()),
-                quote(&user.password_hash)
-            );
+            let head = match &user.auth {
+                UserAuth::Password { hash } => format!(
+                    "user: {}, password: {}",
+                    quote(user.name.as_str()),
+                    quote(hash)
+                ),
+                UserAuth::Nkey { public_key } => {
+                    // The servers take no name with a key: the comment says whose it is.
+                    let _ = writeln!(out, "      # {} (NKEY user)", user.name);
+                    format!("nkey: {}", quote(public_key))
+                }
+            };
             if user.permissions.is_full_access() {
                 let _ = writeln!(out, "      {{ {head} }}");
             } else {
@@ -121,7 +129,7 @@ mod tests {
     fn deterministic_and_hash_only() {
         let user = |name: &str, permissions: Permissions| User {
             name: UserName::new(name).unwrap(),
-            password_hash: HASH.into(),
+            auth: UserAuth::Password { hash: HASH.into() },
             permissions,
         };
         let tenant = |name: &str, users: Vec<User>| Tenant {
@@ -161,6 +169,50 @@ mod tests {
         assert!(text.contains("max_mem: 67108864, max_file: 5368709120"));
         assert!(text.contains("system_account: SYS"));
         assert!(!text.contains("password: $"), "hashes must be quoted");
+    }
+
+    #[test]
+    fn nkey_users_have_only_their_public_key() {
+        let (public_key, seed) = crate::nkey::generate().unwrap();
+        let user = |name: &str, auth: UserAuth, permissions: Permissions| User {
+            name: UserName::new(name).unwrap(),
+            auth,
+            permissions,
+        };
+        let perms = Permissions {
+            subscribe: vec![SubjectPattern::new("payments.*").unwrap()],
+            ..Permissions::default()
+        };
+        let tenant = Tenant {
+            name: TenantName::new("shop").unwrap(),
+            memory: Size::parse("64MB").unwrap(),
+            storage: Size::parse("5GB").unwrap(),
+            users: vec![
+                user(
+                    "shop",
+                    UserAuth::Password { hash: HASH.into() },
+                    Permissions::default(),
+                ),
+                user(
+                    "svc",
+                    UserAuth::Nkey {
+                        public_key: public_key.clone(),
+                    },
+                    perms,
+                ),
+            ],
+        };
+        let text = render(&[tenant], HASH);
+        assert!(text.contains(&format!("nkey: \"{public_key}\"")), "{text}");
+        assert!(text.contains("# svc (NKEY user)"), "{text}");
+        assert!(!text.contains("\"svc\""), "no name beside a key: {text}");
+        assert!(!text.contains(&seed), "never the seed");
+        assert!(
+            text.contains("subscribe: { allow: [\"payments.*\"] }"),
+            "{text}"
+        );
+        // The comment comes before the entry it names.
+        assert!(text.find("# svc") < text.find(&public_key));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use toml_edit::{Array, DocumentMut, Item, Table, Value};
 use crate::error::ManageError;
 use crate::names::{Size, SubjectPattern, TenantName, UserName};
 use crate::tenant::model::line_col;
-use crate::tenant::Permissions;
+use crate::tenant::{Permissions, UserAuth};
 
 /// What an edit did, so the printer can say so.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,12 +79,12 @@ impl TenantDoc {
         })
     }
 
-    /// Add a user with its password hash and permissions.
+    /// Add a user with its password hash or public NKEY, and permissions.
     pub fn add_user(
         &mut self,
         path: &Path,
         user: &UserName,
-        password_hash: &str,
+        auth: &UserAuth,
         permissions: &Permissions,
     ) -> Result<Edit, ManageError> {
         let users = self.users_mut(path)?;
@@ -92,7 +92,8 @@ impl TenantDoc {
             return Ok(Edit::Unchanged);
         }
         let mut table = Table::new();
-        table.insert("password_hash", toml_edit::value(password_hash));
+        let (key, value) = auth_entry(auth);
+        table.insert(key, toml_edit::value(value));
         for (key, list) in [
             ("publish", &permissions.publish),
             ("subscribe", &permissions.subscribe),
@@ -120,12 +121,13 @@ impl TenantDoc {
         })
     }
 
-    /// Replace a user's password hash.
-    pub fn set_password_hash(
+    /// Replace how a user logs in: a new password hash or public NKEY, the other one removed
+    /// (a user has exactly one).
+    pub fn set_auth(
         &mut self,
         path: &Path,
         user: &UserName,
-        password_hash: &str,
+        auth: &UserAuth,
     ) -> Result<Edit, ManageError> {
         let users = self.users_mut(path)?;
         let Some(table) = users
@@ -134,8 +136,23 @@ impl TenantDoc {
         else {
             return Ok(Edit::Unchanged);
         };
-        table.insert("password_hash", toml_edit::value(password_hash));
+        let (key, value) = auth_entry(auth);
+        let other = if key == "nkey" {
+            "password_hash"
+        } else {
+            "nkey"
+        };
+        table.remove(other);
+        table.insert(key, toml_edit::value(value));
         Ok(Edit::Updated)
+    }
+}
+
+/// The tenant file's key and value for a user's login.
+fn auth_entry(auth: &UserAuth) -> (&'static str, &str) {
+    match auth {
+        UserAuth::Password { hash } => ("password_hash", hash),
+        UserAuth::Nkey { public_key } => ("nkey", public_key),
     }
 }
 
@@ -163,7 +180,8 @@ mod tests {
             Size::parse("5GB").unwrap(),
             "now",
         );
-        doc.add_user(path, &tenant.admin_user(), HASH, &Permissions::default())
+        let hash = UserAuth::Password { hash: HASH.into() };
+        doc.add_user(path, &tenant.admin_user(), &hash, &Permissions::default())
             .unwrap();
         let text = format!("{doc}\n# a hand-written note\n");
         let mut doc = TenantDoc::parse(path, &text).unwrap();
@@ -173,9 +191,12 @@ mod tests {
             allow_responses: true,
             ..Permissions::default()
         };
-        assert_eq!(doc.add_user(path, &svc, HASH, &perms).unwrap(), Edit::Added);
         assert_eq!(
-            doc.add_user(path, &svc, HASH, &perms).unwrap(),
+            doc.add_user(path, &svc, &hash, &perms).unwrap(),
+            Edit::Added
+        );
+        assert_eq!(
+            doc.add_user(path, &svc, &hash, &perms).unwrap(),
             Edit::Unchanged
         );
         let text = doc.to_string();
@@ -183,10 +204,20 @@ mod tests {
         assert!(text.contains("[users.order-service]"), "{text}");
         let parsed = parse_tenant(path, &tenant, &text).unwrap();
         assert_eq!(parsed.user("order-service").unwrap().permissions, perms);
+        // Switching to an NKEY replaces the hash: a user has one way to log in.
+        let (public_key, _) = crate::nkey::generate().unwrap();
+        let nkey = UserAuth::Nkey { public_key };
+        assert_eq!(doc.set_auth(path, &svc, &nkey).unwrap(), Edit::Updated);
+        let text = doc.to_string();
+        let parsed = parse_tenant(path, &tenant, &text).unwrap();
+        let user = parsed.user("order-service").unwrap();
+        assert_eq!(user.auth, nkey);
+        assert_eq!(user.permissions, perms);
+        assert!(user.is_passwordless());
+        assert_eq!(doc.set_auth(path, &svc, &hash).unwrap(), Edit::Updated);
+        let parsed = parse_tenant(path, &tenant, &doc.to_string()).unwrap();
+        assert_eq!(parsed.user("order-service").unwrap().auth, hash);
         assert_eq!(doc.remove_user(path, &svc).unwrap(), Edit::Removed);
-        assert_eq!(
-            doc.set_password_hash(path, &svc, HASH).unwrap(),
-            Edit::Unchanged
-        );
+        assert_eq!(doc.set_auth(path, &svc, &hash).unwrap(), Edit::Unchanged);
     }
 }

@@ -33,8 +33,10 @@ pub fn fuzz_tenant_toml(data: &[u8]) {
         let Ok(user) = UserName::new("fuzzer") else {
             return;
         };
-        let hash = "$2a$11$abcdefghijklmnopqrstuuVyWTEHw.8mNKCpiHmjqJfUZ3h1kLGq6";
-        let added = doc.add_user(path, &user, hash, &Permissions::default());
+        let hash = crate::tenant::UserAuth::Password {
+            hash: "$2a$11$abcdefghijklmnopqrstuuVyWTEHw.8mNKCpiHmjqJfUZ3h1kLGq6".into(),
+        };
+        let added = doc.add_user(path, &user, &hash, &Permissions::default());
         let removed = doc.remove_user(path, &user);
         if let (Ok(crate::tenant::Edit::Added), Ok(_), Ok(before)) = (added, removed, &parsed) {
             let after = parse_tenant(path, &name, &doc.to_string());

@@ -8,4 +8,4 @@ pub mod repo;
 
 pub use document::{Edit, TenantDoc};
 pub use fuzz::fuzz_tenant_toml;
-pub use model::{Permissions, Tenant, User};
+pub use model::{AuthKind, Permissions, Tenant, User, UserAuth};

@@ -93,15 +93,82 @@ fn allowed(allow: &[SubjectPattern], deny: &[SubjectPattern], subject: &str) -> 
         && !deny.iter().any(|p| p.matches(subject))
 }
 
+/// How a user logs in (`--auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum AuthKind {
+    /// A generated password; the server keeps its bcrypt hash.
+    #[default]
+    Password,
+    /// An NKEY key pair: the server keeps only the public key, the client signs the server's
+    /// nonce with the seed (no secret on the server at all).
+    Nkey,
+}
+
+impl AuthKind {
+    /// `password` / `nkey`, as in `--auth` and the JSON documents.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthKind::Password => "password",
+            AuthKind::Nkey => "nkey",
+        }
+    }
+}
+
+impl std::fmt::Display for AuthKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the server checks a user's login against: never a secret it could give away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserAuth {
+    /// bcrypt hash of the password.
+    Password {
+        /// `$2b$11$...`
+        hash: String,
+    },
+    /// The user's public NKEY (`U...`); the seed is only in its credentials files.
+    Nkey {
+        /// `U...`, 56 characters.
+        public_key: String,
+    },
+}
+
+impl UserAuth {
+    /// Password or NKEY.
+    pub fn kind(&self) -> AuthKind {
+        match self {
+            UserAuth::Password { .. } => AuthKind::Password,
+            UserAuth::Nkey { .. } => AuthKind::Nkey,
+        }
+    }
+
+    /// The public key of an NKEY user.
+    pub fn public_key(&self) -> Option<&str> {
+        match self {
+            UserAuth::Nkey { public_key } => Some(public_key),
+            UserAuth::Password { .. } => None,
+        }
+    }
+}
+
 /// A user of a tenant.
 #[derive(Debug, Clone)]
 pub struct User {
     /// The user name (global across tenants).
     pub name: UserName,
-    /// bcrypt hash of the password.
-    pub password_hash: String,
+    /// Password hash or public NKEY.
+    pub auth: UserAuth,
     /// What the user may do.
     pub permissions: Permissions,
+}
+
+impl User {
+    /// Whether the user logs in without a password (NKEY).
+    pub fn is_passwordless(&self) -> bool {
+        self.auth.kind() == AuthKind::Nkey
+    }
 }
 
 /// A tenant and its users, sorted by name.
@@ -150,7 +217,8 @@ struct RawTenant {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawUser {
-    password_hash: Spanned<String>,
+    password_hash: Option<Spanned<String>>,
+    nkey: Option<Spanned<String>>,
     publish: Option<Spanned<Vec<Spanned<String>>>>,
     subscribe: Option<Spanned<Vec<Spanned<String>>>>,
     deny_publish: Option<Spanned<Vec<Spanned<String>>>>,
@@ -223,19 +291,56 @@ pub fn parse_tenant(path: &Path, name: &TenantName, text: &str) -> Result<Tenant
         let at = raw_user.span().start;
         let name = UserName::new(user_name).map_err(|e| malformed(at, e))?;
         let raw_user = raw_user.get_ref();
-        let hash = raw_user.password_hash.get_ref();
-        if !is_bcrypt(hash) {
-            return Err(malformed(
-                raw_user.password_hash.span().start,
-                format!(
-                    "password_hash of `{name}` is not a bcrypt hash; run ./manage rotate {} {name}",
-                    name_for_hint(path)
-                ),
-            ));
-        }
+        let tenant_hint = name_for_hint(path);
+        let auth = match (&raw_user.password_hash, &raw_user.nkey) {
+            (Some(hash), None) => {
+                if !is_bcrypt(hash.get_ref()) {
+                    return Err(malformed(
+                        hash.span().start,
+                        format!(
+                            "password_hash of `{name}` is not a bcrypt hash; run ./manage rotate {tenant_hint} {name}"
+                        ),
+                    ));
+                }
+                UserAuth::Password {
+                    hash: hash.get_ref().clone(),
+                }
+            }
+            (None, Some(key)) => {
+                if !crate::nkey::is_user_public_key(key.get_ref()) {
+                    return Err(malformed(
+                        key.span().start,
+                        format!(
+                            "nkey of `{name}` is not a user's public NKEY (56 characters from U); \
+                             run ./manage rotate --auth nkey {tenant_hint} {name}"
+                        ),
+                    ));
+                }
+                UserAuth::Nkey {
+                    public_key: key.get_ref().clone(),
+                }
+            }
+            (Some(_), Some(key)) => {
+                return Err(malformed(
+                    key.span().start,
+                    format!(
+                        "`{name}` has both `password_hash` and `nkey`: a user logs in one way; \
+                         remove one, or run ./manage rotate --auth <password|nkey> {tenant_hint} {name}"
+                    ),
+                ))
+            }
+            (None, None) => {
+                return Err(malformed(
+                    at,
+                    format!(
+                        "`{name}` has neither `password_hash` nor `nkey`; run ./manage rotate {tenant_hint} {name}"
+                    ),
+                ))
+            }
+        };
         users.push(User {
             name,
-            password_hash: hash.clone(),
+            auth,
             permissions: Permissions {
                 publish: subjects(&raw_user.publish, "publish")?,
                 subscribe: subjects(&raw_user.subscribe, "subscribe")?,
@@ -363,6 +468,40 @@ mod tests {
         };
         assert!(p.may_publish("a.b") && !p.may_publish("b"));
         assert_eq!(p.summary(), "publish: a.*; allow responses");
+    }
+
+    #[test]
+    fn a_user_has_a_hash_or_a_public_nkey() {
+        let (key, seed) = crate::nkey::generate().unwrap();
+        let head = "memory = \"1MB\"\nstorage = \"1MB\"\n[users.t]\n";
+        let t = parse(&format!("{head}nkey = \"{key}\"\n")).unwrap();
+        let user = t.user("t").unwrap();
+        assert_eq!(user.auth.public_key(), Some(key.as_str()));
+        assert!(user.is_passwordless());
+        for (body, needle) in [
+            (format!("nkey = \"{seed}\"\n"), "not a user's public NKEY"),
+            (
+                format!(
+                    "nkey = \"{}\"\n",
+                    nkeys::KeyPair::new_account().public_key()
+                ),
+                "not a user's public NKEY",
+            ),
+            (
+                format!("nkey = \"{key}\"\npassword_hash = \"{HASH}\"\n"),
+                "both `password_hash` and `nkey`",
+            ),
+            (
+                "publish = [\"a\"]\n".to_owned(),
+                "neither `password_hash` nor `nkey`",
+            ),
+        ] {
+            let err = parse(&format!("{head}{body}")).unwrap_err();
+            let ManageError::Malformed { message, .. } = &err else {
+                panic!("{err}")
+            };
+            assert!(message.contains(needle), "{body}: {message}");
+        }
     }
 
     #[test]

@@ -183,9 +183,9 @@ impl TestContext {
             & 0o777
     }
 
-    /// Validate the deployment's config with the server binary.
+    /// Validate the deployment's config with its server binary.
     pub(crate) fn server_accepts_config(&self) -> bool {
-        let bin = server_binary().expect(
+        let bin = self.server.clone().expect(
             "no server binary: build natsd (`cargo test --workspace` does) or set NATSD_BIN",
         );
         Command::new(bin)

@@ -13,7 +13,8 @@ use crate::common::TestContext;
 use crate::require_server;
 
 /// The steps of a change, in order (see `journal.rs`).
-const FAILPOINTS: &[&str] = &["journal-written", "files-written", "validated", "reloading"];
+pub(crate) const FAILPOINTS: &[&str] =
+    &["journal-written", "files-written", "validated", "reloading"];
 
 /// Random kills per command (`MANAGE_CRASH_ROUNDS` overrides), and for `remove-user`, the
 /// command the issue saw fail four times in twenty, enough to make twenty tries.
@@ -41,7 +42,12 @@ fn users(ctx: &TestContext) -> BTreeMap<String, String> {
             let credentials =
                 manage::credentials::read(&paths, tenant.name.as_str(), user.name.as_str())
                     .unwrap_or_else(|e| panic!("{}: {e:#}", user.name));
-            users.insert(user.name.to_string(), credentials.password);
+            let password = credentials
+                .secret
+                .password()
+                .unwrap_or_else(|| panic!("{}: not a password user", user.name))
+                .to_owned();
+            users.insert(user.name.to_string(), password);
         }
     }
     users

@@ -8,5 +8,6 @@ mod common;
 mod crash;
 mod errors;
 mod fuzz_replay;
+mod nkey;
 mod server;
 mod tenants;

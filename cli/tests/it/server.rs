@@ -23,7 +23,7 @@ async fn connect(url: &str) -> Result<async_nats::Client, async_nats::ConnectErr
 }
 
 /// The permission holds: a publish to `subject` by `publisher` reaches `subscriber`.
-async fn delivered(
+pub(crate) async fn delivered(
     publisher: &async_nats::Client,
     subscriber: &async_nats::Client,
     subject: &str,
