@@ -554,7 +554,7 @@ struct CreateRequest {
     config: Option<ConsumerConfig>,
     #[serde(default)]
     action: String,
-    /// nats-server's pedantic mode (no defaults applied): refused, natsd does not have it.
+    /// Refuse rather than adjust the config (nats-server's pedantic mode).
     #[serde(default)]
     pedantic: bool,
 }
@@ -604,9 +604,6 @@ pub(crate) fn create(
     let subject_name = parts.next().filter(|n| !n.is_empty());
     let subject_filter = parts.next();
     let req: CreateRequest = parse_body(jsa, payload)?;
-    if req.pedantic {
-        return Err(JsError::Pedantic.with("not supported by natsd"));
-    }
     if req.config.as_ref().is_some_and(|c| c.sourcing) {
         return Err(
             JsError::StreamInvalidConfig.with("consumer sourcing is not supported by natsd")
@@ -670,7 +667,7 @@ pub(crate) fn create(
         stream_max_ack_pending,
         stream_inactive_threshold,
     };
-    config.apply_defaults(&context);
+    config.apply_defaults_as(&context, req.pedantic)?;
     config.set_server_metadata(crate::server::NATS_COMPAT_VERSION);
     config.validate(&context)?;
     let _admin = jsa.admin.lock();
