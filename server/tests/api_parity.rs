@@ -1619,3 +1619,62 @@ async fn pedantic_mode_matches_nats_server() {
         .count();
     assert!(refused >= 15, "{:?}", transcripts[0]);
 }
+
+/// The `client` object of the `$JS.EVENT.ADVISORY.API` audit advisory describes the requesting
+/// connection as nats-server describes it: its id (the `client_id` of its INFO), address,
+/// account, user, name, client library and version, connection start, kind and the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_audit_names_the_requesting_client_as_nats_server() {
+    use futures::StreamExt;
+    let Some(reference) = reference_bin() else {
+        return;
+    };
+    let conf = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n\
+        accounts { A { jetstream: enabled, users: [{user: u, password: p}] } }\n";
+    let mut transcripts = Vec::new();
+    for bin in [
+        js_server::natsd().to_string(),
+        reference.display().to_string(),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = js_server::start_conf(&bin, conf, dir.path());
+        let url = format!("127.0.0.1:{}", server.port);
+        let auditor = async_nats::ConnectOptions::new()
+            .user_and_password("u".into(), "p".into())
+            .connect(&url)
+            .await
+            .unwrap();
+        let mut audit = auditor.subscribe("$JS.EVENT.ADVISORY.API").await.unwrap();
+        auditor.flush().await.unwrap();
+        let requester = async_nats::ConnectOptions::new()
+            .user_and_password("u".into(), "p".into())
+            .name("requester")
+            .connect(&url)
+            .await
+            .unwrap();
+        let cid = requester.server_info().client_id;
+        api(&requester, "$JS.API.INFO", Value::Null).await;
+        let m = tokio::time::timeout(Duration::from_secs(5), audit.next())
+            .await
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        let client = &v["client"];
+        assert_eq!(client["id"], cid, "{bin}: {v}");
+        assert_eq!(client["server"], v["server"], "{bin}: {v}");
+        let start = client["start"].as_str().unwrap_or_default();
+        assert!(start.ends_with('Z') && start.len() > 20, "{bin}: {v}");
+        let mut fields: Vec<&String> = client.as_object().unwrap().keys().collect();
+        // nats-server measures the round trip when the request arrives, natsd with its first
+        // PING (docs/differences.md): present or not depending on timing.
+        fields.retain(|k| *k != "rtt");
+        fields.sort();
+        transcripts.push(json!({
+            "fields": fields,
+            "values": [&client["host"], &client["acc"], &client["user"], &client["name"],
+                       &client["lang"], &client["ver"], &client["kind"], &client["client_type"]],
+        }));
+    }
+    assert_eq!(transcripts[0], transcripts[1], "natsd vs nats-server");
+    assert_eq!(transcripts[0]["values"][2], "u");
+}

@@ -135,6 +135,33 @@ impl ClientShared {
     }
 }
 
+impl crate::subscription::Publisher for ClientShared {
+    fn client_info(&self) -> crate::subscription::ClientInfo {
+        let meta = self.meta.lock();
+        let start = self
+            .out
+            .start
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        crate::subscription::ClientInfo {
+            start: natsd_conf::timestamp::rfc3339_ns(start),
+            host: self.out.addr.ip().to_string(),
+            id: self.out.cid,
+            acc: self
+                .account()
+                .map_or_else(|| meta.account.clone(), |a| a.name.clone()),
+            user: meta.user.clone().unwrap_or_default(),
+            name: meta.name.clone(),
+            lang: meta.lang.clone(),
+            ver: meta.version.clone(),
+            rtt: self.rtt().as_nanos() as u64,
+            server: String::new(),
+            kind: "Client".into(),
+            client_type: "nats".into(),
+        }
+    }
+}
+
 impl SubOwner for ClientShared {
     fn forget(&self, sub: &SubRef) {
         if let Some(account) = self.account() {

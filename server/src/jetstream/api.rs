@@ -16,6 +16,7 @@ use super::{ApiRequest, JetStream, JsAccount};
 use crate::js_errors::{ApiError, JsError};
 use crate::route;
 use crate::store::{PurgeRequest, StoredMsg};
+use crate::subscription::ClientInfo;
 use natsd_conf::timestamp::rfc3339_ns;
 
 /// Page sizes of the `NAMES` and `LIST` requests (streams and consumers), as nats-server.
@@ -154,25 +155,23 @@ pub(crate) fn audit(js: &JetStream, req: &ApiRequest, response: &[u8]) {
         return;
     }
     #[derive(Serialize)]
-    struct Client<'a> {
-        acc: &'a str,
-        server: &'a str,
-    }
-    #[derive(Serialize)]
     struct Audit<'a> {
         server: &'a str,
-        client: Client<'a>,
+        client: ClientInfo,
         subject: &'a str,
         #[serde(skip_serializing_if = "str::is_empty")]
         request: &'a str,
         response: &'a str,
     }
+    // The server's own requests (a source's consumer) name only the account.
+    let mut client = req.client.clone().unwrap_or_else(|| ClientInfo {
+        acc: account.name.clone(),
+        ..ClientInfo::default()
+    });
+    client.server = js.server_name.clone();
     let body = Audit {
         server: &js.server_name,
-        client: Client {
-            acc: &account.name,
-            server: &js.server_name,
-        },
+        client,
         subject: &req.subject,
         request: &String::from_utf8_lossy(&req.payload),
         response: &String::from_utf8_lossy(response),

@@ -209,6 +209,8 @@ pub(crate) struct ApiRequest {
     pub(crate) subject: String,
     pub(crate) reply: Vec<u8>,
     pub(crate) payload: Vec<u8>,
+    /// The requesting client connection (none for the server's own requests).
+    pub(crate) client: Option<crate::subscription::ClientInfo>,
 }
 
 struct ApiHandler {
@@ -260,6 +262,7 @@ impl InternalHandler for ApiHandler {
             subject: subject.to_string(),
             reply: reply.to_vec(),
             payload: msg.payload.to_vec(),
+            client: flush.publisher().map(|p| p.client_info()),
         };
         if let Err(TrySendError::Full(_)) = self.tx.try_send(req) {
             tracing::warn!("JetStream API queue full, dropping request");
