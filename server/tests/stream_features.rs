@@ -1750,6 +1750,10 @@ async fn work_queue_and_interest_origins_count_their_copies_as_nats_server() {
         .await
         .unwrap();
         t.push(json!([wq_consumer, in_consumer]));
+        // A work-queue origin's consumers may not overlap: the copy's counts.
+        let c = json!({"stream_name": "WQ", "config": {"durable_name": "mine", "ack_policy": "explicit"}});
+        let refused = api(&nc, "$JS.API.CONSUMER.CREATE.WQ.mine", c).await;
+        t.push(refused["error"].clone());
 
         // Another consumer on the interest origin: a message stays until both have it.
         let c = json!({"stream_name": "IN", "config": {"durable_name": "other", "ack_policy": "explicit"}});
