@@ -580,7 +580,8 @@ impl ConsumerConfig {
                 }
             }
         }
-        if stream.workqueue && !self.direct {
+        // A copy's consumer is exempt from the work-queue rules, as on nats-server.
+        if stream.workqueue && !self.direct && !self.sourcing {
             if !matches!(
                 self.ack_policy,
                 AckPolicy::Explicit | AckPolicy::FlowControl

@@ -729,13 +729,15 @@ fn stream_context(scfg: &StreamConfig, max_ack_pending_limit: i64) -> StreamCont
     }
 }
 
-/// A work-queue stream's consumers may not overlap (nats-server's 10099 / 10100).
+/// A work-queue stream's consumers may not overlap (nats-server's 10099 / 10100); the
+/// consumers copies keep there do not count, as on nats-server.
 fn check_partition(stream: &Stream, config: &ConsumerConfig) -> Result<(), ApiError> {
     let others: Vec<ConsumerConfig> = stream
         .consumers
         .entries()
         .iter()
         .map(|(_, e)| e.config.lock().clone())
+        .filter(|c| !c.sourcing && !c.direct)
         .collect();
     let refs: Vec<&ConsumerConfig> = others.iter().collect();
     check_workqueue_partition(config, &refs)
@@ -782,9 +784,6 @@ pub(crate) fn ensure_sourcing(
     let context = stream_context(&scfg, limits.max_ack_pending);
     config.apply_defaults(&context);
     config.validate(&context)?;
-    if scfg.retention == Retention::Workqueue {
-        check_partition(stream, &config)?;
-    }
     let deliver_subject = config.deliver_subject.clone();
     let name = config.name.clone();
     add(stream, jsa, &name, config, crate::store::now_ns())?;
