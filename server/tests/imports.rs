@@ -602,6 +602,8 @@ accounts {
         }
         results.push(seen);
     }
-    assert_eq!(results[0], results[1], "natsd vs nats-server");
+    testkit::with_reference(&results, |ours, theirs| {
+        assert_eq!(ours, theirs, "natsd vs nats-server")
+    });
     assert_eq!(results[0][1]["values"][2], "b");
 }
