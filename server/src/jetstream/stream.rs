@@ -462,9 +462,12 @@ impl Stream {
         self.store
             .update_config(&cfg.store_limits())
             .map_err(ApiError::internal)?;
-        let resubscribe = cfg.subjects != self.config().subjects;
+        let old = self.config();
+        let resubscribe = cfg.subjects != old.subjects;
         let copies = cfg.mirror.is_some() || !cfg.sources.is_empty();
-        self.config.store(Arc::new(cfg));
+        let new = Arc::new(cfg);
+        self.config.store(new.clone());
+        self.drop_origin_consumers(&old, Some(&new));
         if resubscribe {
             self.subscribe()?;
         }
@@ -508,20 +511,30 @@ impl Stream {
         self.usage.add(self.store.storage_type(), -old);
     }
 
-    /// Stops the stream and removes its data, and the consumers its mirror or sources kept
-    /// on their origins.
-    pub(crate) fn delete(&self) -> Result<(), ApiError> {
-        let cfg = self.config();
+    /// Deletes the consumers this stream's copies keep on their origins: those of every copy
+    /// of `old` (the stream is deleted), or of the copies `new` no longer has (a source
+    /// removed, the mirror promoted), as nats-server deletes its sourcing consumers.
+    fn drop_origin_consumers(&self, old: &StreamConfig, new: Option<&StreamConfig>) {
         let domain = self.origins.domain();
-        let copies = cfg.mirror.iter().map(|m| (m, None));
+        let copies = old.mirror.iter().map(|m| (m, None));
         let copies = copies.chain(
-            cfg.sources
+            old.sources
                 .iter()
-                .map(|s| (s, Some(cfg.sources.as_slice()))),
+                .map(|s| (s, Some(old.sources.as_slice()))),
         );
         for (src, all) in copies.filter(|(s, _)| s.consumer.is_none()) {
+            let iname = sourcing::index_name(src);
+            let stays = new.is_some_and(|n| {
+                n.mirror
+                    .iter()
+                    .chain(&n.sources)
+                    .any(|s| s.consumer.is_none() && sourcing::index_name(s) == iname)
+            });
+            if stays {
+                continue;
+            }
             let name = sourcing::sourcing_consumer_name(
-                &cfg.name,
+                &old.name,
                 &self.account.name,
                 domain.as_deref(),
                 src,
@@ -529,6 +542,12 @@ impl Stream {
             );
             self.origins.drop_consumer(src, &name);
         }
+    }
+
+    /// Stops the stream and removes its data, and the consumers its mirror or sources kept
+    /// on their origins.
+    pub(crate) fn delete(&self) -> Result<(), ApiError> {
+        self.drop_origin_consumers(&self.config(), None);
         self.consumers.stop_all(StopReason::Deleted);
         self.stop_worker();
         let old = self.accounted.swap(0, Ordering::Relaxed);
@@ -747,6 +766,7 @@ impl Worker {
             Some(m) => vec![(m.clone(), true)],
             None => cfg.sources.iter().map(|s| (s.clone(), false)).collect(),
         };
+        // Consumers of copies that went away are dropped by `Stream::update`.
         let mut old = std::mem::take(&mut self.sources);
         self.mirror = cfg.mirror.is_some();
         for (config, mirror) in wanted {
@@ -762,12 +782,6 @@ impl Worker {
                 }
                 None => Source::new(config, mirror),
             });
-        }
-        // A removed source (or a promoted mirror) no longer holds its origin's messages.
-        for gone in old {
-            if let Some(name) = &gone.origin_consumer {
-                self.stream.origins.drop_consumer(&gone.config, name);
-            }
         }
     }
 
