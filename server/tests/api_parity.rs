@@ -1625,56 +1625,71 @@ async fn pedantic_mode_matches_nats_server() {
 /// account, user, name, client library and version, connection start, kind and the server.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_audit_names_the_requesting_client_as_nats_server() {
-    use futures::StreamExt;
     let Some(reference) = reference_bin() else {
         return;
     };
-    let conf = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n\
+    let users = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n\
         accounts { A { jetstream: enabled, users: [{user: u, password: p}] } }\n";
-    let mut transcripts = Vec::new();
-    for bin in [
-        js_server::natsd().to_string(),
-        reference.display().to_string(),
+    let token = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n\
+        authorization { token: s3cret }\n";
+    let login_user = || async_nats::ConnectOptions::new().user_and_password("u".into(), "p".into());
+    let login_token = || async_nats::ConnectOptions::new().token("s3cret".into());
+    for (conf, login, user) in [
+        (
+            users,
+            &login_user as &dyn Fn() -> async_nats::ConnectOptions,
+            "u",
+        ),
+        (token, &login_token, "[REDACTED]"),
     ] {
-        let dir = tempfile::tempdir().unwrap();
-        let server = js_server::start_conf(&bin, conf, dir.path());
-        let url = format!("127.0.0.1:{}", server.port);
-        let auditor = async_nats::ConnectOptions::new()
-            .user_and_password("u".into(), "p".into())
-            .connect(&url)
-            .await
-            .unwrap();
-        let mut audit = auditor.subscribe("$JS.EVENT.ADVISORY.API").await.unwrap();
-        auditor.flush().await.unwrap();
-        let requester = async_nats::ConnectOptions::new()
-            .user_and_password("u".into(), "p".into())
-            .name("requester")
-            .connect(&url)
-            .await
-            .unwrap();
-        let cid = requester.server_info().client_id;
-        api(&requester, "$JS.API.INFO", Value::Null).await;
-        let m = tokio::time::timeout(Duration::from_secs(5), audit.next())
-            .await
-            .unwrap()
-            .unwrap();
-        let v: Value = serde_json::from_slice(&m.payload).unwrap();
-        let client = &v["client"];
-        assert_eq!(client["id"], cid, "{bin}: {v}");
-        assert_eq!(client["server"], v["server"], "{bin}: {v}");
-        let start = client["start"].as_str().unwrap_or_default();
-        assert!(start.ends_with('Z') && start.len() > 20, "{bin}: {v}");
-        let mut fields: Vec<&String> = client.as_object().unwrap().keys().collect();
-        // nats-server measures the round trip when the request arrives, natsd with its first
-        // PING (docs/differences.md): present or not depending on timing.
-        fields.retain(|k| *k != "rtt");
-        fields.sort();
-        transcripts.push(json!({
-            "fields": fields,
-            "values": [&client["host"], &client["acc"], &client["user"], &client["name"],
-                       &client["lang"], &client["ver"], &client["kind"], &client["client_type"]],
-        }));
+        let mut transcripts = Vec::new();
+        for bin in [
+            js_server::natsd().to_string(),
+            reference.display().to_string(),
+        ] {
+            transcripts.push(audited_client(&bin, conf, login).await);
+        }
+        assert_eq!(transcripts[0], transcripts[1], "natsd vs nats-server");
+        assert_eq!(transcripts[0]["values"][2], user);
     }
-    assert_eq!(transcripts[0], transcripts[1], "natsd vs nats-server");
-    assert_eq!(transcripts[0]["values"][2], "u");
+}
+
+/// The `client` of the audit advisory of one `$JS.API.INFO` request on `bin` started with
+/// `conf`, both connections logging in with `login`: its fields and the values that do not
+/// change from run to run.
+async fn audited_client(
+    bin: &str,
+    conf: &str,
+    login: &dyn Fn() -> async_nats::ConnectOptions,
+) -> Value {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = js_server::start_conf(bin, conf, dir.path());
+    let url = format!("127.0.0.1:{}", server.port);
+    let auditor = login().connect(&url).await.unwrap();
+    let mut audit = auditor.subscribe("$JS.EVENT.ADVISORY.API").await.unwrap();
+    auditor.flush().await.unwrap();
+    let requester = login().name("requester").connect(&url).await.unwrap();
+    let cid = requester.server_info().client_id;
+    api(&requester, "$JS.API.INFO", Value::Null).await;
+    let m = tokio::time::timeout(Duration::from_secs(5), audit.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+    let client = &v["client"];
+    assert_eq!(client["id"], cid, "{bin}: {v}");
+    assert_eq!(client["server"], v["server"], "{bin}: {v}");
+    let start = client["start"].as_str().unwrap_or_default();
+    assert!(start.ends_with('Z') && start.len() > 20, "{bin}: {v}");
+    let mut fields: Vec<&String> = client.as_object().unwrap().keys().collect();
+    // nats-server measures the round trip when the request arrives, natsd with its first
+    // PING (docs/differences.md): present or not depending on timing.
+    fields.retain(|k| *k != "rtt");
+    fields.sort();
+    json!({
+        "fields": fields,
+        "values": [&client["host"], &client["acc"], &client["user"], &client["name"],
+                   &client["lang"], &client["ver"], &client["kind"], &client["client_type"]],
+    })
 }

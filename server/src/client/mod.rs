@@ -63,6 +63,9 @@ pub struct ConnectionCounters {
 /// Descriptive data about a connection, for monitoring.
 #[derive(Debug, Clone, Default)]
 pub struct ConnMeta {
+    /// Who the CONNECT says it is, as nats-server reports a requester (`ClientInfo.user`):
+    /// its NKEY, else its user name, else `[REDACTED]` for a token.
+    pub connect_user: String,
     pub name: String,
     pub lang: String,
     pub version: String,
@@ -150,7 +153,7 @@ impl crate::subscription::Publisher for ClientShared {
             acc: self
                 .account()
                 .map_or_else(|| meta.account.clone(), |a| a.name.clone()),
-            user: meta.user.clone().unwrap_or_default(),
+            user: meta.connect_user.clone(),
             name: meta.name.clone(),
             lang: meta.lang.clone(),
             ver: meta.version.clone(),
