@@ -37,7 +37,7 @@ use crate::route;
 use crate::subject::is_literal;
 use crate::subject_transform::SubjectTransform;
 use crate::subscription::SubRef;
-use crate::subscription::{FlushSet, InternalHandler, InternalMsg};
+use crate::subscription::{ClientInfo, FlushSet, InternalHandler, InternalMsg};
 
 /// nats-server's default `response_threshold`: a reply mapping lives this long without a
 /// response.
@@ -192,12 +192,38 @@ impl InternalHandler for StreamImport {
 /// requests into the exporter.
 struct ServiceImport {
     importer_name: String,
+    /// `share`: the requester's connection details go into `Nats-Request-Info`.
+    share: bool,
+    /// This server's name, for `Nats-Request-Info` with `share`.
+    server_name: String,
     importer: Weak<Account>,
     exporter: Weak<Account>,
     mapping: Mapping,
     response_type: ResponseType,
     threshold: Duration,
     responses: Arc<Responses>,
+}
+
+impl ServiceImport {
+    /// `Nats-Request-Info` as nats-server writes it: the requesting account and its
+    /// connection's round-trip time, and with `share` the whole connection (nats-server's
+    /// `ClientInfo`).
+    fn request_info(&self, flush: &FlushSet) -> String {
+        let client = flush.publisher().map(|p| p.client_info());
+        let info = match client {
+            Some(mut c) if self.share => {
+                c.acc = self.importer_name.clone();
+                c.server = self.server_name.clone();
+                c
+            }
+            other => ClientInfo {
+                acc: self.importer_name.clone(),
+                rtt: other.map_or(0, |c| c.rtt),
+                ..ClientInfo::default()
+            },
+        };
+        serde_json::to_string(&info).unwrap_or_default()
+    }
 }
 
 impl InternalHandler for ServiceImport {
@@ -238,7 +264,7 @@ impl InternalHandler for ServiceImport {
             }
             None => None,
         };
-        let headers = with_request_info(msg.headers, &self.importer_name);
+        let headers = with_request_info(msg.headers, || self.request_info(flush));
         SERVICE_PATH.with(|p| p.borrow_mut().push(me));
         let delivered = {
             let _hop = HopGuard::enter(Hop::Service);
@@ -261,12 +287,17 @@ impl InternalHandler for ServiceImport {
     }
 }
 
-/// `headers` with `Nats-Request-Info` naming the requesting account added (kept when an
-/// earlier service import already added it).
-fn with_request_info(headers: Option<&[u8]>, account: &str) -> Vec<u8> {
-    let info = serde_json::json!({ "acc": account }).to_string();
+/// `headers` with `Nats-Request-Info` (`info`, JSON) added, unless an earlier service import
+/// already added it.
+fn with_request_info(headers: Option<&[u8]>, info: impl FnOnce() -> String) -> Vec<u8> {
     match headers {
         Some(h) if contains_header(h, REQUEST_INFO_HEADER) => h.to_vec(),
+        _ => with_header(headers, &info()),
+    }
+}
+
+fn with_header(headers: Option<&[u8]>, info: &str) -> Vec<u8> {
+    match headers {
         Some(h) if h.ends_with(b"\r\n\r\n") => {
             let mut out = h[..h.len() - 2].to_vec();
             out.extend_from_slice(format!("{REQUEST_INFO_HEADER}: {info}\r\n\r\n").as_bytes());
@@ -413,6 +444,7 @@ impl Router {
     pub(crate) fn install(
         &self,
         config: &[AccountConfig],
+        server_name: &str,
         account: &dyn Fn(&str) -> Option<Arc<Account>>,
     ) {
         let mut installed = self.installed.lock();
@@ -472,6 +504,8 @@ impl Router {
                                 local.clone(),
                                 Arc::new(ServiceImport {
                                     importer_name: importer_cfg.name.clone(),
+                                    share: import.share,
+                                    server_name: server_name.to_string(),
                                     importer: Arc::downgrade(&importer),
                                     exporter: Arc::downgrade(&origin),
                                     mapping: Mapping::new(&local, &import.subject),
@@ -567,13 +601,14 @@ mod tests {
 
     #[test]
     fn request_info_is_added_once() {
-        let h = with_request_info(None, "B");
+        let acc = |name: &str| serde_json::json!({ "acc": name }).to_string();
+        let h = with_request_info(None, || acc("B"));
         assert_eq!(
             String::from_utf8(h.clone()).unwrap(),
             "NATS/1.0\r\nNats-Request-Info: {\"acc\":\"B\"}\r\n\r\n"
         );
-        assert_eq!(with_request_info(Some(&h), "C"), h);
-        let other = with_request_info(Some(b"NATS/1.0\r\nX: 1\r\n\r\n"), "B");
+        assert_eq!(with_request_info(Some(&h), || acc("C")), h);
+        let other = with_request_info(Some(b"NATS/1.0\r\nX: 1\r\n\r\n"), || acc("B"));
         assert_eq!(
             String::from_utf8(other).unwrap(),
             "NATS/1.0\r\nX: 1\r\nNats-Request-Info: {\"acc\":\"B\"}\r\n\r\n"

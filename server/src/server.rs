@@ -236,7 +236,7 @@ impl Server {
         let opts = server.options();
         server
             .imports
-            .install(&opts.accounts, &|name| server.account(name));
+            .install(&opts.accounts, &server.name(), &|name| server.account(name));
         Ok(server)
     }
 
@@ -704,7 +704,7 @@ impl Server {
         self.opts.store(Arc::new(new));
         let opts = self.options();
         self.imports
-            .install(&opts.accounts, &|name| self.account(name));
+            .install(&opts.accounts, &self.name(), &|name| self.account(name));
         for name in &removed_accounts {
             tracing::info!("Account {} removed by reload", name);
         }

@@ -156,11 +156,54 @@ pub struct InternalMsg<'a> {
     pub payload: &'a [u8],
 }
 
+/// A client connection as a server subsystem reports the requester it answers (nats-server's
+/// `ClientInfo`, as JSON in the API audit advisory and `Nats-Request-Info`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ClientInfo {
+    /// When the connection was accepted (RFC 3339).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub start: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub id: u64,
+    pub acc: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub user: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub lang: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ver: String,
+    /// Nanoseconds.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rtt: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub server: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub client_type: String,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// The connection whose read a batch of deliveries comes from.
+pub trait Publisher: Send + Sync {
+    /// Who it is, as of now (`server` left for the caller).
+    fn client_info(&self) -> ClientInfo;
+}
+
 /// Receivers whose writers must be woken once the current batch of deliveries is done, and
 /// deferred work to complete before that. Dropping it flushes, so nothing is left behind
 /// when a batch ends early.
 #[derive(Default)]
 pub struct FlushSet {
+    /// The client connection publishing this batch (none for the server's own publishes).
+    publisher: Option<Arc<dyn Publisher>>,
     clients: Vec<Arc<Outbound>>,
     deferred: Vec<Arc<dyn Deferred>>,
     /// What deliveries in this batch do about a receiver that is behind.
@@ -176,6 +219,16 @@ impl Drop for FlushSet {
 }
 
 impl FlushSet {
+    /// The batches of this set are a client connection's publishes.
+    pub fn set_publisher(&mut self, publisher: Arc<dyn Publisher>) {
+        self.publisher = Some(publisher);
+    }
+
+    /// The client connection publishing this batch, if a client's read made it.
+    pub fn publisher(&self) -> Option<&dyn Publisher> {
+        self.publisher.as_deref()
+    }
+
     /// How deliveries in this batch treat a receiver that is behind (default: queue anyway).
     pub fn set_backpressure(&mut self, backpressure: Backpressure) {
         self.backpressure = backpressure;

@@ -1467,3 +1467,229 @@ async fn default_consumer_limit_matches_nats_server() {
         assert_eq!(over[0]["error"]["err_code"], 10026, "{}", over[0]);
     }
 }
+
+/// A create or update reply reduced to what pedantic mode decides: the error, or the config
+/// members a default could have changed.
+fn pedantic_outcome(reply: &Value) -> Value {
+    if !reply["error"].is_null() {
+        return comparable_error(&reply["error"]);
+    }
+    let cfg = &reply["config"];
+    let keep = [
+        "max_msgs",
+        "max_msgs_per_subject",
+        "max_bytes",
+        "max_msg_size",
+        "max_consumers",
+        "duplicate_window",
+        "allow_msg_ttl",
+        "allow_rollup_hdrs",
+        "deny_purge",
+        "mirror_direct",
+        "republish",
+        "sealed",
+        "discard",
+        "deny_delete",
+        "max_deliver",
+        "ack_wait",
+        "max_ack_pending",
+        "inactive_threshold",
+        "max_waiting",
+        "flow_control",
+        "idle_heartbeat",
+    ];
+    keep.iter()
+        .map(|k| (k.to_string(), cfg[k].clone()))
+        .collect()
+}
+
+/// `pedantic: true` in stream and consumer create/update requests: where nats-server would
+/// adjust the config (negative limits, a duplicate window shortened to `max_age`, markers or
+/// schedules turning on TTLs and roll-ups, an implicit or empty republish source, a mirror's
+/// direct get, the consumer defaults taken from the stream's limits, a first backoff that
+/// is not the ack wait, flow-control acks), it refuses instead, with the same code and text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pedantic_mode_matches_nats_server() {
+    let Some(pair) = start_pair() else {
+        return;
+    };
+    let streams = [
+        json!({"name": "P1", "subjects": ["p1"]}),
+        json!({"name": "P2", "subjects": ["p2"], "max_msgs": -5}),
+        json!({"name": "P3", "subjects": ["p3"], "max_consumers": -2, "max_bytes": -3}),
+        json!({"name": "P4", "subjects": ["p4"], "max_age": 1_000_000_000}),
+        json!({"name": "P5", "subjects": ["p5"], "max_age": 1_000_000_000, "duplicate_window": 500_000_000}),
+        json!({"name": "P6", "subjects": ["p6"], "subject_delete_marker_ttl": 2_000_000_000}),
+        json!({"name": "P7", "subjects": ["p7"], "subject_delete_marker_ttl": 2_000_000_000, "allow_msg_ttl": true}),
+        json!({"name": "P8", "subjects": ["p8"], "subject_delete_marker_ttl": 2_000_000_000, "allow_msg_ttl": true, "allow_rollup_hdrs": true}),
+        json!({"name": "P9", "subjects": ["p9"], "allow_msg_schedules": true}),
+        json!({"name": "P10", "subjects": ["p10"], "allow_msg_schedules": true, "allow_rollup_hdrs": true}),
+        json!({"name": "P11", "subjects": ["p11"], "republish": {"dest": "rp.>"}}),
+        json!({"name": "P12", "subjects": ["p12.>"], "republish": {"src": "p12.>", "dest": "rp12.>"}}),
+        json!({"name": "P13", "subjects": ["p13.*"], "subject_transform": {"src": "p13.*", "dest": "t13.$1"}, "republish": {"src": ">", "dest": ">"}}),
+        json!({"name": "P14", "subjects": ["p14"], "max_msg_size": 0, "num_replicas": 0}),
+        json!({"name": "OD", "subjects": ["od"], "allow_direct": true}),
+        json!({"name": "M1", "mirror": {"name": "OD"}}),
+        json!({"name": "M2", "mirror": {"name": "OD"}, "mirror_direct": true}),
+        json!({"name": "M3", "mirror": {"name": "P1"}}),
+        json!({"name": "C", "subjects": ["c.>"]}),
+        json!({"name": "CL", "subjects": ["cl.>"], "consumer_limits": {"max_ack_pending": 50, "inactive_threshold": 10_000_000_000_u64}}),
+    ];
+    let consumers = [
+        ("C", json!({"durable_name": "d1", "ack_policy": "explicit"})),
+        (
+            "C",
+            json!({"durable_name": "d2", "ack_policy": "explicit", "max_deliver": -3}),
+        ),
+        ("C", json!({"durable_name": "d3", "max_waiting": -1})),
+        ("C", json!({"durable_name": "d4", "max_ack_pending": -2})),
+        ("C", json!({"durable_name": "d5", "max_batch": -1})),
+        ("C", json!({"durable_name": "d6", "max_expires": -1})),
+        ("C", json!({"durable_name": "d7", "max_bytes": -1})),
+        (
+            "C",
+            json!({"durable_name": "d8", "idle_heartbeat": -1, "deliver_subject": "x"}),
+        ),
+        ("C", json!({"durable_name": "d9", "inactive_threshold": -1})),
+        ("C", json!({"durable_name": "d10", "priority_timeout": -1})),
+        (
+            "C",
+            json!({"durable_name": "d11", "ack_policy": "explicit", "backoff": [1_000_000_000, 2_000_000_000]}),
+        ),
+        (
+            "C",
+            json!({"durable_name": "d12", "ack_policy": "explicit", "backoff": [1_000_000_000, 2_000_000_000], "ack_wait": 1_000_000_000, "max_deliver": 3}),
+        ),
+        ("CL", json!({"durable_name": "d13"})),
+        ("CL", json!({"durable_name": "d14", "max_ack_pending": 10})),
+        (
+            "CL",
+            json!({"durable_name": "d15", "max_ack_pending": 10, "inactive_threshold": 5_000_000_000_u64}),
+        ),
+        (
+            "C",
+            json!({"durable_name": "d16", "ack_policy": "flow_control", "deliver_subject": "fc"}),
+        ),
+        (
+            "C",
+            json!({"durable_name": "d17", "ack_policy": "flow_control", "deliver_subject": "fc", "flow_control": true, "idle_heartbeat": 1_000_000_000}),
+        ),
+        ("C", json!({"name": "e1", "ack_policy": "none"})),
+    ];
+    let mut transcripts = Vec::new();
+    for server in [&pair.ours, &pair.theirs] {
+        let nc = connect(server).await;
+        let mut t = Vec::new();
+        for cfg in &streams {
+            let name = cfg["name"].as_str().unwrap();
+            let mut body = cfg.clone();
+            body["pedantic"] = json!(true);
+            let r = api(&nc, &format!("$JS.API.STREAM.CREATE.{name}"), body).await;
+            t.push(json!([name, pedantic_outcome(&r)]));
+        }
+        // Not pedantic: the same adjustments are made silently.
+        let lax = json!({"name": "L", "subjects": ["l"], "max_msgs": -5, "pedantic": false});
+        let r = api(&nc, "$JS.API.STREAM.CREATE.L", lax).await;
+        t.push(json!(["L", pedantic_outcome(&r)]));
+        let update = json!({"name": "P1", "subjects": ["p1"], "max_msgs": -4, "pedantic": true});
+        let r = api(&nc, "$JS.API.STREAM.UPDATE.P1", update).await;
+        t.push(json!(["update", pedantic_outcome(&r)]));
+        // Sealing adjusts other members even in pedantic mode.
+        let seal = json!({"name": "P1", "subjects": ["p1"], "sealed": true, "pedantic": true});
+        let r = api(&nc, "$JS.API.STREAM.UPDATE.P1", seal).await;
+        t.push(json!(["seal", pedantic_outcome(&r)]));
+        for (stream, cfg) in &consumers {
+            let name = cfg["durable_name"]
+                .as_str()
+                .or(cfg["name"].as_str())
+                .unwrap();
+            let body = json!({"stream_name": stream, "config": cfg, "pedantic": true});
+            let subject = format!("$JS.API.CONSUMER.CREATE.{stream}.{name}");
+            let r = api(&nc, &subject, body).await;
+            t.push(json!([name, pedantic_outcome(&r)]));
+        }
+        transcripts.push(t);
+    }
+    for (ours, theirs) in transcripts[0].iter().zip(&transcripts[1]) {
+        assert_eq!(ours, theirs, "natsd vs nats-server");
+    }
+    let refused = transcripts[0]
+        .iter()
+        .filter(|o| o[1]["err_code"] == 10157)
+        .count();
+    assert!(refused >= 15, "{:?}", transcripts[0]);
+}
+
+/// The `client` object of the `$JS.EVENT.ADVISORY.API` audit advisory describes the requesting
+/// connection as nats-server describes it: its id (the `client_id` of its INFO), address,
+/// account, user, name, client library and version, connection start, kind and the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_audit_names_the_requesting_client_as_nats_server() {
+    let Some(reference) = reference_bin() else {
+        return;
+    };
+    let users = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n\
+        accounts { A { jetstream: enabled, users: [{user: u, password: p}] } }\n";
+    let token = "host: 127.0.0.1\nport: @PORT@\njetstream { store_dir: \"@DIR@\" }\n\
+        authorization { token: s3cret }\n";
+    let login_user = || async_nats::ConnectOptions::new().user_and_password("u".into(), "p".into());
+    let login_token = || async_nats::ConnectOptions::new().token("s3cret".into());
+    for (conf, login, user) in [
+        (
+            users,
+            &login_user as &dyn Fn() -> async_nats::ConnectOptions,
+            "u",
+        ),
+        (token, &login_token, "[REDACTED]"),
+    ] {
+        let mut transcripts = Vec::new();
+        for bin in [
+            js_server::natsd().to_string(),
+            reference.display().to_string(),
+        ] {
+            transcripts.push(audited_client(&bin, conf, login).await);
+        }
+        assert_eq!(transcripts[0], transcripts[1], "natsd vs nats-server");
+        assert_eq!(transcripts[0]["values"][2], user);
+    }
+}
+
+/// The `client` of the audit advisory of one `$JS.API.INFO` request on `bin` started with
+/// `conf`, both connections logging in with `login`: its fields and the values that do not
+/// change from run to run.
+async fn audited_client(
+    bin: &str,
+    conf: &str,
+    login: &dyn Fn() -> async_nats::ConnectOptions,
+) -> Value {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let server = js_server::start_conf(bin, conf, dir.path());
+    let url = format!("127.0.0.1:{}", server.port);
+    let auditor = login().connect(&url).await.unwrap();
+    let mut audit = auditor.subscribe("$JS.EVENT.ADVISORY.API").await.unwrap();
+    auditor.flush().await.unwrap();
+    let requester = login().name("requester").connect(&url).await.unwrap();
+    let cid = requester.server_info().client_id;
+    api(&requester, "$JS.API.INFO", Value::Null).await;
+    let m = tokio::time::timeout(Duration::from_secs(5), audit.next())
+        .await
+        .unwrap()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&m.payload).unwrap();
+    let client = &v["client"];
+    assert_eq!(client["id"], cid, "{bin}: {v}");
+    assert_eq!(client["server"], v["server"], "{bin}: {v}");
+    let start = client["start"].as_str().unwrap_or_default();
+    assert!(start.ends_with('Z') && start.len() > 20, "{bin}: {v}");
+    let mut fields: Vec<&String> = client.as_object().unwrap().keys().collect();
+    // nats-server measures the round trip when the request arrives, natsd with its first
+    // PING (docs/differences.md): present or not depending on timing.
+    fields.retain(|k| *k != "rtt");
+    fields.sort();
+    json!({
+        "fields": fields,
+        "values": [&client["host"], &client["acc"], &client["user"], &client["name"],
+                   &client["lang"], &client["ver"], &client["kind"], &client["client_type"]],
+    })
+}

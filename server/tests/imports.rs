@@ -531,3 +531,79 @@ async fn response_types_and_accountz_match_nats_server() {
         assert_eq!(ours, theirs, "natsd vs nats-server")
     });
 }
+
+/// `Nats-Request-Info` on a request through a service import: the requesting account (and
+/// its round-trip time) only, or with `share: true` the requesting connection as nats-server
+/// describes it (id, host, start, user, name, client library, server, kind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_info_shares_the_requester_as_nats_server() {
+    let conf = r#"host: 127.0.0.1
+port: @PORT@
+accounts {
+  A: { users: [{user: a, password: a}], exports: [{service: "plain"}, {service: "shared"}] }
+  B: {
+    users: [{user: b, password: b}]
+    imports: [
+      {service: {account: A, subject: "plain"}}
+      {service: {account: A, subject: "shared"}, share: true}
+    ]
+  }
+}
+"#;
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, conf, dir.path());
+        let a = login(&s, "a", "a").await;
+        let mut requests = a.subscribe("*").await.unwrap();
+        synced(&a).await;
+        let b = async_nats::ConnectOptions::with_user_and_password("b".into(), "b".into())
+            .name("requester")
+            .connect(format!("127.0.0.1:{}", s.port))
+            .await
+            .unwrap();
+        let (cid, server_name) = {
+            let info = b.server_info();
+            (info.client_id, info.server_name.clone())
+        };
+        let mut seen = Vec::new();
+        for subject in ["plain", "shared"] {
+            let request = tokio::spawn({
+                let b = b.clone();
+                async move { b.request(subject, "q".into()).await }
+            });
+            let req = next(&mut requests).await;
+            let info: Value = req
+                .headers
+                .as_ref()
+                .and_then(|h| h.get("Nats-Request-Info"))
+                .and_then(|v| serde_json::from_str(v.as_str()).ok())
+                .unwrap_or(Value::Null);
+            a.publish(req.reply.clone().unwrap(), "ok".into())
+                .await
+                .unwrap();
+            request.await.unwrap().unwrap();
+            if subject == "shared" {
+                assert_eq!(info["id"], cid, "{bin}: {info}");
+                assert_eq!(info["server"], server_name.as_str(), "{bin}: {info}");
+                assert!(info["start"].as_str().is_some_and(|t| t.ends_with('Z')));
+            }
+            // The round trip is measured at different moments (docs/differences.md).
+            let mut fields: Vec<String> = info
+                .as_object()
+                .map(|o| o.keys().filter(|k| *k != "rtt").cloned().collect())
+                .unwrap_or_default();
+            fields.sort();
+            seen.push(json!({
+                "fields": fields,
+                "values": [&info["acc"], &info["host"], &info["user"], &info["name"],
+                           &info["lang"], &info["kind"], &info["client_type"]],
+            }));
+        }
+        results.push(seen);
+    }
+    testkit::with_reference(&results, |ours, theirs| {
+        assert_eq!(ours, theirs, "natsd vs nats-server")
+    });
+    assert_eq!(results[0][1]["values"][2], "b");
+}

@@ -1623,3 +1623,243 @@ async fn stream_info_details_and_create_checks_match_nats_server() {
         }
     });
 }
+
+/// What a work-queue or interest origin shows of the consumer a copy keeps on it.
+fn kept_consumer(list: &Value) -> Value {
+    let Some(c) = list["consumers"].as_array().and_then(|a| a.first()) else {
+        return Value::Null;
+    };
+    let mut cfg = c["config"].clone();
+    let deliver = cfg["deliver_subject"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // `$JS.S.<random>`: the random part differs per run.
+    cfg["deliver_subject"] = json!(deliver.rsplit_once('.').map(|(p, _)| p));
+    json!({
+        "total": list["total"],
+        "name": c["name"],
+        "config": cfg,
+        "delivered": [c["delivered"]["consumer_seq"], c["delivered"]["stream_seq"]],
+        "ack_floor": [c["ack_floor"]["consumer_seq"], c["ack_floor"]["stream_seq"]],
+        "num_pending": c["num_pending"],
+        "num_ack_pending": c["num_ack_pending"],
+        "push_bound": c["push_bound"],
+    })
+}
+
+fn state_of(info: &Value) -> Value {
+    let st = &info["state"];
+    json!([
+        st["messages"],
+        st["first_seq"],
+        st["last_seq"],
+        st["consumer_count"]
+    ])
+}
+
+/// A source of a work-queue stream and a mirror of an interest stream count as consumers of
+/// their origin, as nats-server's sourcing consumers do: the origin lists the consumer the
+/// copy keeps there (`JS_SRC_...`, `JS_MIRROR_...`), removes (work queue) or releases
+/// (interest) what was copied, keeps what was not copied yet, and forgets the consumer when
+/// the source is deleted or the mirror promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_queue_and_interest_origins_count_their_copies_as_nats_server() {
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let mut t = Vec::new();
+        for cfg in [
+            json!({"name": "WQ", "subjects": ["wq.>"], "retention": "workqueue"}),
+            json!({"name": "IN", "subjects": ["in.>"], "retention": "interest"}),
+        ] {
+            assert!(create_stream(&nc, cfg).await["error"].is_null());
+        }
+        for i in 0..3 {
+            publish(&nc, &format!("wq.{i}"), &[], "w").await;
+            publish(&nc, &format!("in.{i}"), &[], "i").await;
+        }
+        for cfg in [
+            json!({"name": "S", "sources": [{"name": "WQ"}]}),
+            json!({"name": "M", "mirror": {"name": "IN"}}),
+        ] {
+            assert!(create_stream(&nc, cfg).await["error"].is_null());
+        }
+        info_when(&nc, "S", Duration::from_secs(10), |i| {
+            i["state"]["messages"] == 3
+        })
+        .await;
+        // The interest origin kept nothing before the mirror came; from now on it keeps
+        // what the mirror has not copied yet.
+        let consumer = |name: &'static str| {
+            let nc = nc.clone();
+            async move {
+                let subject = format!("$JS.API.CONSUMER.LIST.{name}");
+                kept_consumer(&api(&nc, &subject, Value::Null).await)
+            }
+        };
+        testkit::fetch_until_async(
+            Duration::from_secs(10),
+            async || consumer("IN").await,
+            |c| c["total"] == 1,
+        )
+        .await
+        .unwrap();
+        for i in 3..5 {
+            publish(&nc, &format!("wq.{i}"), &[], "w").await;
+            publish(&nc, &format!("in.{i}"), &[], "i").await;
+        }
+        let s_info = info_when(&nc, "S", Duration::from_secs(10), |i| {
+            i["state"]["messages"] == 5
+        })
+        .await;
+        let m_info = info_when(&nc, "M", Duration::from_secs(10), |i| {
+            i["state"]["last_seq"] == 5
+        })
+        .await;
+        // Acknowledged once copied: the origins let go of everything.
+        let wq = info_when(&nc, "WQ", Duration::from_secs(10), |i| {
+            i["state"]["messages"] == 0
+        })
+        .await;
+        let inter = info_when(&nc, "IN", Duration::from_secs(10), |i| {
+            i["state"]["messages"] == 0
+        })
+        .await;
+        t.push(json!([
+            state_of(&s_info),
+            state_of(&m_info),
+            state_of(&wq),
+            state_of(&inter)
+        ]));
+        let settled = |c: &Value| c["ack_floor"][1] == 5 && c["delivered"][1] == 5;
+        let wq_consumer = testkit::fetch_until_async(
+            Duration::from_secs(10),
+            async || consumer("WQ").await,
+            settled,
+        )
+        .await
+        .unwrap();
+        let in_consumer = testkit::fetch_until_async(
+            Duration::from_secs(10),
+            async || consumer("IN").await,
+            settled,
+        )
+        .await
+        .unwrap();
+        t.push(json!([wq_consumer, in_consumer]));
+        // A work-queue origin's consumers may not overlap, but the copy's does not count.
+        let c = json!({"stream_name": "WQ", "config": {"durable_name": "mine", "ack_policy": "explicit"}});
+        let beside = api(&nc, "$JS.API.CONSUMER.CREATE.WQ.mine", c).await;
+        t.push(beside["error"].clone());
+        api(&nc, "$JS.API.CONSUMER.DELETE.WQ.mine", Value::Null).await;
+
+        // Another consumer on the interest origin: a message stays until both have it.
+        let c = json!({"stream_name": "IN", "config": {"durable_name": "other", "ack_policy": "explicit"}});
+        assert!(api(&nc, "$JS.API.CONSUMER.CREATE.IN.other", c).await["error"].is_null());
+        publish(&nc, "in.6", &[], "i").await;
+        info_when(&nc, "M", Duration::from_secs(10), |i| {
+            i["state"]["last_seq"] == 6
+        })
+        .await;
+        let held = info_when(&nc, "IN", Duration::from_secs(10), |i| {
+            i["state"]["messages"] == 1
+        })
+        .await;
+        t.push(state_of(&held));
+
+        // Deleting the source stream and promoting the mirror drop their consumers.
+        let deleted = api(&nc, "$JS.API.STREAM.DELETE.S", Value::Null).await;
+        assert_eq!(deleted["success"], true, "{bin}: {deleted}");
+        let mut cfg = m_info["config"].clone();
+        cfg.as_object_mut().unwrap().remove("mirror");
+        let promoted = api(&nc, "$JS.API.STREAM.UPDATE.M", cfg).await;
+        assert!(promoted["error"].is_null(), "{bin}: {promoted}");
+        let wq = info_when(&nc, "WQ", Duration::from_secs(10), |i| {
+            i["state"]["consumer_count"] == 0
+        })
+        .await;
+        let inter = info_when(&nc, "IN", Duration::from_secs(10), |i| {
+            i["state"]["consumer_count"] == 1
+        })
+        .await;
+        publish(&nc, "wq.7", &[], "w").await;
+        let wq_after = api(&nc, "$JS.API.STREAM.INFO.WQ", Value::Null).await;
+        t.push(json!([
+            state_of(&wq),
+            state_of(&inter),
+            state_of(&wq_after)
+        ]));
+        results.push(t);
+    }
+    testkit::with_reference(&results, |ours, theirs| {
+        assert_eq!(ours, theirs, "natsd vs nats-server")
+    });
+    assert_eq!(results[0][1][0]["name"], "JS_SRC_N6lXlrSF");
+    assert!(results[0][2].is_null(), "{:?}", results[0]);
+}
+
+/// A source of a work-queue stream killed mid-copy resumes after a restart without gaps or
+/// duplicates, and the origin ends empty: its consumer is durable and acknowledges only what
+/// the copy has written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_queue_source_resumes_after_kill_without_gaps_or_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = start_conf(natsd(), JS_CONF, dir.path());
+    let nc = connect(&s).await;
+    let wq = json!({"name": "WQ", "subjects": ["wq.>"], "retention": "workqueue"});
+    assert!(create_stream(&nc, wq).await["error"].is_null());
+    let publish_range = |nc: async_nats::Client, from: u32, to: u32| async move {
+        let js = async_nats::jetstream::new(nc);
+        let mut acks = Vec::new();
+        for i in from..to {
+            acks.push(
+                js.publish(format!("wq.{}", i % 5), format!("{i}").into())
+                    .await
+                    .unwrap(),
+            );
+            if acks.len() == 200 {
+                for a in acks.drain(..) {
+                    a.await.unwrap();
+                }
+            }
+        }
+        for a in acks {
+            a.await.unwrap();
+        }
+    };
+    publish_range(nc.clone(), 0, 20_000).await;
+    let r = create_stream(&nc, json!({"name": "S", "sources": [{"name": "WQ"}]})).await;
+    assert!(r["error"].is_null(), "{r}");
+    info_when(&nc, "S", Duration::from_secs(10), |i| {
+        i["state"]["messages"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
+    s.kill();
+    drop(s);
+
+    let s = start_conf(natsd(), JS_CONF, dir.path());
+    let nc = connect(&s).await;
+    publish_range(nc.clone(), 20_000, 21_000).await;
+    info_when(&nc, "S", Duration::from_secs(30), |i| {
+        i["state"]["messages"] == 21_000
+    })
+    .await;
+    info_when(&nc, "WQ", Duration::from_secs(30), |i| {
+        i["state"]["messages"] == 0
+    })
+    .await;
+    let copies = read_all(&nc, "S").await;
+    let mut seen = vec![0u32; 21_000];
+    for (_, _, payload, _) in &copies {
+        seen[payload.parse::<usize>().unwrap()] += 1;
+    }
+    assert!(seen.iter().all(|&n| n == 1), "gaps or duplicates");
+    let list = api(&nc, "$JS.API.CONSUMER.LIST.WQ", Value::Null).await;
+    assert_eq!(
+        list["consumers"][0]["ack_floor"]["stream_seq"], 21_000,
+        "{list}"
+    );
+}

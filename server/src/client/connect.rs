@@ -170,6 +170,12 @@ impl Connection {
             meta.lang = opts.lang.unwrap_or_default();
             meta.version = opts.version.unwrap_or_default();
             meta.user = identity.user.as_ref().map(|u| u.name.clone());
+            meta.connect_user = creds
+                .nkey
+                .or(creds.user)
+                .map(str::to_string)
+                .or_else(|| creds.token.map(|_| "[REDACTED]".to_string()))
+                .unwrap_or_default();
             meta.account = account.name.clone();
         }
         self.bind_identity(account, &identity)?;

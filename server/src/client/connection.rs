@@ -117,6 +117,8 @@ impl Connection {
     ) -> Connection {
         let auth = server.authenticator();
         let global = server.global_account();
+        let mut pending_flush = FlushSet::default();
+        pending_flush.set_publisher(shared.clone());
         let mut conn = Connection {
             server: server.clone(),
             shared,
@@ -130,7 +132,7 @@ impl Connection {
             l1_genid: u64::MAX,
             pub_perm_cache: PublishPermissionCache::default(),
             permissions_generation: 0,
-            pending_flush: FlushSet::default(),
+            pending_flush,
             stopped_receiver_after: STOPPED_RECEIVER_AFTER,
             in_msgs: 0,
             in_bytes: 0,

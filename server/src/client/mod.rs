@@ -63,6 +63,9 @@ pub struct ConnectionCounters {
 /// Descriptive data about a connection, for monitoring.
 #[derive(Debug, Clone, Default)]
 pub struct ConnMeta {
+    /// Who the CONNECT says it is, as nats-server reports a requester (`ClientInfo.user`):
+    /// its NKEY, else its user name, else `[REDACTED]` for a token.
+    pub connect_user: String,
     pub name: String,
     pub lang: String,
     pub version: String,
@@ -132,6 +135,33 @@ impl ClientShared {
     /// The subscriptions this connection held when it closed (empty while open).
     pub fn take_closed_subs(&self) -> Vec<ClosedSub> {
         std::mem::take(&mut *self.closed_subs.lock())
+    }
+}
+
+impl crate::subscription::Publisher for ClientShared {
+    fn client_info(&self) -> crate::subscription::ClientInfo {
+        let meta = self.meta.lock();
+        let start = self
+            .out
+            .start
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        crate::subscription::ClientInfo {
+            start: natsd_conf::timestamp::rfc3339_ns(start),
+            host: self.out.addr.ip().to_string(),
+            id: self.out.cid,
+            acc: self
+                .account()
+                .map_or_else(|| meta.account.clone(), |a| a.name.clone()),
+            user: meta.connect_user.clone(),
+            name: meta.name.clone(),
+            lang: meta.lang.clone(),
+            ver: meta.version.clone(),
+            rtt: self.rtt().as_nanos() as u64,
+            server: String::new(),
+            kind: "Client".into(),
+            client_type: "nats".into(),
+        }
     }
 }
 

@@ -271,18 +271,59 @@ impl ConsumerConfig {
     /// `consumer_limits` first, then the account's `max_ack_pending`), plus the 5 s
     /// `inactive_threshold` of non-durables. Call before [`ConsumerConfig::validate`].
     pub(crate) fn apply_defaults(&mut self, stream: &StreamContext<'_>) {
+        // Without pedantic mode nothing is refused.
+        let _ = self.apply_defaults_as(stream, false);
+    }
+
+    /// [`Self::apply_defaults`]; `pedantic` (a create request's pedantic mode) refuses with
+    /// nats-server's 10157 where a value would be replaced or a stream limit filled in.
+    pub(crate) fn apply_defaults_as(
+        &mut self,
+        stream: &StreamContext<'_>,
+        pedantic: bool,
+    ) -> Result<(), ApiError> {
+        let refuse = |what: &str| Err(JsError::Pedantic.with(what));
         if self.max_deliver == 0 || self.max_deliver < -1 {
+            if pedantic && self.max_deliver < -1 {
+                return refuse("max_deliver must be set to -1");
+            }
             self.max_deliver = -1;
         }
-        self.max_waiting = self.max_waiting.max(0);
-        if self.max_ack_pending < -1 {
-            self.max_ack_pending = -1;
+        // Negative values become 0 (-1 for max_ack_pending), in nats-server's order.
+        let zero_floors = [
+            (&mut self.max_waiting, 0, "max_waiting must not be negative"),
+            (
+                &mut self.max_ack_pending,
+                -1,
+                "max_ack_pending must be set to -1",
+            ),
+            (&mut self.max_batch, 0, "max_batch must not be negative"),
+            (&mut self.max_expires, 0, "max_expires must not be negative"),
+            (&mut self.max_bytes, 0, "max_bytes must not be negative"),
+            (
+                &mut self.idle_heartbeat,
+                0,
+                "idle_heartbeat must not be negative",
+            ),
+            (
+                &mut self.inactive_threshold,
+                0,
+                "inactive_threshold must not be negative",
+            ),
+            (
+                &mut self.priority_timeout,
+                0,
+                "priority_timeout must not be negative",
+            ),
+        ];
+        for (v, floor, why) in zero_floors {
+            if *v < floor {
+                if pedantic {
+                    return refuse(why);
+                }
+                *v = floor;
+            }
         }
-        self.max_batch = self.max_batch.max(0);
-        self.max_expires = self.max_expires.max(0);
-        self.max_bytes = self.max_bytes.max(0);
-        self.idle_heartbeat = self.idle_heartbeat.max(0);
-        self.inactive_threshold = self.inactive_threshold.max(0);
         if self.is_pull() && self.max_waiting == 0 {
             self.max_waiting = DEFAULT_MAX_WAITING;
         }
@@ -290,12 +331,23 @@ impl ConsumerConfig {
             self.ack_wait = DEFAULT_ACK_WAIT;
         }
         if let Some(&first) = self.backoff.first() {
+            if pedantic && self.ack_wait != first {
+                return refuse("first backoff value has to equal batch AckWait");
+            }
             self.ack_wait = first;
         }
         if self.max_ack_pending == 0 {
+            if pedantic && stream.stream_max_ack_pending > 0 {
+                return refuse("max_ack_pending must be set if it's configured in stream limits");
+            }
             self.max_ack_pending = stream.stream_max_ack_pending.max(0);
         }
         if self.inactive_threshold == 0 {
+            if pedantic && stream.stream_inactive_threshold > 0 {
+                return refuse(
+                    "inactive_threshold must be set if it's configured in stream limits",
+                );
+            }
             self.inactive_threshold = stream.stream_inactive_threshold.max(0);
         }
         if self.max_ack_pending == 0 && self.ack_policy != AckPolicy::None {
@@ -309,14 +361,15 @@ impl ConsumerConfig {
         if !self.is_durable() && self.inactive_threshold == 0 {
             self.inactive_threshold = DEFAULT_INACTIVE_THRESHOLD;
         }
-        self.priority_timeout = self.priority_timeout.max(0);
         if self.priority_policy == PriorityPolicy::PinnedClient && self.priority_timeout == 0 {
             self.priority_timeout = DEFAULT_PINNED_TTL;
         }
-        if self.ack_policy == AckPolicy::FlowControl {
+        // Pedantic mode leaves these to the request, whose checks then refuse what is missing.
+        if self.ack_policy == AckPolicy::FlowControl && !pedantic {
             self.flow_control = true;
             self.idle_heartbeat = ACK_FLOW_CONTROL_HEARTBEAT;
         }
+        Ok(())
     }
 
     /// Adds the `_nats.*` metadata nats-server 2.15 shows in replies.
@@ -527,7 +580,8 @@ impl ConsumerConfig {
                 }
             }
         }
-        if stream.workqueue && !self.direct {
+        // A copy's consumer is exempt from the work-queue rules, as on nats-server.
+        if stream.workqueue && !self.direct && !self.sourcing {
             if !matches!(
                 self.ack_policy,
                 AckPolicy::Explicit | AckPolicy::FlowControl

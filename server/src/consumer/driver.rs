@@ -69,6 +69,7 @@ enum Event {
     Stop(oneshot::Sender<Consumer>, StopReason),
     SignalShutdown(oneshot::Sender<()>),
     ResetPending,
+    CopiedThrough(u64),
     Update(Box<super::ConsumerConfig>),
 }
 
@@ -191,13 +192,11 @@ impl ConsumerHandle {
         rx.await.ok()
     }
 
-    /// Resets the consumer to deliver from `seq` next, as `CONSUMER.RESET` with that
-    /// sequence does, without a reply: how a source reading through it acknowledges.
-    pub(crate) fn reset_to(&self, seq: u64) {
-        let _ = self.tx.send(Event::Reset {
-            reply: Bytes::new(),
-            body: Bytes::from(format!("{{\"seq\":{seq}}}")),
-        });
+    /// A mirror or source reading the stream itself copied what this consumer would
+    /// deliver through stream sequence `seq`: counted as delivered and acknowledged, as the
+    /// copy's flow-control answers acknowledge on nats-server.
+    pub(crate) fn copied_through(&self, seq: u64) {
+        let _ = self.tx.send(Event::CopiedThrough(seq));
     }
 
     /// The stream was purged or lost messages: recount `num_pending`.
@@ -474,6 +473,10 @@ impl Task {
                 let _ = tx.send(());
             }
             Event::ResetPending => self.consumer.reset_pending_count(),
+            Event::CopiedThrough(seq) => {
+                let acked = self.consumer.copied_through(seq, &*self.store);
+                self.acked.extend_from_slice(&acked);
+            }
             Event::Update(config) => self.consumer.update_config(*config),
         }
         Control::Continue

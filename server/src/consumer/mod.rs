@@ -1261,6 +1261,43 @@ impl Consumer {
         self.remove_pending(sseq, outcome);
     }
 
+    /// A copy that reads the stream itself took every message this consumer would deliver
+    /// through stream sequence `seq`: they count as delivered, and everything up to there is
+    /// acknowledged (flow-control acks acknowledge all below them). Returns the stream
+    /// sequences acknowledged, for work-queue and interest retention.
+    pub(crate) fn copied_through(&mut self, seq: u64, store: &dyn MessageStore) -> Vec<u64> {
+        let mut acked = Vec::new();
+        if seq <= self.state.ack_floor.stream_seq {
+            return acked;
+        }
+        let mut next = self.state.delivered.stream_seq + 1;
+        while next <= seq {
+            match self.load_next(store, next) {
+                Ok(m) if m.seq <= seq => {
+                    self.state.delivered.consumer_seq += 1;
+                    acked.push(m.seq);
+                    next = m.seq + 1;
+                }
+                _ => break,
+            }
+        }
+        self.state.delivered.stream_seq = self.state.delivered.stream_seq.max(seq);
+        let rest = self.state.pending.split_off(&(seq + 1));
+        let done = std::mem::replace(&mut self.state.pending, rest);
+        for s in done.into_keys() {
+            self.state.redelivered.remove(&s);
+            acked.push(s);
+        }
+        if self.state.pending.is_empty() {
+            self.state.ack_floor = self.state.delivered;
+        } else {
+            self.advance_ack_floor();
+        }
+        self.num_pending_valid = false;
+        self.dirty = true;
+        acked
+    }
+
     fn remove_pending(&mut self, sseq: u64, outcome: &mut AckOutcome) {
         if self.state.pending.remove(&sseq).is_some() {
             self.state.redelivered.remove(&sseq);
@@ -1408,7 +1445,8 @@ impl Consumer {
             num_redelivered: self.state.redelivered.len() as u64,
             num_waiting: self.waiting.len() as u64,
             num_pending,
-            push_bound: !self.config.is_pull() && self.push_active,
+            // A sourcing consumer's copy reads the store itself and is always bound.
+            push_bound: !self.config.is_pull() && (self.push_active || self.config.sourcing),
             paused: pause_remaining.is_some(),
             pause_remaining,
             ts: natsd_conf::timestamp::rfc3339_ns(now),

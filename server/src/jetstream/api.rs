@@ -16,6 +16,7 @@ use super::{ApiRequest, JetStream, JsAccount};
 use crate::js_errors::{ApiError, JsError};
 use crate::route;
 use crate::store::{PurgeRequest, StoredMsg};
+use crate::subscription::ClientInfo;
 use natsd_conf::timestamp::rfc3339_ns;
 
 /// Page sizes of the `NAMES` and `LIST` requests (streams and consumers), as nats-server.
@@ -154,25 +155,23 @@ pub(crate) fn audit(js: &JetStream, req: &ApiRequest, response: &[u8]) {
         return;
     }
     #[derive(Serialize)]
-    struct Client<'a> {
-        acc: &'a str,
-        server: &'a str,
-    }
-    #[derive(Serialize)]
     struct Audit<'a> {
         server: &'a str,
-        client: Client<'a>,
+        client: ClientInfo,
         subject: &'a str,
         #[serde(skip_serializing_if = "str::is_empty")]
         request: &'a str,
         response: &'a str,
     }
+    // The server's own requests (a source's consumer) name only the account.
+    let mut client = req.client.clone().unwrap_or_else(|| ClientInfo {
+        acc: account.name.clone(),
+        ..ClientInfo::default()
+    });
+    client.server = js.server_name.clone();
     let body = Audit {
         server: &js.server_name,
-        client: Client {
-            acc: &account.name,
-            server: &js.server_name,
-        },
+        client,
         subject: &req.subject,
         request: &String::from_utf8_lossy(&req.payload),
         response: &String::from_utf8_lossy(response),
@@ -388,20 +387,18 @@ fn info_body<'a>(
     }
 }
 
-/// A create or update request's config, checked in nats-server's order.
+/// A create or update request's config, checked in nats-server's order, and whether the
+/// request is pedantic.
 fn parse_config(
     jsa: &JsAccount,
     name: &str,
     payload: &[u8],
     create: bool,
-) -> Result<StreamConfig, ApiError> {
+) -> Result<(StreamConfig, bool), ApiError> {
     if is_empty_body(payload) {
         return Err(JsError::StreamMismatch.into());
     }
     let mut cfg: StreamConfig = decode(jsa, payload)?;
-    if cfg.pedantic {
-        return Err(JsError::Pedantic.with("not supported by natsd"));
-    }
     if cfg.name.is_empty() || cfg.name != name {
         return Err(JsError::StreamMismatch.into());
     }
@@ -418,8 +415,9 @@ fn parse_config(
                 .with("stream has no mirror but does have mirror direct"));
         }
     }
-    cfg.normalize()?;
-    Ok(cfg)
+    let pedantic = std::mem::take(&mut cfg.pedantic);
+    cfg.normalize_as(pedantic)?;
+    Ok((cfg, pedantic))
 }
 
 /// What an update may not change, in nats-server's order; a sealed stream's limits are
@@ -501,7 +499,7 @@ fn check_consumer_limits(
 /// nats-server makes them: message sizes against the origins', the external delivery
 /// prefixes against the origins' subjects, and cycles. A mirror inherits `mirror_direct`
 /// from its origin's `allow_direct`.
-fn check_origins(jsa: &JsAccount, cfg: &mut StreamConfig) -> Result<(), ApiError> {
+fn check_origins(jsa: &JsAccount, cfg: &mut StreamConfig, pedantic: bool) -> Result<(), ApiError> {
     let mut origin_subjects: Vec<String> = Vec::new();
     let mut deliver_prefixes: Vec<String> = Vec::new();
     let copies = cfg.mirror.iter().map(|m| (m, true));
@@ -529,6 +527,10 @@ fn check_origins(jsa: &JsAccount, cfg: &mut StreamConfig) -> Result<(), ApiError
             });
         }
         if mirror {
+            if pedantic && cfg.mirror_direct != origin.allow_direct {
+                return Err(JsError::Pedantic
+                    .with("origin stream has direct get set, mirror has it disabled"));
+            }
             cfg.mirror_direct = origin.allow_direct;
         }
     }
@@ -630,10 +632,10 @@ fn check_reservation(
 }
 
 fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let mut cfg = parse_config(jsa, name, payload, true)?;
+    let (mut cfg, pedantic) = parse_config(jsa, name, payload, true)?;
     check_max_bytes_limits(jsa, &cfg)?;
     let _admin = jsa.admin.lock();
-    check_origins(jsa, &mut cfg)?;
+    check_origins(jsa, &mut cfg, pedantic)?;
     if let Some(existing) = jsa.stream(name) {
         if *existing.config() == cfg {
             return Ok(typed(
@@ -705,13 +707,13 @@ fn check_max_bytes_limits(jsa: &JsAccount, cfg: &StreamConfig) -> Result<(), Api
 }
 
 fn stream_update(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) -> ApiResult {
-    let mut cfg = parse_config(jsa, name, payload, false)?;
+    let (mut cfg, pedantic) = parse_config(jsa, name, payload, false)?;
     check_max_bytes_limits(jsa, &cfg)?;
     let _admin = jsa.admin.lock();
     let stream = jsa
         .stream(name)
         .ok_or_else(|| ApiError::from(JsError::StreamNotFound))?;
-    check_origins(jsa, &mut cfg)?;
+    check_origins(jsa, &mut cfg, pedantic)?;
     let old = stream.config();
     check_update(&old, &mut cfg)?;
     check_consumer_limits(&stream, &old, &cfg)?;

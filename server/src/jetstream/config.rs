@@ -318,7 +318,8 @@ pub(crate) struct StreamConfig {
     /// User metadata (the server adds `_nats.*` keys in replies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<BTreeMap<String, String>>,
-    /// A create/update request's pedantic mode (never stored): refused, natsd does not have it.
+    /// A create/update request's pedantic mode: refuse rather than adjust (taken out of the
+    /// config before it is checked, never stored).
     #[serde(default, skip_serializing)]
     pub pedantic: bool,
 }
@@ -340,6 +341,12 @@ impl StreamConfig {
     /// nats-server's order (the first failing check decides the error). Checks that need the
     /// account (origins of mirrors and sources, cycles, overlaps) are in `api.rs`.
     pub(crate) fn normalize(&mut self) -> Result<(), ApiError> {
+        self.normalize_as(false)
+    }
+
+    /// [`Self::normalize`]; `pedantic` (a request's pedantic mode) refuses, as nats-server
+    /// does, where a default would otherwise replace or add to what the request said.
+    pub(crate) fn normalize_as(&mut self, pedantic: bool) -> Result<(), ApiError> {
         if !valid_stream_name(&self.name) {
             return Err(JsError::StreamInvalidConfig
                 .with("stream name is required and can not contain '.', '*', '>', '\\', '/'"));
@@ -357,13 +364,16 @@ impl StreamConfig {
         if self.num_replicas < 0 {
             return Err(JsError::StreamInvalidConfig.with("replicas must be 1"));
         }
-        for v in [
-            &mut self.max_msgs,
-            &mut self.max_bytes,
-            &mut self.max_consumers,
-            &mut self.max_msgs_per_subject,
-            &mut self.max_msg_size,
+        for (v, name) in [
+            (&mut self.max_msgs, "max_msgs"),
+            (&mut self.max_msgs_per_subject, "max_msgs_per_subject"),
+            (&mut self.max_bytes, "max_bytes"),
+            (&mut self.max_msg_size, "max_msg_size"),
+            (&mut self.max_consumers, "max_consumers"),
         ] {
+            if pedantic && *v < -1 {
+                return Err(JsError::Pedantic.with(format!("{name} must be set to -1")));
+            }
             if *v == 0 || *v < -1 {
                 *v = -1;
             }
@@ -376,12 +386,17 @@ impl StreamConfig {
         }
         // Copies take the origin's Msg-Ids as they are: no window of their own by default.
         if self.duplicate_window == 0 && self.mirror.is_none() && self.sources.is_empty() {
-            self.duplicate_window =
-                if self.max_age != 0 && (self.max_age as u64) < DEFAULT_DUPLICATE_WINDOW {
-                    self.max_age
-                } else {
-                    DEFAULT_DUPLICATE_WINDOW as i64
-                };
+            let shorter_age = self.max_age != 0 && (self.max_age as u64) < DEFAULT_DUPLICATE_WINDOW;
+            if shorter_age && pedantic {
+                return Err(
+                    JsError::Pedantic.with("duplicate window cannot be bigger than max age")
+                );
+            }
+            self.duplicate_window = if shorter_age {
+                self.max_age
+            } else {
+                DEFAULT_DUPLICATE_WINDOW as i64
+            };
         }
         if self.duplicate_window < 0 {
             return Err(JsError::StreamInvalidConfig.with("duplicates window can not be negative"));
@@ -411,9 +426,20 @@ impl StreamConfig {
                 return Err(JsError::StreamInvalidConfig
                     .with("subject delete marker TTL must be at least 1 second"));
             }
-            // Markers are messages with a TTL that roll up their subject.
-            self.allow_msg_ttl = true;
+            // Markers are messages with a TTL that roll up their subject. (Pedantic refusals
+            // here are 10052 on nats-server, not 10157.)
+            if !self.allow_msg_ttl {
+                if pedantic {
+                    return Err(JsError::StreamInvalidConfig
+                        .with("subject delete marker cannot be set if message TTLs are disabled"));
+                }
+                self.allow_msg_ttl = true;
+            }
             if !self.allow_rollup_hdrs {
+                if pedantic {
+                    return Err(JsError::StreamInvalidConfig
+                        .with("subject delete marker cannot be set if roll-ups are disabled"));
+                }
                 self.allow_rollup_hdrs = true;
                 self.deny_purge = false;
             }
@@ -430,6 +456,10 @@ impl StreamConfig {
             }
             // A schedule replaces its subject's previous schedule by a roll-up.
             if !self.allow_rollup_hdrs {
+                if pedantic {
+                    return Err(JsError::StreamInvalidConfig
+                        .with("message scheduling cannot be set if roll-ups are disabled"));
+                }
                 self.allow_rollup_hdrs = true;
                 self.deny_purge = false;
             }
@@ -467,7 +497,7 @@ impl StreamConfig {
             SubjectTransform::validate(&t.src, &t.dest)
                 .map_err(|e| JsError::StreamTransformInvalidDestination.with(e))?;
         }
-        self.check_republish()?;
+        self.check_republish(pedantic)?;
         if self
             .placement
             .as_ref()
@@ -552,11 +582,14 @@ impl StreamConfig {
 
     /// `republish`: an empty source means `>`, and the destination must not feed back
     /// into the stream.
-    fn check_republish(&mut self) -> Result<(), ApiError> {
+    fn check_republish(&mut self, pedantic: bool) -> Result<(), ApiError> {
         let Some(rp) = &mut self.republish else {
             return Ok(());
         };
         if rp.src.is_empty() {
+            if pedantic {
+                return Err(JsError::Pedantic.with("republish source can not be empty"));
+            }
             rp.src = ">".into();
         }
         // `>` to `>` would loop, unless the stream's only subject is transformed: then the
@@ -567,6 +600,11 @@ impl StreamConfig {
                 && self.subjects.len() == 1
                 && t.src == self.subjects[0]
             {
+                if pedantic {
+                    return Err(
+                        JsError::Pedantic.with("implicit republish based on subject transform")
+                    );
+                }
                 rp.src = t.dest.clone();
                 rp.dest = t.dest.clone();
             }

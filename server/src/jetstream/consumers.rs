@@ -21,7 +21,7 @@ use smallvec::SmallVec;
 use tokio::runtime::Handle;
 
 use super::api::{decode, parse_body, typed, LIST_LIMIT, NAMES_LIMIT};
-use super::config::Retention;
+use super::config::{Retention, StreamConfig};
 use super::stream::Stream;
 use super::{action_advisory, pause_advisory, JetStream, JsAccount};
 use crate::consumer::config::{
@@ -138,11 +138,19 @@ impl Consumers {
     }
 
     /// A source copied everything through origin sequence `seq` through consumer `name`:
-    /// its ack floor moves there, as the copy's flow-control answers move it on nats-server.
+    /// its ack floor moves there, as the copy's flow-control answers move it on nats-server
+    /// (a work-queue origin then removes what was copied, an interest origin what no other
+    /// consumer needs).
     pub(crate) fn acknowledge_through(&self, name: &str, seq: u64) {
         if let Some(e) = self.get(name) {
-            e.handle.reset_to(seq + 1);
+            e.handle.copied_through(seq);
         }
+    }
+
+    /// Consumer `name`'s deliver subject, if it exists.
+    pub(crate) fn deliver_subject(&self, name: &str) -> Option<String> {
+        self.get(name)
+            .map(|e| e.config.lock().deliver_subject.clone())
     }
 
     /// How many consumers the stream has.
@@ -554,7 +562,7 @@ struct CreateRequest {
     config: Option<ConsumerConfig>,
     #[serde(default)]
     action: String,
-    /// nats-server's pedantic mode (no defaults applied): refused, natsd does not have it.
+    /// Refuse rather than adjust the config (nats-server's pedantic mode).
     #[serde(default)]
     pedantic: bool,
 }
@@ -604,9 +612,6 @@ pub(crate) fn create(
     let subject_name = parts.next().filter(|n| !n.is_empty());
     let subject_filter = parts.next();
     let req: CreateRequest = parse_body(jsa, payload)?;
-    if req.pedantic {
-        return Err(JsError::Pedantic.with("not supported by natsd"));
-    }
     if req.config.as_ref().is_some_and(|c| c.sourcing) {
         return Err(
             JsError::StreamInvalidConfig.with("consumer sourcing is not supported by natsd")
@@ -660,17 +665,8 @@ pub(crate) fn create(
     let limits = jsa.limits().unwrap_or_default();
     let scfg = stream.config();
     let workqueue = scfg.retention == Retention::Workqueue;
-    let (stream_max_ack_pending, stream_inactive_threshold) = scfg.consumer_limits();
-    let context = StreamContext {
-        subjects: &scfg.subjects,
-        workqueue,
-        interest_or_workqueue: scfg.retention != Retention::Limits,
-        replicas: scfg.num_replicas,
-        max_ack_pending_limit: limits.max_ack_pending,
-        stream_max_ack_pending,
-        stream_inactive_threshold,
-    };
-    config.apply_defaults(&context);
+    let context = stream_context(&scfg, limits.max_ack_pending);
+    config.apply_defaults_as(&context, req.pedantic)?;
     config.set_server_metadata(crate::server::NATS_COMPAT_VERSION);
     config.validate(&context)?;
     let _admin = jsa.admin.lock();
@@ -707,34 +703,103 @@ pub(crate) fn create(
         return Err(JsError::MaximumConsumersLimit.into());
     }
     if workqueue {
-        let others: Vec<ConsumerConfig> = stream
-            .consumers
-            .entries()
-            .iter()
-            .map(|(_, e)| e.config.lock().clone())
-            .collect();
-        let refs: Vec<&ConsumerConfig> = others.iter().collect();
-        check_workqueue_partition(&config, &refs)?;
+        check_partition(&stream, &config)?;
     }
     let now = crate::store::now_ns();
+    let entry = add(&stream, jsa, &name, config, now)?;
+    let _ = js;
+    let pause_until = entry.config.lock().pause_until_ns();
+    if let Some(until) = pause_until.filter(|&t| t > now) {
+        pause_advisory(jsa, stream_name, &name, Some(until));
+    }
+    Ok(typed_raw("consumer_create", &info_json(&stream, &entry)?))
+}
+
+/// What a consumer's defaults and checks need of its stream.
+fn stream_context(scfg: &StreamConfig, max_ack_pending_limit: i64) -> StreamContext<'_> {
+    let (stream_max_ack_pending, stream_inactive_threshold) = scfg.consumer_limits();
+    StreamContext {
+        subjects: &scfg.subjects,
+        workqueue: scfg.retention == Retention::Workqueue,
+        interest_or_workqueue: scfg.retention != Retention::Limits,
+        replicas: scfg.num_replicas,
+        max_ack_pending_limit,
+        stream_max_ack_pending,
+        stream_inactive_threshold,
+    }
+}
+
+/// A work-queue stream's consumers may not overlap (nats-server's 10099 / 10100); the
+/// consumers copies keep there do not count, as on nats-server.
+fn check_partition(stream: &Stream, config: &ConsumerConfig) -> Result<(), ApiError> {
+    let others: Vec<ConsumerConfig> = stream
+        .consumers
+        .entries()
+        .iter()
+        .map(|(_, e)| e.config.lock().clone())
+        .filter(|c| !c.sourcing && !c.direct)
+        .collect();
+    let refs: Vec<&ConsumerConfig> = others.iter().collect();
+    check_workqueue_partition(config, &refs)
+}
+
+/// Persists (when durable) and starts a new, checked consumer, and announces it.
+fn add(
+    stream: &Arc<Stream>,
+    jsa: &Arc<JsAccount>,
+    name: &str,
+    config: ConsumerConfig,
+    now: u64,
+) -> Result<Arc<ConsumerEntry>, ApiError> {
     if config.is_durable() {
         stream.consumers.save_meta(
-            &name,
+            name,
             &ConsumerMeta {
                 config: config.clone(),
                 created: now,
             },
         )?;
     }
-    let consumer = Consumer::new(stream_name, &name, config, &*stream.store, now);
-    let entry = start(&stream, jsa, consumer)?;
-    let _ = js;
-    action_advisory(jsa, stream_name, Some(&name), "create");
-    let pause_until = entry.config.lock().pause_until_ns();
-    if let Some(until) = pause_until.filter(|&t| t > now) {
-        pause_advisory(jsa, stream_name, &name, Some(until));
+    let consumer = Consumer::new(&stream.name, name, config, &*stream.store, now);
+    let entry = start(stream, jsa, consumer)?;
+    action_advisory(jsa, &stream.name, Some(name), "create");
+    Ok(entry)
+}
+
+/// The durable consumer a mirror or source keeps on a work-queue or interest origin, as
+/// nats-server's sourcing consumer (`JS_SRC_...` / `JS_MIRROR_...`): created when missing, so
+/// the origin counts the copy as one of its consumers, keeping what it has not copied yet and
+/// letting go of what it has. The copy reads the origin's store itself and acknowledges
+/// through it ([`Consumers::acknowledge_through`]). Returns its deliver subject.
+pub(crate) fn ensure_sourcing(
+    stream: &Arc<Stream>,
+    jsa: &Arc<JsAccount>,
+    mut config: ConsumerConfig,
+) -> Result<String, ApiError> {
+    if let Some(e) = stream.consumers.get(&config.name) {
+        return Ok(e.config.lock().deliver_subject.clone());
     }
-    Ok(typed_raw("consumer_create", &info_json(&stream, &entry)?))
+    let limits = jsa.limits().unwrap_or_default();
+    let scfg = stream.config();
+    let context = stream_context(&scfg, limits.max_ack_pending);
+    config.apply_defaults(&context);
+    config.validate(&context)?;
+    let deliver_subject = config.deliver_subject.clone();
+    let name = config.name.clone();
+    add(stream, jsa, &name, config, crate::store::now_ns())?;
+    Ok(deliver_subject)
+}
+
+/// Deletes consumer `name` of `stream` (an API delete, or a copy's consumer whose mirror or
+/// source went away); false when there was none.
+pub(crate) fn remove(stream: &Stream, jsa: &JsAccount, name: &str) -> bool {
+    let Some(entry) = stream.consumers.map.write().remove(name) else {
+        return false;
+    };
+    block_on(&stream.consumers.rt, entry.handle.stop(StopReason::Deleted));
+    forget(stream, name);
+    action_advisory(jsa, &stream.name, Some(name), "delete");
+    true
 }
 
 /// Gives a running consumer a new configuration, and persists it for a durable one.
@@ -861,15 +926,9 @@ pub(crate) fn unpin(jsa: &JsAccount, arg: &str, payload: &[u8]) -> Result<Vec<u8
 pub(crate) fn delete(jsa: &JsAccount, arg: &str) -> Result<Vec<u8>, ApiError> {
     let (stream, name) = stream_and_consumer(jsa, arg)?;
     let _admin = jsa.admin.lock();
-    let entry = stream
-        .consumers
-        .map
-        .write()
-        .remove(name)
-        .ok_or(JsError::ConsumerNotFound)?;
-    block_on(&stream.consumers.rt, entry.handle.stop(StopReason::Deleted));
-    forget(&stream, name);
-    action_advisory(jsa, &stream.name, Some(name), "delete");
+    if !remove(&stream, jsa, name) {
+        return Err(JsError::ConsumerNotFound.into());
+    }
     Ok(typed(
         "consumer_delete",
         &serde_json::json!({"success": true}),

@@ -209,6 +209,8 @@ pub(crate) struct ApiRequest {
     pub(crate) subject: String,
     pub(crate) reply: Vec<u8>,
     pub(crate) payload: Vec<u8>,
+    /// The requesting client connection (none for the server's own requests).
+    pub(crate) client: Option<crate::subscription::ClientInfo>,
 }
 
 struct ApiHandler {
@@ -260,6 +262,7 @@ impl InternalHandler for ApiHandler {
             subject: subject.to_string(),
             reply: reply.to_vec(),
             payload: msg.payload.to_vec(),
+            client: flush.publisher().map(|p| p.client_info()),
         };
         if let Err(TrySendError::Full(_)) = self.tx.try_send(req) {
             tracing::warn!("JetStream API queue full, dropping request");
@@ -323,8 +326,9 @@ struct AccountOrigins {
     account: String,
 }
 
-impl stream::Origins for AccountOrigins {
-    fn find(&self, source: &StreamSource) -> Option<Arc<Stream>> {
+impl AccountOrigins {
+    /// The account holding `source`'s origin, if JetStream is enabled there.
+    fn origin_account(&self, source: &StreamSource) -> Option<Arc<JsAccount>> {
         let js = self.js.upgrade()?;
         let account = match &source.external {
             None => self.account.clone(),
@@ -335,7 +339,36 @@ impl stream::Origins for AccountOrigins {
         };
         let jsa = js.account(&account)?;
         jsa.limits()?;
-        jsa.stream(&source.name)
+        Some(jsa)
+    }
+}
+
+impl stream::Origins for AccountOrigins {
+    fn find(&self, source: &StreamSource) -> Option<Arc<Stream>> {
+        self.origin_account(source)?.stream(&source.name)
+    }
+
+    fn keep_consumer(
+        &self,
+        source: &StreamSource,
+        origin: &Arc<Stream>,
+        config: crate::consumer::ConsumerConfig,
+    ) -> Result<String, ApiError> {
+        let jsa = self.origin_account(source).ok_or(JsError::StreamNotFound)?;
+        consumers::ensure_sourcing(origin, &jsa, config)
+    }
+
+    fn drop_consumer(&self, source: &StreamSource, name: &str) {
+        let Some(jsa) = self.origin_account(source) else {
+            return;
+        };
+        if let Some(origin) = jsa.stream(&source.name) {
+            consumers::remove(&origin, &jsa, name);
+        }
+    }
+
+    fn domain(&self) -> Option<String> {
+        self.js.upgrade()?.config.domain.clone()
     }
 }
 
@@ -811,8 +844,10 @@ impl JetStream {
                         jsa.name,
                         name
                     );
-                    jsa.streams.write().insert(name, stream.clone());
+                    // Consumers first: a mirror or source finding this stream must find
+                    // the consumer it keeps here rather than make another.
                     consumers::recover(&stream, jsa);
+                    jsa.streams.write().insert(name, stream.clone());
                 }
                 Err(e) => tracing::error!(
                     "JetStream: could not restore stream '{} > {}': {}",

@@ -280,6 +280,92 @@ pub(crate) fn index_name(src: &StreamSource) -> String {
     format!("{name} {filter} {dest}")
 }
 
+/// The name of the consumer a mirror or source of stream `stream` (of `account`, in JetStream
+/// `domain`) keeps on a work-queue or interest origin, as nats-server names it:
+/// `JS_MIRROR_<hash>`, or `JS_SRC_<hash>` where a source whose origin appears more than once
+/// among `sources` also hashes its index name.
+pub(crate) fn sourcing_consumer_name(
+    stream: &str,
+    account: &str,
+    domain: Option<&str>,
+    src: &StreamSource,
+    sources: Option<&[StreamSource]>,
+) -> String {
+    let mut id = format!("{stream} {account}");
+    if let Some(d) = domain.filter(|d| !d.is_empty()) {
+        id = format!("{id} {d}");
+    }
+    let stable = hash8(&id);
+    let Some(sources) = sources else {
+        return format!("JS_MIRROR_{stable}");
+    };
+    let same_origin = sources.iter().filter(|s| s.name == src.name).count();
+    if same_origin > 1 {
+        format!("JS_SRC_{}", hash8(&format!("{stable} {}", index_name(src))))
+    } else {
+        format!("JS_SRC_{}", hash8(&stable))
+    }
+}
+
+/// The config of that consumer, as nats-server asks for it: durable, acknowledged by the
+/// copy's flow-control answers, delivering (nowhere, on natsd: the copy reads the store)
+/// to a subject of its own, filtered as the source is and starting where it starts.
+pub(crate) fn sourcing_consumer_config(
+    name: &str,
+    stream: &str,
+    account: &str,
+    domain: Option<&str>,
+    src: &StreamSource,
+    mirror: bool,
+) -> crate::consumer::ConsumerConfig {
+    use crate::consumer::config::{AckPolicy, DeliverPolicy};
+    let (kind, token) = if mirror {
+        ("mirror", "M")
+    } else {
+        ("src", "S")
+    };
+    let random = crate::consumer::config::generate_name();
+    let deliver_subject = match src.external.as_ref().filter(|e| !e.deliver.is_empty()) {
+        Some(ext) => format!("{}.{token}.{random}", ext.deliver),
+        None => format!("$JS.{token}.{random}"),
+    };
+    let mut cfg = crate::consumer::ConsumerConfig {
+        durable_name: name.to_string(),
+        name: name.to_string(),
+        deliver_subject,
+        ack_policy: AckPolicy::FlowControl,
+        flow_control: true,
+        sourcing: true,
+        ..Default::default()
+    };
+    if src.opt_start_seq > 0 {
+        cfg.deliver_policy = DeliverPolicy::ByStartSequence;
+        cfg.opt_start_seq = src.opt_start_seq;
+    } else if let Some(t) = &src.opt_start_time {
+        cfg.deliver_policy = DeliverPolicy::ByStartTime;
+        cfg.opt_start_time = Some(t.clone());
+    }
+    if !src.filter_subject.is_empty() {
+        cfg.filter_subject = src.filter_subject.clone();
+    } else if src.subject_transforms.iter().all(|t| !t.src.is_empty()) {
+        cfg.filter_subjects = src
+            .subject_transforms
+            .iter()
+            .map(|t| t.src.clone())
+            .collect();
+    }
+    cfg.metadata
+        .insert(format!("_nats.{kind}.stream"), stream.to_string());
+    cfg.metadata
+        .insert(format!("_nats.{kind}.acc"), account.to_string());
+    if let Some(d) = domain.filter(|d| !d.is_empty()) {
+        cfg.metadata
+            .insert(format!("_nats.{kind}.domain"), d.to_string());
+    }
+    cfg.metadata.insert("_nats.req.level".into(), "4".into());
+    cfg
+}
+
 /// An origin's identity: a hash of its creation time, so a copy notices when the origin
 /// was deleted and created again (and starts over rather than wait for old sequences).
 pub(crate) fn identity(created_ns: u64) -> String {
@@ -478,6 +564,8 @@ pub(crate) struct Source {
     pub(crate) error: Option<ApiError>,
     /// Identity of the origin the position belongs to (sources only).
     identity: Option<String>,
+    /// The consumer this copy keeps on a work-queue or interest origin, once made.
+    pub(crate) origin_consumer: Option<String>,
 }
 
 impl Source {
@@ -519,6 +607,7 @@ impl Source {
             last_active: 0,
             error: None,
             identity: None,
+            origin_consumer: None,
         }
     }
 
@@ -751,6 +840,24 @@ mod tests {
             s.store_msg(subj.as_bytes(), None, b"x", 0).unwrap();
         }
         s
+    }
+
+    #[test]
+    fn sourcing_consumers_are_named_as_by_nats_server() {
+        // Names nats-server 2.15.1 gave a source S and a mirror M in account $G.
+        let o = src(r#"{"name":"O"}"#);
+        assert_eq!(
+            sourcing_consumer_name("S", "$G", None, &o, Some(std::slice::from_ref(&o))),
+            "JS_SRC_N6lXlrSF"
+        );
+        assert_eq!(
+            sourcing_consumer_name("M", "$G", None, &o, None),
+            "JS_MIRROR_ih8eMwqr"
+        );
+        let twice = [o.clone(), src(r#"{"name":"O","filter_subject":"a"}"#)];
+        let a = sourcing_consumer_name("S", "$G", None, &twice[0], Some(&twice));
+        let b = sourcing_consumer_name("S", "$G", None, &twice[1], Some(&twice));
+        assert_ne!(a, b);
     }
 
     #[test]

@@ -126,6 +126,18 @@ impl Doorbell {
 /// Finds the origin stream of a mirror or source (in this account, or through imports).
 pub(crate) trait Origins: Send + Sync {
     fn find(&self, source: &StreamSource) -> Option<Arc<Stream>>;
+    /// Makes sure `origin` (found for `source`) has the consumer `config` describes
+    /// ([`super::consumers::ensure_sourcing`]); its deliver subject.
+    fn keep_consumer(
+        &self,
+        source: &StreamSource,
+        origin: &Arc<Stream>,
+        config: crate::consumer::ConsumerConfig,
+    ) -> Result<String, ApiError>;
+    /// Deletes consumer `name` from `source`'s origin, if both exist.
+    fn drop_consumer(&self, source: &StreamSource, name: &str);
+    /// The JetStream domain (part of the names of those consumers).
+    fn domain(&self) -> Option<String>;
 }
 
 /// Where a message being stored comes from.
@@ -450,9 +462,12 @@ impl Stream {
         self.store
             .update_config(&cfg.store_limits())
             .map_err(ApiError::internal)?;
-        let resubscribe = cfg.subjects != self.config().subjects;
+        let old = self.config();
+        let resubscribe = cfg.subjects != old.subjects;
         let copies = cfg.mirror.is_some() || !cfg.sources.is_empty();
-        self.config.store(Arc::new(cfg));
+        let new = Arc::new(cfg);
+        self.config.store(new.clone());
+        self.drop_origin_consumers(&old, Some(&new));
         if resubscribe {
             self.subscribe()?;
         }
@@ -496,8 +511,43 @@ impl Stream {
         self.usage.add(self.store.storage_type(), -old);
     }
 
-    /// Stops the stream and removes its data.
+    /// Deletes the consumers this stream's copies keep on their origins: those of every copy
+    /// of `old` (the stream is deleted), or of the copies `new` no longer has (a source
+    /// removed, the mirror promoted), as nats-server deletes its sourcing consumers.
+    fn drop_origin_consumers(&self, old: &StreamConfig, new: Option<&StreamConfig>) {
+        let domain = self.origins.domain();
+        let copies = old.mirror.iter().map(|m| (m, None));
+        let copies = copies.chain(
+            old.sources
+                .iter()
+                .map(|s| (s, Some(old.sources.as_slice()))),
+        );
+        for (src, all) in copies.filter(|(s, _)| s.consumer.is_none()) {
+            let iname = sourcing::index_name(src);
+            let stays = new.is_some_and(|n| {
+                n.mirror
+                    .iter()
+                    .chain(&n.sources)
+                    .any(|s| s.consumer.is_none() && sourcing::index_name(s) == iname)
+            });
+            if stays {
+                continue;
+            }
+            let name = sourcing::sourcing_consumer_name(
+                &old.name,
+                &self.account.name,
+                domain.as_deref(),
+                src,
+                all,
+            );
+            self.origins.drop_consumer(src, &name);
+        }
+    }
+
+    /// Stops the stream and removes its data, and the consumers its mirror or sources kept
+    /// on their origins.
     pub(crate) fn delete(&self) -> Result<(), ApiError> {
+        self.drop_origin_consumers(&self.config(), None);
         self.consumers.stop_all(StopReason::Deleted);
         self.stop_worker();
         let old = self.accounted.swap(0, Ordering::Relaxed);
@@ -716,6 +766,7 @@ impl Worker {
             Some(m) => vec![(m.clone(), true)],
             None => cfg.sources.iter().map(|s| (s.clone(), false)).collect(),
         };
+        // Consumers of copies that went away are dropped by `Stream::update`.
         let mut old = std::mem::take(&mut self.sources);
         self.mirror = cfg.mirror.is_some();
         for (config, mirror) in wanted {
@@ -732,6 +783,54 @@ impl Worker {
                 None => Source::new(config, mirror),
             });
         }
+    }
+
+    /// The consumer source `i` keeps on its origin when that is a work-queue or interest
+    /// stream (none when it reads through a configured consumer): its name and deliver
+    /// subject, creating it if needed.
+    fn origin_consumer(
+        &mut self,
+        i: usize,
+        cfg: &StreamConfig,
+        origin: &Arc<Stream>,
+    ) -> Option<Result<(String, String), ApiError>> {
+        let src = &self.sources[i];
+        if src.config.consumer.is_some()
+            || origin.config().retention == super::config::Retention::Limits
+        {
+            return None;
+        }
+        if let Some(name) = &src.origin_consumer {
+            if let Some(deliver) = origin.consumers.deliver_subject(name) {
+                return Some(Ok((name.clone(), deliver)));
+            }
+        }
+        let account = &self.stream.account.name;
+        let domain = self.stream.origins.domain();
+        let all = (!self.mirror).then_some(cfg.sources.as_slice());
+        let name = sourcing::sourcing_consumer_name(
+            &cfg.name,
+            account,
+            domain.as_deref(),
+            &src.config,
+            all,
+        );
+        let config = sourcing::sourcing_consumer_config(
+            &name,
+            &cfg.name,
+            account,
+            domain.as_deref(),
+            &src.config,
+            self.mirror,
+        );
+        let kept = self
+            .stream
+            .origins
+            .keep_consumer(&src.config, origin, config);
+        Some(kept.map(|deliver| {
+            self.sources[i].origin_consumer = Some(name.clone());
+            (name, deliver)
+        }))
     }
 
     /// Rebuilds from the current config if it was replaced since.
@@ -1516,10 +1615,24 @@ impl Worker {
             // what it delivers): copy what it would deliver from there, and move its ack
             // floor over what was copied once that is committed.
             let mut through: Option<(String, Vec<Vec<u8>>, u64)> = None;
-            if let Some(c) = self.sources[i].config.consumer.clone() {
-                match origin.consumers.through(&c.name, &c.deliver_subject) {
+            // A work-queue or interest origin counts the copy as a consumer (nats-server's
+            // sourcing consumer), read through like a configured one.
+            let consumer = match self.origin_consumer(i, &cfg, &origin) {
+                Some(Ok(named)) => Some(named),
+                Some(Err(e)) => {
+                    self.sources[i].error = Some(e);
+                    continue;
+                }
+                None => self.sources[i]
+                    .config
+                    .consumer
+                    .as_ref()
+                    .map(|c| (c.name.clone(), c.deliver_subject.clone())),
+            };
+            if let Some((name, deliver_subject)) = consumer {
+                match origin.consumers.through(&name, &deliver_subject) {
                     ThroughConsumer::Ready { ack_floor, filters } => {
-                        through = Some((c.name, filters, ack_floor));
+                        through = Some((name, filters, ack_floor));
                     }
                     ThroughConsumer::NotFlowControl => {
                         self.sources[i].error = Some(ApiError::from(if self.mirror {
