@@ -73,7 +73,10 @@ def test_compose_cluster_runs_the_generated_node_files(tmp_path):
         assert svc["image"].startswith("nats:"), "the official image"
         assert svc["network_mode"] == "host", "the addresses of cluster.toml are the host's"
         assert svc["working_dir"] == "/srv/nats"
-        assert svc["command"] == ["-c", f"/srv/nats/config/nodes/{name}.conf"]
+        # The pid file is the container's own: its pid means nothing on the host.
+        assert svc["command"] == [
+            "-c", f"/srv/nats/config/nodes/{name}.conf", "--pid", "/tmp/nats-server.pid"
+        ]
         mounts = {(v["source"], v["target"]): v for v in svc["volumes"]}
         config = mounts[(str(tmp_path / "config"), "/srv/nats/config")]
         assert config.get("read_only") is True
