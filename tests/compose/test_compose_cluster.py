@@ -103,6 +103,7 @@ class Cluster:
         )
         if args[0] == "compose":
             print(f"$ docker {' '.join(args)}  ({time.monotonic() - started:.1f} s)")
+            print(out.stdout + out.stderr)
         if ok:
             assert out.returncode == 0, f"docker {' '.join(args)}: {out.stdout}{out.stderr}"
         return out
@@ -248,6 +249,7 @@ def test_the_compose_cluster(cluster):
     c.env.update(
         {"NATS_PORT": str(client), "NATS_HTTP_PORT": str(http), "NATS_CLUSTER_PORT": str(route)}
     )
+    print(f"NATS_PORT={client} NATS_HTTP_PORT={http} NATS_CLUSTER_PORT={route}")
     c.manage("init", "--nodes", "3")
     for name in NODES:
         assert (c.root / "config" / "nodes" / f"{name}.conf").is_file()
