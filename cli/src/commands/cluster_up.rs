@@ -428,10 +428,11 @@ pub fn down(args: &DownArgs, ctx: &Context, printer: Printer) -> anyhow::Result<
                 }
                 if answers(ctx, node).unwrap_or(false) {
                     printer.warn(format!(
-                        "{} answers on {}, but its process is not on this machine: stop it \
-                         where it runs",
-                        node.name,
-                        node.client_addr()
+                        "{name} answers on {addr}, but no process of it runs here: stop it \
+                         where it runs (on its host, or `docker compose -f \
+                         docker-compose.cluster.yml stop {name}` for a container)",
+                        name = node.name,
+                        addr = node.client_addr(),
                     ));
                     elsewhere.push(node.name.clone());
                 } else {
