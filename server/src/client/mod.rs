@@ -79,6 +79,8 @@ pub struct ConnMeta {
     pub tls_peer_certs: Vec<crate::tls::PeerCertInfo>,
     /// The client certificate's names, kept under `verify_and_map` for CONNECT to map.
     pub peer_cert: Option<Arc<crate::tls::PeerCert>>,
+    /// Connected through the WebSocket listener.
+    pub websocket: bool,
 }
 
 /// A connection as the server's registry, reloads and the monitor see it: the outbound half
