@@ -222,6 +222,9 @@ async fn outbound<W, R>(
     loop {
         buf.reserve(READ_SIZE);
         tokio::select! {
+            // Control answers first: a close the reader queued must go out before the end of
+            // the pipe (which follows it) makes this side close with its own status.
+            biased;
             answer = control.recv(), if control_open => match answer {
                 Some(Control::Pong(payload)) => {
                     framed.clear();

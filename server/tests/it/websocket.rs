@@ -112,9 +112,13 @@ fn normalise(head: &str, body: &str) -> String {
     format!("{status}\n{}\n{body}", headers.join("\n"))
 }
 
+/// A byte stream a WebSocket client runs over (plain TCP or TLS).
+trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// A WebSocket client speaking the NATS protocol in masked binary frames.
 struct WsClient {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     /// Protocol bytes received and not yet taken.
     text: Vec<u8>,
     pending: Vec<u8>,
@@ -124,7 +128,11 @@ struct WsClient {
 
 impl WsClient {
     async fn connect(port: u16, extra: &str) -> WsClient {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        Self::over(Box::new(stream), port, extra).await
+    }
+
+    async fn over(mut stream: Box<dyn Io>, port: u16, extra: &str) -> WsClient {
         stream
             .write_all(upgrade_request(port, extra).as_bytes())
             .await
@@ -588,20 +596,20 @@ async fn protocol_errors_close_with_a_close_frame() {
         let (_server, port) = start(&bin, "", "");
         let mut ws = WsClient::connect(port, "").await;
         ws.expect("\r\n").await;
-        // An unmasked frame from a client.
+        // An unmasked frame from a client: the connection ends. nats-server queues a 1002
+        // close frame first but does not always get it out before the socket closes; natsd
+        // always sends it. When a close frame comes, both say the same.
         ws.stream
             .write_all(&[0x82, 0x02, b'h', b'i'])
             .await
             .unwrap();
-        assert!(
-            ws.expect_closed().await,
-            "{}: no close frame; got {:?}",
-            name(&bin),
-            String::from_utf8_lossy(&ws.text)
-        );
-        let close = ws.close.clone().unwrap();
-        assert_eq!(&close[..2], &1002u16.to_be_bytes(), "{}", name(&bin));
-        assert_eq!(&close[2..], b"mask bit missing", "{}", name(&bin));
+        let close_frame = ws.expect_closed().await;
+        let is_natsd = bin == testkit::natsd();
+        assert!(close_frame || !is_natsd, "natsd sends a close frame");
+        if let Some(close) = ws.close.clone() {
+            assert_eq!(&close[..2], &1002u16.to_be_bytes(), "{}", name(&bin));
+            assert_eq!(&close[2..], b"mask bit missing", "{}", name(&bin));
+        }
     }
 }
 
@@ -677,5 +685,87 @@ async fn monitor_shows_websocket_clients_and_settings() {
         assert_eq!(browser["type"], "websocket", "{}: {browser}", name(&bin));
         assert_eq!(browser["kind"], "Client", "{}: {browser}", name(&bin));
         let _ = Duration::ZERO;
+    }
+}
+
+/// A CA and a server certificate for localhost/127.0.0.1, written into `dir`: (ca, cert, key).
+fn write_pki(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let write = |name: &str, pem: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    (
+        write("ca.pem", ca.pem()),
+        write("server.pem", cert.pem()),
+        write("server-key.pem", key.serialize_pem()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wss_with_a_tls_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = write_pki(dir.path());
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&ca).unwrap();
+    for c in rustls_pemfile::certs(&mut &pem[..]) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    for bin in both_servers() {
+        let config = format!(
+            "websocket {{\n  listen: \"127.0.0.1:-1\"\n  tls {{ cert_file: \"{}\", key_file: \"{}\" }}\n}}\n",
+            cert.display(),
+            key.display()
+        );
+        let server = TestServer::start_bin(&bin, ServerSpec::new().config(&config).monitor());
+        assert!(
+            server
+                .log()
+                .contains("Listening for websocket clients on wss://"),
+            "{}",
+            name(&bin)
+        );
+        let port = ws_port(&server);
+        let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let domain = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector.connect(domain, tcp).await.unwrap();
+        let mut ws = WsClient::over(Box::new(tls), port, "").await;
+        let info = ws.expect("\r\n").await;
+        assert!(
+            info.contains("\"tls_required\":true"),
+            "{}: {info}",
+            name(&bin)
+        );
+        ws.send(b"CONNECT {\"verbose\":false,\"name\":\"secure\"}\r\nPING\r\n")
+            .await;
+        ws.expect("PONG\r\n").await;
+        let connz = testkit::http::get_json(&format!("{}/connz", server.monitor_url())).await;
+        let conn = connz["connections"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "secure")
+            .cloned()
+            .unwrap_or_else(|| panic!("{}: {connz}", name(&bin)));
+        assert_eq!(conn["type"], "websocket", "{}: {conn}", name(&bin));
+        assert_eq!(conn["tls_version"], "1.3", "{}: {conn}", name(&bin));
     }
 }
