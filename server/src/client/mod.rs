@@ -47,6 +47,34 @@ pub(crate) trait ConnectionHost: Send + Sync + 'static {
     fn counters(&self) -> &ConnectionCounters;
     /// The connection has ended (its subscriptions are already gone).
     fn closed(&self, client: &Arc<ClientShared>, reason: CloseReason);
+    /// Credentials the transport carried outside CONNECT (WebSocket cookies).
+    fn transport_credentials(&self) -> Option<&TransportCredentials> {
+        None
+    }
+}
+
+/// Credentials that arrived with the transport; each one stands in for the CONNECT field
+/// the client left empty.
+#[derive(Debug, Clone, Default)]
+pub struct TransportCredentials {
+    pub user: Option<String>,
+    pub pass: Option<String>,
+    pub token: Option<String>,
+}
+
+impl TransportCredentials {
+    fn fill(
+        &self,
+        user: &mut Option<String>,
+        pass: &mut Option<String>,
+        token: &mut Option<String>,
+    ) {
+        for (field, value) in [(user, &self.user), (pass, &self.pass), (token, &self.token)] {
+            if field.as_deref().is_none_or(str::is_empty) && value.is_some() {
+                field.clone_from(value);
+            }
+        }
+    }
 }
 
 /// Server-wide counters that connections bump (rare events only).

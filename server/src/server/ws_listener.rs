@@ -15,7 +15,7 @@ use tokio::net::{TcpListener, TcpStream};
 use super::{Server, ServerError};
 use crate::account::Account;
 use crate::auth::{Authenticator, PasswordCache};
-use crate::client::{self, ClientShared, ConnectionCounters, ConnectionHost};
+use crate::client::{self, ClientShared, ConnectionCounters, ConnectionHost, TransportCredentials};
 use crate::config::{Options, User, WebsocketConfig};
 use crate::outbound::{CloseReason, Outlet};
 use crate::proto::encode;
@@ -71,9 +71,11 @@ fn derive_options(base: &Options, ws: &WebsocketConfig) -> Options {
     opts
 }
 
-/// What WebSocket connections reach the server through.
+/// What a WebSocket connection reaches the server through.
 struct WebsocketHost {
     server: Arc<Server>,
+    /// The credentials its upgrade request carried in the configured cookies.
+    cookies: TransportCredentials,
 }
 
 impl WebsocketHost {
@@ -139,6 +141,10 @@ impl ConnectionHost for WebsocketHost {
 
     fn closed(&self, client: &Arc<ClientShared>, reason: CloseReason) {
         self.server.unregister(client, reason);
+    }
+
+    fn transport_credentials(&self) -> Option<&TransportCredentials> {
+        Some(&self.cookies)
     }
 }
 
@@ -325,6 +331,11 @@ impl Server {
         };
         let host: Arc<dyn ConnectionHost> = Arc::new(WebsocketHost {
             server: self.clone(),
+            cookies: TransportCredentials {
+                user: accepted.cookie_user.clone(),
+                pass: accepted.cookie_pass.clone(),
+                token: accepted.cookie_token.clone(),
+            },
         });
         let opts = host.options();
         let cid = self.next_cid.fetch_add(1, Ordering::Relaxed);

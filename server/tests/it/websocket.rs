@@ -769,3 +769,30 @@ async fn wss_with_a_tls_block() {
         assert_eq!(conn["tls_version"], "1.3", "{}: {conn}", name(&bin));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_from_cookies() {
+    for bin in both_servers() {
+        let (_server, port) = start(
+            &bin,
+            "user_cookie: \"nu\"\n  pass_cookie: \"np\"",
+            "authorization { users: [{user: alice, password: wonder}] }",
+        );
+        let mut ws = WsClient::connect(port, "Cookie: theme=dark; nu=alice; np=wonder\r\n").await;
+        ws.expect("\r\n").await;
+        ws.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+        ws.expect("PONG\r\n").await;
+
+        // CONNECT's own credentials win over the cookies.
+        let mut ws = WsClient::connect(port, "Cookie: nu=alice; np=wonder\r\n").await;
+        ws.expect("\r\n").await;
+        ws.send(b"CONNECT {\"verbose\":false,\"user\":\"alice\",\"pass\":\"wrong\"}\r\nPING\r\n")
+            .await;
+        ws.expect("-ERR 'Authorization Violation'\r\n").await;
+
+        let mut ws = WsClient::connect(port, "Cookie: nu=alice\r\n").await;
+        ws.expect("\r\n").await;
+        ws.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+        ws.expect("-ERR 'Authorization Violation'\r\n").await;
+    }
+}
