@@ -56,10 +56,10 @@ pub(crate) trait ConnectionHost: Send + Sync + 'static {
 /// Credentials that arrived with the transport; each one stands in for the CONNECT field
 /// the client left empty.
 #[derive(Debug, Clone, Default)]
-pub struct TransportCredentials {
-    pub user: Option<String>,
-    pub pass: Option<String>,
-    pub token: Option<String>,
+pub(crate) struct TransportCredentials {
+    pub(crate) user: Option<String>,
+    pub(crate) pass: Option<String>,
+    pub(crate) token: Option<String>,
 }
 
 impl TransportCredentials {
