@@ -126,7 +126,9 @@ impl ConnectionHost for WebsocketHost {
                 info.insert("tls_required".into(), true.into());
                 info.insert("tls_available".into(), true.into());
             }
-            if derived.auth.advertise_required() {
+            // As nats-server: required whenever the server has credentials at all (a top-level
+            // no_auth_user clears it for TCP clients only) or the block sets its own.
+            if derived.base_auth.required() || ws.auth_override() {
                 info.insert("auth_required".into(), true.into());
             } else {
                 info.remove("auth_required");

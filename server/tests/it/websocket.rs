@@ -796,3 +796,35 @@ async fn credentials_from_cookies() {
         ws.expect("-ERR 'Authorization Violation'\r\n").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn info_says_auth_required_as_nats_server_does() {
+    let cases = [
+        // (top-level config, websocket block extra, auth_required in the websocket INFO)
+        ("", "", false),
+        (
+            "authorization { users: [{user: a, password: b}] }",
+            "no_auth_user: a",
+            true,
+        ),
+        (
+            "authorization { users: [{user: a, password: b}] }\nno_auth_user: a",
+            "",
+            true,
+        ),
+        ("", "authorization { user: x, password: y }", true),
+    ];
+    for bin in both_servers() {
+        for (top, extra, required) in cases {
+            let (_server, port) = start(&bin, extra, top);
+            let mut ws = WsClient::connect(port, "").await;
+            let info = ws.expect("\r\n").await;
+            assert_eq!(
+                info.contains("\"auth_required\":true"),
+                required,
+                "{} with {top:?} / {extra:?}: {info}",
+                name(&bin)
+            );
+        }
+    }
+}
