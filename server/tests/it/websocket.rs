@@ -412,11 +412,11 @@ async fn upgrade_answers_and_refusals_match_nats_server() {
         "{}",
         results[0][10]
     );
-    if let [natsd, reference] = &results[..] {
+    testkit::with_reference(&results, |natsd, reference| {
         for (ours, theirs) in natsd.iter().zip(reference) {
             assert_eq!(ours, theirs, "natsd and nats-server answer differently");
         }
-    }
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
