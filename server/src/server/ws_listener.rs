@@ -63,6 +63,7 @@ fn derive_options(base: &Options, ws: &WebsocketConfig) -> Options {
             opts.auth.users.push(User {
                 name: name.clone(),
                 password: ws.password.clone().unwrap_or_default(),
+                nkey: false,
                 account: String::new(),
                 permissions: None,
             });
@@ -82,31 +83,15 @@ impl WebsocketHost {
     fn derived(&self) -> Arc<Derived> {
         self.server.websocket_derived()
     }
-}
 
-impl ConnectionHost for WebsocketHost {
-    fn options(&self) -> Arc<Options> {
-        self.derived().opts.clone()
+    /// The first INFO (with the nonce NKEY users sign, when there are any).
+    fn greeting_info_json(&self, client: &ClientShared) -> Vec<u8> {
+        self.websocket_info(self.server.greeting_info_json(client))
     }
 
-    fn authenticator(&self) -> Arc<Authenticator> {
-        self.derived().auth.clone()
-    }
-
-    fn password_cache(&self) -> &PasswordCache {
-        &self.server.password_cache
-    }
-
-    fn global_account(&self) -> Arc<Account> {
-        self.server.global_account()
-    }
-
-    fn account(&self, name: &str) -> Option<Arc<Account>> {
-        self.server.account(name)
-    }
-
-    fn info_json(&self, client: &ClientShared, account: Option<&Account>) -> Vec<u8> {
-        let raw = self.server.info_json(client, account);
+    /// The server's INFO as a WebSocket client gets it: the listener's host, port and TLS,
+    /// and auth_required as nats-server computes it for these clients.
+    fn websocket_info(&self, raw: Vec<u8>) -> Vec<u8> {
         let Ok(serde_json::Value::Object(mut info)) = serde_json::from_slice(&raw) else {
             return raw;
         };
@@ -135,6 +120,32 @@ impl ConnectionHost for WebsocketHost {
             }
         }
         serde_json::to_vec(&info).unwrap_or(raw)
+    }
+}
+
+impl ConnectionHost for WebsocketHost {
+    fn options(&self) -> Arc<Options> {
+        self.derived().opts.clone()
+    }
+
+    fn authenticator(&self) -> Arc<Authenticator> {
+        self.derived().auth.clone()
+    }
+
+    fn password_cache(&self) -> &PasswordCache {
+        &self.server.password_cache
+    }
+
+    fn global_account(&self) -> Arc<Account> {
+        self.server.global_account()
+    }
+
+    fn account(&self, name: &str) -> Option<Arc<Account>> {
+        self.server.account(name)
+    }
+
+    fn info_json(&self, client: &ClientShared, account: Option<&Account>) -> Vec<u8> {
+        self.websocket_info(self.server.info_json(client, account))
     }
 
     fn counters(&self) -> &ConnectionCounters {
@@ -331,7 +342,7 @@ impl Server {
                 return;
             }
         };
-        let host: Arc<dyn ConnectionHost> = Arc::new(WebsocketHost {
+        let ws_host = Arc::new(WebsocketHost {
             server: self.clone(),
             cookies: TransportCredentials {
                 user: accepted.cookie_user.clone(),
@@ -339,6 +350,7 @@ impl Server {
                 token: accepted.cookie_token.clone(),
             },
         });
+        let host: Arc<dyn ConnectionHost> = ws_host.clone();
         let opts = host.options();
         let cid = self.next_cid.fetch_add(1, Ordering::Relaxed);
         let client_addr = match accepted.forwarded_for {
@@ -356,7 +368,7 @@ impl Server {
             }
         }
         let mut info = bytes::BytesMut::new();
-        encode::info(&mut info, &host.info_json(&shared, None));
+        encode::info(&mut info, &ws_host.greeting_info_json(&shared));
         self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
         let over_limit = {
             let mut clients = self.clients.lock();

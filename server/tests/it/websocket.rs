@@ -828,3 +828,31 @@ async fn info_says_auth_required_as_nats_server_does() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nkey_users_sign_the_websocket_info_nonce() {
+    use base64::Engine as _;
+    let user = nkeys::KeyPair::new_user();
+    let top = format!(
+        "authorization {{ users: [{{nkey: {}}}] }}",
+        user.public_key()
+    );
+    for bin in both_servers() {
+        let (_server, port) = start(&bin, "", &top);
+        let mut ws = WsClient::connect(port, "").await;
+        let info = ws.expect("\r\n").await;
+        let info: serde_json::Value =
+            serde_json::from_str(info.trim_start_matches("INFO ").trim()).unwrap();
+        let nonce = info["nonce"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{}: no nonce in {info}", name(&bin)));
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(user.sign(nonce.as_bytes()).unwrap());
+        let connect = format!(
+            "CONNECT {{\"verbose\":false,\"nkey\":\"{}\",\"sig\":\"{sig}\"}}\r\nPING\r\n",
+            user.public_key()
+        );
+        ws.send(connect.as_bytes()).await;
+        ws.expect("PONG\r\n").await;
+    }
+}
