@@ -74,10 +74,14 @@ fi
 LOG="$(mktemp -t natsd-interop.XXXXXX.log)"
 STORE="$(mktemp -d -t natsd-interop-js.XXXXXX)"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+WS_PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+# A WebSocket listener beside the client port, for the nats.ws and nats-py websocket tests.
+WS_CONF="$STORE.ws.conf"
+printf 'websocket {\n  listen: "127.0.0.1:%s"\n  no_tls: true\n  compression: true\n}\n' "$WS_PORT" >"$WS_CONF"
 # JetStream on, with a throw-away store, for the JetStream interop tests.
-"$BIN" -a 127.0.0.1 -p "$PORT" -js -sd "$STORE" >"$LOG" 2>&1 &
+"$BIN" -a 127.0.0.1 -p "$PORT" -js -sd "$STORE" -c "$WS_CONF" >"$LOG" 2>&1 &
 SERVER_PID=$!
-trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; rm -rf "$STORE"' EXIT
+trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; rm -rf "$STORE" "$WS_CONF"' EXIT
 
 ready=no
 for _ in $(seq 1 200); do # up to 20 s
@@ -91,6 +95,7 @@ if [ "$ready" != yes ]; then
     failed+=("interop server start")
 else
     export NATS_URL="nats://127.0.0.1:$PORT"
+    export NATS_WS_URL="ws://127.0.0.1:$WS_PORT"
     step "pytest tests/interop ($NATS_URL)"
     # The manage NKEY test runs its own deployment with this server and the manage just built.
     if ! MANAGE_BIN="$ROOT/target/debug/manage" NATSD_BIN="$BIN" \
@@ -99,7 +104,8 @@ else
     fi
     step "node --test tests/interop ($NATS_URL)"
     if ! (cd "$INTEROP" && MANAGE_BIN="$ROOT/target/debug/manage" NATSD_BIN="$BIN" \
-        node --test seed_node.test.mjs jetstream_node.test.mjs manage_nkey_node.test.mjs); then
+        node --test seed_node.test.mjs jetstream_node.test.mjs manage_nkey_node.test.mjs \
+        websocket_node.test.mjs); then
         failed+=("node interop")
     fi
 fi

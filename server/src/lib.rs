@@ -49,6 +49,7 @@ pub(crate) mod store;
 pub(crate) mod subject_transform;
 pub(crate) mod sublist;
 pub(crate) mod subscription;
+pub(crate) mod websocket;
 
 // nats.conf and the command line (also read by `manage`).
 pub mod config;

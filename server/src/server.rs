@@ -26,6 +26,8 @@ use crate::proto::encode;
 use crate::subscription::ClosedSub;
 use crate::tls;
 
+mod ws_listener;
+
 /// The nats-server version whose behaviour natsd implements; clients gate features on it.
 pub const NATS_COMPAT_VERSION: &str = "2.15.1";
 /// natsd's own version.
@@ -142,6 +144,8 @@ pub struct Server {
     subsystems: Mutex<Vec<Arc<dyn Subsystem>>>,
     /// The routes between accounts that the configuration's imports make.
     imports: imports::Router,
+    /// The WebSocket listener, when configured.
+    pub(crate) websocket: ws_listener::WebsocketState,
 }
 
 /// A 56-character id in nats-server's shape (an nkey-like base32 string starting with `N`).
@@ -232,6 +236,7 @@ impl Server {
             reload_lock: tokio::sync::Mutex::new(()),
             subsystems: Mutex::new(Vec::new()),
             imports: imports::Router::default(),
+            websocket: ws_listener::WebsocketState::default(),
         });
         let opts = server.options();
         server
@@ -455,6 +460,7 @@ impl Server {
                 );
             }
         }
+        self.listen_websocket().await?;
         tracing::info!("Server is ready");
         let server = self.clone();
         tokio::spawn(async move { server.accept_loop(listener).await });
@@ -677,6 +683,8 @@ impl Server {
         let settings = build_settings(&new)?;
         let tls = tls::acceptor_for(new.tls.as_ref(), new.ocsp.as_ref())?.map(Arc::new);
         let authenticator = Authenticator::from_options(&new);
+        self.reload_websocket_tls(&new)?;
+        let old_ws_auth = self.websocket_authenticator();
 
         // From here on nothing can fail: swap everything in.
         let removed_accounts = {
@@ -711,7 +719,7 @@ impl Server {
         for subsystem in self.subsystems() {
             subsystem.reloaded(self);
         }
-        self.apply_auth_to_clients(&old_auth);
+        self.apply_auth_to_clients(&old_auth, &old_ws_auth);
         *self.config.lock() = ConfigState {
             load_time: SystemTime::now(),
             digest: loaded.digest.clone(),
@@ -726,9 +734,16 @@ impl Server {
     /// changed permissions to the others. As in nats-server, a removed user (or account) is
     /// closed silently, while credentials that no longer match (a changed password or token)
     /// get `Authorization Violation` first.
-    fn apply_auth_to_clients(&self, old_auth: &Authenticator) {
-        let auth = self.authenticator();
+    fn apply_auth_to_clients(&self, old_auth: &Authenticator, old_ws_auth: &Authenticator) {
+        let tcp_auth = self.authenticator();
+        let ws_auth = self.websocket_authenticator();
         for client in self.clients() {
+            // WebSocket clients log in through the websocket block's credentials, if it has any.
+            let (auth, old_auth) = if client.meta.lock().websocket {
+                (&ws_auth, old_ws_auth)
+            } else {
+                (&tcp_auth, old_auth)
+            };
             let Some(account) = client.account() else {
                 continue;
             };
@@ -743,7 +758,7 @@ impl Server {
             }
             match user {
                 None => {
-                    if !old_auth.anonymous_still_valid(&auth) {
+                    if !old_auth.anonymous_still_valid(auth) {
                         reject_credentials(&client, None);
                     }
                 }
@@ -907,7 +922,16 @@ pub(crate) fn client_traffic(c: &ClientShared) -> Traffic {
 
 /// The first option that changed but cannot be changed by a reload, as nats-server reports it.
 fn diff_unsupported(old: &Options, new: &Options) -> Option<ServerError> {
-    let checks: [(&'static str, String, String); 8] = [
+    // Only the WebSocket listener's certificate may change, as in nats-server.
+    let websocket = |o: &Options| {
+        format!(
+            "{:?}",
+            o.websocket
+                .clone()
+                .map(|ws| crate::config::WebsocketConfig { tls: None, ..ws })
+        )
+    };
+    let checks: [(&'static str, String, String); 9] = [
         (
             "ServerName",
             old.server_name.clone().unwrap_or_default(),
@@ -940,6 +964,7 @@ fn diff_unsupported(old: &Options, new: &Options) -> Option<ServerError> {
             old.auth.no_auth_user.clone().unwrap_or_default(),
             new.auth.no_auth_user.clone().unwrap_or_default(),
         ),
+        ("Websocket", websocket(old), websocket(new)),
     ];
     checks
         .into_iter()

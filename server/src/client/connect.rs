@@ -91,9 +91,12 @@ impl Connection {
         if let Some(fields) = value.as_object_mut() {
             fields.retain(|_, v| !v.is_null());
         }
-        let Ok(opts) = ConnectOptions::deserialize(value) else {
+        let Ok(mut opts) = ConnectOptions::deserialize(value) else {
             return Err(CloseReason::ParseError);
         };
+        if let Some(carried) = self.server.transport_credentials() {
+            carried.fill(&mut opts.user, &mut opts.pass, &mut opts.auth_token);
+        }
         let protocol = opts.protocol;
         if protocol.protocol < 0 || protocol.protocol > 1 {
             self.send_err("invalid client protocol");

@@ -47,6 +47,34 @@ pub(crate) trait ConnectionHost: Send + Sync + 'static {
     fn counters(&self) -> &ConnectionCounters;
     /// The connection has ended (its subscriptions are already gone).
     fn closed(&self, client: &Arc<ClientShared>, reason: CloseReason);
+    /// Credentials the transport carried outside CONNECT (WebSocket cookies).
+    fn transport_credentials(&self) -> Option<&TransportCredentials> {
+        None
+    }
+}
+
+/// Credentials that arrived with the transport; each one stands in for the CONNECT field
+/// the client left empty.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TransportCredentials {
+    pub(crate) user: Option<String>,
+    pub(crate) pass: Option<String>,
+    pub(crate) token: Option<String>,
+}
+
+impl TransportCredentials {
+    fn fill(
+        &self,
+        user: &mut Option<String>,
+        pass: &mut Option<String>,
+        token: &mut Option<String>,
+    ) {
+        for (field, value) in [(user, &self.user), (pass, &self.pass), (token, &self.token)] {
+            if field.as_deref().is_none_or(str::is_empty) && value.is_some() {
+                field.clone_from(value);
+            }
+        }
+    }
 }
 
 /// Server-wide counters that connections bump (rare events only).
@@ -82,6 +110,8 @@ pub struct ConnMeta {
     pub tls_peer_certs: Vec<crate::tls::PeerCertInfo>,
     /// The client certificate's names, kept under `verify_and_map` for CONNECT to map.
     pub peer_cert: Option<Arc<crate::tls::PeerCert>>,
+    /// Connected through the WebSocket listener.
+    pub websocket: bool,
 }
 
 /// A connection as the server's registry, reloads and the monitor see it: the outbound half

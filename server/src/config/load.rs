@@ -9,6 +9,8 @@ use super::parser::{Entry, Map, Node, Span, Value};
 use natsd_conf::duration::{go_duration_nanos, parse_go_duration};
 use natsd_conf::keys;
 
+mod websocket;
+
 /// What natsd does with an option nats-server accepts but natsd does not implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Treatment {
@@ -85,7 +87,6 @@ const TOP_LEVEL: &[Unsupported] = &[
     refused(&["trusted", "trusted_keys"], "JWT trusted keys"),
     refused(&["default_sentinel"], "JWT default sentinel"),
     refused(&["mappings", "maps"], "subject mappings"),
-    refused(&["websocket", "ws"], "WebSocket listener"),
     refused(&["mqtt"], "MQTT listener"),
     refused(&["https", "https_port"], "monitoring over TLS"),
     refused(&["http_base_path"], "monitoring base path"),
@@ -658,6 +659,7 @@ pub(crate) fn build(root: &Map) -> Outcome {
                     o.tls = tls(&mut cx, e, m);
                 }
             }
+            "websocket" | "ws" => o.websocket = websocket::websocket(&mut cx, e),
             _ if cx.unsupported(e, TOP_LEVEL) => {}
             _ => cx.unknown(e),
         }

@@ -96,6 +96,8 @@ pub struct Options {
     /// Top-level `ocsp`: how the server certificate's OCSP status is stapled. natsd staples
     /// nothing, so it starts only where nats-server would not staple either (see `tls.rs`).
     pub ocsp: Option<OcspConfig>,
+    /// `websocket` block with a port; `None` = no WebSocket listener.
+    pub websocket: Option<WebsocketConfig>,
     /// The file these options came from (for reload and `-t`).
     pub config_file: Option<PathBuf>,
 }
@@ -147,6 +149,7 @@ impl Default for Options {
             store_dir: None,
             tls: None,
             ocsp: None,
+            websocket: None,
             config_file: None,
         }
     }
@@ -185,6 +188,9 @@ impl Options {
                     "no_auth_user: \"{user}\" not present as user or nkey in authorization block or account configuration"
                 ));
             }
+        }
+        if let Some(ws) = &self.websocket {
+            ws.check_startup(self, &mut errors);
         }
         if errors.is_empty() {
             Ok(())
@@ -510,4 +516,154 @@ pub enum OcspMode {
     Must,
     /// Never staple.
     Never,
+}
+
+/// The `websocket` block: a second client listener speaking the same protocol inside
+/// WebSocket binary frames (browsers, nats.ws).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WebsocketConfig {
+    /// `host` / `net` / `listen`. Default `0.0.0.0`.
+    pub host: String,
+    /// `port` / `listen`; `-1` picks a random free port.
+    pub port: i32,
+    /// `advertise`: shown in `/varz` only (natsd has no cluster to gossip it to).
+    pub advertise: Option<String>,
+    /// `no_tls: true` allows a plain `ws://` listener; without it a `tls {}` block is required.
+    pub no_tls: bool,
+    pub tls: Option<TlsConfig>,
+    /// Refuse an upgrade whose `Origin` is not this listener's own scheme, host and port.
+    pub same_origin: bool,
+    /// Refuse an upgrade whose `Origin` is not one of these (`scheme://host[:port]`).
+    pub allowed_origins: Vec<String>,
+    /// Time a connection gets to send its upgrade request. Default: none (zero).
+    pub handshake_timeout: Duration,
+    /// Offer permessage-deflate to clients that ask for it. Default false.
+    pub compression: bool,
+    /// `authorization { user, password, token, timeout }` for WebSocket clients only.
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub auth_timeout: Option<Duration>,
+    /// Who a WebSocket client without credentials becomes (overrides the top-level one).
+    pub no_auth_user: Option<String>,
+    /// Cookies whose values stand in for CONNECT's `jwt`, `user`, `pass` and `auth_token`.
+    pub jwt_cookie: Option<String>,
+    pub user_cookie: Option<String>,
+    pub pass_cookie: Option<String>,
+    pub token_cookie: Option<String>,
+    /// Extra headers sent with every upgrade response.
+    pub headers: Vec<(String, String)>,
+    /// Server PING interval for WebSocket clients (default: the top-level `ping_interval`).
+    pub ping_interval: Option<Duration>,
+}
+
+impl WebsocketConfig {
+    /// Whether the block overrides the authentication WebSocket clients go through.
+    pub fn auth_override(&self) -> bool {
+        self.username.is_some() || self.token.is_some() || self.no_auth_user.is_some()
+    }
+
+    /// nats-server's start-up checks of the block, with its wording.
+    fn check_startup(&self, opts: &Options, errors: &mut Vec<String>) {
+        if self.tls.is_none() && !self.no_tls {
+            errors.push("websocket requires TLS configuration".to_string());
+        }
+        for origin in &self.allowed_origins {
+            if let Err(why) = parse_origin(origin) {
+                errors.push(why);
+            }
+        }
+        if let Some(user) = &self.no_auth_user {
+            if opts.auth.users.is_empty() {
+                errors.push(format!(
+                    "no_auth_user: \"{user}\" present, but users/nkeys are not defined"
+                ));
+            } else if !opts.auth.users.iter().any(|u| &u.name == user) {
+                errors.push(format!(
+                    "no_auth_user: \"{user}\" not present as user or nkey in authorization block or account configuration"
+                ));
+            }
+        }
+        if !opts.auth.users.is_empty() {
+            if self.username.is_some() {
+                errors.push(
+                    "websocket authentication username not compatible with presence of users/nkeys"
+                        .to_string(),
+                );
+            }
+            if self.token.is_some() {
+                errors.push(
+                    "websocket authentication token not compatible with presence of users/nkeys"
+                        .to_string(),
+                );
+            }
+        }
+        if let Some(cookie) = &self.jwt_cookie {
+            errors.push(format!(
+                "trusted operators or trusted keys configuration is required for JWT authentication via cookie \"{cookie}\""
+            ));
+        }
+        for (key, _) in &self.headers {
+            let k = key.to_ascii_lowercase();
+            if matches!(
+                k.as_str(),
+                "host" | "content-length" | "connection" | "upgrade" | "nats-no-masking"
+            ) {
+                errors.push(format!("websocket: invalid header \"{key}\" not allowed"));
+            } else if k.starts_with("sec-websocket-") {
+                errors.push(format!(
+                    "websocket: invalid header \"{key}\", \"Sec-WebSocket-\" prefix not allowed"
+                ));
+            }
+        }
+    }
+}
+
+/// An allowed origin as (scheme, lower-case host, port), with the scheme's default port when
+/// none is given; the error is nats-server's start-up message for it.
+pub fn parse_origin(origin: &str) -> Result<(String, String, String), String> {
+    let Some((scheme, rest)) = origin.split_once("://") else {
+        return Err(format!(
+            "unable to parse allowed origin: parse \"{origin}\": invalid URI for request"
+        ));
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "http" && scheme != "https" {
+        return Err(format!(
+            "unable to parse allowed origin \"{origin}\": allowed origins must be absolute URLs with http or https scheme"
+        ));
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!(
+            "unable to parse allowed origin \"{origin}\": host is required"
+        ));
+    }
+    let (host, port) = split_origin_host(authority, scheme == "https")
+        .map_err(|why| format!("unable to parse allowed origin: {why}"))?;
+    Ok((scheme, host, port))
+}
+
+/// `host[:port]` as (lower-case host, port), the scheme's default port when none is given.
+pub fn split_origin_host(hostport: &str, tls: bool) -> Result<(String, String), String> {
+    let default_port = if tls { "443" } else { "80" };
+    if let Some(rest) = hostport.strip_prefix('[') {
+        let Some((host, after)) = rest.split_once(']') else {
+            return Err(format!("address {hostport}: missing ']' in address"));
+        };
+        let port = match after.strip_prefix(':') {
+            Some(p) => p,
+            None if after.is_empty() => default_port,
+            None => return Err(format!("address {hostport}: unexpected text after ']'")),
+        };
+        return Ok((host.to_ascii_lowercase(), port.to_string()));
+    }
+    match hostport.rsplit_once(':') {
+        Some((host, _)) if host.contains(':') => {
+            Err(format!("address {hostport}: too many colons in address"))
+        }
+        Some((host, port)) => Ok((host.to_ascii_lowercase(), port.to_string())),
+        None => Ok((hostport.to_ascii_lowercase(), default_port.to_string())),
+    }
 }

@@ -352,7 +352,11 @@ impl Snapshot {
         ConnInfo {
             cid: self.cid,
             kind: "Client",
-            conn_type: "nats",
+            conn_type: if self.meta.websocket {
+                "websocket"
+            } else {
+                "nats"
+            },
             ip: self.addr.ip().to_string(),
             port: self.addr.port(),
             start: rfc3339(self.start),

@@ -167,7 +167,7 @@ pub(crate) fn varz(server: &Server, http_req_stats: BTreeMap<String, u64>) -> Va
         gateway: serde_json::json!({}),
         leaf: serde_json::json!({}),
         mqtt: serde_json::json!({}),
-        websocket: serde_json::json!({}),
+        websocket: varz_websocket(server, &opts),
         jetstream: jsz::varz_jetstream(server),
         tls_timeout: opts
             .tls
@@ -209,4 +209,47 @@ pub(crate) fn varz(server: &Server, http_req_stats: BTreeMap<String, u64>) -> Va
         stale_connection_stats: KindStats::clients(stale),
         disk_io_wait_stats: DiskIoWaitStats::default(),
     }
+}
+
+/// The `websocket` section: the block's settings, empty fields left out as nats-server does.
+fn varz_websocket(server: &Server, opts: &crate::config::Options) -> serde_json::Value {
+    let mut v = serde_json::Map::new();
+    let Some(ws) = &opts.websocket else {
+        return serde_json::Value::Object(v);
+    };
+    let port = server
+        .websocket
+        .addr()
+        .map_or(i64::from(ws.port), |a| i64::from(a.port()));
+    v.insert("host".into(), ws.host.clone().into());
+    v.insert("port".into(), port.into());
+    if let Some(advertise) = &ws.advertise {
+        v.insert("advertise".into(), advertise.clone().into());
+    }
+    if let Some(user) = &ws.no_auth_user {
+        v.insert("no_auth_user".into(), user.clone().into());
+    }
+    if let Some(cookie) = &ws.jwt_cookie {
+        v.insert("jwt_cookie".into(), cookie.clone().into());
+    }
+    if !ws.handshake_timeout.is_zero() {
+        let nanos = u64::try_from(ws.handshake_timeout.as_nanos()).unwrap_or(u64::MAX);
+        v.insert("handshake_timeout".into(), nanos.into());
+    }
+    if let Some(timeout) = ws.auth_timeout.filter(|t| !t.is_zero()) {
+        v.insert("auth_timeout".into(), timeout.as_secs_f64().into());
+    }
+    if ws.no_tls {
+        v.insert("no_tls".into(), true.into());
+    }
+    if ws.same_origin {
+        v.insert("same_origin".into(), true.into());
+    }
+    if !ws.allowed_origins.is_empty() {
+        v.insert("allowed_origins".into(), ws.allowed_origins.clone().into());
+    }
+    if ws.compression {
+        v.insert("compression".into(), true.into());
+    }
+    serde_json::Value::Object(v)
 }

@@ -17,3 +17,4 @@ mod proto;
 mod pubsub;
 mod reload_request;
 mod unsupported;
+mod websocket;
