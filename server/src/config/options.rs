@@ -96,6 +96,8 @@ pub struct Options {
     /// Top-level `ocsp`: how the server certificate's OCSP status is stapled. natsd staples
     /// nothing, so it starts only where nats-server would not staple either (see `tls.rs`).
     pub ocsp: Option<OcspConfig>,
+    /// Operator (JWT) mode: `operator` with `resolver: MEMORY`. `None` in config mode.
+    pub operator: Option<OperatorMode>,
     /// The file these options came from (for reload and `-t`).
     pub config_file: Option<PathBuf>,
 }
@@ -147,6 +149,7 @@ impl Default for Options {
             store_dir: None,
             tls: None,
             ocsp: None,
+            operator: None,
             config_file: None,
         }
     }
@@ -216,6 +219,16 @@ impl Default for AuthOptions {
             no_auth_user: None,
         }
     }
+}
+
+/// Operator (JWT) mode. Its accounts are in [`Options::accounts`] (named by public key, with
+/// the limits of their JWTs); nobody is configured as a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorMode {
+    /// The trusted operators' JWTs (each verified as it was loaded).
+    pub operators: Vec<String>,
+    /// `resolver_preload`: account public key → account JWT (each verified as it was loaded).
+    pub preload: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
