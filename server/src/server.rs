@@ -748,6 +748,9 @@ impl Server {
                     }
                 }
                 Some(name) => match auth.user(&name) {
+                    // A user JWT's rights come from the JWT: it keeps its seat while its
+                    // account exists (checked above).
+                    None if auth.operator_mode() => {}
                     None => client.out.close(CloseReason::ClientClosed),
                     Some(entry) if entry.account != account.name => {
                         client.out.close(CloseReason::ClientClosed)

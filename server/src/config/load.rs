@@ -651,6 +651,10 @@ pub(crate) fn build(root: &Map) -> Outcome {
                 Value::Str(v) if super::operator::is_memory_resolver(v) => {
                     operator_mode.resolver_memory = true
                 }
+                Value::Map(_) => match super::operator::directory_resolver(e) {
+                    Ok(dir) => operator_mode.dir = Some(dir),
+                    Err(message) => cx.err(&e.key_span, message),
+                },
                 _ => cx.err(
                     &e.key_span,
                     format!(

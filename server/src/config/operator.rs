@@ -16,6 +16,57 @@ pub(super) struct Pending {
     pub(super) operators: Option<Vec<String>>,
     pub(super) resolver_memory: bool,
     pub(super) preload: Vec<(String, String)>,
+    /// `resolver: { type: full, dir }`.
+    pub(super) dir: Option<std::path::PathBuf>,
+}
+
+/// `resolver: { type: full, dir: ... }` (the directory resolver nats-server calls `full`).
+pub(super) fn directory_resolver(e: &Entry) -> Result<std::path::PathBuf, String> {
+    let Value::Map(m) = &e.value.value else {
+        return Err("resolver must be MEMORY or a map".to_string());
+    };
+    let mut kind = String::new();
+    let mut dir = None;
+    for entry in &m.entries {
+        match (entry.key.to_ascii_lowercase().as_str(), &entry.value.value) {
+            ("type", Value::Str(s)) => kind = s.to_ascii_lowercase(),
+            ("dir", Value::Str(s)) => dir = Some(std::path::PathBuf::from(s)),
+            // Deletion, sync interval and fetch timeout concern clusters of resolvers.
+            ("allow_delete" | "hard_delete" | "interval" | "timeout" | "limit" | "ttl", _) => {}
+            (key, _) => return Err(format!("unknown field \"{key}\" in resolver")),
+        }
+    }
+    if kind != "full" {
+        return Err(format!(
+            "option \"resolver\" (JWT account resolver of type {kind:?}; natsd serves MEMORY and full) is not supported by natsd; refusing the configuration"
+        ));
+    }
+    dir.ok_or_else(|| "dir has no value and needs to point to a directory".to_string())
+}
+
+/// The account JWTs a resolver directory holds (`<public key>.jwt`), creating it if needed.
+fn read_directory(dir: &Path) -> Result<Vec<(String, String)>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("resolver dir {}: {e}", dir.display()))?;
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("resolver dir {}: {e}", dir.display()))?;
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(key) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".jwt"))
+        else {
+            continue;
+        };
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("resolver dir {}: {e}", path.display()))?;
+        if jwt::decode(&text, Kind::Account).is_ok() {
+            out.push((key.to_string(), text.trim().to_string()));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// The JWT in a file's text or an inline value: the first token that looks like one
@@ -118,7 +169,7 @@ pub(super) fn finish(pending: Pending, o: &mut Options) -> Result<(), String> {
     let Some(operators) = pending.operators else {
         return Ok(());
     };
-    if !pending.resolver_memory {
+    if !pending.resolver_memory && pending.dir.is_none() {
         return Err("operators require an account resolver to be configured".to_string());
     }
     if !o.accounts.is_empty() {
@@ -142,8 +193,18 @@ pub(super) fn finish(pending: Pending, o: &mut Options) -> Result<(), String> {
         Some(_) => {}
         None => o.system_account = operator_system.first().cloned(),
     }
+    let mut preload = pending.preload;
+    if let Some(dir) = &pending.dir {
+        if o.system_account.is_none() {
+            return Err("using nats based account resolver - the system account needs to be specified in configuration or the operator jwt".to_string());
+        }
+        // What was pushed before wins over the preload, as the directory is the newer state.
+        let stored = read_directory(dir)?;
+        preload.retain(|(k, _)| !stored.iter().any(|(s, _)| s == k));
+        preload.extend(stored);
+    }
     let trusted: Vec<&str> = claims.iter().flat_map(|c| c.operator_keys()).collect();
-    for (key, token) in &pending.preload {
+    for (key, token) in &preload {
         let Ok(account) = jwt::decode(token, Kind::Account) else {
             continue;
         };
@@ -168,7 +229,8 @@ pub(super) fn finish(pending: Pending, o: &mut Options) -> Result<(), String> {
     }
     o.operator = Some(OperatorMode {
         operators,
-        preload: pending.preload,
+        preload,
+        dir: pending.dir,
     });
     Ok(())
 }

@@ -227,8 +227,12 @@ impl Default for AuthOptions {
 pub struct OperatorMode {
     /// The trusted operators' JWTs (each verified as it was loaded).
     pub operators: Vec<String>,
-    /// `resolver_preload`: account public key → account JWT (each verified as it was loaded).
+    /// `resolver_preload`, and for the directory resolver the account JWTs its directory
+    /// held: account public key → account JWT (each verified as it was loaded).
     pub preload: Vec<(String, String)>,
+    /// `resolver: { type: full, dir: ... }`: where account JWTs pushed with
+    /// `$SYS.REQ.CLAIMS.UPDATE` are kept (`<public key>.jwt`). `None` for `resolver: MEMORY`.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -374,3 +374,111 @@ fn operator_mode_refuses_configured_users_and_a_missing_resolver() {
         }
     }
 }
+
+/// The directory resolver: account JWTs pushed by a system-account user over
+/// `$SYS.REQ.CLAIMS.UPDATE` and `$SYS.REQ.ACCOUNT.<key>.CLAIMS.UPDATE` take effect at once
+/// (a new account, new limits), and `CLAIMS.LOOKUP` returns the stored JWT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_resolver_takes_pushed_account_jwts() {
+    let op = Operator::new();
+    for kind in impls() {
+        let dir = tempfile::tempdir().unwrap();
+        let memory = op.config(serde_json::json!({}));
+        // Only SYS is known at start; A arrives by push.
+        let sys_line = memory
+            .lines()
+            .find(|l| l.trim_start().starts_with(&op.sys.public_key()))
+            .unwrap()
+            .to_string();
+        let head = memory.split("resolver: MEMORY").next().unwrap();
+        let conf = format!(
+            "{head}resolver: {{ type: full, dir: \"{}\" }}\nresolver_preload: {{\n{sys_line}\n}}\n",
+            dir.path().join("jwt").display()
+        );
+        let p = Proc::start(kind, &conf).await;
+        let (jwt, user) = op.user(&op.a, serde_json::json!({}), serde_json::json!({}));
+        must_refuse(
+            kind,
+            p.port,
+            "a user of an account not pushed yet",
+            &jwt,
+            &user,
+        )
+        .await;
+
+        let (sys_jwt, sys_user) = op.user(&op.sys, serde_json::json!({}), serde_json::json!({}));
+        let sys = async_nats::ConnectOptions::new()
+            .credentials(&creds(&sys_jwt, &sys_user))
+            .unwrap()
+            .connect(p.url())
+            .await
+            .unwrap();
+        let account_jwt = |limits: serde_json::Value| {
+            let mut l = nsc_limits();
+            if let (Some(l), Some(extra)) = (l.as_object_mut(), limits.as_object()) {
+                l.extend(extra.clone());
+            }
+            encode(
+                &op.operator,
+                &op.a.public_key(),
+                Kind::Account,
+                serde_json::json!({ "limits": l }),
+                serde_json::json!({}),
+            )
+        };
+        let push = |subject: String, token: String| {
+            let sys = sys.clone();
+            async move {
+                let reply = tokio::time::timeout(WAIT, sys.request(subject, token.into()))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                serde_json::from_slice::<serde_json::Value>(&reply.payload).unwrap()
+            }
+        };
+        let first = account_jwt(serde_json::json!({}));
+        let answer = push("$SYS.REQ.CLAIMS.UPDATE".into(), first).await;
+        assert_eq!(answer["data"]["code"], 200, "{kind:?}: {answer}");
+        assert_eq!(answer["data"]["account"], op.a.public_key(), "{kind:?}");
+        assert_eq!(answer["data"]["message"], "jwt updated", "{kind:?}");
+        let _one = must_login(kind, p.port, &jwt, &user).await;
+
+        let one_conn = account_jwt(serde_json::json!({ "conn": 1 }));
+        let answer = push(
+            format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", op.a.public_key()),
+            one_conn.clone(),
+        )
+        .await;
+        assert_eq!(answer["data"]["code"], 200, "{kind:?}: {answer}");
+        match jwt_login(p.port, &jwt, &user).await {
+            Login::Ok(_) => panic!("{kind:?}: a second connection past the pushed limit"),
+            Login::Refused(lines) => assert_eq!(
+                lines,
+                vec!["-ERR 'maximum account active connections exceeded'"],
+                "{kind:?}"
+            ),
+        }
+        // A JWT for another account on this account's subject is refused.
+        let answer = push(
+            format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", op.sys.public_key()),
+            one_conn.clone(),
+        )
+        .await;
+        assert_eq!(answer["error"]["code"], 500, "{kind:?}: {answer}");
+        let stored = tokio::time::timeout(
+            WAIT,
+            sys.request(
+                format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP", op.a.public_key()),
+                "".into(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&stored.payload),
+            one_conn,
+            "{kind:?}"
+        );
+    }
+}
