@@ -98,6 +98,9 @@ pub struct Identity {
     /// A user JWT's own subscription and payload limits (`-1`: none).
     pub max_subs: i64,
     pub max_payload: i64,
+    /// When a user JWT was issued: its account's revocations are checked against it again
+    /// when the account's claims change.
+    pub jwt_issued_at: Option<i64>,
 }
 
 impl Identity {
@@ -216,6 +219,7 @@ impl Trust {
             expires: (user.exp > 0).then_some(user.exp),
             max_subs: user.nats.subs,
             max_payload: user.nats.payload,
+            jwt_issued_at: Some(user.iat),
         })
     }
 }
@@ -297,6 +301,14 @@ impl Authenticator {
         self.trust.is_some()
     }
 
+    /// Whether `account`'s claims revoke `user`'s JWT issued at `issued_at`.
+    pub fn jwt_revoked(&self, account: &str, user: &str, issued_at: i64) -> bool {
+        self.trust
+            .as_ref()
+            .and_then(|t| t.accounts.get(account))
+            .is_some_and(|claims| claims.revokes(user, issued_at))
+    }
+
     /// `auth_required` in INFO: absent when a client without credentials is let in as `no_auth_user`.
     pub fn advertise_required(&self) -> bool {
         self.required() && self.no_auth_user.is_none()
@@ -335,6 +347,7 @@ impl Authenticator {
                 expires: None,
                 max_subs: -1,
                 max_payload: -1,
+                jwt_issued_at: None,
             });
         }
         // Under `verify_and_map` the certificate names the user among the password users,
@@ -366,6 +379,7 @@ impl Authenticator {
                     expires: None,
                     max_subs: -1,
                     max_payload: -1,
+                    jwt_issued_at: None,
                 });
             }
         }
@@ -377,6 +391,7 @@ impl Authenticator {
                 expires: None,
                 max_subs: -1,
                 max_payload: -1,
+                jwt_issued_at: None,
             });
         }
         if let Some(expected) = &self.token {
@@ -387,6 +402,7 @@ impl Authenticator {
                 expires: None,
                 max_subs: -1,
                 max_payload: -1,
+                jwt_issued_at: None,
             });
         }
         // As in nats-server, an NKEY in CONNECT is only looked at when NKEY users exist, and
@@ -405,6 +421,7 @@ impl Authenticator {
                 expires: None,
                 max_subs: -1,
                 max_payload: -1,
+                jwt_issued_at: None,
             });
         }
         let user = self.users.get(creds.user?).filter(|u| !u.is_nkey())?;
@@ -417,6 +434,7 @@ impl Authenticator {
             expires: None,
             max_subs: -1,
             max_payload: -1,
+            jwt_issued_at: None,
         })
     }
 }

@@ -178,6 +178,7 @@ impl Connection {
             meta.lang = opts.lang.unwrap_or_default();
             meta.version = opts.version.unwrap_or_default();
             meta.user = identity.user.as_ref().map(|u| u.name.clone());
+            meta.jwt_issued_at = identity.jwt_issued_at;
             meta.account = account.name.clone();
         }
         self.bind_identity(account, &identity)?;

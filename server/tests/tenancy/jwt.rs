@@ -441,7 +441,7 @@ async fn full_resolver_takes_pushed_account_jwts() {
         assert_eq!(answer["data"]["code"], 200, "{kind:?}: {answer}");
         assert_eq!(answer["data"]["account"], op.a.public_key(), "{kind:?}");
         assert_eq!(answer["data"]["message"], "jwt updated", "{kind:?}");
-        let _one = must_login(kind, p.port, &jwt, &user).await;
+        let mut one = must_login(kind, p.port, &jwt, &user).await;
 
         let one_conn = account_jwt(serde_json::json!({ "conn": 1 }));
         let answer = push(
@@ -478,6 +478,26 @@ async fn full_resolver_takes_pushed_account_jwts() {
         assert_eq!(
             String::from_utf8_lossy(&stored.payload),
             one_conn,
+            "{kind:?}"
+        );
+        // Claims that revoke the user close its live connection.
+        let mut revoking = nsc_limits();
+        revoking["conn"] = 1.into();
+        let revoked = encode(
+            &op.operator,
+            &op.a.public_key(),
+            Kind::Account,
+            serde_json::json!({
+                "limits": revoking,
+                "revocations": { user.public_key(): now() + 1 },
+            }),
+            serde_json::json!({}),
+        );
+        let answer = push("$SYS.REQ.CLAIMS.UPDATE".into(), revoked).await;
+        assert_eq!(answer["data"]["code"], 200, "{kind:?}: {answer}");
+        assert_eq!(
+            one.until_closed().await,
+            vec!["-ERR 'User Authentication Revoked'".to_string()],
             "{kind:?}"
         );
     }
