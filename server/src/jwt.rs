@@ -255,6 +255,12 @@ pub(crate) fn decode(token: &str, kind: Kind) -> Result<Claims, JwtError> {
     issuer
         .verify(signed.as_bytes(), &sig)
         .map_err(|_| JwtError::Signature)?;
+    let mut claims = claims;
+    if claims.nats.version.unwrap_or(1) < 2 {
+        // Version 1 user JWTs had no limits of their own: nats-server reads them as unlimited.
+        claims.nats.subs = -1;
+        claims.nats.payload = -1;
+    }
     match claims.kind() {
         Some(k) if k == kind.to_string() => Ok(claims),
         other => Err(JwtError::Kind {
@@ -348,6 +354,7 @@ mod tests {
             "AD7SEANS6BCBF6FHIB7SQ3UGJVPW53BXOALP75YXJBBXQL7EAFB6NJNA"
         );
         assert!(claims.nats.permissions.is_empty());
+        assert_eq!((claims.nats.subs, claims.nats.payload), (-1, -1));
     }
 
     #[test]
