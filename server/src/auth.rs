@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{
     is_bcrypt, Options, Permissions, ResponsePermission, SubjectPermission, GLOBAL_ACCOUNT,
 };
+use crate::jwt;
 use crate::subject;
 
 /// Raw length of the nonce before base64 (as nats-server makes it: 15 characters in INFO).
@@ -92,6 +93,14 @@ pub struct Identity {
     /// `None` when the server requires no authentication.
     pub user: Option<Arc<UserEntry>>,
     pub account: String,
+    /// When the user's JWT expires (Unix seconds): the connection is closed then.
+    pub expires: Option<i64>,
+    /// A user JWT's own subscription and payload limits (`-1`: none).
+    pub max_subs: i64,
+    pub max_payload: i64,
+    /// When a user JWT was issued: its account's revocations are checked against it again
+    /// when the account's claims change.
+    pub jwt_issued_at: Option<i64>,
 }
 
 impl Identity {
@@ -108,6 +117,8 @@ pub struct Credentials<'a> {
     pub token: Option<&'a str>,
     /// An NKEY user's public key, and its signature of `nonce`.
     pub nkey: Option<&'a str>,
+    /// A user JWT (operator mode); `sig` signs the nonce with the JWT's user key.
+    pub jwt: Option<&'a str>,
     pub sig: Option<&'a str>,
     /// The nonce this connection was sent in INFO (empty when it was sent none).
     pub nonce: &'a [u8],
@@ -134,6 +145,110 @@ pub struct Authenticator {
     has_nkeys: bool,
     token: Option<String>,
     no_auth_user: Option<String>,
+    /// Operator mode: users present JWTs of these accounts.
+    trust: Option<Trust>,
+}
+
+/// What operator mode trusts: the operators' keys and the accounts they signed.
+#[derive(Debug, Default)]
+struct Trust {
+    /// Trusted accounts' claims by public key.
+    accounts: HashMap<String, jwt::Claims>,
+}
+
+impl Trust {
+    fn from_options(opts: &Options) -> Option<Trust> {
+        let mode = opts.operator.as_ref()?;
+        let operators: Vec<jwt::Claims> = mode
+            .operators
+            .iter()
+            .filter_map(|t| jwt::decode(t, jwt::Kind::Operator).ok())
+            .collect();
+        let trusted: HashSet<&str> = operators.iter().flat_map(|c| c.operator_keys()).collect();
+        let accounts = mode
+            .preload
+            .iter()
+            .filter_map(|(key, token)| {
+                let claims = jwt::decode(token, jwt::Kind::Account).ok()?;
+                (&claims.sub == key && trusted.contains(claims.iss.as_str()))
+                    .then(|| (key.clone(), claims))
+            })
+            .collect();
+        Some(Trust { accounts })
+    }
+
+    /// A user JWT's identity, checked as nats-server checks it: signed by its account (or one
+    /// of the account's signing keys), neither JWT expired, not revoked, and the nonce signed
+    /// by the user's key unless it is a bearer token.
+    fn authenticate(&self, creds: &Credentials<'_>) -> Option<Identity> {
+        let user = jwt::decode(creds.jwt?, jwt::Kind::User).ok()?;
+        let now = chrono::Utc::now().timestamp();
+        if user.is_expired_at(now) {
+            return None;
+        }
+        let account_key = user.nats.issuer_account.as_deref().unwrap_or(&user.iss);
+        let account = self.accounts.get(account_key)?;
+        if account.is_expired_at(now) || account.revokes(&user.sub, user.iat) {
+            return None;
+        }
+        let signer = account.account_signer(&user.iss)?;
+        if !user.nats.bearer_token {
+            let verifier = NkeyVerifier::new(&user.sub)?;
+            if !verifier.verify(creds.nonce, creds.sig?) {
+                return None;
+            }
+        }
+        let claimed = match signer {
+            Some(jwt::SigningKey::Scoped { template, .. }) => Some(template),
+            _ if !user.nats.permissions.is_empty() => Some(&user.nats.permissions),
+            _ if !account.nats.default_permissions.is_empty() => {
+                Some(&account.nats.default_permissions)
+            }
+            _ => None,
+        };
+        let entry = UserEntry {
+            name: user.sub.clone(),
+            password: String::new(),
+            nkey: None,
+            account: account_key.to_string(),
+            permissions: claimed.map(|p| Arc::new(ClientPermissions::compile(&jwt_permissions(p)))),
+        };
+        Some(Identity {
+            user: Some(Arc::new(entry)),
+            account: account_key.to_string(),
+            expires: (user.exp > 0).then_some(user.exp),
+            max_subs: user.nats.subs,
+            max_payload: user.nats.payload,
+            jwt_issued_at: Some(user.iat),
+        })
+    }
+}
+
+/// A JWT's permissions in the configuration's terms (an empty list allows everything, as in
+/// nats-server, where JWT lists only restrict when they name something).
+fn jwt_permissions(p: &jwt::UserPermissions) -> Permissions {
+    let rules = |c: &jwt::PermissionClaim| {
+        (!c.allow.is_empty() || !c.deny.is_empty()).then(|| SubjectPermission {
+            allow: (!c.allow.is_empty()).then(|| c.allow.clone()),
+            deny: c.deny.clone(),
+        })
+    };
+    Permissions {
+        publish: rules(&p.publish),
+        subscribe: rules(&p.subscribe),
+        allow_responses: p.resp.as_ref().map(|r| ResponsePermission {
+            max: if r.max > 0 {
+                r.max as u32
+            } else {
+                crate::config::DEFAULT_ALLOW_RESPONSES_MAX
+            },
+            expires: if r.ttl > 0 {
+                std::time::Duration::from_nanos(r.ttl as u64)
+            } else {
+                crate::config::DEFAULT_ALLOW_RESPONSES_EXPIRES
+            },
+        }),
+    }
 }
 
 impl Authenticator {
@@ -166,17 +281,32 @@ impl Authenticator {
             has_nkeys,
             token: opts.auth.token.clone(),
             no_auth_user: opts.auth.no_auth_user.clone(),
+            trust: Trust::from_options(opts),
         }
     }
 
     /// Whether clients must authenticate at all.
     pub fn required(&self) -> bool {
-        !self.users.is_empty() || self.token.is_some()
+        !self.users.is_empty() || self.token.is_some() || self.trust.is_some()
     }
 
-    /// Whether each connection's INFO carries a nonce to sign: when there are NKEY users.
+    /// Whether each connection's INFO carries a nonce to sign: when there are NKEY users, or
+    /// in operator mode.
     pub fn nonce_required(&self) -> bool {
-        self.has_nkeys
+        self.has_nkeys || self.trust.is_some()
+    }
+
+    /// Operator mode: users are JWTs, not configured.
+    pub fn operator_mode(&self) -> bool {
+        self.trust.is_some()
+    }
+
+    /// Whether `account`'s claims revoke `user`'s JWT issued at `issued_at`.
+    pub fn jwt_revoked(&self, account: &str, user: &str, issued_at: i64) -> bool {
+        self.trust
+            .as_ref()
+            .and_then(|t| t.accounts.get(account))
+            .is_some_and(|claims| claims.revokes(user, issued_at))
     }
 
     /// `auth_required` in INFO: absent when a client without credentials is let in as `no_auth_user`.
@@ -207,10 +337,17 @@ impl Authenticator {
         creds: Credentials<'_>,
         cache: &PasswordCache,
     ) -> Option<Identity> {
+        if let Some(trust) = &self.trust {
+            return trust.authenticate(&creds);
+        }
         if !self.required() {
             return Some(Identity {
                 user: None,
                 account: GLOBAL_ACCOUNT.to_string(),
+                expires: None,
+                max_subs: -1,
+                max_payload: -1,
+                jwt_issued_at: None,
             });
         }
         // Under `verify_and_map` the certificate names the user among the password users,
@@ -239,6 +376,10 @@ impl Authenticator {
                 return ok.then(|| Identity {
                     user: Some(user.clone()),
                     account: user.account.clone(),
+                    expires: None,
+                    max_subs: -1,
+                    max_payload: -1,
+                    jwt_issued_at: None,
                 });
             }
         }
@@ -247,6 +388,10 @@ impl Authenticator {
             return Some(Identity {
                 user: Some(user.clone()),
                 account: user.account.clone(),
+                expires: None,
+                max_subs: -1,
+                max_payload: -1,
+                jwt_issued_at: None,
             });
         }
         if let Some(expected) = &self.token {
@@ -254,6 +399,10 @@ impl Authenticator {
             return constant_time_eq(given.as_bytes(), expected.as_bytes()).then(|| Identity {
                 user: None,
                 account: GLOBAL_ACCOUNT.to_string(),
+                expires: None,
+                max_subs: -1,
+                max_payload: -1,
+                jwt_issued_at: None,
             });
         }
         // As in nats-server, an NKEY in CONNECT is only looked at when NKEY users exist, and
@@ -269,6 +418,10 @@ impl Authenticator {
             return admitted.then(|| Identity {
                 user: Some(user.clone()),
                 account: user.account.clone(),
+                expires: None,
+                max_subs: -1,
+                max_payload: -1,
+                jwt_issued_at: None,
             });
         }
         let user = self.users.get(creds.user?).filter(|u| !u.is_nkey())?;
@@ -278,6 +431,10 @@ impl Authenticator {
         ok.then(|| Identity {
             user: Some(user.clone()),
             account: user.account.clone(),
+            expires: None,
+            max_subs: -1,
+            max_payload: -1,
+            jwt_issued_at: None,
         })
     }
 }

@@ -39,6 +39,7 @@ pub(crate) mod imports;
 pub(crate) mod jetstream;
 pub(crate) mod js_errors;
 pub(crate) mod json;
+pub(crate) mod jwt;
 pub(crate) mod monitor;
 pub(crate) mod node;
 pub(crate) mod outbound;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::jetstream::JetStream;
-use crate::monitor::{sysreq, Monitor};
+use crate::monitor::{claims, sysreq, Monitor};
 use crate::server::{Server, ServerError, Subsystem};
 
 /// Start `server` and everything its options ask for, in nats-server's order (the log lines
@@ -18,6 +18,7 @@ pub async fn start(server: &Arc<Server>) -> Result<(), ServerError> {
         server.attach(js);
     }
     sysreq::install(server);
+    claims::install(server);
     if opts.http_port.is_some() || opts.metrics_port.is_some() {
         let monitor = Monitor::new(server.clone());
         let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());

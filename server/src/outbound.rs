@@ -67,6 +67,8 @@ pub enum CloseReason {
     MaxPayloadExceeded,
     MaxControlLineExceeded,
     AuthenticationExpired,
+    /// A user JWT revoked by its account's new claims.
+    Revocation,
     ServerShutdown,
     LameDuckMode,
 }
@@ -90,6 +92,7 @@ impl CloseReason {
             CloseReason::MaxPayloadExceeded => "Maximum Message Payload Exceeded",
             CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
             CloseReason::AuthenticationExpired => "Authentication Expired",
+            CloseReason::Revocation => "Credentials Revoked",
             CloseReason::ServerShutdown => "Server Shutdown",
             CloseReason::LameDuckMode => "Lame Duck Mode",
         }

@@ -747,7 +747,10 @@ impl Server {
             let Some(account) = client.account() else {
                 continue;
             };
-            let user = client.meta.lock().user.clone();
+            let (user, jwt_issued_at) = {
+                let meta = client.meta.lock();
+                (meta.user.clone(), meta.jwt_issued_at)
+            };
             let current_account = self.account(&account.name);
             let still_there = current_account
                 .as_ref()
@@ -763,6 +766,18 @@ impl Server {
                     }
                 }
                 Some(name) => match auth.user(&name) {
+                    // A user JWT's rights come from the JWT: it keeps its seat while its
+                    // account exists (checked above).
+                    None if auth.operator_mode() => {
+                        if jwt_issued_at
+                            .is_some_and(|iat| auth.jwt_revoked(&account.name, &name, iat))
+                        {
+                            let mut frame = bytes::BytesMut::new();
+                            encode::err(&mut frame, "User Authentication Revoked");
+                            client.out.queue_proto(&frame);
+                            client.out.close(CloseReason::Revocation);
+                        }
+                    }
                     None => client.out.close(CloseReason::ClientClosed),
                     Some(entry) if entry.account != account.name => {
                         client.out.close(CloseReason::ClientClosed)

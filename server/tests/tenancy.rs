@@ -31,3 +31,6 @@ mod bench;
 
 #[path = "tenancy/nkeys.rs"]
 mod nkeys;
+
+#[path = "tenancy/jwt.rs"]
+mod jwt;

@@ -13,6 +13,7 @@
 //!   that has no readiness signal.
 //! - [`http`]: GET through reqwest; the status code is always returned or checked.
 //! - [`raw`]: [`RawClient`], a raw-protocol client with send/expect helpers.
+//! - [`jwt`]: operator, account and user JWTs and `.creds` files for operator-mode tests.
 //!
 //! Environment: `NATSD_TEST_BIN` (server under test), `NATS_SERVER_BIN` (reference),
 //! `NATSD_SKIP_REFERENCE=1` (skip comparisons whose reference is missing), `NATSD_TEST_LOG=1`
@@ -26,6 +27,7 @@
 
 pub mod bins;
 pub mod http;
+pub mod jwt;
 pub mod ports;
 pub mod raw;
 pub mod server;

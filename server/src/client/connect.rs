@@ -53,6 +53,7 @@ struct ConnectOptions {
     auth_token: Option<String>,
     nkey: Option<String>,
     sig: Option<String>,
+    jwt: Option<String>,
     account: Option<serde_json::Value>,
     new_account: Option<serde_json::Value>,
 }
@@ -116,6 +117,7 @@ impl Connection {
             pass: opts.pass.as_deref(),
             token: opts.auth_token.as_deref(),
             nkey: opts.nkey.as_deref(),
+            jwt: opts.jwt.as_deref(),
             sig: opts.sig.as_deref(),
             nonce: self.shared.nonce.get().map_or(&[], |n| n.as_bytes()),
             cert: peer_cert.as_deref(),
@@ -131,7 +133,13 @@ impl Connection {
         };
         let Some(identity) = identity else {
             self.count_auth_failure(opts.nkey.as_deref().or(opts.user.as_deref()));
-            if let Some(nkey) = &opts.nkey {
+            if opts.jwt.is_some() {
+                tracing::error!(
+                    "{} - cid:{} - authentication error - JWT User \"\"",
+                    self.shared.out.addr,
+                    self.shared.out.cid
+                );
+            } else if let Some(nkey) = &opts.nkey {
                 tracing::error!(
                     "{} - cid:{} - authentication error - Nkey {:?}",
                     self.shared.out.addr,
@@ -179,14 +187,34 @@ impl Connection {
                 .map(str::to_string)
                 .or_else(|| creds.token.map(|_| "[REDACTED]".to_string()))
                 .unwrap_or_default();
+            meta.jwt_issued_at = identity.jwt_issued_at;
             meta.account = account.name.clone();
         }
         self.bind_identity(account, &identity)?;
+        if let Some(expires) = identity.expires {
+            self.expire_at(expires);
+        }
         self.connected = true;
         if self.opts.verbose {
             self.queue_self(encode::OK);
         }
         Ok(())
+    }
+
+    /// Close the connection when its user JWT expires, as nats-server does.
+    fn expire_at(&self, unix_seconds: i64) {
+        let left = unix_seconds - chrono::Utc::now().timestamp();
+        let out = self.shared.out.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_secs(left.max(0) as u64)).await;
+            if out.is_closing() {
+                return;
+            }
+            let mut frame = bytes::BytesMut::new();
+            encode::err(&mut frame, "User Authentication Expired");
+            out.queue_proto(&frame);
+            out.close(CloseReason::AuthenticationExpired);
+        });
     }
 
     /// Count a refused login, and against the account when the user name (or NKEY) is one of
@@ -220,6 +248,8 @@ impl Connection {
             return Err(CloseReason::MaxAccountConnectionsExceeded);
         }
         self.bind_account(account, identity.permissions());
+        self.user_max_subs = identity.max_subs;
+        self.user_max_payload = identity.max_payload;
         Ok(())
     }
 

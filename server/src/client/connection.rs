@@ -105,6 +105,9 @@ pub(super) struct Connection {
     /// The shared TCP write half, for writing this connection's own replies directly.
     pub(super) direct: Option<Arc<OwnedWriteHalf>>,
     pub(super) direct_buf: BytesMut,
+    /// The user's own limits (a user JWT's `subs` and `payload`); `-1`: none.
+    pub(super) user_max_subs: i64,
+    pub(super) user_max_payload: i64,
 }
 
 impl Connection {
@@ -140,6 +143,8 @@ impl Connection {
             last_in: Instant::now(),
             direct,
             direct_buf: BytesMut::new(),
+            user_max_subs: -1,
+            user_max_payload: -1,
         };
         if !conn.auth_required {
             conn.bind_account(conn.account.clone(), None);
@@ -257,9 +262,15 @@ impl Connection {
     /// Parse and handle every complete op in `buf`; returns how many bytes the next op needs.
     pub(super) async fn process(&mut self, buf: &mut BytesMut) -> Result<usize, CloseReason> {
         let opts = self.server.options();
+        // The account's and the user's payload limits lower the server's, as on nats-server.
+        let account_payload = self.account.settings().limits.max_payload;
+        let max_payload = [account_payload, self.user_max_payload]
+            .into_iter()
+            .filter(|&l| l >= 0)
+            .fold(opts.max_payload, |max, l| max.min(l as usize));
         let limits = ParseLimits {
             max_control_line: opts.max_control_line,
-            max_payload: opts.max_payload,
+            max_payload,
         };
         self.pending_flush
             .set_backpressure(if opts.no_fast_producer_stall {
@@ -562,7 +573,8 @@ impl Connection {
             // Like nats-server, an account's max_subscriptions caps each of its connections.
             let over_account =
                 limits.max_subscriptions >= 0 && subs.len() as i64 >= limits.max_subscriptions;
-            if over_server || over_account {
+            let over_user = self.user_max_subs >= 0 && subs.len() as i64 >= self.user_max_subs;
+            if over_server || over_account || over_user {
                 drop(subs);
                 self.send_err("maximum subscriptions exceeded");
                 return Ok(());

@@ -98,6 +98,8 @@ pub struct ConnMeta {
     pub lang: String,
     pub version: String,
     pub user: Option<String>,
+    /// When the user's JWT was issued (operator mode).
+    pub jwt_issued_at: Option<i64>,
     pub account: String,
     pub tls: bool,
     /// Negotiated TLS version as nats-server names it (`"1.3"`); empty without TLS.

@@ -63,25 +63,7 @@ pub(crate) const UNSUPPORTED: &[(&str, &[Unsupported])] = &[
 
 const TOP_LEVEL: &[Unsupported] = &[
     refused(
-        &[
-            "operator",
-            "operators",
-            "root",
-            "roots",
-            "root_operator",
-            "root_operators",
-        ],
-        "JWT operator mode",
-    ),
-    refused(
-        &[
-            "resolver",
-            "account_resolver",
-            "accounts_resolver",
-            "resolver_tls",
-            "resolver_preload",
-            "resolver_pinned_accounts",
-        ],
+        &["resolver_tls", "resolver_pinned_accounts"],
         "JWT account resolver",
     ),
     refused(&["trusted", "trusted_keys"], "JWT trusted keys"),
@@ -512,6 +494,7 @@ pub(crate) fn build(root: &Map) -> Outcome {
     let mut users: Vec<PendingUser> = Vec::new();
     let mut store_dir: Option<PathBuf> = None;
     let mut accounts_entry: Option<&Entry> = None;
+    let mut operator_mode = super::operator::Pending::default();
 
     for e in &root.entries {
         let key = lower(e);
@@ -660,6 +643,32 @@ pub(crate) fn build(root: &Map) -> Outcome {
                 }
             }
             "websocket" | "ws" => o.websocket = websocket::websocket(&mut cx, e),
+            "operator" | "operators" | "root" | "roots" | "root_operator" | "root_operators" => {
+                match super::operator::operators(e, None) {
+                    Ok(jwts) => operator_mode.operators = Some(jwts),
+                    Err(errors) => errors.into_iter().for_each(|m| cx.err(&e.key_span, m)),
+                }
+            }
+            "resolver" | "account_resolver" | "accounts_resolver" => match &e.value.value {
+                Value::Str(v) if super::operator::is_memory_resolver(v) => {
+                    operator_mode.resolver_memory = true
+                }
+                Value::Map(_) => match super::operator::directory_resolver(e) {
+                    Ok(dir) => operator_mode.dir = Some(dir),
+                    Err(message) => cx.err(&e.key_span, message),
+                },
+                _ => cx.err(
+                    &e.key_span,
+                    format!(
+                        "option \"{}\" (JWT account resolver other than MEMORY) is not supported by natsd; refusing the configuration",
+                        e.key
+                    ),
+                ),
+            },
+            "resolver_preload" => match super::operator::preload(e) {
+                Ok(accounts) => operator_mode.preload = accounts,
+                Err(errors) => errors.into_iter().for_each(|m| cx.err(&e.key_span, m)),
+            },
             _ if cx.unsupported(e, TOP_LEVEL) => {}
             _ => cx.unknown(e),
         }
@@ -683,6 +692,9 @@ pub(crate) fn build(root: &Map) -> Outcome {
     if o.has_plaintext_passwords() {
         cx.notices
             .push("Plaintext passwords detected, use nkeys or bcrypt".to_string());
+    }
+    if let Err(message) = super::operator::finish(operator_mode, &mut o) {
+        cx.errors.push(message);
     }
 
     if o.max_payload > 8 * 1024 * 1024 {

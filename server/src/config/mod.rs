@@ -20,6 +20,7 @@
 //! # Layout
 //! - `load`: tree → [`Options`], with every error and warning collected in one pass.
 //! - `options`, `flags`: the typed options and the command line.
+//! - `operator`: operator (JWT) mode: `operator`, `resolver: MEMORY`, `resolver_preload`.
 //! - The value rules `manage` needs too live in the `natsd-conf` crate: the lexer and parser
 //!   (text → spanned tree; includes and variables resolved), nats-server's `config_digest` of
 //!   the tree, sizes (`1G`, `64MB`), Go durations.
@@ -32,6 +33,7 @@ pub mod flags;
 mod imports;
 pub(crate) use imports::authorizing_export;
 pub(crate) mod load;
+mod operator;
 
 pub use natsd_conf::bcrypt::is_bcrypt;
 pub use natsd_conf::size::{parse_size, SizeError};

@@ -98,6 +98,8 @@ pub struct Options {
     pub ocsp: Option<OcspConfig>,
     /// `websocket` block with a port; `None` = no WebSocket listener.
     pub websocket: Option<WebsocketConfig>,
+    /// Operator (JWT) mode: `operator` with `resolver: MEMORY`. `None` in config mode.
+    pub operator: Option<OperatorMode>,
     /// The file these options came from (for reload and `-t`).
     pub config_file: Option<PathBuf>,
 }
@@ -150,6 +152,7 @@ impl Default for Options {
             tls: None,
             ocsp: None,
             websocket: None,
+            operator: None,
             config_file: None,
         }
     }
@@ -222,6 +225,20 @@ impl Default for AuthOptions {
             no_auth_user: None,
         }
     }
+}
+
+/// Operator (JWT) mode. Its accounts are in [`Options::accounts`] (named by public key, with
+/// the limits of their JWTs); nobody is configured as a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperatorMode {
+    /// The trusted operators' JWTs (each verified as it was loaded).
+    pub operators: Vec<String>,
+    /// `resolver_preload`, and for the directory resolver the account JWTs its directory
+    /// held: account public key → account JWT (each verified as it was loaded).
+    pub preload: Vec<(String, String)>,
+    /// `resolver: { type: full, dir: ... }`: where account JWTs pushed with
+    /// `$SYS.REQ.CLAIMS.UPDATE` are kept (`<public key>.jwt`). `None` for `resolver: MEMORY`.
+    pub dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -599,9 +616,17 @@ impl WebsocketConfig {
             }
         }
         if let Some(cookie) = &self.jwt_cookie {
-            errors.push(format!(
-                "trusted operators or trusted keys configuration is required for JWT authentication via cookie \"{cookie}\""
-            ));
+            if opts.operator.is_none() {
+                errors.push(format!(
+                    "trusted operators or trusted keys configuration is required for JWT authentication via cookie \"{cookie}\""
+                ));
+            } else {
+                // Operator mode logs users in by JWT, but not yet from a WebSocket cookie:
+                // refused rather than leaving those clients to fail at login.
+                errors.push(format!(
+                    "option \"jwt_cookie\" (websocket JWT cookie \"{cookie}\") is not supported by natsd; refusing the configuration"
+                ));
+            }
         }
         for (key, _) in &self.headers {
             let k = key.to_ascii_lowercase();

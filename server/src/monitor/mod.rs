@@ -9,6 +9,7 @@
 //! lock is held longer than it takes to copy one connection's figures.
 
 pub(crate) mod accountz;
+pub(crate) mod claims;
 pub(crate) mod connz;
 pub(crate) mod console;
 pub(crate) mod jsz;

@@ -114,7 +114,8 @@ fn close_status(reason: Option<CloseReason>) -> u16 {
             | MaxAccountConnectionsExceeded
             | MaxConnectionsExceeded
             | MaxControlLineExceeded
-            | AuthenticationExpired,
+            | AuthenticationExpired
+            | Revocation,
         ) => frame::CLOSE_POLICY_VIOLATION,
         Some(ParseError | ProtocolViolation | BadClientProtocolVersion) => {
             frame::CLOSE_PROTOCOL_ERROR

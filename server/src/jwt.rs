@@ -1,0 +1,371 @@
+//! NATS JWTs for operator mode: `header.claims.signature`, each part base64url, the signature
+//! an ed25519 signature of `header.claims` by the issuer's NKEY (`iss`).
+//!
+//! Operator JWTs name the keys that may sign accounts; account JWTs carry the account's
+//! limits, signing keys, default permissions and revocations; user JWTs carry the user's
+//! permissions and are issued by an account (or one of its signing keys, naming the account
+//! in `issuer_account`). Both the v1 layout (`type` at the top) and the v2 one
+//! (`nats.type`, `nats.version: 2`) are read.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use serde::Deserialize;
+
+/// Why a JWT was not accepted.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum JwtError {
+    #[error("expected 3 chunks")]
+    Shape,
+    #[error("invalid encoding")]
+    Encoding,
+    #[error("unsupported JWT header")]
+    Header,
+    #[error("invalid claims: {0}")]
+    Claims(String),
+    #[error("claim failed signature verification")]
+    Signature,
+    #[error("expected {expected} JWT, got {got:?}")]
+    Kind { expected: Kind, got: String },
+}
+
+/// What a JWT describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Operator,
+    Account,
+    User,
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Kind::Operator => "operator",
+            Kind::Account => "account",
+            Kind::User => "user",
+        })
+    }
+}
+
+#[derive(Deserialize)]
+struct Header {
+    #[serde(default)]
+    typ: String,
+    #[serde(default)]
+    alg: String,
+}
+
+/// The claims every JWT has, and the NATS part.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Claims {
+    pub(crate) jti: String,
+    pub(crate) iat: i64,
+    pub(crate) iss: String,
+    pub(crate) sub: String,
+    pub(crate) name: String,
+    /// Unix seconds after which the JWT is no longer valid (0: never expires).
+    pub(crate) exp: i64,
+    /// Unix seconds before which it is not yet valid (0: at once).
+    pub(crate) nbf: i64,
+    /// The v1 layout's kind.
+    #[serde(rename = "type")]
+    v1_type: Option<String>,
+    pub(crate) nats: Nats,
+}
+
+/// Publish or subscribe rules of a user or of an account's default permissions.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub(crate) struct PermissionClaim {
+    pub(crate) allow: Vec<String>,
+    pub(crate) deny: Vec<String>,
+}
+
+impl PermissionClaim {
+    fn is_empty(&self) -> bool {
+        self.allow.is_empty() && self.deny.is_empty()
+    }
+}
+
+/// `resp`: a responder may publish `max` replies within `ttl` (nanoseconds) of a request.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub(crate) struct ResponseClaim {
+    pub(crate) max: i64,
+    pub(crate) ttl: i64,
+}
+
+/// A user's (or an account's default) permissions.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub(crate) struct UserPermissions {
+    #[serde(rename = "pub")]
+    pub(crate) publish: PermissionClaim,
+    #[serde(rename = "sub")]
+    pub(crate) subscribe: PermissionClaim,
+    pub(crate) resp: Option<ResponseClaim>,
+}
+
+impl UserPermissions {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.publish.is_empty() && self.subscribe.is_empty() && self.resp.is_none()
+    }
+}
+
+/// A signing key: a plain key, or a scoped one (whose users get the scope's template
+/// permissions).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub(crate) enum SigningKey {
+    Plain(String),
+    Scoped {
+        key: String,
+        #[serde(default)]
+        template: UserPermissions,
+    },
+}
+
+impl SigningKey {
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            SigningKey::Plain(k) | SigningKey::Scoped { key: k, .. } => k,
+        }
+    }
+}
+
+/// Account limits (`-1`: unlimited; an absent limit is 0, as nats-server reads it) and
+/// JetStream limits (`0` storage: JetStream off).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub(crate) struct AccountLimitsClaim {
+    pub(crate) subs: i64,
+    pub(crate) data: i64,
+    pub(crate) payload: i64,
+    pub(crate) conn: i64,
+    pub(crate) mem_storage: i64,
+    pub(crate) disk_storage: i64,
+    pub(crate) streams: i64,
+    pub(crate) consumer: i64,
+    pub(crate) max_ack_pending: i64,
+    pub(crate) mem_max_stream_bytes: i64,
+    pub(crate) disk_max_stream_bytes: i64,
+    pub(crate) max_bytes_required: bool,
+    /// Per-replication tier (`R1`, ...) JetStream limits; a single node uses `R1`.
+    pub(crate) tiered_limits: HashMap<String, AccountLimitsClaim>,
+}
+
+/// The `nats` part of the claims; which fields mean something depends on the kind.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct Nats {
+    #[serde(rename = "type")]
+    pub(crate) kind: Option<String>,
+    pub(crate) version: Option<u32>,
+    // Operator and account.
+    pub(crate) signing_keys: Vec<SigningKey>,
+    // Operator.
+    pub(crate) system_account: Option<String>,
+    // Account.
+    pub(crate) limits: AccountLimitsClaim,
+    pub(crate) default_permissions: UserPermissions,
+    /// Users (or `*`, everyone) whose JWTs issued at or before the time are revoked.
+    pub(crate) revocations: HashMap<String, i64>,
+    // User.
+    #[serde(flatten)]
+    pub(crate) permissions: UserPermissions,
+    pub(crate) bearer_token: bool,
+    pub(crate) issuer_account: Option<String>,
+    /// A user's own limits (`-1`: unlimited; absent is 0, as nats-server reads it).
+    pub(crate) subs: i64,
+    pub(crate) payload: i64,
+}
+
+impl Claims {
+    pub(crate) fn kind(&self) -> Option<&str> {
+        self.nats.kind.as_deref().or(self.v1_type.as_deref())
+    }
+
+    /// Whether the JWT's validity window (`nbf`..`exp`) excludes `now` (Unix seconds).
+    pub(crate) fn is_expired_at(&self, now: i64) -> bool {
+        (self.exp > 0 && now >= self.exp) || (self.nbf > 0 && now < self.nbf)
+    }
+
+    /// Whether a user JWT issued at `issued_at` for `user` is revoked by this account.
+    pub(crate) fn revokes(&self, user: &str, issued_at: i64) -> bool {
+        [user, "*"].iter().any(|k| {
+            self.nats
+                .revocations
+                .get(*k)
+                .is_some_and(|&t| t >= issued_at)
+        })
+    }
+
+    /// The account's signing key `key`, if it is one (or the account's own key: `Some(None)`).
+    pub(crate) fn account_signer(&self, key: &str) -> Option<Option<&SigningKey>> {
+        if key == self.sub {
+            return Some(None);
+        }
+        self.nats
+            .signing_keys
+            .iter()
+            .find(|k| k.key() == key)
+            .map(Some)
+    }
+
+    /// The keys that may sign for this operator (its own and its signing keys).
+    pub(crate) fn operator_keys(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.sub.as_str()).chain(self.nats.signing_keys.iter().map(|k| k.key()))
+    }
+}
+
+fn b64(part: &str) -> Result<Vec<u8>, JwtError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part.trim_end_matches('='))
+        .map_err(|_| JwtError::Encoding)
+}
+
+/// Decode `token`, check it is signed by its issuer's key, and that it is a `kind` JWT.
+/// Expiry is the caller's to check (a server starts with an expired account JWT; a user
+/// with an expired JWT cannot connect).
+pub(crate) fn decode(token: &str, kind: Kind) -> Result<Claims, JwtError> {
+    let token = token.trim();
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Shape);
+    };
+    let header: Header = serde_json::from_slice(&b64(h)?).map_err(|_| JwtError::Header)?;
+    let typ_ok = header.typ.eq_ignore_ascii_case("jwt");
+    let alg_ok = matches!(header.alg.as_str(), "ed25519" | "ed25519-nkey");
+    if !typ_ok || !alg_ok {
+        return Err(JwtError::Header);
+    }
+    let claims: Claims =
+        serde_json::from_slice(&b64(c)?).map_err(|e| JwtError::Claims(e.to_string()))?;
+    let sig = b64(s)?;
+    let issuer = nkeys::KeyPair::from_public_key(&claims.iss).map_err(|_| JwtError::Signature)?;
+    // Version 2 signs `header.claims`; version 1 signed the encoded claims alone.
+    let signed = if claims.nats.version.unwrap_or(1) >= 2 {
+        &token[..h.len() + 1 + c.len()]
+    } else {
+        c
+    };
+    issuer
+        .verify(signed.as_bytes(), &sig)
+        .map_err(|_| JwtError::Signature)?;
+    let mut claims = claims;
+    if claims.nats.version.unwrap_or(1) < 2 {
+        // Version 1 user JWTs had no limits of their own: nats-server reads them as unlimited.
+        claims.nats.subs = -1;
+        claims.nats.payload = -1;
+    }
+    match claims.kind() {
+        Some(k) if k == kind.to_string() => Ok(claims),
+        other => Err(JwtError::Kind {
+            expected: kind,
+            got: other.unwrap_or_default().to_string(),
+        }),
+    }
+}
+
+/// Make a JWT of `kind` for `subject`, signed by `issuer` (tests and tools; no nsc needed).
+#[cfg(test)]
+pub(crate) fn encode(
+    issuer: &nkeys::KeyPair,
+    subject: &str,
+    kind: Kind,
+    name: &str,
+    mut nats: serde_json::Value,
+) -> Result<String, nkeys::error::Error> {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    if let Some(fields) = nats.as_object_mut() {
+        fields.insert("type".into(), kind.to_string().into());
+        fields.insert("version".into(), 2.into());
+    }
+    let now = chrono::Utc::now().timestamp();
+    let claims = serde_json::json!({
+        "jti": format!("{:X}", rand::random::<u128>()),
+        "iat": now,
+        "iss": issuer.public_key(),
+        "sub": subject,
+        "name": name,
+        "nats": nats,
+    });
+    let header = engine.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let body = engine.encode(claims.to_string());
+    let signing_input = format!("{header}.{body}");
+    let sig = issuer.sign(signing_input.as_bytes())?;
+    Ok(format!("{signing_input}.{}", engine.encode(sig)))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests may unwrap")]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_jwts_decode_and_tampering_is_caught() {
+        let operator = nkeys::KeyPair::new_operator();
+        let account = nkeys::KeyPair::new_account();
+        let jwt = encode(
+            &operator,
+            &account.public_key(),
+            Kind::Account,
+            "A",
+            serde_json::json!({ "limits": { "conn": 2, "subs": 10 } }),
+        )
+        .unwrap();
+        let claims = decode(&jwt, Kind::Account).unwrap();
+        assert_eq!(claims.iss, operator.public_key());
+        assert_eq!(claims.sub, account.public_key());
+        assert_eq!((claims.nats.limits.conn, claims.nats.limits.subs), (2, 10));
+        assert_eq!(claims.nats.limits.payload, 0);
+        assert!(matches!(
+            decode(&jwt, Kind::User),
+            Err(JwtError::Kind { .. })
+        ));
+        let mut parts: Vec<&str> = jwt.split('.').collect();
+        let other = encode(
+            &operator,
+            &account.public_key(),
+            Kind::Account,
+            "B",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        let other_body = other.split('.').nth(1).unwrap().to_string();
+        parts[1] = &other_body;
+        assert_eq!(
+            decode(&parts.join("."), Kind::Account).unwrap_err(),
+            JwtError::Signature
+        );
+        assert_eq!(decode("a.b", Kind::Account).unwrap_err(), JwtError::Shape);
+    }
+
+    #[test]
+    fn v1_jwts_as_old_clients_ship_them_decode() {
+        // An operator, account and user from nats.py's test fixtures (v1 layout).
+        let user = "eyJ0eXAiOiJqd3QiLCJhbGciOiJlZDI1NTE5In0.eyJqdGkiOiJXTURGT1dHV1JGWkRGRFVSM0dPUkdESEtUTTdDUlZBVDQ1RkRFMllNRUY1N0VOQ0JBVFFRIiwiaWF0IjoxNTUzODQwOTQ0LCJpc3MiOiJBRDdTRUFOUzZCQ0JGNkZISUI3U1EzVUdKVlBXNTNCWE9BTFA3NVlYSkJCWFFMN0VBRkI2TkpOQSIsIm5hbWUiOiJmb28tdXNlciIsInN1YiI6IlVDSzVON042Nk9CT0lORlhBWUMyQUNKUVlGU09ENFZZTlU2QVBFSlRBVkZaQjJTVkhMS0dFVzdMIiwidHlwZSI6InVzZXIiLCJuYXRzIjp7InB1YiI6e30sInN1YiI6e319fQ.Vri09BN561m37GvuSWoGN9L9TSkwQbjC_jIv1BCJcoxZqNc_Pa7WbR12b3SAS4_Ip2D9-2HCwyYib1JUEIO8Bg";
+        let claims = decode(user, Kind::User).unwrap();
+        assert_eq!(
+            claims.iss,
+            "AD7SEANS6BCBF6FHIB7SQ3UGJVPW53BXOALP75YXJBBXQL7EAFB6NJNA"
+        );
+        assert!(claims.nats.permissions.is_empty());
+        assert_eq!((claims.nats.subs, claims.nats.payload), (-1, -1));
+    }
+
+    #[test]
+    fn revocations_and_windows() {
+        let mut claims = Claims::default();
+        claims.nats.revocations.insert("U1".into(), 100);
+        assert!(claims.revokes("U1", 100) && claims.revokes("U1", 99));
+        assert!(!claims.revokes("U1", 101) && !claims.revokes("U2", 1));
+        claims.nats.revocations.insert("*".into(), 50);
+        assert!(claims.revokes("U2", 50) && !claims.revokes("U2", 51));
+        claims.exp = 10;
+        assert!(claims.is_expired_at(10) && !claims.is_expired_at(9));
+    }
+}
