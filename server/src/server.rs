@@ -463,21 +463,33 @@ impl Server {
         self.listen_websocket().await?;
         tracing::info!("Server is ready");
         let server = self.clone();
-        tokio::spawn(async move { server.accept_loop(listener).await });
+        tokio::spawn(async move {
+            let accept = |server: Arc<Self>, stream, addr| server.handle_accept(stream, addr);
+            server.accept_loop(listener, "client", accept).await
+        });
         Ok(())
     }
 
-    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+    /// Accepts connections on `listener` until shutdown or lame duck, each handled by
+    /// `handle` in a task of its own; `kind` names them in errors.
+    async fn accept_loop<F, Fut>(
+        self: Arc<Self>,
+        listener: TcpListener,
+        kind: &'static str,
+        handle: F,
+    ) where
+        F: Fn(Arc<Self>, TcpStream, SocketAddr) -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let mut shutdown = self.shutdown.subscribe();
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, addr)) => {
-                        let server = self.clone();
-                        tokio::spawn(async move { server.handle_accept(stream, addr).await });
+                        tokio::spawn(handle(self.clone(), stream, addr));
                     }
                     Err(err) => {
-                        tracing::error!("Error accepting client connection: {}", err);
+                        tracing::error!("Error accepting {kind} connection: {}", err);
                         // Out of file descriptors and the like: back off instead of spinning.
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }

@@ -236,7 +236,10 @@ impl Server {
             tracing::warn!("Websocket not configured with TLS. DO NOT USE IN PRODUCTION!");
         }
         let server = self.clone();
-        tokio::spawn(async move { server.websocket_accept_loop(listener).await });
+        tokio::spawn(async move {
+            let accept = |server: Arc<Server>, stream, addr| server.websocket_accept(stream, addr);
+            server.accept_loop(listener, "websocket", accept).await
+        });
         Ok(())
     }
 
@@ -248,28 +251,6 @@ impl Server {
                 .store(Some(Arc::new(tls::acceptor(cfg)?)));
         }
         Ok(())
-    }
-
-    async fn websocket_accept_loop(self: Arc<Self>, listener: TcpListener) {
-        let mut shutdown = self.shutdown.subscribe();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, addr)) => {
-                        let server = self.clone();
-                        tokio::spawn(async move { server.websocket_accept(stream, addr).await });
-                    }
-                    Err(err) => {
-                        tracing::error!("Error accepting websocket connection: {}", err);
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                },
-                _ = shutdown.changed() => break,
-            }
-            if self.is_lame_duck() {
-                break;
-            }
-        }
     }
 
     async fn websocket_accept(self: Arc<Self>, stream: TcpStream, addr: SocketAddr) {
