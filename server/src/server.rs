@@ -502,6 +502,18 @@ impl Server {
         }
     }
 
+    /// Counts a new connection and registers it, unless the server already holds
+    /// `max_connections`: then false, and the caller refuses it.
+    fn admit(&self, cid: u64, shared: &Arc<ClientShared>, max_connections: usize) -> bool {
+        self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
+        let mut clients = self.clients.lock();
+        if clients.len() >= max_connections {
+            return false;
+        }
+        clients.insert(cid, shared.clone());
+        true
+    }
+
     async fn handle_accept(self: Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         let _ = stream.set_nodelay(true);
         let opts = self.options();
@@ -509,16 +521,7 @@ impl Server {
         let shared = ClientShared::new(cid, addr, opts.max_pending);
         let mut info = bytes::BytesMut::new();
         encode::info(&mut info, &self.greeting_info_json(&shared));
-        self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
-        let over_limit = {
-            let mut clients = self.clients.lock();
-            let over = clients.len() >= opts.max_connections;
-            if !over {
-                clients.insert(cid, shared.clone());
-            }
-            over
-        };
-        if over_limit {
+        if !self.admit(cid, &shared, opts.max_connections) {
             // nats-server sends INFO first, then the error.
             let mut frame = info;
             encode::err(&mut frame, "maximum connections exceeded");

@@ -350,16 +350,7 @@ impl Server {
         }
         let mut info = bytes::BytesMut::new();
         encode::info(&mut info, &ws_host.greeting_info_json(&shared));
-        self.stats.total_connections.fetch_add(1, Ordering::Relaxed);
-        let over_limit = {
-            let mut clients = self.clients.lock();
-            let over = clients.len() >= opts.max_connections;
-            if !over {
-                clients.insert(cid, shared.clone());
-            }
-            over
-        };
-        if over_limit {
+        if !self.admit(cid, &shared, opts.max_connections) {
             encode::err(&mut info, "maximum connections exceeded");
             let mut framed = Vec::new();
             websocket::frame::Encoder::new(false, false, false).encode(&info, &mut framed);

@@ -320,3 +320,15 @@ pub(crate) fn sub_violation(subject: &str) -> String {
 }
 
 pub(crate) const AUTH_VIOLATION: &str = "-ERR 'Authorization Violation'";
+
+/// A message `client` publishes comes back to its own subscription.
+pub(crate) async fn assert_round_trip(client: &async_nats::Client, context: &str) {
+    use futures::StreamExt as _;
+    let mut sub = client.subscribe("t").await.unwrap();
+    client.publish("t", "hi".into()).await.unwrap();
+    let msg = tokio::time::timeout(WAIT, sub.next())
+        .await
+        .unwrap_or_else(|_| panic!("{context}: no message back"))
+        .unwrap();
+    assert_eq!(&msg.payload[..], b"hi", "{context}");
+}

@@ -1,12 +1,13 @@
 //! Operator (JWT) mode with the memory resolver: the same operator, account and user JWTs on
 //! natsd and on nats-server.
 
-use futures::StreamExt;
 use nkeys::KeyPair;
 use testkit::jwt::{connect_fields, creds, encode, now, Kind};
 
 use crate::configs::HEADER;
-use crate::harness::{check_config, impls, pub_violation, Impl, Login, Proc, Raw, WAIT};
+use crate::harness::{
+    assert_round_trip, check_config, impls, pub_violation, Impl, Login, Proc, Raw, WAIT,
+};
 
 const AUTH_VIOLATION: &str = crate::harness::AUTH_VIOLATION;
 
@@ -325,13 +326,7 @@ async fn async_nats_connects_with_a_creds_file() {
             .connect(p.url())
             .await
             .unwrap();
-        let mut sub = client.subscribe("t").await.unwrap();
-        client.publish("t", "hi".into()).await.unwrap();
-        let msg = tokio::time::timeout(WAIT, sub.next())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&msg.payload[..], b"hi", "{kind:?}");
+        assert_round_trip(&client, &format!("{kind:?}")).await;
     }
 }
 

@@ -2,12 +2,11 @@
 //! and monitoring, on natsd and on nats-server with the same keys.
 
 use base64::Engine as _;
-use futures::StreamExt;
 use nkeys::KeyPair;
 
 use crate::configs::HEADER;
 use crate::harness::{
-    check_config, impls, pub_violation, Impl, Login, Proc, Raw, AUTH_VIOLATION, WAIT,
+    assert_round_trip, check_config, impls, pub_violation, Impl, Login, Proc, Raw, AUTH_VIOLATION,
 };
 
 /// The users of these tests: `root` (full access in `$G`), `limited` (publishes only to
@@ -371,13 +370,7 @@ async fn async_nats_connects_with_an_nkey_seed() {
             .connect(p.url())
             .await
             .unwrap();
-        let mut sub = client.subscribe("t").await.unwrap();
-        client.publish("t", "hi".into()).await.unwrap();
-        let msg = tokio::time::timeout(WAIT, sub.next())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(&msg.payload[..], b"hi", "{kind:?}");
+        assert_round_trip(&client, &format!("{kind:?}")).await;
         let wrong = async_nats::ConnectOptions::with_nkey(KeyPair::new_user().seed().unwrap())
             .connect(p.url())
             .await;
