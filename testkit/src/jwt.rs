@@ -83,3 +83,113 @@ pub fn connect_fields(jwt: &str, user: &KeyPair, nonce: &str) -> serde_json::Val
         "sig": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sig),
     })
 }
+
+/// An operator with a system account and account `A` (with [`Operator::limited_a`]: 2
+/// connections, 3 subscriptions, 64-byte payloads), whose signing key `a_signer` may issue
+/// users too; [`Operator::config`] is its `operator` / `resolver: MEMORY` configuration.
+pub struct Operator {
+    pub operator: KeyPair,
+    pub sys: KeyPair,
+    pub a: KeyPair,
+    pub a_signer: KeyPair,
+    /// Account `B` exists, but its JWT is signed by a key the operator does not trust.
+    pub rogue: KeyPair,
+}
+
+impl Default for Operator {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Operator {
+    /// Fresh keys for the operator and its accounts.
+    pub fn new() -> Operator {
+        Operator {
+            operator: KeyPair::new_operator(),
+            sys: KeyPair::new_account(),
+            a: KeyPair::new_account(),
+            a_signer: KeyPair::new_account(),
+            rogue: KeyPair::new_account(),
+        }
+    }
+
+    /// `a_nats` holds account A's claims; its limits are added to nsc's defaults (unlimited).
+    pub fn config(&self, a_nats: serde_json::Value) -> String {
+        let op = encode(
+            &self.operator,
+            &self.operator.public_key(),
+            Kind::Operator,
+            serde_json::json!({ "system_account": self.sys.public_key() }),
+            serde_json::json!({}),
+        );
+        let sys = encode(
+            &self.operator,
+            &self.sys.public_key(),
+            Kind::Account,
+            serde_json::json!({ "limits": unlimited_account_limits() }),
+            serde_json::json!({}),
+        );
+        let mut a_nats = a_nats;
+        let mut limits = unlimited_account_limits();
+        if let (Some(l), Some(extra)) = (limits.as_object_mut(), a_nats["limits"].as_object()) {
+            l.extend(extra.clone());
+        }
+        a_nats["limits"] = limits;
+        a_nats["signing_keys"] = serde_json::json!([self.a_signer.public_key()]);
+        let a = encode(
+            &self.operator,
+            &self.a.public_key(),
+            Kind::Account,
+            a_nats,
+            serde_json::json!({}),
+        );
+        let untrusted = KeyPair::new_operator();
+        let rogue = encode(
+            &untrusted,
+            &self.rogue.public_key(),
+            Kind::Account,
+            serde_json::json!({ "limits": unlimited_account_limits() }),
+            serde_json::json!({}),
+        );
+        format!(
+            "operator: {op}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {sys}\n  {}: {a}\n  {}: {rogue}\n}}\n",
+            self.sys.public_key(),
+            self.a.public_key(),
+            self.rogue.public_key(),
+        )
+    }
+
+    pub fn limited_a(&self) -> String {
+        self.config(serde_json::json!({
+            "limits": { "conn": 2, "subs": 3, "payload": 64, "data": -1 }
+        }))
+    }
+
+    /// A user JWT of account `a` (or whoever `issuer` is) with `nats` claims and `top` claims.
+    pub fn user(
+        &self,
+        issuer: &KeyPair,
+        nats: serde_json::Value,
+        top: serde_json::Value,
+    ) -> (String, KeyPair) {
+        let user = KeyPair::new_user();
+        // nsc's defaults: the user's own limits unlimited.
+        let mut claims = serde_json::json!({ "subs": -1, "data": -1, "payload": -1 });
+        if let (Some(c), Some(extra)) = (claims.as_object_mut(), nats.as_object()) {
+            c.extend(extra.clone());
+        }
+        (
+            encode(issuer, &user.public_key(), Kind::User, claims, top),
+            user,
+        )
+    }
+}
+
+/// The account limits nsc writes by default: nothing limited.
+pub fn unlimited_account_limits() -> serde_json::Value {
+    serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+        "wildcards": true, "conn": -1, "leaf": -1
+    })
+}

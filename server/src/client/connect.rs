@@ -96,7 +96,12 @@ impl Connection {
             return Err(CloseReason::ParseError);
         };
         if let Some(carried) = self.server.transport_credentials() {
-            carried.fill(&mut opts.user, &mut opts.pass, &mut opts.auth_token);
+            carried.fill(
+                &mut opts.user,
+                &mut opts.pass,
+                &mut opts.auth_token,
+                &mut opts.jwt,
+            );
         }
         let protocol = opts.protocol;
         if protocol.protocol < 0 || protocol.protocol > 1 {

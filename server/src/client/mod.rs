@@ -60,6 +60,7 @@ pub(crate) struct TransportCredentials {
     pub(crate) user: Option<String>,
     pub(crate) pass: Option<String>,
     pub(crate) token: Option<String>,
+    pub(crate) jwt: Option<String>,
 }
 
 impl TransportCredentials {
@@ -68,8 +69,14 @@ impl TransportCredentials {
         user: &mut Option<String>,
         pass: &mut Option<String>,
         token: &mut Option<String>,
+        jwt: &mut Option<String>,
     ) {
-        for (field, value) in [(user, &self.user), (pass, &self.pass), (token, &self.token)] {
+        for (field, value) in [
+            (user, &self.user),
+            (pass, &self.pass),
+            (token, &self.token),
+            (jwt, &self.jwt),
+        ] {
             if field.as_deref().is_none_or(str::is_empty) && value.is_some() {
                 field.clone_from(value);
             }

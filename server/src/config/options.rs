@@ -615,18 +615,10 @@ impl WebsocketConfig {
                 );
             }
         }
-        if let Some(cookie) = &self.jwt_cookie {
-            if opts.operator.is_none() {
-                errors.push(format!(
-                    "trusted operators or trusted keys configuration is required for JWT authentication via cookie \"{cookie}\""
-                ));
-            } else {
-                // Operator mode logs users in by JWT, but not yet from a WebSocket cookie:
-                // refused rather than leaving those clients to fail at login.
-                errors.push(format!(
-                    "option \"jwt_cookie\" (websocket JWT cookie \"{cookie}\") is not supported by natsd; refusing the configuration"
-                ));
-            }
+        if let (Some(cookie), None) = (&self.jwt_cookie, &opts.operator) {
+            errors.push(format!(
+                "trusted operators or trusted keys configuration is required for JWT authentication via cookie \"{cookie}\""
+            ));
         }
         for (key, _) in &self.headers {
             let k = key.to_ascii_lowercase();

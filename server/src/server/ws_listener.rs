@@ -329,6 +329,7 @@ impl Server {
                 user: accepted.cookie_user.clone(),
                 pass: accepted.cookie_pass.clone(),
                 token: accepted.cookie_token.clone(),
+                jwt: accepted.cookie_jwt.clone(),
             },
         });
         let host: Arc<dyn ConnectionHost> = ws_host.clone();

@@ -856,3 +856,33 @@ async fn nkey_users_sign_the_websocket_info_nonce() {
         ws.expect("PONG\r\n").await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_mode_takes_the_user_jwt_from_the_cookie() {
+    use base64::Engine as _;
+    let op = testkit::jwt::Operator::new();
+    let top = op.config(serde_json::json!({}));
+    let (jwt, user) = op.user(&op.a, serde_json::json!({}), serde_json::json!({}));
+    let login = |info: &str| {
+        let info: serde_json::Value =
+            serde_json::from_str(info.trim_start_matches("INFO ").trim()).unwrap();
+        let nonce = info["nonce"].as_str().unwrap_or_default().to_string();
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(user.sign(nonce.as_bytes()).unwrap());
+        format!("CONNECT {{\"verbose\":false,\"sig\":\"{sig}\"}}\r\nPING\r\n")
+    };
+    for bin in both_servers() {
+        let (_server, port) = start(&bin, "jwt_cookie: \"nats_jwt\"", &top);
+        let mut ws =
+            WsClient::connect(port, &format!("Cookie: theme=dark; nats_jwt={jwt}\r\n")).await;
+        let info = ws.expect("\r\n").await;
+        ws.send(login(&info).as_bytes()).await;
+        ws.expect("PONG\r\n").await;
+
+        // Without the cookie the same CONNECT names no user.
+        let mut ws = WsClient::connect(port, "").await;
+        let info = ws.expect("\r\n").await;
+        ws.send(login(&info).as_bytes()).await;
+        ws.expect("-ERR 'Authorization Violation'\r\n").await;
+    }
+}

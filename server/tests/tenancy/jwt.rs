@@ -2,116 +2,19 @@
 //! natsd and on nats-server.
 
 use nkeys::KeyPair;
-use testkit::jwt::{connect_fields, creds, encode, now, Kind};
+use testkit::jwt::{connect_fields, creds, encode, now, unlimited_account_limits, Kind, Operator};
 
 use crate::configs::HEADER;
 use crate::harness::{
     assert_round_trip, check_config, impls, pub_violation, Impl, Login, Proc, Raw, WAIT,
 };
 
+/// The operator's configuration for a tenancy test server (its listen lines first).
+fn tenancy_config(op: &Operator, a_nats: serde_json::Value) -> String {
+    format!("{HEADER}{}", op.config(a_nats))
+}
+
 const AUTH_VIOLATION: &str = crate::harness::AUTH_VIOLATION;
-
-/// An operator with a system account and account `A` (limits: 2 connections, 3 subscriptions,
-/// 64-byte payloads), whose signing key `a_signer` may issue users too.
-struct Operator {
-    operator: KeyPair,
-    sys: KeyPair,
-    a: KeyPair,
-    a_signer: KeyPair,
-    /// Account `B` exists, but its JWT is signed by a key the operator does not trust.
-    rogue: KeyPair,
-}
-
-impl Operator {
-    fn new() -> Operator {
-        Operator {
-            operator: KeyPair::new_operator(),
-            sys: KeyPair::new_account(),
-            a: KeyPair::new_account(),
-            a_signer: KeyPair::new_account(),
-            rogue: KeyPair::new_account(),
-        }
-    }
-
-    /// `a_nats` holds account A's claims; its limits are added to nsc's defaults (unlimited).
-    fn config(&self, a_nats: serde_json::Value) -> String {
-        let op = encode(
-            &self.operator,
-            &self.operator.public_key(),
-            Kind::Operator,
-            serde_json::json!({ "system_account": self.sys.public_key() }),
-            serde_json::json!({}),
-        );
-        let sys = encode(
-            &self.operator,
-            &self.sys.public_key(),
-            Kind::Account,
-            serde_json::json!({ "limits": nsc_limits() }),
-            serde_json::json!({}),
-        );
-        let mut a_nats = a_nats;
-        let mut limits = nsc_limits();
-        if let (Some(l), Some(extra)) = (limits.as_object_mut(), a_nats["limits"].as_object()) {
-            l.extend(extra.clone());
-        }
-        a_nats["limits"] = limits;
-        a_nats["signing_keys"] = serde_json::json!([self.a_signer.public_key()]);
-        let a = encode(
-            &self.operator,
-            &self.a.public_key(),
-            Kind::Account,
-            a_nats,
-            serde_json::json!({}),
-        );
-        let untrusted = KeyPair::new_operator();
-        let rogue = encode(
-            &untrusted,
-            &self.rogue.public_key(),
-            Kind::Account,
-            serde_json::json!({ "limits": nsc_limits() }),
-            serde_json::json!({}),
-        );
-        format!(
-            "{HEADER}operator: {op}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {sys}\n  {}: {a}\n  {}: {rogue}\n}}\n",
-            self.sys.public_key(),
-            self.a.public_key(),
-            self.rogue.public_key(),
-        )
-    }
-
-    fn limited_a(&self) -> String {
-        self.config(serde_json::json!({
-            "limits": { "conn": 2, "subs": 3, "payload": 64, "data": -1 }
-        }))
-    }
-
-    /// A user JWT of account `a` (or whoever `issuer` is) with `nats` claims and `top` claims.
-    fn user(
-        &self,
-        issuer: &KeyPair,
-        nats: serde_json::Value,
-        top: serde_json::Value,
-    ) -> (String, KeyPair) {
-        let user = KeyPair::new_user();
-        // nsc's defaults: the user's own limits unlimited.
-        let mut claims = serde_json::json!({ "subs": -1, "data": -1, "payload": -1 });
-        if let (Some(c), Some(extra)) = (claims.as_object_mut(), nats.as_object()) {
-            c.extend(extra.clone());
-        }
-        (
-            encode(issuer, &user.public_key(), Kind::User, claims, top),
-            user,
-        )
-    }
-}
-
-/// The account limits nsc writes by default: nothing limited.
-fn nsc_limits() -> serde_json::Value {
-    serde_json::json!({
-        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
-        "wildcards": true, "conn": -1, "leaf": -1
-    })
-}
 
 async fn jwt_login(port: u16, jwt: &str, user: &KeyPair) -> Login {
     Raw::login_with(port, |info| {
@@ -138,7 +41,7 @@ async fn must_refuse(kind: Impl, port: u16, what: &str, jwt: &str, user: &KeyPai
 async fn user_jwts_of_trusted_accounts_log_in_with_their_permissions() {
     let op = Operator::new();
     for kind in impls() {
-        let p = Proc::start(kind, &op.config(serde_json::json!({}))).await;
+        let p = Proc::start(kind, &tenancy_config(&op, serde_json::json!({}))).await;
         let info = Raw::open(p.port).await.info;
         assert_eq!(info["auth_required"], true, "{kind:?}");
         assert_eq!(info["nonce"].as_str().map(str::len), Some(15), "{kind:?}");
@@ -227,9 +130,12 @@ async fn revoked_users_and_bearer_tokens() {
     let op = Operator::new();
     for kind in impls() {
         let revoked_user = KeyPair::new_user();
-        let config = op.config(serde_json::json!({
-            "revocations": { revoked_user.public_key(): now() + 5 }
-        }));
+        let config = tenancy_config(
+            &op,
+            serde_json::json!({
+                "revocations": { revoked_user.public_key(): now() + 5 }
+            }),
+        );
         let p = Proc::start(kind, &config).await;
         let revoked = encode(
             &op.a,
@@ -257,7 +163,7 @@ async fn revoked_users_and_bearer_tokens() {
 async fn account_jwt_limits_hold_per_account() {
     let op = Operator::new();
     for kind in impls() {
-        let p = Proc::start(kind, &op.limited_a()).await;
+        let p = Proc::start(kind, &format!("{HEADER}{}", op.limited_a())).await;
         let (jwt, user) = op.user(&op.a, serde_json::json!({}), serde_json::json!({}));
         let mut first = must_login(kind, p.port, &jwt, &user).await;
         let _second = must_login(kind, p.port, &jwt, &user).await;
@@ -293,7 +199,7 @@ async fn account_jwt_limits_hold_per_account() {
 async fn a_connection_is_closed_when_its_user_jwt_expires() {
     let op = Operator::new();
     for kind in impls() {
-        let p = Proc::start(kind, &op.config(serde_json::json!({}))).await;
+        let p = Proc::start(kind, &tenancy_config(&op, serde_json::json!({}))).await;
         let (jwt, user) = op.user(
             &op.a,
             serde_json::json!({}),
@@ -315,7 +221,7 @@ async fn a_connection_is_closed_when_its_user_jwt_expires() {
 async fn async_nats_connects_with_a_creds_file() {
     let op = Operator::new();
     for kind in impls() {
-        let p = Proc::start(kind, &op.config(serde_json::json!({}))).await;
+        let p = Proc::start(kind, &tenancy_config(&op, serde_json::json!({}))).await;
         let (jwt, user) = op.user(&op.a, serde_json::json!({}), serde_json::json!({}));
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("user.creds");
@@ -333,7 +239,7 @@ async fn async_nats_connects_with_a_creds_file() {
 #[test]
 fn operator_mode_refuses_configured_users_and_a_missing_resolver() {
     let op = Operator::new();
-    let base = op.config(serde_json::json!({}));
+    let base = tenancy_config(&op, serde_json::json!({}));
     let cases = [
         (
             format!("{base}authorization {{ users: [ {{ user: a, password: b }} ] }}\n"),
@@ -378,7 +284,7 @@ async fn full_resolver_takes_pushed_account_jwts() {
     let op = Operator::new();
     for kind in impls() {
         let dir = tempfile::tempdir().unwrap();
-        let memory = op.config(serde_json::json!({}));
+        let memory = tenancy_config(&op, serde_json::json!({}));
         // Only SYS is known at start; A arrives by push.
         let sys_line = memory
             .lines()
@@ -409,7 +315,7 @@ async fn full_resolver_takes_pushed_account_jwts() {
             .await
             .unwrap();
         let account_jwt = |limits: serde_json::Value| {
-            let mut l = nsc_limits();
+            let mut l = unlimited_account_limits();
             if let (Some(l), Some(extra)) = (l.as_object_mut(), limits.as_object()) {
                 l.extend(extra.clone());
             }
@@ -476,7 +382,7 @@ async fn full_resolver_takes_pushed_account_jwts() {
             "{kind:?}"
         );
         // Claims that revoke the user close its live connection.
-        let mut revoking = nsc_limits();
+        let mut revoking = unlimited_account_limits();
         revoking["conn"] = 1.into();
         let revoked = encode(
             &op.operator,
