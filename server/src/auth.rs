@@ -104,6 +104,27 @@ pub struct Identity {
 }
 
 impl Identity {
+    /// A configured (password, NKEY or certificate-mapped) user: no expiry, no JWT limits.
+    fn configured(user: &Arc<UserEntry>) -> Identity {
+        Identity {
+            user: Some(user.clone()),
+            ..Identity::anonymous(&user.account)
+        }
+    }
+
+    /// A connection that is no user in particular: the server needs no authentication, or
+    /// the client gave the global token.
+    fn anonymous(account: &str) -> Identity {
+        Identity {
+            user: None,
+            account: account.to_string(),
+            expires: None,
+            max_subs: -1,
+            max_payload: -1,
+            jwt_issued_at: None,
+        }
+    }
+
     pub fn permissions(&self) -> Option<Arc<ClientPermissions>> {
         self.user.as_ref().and_then(|u| u.permissions.clone())
     }
@@ -341,14 +362,7 @@ impl Authenticator {
             return trust.authenticate(&creds);
         }
         if !self.required() {
-            return Some(Identity {
-                user: None,
-                account: GLOBAL_ACCOUNT.to_string(),
-                expires: None,
-                max_subs: -1,
-                max_payload: -1,
-                jwt_issued_at: None,
-            });
+            return Some(Identity::anonymous(GLOBAL_ACCOUNT));
         }
         // Under `verify_and_map` the certificate names the user among the password users,
         // unless an NKEY was presented: as in nats-server, that decides alone.
@@ -373,37 +387,17 @@ impl Authenticator {
                 let ok = cache
                     .verify(&user.name, creds.pass.unwrap_or_default(), &user.password)
                     .await;
-                return ok.then(|| Identity {
-                    user: Some(user.clone()),
-                    account: user.account.clone(),
-                    expires: None,
-                    max_subs: -1,
-                    max_payload: -1,
-                    jwt_issued_at: None,
-                });
+                return ok.then(|| Identity::configured(user));
             }
         }
         if creds.is_empty(self.nonce_required()) {
             let user = self.users.get(self.no_auth_user.as_deref()?)?;
-            return Some(Identity {
-                user: Some(user.clone()),
-                account: user.account.clone(),
-                expires: None,
-                max_subs: -1,
-                max_payload: -1,
-                jwt_issued_at: None,
-            });
+            return Some(Identity::configured(user));
         }
         if let Some(expected) = &self.token {
             let given = creds.token.unwrap_or_default();
-            return constant_time_eq(given.as_bytes(), expected.as_bytes()).then(|| Identity {
-                user: None,
-                account: GLOBAL_ACCOUNT.to_string(),
-                expires: None,
-                max_subs: -1,
-                max_payload: -1,
-                jwt_issued_at: None,
-            });
+            return constant_time_eq(given.as_bytes(), expected.as_bytes())
+                .then(|| Identity::anonymous(GLOBAL_ACCOUNT));
         }
         // As in nats-server, an NKEY in CONNECT is only looked at when NKEY users exist, and
         // then it decides alone (a password next to it is not tried).
@@ -415,27 +409,13 @@ impl Authenticator {
                     (&user.nkey, creds.sig),
                     (Some(Some(verifier)), Some(sig)) if verifier.verify(creds.nonce, sig)
                 );
-            return admitted.then(|| Identity {
-                user: Some(user.clone()),
-                account: user.account.clone(),
-                expires: None,
-                max_subs: -1,
-                max_payload: -1,
-                jwt_issued_at: None,
-            });
+            return admitted.then(|| Identity::configured(user));
         }
         let user = self.users.get(creds.user?).filter(|u| !u.is_nkey())?;
         let ok = cache
             .verify(&user.name, creds.pass.unwrap_or_default(), &user.password)
             .await;
-        ok.then(|| Identity {
-            user: Some(user.clone()),
-            account: user.account.clone(),
-            expires: None,
-            max_subs: -1,
-            max_payload: -1,
-            jwt_issued_at: None,
-        })
+        ok.then(|| Identity::configured(user))
     }
 }
 
