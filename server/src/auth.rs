@@ -200,7 +200,7 @@ impl Trust {
 
     /// A user JWT's identity, checked as nats-server checks it: signed by its account (or one
     /// of the account's signing keys), neither JWT expired, not revoked, and the nonce signed
-    /// by the user's key unless it is a bearer token.
+    /// by the user's key unless it is a bearer token (which the account may disallow).
     fn authenticate(&self, creds: &Credentials<'_>) -> Option<Identity> {
         let user = jwt::decode(creds.jwt?, jwt::Kind::User).ok()?;
         let now = chrono::Utc::now().timestamp();
@@ -210,6 +210,9 @@ impl Trust {
         let account_key = user.nats.issuer_account.as_deref().unwrap_or(&user.iss);
         let account = self.accounts.get(account_key)?;
         if account.is_expired_at(now) || account.revokes(&user.sub, user.iat) {
+            return None;
+        }
+        if user.nats.bearer_token && account.nats.limits.disallow_bearer {
             return None;
         }
         let signer = account.account_signer(&user.iss)?;

@@ -151,6 +151,8 @@ pub(crate) struct AccountLimitsClaim {
     pub(crate) mem_max_stream_bytes: i64,
     pub(crate) disk_max_stream_bytes: i64,
     pub(crate) max_bytes_required: bool,
+    /// The account's users may not log in with bearer-token JWTs.
+    pub(crate) disallow_bearer: bool,
     /// Per-replication tier (`R1`, ...) JetStream limits; a single node uses `R1`.
     pub(crate) tiered_limits: HashMap<String, AccountLimitsClaim>,
 }

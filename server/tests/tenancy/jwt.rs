@@ -159,6 +159,30 @@ async fn revoked_users_and_bearer_tokens() {
     }
 }
 
+/// An account with `disallow_bearer` refuses its users' bearer tokens; signed logins still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_may_disallow_bearer_tokens() {
+    let op = Operator::new();
+    for kind in impls() {
+        let config = tenancy_config(
+            &op,
+            serde_json::json!({ "limits": { "disallow_bearer": true } }),
+        );
+        let p = Proc::start(kind, &config).await;
+        let (bearer, _) = op.user(
+            &op.a,
+            serde_json::json!({ "bearer_token": true }),
+            serde_json::json!({}),
+        );
+        match Raw::login_with(p.port, |_| serde_json::json!({ "jwt": bearer })).await {
+            Login::Ok(_) => panic!("{kind:?}: a bearer token of a disallowing account was let in"),
+            Login::Refused(lines) => assert_eq!(lines, vec![AUTH_VIOLATION], "{kind:?}"),
+        }
+        let (jwt, user) = op.user(&op.a, serde_json::json!({}), serde_json::json!({}));
+        must_login(kind, p.port, &jwt, &user).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_jwt_limits_hold_per_account() {
     let op = Operator::new();
@@ -401,5 +425,29 @@ async fn full_resolver_takes_pushed_account_jwts() {
             vec!["-ERR 'User Authentication Revoked'".to_string()],
             "{kind:?}"
         );
+        // A JWT issued before the stored one replaces it all the same: a direct push is stored
+        // as sent (only the copies servers exchange among themselves keep the newer).
+        let older = encode(
+            &op.operator,
+            &op.a.public_key(),
+            Kind::Account,
+            serde_json::json!({ "limits": unlimited_account_limits() }),
+            serde_json::json!({ "iat": now() - 3600 }),
+        );
+        let answer = push("$SYS.REQ.CLAIMS.UPDATE".into(), older.clone()).await;
+        assert_eq!(answer["data"]["code"], 200, "{kind:?}: {answer}");
+        assert_eq!(answer["data"]["message"], "jwt updated", "{kind:?}");
+        let stored = tokio::time::timeout(
+            WAIT,
+            sys.request(
+                format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP", op.a.public_key()),
+                "".into(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(String::from_utf8_lossy(&stored.payload), older, "{kind:?}");
+        must_login(kind, p.port, &jwt, &user).await;
     }
 }
