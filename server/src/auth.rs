@@ -145,6 +145,9 @@ pub struct Credentials<'a> {
     pub nonce: &'a [u8],
     /// Under `verify_and_map`: the client certificate, which names the user.
     pub cert: Option<&'a crate::tls::PeerCert>,
+    /// The connection came through the WebSocket listener (a JWT may allow only some
+    /// connection types).
+    pub websocket: bool,
 }
 
 impl Credentials<'_> {
@@ -215,6 +218,9 @@ impl Trust {
         if user.nats.bearer_token && account.nats.limits.disallow_bearer {
             return None;
         }
+        if !connection_type_allowed(&user.nats.allowed_connection_types, creds.websocket) {
+            return None;
+        }
         let signer = account.account_signer(&user.iss)?;
         if !user.nats.bearer_token {
             let verifier = NkeyVerifier::new(&user.sub)?;
@@ -246,6 +252,14 @@ impl Trust {
             jwt_issued_at: Some(user.iat),
         })
     }
+}
+
+/// Whether a user JWT listing `allowed` connection types may log in over this connection
+/// (`STANDARD`, or `WEBSOCKET`). An empty list allows any; a list naming only types this
+/// server does not serve (`MQTT`, `LEAFNODE`, ...) allows none, as on nats-server.
+fn connection_type_allowed(allowed: &[String], websocket: bool) -> bool {
+    let want = if websocket { "WEBSOCKET" } else { "STANDARD" };
+    allowed.is_empty() || allowed.iter().any(|t| t.eq_ignore_ascii_case(want))
 }
 
 /// A JWT's permissions in the configuration's terms (an empty list allows everything, as in

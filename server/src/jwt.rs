@@ -177,6 +177,9 @@ pub(crate) struct Nats {
     #[serde(flatten)]
     pub(crate) permissions: UserPermissions,
     pub(crate) bearer_token: bool,
+    /// The connection types (`STANDARD`, `WEBSOCKET`, ...) the user may log in over; empty:
+    /// any.
+    pub(crate) allowed_connection_types: Vec<String>,
     pub(crate) issuer_account: Option<String>,
     /// A user's own limits (`-1`: unlimited; absent is 0, as nats-server reads it).
     pub(crate) subs: i64,

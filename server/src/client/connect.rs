@@ -116,7 +116,10 @@ impl Connection {
             self.send_err("Authorization Violation");
             return Err(CloseReason::AuthenticationViolation);
         }
-        let peer_cert = self.shared.meta.lock().peer_cert.clone();
+        let (peer_cert, websocket) = {
+            let meta = self.shared.meta.lock();
+            (meta.peer_cert.clone(), meta.websocket)
+        };
         let creds = Credentials {
             user: opts.user.as_deref(),
             pass: opts.pass.as_deref(),
@@ -126,6 +129,7 @@ impl Connection {
             sig: opts.sig.as_deref(),
             nonce: self.shared.nonce.get().map_or(&[], |n| n.as_bytes()),
             cert: peer_cert.as_deref(),
+            websocket,
         };
         // A reload during the (slow) bcrypt check would not see this connection yet, so check
         // again against the configuration that is current once the check is done.

@@ -886,3 +886,58 @@ async fn operator_mode_takes_the_user_jwt_from_the_cookie() {
         ws.expect("-ERR 'Authorization Violation'\r\n").await;
     }
 }
+
+/// A user JWT's `allowed_connection_types` admits it over the listed kinds of connection
+/// only (`STANDARD`: the client port, `WEBSOCKET`: the WebSocket listener).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_jwts_log_in_over_their_allowed_connection_types_only() {
+    use base64::Engine as _;
+    let op = testkit::jwt::Operator::new();
+    let top = op.config(serde_json::json!({}));
+    let user_of = |types: &[&str]| {
+        op.user(
+            &op.a,
+            serde_json::json!({ "allowed_connection_types": types }),
+            serde_json::json!({}),
+        )
+    };
+    let connect = |info: &str, jwt: &str, user: &nkeys::KeyPair| {
+        let info: serde_json::Value =
+            serde_json::from_str(info.trim_start_matches("INFO ").trim()).unwrap();
+        let nonce = info["nonce"].as_str().unwrap_or_default().to_string();
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(user.sign(nonce.as_bytes()).unwrap());
+        format!("CONNECT {{\"verbose\":false,\"jwt\":\"{jwt}\",\"sig\":\"{sig}\"}}\r\nPING\r\n")
+    };
+    let cases = [
+        (user_of(&["WEBSOCKET"]), true, false),
+        (user_of(&["standard"]), false, true),
+        (user_of(&["STANDARD", "WEBSOCKET"]), true, true),
+        (user_of(&["MQTT"]), false, false),
+        (user_of(&[]), true, true),
+    ];
+    for bin in both_servers() {
+        let (server, port) = start(&bin, "", &top);
+        for ((jwt, user), over_ws, over_tcp) in &cases {
+            let mut ws = WsClient::connect(port, "").await;
+            let info = ws.expect("\r\n").await;
+            ws.send(connect(&info, jwt, user).as_bytes()).await;
+            ws.expect(if *over_ws {
+                "PONG\r\n"
+            } else {
+                "-ERR 'Authorization Violation'\r\n"
+            })
+            .await;
+
+            let mut tcp = RawClient::connect(&server.addr()).await;
+            let info = format!("INFO {}", tcp.info);
+            tcp.send(connect(&info, jwt, user)).await;
+            tcp.expect(if *over_tcp {
+                "PONG\r\n"
+            } else {
+                "-ERR 'Authorization Violation'\r\n"
+            })
+            .await;
+        }
+    }
+}
