@@ -101,6 +101,18 @@ pub struct Identity {
     /// When a user JWT was issued: its account's revocations are checked against it again
     /// when the account's claims change.
     pub jwt_issued_at: Option<i64>,
+    /// What `/connz?auth=true` shows of a user JWT.
+    pub jwt_shown: Option<Arc<JwtShown>>,
+}
+
+/// A JWT user's `/connz?auth=true` fields.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JwtShown {
+    /// The user JWT, empty for a bearer token (which would let anyone reading it log in).
+    pub jwt: String,
+    /// The key that signed the user JWT: the account's or one of its signing keys.
+    pub issuer_key: String,
+    pub tags: Vec<String>,
 }
 
 impl Identity {
@@ -122,6 +134,7 @@ impl Identity {
             max_subs: -1,
             max_payload: -1,
             jwt_issued_at: None,
+            jwt_shown: None,
         }
     }
 
@@ -250,6 +263,15 @@ impl Trust {
             max_subs: user.nats.subs,
             max_payload: user.nats.payload,
             jwt_issued_at: Some(user.iat),
+            jwt_shown: Some(Arc::new(JwtShown {
+                jwt: if user.nats.bearer_token {
+                    String::new()
+                } else {
+                    creds.jwt.unwrap_or_default().to_string()
+                },
+                issuer_key: user.iss.clone(),
+                tags: user.nats.tags.clone(),
+            })),
         })
     }
 }

@@ -180,6 +180,8 @@ pub(crate) struct Nats {
     /// The connection types (`STANDARD`, `WEBSOCKET`, ...) the user may log in over; empty:
     /// any.
     pub(crate) allowed_connection_types: Vec<String>,
+    /// Free-form tags, shown by `/connz?auth=true`.
+    pub(crate) tags: Vec<String>,
     pub(crate) issuer_account: Option<String>,
     /// A user's own limits (`-1`: unlimited; absent is 0, as nats-server reads it).
     pub(crate) subs: i64,

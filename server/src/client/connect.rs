@@ -197,6 +197,7 @@ impl Connection {
                 .or_else(|| creds.token.map(|_| "[REDACTED]".to_string()))
                 .unwrap_or_default();
             meta.jwt_issued_at = identity.jwt_issued_at;
+            meta.jwt_shown = identity.jwt_shown.clone();
             meta.account = account.name.clone();
         }
         self.bind_identity(account, &identity)?;

@@ -107,6 +107,8 @@ pub struct ConnMeta {
     pub user: Option<String>,
     /// When the user's JWT was issued (operator mode).
     pub jwt_issued_at: Option<i64>,
+    /// The user JWT's `/connz?auth=true` fields (operator mode).
+    pub jwt_shown: Option<Arc<crate::auth::JwtShown>>,
     pub account: String,
     pub tls: bool,
     /// Negotiated TLS version as nats-server names it (`"1.3"`); empty without TLS.

@@ -204,7 +204,13 @@ pub(crate) struct ConnInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subscriptions_list_detail: Option<Vec<SubDetail>>,
     #[serde(skip_serializing_if = "String::is_empty")]
+    pub jwt: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub issuer_key: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub name_tag: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     #[serde(skip)]
     keys: SortKeys,
 }
@@ -349,6 +355,10 @@ impl Snapshot {
         } else {
             (String::new(), String::new(), String::new())
         };
+        let shown = match (&self.meta.jwt_shown, opts.auth && self.stop.is_none()) {
+            (Some(shown), true) => shown.as_ref().clone(),
+            _ => crate::auth::JwtShown::default(),
+        };
         ConnInfo {
             cid: self.cid,
             kind: "Client",
@@ -388,7 +398,10 @@ impl Snapshot {
             account: account_field,
             subscriptions_list,
             subscriptions_list_detail,
+            jwt: shown.jwt,
+            issuer_key: shown.issuer_key,
             name_tag,
+            tags: shown.tags,
             keys: SortKeys {
                 start: self.start,
                 last: self.last,

@@ -451,3 +451,51 @@ async fn full_resolver_takes_pushed_account_jwts() {
         must_login(kind, p.port, &jwt, &user).await;
     }
 }
+
+/// `/connz?auth=true` shows a JWT user's JWT (not a bearer token's), the key that signed it,
+/// its tags and the account's name tag.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connz_shows_jwt_users() {
+    let op = Operator::new();
+    for kind in impls() {
+        let p = Proc::start(kind, &tenancy_config(&op, serde_json::json!({}))).await;
+        let (signed, signed_user) = op.user(
+            &op.a_signer,
+            serde_json::json!({ "issuer_account": op.a.public_key(), "tags": ["blue", "x:1"] }),
+            serde_json::json!({}),
+        );
+        let _signed = must_login(kind, p.port, &signed, &signed_user).await;
+        let (bearer, bearer_user) = op.user(
+            &op.a,
+            serde_json::json!({ "bearer_token": true }),
+            serde_json::json!({}),
+        );
+        let Login::Ok(_bearer) =
+            Raw::login_with(p.port, |_| serde_json::json!({ "jwt": bearer })).await
+        else {
+            panic!("{kind:?}: bearer token refused");
+        };
+        let connz = p.http_json("/connz?auth=true").await;
+        let conn = |key: String| {
+            connz["connections"]
+                .as_array()
+                .and_then(|c| c.iter().find(|c| c["authorized_user"] == key.as_str()))
+                .unwrap_or_else(|| panic!("{kind:?}: no connection of {key} in {connz}"))
+                .clone()
+        };
+        let shown = conn(signed_user.public_key());
+        assert_eq!(shown["jwt"], signed.as_str(), "{kind:?}: {shown}");
+        assert_eq!(shown["issuer_key"], op.a_signer.public_key(), "{kind:?}");
+        assert_eq!(
+            shown["tags"],
+            serde_json::json!(["blue", "x:1"]),
+            "{kind:?}"
+        );
+        assert_eq!(shown["account"], op.a.public_key(), "{kind:?}");
+        assert_eq!(shown["name_tag"], op.a.public_key(), "{kind:?}");
+        let shown = conn(bearer_user.public_key());
+        assert_eq!(shown.get("jwt"), None, "{kind:?}: {shown}");
+        assert_eq!(shown["issuer_key"], op.a.public_key(), "{kind:?}");
+        assert_eq!(shown.get("tags"), None, "{kind:?}: {shown}");
+    }
+}
