@@ -439,17 +439,7 @@ impl Server {
     /// start, see `node::start`).
     pub async fn listen(self: &Arc<Self>) -> Result<(), ServerError> {
         let opts = self.options();
-        let port = if opts.port < 0 { 0 } else { opts.port as u16 };
-        let bind = format!("{}:{}", opts.host, port);
-        let listener = TcpListener::bind(&bind)
-            .await
-            .map_err(|source| ServerError::Listen {
-                addr: bind.clone(),
-                source,
-            })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| ServerError::Listen { addr: bind, source })?;
+        let (listener, local) = bind_listener(&opts.host, opts.port).await?;
         *self.client_addr.lock() = Some(local);
         tracing::info!("Listening for client connections on {}", local);
         if let Some(tls) = &opts.tls {
@@ -1045,4 +1035,24 @@ struct Info<'a> {
     api_lvl: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     nonce: Option<&'a str>,
+}
+
+/// Binds `host:port` (a negative port picks a free one) and returns the listener with the
+/// address it got.
+pub(crate) async fn bind_listener(
+    host: &str,
+    port: i32,
+) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let port = if port < 0 { 0 } else { port as u16 };
+    let bind = format!("{host}:{port}");
+    let listener = TcpListener::bind(&bind)
+        .await
+        .map_err(|source| ServerError::Listen {
+            addr: bind.clone(),
+            source,
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| ServerError::Listen { addr: bind, source })?;
+    Ok((listener, local))
 }

@@ -552,25 +552,7 @@ async fn mirror_and_source_resume_after_kill_without_gaps_or_duplicates() {
     )
     .await["error"]
         .is_null());
-    let publish_range = |js: async_nats::jetstream::Context, from: u32, to: u32| async move {
-        let mut acks = Vec::new();
-        for i in from..to {
-            acks.push(
-                js.publish(format!("o.{}", i % 7), format!("{i}").into())
-                    .await
-                    .unwrap(),
-            );
-            if acks.len() == 200 {
-                for a in acks.drain(..) {
-                    a.await.unwrap();
-                }
-            }
-        }
-        for a in acks {
-            a.await.unwrap();
-        }
-    };
-    publish_range(js.clone(), 0, 20_000).await;
+    publish_acked(&js, "o", 7, 0..20_000).await;
     for cfg in [
         json!({"name": "M", "mirror": {"name": "O"}}),
         json!({"name": "S", "sources": [{"name": "O"}]}),
@@ -589,7 +571,7 @@ async fn mirror_and_source_resume_after_kill_without_gaps_or_duplicates() {
     let s = start_conf(natsd(), JS_CONF, dir.path());
     let nc = connect(&s).await;
     let js = async_nats::jetstream::new(nc.clone());
-    publish_range(js.clone(), 20_000, 21_000).await;
+    publish_acked(&js, "o", 7, 20_000..21_000).await;
     let origin = api(&nc, "$JS.API.STREAM.INFO.O", Value::Null).await;
     let last = origin["state"]["last_seq"].clone();
     let msgs = origin["state"]["messages"].clone();
@@ -1353,20 +1335,7 @@ async fn durable_consumer_copies_resume_after_kill_without_gaps_or_duplicates() 
     )
     .await;
     assert!(up["error"].is_null(), "{up}");
-    let publish_range = |js: async_nats::jetstream::Context, from: u32, to: u32| async move {
-        let mut acks = Vec::new();
-        for i in from..to {
-            acks.push(
-                js.publish(format!("o.{}", i % 7), format!("{i}").into())
-                    .await
-                    .unwrap(),
-            );
-        }
-        for a in acks {
-            a.await.unwrap();
-        }
-    };
-    publish_range(js.clone(), 0, 5_000).await;
+    publish_acked(&js, "o", 7, 0..5_000).await;
     for (name, deliver) in [("FM", "dfm"), ("FS", "dfs")] {
         let consumer = json!({"stream_name": "O", "config": {
             "durable_name": name, "deliver_subject": deliver, "ack_policy": "flow_control",
@@ -1396,7 +1365,7 @@ async fn durable_consumer_copies_resume_after_kill_without_gaps_or_duplicates() 
     let s = start_conf(natsd(), JS_CONF, dir.path());
     let nc = connect(&s).await;
     let js = async_nats::jetstream::new(nc.clone());
-    publish_range(js.clone(), 5_000, 5_500).await;
+    publish_acked(&js, "o", 7, 5_000..5_500).await;
     info_when(&nc, "M", Duration::from_secs(30), |i| {
         i["state"]["last_seq"] == 5_500
     })
@@ -1811,26 +1780,7 @@ async fn work_queue_source_resumes_after_kill_without_gaps_or_duplicates() {
     let nc = connect(&s).await;
     let wq = json!({"name": "WQ", "subjects": ["wq.>"], "retention": "workqueue"});
     assert!(create_stream(&nc, wq).await["error"].is_null());
-    let publish_range = |nc: async_nats::Client, from: u32, to: u32| async move {
-        let js = async_nats::jetstream::new(nc);
-        let mut acks = Vec::new();
-        for i in from..to {
-            acks.push(
-                js.publish(format!("wq.{}", i % 5), format!("{i}").into())
-                    .await
-                    .unwrap(),
-            );
-            if acks.len() == 200 {
-                for a in acks.drain(..) {
-                    a.await.unwrap();
-                }
-            }
-        }
-        for a in acks {
-            a.await.unwrap();
-        }
-    };
-    publish_range(nc.clone(), 0, 20_000).await;
+    publish_acked(&async_nats::jetstream::new(nc.clone()), "wq", 5, 0..20_000).await;
     let r = create_stream(&nc, json!({"name": "S", "sources": [{"name": "WQ"}]})).await;
     assert!(r["error"].is_null(), "{r}");
     info_when(&nc, "S", Duration::from_secs(10), |i| {
@@ -1842,7 +1792,13 @@ async fn work_queue_source_resumes_after_kill_without_gaps_or_duplicates() {
 
     let s = start_conf(natsd(), JS_CONF, dir.path());
     let nc = connect(&s).await;
-    publish_range(nc.clone(), 20_000, 21_000).await;
+    publish_acked(
+        &async_nats::jetstream::new(nc.clone()),
+        "wq",
+        5,
+        20_000..21_000,
+    )
+    .await;
     info_when(&nc, "S", Duration::from_secs(30), |i| {
         i["state"]["messages"] == 21_000
     })
@@ -1862,4 +1818,30 @@ async fn work_queue_source_resumes_after_kill_without_gaps_or_duplicates() {
         list["consumers"][0]["ack_floor"]["stream_seq"], 21_000,
         "{list}"
     );
+}
+
+/// Publishes `i` to `<prefix>.<i % subjects>` for each `i` in `range`, at most 200 unacked at a
+/// time, and waits for every ack.
+async fn publish_acked(
+    js: &async_nats::jetstream::Context,
+    prefix: &str,
+    subjects: u32,
+    range: std::ops::Range<u32>,
+) {
+    let mut acks = Vec::new();
+    for i in range {
+        acks.push(
+            js.publish(format!("{prefix}.{}", i % subjects), format!("{i}").into())
+                .await
+                .unwrap(),
+        );
+        if acks.len() == 200 {
+            for a in acks.drain(..) {
+                a.await.unwrap();
+            }
+        }
+    }
+    for a in acks {
+        a.await.unwrap();
+    }
 }

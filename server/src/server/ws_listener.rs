@@ -10,7 +10,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 use super::{Server, ServerError};
 use crate::account::Account;
@@ -213,17 +213,7 @@ impl Server {
                 .tls
                 .store(Some(Arc::new(tls::acceptor(cfg)?)));
         }
-        let port = if ws.port < 0 { 0 } else { ws.port as u16 };
-        let bind = format!("{}:{}", ws.host, port);
-        let listener = TcpListener::bind(&bind)
-            .await
-            .map_err(|source| ServerError::Listen {
-                addr: bind.clone(),
-                source,
-            })?;
-        let local = listener
-            .local_addr()
-            .map_err(|source| ServerError::Listen { addr: bind, source })?;
+        let (listener, local) = super::bind_listener(&ws.host, ws.port).await?;
         *self.websocket.addr.lock() = Some(local);
         let scheme = if ws.tls.is_some() { "wss" } else { "ws" };
         tracing::info!(
