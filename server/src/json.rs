@@ -11,9 +11,62 @@
 //! leniently) go through [`from_api_request`], which with `jetstream { strict: true }` (the
 //! default, as on nats-server) also refuses a member the request type does not have, with
 //! Go's `json: unknown field "x"`.
+//!
+//! The enum members (`retention`, `ack_policy`, ...) have their own decoders in Go, which see
+//! the raw JSON, `null` included: for those a `null` is refused like any unknown name, so
+//! [`drop_null_members`] keeps it and [`go_enum`] refuses it in Go's words.
 
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+
+/// Request members whose Go type decodes itself and so refuses `null`.
+const SELF_DECODING_MEMBERS: &[&str] = &[
+    "retention",
+    "storage",
+    "discard",
+    "compression",
+    "persist_mode",
+    "deliver_policy",
+    "ack_policy",
+    "replay_policy",
+    "priority_policy",
+    "action",
+];
+
+/// How an enum member's names compare with the JSON string.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameCase {
+    Exact,
+    /// `discard` is the one member Go compares lower-cased (`"OLD"` is `old`).
+    Folded,
+}
+
+/// Decodes an enum member the way its Go decoder does: one of `names`, or an error built by
+/// `refusal` from the raw JSON text (a string with its quotes, a number, `null`).
+pub(crate) fn go_enum<'de, D: Deserializer<'de>, T: Copy>(
+    d: D,
+    names: &[(&str, T)],
+    case: NameCase,
+    refusal: fn(&str) -> String,
+) -> Result<T, D::Error> {
+    let raw = Value::deserialize(d)?;
+    if let Some(text) = raw.as_str() {
+        let text = match case {
+            NameCase::Exact => std::borrow::Cow::Borrowed(text),
+            NameCase::Folded => std::borrow::Cow::Owned(text.to_lowercase()),
+        };
+        if let Some((_, value)) = names.iter().find(|(name, _)| *name == text) {
+            return Ok(*value);
+        }
+    }
+    Err(D::Error::custom(refusal(&raw.to_string())))
+}
+
+/// The refusal most of Go's enum decoders give: `can not unmarshal "\"bogus\""`.
+pub(crate) fn cannot_unmarshal(raw: &str) -> String {
+    format!("can not unmarshal {raw:?}")
+}
 
 /// Decodes a request body with Go's meaning of `null`: a `null` member is the same as an
 /// absent one, and a body that is only `null` sets nothing at all.
@@ -59,12 +112,13 @@ pub(crate) fn from_api_request<T: DeserializeOwned>(
     }
 }
 
-/// Removes every `null` object member, at any depth (array elements are left alone: Go
-/// zeroes those, and no request carries one).
+/// Removes every `null` object member, at any depth, except those Go hands to a decoder of
+/// their own (array elements are left alone: Go zeroes those, and no request carries one).
 fn drop_null_members(value: &mut Value) {
     match value {
         Value::Object(members) => {
-            members.retain(|_, v| !v.is_null());
+            members
+                .retain(|name, v| !v.is_null() || SELF_DECODING_MEMBERS.contains(&name.as_str()));
             members.values_mut().for_each(drop_null_members);
         }
         Value::Array(items) => items.iter_mut().for_each(drop_null_members),
@@ -137,6 +191,52 @@ mod tests {
         assert_eq!(deep, r#"json: unknown field "z""#);
         let lenient: Outer = from_api_request(br#"{"n":1,"x":2}"#, false).unwrap();
         assert_eq!(lenient.n, 1);
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Default)]
+    enum Policy {
+        #[default]
+        Old,
+        New,
+    }
+
+    impl<'de> Deserialize<'de> for Policy {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            go_enum(
+                d,
+                &[("old", Policy::Old), ("new", Policy::New)],
+                NameCase::Folded,
+                cannot_unmarshal,
+            )
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct WithPolicy {
+        #[serde(default)]
+        n: u64,
+        #[serde(default)]
+        discard: Policy,
+    }
+
+    #[test]
+    fn self_decoding_members_refuse_null_and_unknown_names_in_gos_words() {
+        let ok: WithPolicy = from_request(br#"{"n":null,"discard":"NEW"}"#).unwrap();
+        assert_eq!((ok.n, ok.discard), (0, Policy::New));
+        for (body, refusal) in [
+            (&br#"{"discard":null}"#[..], r#"can not unmarshal "null""#),
+            (
+                br#"{"discard":"bogus"}"#,
+                r#"can not unmarshal "\"bogus\"""#,
+            ),
+            (br#"{"discard":""}"#, r#"can not unmarshal "\"\"""#),
+            (br#"{"discard":1}"#, r#"can not unmarshal "1""#),
+        ] {
+            let err = from_api_request::<WithPolicy>(body, true).unwrap_err();
+            assert_eq!(err, refusal, "{}", String::from_utf8_lossy(body));
+            let err = from_request::<WithPolicy>(body).unwrap_err().to_string();
+            assert!(err.starts_with(refusal), "{err}");
+        }
     }
 
     #[test]

@@ -121,8 +121,7 @@ const CONSUMER_FIELDS: &[&str] = &[
     "priority_timeout",
 ];
 
-/// Fields whose Go type decodes JSON itself and refuses `null` (nats-server answers 10025);
-/// natsd reads `null` there as "not set" too (docs/differences.md).
+/// Fields whose Go type decodes JSON itself and so refuses `null` (10025, on both servers).
 const REFERENCE_REFUSES_NULL: &[&str] = &[
     "retention",
     "discard",
@@ -146,14 +145,15 @@ fn config_of(reply: &Value) -> Value {
     cfg
 }
 
-/// natsd took `field: null` as unset (`expected`); nats-server did too, or refused it where
-/// its Go type decodes `null` itself.
+/// Both servers took `field: null` as unset (`expected`), or both refused it with the same
+/// error where its Go type decodes `null` itself.
 fn check_null_member(field: &str, ours: &Value, theirs: &Value, expected: &Value) {
-    assert!(ours["error"].is_null(), "natsd, {field}: null: {ours}");
-    assert_eq!(&config_of(ours), expected, "natsd, {field}: null");
     if REFERENCE_REFUSES_NULL.contains(&field) {
         assert_eq!(theirs["error"]["err_code"], 10025, "{field}: {theirs}");
+        assert_eq!(ours["error"], theirs["error"], "{field}: null");
     } else {
+        assert!(ours["error"].is_null(), "natsd, {field}: null: {ours}");
+        assert_eq!(&config_of(ours), expected, "natsd, {field}: null");
         assert_eq!(&config_of(theirs), expected, "nats-server, {field}: null");
     }
 }
@@ -166,9 +166,10 @@ fn with_nulls(base: Value, fields: &[&str], skip: &[&str]) -> Value {
     Value::Object(obj)
 }
 
-/// `null` means "not set" in every stream and consumer config member, as Go decodes it: each
-/// member sent as `null` alone gives the same config as leaving it out, on both servers; and
-/// natsd takes a request with every member `null` at once.
+/// `null` means "not set" in every stream and consumer config member but the enums, as Go
+/// decodes it: each member sent as `null` alone gives the same config as leaving it out, or
+/// the same refusal, on both servers; and a request with every other member `null` at once
+/// is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn null_config_members_are_not_set() {
     let Some(pair) = start_pair() else {
@@ -197,14 +198,6 @@ async fn null_config_members_are_not_set() {
         let theirs = api(&b, &subject, cfg.clone()).await;
         check_null_member(field, &ours, &theirs, &plain_ours);
     }
-    let (name, base) = stream(None);
-    let all = with_nulls(base.clone(), STREAM_FIELDS, &[]);
-    let ours = api(&a, &format!("$JS.API.STREAM.CREATE.{name}"), all).await;
-    assert_eq!(
-        config_of(&ours),
-        plain_ours,
-        "every stream member null: {ours}"
-    );
     let (name, base) = stream(None);
     let accepted = with_nulls(base, STREAM_FIELDS, REFERENCE_REFUSES_NULL);
     let subject = format!("$JS.API.STREAM.CREATE.{name}");
@@ -235,13 +228,6 @@ async fn null_config_members_are_not_set() {
         let theirs = api(&b, &create, consumer(cfg)).await;
         check_null_member(field, &ours, &theirs, &expected);
     }
-    let all = with_nulls(base.clone(), CONSUMER_FIELDS, &[]);
-    let ours = api(&a, &create, consumer(all)).await;
-    assert_eq!(
-        config_of(&ours),
-        plain_ours,
-        "every consumer member null: {ours}"
-    );
     let accepted = with_nulls(base, CONSUMER_FIELDS, REFERENCE_REFUSES_NULL);
     assert_eq!(
         config_of(&api(&b, &create, consumer(accepted.clone())).await),
@@ -1692,4 +1678,97 @@ async fn audited_client(
         "values": [&client["host"], &client["acc"], &client["user"], &client["name"],
                    &client["lang"], &client["ver"], &client["kind"], &client["client_type"]],
     })
+}
+
+/// The enum members are decoded as Go decodes them: the same names taken (`discard` in any
+/// case, `deliver_policy: "undefined"`, an empty `persist_mode` or `action`), and anything
+/// else (`null`, an empty or unknown name, a number) refused with the same description.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enum_members_match_nats_server() {
+    let Some(pair) = start_pair() else {
+        return;
+    };
+    let a = connect(&pair.ours).await;
+    let b = connect(&pair.theirs).await;
+    let odd_values = [json!(null), json!(""), json!("bogus"), json!(1)];
+    let mut stream_cases = vec![
+        ("discard", json!("OLD")),
+        ("compression", json!("s2")),
+        ("compression", json!("S2")),
+        ("persist_mode", json!("")),
+        ("storage", json!("Memory")),
+    ];
+    for field in [
+        "retention",
+        "discard",
+        "storage",
+        "compression",
+        "persist_mode",
+    ] {
+        stream_cases.extend(odd_values.iter().map(|v| (field, v.clone())));
+    }
+    for (n, (field, value)) in stream_cases.into_iter().enumerate() {
+        let name = format!("E{n}");
+        let mut cfg = json!({"name": name, "subjects": [format!("e{n}.>")]});
+        cfg[field] = value.clone();
+        let subject = format!("$JS.API.STREAM.CREATE.{name}");
+        let ours = api(&a, &subject, cfg.clone()).await;
+        let theirs = api(&b, &subject, cfg).await;
+        assert_eq!(ours["error"], theirs["error"], "{field}: {value}");
+        assert_eq!(
+            config_of(&ours)[field],
+            config_of(&theirs)[field],
+            "{field}: {value}"
+        );
+    }
+
+    let created = api(&a, "$JS.API.STREAM.CREATE.C", json!({"name": "C"})).await;
+    assert!(created["error"].is_null(), "{created}");
+    let created = api(&b, "$JS.API.STREAM.CREATE.C", json!({"name": "C"})).await;
+    assert!(created["error"].is_null(), "{created}");
+    let mut consumer_cases = vec![
+        ("deliver_policy", json!("undefined")),
+        ("deliver_policy", json!("last_per_subject")),
+        ("ack_policy", json!("Explicit")),
+        ("priority_policy", json!("pinned")),
+    ];
+    for field in [
+        "deliver_policy",
+        "ack_policy",
+        "replay_policy",
+        "priority_policy",
+    ] {
+        consumer_cases.extend(odd_values.iter().map(|v| (field, v.clone())));
+    }
+    for (n, (field, value)) in consumer_cases.into_iter().enumerate() {
+        let mut cfg = json!({"name": format!("c{n}"), "ack_policy": "explicit"});
+        cfg[field] = value.clone();
+        let request = json!({"stream_name": "C", "config": cfg});
+        let subject = format!("$JS.API.CONSUMER.CREATE.C.c{n}");
+        let ours = api(&a, &subject, request.clone()).await;
+        let theirs = api(&b, &subject, request).await;
+        assert_eq!(ours["error"], theirs["error"], "{field}: {value}");
+        assert_eq!(
+            config_of(&ours)[field],
+            config_of(&theirs)[field],
+            "{field}: {value}"
+        );
+    }
+    for (n, action) in [
+        json!(""),
+        json!("create"),
+        json!(null),
+        json!("bogus"),
+        json!(2),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let request =
+            json!({"stream_name": "C", "config": {"name": format!("a{n}")}, "action": action});
+        let subject = format!("$JS.API.CONSUMER.CREATE.C.a{n}");
+        let ours = api(&a, &subject, request.clone()).await;
+        let theirs = api(&b, &subject, request).await;
+        assert_eq!(ours["error"], theirs["error"], "action: {action}");
+    }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::js_errors::{ApiError, JsError};
+use crate::json::{cannot_unmarshal, go_enum, NameCase};
 use crate::subject;
 use natsd_conf::timestamp::parse_rfc3339_ns;
 
@@ -28,7 +29,7 @@ pub(crate) const MAX_DESCRIPTION_LEN: usize = 4096;
 pub(crate) const MAX_METADATA_LEN: usize = 128 * 1024;
 
 /// `deliver_policy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum DeliverPolicy {
     /// From the first message.
@@ -47,7 +48,7 @@ pub(crate) enum DeliverPolicy {
 }
 
 /// `ack_policy`. Left out of a request it is `none` (Go's zero value).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum AckPolicy {
     /// No acks: delivered means done.
@@ -67,7 +68,7 @@ pub(crate) enum AckPolicy {
 pub(crate) const ACK_FLOW_CONTROL_HEARTBEAT: i64 = 1_000_000_000;
 
 /// `replay_policy`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum ReplayPolicy {
     /// As fast as possible.
@@ -78,7 +79,7 @@ pub(crate) enum ReplayPolicy {
 }
 
 /// `priority_policy`: how a pull consumer's priority group chooses among waiting requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub(crate) enum PriorityPolicy {
     /// No priority groups.
@@ -91,6 +92,57 @@ pub(crate) enum PriorityPolicy {
     PinnedClient,
     /// Requests with a lower `priority` are served first.
     Prioritized,
+}
+
+impl<'de> Deserialize<'de> for DeliverPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = [
+            ("all", DeliverPolicy::All),
+            ("undefined", DeliverPolicy::All),
+            ("last", DeliverPolicy::Last),
+            ("new", DeliverPolicy::New),
+            ("by_start_sequence", DeliverPolicy::ByStartSequence),
+            ("by_start_time", DeliverPolicy::ByStartTime),
+            ("last_per_subject", DeliverPolicy::LastPerSubject),
+        ];
+        go_enum(d, &names, NameCase::Exact, cannot_unmarshal)
+    }
+}
+
+impl<'de> Deserialize<'de> for AckPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = [
+            ("none", AckPolicy::None),
+            ("all", AckPolicy::All),
+            ("explicit", AckPolicy::Explicit),
+            ("flow_control", AckPolicy::FlowControl),
+        ];
+        go_enum(d, &names, NameCase::Exact, cannot_unmarshal)
+    }
+}
+
+impl<'de> Deserialize<'de> for ReplayPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = [
+            ("instant", ReplayPolicy::Instant),
+            ("original", ReplayPolicy::Original),
+        ];
+        go_enum(d, &names, NameCase::Exact, cannot_unmarshal)
+    }
+}
+
+impl<'de> Deserialize<'de> for PriorityPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = [
+            ("none", PriorityPolicy::None),
+            ("overflow", PriorityPolicy::Overflow),
+            ("pinned_client", PriorityPolicy::PinnedClient),
+            ("prioritized", PriorityPolicy::Prioritized),
+        ];
+        go_enum(d, &names, NameCase::Exact, |raw| {
+            format!("unknown priority policy: {raw}")
+        })
+    }
 }
 
 impl PriorityPolicy {

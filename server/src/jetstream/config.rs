@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::js_errors::{ApiError, JsError};
+use crate::json::{cannot_unmarshal, go_enum, NameCase};
 use crate::store::{Discard, StorageType, StoreLimits};
 use crate::subject_transform::SubjectTransform;
 
@@ -16,7 +17,7 @@ pub(crate) const DEFAULT_DUPLICATE_WINDOW: u64 = 120_000_000_000;
 pub(crate) const API_LEVEL: &str = "5";
 
 /// `retention`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Retention {
     /// Keep messages until limits remove them.
@@ -29,7 +30,7 @@ pub(crate) enum Retention {
 }
 
 /// `storage`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Storage {
     /// File store.
@@ -49,7 +50,7 @@ impl From<Storage> for StorageType {
 }
 
 /// `discard`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum DiscardPolicy {
     /// Evict the oldest.
@@ -70,6 +71,48 @@ fn is_false(b: &bool) -> bool {
 }
 fn compression_none() -> String {
     "none".to_string()
+}
+
+impl<'de> Deserialize<'de> for Retention {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = [
+            ("limits", Retention::Limits),
+            ("interest", Retention::Interest),
+            ("workqueue", Retention::Workqueue),
+        ];
+        go_enum(d, &names, NameCase::Exact, cannot_unmarshal)
+    }
+}
+
+impl<'de> Deserialize<'de> for Storage {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = [("file", Storage::File), ("memory", Storage::Memory)];
+        go_enum(d, &names, NameCase::Exact, cannot_unmarshal)
+    }
+}
+
+impl<'de> Deserialize<'de> for DiscardPolicy {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = [("old", DiscardPolicy::Old), ("new", DiscardPolicy::New)];
+        go_enum(d, &names, NameCase::Folded, cannot_unmarshal)
+    }
+}
+
+/// `compression` as a request gives it: only `none` and `s2`, never empty or `null`.
+fn compression_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let names = [("none", "none"), ("s2", "s2")];
+    // Go reads the member into a string first: a number, bool, object or array fails there.
+    go_enum(d, &names, NameCase::Exact, |raw| {
+        let kind = match raw.as_bytes().first() {
+            Some(b'"' | b'n') => return "unknown compression algorithm".to_string(),
+            Some(b't' | b'f') => "bool",
+            Some(b'{') => "object",
+            Some(b'[') => "array",
+            _ => "number",
+        };
+        format!("json: cannot unmarshal {kind} into Go value of type string")
+    })
+    .map(str::to_string)
 }
 
 /// `subject_transform`, and each of a source's `subject_transforms`.
@@ -172,15 +215,12 @@ impl Serialize for PersistMode {
 
 impl<'de> Deserialize<'de> for PersistMode {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        match s.as_str() {
-            "default" | "" => Ok(PersistMode::Default),
-            "async" => Ok(PersistMode::Async),
-            other => Err(serde::de::Error::custom(format!(
-                "can not unmarshal {:?}",
-                format!("{other:?}")
-            ))),
-        }
+        let names = [
+            ("default", PersistMode::Default),
+            ("", PersistMode::Default),
+            ("async", PersistMode::Async),
+        ];
+        go_enum(d, &names, NameCase::Exact, cannot_unmarshal)
     }
 }
 
@@ -259,7 +299,7 @@ pub(crate) struct StreamConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<StreamSource>,
     /// `none` or `s2`.
-    #[serde(default = "compression_none")]
+    #[serde(default = "compression_none", deserialize_with = "compression_name")]
     pub compression: String,
     /// The sequence a new stream starts at (applied at creation only, as nats-server does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -509,9 +549,7 @@ impl StreamConfig {
             self.compression = compression_none();
         }
         if self.compression != "none" && self.compression != "s2" {
-            return Err(
-                JsError::InvalidJSON.with(format!("can not unmarshal {:?}", self.compression))
-            );
+            return Err(JsError::InvalidJSON.with("unknown compression algorithm"));
         }
         if self.allow_msg_counter {
             let bad = if self.discard == DiscardPolicy::New {

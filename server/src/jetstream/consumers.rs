@@ -560,11 +560,20 @@ struct CreateRequest {
     stream_name: String,
     #[serde(default)]
     config: Option<ConsumerConfig>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "consumer_action")]
     action: String,
     /// Refuse rather than adjust the config (nats-server's pedantic mode).
     #[serde(default)]
     pedantic: bool,
+}
+
+/// `action`: empty (create or update), `create` or `update`.
+fn consumer_action<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let names = [("", ""), ("create", "create"), ("update", "update")];
+    crate::json::go_enum(d, &names, crate::json::NameCase::Exact, |raw| {
+        format!("unknown consumer action: {raw}")
+    })
+    .map(str::to_string)
 }
 
 fn account_consumers(jsa: &JsAccount) -> usize {
