@@ -158,6 +158,15 @@ pub struct Message {
     pub payload: Vec<u8>,
 }
 
+impl Message {
+    /// The server's answer that no one subscribes the request's subject (status 503).
+    pub fn is_no_responders(&self) -> bool {
+        self.headers
+            .as_deref()
+            .is_some_and(|h| h.starts_with(b"NATS/1.0 503"))
+    }
+}
+
 /// One request of [`Client::request_many`]: subject, raw header block, payload.
 pub type Request<'a> = (&'a str, Option<&'a [u8]>, &'a [u8]);
 

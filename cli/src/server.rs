@@ -491,7 +491,9 @@ impl SysClient {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned();
-                Ok(Self { client, server_id })
+                let mut sys = Self { client, server_id };
+                sys.confirm_system_account(addr)?;
+                Ok(sys)
             }
             Err(ClientError::Io(e))
                 if matches!(
@@ -509,6 +511,24 @@ impl SysClient {
                  NATS_SYS_PASSWORD from .env"
             ))),
             Err(e) => Err(SysUnavailable::Refused(format!("{addr}: {e}"))),
+        }
+    }
+
+    /// A server without authentication lets the system user in too, into its global account,
+    /// where no one answers the system requests: that server is not this deployment's, and
+    /// must not be taken for it (`up` would report it as running, a reload as unconfirmed).
+    fn confirm_system_account(&mut self, addr: &str) -> Result<(), SysUnavailable> {
+        let subject = format!("$SYS.REQ.SERVER.{}.HEALTHZ", self.server_id);
+        match self.client.request(&subject, b"", REQUEST_TIMEOUT) {
+            Ok(reply) if !reply.is_no_responders() => Ok(()),
+            Ok(_) => Err(SysUnavailable::Refused(format!(
+                "the server on {addr} is not this deployment's: it lets the system user in \
+                 without this deployment's password and has no system account (another server \
+                 on NATS_PORT? stop it or change NATS_PORT in .env)"
+            ))),
+            Err(e) => Err(SysUnavailable::Refused(format!(
+                "the server on {addr} does not answer {subject}: {e}"
+            ))),
         }
     }
 

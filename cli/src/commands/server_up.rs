@@ -386,16 +386,25 @@ fn ask_status(ctx: &Context, monitor: &Monitor) -> StatusProbe {
     // counted), else the system account, which also finds a server in a container or
     // elsewhere.
     let http_varz = || monitor.get("/varz").ok();
-    let sys_varz = || {
-        server::SysClient::connect(&ctx.settings, &ctx.paths)
-            .ok()
-            .and_then(|mut sys| sys.varz().ok())
+    let mut refused = None;
+    let mut sys_varz = || match server::SysClient::connect(&ctx.settings, &ctx.paths) {
+        Ok(mut sys) => sys.varz().ok(),
+        Err(server::SysUnavailable::Refused(reason)) => {
+            refused = Some(reason);
+            None
+        }
+        Err(server::SysUnavailable::NotListening) => None,
     };
     let varz = if pid.is_some() || ctx.settings.reload == ReloadMode::Compose {
-        http_varz().or_else(sys_varz)
+        http_varz().or_else(&mut sys_varz)
     } else {
         sys_varz()
     };
+    // Something holds the client port without being this deployment's server: say so, since
+    // `up` will refuse to start beside it.
+    if let (None, Some(reason)) = (&varz, refused) {
+        notes.push(format!("  Note:        {reason}"));
+    }
     StatusProbe { varz, pid, notes }
 }
 

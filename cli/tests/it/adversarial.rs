@@ -348,6 +348,42 @@ fn issue_12_6_up_refuses_a_taken_port() {
     assert!(!ctx.path("data/natsd.log").exists(), "a server was started");
 }
 
+/// A server without authentication on the client port lets the system user in (into its
+/// global account, where no system request is answered): manage must not take it for this
+/// deployment's server. `up` refuses the port, `status` names the cause, a change is undone
+/// with that cause, none of them speaks of "not JSON".
+#[test]
+fn another_open_server_on_the_port_is_not_taken_for_ours() {
+    require_server!();
+    let ctx = TestContext::new();
+    ctx.ok(&["init"]);
+    let spec = ServerSpec::new()
+        .args(["-a", "127.0.0.1", "-p"])
+        .arg(ctx.port.to_string())
+        .ports_from_config();
+    let _other = TestServer::start_bin(server_binary().unwrap(), spec);
+    assert!(ctx.login("sys", "any password"), "the other server is open");
+
+    let up = ctx.run(&["up", "--json"]);
+    assert_eq!(up.status.code(), Some(1));
+    assert_eq!(json_of(&up)["code"], "port_in_use", "{}", json_of(&up));
+    assert!(!ctx.path("data/natsd.pid").exists());
+
+    let status = ctx.run(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("natsd is not running"), "{text}");
+    assert!(text.contains("is not this deployment's"), "{text}");
+
+    let before = ctx.snapshot();
+    let out = ctx.run(&["add-tenant", "shop", "1MB", "10MB", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json_of(&out);
+    let error = doc["error"].as_str().unwrap_or_default().to_owned() + &doc.to_string();
+    assert!(error.contains("is not this deployment's"), "{doc}");
+    assert!(!error.contains("not JSON"), "{doc}");
+    assert_eq!(ctx.snapshot(), before, "the tenant is undone");
+}
+
 /// Point 7: Twenty parallel first runs on an uninitialised directory all land, with one system
 /// password.
 #[test]
