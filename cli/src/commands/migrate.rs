@@ -841,9 +841,24 @@ fn capture_config(source: &mut JetStream, name: &str, relaxed: Value) -> anyhow:
     if stored.is_empty() {
         return Ok(relaxed);
     }
-    let pattern = relaxed["subject_transform"]["dest"]
-        .as_str()
-        .filter(|_| stored.len() > CAPTURE_LITERALS)
+    let subjects = capture_subjects(
+        relaxed["subject_transform"]["dest"].as_str(),
+        stored,
+        CAPTURE_LITERALS,
+    );
+    let mut config = relaxed;
+    if let Some(map) = config.as_object_mut() {
+        map.remove("subject_transform");
+    }
+    config["subjects"] = json!(subjects);
+    Ok(config)
+}
+
+/// The subjects that take every one of `stored`: each of them, or past `literals` of them the
+/// wildcard `dest` can produce (where it matches any) plus each stored subject outside it.
+fn capture_subjects(dest: Option<&str>, stored: Vec<String>, literals: usize) -> Vec<String> {
+    let pattern = dest
+        .filter(|_| stored.len() > literals)
         .and_then(destination_pattern)
         .filter(|p| stored.iter().any(|s| subject_matches(p, s)));
     let mut subjects: Vec<String> = pattern.iter().cloned().collect();
@@ -852,12 +867,7 @@ fn capture_config(source: &mut JetStream, name: &str, relaxed: Value) -> anyhow:
             .into_iter()
             .filter(|s| pattern.as_ref().is_none_or(|p| !subject_matches(p, s))),
     );
-    let mut config = relaxed;
-    if let Some(map) = config.as_object_mut() {
-        map.remove("subject_transform");
-    }
-    config["subjects"] = json!(subjects);
-    Ok(config)
+    subjects
 }
 
 fn subject_matches(pattern: &str, subject: &str) -> bool {
@@ -1834,6 +1844,26 @@ mod tests {
         assert_eq!(destination_pattern("x.{{split(1,-)}}"), None);
         assert_eq!(destination_pattern("{{wildcard(1)}}.x"), None);
         assert_eq!(destination_pattern(">"), None);
+        // Few stored subjects are taken one by one; many by the wildcard, plus those
+        // outside it (a subject the transform's source did not match is stored as published).
+        let stored = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let dest = Some("t.{{wildcard(1)}}");
+        let few = stored(&["raw.x", "t.a", "t.b"]);
+        assert_eq!(capture_subjects(dest, few.clone(), 3), few);
+        assert_eq!(
+            capture_subjects(dest, few.clone(), 2),
+            ["t.*", "raw.x"],
+            "past the limit"
+        );
+        assert_eq!(
+            capture_subjects(Some("t.{{split(1,-)}}"), few.clone(), 2),
+            few
+        );
+        assert_eq!(
+            capture_subjects(Some("u.*"), few.clone(), 2),
+            few,
+            "matches none"
+        );
     }
 
     #[test]
