@@ -891,6 +891,30 @@ async fn issue_16_migrate_copies_subject_transforms_and_counters() {
         "untouched: {info}"
     );
 
+    // A counter stream that sources another: nats-server would sum what it sources with a
+    // header natsd does not write; refused before anything moves.
+    let created = js_api(
+        &client,
+        "$JS.API.STREAM.CREATE.CS",
+        serde_json::json!({"name": "CS", "allow_msg_counter": true, "sources": [{"name": "C"}]}),
+    )
+    .await;
+    assert!(created.get("error").is_none(), "{created}");
+    let out = source.run(&["migrate", "--to", &to, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let refused = json_of(&out);
+    assert_eq!(refused["code"], "migrate_unsupported", "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.contains("CS") && error.contains("Nats-Counter-Sources"),
+        "{refused}"
+    );
+    let missing = js_api(&there, "$JS.API.STREAM.INFO.CS", serde_json::json!({})).await;
+    assert_eq!(
+        missing["error"]["err_code"], 10059,
+        "nothing moved: {missing}"
+    );
+
     // The target runs them as nats-server streams: publishes are transformed and counted.
     let ack = publish_acked(&there, "in.z", &[], "z").await;
     assert_eq!(ack["stream"], "T");
