@@ -812,6 +812,10 @@ async fn issue_16_migrate_copies_subject_transforms_and_counters() {
     );
     // The counters: per-subject history as configured; where the first increment of c.a is
     // gone here, the oldest kept total's step is its increment.
+    let cinfo = js_api(&there, "$JS.API.STREAM.INFO.C", serde_json::json!({})).await;
+    assert_eq!(cinfo["config"]["allow_msg_counter"], true, "{cinfo}");
+    assert_eq!(cinfo["config"]["max_msgs_per_subject"], 3, "{cinfo}");
+    assert_eq!(info["config"]["max_msgs_per_subject"], 2, "{info}");
     let c = stored_messages(&there, "C").await;
     let expected = [
         ("c.a", "-2", "-7", "-2"),
