@@ -132,6 +132,30 @@ impl JetStream {
         }
     }
 
+    /// The distinct subjects `stream` holds messages on (`subjects_filter`, page by page).
+    pub fn stream_subjects(&mut self, stream: &str) -> anyhow::Result<Vec<String>> {
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let info = self.api(
+                &format!("$JS.API.STREAM.INFO.{stream}"),
+                &json!({ "subjects_filter": ">", "offset": all.len() }),
+            )?;
+            let page: Vec<String> = info["state"]["subjects"]
+                .as_object()
+                .map(|subjects| subjects.keys().cloned().collect())
+                .unwrap_or_default();
+            let total = info["total"].as_u64().unwrap_or(0) as usize;
+            let empty = page.is_empty();
+            all.extend(page);
+            if empty || all.len() >= total {
+                break;
+            }
+        }
+        all.sort();
+        all.dedup();
+        Ok(all)
+    }
+
     /// Create a stream with `config`.
     pub fn create_stream(&mut self, config: &Value) -> anyhow::Result<Value> {
         let name = config["name"].as_str().unwrap_or_default();
@@ -162,6 +186,20 @@ impl JetStream {
     pub fn message(&mut self, stream: &str, seq: u64) -> anyhow::Result<Option<StoredMessage>> {
         let subject = format!("$JS.API.STREAM.MSG.GET.{stream}");
         match self.api(&subject, &json!({ "seq": seq })) {
+            Ok(reply) => decode_message(&reply["message"]).map(Some),
+            Err(e) if api_code(&e) == Some(NO_MESSAGE_FOUND) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The last message on `subject` (`None` when there is none).
+    pub fn last_message(
+        &mut self,
+        stream: &str,
+        subject: &str,
+    ) -> anyhow::Result<Option<StoredMessage>> {
+        let request = format!("$JS.API.STREAM.MSG.GET.{stream}");
+        match self.api(&request, &json!({ "last_by_subj": subject })) {
             Ok(reply) => decode_message(&reply["message"]).map(Some),
             Err(e) if api_code(&e) == Some(NO_MESSAGE_FOUND) => Ok(None),
             Err(e) => Err(e),

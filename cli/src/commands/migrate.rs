@@ -18,6 +18,11 @@
 //!    Mirrors and sourcing streams are not published to: they are created from their
 //!    configuration after the streams they copy from, the target copies from those itself,
 //!    and migrate waits (bounded) until it has caught up (see [`follow_stream`]).
+//!    A stream with a subject transform stores its messages under the transformed subjects:
+//!    it is copied without the transform, taking those subjects, and gets its own subjects and
+//!    transform back afterwards (see [`capture_config`]). A counter stream stores running
+//!    totals: each is published as the increment from the subject's previous total (see
+//!    [`Replay`]).
 //! 4. Verification: message counts and a SHA-256 digest over every message's subject, headers
 //!    and payload, source against target (sequence numbers and timestamps are the target's own).
 //!
@@ -31,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use num_bigint::BigInt;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -41,7 +47,7 @@ use crate::cluster::Cluster;
 use crate::commands::{begin, check_limits, Change, ExitStatus, ServerSync};
 use crate::error::ManageError;
 use crate::fs::{write_atomic, SECRET_FILE_MODE};
-use crate::jetstream::{JetStream, Reader, StoredMessage};
+use crate::jetstream::{api_code, JetStream, Reader, StoredMessage};
 use crate::names::{Size, TenantName};
 use crate::printer::{style, Printer};
 use crate::render::env_file::{Credentials, Secret};
@@ -331,7 +337,9 @@ fn preflight(args: &MigrateArgs, ctx: &Context, replicas: u64) -> anyhow::Result
         let names = js.stream_names()?;
         for name in &names {
             if let Some(info) = js.stream_info(name)? {
-                let refused = match not_copyable(&info["config"]) {
+                let refused = match not_copyable(&info["config"])
+                    .or_else(|| not_replayable(&info["config"]))
+                {
                     Some(feature) => Some(feature.to_owned()),
                     None => not_derivable(&mut js, name, &info["config"], &names)?,
                 };
@@ -345,7 +353,7 @@ fn preflight(args: &MigrateArgs, ctx: &Context, replicas: u64) -> anyhow::Result
                 streams.push(info);
             }
         }
-        let streams = in_dependency_order(&tenant.name, streams)?;
+        let streams = in_dependency_order(&tenant.name, transforms_first(streams))?;
         // What the streams take on the target: every replica counts against the account.
         let mut need = [0u128; 2];
         for info in &streams {
@@ -668,17 +676,12 @@ fn is_set(config: &Value, key: &str) -> bool {
 }
 
 /// A feature of a stream configuration whose messages neither a copy by publishing nor the
-/// target's own copy from an origin gets right: a subject transform would rewrite stored
-/// subjects again, schedules would fire again and counters add up again.
+/// target's own copy from an origin gets right: schedules would fire again.
 fn not_copyable(config: &Value) -> Option<&'static str> {
-    [
-        ("subject_transform", "a subject transform"),
-        ("allow_msg_schedules", "message schedules"),
-        ("allow_msg_counter", "counters"),
-    ]
-    .into_iter()
-    .find(|(key, _)| is_set(config, key))
-    .map(|(_, feature)| feature)
+    [("allow_msg_schedules", "message schedules")]
+        .into_iter()
+        .find(|(key, _)| is_set(config, key))
+        .map(|(_, feature)| feature)
 }
 
 /// The mirror's or the sources' specifications of a stream that copies from others; empty
@@ -787,18 +790,311 @@ fn in_dependency_order(tenant: &TenantName, streams: Vec<Value>) -> anyhow::Resu
     Ok(ordered)
 }
 
+/// Why a subject transform or counter stream cannot be copied (`None` when it can): both are
+/// copied by publishing, which a stream that copies from others does not take.
+fn not_replayable(config: &Value) -> Option<&'static str> {
+    let copies = !origins(config).is_empty();
+    if copies && is_set(config, "subject_transform") {
+        return Some(
+            "a subject transform on a mirror or sourcing stream (the target would transform \
+             what it copies from the origins again)",
+        );
+    }
+    if copies && is_set(config, "allow_msg_counter") {
+        return Some(
+            "counters that source other streams (nats-server sums sourced counters with a \
+             `Nats-Counter-Sources` header natsd does not write, so the target's totals' \
+             headers would not match)",
+        );
+    }
+    None
+}
+
+/// The streams with a subject transform first: while one is copied it takes the subjects its
+/// messages are stored under, which another stream of the tenant may take too once it is
+/// moved (in the source that one takes publishes, this one transformed ones).
+fn transforms_first(streams: Vec<Value>) -> Vec<Value> {
+    let (mut first, rest): (Vec<Value>, Vec<Value>) = streams
+        .into_iter()
+        .partition(|info| is_set(&info["config"], "subject_transform"));
+    first.extend(rest);
+    first
+}
+
+/// Up to this many distinct stored subjects, a transform stream is copied taking just those
+/// (the fewest subjects another stream on the target could also take); beyond, the
+/// transform's destination as a wildcard keeps its configuration small.
+const CAPTURE_LITERALS: usize = 1024;
+
+/// The configuration a stream with a subject transform is copied under: its messages are
+/// stored under the transformed subjects already, and the transform would map them again.
+/// So the copy goes to the stream without the transform, taking the subjects its messages
+/// are stored under (each of them, or past [`CAPTURE_LITERALS`] the transform's destination
+/// as a wildcard where the mapping allows, plus each stored subject outside it); the final
+/// configuration gives its own subjects and transform back. Other streams, and a transform
+/// stream without messages, copy as they are.
+fn capture_config(source: &mut JetStream, name: &str, relaxed: Value) -> anyhow::Result<Value> {
+    if !is_set(&relaxed, "subject_transform") {
+        return Ok(relaxed);
+    }
+    let stored = source.stream_subjects(name)?;
+    if stored.is_empty() {
+        return Ok(relaxed);
+    }
+    let subjects = capture_subjects(
+        relaxed["subject_transform"]["dest"].as_str(),
+        stored,
+        CAPTURE_LITERALS,
+    );
+    let mut config = relaxed;
+    if let Some(map) = config.as_object_mut() {
+        map.remove("subject_transform");
+    }
+    config["subjects"] = json!(subjects);
+    Ok(config)
+}
+
+/// The subjects that take every one of `stored`: each of them, or past `literals` of them the
+/// wildcard `dest` can produce (where it matches any) plus each stored subject outside it.
+fn capture_subjects(dest: Option<&str>, stored: Vec<String>, literals: usize) -> Vec<String> {
+    let pattern = dest
+        .filter(|_| stored.len() > literals)
+        .and_then(destination_pattern)
+        .filter(|p| stored.iter().any(|s| subject_matches(p, s)));
+    let mut subjects: Vec<String> = pattern.iter().cloned().collect();
+    subjects.extend(
+        stored
+            .into_iter()
+            .filter(|s| pattern.as_ref().is_none_or(|p| !subject_matches(p, s))),
+    );
+    subjects
+}
+
+fn subject_matches(pattern: &str, subject: &str) -> bool {
+    natsd_conf::subject::matches(pattern.as_bytes(), subject.as_bytes())
+}
+
+/// Every subject a transform destination can produce, as one wildcard subject: each token
+/// made by a mapping function that yields one token (`{{wildcard(n)}}`, `{{partition(…)}}`,
+/// `$n`) becomes `*`. `None` where a function can yield several tokens (the split and slice
+/// functions) or the result would start with a wildcard (it would take the JetStream API's
+/// subjects too).
+fn destination_pattern(dest: &str) -> Option<String> {
+    let mut tokens = Vec::new();
+    for token in dest.split('.') {
+        let lower = token.to_ascii_lowercase();
+        let legacy = token.len() > 1
+            && token.starts_with('$')
+            && token[1..].bytes().all(|b| b.is_ascii_digit());
+        if lower.contains("{{") {
+            let functions: Vec<&str> = lower
+                .split("{{")
+                .skip(1)
+                .map(|f| f.trim_start().split('(').next().unwrap_or("").trim())
+                .collect();
+            if !functions
+                .iter()
+                .all(|f| *f == "wildcard" || *f == "partition")
+            {
+                return None;
+            }
+            tokens.push("*");
+        } else if legacy {
+            tokens.push("*");
+        } else {
+            tokens.push(token);
+        }
+    }
+    match tokens.first() {
+        None | Some(&"*" | &">" | &"") => None,
+        Some(_) => Some(tokens.join(".")),
+    }
+}
+
+/// A copy refused because a stream's capturing subjects overlap another stream's there, told
+/// with what to do about it.
+fn explain_capture(error: anyhow::Error, relaxed: &Value) -> anyhow::Error {
+    // err_code of "subjects overlap with an existing stream".
+    const SUBJECTS_OVERLAP: u64 = 10065;
+    if api_code(&error) != Some(SUBJECTS_OVERLAP) || is_set(relaxed, "subject_transform") {
+        return error;
+    }
+    error.context(format!(
+        "its messages are stored under transformed subjects ({}), which the copy publishes to, \
+         and another stream on the target takes them (moved before this stream had messages \
+         to copy); delete that stream on the target and run migrate again: it copies both, \
+         this one first",
+        relaxed["subjects"]
+            .as_array()
+            .map(|s| s
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(", "))
+            .unwrap_or_default()
+    ))
+}
+
+/// How one stream's messages are published to the target and compared: as stored here less
+/// the publish preconditions ([`portable`]), and for a counter stream with the increment that
+/// takes its subject from the total it has on the target (its last message's there, zero
+/// without one; on a resumed copy too) to the stored one. A counter keeps the `Nats-Incr` it
+/// was published with where that is the increment (its subject's whole history is here);
+/// where it is not (earlier messages of the subject are gone) the increment is written
+/// instead, and the target holds that. Which of the two a kept message has depends on what was
+/// gone when it was copied, so counters are compared by their totals and the rest of their
+/// headers, without `Nats-Incr`.
+#[derive(Default)]
+struct Replay {
+    /// For a counter stream: each subject's total on the target once the messages read so
+    /// far are published.
+    totals: Option<HashMap<String, BigInt>>,
+}
+
+/// What a counter subject totals on the target (`None` without a message there).
+type TargetTotal<'a> = dyn FnMut(&str) -> anyhow::Result<Option<BigInt>> + 'a;
+
+/// The total `subject` has in `stream` of `js` (`None` without a message).
+fn counter_total_of(
+    js: &mut JetStream,
+    stream: &str,
+    subject: &str,
+) -> anyhow::Result<Option<BigInt>> {
+    js.last_message(stream, subject)?
+        .map(|m| {
+            counter_total(&m.payload).with_context(|| {
+                format!(
+                    "message {} ({subject}) of {stream} on the target holds no total",
+                    m.seq
+                )
+            })
+        })
+        .transpose()
+}
+
+impl Replay {
+    fn new(config: &Value) -> Self {
+        Self {
+            totals: is_set(config, "allow_msg_counter").then(HashMap::new),
+        }
+    }
+
+    /// `message` (stored here, read in order) as the target holds it once published after
+    /// the ones before it; `there` tells a subject's total on the target the first time it
+    /// comes.
+    fn expected(
+        &mut self,
+        message: &StoredMessage,
+        there: &mut TargetTotal<'_>,
+    ) -> anyhow::Result<StoredMessage> {
+        let mut out = portable(message);
+        let Some(totals) = &mut self.totals else {
+            return Ok(out);
+        };
+        let total = counter_total(&message.payload).with_context(|| {
+            format!(
+                "message {} ({}) of a counter stream holds no total: {}",
+                message.seq,
+                message.subject,
+                String::from_utf8_lossy(&message.payload)
+            )
+        })?;
+        let previous = match totals.get(&message.subject) {
+            Some(previous) => previous.clone(),
+            None => there(&message.subject)?.unwrap_or_default(),
+        };
+        totals.insert(message.subject.clone(), total.clone());
+        let increment = total - previous;
+        let stated = header_value(out.headers.as_deref(), "nats-incr")
+            .and_then(|v| v.parse::<BigInt>().ok());
+        if stated.as_ref() != Some(&increment) {
+            out.headers = Some(set_header(
+                out.headers.as_deref(),
+                "Nats-Incr",
+                &increment.to_string(),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// A message (here or there) as the source and target are compared.
+    fn compared(&self, message: &StoredMessage) -> StoredMessage {
+        let mut out = portable(message);
+        if self.totals.is_some() {
+            out.headers = strip_headers(out.headers.as_deref(), |key| key == "nats-incr");
+        }
+        out
+    }
+
+    /// What is published for an [`Replay::expected`] message: a counter's total is the
+    /// target's to make from the increment.
+    fn publishable(&self, message: StoredMessage) -> StoredMessage {
+        if self.totals.is_none() {
+            return message;
+        }
+        StoredMessage {
+            payload: Vec::new(),
+            ..message
+        }
+    }
+}
+
+/// The total a counter message holds (`{"val":"<integer>"}`).
+fn counter_total(payload: &[u8]) -> Option<BigInt> {
+    #[derive(Deserialize)]
+    struct Total {
+        val: String,
+    }
+    serde_json::from_slice::<Total>(payload)
+        .ok()?
+        .val
+        .parse()
+        .ok()
+}
+
+/// `raw` with the header `key` (any case) set to `value`: in its place where it is, else last.
+fn set_header(raw: Option<&[u8]>, key: &str, value: &str) -> Vec<u8> {
+    let text = raw.map(String::from_utf8_lossy).unwrap_or_default();
+    let mut lines = text.split("\r\n");
+    let status = lines.next().filter(|s| !s.is_empty()).unwrap_or("NATS/1.0");
+    let mut out = format!("{status}\r\n");
+    let mut found = false;
+    for line in lines.filter(|l| !l.is_empty()) {
+        let name = line.split(':').next().unwrap_or("").trim();
+        if !found && name.eq_ignore_ascii_case(key) {
+            out.push_str(&format!("{name}: {value}\r\n"));
+            found = true;
+        } else {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    if !found {
+        out.push_str(&format!("{key}: {value}\r\n"));
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
+}
+
 /// Whether two stream configurations differ in what the copy changes.
 fn differs(current: &Value, wanted: &Value) -> bool {
-    ["sealed", "no_ack", "duplicate_window", "republish"]
-        .iter()
-        .any(|key| {
-            let normal = |v: &Value| match v {
-                Value::Null => Value::Null,
-                Value::Bool(false) => Value::Null,
-                other => other.clone(),
-            };
-            normal(&current[key]) != normal(&wanted[key])
-        })
+    [
+        "sealed",
+        "no_ack",
+        "duplicate_window",
+        "republish",
+        "subjects",
+        "subject_transform",
+    ]
+    .iter()
+    .any(|key| {
+        let normal = |v: &Value| match v {
+            Value::Null => Value::Null,
+            Value::Bool(false) => Value::Null,
+            other => other.clone(),
+        };
+        normal(&current[key]) != normal(&wanted[key])
+    })
 }
 
 #[allow(
@@ -819,7 +1115,7 @@ fn copy_stream(
         .stream_info(name)?
         .with_context(|| format!("stream {name} went away here"))?;
     let wanted = final_config(&info["config"], replicas);
-    let relaxed = copy_config(&wanted);
+    let relaxed = capture_config(source, name, copy_config(&wanted))?;
     let retention = info["config"]["retention"]
         .as_str()
         .unwrap_or("limits")
@@ -830,6 +1126,7 @@ fn copy_stream(
         None => {
             let created = dest
                 .create_stream(&relaxed)
+                .map_err(|e| explain_capture(e, &relaxed))
                 .with_context(|| format!("creating {what} on the target"))?;
             report.action = "created".into();
             let progress = Progress {
@@ -882,8 +1179,13 @@ fn copy_stream(
             }
         }
     };
+    // A stream whose subjects the copy changes takes them only when there is something to
+    // copy: a rerun must not collide with the streams moved after it.
+    let has_new = info["state"]["last_seq"].as_u64().unwrap_or(0) > progress.source_seq;
     if let Some(existing) = dest.stream_info(name)? {
-        if differs(&existing["config"], &relaxed) {
+        if differs(&existing["config"], &relaxed)
+            && (has_new || !is_set(&info["config"], "subject_transform"))
+        {
             if existing["config"]["sealed"].as_bool() == Some(true) {
                 anyhow::ensure!(
                     info["state"]["last_seq"].as_u64().unwrap_or(0) <= progress.source_seq,
@@ -891,14 +1193,24 @@ fn copy_stream(
                 );
             } else {
                 dest.update_stream(&relaxed)
+                    .map_err(|e| explain_capture(e, &relaxed))
                     .with_context(|| format!("relaxing {what} for the copy"))?;
             }
         }
     }
-    report.copied = copy_messages(source, dest, name, &record_path, &mut progress, &what)?;
+    let mut replay = Replay::new(&info["config"]);
+    report.copied = copy_messages(
+        source,
+        dest,
+        name,
+        &record_path,
+        &mut progress,
+        &what,
+        &mut replay,
+    )?;
     // Verify, and learn which target sequence each source message has.
-    let (src_seqs, src_count, src_digest) = read_all(source, name, progress.source_seq)?;
-    let (dst_seqs, dst_count, dst_digest) = read_all(dest, name, progress.target_seq)?;
+    let (src_seqs, src_count, src_digest) = read_all(source, name, progress.source_seq, &replay)?;
+    let (dst_seqs, dst_count, dst_digest) = read_all(dest, name, progress.target_seq, &replay)?;
     report.source_messages = src_count;
     report.target_messages = dst_count;
     report.source_digest = src_digest.clone();
@@ -1106,11 +1418,12 @@ fn sequences(js: &mut JetStream, stream: &str, after: u64) -> anyhow::Result<Vec
     Ok(seqs)
 }
 
-/// Sequences, count and digest of every message up to `up_to`.
+/// Sequences, count and digest of every message up to `up_to`, each as `replay` compares it.
 fn read_all(
     js: &mut JetStream,
     stream: &str,
     up_to: u64,
+    replay: &Replay,
 ) -> anyhow::Result<(Vec<u64>, u64, String)> {
     let mut hasher = Sha256::new();
     let mut seqs = Vec::new();
@@ -1119,7 +1432,7 @@ fn read_all(
         if message.seq > up_to {
             break;
         }
-        digest_message(&mut hasher, &portable(&message));
+        digest_message(&mut hasher, &replay.compared(&message));
         seqs.push(message.seq);
     }
     let count = seqs.len() as u64;
@@ -1138,6 +1451,7 @@ fn copy_messages(
     record_path: &Path,
     progress: &mut Progress,
     what: &str,
+    replay: &mut Replay,
 ) -> anyhow::Result<u64> {
     // Messages the target holds beyond the record (a run stopped between a batch and its
     // record) must be the next source messages, in order.
@@ -1152,7 +1466,7 @@ fn copy_messages(
         };
         let seq = progress.target_seq + 1;
         if let Some(there) = dest.message(name, seq)? {
-            if !same_content(&portable(&from), &portable(&there)) {
+            if !same_content(&replay.compared(&from), &replay.compared(&there)) {
                 return Err(ManageError::MigrateConflict {
                     what: what.to_owned(),
                     reason: format!(
@@ -1179,7 +1493,6 @@ fn copy_messages(
             let Some(message) = reader.next(source)? else {
                 break;
             };
-            let message = portable(&message);
             // A Msg-Id the target saw less than its (copy) window ago, or that this batch
             // has, would be dropped as a duplicate: publish what is batched, then wait the
             // window out.
@@ -1196,6 +1509,8 @@ fn copy_messages(
                 }
                 batch_ids.insert(id);
             }
+            let expected = replay.expected(&message, &mut |s| counter_total_of(dest, name, s))?;
+            let message = replay.publishable(expected);
             bytes += message.payload.len() + message.headers.as_ref().map_or(0, Vec::len);
             source_seqs.push(message.seq);
             batch.push(message);
@@ -1450,17 +1765,25 @@ mod tests {
         let plain =
             json!({"name": "S", "sources": [], "mirror": null, "allow_msg_schedules": false});
         assert_eq!(not_copyable(&plain), None);
-        let cases = [
-            (
-                json!({"subject_transform": {"src": ">", "dest": "x.>"}}),
-                "a subject transform",
-            ),
-            (json!({"allow_msg_schedules": true}), "message schedules"),
-            (json!({"allow_msg_counter": true}), "counters"),
-        ];
-        for (config, feature) in cases {
-            assert_eq!(not_copyable(&config), Some(feature), "{config}");
+        assert_eq!(
+            not_copyable(&json!({"allow_msg_schedules": true})),
+            Some("message schedules")
+        );
+        // Transforms and counters are copied by publishing, which a mirror or sourcing
+        // stream does not take.
+        let transform = json!({"subject_transform": {"src": "in.>", "dest": "x.>"}});
+        let counter = json!({"allow_msg_counter": true, "sources": []});
+        for config in [&transform, &counter] {
+            assert_eq!(not_copyable(config), None, "{config}");
+            assert_eq!(not_replayable(config), None, "{config}");
         }
+        let sourcing_counter = json!({"allow_msg_counter": true, "sources": [{"name": "C"}]});
+        assert!(not_replayable(&sourcing_counter)
+            .unwrap()
+            .contains("Nats-Counter-Sources"));
+        let sourcing_transform = json!({"subject_transform": {"src": ">", "dest": "x.>"},
+            "sources": [{"name": "C"}]});
+        assert!(not_replayable(&sourcing_transform).is_some());
         // Mirrors and sources are made on the target from their configuration instead.
         let mirror = json!({"mirror": {"name": "O"}, "sources": []});
         assert_eq!(not_copyable(&mirror), None);
@@ -1507,6 +1830,105 @@ mod tests {
         assert_eq!(
             header_value(Some(raw), "nats-stream-source").as_deref(),
             Some("O 7 > >")
+        );
+    }
+
+    #[test]
+    fn a_transform_destination_becomes_the_wildcard_it_can_produce() {
+        assert_eq!(destination_pattern("x.>").as_deref(), Some("x.>"));
+        assert_eq!(
+            destination_pattern("x.{{wildcard(1)}}.y.{{ Partition(3,1) }}").as_deref(),
+            Some("x.*.y.*")
+        );
+        assert_eq!(destination_pattern("x.$2.a$1").as_deref(), Some("x.*.a$1"));
+        assert_eq!(destination_pattern("x.{{split(1,-)}}"), None);
+        assert_eq!(destination_pattern("{{wildcard(1)}}.x"), None);
+        assert_eq!(destination_pattern(">"), None);
+        // Few stored subjects are taken one by one; many by the wildcard, plus those
+        // outside it (a subject the transform's source did not match is stored as published).
+        let stored = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let dest = Some("t.{{wildcard(1)}}");
+        let few = stored(&["raw.x", "t.a", "t.b"]);
+        assert_eq!(capture_subjects(dest, few.clone(), 3), few);
+        assert_eq!(
+            capture_subjects(dest, few.clone(), 2),
+            ["t.*", "raw.x"],
+            "past the limit"
+        );
+        assert_eq!(
+            capture_subjects(Some("t.{{split(1,-)}}"), few.clone(), 2),
+            few
+        );
+        assert_eq!(
+            capture_subjects(Some("u.*"), few.clone(), 2),
+            few,
+            "matches none"
+        );
+    }
+
+    #[test]
+    fn counters_replay_as_increments_between_stored_totals() {
+        let counter = |seq: u64, subject: &str, incr: &str, total: &str| StoredMessage {
+            seq,
+            subject: subject.into(),
+            headers: Some(format!("NATS/1.0\r\nNats-Incr: {incr}\r\nX: 1\r\n\r\n").into_bytes()),
+            payload: format!("{{\"val\":\"{total}\"}}").into_bytes(),
+        };
+        let mut replay = Replay::new(&json!({"allow_msg_counter": true}));
+        let mut none = |_: &str| Ok(None);
+        let big = "123456789012345678901234567890";
+        // The whole history here: every stated increment is the step, kept byte for byte.
+        for m in [
+            counter(1, "c.a", "+5", "5"),
+            counter(2, "c.a", "-7", "-2"),
+            counter(3, "c.b", big, big),
+        ] {
+            assert_eq!(replay.expected(&m, &mut none).unwrap(), m);
+            let published = replay.publishable(m.clone());
+            assert!(published.payload.is_empty());
+            assert_eq!(published.headers, m.headers);
+        }
+        // Message 4 is gone: 5's step is from message 2's total, in the header's place.
+        let five = counter(5, "c.a", "1", "10");
+        assert_eq!(
+            replay.expected(&five, &mut none).unwrap().headers.unwrap(),
+            b"NATS/1.0\r\nNats-Incr: 12\r\nX: 1\r\n\r\n"
+        );
+        // A resumed copy: the step of a subject is from the total the target has.
+        let mut resumed = Replay::new(&json!({"allow_msg_counter": true}));
+        let mut asked = Vec::new();
+        let mut there = |s: &str| {
+            asked.push(s.to_owned());
+            Ok(Some(BigInt::from(7)))
+        };
+        let six = counter(6, "c.a", "1", "10");
+        let seven = counter(7, "c.a", "+1", "11");
+        let stepped = resumed.expected(&six, &mut there).unwrap();
+        assert_eq!(
+            stepped.headers.unwrap(),
+            b"NATS/1.0\r\nNats-Incr: 3\r\nX: 1\r\n\r\n"
+        );
+        assert_eq!(resumed.expected(&seven, &mut there).unwrap(), seven);
+        assert_eq!(asked, ["c.a"], "asked once per subject");
+        let broken = StoredMessage {
+            payload: b"x".to_vec(),
+            ..five.clone()
+        };
+        assert!(replay.expected(&broken, &mut none).is_err());
+        // Counters are compared without the increment the target may hold in its place.
+        assert_eq!(
+            replay.compared(&five).headers.unwrap(),
+            b"NATS/1.0\r\nX: 1\r\n\r\n"
+        );
+        // Other streams are compared and published as they are.
+        let mut plain = Replay::default();
+        let m = counter(1, "c.a", "1", "1");
+        let expected = plain.expected(&m, &mut none).unwrap();
+        assert_eq!(plain.publishable(expected), m);
+        assert_eq!(plain.compared(&m), m);
+        assert_eq!(
+            set_header(None, "Nats-Incr", "3"),
+            b"NATS/1.0\r\nNats-Incr: 3\r\n\r\n"
         );
     }
 

@@ -627,3 +627,301 @@ fn issue_16_a_killed_cluster_change_rolls_back() {
     assert_eq!(status["nodes"].as_array().unwrap().len(), 3, "{status}");
     assert!(ctx.read(".env").contains("NATS_CLUSTER_PASSWORD="));
 }
+
+/// A JetStream API request over a plain client.
+async fn js_api(client: &async_nats::Client, subject: &str, body: Value) -> Value {
+    let reply = client
+        .request(subject.to_owned(), body.to_string().into())
+        .await
+        .unwrap();
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+/// Publish and return the acknowledgement.
+async fn publish_acked(
+    client: &async_nats::Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+    payload: &str,
+) -> Value {
+    let mut map = async_nats::HeaderMap::new();
+    for (key, value) in headers {
+        map.insert(*key, *value);
+    }
+    let reply = client
+        .request_with_headers(subject.to_owned(), map, payload.to_owned().into())
+        .await
+        .unwrap();
+    let ack: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert!(ack.get("error").is_none(), "{subject}: {ack}");
+    ack
+}
+
+/// Every message of a stream as stored: (subject, raw headers, payload).
+async fn stored_messages(
+    client: &async_nats::Client,
+    stream: &str,
+) -> Vec<(String, String, String)> {
+    use base64::Engine as _;
+    let decode = |v: &Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap_or(""))
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let mut out = Vec::new();
+    let mut seq = 1;
+    loop {
+        let reply = js_api(
+            client,
+            &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+            serde_json::json!({ "seq": seq, "next_by_subj": ">" }),
+        )
+        .await;
+        let Some(m) = reply.get("message") else {
+            return out;
+        };
+        out.push((
+            m["subject"].as_str().unwrap().to_owned(),
+            decode(&m["hdrs"]),
+            decode(&m["data"]),
+        ));
+        seq = m["seq"].as_u64().unwrap() + 1;
+    }
+}
+
+/// Issue 16 item 4: streams with a subject transform and counter streams move from natsd to
+/// a nats-server cluster. A transform stream is copied under its stored (transformed)
+/// subjects before a plain stream that takes those subjects there, then gets its own subjects
+/// and transform back; counters are replayed as increments, with per-subject history, negative
+/// steps and totals beyond i64; reruns copy nothing twice, copy what is new, and a transform
+/// stream whose stored subjects another moved stream takes now is refused with what to do.
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_16_migrate_copies_subject_transforms_and_counters() {
+    let Some(mut target) = TestContext::cluster(3) else {
+        return;
+    };
+    let mut source = TestContext::new();
+    crate::require_server!();
+    source.up();
+    target.ok(&["up", "--nodes", "3"]);
+    target.started_for_drop();
+    source.ok(&["add-tenant", "lab", "64MB", "1GB"]);
+    let client = connect(&env_value(&source.read(".credentials/lab.env"), "NATS_URL")).await;
+    for config in [
+        serde_json::json!({"name": "A_PLAIN", "subjects": ["t.>"]}),
+        serde_json::json!({"name": "T", "subjects": ["in.>", "raw.>"], "max_msgs_per_subject": 2,
+            "subject_transform": {"src": "in.>", "dest": "t.>"}}),
+        serde_json::json!({"name": "T2", "subjects": ["in2.*"],
+            "subject_transform": {"src": "in2.*", "dest": "u.{{wildcard(1)}}"}}),
+        serde_json::json!({"name": "C", "subjects": ["c.>"], "allow_msg_counter": true,
+            "max_msgs_per_subject": 3}),
+    ] {
+        let name = config["name"].as_str().unwrap().to_owned();
+        let created = js_api(&client, &format!("$JS.API.STREAM.CREATE.{name}"), config).await;
+        assert!(created.get("error").is_none(), "{created}");
+    }
+    for (subject, headers, payload) in [
+        ("in.a", vec![("X-N", "1")], "1"),
+        ("in.a", vec![("X-N", "2")], "2"),
+        ("in.a", vec![("X-N", "3")], "3"),
+        ("in.b.c", vec![("X-N", "4"), ("Nats-Msg-Id", "four")], "4"),
+        ("raw.x", vec![], "5"),
+        ("t.p", vec![], "plain"),
+        ("in2.a", vec![], "a"),
+        ("in2.b", vec![("X-N", "b")], "b"),
+    ] {
+        publish_acked(&client, subject, &headers, payload).await;
+    }
+    let big = "9223372036854775807";
+    for (subject, incr, total) in [
+        ("c.a", "+5", "5"),
+        ("c.a", "-7", "-2"),
+        ("c.a", "+100", "98"),
+        ("c.a", "2", "100"),
+        ("c.big", big, big),
+        ("c.big", "10", "9223372036854775817"),
+    ] {
+        let ack = publish_acked(
+            &client,
+            subject,
+            &[("Nats-Incr", incr), ("X-Note", incr)],
+            "",
+        )
+        .await;
+        assert_eq!(ack["val"], total, "{ack}");
+    }
+
+    let to = target.root().display().to_string();
+    // Killed after the first batch (T's, moved first, under its stored subjects): the rerun
+    // checks what the target took and finishes.
+    let killed = source
+        .command(&["migrate", "--to", &to])
+        .env("MANAGE_FAILPOINT", "migrate-batch-published")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    let there = connect(&env_value(&target.read(".credentials/lab.env"), "NATS_URL")).await;
+    let relaxed = js_api(&there, "$JS.API.STREAM.INFO.T", serde_json::json!({})).await;
+    assert_eq!(
+        relaxed["config"]["subjects"],
+        serde_json::json!(["raw.x", "t.a", "t.b.c"]),
+        "copied under its stored subjects: {relaxed}"
+    );
+    assert!(
+        relaxed["config"]["subject_transform"].is_null(),
+        "{relaxed}"
+    );
+    let doc = source.json(&["migrate", "--to", &to]);
+    assert_eq!(doc["ok"], true, "{doc}");
+    assert_eq!(stream_report(&doc, "T")["action"], "resumed", "{doc}");
+    for (stream, count) in [("A_PLAIN", 1), ("T", 4), ("T2", 2), ("C", 5)] {
+        let report = stream_report(&doc, stream);
+        assert_eq!(report["verified"], true, "{report}");
+        assert_eq!(report["source_messages"], count, "{report}");
+        assert_eq!(report["target_messages"], count, "{report}");
+        assert_eq!(report["source_digest"], report["target_digest"], "{report}");
+    }
+
+    // The transform stream: its own configuration, its messages under the stored subjects.
+    let info = js_api(&there, "$JS.API.STREAM.INFO.T", serde_json::json!({})).await;
+    assert_eq!(
+        info["config"]["subjects"],
+        serde_json::json!(["in.>", "raw.>"]),
+        "{info}"
+    );
+    assert_eq!(info["config"]["subject_transform"]["dest"], "t.>", "{info}");
+    let t = stored_messages(&there, "T").await;
+    let subjects: Vec<(&str, &str)> = t.iter().map(|(s, _, p)| (s.as_str(), p.as_str())).collect();
+    assert_eq!(
+        subjects,
+        [("t.a", "2"), ("t.a", "3"), ("t.b.c", "4"), ("raw.x", "5")]
+    );
+    assert_eq!(
+        t,
+        stored_messages(&client, "T").await,
+        "headers byte for byte"
+    );
+    assert!(t[2].1.contains("X-N: 4\r\n") && t[2].1.contains("Nats-Msg-Id: four\r\n"));
+    let t2 = js_api(&there, "$JS.API.STREAM.INFO.T2", serde_json::json!({})).await;
+    assert_eq!(
+        t2["config"]["subject_transform"]["dest"], "u.{{wildcard(1)}}",
+        "{t2}"
+    );
+    // The counters: per-subject history as configured; where the first increment of c.a is
+    // gone here, the oldest kept total's step is its increment.
+    let cinfo = js_api(&there, "$JS.API.STREAM.INFO.C", serde_json::json!({})).await;
+    assert_eq!(cinfo["config"]["allow_msg_counter"], true, "{cinfo}");
+    assert_eq!(cinfo["config"]["max_msgs_per_subject"], 3, "{cinfo}");
+    assert_eq!(info["config"]["max_msgs_per_subject"], 2, "{info}");
+    let c = stored_messages(&there, "C").await;
+    let expected = [
+        ("c.a", "-2", "-7", "-2"),
+        ("c.a", "+100", "+100", "98"),
+        ("c.a", "2", "2", "100"),
+        ("c.big", big, big, big),
+        ("c.big", "10", "10", "9223372036854775817"),
+    ];
+    assert_eq!(c.len(), expected.len(), "{c:?}");
+    for ((subject, headers, payload), (want_subject, incr, note, total)) in c.iter().zip(expected) {
+        assert_eq!(subject, want_subject);
+        assert!(
+            headers.contains(&format!("Nats-Incr: {incr}\r\n")),
+            "{headers}"
+        );
+        assert!(
+            headers.contains(&format!("X-Note: {note}\r\n")),
+            "{headers}"
+        );
+        assert_eq!(payload, &format!("{{\"val\":\"{total}\"}}"));
+    }
+    let here = stored_messages(&client, "C").await;
+    assert_eq!(
+        c[1..],
+        here[1..],
+        "kept byte for byte where the history is whole"
+    );
+
+    // A rerun copies nothing and changes nothing (A_PLAIN takes T's stored subjects there now).
+    let again = source.json(&["migrate", "--to", &to]);
+    assert_eq!(again["ok"], true, "{again}");
+    for stream in ["A_PLAIN", "T", "T2", "C"] {
+        let report = stream_report(&again, stream);
+        assert_eq!(report["copied"], 0, "{report}");
+        assert_eq!(report["verified"], true, "{report}");
+    }
+    // New messages here: copied once, the totals going on from where they were.
+    publish_acked(&client, "in2.c", &[], "c").await;
+    let ack = publish_acked(&client, "c.a", &[("Nats-Incr", "-1000")], "").await;
+    assert_eq!(ack["val"], "-900");
+    let third = source.json(&["migrate", "--to", &to]);
+    assert_eq!(third["ok"], true, "{third}");
+    for stream in ["T2", "C"] {
+        let report = stream_report(&third, stream);
+        assert_eq!(report["copied"], 1, "{report}");
+        assert_eq!(report["verified"], true, "{report}");
+    }
+    let last = js_api(
+        &there,
+        "$JS.API.STREAM.MSG.GET.C",
+        serde_json::json!({ "last_by_subj": "c.a" }),
+    )
+    .await;
+    assert_eq!(last["message"]["data"], "eyJ2YWwiOiItOTAwIn0=", "{last}"); // {"val":"-900"}
+    let t2 = js_api(&there, "$JS.API.STREAM.INFO.T2", serde_json::json!({})).await;
+    assert_eq!(
+        t2["config"]["subjects"],
+        serde_json::json!(["in2.*"]),
+        "{t2}"
+    );
+    assert_eq!(t2["state"]["messages"], 3, "{t2}");
+
+    // A new message of T now would have to be published to t.q, which A_PLAIN takes there.
+    publish_acked(&client, "in.q", &[], "q").await;
+    let out = source.run(&["migrate", "--to", &to, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let failed = stream_report(&json_of(&out), "T");
+    assert_eq!(failed["verified"], false, "{failed}");
+    let error = failed["error"].as_str().unwrap();
+    assert!(
+        error.contains("transformed subjects") && error.contains("t.q"),
+        "{failed}"
+    );
+    let info = js_api(&there, "$JS.API.STREAM.INFO.T", serde_json::json!({})).await;
+    assert_eq!(
+        info["config"]["subject_transform"]["dest"], "t.>",
+        "untouched: {info}"
+    );
+
+    // A counter stream that sources another: nats-server would sum what it sources with a
+    // header natsd does not write; refused before anything moves.
+    let created = js_api(
+        &client,
+        "$JS.API.STREAM.CREATE.CS",
+        serde_json::json!({"name": "CS", "allow_msg_counter": true, "sources": [{"name": "C"}]}),
+    )
+    .await;
+    assert!(created.get("error").is_none(), "{created}");
+    let out = source.run(&["migrate", "--to", &to, "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let refused = json_of(&out);
+    assert_eq!(refused["code"], "migrate_unsupported", "{refused}");
+    let error = refused["error"].as_str().unwrap();
+    assert!(
+        error.contains("CS") && error.contains("Nats-Counter-Sources"),
+        "{refused}"
+    );
+    let missing = js_api(&there, "$JS.API.STREAM.INFO.CS", serde_json::json!({})).await;
+    assert_eq!(
+        missing["error"]["err_code"], 10059,
+        "nothing moved: {missing}"
+    );
+
+    // The target runs them as nats-server streams: publishes are transformed and counted.
+    let ack = publish_acked(&there, "in.z", &[], "z").await;
+    assert_eq!(ack["stream"], "T");
+    let ack = publish_acked(&there, "c.big", &[("Nats-Incr", "1")], "").await;
+    assert_eq!(ack["val"], "9223372036854775818");
+}
