@@ -239,6 +239,21 @@ pub struct OperatorMode {
     /// `resolver: { type: full, dir: ... }`: where account JWTs pushed with
     /// `$SYS.REQ.CLAIMS.UPDATE` are kept (`<public key>.jwt`). `None` for `resolver: MEMORY`.
     pub dir: Option<std::path::PathBuf>,
+    /// The directory resolver's `allow_delete` / `hard_delete`: what `$SYS.REQ.CLAIMS.DELETE`
+    /// does with an account's JWT file. Default: [`ClaimsDelete::Refused`].
+    pub delete: ClaimsDelete,
+}
+
+/// What the directory resolver does with a JWT an operator asks it to delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClaimsDelete {
+    /// `allow_delete: false` (the default): deletion requests are answered with an error.
+    #[default]
+    Refused,
+    /// `allow_delete: true`: `<key>.jwt` is renamed to `<key>.jwt.deleted`.
+    Rename,
+    /// `allow_delete: true, hard_delete: true`: the file is removed.
+    Remove,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
