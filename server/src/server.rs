@@ -32,9 +32,11 @@ mod ws_listener;
 pub const NATS_COMPAT_VERSION: &str = "2.15.1";
 /// natsd's own version.
 pub const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Unsent bytes a TLS client's socket may hold (`TCP_NOTSENT_LOWAT`): writability is then
-/// reported each time about half of it has gone out.
-const TLS_NOTSENT_LOWAT: u32 = 128 * 1024;
+/// Unsent bytes the socket of a TLS or WebSocket client may hold (`TCP_NOTSENT_LOWAT`):
+/// writability is then reported each time about half of it has gone out. Their writers see
+/// the socket only through a TLS stream or the WebSocket bridge and cannot probe a full
+/// socket as a plain client's writer does (`outbound::wait_writable`).
+const STREAM_NOTSENT_LOWAT: u32 = 128 * 1024;
 /// JetStream API level advertised in INFO, as nats-server 2.15 does.
 const API_LEVEL: u32 = 5;
 
@@ -533,7 +535,7 @@ impl Server {
                 // probe a full socket the way a plain one does (client.rs, wait_writable).
                 // Keeping little unsent data in the kernel makes it report writability in
                 // small steps instead, so a slow reader still shows progress.
-                let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(TLS_NOTSENT_LOWAT);
+                let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(STREAM_NOTSENT_LOWAT);
                 // The acceptor and the options are swapped one after the other by a reload.
                 let (handshake_first, timeout, map) = opts
                     .tls

@@ -245,6 +245,12 @@ impl Server {
 
     async fn websocket_accept(self: Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        // The bridge's writer meets a full socket through `write_all`, which the kernel wakes
+        // only once about half of its (autotuned, multi-megabyte) send buffer is free: for a
+        // slowly reading client that takes seconds, long enough for the connection to look
+        // stopped, and its publishers would no longer be held back for it. Little unsent data
+        // makes the kernel report each step of the client's progress instead.
+        let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(super::STREAM_NOTSENT_LOWAT);
         let derived = self.websocket_derived();
         let timeout = derived
             .opts
