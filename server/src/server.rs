@@ -576,20 +576,8 @@ impl Server {
                                 crate::tls::tls_version_name(session.protocol_version());
                             meta.tls_cipher =
                                 crate::tls::tls_cipher_name(session.negotiated_cipher_suite());
-                            meta.tls_peer_certs = session
-                                .peer_certificates()
-                                .unwrap_or_default()
-                                .iter()
-                                .filter_map(|cert| crate::tls::PeerCertInfo::parse(cert))
-                                .collect();
-                            if map {
-                                // A certificate that cannot be read maps to no user.
-                                let peer = session
-                                    .peer_certificates()
-                                    .and_then(|certs| certs.first())
-                                    .and_then(|leaf| crate::tls::PeerCert::parse(leaf));
-                                meta.peer_cert = Some(Arc::new(peer.unwrap_or_default()));
-                            }
+                            (meta.tls_peer_certs, meta.peer_cert) =
+                                crate::tls::peer_certificates(session.peer_certificates(), map);
                         }
                         if tls_first {
                             // INFO goes out inside TLS, ahead of anything the reader answers.

@@ -105,11 +105,19 @@ pub struct Options {
 }
 
 impl Options {
+    /// Whether a listener maps client certificates to users (`verify_and_map` in the top-level
+    /// `tls {}` or in the `websocket { tls {} }` block). A user without a password is then a
+    /// certificate identity: it logs in only through a listener that maps.
+    pub fn maps_certificates(&self) -> bool {
+        let maps = |tls: Option<&TlsConfig>| tls.is_some_and(|t| t.verify_and_map);
+        maps(self.tls.as_ref()) || maps(self.websocket.as_ref().and_then(|ws| ws.tls.as_ref()))
+    }
+
     /// Whether a user's password is stored in plain text (nats-server's start-up warning). NKEY
     /// users have none, and a user without one under `verify_and_map` is a certificate
     /// identity, not a weak password.
     pub fn has_plaintext_passwords(&self) -> bool {
-        let tls_map = self.tls.as_ref().is_some_and(|t| t.verify_and_map);
+        let tls_map = self.maps_certificates();
         self.auth
             .users
             .iter()
