@@ -156,6 +156,10 @@ const FEATURE_FLAGS: &[(&str, bool)] = &[
     ("js_snapshot_sources", false),
 ];
 
+/// The capability flags a server with JetStream announces, as nats-server 2.15 sets them:
+/// JetStream enabled (1), binary stream snapshots (2), account Raft groups allowed (4).
+const JETSTREAM_CAPABILITIES: u64 = 1 | 2 | 4;
+
 /// The `server` block of a system reply, in nats-server's field order.
 #[derive(serde::Serialize)]
 pub(super) struct ServerInfo {
@@ -182,7 +186,7 @@ impl ServerInfo {
             ver: id.version,
             feature_flags: FEATURE_FLAGS.iter().copied().collect(),
             jetstream: js,
-            flags: u64::from(js),
+            flags: if js { JETSTREAM_CAPABILITIES } else { 0 },
             seq,
             time: super::rfc3339(std::time::SystemTime::now()),
         }

@@ -668,6 +668,18 @@ async fn full_resolver_lists_packs_and_deletes() {
             "{kind:?}"
         );
         must_refuse(kind, p.port, "a user of a deleted account", &jwt, &user).await;
+        // New claims pushed for it bring the account back.
+        let renewed = encode(
+            &op.operator,
+            &op.a.public_key(),
+            Kind::Account,
+            serde_json::json!({ "limits": unlimited_account_limits() }),
+            serde_json::json!({}),
+        );
+        let again = request("$SYS.REQ.CLAIMS.UPDATE", renewed.into_bytes()).await;
+        let again: serde_json::Value = serde_json::from_slice(&again).unwrap();
+        assert_eq!(again["data"]["code"], 200, "{kind:?}: {again}");
+        must_login(kind, p.port, &jwt, &user).await;
         drop(p);
 
         // Without allow_delete every deletion is refused.
