@@ -527,8 +527,9 @@ async fn full_resolver_lists_packs_and_deletes() {
             .connect(p.url())
             .await
             .unwrap();
-        let request = |subject: &'static str, body: Vec<u8>| {
+        let request = |subject: &str, body: Vec<u8>| {
             let sys = sys.clone();
+            let subject = subject.to_string();
             async move {
                 tokio::time::timeout(WAIT, sys.request(subject, body.into()))
                     .await
@@ -546,7 +547,19 @@ async fn full_resolver_lists_packs_and_deletes() {
             serde_json::json!({}),
         );
         let pushed = request("$SYS.REQ.CLAIMS.UPDATE", a_jwt.clone().into_bytes()).await;
-        let pushed = comparable(&pushed);
+        let mut pushed = vec![comparable(&pushed)];
+        // Refused pushes: for another account's subject, not a JWT. (An expired account JWT
+        // is refused by natsd and stored by nats-server: docs/differences.md.)
+        for (subject, body) in [
+            (
+                format!("$SYS.REQ.ACCOUNT.{}.CLAIMS.UPDATE", op.sys.public_key()),
+                a_jwt.clone(),
+            ),
+            ("$SYS.REQ.CLAIMS.UPDATE".to_string(), "garbage".to_string()),
+        ] {
+            pushed.push(comparable(&request(&subject, body.into_bytes()).await));
+        }
+        let pushed = pushed.join("\n");
         let mut expected = vec![op.a.public_key(), op.sys.public_key()];
         expected.sort();
         let listed = request("$SYS.REQ.CLAIMS.LIST", Vec::new()).await;
