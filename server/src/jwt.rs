@@ -403,6 +403,43 @@ mod tests {
     }
 
     #[test]
+    fn generic_jwts_of_any_kind_decode_and_tampering_is_caught() {
+        let operator = nkeys::KeyPair::new_operator();
+        let account = nkeys::KeyPair::new_account();
+        let request = encode(
+            &operator,
+            &operator.public_key(),
+            Kind::Operator,
+            "prune",
+            serde_json::json!({ "accounts": [account.public_key()] }),
+        )
+        .unwrap();
+        let claims = decode_generic(&request).unwrap();
+        assert_eq!(claims.iss, operator.public_key());
+        assert_eq!(claims.sub, operator.public_key());
+        assert_eq!(
+            claims.nats["accounts"],
+            serde_json::json!([account.public_key()])
+        );
+        let forged = encode(
+            &account,
+            &operator.public_key(),
+            Kind::Operator,
+            "prune",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        let mut parts: Vec<&str> = request.split('.').collect();
+        let forged_body = forged.split('.').nth(1).unwrap().to_string();
+        parts[1] = &forged_body;
+        assert_eq!(
+            decode_generic(&parts.join(".")).unwrap_err(),
+            JwtError::Signature
+        );
+        assert_eq!(decode_generic("garbage").unwrap_err(), JwtError::Shape);
+    }
+
+    #[test]
     fn revocations_and_windows() {
         let mut claims = Claims::default();
         claims.nats.revocations.insert("U1".into(), 100);
