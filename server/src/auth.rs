@@ -184,6 +184,9 @@ pub struct Authenticator {
     no_auth_user: Option<String>,
     /// Operator mode: users present JWTs of these accounts.
     trust: Option<Trust>,
+    /// A listener maps certificates to users, so users without a password are certificate
+    /// identities (see [`Options::maps_certificates`]).
+    certificate_identities: bool,
 }
 
 /// What operator mode trusts: the operators' keys and the accounts they signed.
@@ -342,6 +345,7 @@ impl Authenticator {
             token: opts.auth.token.clone(),
             no_auth_user: opts.auth.no_auth_user.clone(),
             trust: Trust::from_options(opts),
+            certificate_identities: opts.maps_certificates(),
         }
     }
 
@@ -451,6 +455,15 @@ impl Authenticator {
             return admitted.then(|| Identity::configured(user));
         }
         let user = self.users.get(creds.user?).filter(|u| !u.is_nkey())?;
+        // A certificate identity does not log in by name and an empty password through a
+        // listener that does not map certificates (the no_auth_user needs no credentials).
+        if self.certificate_identities
+            && user.password.is_empty()
+            && self.no_auth_user.as_deref() != Some(user.name.as_str())
+        {
+            tracing::debug!("User {:?} requires a client certificate", user.name);
+            return None;
+        }
         let ok = cache
             .verify(&user.name, creds.pass.unwrap_or_default(), &user.password)
             .await;

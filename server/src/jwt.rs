@@ -277,6 +277,44 @@ pub(crate) fn decode(token: &str, kind: Kind) -> Result<Claims, JwtError> {
     }
 }
 
+/// A JWT of any kind, as a deletion request is: its issuer, subject and `nats` object.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub(crate) struct GenericClaims {
+    pub(crate) iss: String,
+    pub(crate) sub: String,
+    pub(crate) exp: i64,
+    pub(crate) nats: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Decode `token` of any kind and check it is signed by its issuer's key.
+pub(crate) fn decode_generic(token: &str) -> Result<GenericClaims, JwtError> {
+    let token = token.trim();
+    let mut parts = token.split('.');
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(JwtError::Shape);
+    };
+    let header: Header = serde_json::from_slice(&b64(h)?).map_err(|_| JwtError::Header)?;
+    // `ed25519-nkey` (version 2) signs `header.claims`; `ed25519` (version 1) the claims alone.
+    let signed = match header.alg.as_str() {
+        "ed25519-nkey" => &token[..h.len() + 1 + c.len()],
+        "ed25519" => c,
+        _ => return Err(JwtError::Header),
+    };
+    if !header.typ.eq_ignore_ascii_case("jwt") {
+        return Err(JwtError::Header);
+    }
+    let claims: GenericClaims =
+        serde_json::from_slice(&b64(c)?).map_err(|e| JwtError::Claims(e.to_string()))?;
+    let issuer = nkeys::KeyPair::from_public_key(&claims.iss).map_err(|_| JwtError::Signature)?;
+    issuer
+        .verify(signed.as_bytes(), &b64(s)?)
+        .map_err(|_| JwtError::Signature)?;
+    Ok(claims)
+}
+
 /// Make a JWT of `kind` for `subject`, signed by `issuer` (tests and tools; no nsc needed).
 #[cfg(test)]
 pub(crate) fn encode(
@@ -362,6 +400,43 @@ mod tests {
         );
         assert!(claims.nats.permissions.is_empty());
         assert_eq!((claims.nats.subs, claims.nats.payload), (-1, -1));
+    }
+
+    #[test]
+    fn generic_jwts_of_any_kind_decode_and_tampering_is_caught() {
+        let operator = nkeys::KeyPair::new_operator();
+        let account = nkeys::KeyPair::new_account();
+        let request = encode(
+            &operator,
+            &operator.public_key(),
+            Kind::Operator,
+            "prune",
+            serde_json::json!({ "accounts": [account.public_key()] }),
+        )
+        .unwrap();
+        let claims = decode_generic(&request).unwrap();
+        assert_eq!(claims.iss, operator.public_key());
+        assert_eq!(claims.sub, operator.public_key());
+        assert_eq!(
+            claims.nats["accounts"],
+            serde_json::json!([account.public_key()])
+        );
+        let forged = encode(
+            &account,
+            &operator.public_key(),
+            Kind::Operator,
+            "prune",
+            serde_json::json!({}),
+        )
+        .unwrap();
+        let mut parts: Vec<&str> = request.split('.').collect();
+        let forged_body = forged.split('.').nth(1).unwrap().to_string();
+        parts[1] = &forged_body;
+        assert_eq!(
+            decode_generic(&parts.join(".")).unwrap_err(),
+            JwtError::Signature
+        );
+        assert_eq!(decode_generic("garbage").unwrap_err(), JwtError::Shape);
     }
 
     #[test]

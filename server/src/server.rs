@@ -32,9 +32,11 @@ mod ws_listener;
 pub const NATS_COMPAT_VERSION: &str = "2.15.1";
 /// natsd's own version.
 pub const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
-/// Unsent bytes a TLS client's socket may hold (`TCP_NOTSENT_LOWAT`): writability is then
-/// reported each time about half of it has gone out.
-const TLS_NOTSENT_LOWAT: u32 = 128 * 1024;
+/// Unsent bytes the socket of a TLS or WebSocket client may hold (`TCP_NOTSENT_LOWAT`):
+/// writability is then reported each time about half of it has gone out. Their writers see
+/// the socket only through a TLS stream or the WebSocket bridge and cannot probe a full
+/// socket as a plain client's writer does (`outbound::wait_writable`).
+const STREAM_NOTSENT_LOWAT: u32 = 128 * 1024;
 /// JetStream API level advertised in INFO, as nats-server 2.15 does.
 const API_LEVEL: u32 = 5;
 
@@ -533,7 +535,7 @@ impl Server {
                 // probe a full socket the way a plain one does (client.rs, wait_writable).
                 // Keeping little unsent data in the kernel makes it report writability in
                 // small steps instead, so a slow reader still shows progress.
-                let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(TLS_NOTSENT_LOWAT);
+                let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(STREAM_NOTSENT_LOWAT);
                 // The acceptor and the options are swapped one after the other by a reload.
                 let (handshake_first, timeout, map) = opts
                     .tls
@@ -574,20 +576,8 @@ impl Server {
                                 crate::tls::tls_version_name(session.protocol_version());
                             meta.tls_cipher =
                                 crate::tls::tls_cipher_name(session.negotiated_cipher_suite());
-                            meta.tls_peer_certs = session
-                                .peer_certificates()
-                                .unwrap_or_default()
-                                .iter()
-                                .filter_map(|cert| crate::tls::PeerCertInfo::parse(cert))
-                                .collect();
-                            if map {
-                                // A certificate that cannot be read maps to no user.
-                                let peer = session
-                                    .peer_certificates()
-                                    .and_then(|certs| certs.first())
-                                    .and_then(|leaf| crate::tls::PeerCert::parse(leaf));
-                                meta.peer_cert = Some(Arc::new(peer.unwrap_or_default()));
-                            }
+                            (meta.tls_peer_certs, meta.peer_cert) =
+                                crate::tls::peer_certificates(session.peer_certificates(), map);
                         }
                         if tls_first {
                             // INFO goes out inside TLS, ahead of anything the reader answers.

@@ -313,6 +313,25 @@ const GO_NAMED_FIELDS: &[(&str, &str)] = &[
     ("2.5.4.17", "POSTALCODE"),
 ];
 
+/// What a TLS connection keeps of the certificates its client presented: each as
+/// `/connz?auth=true` shows it, and under `verify_and_map` (`map`) the leaf's names for
+/// CONNECT to map to a user (a certificate that cannot be read maps to no user).
+pub(crate) fn peer_certificates(
+    certs: Option<&[rustls::pki_types::CertificateDer<'_>]>,
+    map: bool,
+) -> (Vec<PeerCertInfo>, Option<std::sync::Arc<PeerCert>>) {
+    let certs = certs.unwrap_or_default();
+    let shown = certs
+        .iter()
+        .filter_map(|cert| PeerCertInfo::parse(cert))
+        .collect();
+    let mapped = map.then(|| {
+        let leaf = certs.first().and_then(|leaf| PeerCert::parse(leaf));
+        std::sync::Arc::new(leaf.unwrap_or_default())
+    });
+    (shown, mapped)
+}
+
 /// A client certificate as `/connz?auth=true` shows it (`tls_peer_certs`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PeerCertInfo {

@@ -654,7 +654,10 @@ pub(crate) fn build(root: &Map) -> Outcome {
                     operator_mode.resolver_memory = true
                 }
                 Value::Map(_) => match super::operator::directory_resolver(e) {
-                    Ok(dir) => operator_mode.dir = Some(dir),
+                    Ok((dir, delete)) => {
+                        operator_mode.dir = Some(dir);
+                        operator_mode.delete = delete;
+                    }
                     Err(message) => cx.err(&e.key_span, message),
                 },
                 _ => cx.err(

@@ -7,7 +7,9 @@ use std::path::Path;
 
 use natsd_conf::parser::{Entry, Node, Value};
 
-use super::options::{AccountConfig, AccountJetStreamLimits, AccountLimits, OperatorMode, Options};
+use super::options::{
+    AccountConfig, AccountJetStreamLimits, AccountLimits, ClaimsDelete, OperatorMode, Options,
+};
 use crate::jwt::{self, AccountLimitsClaim, Kind};
 
 /// What the top-level keys of operator mode set, before the checks across them.
@@ -18,30 +20,61 @@ pub(super) struct Pending {
     pub(super) preload: Vec<(String, String)>,
     /// `resolver: { type: full, dir }`.
     pub(super) dir: Option<std::path::PathBuf>,
+    /// The directory resolver's `allow_delete` / `hard_delete`.
+    pub(super) delete: ClaimsDelete,
 }
 
-/// `resolver: { type: full, dir: ... }` (the directory resolver nats-server calls `full`).
-pub(super) fn directory_resolver(e: &Entry) -> Result<std::path::PathBuf, String> {
+/// `resolver: { type: full, dir: ... }` (the directory resolver nats-server calls `full`):
+/// its directory and what a deletion request does.
+pub(super) fn directory_resolver(e: &Entry) -> Result<(std::path::PathBuf, ClaimsDelete), String> {
     let Value::Map(m) = &e.value.value else {
         return Err("resolver must be MEMORY or a map".to_string());
     };
     let mut kind = String::new();
     let mut dir = None;
+    let mut allow_delete = false;
+    let mut hard_delete = None;
+    let mut ttl = false;
     for entry in &m.entries {
         match (entry.key.to_ascii_lowercase().as_str(), &entry.value.value) {
             ("type", Value::Str(s)) => kind = s.to_ascii_lowercase(),
             ("dir", Value::Str(s)) => dir = Some(std::path::PathBuf::from(s)),
-            // Deletion, sync interval and fetch timeout concern clusters of resolvers.
-            ("allow_delete" | "hard_delete" | "interval" | "timeout" | "limit" | "ttl", _) => {}
+            ("allow_delete", Value::Bool(b)) => allow_delete = *b,
+            ("hard_delete", Value::Bool(b)) => hard_delete = Some(*b),
+            ("allow_delete" | "hard_delete", other) => {
+                return Err(format!(
+                    "{} must be a boolean, got {}",
+                    entry.key,
+                    other.go_type()
+                ))
+            }
+            ("ttl", _) => ttl = true,
+            // The sync interval and fetch timeout concern clusters of resolvers; `limit` caps
+            // how many JWTs the directory takes, which a single node's operator sets itself.
+            ("interval" | "timeout" | "limit", _) => {}
             (key, _) => return Err(format!("unknown field \"{key}\" in resolver")),
         }
     }
     if kind != "full" {
+        // The cache resolver fills its directory from other servers' full resolvers and
+        // loads accounts lazily, neither of which a single node has; see docs/differences.md.
         return Err(format!(
             "option \"resolver\" (JWT account resolver of type {kind:?}; natsd serves MEMORY and full) is not supported by natsd; refusing the configuration"
         ));
     }
-    dir.ok_or_else(|| "dir has no value and needs to point to a directory".to_string())
+    if ttl {
+        return Err("FULL does not accept ttl".to_string());
+    }
+    if hard_delete.is_some() && !allow_delete {
+        return Err("hard_delete has no effect without delete".to_string());
+    }
+    let delete = match (allow_delete, hard_delete) {
+        (false, _) => ClaimsDelete::Refused,
+        (true, Some(true)) => ClaimsDelete::Remove,
+        (true, _) => ClaimsDelete::Rename,
+    };
+    dir.map(|d| (d, delete))
+        .ok_or_else(|| "dir has no value and needs to point to a directory".to_string())
 }
 
 /// The account JWTs a resolver directory holds (`<public key>.jwt`), creating it if needed.
@@ -231,6 +264,7 @@ pub(super) fn finish(pending: Pending, o: &mut Options) -> Result<(), String> {
         operators,
         preload,
         dir: pending.dir,
+        delete: pending.delete,
     });
     Ok(())
 }

@@ -105,11 +105,19 @@ pub struct Options {
 }
 
 impl Options {
+    /// Whether a listener maps client certificates to users (`verify_and_map` in the top-level
+    /// `tls {}` or in the `websocket { tls {} }` block). A user without a password is then a
+    /// certificate identity: it logs in only through a listener that maps.
+    pub fn maps_certificates(&self) -> bool {
+        let maps = |tls: Option<&TlsConfig>| tls.is_some_and(|t| t.verify_and_map);
+        maps(self.tls.as_ref()) || maps(self.websocket.as_ref().and_then(|ws| ws.tls.as_ref()))
+    }
+
     /// Whether a user's password is stored in plain text (nats-server's start-up warning). NKEY
     /// users have none, and a user without one under `verify_and_map` is a certificate
     /// identity, not a weak password.
     pub fn has_plaintext_passwords(&self) -> bool {
-        let tls_map = self.tls.as_ref().is_some_and(|t| t.verify_and_map);
+        let tls_map = self.maps_certificates();
         self.auth
             .users
             .iter()
@@ -239,6 +247,21 @@ pub struct OperatorMode {
     /// `resolver: { type: full, dir: ... }`: where account JWTs pushed with
     /// `$SYS.REQ.CLAIMS.UPDATE` are kept (`<public key>.jwt`). `None` for `resolver: MEMORY`.
     pub dir: Option<std::path::PathBuf>,
+    /// The directory resolver's `allow_delete` / `hard_delete`: what `$SYS.REQ.CLAIMS.DELETE`
+    /// does with an account's JWT file. Default: [`ClaimsDelete::Refused`].
+    pub delete: ClaimsDelete,
+}
+
+/// What the directory resolver does with a JWT an operator asks it to delete.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ClaimsDelete {
+    /// `allow_delete: false` (the default): deletion requests are answered with an error.
+    #[default]
+    Refused,
+    /// `allow_delete: true`: `<key>.jwt` is renamed to `<key>.jwt.deleted`.
+    Rename,
+    /// `allow_delete: true, hard_delete: true`: the file is removed.
+    Remove,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -139,18 +139,57 @@ impl SysRequests {
     }
 
     fn server_block(&self, server: &Server) -> Value {
+        to_value(&ServerInfo::new(
+            server,
+            self.seq.fetch_add(1, Ordering::Relaxed) + 1,
+        ))
+    }
+}
+
+/// The cluster feature flags nats-server 2.15 announces by default. They describe how its
+/// cluster nodes talk to each other; a single node has nothing to negotiate and shows the
+/// defaults.
+const FEATURE_FLAGS: &[(&str, bool)] = &[
+    ("js_ack_fc_v2", false),
+    ("js_api_reply_v2", false),
+    ("js_raft_delete_range", true),
+    ("js_snapshot_sources", false),
+];
+
+/// The capability flags a server with JetStream announces, as nats-server 2.15 sets them:
+/// JetStream enabled (1), binary stream snapshots (2), account Raft groups allowed (4).
+const JETSTREAM_CAPABILITIES: u64 = 1 | 2 | 4;
+
+/// The `server` block of a system reply, in nats-server's field order.
+#[derive(serde::Serialize)]
+pub(super) struct ServerInfo {
+    name: String,
+    host: String,
+    id: String,
+    ver: &'static str,
+    feature_flags: BTreeMap<&'static str, bool>,
+    jetstream: bool,
+    flags: u64,
+    seq: u64,
+    time: String,
+}
+
+impl ServerInfo {
+    /// This server's block for the `seq`th reply.
+    pub(super) fn new(server: &Server, seq: u64) -> ServerInfo {
         let id = server.identity();
         let js = server.subsystem::<crate::jetstream::JetStream>().is_some();
-        json!({
-            "name": id.server_name,
-            "host": id.host,
-            "id": id.server_id,
-            "ver": id.version,
-            "jetstream": js,
-            "flags": u64::from(js),
-            "seq": self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-            "time": super::rfc3339(std::time::SystemTime::now()),
-        })
+        ServerInfo {
+            name: id.server_name,
+            host: id.host,
+            id: id.server_id,
+            ver: id.version,
+            feature_flags: FEATURE_FLAGS.iter().copied().collect(),
+            jetstream: js,
+            flags: if js { JETSTREAM_CAPABILITIES } else { 0 },
+            seq,
+            time: super::rfc3339(std::time::SystemTime::now()),
+        }
     }
 }
 

@@ -72,6 +72,15 @@ fn derive_options(base: &Options, ws: &WebsocketConfig) -> Options {
     opts
 }
 
+/// What the TLS handshake of a `wss` connection established.
+struct TlsMeta {
+    version: String,
+    cipher: String,
+    peer_certs: Vec<tls::PeerCertInfo>,
+    /// Under the block's `verify_and_map`: the names CONNECT maps to a user.
+    peer_cert: Option<Arc<tls::PeerCert>>,
+}
+
 /// What a WebSocket connection reaches the server through.
 struct WebsocketHost {
     server: Arc<Server>,
@@ -245,6 +254,12 @@ impl Server {
 
     async fn websocket_accept(self: Arc<Self>, stream: TcpStream, addr: SocketAddr) {
         let _ = stream.set_nodelay(true);
+        // The bridge's writer meets a full socket through `write_all`, which the kernel wakes
+        // only once about half of its (autotuned, multi-megabyte) send buffer is free: for a
+        // slowly reading client that takes seconds, long enough for the connection to look
+        // stopped, and its publishers would no longer be held back for it. Little unsent data
+        // makes the kernel report each step of the client's progress instead.
+        let _ = socket2::SockRef::from(&stream).set_tcp_notsent_lowat(super::STREAM_NOTSENT_LOWAT);
         let derived = self.websocket_derived();
         let timeout = derived
             .opts
@@ -255,19 +270,27 @@ impl Server {
             None => self.websocket_upgrade(stream, addr, timeout, None).await,
             Some(acceptor) => {
                 let handshake = acceptor.accept(stream);
-                let tls_timeout = derived
+                let (tls_timeout, map) = derived
                     .opts
                     .websocket
                     .as_ref()
                     .and_then(|ws| ws.tls.as_ref())
-                    .map_or(Duration::from_secs(2), |t| t.timeout);
+                    .map_or((Duration::from_secs(2), false), |t| {
+                        (t.timeout, t.verify_and_map)
+                    });
                 match tokio::time::timeout(tls_timeout, handshake).await {
                     Ok(Ok(tls_stream)) => {
                         let session = tls_stream.get_ref().1;
-                        let meta = (
-                            tls::tls_version_name(session.protocol_version()),
-                            tls::tls_cipher_name(session.negotiated_cipher_suite()),
-                        );
+                        // The block's own verify_and_map decides for WebSocket clients, as
+                        // on nats-server (the top-level one does not apply here).
+                        let (peer_certs, peer_cert) =
+                            tls::peer_certificates(session.peer_certificates(), map);
+                        let meta = TlsMeta {
+                            version: tls::tls_version_name(session.protocol_version()),
+                            cipher: tls::tls_cipher_name(session.negotiated_cipher_suite()),
+                            peer_certs,
+                            peer_cert,
+                        };
                         self.websocket_upgrade(tls_stream, addr, timeout, Some(meta))
                             .await
                     }
@@ -285,7 +308,7 @@ impl Server {
         mut stream: S,
         addr: SocketAddr,
         timeout: Duration,
-        tls_meta: Option<(String, String)>,
+        tls_meta: Option<TlsMeta>,
     ) where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -333,10 +356,12 @@ impl Server {
         {
             let mut meta = shared.meta.lock();
             meta.websocket = true;
-            if let Some((version, cipher)) = tls_meta {
+            if let Some(tls) = tls_meta {
                 meta.tls = true;
-                meta.tls_version = version;
-                meta.tls_cipher = cipher;
+                meta.tls_version = tls.version;
+                meta.tls_cipher = tls.cipher;
+                meta.tls_peer_certs = tls.peer_certs;
+                meta.peer_cert = tls.peer_cert;
             }
         }
         let mut info = bytes::BytesMut::new();

@@ -941,3 +941,159 @@ async fn user_jwts_log_in_over_their_allowed_connection_types_only() {
         }
     }
 }
+
+/// A publisher over TCP that sends `count` numbered messages of `size` bytes in 256 KiB
+/// writes (faster than any subscriber reads), then waits for the PONG that says the server
+/// has processed them all; returns whether it got it.
+async fn numbered_blast(addr: &str, subject: &str, count: usize, size: usize) -> bool {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n")
+        .await
+        .unwrap();
+    let mut batch = Vec::with_capacity(300 * 1024);
+    for seq in 0..count {
+        let mut body = format!("{seq:010}").into_bytes();
+        body.resize(size, b'.');
+        batch.extend_from_slice(format!("PUB {subject} {size}\r\n").as_bytes());
+        batch.extend_from_slice(&body);
+        batch.extend_from_slice(b"\r\n");
+        if batch.len() >= 256 * 1024 || seq + 1 == count {
+            if stream.write_all(&batch).await.is_err() {
+                return false;
+            }
+            batch.clear();
+        }
+    }
+    stream.write_all(b"PING\r\n").await.unwrap();
+    let mut seen = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while !seen.windows(6).any(|w| w == b"PONG\r\n") {
+        match tokio::time::timeout(Duration::from_secs(120), stream.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// What a slow WebSocket subscriber saw: the sequence numbers of the messages in the order
+/// they came, and whether the server closed it.
+struct SlowOutcome {
+    seqs: Vec<usize>,
+    closed: bool,
+}
+
+/// A WebSocket subscriber that reads about `bytes_per_pause` and then pauses `pause`, until
+/// it has `count` messages, the server closes it, or nothing comes for 10 s.
+async fn slow_websocket_subscriber(
+    mut ws: WsClient,
+    count: usize,
+    bytes_per_pause: usize,
+    pause: Duration,
+) -> SlowOutcome {
+    let mut seqs = Vec::with_capacity(count);
+    let mut since_pause = 0;
+    let mut closed = false;
+    while seqs.len() < count {
+        let before = ws.pending.len() + ws.text.len();
+        match tokio::time::timeout(Duration::from_secs(10), ws.read_frame()).await {
+            Ok(true) => {}
+            Ok(false) => {
+                closed = true;
+                break;
+            }
+            Err(_) => break,
+        }
+        since_pause += (ws.pending.len() + ws.text.len()).saturating_sub(before);
+        // Take every complete MSG out of the protocol text.
+        while let Some(eol) = find(&ws.text, b"\r\n") {
+            let line = String::from_utf8_lossy(&ws.text[..eol]).to_string();
+            let Some(size) = line
+                .strip_prefix("MSG ")
+                .and_then(|rest| rest.rsplit(' ').next())
+                .and_then(|n| n.parse::<usize>().ok())
+            else {
+                // PING, +OK and the like.
+                ws.text.drain(..eol + 2);
+                continue;
+            };
+            if ws.text.len() < eol + 2 + size + 2 {
+                break;
+            }
+            let body = &ws.text[eol + 2..eol + 2 + size];
+            let seq = String::from_utf8_lossy(&body[..10]).parse().unwrap();
+            seqs.push(seq);
+            ws.text.drain(..eol + 2 + size + 2);
+        }
+        // A frame may be larger than a step: pause for every step it held.
+        while since_pause >= bytes_per_pause {
+            since_pause -= bytes_per_pause;
+            tokio::time::sleep(pause).await;
+        }
+    }
+    SlowOutcome { seqs, closed }
+}
+
+/// A WebSocket subscriber that reads slowly (about 1 MB/s, in 64 KiB steps) but keeps
+/// reading gets every message of a fast TCP publisher, in order, and is not cut off: the
+/// publisher is held back, as for a slow TCP subscriber. natsd only: nats-server holds a
+/// publisher back for at most a moment per read, and cuts this subscriber off as a slow
+/// consumer once its pending bytes pass `max_pending` (its outcome is checked below).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_websocket_subscriber_gets_every_message_in_order() {
+    const COUNT: usize = 8_000;
+    const SIZE: usize = 1024;
+    for bin in both_servers() {
+        let is_natsd = bin == testkit::natsd();
+        let (server, port) = start(&bin, "", "max_pending: 2MB");
+        let mut ws = WsClient::connect(port, "").await;
+        ws.expect("\r\n").await;
+        ws.send(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nSUB flood 1\r\nPING\r\n")
+            .await;
+        ws.expect("PONG\r\n").await;
+        let reader = tokio::spawn(slow_websocket_subscriber(
+            ws,
+            COUNT,
+            64 * 1024,
+            Duration::from_millis(64),
+        ));
+        let published = numbered_blast(&server.addr(), "flood", COUNT, SIZE).await;
+        let outcome = reader.await.unwrap();
+        let varz = server.http_json("/varz").await;
+        if is_natsd {
+            assert!(published, "the publisher was closed");
+            assert_eq!(outcome.seqs.len(), COUNT, "lost messages");
+            assert!(
+                outcome.seqs.iter().enumerate().all(|(i, &s)| i == s),
+                "messages out of order"
+            );
+            assert!(!outcome.closed, "the slow subscriber was cut off");
+            assert_eq!(varz["slow_consumers"], 0);
+            assert!(
+                varz["stalled_clients"].as_u64().unwrap_or(0) > 0,
+                "the publisher was never held back"
+            );
+        } else {
+            // What nats-server does with the same subscriber: what it delivered came in
+            // order, and it either delivered everything or cut the subscriber off.
+            assert!(
+                outcome.seqs.iter().enumerate().all(|(i, &s)| i == s),
+                "{}: messages out of order",
+                name(&bin)
+            );
+            eprintln!(
+                "{}: delivered {} of {COUNT}, closed: {}, slow_consumers: {}",
+                name(&bin),
+                outcome.seqs.len(),
+                outcome.closed,
+                varz["slow_consumers"]
+            );
+            assert!(
+                outcome.seqs.len() == COUNT || varz["slow_consumers"].as_u64() > Some(0),
+                "{}",
+                name(&bin)
+            );
+        }
+    }
+}

@@ -679,3 +679,168 @@ async fn connz_shows_the_client_certificates() {
     }
     testkit::with_reference(&shown, |ours, theirs| assert_eq!(ours, theirs));
 }
+
+/// A WebSocket client over TLS presenting `cert`: upgrades, sends CONNECT (with `connect`'s
+/// fields) and PING, and returns the first answer line (`PONG` or the `-ERR`) and the
+/// stream, kept open so the monitor still shows the connection.
+async fn wss_login(
+    port: u16,
+    ca: &Path,
+    cert: &Path,
+    key: &Path,
+    connect: serde_json::Value,
+) -> (String, tokio_rustls::client::TlsStream<TcpStream>) {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut std::fs::read(ca).unwrap().as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let chain = rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice())
+        .map(Result::unwrap)
+        .collect();
+    let key = rustls_pemfile::private_key(&mut std::fs::read(key).unwrap().as_slice())
+        .unwrap()
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    tls.write_all(
+        format!(
+            "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut fields = serde_json::json!({ "verbose": false, "protocol": 1 });
+    if let (Some(f), Some(extra)) = (fields.as_object_mut(), connect.as_object()) {
+        f.extend(extra.clone());
+    }
+    let mut sent = false;
+    let answer = loop {
+        let text = String::from_utf8_lossy(&seen).into_owned();
+        if !sent && text.contains("INFO {") {
+            // One masked binary frame (the mask is zero: the payload goes as it is).
+            let payload = format!("CONNECT {fields}\r\nPING\r\n").into_bytes();
+            let mut frame = vec![0x82, 0x80 | 126];
+            frame.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+            frame.extend_from_slice(&[0, 0, 0, 0]);
+            frame.extend_from_slice(&payload);
+            tls.write_all(&frame).await.unwrap();
+            sent = true;
+        }
+        if let Some(line) = ["PONG", "-ERR"]
+            .iter()
+            .find_map(|needle| text.find(needle).map(|at| &text[at..]))
+        {
+            break line.lines().next().unwrap_or_default().to_string();
+        }
+        match tokio::time::timeout(WAIT, tls.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => break format!("closed after {text:?}"),
+        }
+    };
+    (answer, tls)
+}
+
+/// `verify_and_map` in the `websocket { tls {} }` block maps a WebSocket client's certificate
+/// to a user as the client listener's does (and a certificate naming nobody is refused);
+/// a user without a password is then a certificate identity, which a plain TCP client cannot
+/// log in as by name alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_verify_and_map_finds_the_user_in_the_certificate() {
+    let email = |s: &str| SanType::Rfc822Name(s.try_into().unwrap());
+    let dns = |s: &str| SanType::DnsName(s.try_into().unwrap());
+    let mut outcomes = Vec::new();
+    for kind in impls() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Ca::new("test CA");
+        let ca_path = ca.write(dir.path(), "ca");
+        let (cert, key) = ca.server(dir.path(), "server", |_| {});
+        let alice = ca.client(
+            dir.path(),
+            "alice",
+            &[(DnType::CommonName, "alice")],
+            vec![email("alice@example.com")],
+        );
+        let bob = ca.client(
+            dir.path(),
+            "bob",
+            &[
+                (DnType::OrganizationName, "Acme"),
+                (DnType::OrganizationalUnitName, "dev"),
+                (DnType::CommonName, "bob"),
+            ],
+            vec![],
+        );
+        let mallory = ca.client(
+            dir.path(),
+            "mallory",
+            &[(DnType::CommonName, "mallory")],
+            vec![dns("mallory.example.com")],
+        );
+        let ws_port = testkit::free_port();
+        let websocket = format!(
+            "websocket {{\n  listen: \"127.0.0.1:{ws_port}\"\n  tls {{\n    cert_file: \"{}\"\n    key_file: \"{}\"\n    ca_file: \"{}\"\n    verify_and_map: true\n  }}\n}}\n",
+            cert.display(),
+            key.display(),
+            ca_path.display()
+        );
+        let path = dir.path().join("nats.conf");
+        std::fs::write(
+            &path,
+            format!("{websocket}{}", configs::with_accounts(&mapped_users(), "")),
+        )
+        .unwrap();
+        let p = Proc::start_in(kind, dir, path).await;
+        let mut outcome = Vec::new();
+        for (name, (cert, key), connect) in [
+            ("alice", &alice, serde_json::json!({})),
+            ("bob", &bob, serde_json::json!({})),
+            // The certificate decides; a name in CONNECT is only warned about.
+            ("bob as shop", &bob, serde_json::json!({ "user": "shop" })),
+            ("mallory", &mallory, serde_json::json!({})),
+        ] {
+            let (answer, open) = wss_login(ws_port, &ca_path, cert, key, connect).await;
+            let connz = p.http_json("/connz?auth=true").await;
+            let users: Vec<String> = connz["connections"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|c| c["authorized_user"].as_str().map(str::to_string))
+                .collect();
+            outcome.push(format!("{name}: {answer} {users:?}"));
+            drop(open);
+        }
+        let tcp = match crate::harness::Raw::login(p.port, "alice@example.com", "").await {
+            crate::harness::Login::Ok(_) => "tcp alice by name: let in".to_string(),
+            crate::harness::Login::Refused(lines) => format!("tcp alice by name: {lines:?}"),
+        };
+        outcome.push(tcp);
+        assert_eq!(
+            outcome,
+            vec![
+                "alice: PONG [\"alice@example.com\"]".to_string(),
+                "bob: PONG [\"CN=bob,OU=dev,O=Acme\"]".to_string(),
+                "bob as shop: PONG [\"CN=bob,OU=dev,O=Acme\"]".to_string(),
+                "mallory: -ERR 'Authorization Violation' []".to_string(),
+                "tcp alice by name: [\"-ERR 'Authorization Violation'\"]".to_string(),
+            ],
+            "{kind:?}"
+        );
+        outcomes.push(outcome);
+    }
+    testkit::with_reference(&outcomes, |ours, theirs| assert_eq!(ours, theirs));
+}
