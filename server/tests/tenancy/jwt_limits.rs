@@ -3,7 +3,10 @@
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use testkit::jwt::Operator;
+use nkeys::KeyPair;
+use testkit::jwt::{encode, unlimited_account_limits, Kind, Operator};
+
+use crate::configs::HEADER;
 
 use crate::harness::{impls, Login, Proc, WAIT};
 use crate::jwt::{jwt_login, must_login, must_refuse, tenancy_config};
@@ -260,5 +263,75 @@ async fn the_r1_tier_holds_on_a_single_node() {
     assert_eq!(natsd["limits"]["max_storage"], 0, "{natsd}");
     for (kind, info) in &infos[1..] {
         assert_eq!(info, natsd, "{kind:?}");
+    }
+}
+
+/// Under a scoped signing key the scope's template decides `src` (the user itself may set
+/// none of its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_signing_keys_template_sets_src() {
+    let op = Operator::new();
+    let (near, far) = (KeyPair::new_account(), KeyPair::new_account());
+    let scope = |key: &KeyPair, src: &str| {
+        serde_json::json!({
+            "kind": "user_scope", "key": key.public_key(), "role": "r",
+            "template": { "src": [src], "subs": -1, "data": -1, "payload": -1 }
+        })
+    };
+    let account = |subject: &KeyPair, nats: serde_json::Value| {
+        encode(
+            &op.operator,
+            &subject.public_key(),
+            Kind::Account,
+            nats,
+            serde_json::json!({}),
+        )
+    };
+    let operator = encode(
+        &op.operator,
+        &op.operator.public_key(),
+        Kind::Operator,
+        serde_json::json!({ "system_account": op.sys.public_key() }),
+        serde_json::json!({}),
+    );
+    let sys = account(
+        &op.sys,
+        serde_json::json!({ "limits": unlimited_account_limits() }),
+    );
+    let a = account(
+        &op.a,
+        serde_json::json!({
+            "limits": unlimited_account_limits(),
+            "signing_keys": [scope(&near, "127.0.0.0/8"), scope(&far, "10.0.0.0/8")]
+        }),
+    );
+    let conf = format!(
+        "{HEADER}operator: {operator}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {sys}\n  {}: {a}\n}}\n",
+        op.sys.public_key(),
+        op.a.public_key()
+    );
+    let scoped_user = |signer: &KeyPair| {
+        let user = KeyPair::new_user();
+        let jwt = encode(
+            signer,
+            &user.public_key(),
+            Kind::User,
+            serde_json::json!({ "issuer_account": op.a.public_key() }),
+            serde_json::json!({}),
+        );
+        (jwt, user)
+    };
+    let (near_user, far_user) = (scoped_user(&near), scoped_user(&far));
+    for kind in impls() {
+        let p = Proc::start(kind, &conf).await;
+        must_login(kind, p.port, &near_user.0, &near_user.1).await;
+        must_refuse(
+            kind,
+            p.port,
+            "a scoped user outside the template's src",
+            &far_user.0,
+            &far_user.1,
+        )
+        .await;
     }
 }
