@@ -153,12 +153,7 @@ fn window_left(
     now: Timestamp,
     zone: &TimeZone,
 ) -> Option<Duration> {
-    let at = |date: Date, time: Time| {
-        date.to_datetime(time)
-            .to_zoned_datetime(zone.clone())
-            .ok()
-            .map(|z| z.timestamp())
-    };
+    let at = |date: Date, time: Time| wall_clock(zone, date, time);
     let left = |end: Timestamp| Duration::try_from(end.duration_since(now)).ok();
     let (start_at, end_at) = (at(today, start)?, at(today, end)?);
     if start_at < now && now < end_at {
@@ -174,6 +169,20 @@ fn window_left(
         }
     }
     None
+}
+
+/// The instant a wall-clock time names in `zone`, resolved as Go's `time.Date` resolves it:
+/// the offset in force at the wall clock read as UTC, then the offset in force at the result.
+/// In a gap or an overlap this picks what nats-server picks (an earlier or later instant,
+/// depending on the zone's side of UTC), which a choice of "earlier" or "later" would not.
+fn wall_clock(zone: &TimeZone, date: Date, time: Time) -> Option<Timestamp> {
+    let as_utc = TimeZone::UTC.to_timestamp(date.to_datetime(time)).ok()?;
+    let shift = |ts: Timestamp, offset: jiff::tz::Offset| {
+        ts.checked_sub(jiff::SignedDuration::from_secs(i64::from(offset.seconds())))
+            .ok()
+    };
+    let first = shift(as_utc, zone.to_offset(as_utc))?;
+    shift(as_utc, zone.to_offset(first))
 }
 
 /// A CIDR as Go's `net.ParseCIDR` reads it (an address, `/`, a prefix length; host bits may
@@ -390,6 +399,35 @@ mod tests {
         assert_eq!(
             l.admit(peer, at("2026-07-15T20:59:00Z")),
             Ok(Some(Duration::from_secs(60)))
+        );
+    }
+
+    #[test]
+    fn wall_clocks_in_dst_gaps_resolve_as_go_resolves_them() {
+        let day = |d: &str| d.parse::<Date>().unwrap();
+        let time = |t: &str| t.parse::<Time>().unwrap();
+        let utc = |z: Option<Timestamp>| z.unwrap().to_string();
+        // New York springs forward at 07:00 UTC: 02:30 does not exist; Go takes 01:30 EST.
+        let ny = TimeZone::get("America/New_York").unwrap();
+        assert_eq!(
+            utc(wall_clock(&ny, day("2026-03-08"), time("02:30:00"))),
+            "2026-03-08T06:30:00Z"
+        );
+        // Berlin springs forward at 01:00 UTC: Go takes 02:30 CET, the later instant.
+        let berlin = TimeZone::get("Europe/Berlin").unwrap();
+        assert_eq!(
+            utc(wall_clock(&berlin, day("2026-03-29"), time("02:30:00"))),
+            "2026-03-29T01:30:00Z"
+        );
+        // New York falls back at 06:00 UTC: 01:30 happens twice; Go takes the first (EDT).
+        assert_eq!(
+            utc(wall_clock(&ny, day("2026-11-01"), time("01:30:00"))),
+            "2026-11-01T05:30:00Z"
+        );
+        // An ordinary time.
+        assert_eq!(
+            utc(wall_clock(&berlin, day("2026-07-01"), time("12:00:00"))),
+            "2026-07-01T10:00:00Z"
         );
     }
 
