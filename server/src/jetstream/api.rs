@@ -684,7 +684,8 @@ fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
         return Err(JsError::StreamNameExist.into());
     }
     let limits = jsa.limits().unwrap_or_default();
-    if limits.max_streams >= 0 && jsa.streams().len() as i64 >= limits.max_streams {
+    // Zero is no limit, as for consumers (and as nats-server reads both).
+    if limits.max_streams > 0 && jsa.streams().len() as i64 >= limits.max_streams {
         return Err(JsError::MaximumStreamsLimit.into());
     }
     if overlaps(jsa, &cfg) {

@@ -214,7 +214,8 @@ async fn data_limits_are_not_enforced() {
 }
 
 /// On a single node every stream is R1, so of an account JWT's JetStream tiers only `R1`
-/// applies; `$JS.API.INFO` lists it under `tiers`, with the account's own limits zero.
+/// applies; `$JS.API.INFO` lists it under `tiers`, with the account's own limits zero. Zero
+/// (absent) stream and consumer limits are no limit, and shown as zero.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_r1_tier_holds_on_a_single_node() {
     let op = Operator::new();
@@ -223,46 +224,59 @@ async fn the_r1_tier_holds_on_a_single_node() {
         "max_ack_pending": 100, "mem_max_stream_bytes": 65_536,
         "disk_max_stream_bytes": 1_048_576, "max_bytes_required": false
     });
-    let a = serde_json::json!({ "limits": { "tiered_limits": { "R1": r1 } } });
+    let storage_only = serde_json::json!({ "disk_storage": 4_194_304 });
+    let variants = [
+        serde_json::json!({ "tiered_limits": { "R1": r1 } }),
+        serde_json::json!({ "tiered_limits": { "R1": storage_only } }),
+        storage_only.clone(),
+    ];
     let (jwt, user) = op.user(&op.a, serde_json::json!({}), serde_json::json!({}));
-    let mut infos = Vec::new();
-    for kind in impls() {
-        let store = tempfile::tempdir().unwrap();
-        let conf = format!(
-            "{}jetstream: {{ store_dir: {:?} }}\n",
-            tenancy_config(&op, a.clone()),
-            store.path()
-        );
-        let p = Proc::start(kind, &conf).await;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("user.creds");
-        std::fs::write(&path, testkit::jwt::creds(&jwt, &user)).unwrap();
-        let client = async_nats::ConnectOptions::with_credentials_file(&path)
-            .await
-            .unwrap()
-            .connect(p.url())
-            .await
-            .unwrap();
-        let create = client
-            .request(
-                "$JS.API.STREAM.CREATE.S",
-                r#"{"name":"S","subjects":["s"],"max_bytes":1024}"#.into(),
-            )
-            .await
-            .unwrap();
-        let create: serde_json::Value = serde_json::from_slice(&create.payload).unwrap();
-        assert_eq!(create["did_create"], true, "{kind:?}: {create}");
-        let info = client.request("$JS.API.INFO", "".into()).await.unwrap();
-        let mut info: serde_json::Value = serde_json::from_slice(&info.payload).unwrap();
-        info.as_object_mut().unwrap().remove("api");
-        infos.push((kind, info));
-    }
-    let (_, natsd) = &infos[0];
-    assert_eq!(natsd["tiers"]["R1"]["limits"]["max_streams"], 2, "{natsd}");
-    assert_eq!(natsd["tiers"]["R1"]["streams"], 1, "{natsd}");
-    assert_eq!(natsd["limits"]["max_storage"], 0, "{natsd}");
-    for (kind, info) in &infos[1..] {
-        assert_eq!(info, natsd, "{kind:?}");
+    for limits in variants {
+        let mut infos = Vec::new();
+        for kind in impls() {
+            let store = tempfile::tempdir().unwrap();
+            let conf = format!(
+                "{}jetstream: {{ store_dir: {:?} }}\n",
+                tenancy_config(&op, serde_json::json!({ "limits": limits })),
+                store.path()
+            );
+            let p = Proc::start(kind, &conf).await;
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("user.creds");
+            std::fs::write(&path, testkit::jwt::creds(&jwt, &user)).unwrap();
+            let client = async_nats::ConnectOptions::with_credentials_file(&path)
+                .await
+                .unwrap()
+                .connect(p.url())
+                .await
+                .unwrap();
+            let create = client
+                .request(
+                    "$JS.API.STREAM.CREATE.S",
+                    r#"{"name":"S","subjects":["s"],"max_bytes":1024}"#.into(),
+                )
+                .await
+                .unwrap();
+            let create: serde_json::Value = serde_json::from_slice(&create.payload).unwrap();
+            assert_eq!(create["did_create"], true, "{kind:?} {limits}: {create}");
+            let info = client.request("$JS.API.INFO", "".into()).await.unwrap();
+            let mut info: serde_json::Value = serde_json::from_slice(&info.payload).unwrap();
+            info.as_object_mut().unwrap().remove("api");
+            infos.push((kind, info));
+        }
+        let (_, natsd) = &infos[0];
+        let own = if limits.get("tiered_limits").is_some() {
+            assert_eq!(natsd["limits"]["max_storage"], 0, "{natsd}");
+            &natsd["tiers"]["R1"]
+        } else {
+            assert!(natsd.get("tiers").is_none(), "{natsd}");
+            natsd
+        };
+        assert_eq!(own["limits"]["max_storage"], 4_194_304, "{natsd}");
+        assert_eq!(own["streams"], 1, "{natsd}");
+        for (kind, info) in &infos[1..] {
+            assert_eq!(info, natsd, "{kind:?} {limits}");
+        }
     }
 }
 
