@@ -103,6 +103,9 @@ pub struct Identity {
     pub jwt_issued_at: Option<i64>,
     /// What `/connz?auth=true` shows of a user JWT.
     pub jwt_shown: Option<Arc<JwtShown>>,
+    /// A user JWT's `src` and `times`, which the login is checked against once the
+    /// credentials hold (the peer's address and the time are the connection's to give).
+    pub login_limits: Option<crate::user_limits::LoginLimits>,
 }
 
 /// A JWT user's `/connz?auth=true` fields.
@@ -135,6 +138,7 @@ impl Identity {
             max_payload: -1,
             jwt_issued_at: None,
             jwt_shown: None,
+            login_limits: None,
         }
     }
 
@@ -244,6 +248,13 @@ impl Trust {
                 return None;
             }
         }
+        // The user's own `src`/`times` must parse even where a scope's template replaces
+        // them, as the whole user JWT is invalid otherwise.
+        let own_limits = user.nats.permissions.limits.compile().ok()?;
+        let login_limits = match signer {
+            Some(jwt::SigningKey::Scoped { template, .. }) => template.limits.compile().ok()?,
+            _ => own_limits,
+        };
         let claimed = match signer {
             Some(jwt::SigningKey::Scoped { template, .. }) => Some(template),
             _ if !user.nats.permissions.is_empty() => Some(&user.nats.permissions),
@@ -275,6 +286,7 @@ impl Trust {
                 issuer_key: user.iss.clone(),
                 tags: user.nats.tags.clone(),
             })),
+            login_limits,
         })
     }
 }

@@ -105,6 +105,11 @@ pub(crate) struct UserPermissions {
     #[serde(rename = "sub")]
     pub(crate) subscribe: PermissionClaim,
     pub(crate) resp: Option<ResponseClaim>,
+    /// Where and when the user may log in (`src`, `times`, `times_location`). They travel
+    /// with the permissions, so a scoped signing key's template carries them too; they do
+    /// not count as permissions for [`UserPermissions::is_empty`].
+    #[serde(flatten)]
+    pub(crate) limits: crate::user_limits::UserLimitsClaim,
 }
 
 impl UserPermissions {

@@ -7,6 +7,7 @@
 //! - [`account`]: isolated subject spaces, each with its own sublist and limits.
 //! - [`imports`]: routing between accounts through their imports and exports.
 //! - [`auth`]: authentication (bcrypt with a verification cache) and permissions.
+//! - [`user_limits`]: where and when a JWT user may log in (`src`, `times`).
 //! - [`subject`]: subject validation, tokenizing, wildcard matching and subset checks (the
 //!   shared rules of the `natsd-conf` crate, which `manage` uses too).
 //! - [`sublist`]: the per-account subscription trie with its match cache.
@@ -50,6 +51,7 @@ pub(crate) mod store;
 pub(crate) mod subject_transform;
 pub(crate) mod sublist;
 pub(crate) mod subscription;
+pub(crate) mod user_limits;
 pub(crate) mod websocket;
 
 // nats.conf and the command line (also read by `manage`).

@@ -34,3 +34,6 @@ mod nkeys;
 
 #[path = "tenancy/jwt.rs"]
 mod jwt;
+
+#[path = "tenancy/jwt_limits.rs"]
+mod jwt_limits;

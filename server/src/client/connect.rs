@@ -116,9 +116,10 @@ impl Connection {
             self.send_err("Authorization Violation");
             return Err(CloseReason::AuthenticationViolation);
         }
-        let (peer_cert, websocket) = {
+        let (peer_cert, websocket, peer) = {
             let meta = self.shared.meta.lock();
-            (meta.peer_cert.clone(), meta.websocket)
+            let peer = meta.tcp_peer.unwrap_or(self.shared.out.addr).ip();
+            (meta.peer_cert.clone(), meta.websocket, peer)
         };
         let creds = Credentials {
             user: opts.user.as_deref(),
@@ -140,15 +141,19 @@ impl Connection {
                 break identity;
             }
         };
+        let mut window_left = None;
+        let identity = identity.filter(|id| match self.login_window(id, peer) {
+            Ok(left) => {
+                window_left = left;
+                true
+            }
+            Err(()) => false,
+        });
         let Some(identity) = identity else {
             self.count_auth_failure(opts.nkey.as_deref().or(opts.user.as_deref()));
-            if opts.jwt.is_some() {
-                tracing::error!(
-                    "{} - cid:{} - authentication error - JWT User \"\"",
-                    self.shared.out.addr,
-                    self.shared.out.cid
-                );
-            } else if let Some(nkey) = &opts.nkey {
+            // A refused JWT login names no user: nats-server learns the user's key only
+            // when the login succeeds, and logs the bare line.
+            if let Some(nkey) = &opts.nkey {
                 tracing::error!(
                     "{} - cid:{} - authentication error - Nkey {:?}",
                     self.shared.out.addr,
@@ -201,8 +206,13 @@ impl Connection {
             meta.account = account.name.clone();
         }
         self.bind_identity(account, &identity)?;
-        if let Some(expires) = identity.expires {
-            self.expire_at(expires);
+        let until_expiry = identity.expires.map(|at| {
+            let left = at - chrono::Utc::now().timestamp();
+            std::time::Duration::from_secs(left.max(0) as u64)
+        });
+        // The JWT's expiry or the end of its time window, whichever comes first.
+        if let Some(left) = until_expiry.into_iter().chain(window_left).min() {
+            self.expire_in(left);
         }
         self.connected = true;
         if self.opts.verbose {
@@ -211,12 +221,34 @@ impl Connection {
         Ok(())
     }
 
-    /// Close the connection when its user JWT expires, as nats-server does.
-    fn expire_at(&self, unix_seconds: i64) {
-        let left = unix_seconds - chrono::Utc::now().timestamp();
+    /// A JWT user's `src` and `times` checked against the connection's peer and the time:
+    /// `Ok(Some(left))` when a time window admits the login and closes `left` from now. A
+    /// refusal is logged with its reason, as nats-server logs it.
+    fn login_window(
+        &self,
+        identity: &Identity,
+        peer: std::net::IpAddr,
+    ) -> Result<Option<std::time::Duration>, ()> {
+        let Some(limits) = &identity.login_limits else {
+            return Ok(None);
+        };
+        limits
+            .admit(peer, jiff::Timestamp::now())
+            .map_err(|refused| {
+                tracing::error!(
+                    "{} - cid:{} - {refused}",
+                    self.shared.out.addr,
+                    self.shared.out.cid
+                );
+            })
+    }
+
+    /// Close the connection `left` from now, when its user JWT expires or its time window
+    /// ends, as nats-server does.
+    fn expire_in(&self, left: std::time::Duration) {
         let out = self.shared.out.clone();
         tokio::spawn(async move {
-            tokio::time::sleep(std::time::Duration::from_secs(left.max(0) as u64)).await;
+            tokio::time::sleep(left).await;
             if out.is_closing() {
                 return;
             }

@@ -123,6 +123,10 @@ pub struct ConnMeta {
     pub peer_cert: Option<Arc<crate::tls::PeerCert>>,
     /// Connected through the WebSocket listener.
     pub websocket: bool,
+    /// The TCP peer, when the connection's address is the one a WebSocket proxy forwarded
+    /// (`X-Forwarded-For`): a JWT user's `src` is checked against the peer, as any client
+    /// can write that header.
+    pub tcp_peer: Option<std::net::SocketAddr>,
 }
 
 /// A connection as the server's registry, reloads and the monitor see it: the outbound half

@@ -270,19 +270,23 @@ pub(super) fn finish(pending: Pending, o: &mut Options) -> Result<(), String> {
 }
 
 /// An account's settings from its JWT limits. JetStream is on when the claims give it storage
-/// (in the `R1` tier or untiered); zero stream, consumer and size limits mean unlimited there.
+/// (in the `R1` tier or untiered); zero stream, consumer, ack-pending and size limits mean
+/// unlimited there (the first two are kept as zero, which JetStream reads as no limit, so
+/// `$JS.API.INFO` shows them as nats-server does).
 fn account_config(key: &str, limits: &AccountLimitsClaim) -> AccountConfig {
-    let js = limits.tiered_limits.get("R1").unwrap_or(limits);
+    let r1 = limits.tiered_limits.get("R1");
+    let js = r1.unwrap_or(limits);
     let unlimited_if_zero = |v: i64| if v == 0 { -1 } else { v };
     let jetstream = (js.mem_storage != 0 || js.disk_storage != 0).then(|| AccountJetStreamLimits {
         max_memory: js.mem_storage,
         max_store: js.disk_storage,
-        max_streams: unlimited_if_zero(js.streams),
-        max_consumers: unlimited_if_zero(js.consumer),
+        max_streams: js.streams,
+        max_consumers: js.consumer,
         max_ack_pending: unlimited_if_zero(js.max_ack_pending),
         memory_max_stream_bytes: unlimited_if_zero(js.mem_max_stream_bytes),
         storage_max_stream_bytes: unlimited_if_zero(js.disk_max_stream_bytes),
         max_bytes_required: js.max_bytes_required,
+        r1_tier: r1.is_some(),
     });
     AccountConfig {
         name: key.to_string(),

@@ -336,6 +336,9 @@ pub struct AccountJetStreamLimits {
     pub storage_max_stream_bytes: i64,
     /// Streams must set `max_bytes`.
     pub max_bytes_required: bool,
+    /// The limits are an account JWT's `R1` tier (`tiered_limits.R1`), not untiered ones:
+    /// `$JS.API.INFO` then lists them under `tiers`, as nats-server does.
+    pub r1_tier: bool,
 }
 
 impl Default for AccountJetStreamLimits {
@@ -349,6 +352,7 @@ impl Default for AccountJetStreamLimits {
             memory_max_stream_bytes: -1,
             storage_max_stream_bytes: -1,
             max_bytes_required: false,
+            r1_tier: false,
         }
     }
 }

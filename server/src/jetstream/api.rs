@@ -225,6 +225,19 @@ struct AccountLimitsJson {
 
 #[derive(Serialize)]
 struct AccountInfo<'a> {
+    #[serde(flatten)]
+    usage: TierJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    domain: Option<&'a str>,
+    api: ApiStats,
+    /// Limits from an account JWT's tiers, by tier name; the top-level limits are then zero.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tiers: Option<std::collections::BTreeMap<&'static str, TierJson>>,
+}
+
+/// An account's (or one tier's) usage and limits.
+#[derive(Serialize)]
+struct TierJson {
     memory: u64,
     storage: u64,
     reserved_memory: u64,
@@ -232,41 +245,66 @@ struct AccountInfo<'a> {
     streams: usize,
     consumers: u64,
     limits: AccountLimitsJson,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    domain: Option<&'a str>,
-    api: ApiStats,
 }
 
 fn account_info(js: &JetStream, jsa: &JsAccount) -> Vec<u8> {
     let limits = jsa.limits().unwrap_or_default();
     let (memory, storage) = jsa.usage.used();
+    let usage = |limits: AccountLimitsJson| TierJson {
+        memory,
+        storage,
+        reserved_memory: jsa.reserved(Storage::Memory),
+        reserved_storage: jsa.reserved(Storage::File),
+        streams: jsa.streams().len(),
+        consumers: consumers::consumer_count(jsa) as u64,
+        limits,
+    };
+    let own = AccountLimitsJson {
+        max_memory: limits.max_memory,
+        max_storage: limits.max_store,
+        max_streams: limits.max_streams,
+        max_consumers: limits.max_consumers,
+        max_ack_pending: limits.max_ack_pending,
+        memory_max_stream_bytes: limits.memory_max_stream_bytes,
+        storage_max_stream_bytes: limits.storage_max_stream_bytes,
+        max_bytes_required: limits.max_bytes_required,
+    };
+    // A single node's streams are all R1, so the R1 tier holds the whole usage.
+    let (top, tiers) = if limits.r1_tier {
+        let tiers = std::collections::BTreeMap::from([("R1", usage(own))]);
+        (AccountLimitsJson::zero(), Some(tiers))
+    } else {
+        (own, None)
+    };
     typed(
         "account_info",
         &AccountInfo {
-            memory,
-            storage,
-            reserved_memory: jsa.reserved(Storage::Memory),
-            reserved_storage: jsa.reserved(Storage::File),
-            streams: jsa.streams().len(),
-            consumers: consumers::consumer_count(jsa) as u64,
-            limits: AccountLimitsJson {
-                max_memory: limits.max_memory,
-                max_storage: limits.max_store,
-                max_streams: limits.max_streams,
-                max_consumers: limits.max_consumers,
-                max_ack_pending: limits.max_ack_pending,
-                memory_max_stream_bytes: limits.memory_max_stream_bytes,
-                storage_max_stream_bytes: limits.storage_max_stream_bytes,
-                max_bytes_required: limits.max_bytes_required,
-            },
+            usage: usage(top),
             domain: js.config.domain.as_deref(),
             api: ApiStats {
                 level: 5,
                 total: jsa.api_total.load(Ordering::Relaxed),
                 errors: jsa.api_errors.load(Ordering::Relaxed),
             },
+            tiers,
         },
     )
+}
+
+impl AccountLimitsJson {
+    /// What nats-server shows as an account's own limits when its JWT has tiers instead.
+    fn zero() -> AccountLimitsJson {
+        AccountLimitsJson {
+            max_memory: 0,
+            max_storage: 0,
+            max_streams: 0,
+            max_consumers: 0,
+            max_ack_pending: 0,
+            memory_max_stream_bytes: 0,
+            storage_max_stream_bytes: 0,
+            max_bytes_required: false,
+        }
+    }
 }
 
 /// Stream state as the API shows it.
@@ -646,7 +684,8 @@ fn stream_create(js: &JetStream, jsa: &JsAccount, name: &str, payload: &[u8]) ->
         return Err(JsError::StreamNameExist.into());
     }
     let limits = jsa.limits().unwrap_or_default();
-    if limits.max_streams >= 0 && jsa.streams().len() as i64 >= limits.max_streams {
+    // Zero is no limit, as for consumers (and as nats-server reads both).
+    if limits.max_streams > 0 && jsa.streams().len() as i64 >= limits.max_streams {
         return Err(JsError::MaximumStreamsLimit.into());
     }
     if overlaps(jsa, &cfg) {

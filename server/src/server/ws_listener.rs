@@ -356,6 +356,7 @@ impl Server {
         {
             let mut meta = shared.meta.lock();
             meta.websocket = true;
+            meta.tcp_peer = accepted.forwarded_for.map(|_| addr);
             if let Some(tls) = tls_meta {
                 meta.tls = true;
                 meta.tls_version = tls.version;

@@ -1097,3 +1097,44 @@ async fn slow_websocket_subscriber_gets_every_message_in_order() {
         }
     }
 }
+
+/// A user JWT's `src` is checked against the WebSocket client's TCP peer, not against the
+/// `X-Forwarded-For` header, which any client can write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_jwt_src_holds_the_tcp_peer_not_x_forwarded_for() {
+    use base64::Engine as _;
+    let op = testkit::jwt::Operator::new();
+    let top = op.config(serde_json::json!({}));
+    let user_from = |src: &str| {
+        op.user(
+            &op.a,
+            serde_json::json!({ "src": [src] }),
+            serde_json::json!({}),
+        )
+    };
+    let connect = |info: &str, jwt: &str, user: &nkeys::KeyPair| {
+        let info: serde_json::Value =
+            serde_json::from_str(info.trim_start_matches("INFO ").trim()).unwrap();
+        let nonce = info["nonce"].as_str().unwrap_or_default().to_string();
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(user.sign(nonce.as_bytes()).unwrap());
+        format!("CONNECT {{\"verbose\":false,\"jwt\":\"{jwt}\",\"sig\":\"{sig}\"}}\r\nPING\r\n")
+    };
+    let forwarded = "X-Forwarded-For: 10.1.2.3\r\n";
+    let cases = [
+        (user_from("127.0.0.0/8"), "PONG\r\n"),
+        (
+            user_from("10.0.0.0/8"),
+            "-ERR 'Authorization Violation'\r\n",
+        ),
+    ];
+    for bin in both_servers() {
+        let (_server, port) = start(&bin, "", &top);
+        for ((jwt, user), answer) in &cases {
+            let mut ws = WsClient::connect(port, forwarded).await;
+            let info = ws.expect("\r\n").await;
+            ws.send(connect(&info, jwt, user).as_bytes()).await;
+            ws.expect(answer).await;
+        }
+    }
+}

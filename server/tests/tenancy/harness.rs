@@ -102,6 +102,14 @@ impl Proc {
         self.server.log_len()
     }
 
+    /// The first line logged from index `from` on that contains `needle` (`None` if none
+    /// comes within [`WAIT`]).
+    pub(crate) async fn log_line_since(&self, from: usize, needle: &str) -> Option<String> {
+        self.server
+            .wait_for_log_since_async(from, &[needle], WAIT)
+            .await
+    }
+
     /// Replace the config file and send SIGHUP; returns the outcome line
     /// (`Reloaded server configuration ...` or `Failed to reload server configuration: ...`).
     pub(crate) async fn reload_with(&mut self, conf: &str) -> String {

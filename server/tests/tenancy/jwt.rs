@@ -10,27 +10,27 @@ use crate::harness::{
 };
 
 /// The operator's configuration for a tenancy test server (its listen lines first).
-fn tenancy_config(op: &Operator, a_nats: serde_json::Value) -> String {
+pub(crate) fn tenancy_config(op: &Operator, a_nats: serde_json::Value) -> String {
     format!("{HEADER}{}", op.config(a_nats))
 }
 
 const AUTH_VIOLATION: &str = crate::harness::AUTH_VIOLATION;
 
-async fn jwt_login(port: u16, jwt: &str, user: &KeyPair) -> Login {
+pub(crate) async fn jwt_login(port: u16, jwt: &str, user: &KeyPair) -> Login {
     Raw::login_with(port, |info| {
         connect_fields(jwt, user, info["nonce"].as_str().expect("nonce"))
     })
     .await
 }
 
-async fn must_login(kind: Impl, port: u16, jwt: &str, user: &KeyPair) -> Raw {
+pub(crate) async fn must_login(kind: Impl, port: u16, jwt: &str, user: &KeyPair) -> Raw {
     match jwt_login(port, jwt, user).await {
         Login::Ok(raw) => raw,
         Login::Refused(lines) => panic!("{kind:?}: JWT login refused: {lines:?}"),
     }
 }
 
-async fn must_refuse(kind: Impl, port: u16, what: &str, jwt: &str, user: &KeyPair) {
+pub(crate) async fn must_refuse(kind: Impl, port: u16, what: &str, jwt: &str, user: &KeyPair) {
     match jwt_login(port, jwt, user).await {
         Login::Ok(_) => panic!("{kind:?}: {what} was let in"),
         Login::Refused(lines) => assert_eq!(lines, vec![AUTH_VIOLATION], "{kind:?}: {what}"),
