@@ -34,3 +34,6 @@ mod nkeys;
 
 #[path = "tenancy/jwt.rs"]
 mod jwt;
+
+#[path = "tenancy/jwt_imports.rs"]
+mod jwt_imports;

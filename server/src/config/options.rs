@@ -405,8 +405,11 @@ impl ResponseType {
 pub struct Export {
     pub kind: ExportKind,
     pub subject: String,
-    /// Accounts allowed to import; empty = public.
+    /// Accounts allowed to import; empty = public (unless `token_required`).
     pub accounts: Vec<String>,
+    /// Operator mode's private export: only the `accounts` that presented a valid activation
+    /// JWT may import (nobody when empty).
+    pub token_required: bool,
     /// Service exports: how many responses a request may get.
     pub response_type: ResponseType,
     /// Service exports: how long a request's reply mapping lives without a response.
@@ -424,6 +427,7 @@ impl Export {
             kind,
             subject: subject.to_string(),
             accounts: Vec::new(),
+            token_required: false,
             response_type: ResponseType::Singleton,
             response_threshold: None,
             account_token_position: 0,

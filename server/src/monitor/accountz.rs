@@ -48,6 +48,9 @@ pub(crate) struct ExportInfo {
     /// Service exports: `Singleton`, `Streamed` or `Chunked`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_type: Option<&'static str>,
+    /// Operator mode's private export: importers need an activation JWT.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub token_req: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub approved_accounts: Vec<String>,
 }
@@ -100,7 +103,13 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
                     subject: e.subject.clone(),
                     kind: kind_name(&e.kind),
                     response_type: (e.kind == ExportKind::Service).then(|| e.response_type.name()),
-                    approved_accounts: e.accounts.clone(),
+                    token_req: e.token_required,
+                    // Activated importers are not approved accounts (nats-server lists none).
+                    approved_accounts: if e.token_required {
+                        Vec::new()
+                    } else {
+                        e.accounts.clone()
+                    },
                 })
                 .collect()
         })
