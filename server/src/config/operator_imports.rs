@@ -6,8 +6,8 @@
 //! What only JWTs have is settled here, at load: a private export (`token_req`) admits an
 //! importer only through an activation JWT that the exporting account (or one of its signing
 //! keys) issued to it for the imported subject, that has not expired and that the export does
-//! not revoke. An import nats-server would not add (no such account, no export covering it,
-//! no valid activation, a wildcard stream prefix) is left out, as it is there.
+//! not revoke. An import nats-server would not add (no such account, no export covering it
+//! or admitting the importer, no valid activation, a wildcard stream prefix) is left out, as it is there.
 
 use super::options::{AccountConfig, Export, ExportKind, Import, ResponseType};
 use crate::jwt::{self, Claims, ExportClaim, ImportClaim, Kind};
@@ -32,8 +32,12 @@ pub(super) fn apply(accounts: &mut [AccountConfig], claims: &[Claims], now: i64)
             let Some(exported) = covering_export(exporter, import.kind, &import.subject) else {
                 continue;
             };
-            let private = exported.token_req && exported.account_token_position == 0;
-            if private {
+            let position = exported.account_token_position;
+            if position > 0 {
+                if import.subject.split('.').nth(position - 1) != Some(importer.sub.as_str()) {
+                    continue;
+                }
+            } else if exported.token_req {
                 if !activation_valid(claim, &import, &importer.sub, exporter, exported, now) {
                     continue;
                 }

@@ -37,6 +37,22 @@ async fn responder(client: &async_nats::Client, subject: &str) {
     settle(client).await;
 }
 
+/// Answers every request on `subject` twice, then publishes `ev.done`.
+async fn twice_responder(client: &async_nats::Client, subject: &str) {
+    let mut sub = client.subscribe(subject.to_string()).await.unwrap();
+    let c = client.clone();
+    tokio::spawn(async move {
+        while let Some(msg) = sub.next().await {
+            if let Some(reply) = msg.reply {
+                let _ = c.publish(reply.clone(), "1".into()).await;
+                let _ = c.publish(reply, "2".into()).await;
+                let _ = c.publish("ev.done", "".into()).await;
+            }
+        }
+    });
+    settle(client).await;
+}
+
 /// Returns once the server has handled everything `client` sent before (a flush only writes
 /// it out): a request nobody answers comes back as "no responders".
 async fn settle(client: &async_nats::Client) {
@@ -79,6 +95,10 @@ fn exports() -> serde_json::Value {
         { "subject": "ev.>", "type": "stream" },
         { "subject": "priv.>", "type": "service", "token_req": true },
         { "subject": "pev.>", "type": "stream", "token_req": true },
+        { "subject": "twice.s.>", "type": "service", "response_type": "Stream" },
+        { "subject": "twice.o.>", "type": "service", "response_type": "Singleton" },
+        // The importer's own key must be the second token.
+        { "subject": "tok.*.q", "type": "service", "account_token_position": 2 },
     ])
 }
 
@@ -149,6 +169,9 @@ async fn account_jwt_exports_and_imports_route_between_accounts() {
                     { "subject": "priv.q", "account": a_key, "type": "service", "token": b_service },
                     { "subject": "priv.untokened", "account": a_key, "type": "service" },
                     { "subject": "pev.>", "account": a_key, "type": "stream", "token": b_stream },
+                    { "subject": "twice.s.>", "account": a_key, "type": "service" },
+                    { "subject": "twice.o.>", "account": a_key, "type": "service" },
+                    { "subject": format!("tok.{}.q", b.public_key()), "account": a_key, "type": "service" },
                 ]}),
             ),
             (
@@ -156,6 +179,8 @@ async fn account_jwt_exports_and_imports_route_between_accounts() {
                 serde_json::json!({ "imports": [
                     { "subject": "priv.q", "account": a_key, "type": "service", "token": c_revoked },
                     { "subject": "pev.>", "account": a_key, "type": "stream", "token": c_expired },
+                    // B's key in the token position: not C's to import.
+                    { "subject": format!("tok.{}.q", b.public_key()), "account": a_key, "type": "service" },
                 ]}),
             ),
             (
@@ -184,6 +209,46 @@ async fn account_jwt_exports_and_imports_route_between_accounts() {
         let cc = client(&op, p.port, &c).await;
         responder(&a, "svc.>").await;
         responder(&a, "priv.>").await;
+        responder(&a, "tok.>").await;
+        // `/accountz` lists the imports that were added, as the configuration's are.
+        let imports_from_a = |account: String| {
+            let p = &p;
+            let a_key = a_key.clone();
+            async move {
+                let accountz = p.http_json(&format!("/accountz?acc={account}")).await;
+                let mut list: Vec<String> = accountz["account_detail"]["imports"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|i| i["account"] == a_key.as_str())
+                    .map(|i| format!("{} {} {}", i["type"], i["subject"], i["local_subject"]))
+                    .collect();
+                list.sort();
+                list
+            }
+        };
+        let tok = format!("tok.{}.q", b.public_key());
+        let mut expected: Vec<String> = [
+            ("service", "priv.q", "priv.q"),
+            ("service", "svc.*", "ask.*"),
+            ("service", "svc.echo", "svc.echo"),
+            ("service", tok.as_str(), tok.as_str()),
+            ("service", "twice.o.>", "twice.o.>"),
+            ("service", "twice.s.>", "twice.s.>"),
+            ("stream", "ev.>", "from_a.>"),
+            ("stream", "ev.x", "pre.ev.x"),
+            ("stream", "pev.>", "pev.>"),
+        ]
+        .iter()
+        .map(|(t, s, l)| format!("\"{t}\" \"{s}\" \"{l}\""))
+        .collect();
+        expected.sort();
+        assert_eq!(imports_from_a(b.public_key()).await, expected, "{kind:?}");
+        assert_eq!(
+            imports_from_a(c.public_key()).await,
+            Vec::<String>::new(),
+            "{kind:?}"
+        );
 
         assert_eq!(
             ask(kind, &bc, "svc.echo").await,
@@ -212,6 +277,17 @@ async fn account_jwt_exports_and_imports_route_between_accounts() {
             "{kind:?}: not imported"
         );
 
+        let token_subject = format!("tok.{}.q", b.public_key());
+        assert_eq!(
+            ask(kind, &bc, &token_subject).await,
+            format!("reply: {token_subject}"),
+            "{kind:?}"
+        );
+        assert_eq!(
+            ask(kind, &cc, &token_subject).await,
+            "no responders",
+            "{kind:?}: another account's token"
+        );
         let mut b_events = bc.subscribe(">").await.unwrap();
         let mut c_events = cc.subscribe(">").await.unwrap();
         // Each importer's own marker shows its subscription is in place, then ends what it
@@ -233,6 +309,16 @@ async fn account_jwt_exports_and_imports_route_between_accounts() {
                     .into_iter()
                     .map(|s| format!("{name} {s}")),
             );
+        }
+        // A `Stream` export's requester gets every response, a `Singleton` one's the first.
+        twice_responder(&a, "twice.>").await;
+        for (subject, expected) in [("twice.s.1", 2), ("twice.o.1", 1)] {
+            bc.publish_with_reply(subject, "inbox.b", "q".into())
+                .await
+                .unwrap();
+            let before = until(&mut b_events, "from_a.done").await;
+            let responses = before.iter().filter(|s| *s == "inbox.b").count();
+            assert_eq!(responses, expected, "{kind:?}: {subject}: {before:?}");
         }
         got.sort();
         assert_eq!(got, vec!["B from_a.x", "B pev.y", "B pre.ev.x"], "{kind:?}");
