@@ -62,7 +62,7 @@ pub(super) fn apply(accounts: &mut [AccountConfig], claims: &[Claims], now: i64)
 /// What makes nats-server refuse the account JWT `claims` for its exports and imports (the
 /// JWT library's validation): its users cannot log in, as with an account the operator did
 /// not sign. An expired activation is not among them; it only leaves its import out.
-pub(super) fn problems(claims: &Claims) -> Vec<String> {
+pub(crate) fn problems(claims: &Claims) -> Vec<String> {
     let mut out = Vec::new();
     for e in &claims.nats.exports {
         let k = kind(&e.kind);

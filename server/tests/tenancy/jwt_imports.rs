@@ -379,6 +379,34 @@ async fn pushed_account_jwts_change_imports() {
                 assert_eq!(answer["data"]["code"], 200, "{kind:?}: {answer}");
             }
         };
+        // Claims whose import carries another account's activation are not taken.
+        let foreign = activation(
+            &op.a,
+            &KeyPair::new_account(),
+            "priv.q",
+            "service",
+            serde_json::json!({}),
+            serde_json::json!({}),
+        );
+        let reply = tokio::time::timeout(
+            WAIT,
+            sys.request(
+                "$SYS.REQ.CLAIMS.UPDATE",
+                op.account_jwt(&b, b_claims(Some(&foreign))).into(),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+        assert_eq!(answer["error"]["code"], 500, "{kind:?}: {answer}");
+        assert!(
+            answer["error"]["description"]
+                .as_str()
+                .unwrap()
+                .starts_with("jwt validation failed - validation errors: ["),
+            "{kind:?}: {answer}"
+        );
         let token = activation(
             &op.a,
             &b,
