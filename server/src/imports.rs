@@ -156,10 +156,27 @@ impl Mapping {
     }
 }
 
+/// Whether an import admitted by an activation JWT that expires at `expires` (Unix seconds)
+/// has lapsed: it then routes nothing, as nats-server drops it when the activation expires.
+fn lapsed(expires: Option<i64>) -> bool {
+    expires.is_some_and(|t| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        i64::try_from(now).unwrap_or(i64::MAX) >= t
+    })
+}
+
+/// Whether `import` routes nothing any more (its activation expired).
+pub(crate) fn import_lapsed(import: &Import) -> bool {
+    lapsed(import.expires)
+}
+
 /// A stream import: subscribed in the exporting account, delivers into the importer.
 struct StreamImport {
     importer: Weak<Account>,
     mapping: Mapping,
+    expires: Option<i64>,
 }
 
 impl InternalHandler for StreamImport {
@@ -168,7 +185,7 @@ impl InternalHandler for StreamImport {
     }
 
     fn deliver_counted(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet) -> bool {
-        if current_hop() != Hop::Direct {
+        if current_hop() != Hop::Direct || lapsed(self.expires) {
             return false;
         }
         let Some(importer) = self.importer.upgrade() else {
@@ -202,6 +219,7 @@ struct ServiceImport {
     response_type: ResponseType,
     threshold: Duration,
     responses: Arc<Responses>,
+    expires: Option<i64>,
 }
 
 impl ServiceImport {
@@ -232,7 +250,7 @@ impl InternalHandler for ServiceImport {
     }
 
     fn deliver_counted(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet) -> bool {
-        if current_hop() == Hop::Stream {
+        if current_hop() == Hop::Stream || lapsed(self.expires) {
             return false;
         }
         let me = self as *const ServiceImport as usize;
@@ -494,6 +512,7 @@ impl Router {
                             Arc::new(StreamImport {
                                 importer: Arc::downgrade(&importer),
                                 mapping: stream_mapping(import),
+                                expires: import.expires,
                             }),
                         ),
                         ExportKind::Service => {
@@ -514,6 +533,7 @@ impl Router {
                                         .response_threshold
                                         .unwrap_or(DEFAULT_RESPONSE_THRESHOLD),
                                     responses,
+                                    expires: import.expires,
                                 }),
                             )
                         }

@@ -23,7 +23,7 @@ pub(super) fn apply(accounts: &mut [AccountConfig], claims: &[Claims], now: i64)
     }
     for importer in claims {
         for claim in &importer.nats.imports {
-            let Some(import) = import(claim) else {
+            let Some(mut import) = import(claim) else {
                 continue;
             };
             let Some(exporter) = claims.iter().find(|c| c.sub == import.account) else {
@@ -38,9 +38,12 @@ pub(super) fn apply(accounts: &mut [AccountConfig], claims: &[Claims], now: i64)
                     continue;
                 }
             } else if exported.token_req {
-                if !activation_valid(claim, &import, &importer.sub, exporter, exported, now) {
+                let Some(expires) =
+                    activation_valid(claim, &import, &importer.sub, exporter, exported, now)
+                else {
                     continue;
-                }
+                };
+                import.expires = expires;
                 let admitted = accounts
                     .iter_mut()
                     .filter(|a| a.name == exporter.sub)
@@ -284,7 +287,7 @@ fn covering_export<'a>(
 /// Whether the import's activation JWT lets `importer` in: signed by the exporting account
 /// (or by one of its signing keys, naming the account), issued to the importer for this kind
 /// of import and a subject covering the imported one, within its validity window, and not
-/// revoked by the export.
+/// revoked by the export. `Some(when it expires)` if it does.
 fn activation_valid(
     claim: &ImportClaim,
     import: &Import,
@@ -292,13 +295,11 @@ fn activation_valid(
     exporter: &Claims,
     export: &ExportClaim,
     now: i64,
-) -> bool {
+) -> Option<Option<i64>> {
     if claim.token.is_empty() {
-        return false;
+        return None;
     }
-    let Ok(act) = jwt::decode(&claim.token, Kind::Activation) else {
-        return false;
-    };
+    let act = jwt::decode(&claim.token, Kind::Activation).ok()?;
     let signer_ok = match act.nats.issuer_account.as_deref().filter(|a| !a.is_empty()) {
         None => act.iss == exporter.sub,
         Some(account) => account == exporter.sub && exporter.account_signer(&act.iss).is_some(),
@@ -308,7 +309,13 @@ fn activation_valid(
     let revoked = [importer, "*"]
         .iter()
         .any(|k| export.revocations.get(*k).is_some_and(|&t| t >= act.iat));
-    signer_ok && act.sub == importer && kind_ok && covered && !act.is_expired_at(now) && !revoked
+    let valid = signer_ok
+        && act.sub == importer
+        && kind_ok
+        && covered
+        && !act.is_expired_at(now)
+        && !revoked;
+    valid.then_some((act.exp > 0).then_some(act.exp))
 }
 
 #[cfg(test)]

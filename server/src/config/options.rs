@@ -448,6 +448,9 @@ pub struct Import {
     pub prefix: Option<String>,
     /// Service imports: `share`, the requester's details in `Nats-Request-Info`.
     pub share: bool,
+    /// Operator mode: when the activation JWT that admits this import expires (Unix
+    /// seconds); from then on the import routes nothing.
+    pub expires: Option<i64>,
 }
 
 impl Import {
@@ -460,6 +463,7 @@ impl Import {
             local: None,
             prefix: None,
             share: false,
+            expires: None,
         }
     }
 

@@ -126,7 +126,7 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
                         to: (i.kind == ExportKind::Service).then(|| local.clone()),
                         local_subject: local,
                         kind: kind_name(&i.kind),
-                        invalid: false,
+                        invalid: crate::imports::import_lapsed(i),
                         share: i.share,
                         tracking: false,
                     }

@@ -429,3 +429,70 @@ async fn pushed_account_jwts_change_imports() {
         );
     }
 }
+
+/// An import admitted by an activation that expires stops routing when it does: requests
+/// find no responders and streamed messages no longer arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imports_stop_when_their_activation_expires() {
+    let op = Operator::new();
+    let b = KeyPair::new_account();
+    let a_key = op.a.public_key();
+    for kind in impls() {
+        // Long enough for the server to start and the first checks to pass.
+        let expires = serde_json::json!({ "exp": now() + 4 });
+        let service = activation(
+            &op.a,
+            &b,
+            // nats-server lapses an import only when its activation names the very subject.
+            "priv.q",
+            "service",
+            serde_json::json!({}),
+            expires.clone(),
+        );
+        let stream = activation(&op.a, &b, "pev.>", "stream", serde_json::json!({}), expires);
+        let config = format!(
+            "{HEADER}{}",
+            op.config_with_accounts(&[
+                (&op.a, serde_json::json!({ "exports": exports() })),
+                (
+                    &b,
+                    serde_json::json!({ "imports": [
+                        { "subject": "priv.q", "account": a_key, "type": "service", "token": service },
+                        { "subject": "pev.>", "account": a_key, "type": "stream", "token": stream },
+                    ]}),
+                ),
+            ])
+        );
+        let p = Proc::start(kind, &config).await;
+        let a = client(&op, p.port, &op.a).await;
+        let bc = client(&op, p.port, &b).await;
+        responder(&a, "priv.>").await;
+        let mut events = bc.subscribe("pev.>").await.unwrap();
+        let mut markers = bc.subscribe("marker").await.unwrap();
+        // Whether a message A publishes on `pev.x` still reaches B (B's own marker, published
+        // after A's message has been handled, bounds the wait).
+        let mut streamed = async || {
+            a.publish("pev.x", "".into()).await.unwrap();
+            settle(&a).await;
+            bc.publish("marker", "".into()).await.unwrap();
+            tokio::time::timeout(WAIT, markers.next())
+                .await
+                .unwrap()
+                .unwrap();
+            let mut got = false;
+            while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, events.next()).await {
+                got = true;
+            }
+            got
+        };
+        assert_eq!(ask(kind, &bc, "priv.q").await, "reply: priv.q", "{kind:?}");
+        assert!(streamed().await, "{kind:?}: streamed before expiry");
+        testkit::eventually_async(
+            WAIT,
+            format!("{kind:?}: the service import to lapse"),
+            async || ask(kind, &bc, "priv.q").await == "no responders",
+        )
+        .await;
+        assert!(!streamed().await, "{kind:?}: streamed after expiry");
+    }
+}
