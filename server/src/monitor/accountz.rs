@@ -53,6 +53,9 @@ pub(crate) struct ExportInfo {
     pub token_req: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub approved_accounts: Vec<String>,
+    /// Operator mode: importing accounts whose activations issued up to the time are revoked.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub revoked_activations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +98,10 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
         .ok_or_else(|| MonitorError::NoAccount(name.to_string()))?;
     let opts = server.options();
     let config = opts.accounts.iter().find(|a| a.name == account.name);
+    let claims = opts.operator.as_ref().and_then(|o| {
+        let (_, token) = o.preload.iter().find(|(k, _)| k == &account.name)?;
+        crate::jwt::decode(token, crate::jwt::Kind::Account).ok()
+    });
     let exports = config
         .map(|c| {
             c.exports
@@ -110,6 +117,21 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
                     } else {
                         e.accounts.clone()
                     },
+                    revoked_activations: claims
+                        .iter()
+                        .flat_map(|c| &c.nats.exports)
+                        .find(|c| c.subject == e.subject && c.kind == kind_name(&e.kind))
+                        .map(|c| {
+                            c.revocations
+                                .iter()
+                                .map(|(k, &t)| {
+                                    let ns =
+                                        u64::try_from(t).unwrap_or(0).saturating_mul(1_000_000_000);
+                                    (k.clone(), natsd_conf::timestamp::rfc3339_ns(ns))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
                 .collect()
         })

@@ -151,7 +151,8 @@ async fn account_jwt_exports_and_imports_route_between_accounts() {
         serde_json::json!({ "exp": now() - 5 }),
     );
     let mut a_exports = exports();
-    a_exports[2]["revocations"] = serde_json::json!({ c.public_key(): now() + 5 });
+    let revoked_at = now() + 5;
+    a_exports[2]["revocations"] = serde_json::json!({ c.public_key(): revoked_at });
     let config = format!(
         "{HEADER}{}",
         op.config_with_accounts(&[
@@ -244,6 +245,21 @@ async fn account_jwt_exports_and_imports_route_between_accounts() {
         .collect();
         expected.sort();
         assert_eq!(imports_from_a(b.public_key()).await, expected, "{kind:?}");
+        let accountz = p.http_json(&format!("/accountz?acc={a_key}")).await;
+        let revoked: Vec<&serde_json::Value> = accountz["account_detail"]["exports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e.get("revoked_activations").is_some())
+            .collect();
+        assert_eq!(revoked.len(), 1, "{kind:?}: {accountz}");
+        assert_eq!(revoked[0]["subject"], "priv.>", "{kind:?}");
+        assert_eq!(revoked[0]["token_req"], true, "{kind:?}");
+        assert_eq!(
+            revoked[0]["revoked_activations"][c.public_key()],
+            natsd_conf::timestamp::rfc3339_ns(revoked_at as u64 * 1_000_000_000),
+            "{kind:?}"
+        );
         assert_eq!(
             imports_from_a(c.public_key()).await,
             Vec::<String>::new(),
