@@ -10,6 +10,7 @@
 //! or admitting the importer, no valid activation, a wildcard stream prefix) is left out, as it is there.
 
 use super::options::{AccountConfig, Export, ExportKind, Import, ResponseType};
+use crate::imports::references_as_wildcards;
 use crate::jwt::{self, Claims, ExportClaim, ImportClaim, Kind};
 use crate::subject::{is_literal, is_subset, is_valid_subject};
 
@@ -217,8 +218,7 @@ fn export(claim: &ExportClaim) -> Option<Export> {
 }
 
 /// The import as the configuration states one: `subject` in the exporter, `local` in the
-/// importer. A JWT's `local_subject` may name the subject's wildcards as `$1`, `$2`, ...; a
-/// service import subscribes to it with those as `*`.
+/// importer (whose `$1`, `$2`, ... name the subject's wildcards).
 fn import(claim: &ImportClaim) -> Option<Import> {
     let kind = kind(&claim.kind)?;
     let mut import = Import::new(kind, &claim.account, &claim.subject);
@@ -232,7 +232,7 @@ fn import(claim: &ImportClaim) -> Option<Import> {
             (None, _) => return None,
         },
         ExportKind::Service => match (local, claim.to.as_str()) {
-            (Some(local), _) => import.local = Some(references_as_wildcards(&local)),
+            (Some(local), _) => import.local = Some(local),
             (None, "") => {}
             // `to` is the exporter's subject; `subject` is where the importer publishes.
             (None, to) => {
@@ -241,28 +241,11 @@ fn import(claim: &ImportClaim) -> Option<Import> {
             }
         },
     }
-    let local = import.local_subject();
+    let local = references_as_wildcards(&import.local_subject());
     let valid = is_valid_subject(import.subject.as_bytes())
         && (kind == ExportKind::Stream && import.local.is_some()
             || is_valid_subject(local.as_bytes()));
     valid.then_some(import)
-}
-
-/// `a.$1.$2` → `a.*.*`.
-fn references_as_wildcards(subject: &str) -> String {
-    subject
-        .split('.')
-        .map(|t| {
-            let reference =
-                t.len() > 1 && t.starts_with('$') && t[1..].bytes().all(|b| b.is_ascii_digit());
-            if reference {
-                "*"
-            } else {
-                t
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 /// The exporter's export of `kind` that covers `subject`: the one exported as that very
@@ -432,7 +415,7 @@ mod tests {
         let i = import(&claim).unwrap();
         assert_eq!(
             (i.subject.as_str(), i.local_subject()),
-            ("remote.*", "mine.*".into())
+            ("remote.*", "mine.$1".into())
         );
     }
 }

@@ -141,7 +141,13 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
             c.imports
                 .iter()
                 .map(|i| {
-                    let local = i.local_subject();
+                    let local = match i.kind {
+                        // As subscribed to: wildcard references (`$1`) show as `*`.
+                        ExportKind::Service => {
+                            crate::imports::references_as_wildcards(&i.local_subject())
+                        }
+                        ExportKind::Stream => i.local_subject(),
+                    };
                     ImportInfo {
                         subject: i.subject.clone(),
                         account: i.account.clone(),

@@ -165,6 +165,7 @@ async fn account_jwt_exports_and_imports_route_between_accounts() {
                 serde_json::json!({ "imports": [
                     { "subject": "svc.echo", "account": a_key, "type": "service" },
                     { "subject": "svc.*", "local_subject": "ask.$1", "account": a_key, "type": "service" },
+                    { "subject": "svc.*.*", "local_subject": "swap.$2.$1", "account": a_key, "type": "service" },
                     { "subject": "ev.>", "local_subject": "from_a.>", "account": a_key, "type": "stream" },
                     { "subject": "ev.x", "to": "pre", "account": a_key, "type": "stream" },
                     { "subject": "priv.q", "account": a_key, "type": "service", "token": b_service },
@@ -232,6 +233,7 @@ async fn account_jwt_exports_and_imports_route_between_accounts() {
         let mut expected: Vec<String> = [
             ("service", "priv.q", "priv.q"),
             ("service", "svc.*", "ask.*"),
+            ("service", "svc.*.*", "swap.*.*"),
             ("service", "svc.echo", "svc.echo"),
             ("service", tok.as_str(), tok.as_str()),
             ("service", "twice.o.>", "twice.o.>"),
@@ -269,6 +271,11 @@ async fn account_jwt_exports_and_imports_route_between_accounts() {
         assert_eq!(
             ask(kind, &bc, "svc.echo").await,
             "reply: svc.echo",
+            "{kind:?}"
+        );
+        assert_eq!(
+            ask(kind, &bc, "swap.x.y").await,
+            "reply: svc.y.x",
             "{kind:?}"
         );
         assert_eq!(
