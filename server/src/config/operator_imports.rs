@@ -182,9 +182,24 @@ fn token_problem(i: &ImportClaim, k: ExportKind, importer: &str) -> Option<Strin
     }
 }
 
-/// Whether `subject` is `within` or one of its subjects.
+/// Whether `subject` is `within` or one of its subjects, token by token as the JWT library
+/// compares claims (where a `*` of `within` also takes a `>`).
 fn contained(subject: &str, within: &str) -> bool {
-    subject == within || is_subset(subject.as_bytes(), within.as_bytes())
+    let mine: Vec<&str> = subject.split('.').collect();
+    let other: Vec<&str> = within.split('.').collect();
+    let open = other.last() == Some(&">");
+    if mine.len() < other.len() || mine.len() > other.len() && !open {
+        return false;
+    }
+    for (i, tok) in other.iter().enumerate() {
+        if i == other.len() - 1 && *tok == ">" {
+            return true;
+        }
+        if *tok != mine[i] && *tok != "*" {
+            return false;
+        }
+    }
+    true
 }
 
 fn kind(name: &str) -> Option<ExportKind> {
@@ -391,6 +406,14 @@ mod tests {
             crate::config::authorizing_export(&accounts[0], c, ExportKind::Service, "svc.x")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn containment_is_the_jwt_librarys() {
+        assert!(contained("a.b", "a.>") && contained("a.b.c", "a.*.c"));
+        assert!(contained("a.>", "a.*") && contained("a.*", "a.*"));
+        assert!(!contained("a", "a.>") && !contained("a.b.c", "a.*"));
+        assert!(!contained("a.*", "a.b"));
     }
 
     #[test]
