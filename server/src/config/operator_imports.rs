@@ -7,7 +7,8 @@
 //! importer only through an activation JWT that the exporting account (or one of its signing
 //! keys) issued to it for the imported subject, that has not expired and that the export does
 //! not revoke. An import nats-server would not add (no such account, no export covering it
-//! or admitting the importer, no valid activation, a wildcard stream prefix) is left out, as it is there.
+//! or admitting the importer, no valid activation, a wildcard stream prefix) is left out, as
+//! it is there; one whose activation expires later stops routing then (`crate::imports`).
 
 use super::options::{AccountConfig, Export, ExportKind, Import, ResponseType};
 use crate::imports::references_as_wildcards;
