@@ -133,6 +133,39 @@ impl Mapping {
         }
     }
 
+    /// A service import's: requests on `local` go to `remote`. A token `$N` of `local` stands
+    /// for the N-th `*` of `remote` (subscribed to as `*`), so the wildcards may change order.
+    fn service(local: &str, remote: &str) -> Mapping {
+        let src = references_as_wildcards(local);
+        if src == local {
+            return Mapping::new(local, remote);
+        }
+        // The k-th `*` of `remote` takes the wildcard of `local` that says `$k`: `$m` if that
+        // is the m-th wildcard of `local`.
+        let wildcards: Vec<&str> = local
+            .split('.')
+            .filter(|t| *t == "*" || reference(t))
+            .collect();
+        let mut k = 0;
+        let mut dest = Vec::new();
+        for token in remote.split('.') {
+            if token != "*" {
+                dest.push(token.to_string());
+                continue;
+            }
+            k += 1;
+            let named = format!("${k}");
+            match wildcards.iter().position(|t| *t == named) {
+                Some(m) => dest.push(format!("${}", m + 1)),
+                None => return Mapping::new(&src, remote),
+            }
+        }
+        match SubjectTransform::new(&src, &dest.join(".")) {
+            Ok(Some(t)) => Mapping::Transform(t),
+            _ => Mapping::new(&src, remote),
+        }
+    }
+
     fn apply<'a>(&'a self, subject: &'a [u8], buf: &'a mut Vec<u8>) -> &'a [u8] {
         match self {
             Mapping::Same => subject,
@@ -156,10 +189,42 @@ impl Mapping {
     }
 }
 
+/// Whether an import admitted by an activation JWT that expires at `expires` (Unix seconds)
+/// has lapsed: it then routes nothing, as nats-server drops it when the activation expires.
+fn lapsed(expires: Option<i64>) -> bool {
+    expires.is_some_and(|t| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        i64::try_from(now).unwrap_or(i64::MAX) >= t
+    })
+}
+
+/// Whether `import` routes nothing any more (its activation expired).
+pub(crate) fn import_lapsed(import: &Import) -> bool {
+    lapsed(import.expires)
+}
+
+/// Whether `token` is a wildcard reference (`$1`, `$2`, ...).
+fn reference(token: &str) -> bool {
+    token.len() > 1 && token.starts_with('$') && token[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The subject a service import subscribes to: its local subject with wildcard references
+/// (`a.$1.$2`) as wildcards (`a.*.*`).
+pub(crate) fn references_as_wildcards(subject: &str) -> String {
+    subject
+        .split('.')
+        .map(|t| if reference(t) { "*" } else { t })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// A stream import: subscribed in the exporting account, delivers into the importer.
 struct StreamImport {
     importer: Weak<Account>,
     mapping: Mapping,
+    expires: Option<i64>,
 }
 
 impl InternalHandler for StreamImport {
@@ -168,7 +233,7 @@ impl InternalHandler for StreamImport {
     }
 
     fn deliver_counted(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet) -> bool {
-        if current_hop() != Hop::Direct {
+        if current_hop() != Hop::Direct || lapsed(self.expires) {
             return false;
         }
         let Some(importer) = self.importer.upgrade() else {
@@ -202,6 +267,7 @@ struct ServiceImport {
     response_type: ResponseType,
     threshold: Duration,
     responses: Arc<Responses>,
+    expires: Option<i64>,
 }
 
 impl ServiceImport {
@@ -232,7 +298,7 @@ impl InternalHandler for ServiceImport {
     }
 
     fn deliver_counted(&self, msg: &InternalMsg<'_>, flush: &mut FlushSet) -> bool {
-        if current_hop() == Hop::Stream {
+        if current_hop() == Hop::Stream || lapsed(self.expires) {
             return false;
         }
         let me = self as *const ServiceImport as usize;
@@ -494,6 +560,7 @@ impl Router {
                             Arc::new(StreamImport {
                                 importer: Arc::downgrade(&importer),
                                 mapping: stream_mapping(import),
+                                expires: import.expires,
                             }),
                         ),
                         ExportKind::Service => {
@@ -501,19 +568,20 @@ impl Router {
                             let local = import.local_subject();
                             (
                                 importer.clone(),
-                                local.clone(),
+                                references_as_wildcards(&local),
                                 Arc::new(ServiceImport {
                                     importer_name: importer_cfg.name.clone(),
                                     share: import.share,
                                     server_name: server_name.to_string(),
                                     importer: Arc::downgrade(&importer),
                                     exporter: Arc::downgrade(&origin),
-                                    mapping: Mapping::new(&local, &import.subject),
+                                    mapping: Mapping::service(&local, &import.subject),
                                     response_type: export.response_type,
                                     threshold: export
                                         .response_threshold
                                         .unwrap_or(DEFAULT_RESPONSE_THRESHOLD),
                                     responses,
+                                    expires: import.expires,
                                 }),
                             )
                         }
@@ -594,6 +662,12 @@ mod tests {
         assert_eq!(map(&Mapping::new("a.>", "b.>"), "a.1.2"), "b.1.2");
         assert_eq!(map(&Mapping::new("a.>", "a.>"), "a.1.2"), "a.1.2");
         assert_eq!(map(&Mapping::new("a.b", "c"), "a.b"), "c");
+        assert_eq!(map(&Mapping::service("l.$2.$1", "r.*.*"), "l.x.y"), "r.y.x");
+        assert_eq!(
+            map(&Mapping::service("l.$1.>", "r.*.>"), "l.x.y.z"),
+            "r.x.y.z"
+        );
+        assert_eq!(references_as_wildcards("l.$2.$1.$x"), "l.*.*.$x");
         let mut import = Import::new(ExportKind::Stream, "A", "ev.>");
         import.prefix = Some("from_a".into());
         assert_eq!(map(&stream_mapping(&import), "ev.x.y"), "from_a.ev.x.y");

@@ -35,6 +35,8 @@ pub(crate) enum Kind {
     Operator,
     Account,
     User,
+    /// An account's permission for another account to import one of its private exports.
+    Activation,
 }
 
 impl std::fmt::Display for Kind {
@@ -43,6 +45,7 @@ impl std::fmt::Display for Kind {
             Kind::Operator => "operator",
             Kind::Account => "account",
             Kind::User => "user",
+            Kind::Activation => "activation",
         })
     }
 }
@@ -162,6 +165,46 @@ pub(crate) struct AccountLimitsClaim {
     pub(crate) tiered_limits: HashMap<String, AccountLimitsClaim>,
 }
 
+/// An account's export: a stream or service others may import, publicly or (`token_req`)
+/// with an activation JWT the account issued to the importer.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub(crate) struct ExportClaim {
+    pub(crate) subject: String,
+    /// `stream` or `service`.
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    pub(crate) token_req: bool,
+    /// Importing accounts (or `*`) whose activations issued at or before the time are revoked.
+    pub(crate) revocations: HashMap<String, i64>,
+    /// `Singleton` (or empty), `Stream` or `Chunked`.
+    pub(crate) response_type: String,
+    /// Nanoseconds; 0: the default.
+    pub(crate) response_threshold: i64,
+    pub(crate) account_token_position: usize,
+}
+
+/// An account's import of another account's export.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub(crate) struct ImportClaim {
+    /// A stream's subject in the exporter; a service's subject as the importer publishes it
+    /// (unless `to` names the exporter's).
+    pub(crate) subject: String,
+    /// The exporting account's public key.
+    pub(crate) account: String,
+    /// The activation JWT for a private export.
+    pub(crate) token: String,
+    /// Deprecated: a stream's prefix, or the service's subject in the exporter.
+    pub(crate) to: String,
+    /// The subject in the importing account.
+    pub(crate) local_subject: String,
+    /// `stream` or `service`.
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+    pub(crate) share: bool,
+}
+
 /// The `nats` part of the claims; which fields mean something depends on the kind.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -178,6 +221,14 @@ pub(crate) struct Nats {
     pub(crate) default_permissions: UserPermissions,
     /// Users (or `*`, everyone) whose JWTs issued at or before the time are revoked.
     pub(crate) revocations: HashMap<String, i64>,
+    pub(crate) exports: Vec<ExportClaim>,
+    pub(crate) imports: Vec<ImportClaim>,
+    // Activation.
+    /// The subject (perhaps with wildcards) the activation lets its subject account import.
+    pub(crate) subject: String,
+    /// `stream` or `service`: what the activation is for.
+    #[serde(rename = "kind")]
+    pub(crate) import_kind: String,
     // User.
     #[serde(flatten)]
     pub(crate) permissions: UserPermissions,

@@ -37,3 +37,6 @@ mod jwt;
 
 #[path = "tenancy/jwt_limits.rs"]
 mod jwt_limits;
+
+#[path = "tenancy/jwt_imports.rs"]
+mod jwt_imports;

@@ -10,6 +10,8 @@ pub enum Kind {
     Operator,
     Account,
     User,
+    /// An account's permission for another account to import a private export.
+    Activation,
 }
 
 impl Kind {
@@ -18,6 +20,7 @@ impl Kind {
             Kind::Operator => "operator",
             Kind::Account => "account",
             Kind::User => "user",
+            Kind::Activation => "activation",
         }
     }
 }
@@ -184,6 +187,82 @@ impl Operator {
             user,
         )
     }
+}
+
+impl Operator {
+    /// An account JWT for `account` signed by the operator: `nats` claims, with nsc's default
+    /// (unlimited) limits under any `limits` given.
+    pub fn account_jwt(&self, account: &KeyPair, nats: serde_json::Value) -> String {
+        let mut nats = nats;
+        let mut limits = unlimited_account_limits();
+        if let (Some(l), Some(extra)) = (limits.as_object_mut(), nats["limits"].as_object()) {
+            l.extend(extra.clone());
+        }
+        nats["limits"] = limits;
+        encode(
+            &self.operator,
+            &account.public_key(),
+            Kind::Account,
+            nats,
+            serde_json::json!({}),
+        )
+    }
+
+    /// The operator JWT (naming the system account).
+    pub fn operator_jwt(&self) -> String {
+        encode(
+            &self.operator,
+            &self.operator.public_key(),
+            Kind::Operator,
+            serde_json::json!({ "system_account": self.sys.public_key() }),
+            serde_json::json!({}),
+        )
+    }
+
+    /// The `operator` / `resolver: MEMORY` configuration preloading the system account and
+    /// each of `accounts` with its claims ([`Operator::account_jwt`]).
+    pub fn config_with_accounts(&self, accounts: &[(&KeyPair, serde_json::Value)]) -> String {
+        let mut preload = format!(
+            "  {}: {}\n",
+            self.sys.public_key(),
+            self.account_jwt(&self.sys, serde_json::json!({}))
+        );
+        for (key, nats) in accounts {
+            preload.push_str(&format!(
+                "  {}: {}\n",
+                key.public_key(),
+                self.account_jwt(key, nats.clone())
+            ));
+        }
+        format!(
+            "operator: {}\nresolver: MEMORY\nresolver_preload: {{\n{preload}}}\n",
+            self.operator_jwt()
+        )
+    }
+}
+
+/// An activation JWT: `issuer` (the exporting account, or its signing key with `nats`
+/// naming the account in `issuer_account`) lets `importer` import `subject` (`kind`:
+/// `stream` or `service`). `top` adds standard claims (`exp`, `iat`, ...).
+pub fn activation(
+    issuer: &KeyPair,
+    importer: &KeyPair,
+    subject: &str,
+    kind: &str,
+    nats: serde_json::Value,
+    top: serde_json::Value,
+) -> String {
+    let mut claims = serde_json::json!({ "subject": subject, "kind": kind });
+    if let (Some(c), Some(extra)) = (claims.as_object_mut(), nats.as_object()) {
+        c.extend(extra.clone());
+    }
+    encode(
+        issuer,
+        &importer.public_key(),
+        Kind::Activation,
+        claims,
+        top,
+    )
 }
 
 /// The account limits nsc writes by default: nothing limited.

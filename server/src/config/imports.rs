@@ -100,7 +100,8 @@ fn admits(export: &Export, importer: &str, subject: &str) -> bool {
     if export.account_token_position > 0 {
         return subject.split('.').nth(export.account_token_position - 1) == Some(importer);
     }
-    export.accounts.is_empty() || export.accounts.iter().any(|a| a == importer)
+    (export.accounts.is_empty() && !export.token_required)
+        || export.accounts.iter().any(|a| a == importer)
 }
 
 /// An import accepted so far, for the cycle search.

@@ -34,6 +34,8 @@ mod imports;
 pub(crate) use imports::authorizing_export;
 pub(crate) mod load;
 mod operator;
+mod operator_imports;
+pub(crate) use operator_imports::problems as account_claim_problems;
 
 pub use natsd_conf::bcrypt::is_bcrypt;
 pub use natsd_conf::size::{parse_size, SizeError};

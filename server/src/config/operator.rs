@@ -237,6 +237,7 @@ pub(super) fn finish(pending: Pending, o: &mut Options) -> Result<(), String> {
         preload.extend(stored);
     }
     let trusted: Vec<&str> = claims.iter().flat_map(|c| c.operator_keys()).collect();
+    let mut accounts = Vec::new();
     for (key, token) in &preload {
         let Ok(account) = jwt::decode(token, Kind::Account) else {
             continue;
@@ -246,8 +247,18 @@ pub(super) fn finish(pending: Pending, o: &mut Options) -> Result<(), String> {
         if &account.sub != key || !trusted.contains(&account.iss.as_str()) {
             continue;
         }
+        let problems = super::operator_imports::problems(&account);
+        if !problems.is_empty() {
+            tracing::warn!(
+                "Account [{key}] has validation issues: {}",
+                problems.join("; ")
+            );
+            continue;
+        }
         o.accounts.push(account_config(key, &account.nats.limits));
+        accounts.push(account);
     }
+    super::operator_imports::apply(&mut o.accounts, &accounts, chrono::Utc::now().timestamp());
     if let Some(sys) = &o.system_account {
         if !o.accounts.iter().any(|a| &a.name == sys) {
             let unlimited = AccountLimitsClaim {

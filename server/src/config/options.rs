@@ -409,8 +409,11 @@ impl ResponseType {
 pub struct Export {
     pub kind: ExportKind,
     pub subject: String,
-    /// Accounts allowed to import; empty = public.
+    /// Accounts allowed to import; empty = public (unless `token_required`).
     pub accounts: Vec<String>,
+    /// Operator mode's private export: only the `accounts` that presented a valid activation
+    /// JWT may import (nobody when empty).
+    pub token_required: bool,
     /// Service exports: how many responses a request may get.
     pub response_type: ResponseType,
     /// Service exports: how long a request's reply mapping lives without a response.
@@ -428,6 +431,7 @@ impl Export {
             kind,
             subject: subject.to_string(),
             accounts: Vec::new(),
+            token_required: false,
             response_type: ResponseType::Singleton,
             response_threshold: None,
             account_token_position: 0,
@@ -448,6 +452,9 @@ pub struct Import {
     pub prefix: Option<String>,
     /// Service imports: `share`, the requester's details in `Nats-Request-Info`.
     pub share: bool,
+    /// Operator mode: when the activation JWT that admits this import expires (Unix
+    /// seconds); from then on the import routes nothing.
+    pub expires: Option<i64>,
 }
 
 impl Import {
@@ -460,6 +467,7 @@ impl Import {
             local: None,
             prefix: None,
             share: false,
+            expires: None,
         }
     }
 

@@ -48,8 +48,14 @@ pub(crate) struct ExportInfo {
     /// Service exports: `Singleton`, `Streamed` or `Chunked`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_type: Option<&'static str>,
+    /// Operator mode's private export: importers need an activation JWT.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub token_req: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub approved_accounts: Vec<String>,
+    /// Operator mode: importing accounts whose activations issued up to the time are revoked.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub revoked_activations: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -92,6 +98,10 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
         .ok_or_else(|| MonitorError::NoAccount(name.to_string()))?;
     let opts = server.options();
     let config = opts.accounts.iter().find(|a| a.name == account.name);
+    let claims = opts.operator.as_ref().and_then(|o| {
+        let (_, token) = o.preload.iter().find(|(k, _)| k == &account.name)?;
+        crate::jwt::decode(token, crate::jwt::Kind::Account).ok()
+    });
     let exports = config
         .map(|c| {
             c.exports
@@ -100,7 +110,28 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
                     subject: e.subject.clone(),
                     kind: kind_name(&e.kind),
                     response_type: (e.kind == ExportKind::Service).then(|| e.response_type.name()),
-                    approved_accounts: e.accounts.clone(),
+                    token_req: e.token_required,
+                    // Activated importers are not approved accounts (nats-server lists none).
+                    approved_accounts: if e.token_required {
+                        Vec::new()
+                    } else {
+                        e.accounts.clone()
+                    },
+                    revoked_activations: claims
+                        .iter()
+                        .flat_map(|c| &c.nats.exports)
+                        .find(|c| c.subject == e.subject && c.kind == kind_name(&e.kind))
+                        .map(|c| {
+                            c.revocations
+                                .iter()
+                                .map(|(k, &t)| {
+                                    let ns =
+                                        u64::try_from(t).unwrap_or(0).saturating_mul(1_000_000_000);
+                                    (k.clone(), natsd_conf::timestamp::rfc3339_ns(ns))
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                 })
                 .collect()
         })
@@ -110,14 +141,20 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
             c.imports
                 .iter()
                 .map(|i| {
-                    let local = i.local_subject();
+                    let local = match i.kind {
+                        // As subscribed to: wildcard references (`$1`) show as `*`.
+                        ExportKind::Service => {
+                            crate::imports::references_as_wildcards(&i.local_subject())
+                        }
+                        ExportKind::Stream => i.local_subject(),
+                    };
                     ImportInfo {
                         subject: i.subject.clone(),
                         account: i.account.clone(),
                         to: (i.kind == ExportKind::Service).then(|| local.clone()),
                         local_subject: local,
                         kind: kind_name(&i.kind),
-                        invalid: false,
+                        invalid: crate::imports::import_lapsed(i),
                         share: i.share,
                         tracking: false,
                     }

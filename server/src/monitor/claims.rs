@@ -270,6 +270,14 @@ impl Resolver {
                     "jwt validation failed",
                     "validation errors: [claim is expired]".to_string(),
                 )),
+                Ok(claims) if !crate::config::account_claim_problems(&claims).is_empty() => Err((
+                    claims.sub.clone(),
+                    "jwt validation failed",
+                    format!(
+                        "validation errors: [{}]",
+                        crate::config::account_claim_problems(&claims).join(" ")
+                    ),
+                )),
                 Ok(claims) if subject_key.as_ref().is_some_and(|k| k != &claims.sub) => Err((
                     subject_key.clone().unwrap_or_default(),
                     "jwt update resulted in error",
