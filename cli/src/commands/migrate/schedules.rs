@@ -95,12 +95,22 @@ impl ArmedSchedules {
 
 /// Why a stream with schedules cannot be copied (`None` when it can). A one-shot schedule's
 /// message stays in a stream that denies purges or roll-ups after it fired; copied, the
-/// target would arm it and fire it again.
+/// target would arm it and fire it again. A stream with a subject transform is copied taking
+/// only the subjects its messages are stored under, where the target refuses a schedule whose
+/// target subject (not produced yet) is none of them.
 pub(super) fn not_copyable(config: &Value) -> Option<&'static str> {
-    let schedules = is_set(config, "allow_msg_schedules");
-    (schedules && (is_set(config, "deny_purge") || !is_set(config, "allow_rollup_hdrs"))).then_some(
-        "message schedules with deny_purge or without allow_rollup_hdrs (a fired \
-             one-shot schedule stays and would fire again on the target)",
+    if !is_set(config, "allow_msg_schedules") {
+        return None;
+    }
+    if is_set(config, "deny_purge") || !is_set(config, "allow_rollup_hdrs") {
+        return Some(
+            "message schedules with deny_purge or without allow_rollup_hdrs (a fired one-shot \
+             schedule stays and would fire again on the target)",
+        );
+    }
+    is_set(config, "subject_transform").then_some(
+        "message schedules with a subject transform (the copy takes only the stored subjects, \
+         where the target refuses a schedule for a subject not stored yet)",
     )
 }
 
@@ -330,5 +340,10 @@ mod tests {
         assert!(not_copyable(&deny).is_some());
         assert!(not_copyable(&json!({"allow_msg_schedules": true})).is_some());
         assert_eq!(not_copyable(&json!({"deny_purge": true})), None);
+        let transform = json!({"allow_msg_schedules": true, "allow_rollup_hdrs": true,
+            "subject_transform": {"src": ">", "dest": "x.>"}});
+        assert!(not_copyable(&transform)
+            .unwrap()
+            .contains("subject transform"));
     }
 }
