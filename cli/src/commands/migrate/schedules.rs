@@ -332,6 +332,19 @@ mod tests {
     }
 
     #[test]
+    fn a_difference_is_compared_again_until_both_sides_fired() {
+        let mut calls = 0;
+        let result = settled(|| {
+            calls += 1;
+            Ok((calls, calls == 3))
+        })
+        .unwrap();
+        assert_eq!(result, 3);
+        assert!(settled(|| anyhow::Ok(((), true))).is_ok());
+        assert!(settled(|| -> anyhow::Result<((), bool)> { anyhow::bail!("gone") }).is_err());
+    }
+
+    #[test]
     fn schedules_that_would_fire_again_are_refused() {
         let ok = json!({"allow_msg_schedules": true, "allow_rollup_hdrs": true});
         assert_eq!(not_copyable(&ok), None);
