@@ -22,7 +22,8 @@
 //!    it is copied without the transform, taking those subjects, and gets its own subjects and
 //!    transform back afterwards (see [`capture_config`]). A counter stream stores running
 //!    totals: each is published as the increment from the subject's previous total (see
-//!    [`Replay`]).
+//!    [`Replay`]). A stream with message schedules is copied in order with its pending
+//!    schedules, which the target arms and fires from then on (see [`schedules`]).
 //! 4. Verification: message counts and a SHA-256 digest over every message's subject, headers
 //!    and payload, source against target (sequence numbers and timestamps are the target's own).
 //!
@@ -56,6 +57,8 @@ use crate::settings::{Paths, Settings};
 use crate::tenant::{repo, Tenant, TenantDoc};
 use crate::Context;
 
+mod schedules;
+
 /// Messages per batch: published together, then the progress record is written.
 const BATCH: usize = 256;
 /// Bytes per batch at most.
@@ -84,6 +87,9 @@ struct Progress {
     source_seq: u64,
     /// The target sequence it got.
     target_seq: u64,
+    /// The message schedules the copy armed on the target.
+    #[serde(default, skip_serializing_if = "schedules::ArmedSchedules::is_empty")]
+    schedules: schedules::ArmedSchedules,
 }
 
 /// One consumer's outcome.
@@ -596,7 +602,7 @@ fn portable(message: &StoredMessage) -> StoredMessage {
     StoredMessage {
         seq: message.seq,
         subject: message.subject.clone(),
-        headers: portable_headers(message.headers.as_deref()),
+        headers: schedules::portable_output(portable_headers(message.headers.as_deref())),
         payload: message.payload.clone(),
     }
 }
@@ -676,12 +682,10 @@ fn is_set(config: &Value, key: &str) -> bool {
 }
 
 /// A feature of a stream configuration whose messages neither a copy by publishing nor the
-/// target's own copy from an origin gets right: schedules would fire again.
+/// target's own copy from an origin gets right: schedules that would fire again (see
+/// [`schedules::not_copyable`]).
 fn not_copyable(config: &Value) -> Option<&'static str> {
-    [("allow_msg_schedules", "message schedules")]
-        .into_iter()
-        .find(|(key, _)| is_set(config, key))
-        .map(|(_, feature)| feature)
+    schedules::not_copyable(config)
 }
 
 /// The mirror's or the sources' specifications of a stream that copies from others; empty
@@ -1134,6 +1138,7 @@ fn copy_stream(
                 created: created["created"].as_str().unwrap_or_default().to_owned(),
                 source_seq: 0,
                 target_seq: created["state"]["last_seq"].as_u64().unwrap_or(0),
+                schedules: schedules::ArmedSchedules::default(),
             };
             save_progress(&record_path, &progress)?;
             // Interest and work-queue streams keep only what a consumer still wants: the
@@ -1164,6 +1169,7 @@ fn copy_stream(
                         created: created.to_owned(),
                         source_seq: 0,
                         target_seq: state["last_seq"].as_u64().unwrap_or(0),
+                        schedules: schedules::ArmedSchedules::default(),
                     }
                 }
                 _ => {
@@ -1209,8 +1215,19 @@ fn copy_stream(
         &mut replay,
     )?;
     // Verify, and learn which target sequence each source message has.
-    let (src_seqs, src_count, src_digest) = read_all(source, name, progress.source_seq, &replay)?;
-    let (dst_seqs, dst_count, dst_digest) = read_all(dest, name, progress.target_seq, &replay)?;
+    let ((src_seqs, src_count, src_digest), (dst_seqs, dst_count, dst_digest)) =
+        schedules::settled(|| {
+            // What schedules produced after they were armed on the target is each server's own.
+            let armed = &progress.schedules;
+            let here = read_all(source, name, progress.source_seq, &replay, |m| {
+                schedules::made_here_after_arming(m, armed)
+            })?;
+            let there = read_all(dest, name, progress.target_seq, &replay, |m| {
+                schedules::made_by_target(m, armed)
+            })?;
+            let alike = here.1 == there.1 && here.2 == there.2;
+            Ok(((here, there), alike || armed.is_empty()))
+        })?;
     report.source_messages = src_count;
     report.target_messages = dst_count;
     report.source_digest = src_digest.clone();
@@ -1386,7 +1403,7 @@ fn derived_read(js: &mut JetStream, stream: &str, ordered: bool) -> anyhow::Resu
         digest_message(
             &mut hasher,
             &StoredMessage {
-                headers: derived_headers(message.headers.as_deref()),
+                headers: schedules::portable_output(derived_headers(message.headers.as_deref())),
                 ..message.clone()
             },
         );
@@ -1418,12 +1435,14 @@ fn sequences(js: &mut JetStream, stream: &str, after: u64) -> anyhow::Result<Vec
     Ok(seqs)
 }
 
-/// Sequences, count and digest of every message up to `up_to`, each as `replay` compares it.
+/// Sequences, count and digest of every message up to `up_to` less those `skip` names, each
+/// as `replay` compares it.
 fn read_all(
     js: &mut JetStream,
     stream: &str,
     up_to: u64,
     replay: &Replay,
+    skip: impl Fn(&StoredMessage) -> bool,
 ) -> anyhow::Result<(Vec<u64>, u64, String)> {
     let mut hasher = Sha256::new();
     let mut seqs = Vec::new();
@@ -1431,6 +1450,9 @@ fn read_all(
     while let Some(message) = reader.next(js)? {
         if message.seq > up_to {
             break;
+        }
+        if skip(&message) {
+            continue;
         }
         digest_message(&mut hasher, &replay.compared(&message));
         seqs.push(message.seq);
@@ -1461,11 +1483,21 @@ fn copy_messages(
         .unwrap_or(0);
     let mut reader = Reader::new(source, name, progress.source_seq)?;
     while progress.target_seq < dest_last {
-        let Some(from) = reader.next(source)? else {
+        let seq = progress.target_seq + 1;
+        let there = dest.message(name, seq)?;
+        if there
+            .as_ref()
+            .is_some_and(|m| schedules::made_by_target(m, &progress.schedules))
+        {
+            progress.target_seq = seq;
+            continue;
+        }
+        let Some(from) =
+            schedules::next_to_copy(&mut reader, source, dest, name, &progress.schedules)?
+        else {
             break;
         };
-        let seq = progress.target_seq + 1;
-        if let Some(there) = dest.message(name, seq)? {
+        if let Some(there) = there {
             if !same_content(&replay.compared(&from), &replay.compared(&there)) {
                 return Err(ManageError::MigrateConflict {
                     what: what.to_owned(),
@@ -1480,17 +1512,20 @@ fn copy_messages(
         }
         progress.source_seq = from.seq;
         progress.target_seq = seq;
+        progress.schedules.found(&from, seq);
     }
+    progress.schedules.publishing(None);
     save_progress(record_path, progress)?;
     let mut copied = 0;
     let mut recent: HashMap<String, Instant> = HashMap::new();
     loop {
         let mut batch: Vec<StoredMessage> = Vec::new();
         let mut bytes = 0;
-        let mut source_seqs = Vec::new();
         let mut batch_ids: HashSet<String> = HashSet::new();
         while batch.len() < BATCH && bytes < BATCH_BYTES {
-            let Some(message) = reader.next(source)? else {
+            let Some(message) =
+                schedules::next_to_copy(&mut reader, source, dest, name, &progress.schedules)?
+            else {
                 break;
             };
             // A Msg-Id the target saw less than its (copy) window ago, or that this batch
@@ -1512,11 +1547,19 @@ fn copy_messages(
             let expected = replay.expected(&message, &mut |s| counter_total_of(dest, name, s))?;
             let message = replay.publishable(expected);
             bytes += message.payload.len() + message.headers.as_ref().map_or(0, Vec::len);
-            source_seqs.push(message.seq);
             batch.push(message);
         }
         if batch.is_empty() {
             break;
+        }
+        let armed_after = schedules::before_arming(source, name, &mut batch)?;
+        let source_seqs: Vec<u64> = batch.iter().map(|m| m.seq).collect();
+        if batch.is_empty() {
+            continue;
+        }
+        if armed_after.is_some() {
+            progress.schedules.publishing(armed_after);
+            save_progress(record_path, progress)?;
         }
         let acks = dest.publish_all(&batch)?;
         // Test hook: a run killed after the target took a batch, before its record.
@@ -1529,6 +1572,18 @@ fn copy_messages(
                     "{what}: the target refused message {source_seq}: {}",
                     error["description"].as_str().unwrap_or("unknown error")
                 );
+            }
+            // A schedule armed there may have fired since.
+            if let Some(seq) = ack["seq"].as_u64() {
+                if schedules::own_products(
+                    dest,
+                    name,
+                    progress.target_seq + 1,
+                    seq.saturating_sub(1),
+                    &progress.schedules,
+                )? {
+                    progress.target_seq = seq - 1;
+                }
             }
             let expected = progress.target_seq + 1;
             if ack["stream"].as_str() != Some(name)
@@ -1548,12 +1603,14 @@ fn copy_messages(
             }
             progress.source_seq = *source_seq;
             progress.target_seq = expected;
+            progress.schedules.stored(message, armed_after, expected);
             copied += 1;
             if let Some(id) = msg_id(message.headers.as_deref()) {
                 recent.insert(id, now);
             }
         }
         recent.retain(|_, at| at.elapsed() < MSG_ID_SPACING);
+        progress.schedules.publishing(None);
         save_progress(record_path, progress)?;
     }
     Ok(copied)
@@ -1765,10 +1822,10 @@ mod tests {
         let plain =
             json!({"name": "S", "sources": [], "mirror": null, "allow_msg_schedules": false});
         assert_eq!(not_copyable(&plain), None);
-        assert_eq!(
-            not_copyable(&json!({"allow_msg_schedules": true})),
-            Some("message schedules")
-        );
+        // Schedules where a fired one is kept (and would fire again there) are refused.
+        assert!(not_copyable(&json!({"allow_msg_schedules": true})).is_some());
+        let schedules = json!({"allow_msg_schedules": true, "allow_rollup_hdrs": true});
+        assert_eq!(not_copyable(&schedules), None);
         // Transforms and counters are copied by publishing, which a mirror or sourcing
         // stream does not take.
         let transform = json!({"subject_transform": {"src": "in.>", "dest": "x.>"}});

@@ -925,3 +925,274 @@ async fn issue_16_migrate_copies_subject_transforms_and_counters() {
     let ack = publish_acked(&there, "c.big", &[("Nats-Incr", "1")], "").await;
     assert_eq!(ack["val"], "9223372036854775818");
 }
+
+/// How many messages `stream` holds on each subject matching `filter`.
+async fn per_subject(client: &async_nats::Client, stream: &str, filter: &str) -> Value {
+    let info = js_api(
+        client,
+        &format!("$JS.API.STREAM.INFO.{stream}"),
+        serde_json::json!({ "subjects_filter": filter }),
+    )
+    .await;
+    info["state"]["subjects"].clone()
+}
+
+/// Part 4, message schedules: a stream with schedules moves with its plain messages, what a
+/// fired one-shot schedule produced, a repeating schedule and its products, and a one-shot
+/// schedule still pending, which fires on the cluster at its time, once (natsd fires it too:
+/// a rerun copies nothing of what either produced after the move).
+#[tokio::test(flavor = "multi_thread")]
+async fn issue_16_migrate_moves_message_schedules() {
+    /// Enough plain messages for several batches.
+    const PLAIN: u64 = 20000;
+    let Some(mut cluster) = TestContext::cluster(3) else {
+        return;
+    };
+    let mut source = TestContext::new();
+    crate::require_server!();
+    source.up();
+    source.ok(&["add-tenant", "shop", "64MB", "1GB"]);
+    cluster.ok(&["up", "--nodes", "3"]);
+    cluster.started_for_drop();
+
+    let client = connect(&env_value(
+        &source.read(".credentials/shop.env"),
+        "NATS_URL",
+    ))
+    .await;
+    let js = async_nats::jetstream::new(client.clone());
+    let created = js_api(
+        &client,
+        "$JS.API.STREAM.CREATE.SCHED",
+        serde_json::json!({
+            "name": "SCHED", "subjects": ["sched.>"], "storage": "file",
+            "allow_msg_schedules": true, "allow_rollup_hdrs": true,
+        }),
+    )
+    .await;
+    assert!(created["error"].is_null(), "{created}");
+    let schedule = async |subject: &str, pattern: &str, target: &str| {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Schedule", pattern);
+        headers.insert("Nats-Schedule-Target", target);
+        headers.insert("X-Kind", subject);
+        js.publish_with_headers(subject.to_owned(), headers, "payload".into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    };
+    let rfc3339 = |t: std::time::SystemTime| {
+        let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+        natsd_conf::timestamp::rfc3339_ns(secs * 1_000_000_000)
+    };
+    // Repeating, armed first on the cluster: it fires there while the rest is copied.
+    schedule("sched.s.every", "@every 1s", "sched.out.every").await;
+    let mut acks = Vec::new();
+    for i in 0..PLAIN {
+        acks.push(
+            js.publish("sched.plain", i.to_string().into())
+                .await
+                .unwrap(),
+        );
+    }
+    for ack in acks {
+        ack.await.unwrap();
+    }
+    // Already fired here: its product stays, the schedule is gone.
+    schedule(
+        "sched.s.done",
+        &format!("@at {}", rfc3339(std::time::SystemTime::now())),
+        "sched.out.done",
+    )
+    .await;
+    // Pending: fires on the cluster at its time, once.
+    // On a whole second, as the schedule names it.
+    let due = std::time::UNIX_EPOCH
+        + Duration::from_secs(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+                + 15,
+        );
+    schedule(
+        "sched.s.later",
+        &format!("@at {}", rfc3339(due)),
+        "sched.out.later",
+    )
+    .await;
+    // Pending, and ended by a client on natsd after the move.
+    schedule(
+        "sched.s.ended",
+        &format!("@at {}", rfc3339(due + Duration::from_secs(3600))),
+        "sched.out.ended",
+    )
+    .await;
+    testkit::eventually_async(
+        Duration::from_secs(10),
+        "natsd to fire the due schedules",
+        async || {
+            let subjects = per_subject(&client, "SCHED", "sched.out.>").await;
+            subjects["sched.out.done"] == 1 && subjects["sched.out.every"].as_u64() >= Some(2)
+        },
+    )
+    .await;
+
+    let to = cluster.root().display().to_string();
+    // Killed after the cluster took the first batch, which armed the repeating schedule
+    // there: the rerun finds it armed and goes on.
+    let killed = source
+        .command(&["migrate", "--to", &to])
+        .env("MANAGE_FAILPOINT", "migrate-batch-published")
+        .output()
+        .unwrap();
+    assert!(!killed.status.success());
+    let doc = source.json(&["migrate", "--to", &to]);
+    assert_eq!(doc["ok"], true, "{doc}");
+    let report = stream_report(&doc, "SCHED");
+    assert_eq!(report["action"], "resumed", "{report}");
+    assert_eq!(report["verified"], true, "{report}");
+    let finished = std::time::SystemTime::now();
+
+    let there = connect(&env_value(
+        &cluster.read(".credentials/shop.env"),
+        "NATS_URL",
+    ))
+    .await;
+    let tjs = async_nats::jetstream::new(there.clone());
+    let tsched = tjs.get_stream("SCHED").await.unwrap();
+    let info = js_api(&there, "$JS.API.STREAM.INFO.SCHED", serde_json::json!({})).await;
+    assert_eq!(info["config"]["allow_msg_schedules"], true, "{info}");
+    assert_eq!(info["config"]["num_replicas"], 3, "{info}");
+    let subjects = per_subject(&there, "SCHED", ">").await;
+    assert_eq!(subjects["sched.plain"], PLAIN, "{subjects}");
+    assert!(subjects.get("sched.s.done").is_none(), "{subjects}");
+    assert_eq!(subjects["sched.s.every"], 1, "{subjects}");
+    if finished + Duration::from_secs(1) < due {
+        assert_eq!(subjects["sched.s.later"], 1, "pending there: {subjects}");
+        assert!(subjects.get("sched.out.later").is_none(), "{subjects}");
+    }
+    // What the fired one-shot schedule produced, byte for byte as natsd stored it.
+    let done = tsched
+        .get_last_raw_message_by_subject("sched.out.done")
+        .await
+        .unwrap();
+    let here = js
+        .get_stream("SCHED")
+        .await
+        .unwrap()
+        .get_last_raw_message_by_subject("sched.out.done")
+        .await
+        .unwrap();
+    assert_eq!(done.headers, here.headers);
+    assert_eq!(
+        done.headers.get("Nats-Scheduler").unwrap().as_str(),
+        "sched.s.done"
+    );
+    assert_eq!(
+        done.headers.get("Nats-Schedule-Next").unwrap().as_str(),
+        "purge"
+    );
+    assert_eq!(done.payload.as_ref(), b"payload");
+    // A repeating schedule's earlier products, without the two headers nats-server takes
+    // from no client (the cluster's own carry them).
+    let mut stripped = 0;
+    let mut seq = 1;
+    loop {
+        let got = js_api(
+            &there,
+            "$JS.API.STREAM.MSG.GET.SCHED",
+            serde_json::json!({ "seq": seq, "next_by_subj": "sched.out.every" }),
+        )
+        .await;
+        let Some(at) = got["message"]["seq"].as_u64() else {
+            break;
+        };
+        let headers = tsched.get_raw_message(at).await.unwrap().headers;
+        assert_eq!(headers.get("X-Kind").unwrap().as_str(), "sched.s.every");
+        if headers.get("Nats-Scheduler").is_none() {
+            assert!(headers.get("Nats-Schedule-Next").is_none(), "{got}");
+            stripped += 1;
+        }
+        seq = at + 1;
+    }
+    assert!(stripped >= 2, "natsd's products copied: {stripped}");
+    // The repeating schedule goes on firing there, in its own name.
+    testkit::eventually_async(
+        Duration::from_secs(10),
+        "the cluster to fire the repeating schedule",
+        async || {
+            let m = tsched
+                .get_last_raw_message_by_subject("sched.out.every")
+                .await
+                .unwrap();
+            m.headers
+                .get("Nats-Scheduler")
+                .is_some_and(|s| s.as_str() == "sched.s.every")
+        },
+    )
+    .await;
+    // The pending one fires at its time, once, and its schedule is gone.
+    testkit::eventually_async(
+        Duration::from_secs(30),
+        "the cluster to fire the pending schedule",
+        async || {
+            let subjects = per_subject(&there, "SCHED", "sched.>").await;
+            subjects["sched.out.later"] == 1 && subjects.get("sched.s.later").is_none()
+        },
+    )
+    .await;
+    let later = tsched
+        .get_last_raw_message_by_subject("sched.out.later")
+        .await
+        .unwrap();
+    let due_ns = due
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i128;
+    assert!(
+        later.time.unix_timestamp_nanos() >= due_ns,
+        "not before its time: {} < {due_ns}",
+        later.time.unix_timestamp_nanos()
+    );
+    assert_eq!(
+        later.headers.get("X-Kind").unwrap().as_str(),
+        "sched.s.later"
+    );
+    // natsd fired it too; the rerun copies neither that nor the repeating schedule's products
+    // since the move, and verifies what was copied.
+    testkit::eventually_async(
+        Duration::from_secs(10),
+        "natsd to fire the pending schedule",
+        async || per_subject(&client, "SCHED", "sched.out.later").await["sched.out.later"] == 1,
+    )
+    .await;
+    let again = source.json(&["migrate", "--to", &to]);
+    let rerun = stream_report(&again, "SCHED");
+    assert_eq!(rerun["copied"], 0, "{rerun}");
+    assert_eq!(rerun["verified"], true, "{rerun}");
+    let subjects = per_subject(&there, "SCHED", "sched.out.later").await;
+    assert_eq!(subjects["sched.out.later"], 1, "once: {subjects}");
+
+    // A client ends a schedule on natsd: the next migrate ends it on the cluster too.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Scheduler", "sched.s.ended");
+    headers.insert("Nats-Schedule-Next", "purge");
+    js.publish_with_headers("sched.end", headers, "".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let subjects = per_subject(&there, "SCHED", "sched.s.ended").await;
+    assert_eq!(subjects["sched.s.ended"], 1, "armed there: {subjects}");
+    let ended = source.json(&["migrate", "--to", &to]);
+    let report = stream_report(&ended, "SCHED");
+    assert_eq!(report["copied"], 1, "{report}");
+    assert_eq!(report["verified"], true, "{report}");
+    let subjects = per_subject(&there, "SCHED", "sched.>").await;
+    assert!(subjects.get("sched.s.ended").is_none(), "{subjects}");
+    assert_eq!(subjects["sched.end"], 1, "{subjects}");
+    let last = source.json(&["migrate", "--to", &to]);
+    assert_eq!(stream_report(&last, "SCHED")["copied"], 0, "{last}");
+}
