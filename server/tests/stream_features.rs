@@ -1895,18 +1895,15 @@ async fn sourced_counters_match_nats_server() {
             json!({"name": name, "subjects": subjects, "allow_msg_counter": true,
                 "sources": sources})
         };
+        let count = async |nc: &async_nats::Client, stream: &str, n: u64| {
+            info_when(nc, stream, Duration::from_secs(10), |i| {
+                i["state"]["messages"] == n
+            })
+            .await;
+        };
         for cfg in [
             counter("A", json!(["a.>"]), json!([])),
             counter("B", json!(["b.>"]), json!([])),
-        ] {
-            let r = create_stream(&nc, cfg).await;
-            assert!(r["error"].is_null(), "{bin}: {r}");
-        }
-        let mut acks = Vec::new();
-        for (subject, by) in [("a.x", "5"), ("a.x", "2"), ("b.x", "10"), ("a.y", "7")] {
-            acks.push(incr(&nc, subject, by).await);
-        }
-        for cfg in [
             counter(
                 "S",
                 json!(["s.>"]),
@@ -1915,24 +1912,35 @@ async fn sourced_counters_match_nats_server() {
                     {"name": "B", "subject_transforms": [{"src": "b.*", "dest": "s.$1"}]},
                 ]),
             ),
+        ] {
+            let r = create_stream(&nc, cfg).await;
+            assert!(r["error"].is_null(), "{bin}: {r}");
+        }
+        // One change at a time: the order S sees them in (which source first) is part of what
+        // it stores, and two sources that both have something are read in no set order.
+        let mut acks = Vec::new();
+        let mut in_s = 0;
+        for (subject, by) in [
+            ("a.x", "5"),
+            ("a.x", "2"),
+            ("b.x", "10"),
+            ("a.y", "7"),
+            ("s.x", "100"),
+            ("a.x", "-1"),
+        ] {
+            acks.push(incr(&nc, subject, by).await);
+            in_s += 1;
+            count(&nc, "S", in_s).await;
+        }
+        // Copies of what is there already: an aggregate of the aggregate, and a plain stream
+        // that stores the counter's messages as they are.
+        for cfg in [
             counter("T", json!(["t.>"]), json!([{"name": "S"}])),
             json!({"name": "P", "subjects": ["p.>"], "sources": [{"name": "A"}]}),
         ] {
             let r = create_stream(&nc, cfg).await;
             assert!(r["error"].is_null(), "{bin}: {r}");
         }
-        let count = async |nc: &async_nats::Client, stream: &str, n: u64| {
-            info_when(nc, stream, Duration::from_secs(10), |i| {
-                i["state"]["messages"] == n
-            })
-            .await;
-        };
-        // One change at a time: the order the stream sees them in is part of what it stores.
-        count(&nc, "S", 4).await;
-        acks.push(incr(&nc, "s.x", "100").await);
-        count(&nc, "S", 5).await;
-        acks.push(incr(&nc, "a.x", "-1").await);
-        count(&nc, "S", 6).await;
         count(&nc, "T", 6).await;
         count(&nc, "P", 4).await;
 
@@ -1941,12 +1949,11 @@ async fn sourced_counters_match_nats_server() {
         drop(s);
         let s = start_conf(&bin, JS_CONF, dir.path());
         let nc = connect(&s).await;
-        acks.push(incr(&nc, "b.x", "5").await);
-        count(&nc, "S", 7).await;
-        acks.push(incr(&nc, "s.y", "1").await);
-        count(&nc, "S", 8).await;
-        acks.push(incr(&nc, "a.y", "-7").await);
-        count(&nc, "S", 9).await;
+        for (subject, by) in [("b.x", "5"), ("s.y", "1"), ("a.y", "-7")] {
+            acks.push(incr(&nc, subject, by).await);
+            in_s += 1;
+            count(&nc, "S", in_s).await;
+        }
         count(&nc, "T", 9).await;
         count(&nc, "P", 5).await;
 
