@@ -1845,3 +1845,170 @@ async fn publish_acked(
         a.await.unwrap();
     }
 }
+
+/// Every message of `stream` as `{subject, data, headers}`, headers as `name: value` lines in
+/// stored order with the origin identity (a hash of the origin's creation time, different
+/// per run) cut off `Nats-Stream-Source`.
+async fn stored_counters(nc: &async_nats::Client, stream: &str) -> Vec<Value> {
+    let info = api(nc, &format!("$JS.API.STREAM.INFO.{stream}"), Value::Null).await;
+    let last = info["state"]["last_seq"].as_u64().unwrap_or(0);
+    let mut out = Vec::new();
+    for seq in 1..=last {
+        let m = get_msg(nc, stream, seq).await;
+        let hdrs = m["hdrs"].as_str().unwrap_or_default();
+        let lines: Vec<String> = hdrs
+            .split("\r\n")
+            .skip(1)
+            .filter(|l| !l.is_empty())
+            .map(|l| match l.strip_prefix("Nats-Stream-Source: ") {
+                Some(v) => {
+                    let (rest, identity) = v.rsplit_once(' ').unwrap();
+                    assert_eq!(identity.len(), 8, "{stream} {seq}: {v}");
+                    format!("Nats-Stream-Source: {rest}")
+                }
+                None => l.to_string(),
+            })
+            .collect();
+        out.push(json!({"subject": m["subject"], "data": m["data"], "headers": lines}));
+    }
+    out
+}
+
+/// Counter streams that source counter streams add up what they copy, as nats-server does:
+/// each copy counts as the difference to the last total seen from its origin subject
+/// (stored as its `Nats-Incr`), the per-origin totals travel in `Nats-Counter-Sources`, own
+/// increments add on top, a chain of aggregates and a subject transform on the source work,
+/// and a plain stream stores the copies as they are; all of it again after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sourced_counters_match_nats_server() {
+    let incr = async |nc: &async_nats::Client, subject: &str, by: &str| {
+        let ack = publish(nc, subject, &[("Nats-Incr", by)], "").await;
+        assert!(ack["error"].is_null(), "{subject} {by}: {ack}");
+        ack["val"].as_str().unwrap().to_string()
+    };
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        let counter = |name: &str, subjects: Value, sources: Value| {
+            json!({"name": name, "subjects": subjects, "allow_msg_counter": true,
+                "sources": sources})
+        };
+        let count = async |nc: &async_nats::Client, stream: &str, n: u64| {
+            info_when(nc, stream, Duration::from_secs(10), |i| {
+                i["state"]["messages"] == n
+            })
+            .await;
+        };
+        for cfg in [
+            counter("A", json!(["a.>"]), json!([])),
+            counter("B", json!(["b.>"]), json!([])),
+            counter(
+                "S",
+                json!(["s.>"]),
+                json!([
+                    {"name": "A", "subject_transforms": [{"src": "a.*", "dest": "s.$1"}]},
+                    {"name": "B", "subject_transforms": [{"src": "b.*", "dest": "s.$1"}]},
+                ]),
+            ),
+        ] {
+            let r = create_stream(&nc, cfg).await;
+            assert!(r["error"].is_null(), "{bin}: {r}");
+        }
+        // One change at a time: the order S sees them in (which source first) is part of what
+        // it stores, and two sources that both have something are read in no set order.
+        let mut acks = Vec::new();
+        let mut in_s = 0;
+        for (subject, by) in [
+            ("a.x", "5"),
+            ("a.x", "2"),
+            ("b.x", "10"),
+            ("a.y", "7"),
+            ("s.x", "100"),
+            ("a.x", "-1"),
+        ] {
+            acks.push(incr(&nc, subject, by).await);
+            in_s += 1;
+            count(&nc, "S", in_s).await;
+        }
+        // Copies of what is there already: an aggregate of the aggregate, and a plain stream
+        // that stores the counter's messages as they are.
+        for cfg in [
+            counter("T", json!(["t.>"]), json!([{"name": "S"}])),
+            json!({"name": "P", "subjects": ["p.>"], "sources": [{"name": "A"}]}),
+        ] {
+            let r = create_stream(&nc, cfg).await;
+            assert!(r["error"].is_null(), "{bin}: {r}");
+        }
+        count(&nc, "T", 6).await;
+        count(&nc, "P", 4).await;
+
+        // A restart keeps the totals and where each source got to.
+        s.stop();
+        drop(s);
+        let s = start_conf(&bin, JS_CONF, dir.path());
+        let nc = connect(&s).await;
+        for (subject, by) in [("b.x", "5"), ("s.y", "1"), ("a.y", "-7")] {
+            acks.push(incr(&nc, subject, by).await);
+            in_s += 1;
+            count(&nc, "S", in_s).await;
+        }
+        count(&nc, "T", 9).await;
+        count(&nc, "P", 5).await;
+
+        let mut stored = BTreeMap::new();
+        for stream in ["S", "T", "P"] {
+            stored.insert(stream, stored_counters(&nc, stream).await);
+        }
+        let mut totals = BTreeMap::new();
+        for (stream, subject) in [("S", "s.x"), ("S", "s.y"), ("T", "s.x"), ("A", "a.x")] {
+            let last = api(
+                &nc,
+                &format!("$JS.API.STREAM.MSG.GET.{stream}"),
+                json!({"last_by_subj": subject}),
+            )
+            .await;
+            let data = last["message"]["data"].as_str().unwrap_or_default();
+            use base64::Engine;
+            let data = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .unwrap();
+            totals.insert(
+                format!("{stream} {subject}"),
+                String::from_utf8(data).unwrap(),
+            );
+        }
+        results.push(json!({"acks": acks, "stored": stored, "totals": totals}));
+    }
+    testkit::with_reference(&results, |ours, theirs| {
+        assert_eq!(ours["acks"], theirs["acks"], "PubAck totals");
+        assert_eq!(ours["totals"], theirs["totals"], "totals");
+        for stream in ["S", "T", "P"] {
+            let (o, t) = (&ours["stored"][stream], &theirs["stored"][stream]);
+            for (i, (a, b)) in o
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(t.as_array().unwrap())
+                .enumerate()
+            {
+                assert_eq!(a, b, "{stream} message {}", i + 1);
+            }
+            assert_eq!(o, t, "{stream}");
+        }
+    });
+    // 5 + 2 - 1 from A, 10 + 5 from B, 100 of its own.
+    let ours = &results[0];
+    assert_eq!(ours["totals"]["S s.x"], r#"{"val":"121"}"#, "{ours}");
+    assert_eq!(ours["totals"]["T s.x"], r#"{"val":"121"}"#, "{ours}");
+    assert_eq!(ours["totals"]["S s.y"], r#"{"val":"1"}"#, "{ours}");
+    let last_s = ours["stored"]["S"].as_array().unwrap().last().unwrap();
+    assert!(
+        last_s["headers"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(r#"Nats-Counter-Sources: {"A":{"a.y":"0"}}"#)),
+        "{last_s}"
+    );
+}

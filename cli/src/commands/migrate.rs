@@ -806,9 +806,9 @@ fn not_replayable(config: &Value) -> Option<&'static str> {
     }
     if copies && is_set(config, "allow_msg_counter") {
         return Some(
-            "counters that source other streams (nats-server sums sourced counters with a \
-             `Nats-Counter-Sources` header natsd does not write, so the target's totals' \
-             headers would not match)",
+            "counters that source other streams (their totals mix what they sourced, kept per \
+             origin in `Nats-Counter-Sources`, with their own increments, which replaying \
+             increments on the target would not reproduce)",
         );
     }
     None

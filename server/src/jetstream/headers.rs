@@ -2,7 +2,7 @@
 //! and rewrites them: the headers the server acts on ([`JsHeaders`]), and the edits that
 //! sourcing, republish and markers make. Header names are case-sensitive, as in nats-server.
 
-pub(crate) use crate::proto::headers::{append, get, pairs, remove};
+pub(crate) use crate::proto::headers::{append, get, pairs, remove, set};
 
 /// The headers the server acts on when a message is stored.
 #[derive(Default, Debug)]

@@ -1941,7 +1941,8 @@ impl Worker {
             return Err(JsError::StreamSealed.into());
         }
         let incr = counter::increment(js.incr)?;
-        if incr.is_some() {
+        // A copy is stored as the origin wrote it; only a counter stream adds it up.
+        if incr.is_some() && !sourced {
             if !cfg.allow_msg_counter {
                 return Err(JsError::MessageIncrDisabled.into());
             }
@@ -2063,36 +2064,26 @@ impl Worker {
         let mut counted = None;
         match incr {
             None if cfg.allow_msg_counter => return Err(JsError::MessageIncrMissing.into()),
-            None => {}
-            Some(incr) => {
+            Some(incr) if cfg.allow_msg_counter => {
                 let last = match store.load_last_msg(subject) {
                     Ok(m) => Some(m),
                     Err(StoreError::NotFound) => None,
                     Err(e) => return Err(ApiError::internal(e)),
                 };
-                let total = counter::total(last.as_ref().map(|m| &m.payload[..]))? + incr;
-                let sources = last
+                let last = last
                     .as_ref()
-                    .and_then(|m| m.headers.as_deref())
-                    .and_then(|h| headers::get(h, counter::SOURCES))
-                    .map(str::to_string);
-                let with_sources = match (sources, headers) {
-                    (Some(s), Some(h)) => Some(headers::append(
-                        headers::remove(h, |n| n == counter::SOURCES).as_deref(),
-                        &[(counter::SOURCES, &s)],
-                    )),
-                    _ => None,
-                };
-                counted = Some((counter::payload(&total), with_sources));
+                    .map(|m| (&m.payload[..], m.headers.as_deref()));
+                counted = Some(counter::update(last, incr, subject, headers, payload)?);
             }
+            _ => {}
         }
-        if let Some(((body, _), with_sources)) = &counted {
-            payload = body;
-            if let Some(h) = with_sources {
+        if let Some(c) = &counted {
+            payload = &c.payload;
+            if let Some(h) = &c.headers {
                 headers = Some(h);
             }
         }
-        let counter = counted.as_ref().map(|((_, val), _)| val.clone());
+        let counter = counted.as_ref().map(|c| c.val.clone());
         let size = store.stored_size(subject, headers, payload);
         if cfg.max_bytes <= 0 {
             self.stream.usage.check(store.storage_type(), size as i64)?;

@@ -69,6 +69,43 @@ pub(crate) fn append(block: Option<&[u8]>, extra: &[(&str, &str)]) -> Vec<u8> {
     out
 }
 
+/// `block` (or an empty one) with header `name` set to `value`: the first line of that name
+/// keeps its place (and whether a space follows its colon), else the header is appended.
+pub(crate) fn set(block: Option<&[u8]>, name: &str, value: &str) -> Vec<u8> {
+    let Some(block) = block.filter(|b| b.ends_with(b"\r\n\r\n")) else {
+        return append(None, &[(name, value)]);
+    };
+    let mut out = Vec::with_capacity(block.len() + value.len());
+    let mut done = false;
+    let mut lines = block.split_inclusive(|&b| b == b'\n');
+    if let Some(first) = lines.next() {
+        out.extend_from_slice(first);
+    }
+    for line in lines {
+        let named = line
+            .strip_prefix(name.as_bytes())
+            .and_then(|rest| rest.strip_prefix(b":"));
+        match named {
+            Some(rest) if !done => {
+                out.extend_from_slice(name.as_bytes());
+                out.push(b':');
+                if rest.starts_with(b" ") {
+                    out.push(b' ');
+                }
+                out.extend_from_slice(value.as_bytes());
+                out.extend_from_slice(b"\r\n");
+                done = true;
+            }
+            _ => out.extend_from_slice(line),
+        }
+    }
+    if done {
+        out
+    } else {
+        append(Some(block), &[(name, value)])
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -87,5 +124,15 @@ mod tests {
         assert_eq!(added, b"NATS/1.0\r\nA: 1\r\nB: 2\r\nC: 3\r\n\r\n");
         assert_eq!(append(None, &[("C", "3")]), b"NATS/1.0\r\nC: 3\r\n\r\n");
         assert_eq!(get(&added, "B"), Some("2"));
+        assert_eq!(
+            set(Some(&added), "B", "20"),
+            b"NATS/1.0\r\nA: 1\r\nB: 20\r\nC: 3\r\n\r\n"
+        );
+        assert_eq!(
+            set(Some(b"NATS/1.0\r\nBB:1\r\nB:2\r\n\r\n"), "B", "x"),
+            b"NATS/1.0\r\nBB:1\r\nB:x\r\n\r\n"
+        );
+        assert_eq!(set(Some(&kept), "C", "3"), added);
+        assert_eq!(set(None, "C", "3"), b"NATS/1.0\r\nC: 3\r\n\r\n");
     }
 }
