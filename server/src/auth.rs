@@ -106,6 +106,25 @@ pub struct Identity {
     /// A user JWT's `src` and `times`, which the login is checked against once the
     /// credentials hold (the peer's address and the time are the connection's to give).
     pub login_limits: Option<crate::user_limits::LoginLimits>,
+    /// What new account claims are checked against (operator mode).
+    pub jwt_login: Option<Arc<JwtLogin>>,
+}
+
+/// What a JWT user's connection keeps of its login, so that new claims of its account can be
+/// applied to it as nats-server applies them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JwtLogin {
+    /// Logged in with a bearer token (no nonce signature).
+    pub bearer: bool,
+    /// Neither the JWT nor its scope gave permissions: the account's default permissions
+    /// apply, and follow the account's claims.
+    pub default_permissions: bool,
+    /// The account signing key that issued the JWT (empty: the account's own key).
+    pub signing_key: String,
+    /// The user's own subscription limit, from its JWT or its scope (`-1`: none).
+    pub max_subs: i64,
+    /// The JWT as presented.
+    pub jwt: String,
 }
 
 /// A JWT user's `/connz?auth=true` fields.
@@ -116,6 +135,8 @@ pub struct JwtShown {
     /// The key that signed the user JWT: the account's or one of its signing keys.
     pub issuer_key: String,
     pub tags: Vec<String>,
+    /// The user JWT's `name`.
+    pub name: String,
 }
 
 impl Identity {
@@ -139,6 +160,7 @@ impl Identity {
             jwt_issued_at: None,
             jwt_shown: None,
             login_limits: None,
+            jwt_login: None,
         }
     }
 
@@ -223,15 +245,50 @@ impl Trust {
 
     /// A user JWT's identity, checked as nats-server checks it: signed by its account (or one
     /// of the account's signing keys), neither JWT expired, not revoked, and the nonce signed
-    /// by the user's key unless it is a bearer token (which the account may disallow).
+    /// by the user's key unless it is a bearer token (which the account may disallow). A user
+    /// signed by a scoped key carries no permissions or limits of its own: the scope's
+    /// template (its `{{...}}` operations expanded for this user) stands in for them.
     fn authenticate(&self, creds: &Credentials<'_>) -> Option<Identity> {
-        let user = jwt::decode(creds.jwt?, jwt::Kind::User).ok()?;
+        let mut user = jwt::decode(creds.jwt?, jwt::Kind::User).ok()?;
         let now = chrono::Utc::now().timestamp();
         if user.is_expired_at(now) {
             return None;
         }
-        let account_key = user.nats.issuer_account.as_deref().unwrap_or(&user.iss);
-        let account = self.accounts.get(account_key)?;
+        let account_key = user
+            .nats
+            .issuer_account
+            .clone()
+            .unwrap_or_else(|| user.iss.clone());
+        let account = self.accounts.get(&account_key)?;
+        let signer = account.account_signer(&user.iss)?;
+        let scope = match signer {
+            Some(jwt::SigningKey::Scoped { template, .. }) => Some(template),
+            _ => None,
+        };
+        // The monitor hides a JWT that says it is a bearer token itself (a scoped user's
+        // never does: its scope may make it one).
+        let hidden = user.nats.bearer_token;
+        // The user's own `src`/`times` must parse, as the whole user JWT is invalid otherwise
+        // (a scoped user has none: it is refused below if it sets any).
+        let own_limits = user.nats.permissions.limits.compile().ok()?;
+        if let Some(template) = scope {
+            if jwt::user_sets_permissions_or_limits(creds.jwt?) {
+                return None;
+            }
+            let nats = jwt::scoped_user(creds.jwt?, template).ok()?;
+            let context = jwt::TemplateContext {
+                user: &user,
+                account,
+            };
+            let permissions = context.permissions(&nats.permissions).ok()?;
+            user.nats = nats;
+            user.nats.permissions = permissions;
+        }
+        let login_limits = if scope.is_some() {
+            user.nats.permissions.limits.compile().ok()?
+        } else {
+            own_limits
+        };
         if account.is_expired_at(now) || account.revokes(&user.sub, user.iat) {
             return None;
         }
@@ -241,50 +298,52 @@ impl Trust {
         if !connection_type_allowed(&user.nats.allowed_connection_types, creds.websocket) {
             return None;
         }
-        let signer = account.account_signer(&user.iss)?;
         if !user.nats.bearer_token {
             let verifier = NkeyVerifier::new(&user.sub)?;
             if !verifier.verify(creds.nonce, creds.sig?) {
                 return None;
             }
         }
-        // The user's own `src`/`times` must parse even where a scope's template replaces
-        // them, as the whole user JWT is invalid otherwise.
-        let own_limits = user.nats.permissions.limits.compile().ok()?;
-        let login_limits = match signer {
-            Some(jwt::SigningKey::Scoped { template, .. }) => template.limits.compile().ok()?,
-            _ => own_limits,
-        };
-        let claimed = match signer {
-            Some(jwt::SigningKey::Scoped { template, .. }) => Some(template),
-            _ if !user.nats.permissions.is_empty() => Some(&user.nats.permissions),
-            _ if !account.nats.default_permissions.is_empty() => {
-                Some(&account.nats.default_permissions)
-            }
-            _ => None,
+        let default_permissions = user.nats.permissions.is_empty();
+        let claimed = if default_permissions {
+            Some(&account.nats.default_permissions).filter(|p| !p.is_empty())
+        } else {
+            Some(&user.nats.permissions)
         };
         let entry = UserEntry {
             name: user.sub.clone(),
             password: String::new(),
             nkey: None,
-            account: account_key.to_string(),
+            account: account_key.clone(),
             permissions: claimed.map(|p| Arc::new(ClientPermissions::compile(&jwt_permissions(p)))),
         };
         Some(Identity {
             user: Some(Arc::new(entry)),
-            account: account_key.to_string(),
+            account: account_key,
             expires: (user.exp > 0).then_some(user.exp),
             max_subs: user.nats.subs,
             max_payload: user.nats.payload,
             jwt_issued_at: Some(user.iat),
             jwt_shown: Some(Arc::new(JwtShown {
-                jwt: if user.nats.bearer_token {
+                jwt: if hidden {
                     String::new()
                 } else {
                     creds.jwt.unwrap_or_default().to_string()
                 },
                 issuer_key: user.iss.clone(),
                 tags: user.nats.tags.clone(),
+                name: user.name.clone(),
+            })),
+            jwt_login: Some(Arc::new(JwtLogin {
+                bearer: user.nats.bearer_token,
+                default_permissions,
+                signing_key: if user.nats.issuer_account.is_some() {
+                    user.iss.clone()
+                } else {
+                    String::new()
+                },
+                max_subs: user.nats.subs,
+                jwt: creds.jwt.unwrap_or_default().to_string(),
             })),
             login_limits,
         })
@@ -301,7 +360,7 @@ fn connection_type_allowed(allowed: &[String], websocket: bool) -> bool {
 
 /// A JWT's permissions in the configuration's terms (an empty list allows everything, as in
 /// nats-server, where JWT lists only restrict when they name something).
-fn jwt_permissions(p: &jwt::UserPermissions) -> Permissions {
+pub(crate) fn jwt_permissions(p: &jwt::UserPermissions) -> Permissions {
     let rules = |c: &jwt::PermissionClaim| {
         (!c.allow.is_empty() || !c.deny.is_empty()).then(|| SubjectPermission {
             allow: (!c.allow.is_empty()).then(|| c.allow.clone()),
@@ -377,12 +436,30 @@ impl Authenticator {
         self.trust.is_some()
     }
 
-    /// Whether `account`'s claims revoke `user`'s JWT issued at `issued_at`.
-    pub fn jwt_revoked(&self, account: &str, user: &str, issued_at: i64) -> bool {
-        self.trust
-            .as_ref()
-            .and_then(|t| t.accounts.get(account))
-            .is_some_and(|claims| claims.revokes(user, issued_at))
+    /// The name nats-server shows for `account` (`name_tag`): its JWT's `name` in operator
+    /// mode, else (or when the JWT has none) the account's own name.
+    pub fn name_tag(&self, account: &str) -> String {
+        self.jwt_account(account)
+            .map(|c| c.name.as_str())
+            .filter(|n| !n.is_empty())
+            .unwrap_or(account)
+            .to_string()
+    }
+
+    /// Whether `account`'s JWT has expired (operator mode), as `/accountz` reports it.
+    pub fn account_expired(&self, account: &str) -> bool {
+        self.jwt_account(account)
+            .is_some_and(|c| c.is_expired_at(chrono::Utc::now().timestamp()))
+    }
+
+    /// Operator mode: every trusted account's claims, by public key.
+    pub(crate) fn jwt_accounts(&self) -> impl Iterator<Item = (&String, &jwt::Claims)> {
+        self.trust.iter().flat_map(|t| t.accounts.iter())
+    }
+
+    /// Operator mode: the claims of the trusted account `key`.
+    pub(crate) fn jwt_account(&self, key: &str) -> Option<&jwt::Claims> {
+        self.trust.as_ref().and_then(|t| t.accounts.get(key))
     }
 
     /// `auth_required` in INFO: absent when a client without credentials is let in as `no_auth_user`.

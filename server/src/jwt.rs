@@ -121,8 +121,8 @@ impl UserPermissions {
     }
 }
 
-/// A signing key: a plain key, or a scoped one (whose users get the scope's template
-/// permissions).
+/// A signing key: a plain key, or a scoped one (whose users get the scope's template in
+/// place of their own permissions and limits; see [`scoped_user`]).
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub(crate) enum SigningKey {
@@ -130,8 +130,182 @@ pub(crate) enum SigningKey {
     Scoped {
         key: String,
         #[serde(default)]
-        template: UserPermissions,
+        template: serde_json::Value,
     },
+}
+
+/// What a scope template's `{{...}}` operations expand to for one user.
+pub(crate) struct TemplateContext<'a> {
+    pub(crate) user: &'a Claims,
+    pub(crate) account: &'a Claims,
+}
+
+/// Why a scope template gives a user no permissions (the login is refused).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum TemplateError {
+    #[error("template operation in {entry:?}: {op:?} is not defined")]
+    UnknownOperation { entry: String, op: String },
+    #[error("generated invalid subject {entry:?}: {tag:?} is not defined")]
+    UndefinedTag { entry: String, tag: String },
+    #[error("generated invalid subject")]
+    InvalidSubject,
+    #[error("template expansion exceeds limit: {TEMPLATE_EXPANSION_LIMIT}")]
+    TooManySubjects,
+}
+
+/// At most this many subjects come out of one permission list's templates (nats-server's
+/// bound, against a few tags multiplying into millions of subjects).
+const TEMPLATE_EXPANSION_LIMIT: usize = 4096;
+
+/// The `{{...}}` operations in `entry`, each with its whole text.
+fn template_operations(entry: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = entry;
+    let mut offset = 0;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let inner = after.find('}').unwrap_or(after.len());
+        if inner > 0 && after[inner..].starts_with("}}") {
+            let whole = &entry[offset + start..offset + start + 2 + inner + 2];
+            out.push(whole);
+            offset += start + 2 + inner + 2;
+        } else {
+            offset += start + 1;
+        }
+        rest = &entry[offset..];
+    }
+    out
+}
+
+/// `tag(name)` or `account-tag(name)` (case-insensitive): whose tags, and the name.
+fn tag_operation(op: &str) -> Option<(bool, &str)> {
+    let lower = op.to_ascii_lowercase();
+    for (prefix, account) in [("account-tag(", true), ("tag(", false)] {
+        if lower.starts_with(prefix) && op.ends_with(')') {
+            return Some((account, &op[prefix.len()..op.len() - 1]));
+        }
+    }
+    None
+}
+
+impl TemplateContext<'_> {
+    /// The values `{{op}}` stands for: one for the names and keys, every matching tag's value
+    /// for the tag operations (none when no tag has the name).
+    fn values(&self, entry: &str, op: &str) -> Result<(Vec<String>, bool), TemplateError> {
+        let single = |v: &str| Ok((vec![v.to_string()], false));
+        match op.to_ascii_lowercase().as_str() {
+            "name()" => return single(&self.user.name),
+            "subject()" => return single(&self.user.sub),
+            "account-name()" => return single(&self.account.name),
+            "account-subject()" => {
+                return single(self.user.nats.issuer_account.as_deref().unwrap_or_default())
+            }
+            _ => {}
+        }
+        let Some((account, name)) = tag_operation(op) else {
+            return Err(TemplateError::UnknownOperation {
+                entry: entry.to_string(),
+                op: op.to_string(),
+            });
+        };
+        let tags = if account {
+            &self.account.nats.tags
+        } else {
+            &self.user.nats.tags
+        };
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        let values = tags
+            .iter()
+            .filter_map(|t| t.strip_prefix(&prefix).map(str::to_string))
+            .collect();
+        Ok((values, true))
+    }
+
+    /// A permission list with its templates expanded. Subjects that come out invalid are left
+    /// out of an allow list (`fail_on_invalid` false) and refuse the login in a deny list, as
+    /// on nats-server.
+    pub(crate) fn expand(
+        &self,
+        list: &[String],
+        fail_on_invalid: bool,
+    ) -> Result<Vec<String>, TemplateError> {
+        if list.iter().all(|e| template_operations(e).is_empty()) {
+            return Ok(list.to_vec());
+        }
+        let mut out: Vec<String> = Vec::with_capacity(list.len());
+        for entry in list {
+            let ops = template_operations(entry);
+            let mut values = Vec::with_capacity(ops.len());
+            let mut has_tags = false;
+            for whole in &ops {
+                let op = whole[2..whole.len() - 2].trim();
+                let (mut v, tag) = self.values(entry, op)?;
+                if tag && v.is_empty() {
+                    if fail_on_invalid {
+                        let name = tag_operation(op).map(|(_, n)| n).unwrap_or_default();
+                        return Err(TemplateError::UndefinedTag {
+                            entry: entry.clone(),
+                            tag: name.to_string(),
+                        });
+                    }
+                    // A subject no one can have, so the entry drops out below.
+                    v = vec![" ".to_string()];
+                }
+                has_tags |= tag;
+                values.push(v);
+            }
+            let combinations: usize = values.iter().map(Vec::len).product();
+            if has_tags
+                && (combinations > TEMPLATE_EXPANSION_LIMIT
+                    || out.len() > TEMPLATE_EXPANSION_LIMIT - combinations)
+            {
+                return Err(TemplateError::TooManySubjects);
+            }
+            let mut index = vec![0usize; values.len()];
+            for _ in 0..combinations {
+                let mut subject = entry.clone();
+                for (i, whole) in ops.iter().enumerate() {
+                    subject = subject.replace(whole, &values[i][index[i]]);
+                }
+                if crate::subject::is_valid_subject(subject.as_bytes()) {
+                    out.push(subject);
+                } else if fail_on_invalid {
+                    return Err(TemplateError::InvalidSubject);
+                }
+                // The next combination, the last operation changing fastest.
+                for i in (0..index.len()).rev() {
+                    index[i] += 1;
+                    if index[i] < values[i].len() {
+                        break;
+                    }
+                    index[i] = 0;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The template's permissions with their templates expanded. An allow list that expands
+    /// to nothing allows nothing (`>` is denied instead), as on nats-server.
+    pub(crate) fn permissions(
+        &self,
+        template: &UserPermissions,
+    ) -> Result<UserPermissions, TemplateError> {
+        let mut p = template.clone();
+        p.subscribe.allow = self.expand(&template.subscribe.allow, false)?;
+        p.subscribe.deny = self.expand(&template.subscribe.deny, true)?;
+        p.publish.allow = self.expand(&template.publish.allow, false)?;
+        p.publish.deny = self.expand(&template.publish.deny, true)?;
+        for (before, after) in [
+            (&template.subscribe, &mut p.subscribe),
+            (&template.publish, &mut p.publish),
+        ] {
+            if !before.allow.is_empty() && after.allow.is_empty() {
+                after.deny.push(">".to_string());
+            }
+        }
+        Ok(p)
+    }
 }
 
 impl SigningKey {
@@ -371,6 +545,80 @@ pub(crate) fn decode_generic(token: &str) -> Result<GenericClaims, JwtError> {
     Ok(claims)
 }
 
+/// The user JWT fields a scope's template stands in for.
+const SCOPED_FIELDS: [&str; 12] = [
+    "pub",
+    "sub",
+    "resp",
+    "src",
+    "times",
+    "times_location",
+    "subs",
+    "data",
+    "payload",
+    "bearer_token",
+    "proxy_required",
+    "allowed_connection_types",
+];
+
+/// The `nats` claims of a user (decoded, verified) `token` signed by a scoped key: its own,
+/// with every permission and limit replaced by the scope's `template`'s, whose absent
+/// limits are unlimited (nsc's scopes start from unlimited, unlike user JWTs). Whatever this
+/// server reads of a user's limits then comes from the template alike.
+pub(crate) fn scoped_user(token: &str, template: &serde_json::Value) -> Result<Nats, JwtError> {
+    let claims = token.trim().split('.').nth(1).ok_or(JwtError::Shape)?;
+    let mut claims: serde_json::Value =
+        serde_json::from_slice(&b64(claims)?).map_err(|e| JwtError::Claims(e.to_string()))?;
+    let mut nats = match claims.get_mut("nats").map(serde_json::Value::take) {
+        Some(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    nats.retain(|k, _| !SCOPED_FIELDS.contains(&k.as_str()));
+    for limit in ["subs", "data", "payload"] {
+        nats.insert(limit.to_string(), (-1).into());
+    }
+    if let Some(template) = template.as_object() {
+        for (k, v) in template {
+            if SCOPED_FIELDS.contains(&k.as_str()) {
+                nats.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(nats))
+        .map_err(|e| JwtError::Claims(e.to_string()))
+}
+
+/// Whether a (decoded, verified) user JWT sets any permission or limit of its own: a scoped
+/// signing key may only sign users that leave them all to its template. As in nats-server, a
+/// field is unset when absent or at its zero value (`0`, `false`, `""`, an object of such);
+/// a list is set even when empty, and so is `resp` whenever present.
+pub(crate) fn user_sets_permissions_or_limits(token: &str) -> bool {
+    fn zero(v: &serde_json::Value) -> bool {
+        match v {
+            serde_json::Value::Null => true,
+            serde_json::Value::Bool(b) => !b,
+            serde_json::Value::Number(n) => n.as_f64() == Some(0.0),
+            serde_json::Value::String(s) => s.is_empty(),
+            serde_json::Value::Array(_) => false,
+            serde_json::Value::Object(m) => m.values().all(zero),
+        }
+    }
+    let claims = token
+        .trim()
+        .split('.')
+        .nth(1)
+        .and_then(|c| b64(c).ok())
+        .and_then(|c| serde_json::from_slice::<serde_json::Value>(&c).ok());
+    let Some(nats) = claims.as_ref().and_then(|c| c.get("nats")) else {
+        return false;
+    };
+    SCOPED_FIELDS.iter().any(|f| match (nats.get(*f), *f) {
+        (None, _) => false,
+        (Some(v), "resp") => !v.is_null(),
+        (Some(v), _) => !zero(v),
+    })
+}
+
 /// Make a JWT of `kind` for `subject`, signed by `issuer` (tests and tools; no nsc needed).
 #[cfg(test)]
 pub(crate) fn encode(
@@ -493,6 +741,156 @@ mod tests {
             JwtError::Signature
         );
         assert_eq!(decode_generic("garbage").unwrap_err(), JwtError::Shape);
+    }
+
+    #[test]
+    fn template_operations_are_found_as_nats_server_finds_them() {
+        assert_eq!(
+            template_operations("a.{{name()}}.{{ tag(x) }}"),
+            vec!["{{name()}}", "{{ tag(x) }}"]
+        );
+        assert!(template_operations("a.{{}}.b").is_empty());
+        assert!(template_operations("{{a}b}}").is_empty());
+        // As the leftmost match of nats-server's pattern: the third brace is inside.
+        assert_eq!(template_operations("{{{x}}"), vec!["{{{x}}"]);
+    }
+
+    #[test]
+    fn scope_templates_expand_per_user() {
+        let mut user = Claims {
+            name: "alice".into(),
+            sub: "UKEY".into(),
+            ..Claims::default()
+        };
+        user.nats.issuer_account = Some("AKEY".into());
+        user.nats.tags = vec!["team:red".into(), "team:blue".into(), "other".into()];
+        let mut account = Claims {
+            name: "acme".into(),
+            ..Claims::default()
+        };
+        account.nats.tags = vec!["region:eu".into()];
+        let cx = TemplateContext {
+            user: &user,
+            account: &account,
+        };
+        let list = |l: &[&str]| l.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            cx.expand(
+                &list(&[
+                    "{{name()}}.{{subject()}}",
+                    "{{account-name()}}.{{ACCOUNT-SUBJECT()}}",
+                    "t.{{tag(TEAM)}}.{{account-tag(region)}}",
+                    "plain.>",
+                ]),
+                false
+            )
+            .unwrap(),
+            list(&[
+                "alice.UKEY",
+                "acme.AKEY",
+                "t.red.eu",
+                "t.blue.eu",
+                "plain.>"
+            ])
+        );
+        // A missing tag drops an allow entry and refuses a deny entry.
+        assert_eq!(
+            cx.expand(&list(&["x.{{tag(nope)}}", "y"]), false).unwrap(),
+            list(&["y"])
+        );
+        assert!(matches!(
+            cx.expand(&list(&["x.{{tag(nope)}}"]), true),
+            Err(TemplateError::UndefinedTag { .. })
+        ));
+        assert!(matches!(
+            cx.expand(&list(&["x.{{nope()}}"]), false),
+            Err(TemplateError::UnknownOperation { .. })
+        ));
+        // An allow list that expands to nothing allows nothing.
+        let template = UserPermissions {
+            publish: PermissionClaim {
+                allow: list(&["x.{{tag(nope)}}"]),
+                deny: Vec::new(),
+            },
+            ..UserPermissions::default()
+        };
+        let p = cx.permissions(&template).unwrap();
+        assert!(p.publish.allow.is_empty());
+        assert_eq!(p.publish.deny, list(&[">"]));
+        // Tags multiplying past the bound refuse the template.
+        let many: Vec<String> = (0..100).map(|i| format!("t:{i}")).collect();
+        user.nats.tags = many;
+        let cx = TemplateContext {
+            user: &user,
+            account: &account,
+        };
+        assert_eq!(
+            cx.expand(&list(&["{{tag(t)}}.{{tag(t)}}"]), false),
+            Err(TemplateError::TooManySubjects)
+        );
+    }
+
+    #[test]
+    fn scoped_users_must_leave_permissions_and_limits_to_the_scope() {
+        let issuer = nkeys::KeyPair::new_account();
+        let user =
+            |nats: serde_json::Value| encode(&issuer, "UKEY", Kind::User, "u", nats).unwrap();
+        let empty = [
+            serde_json::json!({}),
+            serde_json::json!({ "subs": 0, "pub": {}, "bearer_token": false, "tags": ["a"] }),
+            serde_json::json!({ "issuer_account": "AKEY", "resp": null }),
+        ];
+        for nats in empty {
+            assert!(
+                !user_sets_permissions_or_limits(&user(nats.clone())),
+                "{nats}"
+            );
+        }
+        let set = [
+            serde_json::json!({ "subs": -1 }),
+            serde_json::json!({ "data": 5 }),
+            serde_json::json!({ "pub": { "allow": [] } }),
+            serde_json::json!({ "resp": {} }),
+            serde_json::json!({ "src": ["10.0.0.0/8"] }),
+            serde_json::json!({ "times_location": "UTC" }),
+            serde_json::json!({ "bearer_token": true }),
+        ];
+        for nats in set {
+            assert!(
+                user_sets_permissions_or_limits(&user(nats.clone())),
+                "{nats}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_scoped_user_takes_the_templates_permissions_and_limits() {
+        let signer = nkeys::KeyPair::new_account();
+        let token = encode(
+            &signer,
+            "UKEY",
+            Kind::User,
+            "u",
+            serde_json::json!({ "issuer_account": "AKEY", "tags": ["t:1"] }),
+        )
+        .unwrap();
+        let nats = scoped_user(
+            &token,
+            &serde_json::json!({
+                "pub": { "allow": ["a"] }, "payload": 10,
+                "allowed_connection_types": ["WEBSOCKET"], "bearer_token": true,
+            }),
+        )
+        .unwrap();
+        assert_eq!(nats.permissions.publish.allow, vec!["a".to_string()]);
+        assert_eq!((nats.subs, nats.payload), (-1, 10));
+        assert!(nats.bearer_token);
+        assert_eq!(nats.allowed_connection_types, vec!["WEBSOCKET".to_string()]);
+        assert_eq!(nats.issuer_account.as_deref(), Some("AKEY"));
+        assert_eq!(nats.tags, vec!["t:1".to_string()]);
+        let nats = scoped_user(&token, &serde_json::Value::Null).unwrap();
+        assert!(nats.permissions.is_empty() && !nats.bearer_token);
+        assert_eq!(nats.kind.as_deref(), Some("user"));
     }
 
     #[test]

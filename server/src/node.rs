@@ -19,6 +19,9 @@ pub async fn start(server: &Arc<Server>) -> Result<(), ServerError> {
     }
     sysreq::install(server);
     claims::install(server);
+    if opts.operator.is_some() {
+        server.attach(crate::server::AccountExpiry::start(server));
+    }
     if opts.http_port.is_some() || opts.metrics_port.is_some() {
         let monitor = Monitor::new(server.clone());
         let host = opts.http_host.clone().unwrap_or_else(|| opts.host.clone());

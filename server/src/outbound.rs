@@ -64,6 +64,8 @@ pub enum CloseReason {
     BadClientProtocolVersion,
     MaxConnectionsExceeded,
     MaxAccountConnectionsExceeded,
+    /// New account claims lowered the subscription limit to what the connection holds.
+    MaxSubscriptionsExceeded,
     MaxPayloadExceeded,
     MaxControlLineExceeded,
     AuthenticationExpired,
@@ -89,6 +91,7 @@ impl CloseReason {
             CloseReason::BadClientProtocolVersion => "Bad Client Protocol Version",
             CloseReason::MaxConnectionsExceeded => "Maximum Connections Exceeded",
             CloseReason::MaxAccountConnectionsExceeded => "Maximum Account Connections Exceeded",
+            CloseReason::MaxSubscriptionsExceeded => "Maximum Subscriptions Exceeded",
             CloseReason::MaxPayloadExceeded => "Maximum Message Payload Exceeded",
             CloseReason::MaxControlLineExceeded => "Maximum Control Line Exceeded",
             CloseReason::AuthenticationExpired => "Authentication Expired",

@@ -26,7 +26,10 @@ use crate::proto::encode;
 use crate::subscription::ClosedSub;
 use crate::tls;
 
+mod jwt_live;
 mod ws_listener;
+
+pub(crate) use jwt_live::AccountExpiry;
 
 /// The nats-server version whose behaviour natsd implements; clients gate features on it.
 pub const NATS_COMPAT_VERSION: &str = "2.15.1";
@@ -742,10 +745,7 @@ impl Server {
             let Some(account) = client.account() else {
                 continue;
             };
-            let (user, jwt_issued_at) = {
-                let meta = client.meta.lock();
-                (meta.user.clone(), meta.jwt_issued_at)
-            };
+            let user = client.meta.lock().user.clone();
             let current_account = self.account(&account.name);
             let still_there = current_account
                 .as_ref()
@@ -761,18 +761,9 @@ impl Server {
                     }
                 }
                 Some(name) => match auth.user(&name) {
-                    // A user JWT's rights come from the JWT: it keeps its seat while its
-                    // account exists (checked above).
-                    None if auth.operator_mode() => {
-                        if jwt_issued_at
-                            .is_some_and(|iat| auth.jwt_revoked(&account.name, &name, iat))
-                        {
-                            let mut frame = bytes::BytesMut::new();
-                            encode::err(&mut frame, "User Authentication Revoked");
-                            client.out.queue_proto(&frame);
-                            client.out.close(CloseReason::Revocation);
-                        }
-                    }
+                    // A user JWT's rights come from the JWT and its account's claims, applied
+                    // below; it keeps its seat while its account exists (checked above).
+                    None if auth.operator_mode() => {}
                     None => client.out.close(CloseReason::ClientClosed),
                     Some(entry) if entry.account != account.name => {
                         client.out.close(CloseReason::ClientClosed)
@@ -793,6 +784,9 @@ impl Server {
                     }
                 },
             }
+        }
+        if tcp_auth.operator_mode() {
+            self.apply_account_claims(old_auth, &tcp_auth);
         }
     }
 

@@ -181,6 +181,16 @@ pub struct ClientInfo {
     pub rtt: u64,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub server: String,
+    /// A JWT user's JWT as presented (bearer tokens included, as nats-server reports it), the
+    /// key that signed it, the JWT's `name` and its tags.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub jwt: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub issuer_key: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub name_tag: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
     #[serde(skip_serializing_if = "String::is_empty")]
     pub kind: String,
     #[serde(skip_serializing_if = "String::is_empty")]

@@ -40,3 +40,6 @@ mod jwt_limits;
 
 #[path = "tenancy/jwt_imports.rs"]
 mod jwt_imports;
+
+#[path = "tenancy/jwt_live.rs"]
+mod jwt_live;

@@ -97,6 +97,10 @@ pub struct Operator {
     pub a_signer: KeyPair,
     /// Account `B` exists, but its JWT is signed by a key the operator does not trust.
     pub rogue: KeyPair,
+    /// The operator's, the system account's and B's JWTs, made once so that every
+    /// configuration of this operator carries the same ones (nats-server refuses a reload
+    /// that changes the operator).
+    fixed: std::sync::OnceLock<[String; 3]>,
 }
 
 impl Default for Operator {
@@ -114,11 +118,47 @@ impl Operator {
             a: KeyPair::new_account(),
             a_signer: KeyPair::new_account(),
             rogue: KeyPair::new_account(),
+            fixed: std::sync::OnceLock::new(),
         }
     }
 
-    /// `a_nats` holds account A's claims; its limits are added to nsc's defaults (unlimited).
+    /// `a_nats` holds account A's claims; its limits are added to nsc's defaults (unlimited),
+    /// and `a_signer` to its signing keys.
     pub fn config(&self, a_nats: serde_json::Value) -> String {
+        self.config_with(a_nats, serde_json::json!({}))
+    }
+
+    /// [`Operator::config`], with `a_top` adding standard claims (`name`, `exp`, ...) to A's JWT.
+    pub fn config_with(&self, a_nats: serde_json::Value, a_top: serde_json::Value) -> String {
+        let [op, sys, rogue] = self.fixed.get_or_init(|| self.fixed_jwts());
+        let mut a_nats = a_nats;
+        let mut limits = unlimited_account_limits();
+        if let (Some(l), Some(extra)) = (limits.as_object_mut(), a_nats["limits"].as_object()) {
+            l.extend(extra.clone());
+        }
+        a_nats["limits"] = limits;
+        let mut keys = a_nats["signing_keys"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        keys.push(self.a_signer.public_key().into());
+        a_nats["signing_keys"] = keys.into();
+        let a = encode(
+            &self.operator,
+            &self.a.public_key(),
+            Kind::Account,
+            a_nats,
+            a_top,
+        );
+        format!(
+            "operator: {op}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {sys}\n  {}: {a}\n  {}: {rogue}\n}}\n",
+            self.sys.public_key(),
+            self.a.public_key(),
+            self.rogue.public_key(),
+        )
+    }
+
+    fn fixed_jwts(&self) -> [String; 3] {
         let op = encode(
             &self.operator,
             &self.operator.public_key(),
@@ -133,20 +173,6 @@ impl Operator {
             serde_json::json!({ "limits": unlimited_account_limits() }),
             serde_json::json!({}),
         );
-        let mut a_nats = a_nats;
-        let mut limits = unlimited_account_limits();
-        if let (Some(l), Some(extra)) = (limits.as_object_mut(), a_nats["limits"].as_object()) {
-            l.extend(extra.clone());
-        }
-        a_nats["limits"] = limits;
-        a_nats["signing_keys"] = serde_json::json!([self.a_signer.public_key()]);
-        let a = encode(
-            &self.operator,
-            &self.a.public_key(),
-            Kind::Account,
-            a_nats,
-            serde_json::json!({}),
-        );
         let untrusted = KeyPair::new_operator();
         let rogue = encode(
             &untrusted,
@@ -155,12 +181,7 @@ impl Operator {
             serde_json::json!({ "limits": unlimited_account_limits() }),
             serde_json::json!({}),
         );
-        format!(
-            "operator: {op}\nresolver: MEMORY\nresolver_preload: {{\n  {}: {sys}\n  {}: {a}\n  {}: {rogue}\n}}\n",
-            self.sys.public_key(),
-            self.a.public_key(),
-            self.rogue.public_key(),
-        )
+        [op, sys, rogue]
     }
 
     pub fn limited_a(&self) -> String {

@@ -195,14 +195,22 @@ impl Connection {
             meta.lang = opts.lang.unwrap_or_default();
             meta.version = opts.version.unwrap_or_default();
             meta.user = identity.user.as_ref().map(|u| u.name.clone());
+            // A JWT user is its public key.
+            let jwt_user = identity
+                .jwt_login
+                .as_ref()
+                .and(identity.user.as_ref())
+                .map(|u| u.name.clone());
             meta.connect_user = creds
                 .nkey
                 .or(creds.user)
                 .map(str::to_string)
+                .or(jwt_user)
                 .or_else(|| creds.token.map(|_| "[REDACTED]".to_string()))
                 .unwrap_or_default();
             meta.jwt_issued_at = identity.jwt_issued_at;
             meta.jwt_shown = identity.jwt_shown.clone();
+            meta.jwt_login = identity.jwt_login.clone();
             meta.account = account.name.clone();
         }
         self.bind_identity(account, &identity)?;
@@ -292,7 +300,37 @@ impl Connection {
         self.bind_account(account, identity.permissions());
         self.user_max_subs = identity.max_subs;
         self.user_max_payload = identity.max_payload;
+        self.close_if_at_subscription_limit(limits.max_subscriptions);
         Ok(())
+    }
+
+    /// A connection already holding as many subscriptions as its limits allow (at login: a
+    /// limit of 0, which a user or account JWT without `subs` has) is told `maximum
+    /// subscriptions exceeded` and closed a moment later, the CONNECT itself succeeding, as
+    /// on nats-server.
+    fn close_if_at_subscription_limit(&mut self, account_subs: i64) {
+        let server_subs = self.server.options().max_subs;
+        let server_subs = if server_subs > 0 {
+            server_subs as i64
+        } else {
+            -1
+        };
+        let lowest = [self.user_max_subs, account_subs, server_subs]
+            .into_iter()
+            .filter(|&l| l >= 0)
+            .min();
+        let Some(lowest) = lowest else {
+            return;
+        };
+        if (self.shared.subs.lock().len() as i64) < lowest {
+            return;
+        }
+        self.send_err("maximum subscriptions exceeded");
+        let out = self.shared.out.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            out.close(CloseReason::MaxSubscriptionsExceeded);
+        });
     }
 
     pub(super) fn bind_account(

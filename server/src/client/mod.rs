@@ -109,6 +109,8 @@ pub struct ConnMeta {
     pub jwt_issued_at: Option<i64>,
     /// The user JWT's `/connz?auth=true` fields (operator mode).
     pub jwt_shown: Option<Arc<crate::auth::JwtShown>>,
+    /// What new claims of the account are checked against (operator mode).
+    pub jwt_login: Option<Arc<crate::auth::JwtLogin>>,
     pub account: String,
     pub tls: bool,
     /// Negotiated TLS version as nats-server names it (`"1.3"`); empty without TLS.
@@ -186,6 +188,7 @@ impl ClientShared {
 impl crate::subscription::Publisher for ClientShared {
     fn client_info(&self) -> crate::subscription::ClientInfo {
         let meta = self.meta.lock();
+        let shown = meta.jwt_shown.as_deref();
         let start = self
             .out
             .start
@@ -204,6 +207,14 @@ impl crate::subscription::Publisher for ClientShared {
             ver: meta.version.clone(),
             rtt: self.rtt().as_nanos() as u64,
             server: String::new(),
+            jwt: meta
+                .jwt_login
+                .as_ref()
+                .map(|l| l.jwt.clone())
+                .unwrap_or_default(),
+            issuer_key: shown.map(|s| s.issuer_key.clone()).unwrap_or_default(),
+            name_tag: shown.map(|s| s.name.clone()).unwrap_or_default(),
+            tags: shown.map(|s| s.tags.clone()).unwrap_or_default(),
             kind: "Client".into(),
             client_type: "nats".into(),
         }

@@ -169,6 +169,8 @@ pub(crate) fn audit(js: &JetStream, req: &ApiRequest, response: &[u8]) {
         ..ClientInfo::default()
     });
     client.server = js.server_name.clone();
+    // Advisories leave the user's JWT out (its key, name and tags stay).
+    client.jwt.clear();
     let body = Audit {
         server: &js.server_name,
         client,

@@ -165,7 +165,7 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
     out.account_detail = Some(AccountInfo {
         account_name: account.name.clone(),
         update_time: rfc3339(server.config_state().load_time),
-        expired: false,
+        expired: server.authenticator().account_expired(&account.name),
         complete: true,
         jetstream_enabled: jsz::account_enabled(server, &account),
         leafnode_connections: 0,
@@ -173,7 +173,7 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
         subscriptions: account.sublist.count(),
         exports,
         imports,
-        name_tag: account.name.clone(),
+        name_tag: server.authenticator().name_tag(&account.name),
         sublist_stats: account.sublist.stats(),
     });
     Ok(out)
@@ -310,7 +310,7 @@ pub(crate) fn accstatz(monitor: &Monitor, opts: &AccountStatzOptions) -> Account
         let t = monotonic_traffic(monitor, &account.name, t);
         list.push(AccountStat {
             acc: account.name.clone(),
-            name: account.name.clone(),
+            name: server.authenticator().name_tag(&account.name),
             conns,
             leafnodes: 0,
             total_conns: conns,

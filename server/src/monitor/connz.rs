@@ -306,7 +306,14 @@ impl Snapshot {
         )
     }
 
-    fn into_info(mut self, num_subs: usize, now: SystemTime, opts: &ConnzOptions) -> ConnInfo {
+    fn into_info(
+        mut self,
+        num_subs: usize,
+        now: SystemTime,
+        opts: &ConnzOptions,
+        server: &Server,
+        auth: &crate::auth::Authenticator,
+    ) -> ConnInfo {
         // A closed connection's clock stopped when it closed.
         let until = self.stop.unwrap_or(now);
         sort_subs(&mut self.subs);
@@ -339,25 +346,36 @@ impl Snapshot {
         };
         let user = self.meta.user.clone().unwrap_or_default();
         let account = self.meta.account.clone();
+        // What nats-server keeps of a closed connection's JWT is shown with or without
+        // `auth=true`, its `name_tag` then being the user JWT's name; an open connection's
+        // only with `auth=true`.
+        let shown = match (&self.meta.jwt_shown, opts.auth || self.stop.is_some()) {
+            (Some(shown), true) => shown.as_ref().clone(),
+            _ => crate::auth::JwtShown::default(),
+        };
+        let closed_tag = if self.stop.is_some() {
+            shown.name.clone()
+        } else {
+            String::new()
+        };
         let (authorized_user, account_field, name_tag) = if opts.auth {
             let shown = if account == GLOBAL_ACCOUNT {
                 String::new()
             } else {
                 account.clone()
             };
-            // nats-server tags a closed connection only when it was outside `$G`.
-            let tag = if self.stop.is_some() {
-                shown.clone()
+            // A closed connection outside `$G` shows its account's tag while the account
+            // exists; an open one always does.
+            let tag = if self.stop.is_none()
+                || (!shown.is_empty() && server.account(&account).is_some())
+            {
+                auth.name_tag(&account)
             } else {
-                account.clone()
+                closed_tag
             };
             (user.clone(), shown, tag)
         } else {
-            (String::new(), String::new(), String::new())
-        };
-        let shown = match (&self.meta.jwt_shown, opts.auth && self.stop.is_none()) {
-            (Some(shown), true) => shown.as_ref().clone(),
-            _ => crate::auth::JwtShown::default(),
+            (String::new(), String::new(), closed_tag)
         };
         ConnInfo {
             cid: self.cid,
@@ -491,9 +509,10 @@ pub(crate) fn connz(server: &Server, opts: &ConnzOptions) -> Result<Connz, Monit
         snapshots.extend(open.iter().map(|c| Snapshot::open(c, want_subs)));
         snapshots.extend(closed.iter().map(Snapshot::closed));
     }
+    let auth = server.authenticator();
     let mut infos: Vec<ConnInfo> = snapshots
         .into_iter()
-        .map(|(s, n)| s.into_info(n, now, opts))
+        .map(|(s, n)| s.into_info(n, now, opts, server, &auth))
         .filter(|ci| opts.user.as_deref().is_none_or(|u| ci.keys.user == u))
         .collect();
     sort(&mut infos, opts.sort, now);

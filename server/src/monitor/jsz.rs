@@ -250,7 +250,12 @@ fn stream_detail(js: &JetStream, stream: StreamFigures, opts: &JszOptions) -> Js
     }
 }
 
-fn account_detail(js: &JetStream, jsa: &JsAccount, opts: &JszOptions) -> JszAccount {
+fn account_detail(
+    js: &JetStream,
+    jsa: &JsAccount,
+    opts: &JszOptions,
+    auth: &crate::auth::Authenticator,
+) -> JszAccount {
     let limits = jsa.limits().unwrap_or_default();
     let (memory, storage) = jsa.used();
     let stream_detail = if opts.streams || opts.consumers {
@@ -262,7 +267,7 @@ fn account_detail(js: &JetStream, jsa: &JsAccount, opts: &JszOptions) -> JszAcco
         Vec::new()
     };
     JszAccount {
-        name: jsa.name.clone(),
+        name: auth.name_tag(&jsa.name),
         id: jsa.name.clone(),
         stats: JszStats {
             memory,
@@ -320,11 +325,12 @@ pub(crate) fn jsz(server: &Server, opts: &JszOptions) -> Jsz {
             Ok(0) | Err(_) => DEFAULT_JSZ_LIMIT,
             Ok(n) => n,
         };
+        let auth = server.authenticator();
         selected
             .into_iter()
             .skip(offset)
             .take(limit)
-            .map(|a| account_detail(js, a, opts))
+            .map(|a| account_detail(js, a, opts, &auth))
             .collect()
     } else {
         Vec::new()

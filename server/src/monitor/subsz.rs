@@ -127,10 +127,11 @@ pub(crate) fn subsz(server: &Server, opts: &SubszOptions) -> Result<Subsz, Monit
     out.total = list.len();
     let start = opts.offset.min(list.len());
     let end = opts.offset.saturating_add(limit).min(list.len());
+    let auth = server.authenticator();
     out.subscriptions_list = Some(
         list.drain(start..end)
             .map(|(account, cid, s)| SubDetail {
-                account_tag: account.clone(),
+                account_tag: auth.name_tag(&account),
                 account,
                 subject: s.subject,
                 qgroup: s.queue,

@@ -114,6 +114,7 @@ fn close_status(reason: Option<CloseReason>) -> u16 {
             | MaxAccountConnectionsExceeded
             | MaxConnectionsExceeded
             | MaxControlLineExceeded
+            | MaxSubscriptionsExceeded
             | AuthenticationExpired
             | Revocation,
         ) => frame::CLOSE_POLICY_VIOLATION,
