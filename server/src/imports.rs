@@ -35,7 +35,7 @@ use crate::account::Account;
 use crate::config::{AccountConfig, ExportKind, Import, ResponseType};
 use crate::route;
 use crate::subject::is_literal;
-use crate::subject_transform::SubjectTransform;
+use crate::subject_transform::{is_reference, references_as_wildcards, SubjectTransform};
 use crate::subscription::SubRef;
 use crate::subscription::{ClientInfo, FlushSet, InternalHandler, InternalMsg};
 
@@ -144,7 +144,7 @@ impl Mapping {
         // is the m-th wildcard of `local`.
         let wildcards: Vec<&str> = local
             .split('.')
-            .filter(|t| *t == "*" || reference(t))
+            .filter(|t| *t == "*" || is_reference(t))
             .collect();
         let mut k = 0;
         let mut dest = Vec::new();
@@ -203,21 +203,6 @@ fn lapsed(expires: Option<i64>) -> bool {
 /// Whether `import` routes nothing any more (its activation expired).
 pub(crate) fn import_lapsed(import: &Import) -> bool {
     lapsed(import.expires)
-}
-
-/// Whether `token` is a wildcard reference (`$1`, `$2`, ...).
-fn reference(token: &str) -> bool {
-    token.len() > 1 && token.starts_with('$') && token[1..].bytes().all(|b| b.is_ascii_digit())
-}
-
-/// The subject a service import subscribes to: its local subject with wildcard references
-/// (`a.$1.$2`) as wildcards (`a.*.*`).
-pub(crate) fn references_as_wildcards(subject: &str) -> String {
-    subject
-        .split('.')
-        .map(|t| if reference(t) { "*" } else { t })
-        .collect::<Vec<_>>()
-        .join(".")
 }
 
 /// A stream import: subscribed in the exporting account, delivers into the importer.

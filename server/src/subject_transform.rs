@@ -15,6 +15,21 @@
 
 use std::fmt;
 
+/// Whether `token` is a wildcard reference (`$1`, `$2`, ...).
+pub(crate) fn is_reference(token: &str) -> bool {
+    token.len() > 1 && token.starts_with('$') && token[1..].bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The subject a service import subscribes to: its local subject with wildcard references
+/// (`a.$1.$2`) as wildcards (`a.*.*`).
+pub(crate) fn references_as_wildcards(subject: &str) -> String {
+    subject
+        .split('.')
+        .map(|t| if is_reference(t) { "*" } else { t })
+        .collect::<Vec<_>>()
+        .join(".")
+}
+
 /// Why a transform is refused; `Display` gives nats-server's wording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum TransformError {

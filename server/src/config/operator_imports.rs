@@ -11,9 +11,9 @@
 //! it is there; one whose activation expires later stops routing then (`crate::imports`).
 
 use super::options::{AccountConfig, Export, ExportKind, Import, ResponseType};
-use crate::imports::references_as_wildcards;
 use crate::jwt::{self, Claims, ExportClaim, ImportClaim, Kind};
 use crate::subject::{is_literal, is_subset, is_valid_subject};
+use crate::subject_transform::references_as_wildcards;
 
 /// Gives each of `accounts` the exports and imports of its claims among `claims` (the trusted
 /// account JWTs, decoded). `now`: Unix seconds, for the activations' validity.

@@ -144,7 +144,7 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
                     let local = match i.kind {
                         // As subscribed to: wildcard references (`$1`) show as `*`.
                         ExportKind::Service => {
-                            crate::imports::references_as_wildcards(&i.local_subject())
+                            crate::subject_transform::references_as_wildcards(&i.local_subject())
                         }
                         ExportKind::Stream => i.local_subject(),
                     };
