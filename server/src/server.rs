@@ -1023,18 +1023,48 @@ struct Info<'a> {
 
 /// Binds `host:port` (a negative port picks a free one) and returns the listener with the
 /// address it got.
+/// The accept queue Go's listeners ask for (the kernel caps it at `somaxconn`): a burst of
+/// connects, hundreds of clients reconnecting at once, waits in it instead of being dropped
+/// and retried by the clients' SYN back-off seconds later (tokio's default is 1,024).
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen_on(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 pub(crate) async fn bind_listener(
     host: &str,
     port: i32,
 ) -> Result<(TcpListener, SocketAddr), ServerError> {
     let port = if port < 0 { 0 } else { port as u16 };
     let bind = format!("{host}:{port}");
-    let listener = TcpListener::bind(&bind)
-        .await
-        .map_err(|source| ServerError::Listen {
-            addr: bind.clone(),
-            source,
-        })?;
+    let listen_error = |source| ServerError::Listen {
+        addr: bind.clone(),
+        source,
+    };
+    let mut last_error = None;
+    let mut listener = None;
+    for addr in tokio::net::lookup_host(&bind).await.map_err(listen_error)? {
+        match listen_on(addr) {
+            Ok(l) => {
+                listener = Some(l);
+                break;
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let listener = listener.ok_or_else(|| {
+        listen_error(last_error.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address to bind")
+        }))
+    })?;
     let local = listener
         .local_addr()
         .map_err(|source| ServerError::Listen { addr: bind, source })?;
