@@ -935,7 +935,11 @@ fn diff_unsupported(old: &Options, new: &Options) -> Option<ServerError> {
                 .map(|ws| crate::config::WebsocketConfig { tls: None, ..ws })
         )
     };
-    let checks: [(&'static str, String, String); 9] = [
+    // The operators' JWTs (as loaded, each verified): changing the trust anchor takes a
+    // restart on nats-server too; switching between config and operator mode as well.
+    let operators = |o: &Options| format!("{:?}", o.operator.as_ref().map(|m| &m.operators));
+    // In the order nats-server compares its options, so both name the same first difference.
+    let checks: [(&'static str, String, String); 11] = [
         (
             "ServerName",
             old.server_name.clone().unwrap_or_default(),
@@ -944,14 +948,24 @@ fn diff_unsupported(old: &Options, new: &Options) -> Option<ServerError> {
         ("Host", old.host.clone(), new.host.clone()),
         ("Port", old.port.to_string(), new.port.to_string()),
         (
-            "HTTPPort",
-            format!("{:?}", old.http_port),
-            format!("{:?}", new.http_port),
-        ),
-        (
             "MaxSubs",
             old.max_subs.to_string(),
             new.max_subs.to_string(),
+        ),
+        (
+            "NoAuthUser",
+            old.auth.no_auth_user.clone().unwrap_or_default(),
+            new.auth.no_auth_user.clone().unwrap_or_default(),
+        ),
+        (
+            "SystemAccount",
+            old.system_account.clone().unwrap_or_default(),
+            new.system_account.clone().unwrap_or_default(),
+        ),
+        (
+            "HTTPPort",
+            format!("{:?}", old.http_port),
+            format!("{:?}", new.http_port),
         ),
         (
             "MaxPending",
@@ -963,12 +977,8 @@ fn diff_unsupported(old: &Options, new: &Options) -> Option<ServerError> {
             format!("{:?}", old.jetstream),
             format!("{:?}", new.jetstream),
         ),
-        (
-            "NoAuthUser",
-            old.auth.no_auth_user.clone().unwrap_or_default(),
-            new.auth.no_auth_user.clone().unwrap_or_default(),
-        ),
         ("Websocket", websocket(old), websocket(new)),
+        ("TrustedOperators", operators(old), operators(new)),
     ];
     checks
         .into_iter()

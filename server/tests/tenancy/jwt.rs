@@ -241,6 +241,29 @@ async fn a_connection_is_closed_when_its_user_jwt_expires() {
     }
 }
 
+/// The trust is fixed for the server's life: a reload to another operator (with its own system
+/// account, the first difference both servers name) is refused and the old trust stays, its
+/// users still logging in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_cannot_change_the_trusted_operator() {
+    let op = Operator::new();
+    let other = Operator::new();
+    for kind in impls() {
+        let mut p = Proc::start(kind, &tenancy_config(&op, serde_json::json!({}))).await;
+        let outcome = p
+            .reload_with(&tenancy_config(&other, serde_json::json!({})))
+            .await;
+        assert!(
+            outcome.contains("config reload not supported for SystemAccount: old="),
+            "{kind:?}: {outcome}"
+        );
+        let (jwt, user) = op.user(&op.a, serde_json::json!({}), serde_json::json!({}));
+        must_login(kind, p.port, &jwt, &user).await;
+        let (jwt, user) = other.user(&other.a, serde_json::json!({}), serde_json::json!({}));
+        must_refuse(kind, p.port, "a user of the other operator", &jwt, &user).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_nats_connects_with_a_creds_file() {
     let op = Operator::new();
