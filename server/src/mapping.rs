@@ -10,8 +10,25 @@
 
 use rustc_hash::FxHashMap;
 
-use crate::config::{MapDest, SubjectMapping};
 use crate::subject_transform::SubjectTransform;
+
+/// A subject mapping: a publish to a subject matching `src` goes to one of the destinations
+/// instead, chosen by weight.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubjectMapping {
+    pub src: String,
+    pub dests: Vec<MapDest>,
+}
+
+/// One destination of a [`SubjectMapping`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MapDest {
+    pub subject: String,
+    /// Percent, 0-100.
+    pub weight: u8,
+    /// Applies only in this cluster (empty: everywhere).
+    pub cluster: String,
+}
 
 /// Where a mapping sends a publish.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -326,23 +326,7 @@ pub struct AccountConfig {
     pub mappings: Vec<SubjectMapping>,
 }
 
-/// A subject mapping: a publish to a subject matching `src` goes to one of the destinations
-/// instead, chosen by weight.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SubjectMapping {
-    pub src: String,
-    pub dests: Vec<MapDest>,
-}
-
-/// One destination of a [`SubjectMapping`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct MapDest {
-    pub subject: String,
-    /// Percent, 0-100.
-    pub weight: u8,
-    /// Applies only in this cluster (empty: everywhere).
-    pub cluster: String,
-}
+pub use crate::mapping::{MapDest, SubjectMapping};
 
 /// `-1` means unlimited, as in nats-server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
