@@ -216,6 +216,63 @@ async fn mappings_route_publishes_as_on_nats_server() {
     });
 }
 
+/// A request through a service import is mapped again by the exporting account's mappings.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_imports_are_mapped_in_the_exporter() {
+    let conf = r#"
+accounts {
+  E {
+    users: [{user: e, password: e}]
+    exports: [{service: "esvc"}]
+    mappings { "esvc": "esvc.real" }
+  }
+  I {
+    users: [{user: i, password: i}]
+    imports: [{service: {account: E, subject: "esvc"}}]
+  }
+}
+"#;
+    let mut results = Vec::new();
+    for bin in servers() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = start(&bin, conf, dir.path());
+        let e = login(&s, "e", "e").await;
+        let i = login(&s, "i", "i").await;
+        let mut svc = e.subscribe("esvc.>").await.unwrap();
+        let mut plain = e.subscribe("esvc").await.unwrap();
+        e.flush().await.unwrap();
+        let responder = tokio::spawn({
+            let e = e.clone();
+            async move {
+                let req = tokio::time::timeout(WAIT, svc.next())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                e.publish(req.reply.clone().unwrap(), req.subject.to_string().into())
+                    .await
+                    .unwrap();
+            }
+        });
+        let answer = tokio::time::timeout(WAIT, i.request("esvc", "".into()))
+            .await
+            .unwrap()
+            .unwrap();
+        responder.await.unwrap();
+        let unmapped = tokio::time::timeout(Duration::from_millis(200), plain.next())
+            .await
+            .is_ok();
+        assert!(
+            !unmapped,
+            "{bin:?}: the unmapped subject reached the exporter"
+        );
+        results.push(String::from_utf8_lossy(&answer.payload).into_owned());
+    }
+    assert_eq!(results[0], "esvc.real");
+    testkit::with_reference(&results, |ours, theirs| {
+        assert_eq!(ours, theirs, "natsd vs nats-server")
+    });
+}
+
 /// A reload adds a mapping, then another removes it; publishes follow each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reload_adds_and_removes_mappings() {
