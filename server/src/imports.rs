@@ -33,6 +33,7 @@ use parking_lot::Mutex;
 
 use crate::account::Account;
 use crate::config::{AccountConfig, ExportKind, Import, ResponseType};
+use crate::mapping::Mapped;
 use crate::route;
 use crate::subject::is_literal;
 use crate::subject_transform::{is_reference, references_as_wildcards, SubjectTransform};
@@ -299,6 +300,17 @@ impl InternalHandler for ServiceImport {
         };
         let mut buf = Vec::new();
         let subject = self.mapping.apply(msg.subject, &mut buf);
+        // The exporting account's own subject mappings apply to what enters it, as nats-server
+        // applies them there.
+        let exporter_mapped;
+        let subject = match exporter.map_subject(subject) {
+            None => subject,
+            Some(Mapped::To(s)) => {
+                exporter_mapped = s;
+                exporter_mapped.as_bytes()
+            }
+            Some(Mapped::Dropped) => return false,
+        };
         let mut mapped_reply = None;
         let reply = match msg.reply {
             Some(r) if r.starts_with(JS_ACK_PREFIX) => Some(r),

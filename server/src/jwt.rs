@@ -379,6 +379,16 @@ pub(crate) struct ImportClaim {
     pub(crate) share: bool,
 }
 
+/// One destination of an account's subject mapping.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub(crate) struct MappingClaim {
+    pub(crate) subject: String,
+    /// Percent; absent (0) means 100.
+    pub(crate) weight: u8,
+    pub(crate) cluster: String,
+}
+
 /// The `nats` part of the claims; which fields mean something depends on the kind.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
@@ -397,6 +407,8 @@ pub(crate) struct Nats {
     pub(crate) revocations: HashMap<String, i64>,
     pub(crate) exports: Vec<ExportClaim>,
     pub(crate) imports: Vec<ImportClaim>,
+    /// Subject mappings: source subject → weighted destinations.
+    pub(crate) mappings: std::collections::BTreeMap<String, Vec<MappingClaim>>,
     // Activation.
     /// The subject (perhaps with wildcards) the activation lets its subject account import.
     pub(crate) subject: String,

@@ -12,6 +12,7 @@
 //!   shared rules of the `natsd-conf` crate, which `manage` uses too).
 //! - [`sublist`]: the per-account subscription trie with its match cache.
 //! - [`subject_transform`]: subject rewrites (`src` → `dest` with wildcards and mapping functions).
+//! - [`mapping`]: account subject mappings applied to client publishes (weighted transforms).
 //! - [`proto`]: the client protocol: zero-copy parser over the read buffer and frame encoders.
 //! - [`config`]: nats.conf lexer/parser, typed [`config::Options`], command-line flags.
 //! - [`monitor`]: HTTP monitoring endpoints (`/varz`, `/healthz`, ...).
@@ -41,6 +42,7 @@ pub(crate) mod jetstream;
 pub(crate) mod js_errors;
 pub(crate) mod json;
 pub(crate) mod jwt;
+pub(crate) mod mapping;
 pub(crate) mod monitor;
 pub(crate) mod node;
 pub(crate) mod outbound;

@@ -173,13 +173,20 @@ fn system_account_name(opts: &Options) -> String {
 /// The account map a set of options describes: `$G`, the system account, and the declared ones.
 fn build_settings(opts: &Options) -> Result<HashMap<String, AccountSettings>, ServerError> {
     let mut map = HashMap::new();
-    map.insert(GLOBAL_ACCOUNT.to_string(), AccountSettings::default());
+    map.insert(
+        GLOBAL_ACCOUNT.to_string(),
+        AccountSettings {
+            mappings: opts.mappings.clone(),
+            ..AccountSettings::default()
+        },
+    );
     for acc in &opts.accounts {
         map.insert(
             acc.name.clone(),
             AccountSettings {
                 limits: acc.limits,
                 jetstream: acc.jetstream,
+                mappings: acc.mappings.clone(),
             },
         );
     }

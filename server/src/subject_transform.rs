@@ -427,6 +427,11 @@ impl SubjectTransform {
         Self::new(src, dest).map(|_| ())
     }
 
+    /// The destination as written.
+    pub(crate) fn dest(&self) -> &str {
+        &self.dest
+    }
+
     /// Transforms `subject` when it matches the source; `None` when it does not (or is
     /// not a valid literal subject).
     pub(crate) fn apply(&self, subject: &str) -> Option<String> {

@@ -12,6 +12,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 
 use crate::account::Account;
 use crate::auth::{ClientPermissions, SubscribeCheck};
+use crate::mapping::Mapped;
 use crate::outbound::{Backpressure, CloseReason, Queued, Room, STOPPED_RECEIVER_AFTER};
 use crate::proto::encode;
 use crate::proto::parser::{self, ClientOp, ParseLimits, Parsed, ProtoError};
@@ -403,7 +404,13 @@ impl Connection {
         if self.opts.verbose {
             self.queue_self(encode::OK);
         }
-        self.route_pub(subject, reply, headers, payload);
+        // As nats-server: mappings apply before the publish permission check, which then
+        // sees the mapped subject.
+        match self.account.map_subject(subject) {
+            None => self.route_pub(subject, reply, headers, payload),
+            Some(Mapped::To(mapped)) => self.route_pub(mapped.as_bytes(), reply, headers, payload),
+            Some(Mapped::Dropped) => {}
+        }
         Ok(())
     }
 

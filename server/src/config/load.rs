@@ -9,6 +9,7 @@ use super::parser::{Entry, Map, Node, Span, Value};
 use natsd_conf::duration::{go_duration_nanos, parse_go_duration};
 use natsd_conf::keys;
 
+mod mappings;
 mod websocket;
 
 /// What natsd does with an option nats-server accepts but natsd does not implement.
@@ -68,7 +69,6 @@ const TOP_LEVEL: &[Unsupported] = &[
     ),
     refused(&["trusted", "trusted_keys"], "JWT trusted keys"),
     refused(&["default_sentinel"], "JWT default sentinel"),
-    refused(&["mappings", "maps"], "subject mappings"),
     refused(&["mqtt"], "MQTT listener"),
     refused(&["https", "https_port"], "monitoring over TLS"),
     refused(&["http_base_path"], "monitoring base path"),
@@ -143,7 +143,6 @@ const USER: &[Unsupported] = &[
 
 const ACCOUNT: &[Unsupported] = &[
     refused(&["nkey"], "account NKEYs"),
-    refused(&["mappings", "maps"], "subject mappings"),
     ignored(&["msg_trace", "trace_dest"], "message tracing"),
 ];
 
@@ -643,6 +642,7 @@ pub(crate) fn build(root: &Map) -> Outcome {
                 }
             }
             "websocket" | "ws" => o.websocket = websocket::websocket(&mut cx, e),
+            "mappings" | "maps" => o.mappings = mappings::mappings(&mut cx, e),
             "operator" | "operators" | "root" | "roots" | "root_operator" | "root_operators" => {
                 match super::operator::operators(e, None) {
                     Ok(jwts) => operator_mode.operators = Some(jwts),
@@ -1017,6 +1017,7 @@ fn accounts(cx: &mut Ctx, e: &Entry, users: &mut Vec<PendingUser>) -> Vec<Accoun
                 "limits" => acc.limits = account_limits(cx, k),
                 "exports" => acc.exports = exports(cx, k),
                 "imports" => acc.imports = imports(cx, k),
+                "mappings" | "maps" => acc.mappings = mappings::mappings(cx, k),
                 _ if cx.unsupported(k, ACCOUNT) => {}
                 _ => cx.unknown(k),
             }

@@ -255,7 +255,9 @@ pub(super) fn finish(pending: Pending, o: &mut Options) -> Result<(), String> {
             );
             continue;
         }
-        o.accounts.push(account_config(key, &account.nats.limits));
+        let mut config = account_config(key, &account.nats.limits);
+        config.mappings = crate::mapping::from_claims(&account.nats.mappings);
+        o.accounts.push(config);
         accounts.push(account);
     }
     super::operator_imports::apply(&mut o.accounts, &accounts, chrono::Utc::now().timestamp());

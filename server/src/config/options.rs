@@ -85,6 +85,8 @@ pub struct Options {
     pub auth: AuthOptions,
     /// Accounts declared in the `accounts` block (users live in [`AuthOptions::users`]).
     pub accounts: Vec<AccountConfig>,
+    /// Top-level `mappings` / `maps`: subject mappings of the global account `$G`.
+    pub mappings: Vec<SubjectMapping>,
     /// `system_account` / `system`. Default `$SYS`.
     pub system_account: Option<String>,
     /// `jetstream` block or `-js`; `None` = disabled.
@@ -154,6 +156,7 @@ impl Default for Options {
             no_header_support: false,
             auth: AuthOptions::default(),
             accounts: Vec::new(),
+            mappings: Vec::new(),
             system_account: None,
             jetstream: None,
             store_dir: None,
@@ -319,7 +322,11 @@ pub struct AccountConfig {
     pub limits: AccountLimits,
     pub exports: Vec<Export>,
     pub imports: Vec<Import>,
+    /// `mappings` / `maps` (or the account JWT's `mappings`), in the order given.
+    pub mappings: Vec<SubjectMapping>,
 }
+
+pub use crate::mapping::{MapDest, SubjectMapping};
 
 /// `-1` means unlimited, as in nats-server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

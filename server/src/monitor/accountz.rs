@@ -32,6 +32,8 @@ pub(crate) struct AccountInfo {
     pub leafnode_connections: usize,
     pub client_connections: usize,
     pub subscriptions: usize,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub mappings: std::collections::BTreeMap<String, Vec<crate::mapping::DestInfo>>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exports: Vec<ExportInfo>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -171,6 +173,7 @@ pub(crate) fn accountz(server: &Server, acc: Option<&str>) -> Result<Accountz, M
         leafnode_connections: 0,
         client_connections: account.connections(),
         subscriptions: account.sublist.count(),
+        mappings: account.mappings_info().into_iter().collect(),
         exports,
         imports,
         name_tag: server.authenticator().name_tag(&account.name),
