@@ -36,6 +36,20 @@ fn stream_report(doc: &Value, stream: &str) -> Value {
     entry(doc, "streams", "stream", stream).clone()
 }
 
+/// `migrate --to` killed right after the target took its first batch (the failpoint), so that
+/// the next run has to check and resume.
+fn migrate_killed_after_first_batch(source: &TestContext, to: &str) {
+    let killed = source
+        .command(&["migrate", "--to", to])
+        .env("MANAGE_FAILPOINT", "migrate-batch-published")
+        .output()
+        .unwrap();
+    assert!(
+        !killed.status.success(),
+        "the failpoint did not stop migrate"
+    );
+}
+
 fn node<'a>(doc: &'a Value, name: &str) -> &'a Value {
     entry(doc, "nodes", "name", name)
 }
@@ -396,12 +410,7 @@ async fn issue_16_migrate_moves_a_natsd_deployment_into_the_cluster() {
 
     let to = cluster.root().display().to_string();
     // Killed after the cluster took its first batch: the rerun checks and resumes.
-    let killed = source
-        .command(&["migrate", "--to", &to])
-        .env("MANAGE_FAILPOINT", "migrate-batch-published")
-        .output()
-        .unwrap();
-    assert!(!killed.status.success());
+    migrate_killed_after_first_batch(&source, &to);
     let doc = source.json(&["migrate", "--to", &to]);
     assert_eq!(doc["ok"], true, "{doc}");
     let orders_report = stream_report(&doc, "ORDERS");
@@ -757,12 +766,7 @@ async fn issue_16_migrate_copies_subject_transforms_and_counters() {
     let to = target.root().display().to_string();
     // Killed after the first batch (T's, moved first, under its stored subjects): the rerun
     // checks what the target took and finishes.
-    let killed = source
-        .command(&["migrate", "--to", &to])
-        .env("MANAGE_FAILPOINT", "migrate-batch-published")
-        .output()
-        .unwrap();
-    assert!(!killed.status.success());
+    migrate_killed_after_first_batch(&source, &to);
     let there = connect(&env_value(&target.read(".credentials/lab.env"), "NATS_URL")).await;
     let relaxed = js_api(&there, "$JS.API.STREAM.INFO.T", serde_json::json!({})).await;
     assert_eq!(
@@ -1042,12 +1046,7 @@ async fn issue_16_migrate_moves_message_schedules() {
     let to = cluster.root().display().to_string();
     // Killed after the cluster took the first batch, which armed the repeating schedule
     // there: the rerun finds it armed and goes on.
-    let killed = source
-        .command(&["migrate", "--to", &to])
-        .env("MANAGE_FAILPOINT", "migrate-batch-published")
-        .output()
-        .unwrap();
-    assert!(!killed.status.success());
+    migrate_killed_after_first_batch(&source, &to);
     let doc = source.json(&["migrate", "--to", &to]);
     assert_eq!(doc["ok"], true, "{doc}");
     let report = stream_report(&doc, "SCHED");
