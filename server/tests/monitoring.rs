@@ -971,6 +971,17 @@ async fn system_account_server_requests() {
         assert_eq!(only_a["data"]["num_connections"], 1, "{name}: {only_a}");
         let health = sys_request(&sys, "$SYS.REQ.SERVER.PING.HEALTHZ", "").await;
         assert_eq!(health["data"]["status"], "ok", "{name}: {health}");
+        // Written as nats-server writes it: `server` first, each block in its field order.
+        let raw = sys
+            .request(format!("$SYS.REQ.SERVER.{id}.HEALTHZ"), "".into())
+            .await
+            .unwrap();
+        let raw = String::from_utf8_lossy(&raw.payload);
+        assert!(
+            raw.starts_with(r#"{"server":{"name":"sys-test","host":"#)
+                && raw.contains(r#"},"data":{"status":"ok""#),
+            "{name}: {raw}"
+        );
 
         // Another account has no such responders.
         let a = tenant(p.client_port, "a", "pa", "a-asker").await;

@@ -106,43 +106,92 @@ fn statsz(server: &Server) -> Value {
     })
 }
 
-fn to_value<T: serde::Serialize>(value: &T) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
+/// A system reply as nats-server writes it: `server` first, then `data` (or `statsz`) or
+/// `error`, each in its own field order (a `Value` would sort the keys).
+#[derive(serde::Serialize)]
+struct SysReply<'a, T: serde::Serialize> {
+    server: &'a ServerInfo,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'a T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    statsz: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ReplyError<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct ReplyError<'a> {
+    code: u16,
+    description: &'a str,
+}
+
+fn encode<T: serde::Serialize>(reply: &SysReply<'_, T>) -> Vec<u8> {
+    serde_json::to_vec(reply).unwrap_or_default()
+}
+
+fn data_reply<T: serde::Serialize>(server: &ServerInfo, data: &T) -> Vec<u8> {
+    encode(&SysReply {
+        server,
+        data: Some(data),
+        statsz: None,
+        error: None,
+    })
+}
+
+/// A reply with only the `server` block, or with an error beside it.
+fn error_reply(server: &ServerInfo, error: Option<(u16, &str)>) -> Vec<u8> {
+    encode::<()>(&SysReply {
+        server,
+        data: None,
+        statsz: None,
+        error: error.map(|(code, description)| ReplyError { code, description }),
+    })
 }
 
 impl SysRequests {
-    /// The `data` of one endpoint, or the error nats-server would put in the reply.
-    fn data(&self, server: &Server, endpoint: &str, p: &Params) -> Result<Value, String> {
+    /// The reply of one endpoint, with its data or the error nats-server would answer.
+    fn reply(&self, server: &Server, endpoint: &str, p: &Params) -> Vec<u8> {
+        let block = self.server_block(server);
         let error = |e: super::MonitorError| e.to_string();
-        Ok(match endpoint {
-            "VARZ" => to_value(&varz::varz(server, BTreeMap::new())),
-            "CONNZ" => to_value(
-                &connz::connz(server, &connz::ConnzOptions::from_params(p).map_err(error)?)
-                    .map_err(error)?,
-            ),
-            "SUBSZ" => to_value(
-                &subsz::subsz(server, &subsz::SubszOptions::from_params(p).map_err(error)?)
-                    .map_err(error)?,
-            ),
-            "JSZ" => to_value(&jsz::jsz(
-                server,
-                &jsz::JszOptions::from_params(p).map_err(error)?,
-            )),
-            "ACCOUNTZ" => to_value(&accountz::accountz(server, p.get("acc")).map_err(error)?),
-            "HEALTHZ" => {
-                let opts = jsz::HealthzOptions::from_params(p).map_err(error)?;
-                to_value(&jsz::healthz(server, &opts).1)
-            }
-            "STATSZ" => statsz(server),
-            other => return Err(format!("unknown endpoint {other}")),
-        })
+        let body = (|| -> Result<Vec<u8>, String> {
+            Ok(match endpoint {
+                "VARZ" => data_reply(&block, &varz::varz(server, BTreeMap::new())),
+                "CONNZ" => data_reply(
+                    &block,
+                    &connz::connz(server, &connz::ConnzOptions::from_params(p).map_err(error)?)
+                        .map_err(error)?,
+                ),
+                "SUBSZ" => data_reply(
+                    &block,
+                    &subsz::subsz(server, &subsz::SubszOptions::from_params(p).map_err(error)?)
+                        .map_err(error)?,
+                ),
+                "JSZ" => data_reply(
+                    &block,
+                    &jsz::jsz(server, &jsz::JszOptions::from_params(p).map_err(error)?),
+                ),
+                "ACCOUNTZ" => data_reply(
+                    &block,
+                    &accountz::accountz(server, p.get("acc")).map_err(error)?,
+                ),
+                "HEALTHZ" => {
+                    let opts = jsz::HealthzOptions::from_params(p).map_err(error)?;
+                    data_reply(&block, &jsz::healthz(server, &opts).1)
+                }
+                "STATSZ" => encode::<()>(&SysReply {
+                    server: &block,
+                    data: None,
+                    statsz: Some(&statsz(server)),
+                    error: None,
+                }),
+                other => return Err(format!("unknown endpoint {other}")),
+            })
+        })();
+        body.unwrap_or_else(|e| error_reply(&block, Some((400, &e))))
     }
 
-    fn server_block(&self, server: &Server) -> Value {
-        to_value(&ServerInfo::new(
-            server,
-            self.seq.fetch_add(1, Ordering::Relaxed) + 1,
-        ))
+    fn server_block(&self, server: &Server) -> ServerInfo {
+        ServerInfo::new(server, self.seq.fetch_add(1, Ordering::Relaxed) + 1)
     }
 }
 
@@ -272,17 +321,15 @@ impl SysRequests {
                     }
                 },
             };
-            let server_block = handler.server_block(&server);
-            let body = match error {
-                None => json!({ "server": server_block }),
-                Some((code, description)) => json!({
-                    "server": server_block,
-                    "error": { "code": code, "description": description },
-                }),
-            };
+            let block = handler.server_block(&server);
+            let payload = error_reply(
+                &block,
+                error
+                    .as_ref()
+                    .map(|(code, description)| (*code, description.as_str())),
+            );
             // The system account as the reload left it: the old one may have been replaced.
             if let Some(account) = server.account(&server.system_account()) {
-                let payload = serde_json::to_vec(&body).unwrap_or_default();
                 route::publish(&account, &reply, None, None, &payload);
             }
         });
@@ -308,13 +355,7 @@ impl InternalHandler for SysRequests {
             self.reload(&server, reply, msg.payload);
             return;
         }
-        let server_block = self.server_block(&server);
-        let body = match self.data(&server, endpoint, &params(msg.payload)) {
-            Ok(data) if endpoint == "STATSZ" => json!({"server": server_block, "statsz": data}),
-            Ok(data) => json!({"server": server_block, "data": data}),
-            Err(e) => json!({"server": server_block, "error": {"code": 400, "description": e}}),
-        };
-        let payload = serde_json::to_vec(&body).unwrap_or_default();
+        let payload = self.reply(&server, endpoint, &params(msg.payload));
         route::publish_into(&account, reply, None, None, &payload, flush);
     }
 }
