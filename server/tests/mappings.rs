@@ -134,7 +134,14 @@ async fn mappings_route_publishes_as_on_nats_server() {
         let a = login(&s, "a", "a").await;
         let p = login(&s, "p", "p").await;
         let mut a_all = a.subscribe(">").await.unwrap();
-        a.flush().await.unwrap();
+        // Through its own subscription: the server has it before p publishes (a flush only
+        // proves it was written).
+        a.publish("ready", "".into()).await.unwrap();
+        let ready = tokio::time::timeout(WAIT, a_all.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ready.subject.as_str(), "ready");
         for subject in ["p.src", "q.src", "a.src"] {
             p.publish(subject, "".into()).await.unwrap();
         }
@@ -240,7 +247,14 @@ accounts {
         let i = login(&s, "i", "i").await;
         let mut svc = e.subscribe("esvc.>").await.unwrap();
         let mut plain = e.subscribe("esvc").await.unwrap();
-        e.flush().await.unwrap();
+        // A message through its own subscription proves the server has both SUBs (a flush
+        // only proves they were written).
+        e.publish("esvc.ready", "".into()).await.unwrap();
+        let ready = tokio::time::timeout(WAIT, svc.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ready.subject.as_str(), "esvc.ready");
         let responder = tokio::spawn({
             let e = e.clone();
             async move {
